@@ -1,0 +1,44 @@
+// Shared CUDA helpers for every kernel file: dtype conversion to/from f32, and the switch that lets the same
+// source compile for the GPU (nvcc) or for the host under the SIMT emulator (g++ -DSLR_EMULATE, cuda/emu/).
+//
+// Conventions (docs/design.md): kernels are templates over the element type with f32 accumulation; each is
+// instantiated by `extern "C" __global__` wrappers named `<op>_<dtype>` so the Rust side picks by type; each
+// wrapper is followed by SLR_EMU_EXPORT(name) so the emulator can launch it. Inline PTX lives only here, in
+// named helpers with a host version (none needed yet).
+#pragma once
+
+#ifdef SLR_EMULATE
+#include "emu/cuda_emu.h"
+#else
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#define SLR_EMU_EXPORT(kernel)
+#define SLR_DYNAMIC_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
+namespace slr {
+
+// Element <-> f32. Conversions to narrow types round to nearest even, once.
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// Index of the CSR row that holds entry `e`: the largest r in [0, rows) with row_offsets[r] <= e. Requires a
+// validated CSR (offsets non-decreasing, row_offsets[rows] = nnz > e). About log2(rows) dependent loads of a
+// small array that stays in L1/L2.
+__device__ __forceinline__ unsigned csr_row_of_entry(const unsigned* __restrict__ row_offsets, unsigned rows,
+                                                     unsigned e) {
+    unsigned lo = 0, hi = rows - 1;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo + 1) / 2;
+        if (row_offsets[mid] <= e) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
+}  // namespace slr

@@ -1,0 +1,181 @@
+//! Dense matrix views over plain host slices: shape, leading dimension and layout, checked once at construction.
+//! The same [`DenseShape`] describes device views ([`crate::DeviceMatRef`]), so the indexing rule lives here only.
+use crate::error::{Error, Result};
+
+/// Storage order of a dense matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `A[r, c]` at `r * ld + c` (what PyTorch/candle store).
+    RowMajor,
+    /// `A[r, c]` at `c * ld + r` (what BLAS stores).
+    ColMajor,
+}
+
+/// Shape, leading dimension and layout of a dense matrix: `A[r, c]` lives at `r * row_stride() + c * col_stride()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DenseShape {
+    pub rows: usize,
+    pub cols: usize,
+    pub ld: usize,
+    pub layout: Layout,
+}
+
+impl DenseShape {
+    /// A shape with the tightest leading dimension (`cols` for row-major, `rows` for column-major).
+    pub fn packed(rows: usize, cols: usize, layout: Layout) -> Self {
+        let ld = match layout {
+            Layout::RowMajor => cols,
+            Layout::ColMajor => rows,
+        };
+        DenseShape { rows, cols, ld, layout }
+    }
+
+    /// Elements along the contiguous direction (the minimum leading dimension).
+    pub fn inner(&self) -> usize {
+        match self.layout {
+            Layout::RowMajor => self.cols,
+            Layout::ColMajor => self.rows,
+        }
+    }
+
+    fn outer(&self) -> usize {
+        match self.layout {
+            Layout::RowMajor => self.rows,
+            Layout::ColMajor => self.cols,
+        }
+    }
+
+    /// Elements a buffer must hold: `(outer - 1) * ld + inner`, or 0 for an empty matrix.
+    pub fn required_len(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.outer() - 1) * self.ld + self.inner()
+        }
+    }
+
+    pub fn row_stride(&self) -> usize {
+        match self.layout {
+            Layout::RowMajor => self.ld,
+            Layout::ColMajor => 1,
+        }
+    }
+
+    pub fn col_stride(&self) -> usize {
+        match self.layout {
+            Layout::RowMajor => 1,
+            Layout::ColMajor => self.ld,
+        }
+    }
+
+    /// Offset of `A[r, c]`; callers keep `r < rows`, `c < cols`.
+    #[inline]
+    pub fn offset(&self, r: usize, c: usize) -> usize {
+        r * self.row_stride() + c * self.col_stride()
+    }
+
+    /// Checks `ld` against the contiguous extent and `len` against the shape's needs.
+    pub fn validate(&self, op: &'static str, what: &'static str, len: usize) -> Result<()> {
+        if self.ld < self.inner() {
+            return Err(Error::InvalidLeadingDimension { op, ld: self.ld, min: self.inner() });
+        }
+        let needed = self
+            .outer()
+            .checked_sub(1)
+            .and_then(|o| o.checked_mul(self.ld))
+            .and_then(|x| x.checked_add(self.inner()))
+            .unwrap_or(0);
+        let needed = if self.rows == 0 || self.cols == 0 { 0 } else { needed };
+        if len < needed {
+            return Err(Error::BufferTooSmall { op, what, needed, got: len });
+        }
+        Ok(())
+    }
+}
+
+/// A borrowed dense matrix on the host.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    shape: DenseShape,
+}
+
+/// A mutably borrowed dense matrix on the host.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    shape: DenseShape,
+}
+
+impl<'a, T: Copy> MatRef<'a, T> {
+    /// A view of `data` as `rows x cols` with leading dimension `ld`. Errors if `ld` is below the contiguous
+    /// extent or `data` is too short.
+    pub fn new(data: &'a [T], rows: usize, cols: usize, ld: usize, layout: Layout) -> Result<Self> {
+        let shape = DenseShape { rows, cols, ld, layout };
+        shape.validate("MatRef::new", "data", data.len())?;
+        Ok(MatRef { data, shape })
+    }
+    /// Row-major with `ld = cols`.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, Layout::RowMajor)
+    }
+    /// Column-major with `ld = rows`.
+    pub fn col_major(data: &'a [T], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, rows, Layout::ColMajor)
+    }
+    pub fn shape(&self) -> DenseShape {
+        self.shape
+    }
+    pub fn rows(&self) -> usize {
+        self.shape.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.shape.cols
+    }
+    pub fn data(&self) -> &'a [T] {
+        self.data
+    }
+    /// `A[r, c]`; panics only on an index outside the shape (a caller bug, like slice indexing).
+    #[inline]
+    pub fn get(&self, r: usize, c: usize) -> T {
+        assert!(r < self.shape.rows && c < self.shape.cols, "index ({r}, {c}) outside the matrix");
+        self.data[self.shape.offset(r, c)]
+    }
+}
+
+impl<'a, T: Copy> MatMut<'a, T> {
+    /// A mutable view; same checks as [`MatRef::new`].
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, ld: usize, layout: Layout) -> Result<Self> {
+        let shape = DenseShape { rows, cols, ld, layout };
+        shape.validate("MatMut::new", "data", data.len())?;
+        Ok(MatMut { data, shape })
+    }
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, Layout::RowMajor)
+    }
+    pub fn col_major(data: &'a mut [T], rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, rows, Layout::ColMajor)
+    }
+    pub fn shape(&self) -> DenseShape {
+        self.shape
+    }
+    pub fn rows(&self) -> usize {
+        self.shape.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.shape.cols
+    }
+    pub fn as_ref(&self) -> MatRef<'_, T> {
+        MatRef { data: self.data, shape: self.shape }
+    }
+    #[inline]
+    pub fn get(&self, r: usize, c: usize) -> T {
+        self.as_ref().get(r, c)
+    }
+    /// `&mut A[r, c]`; panics only on an index outside the shape.
+    #[inline]
+    pub fn get_mut(&mut self, r: usize, c: usize) -> &mut T {
+        assert!(r < self.shape.rows && c < self.shape.cols, "index ({r}, {c}) outside the matrix");
+        &mut self.data[self.shape.offset(r, c)]
+    }
+}

@@ -1,0 +1,142 @@
+//! The emulated device: kernels compiled for the host from the same `cuda/*.cu` sources (build.rs, feature
+//! `emulator`) and run by the SIMT runtime in `cuda/emu/` with CUDA's execution model: every thread a fiber,
+//! real barriers and warp exchanges, guard pages around every buffer. See docs/emulator.md.
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr::NonNull;
+
+use super::LaunchShape;
+use crate::error::{Error, Result};
+
+/// Mirrors `slr_emu_launch` in cuda/emu/emu_abi.h.
+#[repr(C)]
+pub struct EmuLaunch {
+    grid: [u32; 3],
+    block: [u32; 3],
+    dynamic_smem_bytes: u32,
+    schedule: u32,
+    seed: u64,
+}
+
+/// Mirrors `slr_emu_entry`.
+pub type EmuEntry = unsafe extern "C" fn(*const EmuLaunch, *mut *mut c_void, *mut c_char, usize) -> c_int;
+
+extern "C" {
+    fn slr_emu_alloc(bytes: usize) -> *mut c_void;
+    fn slr_emu_free(p: *mut c_void);
+}
+
+include!(concat!(env!("OUT_DIR"), "/emu_kernels.rs"));
+
+/// Order in which the emulator runs blocks, and threads between synchronization points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Blocks in order; threads in order, each running until its next barrier, warp collective or exit.
+    RoundRobin,
+    /// Blocks in a seeded random order; at every synchronization point a seeded random runnable thread goes next.
+    /// A missing `__syncthreads()` or a dependency between blocks of one launch shows up as a wrong answer.
+    Random { seed: u64 },
+}
+
+pub(crate) struct EmuBackend {
+    schedule: Schedule,
+}
+
+impl EmuBackend {
+    pub fn new(schedule: Schedule) -> Self {
+        EmuBackend { schedule }
+    }
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Runs `kernel` over the grid, synchronously.
+    ///
+    /// # Safety
+    /// `params` holds one pointer per kernel parameter to a value of that parameter's type; pointer values
+    /// address emulator buffers the kernel may touch (the launcher's validation guarantees the extents).
+    pub unsafe fn launch(&self, kernel: &str, shape: LaunchShape, params: &mut [*mut c_void]) -> Result<()> {
+        let entry = EMU_KERNELS
+            .iter()
+            .find(|(name, _)| *name == kernel)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| Error::KernelNotFound { module: "emulator", kernel: kernel.to_string() })?;
+        let (schedule, seed) = match self.schedule {
+            Schedule::RoundRobin => (0, 0),
+            Schedule::Random { seed } => (1, seed),
+        };
+        let cfg = EmuLaunch {
+            grid: [shape.grid.0, shape.grid.1, shape.grid.2],
+            block: [shape.block.0, shape.block.1, shape.block.2],
+            dynamic_smem_bytes: shape.shared_bytes,
+            schedule,
+            seed,
+        };
+        let mut err = vec![0 as c_char; 1024];
+        // SAFETY: `cfg` and `err` outlive the call and `err.len()` is its capacity; the caller vouches for
+        // `params`.
+        let rc = unsafe { entry(&cfg, params.as_mut_ptr(), err.as_mut_ptr(), err.len()) };
+        if rc != 0 {
+            // SAFETY: the runtime writes a NUL-terminated message within err_len bytes; the buffer was zeroed,
+            // so even a runtime that wrote nothing leaves a valid empty string.
+            let message = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+            return Err(Error::Emulator { kernel: kernel.to_string(), message });
+        }
+        Ok(())
+    }
+}
+
+/// An emulator buffer: host memory from `slr_emu_alloc`, whose end abuts a guard page so overruns fault and are
+/// reported as errors naming the kernel.
+pub(crate) struct EmuVec<T> {
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: EmuVec owns its allocation exclusively (like Vec<T>); sharing follows T.
+unsafe impl<T: Send> Send for EmuVec<T> {}
+// SAFETY: as above; &EmuVec only gives read access.
+unsafe impl<T: Sync> Sync for EmuVec<T> {}
+
+impl<T: Copy> EmuVec<T> {
+    fn alloc(len: usize) -> Result<Self> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or(Error::Emulator {
+            kernel: "-".into(),
+            message: format!("allocation of {len} elements overflows"),
+        })?;
+        // SAFETY: plain allocation call; a null result is handled below.
+        let p = unsafe { slr_emu_alloc(bytes) } as *mut T;
+        let ptr = NonNull::new(p).ok_or(Error::Emulator { kernel: "-".into(), message: format!("could not allocate {bytes} bytes") })?;
+        Ok(EmuVec { ptr, len })
+    }
+    pub fn from_slice(data: &[T]) -> Result<Self> {
+        let v = Self::alloc(data.len())?;
+        // SAFETY: the new buffer holds data.len() elements (16-byte aligned start) and cannot overlap `data`.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), v.ptr.as_ptr(), data.len()) };
+        Ok(v)
+    }
+    pub fn zeros(len: usize) -> Result<Self> {
+        let v = Self::alloc(len)?;
+        // SAFETY: the buffer holds len elements; T: ValidAsZeroBits at every call site (Gpu::alloc_zeros).
+        unsafe { std::ptr::write_bytes(v.ptr.as_ptr(), 0, len) };
+        Ok(v)
+    }
+}
+
+impl<T> EmuVec<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn as_ptr(&self) -> *const T {
+        self.ptr.as_ptr()
+    }
+    pub fn as_mut_ptr(&mut self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+}
+
+impl<T> Drop for EmuVec<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from slr_emu_alloc and is freed once.
+        unsafe { slr_emu_free(self.ptr.as_ptr() as *mut c_void) };
+    }
+}

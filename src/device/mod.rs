@@ -1,0 +1,577 @@
+//! The device layer: a [`Gpu`] handle (a CUDA context and stream, or the SIMT emulator), device buffers and
+//! views, and the one launch path every op uses.
+//!
+//! Nothing here panics on a machine without CUDA: the constructor probes for `libcuda.so` before touching
+//! cudarc, and every failure is an [`Error`]. Ops are asynchronous on the handle's stream; [`Gpu::download`] and
+//! [`Gpu::synchronize`] wait.
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut,
+    DeviceRepr, SyncOnDrop, ValidAsZeroBits,
+};
+
+use crate::dense::{DenseShape, Layout};
+use crate::error::{Error, Result};
+use crate::kernels;
+
+#[cfg(feature = "emulator")]
+pub mod emu;
+#[cfg(feature = "emulator")]
+pub use emu::Schedule;
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("kernel arguments are packed little-endian");
+
+/// A handle on one device: a CUDA GPU, or (with the `emulator` feature) the SIMT emulator that runs the same
+/// kernel sources on the CPU.
+pub struct Gpu {
+    backend: Backend,
+}
+
+enum Backend {
+    Cuda(CudaBackend),
+    #[cfg(feature = "emulator")]
+    Emulated(emu::EmuBackend),
+}
+
+struct CudaBackend {
+    stream: Arc<CudaStream>,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<(&'static str, String), CudaFunction>>,
+    blas: OnceLock<Arc<CudaBlas>>,
+}
+
+fn cuda_err(op: &'static str) -> impl Fn(cudarc::driver::DriverError) -> Error {
+    move |e| Error::Cuda { op, detail: e.to_string() }
+}
+
+impl Gpu {
+    /// Opens CUDA device `ordinal` with its own default stream. Errors, in this order: no CUDA driver library,
+    /// no such device, kernels not built into this crate.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        // SAFETY: only attempts to dlopen libcuda under its usual names; no CUDA function is called.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::NoCudaDriver);
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| Error::NoCudaDevice { ordinal, detail: e.to_string() })?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::NoCudaDevice { ordinal, detail: format!("the driver reports {count} device(s)") });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCudaDevice { ordinal, detail: e.to_string() })?;
+        Self::from_stream(ctx.default_stream())
+    }
+
+    /// Wraps a caller's stream (for example candle's), so our kernels are ordered with the caller's work and
+    /// accept the caller's `CudaSlice`s without copies.
+    pub fn from_stream(stream: Arc<CudaStream>) -> Result<Self> {
+        if !kernels::built() {
+            return Err(Error::KernelsNotBuilt);
+        }
+        Ok(Gpu {
+            backend: Backend::Cuda(CudaBackend {
+                stream,
+                modules: Mutex::new(HashMap::new()),
+                functions: Mutex::new(HashMap::new()),
+                blas: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The SIMT emulator: kernels compiled for the host from the same sources, run with CUDA's execution model
+    /// (docs/emulator.md). For tests and debugging, not speed.
+    #[cfg(feature = "emulator")]
+    pub fn emulated(schedule: Schedule) -> Self {
+        Gpu { backend: Backend::Emulated(emu::EmuBackend::new(schedule)) }
+    }
+
+    /// True for a real CUDA device.
+    pub fn is_cuda(&self) -> bool {
+        matches!(self.backend, Backend::Cuda(_))
+    }
+
+    /// A one-line description: the GPU's name and compute capability, or the emulator and its schedule.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                let ctx = b.stream.context();
+                let name = ctx.name().unwrap_or_else(|_| "unknown".into());
+                let cc = ctx.compute_capability().map(|(a, b)| format!("sm_{a}{b}")).unwrap_or_default();
+                format!("{name} ({cc}, CUDA device {})", ctx.ordinal())
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(e) => format!("SIMT emulator ({:?})", e.schedule()),
+        }
+    }
+
+    /// The CUDA stream ops are queued on (`None` for the emulator).
+    pub fn cuda_stream(&self) -> Option<&Arc<CudaStream>> {
+        match &self.backend {
+            Backend::Cuda(b) => Some(&b.stream),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => None,
+        }
+    }
+
+    /// A cuBLAS handle on this stream, created on first use. Errors if libcublas cannot be loaded or on the
+    /// emulator.
+    pub fn cublas(&self) -> Result<Arc<CudaBlas>> {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                if let Some(h) = b.blas.get() {
+                    return Ok(h.clone());
+                }
+                // SAFETY: only attempts to dlopen libcublas; no cuBLAS function is called.
+                if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+                    return Err(Error::LibraryMissing { library: "cuBLAS" });
+                }
+                let h = CudaBlas::new(b.stream.clone())
+                    .map_err(|e| Error::Cuda { op: "cublas", detail: format!("{e:?}") })?;
+                Ok(b.blas.get_or_init(|| Arc::new(h)).clone())
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Err(Error::LibraryMissing { library: "cuBLAS (not available on the emulator)" }),
+        }
+    }
+
+    /// Copies `data` to a new device buffer.
+    pub fn upload<T: DeviceRepr + Copy>(&self, data: &[T]) -> Result<DeviceVec<T>> {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                let s = b.stream.clone_htod(data).map_err(cuda_err("upload"))?;
+                Ok(DeviceVec { inner: VecInner::Cuda(s) })
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Ok(DeviceVec { inner: VecInner::Emulated(emu::EmuVec::from_slice(data)?) }),
+        }
+    }
+
+    /// A new device buffer of `len` zeros.
+    pub fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits + Copy>(&self, len: usize) -> Result<DeviceVec<T>> {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                let s = b.stream.alloc_zeros(len).map_err(cuda_err("alloc_zeros"))?;
+                Ok(DeviceVec { inner: VecInner::Cuda(s) })
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Ok(DeviceVec { inner: VecInner::Emulated(emu::EmuVec::zeros(len)?) }),
+        }
+    }
+
+    /// Waits for queued work, then copies a device buffer (or view) to the host.
+    pub fn download<'a, T: DeviceRepr + Copy + 'a>(&self, src: impl Into<DeviceSlice<'a, T>>) -> Result<Vec<T>> {
+        let src = src.into();
+        match (&self.backend, &src.inner) {
+            (Backend::Cuda(b), SliceInner::Cuda(v)) => {
+                let out = b.stream.clone_dtoh(v).map_err(cuda_err("download"))?;
+                b.stream.synchronize().map_err(cuda_err("download"))?;
+                Ok(out)
+            }
+            #[cfg(feature = "emulator")]
+            (Backend::Emulated(_), SliceInner::Host { ptr, len, .. }) => {
+                // SAFETY: a Host slice points at `len` initialized elements of a live emulator buffer borrowed
+                // for the view's lifetime; the emulator runs launches synchronously, so no kernel is writing.
+                Ok(unsafe { std::slice::from_raw_parts(*ptr, *len) }.to_vec())
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::WrongDevice { op: "download", what: "source buffer" }),
+        }
+    }
+
+    /// Waits until all queued work on this handle's stream is done.
+    pub fn synchronize(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Cuda(b) => b.stream.synchronize().map_err(cuda_err("synchronize")),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Ok(()),
+        }
+    }
+
+    fn cuda_function(b: &CudaBackend, module: &'static str, kernel: &str) -> Result<CudaFunction> {
+        let key = (module, kernel.to_string());
+        if let Some(f) = b.functions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(f.clone());
+        }
+        let m = {
+            let mut modules = b.modules.lock().unwrap_or_else(|p| p.into_inner());
+            match modules.get(module) {
+                Some(m) => m.clone(),
+                None => {
+                    let km = kernels::module(module)
+                        .ok_or(Error::KernelNotFound { module, kernel: kernel.to_string() })?;
+                    let m = b
+                        .stream
+                        .context()
+                        .load_module(cudarc::nvrtc::Ptx::from_binary(km.fatbin.to_vec()))
+                        .map_err(|e| Error::Cuda { op: "load kernel module", detail: format!("{module}: {e}") })?;
+                    modules.insert(module, m.clone());
+                    m
+                }
+            }
+        };
+        let f = m
+            .load_function(kernel)
+            .map_err(|_| Error::KernelNotFound { module, kernel: kernel.to_string() })?;
+        b.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, f.clone());
+        Ok(f)
+    }
+
+    /// Launches `module::kernel` on this handle's stream (or runs it on the emulator).
+    ///
+    /// # Safety
+    /// The caller has validated everything the kernel trusts: every pointer argument addresses a live buffer of
+    /// this device with at least as many elements as the kernel will touch given the scalar arguments and the
+    /// launch shape, pointer arguments the kernel writes do not overlap ones it reads, and `args` match the
+    /// kernel's parameter list in count, order and type.
+    pub(crate) unsafe fn launch(&self, module: &'static str, kernel: &str, shape: LaunchShape, args: &[KernelArg]) -> Result<()> {
+        // Every argument in its own 8-byte slot; the kernel reads as many bytes as its parameter type needs
+        // (little-endian, so a u32 or f32 sits in the low bytes).
+        let mut slots: Vec<u64> = args.iter().map(KernelArg::bits).collect();
+        let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+        match &self.backend {
+            Backend::Cuda(b) => {
+                let f = Self::cuda_function(b, module, kernel)?;
+                b.stream.context().bind_to_thread().map_err(cuda_err("launch"))?;
+                // SAFETY: `params` holds one pointer per kernel parameter into `slots`, which outlives the
+                // call; the caller's contract covers what the kernel does with them.
+                unsafe {
+                    cudarc::driver::result::launch_kernel(
+                        f.cu_function(),
+                        shape.grid,
+                        shape.block,
+                        shape.shared_bytes,
+                        b.stream.cu_stream(),
+                        &mut params,
+                    )
+                }
+                .map_err(|e| Error::Cuda { op: "launch", detail: format!("{kernel}: {e}") })
+            }
+            #[cfg(feature = "emulator")]
+            // SAFETY: as above; the emulator runs the host build of the same kernel with the same arguments.
+            Backend::Emulated(e) => unsafe { e.launch(kernel, shape, &mut params) },
+        }
+    }
+}
+
+/// Grid, block and dynamic shared memory of one launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LaunchShape {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub shared_bytes: u32,
+}
+
+impl LaunchShape {
+    /// One thread per item, `threads` per block, 1-D. Errors if the grid would exceed CUDA's 2^31 - 1 blocks.
+    pub fn linear(op: &'static str, items: usize, threads: u32) -> Result<Self> {
+        let blocks = items.div_ceil(threads as usize);
+        if blocks > i32::MAX as usize {
+            return Err(Error::LengthMismatch { op, what: "work items (grid too large)", expected: i32::MAX as usize * threads as usize, got: items });
+        }
+        Ok(LaunchShape { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_bytes: 0 })
+    }
+}
+
+/// One kernel argument, by value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KernelArg {
+    /// A device address (`T*` parameter).
+    Ptr(u64),
+    U32(u32),
+    U64(u64),
+    F32(f32),
+}
+
+impl KernelArg {
+    fn bits(&self) -> u64 {
+        match *self {
+            KernelArg::Ptr(p) => p,
+            KernelArg::U32(x) => x as u64,
+            KernelArg::U64(x) => x,
+            KernelArg::F32(x) => x.to_bits() as u64,
+        }
+    }
+}
+
+/// An owned device buffer of `T`: a cudarc `CudaSlice<T>` on a GPU (the type candle's CUDA storage holds), or
+/// host memory with guard pages on the emulator.
+pub struct DeviceVec<T> {
+    inner: VecInner<T>,
+}
+
+enum VecInner<T> {
+    Cuda(CudaSlice<T>),
+    #[cfg(feature = "emulator")]
+    Emulated(emu::EmuVec<T>),
+}
+
+impl<T> DeviceVec<T> {
+    /// Wraps a caller's CUDA buffer without copying.
+    pub fn from_cuda(slice: CudaSlice<T>) -> Self {
+        DeviceVec { inner: VecInner::Cuda(slice) }
+    }
+    /// The CUDA buffer, if this lives on a GPU.
+    pub fn as_cuda(&self) -> Option<&CudaSlice<T>> {
+        match &self.inner {
+            VecInner::Cuda(s) => Some(s),
+            #[cfg(feature = "emulator")]
+            VecInner::Emulated(_) => None,
+        }
+    }
+    /// Gives the CUDA buffer back (or `self` unchanged if this is an emulator buffer).
+    pub fn into_cuda(self) -> std::result::Result<CudaSlice<T>, Self> {
+        match self.inner {
+            VecInner::Cuda(s) => Ok(s),
+            #[cfg(feature = "emulator")]
+            other => Err(DeviceVec { inner: other }),
+        }
+    }
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            VecInner::Cuda(s) => s.len(),
+            #[cfg(feature = "emulator")]
+            VecInner::Emulated(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A read-only view of `range` (panics if out of bounds, like slice indexing).
+    pub fn slice(&self, range: Range<usize>) -> DeviceSlice<'_, T> {
+        assert!(range.start <= range.end && range.end <= self.len(), "range {range:?} outside 0..{}", self.len());
+        match &self.inner {
+            VecInner::Cuda(s) => DeviceSlice { inner: SliceInner::Cuda(s.slice(range)) },
+            #[cfg(feature = "emulator")]
+            VecInner::Emulated(v) => DeviceSlice {
+                // SAFETY: start <= len checked above, so the offset pointer stays within (or one past) the buffer.
+                inner: SliceInner::Host { ptr: unsafe { v.as_ptr().add(range.start) }, len: range.len(), _borrow: PhantomData },
+            },
+        }
+    }
+    /// A writable view of `range` (panics if out of bounds).
+    pub fn slice_mut(&mut self, range: Range<usize>) -> DeviceSliceMut<'_, T> {
+        assert!(range.start <= range.end && range.end <= self.len(), "range {range:?} outside 0..{}", self.len());
+        match &mut self.inner {
+            VecInner::Cuda(s) => DeviceSliceMut { inner: SliceMutInner::Cuda(s.slice_mut(range)) },
+            #[cfg(feature = "emulator")]
+            VecInner::Emulated(v) => DeviceSliceMut {
+                // SAFETY: as in `slice`; the &mut borrow of self makes this the only view.
+                inner: SliceMutInner::Host { ptr: unsafe { v.as_mut_ptr().add(range.start) }, len: range.len(), _borrow: PhantomData },
+            },
+        }
+    }
+}
+
+/// A borrowed, read-only device buffer: made from a [`DeviceVec`], a cudarc `CudaSlice`, or a `CudaView`.
+pub struct DeviceSlice<'a, T> {
+    inner: SliceInner<'a, T>,
+}
+
+enum SliceInner<'a, T> {
+    Cuda(CudaView<'a, T>),
+    #[allow(dead_code)]
+    Host { ptr: *const T, len: usize, _borrow: PhantomData<&'a T> },
+}
+
+/// A borrowed, writable device buffer: made from a [`DeviceVec`], a cudarc `CudaSlice`, or a `CudaViewMut`.
+pub struct DeviceSliceMut<'a, T> {
+    inner: SliceMutInner<'a, T>,
+}
+
+enum SliceMutInner<'a, T> {
+    Cuda(CudaViewMut<'a, T>),
+    #[allow(dead_code)]
+    Host { ptr: *mut T, len: usize, _borrow: PhantomData<&'a mut T> },
+}
+
+impl<'a, T> From<&'a DeviceVec<T>> for DeviceSlice<'a, T> {
+    fn from(v: &'a DeviceVec<T>) -> Self {
+        v.slice(0..v.len())
+    }
+}
+impl<'a, T> From<&'a CudaSlice<T>> for DeviceSlice<'a, T> {
+    fn from(s: &'a CudaSlice<T>) -> Self {
+        DeviceSlice { inner: SliceInner::Cuda(s.as_view()) }
+    }
+}
+impl<'a, T> From<CudaView<'a, T>> for DeviceSlice<'a, T> {
+    fn from(v: CudaView<'a, T>) -> Self {
+        DeviceSlice { inner: SliceInner::Cuda(v) }
+    }
+}
+impl<'a, T> From<&'a mut DeviceVec<T>> for DeviceSliceMut<'a, T> {
+    fn from(v: &'a mut DeviceVec<T>) -> Self {
+        let n = v.len();
+        v.slice_mut(0..n)
+    }
+}
+impl<'a, T> From<&'a mut CudaSlice<T>> for DeviceSliceMut<'a, T> {
+    fn from(s: &'a mut CudaSlice<T>) -> Self {
+        DeviceSliceMut { inner: SliceMutInner::Cuda(s.as_view_mut()) }
+    }
+}
+impl<'a, T> From<CudaViewMut<'a, T>> for DeviceSliceMut<'a, T> {
+    fn from(v: CudaViewMut<'a, T>) -> Self {
+        DeviceSliceMut { inner: SliceMutInner::Cuda(v) }
+    }
+}
+
+/// Keeps cudarc's stream-ordering events alive until a launch has been queued.
+pub(crate) enum PtrGuard<'a> {
+    #[allow(dead_code)]
+    Cuda(SyncOnDrop<'a>),
+    #[allow(dead_code)]
+    Host,
+}
+
+/// Address range of a buffer, for overlap checks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AddrRange {
+    start: u64,
+    bytes: u64,
+}
+
+impl AddrRange {
+    pub fn overlaps(&self, other: &AddrRange) -> bool {
+        self.bytes > 0 && other.bytes > 0 && self.start < other.start + other.bytes && other.start < self.start + self.bytes
+    }
+}
+
+/// Errors with `Aliasing` if `output` overlaps any of `inputs`.
+pub(crate) fn check_no_alias(op: &'static str, output: (&'static str, AddrRange), inputs: &[(&'static str, AddrRange)]) -> Result<()> {
+    for (name, r) in inputs {
+        if output.1.overlaps(r) {
+            return Err(Error::Aliasing { op, output: output.0, input: name });
+        }
+    }
+    Ok(())
+}
+
+impl<'a, T> DeviceSlice<'a, T> {
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            SliceInner::Cuda(v) => v.len(),
+            SliceInner::Host { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub(crate) fn addr_range(&self, gpu: &Gpu) -> AddrRange {
+        let bytes = (self.len() * std::mem::size_of::<T>()) as u64;
+        match (&self.inner, &gpu.backend) {
+            (SliceInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
+            (SliceInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
+            #[allow(unreachable_patterns)]
+            _ => AddrRange { start: 0, bytes: 0 },
+        }
+    }
+    /// The device address to pass to a kernel, with the guard that orders this read after earlier writes.
+    pub(crate) fn kernel_ptr<'s>(&'s self, gpu: &'s Gpu, op: &'static str, what: &'static str) -> Result<(KernelArg, PtrGuard<'s>)> {
+        match (&self.inner, &gpu.backend) {
+            (SliceInner::Cuda(v), Backend::Cuda(b)) => {
+                let (p, g) = v.device_ptr(&b.stream);
+                Ok((KernelArg::Ptr(p), PtrGuard::Cuda(g)))
+            }
+            #[cfg(feature = "emulator")]
+            (SliceInner::Host { ptr, .. }, Backend::Emulated(_)) => Ok((KernelArg::Ptr(*ptr as u64), PtrGuard::Host)),
+            _ => Err(Error::WrongDevice { op, what }),
+        }
+    }
+}
+
+impl<'a, T> DeviceSliceMut<'a, T> {
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            SliceMutInner::Cuda(v) => v.len(),
+            SliceMutInner::Host { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub(crate) fn addr_range(&self, gpu: &Gpu) -> AddrRange {
+        let bytes = (self.len() * std::mem::size_of::<T>()) as u64;
+        match (&self.inner, &gpu.backend) {
+            (SliceMutInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
+            (SliceMutInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
+            #[allow(unreachable_patterns)]
+            _ => AddrRange { start: 0, bytes: 0 },
+        }
+    }
+    /// The device address a kernel writes through, with the guard that orders the write after earlier work.
+    pub(crate) fn kernel_ptr_mut<'s>(&'s mut self, gpu: &'s Gpu, op: &'static str, what: &'static str) -> Result<(KernelArg, PtrGuard<'s>)> {
+        match (&mut self.inner, &gpu.backend) {
+            (SliceMutInner::Cuda(v), Backend::Cuda(b)) => {
+                let (p, g) = v.device_ptr_mut(&b.stream);
+                Ok((KernelArg::Ptr(p), PtrGuard::Cuda(g)))
+            }
+            #[cfg(feature = "emulator")]
+            (SliceMutInner::Host { ptr, .. }, Backend::Emulated(_)) => Ok((KernelArg::Ptr(*ptr as u64), PtrGuard::Host)),
+            _ => Err(Error::WrongDevice { op, what }),
+        }
+    }
+}
+
+/// A read-only dense matrix on the device; the shape is checked against the buffer at construction.
+pub struct DeviceMatRef<'a, T> {
+    data: DeviceSlice<'a, T>,
+    shape: DenseShape,
+}
+
+/// A writable dense matrix on the device.
+pub struct DeviceMatMut<'a, T> {
+    data: DeviceSliceMut<'a, T>,
+    shape: DenseShape,
+}
+
+impl<'a, T> DeviceMatRef<'a, T> {
+    /// `rows x cols` with leading dimension `ld`; errors if `ld` is below the contiguous extent or the buffer is
+    /// too short.
+    pub fn new(data: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, ld: usize, layout: Layout) -> Result<Self> {
+        let data = data.into();
+        let shape = DenseShape { rows, cols, ld, layout };
+        shape.validate("DeviceMatRef::new", "data", data.len())?;
+        Ok(DeviceMatRef { data, shape })
+    }
+    pub fn row_major(data: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, Layout::RowMajor)
+    }
+    pub fn col_major(data: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, rows, Layout::ColMajor)
+    }
+    pub fn shape(&self) -> DenseShape {
+        self.shape
+    }
+    pub(crate) fn data(&self) -> &DeviceSlice<'a, T> {
+        &self.data
+    }
+}
+
+impl<'a, T> DeviceMatMut<'a, T> {
+    /// Same checks as [`DeviceMatRef::new`].
+    pub fn new(data: impl Into<DeviceSliceMut<'a, T>>, rows: usize, cols: usize, ld: usize, layout: Layout) -> Result<Self> {
+        let data = data.into();
+        let shape = DenseShape { rows, cols, ld, layout };
+        shape.validate("DeviceMatMut::new", "data", data.len())?;
+        Ok(DeviceMatMut { data, shape })
+    }
+    pub fn row_major(data: impl Into<DeviceSliceMut<'a, T>>, rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, cols, Layout::RowMajor)
+    }
+    pub fn col_major(data: impl Into<DeviceSliceMut<'a, T>>, rows: usize, cols: usize) -> Result<Self> {
+        Self::new(data, rows, cols, rows, Layout::ColMajor)
+    }
+    pub fn shape(&self) -> DenseShape {
+        self.shape
+    }
+    pub(crate) fn data_mut(&mut self) -> &mut DeviceSliceMut<'a, T> {
+        &mut self.data
+    }
+}

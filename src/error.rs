@@ -1,0 +1,135 @@
+//! The crate's one error type. Each variant says what was wrong and where; none carries a bare string where a
+//! typed field can say it.
+use std::fmt;
+
+/// Why a CSR pattern was rejected (see [`crate::CsrPattern::new`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsrError {
+    /// `row_offsets` must have `rows + 1` entries.
+    OffsetsLength { expected: usize, got: usize },
+    /// `row_offsets[0]` must be 0.
+    OffsetsStart { got: i64 },
+    /// `row_offsets[row + 1] < row_offsets[row]`.
+    OffsetsDecreasing { row: usize },
+    /// `row_offsets[rows]` must equal the number of column indices.
+    OffsetsEnd { last: i64, nnz: usize },
+    /// A column index outside `0..cols`.
+    ColumnOutOfRange { row: usize, entry: usize, col: i64, cols: usize },
+    /// Columns within a row must be strictly increasing (sorted, no duplicates).
+    ColumnsNotIncreasing { row: usize, entry: usize },
+    /// A dimension or the entry count does not fit the index type.
+    TooLargeForIndex { what: &'static str, value: usize, max: usize },
+    /// A COO entry outside the matrix.
+    CooOutOfRange { entry: usize, row: usize, col: usize, rows: usize, cols: usize },
+}
+
+/// Every failure the crate reports.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two operands' shapes disagree.
+    ShapeMismatch { op: &'static str, what: &'static str, expected: (usize, usize), got: (usize, usize) },
+    /// A buffer or value array has the wrong number of elements.
+    LengthMismatch { op: &'static str, what: &'static str, expected: usize, got: usize },
+    /// A dense view's buffer is shorter than its shape and leading dimension need.
+    BufferTooSmall { op: &'static str, what: &'static str, needed: usize, got: usize },
+    /// The leading dimension is smaller than the contiguous extent.
+    InvalidLeadingDimension { op: &'static str, ld: usize, min: usize },
+    /// An invalid CSR pattern.
+    InvalidCsr(CsrError),
+    /// An output buffer overlaps an input buffer.
+    Aliasing { op: &'static str, output: &'static str, input: &'static str },
+    /// No CUDA driver library (`libcuda.so`) could be loaded on this machine.
+    NoCudaDriver,
+    /// The driver loaded but reports no usable device (or the ordinal is out of range).
+    NoCudaDevice { ordinal: usize, detail: String },
+    /// The crate was built without nvcc, so there are no kernels to launch.
+    KernelsNotBuilt,
+    /// A kernel module or function is missing from the embedded fatbins.
+    KernelNotFound { module: &'static str, kernel: String },
+    /// A CUDA library (cuBLAS, ...) could not be loaded.
+    LibraryMissing { library: &'static str },
+    /// The CUDA driver returned an error.
+    Cuda { op: &'static str, detail: String },
+    /// A buffer belongs to another device backend than the handle it is used with.
+    WrongDevice { op: &'static str, what: &'static str },
+    /// The SIMT emulator reported a fault (out-of-bounds access, deadlock, bad launch) in a kernel.
+    Emulator { kernel: String, message: String },
+}
+
+impl From<CsrError> for Error {
+    fn from(e: CsrError) -> Self {
+        Error::InvalidCsr(e)
+    }
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for CsrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CsrError::OffsetsLength { expected, got } => {
+                write!(f, "row_offsets has {got} entries, expected rows + 1 = {expected}")
+            }
+            CsrError::OffsetsStart { got } => write!(f, "row_offsets[0] is {got}, must be 0"),
+            CsrError::OffsetsDecreasing { row } => write!(f, "row_offsets decreases at row {row}"),
+            CsrError::OffsetsEnd { last, nnz } => {
+                write!(f, "row_offsets ends at {last} but there are {nnz} column indices")
+            }
+            CsrError::ColumnOutOfRange { row, entry, col, cols } => {
+                write!(f, "column index {col} at entry {entry} (row {row}) is outside 0..{cols}")
+            }
+            CsrError::ColumnsNotIncreasing { row, entry } => {
+                write!(f, "columns of row {row} are not strictly increasing at entry {entry}")
+            }
+            CsrError::TooLargeForIndex { what, value, max } => {
+                write!(f, "{what} = {value} does not fit the index type (max {max})")
+            }
+            CsrError::CooOutOfRange { entry, row, col, rows, cols } => {
+                write!(f, "COO entry {entry} at ({row}, {col}) is outside a {rows}x{cols} matrix")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ShapeMismatch { op, what, expected, got } => write!(
+                f,
+                "{op}: {what} has shape {}x{}, expected {}x{}",
+                got.0, got.1, expected.0, expected.1
+            ),
+            Error::LengthMismatch { op, what, expected, got } => {
+                write!(f, "{op}: {what} has {got} elements, expected {expected}")
+            }
+            Error::BufferTooSmall { op, what, needed, got } => {
+                write!(f, "{op}: {what} holds {got} elements, its shape needs {needed}")
+            }
+            Error::InvalidLeadingDimension { op, ld, min } => {
+                write!(f, "{op}: leading dimension {ld} is smaller than {min}")
+            }
+            Error::InvalidCsr(e) => write!(f, "invalid CSR: {e}"),
+            Error::Aliasing { op, output, input } => write!(f, "{op}: output {output} overlaps input {input}"),
+            Error::NoCudaDriver => write!(
+                f,
+                "no CUDA driver: libcuda.so could not be loaded (install an NVIDIA driver >= 580, or use the CPU reference)"
+            ),
+            Error::NoCudaDevice { ordinal, detail } => write!(f, "no CUDA device {ordinal}: {detail}"),
+            Error::KernelsNotBuilt => write!(
+                f,
+                "the CUDA kernels were not built (no nvcc when this crate was compiled): run scripts/install-toolchain.sh or set NVCC, then rebuild"
+            ),
+            Error::KernelNotFound { module, kernel } => {
+                write!(f, "kernel {kernel} not found in module {module} (was it built for this GPU's architecture?)")
+            }
+            Error::LibraryMissing { library } => write!(f, "CUDA library {library} could not be loaded"),
+            Error::Cuda { op, detail } => write!(f, "{op}: CUDA error: {detail}"),
+            Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend"),
+            Error::Emulator { kernel, message } => write!(f, "emulated kernel {kernel}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,50 @@
+//! # sparse-lowrank
+//!
+//! Hand-written CUDA kernels for sparse and low-rank fine-tuning (LIFT, SLTrain, DSEE, SpIEL, 2:4 training),
+//! wrapped in safe, typed Rust: f32, f16 and bf16 with f32 accumulation, shape-checked, errors instead of
+//! panics, and a CPU reference for every op.
+//!
+//! Layers (docs/design.md): formats ([`CsrPattern`], [`Csr`], [`BitMask`], dense views) → per-op modules with a
+//! CPU reference and a launcher → kernels in `cuda/*.cu`. A [`Gpu`] is a CUDA device (or, with the `emulator`
+//! feature, the SIMT emulator that runs the same kernel sources on the CPU).
+//!
+//! ```no_run
+//! use sparse_lowrank::*;
+//! # fn main() -> Result<()> {
+//! // A 5% mask over a weight, its gradient gathered, an f32 delta scattered back into bf16 weights.
+//! let (m, n) = (64, 64);
+//! let w: Vec<half::bf16> = (0..m * n).map(|i| half::bf16::from_f32(i as f32 * 1e-3)).collect();
+//! let grad: Vec<half::bf16> = w.clone();
+//! let pattern = CsrPattern::<u32>::from_dense_predicate(MatRef::row_major(&w, m, n)?, |r, c, _| (r * 7 + c * 13) % 20 == 0)?;
+//! let gpu = Gpu::new(0)?;
+//! let dpat = DeviceCsrPattern::upload(&gpu, &pattern)?;
+//! let (dw, dg) = (gpu.upload(&w)?, gpu.upload(&grad)?);
+//! let mut g_sparse = gpu.alloc_zeros::<half::bf16>(pattern.nnz())?;
+//! gather(&gpu, &dpat, DeviceMatRef::row_major(&dg, m, n)?, &mut g_sparse)?;
+//! let delta = gpu.upload(&vec![0.01f32; pattern.nnz()])?;
+//! let mut dw = dw;
+//! scatter_add(&gpu, &dpat, &delta, -1.0, DeviceMatMut::row_major(&mut dw, m, n)?)?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_debug_implementations)]
+#![allow(missing_debug_implementations)]
+
+pub mod csr;
+pub mod dense;
+pub mod device;
+pub mod element;
+pub mod error;
+pub mod gather_scatter;
+pub mod kernels;
+pub mod mask;
+
+pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
+pub use dense::{DenseShape, Layout, MatMut, MatRef};
+pub use device::{DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu};
+#[cfg(feature = "emulator")]
+pub use device::Schedule;
+pub use element::{DType, Element};
+pub use error::{CsrError, Error, Result};
+pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, ScatterDelta};
+pub use mask::BitMask;
+pub use half;
