@@ -575,3 +575,20 @@ impl<'a, T> DeviceMatMut<'a, T> {
         &mut self.data
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_ranges_are_reported_as_aliasing_and_disjoint_ones_pass() {
+        let r = |start, bytes| AddrRange { start, bytes };
+        assert!(r(100, 16).overlaps(&r(112, 8)));
+        assert!(r(112, 8).overlaps(&r(100, 16)));
+        assert!(!r(100, 16).overlaps(&r(116, 8)));
+        assert!(!r(100, 0).overlaps(&r(100, 8)), "an empty range overlaps nothing");
+        let e = check_no_alias("op", ("out", r(0, 64)), &[("a", r(64, 8)), ("b", r(60, 8))]).unwrap_err();
+        assert_eq!(e, Error::Aliasing { op: "op", output: "out", input: "b" });
+        assert!(check_no_alias("op", ("out", r(0, 64)), &[("a", r(64, 8))]).is_ok());
+    }
+}

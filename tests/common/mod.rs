@@ -1,0 +1,85 @@
+//! Shared test helpers: the devices a GPU-vs-CPU property runs on, and random inputs.
+#![allow(dead_code)]
+use rand::prelude::*;
+use sparse_lowrank::*;
+
+/// Set to 1 to make a skipped GPU test fail (the GPU check script sets it).
+pub const REQUIRE_GPU_ENV: &str = "SLR_REQUIRE_GPU";
+
+/// A real CUDA device if there is one. Without one, prints "skipped: no CUDA device (...)" and returns None,
+/// unless SLR_REQUIRE_GPU=1, which turns the skip into a failure.
+pub fn cuda_or_skip(test: &str) -> Option<Gpu> {
+    match Gpu::new(0) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var(REQUIRE_GPU_ENV).is_ok_and(|v| v == "1") {
+                panic!("{test}: SLR_REQUIRE_GPU=1 but no CUDA device: {e}");
+            }
+            eprintln!("{test}: skipped on CUDA: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// Every device a GPU-vs-CPU property runs on here: the real GPU when present, and the SIMT emulator under the
+/// round-robin schedule and two seeded random schedules (with the `emulator` feature).
+pub fn devices(test: &str) -> Vec<(String, Gpu)> {
+    let mut v = Vec::new();
+    if let Some(g) = cuda_or_skip(test) {
+        v.push((g.describe(), g));
+    }
+    #[cfg(feature = "emulator")]
+    {
+        let seed: u64 = rand::thread_rng().gen();
+        for s in [Schedule::RoundRobin, Schedule::Random { seed }, Schedule::Random { seed: seed ^ 0x9e37_79b9_7f4a_7c15 }] {
+            let g = Gpu::emulated(s);
+            v.push((g.describe(), g));
+        }
+    }
+    #[cfg(not(feature = "emulator"))]
+    eprintln!("{test}: emulator not built (run with --features emulator)");
+    v
+}
+
+/// A fresh RNG per case, with its seed printed so a failure can be replayed with SLR_TEST_SEED.
+pub fn rng(test: &str) -> StdRng {
+    let seed = std::env::var("SLR_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
+    eprintln!("{test}: seed {seed} (replay with SLR_TEST_SEED={seed})");
+    StdRng::seed_from_u64(seed)
+}
+
+/// Row lengths for a random pattern: uniform density, or power-law skew (a few rows hold most entries), with some
+/// rows forced empty.
+pub fn random_pattern(rng: &mut StdRng, rows: usize, cols: usize, density: f64, skewed: bool) -> CsrPattern<u32> {
+    let mut positions = Vec::new();
+    for r in 0..rows {
+        let row_density = if skewed {
+            // Pareto-like: row weight ~ 1/(rank+1)^1.2, normalized so the mean stays near `density`.
+            let w = 1.0 / ((r as f64 + 1.0).powf(1.2));
+            (density * w * (rows as f64).min(50.0)).min(1.0)
+        } else {
+            density
+        };
+        if rng.gen_bool(0.1) {
+            continue; // an empty row
+        }
+        for c in 0..cols {
+            if rng.gen_bool(row_density.clamp(0.0, 1.0)) {
+                positions.push((r, c));
+            }
+        }
+    }
+    positions.shuffle(rng);
+    CsrPattern::from_coo(rows, cols, &positions).expect("valid random pattern")
+}
+
+/// Random values in [-2, 2), never all zeros or ones.
+pub fn random_values<T: Element>(rng: &mut StdRng, n: usize) -> Vec<T> {
+    (0..n).map(|_| T::from_f32(rng.gen_range(-2.0f32..2.0))).collect()
+}
+
+/// Bitwise equality that treats any two NaNs as equal.
+pub fn same_bits<T: Element>(a: T, b: T) -> bool {
+    let (x, y) = (a.to_f32(), b.to_f32());
+    (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
+}

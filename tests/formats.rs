@@ -1,0 +1,139 @@
+//! Sparse formats: every invalid CSR is rejected with the right error; round trips; CPU conversions against naive
+//! loops; random shapes and densities including empty matrices, single rows and empty rows.
+mod common;
+use proptest::prelude::*;
+use sparse_lowrank::*;
+
+#[test]
+fn csr_pattern_rejects_each_invalid_case_with_its_error() {
+    let err = |r: Result<CsrPattern<u32>>| match r {
+        Err(Error::InvalidCsr(e)) => e,
+        other => panic!("expected InvalidCsr, got {other:?}"),
+    };
+    assert_eq!(err(CsrPattern::new(2, 3, vec![0, 1], vec![0])), CsrError::OffsetsLength { expected: 3, got: 2 });
+    assert_eq!(err(CsrPattern::new(1, 3, vec![1, 1], vec![0])), CsrError::OffsetsStart { got: 1 });
+    assert_eq!(err(CsrPattern::new(2, 3, vec![0, 2, 1], vec![0, 1])), CsrError::OffsetsDecreasing { row: 1 });
+    assert_eq!(err(CsrPattern::new(1, 3, vec![0, 1], vec![0, 1])), CsrError::OffsetsEnd { last: 1, nnz: 2 });
+    assert_eq!(err(CsrPattern::new(1, 3, vec![0, 1], vec![3])), CsrError::ColumnOutOfRange { row: 0, entry: 0, col: 3, cols: 3 });
+    assert_eq!(err(CsrPattern::new(1, 3, vec![0, 2], vec![2, 1])), CsrError::ColumnsNotIncreasing { row: 0, entry: 1 });
+    assert_eq!(err(CsrPattern::new(1, 3, vec![0, 2], vec![1, 1])), CsrError::ColumnsNotIncreasing { row: 0, entry: 1 });
+    assert_eq!(
+        err(CsrPattern::from_coo(2, 2, &[(0, 0), (2, 1)])),
+        CsrError::CooOutOfRange { entry: 1, row: 2, col: 1, rows: 2, cols: 2 }
+    );
+    // i32 indices: negative values and sizes past i32::MAX.
+    match CsrPattern::<i32>::new(1, 3, vec![0, 1], vec![-1]) {
+        Err(Error::InvalidCsr(CsrError::ColumnOutOfRange { col: -1, .. })) => {}
+        other => panic!("negative column: {other:?}"),
+    }
+    match CsrPattern::<i32>::new(1, 3, vec![-1, 0], vec![]) {
+        Err(Error::InvalidCsr(CsrError::OffsetsStart { got: -1 })) => {}
+        other => panic!("negative offset: {other:?}"),
+    }
+    match CsrPattern::<i32>::empty(1, i32::MAX as usize + 1) {
+        Err(Error::InvalidCsr(CsrError::TooLargeForIndex { what: "cols", .. })) => {}
+        other => panic!("too many columns for i32: {other:?}"),
+    }
+    match CsrPattern::<u32>::empty(1, u32::MAX as usize + 1) {
+        Err(Error::InvalidCsr(CsrError::TooLargeForIndex { what: "cols", .. })) => {}
+        other => panic!("too many columns for u32: {other:?}"),
+    }
+}
+
+#[test]
+fn csr_values_must_match_nnz() {
+    let p = CsrPattern::<u32>::from_coo(2, 2, &[(0, 1), (1, 0)]).unwrap();
+    assert!(matches!(Csr::new(p.clone(), vec![1.0f32]), Err(Error::LengthMismatch { expected: 2, got: 1, .. })));
+    assert!(Csr::new(p, vec![1.0f32, 2.0]).is_ok());
+}
+
+#[test]
+fn empty_matrices_and_empty_rows_are_valid() {
+    for (r, c) in [(0, 0), (0, 5), (5, 0), (3, 3)] {
+        let p = CsrPattern::<u32>::empty(r, c).unwrap();
+        assert_eq!(p.nnz(), 0);
+        assert_eq!(p.row_offsets().len(), r + 1);
+    }
+    let p = CsrPattern::<u32>::new(4, 3, vec![0, 0, 2, 2, 3], vec![0, 2, 1]).unwrap();
+    assert_eq!(p.iter().collect::<Vec<_>>(), vec![(0, 1, 0), (1, 1, 2), (2, 3, 1)]);
+}
+
+#[test]
+fn coo_duplicates_are_summed_in_f32_and_rounded_once() {
+    let b = half::bf16::from_f32;
+    let eps = 3.0 / 1024.0; // 3 * 2^-10, exact in bf16
+    let t = [(1, 1, b(1.0)), (0, 2, b(0.5)), (1, 1, b(eps)), (1, 1, b(eps))];
+    let csr = Csr::<half::bf16, u32>::from_coo(2, 3, &t).unwrap();
+    assert_eq!(csr.pattern().row_offsets(), &[0, 1, 2]);
+    assert_eq!(csr.pattern().col_indices(), &[2, 1]);
+    // Summed in f32: 1 + 0.75 * 2^-7, which rounds to 1 + 2^-7 (bf16 spacing at 1 is 2^-7). Rounding after each
+    // addition would give 1.0 twice over.
+    assert_eq!(csr.values(), &[b(0.5), b(1.0 + 1.0 / 128.0)]);
+}
+
+#[test]
+fn dense_views_check_leading_dimension_and_length() {
+    let data = vec![0f32; 11];
+    assert!(matches!(MatRef::new(&data, 3, 4, 3, Layout::RowMajor), Err(Error::InvalidLeadingDimension { ld: 3, min: 4, .. })));
+    assert!(matches!(MatRef::new(&data, 3, 4, 4, Layout::RowMajor), Err(Error::BufferTooSmall { needed: 12, got: 11, .. })));
+    // ld = 5 row-major 2x4 needs (2-1)*5+4 = 9 elements.
+    let m = MatRef::new(&data, 2, 4, 5, Layout::RowMajor).unwrap();
+    assert_eq!(m.shape().offset(1, 3), 8);
+    let m = MatRef::new(&data, 4, 2, 5, Layout::ColMajor).unwrap();
+    assert_eq!(m.shape().offset(3, 1), 8);
+    assert!(MatRef::<f32>::new(&[], 0, 7, 7, Layout::RowMajor).is_ok());
+}
+
+fn dense_strategy() -> impl Strategy<Value = (usize, usize, Vec<f32>, f64)> {
+    (0usize..12, 0usize..12, 0.0f64..=1.0).prop_flat_map(|(r, c, d)| {
+        (Just(r), Just(c), proptest::collection::vec(-4.0f32..4.0, r * c), Just(d))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn dense_to_csr_to_dense_round_trips((rows, cols, data, density) in dense_strategy(), col_major in any::<bool>()) {
+        let layout = if col_major { Layout::ColMajor } else { Layout::RowMajor };
+        let shape = DenseShape::packed(rows, cols, layout);
+        // Keep roughly `density` of the entries, decided by a hash of the position (not the value).
+        let keep = |r: usize, c: usize| ((r * 31 + c * 17) % 97) as f64 / 97.0 < density;
+        let mut masked = vec![0f32; rows * cols];
+        for r in 0..rows { for c in 0..cols { if keep(r, c) { masked[shape.offset(r, c)] = data[shape.offset(r, c)]; } } }
+        let m = MatRef::new(&data, rows, cols, shape.ld, layout).unwrap();
+        let csr = Csr::<f32, u32>::from_dense(m, |r, c, _| keep(r, c)).unwrap();
+        // Naive count and order.
+        let mut expect = Vec::new();
+        for r in 0..rows { for c in 0..cols { if keep(r, c) { expect.push((r, c, data[shape.offset(r, c)])); } } }
+        let got: Vec<_> = csr.pattern().iter().map(|(e, r, c)| (r, c, csr.values()[e])).collect();
+        prop_assert_eq!(&got, &expect);
+        prop_assert_eq!(csr.to_dense(layout), masked);
+        // COO in shuffled order gives the same CSR.
+        let mut trip = expect.clone();
+        trip.reverse();
+        let from_coo = Csr::<f32, u32>::from_coo(rows, cols, &trip).unwrap();
+        prop_assert_eq!(&from_coo, &csr);
+        // The pattern re-validates from its parts, with either index type.
+        let (off, idx) = csr.pattern().clone().into_parts();
+        prop_assert!(CsrPattern::new(rows, cols, off.clone(), idx.clone()).is_ok());
+        let off32: Vec<i32> = off.iter().map(|&x| x as i32).collect();
+        let idx32: Vec<i32> = idx.iter().map(|&x| x as i32).collect();
+        prop_assert!(CsrPattern::<i32>::new(rows, cols, off32, idx32).is_ok());
+    }
+
+    #[test]
+    fn bitmask_round_trips_through_pattern((rows, cols, data, density) in dense_strategy()) {
+        let m = MatRef::row_major(&data, rows, cols).unwrap();
+        let keep = |_r: usize, _c: usize, v: f32| (v.abs() / 4.0) < density as f32;
+        let mask = BitMask::from_dense_predicate(m, keep);
+        let pattern = CsrPattern::<u32>::from_dense_predicate(m, keep).unwrap();
+        prop_assert_eq!(mask.count_ones(), pattern.nnz());
+        prop_assert_eq!(&BitMask::from_pattern(&pattern), &mask);
+        prop_assert_eq!(mask.to_pattern::<u32>().unwrap(), pattern);
+        for r in 0..rows { for c in 0..cols { prop_assert_eq!(mask.get(r, c), keep(r, c, data[r * cols + c])); } }
+        // No stray bits past rows*cols.
+        let n = rows * cols;
+        if n % 64 != 0 { prop_assert_eq!(mask.words().last().unwrap() >> (n % 64), 0); }
+    }
+}

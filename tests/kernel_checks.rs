@@ -1,0 +1,170 @@
+//! Checks on the compiled kernels that need no GPU: every kernel has a resource-report row for every target
+//! with zero spills and no stack; its SASS (cuobjdump) has no local-memory traffic (LDL/STL) and the loads and
+//! stores it was written for.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sparse_lowrank::kernels;
+
+/// Kernels declared in cuda/*.cu: every `extern "C"` kernel is followed by `SLR_EMU_EXPORT(name)`.
+fn declared_kernels() -> BTreeSet<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda");
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "cu") {
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                if let Some(rest) = line.trim().strip_prefix("SLR_EMU_EXPORT(") {
+                    names.insert(rest.trim_end_matches(')').trim().to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+fn built_or_skip(test: &str) -> bool {
+    if kernels::built() {
+        return true;
+    }
+    if std::env::var("SLR_REQUIRE_NVCC").is_ok_and(|v| v == "1") {
+        panic!("{test}: SLR_REQUIRE_NVCC=1 but the kernels were not built");
+    }
+    eprintln!("{test}: skipped: kernels not built (no nvcc at build time)");
+    false
+}
+
+#[test]
+fn every_kernel_has_a_resource_row_per_target_with_zero_spills() {
+    if !built_or_skip("resource_report") {
+        return;
+    }
+    let rows = kernels::resource_report();
+    let declared = declared_kernels();
+    assert!(!declared.is_empty());
+    let targets: Vec<&str> = kernels::ARCHS.iter().copied().filter(|a| a.starts_with("sm_")).collect();
+    assert!(!targets.is_empty(), "no machine-code targets in {:?}", kernels::ARCHS);
+    for k in &declared {
+        for t in &targets {
+            let row = rows
+                .iter()
+                .find(|r| &r.kernel == k && r.target == *t)
+                .unwrap_or_else(|| panic!("no resource-report row for {k} on {t}:\n{}", kernels::RESOURCE_REPORT));
+            assert_eq!((row.spill_store_bytes, row.spill_load_bytes), (0, 0), "{k} on {t} spills: {row:?}");
+            assert_eq!(row.stack_bytes, 0, "{k} on {t} uses a stack frame: {row:?}");
+            assert!(row.registers > 0 && row.registers <= 255, "{k} on {t}: {row:?}");
+        }
+    }
+    // No row for a kernel the sources do not declare (a stale or unexported kernel).
+    for r in &rows {
+        assert!(declared.contains(&r.kernel), "kernel {} is compiled but not exported with SLR_EMU_EXPORT", r.kernel);
+    }
+}
+
+/// cuobjdump: `CUOBJDUMP`, next to the nvcc that built the kernels, the project toolchain, or PATH.
+fn cuobjdump() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(p) = std::env::var("CUOBJDUMP") {
+        candidates.push(PathBuf::from(p));
+    }
+    if let Some(nvcc) = kernels::NVCC {
+        candidates.push(Path::new(nvcc).with_file_name("cuobjdump"));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    candidates.push(root.join(".toolchain/sass/nvidia/cu13/bin/cuobjdump"));
+    candidates.push(PathBuf::from("cuobjdump"));
+    candidates.into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+/// SASS per (target, function) of one embedded fatbin.
+fn sass_functions(tool: &Path, module: &kernels::KernelModule) -> Vec<(String, String, String)> {
+    let dir = std::env::temp_dir().join(format!("slr-sass-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{}.fatbin", module.name));
+    std::fs::write(&file, module.fatbin).unwrap();
+    let mut cmd = Command::new(tool);
+    cmd.arg("--dump-sass").arg(&file);
+    // cuobjdump needs nvdisasm: put its own folder on PATH.
+    if let Some(d) = tool.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", d.display()));
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "cuobjdump failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut result = Vec::new();
+    let mut arch = String::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(a) = t.strip_prefix("code for ") {
+            if let Some((n, body)) = current.take() {
+                result.push((arch.clone(), n, body));
+            }
+            arch = a.trim().to_string();
+        } else if let Some(f) = t.strip_prefix("Function : ") {
+            if let Some((n, body)) = current.take() {
+                result.push((arch.clone(), n, body));
+            }
+            current = Some((f.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(t);
+            body.push('\n');
+        }
+    }
+    if let Some((n, body)) = current.take() {
+        result.push((arch, n, body));
+    }
+    let _ = std::fs::remove_file(&file);
+    result
+}
+
+/// Instructions each kernel was written to use (substrings of SASS mnemonics, checked on every target).
+fn expected_instructions(kernel: &str) -> Vec<&'static str> {
+    let narrow = kernel.ends_with("f16") || kernel.ends_with("bf16") || kernel.contains("f16_") || kernel.contains("bf16_");
+    match kernel {
+        // Index arrays and the gathered matrix are read through the read-only path (const __restrict__).
+        k if k.starts_with("gather_") => {
+            if narrow {
+                vec!["LDG.E.CONSTANT", "LDG.E.U16.CONSTANT", "STG.E.U16"]
+            } else {
+                vec!["LDG.E.CONSTANT", "STG.E "]
+            }
+        }
+        // The weight is read and written in place (an ordinary load, then a store of the same width).
+        k if k.starts_with("scatter_add_") => {
+            if narrow {
+                vec!["LDG.E.CONSTANT", "LDG.E.U16 ", "STG.E.U16"]
+            } else {
+                vec!["LDG.E.CONSTANT", "LDG.E ", "STG.E "]
+            }
+        }
+        _ => vec![],
+    }
+}
+
+#[test]
+fn sass_has_no_local_memory_and_the_intended_loads() {
+    if !built_or_skip("sass") {
+        return;
+    }
+    let tool = cuobjdump().expect("cuobjdump not found (scripts/install-toolchain.sh installs it; or set CUOBJDUMP)");
+    let declared = declared_kernels();
+    let mut seen = BTreeSet::new();
+    for module in kernels::MODULES {
+        for (arch, name, body) in sass_functions(&tool, module) {
+            seen.insert(name.clone());
+            for bad in ["LDL", "STL"] {
+                assert!(!body.contains(bad), "{name} on {arch} uses local memory ({bad}):\n{body}");
+            }
+            for want in expected_instructions(&name) {
+                assert!(body.contains(want), "{name} on {arch}: expected {want:?} in SASS:\n{body}");
+            }
+        }
+    }
+    for k in &declared {
+        assert!(seen.contains(k), "no SASS for declared kernel {k}");
+        assert!(!expected_instructions(k).is_empty(), "kernel {k} has no SASS expectations in this test: add them");
+    }
+}
