@@ -7,9 +7,15 @@ use std::process::Command;
 
 use sparse_lowrank::kernels;
 
+/// The source tree: `SLR_SOURCE_DIR` (the GPU check script sets it, since the bundle runs from another path),
+/// else where this test was compiled.
+fn source_dir() -> PathBuf {
+    std::env::var("SLR_SOURCE_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Kernels declared in cuda/*.cu: every `extern "C"` kernel is followed by `SLR_EMU_EXPORT(name)`.
 fn declared_kernels() -> BTreeSet<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda");
+    let dir = source_dir().join("cuda");
     let mut names = BTreeSet::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
@@ -71,8 +77,7 @@ fn cuobjdump() -> Option<PathBuf> {
     if let Some(nvcc) = kernels::NVCC {
         candidates.push(Path::new(nvcc).with_file_name("cuobjdump"));
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    candidates.push(root.join(".toolchain/sass/nvidia/cu13/bin/cuobjdump"));
+    candidates.push(source_dir().join(".toolchain/sass/nvidia/cu13/bin/cuobjdump"));
     candidates.push(PathBuf::from("cuobjdump"));
     candidates.into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
 }

@@ -193,6 +193,35 @@ impl Gpu {
         }
     }
 
+    /// Milliseconds per call of `f`, averaged over `iters` calls after one warm-up call. On a GPU the interval
+    /// is measured with CUDA events on this handle's stream (so it covers the queued kernels, not the host's
+    /// launch overhead alone); on the emulator with the host clock.
+    pub fn time_ms(&self, iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+        let iters = iters.max(1);
+        f()?;
+        match &self.backend {
+            Backend::Cuda(b) => {
+                let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+                let start = b.stream.record_event(flags).map_err(cuda_err("time_ms"))?;
+                for _ in 0..iters {
+                    f()?;
+                }
+                let end = b.stream.record_event(flags).map_err(cuda_err("time_ms"))?;
+                end.synchronize().map_err(cuda_err("time_ms"))?;
+                let ms = start.elapsed_ms(&end).map_err(cuda_err("time_ms"))?;
+                Ok(ms as f64 / iters as f64)
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => {
+                let t = std::time::Instant::now();
+                for _ in 0..iters {
+                    f()?;
+                }
+                Ok(t.elapsed().as_secs_f64() * 1e3 / iters as f64)
+            }
+        }
+    }
+
     fn cuda_function(b: &CudaBackend, module: &'static str, kernel: &str) -> Result<CudaFunction> {
         let key = (module, kernel.to_string());
         if let Some(f) = b.functions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {

@@ -23,13 +23,18 @@ pub fn cuda_or_skip(test: &str) -> Option<Gpu> {
 
 /// Every device a GPU-vs-CPU property runs on here: the real GPU when present, and the SIMT emulator under the
 /// round-robin schedule and two seeded random schedules (with the `emulator` feature).
+///
+/// `SLR_DEVICES=cuda` or `SLR_DEVICES=emulator` restricts the list (the GPU check's sanitizer runs use `cuda`).
 pub fn devices(test: &str) -> Vec<(String, Gpu)> {
+    let only = std::env::var("SLR_DEVICES").unwrap_or_default();
     let mut v = Vec::new();
-    if let Some(g) = cuda_or_skip(test) {
+    if only == "emulator" {
+        eprintln!("{test}: CUDA device not tried (SLR_DEVICES=emulator)");
+    } else if let Some(g) = cuda_or_skip(test) {
         v.push((g.describe(), g));
     }
     #[cfg(feature = "emulator")]
-    {
+    if only != "cuda" {
         let seed: u64 = rand::thread_rng().gen();
         for s in [Schedule::RoundRobin, Schedule::Random { seed }, Schedule::Random { seed: seed ^ 0x9e37_79b9_7f4a_7c15 }] {
             let g = Gpu::emulated(s);

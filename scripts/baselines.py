@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""PyTorch baselines for the benchmark cases, on the GPU machine (torch 2.11 there). Appends one JSON object
+per case to --json, in the benchmark's schema plus "baseline". Timed with CUDA events after a warm-up.
+
+gather:      what LIFT does, grad[mask] with a bool mask, and the cheaper flat index_select at the same positions.
+scatter_add: W.view(-1).index_add_(0, flat, delta) (torch needs delta in W's dtype: the f32 delta is rounded to
+             bf16 first, so the baseline rounds twice where ours rounds once), and LIFT-style W[mask] += delta.
+"""
+import argparse
+import json
+
+import torch
+
+
+def time_ms(fn, iters=50):
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / iters
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--full", action="store_true", help="all densities, not the quick subset")
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    name = torch.cuda.get_device_name(0)
+    gen = torch.Generator(device=dev).manual_seed(7)
+    densities = [0.01, 0.05, 0.10, 0.30] if args.full else [0.01, 0.05]
+    rows_out = []
+    for rows, cols in [(4096, 4096), (11008, 4096)]:
+        w = torch.randn(rows, cols, device=dev, generator=gen).to(torch.bfloat16)
+        for d in densities:
+            mask = torch.rand(rows, cols, device=dev, generator=gen) < d
+            flat = mask.view(-1).nonzero().squeeze(1)
+            nnz = flat.numel()
+            delta32 = torch.full((nnz,), 1e-3, device=dev, dtype=torch.float32)
+            delta16 = delta32.to(torch.bfloat16)
+            cases = [
+                ("gather", "bf16", "torch W[mask]", lambda: w[mask]),
+                ("gather", "bf16", "torch index_select", lambda: w.view(-1).index_select(0, flat)),
+                ("scatter_add", "bf16<-f32", "torch index_add_", lambda: w.view(-1).index_add_(0, flat, delta16)),
+                ("scatter_add", "bf16<-f32", "torch W[mask] += d", lambda: w.__setitem__(mask, w[mask] + delta16)),
+            ]
+            for op, dtype, baseline, fn in cases:
+                ms = time_ms(fn)
+                rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, baseline=baseline,
+                           time_ms=ms, device=name, nnz=nnz)
+                rows_out.append(rec)
+                print(json.dumps(rec), flush=True)
+    with open(args.json, "a") as f:
+        for r in rows_out:
+            f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs on a lent GPU machine, from the repository root, out of the bundle that scripts/gpu-bundle.sh built:
+#   bash target/gpu-bundle/gpu-check.sh
+# Every step is bounded so the whole ends inside ~7 minutes. Logs and results go to $OUT (at most 8 files come
+# back); a short table is printed last.
+set -uo pipefail
+B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT="${OUT:-/tmp/slr-gpu-out}"
+mkdir -p "$OUT"
+export SLR_SOURCE_DIR="$PWD"
+status="$OUT/status.txt"
+: > "$status"
+note() { echo "$*" | tee -a "$status"; }
+
+# 1. The machine, the driver, the commit.
+{
+  date -u
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  echo "bundle commit: $(cat "$B/COMMIT")"
+  [ -s "$B/DIRTY" ] && { echo "uncommitted changes when built:"; cat "$B/DIRTY"; }
+  command -v nvcc && nvcc --version | tail -n 2
+} 2>&1 | tee "$OUT/machine.txt"
+# CUDA's libraries (cuBLAS for later ops) from the toolkit install; say which copy is found.
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -d "$d" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+done
+ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublas\.so' | head -n 4 | tee -a "$OUT/machine.txt"
+
+# 2. Every test executable, with skips turned into failures (SLR_REQUIRE_GPU=1).
+tests_log="$OUT/tests.log"
+: > "$tests_log"
+for t in "$B"/bin/test-*; do
+  name=$(basename "$t")
+  echo "=== $name" >> "$tests_log"
+  SLR_REQUIRE_GPU=1 timeout 150 "$t" --test-threads=8 >> "$tests_log" 2>&1
+  rc=$?
+  note "tests $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
+done
+
+# 3. compute-sanitizer on the GPU property tests (CUDA device only, small sizes are the tests' own).
+san_log="$OUT/sanitizer.log"
+: > "$san_log"
+if command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck; do
+    echo "=== $tool" >> "$san_log"
+    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      "$B/bin/test-gather_scatter" --test-threads=1 >> "$san_log" 2>&1
+    rc=$?
+    note "compute-sanitizer $tool gather_scatter: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
+  done
+else
+  note "compute-sanitizer: NOT FOUND"
+fi
+
+# 4. Benchmarks (quick mode, CUDA events) and the PyTorch baselines for the same shapes.
+rm -f "$OUT/results.jsonl"
+SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 150 "$B/bin/bench-kernels" --bench > "$OUT/bench.log" 2>&1
+note "bench: rc=$?"
+PYTHONUNBUFFERED=1 timeout 100 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
+note "baselines: rc=$?"
+
+# 5. The table, last.
+python3 "$B/gpu_summary.py" "$OUT/results.jsonl" | tee "$OUT/summary.txt"
+echo
+cat "$status"

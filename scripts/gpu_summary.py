@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Prints the GPU check's table: per benchmark case, our time, each baseline's time from the same run, the
+ratio (baseline / ours, > 1 means we are faster), achieved GB/s and the fraction of the bandwidth floor."""
+import json
+import sys
+
+
+def main(path):
+    ours, base = {}, {}
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        print(f"no results file {path}")
+        return
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        key = (r["op"], r["rows"], r["cols"], round(float(r["density"]), 4), r["dtype"])
+        if "baseline" in r:
+            base.setdefault(key, []).append((r["baseline"], r["time_ms"]))
+        else:
+            ours[key] = r
+    hdr = f"{'op':<12} {'shape':<11} {'dens':>5} {'dtype':<10} {'ours ms':>9} {'GB/s':>7} {'floor%':>7}  {'baseline':<22} {'base ms':>9} {'ratio':>6}"
+    print(hdr)
+    print("-" * len(hdr))
+    for key in sorted(ours):
+        r = ours[key]
+        op, rows, cols, d, dtype = key
+        floor = 100.0 * r["floor_ms"] / r["time_ms"] if r["time_ms"] > 0 else 0.0
+        bl = base.get(key, [("(none)", float("nan"))])
+        for i, (bname, bms) in enumerate(bl):
+            lead = f"{op:<12} {rows}x{cols:<6} {d:>5.2f} {dtype:<10} {r['time_ms']:>9.4f} {r['gbps']:>7.1f} {floor:>6.1f}%" if i == 0 else " " * 63
+            print(f"{lead}  {bname:<22} {bms:>9.4f} {bms / r['time_ms']:>6.2f}")
+    if ours:
+        print(f"device: {next(iter(ours.values()))['device']}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "results.jsonl")
