@@ -113,6 +113,9 @@ where
     };
     let skewed = rng.gen_bool(0.4);
     let pattern = random_pattern(rng, rows, cols, density, skewed);
+    if std::env::var("SLR_TEST_VERBOSE").is_ok() {
+        eprintln!("case on {dev}: {rows}x{cols} nnz={}", pattern.nnz());
+    }
     let what = format!("{dev}: {rows}x{cols} {layout:?} ld={ld} nnz={} {}<-{}", pattern.nnz(), TW::DTYPE.name(), TV::DTYPE.name());
 
     let dense: Vec<TW> = random_values(rng, shape.required_len());
