@@ -205,7 +205,7 @@ fn parse_ptxas(log: &str, report: &mut String) {
 fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: Option<&Path>, out: &Path) {
     let mut table = String::new();
     if env::var("CARGO_FEATURE_EMULATOR").is_err() {
-        fs::write(out.join("emu_kernels.rs"), "pub const EMU_KERNELS: &[(&str, EmuEntry)] = &[];\n").unwrap();
+        fs::write(out.join("emu_kernels.rs"), "pub const EMU_KERNELS: &[(&str, EmuEntry)] = &[];\npub const EMU_FAULT_KERNELS: &[(&str, &str, EmuEntry)] = &[];\n").unwrap();
         return;
     }
     // The host build needs CUDA's headers (cuda_fp16.h, cuda_bf16.h, vector_types.h): next to nvcc.
@@ -245,26 +245,74 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
     build.compile("slr_emu_kernels");
 
     // Entry points: every SLR_EMU_EXPORT(name) in the sources becomes `slr_emu__name`.
-    let mut names = Vec::new();
-    for src in sources {
-        let text = fs::read_to_string(src).unwrap();
-        for line in text.lines() {
-            let line = line.trim();
-            if let Some(rest) = line.strip_prefix("SLR_EMU_EXPORT(") {
-                if let Some(name) = rest.split(')').next() {
-                    names.push(name.trim().to_string());
-                }
+    let exports: Vec<(PathBuf, Vec<String>)> = sources.iter().map(|s| (s.clone(), exported_kernels(s))).collect();
+    let names: Vec<String> = exports.iter().flat_map(|(_, k)| k.clone()).collect();
+
+    // Planted faults for the emulator's mutation tests: every `SLR_FAULT_<NAME>` a source mentions gives one more
+    // host build of that source with the fault switched on and its kernels renamed `<kernel>__fault_<name>`
+    // (so both builds link into one library). Faults must sit in the .cu file's own internal-linkage code.
+    let mut faults: Vec<(String, String)> = Vec::new(); // (fault, kernel)
+    for (src, kernels) in &exports {
+        let stem = src.file_stem().unwrap().to_str().unwrap().to_string();
+        for fault in planted_faults(src) {
+            let mut variant = cc::Build::new();
+            variant
+                .cpp(true)
+                .std("c++17")
+                .define("SLR_EMULATE", None)
+                .define(&format!("SLR_FAULT_{fault}"), None)
+                .include(cuda_dir)
+                .include(&include)
+                .opt_level(1)
+                .flag("-xc++")
+                .warnings(false)
+                .file(src);
+            for k in kernels {
+                variant.define(k, Some(format!("{k}__fault_{}", fault.to_lowercase()).as_str()));
+                faults.push((fault.to_lowercase(), k.clone()));
             }
+            variant.compile(&format!("slr_emu_{stem}_fault_{}", fault.to_lowercase()));
         }
     }
+
     table.push_str("extern \"C\" {\n");
-    for n in &names {
+    let all_symbols = names.iter().cloned().chain(faults.iter().map(|(f, k)| format!("{k}__fault_{f}")));
+    for n in all_symbols {
         writeln!(table, "    fn slr_emu__{n}(cfg: *const EmuLaunch, args: *mut *mut core::ffi::c_void, err: *mut core::ffi::c_char, err_len: usize) -> core::ffi::c_int;").unwrap();
     }
-    table.push_str("}\npub const EMU_KERNELS: &[(&str, EmuEntry)] = &[\n");
+    table.push_str("}\n/// Kernel name -> host entry point.\npub const EMU_KERNELS: &[(&str, EmuEntry)] = &[\n");
     for n in &names {
         writeln!(table, "    ({n:?}, slr_emu__{n}),").unwrap();
     }
+    table.push_str("];\n/// (planted fault, kernel name) -> host entry point of the faulty build.\npub const EMU_FAULT_KERNELS: &[(&str, &str, EmuEntry)] = &[\n");
+    for (f, k) in &faults {
+        writeln!(table, "    ({f:?}, {k:?}, slr_emu__{k}__fault_{f}),").unwrap();
+    }
     table.push_str("];\n");
     fs::write(out.join("emu_kernels.rs"), table).unwrap();
+}
+
+/// Kernel names exported for the emulator: every `SLR_EMU_EXPORT(name)` line.
+fn exported_kernels(src: &Path) -> Vec<String> {
+    let text = fs::read_to_string(src).unwrap();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("SLR_EMU_EXPORT("))
+        .filter_map(|rest| rest.split(')').next())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// Names of the planted faults a source mentions (`SLR_FAULT_<NAME>`), sorted and unique.
+fn planted_faults(src: &Path) -> Vec<String> {
+    let text = fs::read_to_string(src).unwrap();
+    let mut v: Vec<String> = text
+        .match_indices("SLR_FAULT_")
+        .map(|(i, m)| {
+            text[i + m.len()..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }

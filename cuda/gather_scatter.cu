@@ -26,7 +26,11 @@ __device__ __forceinline__ void gather_impl(const T* __restrict__ dense, unsigne
                                             T* __restrict__ out) {
     // 64-bit so that the last block cannot wrap when nnz is close to 2^32.
     unsigned long long entry = (unsigned long long)blockIdx.x * kThreads + threadIdx.x;
+#ifdef SLR_FAULT_OFF_BY_ONE_BOUND
+    if (entry > nnz) return;  // planted fault for the emulator's mutation test: thread nnz runs past the end
+#else
     if (entry >= nnz) return;
+#endif
     unsigned e = (unsigned)entry;
     unsigned r = slr::csr_row_of_entry(row_offsets, rows, e);
     unsigned c = col_indices[e];

@@ -39,11 +39,32 @@ pub enum Schedule {
 
 pub(crate) struct EmuBackend {
     schedule: Schedule,
+    fault: Option<&'static str>,
+}
+
+/// The planted faults the emulated build has (`SLR_FAULT_<NAME>` switches in cuda/*.cu, lower-cased).
+pub fn planted_faults() -> Vec<&'static str> {
+    let mut v: Vec<&str> = EMU_FAULT_KERNELS.iter().map(|(f, _, _)| *f).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 impl EmuBackend {
     pub fn new(schedule: Schedule) -> Self {
-        EmuBackend { schedule }
+        EmuBackend { schedule, fault: None }
+    }
+    /// Kernels built with planted fault `fault` take the place of the normal ones (mutation tests).
+    pub fn with_fault(schedule: Schedule, fault: &str) -> Result<Self> {
+        let fault = EMU_FAULT_KERNELS
+            .iter()
+            .map(|(f, _, _)| *f)
+            .find(|f| *f == fault)
+            .ok_or_else(|| Error::KernelNotFound { module: "emulator (planted faults)", kernel: fault.to_string() })?;
+        Ok(EmuBackend { schedule, fault: Some(fault) })
+    }
+    pub fn fault(&self) -> Option<&'static str> {
+        self.fault
     }
     pub fn schedule(&self) -> Schedule {
         self.schedule
@@ -55,10 +76,11 @@ impl EmuBackend {
     /// `params` holds one pointer per kernel parameter to a value of that parameter's type; pointer values
     /// address emulator buffers the kernel may touch (the launcher's validation guarantees the extents).
     pub unsafe fn launch(&self, kernel: &str, shape: LaunchShape, params: &mut [*mut c_void]) -> Result<()> {
-        let entry = EMU_KERNELS
-            .iter()
-            .find(|(name, _)| *name == kernel)
-            .map(|(_, f)| *f)
+        let faulty = self
+            .fault
+            .and_then(|fault| EMU_FAULT_KERNELS.iter().find(|(f, k, _)| *f == fault && *k == kernel).map(|(_, _, e)| *e));
+        let entry = faulty
+            .or_else(|| EMU_KERNELS.iter().find(|(name, _)| *name == kernel).map(|(_, f)| *f))
             .ok_or_else(|| Error::KernelNotFound { module: "emulator", kernel: kernel.to_string() })?;
         let (schedule, seed) = match self.schedule {
             Schedule::RoundRobin => (0, 0),

@@ -91,6 +91,15 @@ impl Gpu {
         Gpu { backend: Backend::Emulated(emu::EmuBackend::new(schedule)) }
     }
 
+    /// The emulator running the kernels built with one planted fault (a `SLR_FAULT_<NAME>` switch in
+    /// `cuda/*.cu`, named in lower case) in place of the normal ones: the mutation tests use it to prove the
+    /// emulator catches that class of bug. Errors if no kernel has that fault.
+    #[cfg(feature = "emulator")]
+    #[doc(hidden)]
+    pub fn emulated_with_fault(schedule: Schedule, fault: &str) -> Result<Self> {
+        Ok(Gpu { backend: Backend::Emulated(emu::EmuBackend::with_fault(schedule, fault)?) })
+    }
+
     /// True for a real CUDA device.
     pub fn is_cuda(&self) -> bool {
         matches!(self.backend, Backend::Cuda(_))
@@ -106,7 +115,10 @@ impl Gpu {
                 format!("{name} ({cc}, CUDA device {})", ctx.ordinal())
             }
             #[cfg(feature = "emulator")]
-            Backend::Emulated(e) => format!("SIMT emulator ({:?})", e.schedule()),
+            Backend::Emulated(e) => match e.fault() {
+                None => format!("SIMT emulator ({:?})", e.schedule()),
+                Some(f) => format!("SIMT emulator ({:?}, planted fault {f})", e.schedule()),
+            },
         }
     }
 
