@@ -287,6 +287,18 @@ impl<I: Index> DeviceCsrPattern<I> {
             col_indices: gpu.upload(&pattern.col_indices)?,
         })
     }
+    /// A pattern whose arrays a kernel of this crate computed and whose validity the kernel guarantees (for
+    /// example `mask_to_csr`); never exposed publicly.
+    pub(crate) fn from_trusted_parts(
+        rows: usize,
+        cols: usize,
+        nnz: usize,
+        row_offsets: crate::device::DeviceVec<I>,
+        col_indices: crate::device::DeviceVec<I>,
+    ) -> Self {
+        DeviceCsrPattern { rows, cols, nnz, row_offsets, col_indices }
+    }
+
     /// Copies the pattern back to the host.
     pub fn download(&self, gpu: &crate::Gpu) -> Result<CsrPattern<I>> {
         let offsets = gpu.download(&self.row_offsets)?;

@@ -46,5 +46,5 @@ pub use device::Schedule;
 pub use element::{DType, Element};
 pub use error::{CsrError, Error, Result};
 pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, ScatterDelta};
-pub use mask::BitMask;
+pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
 pub use half;

@@ -1,8 +1,13 @@
 //! A bit-packed boolean mask over a `rows x cols` matrix: bit `r * cols + c`, least significant bit first in each
 //! 64-bit word. One bit per element: a 4096x11008 mask is 5.6 MB, against 45 MB for a `bool` tensor.
-use crate::csr::{CsrPattern, Index};
+//!
+//! On the device: [`DeviceBitMask`] and [`mask_to_csr`] (kernels in `cuda/mask.cu`), so a mask recomputed on the
+//! GPU becomes the CSR pattern the sparse ops consume without a trip through the host. The CPU reference is
+//! [`BitMask::to_pattern`].
+use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
 use crate::dense::MatRef;
-use crate::error::{CsrError, Result};
+use crate::device::{DeviceVec, Gpu, KernelArg, LaunchShape};
+use crate::error::{CsrError, Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BitMask {
@@ -95,4 +100,116 @@ impl BitMask {
     pub fn count_ones(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
+}
+
+/// A bit mask on the device, in [`BitMask`]'s layout (bits past `rows * cols` in the last word are zero).
+pub struct DeviceBitMask {
+    rows: usize,
+    cols: usize,
+    words: DeviceVec<u64>,
+}
+
+impl DeviceBitMask {
+    /// Copies a mask to the device.
+    pub fn upload(gpu: &Gpu, mask: &BitMask) -> Result<Self> {
+        Ok(DeviceBitMask { rows: mask.rows, cols: mask.cols, words: gpu.upload(&mask.words)? })
+    }
+    /// Copies the mask back to the host.
+    pub fn download(&self, gpu: &Gpu) -> Result<BitMask> {
+        Ok(BitMask { rows: self.rows, cols: self.cols, words: gpu.download(&self.words)? })
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+const MASK_MODULE: &str = "mask";
+const WARPS_PER_BLOCK: u32 = 8;
+const SCAN_THREADS: u32 = 1024;
+
+/// The set bits of a device mask as a device CSR pattern (columns increasing within each row), computed on the
+/// device: per-row popcounts (one warp per row), an exclusive scan of the counts (one block), then each row's
+/// columns in order (one warp per row, ballots). Deterministic. Agrees exactly with [`BitMask::to_pattern`].
+///
+/// Synchronizes once: the entry count is read back to size the column array. Errors: `rows`, `cols` or the
+/// number of set bits above `u32::MAX` (`CsrError::TooLargeForIndex`), device errors. Floor: the mask is read
+/// twice (`rows * cols / 4` bytes) and `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns move.
+pub fn mask_to_csr(gpu: &Gpu, mask: &DeviceBitMask) -> Result<DeviceCsrPattern<u32>> {
+    const OP: &str = "mask_to_csr";
+    let (rows, cols) = (mask.rows, mask.cols);
+    for (what, value) in [("rows", rows), ("cols", cols)] {
+        if value > u32::MAX as usize {
+            return Err(CsrError::TooLargeForIndex { what, value, max: u32::MAX as usize }.into());
+        }
+    }
+    let mut counts = gpu.alloc_zeros::<u32>(rows)?;
+    let mut offsets = gpu.alloc_zeros::<u32>(rows + 1)?;
+    let mut total = gpu.alloc_zeros::<u64>(1)?;
+    let words = crate::device::DeviceSlice::from(&mask.words);
+    if rows > 0 {
+        let per_row = LaunchShape::linear(OP, rows * 32, WARPS_PER_BLOCK * 32)?;
+        let (p_words, _g0) = words.kernel_ptr(gpu, OP, "mask")?;
+        let mut counts_view = crate::device::DeviceSliceMut::from(&mut counts);
+        let (p_counts, _g1) = counts_view.kernel_ptr_mut(gpu, OP, "counts")?;
+        // SAFETY: `words` holds ceil(rows * cols / 64) words (a DeviceBitMask is only made from a BitMask of that
+        // shape), and each warp reads bits [r * cols, (r + 1) * cols) of it for r < rows; `counts` has `rows`
+        // elements, written at index r < rows; the grid has one warp per row and surplus warps return; the
+        // buffers are distinct allocations made here or owned by `mask`; arguments match mask_row_counts.
+        unsafe {
+            gpu.launch(MASK_MODULE, "mask_row_counts", per_row, &[p_words, KernelArg::U32(rows as u32), KernelArg::U32(cols as u32), p_counts])?;
+        }
+    }
+    {
+        let scan = LaunchShape { grid: (1, 1, 1), block: (SCAN_THREADS, 1, 1), shared_bytes: SCAN_THREADS * 8 };
+        let counts_view = crate::device::DeviceSlice::from(&counts);
+        let (p_counts, _g0) = counts_view.kernel_ptr(gpu, OP, "counts")?;
+        let mut offsets_view = crate::device::DeviceSliceMut::from(&mut offsets);
+        let (p_offsets, _g1) = offsets_view.kernel_ptr_mut(gpu, OP, "offsets")?;
+        let mut total_view = crate::device::DeviceSliceMut::from(&mut total);
+        let (p_total, _g2) = total_view.kernel_ptr_mut(gpu, OP, "total")?;
+        // SAFETY: counts has `rows` elements (read at i < rows), offsets `rows + 1` (written at i <= rows), total
+        // one; the dynamic shared memory is the 1024 u64 chunk sums the kernel indexes by thread; distinct
+        // allocations made here; arguments match mask_scan_counts.
+        unsafe {
+            gpu.launch(MASK_MODULE, "mask_scan_counts", scan, &[p_counts, KernelArg::U32(rows as u32), p_offsets, p_total])?;
+        }
+    }
+    let nnz = gpu.download(&total)?[0] as usize;
+    if nnz > u32::MAX as usize {
+        return Err(CsrError::TooLargeForIndex { what: "nnz", value: nnz, max: u32::MAX as usize }.into());
+    }
+    if nnz > rows.saturating_mul(cols) {
+        return Err(Error::Cuda { op: OP, detail: format!("scan produced {nnz} entries for a {rows}x{cols} mask") });
+    }
+    let mut col_indices = gpu.alloc_zeros::<u32>(nnz)?;
+    if rows > 0 && nnz > 0 {
+        let per_row = LaunchShape::linear(OP, rows * 32, WARPS_PER_BLOCK * 32)?;
+        let (p_words, _g0) = words.kernel_ptr(gpu, OP, "mask")?;
+        let offsets_view = crate::device::DeviceSlice::from(&offsets);
+        let (p_offsets, _g1) = offsets_view.kernel_ptr(gpu, OP, "offsets")?;
+        let mut cols_view = crate::device::DeviceSliceMut::from(&mut col_indices);
+        let (p_cols, _g2) = cols_view.kernel_ptr_mut(gpu, OP, "col_indices")?;
+        // SAFETY: as for mask_row_counts for the mask; offsets are the exclusive scan of the per-row popcounts
+        // just computed from the same mask, so row r writes exactly counts[r] columns at
+        // [offsets[r], offsets[r + 1]) within the nnz elements of col_indices; arguments match mask_row_columns.
+        unsafe {
+            gpu.launch(
+                MASK_MODULE,
+                "mask_row_columns",
+                per_row,
+                &[p_words, KernelArg::U32(rows as u32), KernelArg::U32(cols as u32), p_offsets, p_cols],
+            )?;
+        }
+    }
+    // Valid by construction: offsets are a scan from 0 to nnz of per-row counts and each row's columns are
+    // written in increasing order, all below `cols`; the tests check this against BitMask::to_pattern.
+    let pattern = DeviceCsrPattern::from_trusted_parts(rows, cols, nnz, offsets, col_indices);
+    if cfg!(debug_assertions) {
+        // Debug builds re-validate on the host, so a kernel bug surfaces here rather than in a later kernel.
+        pattern.download(gpu)?;
+    }
+    Ok(pattern)
 }

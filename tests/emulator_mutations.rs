@@ -58,3 +58,54 @@ fn off_by_one_bound_in_gather_is_reported_as_an_out_of_bounds_access() {
         }
     }
 }
+
+/// Runs mask_to_csr on the emulator with or without a planted fault; Ok(true) when the result equals the CPU
+/// reference, Ok(false) when it differs, Err when the emulator (or the debug re-validation) reported a fault.
+fn mask_to_csr_agrees(schedule: Schedule, fault: Option<&str>, mask: &BitMask) -> Result<bool> {
+    let gpu = match fault {
+        Some(f) => Gpu::emulated_with_fault(schedule, f)?,
+        None => Gpu::emulated(schedule),
+    };
+    let d = DeviceBitMask::upload(&gpu, mask)?;
+    let got = mask_to_csr(&gpu, &d)?.download(&gpu)?;
+    Ok(got == mask.to_pattern::<u32>()?)
+}
+
+fn random_dense_mask(rng: &mut StdRng, rows: usize, cols: usize) -> BitMask {
+    let mut m = BitMask::zeros(rows, cols);
+    for r in 0..rows {
+        for c in 0..cols {
+            m.set(r, c, rng.gen_bool(0.5));
+        }
+    }
+    m
+}
+
+#[test]
+fn wrong_shuffle_lane_in_the_row_count_reduction_gives_a_wrong_pattern() {
+    let mut rng = rng("wrong_shuffle_lane");
+    let mask = random_dense_mask(&mut rng, 40, 300);
+    for schedule in schedules(&mut rng) {
+        assert_eq!(mask_to_csr_agrees(schedule, None, &mask).unwrap(), true, "{schedule:?}: unmodified kernel");
+        let caught = !matches!(mask_to_csr_agrees(schedule, Some("wrong_shuffle_lane"), &mask), Ok(true));
+        assert!(caught, "{schedule:?}: planted wrong shuffle lane not caught");
+    }
+}
+
+#[test]
+fn missing_syncthreads_in_the_scan_is_caught_by_random_schedules() {
+    let mut rng = rng("missing_sync");
+    // Enough rows that every scan thread has a chunk.
+    let mask = random_dense_mask(&mut rng, 1500, 20);
+    assert_eq!(mask_to_csr_agrees(Schedule::RoundRobin, None, &mask).unwrap(), true);
+    let mut caught = 0;
+    let seeds: Vec<u64> = (0..4).map(|_| rng.gen()).collect();
+    for &seed in &seeds {
+        let schedule = Schedule::Random { seed };
+        assert_eq!(mask_to_csr_agrees(schedule, None, &mask).unwrap(), true, "{schedule:?}: unmodified kernel");
+        caught += !matches!(mask_to_csr_agrees(schedule, Some("missing_sync"), &mask), Ok(true)) as usize;
+    }
+    // Round-robin runs threads in order, so each reads its predecessor's sum after it was written: only random
+    // interleavings expose the race. Every seed should; require at least one.
+    assert!(caught >= 1, "missing __syncthreads() not caught under seeds {seeds:?}");
+}

@@ -1,0 +1,135 @@
+// Bit-packed mask -> CSR pattern on the device (src/mask.rs: mask_to_csr). Masks are recomputed on a cadence
+// (LIFT every few hundred steps, RigL-style regrowth, 2:4 refresh), and the CSR that SpMM/SDDMM/gather consume
+// is derived from them without a round trip through the host.
+//
+// Mask layout: bit b = r * cols + c of a rows x cols matrix, least significant bit first in 64-bit words.
+// Three kernels, in order:
+//   mask_row_counts:    counts[r] = popcount of row r's bits.            one warp per row, 8 warps per block
+//   mask_scan_counts:   offsets = exclusive prefix sum of counts, plus    one block of 1024 threads
+//                       the 64-bit total in total[0]
+//   mask_row_columns:   col_indices[offsets[r] ...] = set columns of r    one warp per row, 8 warps per block
+//                       in increasing order
+// Deterministic (no atomics). Floor: the mask is read twice (2 * rows * cols / 8 bytes), counts written and read
+// (8 * rows), offsets written (4 * (rows + 1)), columns written (4 * nnz). At 5% density of 4096 x 4096:
+// 4.2 MB of mask reads + 3.4 MB of columns: a few microseconds of HBM time; the scan is latency-bound.
+#include "common.cuh"
+
+namespace {
+
+constexpr unsigned kWarpsPerBlock = 8;
+constexpr unsigned kScanThreads = 1024;
+
+// Bits [first, first + count) of the mask, as the 64-bit word holding bit `first` shifted so that bit 0 of the
+// result is bit `first` (count <= 64 - first % 64 keeps it inside one word).
+__device__ __forceinline__ unsigned long long bits_at(const unsigned long long* __restrict__ words,
+                                                      unsigned long long first) {
+    return words[first >> 6] >> (first & 63);
+}
+
+__device__ __forceinline__ unsigned warp_sum(unsigned v) {
+#ifdef SLR_FAULT_WRONG_SHUFFLE_LANE
+    // Planted fault for the emulator's mutation test: the last butterfly step reads the wrong lane.
+    for (int offset = 16; offset > 1; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    v += __shfl_xor_sync(0xffffffffu, v, 2);
+#else
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+#endif
+    return v;
+}
+
+// counts[r] = number of set bits in row r. Lanes walk the row's bit range in 64-bit steps; a step may straddle
+// two words, so each lane reads the (up to) 64 bits starting at its position from two words.
+__device__ __forceinline__ void row_counts(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
+                                           unsigned* __restrict__ counts) {
+    unsigned warp = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    unsigned lane = threadIdx.x % 32;
+    if (warp >= rows) return;  // whole warps leave together: the shuffles below see full warps
+    unsigned long long row_start = (unsigned long long)warp * cols;
+    unsigned count = 0;
+    for (unsigned c = lane * 64; c < cols; c += 32 * 64) {
+        unsigned long long first = row_start + c;
+        unsigned n = min(64u, cols - c);
+        unsigned long long chunk = bits_at(words, first);
+        unsigned taken = 64 - (unsigned)(first & 63);
+        if (taken < n) chunk |= words[(first >> 6) + 1] << taken;
+        if (n < 64) chunk &= (1ull << n) - 1;
+        count += __popcll(chunk);
+    }
+    count = warp_sum(count);
+    if (lane == 0) counts[warp] = count;
+}
+
+// Exclusive prefix sum of counts[0..n) into offsets[0..n] (offsets[n] = total, truncated to 32 bits) and the exact
+// 64-bit total into total[0]. One block: each thread sums a contiguous chunk, the chunk sums are scanned in
+// shared memory, then each thread writes its chunk's prefixes.
+__device__ __forceinline__ void scan_counts(const unsigned* __restrict__ counts, unsigned n,
+                                            unsigned* __restrict__ offsets, unsigned long long* __restrict__ total) {
+    SLR_DYNAMIC_SMEM(unsigned long long, partial);  // kScanThreads + 1 entries
+    unsigned t = threadIdx.x;
+    unsigned chunk = (n + kScanThreads - 1) / kScanThreads;
+    unsigned lo = min(n, t * chunk), hi = min(n, lo + chunk);
+    unsigned long long sum = 0;
+    for (unsigned i = lo; i < hi; ++i) sum += counts[i];
+    partial[t] = sum;
+#ifndef SLR_FAULT_MISSING_SYNC  // planted fault for the emulator's mutation test: the scan reads unwritten sums
+    __syncthreads();
+#endif
+    // Inclusive Hillis-Steele scan of the chunk sums: log2(1024) = 10 steps, two barriers each so no thread
+    // overwrites a value another thread still has to read.
+    for (unsigned step = 1; step < kScanThreads; step <<= 1) {
+        unsigned long long add = t >= step ? partial[t - step] : 0;
+        __syncthreads();
+        partial[t] += add;
+        __syncthreads();
+    }
+    unsigned long long running = t == 0 ? 0 : partial[t - 1];
+    for (unsigned i = lo; i < hi; ++i) {
+        offsets[i] = (unsigned)running;
+        running += counts[i];
+    }
+    if (t == kScanThreads - 1) {
+        offsets[n] = (unsigned)partial[t];
+        total[0] = partial[t];
+    }
+}
+
+// col_indices[offsets[r] + k] = column of the k-th set bit of row r. Lanes take 32 consecutive columns at a time;
+// a ballot tells each lane how many set bits precede it, so writes stay in order and coalesced.
+__device__ __forceinline__ void row_columns(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
+                                            const unsigned* __restrict__ offsets, unsigned* __restrict__ col_indices) {
+    unsigned warp = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    unsigned lane = threadIdx.x % 32;
+    if (warp >= rows) return;
+    unsigned long long row_start = (unsigned long long)warp * cols;
+    unsigned out = offsets[warp];
+    for (unsigned base = 0; base < cols; base += 32) {
+        unsigned c = base + lane;
+        bool set = c < cols && (bits_at(words, row_start + c) & 1ull);
+        unsigned ballot = __ballot_sync(0xffffffffu, set);
+        if (set) col_indices[out + __popc(ballot & ((1u << lane) - 1))] = c;
+        out += __popc(ballot);
+    }
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    mask_row_counts(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
+                    unsigned* __restrict__ counts) {
+    row_counts(words, rows, cols, counts);
+}
+SLR_EMU_EXPORT(mask_row_counts)
+
+extern "C" __global__ void __launch_bounds__(kScanThreads)
+    mask_scan_counts(const unsigned* __restrict__ counts, unsigned n, unsigned* __restrict__ offsets,
+                     unsigned long long* __restrict__ total) {
+    scan_counts(counts, n, offsets, total);
+}
+SLR_EMU_EXPORT(mask_scan_counts)
+
+extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    mask_row_columns(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
+                     const unsigned* __restrict__ offsets, unsigned* __restrict__ col_indices) {
+    row_columns(words, rows, cols, offsets, col_indices);
+}
+SLR_EMU_EXPORT(mask_row_columns)

@@ -1,0 +1,57 @@
+//! mask_to_csr on the device against BitMask::to_pattern (the CPU reference): exact agreement on random masks of
+//! random shapes (widths that are not multiples of 64, so rows start mid-word), densities from 0 to 1, skewed rows,
+//! empty masks, a single row, and more rows than the scan block has threads.
+mod common;
+use common::*;
+use rand::prelude::*;
+use sparse_lowrank::*;
+
+fn random_mask(rng: &mut StdRng, rows: usize, cols: usize, density: f64, skewed: bool) -> BitMask {
+    let mut m = BitMask::zeros(rows, cols);
+    for r in 0..rows {
+        let d = if skewed { (density * 20.0 / (r as f64 + 1.0)).min(1.0) } else { density };
+        for c in 0..cols {
+            if rng.gen_bool(d) {
+                m.set(r, c, true);
+            }
+        }
+    }
+    m
+}
+
+fn check(gpu: &Gpu, dev: &str, mask: &BitMask) {
+    let expect = mask.to_pattern::<u32>().unwrap();
+    let dmask = DeviceBitMask::upload(gpu, mask).unwrap();
+    assert_eq!(&dmask.download(gpu).unwrap(), mask, "{dev}: mask round trip");
+    let got = mask_to_csr(gpu, &dmask).unwrap_or_else(|e| panic!("{dev}: {}x{}: {e}", mask.rows(), mask.cols()));
+    assert_eq!((got.rows(), got.cols(), got.nnz()), (mask.rows(), mask.cols(), expect.nnz()), "{dev}");
+    assert_eq!(got.download(gpu).unwrap(), expect, "{dev}: {}x{} nnz {}", mask.rows(), mask.cols(), expect.nnz());
+}
+
+#[test]
+fn mask_to_csr_matches_cpu_on_random_masks() {
+    let mut rng = rng("mask_to_csr");
+    for (dev, gpu) in devices("mask_to_csr") {
+        for case in 0..12 {
+            let rows = rng.gen_range(1..90);
+            let cols = rng.gen_range(1..200);
+            let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.1)][case % 4];
+            let mask = random_mask(&mut rng, rows, cols, density, case % 3 == 0);
+            check(&gpu, &dev, &mask);
+        }
+    }
+}
+
+#[test]
+fn mask_to_csr_handles_empty_single_row_and_more_rows_than_scan_threads() {
+    let mut rng = rng("mask_to_csr_edges");
+    for (dev, gpu) in devices("mask_to_csr_edges") {
+        check(&gpu, &dev, &BitMask::zeros(0, 0));
+        check(&gpu, &dev, &BitMask::zeros(0, 17));
+        check(&gpu, &dev, &BitMask::zeros(5, 0));
+        check(&gpu, &dev, &BitMask::zeros(7, 33));
+        check(&gpu, &dev, &random_mask(&mut rng, 1, 5000, 0.3, false));
+        // 2500 rows: the scan's 1024 threads each take a chunk of 3 rows (the last ones none).
+        check(&gpu, &dev, &random_mask(&mut rng, 2500, 3, 0.4, false));
+    }
+}
