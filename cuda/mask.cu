@@ -3,10 +3,9 @@
 // is derived from them without a round trip through the host.
 //
 // Mask layout: bit b = r * cols + c of a rows x cols matrix, least significant bit first in 64-bit words.
-// Three kernels, in order:
+// Three launches, in order:
 //   mask_row_counts:    counts[r] = popcount of row r's bits.            one warp per row, 8 warps per block
-//   mask_scan_counts:   offsets = exclusive prefix sum of counts, plus    one block of 1024 threads
-//                       the 64-bit total in total[0]
+//   (scan_u32, cuda/scan.cu: offsets = exclusive prefix sum of counts, and the 64-bit total)
 //   mask_row_columns:   col_indices[offsets[r] ...] = set columns of r    one warp per row, 8 warps per block
 //                       in increasing order
 // Deterministic (no atomics). Floor: the mask is read twice (2 * rows * cols / 8 bytes), counts written and read
@@ -17,7 +16,6 @@
 namespace {
 
 constexpr unsigned kWarpsPerBlock = 8;
-constexpr unsigned kScanThreads = 1024;
 
 // Bits [first, first + count) of the mask, as the 64-bit word holding bit `first` shifted so that bit 0 of the
 // result is bit `first` (count <= 64 - first % 64 keeps it inside one word).
@@ -59,40 +57,6 @@ __device__ __forceinline__ void row_counts(const unsigned long long* __restrict_
     if (lane == 0) counts[warp] = count;
 }
 
-// Exclusive prefix sum of counts[0..n) into offsets[0..n] (offsets[n] = total, truncated to 32 bits) and the exact
-// 64-bit total into total[0]. One block: each thread sums a contiguous chunk, the chunk sums are scanned in
-// shared memory, then each thread writes its chunk's prefixes.
-__device__ __forceinline__ void scan_counts(const unsigned* __restrict__ counts, unsigned n,
-                                            unsigned* __restrict__ offsets, unsigned long long* __restrict__ total) {
-    SLR_DYNAMIC_SMEM(unsigned long long, partial);  // kScanThreads + 1 entries
-    unsigned t = threadIdx.x;
-    unsigned chunk = (n + kScanThreads - 1) / kScanThreads;
-    unsigned lo = min(n, t * chunk), hi = min(n, lo + chunk);
-    unsigned long long sum = 0;
-    for (unsigned i = lo; i < hi; ++i) sum += counts[i];
-    partial[t] = sum;
-#ifndef SLR_FAULT_MISSING_SYNC  // planted fault for the emulator's mutation test: the scan reads unwritten sums
-    __syncthreads();
-#endif
-    // Inclusive Hillis-Steele scan of the chunk sums: log2(1024) = 10 steps, two barriers each so no thread
-    // overwrites a value another thread still has to read.
-    for (unsigned step = 1; step < kScanThreads; step <<= 1) {
-        unsigned long long add = t >= step ? partial[t - step] : 0;
-        __syncthreads();
-        partial[t] += add;
-        __syncthreads();
-    }
-    unsigned long long running = t == 0 ? 0 : partial[t - 1];
-    for (unsigned i = lo; i < hi; ++i) {
-        offsets[i] = (unsigned)running;
-        running += counts[i];
-    }
-    if (t == kScanThreads - 1) {
-        offsets[n] = (unsigned)partial[t];
-        total[0] = partial[t];
-    }
-}
-
 // col_indices[offsets[r] + k] = column of the k-th set bit of row r. Lanes take 32 consecutive columns at a time;
 // a ballot tells each lane how many set bits precede it, so writes stay in order and coalesced.
 __device__ __forceinline__ void row_columns(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
@@ -119,13 +83,6 @@ extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     row_counts(words, rows, cols, counts);
 }
 SLR_EMU_EXPORT(mask_row_counts)
-
-extern "C" __global__ void __launch_bounds__(kScanThreads)
-    mask_scan_counts(const unsigned* __restrict__ counts, unsigned n, unsigned* __restrict__ offsets,
-                     unsigned long long* __restrict__ total) {
-    scan_counts(counts, n, offsets, total);
-}
-SLR_EMU_EXPORT(mask_scan_counts)
 
 extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     mask_row_columns(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,

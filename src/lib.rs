@@ -37,6 +37,7 @@ pub mod error;
 pub mod gather_scatter;
 pub mod kernels;
 pub mod mask;
+mod scan;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use dense::{DenseShape, Layout, MatMut, MatRef};

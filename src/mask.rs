@@ -128,7 +128,6 @@ impl DeviceBitMask {
 
 const MASK_MODULE: &str = "mask";
 const WARPS_PER_BLOCK: u32 = 8;
-const SCAN_THREADS: u32 = 1024;
 
 /// The set bits of a device mask as a device CSR pattern (columns increasing within each row), computed on the
 /// device: per-row popcounts (one warp per row), an exclusive scan of the counts (one block), then each row's
@@ -146,8 +145,6 @@ pub fn mask_to_csr(gpu: &Gpu, mask: &DeviceBitMask) -> Result<DeviceCsrPattern<u
         }
     }
     let mut counts = gpu.alloc_zeros::<u32>(rows)?;
-    let mut offsets = gpu.alloc_zeros::<u32>(rows + 1)?;
-    let mut total = gpu.alloc_zeros::<u64>(1)?;
     let words = crate::device::DeviceSlice::from(&mask.words);
     if rows > 0 {
         let per_row = LaunchShape::linear(OP, rows * 32, WARPS_PER_BLOCK * 32)?;
@@ -162,22 +159,8 @@ pub fn mask_to_csr(gpu: &Gpu, mask: &DeviceBitMask) -> Result<DeviceCsrPattern<u
             gpu.launch(MASK_MODULE, "mask_row_counts", per_row, &[p_words, KernelArg::U32(rows as u32), KernelArg::U32(cols as u32), p_counts])?;
         }
     }
-    {
-        let scan = LaunchShape { grid: (1, 1, 1), block: (SCAN_THREADS, 1, 1), shared_bytes: SCAN_THREADS * 8 };
-        let counts_view = crate::device::DeviceSlice::from(&counts);
-        let (p_counts, _g0) = counts_view.kernel_ptr(gpu, OP, "counts")?;
-        let mut offsets_view = crate::device::DeviceSliceMut::from(&mut offsets);
-        let (p_offsets, _g1) = offsets_view.kernel_ptr_mut(gpu, OP, "offsets")?;
-        let mut total_view = crate::device::DeviceSliceMut::from(&mut total);
-        let (p_total, _g2) = total_view.kernel_ptr_mut(gpu, OP, "total")?;
-        // SAFETY: counts has `rows` elements (read at i < rows), offsets `rows + 1` (written at i <= rows), total
-        // one; the dynamic shared memory is the 1024 u64 chunk sums the kernel indexes by thread; distinct
-        // allocations made here; arguments match mask_scan_counts.
-        unsafe {
-            gpu.launch(MASK_MODULE, "mask_scan_counts", scan, &[p_counts, KernelArg::U32(rows as u32), p_offsets, p_total])?;
-        }
-    }
-    let nnz = gpu.download(&total)?[0] as usize;
+    let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &counts)?;
+    let nnz = total as usize;
     if nnz > u32::MAX as usize {
         return Err(CsrError::TooLargeForIndex { what: "nnz", value: nnz, max: u32::MAX as usize }.into());
     }

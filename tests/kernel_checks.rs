@@ -148,7 +148,7 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         // Warp butterfly reduction of popcounts.
         "mask_row_counts" => vec!["POPC", "SHFL.BFLY"],
         // Chunk sums scanned in shared memory between barriers.
-        "mask_scan_counts" => vec!["BAR.SYNC", "STS.64", "LDS.64"],
+        "scan_u32" => vec!["BAR.SYNC", "STS.64", "LDS.64"],
         // Ballot of 32 columns, then a prefix popcount per lane.
         "mask_row_columns" => vec!["VOTE.ANY", "POPC"],
         _ => vec![],
