@@ -35,7 +35,9 @@ pub fn devices(test: &str) -> Vec<(String, Gpu)> {
     }
     #[cfg(feature = "emulator")]
     if only != "cuda" {
-        let seed: u64 = rand::thread_rng().gen();
+        // Schedule seeds follow SLR_TEST_SEED when it is set, so a replay repeats the interleavings too.
+        let seed: u64 = std::env::var("SLR_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
+        eprintln!("{test}: emulator schedule seeds {seed} and {} (replay with SLR_TEST_SEED)", seed ^ 0x9e37_79b9_7f4a_7c15);
         for s in [Schedule::RoundRobin, Schedule::Random { seed }, Schedule::Random { seed: seed ^ 0x9e37_79b9_7f4a_7c15 }] {
             let g = Gpu::emulated(s);
             v.push((g.describe(), g));
