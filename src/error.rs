@@ -133,3 +133,19 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// `ShapeMismatch` unless `got == expected`.
+pub(crate) fn check_shape(op: &'static str, what: &'static str, expected: (usize, usize), got: (usize, usize)) -> Result<()> {
+    if expected != got {
+        return Err(Error::ShapeMismatch { op, what, expected, got });
+    }
+    Ok(())
+}
+
+/// `LengthMismatch` unless `got == expected`.
+pub(crate) fn check_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> Result<()> {
+    if expected != got {
+        return Err(Error::LengthMismatch { op, what, expected, got });
+    }
+    Ok(())
+}

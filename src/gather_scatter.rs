@@ -5,7 +5,7 @@ use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
 use crate::dense::{MatMut, MatRef};
 use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::{check_len, check_shape, Result};
 use half::{bf16, f16};
 
 const MODULE: &str = "gather_scatter";
@@ -31,20 +31,6 @@ impl ScatterDelta<bf16> for bf16 {
 }
 impl ScatterDelta<bf16> for f32 {
     const KERNEL: &'static str = "scatter_add_bf16_f32";
-}
-
-fn check_shape(op: &'static str, what: &'static str, pattern: (usize, usize), dense: (usize, usize)) -> Result<()> {
-    if pattern != dense {
-        return Err(Error::ShapeMismatch { op, what, expected: pattern, got: dense });
-    }
-    Ok(())
-}
-
-fn check_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(Error::LengthMismatch { op, what, expected, got });
-    }
-    Ok(())
 }
 
 /// CPU reference: `out[e] = W[row(e), col(e)]` for every entry `e` of `pattern`.

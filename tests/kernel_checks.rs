@@ -151,6 +151,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "scan_u32" => vec!["BAR.SYNC", "STS.64", "LDS.64"],
         // Ballot of 32 columns, then a prefix popcount per lane.
         "mask_row_columns" => vec!["VOTE.ANY", "POPC"],
+        // Fused multiply-adds; spmm_xst reduces across lanes with a butterfly, spmm_sb broadcasts entries.
+        k if k.starts_with("spmm_xst_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.CONSTANT"],
+        k if k.starts_with("spmm_sb_") => vec!["FFMA", "SHFL.IDX", "LDG.E.CONSTANT"],
         _ => vec![],
     }
 }

@@ -1,0 +1,139 @@
+// SpMM: a sparse matrix S (CSR, values of type T) times dense matrices (src/spmm.rs). Two forms:
+//
+//   spmm_xst:  Y[t, o] = alpha * sum_{e in row o of S} S[e] * X[t, col(e)] + beta * Y[t, o]
+//              i.e. Y <- alpha * X * S^T + beta * Y: a sparse Linear layer's forward (X: T x in, S: out x in,
+//              Y: T x out), and with S^T in place of S the backward to the input, dX <- alpha * dY * S + beta * dX.
+//   spmm_sb:   C[r, j] = alpha * sum_{e in row r of S} S[e] * B[col(e), j] + beta * C[r, j]
+//              i.e. C <- alpha * S * B + beta * C, the textbook form (B: k x n, C: m x n).
+//
+// Dense operands are addressed through (row_stride, col_stride), so row- and column-major layouts with any
+// leading dimension share one kernel; the fast case is row-major. f32 accumulation with explicit fmaf, output
+// rounded once to T. beta == 0 ignores the old output (a NaN there does not leak). Deterministic: every sum is
+// formed in a fixed order (no atomics).
+//
+// spmm_xst launch: one warp per row o of S, 8 warps per block. Lanes split the row's entries (coalesced loads of
+// values and columns); each pass handles kTileT = 4 rows t of X, gathering X[t, col(e)], then a fixed xor-butterfly
+// sums the lanes and lanes 0..3 write Y[t0 + lane, o]. The S row is re-read from L1 for every 4 rows of X.
+// Floor (skinny T, the memory-bound decode/small-batch regime): read S once, nnz * (4 + sizeof(T)) + 4 * (out + 1)
+// bytes, plus X (T * in * sizeof(T), mostly cache-resident gathers) and Y (read if beta != 0, written:
+// T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
+// transposed tiles is the planned next step (docs/benchmarks.md).
+//
+// spmm_sb launch: one warp per (row r of S, 32 consecutive columns j of B), 8 warps per block, 1-D grid. The warp
+// loads 32 entries of the row at a time and broadcasts each (value, column) by shuffle; every lane then reads
+// B[col, j] (coalesced across the warp for row-major B) and accumulates in entry order, so each output is the
+// sequential fmaf chain the CPU reference computes: bitwise equal to it. Floor: S read once per 32-column tile,
+// B rows gathered (nnz * n * sizeof(T) from L2/HBM), C read (beta != 0) and written; 2 * nnz * n flops.
+#include "common.cuh"
+
+namespace {
+
+constexpr unsigned kWarpsPerBlock = 8;
+constexpr unsigned kTileT = 4;
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// alpha * acc + beta * old, with beta == 0 meaning "overwrite" (old may be NaN).
+template <typename T>
+__device__ __forceinline__ T combine(float acc, float alpha, float beta, const T* out) {
+    return slr::from_f32<T>(beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * slr::to_f32(*out)));
+}
+
+template <typename T>
+__device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_offsets,
+                                              const unsigned* __restrict__ col_indices,
+                                              const T* __restrict__ values, unsigned s_rows,
+                                              const T* __restrict__ x, unsigned long long x_rs,
+                                              unsigned long long x_cs, unsigned t_count, T* __restrict__ y,
+                                              unsigned long long y_rs, unsigned long long y_cs, float alpha,
+                                              float beta) {
+    unsigned o = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    unsigned lane = threadIdx.x % 32;
+    if (o >= s_rows) return;  // whole warps leave together
+    unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
+    for (unsigned t0 = 0; t0 < t_count; t0 += kTileT) {
+        float acc[kTileT] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (unsigned e = lo + lane; e < hi; e += 32) {
+            float s = slr::to_f32(values[e]);
+            unsigned long long c = col_indices[e];
+#pragma unroll
+            for (unsigned j = 0; j < kTileT; ++j) {
+                if (t0 + j < t_count) acc[j] = fmaf(s, slr::to_f32(x[(t0 + j) * x_rs + c * x_cs]), acc[j]);
+            }
+        }
+#pragma unroll
+        for (unsigned j = 0; j < kTileT; ++j) acc[j] = warp_sum(acc[j]);
+        // Lane j writes row t0 + j (every lane holds every sum after the butterfly).
+        float mine = acc[0];
+#pragma unroll
+        for (unsigned j = 1; j < kTileT; ++j) mine = lane == j ? acc[j] : mine;
+        if (lane < kTileT && t0 + lane < t_count) {
+            T* out = y + ((t0 + lane) * y_rs + o * y_cs);
+            *out = combine(mine, alpha, beta, out);
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_offsets,
+                                             const unsigned* __restrict__ col_indices,
+                                             const T* __restrict__ values, unsigned s_rows,
+                                             const T* __restrict__ b, unsigned long long b_rs,
+                                             unsigned long long b_cs, unsigned n, T* __restrict__ c,
+                                             unsigned long long c_rs, unsigned long long c_cs, float alpha,
+                                             float beta) {
+    unsigned tiles = (n + 31) / 32;
+    unsigned long long warp = (unsigned long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    unsigned lane = threadIdx.x % 32;
+    if (warp >= (unsigned long long)s_rows * tiles) return;  // whole warps leave together
+    unsigned r = (unsigned)(warp / tiles);
+    unsigned j = (unsigned)(warp % tiles) * 32 + lane;
+    unsigned lo = row_offsets[r], hi = row_offsets[r + 1];
+    float acc = 0.0f;
+    for (unsigned e0 = lo; e0 < hi; e0 += 32) {
+        unsigned here = min(32u, hi - e0);
+        float my_s = lane < here ? slr::to_f32(values[e0 + lane]) : 0.0f;
+        unsigned my_c = lane < here ? col_indices[e0 + lane] : 0u;
+        for (unsigned k = 0; k < here; ++k) {
+            float s = __shfl_sync(0xffffffffu, my_s, k);
+            unsigned long long col = __shfl_sync(0xffffffffu, my_c, k);
+            if (j < n) acc = fmaf(s, slr::to_f32(b[col * b_rs + j * b_cs]), acc);
+        }
+    }
+    if (j < n) {
+        T* out = c + (r * c_rs + j * c_cs);
+        *out = combine(acc, alpha, beta, out);
+    }
+}
+
+}  // namespace
+
+#define SLR_SPMM(T, SUFFIX)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_##SUFFIX(                       \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ x, unsigned long long x_rs,        \
+        unsigned long long x_cs, unsigned t_count, T* __restrict__ y, unsigned long long y_rs,                  \
+        unsigned long long y_cs, float alpha, float beta) {                                                     \
+        spmm_xst_impl<T>(row_offsets, col_indices, values, s_rows, x, x_rs, x_cs, t_count, y, y_rs, y_cs,        \
+                         alpha, beta);                                                                          \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_sb_##SUFFIX(                        \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ b, unsigned long long b_rs,        \
+        unsigned long long b_cs, unsigned n, T* __restrict__ c, unsigned long long c_rs,                        \
+        unsigned long long c_cs, float alpha, float beta) {                                                     \
+        spmm_sb_impl<T>(row_offsets, col_indices, values, s_rows, b, b_rs, b_cs, n, c, c_rs, c_cs, alpha, beta); \
+    }
+
+SLR_SPMM(float, f32)
+SLR_EMU_EXPORT(spmm_xst_f32)
+SLR_EMU_EXPORT(spmm_sb_f32)
+SLR_SPMM(__half, f16)
+SLR_EMU_EXPORT(spmm_xst_f16)
+SLR_EMU_EXPORT(spmm_sb_f16)
+SLR_SPMM(__nv_bfloat16, bf16)
+SLR_EMU_EXPORT(spmm_xst_bf16)
+SLR_EMU_EXPORT(spmm_sb_bf16)

@@ -1,0 +1,226 @@
+//! SpMM: a sparse matrix S in CSR times dense matrices, the forward and input-gradient products of a sparse
+//! Linear layer (weights stored out x in, activations T x in row-major, as frameworks store them):
+//!
+//! - forward: `Y <- alpha * X * S^T + beta * Y` ([`spmm_xst`]; X: T x in, S: out x in, Y: T x out);
+//! - backward to the input: `dX <- alpha * dY * S + beta * dX`, which is [`spmm_xst`] with S^T in place of S
+//!   (dY: T x out, S^T: in x out, dX: T x in), S^T from the CSR transpose;
+//! - the textbook form `C <- alpha * S * B + beta * C` ([`spmm_sb`]; B: k x n, C: m x n).
+//!
+//! Values f32, f16 or bf16 (S and the dense operands in one type), f32 accumulation, outputs rounded once.
+//! `beta == 0` overwrites the output without reading it, so NaN or garbage there does not leak. Deterministic:
+//! every sum is formed in a fixed order, no atomics. Dense operands may be row- or column-major with any leading
+//! dimension (row-major is the fast case). Kernels: `cuda/spmm.cu`.
+use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
+use crate::dense::{MatMut, MatRef};
+use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, Gpu, KernelArg, LaunchShape};
+use crate::element::Element;
+use crate::error::{check_len, check_shape, Error, Result};
+
+const MODULE: &str = "spmm";
+const WARPS_PER_BLOCK: usize = 8;
+
+fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
+    if beta == 0.0 {
+        alpha * acc
+    } else {
+        alpha.mul_add(acc, beta * old)
+    }
+}
+
+fn check_fits_u32(op: &'static str, what: &'static str, value: usize) -> Result<()> {
+    if value > u32::MAX as usize {
+        return Err(Error::LengthMismatch { op, what, expected: u32::MAX as usize, got: value });
+    }
+    Ok(())
+}
+
+/// CPU reference: `Y[t, o] = alpha * sum_{e in row o of S} S[e] * X[t, col(e)] + beta * Y[t, o]`, each sum a
+/// sequential chain of f32 fused multiply-adds in storage order. Shapes: S `out x in` (`s_values.len() == nnz`),
+/// X `T x in`, Y `T x out`. Errors on any mismatch and leaves Y untouched.
+pub fn spmm_xst_cpu<T: Element, I: Index>(
+    s: &CsrPattern<I>,
+    s_values: &[T],
+    x: MatRef<'_, T>,
+    alpha: f32,
+    beta: f32,
+    mut y: MatMut<'_, T>,
+) -> Result<()> {
+    const OP: &str = "spmm_xst_cpu";
+    check_len(OP, "s_values", s.nnz(), s_values.len())?;
+    check_shape(OP, "x", (x.rows(), s.cols()), (x.rows(), x.cols()))?;
+    check_shape(OP, "y", (x.rows(), s.rows()), (y.rows(), y.cols()))?;
+    let cols = s.col_indices();
+    for t in 0..x.rows() {
+        for o in 0..s.rows() {
+            let mut acc = 0f32;
+            for e in s.row_range(o) {
+                acc = s_values[e].to_f32().mul_add(x.get(t, cols[e].to_usize()).to_f32(), acc);
+            }
+            let out = y.get_mut(t, o);
+            *out = T::from_f32(combine(acc, alpha, beta, out.to_f32()));
+        }
+    }
+    Ok(())
+}
+
+/// CPU reference: `C[r, j] = alpha * sum_{e in row r of S} S[e] * B[col(e), j] + beta * C[r, j]`, each sum a
+/// sequential chain of f32 fused multiply-adds in storage order (bitwise what [`spmm_sb`] computes). Shapes: S
+/// `m x k`, B `k x n`, C `m x n`. Errors on any mismatch and leaves C untouched.
+pub fn spmm_sb_cpu<T: Element, I: Index>(
+    s: &CsrPattern<I>,
+    s_values: &[T],
+    b: MatRef<'_, T>,
+    alpha: f32,
+    beta: f32,
+    mut c: MatMut<'_, T>,
+) -> Result<()> {
+    const OP: &str = "spmm_sb_cpu";
+    check_len(OP, "s_values", s.nnz(), s_values.len())?;
+    check_shape(OP, "b", (s.cols(), b.cols()), (b.rows(), b.cols()))?;
+    check_shape(OP, "c", (s.rows(), b.cols()), (c.rows(), c.cols()))?;
+    let cols = s.col_indices();
+    for r in 0..s.rows() {
+        for j in 0..b.cols() {
+            let mut acc = 0f32;
+            for e in s.row_range(r) {
+                acc = s_values[e].to_f32().mul_add(b.get(cols[e].to_usize(), j).to_f32(), acc);
+            }
+            let out = c.get_mut(r, j);
+            *out = T::from_f32(combine(acc, alpha, beta, out.to_f32()));
+        }
+    }
+    Ok(())
+}
+
+/// Validates S against its values, then launches `kernel` with the argument list both SpMM kernels share:
+/// (row_offsets, col_indices, values, s_rows, dense, dense strides, count, out, out strides, alpha, beta).
+#[allow(clippy::too_many_arguments)]
+fn launch_spmm<'v, T: Element, I: Index>(
+    op: &'static str,
+    kernel: &str,
+    gpu: &Gpu,
+    s: &DeviceCsrPattern<I>,
+    s_values: DeviceSlice<'v, T>,
+    dense: &DeviceMatRef<'_, T>,
+    count: usize,
+    warps: usize,
+    alpha: f32,
+    beta: f32,
+    out: &mut DeviceMatMut<'_, T>,
+) -> Result<()> {
+    let (offsets, cols) = (s.row_offsets(), s.col_indices());
+    check_no_alias(
+        op,
+        ("output", out.data_mut().addr_range(gpu)),
+        &[
+            ("dense input", dense.data().addr_range(gpu)),
+            ("s_values", s_values.addr_range(gpu)),
+            ("row_offsets", offsets.addr_range(gpu)),
+            ("col_indices", cols.addr_range(gpu)),
+        ],
+    )?;
+    if warps == 0 || count == 0 {
+        return Ok(()); // an empty output: nothing to compute
+    }
+    let launch = LaunchShape::linear(op, warps * 32, (WARPS_PER_BLOCK * 32) as u32)?;
+    let (ds, os) = (dense.shape(), out.shape());
+    let (p_off, _g0) = offsets.kernel_ptr(gpu, op, "row_offsets")?;
+    let (p_col, _g1) = cols.kernel_ptr(gpu, op, "col_indices")?;
+    let (p_val, _g2) = s_values.kernel_ptr(gpu, op, "s_values")?;
+    let (p_dense, _g3) = dense.data().kernel_ptr(gpu, op, "dense input")?;
+    let (p_out, _g4) = out.data_mut().kernel_ptr_mut(gpu, op, "output")?;
+    // SAFETY: the callers checked the shapes: S is a validated DeviceCsrPattern (offsets monotone from 0 to nnz,
+    // columns < s.cols()) with nnz values; every dense element read is at (row, col) inside the dense view's
+    // validated shape (rows < count for spmm_xst's X / columns < count for spmm_sb's B, col(e) < s.cols() on the
+    // other axis) and every output element written is inside the output's validated shape; the grid covers
+    // `warps` warps and surplus warps return; the output overlaps no input (checked above); all sizes fit u32
+    // (checked by the callers); the argument list matches SLR_SPMM.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            kernel,
+            launch,
+            &[
+                p_off,
+                p_col,
+                p_val,
+                KernelArg::U32(s.rows() as u32),
+                p_dense,
+                KernelArg::U64(ds.row_stride() as u64),
+                KernelArg::U64(ds.col_stride() as u64),
+                KernelArg::U32(count as u32),
+                p_out,
+                KernelArg::U64(os.row_stride() as u64),
+                KernelArg::U64(os.col_stride() as u64),
+                KernelArg::F32(alpha),
+                KernelArg::F32(beta),
+            ],
+        )
+    }
+}
+
+/// `Y <- alpha * X * S^T + beta * Y` on the device: `Y[t, o] = alpha * sum_{e in row o} S[e] * X[t, col(e)] +
+/// beta * Y[t, o]`. The forward of a sparse Linear layer (S: out x in, X: T x in, Y: T x out); with S^T (in x
+/// out) in place of S and dY (T x out) for X, it is the backward to the input, `dX <- alpha * dY * S + beta * dX`.
+/// Asynchronous on `gpu`'s stream; deterministic.
+///
+/// Errors (nothing launched): `s_values.len() != nnz`; X not `T x s.cols()`; Y not `T x s.rows()`; T above
+/// `u32::MAX`; Y overlapping an input; buffers of another backend. Matches [`spmm_xst_cpu`] within the f32
+/// reassociation bound: lanes sum interleaved entries and combine by a butterfly, so
+/// `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output rounding.
+///
+/// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
+/// (`T * out * size_of::<T>()`), X gathered from cache; `2 * nnz * T` flops.
+pub fn spmm_xst<'a, T: Element, I: Index>(
+    gpu: &Gpu,
+    s: &DeviceCsrPattern<I>,
+    s_values: impl Into<DeviceSlice<'a, T>>,
+    x: DeviceMatRef<'_, T>,
+    alpha: f32,
+    beta: f32,
+    mut y: DeviceMatMut<'_, T>,
+) -> Result<()> {
+    const OP: &str = "spmm_xst";
+    let s_values = s_values.into();
+    let (xs, ys) = (x.shape(), y.shape());
+    check_len(OP, "s_values", s.nnz(), s_values.len())?;
+    check_shape(OP, "x", (xs.rows, s.cols()), (xs.rows, xs.cols))?;
+    check_shape(OP, "y", (xs.rows, s.rows()), (ys.rows, ys.cols))?;
+    check_fits_u32(OP, "rows of x", xs.rows)?;
+    let kernel = format!("spmm_xst_{}", T::DTYPE.name());
+    launch_spmm(OP, &kernel, gpu, s, s_values, &x, xs.rows, s.rows(), alpha, beta, &mut y)
+}
+
+/// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +
+/// beta * C[r, j]` (S: m x k, B: k x n, C: m x n). Asynchronous; deterministic; bitwise equal to
+/// [`spmm_sb_cpu`] (each output is the same sequential fmaf chain in entry order).
+///
+/// Errors (nothing launched): `s_values.len() != nnz`; B not `s.cols() x n`; C not `s.rows() x n`; n above
+/// `u32::MAX`; C overlapping an input; buffers of another backend. Floor: S read once per 32 columns of B,
+/// `nnz * n * size_of::<T>()` bytes of B rows gathered (cache-resident when B is small), C written; `2 * nnz * n`
+/// flops.
+pub fn spmm_sb<'a, T: Element, I: Index>(
+    gpu: &Gpu,
+    s: &DeviceCsrPattern<I>,
+    s_values: impl Into<DeviceSlice<'a, T>>,
+    b: DeviceMatRef<'_, T>,
+    alpha: f32,
+    beta: f32,
+    mut c: DeviceMatMut<'_, T>,
+) -> Result<()> {
+    const OP: &str = "spmm_sb";
+    let s_values = s_values.into();
+    let (bs, cs) = (b.shape(), c.shape());
+    check_len(OP, "s_values", s.nnz(), s_values.len())?;
+    check_shape(OP, "b", (s.cols(), bs.cols), (bs.rows, bs.cols))?;
+    check_shape(OP, "c", (s.rows(), bs.cols), (cs.rows, cs.cols))?;
+    check_fits_u32(OP, "columns of b", bs.cols)?;
+    let warps = s.rows().checked_mul(bs.cols.div_ceil(32)).ok_or(Error::LengthMismatch {
+        op: OP,
+        what: "work items",
+        expected: usize::MAX,
+        got: s.rows(),
+    })?;
+    let kernel = format!("spmm_sb_{}", T::DTYPE.name());
+    launch_spmm(OP, &kernel, gpu, s, s_values, &b, bs.cols, warps, alpha, beta, &mut c)
+}

@@ -1,0 +1,224 @@
+//! SpMM against its CPU reference on every device: random shapes (ragged), densities 0 to 1, skewed row lengths,
+//! empty rows, a single row, T = 1 (decode) and T = 0, both layouts, f32/f16/bf16, alpha/beta including beta = 0
+//! over a NaN-poisoned output. spmm_sb must agree bitwise (same fmaf chain); spmm_xst within the reassociation
+//! bound documented on it plus one rounding of the output type.
+mod common;
+use common::*;
+use half::{bf16, f16};
+use rand::prelude::*;
+use sparse_lowrank::*;
+
+/// Relative size of one rounding of T (an ulp at the value; two roundings of nearby f32 values can land one ulp
+/// apart).
+fn eps<T: Element>() -> f32 {
+    match T::DTYPE {
+        DType::F32 => 2f32.powi(-23),
+        DType::F16 => 2f32.powi(-10),
+        DType::BF16 => 2f32.powi(-7),
+    }
+}
+
+fn random_layout(rng: &mut StdRng, rows: usize, cols: usize) -> DenseShape {
+    let layout = if rng.gen_bool(0.7) { Layout::RowMajor } else { Layout::ColMajor };
+    let ld = DenseShape::packed(rows, cols, layout).ld + if rng.gen_bool(0.25) { rng.gen_range(1..4) } else { 0 };
+    DenseShape { rows, cols, ld, layout }
+}
+
+fn alpha_beta(rng: &mut StdRng) -> (f32, f32) {
+    let alpha = rng.gen_range(-2.0f32..2.0);
+    let beta = match rng.gen_range(0..3) {
+        0 => 0.0,
+        1 => 1.0,
+        _ => rng.gen_range(-1.5f32..1.5),
+    };
+    (alpha, beta)
+}
+
+/// Output buffer for the device: with beta = 0 it is NaN-poisoned (must not leak), else random.
+fn initial_output<T: Element>(rng: &mut StdRng, len: usize, beta: f32) -> Vec<T> {
+    if beta == 0.0 {
+        vec![T::from_f32(f32::NAN); len]
+    } else {
+        random_values(rng, len)
+    }
+}
+
+fn check_xst<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) {
+    let (out_dim, in_dim) = (rng.gen_range(0..=max_dim), rng.gen_range(0..=max_dim));
+    let t = match rng.gen_range(0..4) {
+        0 => 1,
+        1 => rng.gen_range(0..3),
+        _ => rng.gen_range(1..=12),
+    };
+    let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.1)][rng.gen_range(0..4)];
+    let skewed = rng.gen_bool(0.4);
+    let s = random_pattern(rng, out_dim, in_dim, density, skewed);
+    let s_vals: Vec<T> = random_values(rng, s.nnz());
+    let xs = random_layout(rng, t, in_dim);
+    let ys = random_layout(rng, t, out_dim);
+    let x: Vec<T> = random_values(rng, xs.required_len());
+    let (alpha, beta) = alpha_beta(rng);
+    let y0: Vec<T> = initial_output(rng, ys.required_len(), beta);
+    let what = format!("{dev}: S {out_dim}x{in_dim} nnz {} T {t} {:?}/{:?} alpha {alpha} beta {beta} {}", s.nnz(), xs.layout, ys.layout, T::DTYPE.name());
+
+    // The CPU reference gets the same (possibly NaN-poisoned) output: beta = 0 must not read it either.
+    let mut expect = y0.clone();
+    spmm_xst_cpu(&s, &s_vals, MatRef::new(&x, t, in_dim, xs.ld, xs.layout).unwrap(), alpha, beta, MatMut::new(&mut expect, t, out_dim, ys.ld, ys.layout).unwrap()).unwrap();
+
+    let ds = DeviceCsrPattern::upload(gpu, &s).unwrap();
+    let dv = gpu.upload(&s_vals).unwrap();
+    let dx = gpu.upload(&x).unwrap();
+    let run = || {
+        let mut dy = gpu.upload(&y0).unwrap();
+        spmm_xst(gpu, &ds, &dv, DeviceMatRef::new(&dx, t, in_dim, xs.ld, xs.layout).unwrap(), alpha, beta, DeviceMatMut::new(&mut dy, t, out_dim, ys.ld, ys.layout).unwrap()).unwrap();
+        gpu.download(&dy).unwrap()
+    };
+    let got = run();
+    assert!(got.iter().zip(run()).all(|(a, b)| same_bits(*a, b)), "{what}: two runs differ (not deterministic)");
+
+    let cols = s.col_indices();
+    for ti in 0..t {
+        for o in 0..out_dim {
+            let idx = ys.offset(ti, o);
+            let mass: f32 = s.row_range(o).map(|e| (s_vals[e].to_f32() * x[xs.offset(ti, cols[e] as usize)].to_f32()).abs()).sum();
+            let old = if beta == 0.0 { 0.0 } else { (beta * y0[idx].to_f32()).abs() };
+            let n = s.row_range(o).len() as f32 + 1.0;
+            let (g, e) = (got[idx].to_f32(), expect[idx].to_f32());
+            let tol = 2.0 * n * 2f32.powi(-24) * (alpha.abs() * mass + old) + eps::<T>() * e.abs() + 1e-7;
+            assert!(g.is_finite() && (g - e).abs() <= tol, "{what}: Y[{ti},{o}] = {g}, expected {e} (tol {tol})");
+        }
+    }
+    // Padding between rows/columns of Y (ld > inner) is untouched.
+    let mut touched = vec![false; ys.required_len()];
+    for ti in 0..t {
+        for o in 0..out_dim {
+            touched[ys.offset(ti, o)] = true;
+        }
+    }
+    for (i, (g, y)) in got.iter().zip(&y0).enumerate() {
+        if !touched[i] {
+            assert!(same_bits(*g, *y), "{what}: padding element {i} changed");
+        }
+    }
+}
+
+fn check_sb<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) {
+    let (m, k) = (rng.gen_range(0..=max_dim), rng.gen_range(0..=max_dim));
+    let n = [1, rng.gen_range(0..70), rng.gen_range(1..40)][rng.gen_range(0..3)];
+    let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.1)][rng.gen_range(0..4)];
+    let skewed = rng.gen_bool(0.4);
+    let s = random_pattern(rng, m, k, density, skewed);
+    let s_vals: Vec<T> = random_values(rng, s.nnz());
+    let bs = random_layout(rng, k, n);
+    let cs = random_layout(rng, m, n);
+    let b: Vec<T> = random_values(rng, bs.required_len());
+    let (alpha, beta) = alpha_beta(rng);
+    let c0: Vec<T> = initial_output(rng, cs.required_len(), beta);
+    let what = format!("{dev}: S {m}x{k} nnz {} n {n} {:?}/{:?} alpha {alpha} beta {beta} {}", s.nnz(), bs.layout, cs.layout, T::DTYPE.name());
+
+    let mut expect = c0.clone();
+    spmm_sb_cpu(&s, &s_vals, MatRef::new(&b, k, n, bs.ld, bs.layout).unwrap(), alpha, beta, MatMut::new(&mut expect, m, n, cs.ld, cs.layout).unwrap()).unwrap();
+    let ds = DeviceCsrPattern::upload(gpu, &s).unwrap();
+    let dv = gpu.upload(&s_vals).unwrap();
+    let db = gpu.upload(&b).unwrap();
+    let mut dc = gpu.upload(&c0).unwrap();
+    spmm_sb(gpu, &ds, &dv, DeviceMatRef::new(&db, k, n, bs.ld, bs.layout).unwrap(), alpha, beta, DeviceMatMut::new(&mut dc, m, n, cs.ld, cs.layout).unwrap()).unwrap();
+    let got = gpu.download(&dc).unwrap();
+    for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
+        assert!(same_bits(*g, *e), "{what}: element {i}: {g:?} vs CPU {e:?}");
+    }
+    if beta == 0.0 {
+        for r in 0..m {
+            for j in 0..n {
+                assert!(!got[cs.offset(r, j)].to_f32().is_nan(), "{what}: NaN leaked from the poisoned output");
+            }
+        }
+    }
+}
+
+fn run<T: Element>(test: &str, cases: usize) {
+    let mut rng = rng(test);
+    for (dev, gpu) in devices(test) {
+        for _ in 0..cases {
+            check_xst::<T>(&gpu, &dev, &mut rng, 60);
+            check_sb::<T>(&gpu, &dev, &mut rng, 60);
+        }
+    }
+}
+
+#[test]
+fn spmm_matches_cpu_reference_f32() {
+    run::<f32>("spmm_f32", 10);
+}
+
+#[test]
+fn spmm_matches_cpu_reference_f16() {
+    run::<f16>("spmm_f16", 6);
+}
+
+#[test]
+fn spmm_matches_cpu_reference_bf16() {
+    run::<bf16>("spmm_bf16", 6);
+}
+
+/// The backward to the input, dX = dY * S, computed as spmm_xst with S^T, against a dense product on the CPU.
+#[test]
+fn backward_to_input_is_spmm_xst_with_the_transpose() {
+    let mut rng = rng("spmm_backward");
+    for (dev, gpu) in devices("spmm_backward") {
+        let (out_dim, in_dim, t) = (37, 53, 5);
+        let s = random_pattern(&mut rng, out_dim, in_dim, 0.2, true);
+        let vals: Vec<f32> = random_values(&mut rng, s.nnz());
+        // S^T on the host: (row, col) swapped, values carried along.
+        let triplets: Vec<(usize, usize, f32)> = s.iter().map(|(e, r, c)| (c, r, vals[e])).collect();
+        let st = Csr::<f32, u32>::from_coo(in_dim, out_dim, &triplets).unwrap();
+        let dy: Vec<f32> = random_values(&mut rng, t * out_dim);
+        // Dense reference: dX[t, i] = sum_o dY[t, o] S[o, i].
+        let s_dense = Csr::new(s.clone(), vals.clone()).unwrap().to_dense(Layout::RowMajor);
+        let mut expect = vec![0f32; t * in_dim];
+        for ti in 0..t {
+            for i in 0..in_dim {
+                expect[ti * in_dim + i] = (0..out_dim).map(|o| dy[ti * out_dim + o] as f64 * s_dense[o * in_dim + i] as f64).sum::<f64>() as f32;
+            }
+        }
+        let dst = DeviceCsrPattern::upload(&gpu, st.pattern()).unwrap();
+        let dvals = gpu.upload(st.values()).unwrap();
+        let ddy = gpu.upload(&dy).unwrap();
+        let mut ddx = gpu.upload(&vec![f32::NAN; t * in_dim]).unwrap();
+        spmm_xst(&gpu, &dst, &dvals, DeviceMatRef::row_major(&ddy, t, out_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut ddx, t, in_dim).unwrap()).unwrap();
+        let got = gpu.download(&ddx).unwrap();
+        for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
+            assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{dev}: dX[{i}] = {g}, expected {e}");
+        }
+    }
+}
+
+#[test]
+fn spmm_rejects_bad_shapes_and_lengths_and_touches_nothing() {
+    for (dev, gpu) in devices("spmm_bad_input") {
+        let s = CsrPattern::<u32>::from_coo(3, 4, &[(0, 1), (2, 3)]).unwrap();
+        let ds = DeviceCsrPattern::upload(&gpu, &s).unwrap();
+        let vals = gpu.upload(&[1f32, 2.0]).unwrap();
+        let x = gpu.upload(&[1f32; 2 * 4]).unwrap();
+        let mut y = gpu.upload(&[7f32; 2 * 3]).unwrap();
+        // X with the wrong inner dimension.
+        let e = spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, 4, 2).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, 2, 3).unwrap()).unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { op: "spmm_xst", what: "x", .. }), "{dev}: {e:?}");
+        // Y with the wrong shape.
+        let e = spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, 2, 4).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, 3, 2).unwrap()).unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { op: "spmm_xst", what: "y", .. }), "{dev}: {e:?}");
+        // Values of the wrong length.
+        let short = gpu.upload(&[1f32]).unwrap();
+        let e = spmm_xst(&gpu, &ds, &short, DeviceMatRef::row_major(&x, 2, 4).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, 2, 3).unwrap()).unwrap_err();
+        assert!(matches!(e, Error::LengthMismatch { what: "s_values", expected: 2, got: 1, .. }), "{dev}: {e:?}");
+        assert_eq!(gpu.download(&y).unwrap(), vec![7.0; 6], "{dev}: output touched");
+        // spmm_sb: B must be k x n, C m x n.
+        let b = gpu.upload(&[1f32; 4 * 5]).unwrap();
+        let mut c = gpu.upload(&[7f32; 3 * 5]).unwrap();
+        let e = spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, 5, 4).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut c, 3, 5).unwrap()).unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { op: "spmm_sb", what: "b", .. }), "{dev}: {e:?}");
+        let e = spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, 4, 5).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut c, 5, 3).unwrap()).unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { op: "spmm_sb", what: "c", .. }), "{dev}: {e:?}");
+        assert_eq!(gpu.download(&c).unwrap(), vec![7.0; 15], "{dev}: output touched");
+    }
+}
