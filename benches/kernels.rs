@@ -20,6 +20,8 @@ struct Case {
     cols: usize,
     density: f64,
     dtype: &'static str,
+    /// Rows of the dense activations (T), 0 where the op has none.
+    t: usize,
     bytes: usize,
 }
 
@@ -57,18 +59,109 @@ fn report(case: &Case, ms: f64, bandwidth: f64, device: &str) {
     let gbps = case.bytes as f64 / (ms * 1e-3) / 1e9;
     let floor_ms = case.bytes as f64 / bandwidth * 1e3;
     println!(
-        "RESULT op={} shape={}x{} density={:.2} dtype={} time_ms={:.4} GB/s={:.1} floor_ms={:.4} of_floor={:.2} device=\"{}\"",
-        case.op, case.rows, case.cols, case.density, case.dtype, ms, gbps, floor_ms, floor_ms / ms, device
+        "RESULT op={} shape={}x{} density={:.2} dtype={} T={} time_ms={:.4} GB/s={:.1} floor_ms={:.4} of_floor={:.2} device=\"{}\"",
+        case.op, case.rows, case.cols, case.density, case.dtype, case.t, ms, gbps, floor_ms, floor_ms / ms, device
     );
     if let Ok(path) = std::env::var("SLR_BENCH_JSON") {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             let _ = writeln!(
                 f,
-                "{{\"op\":\"{}\",\"rows\":{},\"cols\":{},\"density\":{},\"dtype\":\"{}\",\"time_ms\":{},\"gbps\":{},\"floor_ms\":{},\"bytes\":{},\"device\":\"{}\"}}",
-                case.op, case.rows, case.cols, case.density, case.dtype, ms, gbps, floor_ms, case.bytes, device
+                "{{\"op\":\"{}\",\"rows\":{},\"cols\":{},\"density\":{},\"dtype\":\"{}\",\"t\":{},\"time_ms\":{},\"gbps\":{},\"floor_ms\":{},\"bytes\":{},\"device\":\"{}\"}}",
+                case.op, case.rows, case.cols, case.density, case.dtype, case.t, ms, gbps, floor_ms, case.bytes, device
             );
         }
     }
+}
+
+/// A baseline measured in the same run, in the results schema plus "baseline".
+fn report_baseline(case: &Case, baseline: &str, ms: f64, device: &str) {
+    println!("BASELINE op={} shape={}x{} density={:.2} dtype={} baseline=\"{baseline}\" time_ms={ms:.4}", case.op, case.rows, case.cols, case.density, case.dtype);
+    if let Ok(path) = std::env::var("SLR_BENCH_JSON") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(
+                f,
+                "{{\"op\":\"{}\",\"rows\":{},\"cols\":{},\"density\":{},\"dtype\":\"{}\",\"t\":{},\"baseline\":\"{baseline}\",\"time_ms\":{ms},\"device\":\"{device}\"}}",
+                case.op, case.rows, case.cols, case.density, case.dtype, case.t
+            );
+        }
+    }
+}
+
+/// Y = X * W^T with W dense (out x in, row-major) through cuBLAS, the dense baseline for spmm_xst. In cuBLAS's
+/// column-major terms Y^T (out x T) = W (stored in x out, transposed) * X^T (stored in x T).
+fn cublas_dense_xwt(gpu: &Gpu, w: &DeviceVec<bf16>, x: &DeviceVec<bf16>, y: &mut DeviceVec<bf16>, t: usize, out: usize, inn: usize) -> Result<()> {
+    use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+    let blas = gpu.cublas()?;
+    let cfg = GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_T,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: out as i32,
+        n: t as i32,
+        k: inn as i32,
+        alpha: bf16::ONE,
+        lda: inn as i32,
+        ldb: inn as i32,
+        beta: bf16::ZERO,
+        ldc: out as i32,
+    };
+    let (w, x, y) = (w.as_cuda().expect("CUDA buffer"), x.as_cuda().expect("CUDA buffer"), y.as_cuda_mut().expect("CUDA buffer"));
+    // SAFETY: W holds out*in, X t*in and Y t*out elements, matching m, n, k and the leading dimensions above.
+    unsafe { blas.gemm(cfg, w, x, y) }.map_err(|e| Error::Cuda { op: "cublas gemm", detail: format!("{e:?}") })
+}
+
+fn bench_spmm(c: &mut Criterion) {
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("spmm benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let mut rng = StdRng::seed_from_u64(11);
+    let shapes: &[(usize, usize)] = &[(4096, 4096), (11008, 4096), (4096, 11008)];
+    let densities: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.01, 0.05, 0.10, 0.30] };
+    let ts: &[usize] = if quick() { &[1, 16, 128] } else { &[1, 16, 128, 2048] };
+    let mut group = c.benchmark_group("spmm");
+    if quick() {
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
+    }
+    for &(out, inn) in shapes {
+        let w: Vec<bf16> = (0..out * inn).map(|i| bf16::from_f32(((i * 7919) % 2001) as f32 * 1e-3 - 1.0)).collect();
+        let d_w = gpu.upload(&w).unwrap();
+        for &density in densities {
+            let pattern = random_pattern(&mut rng, out, inn, density);
+            let nnz = pattern.nnz();
+            let ds = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let vals = gpu.upload(&vec![bf16::from_f32(0.01); nnz]).unwrap();
+            for &t in ts {
+                let x = gpu.upload(&vec![bf16::from_f32(0.5); t * inn]).unwrap();
+                let mut y = gpu.alloc_zeros::<bf16>(t * out).unwrap();
+                let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * t * (inn + out);
+                let case = Case { op: "spmm_xst", rows: out, cols: inn, density, dtype: "bf16", t, bytes };
+                let label = format!("spmm_xst_bf16/{out}x{inn}/d{density}/T{t}");
+                group.bench_function(&label, |b| {
+                    b.iter_custom(|iters| {
+                        let ms = gpu
+                            .time_ms(iters as usize, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?))
+                            .unwrap();
+                        Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+                    })
+                });
+                let ms = gpu
+                    .time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?))
+                    .unwrap();
+                report(&case, ms, bandwidth, &device);
+                println!("    {:.2} TFLOP/s on the nonzeros", 2.0 * nnz as f64 * t as f64 / (ms * 1e-3) / 1e12);
+                match gpu.time_ms(20, || cublas_dense_xwt(&gpu, &d_w, &x, &mut y, t, out, inn)) {
+                    Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &device),
+                    Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
+                }
+            }
+        }
+    }
+    group.finish();
 }
 
 fn bench_gather_scatter(c: &mut Criterion) {
@@ -98,7 +191,7 @@ fn bench_gather_scatter(c: &mut Criterion) {
             let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
             let offsets = 4 * (rows + 1);
             let mut out = gpu.alloc_zeros::<bf16>(nnz).unwrap();
-            let case = Case { op: "gather", rows, cols, density, dtype: "bf16", bytes: nnz * (4 + 2 + 2) + offsets };
+            let case = Case { op: "gather", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2) + offsets };
             let name = format!("gather_bf16/{rows}x{cols}/d{density}");
             group.bench_function(&name, |b| {
                 b.iter_custom(|iters| {
@@ -113,7 +206,7 @@ fn bench_gather_scatter(c: &mut Criterion) {
 
             let delta = gpu.upload(&vec![1e-3f32; nnz]).unwrap();
             let mut d_w = gpu.upload(&w).unwrap();
-            let case = Case { op: "scatter_add", rows, cols, density, dtype: "bf16<-f32", bytes: nnz * (4 + 4 + 2 + 2) + offsets };
+            let case = Case { op: "scatter_add", rows, cols, density, dtype: "bf16<-f32", t: 0, bytes: nnz * (4 + 4 + 2 + 2) + offsets };
             let name = format!("scatter_add_bf16_f32/{rows}x{cols}/d{density}");
             group.bench_function(&name, |b| {
                 b.iter_custom(|iters| {
@@ -130,5 +223,5 @@ fn bench_gather_scatter(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gather_scatter);
+criterion_group!(benches, bench_gather_scatter, bench_spmm);
 criterion_main!(benches);

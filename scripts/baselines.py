@@ -5,6 +5,7 @@ per case to --json, in the benchmark's schema plus "baseline". Timed with CUDA e
 gather:      what LIFT does, grad[mask] with a bool mask, and the cheaper flat index_select at the same positions.
 scatter_add: W.view(-1).index_add_(0, flat, delta) (torch needs delta in W's dtype: the f32 delta is rounded to
              bf16 first, so the baseline rounds twice where ours rounds once), and LIFT-style W[mask] += delta.
+spmm_xst:    dense x @ w.T (cuBLAS) and torch.sparse.mm on a CSR tensor (cuSPARSE SpMM), Y^T computed.
 """
 import argparse
 import json
@@ -51,10 +52,31 @@ def main():
             ]
             for op, dtype, baseline, fn in cases:
                 ms = time_ms(fn)
-                rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, baseline=baseline,
+                rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, t=0, baseline=baseline,
                            time_ms=ms, device=name, nnz=nnz)
                 rows_out.append(rec)
                 print(json.dumps(rec), flush=True)
+    # SpMM forward Y = X W^T: dense cuBLAS (x @ w.T) and torch.sparse.mm on CSR (cuSPARSE SpMM underneath).
+    ts = [1, 16, 128, 2048] if args.full else [1, 16, 128]
+    for out, inn in [(4096, 4096), (11008, 4096), (4096, 11008)]:
+        w = torch.randn(out, inn, device=dev, generator=gen).to(torch.bfloat16)
+        for d in densities:
+            mask = torch.rand(out, inn, device=dev, generator=gen) < d
+            s_csr = (w * mask).to_sparse_csr()
+            for t in ts:
+                x = torch.randn(t, inn, device=dev, generator=gen).to(torch.bfloat16)
+                cases = [("torch dense x@w.T", lambda: x @ w.T),
+                         ("torch.sparse.mm CSR (cuSPARSE)", lambda: torch.sparse.mm(s_csr, x.T))]
+                for baseline, fn in cases:
+                    try:
+                        ms = time_ms(fn, iters=20)
+                    except Exception as e:  # e.g. a dtype the sparse path does not support
+                        print(f"# {baseline} failed at {out}x{inn} d={d} T={t}: {e}", flush=True)
+                        continue
+                    rec = dict(op="spmm_xst", rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
+                               time_ms=ms, device=name)
+                    rows_out.append(rec)
+                    print(json.dumps(rec), flush=True)
     with open(args.json, "a") as f:
         for r in rows_out:
             f.write(json.dumps(r) + "\n")

@@ -17,21 +17,21 @@ def main(path):
             r = json.loads(line)
         except ValueError:
             continue
-        key = (r["op"], r["rows"], r["cols"], round(float(r["density"]), 4), r["dtype"])
+        key = (r["op"], r["rows"], r["cols"], round(float(r["density"]), 4), r["dtype"], int(r.get("t", 0)))
         if "baseline" in r:
             base.setdefault(key, []).append((r["baseline"], r["time_ms"]))
         else:
             ours[key] = r
-    hdr = f"{'op':<12} {'shape':<11} {'dens':>5} {'dtype':<10} {'ours ms':>9} {'GB/s':>7} {'floor%':>7}  {'baseline':<22} {'base ms':>9} {'ratio':>6}"
+    hdr = f"{'op':<12} {'shape':<11} {'dens':>5} {'dtype':<10} {'T':>5} {'ours ms':>9} {'GB/s':>7} {'floor%':>7}  {'baseline':<22} {'base ms':>9} {'ratio':>6}"
     print(hdr)
     print("-" * len(hdr))
     for key in sorted(ours):
         r = ours[key]
-        op, rows, cols, d, dtype = key
+        op, rows, cols, d, dtype, t = key
         floor = 100.0 * r["floor_ms"] / r["time_ms"] if r["time_ms"] > 0 else 0.0
         bl = base.get(key, [("(none)", float("nan"))])
         for i, (bname, bms) in enumerate(bl):
-            lead = f"{op:<12} {rows}x{cols:<6} {d:>5.2f} {dtype:<10} {r['time_ms']:>9.4f} {r['gbps']:>7.1f} {floor:>6.1f}%" if i == 0 else " " * 63
+            lead = f"{op:<12} {rows}x{cols:<6} {d:>5.2f} {dtype:<10} {t:>5} {r['time_ms']:>9.4f} {r['gbps']:>7.1f} {floor:>6.1f}%" if i == 0 else " " * 69
             print(f"{lead}  {bname:<22} {bms:>9.4f} {bms / r['time_ms']:>6.2f}")
     if ours:
         print(f"device: {next(iter(ours.values()))['device']}")

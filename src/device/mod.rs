@@ -365,6 +365,14 @@ impl<T> DeviceVec<T> {
             VecInner::Emulated(_) => None,
         }
     }
+    /// The CUDA buffer, writable, if this lives on a GPU.
+    pub fn as_cuda_mut(&mut self) -> Option<&mut CudaSlice<T>> {
+        match &mut self.inner {
+            VecInner::Cuda(s) => Some(s),
+            #[cfg(feature = "emulator")]
+            VecInner::Emulated(_) => None,
+        }
+    }
     /// Gives the CUDA buffer back (or `self` unchanged if this is an emulator buffer).
     pub fn into_cuda(self) -> std::result::Result<CudaSlice<T>, Self> {
         match self.inner {
