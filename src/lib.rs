@@ -39,6 +39,7 @@ pub mod kernels;
 pub mod mask;
 mod scan;
 pub mod spmm;
+pub mod tile_mma;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use dense::{DenseShape, Layout, MatMut, MatRef};
@@ -50,4 +51,5 @@ pub use error::{CsrError, Error, Result};
 pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, ScatterDelta};
 pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
 pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu};
+pub use tile_mma::{tile_mma, tile_mma_cpu, TileMmaElement};
 pub use half;

@@ -151,6 +151,10 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "scan_u32" => vec!["BAR.SYNC", "STS.64", "LDS.64"],
         // Ballot of 32 columns, then a prefix popcount per lane.
         "mask_row_columns" => vec!["VOTE.ANY", "POPC"],
+        // One tensor-core mma.sync.m16n8k16 per warp (HMMA, f32 accumulators; every target is sm_80+); A and B
+        // read through the read-only path as 16-bit loads, C read and written in place as f32.
+        "tile_mma_bf16" => vec!["HMMA.16816.F32.BF16", "LDG.E.U16.CONSTANT", "LDG.E ", "STG.E "],
+        "tile_mma_f16" => vec!["HMMA.16816.F32 ", "LDG.E.U16.CONSTANT", "LDG.E ", "STG.E "],
         // Fused multiply-adds; spmm_xst reduces across lanes with a butterfly, spmm_sb broadcasts entries.
         k if k.starts_with("spmm_xst_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.CONSTANT"],
         k if k.starts_with("spmm_sb_") => vec!["FFMA", "SHFL.IDX", "LDG.E.CONSTANT"],
