@@ -33,7 +33,7 @@ tests_log="$OUT/tests.log"
 for t in "$B"/bin/test-*; do
   name=$(basename "$t")
   echo "=== $name" >> "$tests_log"
-  SLR_REQUIRE_GPU=1 timeout 150 "$t" --test-threads=8 >> "$tests_log" 2>&1
+  SLR_REQUIRE_GPU=1 timeout 90 "$t" --test-threads=8 >> "$tests_log" 2>&1
   rc=$?
   note "tests $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
 done
@@ -42,12 +42,15 @@ done
 san_log="$OUT/sanitizer.log"
 : > "$san_log"
 if command -v compute-sanitizer >/dev/null; then
-  for tool in memcheck racecheck; do
-    echo "=== $tool" >> "$san_log"
-    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 99 \
-      "$B/bin/test-gather_scatter" --test-threads=1 >> "$san_log" 2>&1
+  # memcheck on every GPU property test; racecheck on the kernels that share memory between threads.
+  for spec in memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma racecheck:mask_to_csr; do
+    tool=${spec%%:*}; name=${spec#*:}
+    [ -x "$B/bin/test-$name" ] || continue
+    echo "=== $tool $name" >> "$san_log"
+    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 timeout 60 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      "$B/bin/test-$name" --test-threads=1 >> "$san_log" 2>&1
     rc=$?
-    note "compute-sanitizer $tool gather_scatter: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
+    note "compute-sanitizer $tool $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
   done
 else
   note "compute-sanitizer: NOT FOUND"
@@ -55,9 +58,9 @@ fi
 
 # 4. Benchmarks (quick mode, CUDA events) and the PyTorch baselines for the same shapes.
 rm -f "$OUT/results.jsonl"
-SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 150 "$B/bin/bench-kernels" --bench > "$OUT/bench.log" 2>&1
+SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 140 "$B/bin/bench-kernels" --bench > "$OUT/bench.log" 2>&1
 note "bench: rc=$?"
-PYTHONUNBUFFERED=1 timeout 100 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
+PYTHONUNBUFFERED=1 timeout 90 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
 note "baselines: rc=$?"
 
 # 5. The table, last.
