@@ -3,8 +3,8 @@
 //
 // Conventions (docs/design.md): kernels are templates over the element type with f32 accumulation; each is
 // instantiated by `extern "C" __global__` wrappers named `<op>_<dtype>` so the Rust side picks by type; each
-// wrapper is followed by SLR_EMU_EXPORT(name) so the emulator can launch it. Inline PTX lives only here, in
-// named helpers with a host version (none needed yet).
+// wrapper is followed by SLR_EMU_EXPORT(name) so the emulator can launch it. Inline PTX lives only in named
+// helpers with a host version: the tensor-core mma helpers are in cuda/mma.cuh.
 #pragma once
 
 #ifdef SLR_EMULATE
