@@ -11,9 +11,15 @@
 // rounded once to T. beta == 0 ignores the old output (a NaN there does not leak). Deterministic: every sum is
 // formed in a fixed order (no atomics).
 //
-// spmm_xst launch: one warp per row o of S, 8 warps per block. Lanes split the row's entries (coalesced loads of
-// values and columns); each pass handles kTileT = 4 rows t of X, gathering X[t, col(e)], then a fixed xor-butterfly
-// sums the lanes and lanes 0..3 write Y[t0 + lane, o]. The S row is re-read from L1 for every 4 rows of X.
+// spmm_xst, T <= 2 (decode): one warp per row o of S, 8 warps per block. Lanes split the row's entries (coalesced
+// loads of values and columns), gather X[t, col(e)], a fixed xor-butterfly sums the lanes, lane t writes Y[t, o].
+// spmm_xst, T > 2: X is first transposed (transpose_pad) into Xt (in x ldt, ldt = T rounded up to 8, padding
+// zero), so the T values an entry needs are contiguous: one 16-byte load gives 8 of them (two for f32). Then
+// spmm_xst_vec: one warp per row o of S; per pass of 8 rows of X each lane accumulates 8 sums over its
+// entries, the butterfly reduces them and lanes 0..7 write Y[t0 + lane, o]. The S row is re-read (from L1) once
+// per 8 rows of X. transpose_pad: 32x32 tiles through shared memory (one +1-padded tile per block).
+// spmm_xst_vec's launch bounds name 2 blocks per SM: with the single-argument form ptxas (13.0, sm_80) capped the
+// f32 variant at 32 registers and spilled; the resource-report test guards this.
 // Floor (skinny T, the memory-bound decode/small-batch regime): read S once, nnz * (4 + sizeof(T)) + 4 * (out + 1)
 // bytes, plus X (T * in * sizeof(T), mostly cache-resident gathers) and Y (read if beta != 0, written:
 // T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
@@ -77,6 +83,74 @@ __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_o
     }
 }
 
+// Eight consecutive elements starting at p (16-byte aligned) as f32: one 16-byte load for 16-bit types, two for
+// f32.
+__device__ __forceinline__ void load8(const float* __restrict__ p, float (&v)[8]) {
+    float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+template <typename T>
+__device__ __forceinline__ void load8(const T* __restrict__ p, float (&v)[8]) {
+    uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const T* h = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = slr::to_f32(h[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ row_offsets,
+                                                  const unsigned* __restrict__ col_indices,
+                                                  const T* __restrict__ values, unsigned s_rows,
+                                                  const T* __restrict__ xt, unsigned long long ldt, unsigned t_count,
+                                                  T* __restrict__ y, unsigned long long y_rs,
+                                                  unsigned long long y_cs, float alpha, float beta) {
+    unsigned o = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    unsigned lane = threadIdx.x % 32;
+    if (o >= s_rows) return;  // whole warps leave together
+    unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
+    for (unsigned t0 = 0; t0 < t_count; t0 += 8) {
+        float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        for (unsigned e = lo + lane; e < hi; e += 32) {
+            float s = slr::to_f32(values[e]);
+            float xv[8];
+            load8(xt + (col_indices[e] * ldt + t0), xv);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) acc[j] = fmaf(s, xv[j], acc[j]);
+        }
+        float mine = 0.0f;
+#pragma unroll
+        for (unsigned j = 0; j < 8; ++j) {
+            float sum = warp_sum(acc[j]);
+            mine = lane == j ? sum : mine;
+        }
+        if (lane < 8 && t0 + lane < t_count) {
+            T* out = y + ((t0 + lane) * y_rs + o * y_cs);
+            *out = combine(mine, alpha, beta, out);
+        }
+    }
+}
+
+// xt[c * ldt + r] = x[r, c] for r < rows, 0 for rows <= r < ldt; c < cols. 32 x 32 tiles, 32 x 8 threads, each
+// thread moving 4 elements; the tile is padded to 33 columns so the transposed reads hit distinct banks.
+template <typename T>
+__device__ __forceinline__ void transpose_pad_impl(const T* __restrict__ x, unsigned long long x_rs,
+                                                   unsigned long long x_cs, unsigned rows, unsigned cols,
+                                                   T* __restrict__ xt, unsigned long long ldt) {
+    __shared__ float tile[32][33];
+    unsigned r0 = blockIdx.y * 32, c0 = blockIdx.x * 32;
+    for (unsigned i = threadIdx.y; i < 32; i += 8) {
+        unsigned r = r0 + i, c = c0 + threadIdx.x;
+        tile[i][threadIdx.x] = (r < rows && c < cols) ? slr::to_f32(x[r * x_rs + c * x_cs]) : 0.0f;
+    }
+#ifndef SLR_FAULT_TRANSPOSE_SYNC  // planted fault for the emulator's mutation test: the tile is read half-written
+    __syncthreads();
+#endif
+    for (unsigned i = threadIdx.y; i < 32; i += 8) {
+        unsigned c = c0 + i, r = r0 + threadIdx.x;
+        if (c < cols && r < ldt) xt[c * ldt + r] = slr::from_f32<T>(tile[threadIdx.x][i]);
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_offsets,
                                              const unsigned* __restrict__ col_indices,
@@ -126,14 +200,33 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
         unsigned long long b_cs, unsigned n, T* __restrict__ c, unsigned long long c_rs,                        \
         unsigned long long c_cs, float alpha, float beta) {                                                     \
         spmm_sb_impl<T>(row_offsets, col_indices, values, s_rows, b, b_rs, b_cs, n, c, c_rs, c_cs, alpha, beta); \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) spmm_xst_vec_##SUFFIX(                   \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
+        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
+        float beta) {                                                                                           \
+        spmm_xst_vec_impl<T>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
+                             beta);                                                                             \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(256) transpose_pad_##SUFFIX(                                  \
+        const T* __restrict__ x, unsigned long long x_rs, unsigned long long x_cs, unsigned rows,              \
+        unsigned cols, T* __restrict__ xt, unsigned long long ldt) {                                            \
+        transpose_pad_impl<T>(x, x_rs, x_cs, rows, cols, xt, ldt);                                              \
     }
 
 SLR_SPMM(float, f32)
 SLR_EMU_EXPORT(spmm_xst_f32)
 SLR_EMU_EXPORT(spmm_sb_f32)
+SLR_EMU_EXPORT(spmm_xst_vec_f32)
+SLR_EMU_EXPORT(transpose_pad_f32)
 SLR_SPMM(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_f16)
 SLR_EMU_EXPORT(spmm_sb_f16)
+SLR_EMU_EXPORT(spmm_xst_vec_f16)
+SLR_EMU_EXPORT(transpose_pad_f16)
 SLR_SPMM(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(spmm_xst_bf16)
 SLR_EMU_EXPORT(spmm_sb_bf16)
+SLR_EMU_EXPORT(spmm_xst_vec_bf16)
+SLR_EMU_EXPORT(transpose_pad_bf16)

@@ -18,6 +18,8 @@ use crate::error::{check_len, check_shape, Error, Result};
 
 const MODULE: &str = "spmm";
 const WARPS_PER_BLOCK: usize = 8;
+/// Up to this many rows of X, spmm_xst gathers X directly; above, it transposes X first (see cuda/spmm.cu).
+const SCALAR_T_MAX: usize = 2;
 
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     if beta == 0.0 {
@@ -169,8 +171,12 @@ fn launch_spmm<'v, T: Element, I: Index>(
 /// reassociation bound: lanes sum interleaved entries and combine by a butterfly, so
 /// `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output rounding.
 ///
+/// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
+/// stream per call) so that each entry's T values are one or a few 16-byte loads.
+///
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
-/// (`T * out * size_of::<T>()`), X gathered from cache; `2 * nnz * T` flops.
+/// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
+/// `2 * nnz * T` flops.
 pub fn spmm_xst<'a, T: Element, I: Index>(
     gpu: &Gpu,
     s: &DeviceCsrPattern<I>,
@@ -187,8 +193,94 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
     check_shape(OP, "x", (xs.rows, s.cols()), (xs.rows, xs.cols))?;
     check_shape(OP, "y", (xs.rows, s.rows()), (ys.rows, ys.cols))?;
     check_fits_u32(OP, "rows of x", xs.rows)?;
-    let kernel = format!("spmm_xst_{}", T::DTYPE.name());
-    launch_spmm(OP, &kernel, gpu, s, s_values, &x, xs.rows, s.rows(), alpha, beta, &mut y)
+    let t = xs.rows;
+    if t <= SCALAR_T_MAX {
+        let kernel = format!("spmm_xst_{}", T::DTYPE.name());
+        return launch_spmm(OP, &kernel, gpu, s, s_values, &x, t, s.rows(), alpha, beta, &mut y);
+    }
+    // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
+    // contiguous and 16-byte aligned, then the vector kernel.
+    let (offsets, cols) = (s.row_offsets(), s.col_indices());
+    check_no_alias(
+        OP,
+        ("output", y.data_mut().addr_range(gpu)),
+        &[
+            ("dense input", x.data().addr_range(gpu)),
+            ("s_values", s_values.addr_range(gpu)),
+            ("row_offsets", offsets.addr_range(gpu)),
+            ("col_indices", cols.addr_range(gpu)),
+        ],
+    )?;
+    let (inn, out) = (s.cols(), s.rows());
+    if out == 0 {
+        return Ok(());
+    }
+    let ldt = t.div_ceil(8) * 8;
+    let mut xt = gpu.alloc_zeros::<T>(inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op: OP, what: "transposed x", expected: usize::MAX, got: inn })?)?;
+    if inn > 0 {
+        let grid_y = ldt.div_ceil(32);
+        if grid_y > 65535 || inn.div_ceil(32) > i32::MAX as usize {
+            return Err(Error::LengthMismatch { op: OP, what: "rows of x (transpose grid)", expected: 65535 * 32, got: t });
+        }
+        let shape = LaunchShape { grid: (inn.div_ceil(32) as u32, grid_y as u32, 1), block: (32, 8, 1), shared_bytes: 0 };
+        let (p_x, _g0) = x.data().kernel_ptr(gpu, OP, "x")?;
+        let mut xt_view = crate::device::DeviceSliceMut::from(&mut xt);
+        let (p_xt, _g1) = xt_view.kernel_ptr_mut(gpu, OP, "transposed x")?;
+        // SAFETY: the kernel reads x[r, c] only for r < t, c < in, inside X's validated shape, and writes
+        // xt[c * ldt + r] for c < in, r < ldt, inside the in * ldt elements just allocated; xt is a fresh buffer,
+        // so it overlaps nothing; the block is 32 x 8 threads over 32 x 32 tiles as the kernel expects;
+        // arguments match transpose_pad_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &format!("transpose_pad_{}", T::DTYPE.name()),
+                shape,
+                &[
+                    p_x,
+                    KernelArg::U64(xs.row_stride() as u64),
+                    KernelArg::U64(xs.col_stride() as u64),
+                    KernelArg::U32(t as u32),
+                    KernelArg::U32(inn as u32),
+                    p_xt,
+                    KernelArg::U64(ldt as u64),
+                ],
+            )?;
+        }
+    }
+    let launch = LaunchShape::linear(OP, out * 32, (WARPS_PER_BLOCK * 32) as u32)?;
+    let (p_off, _g0) = offsets.kernel_ptr(gpu, OP, "row_offsets")?;
+    let (p_col, _g1) = cols.kernel_ptr(gpu, OP, "col_indices")?;
+    let (p_val, _g2) = s_values.kernel_ptr(gpu, OP, "s_values")?;
+    let xt_view = DeviceSlice::from(&xt);
+    let (p_xt, _g3) = xt_view.kernel_ptr(gpu, OP, "transposed x")?;
+    let ys = y.shape();
+    let (p_y, _g4) = y.data_mut().kernel_ptr_mut(gpu, OP, "output")?;
+    // SAFETY: S is a validated DeviceCsrPattern with nnz values, so every column read is < in and each entry
+    // loads xt[col * ldt + t0 .. + 8] with t0 + 8 <= ldt, inside the in * ldt elements of xt, 16-byte aligned
+    // (ldt and t0 are multiples of 8 and the allocation is aligned); Y is written at (t, o) with t < T, o < out,
+    // inside its validated shape, and overlaps no input (checked above); one warp per row of S, surplus warps
+    // return; arguments match spmm_xst_vec_<dtype>.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            &format!("spmm_xst_vec_{}", T::DTYPE.name()),
+            launch,
+            &[
+                p_off,
+                p_col,
+                p_val,
+                KernelArg::U32(out as u32),
+                p_xt,
+                KernelArg::U64(ldt as u64),
+                KernelArg::U32(t as u32),
+                p_y,
+                KernelArg::U64(ys.row_stride() as u64),
+                KernelArg::U64(ys.col_stride() as u64),
+                KernelArg::F32(alpha),
+                KernelArg::F32(beta),
+            ],
+        )
+    }
 }
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +

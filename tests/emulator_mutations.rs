@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -139,4 +139,32 @@ fn the_four_fault_classes_the_issue_names_are_all_planted() {
     for f in ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment"] {
         assert!(planted.contains(&f), "planted fault {f} is missing from cuda/*.cu");
     }
+}
+
+#[test]
+fn missing_syncthreads_in_the_activation_transpose_gives_a_wrong_forward() {
+    let mut rng = rng("transpose_sync");
+    let (out_dim, in_dim, t) = (24, 70, 40);
+    let s = random_pattern(&mut rng, out_dim, in_dim, 0.3, false);
+    let vals: Vec<f32> = random_values(&mut rng, s.nnz());
+    let x: Vec<f32> = random_values(&mut rng, t * in_dim);
+    let mut expect = vec![0f32; t * out_dim];
+    spmm_xst_cpu(&s, &vals, MatRef::row_major(&x, t, in_dim).unwrap(), 1.0, 0.0, MatMut::row_major(&mut expect, t, out_dim).unwrap()).unwrap();
+    let mut caught = 0;
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "transpose_sync").unwrap() } else { Gpu::emulated(schedule) };
+            let ds = DeviceCsrPattern::upload(&gpu, &s).unwrap();
+            let (dv, dx) = (gpu.upload(&vals).unwrap(), gpu.upload(&x).unwrap());
+            let mut dy = gpu.alloc_zeros::<f32>(t * out_dim).unwrap();
+            let r = spmm_xst(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut dy, t, out_dim).unwrap());
+            let close = r.is_ok() && gpu.download(&dy).unwrap().iter().zip(&expect).all(|(g, e)| (g - e).abs() <= 1e-4 * (1.0 + e.abs()));
+            if faulty {
+                caught += !close as usize;
+            } else {
+                assert!(close, "{schedule:?}: unmodified kernels disagree with the CPU");
+            }
+        }
+    }
+    assert_eq!(caught, 3, "the missing barrier in transpose_pad was not caught under every schedule");
 }

@@ -45,10 +45,12 @@ fn initial_output<T: Element>(rng: &mut StdRng, len: usize, beta: f32) -> Vec<T>
 
 fn check_xst<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) {
     let (out_dim, in_dim) = (rng.gen_range(0..=max_dim), rng.gen_range(0..=max_dim));
-    let t = match rng.gen_range(0..4) {
+    // T = 0, 1, 2 take the direct-gather kernel; T > 2 the transpose + 16-byte-load kernel (ldt = 8, 16, ..., 40).
+    let t = match rng.gen_range(0..5) {
         0 => 1,
         1 => rng.gen_range(0..3),
-        _ => rng.gen_range(1..=12),
+        2 => rng.gen_range(13..=40),
+        _ => rng.gen_range(3..=12),
     };
     let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.1)][rng.gen_range(0..4)];
     let skewed = rng.gen_bool(0.4);
