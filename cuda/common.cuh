@@ -28,17 +28,22 @@ template <> __device__ __forceinline__ float from_f32<float>(float x) { return x
 template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
-// Index of the CSR row that holds entry `e`: the largest r in [0, rows) with row_offsets[r] <= e. Requires a
-// validated CSR (offsets non-decreasing, row_offsets[rows] = nnz > e). About log2(rows) dependent loads of a
-// small array that stays in L1/L2.
-__device__ __forceinline__ unsigned csr_row_of_entry(const unsigned* __restrict__ row_offsets, unsigned rows,
-                                                     unsigned e) {
-    unsigned lo = 0, hi = rows - 1;
+// Index of the CSR row that holds entry `e`: the largest r in [lo, hi] with row_offsets[r] <= e. Requires a
+// validated CSR (offsets non-decreasing, row_offsets[rows] = nnz > e) and row_offsets[lo] <= e. About
+// log2(hi - lo + 1) dependent loads of a small array that stays in L1/L2.
+__device__ __forceinline__ unsigned csr_row_of_entry(const unsigned* __restrict__ row_offsets, unsigned lo,
+                                                     unsigned hi, unsigned e) {
     while (lo < hi) {
         unsigned mid = lo + (hi - lo + 1) / 2;
         if (row_offsets[mid] <= e) lo = mid; else hi = mid - 1;
     }
     return lo;
+}
+
+// The same over all rows [0, rows).
+__device__ __forceinline__ unsigned csr_row_of_entry(const unsigned* __restrict__ row_offsets, unsigned rows,
+                                                     unsigned e) {
+    return csr_row_of_entry(row_offsets, 0u, rows - 1, e);
 }
 
 }  // namespace slr

@@ -4,8 +4,10 @@
 //   scatter_add:  W[row(e), col(e)] = round(W + alpha * v[e])        for e in [0, nnz), f32 arithmetic, one rounding
 //
 // W is addressed as W[r, c] = W[r * row_stride + c * col_stride] (row-major: (ld, 1); column-major: (1, ld)).
-// Launch: one thread per entry, 1-D grid of ceil(nnz / 256) blocks of 256 threads. Each thread finds its row by
-// binary search over row_offsets, so the work per thread is the same whatever the row-length skew.
+// Launch: one thread per entry, 1-D grid of ceil(nnz / 256) blocks of 256 threads. Each block first finds the rows
+// of its first and last entries (two threads, one binary search each over all rows, shared through shared
+// memory); then every thread finds its own row by binary search within that span, which is a handful of rows at
+// LLM densities. The work per thread is the same whatever the row-length skew.
 // No atomics: a validated CSR has strictly increasing columns within a row, so every entry names a distinct
 // W element and the result is bitwise deterministic.
 //
@@ -19,22 +21,42 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
+// The entry this thread handles (64-bit so the last block cannot wrap when nnz is close to 2^32) and its row.
+// Every thread of the block must call this (it has a barrier) before leaving for entries >= nnz.
+struct EntryRow {
+    unsigned long long entry;
+    unsigned row;
+};
+__device__ __forceinline__ EntryRow entry_and_row(const unsigned* __restrict__ row_offsets, unsigned rows,
+                                                  unsigned nnz) {
+    __shared__ unsigned span[2];  // rows of the block's first and last entries
+    unsigned long long first = (unsigned long long)blockIdx.x * kThreads;
+    if (threadIdx.x < 2) {
+        unsigned long long last = min(first + kThreads, (unsigned long long)nnz) - 1;
+        span[threadIdx.x] = slr::csr_row_of_entry(row_offsets, rows, (unsigned)(threadIdx.x == 0 ? first : last));
+    }
+    __syncthreads();
+    EntryRow er;
+    er.entry = first + threadIdx.x;
+    unsigned e = (unsigned)min(er.entry, (unsigned long long)nnz - 1);
+    er.row = slr::csr_row_of_entry(row_offsets, span[0], span[1], e);
+    return er;
+}
+
 template <typename T>
 __device__ __forceinline__ void gather_impl(const T* __restrict__ dense, unsigned long long row_stride,
                                             unsigned long long col_stride, const unsigned* __restrict__ row_offsets,
                                             const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz,
                                             T* __restrict__ out) {
-    // 64-bit so that the last block cannot wrap when nnz is close to 2^32.
-    unsigned long long entry = (unsigned long long)blockIdx.x * kThreads + threadIdx.x;
+    EntryRow er = entry_and_row(row_offsets, rows, nnz);
 #ifdef SLR_FAULT_OFF_BY_ONE_BOUND
-    if (entry > nnz) return;  // planted fault for the emulator's mutation test: thread nnz runs past the end
+    if (er.entry > nnz) return;  // planted fault for the emulator's mutation test: thread nnz runs past the end
 #else
-    if (entry >= nnz) return;
+    if (er.entry >= nnz) return;
 #endif
-    unsigned e = (unsigned)entry;
-    unsigned r = slr::csr_row_of_entry(row_offsets, rows, e);
+    unsigned e = (unsigned)er.entry;
     unsigned c = col_indices[e];
-    out[e] = dense[r * row_stride + c * col_stride];
+    out[e] = dense[er.row * row_stride + c * col_stride];
 }
 
 template <typename TW, typename TV>
@@ -43,13 +65,11 @@ __device__ __forceinline__ void scatter_add_impl(TW* __restrict__ dense, unsigne
                                                  const unsigned* __restrict__ row_offsets,
                                                  const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz,
                                                  const TV* __restrict__ values, float alpha) {
-    // 64-bit so that the last block cannot wrap when nnz is close to 2^32.
-    unsigned long long entry = (unsigned long long)blockIdx.x * kThreads + threadIdx.x;
-    if (entry >= nnz) return;
-    unsigned e = (unsigned)entry;
-    unsigned r = slr::csr_row_of_entry(row_offsets, rows, e);
+    EntryRow er = entry_and_row(row_offsets, rows, nnz);
+    if (er.entry >= nnz) return;
+    unsigned e = (unsigned)er.entry;
     unsigned c = col_indices[e];
-    TW* w = dense + (r * row_stride + c * col_stride);
+    TW* w = dense + (er.row * row_stride + c * col_stride);
     // fmaf: one rounding in f32, then one to TW. The CPU reference computes the same f32::mul_add.
     *w = slr::from_f32<TW>(fmaf(alpha, slr::to_f32(values[e]), slr::to_f32(*w)));
 }
