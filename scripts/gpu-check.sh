@@ -47,7 +47,7 @@ if command -v compute-sanitizer >/dev/null; then
     tool=${spec%%:*}; name=${spec#*:}
     [ -x "$B/bin/test-$name" ] || continue
     echo "=== $tool $name" >> "$san_log"
-    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 timeout 60 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 timeout 40 compute-sanitizer --tool "$tool" --error-exitcode 99 \
       "$B/bin/test-$name" --test-threads=1 >> "$san_log" 2>&1
     rc=$?
     note "compute-sanitizer $tool $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
