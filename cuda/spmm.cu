@@ -48,6 +48,24 @@ __device__ __forceinline__ T combine(float acc, float alpha, float beta, const T
     return slr::from_f32<T>(beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * slr::to_f32(*out)));
 }
 
+// Sums each of the N per-lane partials across the warp (fixed butterfly order) and stores sum j into
+// Y[t0 + j, o] from lane j, for t0 + j < t_count.
+template <unsigned N, typename T>
+__device__ __forceinline__ void reduce_and_store(const float (&acc)[N], unsigned lane, unsigned t0, unsigned t_count,
+                                                 unsigned o, T* __restrict__ y, unsigned long long y_rs,
+                                                 unsigned long long y_cs, float alpha, float beta) {
+    float mine = 0.0f;
+#pragma unroll
+    for (unsigned j = 0; j < N; ++j) {
+        float sum = warp_sum(acc[j]);
+        mine = lane == j ? sum : mine;
+    }
+    if (lane < N && t0 + lane < t_count) {
+        T* out = y + ((t0 + lane) * y_rs + o * y_cs);
+        *out = combine(mine, alpha, beta, out);
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_offsets,
                                               const unsigned* __restrict__ col_indices,
@@ -70,16 +88,7 @@ __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_o
                 if (t0 + j < t_count) acc[j] = fmaf(s, slr::to_f32(x[(t0 + j) * x_rs + c * x_cs]), acc[j]);
             }
         }
-#pragma unroll
-        for (unsigned j = 0; j < kTileT; ++j) acc[j] = warp_sum(acc[j]);
-        // Lane j writes row t0 + j (every lane holds every sum after the butterfly).
-        float mine = acc[0];
-#pragma unroll
-        for (unsigned j = 1; j < kTileT; ++j) mine = lane == j ? acc[j] : mine;
-        if (lane < kTileT && t0 + lane < t_count) {
-            T* out = y + ((t0 + lane) * y_rs + o * y_cs);
-            *out = combine(mine, alpha, beta, out);
-        }
+        reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
     }
 }
 
@@ -117,16 +126,7 @@ __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ r
 #pragma unroll
             for (int j = 0; j < 8; ++j) acc[j] = fmaf(s, xv[j], acc[j]);
         }
-        float mine = 0.0f;
-#pragma unroll
-        for (unsigned j = 0; j < 8; ++j) {
-            float sum = warp_sum(acc[j]);
-            mine = lane == j ? sum : mine;
-        }
-        if (lane < 8 && t0 + lane < t_count) {
-            T* out = y + ((t0 + lane) * y_rs + o * y_cs);
-            *out = combine(mine, alpha, beta, out);
-        }
+        reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
     }
 }
 

@@ -94,71 +94,67 @@ pub fn spmm_sb_cpu<T: Element, I: Index>(
     Ok(())
 }
 
-/// Validates S against its values, then launches `kernel` with the argument list both SpMM kernels share:
-/// (row_offsets, col_indices, values, s_rows, dense, dense strides, count, out, out strides, alpha, beta).
-#[allow(clippy::too_many_arguments)]
-fn launch_spmm<'v, T: Element, I: Index>(
-    op: &'static str,
-    kernel: &str,
-    gpu: &Gpu,
-    s: &DeviceCsrPattern<I>,
-    s_values: DeviceSlice<'v, T>,
-    dense: &DeviceMatRef<'_, T>,
-    count: usize,
-    warps: usize,
-    alpha: f32,
-    beta: f32,
-    out: &mut DeviceMatMut<'_, T>,
-) -> Result<()> {
-    let (offsets, cols) = (s.row_offsets(), s.col_indices());
+/// Errors with `Aliasing` if the output overlaps X/B, S's values or S's index arrays.
+fn check_spmm_alias<T, I: Index>(op: &'static str, gpu: &Gpu, s: &DeviceCsrPattern<I>, s_values: &DeviceSlice<'_, T>, dense: &DeviceMatRef<'_, T>, out: &mut DeviceMatMut<'_, T>) -> Result<()> {
     check_no_alias(
         op,
         ("output", out.data_mut().addr_range(gpu)),
         &[
             ("dense input", dense.data().addr_range(gpu)),
             ("s_values", s_values.addr_range(gpu)),
-            ("row_offsets", offsets.addr_range(gpu)),
-            ("col_indices", cols.addr_range(gpu)),
+            ("row_offsets", s.row_offsets().addr_range(gpu)),
+            ("col_indices", s.col_indices().addr_range(gpu)),
         ],
-    )?;
+    )
+}
+
+/// Launches one of the SpMM kernels, whose parameters are all (row_offsets, col_indices, values, s_rows,
+/// dense, <dense_layout...>, count, out, out_row_stride, out_col_stride, alpha, beta): `dense_layout` is
+/// (row_stride, col_stride) for spmm_xst/spmm_sb and (ldt) for spmm_xst_vec.
+///
+/// # Safety
+/// The caller has checked everything the kernel trusts: S is a validated DeviceCsrPattern with nnz values; every
+/// dense element the kernel reads for `count` and S's columns lies inside `dense` (as `dense_layout` describes
+/// it); every output element it writes lies inside `out`'s validated shape; `out` overlaps no input; all sizes
+/// fit u32; `warps` covers the work and surplus warps return.
+#[allow(clippy::too_many_arguments)]
+unsafe fn launch_spmm<T: Element, I: Index>(
+    op: &'static str,
+    kernel: &str,
+    gpu: &Gpu,
+    s: &DeviceCsrPattern<I>,
+    s_values: &DeviceSlice<'_, T>,
+    dense: &DeviceSlice<'_, T>,
+    dense_layout: &[KernelArg],
+    count: usize,
+    warps: usize,
+    alpha: f32,
+    beta: f32,
+    out: &mut DeviceMatMut<'_, T>,
+) -> Result<()> {
     if warps == 0 || count == 0 {
         return Ok(()); // an empty output: nothing to compute
     }
     let launch = LaunchShape::linear(op, warps * 32, (WARPS_PER_BLOCK * 32) as u32)?;
-    let (ds, os) = (dense.shape(), out.shape());
+    let os = out.shape();
+    let (offsets, cols) = (s.row_offsets(), s.col_indices());
     let (p_off, _g0) = offsets.kernel_ptr(gpu, op, "row_offsets")?;
     let (p_col, _g1) = cols.kernel_ptr(gpu, op, "col_indices")?;
     let (p_val, _g2) = s_values.kernel_ptr(gpu, op, "s_values")?;
-    let (p_dense, _g3) = dense.data().kernel_ptr(gpu, op, "dense input")?;
+    let (p_dense, _g3) = dense.kernel_ptr(gpu, op, "dense input")?;
     let (p_out, _g4) = out.data_mut().kernel_ptr_mut(gpu, op, "output")?;
-    // SAFETY: the callers checked the shapes: S is a validated DeviceCsrPattern (offsets monotone from 0 to nnz,
-    // columns < s.cols()) with nnz values; every dense element read is at (row, col) inside the dense view's
-    // validated shape (rows < count for spmm_xst's X / columns < count for spmm_sb's B, col(e) < s.cols() on the
-    // other axis) and every output element written is inside the output's validated shape; the grid covers
-    // `warps` warps and surplus warps return; the output overlaps no input (checked above); all sizes fit u32
-    // (checked by the callers); the argument list matches SLR_SPMM.
-    unsafe {
-        gpu.launch(
-            MODULE,
-            kernel,
-            launch,
-            &[
-                p_off,
-                p_col,
-                p_val,
-                KernelArg::U32(s.rows() as u32),
-                p_dense,
-                KernelArg::U64(ds.row_stride() as u64),
-                KernelArg::U64(ds.col_stride() as u64),
-                KernelArg::U32(count as u32),
-                p_out,
-                KernelArg::U64(os.row_stride() as u64),
-                KernelArg::U64(os.col_stride() as u64),
-                KernelArg::F32(alpha),
-                KernelArg::F32(beta),
-            ],
-        )
-    }
+    let mut args = vec![p_off, p_col, p_val, KernelArg::U32(s.rows() as u32), p_dense];
+    args.extend_from_slice(dense_layout);
+    args.extend_from_slice(&[
+        KernelArg::U32(count as u32),
+        p_out,
+        KernelArg::U64(os.row_stride() as u64),
+        KernelArg::U64(os.col_stride() as u64),
+        KernelArg::F32(alpha),
+        KernelArg::F32(beta),
+    ]);
+    // SAFETY: the caller's contract above; the argument list matches SLR_SPMM's kernels.
+    unsafe { gpu.launch(MODULE, kernel, launch, &args) }
 }
 
 /// `Y <- alpha * X * S^T + beta * Y` on the device: `Y[t, o] = alpha * sum_{e in row o} S[e] * X[t, col(e)] +
@@ -193,30 +189,23 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
     check_shape(OP, "x", (xs.rows, s.cols()), (xs.rows, xs.cols))?;
     check_shape(OP, "y", (xs.rows, s.rows()), (ys.rows, ys.cols))?;
     check_fits_u32(OP, "rows of x", xs.rows)?;
-    let t = xs.rows;
+    check_spmm_alias(OP, gpu, s, &s_values, &x, &mut y)?;
+    let (t, inn, out) = (xs.rows, s.cols(), s.rows());
     if t <= SCALAR_T_MAX {
-        let kernel = format!("spmm_xst_{}", T::DTYPE.name());
-        return launch_spmm(OP, &kernel, gpu, s, s_values, &x, t, s.rows(), alpha, beta, &mut y);
+        let layout = [KernelArg::U64(xs.row_stride() as u64), KernelArg::U64(xs.col_stride() as u64)];
+        // SAFETY: shapes checked above: X is t x in and every column of S is < in, so X[t', col(e)] is inside X
+        // for t' < t; Y is t x out, written at (t', o) for t' < t, o < out; no aliasing (checked above); sizes
+        // fit u32 (T checked, S's by its index type); one warp per row of S.
+        return unsafe { launch_spmm(OP, &format!("spmm_xst_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
     }
-    // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
-    // contiguous and 16-byte aligned, then the vector kernel.
-    let (offsets, cols) = (s.row_offsets(), s.col_indices());
-    check_no_alias(
-        OP,
-        ("output", y.data_mut().addr_range(gpu)),
-        &[
-            ("dense input", x.data().addr_range(gpu)),
-            ("s_values", s_values.addr_range(gpu)),
-            ("row_offsets", offsets.addr_range(gpu)),
-            ("col_indices", cols.addr_range(gpu)),
-        ],
-    )?;
-    let (inn, out) = (s.cols(), s.rows());
     if out == 0 {
         return Ok(());
     }
+    // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
+    // contiguous and 16-byte aligned, then the vector kernel.
     let ldt = t.div_ceil(8) * 8;
-    let mut xt = gpu.alloc_zeros::<T>(inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op: OP, what: "transposed x", expected: usize::MAX, got: inn })?)?;
+    let xt_len = inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op: OP, what: "transposed x", expected: usize::MAX, got: inn })?;
+    let mut xt = gpu.alloc_zeros::<T>(xt_len)?;
     if inn > 0 {
         let grid_y = ldt.div_ceil(32);
         if grid_y > 65535 || inn.div_ceil(32) > i32::MAX as usize {
@@ -247,40 +236,12 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
             )?;
         }
     }
-    let launch = LaunchShape::linear(OP, out * 32, (WARPS_PER_BLOCK * 32) as u32)?;
-    let (p_off, _g0) = offsets.kernel_ptr(gpu, OP, "row_offsets")?;
-    let (p_col, _g1) = cols.kernel_ptr(gpu, OP, "col_indices")?;
-    let (p_val, _g2) = s_values.kernel_ptr(gpu, OP, "s_values")?;
     let xt_view = DeviceSlice::from(&xt);
-    let (p_xt, _g3) = xt_view.kernel_ptr(gpu, OP, "transposed x")?;
-    let ys = y.shape();
-    let (p_y, _g4) = y.data_mut().kernel_ptr_mut(gpu, OP, "output")?;
-    // SAFETY: S is a validated DeviceCsrPattern with nnz values, so every column read is < in and each entry
-    // loads xt[col * ldt + t0 .. + 8] with t0 + 8 <= ldt, inside the in * ldt elements of xt, 16-byte aligned
-    // (ldt and t0 are multiples of 8 and the allocation is aligned); Y is written at (t, o) with t < T, o < out,
-    // inside its validated shape, and overlaps no input (checked above); one warp per row of S, surplus warps
-    // return; arguments match spmm_xst_vec_<dtype>.
-    unsafe {
-        gpu.launch(
-            MODULE,
-            &format!("spmm_xst_vec_{}", T::DTYPE.name()),
-            launch,
-            &[
-                p_off,
-                p_col,
-                p_val,
-                KernelArg::U32(out as u32),
-                p_xt,
-                KernelArg::U64(ldt as u64),
-                KernelArg::U32(t as u32),
-                p_y,
-                KernelArg::U64(ys.row_stride() as u64),
-                KernelArg::U64(ys.col_stride() as u64),
-                KernelArg::F32(alpha),
-                KernelArg::F32(beta),
-            ],
-        )
-    }
+    // SAFETY: every column of S is < in, and each entry loads xt[col * ldt + t0 .. + 8] with t0 + 8 <= ldt,
+    // inside the in * ldt elements of xt and 16-byte aligned (ldt and t0 are multiples of 8, the allocation is
+    // aligned); Y is written at (t', o) with t' < t, o < out, inside its validated shape; Y overlaps neither the
+    // caller's inputs (checked above) nor xt (fresh); sizes fit u32; one warp per row of S.
+    unsafe { launch_spmm(OP, &format!("spmm_xst_vec_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, out, alpha, beta, &mut y) }
 }
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +
@@ -313,6 +274,10 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         expected: usize::MAX,
         got: s.rows(),
     })?;
-    let kernel = format!("spmm_sb_{}", T::DTYPE.name());
-    launch_spmm(OP, &kernel, gpu, s, s_values, &b, bs.cols, warps, alpha, beta, &mut c)
+    check_spmm_alias(OP, gpu, s, &s_values, &b, &mut c)?;
+    let layout = [KernelArg::U64(bs.row_stride() as u64), KernelArg::U64(bs.col_stride() as u64)];
+    // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
+    // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n fits u32 (checked), m and k by
+    // S's index type; one warp per (row, 32 columns), surplus warps return.
+    unsafe { launch_spmm(OP, &format!("spmm_sb_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &layout, bs.cols, warps, alpha, beta, &mut c) }
 }
