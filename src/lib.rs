@@ -38,6 +38,7 @@ pub mod gather_scatter;
 pub mod kernels;
 pub mod mask;
 mod scan;
+pub mod sddmm;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use dense::{DenseShape, Layout, MatMut, MatRef};
@@ -48,4 +49,5 @@ pub use element::{DType, Element};
 pub use error::{CsrError, Error, Result};
 pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, ScatterDelta};
 pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
+pub use sddmm::{sddmm, sddmm_cpu, sddmm_weight_grad, sddmm_weight_grad_cpu, sddmm_weight_grad_scratch_len};
 pub use half;
