@@ -23,7 +23,13 @@ struct Case {
     /// Rows of the dense activations (T), 0 where the op has none.
     t: usize,
     bytes: usize,
+    /// Arithmetic the case must do (0 for pure data movement).
+    flops: usize,
 }
+
+/// Nominal f32 rate of the CUDA cores (FMA = 2 flops) on H100/H200 SXM (../shared/guide/anchors.md); not measured
+/// here. Kernels on CUDA cores (SpMM, SDDMM) have this as their compute ceiling.
+const FP32_PEAK_FLOPS: f64 = 67e12;
 
 fn quick() -> bool {
     std::env::var("SLR_BENCH_QUICK").is_ok_and(|v| v == "1")
@@ -57,17 +63,20 @@ fn random_pattern(rng: &mut StdRng, rows: usize, cols: usize, density: f64) -> C
 
 fn report(case: &Case, ms: f64, bandwidth: f64, device: &str) {
     let gbps = case.bytes as f64 / (ms * 1e-3) / 1e9;
-    let floor_ms = case.bytes as f64 / bandwidth * 1e3;
+    let bytes_floor_ms = case.bytes as f64 / bandwidth * 1e3;
+    let flops_floor_ms = case.flops as f64 / FP32_PEAK_FLOPS * 1e3;
+    let floor_ms = bytes_floor_ms.max(flops_floor_ms);
+    let tflops = case.flops as f64 / (ms * 1e-3) / 1e12;
     println!(
-        "RESULT op={} shape={}x{} density={:.2} dtype={} T={} time_ms={:.4} GB/s={:.1} floor_ms={:.4} of_floor={:.2} device=\"{}\"",
-        case.op, case.rows, case.cols, case.density, case.dtype, case.t, ms, gbps, floor_ms, floor_ms / ms, device
+        "RESULT op={} shape={}x{} density={:.2} dtype={} T={} time_ms={:.4} GB/s={:.1} TFLOP/s={:.2} bytes_floor_ms={:.4} flops_floor_ms={:.4} of_floor={:.2} device=\"{}\"",
+        case.op, case.rows, case.cols, case.density, case.dtype, case.t, ms, gbps, tflops, bytes_floor_ms, flops_floor_ms, floor_ms / ms, device
     );
     if let Ok(path) = std::env::var("SLR_BENCH_JSON") {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             let _ = writeln!(
                 f,
-                "{{\"op\":\"{}\",\"rows\":{},\"cols\":{},\"density\":{},\"dtype\":\"{}\",\"t\":{},\"time_ms\":{},\"gbps\":{},\"floor_ms\":{},\"bytes\":{},\"device\":\"{}\"}}",
-                case.op, case.rows, case.cols, case.density, case.dtype, case.t, ms, gbps, floor_ms, case.bytes, device
+                "{{\"op\":\"{}\",\"rows\":{},\"cols\":{},\"density\":{},\"dtype\":\"{}\",\"t\":{},\"time_ms\":{},\"gbps\":{},\"tflops\":{},\"floor_ms\":{},\"bytes\":{},\"flops\":{},\"bytes_floor_ms\":{},\"flops_floor_ms\":{},\"device\":\"{}\"}}",
+                case.op, case.rows, case.cols, case.density, case.dtype, case.t, ms, gbps, tflops, floor_ms, case.bytes, case.flops, bytes_floor_ms, flops_floor_ms, device
             );
         }
     }
@@ -139,7 +148,7 @@ fn bench_spmm(c: &mut Criterion) {
                 let x = gpu.upload(&vec![bf16::from_f32(0.5); t * inn]).unwrap();
                 let mut y = gpu.alloc_zeros::<bf16>(t * out).unwrap();
                 let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * t * (inn + out);
-                let case = Case { op: "spmm_xst", rows: out, cols: inn, density, dtype: "bf16", t, bytes };
+                let case = Case { op: "spmm_xst", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                 let label = format!("spmm_xst_bf16/{out}x{inn}/d{density}/T{t}");
                 group.bench_function(&label, |b| {
                     b.iter_custom(|iters| {
@@ -153,7 +162,6 @@ fn bench_spmm(c: &mut Criterion) {
                     .time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?))
                     .unwrap();
                 report(&case, ms, bandwidth, &device);
-                println!("    {:.2} TFLOP/s on the nonzeros", 2.0 * nnz as f64 * t as f64 / (ms * 1e-3) / 1e12);
                 match gpu.time_ms(20, || cublas_dense_xwt(&gpu, &d_w, &x, &mut y, t, out, inn)) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
@@ -191,7 +199,7 @@ fn bench_gather_scatter(c: &mut Criterion) {
             let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
             let offsets = 4 * (rows + 1);
             let mut out = gpu.alloc_zeros::<bf16>(nnz).unwrap();
-            let case = Case { op: "gather", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2) + offsets };
+            let case = Case { op: "gather", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2) + offsets, flops: 0 };
             let name = format!("gather_bf16/{rows}x{cols}/d{density}");
             group.bench_function(&name, |b| {
                 b.iter_custom(|iters| {
@@ -206,7 +214,7 @@ fn bench_gather_scatter(c: &mut Criterion) {
 
             let delta = gpu.upload(&vec![1e-3f32; nnz]).unwrap();
             let mut d_w = gpu.upload(&w).unwrap();
-            let case = Case { op: "scatter_add", rows, cols, density, dtype: "bf16<-f32", t: 0, bytes: nnz * (4 + 4 + 2 + 2) + offsets };
+            let case = Case { op: "scatter_add", rows, cols, density, dtype: "bf16<-f32", t: 0, bytes: nnz * (4 + 4 + 2 + 2) + offsets, flops: 0 };
             let name = format!("scatter_add_bf16_f32/{rows}x{cols}/d{density}");
             group.bench_function(&name, |b| {
                 b.iter_custom(|iters| {
@@ -223,5 +231,107 @@ fn bench_gather_scatter(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gather_scatter, bench_spmm);
+/// SDDMM as the weight gradient of a sparse Linear layer: S (out x in) at 1% and 5%, T tokens (= K).
+///
+/// `sddmm_weight_grad`: `sddmm_weight_grad` from dY (T x out) and X (T x in) row-major, as a framework hands them over
+/// (two transposes into scratch, then the kernel). Its floor is the op's, not this design's: dY and X read once,
+/// indices, outputs written; the transposes' extra write + read of both shows up as a lower of_floor.
+/// `sddmm`: the kernel alone on operands already K-contiguous (A: out x T, B: in x T row-major); floor: the A
+/// rows with entries and B rows named by a column once, indices, outputs. Both: 2·nnz·T flops.
+fn bench_sddmm(c: &mut Criterion) {
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("sddmm benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let mut rng = StdRng::seed_from_u64(11);
+    let shapes: &[(usize, usize)] = &[(4096, 4096), (11008, 4096)];
+    let densities: &[f64] = &[0.01, 0.05];
+    let token_counts: &[usize] = if quick() { &[16, 128] } else { &[16, 128, 2048] };
+    let mut group = c.benchmark_group("sddmm");
+    if quick() {
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
+    }
+    for &(rows, cols) in shapes {
+        for &density in densities {
+            let pattern = random_pattern(&mut rng, rows, cols, density);
+            let nnz = pattern.nnz();
+            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let rows_used = (0..rows).filter(|&r| pattern.row_offsets()[r] < pattern.row_offsets()[r + 1]).count();
+            let mut col_used = vec![false; cols];
+            pattern.col_indices().iter().for_each(|&c| col_used[c as usize] = true);
+            let cols_used = col_used.iter().filter(|&&u| u).count();
+            let indices = 4 * (rows + 1 + nnz);
+            let mut ds = gpu.alloc_zeros::<bf16>(nnz).unwrap();
+            for &t in token_counts {
+                let flops = 2 * nnz * t;
+                let dy: Vec<bf16> = (0..t * rows).map(|i| bf16::from_f32(((i % 97) as f32 - 48.0) * 1e-3)).collect();
+                let x: Vec<bf16> = (0..t * cols).map(|i| bf16::from_f32(((i % 89) as f32 - 44.0) * 1e-2)).collect();
+                let (d_dy, d_x) = (gpu.upload(&dy).unwrap(), gpu.upload(&x).unwrap());
+                let mut scratch = gpu.alloc_zeros::<bf16>(sddmm_weight_grad_scratch_len::<bf16>(t, rows, cols)).unwrap();
+                let case = Case {
+                    op: "sddmm_weight_grad",
+                    rows,
+                    cols,
+                    density,
+                    dtype: "bf16",
+                    t,
+                    bytes: t * (rows + cols) * 2 + indices + nnz * 2,
+                    flops,
+                };
+                let mut run = || {
+                    sddmm_weight_grad(
+                        &gpu,
+                        &dpat,
+                        DeviceMatRef::row_major(&d_dy, t, rows)?,
+                        DeviceMatRef::row_major(&d_x, t, cols)?,
+                        1.0,
+                        0.0,
+                        &mut ds,
+                        &mut scratch,
+                    )
+                };
+                group.bench_function(format!("sddmm_weight_grad_bf16/{rows}x{cols}/d{density}/T{t}"), |b| {
+                    b.iter_custom(|iters| {
+                        let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
+                        Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+                    })
+                });
+                let ms = gpu.time_ms(20, &mut run).unwrap();
+                report(&case, ms, bandwidth, &device);
+
+                // The kernel alone: A = dYᵀ (rows x T) and B = Xᵀ (cols x T), row-major, K contiguous.
+                let a: Vec<bf16> = (0..rows * t).map(|i| dy[(i % t) * rows + i / t]).collect();
+                let b: Vec<bf16> = (0..cols * t).map(|i| x[(i % t) * cols + i / t]).collect();
+                let (d_a, d_b) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+                let case = Case {
+                    op: "sddmm",
+                    rows,
+                    cols,
+                    density,
+                    dtype: "bf16",
+                    t,
+                    bytes: (rows_used + cols_used) * t * 2 + indices + nnz * 2,
+                    flops,
+                };
+                let mut run = || sddmm(&gpu, &dpat, DeviceMatRef::row_major(&d_a, rows, t)?, DeviceMatRef::row_major(&d_b, cols, t)?, 1.0, 0.0, &mut ds);
+                group.bench_function(format!("sddmm_bf16/{rows}x{cols}/d{density}/T{t}"), |b| {
+                    b.iter_custom(|iters| {
+                        let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
+                        Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+                    })
+                });
+                let ms = gpu.time_ms(20, &mut run).unwrap();
+                report(&case, ms, bandwidth, &device);
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm);
 criterion_main!(benches);

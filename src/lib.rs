@@ -40,6 +40,7 @@ pub mod mask;
 mod scan;
 pub mod spmm;
 pub mod tile_mma;
+pub mod sddmm;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use dense::{DenseShape, Layout, MatMut, MatRef};
@@ -52,4 +53,5 @@ pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, Scatt
 pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
 pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu};
 pub use tile_mma::{tile_mma, tile_mma_cpu, TileMmaElement};
+pub use sddmm::{sddmm, sddmm_cpu, sddmm_weight_grad, sddmm_weight_grad_cpu, sddmm_weight_grad_scratch_len};
 pub use half;

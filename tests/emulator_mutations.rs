@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -26,11 +26,12 @@ fn every_planted_fault_has_a_mutation_test() {
 fn off_by_one_bound_in_gather_is_reported_as_an_out_of_bounds_access() {
     let mut rng = rng("off_by_one_bound");
     for schedule in schedules(&mut rng) {
-        // nnz a multiple of 4: the column-index buffer ends exactly at a guard page.
+        // nnz a multiple of 4: the column-index buffer ends exactly at a guard page. Below 256, so the last block
+        // has a thread at index nnz (with nnz a multiple of the 256-thread block, none would run past the end).
         let (rows, cols) = (16, 40);
         let mut positions: Vec<(usize, usize)> = (0..rows * cols).map(|i| (i / cols, i % cols)).collect();
         positions.shuffle(&mut rng);
-        positions.truncate(4 * rng.gen_range(1..100));
+        positions.truncate(4 * rng.gen_range(1..64));
         let pattern = CsrPattern::<u32>::from_coo(rows, cols, &positions).unwrap();
         assert_eq!(pattern.nnz() % 4, 0);
         let dense: Vec<f32> = random_values(&mut rng, rows * cols);
@@ -167,4 +168,36 @@ fn missing_syncthreads_in_the_activation_transpose_gives_a_wrong_forward() {
         }
     }
     assert_eq!(caught, 3, "the missing barrier in transpose_pad was not caught under every schedule");
+}
+
+#[test]
+fn short_butterfly_in_the_sddmm_group_sum_gives_values_outside_the_bound() {
+    let mut rng = rng("sddmm_short_reduction");
+    // K = 64 f32: 16 slots of 4, so groups of 16 lanes; a butterfly one step short leaves each group's writer with
+    // the sum of 8 lanes only. Positive operands, so the missing half cannot cancel out.
+    let (m, n, k) = (12, 20, 64);
+    let pattern = random_pattern(&mut rng, m, n, 0.5, false);
+    assert!(pattern.nnz() > 0);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(0.5f32..1.5)).collect();
+    let b: Vec<f32> = (0..n * k).map(|_| rng.gen_range(0.5f32..1.5)).collect();
+    let mut expect = vec![0f32; pattern.nnz()];
+    sddmm_cpu(&pattern, MatRef::row_major(&a, m, k).unwrap(), MatRef::row_major(&b, n, k).unwrap(), 1.0, 0.0, &mut expect).unwrap();
+    // The documented bound (src/sddmm.rs): 2·γ(K+2)·Σ|a·b|, with Σ|a·b| = the value itself (all terms positive).
+    let gamma = (k + 2) as f64 * 2f64.powi(-24) / (1.0 - (k + 2) as f64 * 2f64.powi(-24));
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "sddmm_short_reduction").unwrap() } else { Gpu::emulated(schedule) };
+            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            let mut dc = gpu.alloc_zeros::<f32>(pattern.nnz()).unwrap();
+            sddmm(&gpu, &dpat, DeviceMatRef::row_major(&da, m, k).unwrap(), DeviceMatRef::row_major(&db, n, k).unwrap(), 1.0, 0.0, &mut dc).unwrap();
+            let got = gpu.download(&dc).unwrap();
+            let within = got.iter().zip(&expect).all(|(g, x)| ((g - x).abs() as f64) <= 2.0 * gamma * (*x as f64));
+            if faulty {
+                assert!(!within, "{schedule:?}: planted short butterfly not caught");
+            } else {
+                assert!(within, "{schedule:?}: unmodified kernel outside the bound: {got:?} vs {expect:?}");
+            }
+        }
+    }
 }

@@ -145,6 +145,23 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "LDG.E ", "STG.E "]
             }
         }
+        // Tiled transpose through shared memory between barriers; read-only loads of the source.
+        k if k.starts_with("sddmm_transpose_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "STS", "BAR.SYNC", "LDS", "STG.E.U16"]
+            } else {
+                vec!["LDG.E.CONSTANT", "STS", "BAR.SYNC", "LDS", "STG.E "]
+            }
+        }
+        // 16-byte read-only loads of A and B rows, f32 FMAs, the lane-group butterfly; the output is read (beta != 0)
+        // and written at its width.
+        k if k.starts_with("sddmm_") => {
+            if narrow {
+                vec!["LDG.E.128.CONSTANT", "FFMA", "SHFL.BFLY", "LDG.E.U16 ", "STG.E.U16"]
+            } else {
+                vec!["LDG.E.128.CONSTANT", "FFMA", "SHFL.BFLY", "LDG.E ", "STG.E "]
+            }
+        }
         // Warp butterfly reduction of popcounts.
         "mask_row_counts" => vec!["POPC", "SHFL.BFLY"],
         // Chunk sums scanned in shared memory between barriers.

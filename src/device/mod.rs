@@ -568,6 +568,24 @@ impl<'a, T> DeviceSliceMut<'a, T> {
     }
 }
 
+/// Test-only: a writable view of `range` of an emulator buffer that borrows it shared, so a unit test can build
+/// the output/input overlap the safe API rules out and check that an op rejects it.
+///
+/// # Safety
+/// Nothing may be written through the view while another view of the buffer is alive; tests only pass it to ops
+/// that must refuse it before launching anything.
+#[cfg(all(test, feature = "emulator"))]
+pub(crate) unsafe fn overlapping_view_for_tests<T>(v: &DeviceVec<T>, range: Range<usize>) -> DeviceSliceMut<'_, T> {
+    assert!(range.start <= range.end && range.end <= v.len());
+    match &v.inner {
+        VecInner::Emulated(e) => DeviceSliceMut {
+            // SAFETY: start <= len checked above; the caller promises not to write through it.
+            inner: SliceMutInner::Host { ptr: unsafe { e.as_ptr().add(range.start) } as *mut T, len: range.len(), _borrow: PhantomData },
+        },
+        VecInner::Cuda(_) => panic!("overlapping_view_for_tests: emulator buffers only"),
+    }
+}
+
 /// A read-only dense matrix on the device; the shape is checked against the buffer at construction.
 pub struct DeviceMatRef<'a, T> {
     data: DeviceSlice<'a, T>,

@@ -1,0 +1,269 @@
+// SDDMM, sampled dense-dense matrix product, at the entries of a CSR pattern S (src/sddmm.rs):
+//
+//   sddmm:            C[e] = alpha * <A[row(e), :], B[col(e), :]> + beta * C[e]        for e in [0, nnz)
+//                     A: m x K, B: n x K, each addressed X[r, k] = X[r * row_stride + k * col_stride]; C: nnz values
+//                     in S's CSR order. f32 accumulation, one rounding to T at the end; beta == 0 never reads C.
+//   sddmm_transpose:  dst[r * ld + k] = src[r * row_stride + k * col_stride]           for r < rows, k < cols
+//                     packs an operand whose K direction is strided into rows with K contiguous.
+//
+// The weight gradient of a sparse Linear layer, dS = (dY^T X) at S's entries with dY: T x out and X: T x in stored
+// row-major, is sddmm with A = dY^T and B = X^T: both have K = T strided, so src/sddmm.rs (sddmm_weight_grad) first
+// packs them into caller-provided scratch with sddmm_transpose, then runs sddmm on rows with K contiguous.
+//
+// sddmm launch: 1-D grid of 256-thread blocks (8 warps). Warp w owns entries [w * chunk, (w + 1) * chunk) in CSR
+// order, whatever rows they fall in, so every warp has the same work however skewed the row lengths (a 10 000-entry
+// row is spread over many warps; a run of empty rows costs a few cached loads of its offsets) with no precomputed
+// schedule, and each entry is written by exactly one lane (no atomics). In a warp, lanes form groups of
+// G = min(32, next_pow2(ceil(K / V))) lanes (V = 16 bytes / sizeof(T)); a group computes P = 4 entries per batch and
+// a warp does 4 batches: chunk = (32 / G) * 16 entries (16 once K > 16V; more at small K, where an entry is only a
+// few loads). The warp walks its range one row segment at a time: in a segment all entries share their A row, so a
+// lane loads each 16-byte A vector once for its P entries (and with G < 32 the warp's groups read the same A
+// addresses: one transaction), while each entry's B row is read exactly once.
+//
+// Summation order: K slot s (elements [s V, s V + V)) belongs to lane s mod G of the group; a lane accumulates its
+// slots in increasing order with fmaf, then the group combines its lanes' partial sums with an xor butterfly
+// (log2 G shuffles; every lane ends with the same bits, since IEEE addition commutes). The order depends on K and
+// the dtype only, so results are bitwise reproducible run to run, and the same for aligned and unaligned operands:
+// rows that are not 16-byte aligned, or have a strided K direction, take the same slots with scalar loads.
+//
+// sddmm floor: 2 * nnz * K flops (CUDA-core FMAs: ~67 TFLOP/s f32 on H100/H200). Bytes that must come from HBM: the A
+// rows that have entries and the B rows named by a column, once (at most (m + n) * K * sizeof(T)), 4 * (m + 1 + nnz)
+// of indices, nnz * sizeof(T) written (and read when beta != 0). Each entry reads its B row through L2, so L2
+// delivers nnz * K * sizeof(T) bytes: at large K and density that, not HBM, is the practical limit (11008 x 4096 at
+// 5% with K = 2048 in bf16: 9.2 GB from L2 against 61 MB of unique HBM bytes).
+//
+// sddmm_transpose launch: 32 x 8 threads per block, one 32 x 32 tile per step through shared memory (f32, exact for
+// every dtype, rows padded to 33 so neither the column writes nor the row reads conflict on banks); grid
+// (ceil(rows / 32), min(ceil(cols / 32), 65535)), blocks striding over column tiles. Reads are coalesced along r
+// (contiguous in the weight gradient's operands), writes along k. Floor: rows * cols * sizeof(T) bytes read and
+// the same written.
+#include "common.cuh"
+
+namespace {
+
+constexpr unsigned kWarpsPerBlock = 8;
+constexpr unsigned kEntriesPerGroup = 4;  // P: entries a group carries through one sweep over K
+constexpr unsigned kBatchesPerWarp = 4;
+constexpr unsigned kFullMask = 0xffffffffu;
+constexpr unsigned kTile = 32;
+constexpr unsigned kTileRows = 8;
+
+// Elements of T per 16-byte slot.
+template <typename T>
+struct Slot {
+    static constexpr unsigned kElems = 16 / sizeof(T);
+};
+
+// Largest r in [lo, rows) with row_offsets[r] <= e, i.e. the row holding entry e, given row_offsets[lo] <= e < nnz.
+// Gallops forward from lo, then bisects: the next row with entries is usually lo + 1 (three cached loads), and a
+// run of n empty rows costs about 2 log2(n).
+__device__ __forceinline__ unsigned row_holding(const unsigned* __restrict__ row_offsets, unsigned lo, unsigned rows,
+                                                unsigned e) {
+    unsigned long long step = 1, probe;
+    while ((probe = lo + step) < rows && row_offsets[probe] <= e) {
+        lo = (unsigned)probe;
+        step *= 2;
+    }
+    unsigned hi = (unsigned)(min(probe, (unsigned long long)rows) - 1);
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo + 1) / 2;
+        if (row_offsets[mid] <= e) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
+__device__ __forceinline__ unsigned word(const uint4& v, unsigned i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// Element j of a 16-byte slot of T, as f32 (exact). Little-endian: element 0 is in the low bits of v.x.
+template <typename T>
+__device__ __forceinline__ float slot_element(const uint4& v, unsigned j);
+template <>
+__device__ __forceinline__ float slot_element<float>(const uint4& v, unsigned j) {
+    return __uint_as_float(word(v, j));
+}
+template <>
+__device__ __forceinline__ float slot_element<__half>(const uint4& v, unsigned j) {
+    unsigned w = word(v, j / 2);
+    return __half2float(__ushort_as_half((unsigned short)((j & 1) ? w >> 16 : w & 0xffffu)));
+}
+template <>
+__device__ __forceinline__ float slot_element<__nv_bfloat16>(const uint4& v, unsigned j) {
+    unsigned w = word(v, j / 2);
+    return __uint_as_float((j & 1) ? (w & 0xffff0000u) : (w << 16));
+}
+
+// Sum of v over the `group_size` lanes of this lane's group (aligned groups of a power-of-two size), by an xor
+// butterfly in a fixed order; every lane of the group gets the same bits.
+__device__ __forceinline__ float group_sum(float v, unsigned group_size) {
+#ifdef SLR_FAULT_SDDMM_SHORT_REDUCTION
+    // Planted fault for the emulator's mutation test: the butterfly stops one step early, so each lane holds the
+    // sum of only half its group.
+    for (unsigned offset = group_size / 2; offset > 1; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);
+#else
+    for (unsigned offset = group_size / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);
+#endif
+    return v;
+}
+
+// out = round(alpha * dot + beta * out), the old value read only when beta != 0 (so beta = 0 ignores NaN there).
+template <typename T>
+__device__ __forceinline__ void store_entry(T* __restrict__ out, float dot, float alpha, float beta) {
+    float v = alpha * dot;
+    if (beta != 0.0f) v = fmaf(beta, slr::to_f32(*out), v);
+    *out = slr::from_f32<T>(v);
+}
+
+// The operands of one batch: a row of A shared by the batch, and the B rows of this group's P entries.
+template <typename T>
+struct Batch {
+    const T* a_row;
+    const T* b_row[kEntriesPerGroup];
+    bool valid[kEntriesPerGroup];
+};
+
+// One slot (elements [k0, k0 + V)) of the lane's dot products, read as one 16-byte load per row.
+template <typename T>
+__device__ __forceinline__ void accumulate_slot_vector(const Batch<T>& batch, unsigned k0,
+                                                       float (&acc)[kEntriesPerGroup]) {
+    constexpr unsigned V = Slot<T>::kElems;
+    const uint4 a = *reinterpret_cast<const uint4*>(batch.a_row + k0);
+#pragma unroll
+    for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
+        if (!batch.valid[p]) continue;
+        const uint4 b = *reinterpret_cast<const uint4*>(batch.b_row[p] + k0);
+#pragma unroll
+        for (unsigned j = 0; j < V; ++j) acc[p] = fmaf(slot_element<T>(a, j), slot_element<T>(b, j), acc[p]);
+    }
+}
+
+// The same slot element by element, in the same order: the tail slot when V does not divide K, and every slot of
+// operands that are not 16-byte aligned or have a strided K direction.
+template <typename T>
+__device__ __forceinline__ void accumulate_slot_scalar(const Batch<T>& batch, unsigned long long a_cs,
+                                                       unsigned long long b_cs, unsigned k0, unsigned k1,
+                                                       float (&acc)[kEntriesPerGroup]) {
+    for (unsigned k = k0; k < k1; ++k) {
+        const float a = slr::to_f32(batch.a_row[k * a_cs]);
+#pragma unroll
+        for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
+            if (batch.valid[p]) acc[p] = fmaf(a, slr::to_f32(batch.b_row[p][k * b_cs]), acc[p]);
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void sddmm_impl(const T* __restrict__ a, unsigned long long a_rs, unsigned long long a_cs,
+                                           const T* __restrict__ b, unsigned long long b_rs, unsigned long long b_cs,
+                                           const unsigned* __restrict__ row_offsets,
+                                           const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz,
+                                           unsigned k, unsigned log2_group, float alpha, float beta,
+                                           T* __restrict__ c) {
+    constexpr unsigned V = Slot<T>::kElems;
+    const unsigned lane = threadIdx.x % 32;
+    const unsigned group_size = 1u << log2_group, groups = 32u >> log2_group;
+    const unsigned group = lane >> log2_group, member = lane & (group_size - 1);
+    const unsigned per_batch = groups * kEntriesPerGroup;
+    const unsigned long long chunk = (unsigned long long)per_batch * kBatchesPerWarp;
+    const unsigned long long first = ((unsigned long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32) * chunk;
+    if (first >= nnz) return;  // whole warps leave together: the shuffles below see full warps
+    const unsigned end = (unsigned)min((unsigned long long)nnz, first + chunk);
+    // Warp-uniform: 16-byte loads need unit K stride and 16-byte aligned rows in both operands.
+    const bool vector = a_cs == 1 && b_cs == 1 &&
+                        (((unsigned long long)a | (unsigned long long)b | (a_rs * sizeof(T)) | (b_rs * sizeof(T))) &
+                         15) == 0;
+    const unsigned slots = (k + V - 1) / V;
+
+    unsigned row = slr::csr_row_of_entry(row_offsets, rows, (unsigned)first);
+    for (unsigned seg = (unsigned)first; seg < end;) {
+        row = row_holding(row_offsets, row, rows, seg);
+        const unsigned seg_end = min(end, row_offsets[row + 1]);
+        // 64-bit so that the last batch cannot wrap when nnz is close to 2^32.
+        for (unsigned long long base = seg; base < seg_end; base += per_batch) {
+            Batch<T> batch;
+            batch.a_row = a + row * a_rs;
+            unsigned entry[kEntriesPerGroup];
+            float acc[kEntriesPerGroup];
+#pragma unroll
+            for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
+                const unsigned long long e = base + p * groups + group;  // consecutive groups take consecutive entries
+                batch.valid[p] = e < seg_end;
+                entry[p] = (unsigned)e;
+                batch.b_row[p] = batch.valid[p] ? b + col_indices[entry[p]] * b_rs : b;
+                acc[p] = 0.0f;
+            }
+            for (unsigned s = member; s < slots; s += group_size) {
+                const unsigned k0 = s * V, k1 = min(k, k0 + V);
+                if (vector && k1 == k0 + V) {
+                    accumulate_slot_vector(batch, k0, acc);
+                } else {
+                    accumulate_slot_scalar(batch, a_cs, b_cs, k0, k1, acc);
+                }
+            }
+#pragma unroll
+            for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
+                const float dot = group_sum(acc[p], group_size);
+                if (member == 0 && batch.valid[p]) store_entry(c + entry[p], dot, alpha, beta);
+            }
+        }
+        seg = seg_end;
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void transpose_impl(const T* __restrict__ src, unsigned long long src_rs,
+                                               unsigned long long src_cs, unsigned rows, unsigned cols,
+                                               T* __restrict__ dst, unsigned long long dst_ld) {
+    __shared__ float tile[kTile][kTile + 1];
+    const unsigned tx = threadIdx.x, ty = threadIdx.y;
+    const unsigned long long r0 = (unsigned long long)blockIdx.x * kTile;
+    for (unsigned long long c0 = (unsigned long long)blockIdx.y * kTile; c0 < cols;
+         c0 += (unsigned long long)gridDim.y * kTile) {
+        // Read: consecutive threads take consecutive rows r (contiguous when src_rs == 1).
+        for (unsigned i = ty; i < kTile; i += kTileRows) {
+            const unsigned long long r = r0 + tx, col = c0 + i;
+            if (r < rows && col < cols) tile[i][tx] = slr::to_f32(src[r * src_rs + col * src_cs]);
+        }
+        __syncthreads();
+        // Write: consecutive threads take consecutive columns, contiguous in dst.
+        for (unsigned i = ty; i < kTile; i += kTileRows) {
+            const unsigned long long r = r0 + i, col = c0 + tx;
+            if (r < rows && col < cols) dst[r * dst_ld + col] = slr::from_f32<T>(tile[tx][i]);
+        }
+        __syncthreads();  // the next tile overwrites what slower threads may still be reading
+    }
+}
+
+}  // namespace
+
+#define SLR_SDDMM(NAME, T)                                                                                       \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)                                           \
+        NAME(const T* __restrict__ a, unsigned long long a_rs, unsigned long long a_cs, const T* __restrict__ b, \
+             unsigned long long b_rs, unsigned long long b_cs, const unsigned* __restrict__ row_offsets,          \
+             const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz, unsigned k,                  \
+             unsigned log2_group, float alpha, float beta, T* __restrict__ c) {                                  \
+        sddmm_impl<T>(a, a_rs, a_cs, b, b_rs, b_cs, row_offsets, col_indices, rows, nnz, k, log2_group, alpha,   \
+                      beta, c);                                                                                 \
+    }
+
+#define SLR_SDDMM_TRANSPOSE(NAME, T)                                                                             \
+    extern "C" __global__ void __launch_bounds__(kTile * kTileRows)                                             \
+        NAME(const T* __restrict__ src, unsigned long long src_rs, unsigned long long src_cs, unsigned rows,     \
+             unsigned cols, T* __restrict__ dst, unsigned long long dst_ld) {                                    \
+        transpose_impl<T>(src, src_rs, src_cs, rows, cols, dst, dst_ld);                                        \
+    }
+
+SLR_SDDMM(sddmm_f32, float)
+SLR_EMU_EXPORT(sddmm_f32)
+SLR_SDDMM(sddmm_f16, __half)
+SLR_EMU_EXPORT(sddmm_f16)
+SLR_SDDMM(sddmm_bf16, __nv_bfloat16)
+SLR_EMU_EXPORT(sddmm_bf16)
+
+SLR_SDDMM_TRANSPOSE(sddmm_transpose_f32, float)
+SLR_EMU_EXPORT(sddmm_transpose_f32)
+SLR_SDDMM_TRANSPOSE(sddmm_transpose_f16, __half)
+SLR_EMU_EXPORT(sddmm_transpose_f16)
+SLR_SDDMM_TRANSPOSE(sddmm_transpose_bf16, __nv_bfloat16)
+SLR_EMU_EXPORT(sddmm_transpose_bf16)
