@@ -6,6 +6,7 @@ gather:      what LIFT does, grad[mask] with a bool mask, and the cheaper flat i
 scatter_add: W.view(-1).index_add_(0, flat, delta) (torch needs delta in W's dtype: the f32 delta is rounded to
              bf16 first, so the baseline rounds twice where ours rounds once), and LIFT-style W[mask] += delta.
 spmm_xst:    dense x @ w.T (cuBLAS) and torch.sparse.mm on a CSR tensor (cuSPARSE SpMM), Y^T computed.
+sddmm:       the dense gradient then a gather at the mask, as SLTrain's backward does.
 """
 import argparse
 import json
@@ -74,6 +75,25 @@ def main():
                         print(f"# {baseline} failed at {out}x{inn} d={d} T={t}: {e}", flush=True)
                         continue
                     rec = dict(op="spmm_xst", rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
+                               time_ms=ms, device=name)
+                    rows_out.append(rec)
+                    print(json.dumps(rec), flush=True)
+    # SDDMM: what SLTrain/SpIEL-style code does today: form the dense gradient, then gather at the mask.
+    #   sddmm_weight_grad: (dY^T X).view(-1)[flat]   (dY: T x out, X: T x in)
+    #   sddmm:             (A B^T).view(-1)[flat]    (A: out x T, B: in x T)
+    for out, inn in [(4096, 4096), (11008, 4096)]:
+        for d in [0.01, 0.05]:
+            mask = torch.rand(out, inn, device=dev, generator=gen) < d
+            flat = mask.view(-1).nonzero().squeeze(1)
+            for t in ([16, 128, 2048] if args.full else [16, 128]):
+                dy = torch.randn(t, out, device=dev, generator=gen).to(torch.bfloat16)
+                x = torch.randn(t, inn, device=dev, generator=gen).to(torch.bfloat16)
+                a, b = dy.T.contiguous(), x.T.contiguous()
+                cases = [("sddmm_weight_grad", "torch dense dY^T X + gather", lambda: (dy.T @ x).view(-1)[flat]),
+                         ("sddmm", "torch dense A B^T + gather", lambda: (a @ b.T).view(-1)[flat])]
+                for op, baseline, fn in cases:
+                    ms = time_ms(fn, iters=20)
+                    rec = dict(op=op, rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
                                time_ms=ms, device=name)
                     rows_out.append(rec)
                     print(json.dumps(rec), flush=True)
