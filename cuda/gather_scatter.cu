@@ -4,8 +4,9 @@
 //   scatter_add:  W[row(e), col(e)] = round(W + alpha * v[e])        for e in [0, nnz), f32 arithmetic, one rounding
 //
 // W is addressed as W[r, c] = W[r * row_stride + c * col_stride] (row-major: (ld, 1); column-major: (1, ld)).
-// Launch: one thread per entry, 1-D grid of ceil(nnz / 256) blocks of 256 threads. Each block first finds the rows
-// of its first and last entries (two threads, one binary search each over all rows, shared through shared
+// Launch: four entries per thread (entry u of thread t in block b: b * 1024 + u * 256 + t), 1-D grid of
+// ceil(nnz / 1024) blocks of 256 threads; a thread issues its four loads before its stores. Each block first finds
+// the rows of its first and last entries (two threads, one binary search each over all rows, shared through shared
 // memory); then every thread finds its own row by binary search within that span, which is a handful of rows at
 // LLM densities. The work per thread is the same whatever the row-length skew.
 // No atomics: a validated CSR has strictly increasing columns within a row, so every entry names a distinct
@@ -20,27 +21,42 @@
 namespace {
 
 constexpr unsigned kThreads = 256;
+constexpr unsigned kPerThread = 4;  // entries per thread, strided by kThreads (coalesced), loads in flight together
 
-// The entry this thread handles (64-bit so the last block cannot wrap when nnz is close to 2^32) and its row.
-// Every thread of the block must call this (it has a barrier) before leaving for entries >= nnz.
-struct EntryRow {
-    unsigned long long entry;
-    unsigned row;
+// The kPerThread entries this thread handles, entry u at first + u * kThreads + threadIdx.x (64-bit so the last
+// block cannot wrap when nnz is close to 2^32), and their rows. The block first finds the rows of its first and last
+// entries (two threads, one binary search each, shared through shared memory); each thread then searches only that
+// span. Every thread of the block must call this (it has a barrier) before leaving.
+struct Entries {
+    unsigned long long entry[kPerThread];
+    unsigned row[kPerThread];
 };
-__device__ __forceinline__ EntryRow entry_and_row(const unsigned* __restrict__ row_offsets, unsigned rows,
-                                                  unsigned nnz) {
+__device__ __forceinline__ Entries entries_and_rows(const unsigned* __restrict__ row_offsets, unsigned rows,
+                                                    unsigned nnz) {
     __shared__ unsigned span[2];  // rows of the block's first and last entries
-    unsigned long long first = (unsigned long long)blockIdx.x * kThreads;
+    unsigned long long first = (unsigned long long)blockIdx.x * kThreads * kPerThread;
     if (threadIdx.x < 2) {
-        unsigned long long last = min(first + kThreads, (unsigned long long)nnz) - 1;
+        unsigned long long last = min(first + kThreads * kPerThread, (unsigned long long)nnz) - 1;
         span[threadIdx.x] = slr::csr_row_of_entry(row_offsets, rows, (unsigned)(threadIdx.x == 0 ? first : last));
     }
     __syncthreads();
-    EntryRow er;
-    er.entry = first + threadIdx.x;
-    unsigned e = (unsigned)min(er.entry, (unsigned long long)nnz - 1);
-    er.row = slr::csr_row_of_entry(row_offsets, span[0], span[1], e);
-    return er;
+    Entries en;
+#pragma unroll
+    for (unsigned u = 0; u < kPerThread; ++u) {
+        en.entry[u] = first + u * kThreads + threadIdx.x;
+        unsigned e = (unsigned)min(en.entry[u], (unsigned long long)nnz - 1);
+        en.row[u] = slr::csr_row_of_entry(row_offsets, span[0], span[1], e);
+    }
+    return en;
+}
+
+// Whether entry u is one to process.
+__device__ __forceinline__ bool live(const Entries& en, unsigned u, unsigned nnz) {
+#ifdef SLR_FAULT_OFF_BY_ONE_BOUND
+    return en.entry[u] <= nnz;  // planted fault for the emulator's mutation test: entry nnz runs past the end
+#else
+    return en.entry[u] < nnz;
+#endif
 }
 
 template <typename T>
@@ -48,15 +64,17 @@ __device__ __forceinline__ void gather_impl(const T* __restrict__ dense, unsigne
                                             unsigned long long col_stride, const unsigned* __restrict__ row_offsets,
                                             const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz,
                                             T* __restrict__ out) {
-    EntryRow er = entry_and_row(row_offsets, rows, nnz);
-#ifdef SLR_FAULT_OFF_BY_ONE_BOUND
-    if (er.entry > nnz) return;  // planted fault for the emulator's mutation test: thread nnz runs past the end
-#else
-    if (er.entry >= nnz) return;
-#endif
-    unsigned e = (unsigned)er.entry;
-    unsigned c = col_indices[e];
-    out[e] = dense[er.row * row_stride + c * col_stride];
+    Entries en = entries_and_rows(row_offsets, rows, nnz);
+    // All loads first (independent, in flight together), then the stores.
+    T v[kPerThread];
+#pragma unroll
+    for (unsigned u = 0; u < kPerThread; ++u) {
+        if (live(en, u, nnz)) v[u] = dense[en.row[u] * row_stride + col_indices[en.entry[u]] * col_stride];
+    }
+#pragma unroll
+    for (unsigned u = 0; u < kPerThread; ++u) {
+        if (live(en, u, nnz)) out[en.entry[u]] = v[u];
+    }
 }
 
 template <typename TW, typename TV>
@@ -65,13 +83,22 @@ __device__ __forceinline__ void scatter_add_impl(TW* __restrict__ dense, unsigne
                                                  const unsigned* __restrict__ row_offsets,
                                                  const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz,
                                                  const TV* __restrict__ values, float alpha) {
-    EntryRow er = entry_and_row(row_offsets, rows, nnz);
-    if (er.entry >= nnz) return;
-    unsigned e = (unsigned)er.entry;
-    unsigned c = col_indices[e];
-    TW* w = dense + (er.row * row_stride + c * col_stride);
+    Entries en = entries_and_rows(row_offsets, rows, nnz);
+    TW* w[kPerThread];
+    float old[kPerThread], delta[kPerThread];
+#pragma unroll
+    for (unsigned u = 0; u < kPerThread; ++u) {
+        if (en.entry[u] < nnz) {
+            w[u] = dense + (en.row[u] * row_stride + col_indices[en.entry[u]] * col_stride);
+            old[u] = slr::to_f32(*w[u]);
+            delta[u] = slr::to_f32(values[en.entry[u]]);
+        }
+    }
     // fmaf: one rounding in f32, then one to TW. The CPU reference computes the same f32::mul_add.
-    *w = slr::from_f32<TW>(fmaf(alpha, slr::to_f32(values[e]), slr::to_f32(*w)));
+#pragma unroll
+    for (unsigned u = 0; u < kPerThread; ++u) {
+        if (en.entry[u] < nnz) *w[u] = slr::from_f32<TW>(fmaf(alpha, delta[u], old[u]));
+    }
 }
 
 }  // namespace

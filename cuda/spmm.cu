@@ -12,7 +12,8 @@
 // formed in a fixed order (no atomics).
 //
 // spmm_xst, T <= 2 (decode): one warp per row o of S, 8 warps per block. Lanes split the row's entries (coalesced
-// loads of values and columns), gather X[t, col(e)], a fixed xor-butterfly sums the lanes, lane t writes Y[t, o].
+// loads of values and columns, 4 entries per lane in flight), gather X[t, col(e)], a fixed xor-butterfly sums the
+// lanes, lane t writes Y[t, o].
 // spmm_xst, T > 2: X is first transposed (transpose_pad) into Xt (in x ldt, ldt = T rounded up to 8, padding
 // zero), so the T values an entry needs are contiguous: one 16-byte load gives 8 of them (two for f32). Then
 // spmm_xst_vec: one warp per row o of S; per pass of 8 rows of X each lane accumulates 8 sums over its
@@ -35,7 +36,8 @@
 namespace {
 
 constexpr unsigned kWarpsPerBlock = 8;
-constexpr unsigned kTileT = 4;
+constexpr unsigned kTileT = 2;   // spmm_xst's direct-gather kernel serves T <= 2 (src/spmm.rs: SCALAR_T_MAX)
+constexpr unsigned kUnroll = 4;  // entries per lane whose loads are in flight together
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
@@ -79,13 +81,26 @@ __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_o
     if (o >= s_rows) return;  // whole warps leave together
     unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
     for (unsigned t0 = 0; t0 < t_count; t0 += kTileT) {
-        float acc[kTileT] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (unsigned e = lo + lane; e < hi; e += 32) {
-            float s = slr::to_f32(values[e]);
-            unsigned long long c = col_indices[e];
+        float acc[kTileT] = {0.0f, 0.0f};
+        // kUnroll entries per lane per step, their loads issued together (memory-level parallelism); each lane
+        // still adds its entries in order lane, lane + 32, lane + 64, ... so the sum order is fixed.
+        for (unsigned e0 = lo + lane; e0 < hi; e0 += 32 * kUnroll) {
+            float s[kUnroll];
+            unsigned long long c[kUnroll];
 #pragma unroll
-            for (unsigned j = 0; j < kTileT; ++j) {
-                if (t0 + j < t_count) acc[j] = fmaf(s, slr::to_f32(x[(t0 + j) * x_rs + c * x_cs]), acc[j]);
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                unsigned e = e0 + 32 * u;
+                s[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
+                c[u] = e < hi ? col_indices[e] : 0u;
+            }
+#pragma unroll
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                if (e0 + 32 * u < hi) {
+#pragma unroll
+                    for (unsigned j = 0; j < kTileT; ++j) {
+                        if (t0 + j < t_count) acc[j] = fmaf(s[u], slr::to_f32(x[(t0 + j) * x_rs + c[u] * x_cs]), acc[j]);
+                    }
+                }
             }
         }
         reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);

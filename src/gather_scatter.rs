@@ -10,6 +10,8 @@ use half::{bf16, f16};
 
 const MODULE: &str = "gather_scatter";
 const THREADS: u32 = 256;
+/// Entries per thread (kPerThread in cuda/gather_scatter.cu).
+const PER_THREAD: usize = 4;
 
 /// Delta types a weight of type `Self` can be updated with: the same type, or f32 (a master-precision delta into
 /// f16/bf16 weights, rounded once).
@@ -106,7 +108,7 @@ pub fn gather<'a, T: Element, I: Index>(
     if pattern.nnz() == 0 {
         return Ok(());
     }
-    let launch = LaunchShape::linear(OP, pattern.nnz(), THREADS)?;
+    let launch = LaunchShape::linear(OP, pattern.nnz().div_ceil(PER_THREAD), THREADS)?;
     let (p_dense, _g0) = dense.data().kernel_ptr(gpu, OP, "dense")?;
     let (p_off, _g1) = offsets.kernel_ptr(gpu, OP, "row_offsets")?;
     let (p_col, _g2) = cols.kernel_ptr(gpu, OP, "col_indices")?;
@@ -114,8 +116,9 @@ pub fn gather<'a, T: Element, I: Index>(
     let kernel = format!("gather_{}", T::DTYPE.name());
     // SAFETY: the pattern is a validated DeviceCsrPattern (offsets monotone from 0 to nnz, columns < cols), so
     // every entry reads dense at r*row_stride + c*col_stride with r < rows, c < cols, which DenseShape::validate
-    // showed is inside `dense`; out has exactly nnz elements; out overlaps no input (checked above); the
-    // grid covers nnz entries and the kernel returns for e >= nnz; the argument list matches SLR_GATHER.
+    // showed is inside `dense`; out has exactly nnz elements; out overlaps no input (checked above); the grid
+    // covers nnz entries (PER_THREAD per thread) and the kernel skips entries >= nnz; the argument list matches
+    // SLR_GATHER.
     unsafe {
         gpu.launch(
             MODULE,
@@ -164,7 +167,7 @@ pub fn scatter_add<'a, TW: Element, TV: ScatterDelta<TW>, I: Index>(
     if pattern.nnz() == 0 {
         return Ok(());
     }
-    let launch = LaunchShape::linear(OP, pattern.nnz(), THREADS)?;
+    let launch = LaunchShape::linear(OP, pattern.nnz().div_ceil(PER_THREAD), THREADS)?;
     let (p_off, _g1) = offsets.kernel_ptr(gpu, OP, "row_offsets")?;
     let (p_col, _g2) = cols.kernel_ptr(gpu, OP, "col_indices")?;
     let (p_val, _g3) = values.kernel_ptr(gpu, OP, "values")?;
