@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds, on a CPU machine, everything a lent GPU machine needs to validate the kernels (it has no Rust toolchain
-# and no network): release test executables and the benchmark executable, stripped, with the check script, the
+# and no network): release test executables, the benchmark executable and the demo, stripped, with the check script, the
 # PyTorch baseline script and the summary script, in target/gpu-bundle/ (kept under 60 MB).
 # Then runs the bundle's CPU part once (tests on the emulator) to be sure it starts.
 #
@@ -30,6 +30,8 @@ for line in sys.stdin:
 }
 cargo test --release --features emulator --no-run --message-format=json 2>/dev/null | list_executables > target/gpu-bundle.list
 cargo bench --features emulator --no-run --message-format=json 2>/dev/null | list_executables >> target/gpu-bundle.list
+cargo build --release --example demo 2>/dev/null
+echo "target/release/examples/demo demo" >> target/gpu-bundle.list
 while read -r exe name; do
   cp "$exe" "$out/bin/$name"
   strip "$out/bin/$name"
@@ -47,6 +49,7 @@ newest=$(for f in "$out"/bin/*; do objdump -T "$f" 2>/dev/null; done | grep -o '
 echo "newest glibc symbol needed: ${newest:-none}"
 
 # CPU part: the test executables start and pass here (GPU tests skip visibly; the emulator runs).
+SLR_DEMO_ROWS=512 SLR_DEMO_COLS=512 "$out/bin/demo" | tail -n 3
 for t in "$out"/bin/test-*; do
   if ! SLR_SOURCE_DIR="$root" "$t" -q > "target/gpu-bundle-cpu-$(basename "$t").log" 2>&1; then
     echo "CPU run of $(basename "$t") failed: see target/gpu-bundle-cpu-$(basename "$t").log" >&2; exit 1

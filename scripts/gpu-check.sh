@@ -38,6 +38,13 @@ for t in "$B"/bin/test-*; do
   note "tests $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
 done
 
+# 2b. The README's demo (one sparse fine-tuning step on a 4096x4096 bf16 weight), on the GPU.
+timeout 60 "$B/bin/demo" > "$OUT/demo.log" 2>&1
+rc=$?
+note "demo: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)") $(grep -E 'running on|agreement' "$OUT/demo.log" | tr '\n' ' ')"
+cat "$OUT/demo.log" >> "$tests_log"
+rm -f "$OUT/demo.log"
+
 # 3. compute-sanitizer on the GPU property tests (CUDA device only, small sizes are the tests' own).
 san_log="$OUT/sanitizer.log"
 : > "$san_log"
