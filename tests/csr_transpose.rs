@@ -198,7 +198,7 @@ fn transpose_values_rejects_length_mismatches_and_leaves_out_untouched() {
 }
 
 #[test]
-fn csr_transpose_refuses_a_mask_over_the_size_limit_without_allocating_it() {
+fn csr_transpose_refuses_a_mask_over_the_size_limit_with_a_typed_error() {
     for (dev, gpu) in devices("csr_transpose_too_large") {
         // 2^17 x (2^16 + 1): just over 2^33 bits.
         let s = CsrPattern::<u32>::from_coo(1 << 17, (1 << 16) + 1, &[(5, 7)]).unwrap();
