@@ -333,5 +333,56 @@ fn bench_sddmm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm);
+/// csr_transpose (once per pattern: mask, popcounts, scan with its one read-back, placement, row offsets; the
+/// interval includes the host-side synchronization and allocations a caller pays) and transpose_values (every
+/// step). Floors: csr_transpose must read S and write Sᵀ and perm, 12 * nnz + 4 * (rows + cols + 2) bytes, whatever
+/// the method (the mask it adds is not counted); transpose_values reads perm and values and writes values.
+fn bench_csr_transpose(c: &mut Criterion) {
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("csr_transpose benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut group = c.benchmark_group("csr_transpose");
+    if quick() {
+        group.warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_millis(600)).sample_size(10);
+    }
+    for &(rows, cols) in &[(4096usize, 4096usize), (11008, 4096)] {
+        for &density in &[0.01, 0.05] {
+            let pattern = random_pattern(&mut rng, rows, cols, density);
+            let nnz = pattern.nnz();
+            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let case = Case { op: "csr_transpose", rows, cols, density, dtype: "u32", t: 0, bytes: 12 * nnz + 4 * (rows + cols + 2), flops: 0 };
+            group.bench_function(format!("csr_transpose/{rows}x{cols}/d{density}"), |b| {
+                b.iter_custom(|iters| {
+                    let ms = gpu.time_ms(iters as usize, || csr_transpose(&gpu, &dpat).map(drop)).unwrap();
+                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+                })
+            });
+            let ms = gpu.time_ms(20, || csr_transpose(&gpu, &dpat).map(drop)).unwrap();
+            report(&case, ms, bandwidth, &device);
+
+            let t = csr_transpose(&gpu, &dpat).unwrap();
+            let values = gpu.upload(&vec![bf16::from_f32(1e-3); nnz]).unwrap();
+            let mut out = gpu.alloc_zeros::<bf16>(nnz).unwrap();
+            let case = Case { op: "transpose_values", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2), flops: 0 };
+            group.bench_function(format!("transpose_values_bf16/{rows}x{cols}/d{density}"), |b| {
+                b.iter_custom(|iters| {
+                    let ms = gpu.time_ms(iters as usize, || transpose_values(&gpu, &t, &values, &mut out)).unwrap();
+                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+                })
+            });
+            let ms = gpu.time_ms(50, || transpose_values(&gpu, &t, &values, &mut out)).unwrap();
+            report(&case, ms, bandwidth, &device);
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_csr_transpose);
 criterion_main!(benches);

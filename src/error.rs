@@ -55,6 +55,8 @@ pub enum Error {
     WrongDevice { op: &'static str, what: &'static str },
     /// The SIMT emulator reported a fault (out-of-bounds access, deadlock, bad launch) in a kernel.
     Emulator { kernel: String, message: String },
+    /// An op's scratch memory would exceed the limit its documentation states (nothing was allocated).
+    WorkspaceTooLarge { op: &'static str, what: &'static str, bytes: u64, max: u64 },
 }
 
 impl From<CsrError> for Error {
@@ -128,6 +130,9 @@ impl fmt::Display for Error {
             Error::Cuda { op, detail } => write!(f, "{op}: CUDA error: {detail}"),
             Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend"),
             Error::Emulator { kernel, message } => write!(f, "emulated kernel {kernel}: {message}"),
+            Error::WorkspaceTooLarge { op, what, bytes, max } => {
+                write!(f, "{op}: {what} would take {bytes} bytes of scratch memory, above the limit of {max}")
+            }
         }
     }
 }

@@ -30,6 +30,7 @@
 #![allow(missing_debug_implementations)]
 
 pub mod csr;
+pub mod csr_transpose;
 pub mod dense;
 pub mod device;
 pub mod element;
@@ -43,6 +44,7 @@ pub mod tile_mma;
 pub mod sddmm;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
+pub use csr_transpose::{csr_transpose, csr_transpose_cpu, csr_transpose_pattern_cpu, transpose_values, CsrTranspose};
 pub use dense::{DenseShape, Layout, MatMut, MatRef};
 pub use device::{DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu};
 #[cfg(feature = "emulator")]

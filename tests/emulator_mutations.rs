@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -197,6 +197,39 @@ fn short_butterfly_in_the_sddmm_group_sum_gives_values_outside_the_bound() {
                 assert!(!within, "{schedule:?}: planted short butterfly not caught");
             } else {
                 assert!(within, "{schedule:?}: unmodified kernel outside the bound: {got:?} vs {expect:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn inclusive_rank_in_the_transpose_is_reported_as_an_out_of_bounds_write() {
+    let mut rng = rng("inclusive_rank");
+    // 37 x 43: rows of Sᵀ start mid-word, and the last bit of the mask (entry (36, 42), always present) is not the
+    // first of its word, so an inclusive rank sends that entry one past the end of Sᵀ's columns. nnz a multiple of
+    // 4: the column buffer ends exactly at a guard page.
+    let (rows, cols) = (37, 43);
+    let mut positions: Vec<(usize, usize)> = (0..rows * cols - 1).map(|i| (i / cols, i % cols)).collect();
+    positions.shuffle(&mut rng);
+    positions.truncate(4 * rng.gen_range(20..300) - 1);
+    positions.push((rows - 1, cols - 1));
+    let s = CsrPattern::<u32>::from_coo(rows, cols, &positions).unwrap();
+    assert_eq!(s.nnz() % 4, 0);
+    let expect = csr_transpose_pattern_cpu(&s);
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "inclusive_rank").unwrap() } else { Gpu::emulated(schedule) };
+            let r = DeviceCsrPattern::upload(&gpu, &s).and_then(|d| csr_transpose(&gpu, &d)).and_then(|t| t.download(&gpu));
+            if faulty {
+                match r {
+                    Err(Error::Emulator { kernel, message }) => {
+                        assert_eq!(kernel, "csr_transpose_place");
+                        assert!(message.contains("csr_transpose_place") && message.contains("out of bounds"), "{message}");
+                    }
+                    other => panic!("{schedule:?}: planted inclusive rank not caught: {other:?}"),
+                }
+            } else {
+                assert_eq!(r.unwrap(), expect, "{schedule:?}: unmodified kernel");
             }
         }
     }

@@ -179,6 +179,21 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         k if k.starts_with("spmm_xst_vec_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.128.CONSTANT"],
         // A 32x32 tile through shared memory between one barrier.
         k if k.starts_with("transpose_pad_") => vec!["STS", "LDS", "BAR.SYNC"],
+        // Bits of the transposed mask set with a 64-bit atomic OR whose result is unused (RED on sm_80, REDG on
+        // sm_90), after reading the pattern through the read-only path.
+        "csr_transpose_mark" => vec!["LDG.E.CONSTANT", "RED", ".OR.64"],
+        // One 64-bit mask word per thread, popcounted.
+        "csr_transpose_word_counts" => vec!["LDG.E.64.CONSTANT", "POPC"],
+        // Rank of a bit: a word offset plus a masked popcount of the word, stored as a 32-bit position.
+        "csr_transpose_place" | "csr_transpose_row_offsets" => vec!["LDG.E.64.CONSTANT", "POPC", "STG.E "],
+        // out[perm[e]] = values[e]: perm and values through the read-only path, a store of the element's width.
+        k if k.starts_with("transpose_values_") => {
+            if narrow {
+                vec!["LDG.E.CONSTANT", "LDG.E.U16.CONSTANT", "STG.E.U16"]
+            } else {
+                vec!["LDG.E.CONSTANT", "STG.E "]
+            }
+        }
         _ => vec![],
     }
 }
