@@ -183,14 +183,21 @@ fn backward_to_input_is_spmm_xst_with_the_transpose() {
                 expect[ti * in_dim + i] = (0..out_dim).map(|o| dy[ti * out_dim + o] as f64 * s_dense[o * in_dim + i] as f64).sum::<f64>() as f32;
             }
         }
-        let dst = DeviceCsrPattern::upload(&gpu, st.pattern()).unwrap();
-        let dvals = gpu.upload(st.values()).unwrap();
         let ddy = gpu.upload(&dy).unwrap();
-        let mut ddx = gpu.upload(&vec![f32::NAN; t * in_dim]).unwrap();
-        spmm_xst(&gpu, &dst, &dvals, DeviceMatRef::row_major(&ddy, t, out_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut ddx, t, in_dim).unwrap()).unwrap();
-        let got = gpu.download(&ddx).unwrap();
-        for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
-            assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{dev}: dX[{i}] = {g}, expected {e}");
+        // S^T made on the host, and S^T made on the device by the CSR transpose: both give dX.
+        let dst_host = DeviceCsrPattern::upload(&gpu, st.pattern()).unwrap();
+        let dvals_host = gpu.upload(st.values()).unwrap();
+        let ds = DeviceCsrPattern::upload(&gpu, &s).unwrap();
+        let transpose = csr_transpose(&gpu, &ds).unwrap();
+        let mut dvals_dev = gpu.alloc_zeros::<f32>(s.nnz()).unwrap();
+        transpose_values(&gpu, &transpose, &gpu.upload(&vals).unwrap(), &mut dvals_dev).unwrap();
+        for (how, pattern, values) in [("host S^T", &dst_host, &dvals_host), ("device S^T", transpose.pattern(), &dvals_dev)] {
+            let mut ddx = gpu.upload(&vec![f32::NAN; t * in_dim]).unwrap();
+            spmm_xst(&gpu, pattern, values, DeviceMatRef::row_major(&ddy, t, out_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut ddx, t, in_dim).unwrap()).unwrap();
+            let got = gpu.download(&ddx).unwrap();
+            for (i, (g, e)) in got.iter().zip(&expect).enumerate() {
+                assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{dev} ({how}): dX[{i}] = {g}, expected {e}");
+            }
         }
     }
 }
