@@ -87,7 +87,7 @@ fn wrong_shuffle_lane_in_the_row_count_reduction_gives_a_wrong_pattern() {
     let mut rng = rng("wrong_shuffle_lane");
     let mask = random_dense_mask(&mut rng, 40, 300);
     for schedule in schedules(&mut rng) {
-        assert_eq!(mask_to_csr_agrees(schedule, None, &mask).unwrap(), true, "{schedule:?}: unmodified kernel");
+        assert!(mask_to_csr_agrees(schedule, None, &mask).unwrap(), "{schedule:?}: unmodified kernel");
         let caught = !matches!(mask_to_csr_agrees(schedule, Some("wrong_shuffle_lane"), &mask), Ok(true));
         assert!(caught, "{schedule:?}: planted wrong shuffle lane not caught");
     }
@@ -98,12 +98,12 @@ fn missing_syncthreads_in_the_scan_is_caught_by_random_schedules() {
     let mut rng = rng("missing_sync");
     // Enough rows that every scan thread has a chunk.
     let mask = random_dense_mask(&mut rng, 1500, 20);
-    assert_eq!(mask_to_csr_agrees(Schedule::RoundRobin, None, &mask).unwrap(), true);
+    assert!(mask_to_csr_agrees(Schedule::RoundRobin, None, &mask).unwrap());
     let mut caught = 0;
     let seeds: Vec<u64> = (0..4).map(|_| rng.gen()).collect();
     for &seed in &seeds {
         let schedule = Schedule::Random { seed };
-        assert_eq!(mask_to_csr_agrees(schedule, None, &mask).unwrap(), true, "{schedule:?}: unmodified kernel");
+        assert!(mask_to_csr_agrees(schedule, None, &mask).unwrap(), "{schedule:?}: unmodified kernel");
         caught += !matches!(mask_to_csr_agrees(schedule, Some("missing_sync"), &mask), Ok(true)) as usize;
     }
     // Round-robin runs threads in order, so each reads its predecessor's sum after it was written: only random

@@ -317,7 +317,7 @@ fn weight_grad_case<T: Element>(devs: &[(String, Gpu)], rng: &mut StdRng, case: 
     );
     let mut first: Option<Vec<T>> = None;
     for (dev, gpu) in devs {
-        let dpat = DeviceCsrPattern::upload(gpu, &pattern).unwrap();
+        let dpat = DeviceCsrPattern::upload(gpu, pattern).unwrap();
         let (ddy, dx) = (gpu.upload(&dy).unwrap(), gpu.upload(&x).unwrap());
         // Scratch of exactly the documented size, NaN-poisoned so a packed element the kernel skipped shows.
         let scratch_len = sddmm_weight_grad_scratch_len::<T>(tokens, out_f, in_f);
