@@ -4,11 +4,17 @@
 //   offsets[i] = counts[0] + ... + counts[i-1]   for i in [0, n], truncated to 32 bits, and total[0] = the exact
 //   64-bit sum (the caller checks it fits its index type before trusting offsets).
 //
-// Launch: one block of 1024 threads, 8 KiB of dynamic shared memory. Each thread sums a contiguous chunk of
-// ceil(n / 1024) counts, the chunk sums are scanned in shared memory (Hillis-Steele, 10 steps), then each thread
-// writes its chunk's prefixes. Floor: reads 4n bytes twice, writes 4(n + 1): for n of a few thousand rows it is
-// launch- and latency-bound (~10 us), which is fine for a step that runs once per mask refresh. A single block
-// keeps it simple and deterministic; a decoupled look-back scan would be the next step if n grows to millions.
+// Two designs, chosen by n (src/scan.rs):
+// - scan_u32, n <= 8192: one block of 1024 threads, 8 KiB of dynamic shared memory. Each thread sums a contiguous
+//   chunk of ceil(n / 1024) <= 8 counts, the chunk sums are scanned in shared memory (Hillis-Steele, 10 steps),
+//   then each thread writes its chunk's prefixes. Launch- and latency-bound (a few microseconds).
+// - n > 8192, three launches over tiles of 8192 counts (1024 threads x 8 consecutive counts, loaded as two
+//   16-byte loads): scan_tile_sums writes each tile's sum; the tile sums are scanned (recursively, by the same
+//   code); scan_tiles re-reads its tile, scans the per-thread sums within the block (warp shuffles, then the 32
+//   warp totals in shared memory) and writes the offsets starting from its tile's offset. Floor: reads 8n bytes,
+//   writes 4(n + 1): 704k word counts (an 11008x4096 mask) move 8.5 MB, ~2 us at 4.3 TB/s.
+// Integer sums do not depend on order, so every path is deterministic. Offsets wrap modulo 2^32 like the
+// truncation above; the exact total comes from the 64-bit single-block scan at the top of the recursion.
 #include "common.cuh"
 
 namespace {
@@ -46,7 +52,79 @@ __device__ __forceinline__ void scan_counts(const unsigned* __restrict__ counts,
     }
 }
 
+constexpr unsigned kPerThread = 8;
+constexpr unsigned kTile = kScanThreads * kPerThread;
+
+// The 8 consecutive counts thread t of tile `tile` covers (zeros past n), and their sum.
+__device__ __forceinline__ unsigned load_counts(const unsigned* __restrict__ counts, unsigned n, unsigned tile,
+                                                unsigned (&c)[kPerThread]) {
+    unsigned long long base = (unsigned long long)tile * kTile + threadIdx.x * kPerThread;
+    if (base + kPerThread <= n) {
+        // Tiles start at multiples of 8192 counts and threads at multiples of 8: 32-byte aligned.
+        uint4 a = reinterpret_cast<const uint4*>(counts + base)[0], b = reinterpret_cast<const uint4*>(counts + base)[1];
+        c[0] = a.x; c[1] = a.y; c[2] = a.z; c[3] = a.w; c[4] = b.x; c[5] = b.y; c[6] = b.z; c[7] = b.w;
+    } else {
+#pragma unroll
+        for (unsigned i = 0; i < kPerThread; ++i) c[i] = base + i < n ? counts[base + i] : 0u;
+    }
+    unsigned sum = 0;
+#pragma unroll
+    for (unsigned i = 0; i < kPerThread; ++i) sum += c[i];
+    return sum;
+}
+
+// Exclusive prefix of v over the block's threads (in thread order), modulo 2^32; `total` gets the block's sum.
+__device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned& total) {
+    __shared__ unsigned warp_totals[kScanThreads / 32];
+    unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    unsigned inclusive = v;
+    for (unsigned d = 1; d < 32; d <<= 1) {
+        unsigned up = __shfl_up_sync(0xffffffffu, inclusive, d);
+        if (lane >= d) inclusive += up;
+    }
+    if (lane == 31) warp_totals[warp] = inclusive;
+    __syncthreads();
+    if (warp == 0) {
+        unsigned w = warp_totals[lane];
+        for (unsigned d = 1; d < 32; d <<= 1) {
+            unsigned up = __shfl_up_sync(0xffffffffu, w, d);
+            if (lane >= d) w += up;
+        }
+        warp_totals[lane] = w;  // inclusive over warps
+    }
+    __syncthreads();
+    total = warp_totals[kScanThreads / 32 - 1];
+    return (warp == 0 ? 0u : warp_totals[warp - 1]) + inclusive - v;
+}
+
 }  // namespace
+
+// tile_sums[b] = sum of counts[b * 8192 .. (b + 1) * 8192).
+extern "C" __global__ void __launch_bounds__(kScanThreads)
+    scan_tile_sums(const unsigned* __restrict__ counts, unsigned n, unsigned* __restrict__ tile_sums) {
+    unsigned c[kPerThread];
+    unsigned total;
+    block_exclusive_scan(load_counts(counts, n, blockIdx.x, c), total);
+    if (threadIdx.x == 0) tile_sums[blockIdx.x] = total;
+}
+SLR_EMU_EXPORT(scan_tile_sums)
+
+// offsets[i] for i in tile b = tile_offsets[b] + prefix within the tile; offsets[n] = tile_offsets[tiles].
+extern "C" __global__ void __launch_bounds__(kScanThreads)
+    scan_tiles(const unsigned* __restrict__ counts, unsigned n, const unsigned* __restrict__ tile_offsets,
+               unsigned* __restrict__ offsets) {
+    unsigned c[kPerThread];
+    unsigned total;
+    unsigned running = tile_offsets[blockIdx.x] + block_exclusive_scan(load_counts(counts, n, blockIdx.x, c), total);
+    unsigned long long base = (unsigned long long)blockIdx.x * kTile + threadIdx.x * kPerThread;
+#pragma unroll
+    for (unsigned i = 0; i < kPerThread; ++i) {
+        if (base + i < n) offsets[base + i] = running;
+        running += c[i];
+    }
+    if (blockIdx.x == gridDim.x - 1 && threadIdx.x == 0) offsets[n] = tile_offsets[gridDim.x];
+}
+SLR_EMU_EXPORT(scan_tiles)
 
 extern "C" __global__ void __launch_bounds__(kScanThreads)
     scan_u32(const unsigned* __restrict__ counts, unsigned n, unsigned* __restrict__ offsets,

@@ -5,6 +5,8 @@ use crate::error::{Error, Result};
 
 const MODULE: &str = "scan";
 const THREADS: u32 = 1024;
+/// Counts per tile of the multi-block path (1024 threads x 8); up to this many, one block scans everything.
+const TILE: usize = 8192;
 
 /// `offsets[i] = counts[0] + ... + counts[i-1]` for `i` in `0..=n` (`n = counts.len()`), and the exact 64-bit
 /// total, which is read back to the host (one synchronization). Offsets are truncated to 32 bits: callers check
@@ -14,6 +16,9 @@ pub(crate) fn exclusive_scan_u32(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(
     let n = counts.len();
     if n > u32::MAX as usize - 1 {
         return Err(Error::LengthMismatch { op: OP, what: "counts (too many)", expected: u32::MAX as usize - 1, got: n });
+    }
+    if n > TILE {
+        return scan_tiled(gpu, counts);
     }
     let mut offsets = gpu.alloc_zeros::<u32>(n + 1)?;
     let mut total = gpu.alloc_zeros::<u64>(1)?;
@@ -33,5 +38,42 @@ pub(crate) fn exclusive_scan_u32(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(
         }
     }
     let total = gpu.download(&total)?[0];
+    Ok((offsets, total))
+}
+
+/// The multi-block path for n > TILE: tile sums, their scan (this function again, so the exact 64-bit total comes
+/// from the single-block scan at the top), then each tile's offsets.
+fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, u64)> {
+    const OP: &str = "exclusive_scan_u32";
+    let n = counts.len();
+    let tiles = n.div_ceil(TILE);
+    let shape = LaunchShape { grid: (tiles as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+    let mut tile_sums = gpu.alloc_zeros::<u32>(tiles)?;
+    {
+        let counts_view = DeviceSlice::from(counts);
+        let (p_counts, _g0) = counts_view.kernel_ptr(gpu, OP, "counts")?;
+        let mut sums_view = DeviceSliceMut::from(&mut tile_sums);
+        let (p_sums, _g1) = sums_view.kernel_ptr_mut(gpu, OP, "tile sums")?;
+        // SAFETY: block b reads counts[b * 8192 .. min(n, (b + 1) * 8192)) (bounds-checked against n; the
+        // 16-byte loads only where the whole 8 are below n, aligned since tiles and threads start at multiples of 8
+        // counts of an aligned allocation) and writes tile_sums[b] for b < tiles; tile_sums is fresh; arguments
+        // match scan_tile_sums.
+        unsafe { gpu.launch(MODULE, "scan_tile_sums", shape, &[p_counts, KernelArg::U32(n as u32), p_sums])? };
+    }
+    let (tile_offsets, total) = exclusive_scan_u32(gpu, &tile_sums)?;
+    let mut offsets = gpu.alloc_zeros::<u32>(n + 1)?;
+    {
+        let counts_view = DeviceSlice::from(counts);
+        let (p_counts, _g0) = counts_view.kernel_ptr(gpu, OP, "counts")?;
+        let tile_view = DeviceSlice::from(&tile_offsets);
+        let (p_tiles, _g1) = tile_view.kernel_ptr(gpu, OP, "tile offsets")?;
+        let mut offsets_view = DeviceSliceMut::from(&mut offsets);
+        let (p_offsets, _g2) = offsets_view.kernel_ptr_mut(gpu, OP, "offsets")?;
+        // SAFETY: as above for counts; tile_offsets has tiles + 1 elements (read at b and at tiles); offsets has
+        // n + 1 elements, written at i < n and at n; offsets is fresh; arguments match scan_tiles.
+        unsafe {
+            gpu.launch(MODULE, "scan_tiles", shape, &[p_counts, KernelArg::U32(n as u32), p_tiles, p_offsets])?;
+        }
+    }
     Ok((offsets, total))
 }

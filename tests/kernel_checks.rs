@@ -166,6 +166,8 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "mask_row_counts" => vec!["POPC", "SHFL.BFLY"],
         // Chunk sums scanned in shared memory between barriers.
         "scan_u32" => vec!["BAR.SYNC", "STS.64", "LDS.64"],
+        // Tiles of 8 counts per thread (two 16-byte loads), warp scans by shuffle, warp totals in shared memory.
+        "scan_tile_sums" | "scan_tiles" => vec!["LDG.E.128.CONSTANT", "SHFL.UP", "BAR.SYNC"],
         // Ballot of 32 columns, then a prefix popcount per lane.
         "mask_row_columns" => vec!["VOTE.ANY", "POPC"],
         // One tensor-core mma.sync.m16n8k16 per warp (HMMA, f32 accumulators; every target is sm_80+); A and B

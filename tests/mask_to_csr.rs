@@ -53,5 +53,7 @@ fn mask_to_csr_handles_empty_single_row_and_more_rows_than_scan_threads() {
         check(&gpu, &dev, &random_mask(&mut rng, 1, 5000, 0.3, false));
         // 2500 rows: the scan's 1024 threads each take a chunk of 3 rows (the last ones none).
         check(&gpu, &dev, &random_mask(&mut rng, 2500, 3, 0.4, false));
+        // 20000 rows: more than one scan tile (8192), so the multi-block scan runs, with a partial last tile.
+        check(&gpu, &dev, &random_mask(&mut rng, 20000, 2, 0.5, false));
     }
 }
