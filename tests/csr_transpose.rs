@@ -136,6 +136,8 @@ fn csr_transpose_matches_cpu_on_edge_shapes() {
             random_pattern(&mut rng, 200, 90, 0.05, true),
             // 1205 mask words: every thread of the scan block has a chunk.
             random_pattern(&mut rng, 257, 300, 0.02, false),
+            // 8594 mask words: more than one scan tile (8192), so the multi-block scan ranks the bits.
+            random_pattern(&mut rng, 1100, 500, 0.01, false),
         ];
         // Empty rows and columns in the middle: one entry at each corner of a 40 x 50 matrix.
         cases.push(CsrPattern::from_coo(40, 50, &[(0, 0), (0, 49), (39, 0), (39, 49)]).unwrap());
