@@ -16,9 +16,8 @@
 // lanes, lane t writes Y[t, o].
 // spmm_xst, T > 2: X is first transposed (transpose_pad) into Xt (in x ldt, ldt = T rounded up to 8, padding
 // zero), so the T values an entry needs are contiguous: one 16-byte load gives 8 of them (two for f32). Then
-// spmm_xst_vec: one warp per row o of S; per pass of 8 rows of X each lane accumulates 8 sums over its
-// entries, the butterfly reduces them and lanes 0..7 write Y[t0 + lane, o]. The S row is re-read (from L1) once
-// per 8 rows of X. transpose_pad: 32x32 tiles through shared memory (one +1-padded tile per block).
+// spmm_xst_vec: one warp per (row o of S, 8 rows of X); each lane accumulates 8 sums over its entries, the
+// butterfly reduces them and lanes 0..7 write Y[t0 + lane, o]. The S row is read once per 8 rows of X (from L2). transpose_pad: 32x32 tiles through shared memory (one +1-padded tile per block).
 // spmm_xst_vec's launch bounds name 2 blocks per SM: with the single-argument form ptxas (13.0, sm_80) capped the
 // f32 variant at 32 registers and spilled; the resource-report test guards this.
 // Floor (skinny T, the memory-bound decode/small-batch regime): read S once, nnz * (4 + sizeof(T)) + 4 * (out + 1)
@@ -128,21 +127,23 @@ __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ r
                                                   const T* __restrict__ xt, unsigned long long ldt, unsigned t_count,
                                                   T* __restrict__ y, unsigned long long y_rs,
                                                   unsigned long long y_cs, float alpha, float beta) {
-    unsigned o = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    // One warp per (row o of S, 8 consecutive rows t0.. of X): T/8 warps share a row of S (re-read from L2), so
+    // even T = 128 keeps the GPU full of independent warps instead of one warp walking the row 16 times.
+    unsigned t_chunks = (t_count + 7) / 8;
+    unsigned long long warp = (unsigned long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
     unsigned lane = threadIdx.x % 32;
-    if (o >= s_rows) return;  // whole warps leave together
+    if (warp >= (unsigned long long)s_rows * t_chunks) return;  // whole warps leave together
+    unsigned o = (unsigned)(warp / t_chunks), t0 = (unsigned)(warp % t_chunks) * 8;
     unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
-    for (unsigned t0 = 0; t0 < t_count; t0 += 8) {
-        float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-        for (unsigned e = lo + lane; e < hi; e += 32) {
-            float s = slr::to_f32(values[e]);
-            float xv[8];
-            load8(xt + (col_indices[e] * ldt + t0), xv);
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (unsigned e = lo + lane; e < hi; e += 32) {
+        float s = slr::to_f32(values[e]);
+        float xv[8];
+        load8(xt + (col_indices[e] * ldt + t0), xv);
 #pragma unroll
-            for (int j = 0; j < 8; ++j) acc[j] = fmaf(s, xv[j], acc[j]);
-        }
-        reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
+        for (int j = 0; j < 8; ++j) acc[j] = fmaf(s, xv[j], acc[j]);
     }
+    reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
 }
 
 // xt[c * ldt + r] = x[r, c] for r < rows, 0 for rows <= r < ldt; c < cols. 32 x 32 tiles, 32 x 8 threads, each

@@ -237,11 +237,13 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         }
     }
     let xt_view = DeviceSlice::from(&xt);
+    let warps = out.checked_mul(ldt / 8).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
     // SAFETY: every column of S is < in, and each entry loads xt[col * ldt + t0 .. + 8] with t0 + 8 <= ldt,
     // inside the in * ldt elements of xt and 16-byte aligned (ldt and t0 are multiples of 8, the allocation is
     // aligned); Y is written at (t', o) with t' < t, o < out, inside its validated shape; Y overlaps neither the
-    // caller's inputs (checked above) nor xt (fresh); sizes fit u32; one warp per row of S.
-    unsafe { launch_spmm(OP, &format!("spmm_xst_vec_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, out, alpha, beta, &mut y) }
+    // caller's inputs (checked above) nor xt (fresh); sizes fit u32; one warp per (row of S, 8 rows of X),
+    // surplus warps return.
+    unsafe { launch_spmm(OP, &format!("spmm_xst_vec_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
 }
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +
