@@ -188,7 +188,7 @@ fn bench_gather_scatter(c: &mut Criterion) {
     let densities: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.01, 0.05, 0.10, 0.30] };
     let mut group = c.benchmark_group("gather_scatter");
     if quick() {
-        group.warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_millis(600)).sample_size(10);
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
     }
     for &(rows, cols) in shapes {
         let w: Vec<bf16> = (0..rows * cols).map(|i| bf16::from_f32((i % 1000) as f32 * 1e-3)).collect();
@@ -350,7 +350,7 @@ fn bench_csr_transpose(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(11);
     let mut group = c.benchmark_group("csr_transpose");
     if quick() {
-        group.warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_millis(600)).sample_size(10);
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
     }
     for &(rows, cols) in &[(4096usize, 4096usize), (11008, 4096)] {
         for &density in &[0.01, 0.05] {
@@ -384,5 +384,74 @@ fn bench_csr_transpose(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_csr_transpose);
+/// mask_to_csr: a device bit mask (LIFT/SpIEL masks recomputed on a cadence) to the CSR the sparse ops take.
+/// Floor: the mask read twice (rows * cols / 4 bytes), counts and offsets (12 * rows), columns written (4 * nnz).
+/// Baseline (scripts/baselines.py): torch's dense bool mask to_sparse_csr().
+fn bench_mask_to_csr(c: &mut Criterion) {
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("mask_to_csr benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let mut rng = StdRng::seed_from_u64(13);
+    let mut group = c.benchmark_group("mask_to_csr");
+    if quick() {
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
+    }
+    for &(rows, cols) in &[(4096usize, 4096usize), (11008, 4096)] {
+        for &density in &[0.01, 0.05] {
+            let pattern = random_pattern(&mut rng, rows, cols, density);
+            let mask = DeviceBitMask::upload(&gpu, &BitMask::from_pattern(&pattern)).unwrap();
+            let case = Case { op: "mask_to_csr", rows, cols, density, dtype: "bits", t: 0, bytes: rows * cols / 4 + 12 * rows + 4 * pattern.nnz(), flops: 0 };
+            group.bench_function(format!("mask_to_csr/{rows}x{cols}/d{density}"), |b| {
+                b.iter_custom(|iters| {
+                    let ms = gpu.time_ms(iters as usize, || mask_to_csr(&gpu, &mask).map(drop)).unwrap();
+                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+                })
+            });
+            let ms = gpu.time_ms(20, || mask_to_csr(&gpu, &mask).map(drop)).unwrap();
+            report(&case, ms, bandwidth, &device);
+        }
+    }
+    group.finish();
+}
+
+/// tile_mma: a batch of independent 16x16 x 16x8 tensor-core tile products (the fragment-layout proof op). Floor
+/// per tile: 512 + 256 bytes of bf16 A and B, 512 + 512 bytes of f32 C read and written; 4096 flops.
+/// Baseline (scripts/baselines.py): torch.baddbmm on the same batch.
+fn bench_tile_mma(c: &mut Criterion) {
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("tile_mma benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let mut group = c.benchmark_group("tile_mma");
+    if quick() {
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
+    }
+    let tiles = 1usize << 16;
+    let a = gpu.upload(&vec![bf16::from_f32(0.5); tiles * 256]).unwrap();
+    let b = gpu.upload(&vec![bf16::from_f32(0.25); tiles * 128]).unwrap();
+    let mut cc = gpu.alloc_zeros::<f32>(tiles * 128).unwrap();
+    let case = Case { op: "tile_mma", rows: tiles, cols: 16, density: 1.0, dtype: "bf16", t: 0, bytes: tiles * 1792, flops: tiles * 4096 };
+    group.bench_function(format!("tile_mma_bf16/{tiles}"), |bch| {
+        bch.iter_custom(|iters| {
+            let ms = gpu.time_ms(iters as usize, || tile_mma(&gpu, &a, &b, &mut cc, tiles)).unwrap();
+            Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+        })
+    });
+    let ms = gpu.time_ms(50, || tile_mma(&gpu, &a, &b, &mut cc, tiles)).unwrap();
+    report(&case, ms, bandwidth, &device);
+    group.finish();
+}
+
+criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_csr_transpose, bench_mask_to_csr, bench_tile_mma);
 criterion_main!(benches);

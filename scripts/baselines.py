@@ -97,6 +97,34 @@ def main():
                                time_ms=ms, device=name)
                     rows_out.append(rec)
                     print(json.dumps(rec), flush=True)
+    # CSR transpose (torch: CSR -> transposed CSR, cuSPARSE csr2csc underneath) and mask -> CSR (torch: a dense
+    # bool mask's to_sparse_csr()).
+    for rows, cols in [(4096, 4096), (11008, 4096)]:
+        for d in [0.01, 0.05]:
+            mask = torch.rand(rows, cols, device=dev, generator=gen) < d
+            s_csr = mask.to(torch.float32).to_sparse_csr()
+            cases = [("csr_transpose", "u32", "torch csr.t().to_sparse_csr()", lambda: s_csr.t().to_sparse_csr()),
+                     ("mask_to_csr", "bits", "torch bool mask.to_sparse_csr()", lambda: mask.to_sparse_csr())]
+            for op, dtype, baseline, fn in cases:
+                try:
+                    ms = time_ms(fn, iters=20)
+                except Exception as e:
+                    print(f"# {baseline} failed: {e}", flush=True)
+                    continue
+                rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, t=0, baseline=baseline, time_ms=ms,
+                           device=name)
+                rows_out.append(rec)
+                print(json.dumps(rec), flush=True)
+    # tile_mma: 65536 independent 16x16 x 16x8 bf16 products into f32.
+    tiles = 1 << 16
+    a = torch.randn(tiles, 16, 16, device=dev, generator=gen).to(torch.bfloat16)
+    b = torch.randn(tiles, 16, 8, device=dev, generator=gen).to(torch.bfloat16)
+    c = torch.zeros(tiles, 16, 8, device=dev, dtype=torch.float32)
+    ms = time_ms(lambda: torch.baddbmm(c, a.float(), b.float()), iters=20)
+    rec = dict(op="tile_mma", rows=tiles, cols=16, density=1.0, dtype="bf16", t=0, baseline="torch baddbmm (f32)",
+               time_ms=ms, device=name)
+    rows_out.append(rec)
+    print(json.dumps(rec), flush=True)
     with open(args.json, "a") as f:
         for r in rows_out:
             f.write(json.dumps(r) + "\n")
