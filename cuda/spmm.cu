@@ -136,12 +136,29 @@ __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ r
     unsigned o = (unsigned)(warp / t_chunks), t0 = (unsigned)(warp % t_chunks) * 8;
     unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    for (unsigned e = lo + lane; e < hi; e += 32) {
-        float s = slr::to_f32(values[e]);
-        float xv[8];
-        load8(xt + (col_indices[e] * ldt + t0), xv);
+    // kUnroll entries per lane per step with their index, value and X loads in flight together; each lane still
+    // adds its entries in the order lane, lane + 32, ... (fixed summation order).
+    for (unsigned e0 = lo + lane; e0 < hi; e0 += 32 * kUnroll) {
+        float s[kUnroll];
+        unsigned long long c[kUnroll];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[j] = fmaf(s, xv[j], acc[j]);
+        for (unsigned u = 0; u < kUnroll; ++u) {
+            unsigned e = e0 + 32 * u;
+            s[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
+            c[u] = e < hi ? col_indices[e] : 0u;
+        }
+        float xv[kUnroll][8];
+#pragma unroll
+        for (unsigned u = 0; u < kUnroll; ++u) {
+            if (e0 + 32 * u < hi) load8(xt + (c[u] * ldt + t0), xv[u]);
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kUnroll; ++u) {
+            if (e0 + 32 * u < hi) {
+#pragma unroll
+                for (int j = 0; j < 8; ++j) acc[j] = fmaf(s[u], xv[u][j], acc[j]);
+            }
+        }
     }
     reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
 }
