@@ -205,7 +205,9 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
     // contiguous and 16-byte aligned, then the vector kernel.
     let ldt = t.div_ceil(8) * 8;
     let xt_len = inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op: OP, what: "transposed x", expected: usize::MAX, got: inn })?;
-    let mut xt = gpu.alloc_zeros::<T>(xt_len)?;
+    // SAFETY: transpose_pad writes every element of xt (rows r < ldt, padding included, for every c < in) before
+    // spmm_xst_vec reads any; with in == 0 xt is empty.
+    let mut xt = unsafe { gpu.alloc_uninit::<T>(xt_len)? };
     if inn > 0 {
         let grid_y = ldt.div_ceil(32);
         if grid_y > 65535 || inn.div_ceil(32) > i32::MAX as usize {

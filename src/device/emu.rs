@@ -136,6 +136,10 @@ impl<T: Copy> EmuVec<T> {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), v.ptr.as_ptr(), data.len()) };
         Ok(v)
     }
+    /// Contents are the runtime's 0xA5 fill, as uninitialized device memory would hold garbage.
+    pub fn uninit(len: usize) -> Result<Self> {
+        Self::alloc(len)
+    }
     pub fn zeros(len: usize) -> Result<Self> {
         let v = Self::alloc(len)?;
         // SAFETY: the buffer holds len elements; T: ValidAsZeroBits at every call site (Gpu::alloc_zeros).

@@ -176,6 +176,22 @@ impl Gpu {
         }
     }
 
+    /// A new device buffer of `len` elements with unspecified contents (0xA5 bytes on the emulator).
+    ///
+    /// # Safety
+    /// The caller writes every element before anything reads it (typically a kernel that fills it).
+    pub(crate) unsafe fn alloc_uninit<T: DeviceRepr + Copy>(&self, len: usize) -> Result<DeviceVec<T>> {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                // SAFETY: the caller's contract: nothing reads the buffer before it is written.
+                let s = unsafe { b.stream.alloc(len) }.map_err(cuda_err("alloc"))?;
+                Ok(DeviceVec { inner: VecInner::Cuda(s) })
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Ok(DeviceVec { inner: VecInner::Emulated(emu::EmuVec::uninit(len)?) }),
+        }
+    }
+
     /// Waits for queued work, then copies a device buffer (or view) to the host.
     pub fn download<'a, T: DeviceRepr + Copy + 'a>(&self, src: impl Into<DeviceSlice<'a, T>>) -> Result<Vec<T>> {
         let src = src.into();
