@@ -55,6 +55,12 @@ pub enum Error {
     WrongDevice { op: &'static str, what: &'static str },
     /// The SIMT emulator reported a fault (out-of-bounds access, deadlock, bad launch) in a kernel.
     Emulator { kernel: String, message: String },
+    /// A selection asked for more entries than it selects from (`k > n`; any `k > 0` of an empty matrix or row).
+    CountOutOfRange { op: &'static str, k: usize, n: usize },
+    /// A fraction of entries to select outside `[0, 1]` (or NaN).
+    FractionOutOfRange { op: &'static str, fraction: f64 },
+    /// NaNs where the policy refuses them: `count` of them in `what` (the keys, or a threshold).
+    NanKeys { op: &'static str, what: &'static str, count: usize },
 }
 
 impl From<CsrError> for Error {
@@ -128,6 +134,14 @@ impl fmt::Display for Error {
             Error::Cuda { op, detail } => write!(f, "{op}: CUDA error: {detail}"),
             Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend"),
             Error::Emulator { kernel, message } => write!(f, "emulated kernel {kernel}: {message}"),
+            Error::CountOutOfRange { op, k, n } => write!(f, "{op}: cannot select {k} of {n} entries"),
+            Error::FractionOutOfRange { op, fraction } => {
+                write!(f, "{op}: fraction {fraction} is outside [0, 1]")
+            }
+            Error::NanKeys { op, what, count } => write!(
+                f,
+                "{op}: {count} NaN(s) in {what} (NanPolicy::Error; NanPolicy::AboveInfinity ranks NaN above +inf)"
+            ),
         }
     }
 }
