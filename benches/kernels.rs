@@ -333,5 +333,76 @@ fn bench_sddmm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm);
+/// Top-k by magnitude (radix select, cuda/topk.cu): the mask over a whole weight at k = 0.1%, 1%, 5%, 25%, and the
+/// CSR output at 5%; per-row top 64 of rows of 4096. `density` is k / n. `bytes` is the one-read floor: the keys
+/// read once (n * size_of::<T>()); the design reads them 6 times for f32 and 4 for bf16 (src/topk.rs), so
+/// of_floor below about 1/6 (f32) or 1/4 (bf16) means the passes themselves run at full bandwidth.
+fn bench_topk(c: &mut Criterion) {
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("topk benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let shapes: &[(usize, usize)] = if quick() { &[(4096, 4096), (4096, 11008)] } else { &[(4096, 4096), (4096, 11008), (14336, 4096)] };
+    let fractions: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.001, 0.01, 0.05, 0.25] };
+    let mut group = c.benchmark_group("topk");
+    if quick() {
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
+    }
+    for &(rows, cols) in shapes {
+        topk_cases::<f32>(&gpu, &mut group, rows, cols, fractions, bandwidth, &device);
+        topk_cases::<bf16>(&gpu, &mut group, rows, cols, fractions, bandwidth, &device);
+    }
+    group.finish();
+}
+
+fn topk_cases<T: TopkKey>(
+    gpu: &Gpu,
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rows: usize,
+    cols: usize,
+    fractions: &[f64],
+    bandwidth: f64,
+    device: &str,
+) {
+    let n = rows * cols;
+    // Roughly normal weights (sum of uniforms from a fixed LCG), rounded to T: bf16 gives many ties.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let w: Vec<T> = (0..n).map(|_| T::from_f32((uniform() + uniform() + uniform()) * 0.05)).collect();
+    let d = gpu.upload(&w).unwrap();
+    let dtype = T::DTYPE.name();
+    let bytes = n * T::DTYPE.size();
+    let mut run_case = |op: &'static str, density: f64, spec: TopkSpec<T>| {
+        let case = Case { op, rows, cols, density, dtype, t: 0, bytes, flops: 0 };
+        let mut run = || -> Result<()> {
+            match op {
+                "topk_csr" => topk_csr(gpu, &d, rows, cols, &spec).map(|_| ()),
+                _ => topk_mask(gpu, &d, rows, cols, &spec).map(|_| ()),
+            }
+        };
+        group.bench_function(format!("{op}_{dtype}/{rows}x{cols}/d{density}"), |b| {
+            b.iter_custom(|iters| {
+                let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
+                Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+            })
+        });
+        let ms = gpu.time_ms(10, &mut run).unwrap();
+        report(&case, ms, bandwidth, device);
+    };
+    for &f in fractions {
+        run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
+    }
+    run_case("topk_csr", 0.05, TopkSpec::count((0.05 * n as f64).round() as usize));
+    run_case("topk_mask_per_row", 64.0 / cols as f64, TopkSpec::count(64).per_row());
+}
+
+criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_topk);
 criterion_main!(benches);

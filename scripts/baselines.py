@@ -6,6 +6,7 @@ gather:      what LIFT does, grad[mask] with a bool mask, and the cheaper flat i
 scatter_add: W.view(-1).index_add_(0, flat, delta) (torch needs delta in W's dtype: the f32 delta is rounded to
              bf16 first, so the baseline rounds twice where ours rounds once), and LIFT-style W[mask] += delta.
 spmm_xst:    dense x @ w.T (cuBLAS) and torch.sparse.mm on a CSR tensor (cuSPARSE SpMM), Y^T computed.
+topk_*:      torch.topk on the flattened |W| (per row: dim=1, k = 64) and torch.sort of the flattened |W|.
 """
 import argparse
 import json
@@ -77,6 +78,38 @@ def main():
                                time_ms=ms, device=name)
                     rows_out.append(rec)
                     print(json.dumps(rec), flush=True)
+    # Top-k by magnitude (ours: topk_mask, topk_csr at 5%, topk_mask_per_row with k = 64): torch.topk on the
+    # flattened |W| (values + indices, unsorted order not requested), torch.sort of the flattened |W|, and the
+    # per-row torch.topk(|W|, 64, dim=1). torch.topk returns indices, not a mask; the mask scatter is extra.
+    shapes = [(4096, 4096), (4096, 11008), (14336, 4096)] if args.full else [(4096, 4096), (4096, 11008)]
+    fractions = [0.001, 0.01, 0.05, 0.25] if args.full else [0.01, 0.05]
+    for rows, cols in shapes:
+        for dtype, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
+            w = (torch.randn(rows, cols, device=dev, generator=gen) * 0.05).to(tdt)
+            n = rows * cols
+            cases = []
+            for d in fractions + ([0.05] if 0.05 not in fractions else []):
+                k = round(d * n)
+                if d in fractions:
+                    cases.append(("topk_mask", d, "torch.topk(|W|.flatten(), k)",
+                                  lambda k=k: torch.topk(w.abs().flatten(), k)))
+                    cases.append(("topk_mask", d, "torch.sort(|W|.flatten())",
+                                  lambda: torch.sort(w.abs().flatten(), descending=True)))
+                if d == 0.05:
+                    cases.append(("topk_csr", d, "torch.topk(|W|.flatten(), k)",
+                                  lambda k=k: torch.topk(w.abs().flatten(), k)))
+            cases.append(("topk_mask_per_row", 64 / cols, "torch.topk(|W|, 64, dim=1)",
+                          lambda: torch.topk(w.abs(), 64, dim=1)))
+            for op, d, baseline, fn in cases:
+                try:
+                    ms = time_ms(fn, iters=10)
+                except Exception as e:  # e.g. out of memory for the sort of the largest shape
+                    print(f"# {baseline} failed at {rows}x{cols} {dtype}: {e}", flush=True)
+                    continue
+                rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, t=0, baseline=baseline,
+                           time_ms=ms, device=name)
+                rows_out.append(rec)
+                print(json.dumps(rec), flush=True)
     with open(args.json, "a") as f:
         for r in rows_out:
             f.write(json.dumps(r) + "\n")
