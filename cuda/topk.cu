@@ -97,7 +97,7 @@ __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned s
     bins[threadIdx.x] = 0;
     __syncthreads();
     unsigned hi = higher_bits(shift);
-    unsigned prefix = state[seg * kStateWords] & hi;
+    unsigned prefix = state[(unsigned long long)seg * kStateWords] & hi;
     const unsigned long long base = (unsigned long long)seg * seg_len;
     for (unsigned i = part * kThreads + threadIdx.x; i < seg_len; i += parts * kThreads) {
         unsigned key = order_key<T>(load_bits(keys, base + i), flags);
@@ -105,7 +105,7 @@ __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned s
     }
     __syncthreads();
     unsigned c = bins[threadIdx.x];
-    if (c) atomicAdd(&hist[seg * kBins + threadIdx.x], c);
+    if (c) atomicAdd(&hist[(unsigned long long)seg * kBins + threadIdx.x], c);
 }
 
 // Thread t looks at digit 255 - t; an inclusive scan in that order gives, per digit, the candidates at or above
@@ -113,9 +113,9 @@ __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned s
 __device__ __forceinline__ void choose(const unsigned* __restrict__ hist, unsigned shift, unsigned* __restrict__ state) {
     __shared__ unsigned at_or_above[kBins];
     unsigned seg = blockIdx.x, t = threadIdx.x, digit = kBins - 1 - t;
-    unsigned* s = state + seg * kStateWords;
+    unsigned* s = state + (unsigned long long)seg * kStateWords;
     unsigned rank = s[1];  // read by every thread before the writer below changes it (barriers in between)
-    unsigned c = hist[seg * kBins + digit];
+    unsigned c = hist[(unsigned long long)seg * kBins + digit];
     at_or_above[t] = c;
     __syncthreads();
     for (unsigned step = 1; step < kBins; step <<= 1) {
@@ -160,7 +160,8 @@ __device__ __forceinline__ void tile_counts(const T* __restrict__ keys, unsigned
     Tile t = this_tile(seg_len, tiles_per_seg);
     if (threadIdx.x < 3) sums[threadIdx.x] = 0;
     __syncthreads();
-    unsigned kstar = state[t.seg * kStateWords];
+    unsigned* s = state + (unsigned long long)t.seg * kStateWords;
+    unsigned kstar = s[0];
     unsigned eq = 0, gt = 0, nan = 0;
     for (unsigned r = 0; r < kPerThread; ++r) {
         unsigned i = element_of(t, r);
@@ -178,8 +179,8 @@ __device__ __forceinline__ void tile_counts(const T* __restrict__ keys, unsigned
     __syncthreads();
     if (threadIdx.x == 0) {
         counts[blockIdx.x] = sums[0];
-        if (sums[1]) atomicAdd(&state[t.seg * kStateWords + 4], sums[1]);
-        if (sums[2]) atomicAdd(&state[t.seg * kStateWords + 3], sums[2]);
+        if (sums[1]) atomicAdd(&s[4], sums[1]);
+        if (sums[2]) atomicAdd(&s[3], sums[2]);
     }
 }
 
@@ -205,7 +206,8 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
     __shared__ unsigned warp_eq[kThreads / 32];
     Tile t = this_tile(seg_len, tiles_per_seg);
     unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    unsigned kstar = state[t.seg * kStateWords], quota = state[t.seg * kStateWords + 1];
+    const unsigned* s = state + (unsigned long long)t.seg * kStateWords;
+    unsigned kstar = s[0], quota = s[1];
     unsigned key[kPerThread];
     unsigned eq_in_warp = 0;
 #pragma unroll

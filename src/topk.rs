@@ -459,7 +459,23 @@ fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, sel: &DeviceSelection, plan:
 /// Errors (nothing launched): `keys.len() != rows * cols`, too many elements, `k > n` ([`Error::CountOutOfRange`];
 /// any `k > 0` of an empty matrix), fraction outside `[0, 1]`, NaN threshold; after the launches: NaNs in the keys
 /// under [`NanPolicy::Error`]. Floor: reads the keys once per 8-bit digit (4 for f32, 2 for f16/bf16, none for
-/// `Beyond` or k = 0) plus once to count: 5 (f32) or 3 (f16/bf16) reads of `n * size_of::<T>()` bytes.
+/// `Beyond` or k = 0; k = n takes the general path) plus once to count: 5 (f32) or 3 (f16/bf16) reads of
+/// `n * size_of::<T>()` bytes. Scratch on the device: 1 KiB of histogram and 32 B of state per segment, 4 B per
+/// 4096-element tile.
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// let w = gpu.upload(&[0.5f32, -3.0, 2.0, -0.0, 3.0, 1.0])?;
+/// // The 3 largest magnitudes of a 2x3 matrix: |-3| and |3| tie, |2| is the cut.
+/// let cuts = topk_threshold(&gpu, &w, 2, 3, &TopkSpec::count(3))?;
+/// assert_eq!(cuts[0], TopkCut { threshold: Some(2.0), count_beyond: 2, count_equal_taken: 1 });
+/// // Per row, the smallest signed value of each row, as a CSR pattern with the values.
+/// let csr = topk_csr(&gpu, &w, 2, 3, &TopkSpec::count(1).by(RankBy::Value).smallest().per_row())?;
+/// assert_eq!(gpu.download(&csr.values)?, vec![-3.0, -0.0]);
+/// # Ok(()) }
+/// ```
 pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<Vec<TopkCut<T>>> {
     const OP: &str = "topk_threshold";
     let keys = keys.into();
