@@ -3,7 +3,8 @@
 //!
 //! Every case reports its floor: the bytes it must move divided by the card's bandwidth measured in the same
 //! run (a device-to-device copy, read + write counted). `SLR_BENCH_QUICK=1` shortens warm-up and measurement
-//! (the GPU check script sets it); `SLR_BENCH_JSON=path` appends one JSON object per case.
+//! (the GPU check script sets it); `SLR_BENCH_JSON=path` appends one JSON object per case; `SLR_BENCH_ONLY=topk`
+//! runs only the named groups (gather_scatter, spmm, sddmm, topk).
 //!
 //!     cargo bench --bench kernels
 use std::io::Write;
@@ -33,6 +34,12 @@ const FP32_PEAK_FLOPS: f64 = 67e12;
 
 fn quick() -> bool {
     std::env::var("SLR_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// `SLR_BENCH_ONLY=topk,spmm` runs only those groups (their setup and `report` lines too, which criterion's own
+/// name filter would not skip); unset runs all.
+fn selected(group: &str) -> bool {
+    std::env::var("SLR_BENCH_ONLY").map_or(true, |v| v.split(',').any(|g| g.trim() == group))
 }
 
 /// Device-to-device copy bandwidth (bytes read + bytes written per second), the ceiling for bandwidth-bound ops.
@@ -119,6 +126,9 @@ fn cublas_dense_xwt(gpu: &Gpu, w: &DeviceVec<bf16>, x: &DeviceVec<bf16>, y: &mut
 }
 
 fn bench_spmm(c: &mut Criterion) {
+    if !selected("spmm") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -173,6 +183,9 @@ fn bench_spmm(c: &mut Criterion) {
 }
 
 fn bench_gather_scatter(c: &mut Criterion) {
+    if !selected("gather_scatter") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -239,6 +252,9 @@ fn bench_gather_scatter(c: &mut Criterion) {
 /// `sddmm`: the kernel alone on operands already K-contiguous (A: out x T, B: in x T row-major); floor: the A
 /// rows with entries and B rows named by a column once, indices, outputs. Both: 2·nnz·T flops.
 fn bench_sddmm(c: &mut Criterion) {
+    if !selected("sddmm") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -338,6 +354,9 @@ fn bench_sddmm(c: &mut Criterion) {
 /// read once (n * size_of::<T>()); the design reads them 6 times for f32 and 4 for bf16 (src/topk.rs), so
 /// of_floor below about 1/6 (f32) or 1/4 (bf16) means the passes themselves run at full bandwidth.
 fn bench_topk(c: &mut Criterion) {
+    if !selected("topk") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {

@@ -31,13 +31,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
     ap.add_argument("--full", action="store_true", help="all densities, not the quick subset")
+    ap.add_argument("--only", default="", help="comma-separated groups to run (gather_scatter, spmm, topk); all if empty")
     args = ap.parse_args()
+    only = set(g for g in args.only.split(",") if g)
+    want = lambda group: not only or group in only
     dev = torch.device("cuda")
     name = torch.cuda.get_device_name(0)
     gen = torch.Generator(device=dev).manual_seed(7)
     densities = [0.01, 0.05, 0.10, 0.30] if args.full else [0.01, 0.05]
     rows_out = []
-    for rows, cols in [(4096, 4096), (11008, 4096)]:
+    for rows, cols in [(4096, 4096), (11008, 4096)] if want("gather_scatter") else []:
         w = torch.randn(rows, cols, device=dev, generator=gen).to(torch.bfloat16)
         for d in densities:
             mask = torch.rand(rows, cols, device=dev, generator=gen) < d
@@ -59,7 +62,7 @@ def main():
                 print(json.dumps(rec), flush=True)
     # SpMM forward Y = X W^T: dense cuBLAS (x @ w.T) and torch.sparse.mm on CSR (cuSPARSE SpMM underneath).
     ts = [1, 16, 128, 2048] if args.full else [1, 16, 128]
-    for out, inn in [(4096, 4096), (11008, 4096), (4096, 11008)]:
+    for out, inn in [(4096, 4096), (11008, 4096), (4096, 11008)] if want("spmm") else []:
         w = torch.randn(out, inn, device=dev, generator=gen).to(torch.bfloat16)
         for d in densities:
             mask = torch.rand(out, inn, device=dev, generator=gen) < d
@@ -83,7 +86,7 @@ def main():
     # per-row torch.topk(|W|, 64, dim=1). torch.topk returns indices, not a mask; the mask scatter is extra.
     shapes = [(4096, 4096), (4096, 11008), (14336, 4096)] if args.full else [(4096, 4096), (4096, 11008)]
     fractions = [0.001, 0.01, 0.05, 0.25] if args.full else [0.01, 0.05]
-    for rows, cols in shapes:
+    for rows, cols in shapes if want("topk") else []:
         for dtype, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
             w = (torch.randn(rows, cols, device=dev, generator=gen) * 0.05).to(tdt)
             n = rows * cols
