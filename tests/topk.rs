@@ -277,3 +277,48 @@ fn nan_keys_are_an_error_naming_their_count_or_rank_above_infinity() {
         assert!(cuts[0].threshold.unwrap().is_nan(), "{dev}");
     }
 }
+
+/// The reference against a second, independent definition: entry i is selected iff fewer than k entries of its
+/// segment rank before it, where j ranks before i when its value is further in the selection's direction
+/// (compared as f64 magnitudes or values, NaN above everything) or equal with a lower index. O(n^2), small n.
+#[test]
+fn cpu_reference_agrees_with_the_pairwise_rank_definition() {
+    let mut rng = rng("topk_pairwise");
+    for case in 0..300 {
+        let (rows, cols) = (rng.gen_range(1..6), rng.gen_range(1..30));
+        let mut keys: Vec<f16> = draw(&mut rng, rows * cols, DISTS[case % DISTS.len()]);
+        if case % 7 == 0 {
+            keys[rng.gen_range(0..rows * cols)] = f16::NAN;
+        }
+        let per_row = case % 2 == 1;
+        let n_seg = if per_row { cols } else { rows * cols };
+        let spec = random_spec::<f16>(&mut rng, n_seg, per_row).nan(NanPolicy::AboveInfinity);
+        let Selection::Count(k) = spec.selection else { unreachable!() };
+        let got = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
+        // NaN above +inf (f64::MAX above the infinity stand-ins ±MAX/2); -0.0 == 0.0 as f64 comparison has it.
+        let rank_value = |x: f16| -> f64 {
+            if x.is_nan() {
+                return f64::MAX;
+            }
+            let v = if spec.by == RankBy::Magnitude { x.to_f64().abs() } else { x.to_f64() };
+            if v.is_infinite() { v.signum() * f64::MAX / 2.0 } else { v }
+        };
+        for s in 0..rows * cols / n_seg {
+            for i in 0..n_seg {
+                let vi = rank_value(keys[s * n_seg + i]);
+                let before = (0..n_seg)
+                    .filter(|&j| {
+                        let vj = rank_value(keys[s * n_seg + j]);
+                        let further = match spec.direction {
+                            Direction::Largest => vj > vi,
+                            Direction::Smallest => vj < vi,
+                        };
+                        further || (vj == vi && j < i)
+                    })
+                    .count();
+                let flat = s * n_seg + i;
+                assert_eq!(got.get(flat / cols, flat % cols), before < k, "case {case}: {spec:?} entry {flat} of {keys:?}");
+            }
+        }
+    }
+}
