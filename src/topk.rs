@@ -247,7 +247,7 @@ fn element_of_key<T: TopkKey>(key: u32, flags: u32) -> T {
 
 /// Segments (selections) and their length, after the size checks.
 fn segments(op: &'static str, rows: usize, cols: usize, len: usize, scope: Scope) -> Result<(usize, usize)> {
-    let n = rows.checked_mul(cols).unwrap_or(usize::MAX);
+    let n = rows.saturating_mul(cols);
     if n > i32::MAX as usize {
         return Err(CsrError::TooLargeForIndex { what: "elements (rows * cols)", value: n, max: i32::MAX as usize }.into());
     }
