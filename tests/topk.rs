@@ -322,3 +322,34 @@ fn cpu_reference_agrees_with_the_pairwise_rank_definition() {
         }
     }
 }
+
+/// Twenty-odd tiles of heavy ties: the quota of equal keys is spread over many tiles, so each tile's rank base
+/// comes from the scan of the tile counts, per matrix and per row (rows longer than a tile).
+#[test]
+fn many_tiles_of_ties_match_cpu_per_matrix_and_per_row() {
+    let mut rng = rng("topk_many_tiles");
+    for (dev, gpu) in devices("topk_many_tiles") {
+        let (rows, cols) = (12, rng.gen_range(8000..9000));
+        let keys: Vec<bf16> = draw(&mut rng, rows * cols, Dist::FewDistinct);
+        let n = rows * cols;
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(n / 5..n / 2)));
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).by(RankBy::Value).smallest().per_row());
+    }
+}
+
+/// More than 1024 tiles (the scan gives each of its threads a chunk of several tile counts) and more than
+/// 2048 tiles' worth of keys per histogram block set (blocks stride over the matrix): 2304 x 4000 bf16.
+#[test]
+fn a_matrix_of_more_than_two_thousand_tiles_matches_cpu() {
+    let mut rng = rng("topk_large");
+    let (rows, cols) = (2304, 4000);
+    let keys: Vec<bf16> = draw(&mut rng, rows * cols, Dist::FewDistinct);
+    let spec = TopkSpec::count(rng.gen_range(rows * cols / 10..rows * cols / 2));
+    let expect = topk_cpu(&keys, rows, cols, &spec).unwrap();
+    for (dev, gpu) in devices("topk_large") {
+        let d = gpu.upload(&keys).unwrap();
+        let (mask, cuts) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
+        assert!(same_cut(&cuts[0], &expect.cuts[0]), "{dev}: {cuts:?} vs {:?}", expect.cuts);
+        assert!(mask.download(&gpu).unwrap() == expect.mask, "{dev}: mask differs");
+    }
+}
