@@ -3,7 +3,8 @@
 //!
 //! Every case reports its floor: the bytes it must move divided by the card's bandwidth measured in the same
 //! run (a device-to-device copy, read + write counted). `SLR_BENCH_QUICK=1` shortens warm-up and measurement
-//! (the GPU check script sets it); `SLR_BENCH_JSON=path` appends one JSON object per case.
+//! (the GPU check script sets it); `SLR_BENCH_JSON=path` appends one JSON object per case; `SLR_BENCH_ONLY=topk`
+//! runs only the named groups (gather_scatter, spmm, sddmm, csr_transpose, mask_to_csr, tile_mma, topk).
 //!
 //!     cargo bench --bench kernels
 use std::io::Write;
@@ -33,6 +34,12 @@ const FP32_PEAK_FLOPS: f64 = 67e12;
 
 fn quick() -> bool {
     std::env::var("SLR_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// `SLR_BENCH_ONLY=topk,spmm` runs only those groups (their setup and `report` lines too, which criterion's own
+/// name filter would not skip); unset runs all.
+fn selected(group: &str) -> bool {
+    std::env::var("SLR_BENCH_ONLY").map_or(true, |v| v.split(',').any(|g| g.trim() == group))
 }
 
 /// Device-to-device copy bandwidth (bytes read + bytes written per second), the ceiling for bandwidth-bound ops.
@@ -119,6 +126,9 @@ fn cublas_dense_xwt(gpu: &Gpu, w: &DeviceVec<bf16>, x: &DeviceVec<bf16>, y: &mut
 }
 
 fn bench_spmm(c: &mut Criterion) {
+    if !selected("spmm") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -173,6 +183,9 @@ fn bench_spmm(c: &mut Criterion) {
 }
 
 fn bench_gather_scatter(c: &mut Criterion) {
+    if !selected("gather_scatter") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -239,6 +252,9 @@ fn bench_gather_scatter(c: &mut Criterion) {
 /// `sddmm`: the kernel alone on operands already K-contiguous (A: out x T, B: in x T row-major); floor: the A
 /// rows with entries and B rows named by a column once, indices, outputs. Both: 2·nnz·T flops.
 fn bench_sddmm(c: &mut Criterion) {
+    if !selected("sddmm") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -338,6 +354,9 @@ fn bench_sddmm(c: &mut Criterion) {
 /// step). Floors: csr_transpose must read S and write Sᵀ and perm, 12 * nnz + 4 * (rows + cols + 2) bytes, whatever
 /// the method (the mask it adds is not counted); transpose_values reads perm and values and writes values.
 fn bench_csr_transpose(c: &mut Criterion) {
+    if !selected("csr_transpose") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -388,6 +407,9 @@ fn bench_csr_transpose(c: &mut Criterion) {
 /// Floor: the mask read twice (rows * cols / 4 bytes), counts and offsets (12 * rows), columns written (4 * nnz).
 /// Baseline (scripts/baselines.py): torch's dense bool mask to_sparse_csr().
 fn bench_mask_to_csr(c: &mut Criterion) {
+    if !selected("mask_to_csr") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -424,6 +446,9 @@ fn bench_mask_to_csr(c: &mut Criterion) {
 /// per tile: 512 + 256 bytes of bf16 A and B, 512 + 512 bytes of f32 C read and written; 4096 flops.
 /// Baseline (scripts/baselines.py): torch.baddbmm on the same batch.
 fn bench_tile_mma(c: &mut Criterion) {
+    if !selected("tile_mma") {
+        return;
+    }
     let gpu = match Gpu::new(0) {
         Ok(g) => g,
         Err(e) => {
@@ -453,5 +478,82 @@ fn bench_tile_mma(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_csr_transpose, bench_mask_to_csr, bench_tile_mma);
+/// Top-k by magnitude (radix select, cuda/topk.cu): the mask over a whole weight at k = 0.1%, 1%, 5%, 25%, the
+/// CSR output at 5%, and the per-row top 64 of rows of 4096 (the shapes with 4096 columns). `density` is k / n.
+/// `bytes` is the one-read floor: the keys read once (n * size_of::<T>()); the design reads them 6 times for f32
+/// and 4 for bf16 (src/topk.rs), so of_floor near 1/6 (f32) or 1/4 (bf16) means the passes themselves run at
+/// full bandwidth.
+fn bench_topk(c: &mut Criterion) {
+    if !selected("topk") {
+        return;
+    }
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("topk benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let shapes: &[(usize, usize)] = if quick() { &[(4096, 4096), (4096, 11008)] } else { &[(4096, 4096), (4096, 11008), (14336, 4096)] };
+    let fractions: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.001, 0.01, 0.05, 0.25] };
+    let mut group = c.benchmark_group("topk");
+    if quick() {
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
+    }
+    for &(rows, cols) in shapes {
+        topk_cases::<f32>(&gpu, &mut group, rows, cols, fractions, bandwidth, &device);
+        topk_cases::<bf16>(&gpu, &mut group, rows, cols, fractions, bandwidth, &device);
+    }
+    group.finish();
+}
+
+fn topk_cases<T: TopkKey>(
+    gpu: &Gpu,
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rows: usize,
+    cols: usize,
+    fractions: &[f64],
+    bandwidth: f64,
+    device: &str,
+) {
+    let n = rows * cols;
+    // Roughly normal weights (sum of uniforms from a fixed LCG), rounded to T: bf16 gives many ties.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let w: Vec<T> = (0..n).map(|_| T::from_f32((uniform() + uniform() + uniform()) * 0.05)).collect();
+    let d = gpu.upload(&w).unwrap();
+    let dtype = T::DTYPE.name();
+    let bytes = n * T::DTYPE.size();
+    let mut run_case = |op: &'static str, density: f64, spec: TopkSpec<T>| {
+        let case = Case { op, rows, cols, density, dtype, t: 0, bytes, flops: 0 };
+        let mut run = || -> Result<()> {
+            match op {
+                "topk_csr" => topk_csr(gpu, &d, rows, cols, &spec).map(|_| ()),
+                _ => topk_mask(gpu, &d, rows, cols, &spec).map(|_| ()),
+            }
+        };
+        group.bench_function(format!("{op}_{dtype}/{rows}x{cols}/d{density}"), |b| {
+            b.iter_custom(|iters| {
+                let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
+                Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+            })
+        });
+        let ms = gpu.time_ms(10, &mut run).unwrap();
+        report(&case, ms, bandwidth, device);
+    };
+    for &f in fractions {
+        run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
+    }
+    run_case("topk_csr", 0.05, TopkSpec::count((0.05 * n as f64).round() as usize));
+    if cols == 4096 {
+        run_case("topk_mask_per_row", 64.0 / cols as f64, TopkSpec::count(64).per_row());
+    }
+}
+
+criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_csr_transpose, bench_mask_to_csr, bench_tile_mma, bench_topk);
 criterion_main!(benches);

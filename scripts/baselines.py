@@ -7,6 +7,7 @@ scatter_add: W.view(-1).index_add_(0, flat, delta) (torch needs delta in W's dty
              bf16 first, so the baseline rounds twice where ours rounds once), and LIFT-style W[mask] += delta.
 spmm_xst:    dense x @ w.T (cuBLAS) and torch.sparse.mm on a CSR tensor (cuSPARSE SpMM), Y^T computed.
 sddmm:       the dense gradient then a gather at the mask, as SLTrain's backward does.
+topk_*:      torch.topk on the flattened |W| (per row: dim=1, k = 64) and torch.sort of the flattened |W|.
 """
 import argparse
 import json
@@ -31,13 +32,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
     ap.add_argument("--full", action="store_true", help="all densities, not the quick subset")
+    ap.add_argument("--only", default="", help="comma-separated groups to run (gather_scatter, spmm, sddmm, "
+                    "csr_transpose, tile_mma, topk); all if empty")
     args = ap.parse_args()
+    only = set(g for g in args.only.split(",") if g)
+    want = lambda group: not only or group in only
     dev = torch.device("cuda")
     name = torch.cuda.get_device_name(0)
     gen = torch.Generator(device=dev).manual_seed(7)
     densities = [0.01, 0.05, 0.10, 0.30] if args.full else [0.01, 0.05]
     rows_out = []
-    for rows, cols in [(4096, 4096), (11008, 4096)]:
+    for rows, cols in [(4096, 4096), (11008, 4096)] if want("gather_scatter") else []:
         w = torch.randn(rows, cols, device=dev, generator=gen).to(torch.bfloat16)
         for d in densities:
             mask = torch.rand(rows, cols, device=dev, generator=gen) < d
@@ -59,7 +64,7 @@ def main():
                 print(json.dumps(rec), flush=True)
     # SpMM forward Y = X W^T: dense cuBLAS (x @ w.T) and torch.sparse.mm on CSR (cuSPARSE SpMM underneath).
     ts = [1, 16, 128, 2048] if args.full else [1, 16, 128]
-    for out, inn in [(4096, 4096), (11008, 4096), (4096, 11008)]:
+    for out, inn in [(4096, 4096), (11008, 4096), (4096, 11008)] if want("spmm") else []:
         w = torch.randn(out, inn, device=dev, generator=gen).to(torch.bfloat16)
         for d in densities:
             mask = torch.rand(out, inn, device=dev, generator=gen) < d
@@ -81,7 +86,7 @@ def main():
     # SDDMM: what SLTrain/SpIEL-style code does today: form the dense gradient, then gather at the mask.
     #   sddmm_weight_grad: (dY^T X).view(-1)[flat]   (dY: T x out, X: T x in)
     #   sddmm:             (A B^T).view(-1)[flat]    (A: out x T, B: in x T)
-    for out, inn in [(4096, 4096), (11008, 4096)]:
+    for out, inn in [(4096, 4096), (11008, 4096)] if want("sddmm") else []:
         for d in [0.01, 0.05]:
             mask = torch.rand(out, inn, device=dev, generator=gen) < d
             flat = mask.view(-1).nonzero().squeeze(1)
@@ -99,7 +104,7 @@ def main():
                     print(json.dumps(rec), flush=True)
     # CSR transpose (torch: CSR -> transposed CSR, cuSPARSE csr2csc underneath) and mask -> CSR (torch: a dense
     # bool mask's to_sparse_csr()).
-    for rows, cols in [(4096, 4096), (11008, 4096)]:
+    for rows, cols in [(4096, 4096), (11008, 4096)] if want("csr_transpose") else []:
         for d in [0.01, 0.05]:
             mask = torch.rand(rows, cols, device=dev, generator=gen) < d
             s_csr = mask.to(torch.float32).to_sparse_csr()
@@ -124,6 +129,39 @@ def main():
                time_ms=ms, device=name)
     rows_out.append(rec)
     print(json.dumps(rec), flush=True)
+    # Top-k by magnitude (ours: topk_mask, topk_csr at 5%, topk_mask_per_row with k = 64): torch.topk on the
+    # flattened |W| (values + indices, unsorted order not requested), torch.sort of the flattened |W|, and the
+    # per-row torch.topk(|W|, 64, dim=1). torch.topk returns indices, not a mask; the mask scatter is extra.
+    shapes = [(4096, 4096), (4096, 11008), (14336, 4096)] if args.full else [(4096, 4096), (4096, 11008)]
+    fractions = [0.001, 0.01, 0.05, 0.25] if args.full else [0.01, 0.05]
+    for rows, cols in shapes if want("topk") else []:
+        for dtype, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
+            w = (torch.randn(rows, cols, device=dev, generator=gen) * 0.05).to(tdt)
+            n = rows * cols
+            cases = []
+            for d in fractions + ([0.05] if 0.05 not in fractions else []):
+                k = round(d * n)
+                if d in fractions:
+                    cases.append(("topk_mask", d, "torch.topk(|W|.flatten(), k)",
+                                  lambda k=k: torch.topk(w.abs().flatten(), k)))
+                    cases.append(("topk_mask", d, "torch.sort(|W|.flatten())",
+                                  lambda: torch.sort(w.abs().flatten(), descending=True)))
+                if d == 0.05:
+                    cases.append(("topk_csr", d, "torch.topk(|W|.flatten(), k)",
+                                  lambda k=k: torch.topk(w.abs().flatten(), k)))
+            if cols == 4096:
+                cases.append(("topk_mask_per_row", 64 / cols, "torch.topk(|W|, 64, dim=1)",
+                              lambda: torch.topk(w.abs(), 64, dim=1)))
+            for op, d, baseline, fn in cases:
+                try:
+                    ms = time_ms(fn, iters=10)
+                except Exception as e:  # e.g. out of memory for the sort of the largest shape
+                    print(f"# {baseline} failed at {rows}x{cols} {dtype}: {e}", flush=True)
+                    continue
+                rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, t=0, baseline=baseline,
+                           time_ms=ms, device=name)
+                rows_out.append(rec)
+                print(json.dumps(rec), flush=True)
     with open(args.json, "a") as f:
         for r in rows_out:
             f.write(json.dumps(r) + "\n")

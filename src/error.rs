@@ -57,6 +57,12 @@ pub enum Error {
     Emulator { kernel: String, message: String },
     /// An op's scratch memory would exceed the limit its documentation states (nothing was allocated).
     WorkspaceTooLarge { op: &'static str, what: &'static str, bytes: u64, max: u64 },
+    /// A selection asked for more entries than it selects from (`k > n`; any `k > 0` of an empty matrix or row).
+    CountOutOfRange { op: &'static str, k: usize, n: usize },
+    /// A fraction of entries to select outside `[0, 1]` (or NaN).
+    FractionOutOfRange { op: &'static str, fraction: f64 },
+    /// NaNs where the policy refuses them: `count` of them in `what` (the keys, or a threshold).
+    NanKeys { op: &'static str, what: &'static str, count: usize },
 }
 
 impl From<CsrError> for Error {
@@ -133,6 +139,14 @@ impl fmt::Display for Error {
             Error::WorkspaceTooLarge { op, what, bytes, max } => {
                 write!(f, "{op}: {what} would take {bytes} bytes of scratch memory, above the limit of {max}")
             }
+            Error::CountOutOfRange { op, k, n } => write!(f, "{op}: cannot select {k} of {n} entries"),
+            Error::FractionOutOfRange { op, fraction } => {
+                write!(f, "{op}: fraction {fraction} is outside [0, 1]")
+            }
+            Error::NanKeys { op, what, count } => write!(
+                f,
+                "{op}: {count} NaN(s) in {what} (NanPolicy::Error; NanPolicy::AboveInfinity ranks NaN above +inf)"
+            ),
         }
     }
 }

@@ -42,6 +42,7 @@ mod scan;
 pub mod spmm;
 pub mod tile_mma;
 pub mod sddmm;
+pub mod topk;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use csr_transpose::{csr_transpose, csr_transpose_cpu, csr_transpose_pattern_cpu, transpose_values, CsrTranspose};
@@ -56,4 +57,8 @@ pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
 pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu};
 pub use tile_mma::{tile_mma, tile_mma_cpu, TileMmaElement};
 pub use sddmm::{sddmm, sddmm_cpu, sddmm_weight_grad, sddmm_weight_grad_cpu, sddmm_weight_grad_scratch_len};
+pub use topk::{
+    topk_cpu, topk_csr, topk_mask, topk_threshold, Direction, NanPolicy, RankBy, Scope, Selection, TopkCpu, TopkCsr, TopkCut, TopkKey,
+    TopkSpec,
+};
 pub use half;

@@ -114,6 +114,12 @@ impl DeviceBitMask {
     pub fn upload(gpu: &Gpu, mask: &BitMask) -> Result<Self> {
         Ok(DeviceBitMask { rows: mask.rows, cols: mask.cols, words: gpu.upload(&mask.words)? })
     }
+    /// A mask whose words a kernel of this crate wrote, `ceil(rows * cols / 64)` of them with the bits past
+    /// `rows * cols` zero (the kernel guarantees it); never exposed publicly.
+    pub(crate) fn from_trusted_words(rows: usize, cols: usize, words: DeviceVec<u64>) -> Self {
+        debug_assert_eq!(words.len(), (rows * cols).div_ceil(64));
+        DeviceBitMask { rows, cols, words }
+    }
     /// Copies the mask back to the host.
     pub fn download(&self, gpu: &Gpu) -> Result<BitMask> {
         Ok(BitMask { rows: self.rows, cols: self.cols, words: gpu.download(&self.words)? })

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -231,6 +231,36 @@ fn inclusive_rank_in_the_transpose_is_reported_as_an_out_of_bounds_write() {
             } else {
                 assert_eq!(r.unwrap(), expect, "{schedule:?}: unmodified kernel");
             }
+        }
+    }
+}
+
+#[test]
+fn tie_rank_off_by_one_in_topk_takes_one_equal_key_too_many() {
+    use half::bf16;
+    let mut rng = rng("topk_tie_rank");
+    // Many ties across tiles: values from three numbers, so the k-th key is shared by thousands of entries and the
+    // quota of equal keys ends inside a tile.
+    let (rows, cols) = (3, 3000);
+    let keys: Vec<bf16> = (0..rows * cols).map(|_| bf16::from_f32([0.5f32, -1.0, 2.0][rng.gen_range(0..3)])).collect();
+    // k not at the end of a run of equal magnitudes, so the quota leaves equal keys untaken.
+    let count = |m: f32| keys.iter().filter(|x| x.to_f32().abs() == m).count();
+    let boundaries = [count(2.0), count(2.0) + count(1.0)];
+    let k = loop {
+        let k = rng.gen_range(rows * cols / 3 + 1..rows * cols - 1);
+        if !boundaries.contains(&k) {
+            break k;
+        }
+    };
+    let spec = TopkSpec::count(k);
+    let expect = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "topk_tie_rank").unwrap() } else { Gpu::emulated(schedule) };
+            let d = gpu.upload(&keys).unwrap();
+            let (mask, _) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
+            let agrees = mask.download(&gpu).unwrap() == expect;
+            assert_eq!(agrees, !faulty, "{schedule:?}: faulty={faulty}, k {k}");
         }
     }
 }

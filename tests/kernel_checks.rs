@@ -196,6 +196,21 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "STG.E "]
             }
         }
+        // Radix-select digit histogram: shared-memory atomics per key, then one global reduction-add per bin;
+        // keys through the read-only path at their width.
+        k if k.starts_with("topk_histogram_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
+            } else {
+                vec!["LDG.E.CONSTANT", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
+            }
+        }
+        // Suffix sums of 256 bins in shared memory between barriers.
+        "topk_choose" => vec!["BAR.SYNC", "STS", "LDS"],
+        // Per-tile counts summed in shared memory, added to the segment's state in global memory.
+        k if k.starts_with("topk_tile_counts_") => vec!["ATOMS.ADD", "BAR.SYNC", ".E.ADD.STRONG.GPU"],
+        // Ballots rank the equal keys; taken bits ORed into the mask as 64-bit words.
+        k if k.starts_with("topk_select_mask_") => vec!["VOTE.ANY", "POPC", ".E.OR.64.STRONG.GPU"],
         _ => vec![],
     }
 }

@@ -1,0 +1,588 @@
+//! Exact top-k selection over a matrix or over each of its rows: the step that picks which entries of a weight
+//! are trainable (LIFT's top magnitudes, SpIEL's regrowth by largest gradient and pruning by smallest delta,
+//! DSEE's top 128, SNELL's and Sparse MeZO's quantile thresholds). Kernels: `cuda/topk.cu` (radix select).
+//!
+//! # The order
+//! Each element `x` has a key: `|x|` ([`RankBy::Magnitude`], so `-0.0` and `+0.0` are equal) or `x`
+//! ([`RankBy::Value`], with `-0.0 == +0.0` as in IEEE comparison). Selecting the largest k ([`Direction::Largest`])
+//! takes the k greatest keys, [`Direction::Smallest`] the k least. Among equal keys the lower flat index
+//! (`r * cols + c`) wins, so every selection is a function of the input alone: the same on every run, on the CPU
+//! reference and on any device, whatever the ties (bf16 weights have many). With K* the k-th key in this order
+//! and `c_gt` the count of keys strictly beyond it, the selection is every key beyond K* plus the first
+//! `k - c_gt` keys equal to K* in flat-index order.
+//!
+//! # NaN and infinities
+//! ±inf are ordinary keys (`|±inf|` is the largest finite-or-infinite magnitude). NaN is refused by default:
+//! [`NanPolicy::Error`] returns [`Error::NanKeys`] naming the count. [`NanPolicy::AboveInfinity`] follows torch:
+//! every NaN (any sign or payload) ranks above `+inf` in both directions (so `Largest` takes NaNs first and
+//! `Smallest` takes them last), and NaNs tie with each other (lower index first).
+//!
+//! # What to select
+//! [`Selection::Count`] (exactly k per matrix or per row, `0 <= k <= n`), [`Selection::Fraction`] (k =
+//! `round(q * n)`, half away from zero, `q` in `[0, 1]`: the quantile mode, with no 2^24 limit), and
+//! [`Selection::Beyond`] (every entry whose key is strictly beyond the key of `t`: `|x| > |t|` by magnitude,
+//! `x > t` or `x < t` by value; `t` may not be NaN). Sizes up to `2^31 - 1` elements.
+//!
+//! # Outputs, each on its own
+//! [`topk_threshold`] (per segment: the k-th key and the exact counts, [`TopkCut`]), [`topk_mask`] (a
+//! [`DeviceBitMask`]), [`topk_csr`] (a sorted [`DeviceCsrPattern<u32>`] and the selected values gathered in its
+//! order). The CPU reference [`topk_cpu`] gives the mask and the cuts.
+use crate::csr::DeviceCsrPattern;
+use crate::device::{DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
+use crate::element::Element;
+use crate::error::{check_len, CsrError, Error, Result};
+use crate::mask::{mask_to_csr, BitMask, DeviceBitMask};
+use half::{bf16, f16};
+
+const MODULE: &str = "topk";
+const THREADS: u32 = 256;
+/// Elements per tile of the count and select kernels (256 threads x 16); a multiple of 64.
+const TILE: usize = 4096;
+const BINS: usize = 256;
+const STATE_WORDS: usize = 8;
+/// Histogram blocks in flight over all segments, at most (each adds at most 256 counts to global memory).
+const HISTOGRAM_BLOCKS: usize = 2048;
+const FLAG_BY_VALUE: u32 = 1;
+const FLAG_SMALLEST: u32 = 2;
+
+/// What an entry is ranked by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankBy {
+    /// `|x|`: `-0.0` and `+0.0` tie, `-3` ties with `3`.
+    Magnitude,
+    /// The signed value `x` (`-0.0 == +0.0`).
+    Value,
+}
+
+/// Which end of the order is selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Largest,
+    Smallest,
+}
+
+/// What a NaN among the keys does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NanPolicy {
+    /// [`Error::NanKeys`] with the number of NaNs (the selection is not returned).
+    Error,
+    /// torch's order: NaN ranks above `+inf` (and above `|inf|`), all NaNs tie.
+    AboveInfinity,
+}
+
+/// Over what the selection is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One selection over all `rows * cols` entries.
+    Matrix,
+    /// One selection per row, each of the same size (batched).
+    PerRow,
+}
+
+/// How many entries to select, per matrix or per row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selection<T> {
+    /// Exactly k entries (`0 <= k <= n`).
+    Count(usize),
+    /// `k = round(q * n)` entries (half away from zero), `q` in `[0, 1]`.
+    Fraction(f64),
+    /// Every entry whose key is strictly beyond the key of `t` (NaN `t` is an error).
+    Beyond(T),
+}
+
+/// A complete selection request. `TopkSpec::count(k)` is the largest k magnitudes over the whole matrix, NaN an
+/// error; the builder methods change one field each.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopkSpec<T> {
+    pub selection: Selection<T>,
+    pub by: RankBy,
+    pub direction: Direction,
+    pub scope: Scope,
+    pub nan: NanPolicy,
+}
+
+impl<T> TopkSpec<T> {
+    fn with(selection: Selection<T>) -> Self {
+        TopkSpec { selection, by: RankBy::Magnitude, direction: Direction::Largest, scope: Scope::Matrix, nan: NanPolicy::Error }
+    }
+    /// Exactly `k` entries.
+    pub fn count(k: usize) -> Self {
+        Self::with(Selection::Count(k))
+    }
+    /// `round(q * n)` entries.
+    pub fn fraction(q: f64) -> Self {
+        Self::with(Selection::Fraction(q))
+    }
+    /// Every entry strictly beyond `t`.
+    pub fn beyond(t: T) -> Self {
+        Self::with(Selection::Beyond(t))
+    }
+    pub fn by(mut self, by: RankBy) -> Self {
+        self.by = by;
+        self
+    }
+    pub fn smallest(mut self) -> Self {
+        self.direction = Direction::Smallest;
+        self
+    }
+    pub fn largest(mut self) -> Self {
+        self.direction = Direction::Largest;
+        self
+    }
+    pub fn per_row(mut self) -> Self {
+        self.scope = Scope::PerRow;
+        self
+    }
+    pub fn nan(mut self, nan: NanPolicy) -> Self {
+        self.nan = nan;
+        self
+    }
+    fn flags(&self) -> u32 {
+        (if self.by == RankBy::Value { FLAG_BY_VALUE } else { 0 }) | (if self.direction == Direction::Smallest { FLAG_SMALLEST } else { 0 })
+    }
+}
+
+/// Where one selection (the matrix, or one row) was cut.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopkCut<T> {
+    /// The key at the cut as an element: the k-th key for a count (`|x|` with the sign cleared by magnitude, `x`
+    /// by value; a NaN when the k-th key is NaN), `t`'s key for [`Selection::Beyond`]; `None` when k = 0.
+    pub threshold: Option<T>,
+    /// Entries selected because their key is strictly beyond the threshold.
+    pub count_beyond: usize,
+    /// Entries selected with a key equal to the threshold (the lowest flat indices among the equal ones).
+    pub count_equal_taken: usize,
+}
+
+impl<T> TopkCut<T> {
+    /// Entries selected: `count_beyond + count_equal_taken`.
+    pub fn selected(&self) -> usize {
+        self.count_beyond + self.count_equal_taken
+    }
+}
+
+/// Element types top-k ranks: their raw bits and what a NaN looks like in them.
+pub trait TopkKey: Element {
+    #[doc(hidden)]
+    const SIGN: u32;
+    #[doc(hidden)]
+    const ALL: u32;
+    #[doc(hidden)]
+    const INF_ABS: u32;
+    #[doc(hidden)]
+    fn to_raw(self) -> u32;
+    #[doc(hidden)]
+    fn from_raw(bits: u32) -> Self;
+}
+impl TopkKey for f32 {
+    const SIGN: u32 = 0x8000_0000;
+    const ALL: u32 = 0xffff_ffff;
+    const INF_ABS: u32 = 0x7f80_0000;
+    fn to_raw(self) -> u32 {
+        self.to_bits()
+    }
+    fn from_raw(bits: u32) -> Self {
+        f32::from_bits(bits)
+    }
+}
+impl TopkKey for f16 {
+    const SIGN: u32 = 0x8000;
+    const ALL: u32 = 0xffff;
+    const INF_ABS: u32 = 0x7c00;
+    fn to_raw(self) -> u32 {
+        self.to_bits() as u32
+    }
+    fn from_raw(bits: u32) -> Self {
+        f16::from_bits(bits as u16)
+    }
+}
+impl TopkKey for bf16 {
+    const SIGN: u32 = 0x8000;
+    const ALL: u32 = 0xffff;
+    const INF_ABS: u32 = 0x7f80;
+    fn to_raw(self) -> u32 {
+        self.to_bits() as u32
+    }
+    fn from_raw(bits: u32) -> Self {
+        bf16::from_bits(bits as u16)
+    }
+}
+
+fn is_nan<T: TopkKey>(x: T) -> bool {
+    (x.to_raw() & !T::SIGN & T::ALL) > T::INF_ABS
+}
+
+/// The order-preserving key of `x` (larger key = selected first), the same map as `order_key` in cuda/topk.cu.
+fn order_key<T: TopkKey>(x: T, flags: u32) -> u32 {
+    let bits = x.to_raw();
+    let abs = bits & !T::SIGN & T::ALL;
+    let key = if flags & FLAG_BY_VALUE == 0 {
+        if abs > T::INF_ABS { T::ALL >> 1 } else { abs }
+    } else if abs > T::INF_ABS {
+        T::ALL
+    } else if abs == 0 {
+        T::SIGN
+    } else if bits & T::SIGN != 0 {
+        !bits & T::ALL
+    } else {
+        bits | T::SIGN
+    };
+    if flags & FLAG_SMALLEST != 0 { !key & T::ALL } else { key }
+}
+
+/// An element whose key is `key` (the inverse of `order_key` up to the sign of zero and NaN payloads).
+fn element_of_key<T: TopkKey>(key: u32, flags: u32) -> T {
+    let key = if flags & FLAG_SMALLEST != 0 { !key & T::ALL } else { key };
+    let bits = if flags & FLAG_BY_VALUE == 0 {
+        key
+    } else if key == T::ALL {
+        T::ALL >> 1 // a NaN
+    } else if key & T::SIGN != 0 {
+        key & !T::SIGN
+    } else {
+        !key & T::ALL
+    };
+    T::from_raw(bits)
+}
+
+/// Segments (selections) and their length, after the size checks.
+fn segments(op: &'static str, rows: usize, cols: usize, len: usize, scope: Scope) -> Result<(usize, usize)> {
+    let n = rows.saturating_mul(cols);
+    if n > i32::MAX as usize {
+        return Err(CsrError::TooLargeForIndex { what: "elements (rows * cols)", value: n, max: i32::MAX as usize }.into());
+    }
+    check_len(op, "keys", n, len)?;
+    Ok(match scope {
+        Scope::Matrix => (1, n),
+        Scope::PerRow => (rows, cols),
+    })
+}
+
+/// What the state of each segment starts as, and whether the digit passes run.
+enum Plan {
+    /// Radix select for the k-th key (k >= 1).
+    Count(usize),
+    /// The cut is fixed: select keys beyond `key` (k = 0 uses the largest key: nothing is beyond it).
+    Fixed { key: u32, none: bool },
+}
+
+fn plan<T: TopkKey>(op: &'static str, spec: &TopkSpec<T>, seg_len: usize) -> Result<Plan> {
+    let k = match spec.selection {
+        Selection::Count(k) => k,
+        Selection::Fraction(q) => {
+            if !(0.0..=1.0).contains(&q) {
+                return Err(Error::FractionOutOfRange { op, fraction: q });
+            }
+            ((q * seg_len as f64).round() as usize).min(seg_len)
+        }
+        Selection::Beyond(t) => {
+            if is_nan(t) {
+                return Err(Error::NanKeys { op, what: "threshold", count: 1 });
+            }
+            return Ok(Plan::Fixed { key: order_key(t, spec.flags()), none: false });
+        }
+    };
+    if k > seg_len {
+        return Err(Error::CountOutOfRange { op, k, n: seg_len });
+    }
+    Ok(if k == 0 { Plan::Fixed { key: T::ALL, none: true } } else { Plan::Count(k) })
+}
+
+/// The selection's result, as the CPU reference computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopkCpu<T> {
+    /// The selected entries.
+    pub mask: BitMask,
+    /// One cut per segment: one for [`Scope::Matrix`], one per row for [`Scope::PerRow`].
+    pub cuts: Vec<TopkCut<T>>,
+}
+
+/// CPU reference: sorts each segment's (key, index) pairs by key (in the selection's direction) then index, and
+/// takes the first k (or every key beyond `t`). Simple and exact: the definition the kernels are tested against.
+///
+/// `keys` is `rows x cols` row-major. Errors: `keys.len() != rows * cols`, more than `2^31 - 1` elements,
+/// `k > n` ([`Error::CountOutOfRange`]), a fraction outside `[0, 1]`, a NaN threshold, NaNs in the keys under
+/// [`NanPolicy::Error`] ([`Error::NanKeys`] with their count).
+pub fn topk_cpu<T: TopkKey>(keys: &[T], rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<TopkCpu<T>> {
+    const OP: &str = "topk_cpu";
+    let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
+    let plan = plan(OP, spec, seg_len)?;
+    let nans = keys.iter().filter(|&&x| is_nan(x)).count();
+    if nans > 0 && spec.nan == NanPolicy::Error {
+        return Err(Error::NanKeys { op: OP, what: "keys", count: nans });
+    }
+    let flags = spec.flags();
+    let mut mask = BitMask::zeros(rows, cols);
+    let mut cuts = Vec::with_capacity(segs);
+    for s in 0..segs {
+        let seg = &keys[s * seg_len..(s + 1) * seg_len];
+        let mut order: Vec<(u32, usize)> = seg.iter().enumerate().map(|(i, &x)| (order_key(x, flags), i)).collect();
+        let (taken, cut) = match plan {
+            Plan::Count(k) => {
+                order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                let kstar = order[k - 1].0;
+                let beyond = order.iter().take_while(|p| p.0 > kstar).count();
+                let cut = TopkCut { threshold: Some(element_of_key(kstar, flags)), count_beyond: beyond, count_equal_taken: k - beyond };
+                (order[..k].to_vec(), cut)
+            }
+            Plan::Fixed { key, none } => {
+                let beyond: Vec<(u32, usize)> = order.into_iter().filter(|p| p.0 > key).collect();
+                let threshold = if none { None } else { Some(element_of_key(key, flags)) };
+                let cut = TopkCut { threshold, count_beyond: beyond.len(), count_equal_taken: 0 };
+                (beyond, cut)
+            }
+        };
+        for (_, i) in taken {
+            let flat = s * seg_len + i;
+            mask.set(flat / cols, flat % cols, true);
+        }
+        cuts.push(cut);
+    }
+    Ok(TopkCpu { mask, cuts })
+}
+
+/// The device state after the selection: per segment the cut key, the quota of equal keys, the counts.
+struct DeviceSelection {
+    state: DeviceVec<u32>,
+    counts: DeviceVec<u32>,
+    segs: usize,
+    tiles_per_seg: usize,
+}
+
+fn kernel<T: TopkKey>(stage: &str) -> String {
+    format!("topk_{stage}_{}", T::DTYPE.name())
+}
+
+/// Runs the digit passes (Count) and the tile counts: afterwards every segment's state holds K*, the quota of
+/// keys equal to K* to take, c_gt, the NaN count and the keys beyond K* counted directly.
+fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32) -> Result<DeviceSelection> {
+    let mut state = vec![0u32; segs * STATE_WORDS];
+    for s in 0..segs {
+        match *plan {
+            Plan::Count(k) => state[s * STATE_WORDS + 1] = k as u32,
+            Plan::Fixed { key, .. } => state[s * STATE_WORDS] = key,
+        }
+    }
+    let mut state = gpu.upload(&state)?;
+    let tiles_per_seg = seg_len.div_ceil(TILE);
+    let mut counts = gpu.alloc_zeros::<u32>(segs * tiles_per_seg)?;
+    let sel = |state, counts| DeviceSelection { state, counts, segs, tiles_per_seg };
+    if segs * seg_len == 0 {
+        return Ok(sel(state, counts));
+    }
+    let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+    if let Plan::Count(_) = plan {
+        let parts = seg_len.div_ceil(TILE).clamp(1, (HISTOGRAM_BLOCKS / segs).max(1));
+        let hist_shape = LaunchShape::linear(op, segs * parts * THREADS as usize, THREADS)?;
+        let choose_shape = LaunchShape::linear(op, segs * THREADS as usize, THREADS)?;
+        let key_bits = 8 * T::DTYPE.size() as u32;
+        for pass in 1..=key_bits / 8 {
+            let shift = key_bits - 8 * pass;
+            let mut hist = gpu.alloc_zeros::<u32>(segs * BINS)?;
+            let mut hist_view = DeviceSliceMut::from(&mut hist);
+            let (p_hist, _gh) = hist_view.kernel_ptr_mut(gpu, op, "histogram")?;
+            let mut state_view = DeviceSliceMut::from(&mut state);
+            let (p_state, _gs) = state_view.kernel_ptr_mut(gpu, op, "state")?;
+            // SAFETY: keys holds segs * seg_len elements (checked against rows * cols by `segments`), read at
+            // seg * seg_len + i for i < seg_len and seg < segs (grid = segs * parts blocks); state holds
+            // segs * STATE_WORDS words and hist segs * 256, both fresh allocations distinct from keys; the
+            // shift is a multiple of 8 below the key width; arguments match topk_histogram_<dtype>.
+            unsafe {
+                gpu.launch(
+                    MODULE,
+                    &kernel::<T>("histogram"),
+                    hist_shape,
+                    &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(parts as u32), KernelArg::U32(flags), KernelArg::U32(shift), p_state, p_hist],
+                )?;
+            }
+            // SAFETY: one block per segment reads its 256 bins of hist and updates its STATE_WORDS words of
+            // state (sizes as above); hist and state are distinct; arguments match topk_choose.
+            unsafe { gpu.launch(MODULE, "topk_choose", choose_shape, &[p_hist, KernelArg::U32(shift), p_state])? };
+        }
+    }
+    let tile_shape = LaunchShape::linear(op, segs * tiles_per_seg * THREADS as usize, THREADS)?;
+    {
+    let mut state_view = DeviceSliceMut::from(&mut state);
+    let (p_state, _gs) = state_view.kernel_ptr_mut(gpu, op, "state")?;
+    let mut counts_view = DeviceSliceMut::from(&mut counts);
+    let (p_counts, _gc) = counts_view.kernel_ptr_mut(gpu, op, "tile counts")?;
+    // SAFETY: block b handles tile b % tiles_per_seg of segment b / tiles_per_seg, reading keys only at offsets
+    // below seg_len within its segment (keys holds segs * seg_len); it writes counts[b] (segs * tiles_per_seg
+    // elements) and adds to its segment's state words; counts and state are fresh, distinct allocations;
+    // arguments match topk_tile_counts_<dtype>.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            &kernel::<T>("tile_counts"),
+            tile_shape,
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(tiles_per_seg as u32), KernelArg::U32(flags), p_state, p_counts],
+        )?;
+    }
+    }
+    Ok(sel(state, counts))
+}
+
+/// Reads the states back (one synchronization) and turns them into cuts; applies the NaN policy.
+fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, sel: &DeviceSelection, plan: &Plan, spec: &TopkSpec<T>) -> Result<Vec<TopkCut<T>>> {
+    let state = gpu.download(&sel.state)?;
+    let nans: usize = (0..sel.segs).map(|s| state[s * STATE_WORDS + 3] as usize).sum();
+    if nans > 0 && spec.nan == NanPolicy::Error {
+        return Err(Error::NanKeys { op, what: "keys", count: nans });
+    }
+    let flags = spec.flags();
+    (0..sel.segs)
+        .map(|s| {
+            let w = &state[s * STATE_WORDS..(s + 1) * STATE_WORDS];
+            let beyond = w[4] as usize;
+            let cut = match *plan {
+                Plan::Count(k) => {
+                    // The passes' c_gt and the direct count must agree, and the quota must complete k.
+                    if w[2] as usize != beyond || beyond + w[1] as usize != k {
+                        return Err(Error::Cuda { op, detail: format!("segment {s}: inconsistent selection state {w:?} for k = {k}") });
+                    }
+                    TopkCut { threshold: Some(element_of_key(w[0], flags)), count_beyond: beyond, count_equal_taken: w[1] as usize }
+                }
+                Plan::Fixed { key, none } => {
+                    TopkCut { threshold: if none { None } else { Some(element_of_key(key, flags)) }, count_beyond: beyond, count_equal_taken: 0 }
+                }
+            };
+            Ok(cut)
+        })
+        .collect()
+}
+
+/// The cut of each selection (one for [`Scope::Matrix`], one per row for [`Scope::PerRow`]): the k-th key and
+/// exact counts of entries beyond it and equal to it taken, computed on the device by radix select. See the
+/// module docs for the order, the tie rule and NaN.
+///
+/// `keys` is `rows x cols` row-major (`rows * cols <= 2^31 - 1`). Synchronizes once (the cuts are read back).
+/// Errors (nothing launched): `keys.len() != rows * cols`, too many elements, `k > n` ([`Error::CountOutOfRange`];
+/// any `k > 0` of an empty matrix), fraction outside `[0, 1]`, NaN threshold; after the launches: NaNs in the keys
+/// under [`NanPolicy::Error`]. Floor: reads the keys once per 8-bit digit (4 for f32, 2 for f16/bf16, none for
+/// `Beyond` or k = 0; k = n takes the general path) plus once to count: 5 (f32) or 3 (f16/bf16) reads of
+/// `n * size_of::<T>()` bytes. Scratch on the device: 1 KiB of histogram and 32 B of state per segment, 4 B per
+/// 4096-element tile.
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// let w = gpu.upload(&[0.5f32, -3.0, 2.0, -0.0, 3.0, 1.0])?;
+/// // The 3 largest magnitudes of a 2x3 matrix: |-3| and |3| tie, |2| is the cut.
+/// let cuts = topk_threshold(&gpu, &w, 2, 3, &TopkSpec::count(3))?;
+/// assert_eq!(cuts[0], TopkCut { threshold: Some(2.0), count_beyond: 2, count_equal_taken: 1 });
+/// // Per row, the smallest signed value of each row, as a CSR pattern with the values.
+/// let csr = topk_csr(&gpu, &w, 2, 3, &TopkSpec::count(1).by(RankBy::Value).smallest().per_row())?;
+/// assert_eq!(gpu.download(&csr.values)?, vec![-3.0, -0.0]);
+/// # Ok(()) }
+/// ```
+pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<Vec<TopkCut<T>>> {
+    const OP: &str = "topk_threshold";
+    let keys = keys.into();
+    let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
+    let plan = plan(OP, spec, seg_len)?;
+    let sel = select_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags())?;
+    cuts_of(OP, gpu, &sel, &plan, spec)
+}
+
+/// Writes the selection's bits into a fresh mask; returns it with the cuts.
+fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
+    let (segs, seg_len) = segments(op, rows, cols, keys.len(), spec.scope)?;
+    let plan = plan(op, spec, seg_len)?;
+    let flags = spec.flags();
+    let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags)?;
+    let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
+    if segs * seg_len > 0 {
+        let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &sel.counts)?;
+        if total > (segs * seg_len) as u64 {
+            return Err(Error::Cuda { op, detail: format!("{total} equal keys counted among {} elements", segs * seg_len) });
+        }
+        let shape = LaunchShape::linear(op, segs * sel.tiles_per_seg * THREADS as usize, THREADS)?;
+        let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+        let state_view = DeviceSlice::from(&sel.state);
+        let (p_state, _gs) = state_view.kernel_ptr(gpu, op, "state")?;
+        let offsets_view = DeviceSlice::from(&offsets);
+        let (p_offsets, _go) = offsets_view.kernel_ptr(gpu, op, "tile offsets")?;
+        let mut words_view = DeviceSliceMut::from(&mut words);
+        let (p_words, _gw) = words_view.kernel_ptr_mut(gpu, op, "mask")?;
+        // SAFETY: block b handles tile b % tiles_per_seg of segment b / tiles_per_seg: it reads keys below
+        // seg_len within its segment (keys holds segs * seg_len = rows * cols), state (segs * STATE_WORDS) and
+        // offsets (segs * tiles_per_seg + 1, the scan of counts); it ORs bits only at flat indices of its own
+        // elements, all below rows * cols, into words (ceil(rows * cols / 64) words, zeroed, a fresh allocation
+        // distinct from every input); arguments match topk_select_mask_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel::<T>("select_mask"),
+                shape,
+                &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(sel.tiles_per_seg as u32), KernelArg::U32(flags), p_state, p_offsets, p_words],
+            )?;
+        }
+    }
+    let cuts = cuts_of(op, gpu, &sel, &plan, spec)?;
+    Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts))
+}
+
+/// The selected entries as a bit-packed mask on the device (bit `r * cols + c`), with the cuts as in
+/// [`topk_threshold`]. Exactly the entries of [`topk_cpu`]'s mask.
+///
+/// Same shapes and errors as [`topk_threshold`]; synchronizes twice (the scan total, the cuts). Floor: the keys
+/// are read once more than for the threshold (6 reads for f32, 4 for f16/bf16) and the mask written once
+/// (`n / 8` bytes).
+pub fn topk_mask<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
+    let keys = keys.into();
+    mask_on_device("topk_mask", gpu, &keys, rows, cols, spec)
+}
+
+/// The selection as a CSR pattern over the `rows x cols` matrix (columns increasing within each row) and the
+/// selected keys gathered in its entry order.
+pub struct TopkCsr<T> {
+    pub pattern: DeviceCsrPattern<u32>,
+    pub values: DeviceVec<T>,
+    pub cuts: Vec<TopkCut<T>>,
+}
+
+/// The selected positions as a sorted [`DeviceCsrPattern<u32>`] with their values gathered from `keys`: the mask
+/// of [`topk_mask`], then `mask_to_csr` and `gather` on the device.
+///
+/// Same shapes and errors as [`topk_threshold`]; synchronizes three times. Floor: [`topk_mask`]'s, plus the
+/// mask read twice, `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns, and `nnz` scattered reads of
+/// the keys.
+pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<TopkCsr<T>> {
+    const OP: &str = "topk_csr";
+    let keys = keys.into();
+    let (mask, cuts) = mask_on_device(OP, gpu, &keys, rows, cols, spec)?;
+    let pattern = mask_to_csr(gpu, &mask)?;
+    let mut values = gpu.alloc_zeros::<T>(pattern.nnz())?;
+    crate::gather_scatter::gather(gpu, &pattern, DeviceMatRef::row_major(keys, rows, cols)?, &mut values)?;
+    Ok(TopkCsr { pattern, values, cuts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_order_like_the_values_and_invert() {
+        let xs = [f32::NEG_INFINITY, -2.0, -1.0, -1e-40, -0.0, 0.0, 1e-40, 1.0, 2.0, f32::INFINITY];
+        for w in xs.windows(2) {
+            let (a, b) = (order_key(w[0], FLAG_BY_VALUE), order_key(w[1], FLAG_BY_VALUE));
+            assert!(a < b || (w[0] == w[1] && a == b), "{w:?}");
+            let (a, b) = (order_key(w[0], FLAG_BY_VALUE | FLAG_SMALLEST), order_key(w[1], FLAG_BY_VALUE | FLAG_SMALLEST));
+            assert!(a > b || (w[0] == w[1] && a == b), "{w:?}");
+        }
+        for flags in 0..4 {
+            assert_eq!(order_key(-0.0f32, flags), order_key(0.0f32, flags));
+            assert_eq!(order_key(f32::NAN, flags), order_key(-f32::NAN, flags));
+            for &x in &xs {
+                let back: f32 = element_of_key(order_key(x, flags), flags);
+                let want = if flags & FLAG_BY_VALUE == 0 { x.abs() } else { x };
+                assert_eq!(back, want, "{x} flags {flags}");
+            }
+        }
+        assert!(order_key(f32::NAN, 0) > order_key(f32::INFINITY, 0));
+        assert!(order_key(-f32::NAN, FLAG_BY_VALUE) > order_key(f32::INFINITY, FLAG_BY_VALUE));
+        assert!(order_key(bf16::NAN, FLAG_SMALLEST) < order_key(bf16::INFINITY, FLAG_SMALLEST));
+        assert!(order_key(f16::from_f32(-3.0), 0) == order_key(f16::from_f32(3.0), 0));
+    }
+}

@@ -1,0 +1,355 @@
+//! Top-k selection on the device against `topk_cpu` (sort by key then index): exact agreement on the selected
+//! positions, the cuts (k-th key and counts), the CSR pattern and its gathered values, for f32, f16 and bf16, by
+//! magnitude and by value, largest and smallest, per matrix and per row; random sizes (several tiles, so the
+//! tie quota crosses tile and warp boundaries), heavy ties, all-equal and all-but-a-few-equal inputs, ±0, ±inf,
+//! NaN under both policies; k = 0 and k = n; typed errors on bad input.
+mod common;
+use common::*;
+use rand::prelude::*;
+use sparse_lowrank::half::{bf16, f16};
+use sparse_lowrank::*;
+
+#[derive(Debug, Clone, Copy)]
+enum Dist {
+    Uniform,
+    /// Values drawn from a few distinct numbers (both signs): many ties, including across magnitudes.
+    FewDistinct,
+    AllEqual,
+    /// All but a few entries identical.
+    AllButFew,
+    /// Zeros of both signs, infinities and ordinary values.
+    ZerosAndInf,
+}
+const DISTS: [Dist; 5] = [Dist::Uniform, Dist::FewDistinct, Dist::AllEqual, Dist::AllButFew, Dist::ZerosAndInf];
+
+fn draw<T: Element>(rng: &mut StdRng, n: usize, dist: Dist) -> Vec<T> {
+    let few = [-2.0f32, -0.5, 0.5, 1.0, 2.0];
+    let same = rng.gen_range(-1.0f32..1.0);
+    (0..n)
+        .map(|_| {
+            T::from_f32(match dist {
+                Dist::Uniform => rng.gen_range(-2.0f32..2.0),
+                Dist::FewDistinct => few[rng.gen_range(0..few.len())],
+                Dist::AllEqual => same,
+                Dist::AllButFew => {
+                    if rng.gen_bool(0.002) { rng.gen_range(-3.0f32..3.0) } else { same }
+                }
+                Dist::ZerosAndInf => [0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1.0, -1.0][rng.gen_range(0..6)],
+            })
+        })
+        .collect()
+}
+
+/// The error of a result whose Ok value need not be printable.
+fn err<T>(r: Result<T>) -> Error {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e,
+    }
+}
+
+fn same_cut<T: TopkKey>(a: &TopkCut<T>, b: &TopkCut<T>) -> bool {
+    let t = match (a.threshold, b.threshold) {
+        (None, None) => true,
+        (Some(x), Some(y)) => same_bits(x, y),
+        _ => false,
+    };
+    t && a.count_beyond == b.count_beyond && a.count_equal_taken == b.count_equal_taken
+}
+
+/// Runs all three device outputs and compares each with the CPU reference (or the same error).
+fn check<T: TopkKey>(gpu: &Gpu, dev: &str, keys: &[T], rows: usize, cols: usize, spec: &TopkSpec<T>) {
+    let ctx = format!("{dev}: {rows}x{cols} {:?} {spec:?}", T::DTYPE);
+    let d = gpu.upload(keys).unwrap();
+    let expect = topk_cpu(keys, rows, cols, spec);
+    let cuts = topk_threshold(gpu, &d, rows, cols, spec);
+    let mask = topk_mask(gpu, &d, rows, cols, spec);
+    let csr = topk_csr(gpu, &d, rows, cols, spec);
+    let expect = match expect {
+        Ok(e) => e,
+        Err(e) => {
+            // Each op reports under its own name; the variant and its fields agree.
+            let norm = |e: Option<Error>| {
+                let s = format!("{:?}", e.expect("the device op must fail like the reference"));
+                ["topk_cpu", "topk_threshold", "topk_mask", "topk_csr"].iter().fold(s, |s, op| s.replace(op, "OP"))
+            };
+            let want = norm(Some(e));
+            assert_eq!(norm(cuts.err()), want, "{ctx}");
+            assert_eq!(norm(mask.err()), want, "{ctx}");
+            assert_eq!(norm(csr.err()), want, "{ctx}");
+            return;
+        }
+    };
+    let cuts = cuts.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    assert_eq!(cuts.len(), expect.cuts.len(), "{ctx}");
+    for (s, (g, e)) in cuts.iter().zip(&expect.cuts).enumerate() {
+        assert!(same_cut(g, e), "{ctx}: cut {s}: device {g:?} cpu {e:?}");
+    }
+    let (mask, mcuts) = mask.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    assert!(mcuts.iter().zip(&expect.cuts).all(|(g, e)| same_cut(g, e)), "{ctx}: mask cuts");
+    assert_eq!(mask.download(gpu).unwrap(), expect.mask, "{ctx}: mask");
+    if let Selection::Count(k) = spec.selection {
+        let per = if spec.scope == Scope::PerRow { rows } else { 1 };
+        assert_eq!(expect.mask.count_ones(), k * per, "{ctx}: the reference selects exactly k");
+    }
+    let csr = csr.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    let pattern = expect.mask.to_pattern::<u32>().unwrap();
+    assert_eq!(csr.pattern.download(gpu).unwrap(), pattern, "{ctx}: pattern");
+    let mut values = vec![T::default(); pattern.nnz()];
+    gather_cpu(&pattern, MatRef::row_major(keys, rows, cols).unwrap(), &mut values).unwrap();
+    let got = gpu.download(&csr.values).unwrap();
+    assert!(got.iter().zip(&values).all(|(a, b)| same_bits(*a, *b)), "{ctx}: gathered values");
+}
+
+fn random_spec<T: TopkKey>(rng: &mut StdRng, n_per_seg: usize, per_row: bool) -> TopkSpec<T> {
+    let k = match rng.gen_range(0..6) {
+        0 => 0,
+        1 => n_per_seg,
+        2 => 1.min(n_per_seg),
+        _ => rng.gen_range(0..=n_per_seg),
+    };
+    let mut spec = TopkSpec::count(k).by(if rng.gen() { RankBy::Magnitude } else { RankBy::Value });
+    if rng.gen() {
+        spec = spec.smallest();
+    }
+    if per_row {
+        spec = spec.per_row();
+    }
+    spec
+}
+
+fn random_cases<T: TopkKey>(test: &str, cases: usize) {
+    let mut rng = rng(test);
+    for (dev, gpu) in devices(test) {
+        for case in 0..cases {
+            let per_row = case % 3 == 2;
+            // Every fourth case spans several 4096-element tiles (per matrix) or rows longer than a tile.
+            let (rows, cols) = if case % 4 == 0 { (rng.gen_range(1..4), rng.gen_range(4000..9000)) } else { (rng.gen_range(1..40), rng.gen_range(1..300)) };
+            let dist = DISTS[case % DISTS.len()];
+            let keys: Vec<T> = draw(&mut rng, rows * cols, dist);
+            let spec = random_spec::<T>(&mut rng, if per_row { cols } else { rows * cols }, per_row);
+            check(&gpu, &format!("{dev} {dist:?}"), &keys, rows, cols, &spec);
+        }
+    }
+}
+
+#[test]
+fn topk_f32_matches_cpu_exactly_on_random_sizes_modes_and_tie_heavy_inputs() {
+    random_cases::<f32>("topk_f32", 15);
+}
+
+#[test]
+fn topk_f16_matches_cpu_exactly_on_random_sizes_modes_and_tie_heavy_inputs() {
+    random_cases::<f16>("topk_f16", 15);
+}
+
+#[test]
+fn topk_bf16_matches_cpu_exactly_on_random_sizes_modes_and_tie_heavy_inputs() {
+    random_cases::<bf16>("topk_bf16", 15);
+}
+
+#[test]
+fn all_equal_keys_select_the_lowest_flat_indices() {
+    let mut rng = rng("topk_all_equal");
+    for (dev, gpu) in devices("topk_all_equal") {
+        let (rows, cols) = (3, 5000);
+        // bf16 has few values: all equal is the extreme of what a bf16 weight does.
+        let keys = vec![bf16::from_f32(0.25); rows * cols];
+        let k = rng.gen_range(1..rows * cols);
+        let d = gpu.upload(&keys).unwrap();
+        let (mask, cuts) = topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
+        let mask = mask.download(&gpu).unwrap();
+        for i in 0..rows * cols {
+            assert_eq!(mask.get(i / cols, i % cols), i < k, "{dev}: k {k}, bit {i}");
+        }
+        assert_eq!(cuts, vec![TopkCut { threshold: Some(bf16::from_f32(0.25)), count_beyond: 0, count_equal_taken: k }], "{dev}");
+        // The same by value, smallest, per row: the first k of each row.
+        let kr = rng.gen_range(0..=cols);
+        let (mask, _) = topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(kr).by(RankBy::Value).smallest().per_row()).unwrap();
+        let mask = mask.download(&gpu).unwrap();
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(mask.get(r, c), c < kr, "{dev}: per row k {kr}, ({r}, {c})");
+            }
+        }
+    }
+}
+
+#[test]
+fn fraction_and_beyond_modes_match_cpu() {
+    let mut rng = rng("topk_fraction_beyond");
+    for (dev, gpu) in devices("topk_fraction_beyond") {
+        for case in 0..6 {
+            let (rows, cols) = (rng.gen_range(1..20), rng.gen_range(1..700));
+            let keys: Vec<f32> = draw(&mut rng, rows * cols, DISTS[case % DISTS.len()]);
+            let q = [0.0, 1.0, 0.05, rng.gen_range(0.0..1.0), 0.5, 0.999][case];
+            let mut spec = TopkSpec::fraction(q);
+            if case % 2 == 1 {
+                spec = spec.per_row().by(RankBy::Value);
+            }
+            check(&gpu, &dev, &keys, rows, cols, &spec);
+            let t = [0.5f32, -0.0, 1.0, 2.5, -1.0, f32::INFINITY][case];
+            let mut spec = TopkSpec::beyond(t);
+            if case % 3 == 0 {
+                spec = spec.smallest().by(RankBy::Value);
+            }
+            check(&gpu, &dev, &keys, rows, cols, &spec);
+        }
+        // round(q * n): 0.05 of 4096 is 204.8 -> 205.
+        let keys: Vec<f32> = draw(&mut rng, 4096, Dist::Uniform);
+        let d = gpu.upload(&keys).unwrap();
+        let cuts = topk_threshold(&gpu, &d, 64, 64, &TopkSpec::fraction(0.05)).unwrap();
+        assert_eq!(cuts[0].selected(), 205, "{dev}");
+    }
+}
+
+#[test]
+fn k_zero_k_n_and_empty_matrices_are_valid() {
+    let mut rng = rng("topk_edges");
+    for (dev, gpu) in devices("topk_edges") {
+        let keys: Vec<f16> = draw(&mut rng, 6 * 70, Dist::FewDistinct);
+        for spec in [TopkSpec::count(0), TopkSpec::count(6 * 70), TopkSpec::count(0).per_row(), TopkSpec::count(70).per_row().smallest()] {
+            check(&gpu, &dev, &keys, 6, 70, &spec);
+        }
+        let d = gpu.upload(&keys).unwrap();
+        let cuts = topk_threshold(&gpu, &d, 6, 70, &TopkSpec::count(0)).unwrap();
+        assert_eq!(cuts, vec![TopkCut { threshold: None, count_beyond: 0, count_equal_taken: 0 }], "{dev}");
+        for (rows, cols) in [(0, 0), (0, 9), (4, 0)] {
+            check::<f32>(&gpu, &dev, &[], rows, cols, &TopkSpec::count(0));
+            check::<f32>(&gpu, &dev, &[], rows, cols, &TopkSpec::count(0).per_row());
+            check::<f32>(&gpu, &dev, &[], rows, cols, &TopkSpec::fraction(0.3));
+        }
+    }
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let gpu = &devices("topk_errors")[0].1;
+    let keys = gpu.upload(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let e = topk_threshold(gpu, &keys, 2, 3, &TopkSpec::count(7)).unwrap_err();
+    assert_eq!(e, Error::CountOutOfRange { op: "topk_threshold", k: 7, n: 6 });
+    let e = err(topk_mask(gpu, &keys, 2, 3, &TopkSpec::count(4).per_row()));
+    assert_eq!(e, Error::CountOutOfRange { op: "topk_mask", k: 4, n: 3 });
+    let e = err(topk_csr(gpu, &keys, 2, 4, &TopkSpec::count(1)));
+    assert_eq!(e, Error::LengthMismatch { op: "topk_csr", what: "keys", expected: 8, got: 6 });
+    let empty = gpu.upload::<f32>(&[]).unwrap();
+    let e = topk_threshold(gpu, &empty, 0, 5, &TopkSpec::count(1)).unwrap_err();
+    assert_eq!(e, Error::CountOutOfRange { op: "topk_threshold", k: 1, n: 0 });
+    for q in [-0.1, 1.5, f64::NAN] {
+        let e = topk_threshold(gpu, &keys, 2, 3, &TopkSpec::fraction(q)).unwrap_err();
+        assert!(matches!(e, Error::FractionOutOfRange { op: "topk_threshold", .. }), "{e:?}");
+    }
+    let e = topk_threshold(gpu, &keys, 2, 3, &TopkSpec::beyond(f32::NAN)).unwrap_err();
+    assert_eq!(e, Error::NanKeys { op: "topk_threshold", what: "threshold", count: 1 });
+    let e = topk_cpu(&[1.0f32; 6], 2, 3, &TopkSpec::count(7)).unwrap_err();
+    assert_eq!(e, Error::CountOutOfRange { op: "topk_cpu", k: 7, n: 6 });
+    let e = topk_cpu(&[1.0f32; 6], usize::MAX, 3, &TopkSpec::count(1)).unwrap_err();
+    assert!(matches!(e, Error::InvalidCsr(CsrError::TooLargeForIndex { .. })), "{e:?}");
+}
+
+#[test]
+fn nan_keys_are_an_error_naming_their_count_or_rank_above_infinity() {
+    let mut rng = rng("topk_nan");
+    for (dev, gpu) in devices("topk_nan") {
+        let (rows, cols) = (5, 900);
+        let mut keys: Vec<bf16> = draw(&mut rng, rows * cols, Dist::ZerosAndInf);
+        let nans = rng.gen_range(1..20);
+        for _ in 0..nans {
+            let i = rng.gen_range(0..keys.len());
+            keys[i] = if rng.gen() { bf16::NAN } else { -bf16::NAN };
+        }
+        let nans = keys.iter().filter(|x| x.is_nan()).count();
+        let d = gpu.upload(&keys).unwrap();
+        let e = err(topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(10)));
+        assert_eq!(e, Error::NanKeys { op: "topk_mask", what: "keys", count: nans }, "{dev}");
+        for spec in [
+            TopkSpec::count(nans + 3).nan(NanPolicy::AboveInfinity),
+            TopkSpec::count(nans).nan(NanPolicy::AboveInfinity).by(RankBy::Value),
+            TopkSpec::count(rows * cols - 2).nan(NanPolicy::AboveInfinity).smallest(),
+            TopkSpec::count(7).nan(NanPolicy::AboveInfinity).smallest().by(RankBy::Value).per_row(),
+        ] {
+            check(&gpu, &dev, &keys, rows, cols, &spec);
+        }
+        // NaN first: the largest `nans` by magnitude are exactly the NaNs.
+        let (mask, cuts) = topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(nans).nan(NanPolicy::AboveInfinity)).unwrap();
+        let mask = mask.download(&gpu).unwrap();
+        assert!((0..rows * cols).all(|i| mask.get(i / cols, i % cols) == keys[i].is_nan()), "{dev}");
+        assert!(cuts[0].threshold.unwrap().is_nan(), "{dev}");
+    }
+}
+
+/// The reference against a second, independent definition: entry i is selected iff fewer than k entries of its
+/// segment rank before it, where j ranks before i when its value is further in the selection's direction
+/// (compared as f64 magnitudes or values, NaN above everything) or equal with a lower index. O(n^2), small n.
+#[test]
+fn cpu_reference_agrees_with_the_pairwise_rank_definition() {
+    let mut rng = rng("topk_pairwise");
+    for case in 0..300 {
+        let (rows, cols) = (rng.gen_range(1..6), rng.gen_range(1..30));
+        let mut keys: Vec<f16> = draw(&mut rng, rows * cols, DISTS[case % DISTS.len()]);
+        if case % 7 == 0 {
+            keys[rng.gen_range(0..rows * cols)] = f16::NAN;
+        }
+        let per_row = case % 2 == 1;
+        let n_seg = if per_row { cols } else { rows * cols };
+        let spec = random_spec::<f16>(&mut rng, n_seg, per_row).nan(NanPolicy::AboveInfinity);
+        let Selection::Count(k) = spec.selection else { unreachable!() };
+        let got = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
+        // NaN above +inf (f64::MAX above the infinity stand-ins ±MAX/2); -0.0 == 0.0 as f64 comparison has it.
+        let rank_value = |x: f16| -> f64 {
+            if x.is_nan() {
+                return f64::MAX;
+            }
+            let v = if spec.by == RankBy::Magnitude { x.to_f64().abs() } else { x.to_f64() };
+            if v.is_infinite() { v.signum() * f64::MAX / 2.0 } else { v }
+        };
+        for s in 0..rows * cols / n_seg {
+            for i in 0..n_seg {
+                let vi = rank_value(keys[s * n_seg + i]);
+                let before = (0..n_seg)
+                    .filter(|&j| {
+                        let vj = rank_value(keys[s * n_seg + j]);
+                        let further = match spec.direction {
+                            Direction::Largest => vj > vi,
+                            Direction::Smallest => vj < vi,
+                        };
+                        further || (vj == vi && j < i)
+                    })
+                    .count();
+                let flat = s * n_seg + i;
+                assert_eq!(got.get(flat / cols, flat % cols), before < k, "case {case}: {spec:?} entry {flat} of {keys:?}");
+            }
+        }
+    }
+}
+
+/// Twenty-odd tiles of heavy ties: the quota of equal keys is spread over many tiles, so each tile's rank base
+/// comes from the scan of the tile counts, per matrix and per row (rows longer than a tile).
+#[test]
+fn many_tiles_of_ties_match_cpu_per_matrix_and_per_row() {
+    let mut rng = rng("topk_many_tiles");
+    for (dev, gpu) in devices("topk_many_tiles") {
+        let (rows, cols) = (12, rng.gen_range(8000..9000));
+        let keys: Vec<bf16> = draw(&mut rng, rows * cols, Dist::FewDistinct);
+        let n = rows * cols;
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(n / 5..n / 2)));
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).by(RankBy::Value).smallest().per_row());
+    }
+}
+
+/// More than 1024 tiles (the scan gives each of its threads a chunk of several tile counts) and more than
+/// 2048 tiles' worth of keys per histogram block set (blocks stride over the matrix): 2304 x 4000 bf16.
+#[test]
+fn a_matrix_of_more_than_two_thousand_tiles_matches_cpu() {
+    let mut rng = rng("topk_large");
+    let (rows, cols) = (2304, 4000);
+    let keys: Vec<bf16> = draw(&mut rng, rows * cols, Dist::FewDistinct);
+    let spec = TopkSpec::count(rng.gen_range(rows * cols / 10..rows * cols / 2));
+    let expect = topk_cpu(&keys, rows, cols, &spec).unwrap();
+    for (dev, gpu) in devices("topk_large") {
+        let d = gpu.upload(&keys).unwrap();
+        let (mask, cuts) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
+        assert!(same_cut(&cuts[0], &expect.cuts[0]), "{dev}: {cuts:?} vs {:?}", expect.cuts);
+        assert!(mask.download(&gpu).unwrap() == expect.mask, "{dev}: mask differs");
+    }
+}
