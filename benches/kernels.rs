@@ -103,6 +103,62 @@ fn report_baseline(case: &Case, baseline: &str, ms: f64, device: &str) {
     }
 }
 
+/// What every group needs: the GPU, its name, and the copy bandwidth (measured once per run).
+struct Bench {
+    gpu: Gpu,
+    device: String,
+    bandwidth: f64,
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+impl Bench {
+    /// The GPU for group `name`, or None (printing why) when the group is not selected or there is no CUDA device.
+    fn open(name: &str) -> Option<Bench> {
+        static BANDWIDTH: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+        if !selected(name) {
+            return None;
+        }
+        let gpu = match Gpu::new(0) {
+            Ok(g) => g,
+            Err(e) => {
+                println!("{name} benchmarks skipped: no CUDA device ({e})");
+                return None;
+            }
+        };
+        let device = gpu.describe();
+        let bandwidth = *BANDWIDTH.get_or_init(|| {
+            let b = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+            println!("device: {device}; measured copy bandwidth {:.0} GB/s (read + write)", b / 1e9);
+            b
+        });
+        Some(Bench { gpu, device, bandwidth })
+    }
+
+    /// A criterion group, with short warm-up and measurement under SLR_BENCH_QUICK=1.
+    fn group<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
+        let mut group = c.benchmark_group(name);
+        if quick() {
+            group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
+        }
+        group
+    }
+
+    /// Times `run` with criterion (CUDA events through `iter_custom`), then over `iters` more calls for the
+    /// RESULT line and the JSON record; returns that time in ms.
+    fn case(&self, group: &mut Group<'_>, label: String, case: &Case, iters: usize, mut run: impl FnMut() -> Result<()>) -> f64 {
+        group.bench_function(label, |b| {
+            b.iter_custom(|n| {
+                let ms = self.gpu.time_ms(n as usize, &mut run).unwrap();
+                Duration::from_secs_f64(ms * 1e-3 * n as f64)
+            })
+        });
+        let ms = self.gpu.time_ms(iters, &mut run).unwrap();
+        report(case, ms, self.bandwidth, &self.device);
+        ms
+    }
+}
+
 /// Y = X * W^T with W dense (out x in, row-major) through cuBLAS, the dense baseline for spmm_xst. In cuBLAS's
 /// column-major terms Y^T (out x T) = W (stored in x out, transposed) * X^T (stored in x T).
 fn cublas_dense_xwt(gpu: &Gpu, w: &DeviceVec<bf16>, x: &DeviceVec<bf16>, y: &mut DeviceVec<bf16>, t: usize, out: usize, inn: usize) -> Result<()> {
@@ -126,26 +182,13 @@ fn cublas_dense_xwt(gpu: &Gpu, w: &DeviceVec<bf16>, x: &DeviceVec<bf16>, y: &mut
 }
 
 fn bench_spmm(c: &mut Criterion) {
-    if !selected("spmm") {
-        return;
-    }
-    let gpu = match Gpu::new(0) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("spmm benchmarks skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let device = gpu.describe();
-    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let Some(bench) = Bench::open("spmm") else { return };
+    let gpu = &bench.gpu;
     let mut rng = StdRng::seed_from_u64(11);
     let shapes: &[(usize, usize)] = &[(4096, 4096), (11008, 4096), (4096, 11008)];
     let densities: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.01, 0.05, 0.10, 0.30] };
     let ts: &[usize] = if quick() { &[1, 16, 128] } else { &[1, 16, 128, 2048] };
-    let mut group = c.benchmark_group("spmm");
-    if quick() {
-        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
-    }
+    let mut group = Bench::group(c, "spmm");
     for &(out, inn) in shapes {
         let w: Vec<bf16> = (0..out * inn).map(|i| bf16::from_f32(((i * 7919) % 2001) as f32 * 1e-3 - 1.0)).collect();
         let d_w = gpu.upload(&w).unwrap();
@@ -160,20 +203,9 @@ fn bench_spmm(c: &mut Criterion) {
                 let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * t * (inn + out);
                 let case = Case { op: "spmm_xst", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                 let label = format!("spmm_xst_bf16/{out}x{inn}/d{density}/T{t}");
-                group.bench_function(&label, |b| {
-                    b.iter_custom(|iters| {
-                        let ms = gpu
-                            .time_ms(iters as usize, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?))
-                            .unwrap();
-                        Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                    })
-                });
-                let ms = gpu
-                    .time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?))
-                    .unwrap();
-                report(&case, ms, bandwidth, &device);
+                bench.case(&mut group, label, &case, 20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?));
                 match gpu.time_ms(20, || cublas_dense_xwt(&gpu, &d_w, &x, &mut y, t, out, inn)) {
-                    Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &device),
+                    Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
             }
@@ -183,26 +215,12 @@ fn bench_spmm(c: &mut Criterion) {
 }
 
 fn bench_gather_scatter(c: &mut Criterion) {
-    if !selected("gather_scatter") {
-        return;
-    }
-    let gpu = match Gpu::new(0) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("gather_scatter benchmarks skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let device = gpu.describe();
-    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
-    println!("device: {device}; measured copy bandwidth {:.0} GB/s (read + write)", bandwidth / 1e9);
+    let Some(bench) = Bench::open("gather_scatter") else { return };
+    let gpu = &bench.gpu;
     let mut rng = StdRng::seed_from_u64(7);
     let shapes: &[(usize, usize)] = &[(4096, 4096), (11008, 4096)];
     let densities: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.01, 0.05, 0.10, 0.30] };
-    let mut group = c.benchmark_group("gather_scatter");
-    if quick() {
-        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
-    }
+    let mut group = Bench::group(c, "gather_scatter");
     for &(rows, cols) in shapes {
         let w: Vec<bf16> = (0..rows * cols).map(|i| bf16::from_f32((i % 1000) as f32 * 1e-3)).collect();
         let d_w_src = gpu.upload(&w).unwrap();
@@ -214,31 +232,13 @@ fn bench_gather_scatter(c: &mut Criterion) {
             let mut out = gpu.alloc_zeros::<bf16>(nnz).unwrap();
             let case = Case { op: "gather", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2) + offsets, flops: 0 };
             let name = format!("gather_bf16/{rows}x{cols}/d{density}");
-            group.bench_function(&name, |b| {
-                b.iter_custom(|iters| {
-                    let ms = gpu
-                        .time_ms(iters as usize, || gather(&gpu, &dpat, DeviceMatRef::row_major(&d_w_src, rows, cols)?, &mut out))
-                        .unwrap();
-                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                })
-            });
-            let ms = gpu.time_ms(50, || gather(&gpu, &dpat, DeviceMatRef::row_major(&d_w_src, rows, cols)?, &mut out)).unwrap();
-            report(&case, ms, bandwidth, &device);
+            bench.case(&mut group, name, &case, 50, || gather(&gpu, &dpat, DeviceMatRef::row_major(&d_w_src, rows, cols)?, &mut out));
 
             let delta = gpu.upload(&vec![1e-3f32; nnz]).unwrap();
             let mut d_w = gpu.upload(&w).unwrap();
             let case = Case { op: "scatter_add", rows, cols, density, dtype: "bf16<-f32", t: 0, bytes: nnz * (4 + 4 + 2 + 2) + offsets, flops: 0 };
             let name = format!("scatter_add_bf16_f32/{rows}x{cols}/d{density}");
-            group.bench_function(&name, |b| {
-                b.iter_custom(|iters| {
-                    let ms = gpu
-                        .time_ms(iters as usize, || scatter_add(&gpu, &dpat, &delta, 1.0, DeviceMatMut::row_major(&mut d_w, rows, cols)?))
-                        .unwrap();
-                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                })
-            });
-            let ms = gpu.time_ms(50, || scatter_add(&gpu, &dpat, &delta, 1.0, DeviceMatMut::row_major(&mut d_w, rows, cols)?)).unwrap();
-            report(&case, ms, bandwidth, &device);
+            bench.case(&mut group, name, &case, 50, || scatter_add(&gpu, &dpat, &delta, 1.0, DeviceMatMut::row_major(&mut d_w, rows, cols)?));
         }
     }
     group.finish();
@@ -252,26 +252,13 @@ fn bench_gather_scatter(c: &mut Criterion) {
 /// `sddmm`: the kernel alone on operands already K-contiguous (A: out x T, B: in x T row-major); floor: the A
 /// rows with entries and B rows named by a column once, indices, outputs. Both: 2·nnz·T flops.
 fn bench_sddmm(c: &mut Criterion) {
-    if !selected("sddmm") {
-        return;
-    }
-    let gpu = match Gpu::new(0) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("sddmm benchmarks skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let device = gpu.describe();
-    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let Some(bench) = Bench::open("sddmm") else { return };
+    let gpu = &bench.gpu;
     let mut rng = StdRng::seed_from_u64(11);
     let shapes: &[(usize, usize)] = &[(4096, 4096), (11008, 4096)];
     let densities: &[f64] = &[0.01, 0.05];
     let token_counts: &[usize] = if quick() { &[16, 128] } else { &[16, 128, 2048] };
-    let mut group = c.benchmark_group("sddmm");
-    if quick() {
-        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
-    }
+    let mut group = Bench::group(c, "sddmm");
     for &(rows, cols) in shapes {
         for &density in densities {
             let pattern = random_pattern(&mut rng, rows, cols, density);
@@ -311,14 +298,7 @@ fn bench_sddmm(c: &mut Criterion) {
                         &mut scratch,
                     )
                 };
-                group.bench_function(format!("sddmm_weight_grad_bf16/{rows}x{cols}/d{density}/T{t}"), |b| {
-                    b.iter_custom(|iters| {
-                        let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
-                        Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                    })
-                });
-                let ms = gpu.time_ms(20, &mut run).unwrap();
-                report(&case, ms, bandwidth, &device);
+                bench.case(&mut group, format!("sddmm_weight_grad_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
 
                 // The kernel alone: A = dYᵀ (rows x T) and B = Xᵀ (cols x T), row-major, K contiguous.
                 let a: Vec<bf16> = (0..rows * t).map(|i| dy[(i % t) * rows + i / t]).collect();
@@ -335,14 +315,7 @@ fn bench_sddmm(c: &mut Criterion) {
                     flops,
                 };
                 let mut run = || sddmm(&gpu, &dpat, DeviceMatRef::row_major(&d_a, rows, t)?, DeviceMatRef::row_major(&d_b, cols, t)?, 1.0, 0.0, &mut ds);
-                group.bench_function(format!("sddmm_bf16/{rows}x{cols}/d{density}/T{t}"), |b| {
-                    b.iter_custom(|iters| {
-                        let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
-                        Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                    })
-                });
-                let ms = gpu.time_ms(20, &mut run).unwrap();
-                report(&case, ms, bandwidth, &device);
+                bench.case(&mut group, format!("sddmm_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
             }
         }
     }
@@ -354,50 +327,23 @@ fn bench_sddmm(c: &mut Criterion) {
 /// step). Floors: csr_transpose must read S and write Sᵀ and perm, 12 * nnz + 4 * (rows + cols + 2) bytes, whatever
 /// the method (the mask it adds is not counted); transpose_values reads perm and values and writes values.
 fn bench_csr_transpose(c: &mut Criterion) {
-    if !selected("csr_transpose") {
-        return;
-    }
-    let gpu = match Gpu::new(0) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("csr_transpose benchmarks skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let device = gpu.describe();
-    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let Some(bench) = Bench::open("csr_transpose") else { return };
+    let gpu = &bench.gpu;
     let mut rng = StdRng::seed_from_u64(11);
-    let mut group = c.benchmark_group("csr_transpose");
-    if quick() {
-        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
-    }
+    let mut group = Bench::group(c, "csr_transpose");
     for &(rows, cols) in &[(4096usize, 4096usize), (11008, 4096)] {
         for &density in &[0.01, 0.05] {
             let pattern = random_pattern(&mut rng, rows, cols, density);
             let nnz = pattern.nnz();
             let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
             let case = Case { op: "csr_transpose", rows, cols, density, dtype: "u32", t: 0, bytes: 12 * nnz + 4 * (rows + cols + 2), flops: 0 };
-            group.bench_function(format!("csr_transpose/{rows}x{cols}/d{density}"), |b| {
-                b.iter_custom(|iters| {
-                    let ms = gpu.time_ms(iters as usize, || csr_transpose(&gpu, &dpat).map(drop)).unwrap();
-                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                })
-            });
-            let ms = gpu.time_ms(20, || csr_transpose(&gpu, &dpat).map(drop)).unwrap();
-            report(&case, ms, bandwidth, &device);
+            bench.case(&mut group, format!("csr_transpose/{rows}x{cols}/d{density}"), &case, 20, || csr_transpose(&gpu, &dpat).map(drop));
 
             let t = csr_transpose(&gpu, &dpat).unwrap();
             let values = gpu.upload(&vec![bf16::from_f32(1e-3); nnz]).unwrap();
             let mut out = gpu.alloc_zeros::<bf16>(nnz).unwrap();
             let case = Case { op: "transpose_values", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2), flops: 0 };
-            group.bench_function(format!("transpose_values_bf16/{rows}x{cols}/d{density}"), |b| {
-                b.iter_custom(|iters| {
-                    let ms = gpu.time_ms(iters as usize, || transpose_values(&gpu, &t, &values, &mut out)).unwrap();
-                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                })
-            });
-            let ms = gpu.time_ms(50, || transpose_values(&gpu, &t, &values, &mut out)).unwrap();
-            report(&case, ms, bandwidth, &device);
+            bench.case(&mut group, format!("transpose_values_bf16/{rows}x{cols}/d{density}"), &case, 50, || transpose_values(&gpu, &t, &values, &mut out));
         }
     }
     group.finish();
@@ -407,36 +353,16 @@ fn bench_csr_transpose(c: &mut Criterion) {
 /// Floor: the mask read twice (rows * cols / 4 bytes), counts and offsets (12 * rows), columns written (4 * nnz).
 /// Baseline (scripts/baselines.py): torch's dense bool mask to_sparse_csr().
 fn bench_mask_to_csr(c: &mut Criterion) {
-    if !selected("mask_to_csr") {
-        return;
-    }
-    let gpu = match Gpu::new(0) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("mask_to_csr benchmarks skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let device = gpu.describe();
-    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let Some(bench) = Bench::open("mask_to_csr") else { return };
+    let gpu = &bench.gpu;
     let mut rng = StdRng::seed_from_u64(13);
-    let mut group = c.benchmark_group("mask_to_csr");
-    if quick() {
-        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
-    }
+    let mut group = Bench::group(c, "mask_to_csr");
     for &(rows, cols) in &[(4096usize, 4096usize), (11008, 4096)] {
         for &density in &[0.01, 0.05] {
             let pattern = random_pattern(&mut rng, rows, cols, density);
             let mask = DeviceBitMask::upload(&gpu, &BitMask::from_pattern(&pattern)).unwrap();
             let case = Case { op: "mask_to_csr", rows, cols, density, dtype: "bits", t: 0, bytes: rows * cols / 4 + 12 * rows + 4 * pattern.nnz(), flops: 0 };
-            group.bench_function(format!("mask_to_csr/{rows}x{cols}/d{density}"), |b| {
-                b.iter_custom(|iters| {
-                    let ms = gpu.time_ms(iters as usize, || mask_to_csr(&gpu, &mask).map(drop)).unwrap();
-                    Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-                })
-            });
-            let ms = gpu.time_ms(20, || mask_to_csr(&gpu, &mask).map(drop)).unwrap();
-            report(&case, ms, bandwidth, &device);
+            bench.case(&mut group, format!("mask_to_csr/{rows}x{cols}/d{density}"), &case, 20, || mask_to_csr(&gpu, &mask).map(drop));
         }
     }
     group.finish();
@@ -444,37 +370,17 @@ fn bench_mask_to_csr(c: &mut Criterion) {
 
 /// tile_mma: a batch of independent 16x16 x 16x8 tensor-core tile products (the fragment-layout proof op). Floor
 /// per tile: 512 + 256 bytes of bf16 A and B, 512 + 512 bytes of f32 C read and written; 4096 flops.
-/// Baseline (scripts/baselines.py): torch.baddbmm on the same batch.
+/// Baseline (scripts/baselines.py): torch.bmm on the same batch.
 fn bench_tile_mma(c: &mut Criterion) {
-    if !selected("tile_mma") {
-        return;
-    }
-    let gpu = match Gpu::new(0) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("tile_mma benchmarks skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let device = gpu.describe();
-    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
-    let mut group = c.benchmark_group("tile_mma");
-    if quick() {
-        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
-    }
+    let Some(bench) = Bench::open("tile_mma") else { return };
+    let gpu = &bench.gpu;
+    let mut group = Bench::group(c, "tile_mma");
     let tiles = 1usize << 16;
     let a = gpu.upload(&vec![bf16::from_f32(0.5); tiles * 256]).unwrap();
     let b = gpu.upload(&vec![bf16::from_f32(0.25); tiles * 128]).unwrap();
     let mut cc = gpu.alloc_zeros::<f32>(tiles * 128).unwrap();
     let case = Case { op: "tile_mma", rows: tiles, cols: 16, density: 1.0, dtype: "bf16", t: 0, bytes: tiles * 1792, flops: tiles * 4096 };
-    group.bench_function(format!("tile_mma_bf16/{tiles}"), |bch| {
-        bch.iter_custom(|iters| {
-            let ms = gpu.time_ms(iters as usize, || tile_mma(&gpu, &a, &b, &mut cc, tiles)).unwrap();
-            Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-        })
-    });
-    let ms = gpu.time_ms(50, || tile_mma(&gpu, &a, &b, &mut cc, tiles)).unwrap();
-    report(&case, ms, bandwidth, &device);
+    bench.case(&mut group, format!("tile_mma_bf16/{tiles}"), &case, 50, || tile_mma(&gpu, &a, &b, &mut cc, tiles));
     group.finish();
 }
 
@@ -484,40 +390,19 @@ fn bench_tile_mma(c: &mut Criterion) {
 /// and 4 for bf16 (src/topk.rs), so of_floor near 1/6 (f32) or 1/4 (bf16) means the passes themselves run at
 /// full bandwidth.
 fn bench_topk(c: &mut Criterion) {
-    if !selected("topk") {
-        return;
-    }
-    let gpu = match Gpu::new(0) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("topk benchmarks skipped: no CUDA device ({e})");
-            return;
-        }
-    };
-    let device = gpu.describe();
-    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let Some(bench) = Bench::open("topk") else { return };
     let shapes: &[(usize, usize)] = if quick() { &[(4096, 4096), (4096, 11008)] } else { &[(4096, 4096), (4096, 11008), (14336, 4096)] };
     let fractions: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.001, 0.01, 0.05, 0.25] };
-    let mut group = c.benchmark_group("topk");
-    if quick() {
-        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(300)).sample_size(10);
-    }
+    let mut group = Bench::group(c, "topk");
     for &(rows, cols) in shapes {
-        topk_cases::<f32>(&gpu, &mut group, rows, cols, fractions, bandwidth, &device);
-        topk_cases::<bf16>(&gpu, &mut group, rows, cols, fractions, bandwidth, &device);
+        topk_cases::<f32>(&bench, &mut group, rows, cols, fractions);
+        topk_cases::<bf16>(&bench, &mut group, rows, cols, fractions);
     }
     group.finish();
 }
 
-fn topk_cases<T: TopkKey>(
-    gpu: &Gpu,
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    rows: usize,
-    cols: usize,
-    fractions: &[f64],
-    bandwidth: f64,
-    device: &str,
-) {
+fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, cols: usize, fractions: &[f64]) {
+    let gpu = &bench.gpu;
     let n = rows * cols;
     // Roughly normal weights (sum of uniforms from a fixed LCG), rounded to T: bf16 gives many ties.
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -537,14 +422,7 @@ fn topk_cases<T: TopkKey>(
                 _ => topk_mask(gpu, &d, rows, cols, &spec).map(|_| ()),
             }
         };
-        group.bench_function(format!("{op}_{dtype}/{rows}x{cols}/d{density}"), |b| {
-            b.iter_custom(|iters| {
-                let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
-                Duration::from_secs_f64(ms * 1e-3 * iters as f64)
-            })
-        });
-        let ms = gpu.time_ms(10, &mut run).unwrap();
-        report(&case, ms, bandwidth, device);
+        bench.case(group, format!("{op}_{dtype}/{rows}x{cols}/d{density}"), &case, 10, &mut run);
     };
     for &f in fractions {
         run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
