@@ -55,6 +55,14 @@ pub enum Error {
     WrongDevice { op: &'static str, what: &'static str },
     /// The SIMT emulator reported a fault (out-of-bounds access, deadlock, bad launch) in a kernel.
     Emulator { kernel: String, message: String },
+    /// A matrix with no rows or no columns where the op needs at least one of each.
+    EmptyMatrix { op: &'static str, what: &'static str, rows: usize, cols: usize },
+    /// A requested rank outside `1..=max` (max = min(rows, cols)).
+    InvalidRank { op: &'static str, rank: usize, max: usize },
+    /// An input holds `count` NaN or infinite entries.
+    NonFinite { op: &'static str, what: &'static str, count: usize },
+    /// A dense factorization on the host did not converge (faer's SVD iteration limit).
+    NoConvergence { op: &'static str, what: &'static str },
 }
 
 impl From<CsrError> for Error {
@@ -128,6 +136,10 @@ impl fmt::Display for Error {
             Error::Cuda { op, detail } => write!(f, "{op}: CUDA error: {detail}"),
             Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend"),
             Error::Emulator { kernel, message } => write!(f, "emulated kernel {kernel}: {message}"),
+            Error::EmptyMatrix { op, what, rows, cols } => write!(f, "{op}: {what} is empty ({rows}x{cols})"),
+            Error::InvalidRank { op, rank, max } => write!(f, "{op}: rank {rank} is outside 1..={max}"),
+            Error::NonFinite { op, what, count } => write!(f, "{op}: {what} holds {count} NaN or infinite entries"),
+            Error::NoConvergence { op, what } => write!(f, "{op}: {what} did not converge"),
         }
     }
 }

@@ -41,6 +41,7 @@ mod scan;
 pub mod spmm;
 pub mod tile_mma;
 pub mod sddmm;
+pub mod rsvd;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use dense::{DenseShape, Layout, MatMut, MatRef};
@@ -54,4 +55,5 @@ pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
 pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu};
 pub use tile_mma::{tile_mma, tile_mma_cpu, TileMmaElement};
 pub use sddmm::{sddmm, sddmm_cpu, sddmm_weight_grad, sddmm_weight_grad_cpu, sddmm_weight_grad_scratch_len};
+pub use rsvd::{gaussian_sketch, gaussian_sketch_cpu, rsvd, rsvd_cpu, RsvdConfig, RsvdInfo};
 pub use half;

@@ -179,6 +179,19 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         k if k.starts_with("spmm_xst_vec_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.128.CONSTANT"],
         // A 32x32 tile through shared memory between one barrier.
         k if k.starts_with("transpose_pad_") => vec!["STS", "LDS", "BAR.SYNC"],
+        // Philox's 32x32 -> 64-bit multiplies, the IEEE square root (MUFU.RSQ + refinement) and division (MUFU.RCP
+        // + refinement) of Box-Muller, fmaf polynomials, plain stores of the normals.
+        "rsvd_gaussian_f32" => vec!["IMAD.WIDE.U32", "MUFU.RSQ", "MUFU.RCP", "FFMA", "STG.E "],
+        // Read-only loads at the input's width, f32 stores, the per-warp butterfly of the non-finite count.
+        k if k.starts_with("rsvd_to_f32_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "STG.E ", "SHFL.BFLY"]
+            } else {
+                vec!["LDG.E.CONSTANT", "STG.E ", "SHFL.BFLY"]
+            }
+        }
+        // The emulator's product engine: read-only operand loads and an fmaf chain.
+        "rsvd_gemm_f32" => vec!["FFMA", "LDG.E.CONSTANT", "STG.E "],
         _ => vec![],
     }
 }
