@@ -333,5 +333,82 @@ fn bench_sddmm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm);
+
+/// `C (m x l) = A (m x n, row-major, f32) · Ω (n x l, column-major)` through cuBLAS: the product the randomized SVD
+/// repeats 2q + 2 times (with A or Aᵀ), timed alone as the measured GEMM floor of `rsvd`.
+fn cublas_sgemm_a_omega(gpu: &Gpu, a: &DeviceVec<f32>, omega: &DeviceVec<f32>, c: &mut DeviceVec<f32>, m: usize, n: usize, l: usize) -> Result<()> {
+    use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+    let blas = gpu.cublas()?;
+    // Column-major terms: A row-major m x n is Aᵀ column-major (n x m, ld n): C = op_T(Aᵀ stored) · Ω.
+    let cfg = GemmConfig { transa: cublasOperation_t::CUBLAS_OP_T, transb: cublasOperation_t::CUBLAS_OP_N, m: m as i32, n: l as i32, k: n as i32, alpha: 1f32, lda: n as i32, ldb: n as i32, beta: 0f32, ldc: m as i32 };
+    let (a, o, c) = (a.as_cuda().expect("CUDA buffer"), omega.as_cuda().expect("CUDA buffer"), c.as_cuda_mut().expect("CUDA buffer"));
+    // SAFETY: A holds m*n, Ω n*l and C m*l elements, matching m, n, k and the leading dimensions above.
+    unsafe { blas.gemm(cfg, a, o, c) }.map_err(|e| Error::Cuda { op: "cublas sgemm", detail: format!("{e:?}") })
+}
+
+/// Randomized SVD of LLaMA-2-7B-sized weights, r in {16, 64, 128, 256}, f32 and bf16 A, default p and q (TF32 off).
+/// Floor: the 2q + 2 products with A, `2·m·n·l` flops each at the f32 CUDA-core peak, or A read 2q + 2 times from
+/// HBM (plus the bf16 conversion pass), whichever is larger; the CholeskyQR Grams, l x l host steps and final
+/// products are extra. The measured GEMM floor (one cuBLAS sgemm A·Ω times 2q + 2) is reported as a baseline.
+fn bench_rsvd(c: &mut Criterion) {
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("rsvd benchmarks skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let device = gpu.describe();
+    let bandwidth = measure_copy_bandwidth(&gpu).expect("copy bandwidth");
+    let shapes: &[(usize, usize)] = &[(4096, 4096), (4096, 11008)];
+    let ranks: &[usize] = if quick() { &[16, 128] } else { &[16, 64, 128, 256] };
+    let mut group = c.benchmark_group("rsvd");
+    group.sample_size(10);
+    if quick() {
+        group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(500));
+    }
+    for &(m, n) in shapes {
+        // A power-law-ish matrix is not needed for timing: the work does not depend on the values.
+        let a32: Vec<f32> = (0..m * n).map(|i| ((i * 7919) % 2001) as f32 * 1e-3 - 1.0).collect();
+        let d32 = gpu.upload(&a32).unwrap();
+        let d16 = gpu.upload(&a32.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>()).unwrap();
+        for &r in ranks {
+            let cfg = RsvdConfig::new(r);
+            let l = (r + cfg.oversample).min(m.min(n));
+            let products = 2 * cfg.power_iters + 2;
+            let mut du = gpu.alloc_zeros::<f32>(m * r).unwrap();
+            let mut dvt = gpu.alloc_zeros::<f32>(r * n).unwrap();
+            let mut s = vec![0f32; r];
+            for dtype in ["f32", "bf16"] {
+                let convert = if dtype == "f32" { m * n * 4 } else { m * n * (2 + 4) };
+                let case = Case { op: "rsvd", rows: m, cols: n, density: 0.0, dtype, t: r, bytes: convert + products * m * n * 4, flops: products * 2 * m * n * l };
+                let mut run = || {
+                    let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r)?, DeviceMatMut::row_major(&mut dvt, r, n)?);
+                    if dtype == "f32" {
+                        rsvd(&gpu, DeviceMatRef::row_major(&d32, m, n)?, &cfg, u, &mut s, vt).map(|_| ())
+                    } else {
+                        rsvd(&gpu, DeviceMatRef::row_major(&d16, m, n)?, &cfg, u, &mut s, vt).map(|_| ())
+                    }
+                };
+                group.bench_function(format!("rsvd_{dtype}/{m}x{n}/r{r}"), |b| {
+                    b.iter_custom(|iters| {
+                        let ms = gpu.time_ms(iters as usize, &mut run).unwrap();
+                        Duration::from_secs_f64(ms * 1e-3 * iters as f64)
+                    })
+                });
+                let ms = gpu.time_ms(5, &mut run).unwrap();
+                report(&case, ms, bandwidth, &device);
+                let omega = gpu.alloc_zeros::<f32>(n * l).unwrap();
+                let mut y = gpu.alloc_zeros::<f32>(m * l).unwrap();
+                match gpu.time_ms(10, || cublas_sgemm_a_omega(&gpu, &d32, &omega, &mut y, m, n, l)) {
+                    Ok(g) => report_baseline(&case, &format!("cuBLAS sgemm A*Omega x{products} (GEMM floor)"), g * products as f64, &device),
+                    Err(e) => println!("    cuBLAS GEMM floor unavailable: {e}"),
+                }
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_rsvd);
 criterion_main!(benches);

@@ -404,3 +404,42 @@ fn measure_defaults() {
         }
     }
 }
+
+/// Host cost of the l x l steps at the benchmark's largest sketch (l = 266) and a mid one (l = 138): faer's
+/// Cholesky, triangular inverse and SVD in f64 on this machine's CPU. Run by hand:
+/// `cargo test --release --features emulator --test rsvd measure_host_steps -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_host_steps() {
+    let mut rng = rng("rsvd_host_steps");
+    for l in [74usize, 138, 266] {
+        let x = Mat::from_fn(4 * l, l, |_, _| normal(&mut rng));
+        let g = x.transpose() * &x;
+        let reps = 5;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(g.llt(faer::Side::Lower).unwrap());
+        }
+        let chol = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let r = g.llt(faer::Side::Lower).unwrap().L().transpose().to_owned();
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            let mut inv = Mat::<f64>::zeros(l, l);
+            faer::linalg::triangular_inverse::invert_upper_triangular(inv.as_mut(), r.as_ref(), faer::Par::Seq);
+            std::hint::black_box(inv);
+        }
+        let inv = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(r.transpose().to_owned().svd().unwrap());
+        }
+        let svd = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let rrt = r.transpose() * &r;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(rrt.self_adjoint_eigen(faer::Side::Lower).unwrap());
+        }
+        let eig = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        println!("HOST l={l}: cholesky {chol:.3} ms, triangular inverse {inv:.3} ms, svd {svd:.3} ms, symmetric eigen {eig:.3} ms");
+    }
+}
