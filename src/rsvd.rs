@@ -481,7 +481,8 @@ fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>
     let (p_a, _ga) = a.data.kernel_ptr(gpu, OP, "a")?;
     let (p_b, _gb) = b.data.kernel_ptr(gpu, OP, "b")?;
     let (p_c, _gc) = c.kernel_ptr_mut(gpu, OP, "c")?;
-    if gpu.is_cuda() {
+    if let Some(stream) = gpu.cuda_stream() {
+        stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: OP, detail: e.to_string() })?;
         if let Ok(blas) = gpu.cublas() {
             return cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs));
         }
