@@ -67,8 +67,10 @@ pub struct RsvdConfig {
     pub power_iters: usize,
     /// Seed of the Gaussian sketch (Philox4x32-10 key).
     pub seed: u64,
-    /// Device only: let cuBLAS use TF32 tensor cores for the products (about 10 bits of mantissa per product
-    /// input; off by default). Ignored by the CPU reference and the emulator.
+    /// Device only: let cuBLAS use TF32 tensor cores for the 2q + 2 products with A (10-bit mantissas in the
+    /// product inputs; off by default). The Gram matrices, `Y·R⁻¹` and the final products stay full f32, so the
+    /// factors stay orthonormal to f32 rounding; the subspace (and so the error ratio and the singular values)
+    /// carries TF32's ~1e-3 relative product error. Ignored by the CPU reference and the emulator.
     pub tf32: bool,
 }
 
@@ -600,10 +602,11 @@ impl DeviceEngine<'_, '_> {
     fn new_mat(&self, rows: usize, cols: usize) -> Result<DevMat> {
         Ok(DevMat { buf: self.gpu.alloc_zeros(rows * cols)?, rows, cols })
     }
-    fn product(&mut self, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>) -> Result<DevMat> {
+    /// A new m x n matrix `op(A) · op(B)`; `tf32` only for the products with the input A (see [`RsvdConfig::tf32`]).
+    fn product(&mut self, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, tf32: bool) -> Result<DevMat> {
         let mut out = self.new_mat(m, n)?;
         let mut view = DeviceSliceMut::from(&mut out.buf);
-        gemm(self.gpu, self.tf32, m, n, k, a, b, &mut view, 1, m)?;
+        gemm(self.gpu, tf32, m, n, k, a, b, &mut view, 1, m)?;
         Ok(out)
     }
 }
@@ -621,11 +624,11 @@ impl Engine for DeviceEngine<'_, '_> {
         let xs = DeviceSlice::from(&x.buf);
         let a = self.a.reborrow();
         // A (or Aᵀ) is rows x k inside the caller's validated shape; X is k x l packed.
-        self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows })
+        self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows }, self.tf32)
     }
     fn gram(&mut self, x: &DevMat) -> Result<Mat<f64>> {
         let xs = DeviceSlice::from(&x.buf);
-        let g = self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows })?;
+        let g = self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows }, false)?;
         let h = self.gpu.download(&g.buf)?;
         Ok(Mat::from_fn(x.cols, x.cols, |i, j| h[i + j * x.cols] as f64))
     }
@@ -633,7 +636,7 @@ impl Engine for DeviceEngine<'_, '_> {
         let host: Vec<f32> = (0..s.ncols()).flat_map(|j| (0..s.nrows()).map(move |i| (i, j))).map(|(i, j)| s[(i, j)] as f32).collect();
         let ds = self.gpu.upload(&host)?;
         let (xs, ss) = (DeviceSlice::from(&x.buf), DeviceSlice::from(&ds));
-        self.product(x.rows, s.ncols(), x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.nrows() })
+        self.product(x.rows, s.ncols(), x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.nrows() }, false)
     }
     fn to_host(&mut self, x: &DevMat) -> Result<Mat<f64>> {
         let h = self.gpu.download(&x.buf)?;
@@ -731,9 +734,9 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     let vr = e.from_host(&f.vr)?;
     let (qs, urs, q2s, vrs) = (DeviceSlice::from(&f.q.buf), DeviceSlice::from(&ur.buf), DeviceSlice::from(&f.q2.buf), DeviceSlice::from(&vr.buf));
     // U (m x r) = Q (m x l) · Ũ_r (l x r), written in U's own layout.
-    gemm(gpu, cfg.tf32, m, r, f.q.cols, Operand { data: &qs, rs: 1, cs: m }, Operand { data: &urs, rs: 1, cs: ur.rows }, u.data_mut(), us.row_stride(), us.col_stride())?;
+    gemm(gpu, false, m, r, f.q.cols, Operand { data: &qs, rs: 1, cs: m }, Operand { data: &urs, rs: 1, cs: ur.rows }, u.data_mut(), us.row_stride(), us.col_stride())?;
     // Vᵀ (r x n) = Ṽ_rᵀ (r x l) · Q₂ᵀ (l x n).
-    gemm(gpu, cfg.tf32, r, n, f.q2.cols, Operand { data: &vrs, rs: vr.rows, cs: 1 }, Operand { data: &q2s, rs: n, cs: 1 }, vt.data_mut(), vs.row_stride(), vs.col_stride())?;
+    gemm(gpu, false, r, n, f.q2.cols, Operand { data: &vrs, rs: vr.rows, cs: 1 }, Operand { data: &q2s, rs: n, cs: 1 }, vt.data_mut(), vs.row_stride(), vs.col_stride())?;
     s.copy_from_slice(&f.s);
     Ok(info)
 }

@@ -478,3 +478,24 @@ fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() 
         assert!(((s[0] - 3.0) / 3.0).abs() < 1e-5 && (s[2] - 1.0).abs() < 1e-5 && s[3] < 1e-5, "{name}: {s:?}");
     }
 }
+
+#[test]
+fn tf32_mode_keeps_the_factors_orthonormal_and_near_optimal() {
+    // On a GPU the products with A use TF32 tensor cores; Grams and the final products stay f32, so the factors
+    // stay orthonormal. The emulator ignores the flag (same numbers as f32 there).
+    let mut rng = rng("rsvd_tf32");
+    for (name, gpu) in devices("rsvd_tf32") {
+        let (m, n, r) = (128, 96, 8);
+        let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::PowerLaw, n));
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+        let cfg = RsvdConfig { tf32: true, ..seeded_config(&mut rng, r) };
+        let da = gpu.upload(&a32).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let mut s = vec![0f32; r];
+        rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
+        eprintln!("{name} tf32: {q:?}");
+        assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= 1e-2, "{name}: {q:?}");
+    }
+}
