@@ -467,10 +467,11 @@ struct Operand<'s, 'a> {
 /// `C (m x n) = op(A) · op(B)` with every matrix given by strides (one of each pair is 1); through cuBLAS (sgemm
 /// via `cublasGemmEx`, TF32 when asked) on a GPU, through `rsvd_gemm_f32` on the emulator or without libcublas.
 ///
-/// The caller guarantees that every element `(i, k)` of A for `i < m, k < kk`, `(k, j)` of B and `(i, j)` of C
-/// lies inside its slice, and that C overlaps neither A nor B.
+/// # Safety
+/// Every element `(i, k)` of A for `i < m, k < kk`, `(k, j)` of B and `(i, j)` of C, at `i * rs + j * cs` of its
+/// slice, lies inside that slice; C overlaps neither A nor B.
 #[allow(clippy::too_many_arguments)]
-fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize) -> Result<()> {
+unsafe fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize) -> Result<()> {
     const OP: &str = "rsvd gemm";
     if m == 0 || n == 0 {
         return Ok(());
@@ -486,7 +487,8 @@ fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>
     if let Some(stream) = gpu.cuda_stream() {
         stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: OP, detail: e.to_string() })?;
         if let Ok(blas) = gpu.cublas() {
-            return cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs));
+            // SAFETY: gemm's contract; the guards keep the buffers' stream ordering until after the call.
+            return unsafe { cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs)) };
         }
     }
     if n.div_ceil(GEMM_TILE as usize) > i32::MAX as usize || m.div_ceil(GEMM_TILE as usize) > 65535 {
@@ -536,8 +538,12 @@ fn ptr_bits(p: KernelArg) -> u64 {
 /// The cuBLAS call for [`gemm`]: C column-major (`c_rs == 1`) is computed directly, C row-major as
 /// `Cᵀ = op(B)ᵀ · op(A)ᵀ`; an operand with unit row stride is `N` with `ld = col stride`, otherwise `T` with
 /// `ld = row stride`.
+///
+/// # Safety
+/// The pointers are live device buffers of the handle's device, ordered on its stream, with every element that
+/// (m, n, k) and the strides address inside them, as [`gemm`] requires.
 #[allow(clippy::too_many_arguments)]
-fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize)) -> Result<()> {
+unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize)) -> Result<()> {
     use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
     let (m, n, a, b, c) = if c.1 == 1 { (m, n, a, b, c) } else { (n, m, (b.0, b.2, b.1), (a.0, a.2, a.1), (c.0, c.2, c.1)) };
     // `stored` = rows of the operand as cuBLAS stores it (column-major). A single stored column makes the leading
@@ -603,10 +609,15 @@ impl DeviceEngine<'_, '_> {
         Ok(DevMat { buf: self.gpu.alloc_zeros(rows * cols)?, rows, cols })
     }
     /// A new m x n matrix `op(A) · op(B)`; `tf32` only for the products with the input A (see [`RsvdConfig::tf32`]).
-    fn product(&mut self, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, tf32: bool) -> Result<DevMat> {
+    ///
+    /// # Safety
+    /// A's elements `(i, p)` for `i < m, p < k` and B's `(p, j)` for `p < k, j < n` lie inside their slices.
+    unsafe fn product(&mut self, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, tf32: bool) -> Result<DevMat> {
         let mut out = self.new_mat(m, n)?;
         let mut view = DeviceSliceMut::from(&mut out.buf);
-        gemm(self.gpu, tf32, m, n, k, a, b, &mut view, 1, m)?;
+        // SAFETY: the caller's contract covers A and B; C is the fresh packed m x n column-major buffer just
+        // allocated (element (i, j) at i + j * m), so it is in bounds and overlaps neither input.
+        unsafe { gemm(self.gpu, tf32, m, n, k, a, b, &mut view, 1, m)? };
         Ok(out)
     }
 }
@@ -623,12 +634,15 @@ impl Engine for DeviceEngine<'_, '_> {
         let (rows, k, rs, cs) = if transpose { (s.cols, s.rows, s.col_stride(), s.row_stride()) } else { (s.rows, s.cols, s.row_stride(), s.col_stride()) };
         let xs = DeviceSlice::from(&x.buf);
         let a = self.a.reborrow();
-        // A (or Aᵀ) is rows x k inside the caller's validated shape; X is k x l packed.
-        self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows }, self.tf32)
+        debug_assert_eq!(x.rows, k);
+        // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the shape validated against its buffer; X is the
+        // packed k x l matrix of its buffer (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
+        unsafe { self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows }, self.tf32) }
     }
     fn gram(&mut self, x: &DevMat) -> Result<Mat<f64>> {
         let xs = DeviceSlice::from(&x.buf);
-        let g = self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows }, false)?;
+        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer.
+        let g = unsafe { self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows }, false)? };
         let h = self.gpu.download(&g.buf)?;
         Ok(Mat::from_fn(x.cols, x.cols, |i, j| h[i + j * x.cols] as f64))
     }
@@ -636,7 +650,10 @@ impl Engine for DeviceEngine<'_, '_> {
         let host: Vec<f32> = (0..s.ncols()).flat_map(|j| (0..s.nrows()).map(move |i| (i, j))).map(|(i, j)| s[(i, j)] as f32).collect();
         let ds = self.gpu.upload(&host)?;
         let (xs, ss) = (DeviceSlice::from(&x.buf), DeviceSlice::from(&ds));
-        self.product(x.rows, s.ncols(), x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.nrows() }, false)
+        debug_assert_eq!(s.nrows(), x.cols);
+        // SAFETY: X is its packed rows x l buffer; S was just uploaded packed, l x k (the algorithm passes an S
+        // with as many rows as X has columns).
+        unsafe { self.product(x.rows, s.ncols(), x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.nrows() }, false) }
     }
     fn to_host(&mut self, x: &DevMat) -> Result<Mat<f64>> {
         let h = self.gpu.download(&x.buf)?;
@@ -734,9 +751,13 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     let vr = e.from_host(&f.vr)?;
     let (qs, urs, q2s, vrs) = (DeviceSlice::from(&f.q.buf), DeviceSlice::from(&ur.buf), DeviceSlice::from(&f.q2.buf), DeviceSlice::from(&vr.buf));
     // U (m x r) = Q (m x l) · Ũ_r (l x r), written in U's own layout.
-    gemm(gpu, false, m, r, f.q.cols, Operand { data: &qs, rs: 1, cs: m }, Operand { data: &urs, rs: 1, cs: ur.rows }, u.data_mut(), us.row_stride(), us.col_stride())?;
+    // SAFETY: Q is packed m x l, Ũ_r packed l x r (uploaded above); U's shape (m x r) was validated against its
+    // buffer, and U overlaps neither (fresh internal buffers; A and Vᵀ were checked above).
+    unsafe { gemm(gpu, false, m, r, f.q.cols, Operand { data: &qs, rs: 1, cs: m }, Operand { data: &urs, rs: 1, cs: ur.rows }, u.data_mut(), us.row_stride(), us.col_stride())? };
     // Vᵀ (r x n) = Ṽ_rᵀ (r x l) · Q₂ᵀ (l x n).
-    gemm(gpu, false, r, n, f.q2.cols, Operand { data: &vrs, rs: vr.rows, cs: 1 }, Operand { data: &q2s, rs: n, cs: 1 }, vt.data_mut(), vs.row_stride(), vs.col_stride())?;
+    // SAFETY: Ṽ_r is packed l x r and Q₂ packed n x l, read transposed through swapped strides; Vᵀ's shape
+    // (r x n) was validated against its buffer and it overlaps no input.
+    unsafe { gemm(gpu, false, r, n, f.q2.cols, Operand { data: &vrs, rs: vr.rows, cs: 1 }, Operand { data: &q2s, rs: n, cs: 1 }, vt.data_mut(), vs.row_stride(), vs.col_stride())? };
     s.copy_from_slice(&f.s);
     Ok(info)
 }
