@@ -535,9 +535,34 @@ fn ptr_bits(p: KernelArg) -> u64 {
     }
 }
 
-/// The cuBLAS call for [`gemm`]: C column-major (`c_rs == 1`) is computed directly, C row-major as
-/// `Cᵀ = op(B)ᵀ · op(A)ᵀ`; an operand with unit row stride is `N` with `ld = col stride`, otherwise `T` with
-/// `ld = row stride`.
+/// How a strided product maps onto column-major BLAS: `C = op(A)·op(B)` directly when C is column-major
+/// (`c_rs == 1`), else `Cᵀ = op(B)ᵀ·op(A)ᵀ` with the operands swapped (`swap`); an operand with unit row stride is
+/// `N` with `ld = col stride`, otherwise `T` with `ld = row stride`. A single stored column makes its leading
+/// dimension irrelevant (e.g. a row-major m x 1 view with ld = 1), so every ld is raised to what BLAS requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlasPlan {
+    swap: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a_trans: bool,
+    lda: usize,
+    b_trans: bool,
+    ldb: usize,
+    ldc: usize,
+}
+
+fn blas_plan(m: usize, n: usize, k: usize, a: (usize, usize), b: (usize, usize), c: (usize, usize)) -> BlasPlan {
+    let swap = c.0 != 1;
+    let (m, n, a, b, c) = if swap { (n, m, (b.1, b.0), (a.1, a.0), (c.1, c.0)) } else { (m, n, a, b, c) };
+    // (transposed, ld) of an operand with `rows x cols` and strides (rs, cs).
+    let op = |(rs, cs): (usize, usize), rows: usize, cols: usize| if rs == 1 { (false, cs.max(rows)) } else { (true, rs.max(cols)) };
+    let (a_trans, lda) = op(a, m, k);
+    let (b_trans, ldb) = op(b, k, n);
+    BlasPlan { swap, m, n, k, a_trans, lda, b_trans, ldb, ldc: c.1.max(m) }
+}
+
+/// The cuBLAS call for [`gemm`], laid out by [`blas_plan`].
 ///
 /// # Safety
 /// The pointers are live device buffers of the handle's device, ordered on its stream, with every element that
@@ -545,19 +570,9 @@ fn ptr_bits(p: KernelArg) -> u64 {
 #[allow(clippy::too_many_arguments)]
 unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize)) -> Result<()> {
     use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
-    let (m, n, a, b, c) = if c.1 == 1 { (m, n, a, b, c) } else { (n, m, (b.0, b.2, b.1), (a.0, a.2, a.1), (c.0, c.2, c.1)) };
-    // `stored` = rows of the operand as cuBLAS stores it (column-major). A single stored column makes the leading
-    // dimension irrelevant (e.g. a row-major m x 1 view with ld = 1), so it is raised to what cuBLAS requires.
-    let op = |rs: usize, cs: usize, rows: usize, cols: usize| {
-        if rs == 1 {
-            (cublasOperation_t::CUBLAS_OP_N, cs.max(rows))
-        } else {
-            (cublasOperation_t::CUBLAS_OP_T, rs.max(cols))
-        }
-    };
-    let (ta, lda) = op(a.1, a.2, m, kk);
-    let (tb, ldb) = op(b.1, b.2, kk, n);
-    let ldc = c.2.max(m);
+    let plan = blas_plan(m, n, kk, (a.1, a.2), (b.1, b.2), (c.1, c.2));
+    let (pa, pb) = if plan.swap { (b.0, a.0) } else { (a.0, b.0) };
+    let trans = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
     let compute = if tf32 { cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32 } else { cublasComputeType_t::CUBLAS_COMPUTE_32F };
     let (alpha, beta) = (1f32, 0f32);
     // SAFETY: the pointers are live device buffers on the handle's stream (their guards are held by the caller
@@ -567,22 +582,22 @@ unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: 
     unsafe {
         cudarc::cublas::result::gemm_ex(
             *blas.handle(),
-            ta,
-            tb,
-            m as i32,
-            n as i32,
-            kk as i32,
+            trans(plan.a_trans),
+            trans(plan.b_trans),
+            plan.m as i32,
+            plan.n as i32,
+            plan.k as i32,
             &alpha as *const f32 as *const std::ffi::c_void,
-            ptr_bits(a.0) as *const std::ffi::c_void,
+            ptr_bits(pa) as *const std::ffi::c_void,
             cudaDataType::CUDA_R_32F,
-            lda as i32,
-            ptr_bits(b.0) as *const std::ffi::c_void,
+            plan.lda as i32,
+            ptr_bits(pb) as *const std::ffi::c_void,
             cudaDataType::CUDA_R_32F,
-            ldb as i32,
+            plan.ldb as i32,
             &beta as *const f32 as *const std::ffi::c_void,
             ptr_bits(c.0) as *mut std::ffi::c_void,
             cudaDataType::CUDA_R_32F,
-            ldc as i32,
+            plan.ldc as i32,
             compute,
             cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
         )
@@ -760,4 +775,68 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     unsafe { gemm(gpu, false, r, n, f.q2.cols, Operand { data: &vrs, rs: vr.rows, cs: 1 }, Operand { data: &q2s, rs: n, cs: 1 }, vt.data_mut(), vs.row_stride(), vs.col_stride())? };
     s.copy_from_slice(&f.s);
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Column-major BLAS semantics: `C[i + j·ldc] = Σ_p op(A)[i, p] · op(B)[p, j]`.
+    fn blas_reference(p: &BlasPlan, a: &[f64], b: &[f64], c: &mut [f64]) {
+        for j in 0..p.n {
+            for i in 0..p.m {
+                let mut acc = 0.0;
+                for q in 0..p.k {
+                    let x = if p.a_trans { a[q + i * p.lda] } else { a[i + q * p.lda] };
+                    let y = if p.b_trans { b[j + q * p.ldb] } else { b[q + j * p.ldb] };
+                    acc += x * y;
+                }
+                c[i + j * p.ldc] = acc;
+            }
+        }
+    }
+
+    #[test]
+    fn blas_plan_computes_the_strided_product_for_every_layout_and_padding() {
+        // A deterministic sweep: shapes including single rows/columns, each operand row- or column-major with
+        // 0 or 3 elements of padding.
+        let mut checked = 0;
+        for &(m, n, k) in &[(5usize, 4usize, 3usize), (1, 4, 3), (5, 1, 3), (5, 4, 1), (1, 1, 1), (7, 2, 6)] {
+            for layouts in 0..64u32 {
+                let shape = |rows: usize, cols: usize, bit: u32, pad_bit: u32| {
+                    let col_major = layouts & bit != 0;
+                    let pad = if layouts & pad_bit != 0 { 3 } else { 0 };
+                    let layout = if col_major { crate::dense::Layout::ColMajor } else { crate::dense::Layout::RowMajor };
+                    let mut s = DenseShape::packed(rows, cols, layout);
+                    s.ld += pad;
+                    s
+                };
+                let (sa, sb, sc) = (shape(m, k, 1, 2), shape(k, n, 4, 8), shape(m, n, 16, 32));
+                let a: Vec<f64> = (0..sa.required_len()).map(|i| (i as f64 * 0.37).sin()).collect();
+                let b: Vec<f64> = (0..sb.required_len()).map(|i| (i as f64 * 0.91).cos()).collect();
+                let mut expect = vec![f64::NAN; sc.required_len()];
+                for i in 0..m {
+                    for j in 0..n {
+                        expect[sc.offset(i, j)] = (0..k).map(|q| a[sa.offset(i, q)] * b[sb.offset(q, j)]).sum();
+                    }
+                }
+                let plan = blas_plan(m, n, k, (sa.row_stride(), sa.col_stride()), (sb.row_stride(), sb.col_stride()), (sc.row_stride(), sc.col_stride()));
+                assert!(plan.lda >= if plan.a_trans { plan.k } else { plan.m }, "{plan:?}");
+                assert!(plan.ldb >= if plan.b_trans { plan.n } else { plan.k }, "{plan:?}");
+                assert!(plan.ldc >= plan.m, "{plan:?}");
+                let (pa, pb) = if plan.swap { (&b, &a) } else { (&a, &b) };
+                // BLAS may touch C up to (n - 1)·ldc + m - 1: give it room, then compare the addressed elements.
+                let mut got = vec![f64::NAN; (plan.n - 1) * plan.ldc + plan.m];
+                blas_reference(&plan, pa, pb, &mut got);
+                for i in 0..m {
+                    for j in 0..n {
+                        let off = sc.offset(i, j);
+                        assert!((got[off] - expect[off]).abs() < 1e-12, "m={m} n={n} k={k} layouts={layouts:06b} {plan:?}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 6 * 64);
+    }
 }
