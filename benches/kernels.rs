@@ -346,6 +346,20 @@ fn cublas_sgemm_a_omega(gpu: &Gpu, a: &DeviceVec<f32>, omega: &DeviceVec<f32>, c
     unsafe { blas.gemm(cfg, a, o, c) }.map_err(|e| Error::Cuda { op: "cublas sgemm", detail: format!("{e:?}") })
 }
 
+/// One more call, for the paths its orthonormalizations took (printed next to the timing).
+fn run_info(gpu: &Gpu, d32: &DeviceVec<f32>, d16: &DeviceVec<bf16>, dtype: &str, m: usize, n: usize, cfg: &RsvdConfig) -> String {
+    let r = cfg.rank;
+    let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+    let mut s = vec![0f32; r];
+    let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r).unwrap(), DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+    let info = if dtype == "f32" {
+        rsvd(gpu, DeviceMatRef::row_major(d32, m, n).unwrap(), cfg, u, &mut s, vt)
+    } else {
+        rsvd(gpu, DeviceMatRef::row_major(d16, m, n).unwrap(), cfg, u, &mut s, vt)
+    };
+    format!("{info:?}")
+}
+
 /// Randomized SVD of LLaMA-2-7B-sized weights, r in {16, 64, 128, 256}, f32 and bf16 A, default p and q (TF32 off).
 /// Floor: the 2q + 2 products with A, `2·m·n·l` flops each at the f32 CUDA-core peak, or A read 2q + 2 times from
 /// HBM (plus the bf16 conversion pass), whichever is larger; the CholeskyQR Grams, l x l host steps and final
@@ -368,8 +382,10 @@ fn bench_rsvd(c: &mut Criterion) {
         group.warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_millis(500));
     }
     for &(m, n) in shapes {
-        // A power-law-ish matrix is not needed for timing: the work does not depend on the values.
-        let a32: Vec<f32> = (0..m * n).map(|i| ((i * 7919) % 2001) as f32 * 1e-3 - 1.0).collect();
+        // Uniform random entries: full rank, so every orthonormalization takes the CholeskyQR2 path (a structured,
+        // low-rank fill would time the Householder fallback instead). Otherwise the work does not depend on values.
+        let mut rng = StdRng::seed_from_u64(5);
+        let a32: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let d32 = gpu.upload(&a32).unwrap();
         let d16 = gpu.upload(&a32.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>()).unwrap();
         for &r in ranks {
@@ -398,6 +414,8 @@ fn bench_rsvd(c: &mut Criterion) {
                 });
                 let ms = gpu.time_ms(5, &mut run).unwrap();
                 report(&case, ms, bandwidth, &device);
+                let info = run_info(&gpu, &d32, &d16, dtype, m, n, &cfg);
+                println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
                 let omega = gpu.alloc_zeros::<f32>(n * l).unwrap();
                 let mut y = gpu.alloc_zeros::<f32>(m * l).unwrap();
                 match gpu.time_ms(10, || cublas_sgemm_a_omega(&gpu, &d32, &omega, &mut y, m, n, l)) {
