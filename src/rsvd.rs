@@ -363,6 +363,11 @@ fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut Rs
     let svd = r2.transpose().to_owned().svd().map_err(|_| Error::NoConvergence { op: "rsvd", what: "small SVD (faer)" })?;
     let sv = svd.S().column_vector();
     let s: Vec<f32> = (0..r).map(|i| sv[i] as f32).collect();
+    // Finite input can still overflow f32 in the products (entries near 1e19 and beyond): say so, not NaN.
+    let overflowed = s.iter().filter(|x| !x.is_finite()).count();
+    if overflowed > 0 {
+        return Err(Error::NonFinite { op: "rsvd", what: "singular values (f32 overflow in the products: scale A down)", count: overflowed });
+    }
     let ur = svd.U().subcols(0, r).to_owned();
     let vr = svd.V().subcols(0, r).to_owned();
     Ok(Factors { q, ur, s, q2, vr })
@@ -423,7 +428,8 @@ impl Engine for CpuEngine {
 /// sketch bits as the device. Writes `U` (m x r), `s` (r, non-increasing) and `Vᵀ` (r x n), any layouts.
 ///
 /// Errors (outputs untouched): A empty (`EmptyMatrix`); `rank` 0 or above `min(m, n)` (`InvalidRank`); U, s or
-/// Vᵀ of the wrong shape; A holding NaN/inf (`NonFinite` with the count); faer's small SVD not converging.
+/// Vᵀ of the wrong shape; A holding NaN/inf (`NonFinite` with the count); products overflowing f32 (`NonFinite`
+/// naming the singular values); faer's small SVD not converging.
 pub fn rsvd_cpu<T: Element>(a: MatRef<'_, T>, cfg: &RsvdConfig, mut u: MatMut<'_, f32>, s: &mut [f32], mut vt: MatMut<'_, f32>) -> Result<RsvdInfo> {
     const OP: &str = "rsvd_cpu";
     validate(OP, a.shape(), cfg, u.shape(), s.len(), vt.shape())?;
@@ -727,7 +733,8 @@ fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option
 /// (TF32 aside). f16/bf16 A is converted once to an f32 scratch of m·n elements; f32 A is read in place.
 ///
 /// Errors (nothing written): A empty; rank 0 or above `min(m, n)`; U, s, Vᵀ of the wrong shape; U or Vᵀ
-/// overlapping A or each other; A holding NaN/inf (`NonFinite` with the count, found on the device); a dimension
+/// overlapping A or each other; A holding NaN/inf (`NonFinite` with the count, found on the device); products
+/// overflowing f32 (`NonFinite` naming the singular values); a dimension
 /// above `i32::MAX` (cuBLAS); buffers of another backend; CUDA/cuBLAS failures.
 pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut u: DeviceMatMut<'_, f32>, s: &mut [f32], mut vt: DeviceMatMut<'_, f32>) -> Result<RsvdInfo> {
     const OP: &str = "rsvd";

@@ -499,3 +499,28 @@ fn tf32_mode_keeps_the_factors_orthonormal_and_near_optimal() {
         assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= 1e-2, "{name}: {q:?}");
     }
 }
+
+#[test]
+fn gram_overflow_falls_back_to_householder_and_product_overflow_is_an_error_not_nan() {
+    let mut rng = rng("rsvd_overflow");
+    let (m, n, r) = (30, 20, 4);
+    // Entries near 1e24: the sketch is finite but its Gram matrix overflows f32, so every orthonormalization takes
+    // the host Householder path, and the result is still a valid factorization.
+    let big: Vec<f32> = (0..m * n).map(|_| rng.gen_range(1e24f32..3e24)).collect();
+    let (mut u, mut s, mut vt) = (vec![0f32; m * r], vec![0f32; r], vec![0f32; r * n]);
+    let info = rsvd_cpu(MatRef::row_major(&big, m, n).unwrap(), &RsvdConfig::new(r), MatMut::row_major(&mut u, m, r).unwrap(), &mut s, MatMut::row_major(&mut vt, r, n).unwrap()).unwrap();
+    assert!(info.householder > 0, "{info:?}");
+    let stored: Vec<f64> = big.iter().map(|&x| x as f64).collect();
+    let q = quality(&stored, m, n, r, &u, &s, &vt);
+    assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+    // Entries near f32::MAX: the products themselves overflow; a typed error, never NaN factors.
+    let huge: Vec<f32> = (0..m * n).map(|_| rng.gen_range(2e38f32..3e38)).collect();
+    let e = rsvd_cpu(MatRef::row_major(&huge, m, n).unwrap(), &RsvdConfig::new(r), MatMut::row_major(&mut u, m, r).unwrap(), &mut s, MatMut::row_major(&mut vt, r, n).unwrap());
+    assert!(matches!(e, Err(Error::NonFinite { .. }) | Err(Error::NoConvergence { .. })), "{e:?}");
+    for (name, gpu) in devices("rsvd_overflow") {
+        let da = gpu.upload(&huge).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let e = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+        assert!(matches!(e, Err(Error::NonFinite { .. }) | Err(Error::NoConvergence { .. })), "{name}: {e:?}");
+    }
+}
