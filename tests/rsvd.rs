@@ -73,7 +73,7 @@ fn spectrum(kind: Spectrum, k: usize) -> Vec<f64> {
 struct Quality {
     /// ‖A − U diag(s) Vᵀ‖_F / optimal rank-r error (from faer's exact SVD of the stored A).
     error_ratio: f64,
-    /// max |UᵀU − I|, max |VᵀV − I|.
+    /// ‖UᵀU − I‖_F, ‖VᵀV − I‖_F.
     u_orth: f64,
     v_orth: f64,
     /// max over i < min(r, 5) of |s_i − σ_i| / σ_i.
@@ -92,15 +92,16 @@ fn quality(a: &[f64], m: usize, n: usize, r: usize, u: &[f32], s: &[f32], vt: &[
     let us = Mat::from_fn(m, r, |i, j| um[(i, j)] * s[j] as f64);
     let resid = &am - &us * vm.transpose();
     let err = resid.norm_l2();
+    // Frobenius norm of XᵀX − I (at least the max-abs and the spectral norm).
     let dev = |x: &Mat<f64>| {
         let g = x.transpose() * x;
         let mut d = 0f64;
         for i in 0..r {
             for j in 0..r {
-                d = d.max((g[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs());
+                d += (g[(i, j)] - if i == j { 1.0 } else { 0.0 }).powi(2);
             }
         }
-        d
+        d.sqrt()
     };
     let leading_rel = (0..r.min(5)).map(|i| ((s[i] as f64 - sv[i]) / sv[i]).abs()).fold(0.0, f64::max);
     // An optimum at rounding level (r = min(m, n)) makes the ratio meaningless: compare to ‖A‖_F · 1e-6 instead.
