@@ -7,7 +7,8 @@
 //! 1. Ω (n x l) Gaussian from Philox4x32-10 keyed by the seed (the same bits on the CPU and the device);
 //! 2. `Q = orth(A Ω)`; q times: `Q' = orth(Aᵀ Q)`, `Q = orth(A Q')` (re-orthonormalized at every step);
 //! 3. `Bᵀ = Aᵀ Q = Q₂ R₂` (orth with its triangular factor), so `B = Qᵀ A = R₂ᵀ Q₂ᵀ`;
-//! 4. the small SVD `R₂ᵀ = Ũ Σ Ṽᵀ` (l x l, on the host in f64 with faer);
+//! 4. the small SVD `R₂ᵀ = Ũ Σ Ṽᵀ` (l x l, on the host in f64 with faer: the eigenproblem `R₂ᵀR₂ = Ũ Σ² Ũᵀ`,
+//!    then `Ṽ = R₂ Ũ Σ⁻¹` re-orthonormalized: `small_svd`);
 //! 5. `U = Q Ũ[:, :r]`, `s = Σ[:r]`, `V = Q₂ Ṽ[:, :r]` (Vᵀ is what the caller receives).
 //!
 //! `orth` is CholeskyQR2 with a guard: the Gram matrix `YᵀY` (f32 product) goes to the host, is factored in f64,
@@ -23,10 +24,11 @@
 //! and every product with A or with an m x l / n x l matrix on the device (cuBLAS sgemm, TF32 tensor cores on
 //! request; the emulator, which has no cuBLAS, runs them through the crate's own small `rsvd_gemm_f32` kernel);
 //! the l x l pieces (Cholesky, triangular inverse, the small SVD, the rare Householder fallback) on the host with
-//! faer in f64. Each is one l x l transfer (≤ 300 KB at l = 266); Cholesky and inverse cost ≤ 0.5 ms, but faer's
-//! SVD of the l x l matrix was measured at ~9 ms (l = 138) and ~24 ms (l = 266) on the 2-core development machine,
-//! more than the products' floor at those sizes: moving it to the device is the next step (docs/rsvd.md). The CPU
-//! reference [`rsvd_cpu`] is the same algorithm with faer f32 products.
+//! faer in f64. Each is one l x l transfer (≤ 300 KB at l = 266); Cholesky and inverse cost ≤ 0.3 ms, the small
+//! SVD (through the l x l eigenproblem, 2.5-3x faster than faer's SVD here) ~1.2 ms at l = 138 and ~5 ms at
+//! l = 266 on the 2-core development machine (release build): more than the products' floor at r = 256, so moving
+//! it to the device is the next step (docs/rsvd.md). The CPU reference [`rsvd_cpu`] is the same algorithm with
+//! faer f32 products.
 //!
 //! Defaults ([`RsvdConfig::new`]): oversampling p = 10, q = 2 power iterations, TF32 off. With them the rank-r
 //! error was measured within 1.004x of optimal on power-law spectra (σ_i = 1/i and i^-0.5; q = 0 gives 1.19-1.45x,
@@ -360,17 +362,52 @@ fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut Rs
     let bt = e.a_mul(&q, true)?;
     let (q2, r2) = orth(e, &bt, n, info)?;
     // B = Qᵀ A = R₂ᵀ Q₂ᵀ; the SVD of the small R₂ᵀ gives B's.
-    let svd = r2.transpose().to_owned().svd().map_err(|_| Error::NoConvergence { op: "rsvd", what: "small SVD (faer)" })?;
-    let sv = svd.S().column_vector();
-    let s: Vec<f32> = (0..r).map(|i| sv[i] as f32).collect();
-    // Finite input can still overflow f32 in the products (entries near 1e19 and beyond): say so, not NaN.
-    let overflowed = s.iter().filter(|x| !x.is_finite()).count();
-    if overflowed > 0 {
-        return Err(Error::NonFinite { op: "rsvd", what: "singular values (f32 overflow in the products: scale A down)", count: overflowed });
-    }
-    let ur = svd.U().subcols(0, r).to_owned();
-    let vr = svd.V().subcols(0, r).to_owned();
+    let (s, ur, vr) = small_svd(&r2, r)?;
     Ok(Factors { q, ur, s, q2, vr })
+}
+
+/// The leading r singular triplets of `B = R₂ᵀ Q₂ᵀ` in B's own coordinates: `R₂ᵀ ≈ Ũ_r Σ_r Ṽ_rᵀ`.
+///
+/// Through the symmetric eigenproblem `B Bᵀ = R₂ᵀ R₂ = Ũ Σ² Ũᵀ` (faer, f64), then `Ṽ_r = R₂ Ũ_r Σ_r⁻¹`
+/// re-orthonormalized by a Householder QR with a non-negative diagonal (columns with σ_j ≤ ε₆₄·σ₁ carry no
+/// information: they are zeroed first and the QR completes them to an orthonormal set). In f64 the squared
+/// condition number costs nothing that f32 factors could show: σ_j is exact to ~ε₆₄·σ₁²/σ_j² relative, 1e-8 at
+/// σ_j = 1e-4·σ₁, while A's own f32 rounding already perturbs σ_j by ~6e-8·‖A‖. Measured 2-3x faster than faer's
+/// SVD of R₂ᵀ at l = 138-266 (docs/rsvd.md), which was the largest host step.
+fn small_svd(r2: &Mat<f64>, r: usize) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> {
+    const OP: &str = "rsvd";
+    let l = r2.nrows();
+    // Finite input can still overflow f32 in the products (entries near 1e19 and beyond): say so, not NaN.
+    let bad = (0..l).flat_map(|j| (0..l).map(move |i| (i, j))).filter(|&(i, j)| !r2[(i, j)].is_finite()).count();
+    if bad > 0 {
+        return Err(Error::NonFinite { op: OP, what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
+    }
+    let bbt = r2.transpose() * r2;
+    let evd = bbt.self_adjoint_eigen(Side::Lower).map_err(|_| Error::NoConvergence { op: OP, what: "small eigenproblem (faer)" })?;
+    let lam = evd.S().column_vector();
+    let vecs = evd.U();
+    // Eigenvalues come in non-decreasing order: the leading ones are at the end.
+    let sigma: Vec<f64> = (0..r).map(|j| lam[l - 1 - j].max(0.0).sqrt()).collect();
+    let ur = Mat::from_fn(l, r, |i, j| vecs[(i, l - 1 - j)]);
+    let mut vr = r2 * &ur;
+    let tiny = sigma[0] * f64::EPSILON;
+    for j in 0..r {
+        let scale = if sigma[j] > tiny { 1.0 / sigma[j] } else { 0.0 };
+        for i in 0..l {
+            vr[(i, j)] *= scale;
+        }
+    }
+    let qr = vr.qr();
+    let mut vq = qr.compute_thin_Q();
+    let rr = qr.thin_R();
+    for j in 0..r {
+        if rr[(j, j)] < 0.0 {
+            for i in 0..l {
+                vq[(i, j)] = -vq[(i, j)];
+            }
+        }
+    }
+    Ok((sigma.iter().map(|&x| x as f32).collect(), ur, vq))
 }
 
 fn validate(op: &'static str, a: DenseShape, cfg: &RsvdConfig, u: DenseShape, s_len: usize, vt: DenseShape) -> Result<()> {
