@@ -841,6 +841,47 @@ mod tests {
     }
 
     #[test]
+    fn small_svd_matches_faer_svd_down_to_tiny_and_zero_singular_values() {
+        // R (upper triangular, l x l) = QR factor of W · diag(σ) · Zᵀ with σ from 1 down to 1e-6 and one exact zero.
+        let l = 24;
+        let sigma: Vec<f64> = (0..l).map(|i| if i == l - 1 { 0.0 } else { 10f64.powf(-6.0 * i as f64 / (l - 2) as f64) }).collect();
+        let w = Mat::from_fn(l, l, |i, j| ((i * 31 + j * 17) as f64 * 0.7).sin()).qr().compute_thin_Q();
+        let z = Mat::from_fn(l, l, |i, j| ((i * 13 + j * 29) as f64 * 0.3).cos()).qr().compute_thin_Q();
+        let a = Mat::from_fn(l, l, |i, j| w[(i, j)] * sigma[j]) * z.transpose();
+        let r2 = a.qr().thin_R().to_owned();
+        let r = 20;
+        let (s, ur, vr) = small_svd(&r2, r).unwrap();
+        for j in 0..r {
+            let rel = (s[j] as f64 - sigma[j]).abs() / sigma[j];
+            // f32 rounding of s, and ε₆₄·σ₁²/σ_j² from the squared problem (1e-4 relative at σ_j = 1e-6).
+            assert!(rel <= 1e-6 + 2e-16 / (sigma[j] * sigma[j]), "σ_{j}: {} vs {} (rel {rel})", s[j], sigma[j]);
+        }
+        for (name, x) in [("U", &ur), ("V", &vr)] {
+            let g = x.transpose() * x;
+            for i in 0..r {
+                for j in 0..r {
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((g[(i, j)] - want).abs() < 1e-10, "{name}ᵀ{name} - I at ({i}, {j}): {}", g[(i, j)] - want);
+                }
+            }
+        }
+        // R₂ᵀ Ṽ_r = Ũ_r Σ_r for the well-conditioned leading part.
+        let lhs = r2.transpose() * &vr;
+        for j in 0..10 {
+            for i in 0..l {
+                assert!((lhs[(i, j)] - ur[(i, j)] * sigma[j]).abs() < 1e-9, "column {j}");
+            }
+        }
+        // Asking for every column, the zero singular value included, still gives orthonormal factors.
+        let (s, _, vr) = small_svd(&r2, l).unwrap();
+        assert!(s[l - 1] < 1e-7, "{s:?}");
+        let g = vr.transpose() * &vr;
+        for i in 0..l {
+            assert!((g[(i, i)] - 1.0).abs() < 1e-10);
+        }
+    }
+
+    #[test]
     fn blas_plan_computes_the_strided_product_for_every_layout_and_padding() {
         // A deterministic sweep: shapes including single rows/columns, each operand row- or column-major with
         // 0 or 3 elements of padding.
