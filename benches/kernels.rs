@@ -4,7 +4,7 @@
 //! Every case reports its floor: the bytes it must move divided by the card's bandwidth measured in the same
 //! run (a device-to-device copy, read + write counted). `SLR_BENCH_QUICK=1` shortens warm-up and measurement
 //! (the GPU check script sets it); `SLR_BENCH_JSON=path` appends one JSON object per case; `SLR_BENCH_ONLY=topk`
-//! runs only the named groups (gather_scatter, spmm, sddmm, csr_transpose, mask_to_csr, tile_mma, topk).
+//! runs only the named groups (gather_scatter, spmm, sddmm, csr_transpose, mask_to_csr, tile_mma, topk, rsvd).
 //!
 //!     cargo bench --bench kernels
 use std::io::Write;
@@ -433,5 +433,82 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
     }
 }
 
-criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_csr_transpose, bench_mask_to_csr, bench_tile_mma, bench_topk);
+/// One more call, for the paths its orthonormalizations took (printed next to the timing).
+fn run_info(gpu: &Gpu, d32: &DeviceVec<f32>, d16: &DeviceVec<bf16>, dtype: &str, m: usize, n: usize, cfg: &RsvdConfig) -> String {
+    let r = cfg.rank;
+    let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+    let mut s = vec![0f32; r];
+    let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r).unwrap(), DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+    let info = if dtype == "f32" {
+        rsvd(gpu, DeviceMatRef::row_major(d32, m, n).unwrap(), cfg, u, &mut s, vt)
+    } else {
+        rsvd(gpu, DeviceMatRef::row_major(d16, m, n).unwrap(), cfg, u, &mut s, vt)
+    };
+    format!("{info:?}")
+}
+
+/// `C (m x l) = A (m x n, row-major, f32) · Ω (n x l, column-major)` through cuBLAS: the product the randomized SVD
+/// repeats 2q + 2 times (with A or Aᵀ), timed alone as the measured GEMM floor of `rsvd`.
+fn cublas_sgemm_a_omega(gpu: &Gpu, a: &DeviceVec<f32>, omega: &DeviceVec<f32>, c: &mut DeviceVec<f32>, m: usize, n: usize, l: usize) -> Result<()> {
+    use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+    let blas = gpu.cublas()?;
+    // Column-major terms: A row-major m x n is Aᵀ column-major (n x m, ld n): C = op_T(Aᵀ stored) · Ω.
+    let cfg = GemmConfig { transa: cublasOperation_t::CUBLAS_OP_T, transb: cublasOperation_t::CUBLAS_OP_N, m: m as i32, n: l as i32, k: n as i32, alpha: 1f32, lda: n as i32, ldb: n as i32, beta: 0f32, ldc: m as i32 };
+    let (a, o, c) = (a.as_cuda().expect("CUDA buffer"), omega.as_cuda().expect("CUDA buffer"), c.as_cuda_mut().expect("CUDA buffer"));
+    // SAFETY: A holds m*n, Ω n*l and C m*l elements, matching m, n, k and the leading dimensions above.
+    unsafe { blas.gemm(cfg, a, o, c) }.map_err(|e| Error::Cuda { op: "cublas sgemm", detail: format!("{e:?}") })
+}
+
+/// Randomized SVD of LLaMA-2-7B-sized weights, r in {16, 64, 128, 256}, f32 and bf16 A, default p and q (TF32 off).
+/// Floor: the 2q + 2 products with A, `2·m·n·l` flops each at the f32 CUDA-core peak, or A read 2q + 2 times from
+/// HBM (plus the bf16 conversion pass), whichever is larger; the CholeskyQR Grams, l x l host steps and final
+/// products are extra. The measured GEMM floor (one cuBLAS sgemm A·Ω times 2q + 2) is reported as a baseline.
+fn bench_rsvd(c: &mut Criterion) {
+    let Some(bench) = Bench::open("rsvd") else { return };
+    let gpu = &bench.gpu;
+    let shapes: &[(usize, usize)] = &[(4096, 4096), (4096, 11008)];
+    let ranks: &[usize] = if quick() { &[16, 128] } else { &[16, 64, 128, 256] };
+    let mut group = Bench::group(c, "rsvd");
+    group.sample_size(10);
+    for &(m, n) in shapes {
+        // Uniform random entries: full rank, so every orthonormalization takes the CholeskyQR2 path (a structured,
+        // low-rank fill would time the Householder fallback instead). Otherwise the work does not depend on values.
+        let mut rng = StdRng::seed_from_u64(5);
+        let a32: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let d32 = gpu.upload(&a32).unwrap();
+        let d16 = gpu.upload(&a32.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>()).unwrap();
+        for &r in ranks {
+            let cfg = RsvdConfig::new(r);
+            let l = (r + cfg.oversample).min(m.min(n));
+            let products = 2 * cfg.power_iters + 2;
+            let mut du = gpu.alloc_zeros::<f32>(m * r).unwrap();
+            let mut dvt = gpu.alloc_zeros::<f32>(r * n).unwrap();
+            let mut s = vec![0f32; r];
+            for dtype in ["f32", "bf16"] {
+                let convert = if dtype == "f32" { m * n * 4 } else { m * n * (2 + 4) };
+                let case = Case { op: "rsvd", rows: m, cols: n, density: 0.0, dtype, t: r, bytes: convert + products * m * n * 4, flops: products * 2 * m * n * l };
+                let mut run = || {
+                    let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r)?, DeviceMatMut::row_major(&mut dvt, r, n)?);
+                    if dtype == "f32" {
+                        rsvd(gpu, DeviceMatRef::row_major(&d32, m, n)?, &cfg, u, &mut s, vt).map(|_| ())
+                    } else {
+                        rsvd(gpu, DeviceMatRef::row_major(&d16, m, n)?, &cfg, u, &mut s, vt).map(|_| ())
+                    }
+                };
+                bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
+                let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
+                let omega = gpu.alloc_zeros::<f32>(n * l).unwrap();
+                let mut y = gpu.alloc_zeros::<f32>(m * l).unwrap();
+                match gpu.time_ms(10, || cublas_sgemm_a_omega(gpu, &d32, &omega, &mut y, m, n, l)) {
+                    Ok(g) => report_baseline(&case, &format!("cuBLAS sgemm A*Omega x{products} (GEMM floor)"), g * products as f64, &bench.device),
+                    Err(e) => println!("    cuBLAS GEMM floor unavailable: {e}"),
+                }
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_gather_scatter, bench_spmm, bench_sddmm, bench_csr_transpose, bench_mask_to_csr, bench_tile_mma, bench_topk, bench_rsvd);
 criterion_main!(benches);

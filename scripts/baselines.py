@@ -8,6 +8,9 @@ scatter_add: W.view(-1).index_add_(0, flat, delta) (torch needs delta in W's dty
 spmm_xst:    dense x @ w.T (cuBLAS) and torch.sparse.mm on a CSR tensor (cuSPARSE SpMM), Y^T computed.
 sddmm:       the dense gradient then a gather at the mask, as SLTrain's backward does.
 topk_*:      torch.topk on the flattened |W| (per row: dim=1, k = 64) and torch.sort of the flattened |W|.
+rsvd:        torch.svd_lowrank(A, q=r+p, niter=q) with our defaults (p = 10, q = 2; torch's q is the subspace size)
+             and torch.linalg.svd(A, full_matrices=False) (the exact SVD), f32 math; for bf16 A the conversion to
+             f32 is inside the timed call (svd_lowrank and linalg.svd do not take bf16), as ours converts on device.
 """
 import argparse
 import json
@@ -162,6 +165,31 @@ def main():
                            time_ms=ms, device=name)
                 rows_out.append(rec)
                 print(json.dumps(rec), flush=True)
+    # Randomized SVD: the same shapes and ranks as benches/kernels.rs (bench_rsvd); p and q are our defaults.
+    p, niter = 10, 2
+    ranks = [16, 64, 128, 256] if args.full else [16, 128]
+    for rows, cols in [(4096, 4096), (4096, 11008)] if want("rsvd") else []:
+        a32 = torch.randn(rows, cols, device=dev, generator=gen)
+        a16 = a32.to(torch.bfloat16)
+        for dtype, a in [("f32", a32), ("bf16", a16)]:
+            for r in ranks:
+                q = min(r + p, rows, cols)
+                rec = dict(op="rsvd", rows=rows, cols=cols, density=0.0, dtype=dtype, t=r,
+                           baseline=f"torch.svd_lowrank q={q} niter={niter}",
+                           time_ms=time_ms(lambda: torch.svd_lowrank(a.float(), q=q, niter=niter), iters=5),
+                           device=name)
+                rows_out.append(rec)
+                print(json.dumps(rec), flush=True)
+            # The exact SVD does not depend on r: one timing per shape and dtype, reported at t = 0 (quick mode: only
+            # f32 4096x4096, since each call takes seconds).
+            if not args.full and (dtype != "f32" or cols != 4096):
+                continue
+            rec = dict(op="rsvd", rows=rows, cols=cols, density=0.0, dtype=dtype, t=0,
+                       baseline="torch.linalg.svd full_matrices=False",
+                       time_ms=time_ms(lambda: torch.linalg.svd(a.float(), full_matrices=False), iters=2),
+                       device=name)
+            rows_out.append(rec)
+            print(json.dumps(rec), flush=True)
     with open(args.json, "a") as f:
         for r in rows_out:
             f.write(json.dumps(r) + "\n")

@@ -50,7 +50,7 @@ san_log="$OUT/sanitizer.log"
 : > "$san_log"
 if command -v compute-sanitizer >/dev/null; then
   # memcheck on every GPU property test; racecheck on the kernels that share memory between threads.
-  for spec in memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose memcheck:topk racecheck:topk; do
+  for spec in memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose memcheck:topk memcheck:rsvd racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose racecheck:topk; do
     tool=${spec%%:*}; name=${spec#*:}
     [ -x "$B/bin/test-$name" ] || continue
     echo "=== $tool $name" >> "$san_log"

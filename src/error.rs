@@ -63,6 +63,14 @@ pub enum Error {
     FractionOutOfRange { op: &'static str, fraction: f64 },
     /// NaNs where the policy refuses them: `count` of them in `what` (the keys, or a threshold).
     NanKeys { op: &'static str, what: &'static str, count: usize },
+    /// A matrix with no rows or no columns where the op needs at least one of each.
+    EmptyMatrix { op: &'static str, what: &'static str, rows: usize, cols: usize },
+    /// A requested rank outside `1..=max` (max = min(rows, cols)).
+    InvalidRank { op: &'static str, rank: usize, max: usize },
+    /// An input holds `count` NaN or infinite entries.
+    NonFinite { op: &'static str, what: &'static str, count: usize },
+    /// A dense factorization on the host did not converge (faer's SVD iteration limit).
+    NoConvergence { op: &'static str, what: &'static str },
 }
 
 impl From<CsrError> for Error {
@@ -147,6 +155,10 @@ impl fmt::Display for Error {
                 f,
                 "{op}: {count} NaN(s) in {what} (NanPolicy::Error; NanPolicy::AboveInfinity ranks NaN above +inf)"
             ),
+            Error::EmptyMatrix { op, what, rows, cols } => write!(f, "{op}: {what} is empty ({rows}x{cols})"),
+            Error::InvalidRank { op, rank, max } => write!(f, "{op}: rank {rank} is outside 1..={max}"),
+            Error::NonFinite { op, what, count } => write!(f, "{op}: {what} holds {count} NaN or infinite entries"),
+            Error::NoConvergence { op, what } => write!(f, "{op}: {what} did not converge"),
         }
     }
 }

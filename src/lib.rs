@@ -43,6 +43,7 @@ pub mod spmm;
 pub mod tile_mma;
 pub mod sddmm;
 pub mod topk;
+pub mod rsvd;
 
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use csr_transpose::{csr_transpose, csr_transpose_cpu, csr_transpose_pattern_cpu, transpose_values, CsrTranspose};
@@ -61,4 +62,5 @@ pub use topk::{
     topk_cpu, topk_csr, topk_mask, topk_threshold, Direction, NanPolicy, RankBy, Scope, Selection, TopkCpu, TopkCsr, TopkCut, TopkKey,
     TopkSpec,
 };
+pub use rsvd::{gaussian_sketch, gaussian_sketch_cpu, rsvd, rsvd_cpu, RsvdConfig, RsvdInfo};
 pub use half;

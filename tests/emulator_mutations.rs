@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -261,6 +261,26 @@ fn tie_rank_off_by_one_in_topk_takes_one_equal_key_too_many() {
             let (mask, _) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
             let agrees = mask.download(&gpu).unwrap() == expect;
             assert_eq!(agrees, !faulty, "{schedule:?}: faulty={faulty}, k {k}");
+        }
+    }
+}
+
+#[test]
+fn philox_one_round_short_gives_a_sketch_that_differs_from_the_cpu() {
+    let mut rng = rng("philox_rounds");
+    let count = 4 * rng.gen_range(50..200) + 3;
+    let seed: u64 = rng.gen();
+    let mut expect = vec![0f32; count];
+    gaussian_sketch_cpu(seed, &mut expect);
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "philox_rounds").unwrap() } else { Gpu::emulated(schedule) };
+            let mut d = gpu.alloc_zeros::<f32>(count).unwrap();
+            gaussian_sketch(&gpu, seed, &mut d).unwrap();
+            let got = gpu.download(&d).unwrap();
+            let same = got.iter().zip(&expect).all(|(g, e)| g.to_bits() == e.to_bits());
+            // The sketch is compared bitwise, so one missing Philox round changes (almost) every value.
+            assert_eq!(same, !faulty, "{schedule:?}: faulty={faulty}");
         }
     }
 }

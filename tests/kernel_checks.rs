@@ -211,6 +211,19 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         k if k.starts_with("topk_tile_counts_") => vec!["ATOMS.ADD", "BAR.SYNC", ".E.ADD.STRONG.GPU"],
         // Ballots rank the equal keys; taken bits ORed into the mask as 64-bit words.
         k if k.starts_with("topk_select_mask_") => vec!["VOTE.ANY", "POPC", ".E.OR.64.STRONG.GPU"],
+        // Philox's 32x32 -> 64-bit multiplies, the IEEE square root (MUFU.RSQ + refinement) and division (MUFU.RCP
+        // + refinement) of Box-Muller, fmaf polynomials, plain stores of the normals.
+        "rsvd_gaussian_f32" => vec!["IMAD.WIDE.U32", "MUFU.RSQ", "MUFU.RCP", "FFMA", "STG.E "],
+        // Read-only loads at the input's width, f32 stores, the per-warp butterfly of the non-finite count.
+        k if k.starts_with("rsvd_to_f32_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "STG.E ", "SHFL.BFLY"]
+            } else {
+                vec!["LDG.E.CONSTANT", "STG.E ", "SHFL.BFLY"]
+            }
+        }
+        // The emulator's product engine: read-only operand loads and an fmaf chain.
+        "rsvd_gemm_f32" => vec!["FFMA", "LDG.E.CONSTANT", "STG.E "],
         _ => vec![],
     }
 }

@@ -537,6 +537,27 @@ impl<'a, T> DeviceSlice<'a, T> {
             _ => AddrRange { start: 0, bytes: 0 },
         }
     }
+    /// A second view of the same elements, for an input that several launches read.
+    pub(crate) fn reborrow(&self) -> DeviceSlice<'a, T> {
+        match &self.inner {
+            SliceInner::Cuda(v) => DeviceSlice { inner: SliceInner::Cuda(v.slice(..)) },
+            SliceInner::Host { ptr, len, .. } => DeviceSlice { inner: SliceInner::Host { ptr: *ptr, len: *len, _borrow: PhantomData } },
+        }
+    }
+    /// The same elements as f32, when `T` is f32 (`None` otherwise).
+    pub(crate) fn as_f32(&self) -> Option<DeviceSlice<'a, f32>>
+    where
+        T: crate::element::Element,
+    {
+        if T::DTYPE != crate::element::DType::F32 {
+            return None;
+        }
+        match &self.inner {
+            // SAFETY: T is f32 (checked above), so the view's bytes are len f32 values.
+            SliceInner::Cuda(v) => unsafe { v.transmute::<f32>(v.len()) }.map(|v| DeviceSlice { inner: SliceInner::Cuda(v) }),
+            SliceInner::Host { ptr, len, .. } => Some(DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const f32, len: *len, _borrow: PhantomData } }),
+        }
+    }
     /// The device address to pass to a kernel, with the guard that orders this read after earlier writes.
     pub(crate) fn kernel_ptr<'s>(&'s self, gpu: &'s Gpu, op: &'static str, what: &'static str) -> Result<(KernelArg, PtrGuard<'s>)> {
         match (&self.inner, &gpu.backend) {

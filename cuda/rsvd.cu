@@ -1,0 +1,206 @@
+// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Three kernels:
+//
+//   rsvd_gaussian_f32:  Omega[i] = N(0, 1) for i in [0, count), from Philox4x32-10 keyed by the 64-bit seed with
+//                       counter (i / 4, 0, 0, 0); output word i % 4 of that call, each pair of words turned into
+//                       two normals by Box-Muller. The logarithm and the sine/cosine are our own polynomials written
+//                       with explicit fmaf only (no libm, no contraction ambiguity), so src/rsvd.rs computes the
+//                       same bits on the CPU: the sketch is bitwise equal on both sides.
+//                       Launch: one thread per 4 elements, 1-D grid of 256-thread blocks.
+//                       Floor: 4 * count bytes written; ~60 flops and one Philox call (~10 32x32 multiplies
+//                       pairs) per 4 elements: bandwidth-bound (11008 x 266 = 11.7 MB, ~4 us on an H100).
+//   rsvd_to_f32_<T>:    dst[o * inner + k] = f32(src[o * ld + k]) over a dense matrix seen in storage order (outer
+//                       x inner with leading dimension ld, either layout), and *nonfinite += the number of NaN/inf
+//                       entries. dst may be null (f32 input: count only, the products read A in place).
+//                       Launch: blocks stride over outer (min(outer, 4096) blocks), 256 threads over inner
+//                       (coalesced); per-warp count by butterfly, one atomicAdd per warp (an integer sum: the
+//                       count is exact and deterministic). Floor: read outer * inner * sizeof(T), write 4x that when
+//                       converting: bf16 4096 x 11008 moves 270 MB, ~90 us at 3 TB/s.
+//   rsvd_gemm_f32:      C[i, j] = alpha * sum_k A[i, k] * B[k, j] (+ beta * C[i, j] when beta != 0), every operand
+//                       addressed by (row_stride, col_stride), so any transpose or layout is a stride swap. A plain
+//                       fmaf chain in k order per output, one thread each (16 x 16 blocks, 2-D grid over (j, i)).
+//                       It is the product engine of the emulator (which has no cuBLAS) and the fallback when
+//                       libcublas is missing; not tuned: about 2 * m * n * k flops at CUDA-core rates with every
+//                       operand read from L1/L2, far from the 67 TFLOP/s f32 floor that cuBLAS reaches.
+#include "common.cuh"
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+constexpr unsigned kGemmTile = 16;
+
+// Philox4x32 round constants (Salmon et al., SC'11).
+constexpr unsigned kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr unsigned kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
+#ifdef SLR_FAULT_PHILOX_ROUNDS
+constexpr int kPhiloxRounds = 9;  // planted fault for the emulator's mutation test: one round short
+#else
+constexpr int kPhiloxRounds = 10;
+#endif
+
+struct U4 {
+    unsigned x[4];
+};
+
+__device__ __forceinline__ U4 philox4x32(U4 c, unsigned k0, unsigned k1) {
+    for (int round = 0; round < kPhiloxRounds; ++round) {
+        unsigned hi0 = __umulhi(kPhiloxM0, c.x[0]), lo0 = kPhiloxM0 * c.x[0];
+        unsigned hi1 = __umulhi(kPhiloxM1, c.x[2]), lo1 = kPhiloxM1 * c.x[2];
+        U4 n;
+        n.x[0] = hi1 ^ c.x[1] ^ k0;
+        n.x[1] = lo1;
+        n.x[2] = hi0 ^ c.x[3] ^ k1;
+        n.x[3] = lo0;
+        c = n;
+        k0 += kPhiloxW0;
+        k1 += kPhiloxW1;
+    }
+    return c;
+}
+
+// A uniform in (0, 1): the top 24 bits, centred in their interval (exact in f32).
+__device__ __forceinline__ float uniform_open(unsigned w) {
+    return fmaf(static_cast<float>(w >> 8), 0x1p-24f, 0x1p-25f);
+}
+
+// ln(u) for u in (0, 1]: u = 2^e * m with m in [sqrt(1/2), sqrt(2)), ln(m) = 2 atanh(s), s = (m - 1) / (m + 1),
+// by its series to s^11 (|s| <= 0.172: truncation below 1e-10). Only +, *, / and fmaf: the same bits on both sides.
+__device__ __forceinline__ float log_unit(float u) {
+    unsigned bits = __float_as_uint(u);
+    int e = static_cast<int>(bits >> 23) - 127;
+    float m = __uint_as_float((bits & 0x7fffffu) | 0x3f800000u);
+    if (m > 1.41421356f) {
+        m = m * 0.5f;
+        e += 1;
+    }
+    float f = m - 1.0f;
+    float s = f / (2.0f + f);
+    float s2 = s * s;
+    float p = fmaf(s2, 1.0f / 11.0f, 1.0f / 9.0f);
+    p = fmaf(s2, p, 1.0f / 7.0f);
+    p = fmaf(s2, p, 1.0f / 5.0f);
+    p = fmaf(s2, p, 1.0f / 3.0f);
+    float t = s2 * p;
+    float two_s = 2.0f * s;
+    float ln_m = fmaf(two_s, t, two_s);
+    return fmaf(static_cast<float>(e), 0.693147182f, ln_m);
+}
+
+// (cos, sin) of an angle uniform on a full turn: quadrant q from the top 2 bits of w, x in [-pi/4, pi/4) from the
+// next 24; Taylor polynomials to x^10 / x^9 (truncation below 3e-9), rotated by q quarter turns.
+__device__ __forceinline__ void cos_sin_turn(unsigned w, float& c, float& s) {
+    unsigned q = w >> 30;
+    float v = fmaf(static_cast<float>((w >> 6) & 0xffffffu), 0x1p-24f, 0x1p-25f - 0.5f);
+    float x = v * 1.57079637f;
+    float z = x * x;
+    float ps = fmaf(z, 1.0f / 362880.0f, -1.0f / 5040.0f);
+    ps = fmaf(z, ps, 1.0f / 120.0f);
+    ps = fmaf(z, ps, -1.0f / 6.0f);
+    float xz = x * z;
+    float sn = fmaf(xz, ps, x);
+    float pc = fmaf(z, -1.0f / 3628800.0f, 1.0f / 40320.0f);
+    pc = fmaf(z, pc, -1.0f / 720.0f);
+    pc = fmaf(z, pc, 1.0f / 24.0f);
+    pc = fmaf(z, pc, -0.5f);
+    float cs = fmaf(z, pc, 1.0f);
+    switch (q) {
+        case 0: c = cs; s = sn; break;
+        case 1: c = -sn; s = cs; break;
+        case 2: c = -cs; s = -sn; break;
+        default: c = sn; s = -cs; break;
+    }
+}
+
+// Two standard normals from two words (Box-Muller).
+__device__ __forceinline__ void box_muller(unsigned w0, unsigned w1, float& z0, float& z1) {
+    float r = sqrtf(-2.0f * log_unit(uniform_open(w0)));
+    float c, s;
+    cos_sin_turn(w1, c, s);
+    z0 = r * c;
+    z1 = r * s;
+}
+
+__device__ __forceinline__ void gaussian_impl(float* __restrict__ out, unsigned long long count, unsigned seed_lo,
+                                              unsigned seed_hi) {
+    unsigned long long g = static_cast<unsigned long long>(blockIdx.x) * kThreads + threadIdx.x;
+    unsigned long long first = g * 4;
+    if (first >= count) return;
+    U4 ctr;
+    ctr.x[0] = static_cast<unsigned>(g);
+    ctr.x[1] = static_cast<unsigned>(g >> 32);
+    ctr.x[2] = 0;
+    ctr.x[3] = 0;
+    U4 w = philox4x32(ctr, seed_lo, seed_hi);
+    float z[4];
+    box_muller(w.x[0], w.x[1], z[0], z[1]);
+    box_muller(w.x[2], w.x[3], z[2], z[3]);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        if (first + j < count) out[first + j] = z[j];
+    }
+}
+
+__device__ __forceinline__ bool nonfinite(float v) {
+    return (__float_as_uint(v) & 0x7f800000u) == 0x7f800000u;
+}
+
+template <typename T>
+__device__ __forceinline__ void to_f32_impl(const T* __restrict__ src, unsigned long long outer,
+                                            unsigned long long inner, unsigned long long ld,
+                                            float* __restrict__ dst, unsigned* __restrict__ nonfinite_count) {
+    unsigned mine = 0;
+    for (unsigned long long o = blockIdx.x; o < outer; o += gridDim.x) {
+        for (unsigned long long k = threadIdx.x; k < inner; k += kThreads) {
+            float v = slr::to_f32(src[o * ld + k]);
+            mine += nonfinite(v) ? 1u : 0u;
+            if (dst != nullptr) dst[o * inner + k] = v;
+        }
+    }
+    for (int offset = 16; offset > 0; offset >>= 1) mine += __shfl_xor_sync(0xffffffffu, mine, offset);
+    if (threadIdx.x % 32 == 0 && mine != 0) atomicAdd(nonfinite_count, mine);
+}
+
+__device__ __forceinline__ void gemm_impl(unsigned m, unsigned n, unsigned k, float alpha,
+                                          const float* __restrict__ a, unsigned long long a_rs,
+                                          unsigned long long a_cs, const float* __restrict__ b,
+                                          unsigned long long b_rs, unsigned long long b_cs, float beta,
+                                          float* __restrict__ c, unsigned long long c_rs, unsigned long long c_cs) {
+    unsigned j = blockIdx.x * kGemmTile + threadIdx.x;
+    unsigned i = blockIdx.y * kGemmTile + threadIdx.y;
+    if (i >= m || j >= n) return;
+    float acc = 0.0f;
+    for (unsigned p = 0; p < k; ++p) acc = fmaf(a[i * a_rs + p * a_cs], b[p * b_rs + j * b_cs], acc);
+    float* out = c + (i * c_rs + j * c_cs);
+    *out = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *out);
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(kThreads)
+    rsvd_gaussian_f32(float* __restrict__ out, unsigned long long count, unsigned seed_lo, unsigned seed_hi) {
+    gaussian_impl(out, count, seed_lo, seed_hi);
+}
+SLR_EMU_EXPORT(rsvd_gaussian_f32)
+
+#define SLR_RSVD_TO_F32(NAME, T)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                       \
+        NAME(const T* __restrict__ src, unsigned long long outer, unsigned long long inner, unsigned long long ld, \
+             float* __restrict__ dst, unsigned* __restrict__ nonfinite_count) {                                   \
+        to_f32_impl<T>(src, outer, inner, ld, dst, nonfinite_count);                                             \
+    }
+
+SLR_RSVD_TO_F32(rsvd_to_f32_f32, float)
+SLR_EMU_EXPORT(rsvd_to_f32_f32)
+SLR_RSVD_TO_F32(rsvd_to_f32_f16, __half)
+SLR_EMU_EXPORT(rsvd_to_f32_f16)
+SLR_RSVD_TO_F32(rsvd_to_f32_bf16, __nv_bfloat16)
+SLR_EMU_EXPORT(rsvd_to_f32_bf16)
+
+extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
+    rsvd_gemm_f32(unsigned m, unsigned n, unsigned k, float alpha, const float* __restrict__ a,
+                  unsigned long long a_rs, unsigned long long a_cs, const float* __restrict__ b,
+                  unsigned long long b_rs, unsigned long long b_cs, float beta, float* __restrict__ c,
+                  unsigned long long c_rs, unsigned long long c_cs) {
+    gemm_impl(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, c_rs, c_cs);
+}
+SLR_EMU_EXPORT(rsvd_gemm_f32)

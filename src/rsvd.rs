@@ -1,0 +1,927 @@
+//! Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Algorithms 4.4 + 5.1): `A ≈ U · diag(s) · Vᵀ` with
+//! A: m x n (f32, f16 or bf16, either layout, arithmetic in f32), U: m x r and V: n x r with orthonormal columns,
+//! s: r values, non-increasing and non-negative.
+//!
+//! With `l = min(r + p, min(m, n))` sketch columns (p = oversampling) and q power iterations:
+//!
+//! 1. Ω (n x l) Gaussian from Philox4x32-10 keyed by the seed (the same bits on the CPU and the device);
+//! 2. `Q = orth(A Ω)`; q times: `Q' = orth(Aᵀ Q)`, `Q = orth(A Q')` (re-orthonormalized at every step);
+//! 3. `Bᵀ = Aᵀ Q = Q₂ R₂` (orth with its triangular factor), so `B = Qᵀ A = R₂ᵀ Q₂ᵀ`;
+//! 4. the small SVD `R₂ᵀ = Ũ Σ Ṽᵀ` (l x l, on the host in f64 with faer: the eigenproblem `R₂ᵀR₂ = Ũ Σ² Ũᵀ`,
+//!    then `Ṽ = R₂ Ũ Σ⁻¹` re-orthonormalized: `small_svd`);
+//! 5. `U = Q Ũ[:, :r]`, `s = Σ[:r]`, `V = Q₂ Ṽ[:, :r]` (Vᵀ is what the caller receives).
+//!
+//! `orth` is CholeskyQR2 with a guard: the Gram matrix `YᵀY` (f32 product) goes to the host, is factored in f64,
+//! and `Y ← Y R⁻¹` is applied; passes repeat until the Gram matrix of the current Y is within 1e-2 of I (then one
+//! last pass makes it orthonormal to rounding), at most 4 passes. If the first Cholesky fails or a pivot shows a
+//! column dependent at f32 precision (`L_ii² ≤ 64·u·G_ii`), the first pass is shifted (`G + s·I`, shifted
+//! CholeskyQR3); if a Cholesky still fails, or 4 passes do not converge, Householder QR of the original Y runs on
+//! the host (faer), so rank-deficient sketches (e.g. an exactly rank-5 matrix asked for r = 20) still give an
+//! orthonormal Q. R always has a non-negative diagonal, so Q is the unique QR factor whichever path ran: the CPU
+//! reference and the device agree up to rounding. [`RsvdInfo`] counts which path each orthonormalization took.
+//!
+//! Where each step runs (device path, [`rsvd`]): bf16/f16 → f32 conversion and the non-finite count, the sketch,
+//! and every product with A or with an m x l / n x l matrix on the device (cuBLAS sgemm, TF32 tensor cores on
+//! request; the emulator, which has no cuBLAS, runs them through the crate's own small `rsvd_gemm_f32` kernel);
+//! the l x l pieces (Cholesky, triangular inverse, the small SVD, the rare Householder fallback) on the host with
+//! faer in f64. Each is one l x l transfer (≤ 300 KB at l = 266); Cholesky and inverse cost ≤ 0.3 ms, the small
+//! SVD (through the l x l eigenproblem, 2.5-3x faster than faer's SVD here) ~1.2 ms at l = 138 and ~5 ms at
+//! l = 266 on the 2-core development machine (release build): more than the products' floor at r = 256, so moving
+//! it to the device is the next step (docs/rsvd.md). The CPU reference [`rsvd_cpu`] is the same algorithm with
+//! faer f32 products.
+//!
+//! Defaults ([`RsvdConfig::new`]): oversampling p = 10, q = 2 power iterations, TF32 off. With them the rank-r
+//! error was measured within 1.004x of optimal on power-law spectra (σ_i = 1/i and i^-0.5; q = 0 gives 1.19-1.45x,
+//! q = 1 up to 1.018x), the leading singular values within 1e-4 relative (docs/rsvd.md, `tests/rsvd.rs`).
+//!
+//! `r + p > min(m, n)` is not an error: l is clamped to `min(m, n)` (the sketch then spans A's whole range, and
+//! the result is the optimal rank-r truncation up to rounding).
+use faer::{Mat, Par, Side};
+
+use crate::dense::{DenseShape, MatMut, MatRef};
+use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
+use crate::element::Element;
+use crate::error::{check_len, check_shape, Error, Result};
+
+const MODULE: &str = "rsvd";
+const THREADS: u32 = 256;
+const GEMM_TILE: u32 = 16;
+/// Unit roundoff of f32.
+const U32_ROUNDOFF: f64 = 5.960464477539063e-8;
+/// Most CholeskyQR passes before the Householder fallback.
+const MAX_PASSES: usize = 4;
+/// A Gram matrix this close to I (max-abs) means one more pass gives an orthonormal Q.
+const NEAR_IDENTITY: f64 = 1e-2;
+
+/// Default oversampling p (sketch columns beyond the rank).
+pub const DEFAULT_OVERSAMPLE: usize = 10;
+/// Default number of power iterations q.
+pub const DEFAULT_POWER_ITERS: usize = 2;
+
+/// Parameters of a randomized SVD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RsvdConfig {
+    /// Rank r of the result, `1..=min(m, n)`.
+    pub rank: usize,
+    /// Oversampling p: the sketch has `min(r + p, min(m, n))` columns.
+    pub oversample: usize,
+    /// Power iterations q (each one is a product with Aᵀ and one with A, each re-orthonormalized).
+    pub power_iters: usize,
+    /// Seed of the Gaussian sketch (Philox4x32-10 key).
+    pub seed: u64,
+    /// Device only: let cuBLAS use TF32 tensor cores for the 2q + 2 products with A (10-bit mantissas in the
+    /// product inputs; off by default). The Gram matrices, `Y·R⁻¹` and the final products stay full f32, so the
+    /// factors stay orthonormal to f32 rounding; the subspace (and so the error ratio and the singular values)
+    /// carries TF32's ~1e-3 relative product error. Ignored by the CPU reference and the emulator.
+    pub tf32: bool,
+}
+
+impl RsvdConfig {
+    /// Rank `rank` with the defaults: p = [`DEFAULT_OVERSAMPLE`], q = [`DEFAULT_POWER_ITERS`], seed 0, TF32 off.
+    pub fn new(rank: usize) -> Self {
+        RsvdConfig { rank, oversample: DEFAULT_OVERSAMPLE, power_iters: DEFAULT_POWER_ITERS, seed: 0, tf32: false }
+    }
+}
+
+/// How a run went: the sketch width and the path each orthonormalization took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RsvdInfo {
+    /// l = min(r + p, min(m, n)).
+    pub sketch_cols: usize,
+    /// Orthonormalizations done by plain CholeskyQR (2 passes, occasionally 3 or 4).
+    pub cholesky_qr: usize,
+    /// Orthonormalizations whose first pass needed the shift (shifted CholeskyQR3).
+    pub shifted_cholesky_qr: usize,
+    /// Orthonormalizations that fell back to Householder QR on the host.
+    pub householder: usize,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The Gaussian sketch: Philox4x32-10 + Box-Muller with our own log/sin/cos polynomials (cuda/rsvd.cu has the
+// same formulas, operation for operation).
+
+const PHILOX_M0: u32 = 0xD251_1F53;
+const PHILOX_M1: u32 = 0xCD9E_8D57;
+const PHILOX_W0: u32 = 0x9E37_79B9;
+const PHILOX_W1: u32 = 0xBB67_AE85;
+
+fn philox4x32(mut c: [u32; 4], mut k0: u32, mut k1: u32) -> [u32; 4] {
+    for _ in 0..10 {
+        let p0 = PHILOX_M0 as u64 * c[0] as u64;
+        let p1 = PHILOX_M1 as u64 * c[2] as u64;
+        let (hi0, lo0) = ((p0 >> 32) as u32, p0 as u32);
+        let (hi1, lo1) = ((p1 >> 32) as u32, p1 as u32);
+        c = [hi1 ^ c[1] ^ k0, lo1, hi0 ^ c[3] ^ k1, lo0];
+        k0 = k0.wrapping_add(PHILOX_W0);
+        k1 = k1.wrapping_add(PHILOX_W1);
+    }
+    c
+}
+
+const TWO_M24: f32 = f32::from_bits(0x3380_0000);
+const TWO_M25: f32 = f32::from_bits(0x3300_0000);
+
+fn uniform_open(w: u32) -> f32 {
+    ((w >> 8) as f32).mul_add(TWO_M24, TWO_M25)
+}
+
+fn log_unit(u: f32) -> f32 {
+    let bits = u.to_bits();
+    let mut e = (bits >> 23) as i32 - 127;
+    let mut m = f32::from_bits((bits & 0x7f_ffff) | 0x3f80_0000);
+    if m > 1.414_213_56f32 {
+        m *= 0.5;
+        e += 1;
+    }
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let s2 = s * s;
+    let mut p = s2.mul_add(1.0f32 / 11.0, 1.0f32 / 9.0);
+    p = s2.mul_add(p, 1.0f32 / 7.0);
+    p = s2.mul_add(p, 1.0f32 / 5.0);
+    p = s2.mul_add(p, 1.0f32 / 3.0);
+    let t = s2 * p;
+    let two_s = 2.0 * s;
+    let ln_m = two_s.mul_add(t, two_s);
+    (e as f32).mul_add(0.693_147_182f32, ln_m)
+}
+
+fn cos_sin_turn(w: u32) -> (f32, f32) {
+    let q = w >> 30;
+    let v = (((w >> 6) & 0xff_ffff) as f32).mul_add(TWO_M24, TWO_M25 - 0.5);
+    let x = v * 1.570_796_37f32;
+    let z = x * x;
+    let mut ps = z.mul_add(1.0f32 / 362_880.0, -1.0f32 / 5040.0);
+    ps = z.mul_add(ps, 1.0f32 / 120.0);
+    ps = z.mul_add(ps, -1.0f32 / 6.0);
+    let xz = x * z;
+    let sn = xz.mul_add(ps, x);
+    let mut pc = z.mul_add(-1.0f32 / 3_628_800.0, 1.0f32 / 40_320.0);
+    pc = z.mul_add(pc, -1.0f32 / 720.0);
+    pc = z.mul_add(pc, 1.0f32 / 24.0);
+    pc = z.mul_add(pc, -0.5);
+    let cs = z.mul_add(pc, 1.0);
+    match q {
+        0 => (cs, sn),
+        1 => (-sn, cs),
+        2 => (-cs, -sn),
+        _ => (sn, -cs),
+    }
+}
+
+fn box_muller(w0: u32, w1: u32) -> (f32, f32) {
+    let r = (-2.0 * log_unit(uniform_open(w0))).sqrt();
+    let (c, s) = cos_sin_turn(w1);
+    (r * c, r * s)
+}
+
+/// CPU reference of the sketch: `out[i]` = standard normal number `i` of the stream keyed by `seed` (Philox4x32-10
+/// with counter `i / 4`, word `i % 4`; Box-Muller on word pairs). Bitwise what [`gaussian_sketch`] writes.
+pub fn gaussian_sketch_cpu(seed: u64, out: &mut [f32]) {
+    for (g, chunk) in out.chunks_mut(4).enumerate() {
+        let g = g as u64;
+        let w = philox4x32([g as u32, (g >> 32) as u32, 0, 0], seed as u32, (seed >> 32) as u32);
+        let (a, b) = box_muller(w[0], w[1]);
+        let (c, d) = box_muller(w[2], w[3]);
+        for (o, z) in chunk.iter_mut().zip([a, b, c, d]) {
+            *o = z;
+        }
+    }
+}
+
+/// `out[i]` = standard normal number `i` of the stream keyed by `seed`, on the device (kernel
+/// `rsvd_gaussian_f32`); bitwise equal to [`gaussian_sketch_cpu`]. Asynchronous. Errors: buffers of another
+/// backend, more than `2^31 - 1` blocks of 1024 values.
+pub fn gaussian_sketch<'a>(gpu: &Gpu, seed: u64, out: impl Into<DeviceSliceMut<'a, f32>>) -> Result<()> {
+    const OP: &str = "gaussian_sketch";
+    let mut out = out.into();
+    let count = out.len();
+    if count == 0 {
+        return Ok(());
+    }
+    let launch = LaunchShape::linear(OP, count.div_ceil(4), THREADS)?;
+    let (p_out, _g) = out.kernel_ptr_mut(gpu, OP, "out")?;
+    // SAFETY: thread g writes out[4g .. min(4g + 4, count)], inside the count elements of `out`; no inputs; the
+    // grid covers ceil(count / 4) threads and surplus threads return; arguments match rsvd_gaussian_f32.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            "rsvd_gaussian_f32",
+            launch,
+            &[p_out, KernelArg::U64(count as u64), KernelArg::U32(seed as u32), KernelArg::U32((seed >> 32) as u32)],
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The algorithm, once, over an engine that owns A and does the big products (CPU: faer; device: cuBLAS or our
+// kernel). Small l x l algebra happens here, on the host in f64.
+
+trait Engine {
+    /// An f32 matrix owned by the engine (column-major, packed).
+    type M;
+    fn sketch(&mut self, rows: usize, cols: usize, seed: u64) -> Result<Self::M>;
+    /// `A · X` (m x l) or, with `transpose`, `Aᵀ · X` (n x l).
+    fn a_mul(&mut self, x: &Self::M, transpose: bool) -> Result<Self::M>;
+    /// `XᵀX` (f32 product), on the host in f64.
+    fn gram(&mut self, x: &Self::M) -> Result<Mat<f64>>;
+    /// `X · S` with S a small host matrix (rounded to f32).
+    fn mul_small(&mut self, x: &Self::M, s: &Mat<f64>) -> Result<Self::M>;
+    fn to_host(&mut self, x: &Self::M) -> Result<Mat<f64>>;
+    fn from_host(&mut self, x: &Mat<f64>) -> Result<Self::M>;
+}
+
+/// The factors before the last products: `U = q · ur`, `V = q2 · vr`.
+struct Factors<M> {
+    q: M,
+    ur: Mat<f64>,
+    s: Vec<f32>,
+    q2: M,
+    vr: Mat<f64>,
+}
+
+/// Upper-triangular R with `G = RᵀR`, if G is numerically positive definite: `None` when faer's Cholesky fails
+/// or, with `pivot_guard`, when a pivot says a column is dependent at f32 precision.
+fn cholesky_upper(g: &Mat<f64>, pivot_guard: bool) -> Option<Mat<f64>> {
+    let llt = g.llt(Side::Lower).ok()?;
+    let l = llt.L();
+    let n = g.nrows();
+    for i in 0..n {
+        let d = l[(i, i)];
+        if !(d > 0.0) || !d.is_finite() || (pivot_guard && d * d <= 64.0 * U32_ROUNDOFF * g[(i, i)]) {
+            return None;
+        }
+    }
+    Some(l.transpose().to_owned())
+}
+
+fn invert_upper(r: &Mat<f64>) -> Mat<f64> {
+    let mut inv = Mat::<f64>::zeros(r.nrows(), r.ncols());
+    faer::linalg::triangular_inverse::invert_upper_triangular(inv.as_mut(), r.as_ref(), Par::Seq);
+    // The routine leaves the strictly lower part unspecified.
+    for j in 0..inv.ncols() {
+        for i in j + 1..inv.nrows() {
+            inv[(i, j)] = 0.0;
+        }
+    }
+    inv
+}
+
+fn max_dev_from_identity(g: &Mat<f64>) -> f64 {
+    let mut dev = 0f64;
+    for j in 0..g.ncols() {
+        for i in 0..g.nrows() {
+            let want = if i == j { 1.0 } else { 0.0 };
+            dev = dev.max((g[(i, j)] - want).abs());
+        }
+    }
+    if dev.is_nan() {
+        f64::INFINITY
+    } else {
+        dev
+    }
+}
+
+/// `Y = Q R` with Q orthonormal (rows x l) and R upper triangular with a non-negative diagonal (module docs).
+fn orth<E: Engine>(e: &mut E, y0: &E::M, rows: usize, info: &mut RsvdInfo) -> Result<(E::M, Mat<f64>)> {
+    let mut r_acc: Option<Mat<f64>> = None;
+    let mut cur: Option<E::M> = None;
+    let mut shifted = false;
+    for pass in 0..MAX_PASSES {
+        let y = cur.as_ref().unwrap_or(y0);
+        let g = e.gram(y)?;
+        let l = g.nrows();
+        let finishing = pass > 0 && max_dev_from_identity(&g) <= NEAR_IDENTITY;
+        let r = match cholesky_upper(&g, pass == 0) {
+            Some(r) => r,
+            None if pass == 0 => {
+                // Shifted CholeskyQR (Fukaya et al. 2020): G + s·I is safely positive definite; the passes that
+                // follow remove the shift's effect.
+                let trace: f64 = (0..l).map(|i| g[(i, i)]).sum();
+                let shift = 8.0 * ((rows as f64).sqrt() + l as f64) * U32_ROUNDOFF * trace;
+                let mut gs = g.clone();
+                for i in 0..l {
+                    gs[(i, i)] += shift;
+                }
+                shifted = true;
+                match cholesky_upper(&gs, false) {
+                    Some(r) if shift > 0.0 => r,
+                    _ => break,
+                }
+            }
+            None => break,
+        };
+        let next = e.mul_small(y, &invert_upper(&r))?;
+        let acc = match r_acc.take() {
+            None => r,
+            Some(acc) => &r * &acc,
+        };
+        if finishing {
+            if shifted {
+                info.shifted_cholesky_qr += 1;
+            } else {
+                info.cholesky_qr += 1;
+            }
+            return Ok((next, acc));
+        }
+        r_acc = Some(acc);
+        cur = Some(next);
+    }
+    // Householder QR of the original Y on the host: orthonormal whatever Y's rank.
+    info.householder += 1;
+    let y = e.to_host(y0)?;
+    let qr = y.qr();
+    let mut q = qr.compute_thin_Q();
+    let mut r = qr.thin_R().to_owned();
+    for i in 0..r.nrows() {
+        if r[(i, i)] < 0.0 {
+            for j in 0..r.ncols() {
+                r[(i, j)] = -r[(i, j)];
+            }
+            for k in 0..q.nrows() {
+                q[(k, i)] = -q[(k, i)];
+            }
+        }
+    }
+    Ok((e.from_host(&q)?, r))
+}
+
+fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut RsvdInfo) -> Result<Factors<E::M>> {
+    let r = cfg.rank;
+    let l = r.saturating_add(cfg.oversample).min(m.min(n));
+    info.sketch_cols = l;
+    let omega = e.sketch(n, l, cfg.seed)?;
+    let y = e.a_mul(&omega, false)?;
+    let (mut q, _) = orth(e, &y, m, info)?;
+    for _ in 0..cfg.power_iters {
+        let z = e.a_mul(&q, true)?;
+        let (z, _) = orth(e, &z, n, info)?;
+        let y = e.a_mul(&z, false)?;
+        q = orth(e, &y, m, info)?.0;
+    }
+    let bt = e.a_mul(&q, true)?;
+    let (q2, r2) = orth(e, &bt, n, info)?;
+    // B = Qᵀ A = R₂ᵀ Q₂ᵀ; the SVD of the small R₂ᵀ gives B's.
+    let (s, ur, vr) = small_svd(&r2, r)?;
+    Ok(Factors { q, ur, s, q2, vr })
+}
+
+/// The leading r singular triplets of `B = R₂ᵀ Q₂ᵀ` in B's own coordinates: `R₂ᵀ ≈ Ũ_r Σ_r Ṽ_rᵀ`.
+///
+/// Through the symmetric eigenproblem `B Bᵀ = R₂ᵀ R₂ = Ũ Σ² Ũᵀ` (faer, f64), then `Ṽ_r = R₂ Ũ_r Σ_r⁻¹`
+/// re-orthonormalized by a Householder QR with a non-negative diagonal (columns with σ_j ≤ ε₆₄·σ₁ carry no
+/// information: they are zeroed first and the QR completes them to an orthonormal set). In f64 the squared
+/// condition number costs nothing that f32 factors could show: σ_j is exact to ~ε₆₄·σ₁²/σ_j² relative, 1e-8 at
+/// σ_j = 1e-4·σ₁, while A's own f32 rounding already perturbs σ_j by ~6e-8·‖A‖. Measured 2-3x faster than faer's
+/// SVD of R₂ᵀ at l = 138-266 (docs/rsvd.md), which was the largest host step.
+fn small_svd(r2: &Mat<f64>, r: usize) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> {
+    const OP: &str = "rsvd";
+    let l = r2.nrows();
+    // Finite input can still overflow f32 in the products (entries near 1e19 and beyond): say so, not NaN.
+    let bad = (0..l).flat_map(|j| (0..l).map(move |i| (i, j))).filter(|&(i, j)| !r2[(i, j)].is_finite()).count();
+    if bad > 0 {
+        return Err(Error::NonFinite { op: OP, what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
+    }
+    let bbt = r2.transpose() * r2;
+    let evd = bbt.self_adjoint_eigen(Side::Lower).map_err(|_| Error::NoConvergence { op: OP, what: "small eigenproblem (faer)" })?;
+    let lam = evd.S().column_vector();
+    let vecs = evd.U();
+    // Eigenvalues come in non-decreasing order: the leading ones are at the end.
+    let sigma: Vec<f64> = (0..r).map(|j| lam[l - 1 - j].max(0.0).sqrt()).collect();
+    let ur = Mat::from_fn(l, r, |i, j| vecs[(i, l - 1 - j)]);
+    let mut vr = r2 * &ur;
+    let tiny = sigma[0] * f64::EPSILON;
+    for j in 0..r {
+        let scale = if sigma[j] > tiny { 1.0 / sigma[j] } else { 0.0 };
+        for i in 0..l {
+            vr[(i, j)] *= scale;
+        }
+    }
+    let qr = vr.qr();
+    let mut vq = qr.compute_thin_Q();
+    let rr = qr.thin_R();
+    for j in 0..r {
+        if rr[(j, j)] < 0.0 {
+            for i in 0..l {
+                vq[(i, j)] = -vq[(i, j)];
+            }
+        }
+    }
+    Ok((sigma.iter().map(|&x| x as f32).collect(), ur, vq))
+}
+
+fn validate(op: &'static str, a: DenseShape, cfg: &RsvdConfig, u: DenseShape, s_len: usize, vt: DenseShape) -> Result<()> {
+    let (m, n) = (a.rows, a.cols);
+    if m == 0 || n == 0 {
+        return Err(Error::EmptyMatrix { op, what: "a", rows: m, cols: n });
+    }
+    if cfg.rank == 0 || cfg.rank > m.min(n) {
+        return Err(Error::InvalidRank { op, rank: cfg.rank, max: m.min(n) });
+    }
+    check_shape(op, "u", (m, cfg.rank), (u.rows, u.cols))?;
+    check_len(op, "s", cfg.rank, s_len)?;
+    check_shape(op, "vt", (cfg.rank, n), (vt.rows, vt.cols))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CPU reference.
+
+struct CpuEngine {
+    a: Mat<f32>,
+}
+
+fn to_f64(x: &Mat<f32>) -> Mat<f64> {
+    Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] as f64)
+}
+fn to_f32(x: &Mat<f64>) -> Mat<f32> {
+    Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] as f32)
+}
+
+impl Engine for CpuEngine {
+    type M = Mat<f32>;
+    fn sketch(&mut self, rows: usize, cols: usize, seed: u64) -> Result<Mat<f32>> {
+        let mut v = vec![0f32; rows * cols];
+        gaussian_sketch_cpu(seed, &mut v);
+        Ok(Mat::from_fn(rows, cols, |i, j| v[i + j * rows]))
+    }
+    fn a_mul(&mut self, x: &Mat<f32>, transpose: bool) -> Result<Mat<f32>> {
+        Ok(if transpose { self.a.transpose() * x } else { &self.a * x })
+    }
+    fn gram(&mut self, x: &Mat<f32>) -> Result<Mat<f64>> {
+        Ok(to_f64(&(x.transpose() * x)))
+    }
+    fn mul_small(&mut self, x: &Mat<f32>, s: &Mat<f64>) -> Result<Mat<f32>> {
+        Ok(x * to_f32(s))
+    }
+    fn to_host(&mut self, x: &Mat<f32>) -> Result<Mat<f64>> {
+        Ok(to_f64(x))
+    }
+    fn from_host(&mut self, x: &Mat<f64>) -> Result<Mat<f32>> {
+        Ok(to_f32(x))
+    }
+}
+
+/// CPU reference: the randomized SVD of the module docs with faer (f32 products, f64 small algebra), the same
+/// sketch bits as the device. Writes `U` (m x r), `s` (r, non-increasing) and `Vᵀ` (r x n), any layouts.
+///
+/// Errors (outputs untouched): A empty (`EmptyMatrix`); `rank` 0 or above `min(m, n)` (`InvalidRank`); U, s or
+/// Vᵀ of the wrong shape; A holding NaN/inf (`NonFinite` with the count); products overflowing f32 (`NonFinite`
+/// naming the singular values); faer's small SVD not converging.
+pub fn rsvd_cpu<T: Element>(a: MatRef<'_, T>, cfg: &RsvdConfig, mut u: MatMut<'_, f32>, s: &mut [f32], mut vt: MatMut<'_, f32>) -> Result<RsvdInfo> {
+    const OP: &str = "rsvd_cpu";
+    validate(OP, a.shape(), cfg, u.shape(), s.len(), vt.shape())?;
+    let (m, n) = (a.rows(), a.cols());
+    let mut bad = 0usize;
+    let af = Mat::from_fn(m, n, |i, j| {
+        let v = a.get(i, j).to_f32();
+        bad += !v.is_finite() as usize;
+        v
+    });
+    if bad > 0 {
+        return Err(Error::NonFinite { op: OP, what: "a", count: bad });
+    }
+    let mut e = CpuEngine { a: af };
+    let mut info = RsvdInfo::default();
+    let f = run(&mut e, m, n, cfg, &mut info)?;
+    let uu = &f.q * to_f32(&f.ur);
+    let vv = &f.q2 * to_f32(&f.vr);
+    for j in 0..cfg.rank {
+        for i in 0..m {
+            *u.get_mut(i, j) = uu[(i, j)];
+        }
+        for i in 0..n {
+            *vt.get_mut(j, i) = vv[(i, j)];
+        }
+    }
+    s.copy_from_slice(&f.s);
+    Ok(info)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Device path.
+
+/// A device f32 operand: a slice and the strides of its elements.
+struct Operand<'s, 'a> {
+    data: &'s DeviceSlice<'a, f32>,
+    rs: usize,
+    cs: usize,
+}
+
+/// `C (m x n) = op(A) · op(B)` with every matrix given by strides (one of each pair is 1); through cuBLAS (sgemm
+/// via `cublasGemmEx`, TF32 when asked) on a GPU, through `rsvd_gemm_f32` on the emulator or without libcublas.
+///
+/// # Safety
+/// Every element `(i, k)` of A for `i < m, k < kk`, `(k, j)` of B and `(i, j)` of C, at `i * rs + j * cs` of its
+/// slice, lies inside that slice; C overlaps neither A nor B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize) -> Result<()> {
+    const OP: &str = "rsvd gemm";
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    for v in [m, n, kk, a.rs, a.cs, b.rs, b.cs, c_rs, c_cs] {
+        if v > i32::MAX as usize {
+            return Err(Error::LengthMismatch { op: OP, what: "dimension or leading dimension (cuBLAS takes i32)", expected: i32::MAX as usize, got: v });
+        }
+    }
+    let (p_a, _ga) = a.data.kernel_ptr(gpu, OP, "a")?;
+    let (p_b, _gb) = b.data.kernel_ptr(gpu, OP, "b")?;
+    let (p_c, _gc) = c.kernel_ptr_mut(gpu, OP, "c")?;
+    if let Some(stream) = gpu.cuda_stream() {
+        stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: OP, detail: e.to_string() })?;
+        if let Ok(blas) = gpu.cublas() {
+            // SAFETY: gemm's contract; the guards keep the buffers' stream ordering until after the call.
+            return unsafe { cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs)) };
+        }
+    }
+    if n.div_ceil(GEMM_TILE as usize) > i32::MAX as usize || m.div_ceil(GEMM_TILE as usize) > 65535 {
+        return Err(Error::LengthMismatch { op: OP, what: "rows (gemm grid)", expected: 65535 * GEMM_TILE as usize, got: m });
+    }
+    let shape = LaunchShape {
+        grid: (n.div_ceil(GEMM_TILE as usize) as u32, m.div_ceil(GEMM_TILE as usize) as u32, 1),
+        block: (GEMM_TILE, GEMM_TILE, 1),
+        shared_bytes: 0,
+    };
+    let u64a = |x: usize| KernelArg::U64(x as u64);
+    // SAFETY: the caller's contract above (every element the kernel reads or writes for i < m, j < n, k < kk lies
+    // in its slice; C overlaps neither input); thread (i, j) exits unless i < m and j < n; sizes fit u32 (checked
+    // against i32::MAX above); arguments match rsvd_gemm_f32.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            "rsvd_gemm_f32",
+            shape,
+            &[
+                KernelArg::U32(m as u32),
+                KernelArg::U32(n as u32),
+                KernelArg::U32(kk as u32),
+                KernelArg::F32(1.0),
+                p_a,
+                u64a(a.rs),
+                u64a(a.cs),
+                p_b,
+                u64a(b.rs),
+                u64a(b.cs),
+                KernelArg::F32(0.0),
+                p_c,
+                u64a(c_rs),
+                u64a(c_cs),
+            ],
+        )
+    }
+}
+
+fn ptr_bits(p: KernelArg) -> u64 {
+    match p {
+        KernelArg::Ptr(p) => p,
+        _ => 0,
+    }
+}
+
+/// How a strided product maps onto column-major BLAS: `C = op(A)·op(B)` directly when C is column-major
+/// (`c_rs == 1`), else `Cᵀ = op(B)ᵀ·op(A)ᵀ` with the operands swapped (`swap`); an operand with unit row stride is
+/// `N` with `ld = col stride`, otherwise `T` with `ld = row stride`. A single stored column makes its leading
+/// dimension irrelevant (e.g. a row-major m x 1 view with ld = 1), so every ld is raised to what BLAS requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlasPlan {
+    swap: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a_trans: bool,
+    lda: usize,
+    b_trans: bool,
+    ldb: usize,
+    ldc: usize,
+}
+
+fn blas_plan(m: usize, n: usize, k: usize, a: (usize, usize), b: (usize, usize), c: (usize, usize)) -> BlasPlan {
+    let swap = c.0 != 1;
+    let (m, n, a, b, c) = if swap { (n, m, (b.1, b.0), (a.1, a.0), (c.1, c.0)) } else { (m, n, a, b, c) };
+    // (transposed, ld) of an operand with `rows x cols` and strides (rs, cs).
+    let op = |(rs, cs): (usize, usize), rows: usize, cols: usize| if rs == 1 { (false, cs.max(rows)) } else { (true, rs.max(cols)) };
+    let (a_trans, lda) = op(a, m, k);
+    let (b_trans, ldb) = op(b, k, n);
+    BlasPlan { swap, m, n, k, a_trans, lda, b_trans, ldb, ldc: c.1.max(m) }
+}
+
+/// The cuBLAS call for [`gemm`], laid out by [`blas_plan`].
+///
+/// # Safety
+/// The pointers are live device buffers of the handle's device, ordered on its stream, with every element that
+/// (m, n, k) and the strides address inside them, as [`gemm`] requires.
+#[allow(clippy::too_many_arguments)]
+unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize)) -> Result<()> {
+    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+    let plan = blas_plan(m, n, kk, (a.1, a.2), (b.1, b.2), (c.1, c.2));
+    let (pa, pb) = if plan.swap { (b.0, a.0) } else { (a.0, b.0) };
+    let trans = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+    let compute = if tf32 { cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32 } else { cublasComputeType_t::CUBLAS_COMPUTE_32F };
+    let (alpha, beta) = (1f32, 0f32);
+    // SAFETY: the pointers are live device buffers on the handle's stream (their guards are held by the caller
+    // for the duration of this call), and `gemm`'s contract puts every element addressed by (m, n, k, ld*) inside
+    // them; leading dimensions are at least the stored rows (DenseShape's ld >= inner extent, packed scratch);
+    // alpha/beta point at host f32 values that outlive the call.
+    unsafe {
+        cudarc::cublas::result::gemm_ex(
+            *blas.handle(),
+            trans(plan.a_trans),
+            trans(plan.b_trans),
+            plan.m as i32,
+            plan.n as i32,
+            plan.k as i32,
+            &alpha as *const f32 as *const std::ffi::c_void,
+            ptr_bits(pa) as *const std::ffi::c_void,
+            cudaDataType::CUDA_R_32F,
+            plan.lda as i32,
+            ptr_bits(pb) as *const std::ffi::c_void,
+            cudaDataType::CUDA_R_32F,
+            plan.ldb as i32,
+            &beta as *const f32 as *const std::ffi::c_void,
+            ptr_bits(c.0) as *mut std::ffi::c_void,
+            cudaDataType::CUDA_R_32F,
+            plan.ldc as i32,
+            compute,
+            cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
+        )
+    }
+    .map_err(|e| Error::Cuda { op: "rsvd cublasGemmEx", detail: format!("{e:?}") })
+}
+
+/// A packed column-major f32 matrix on the device.
+struct DevMat {
+    buf: DeviceVec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+struct DeviceEngine<'g, 'a> {
+    gpu: &'g Gpu,
+    tf32: bool,
+    a: DeviceSlice<'a, f32>,
+    a_shape: DenseShape,
+}
+
+impl DeviceEngine<'_, '_> {
+    fn new_mat(&self, rows: usize, cols: usize) -> Result<DevMat> {
+        Ok(DevMat { buf: self.gpu.alloc_zeros(rows * cols)?, rows, cols })
+    }
+    /// A new m x n matrix `op(A) · op(B)`; `tf32` only for the products with the input A (see [`RsvdConfig::tf32`]).
+    ///
+    /// # Safety
+    /// A's elements `(i, p)` for `i < m, p < k` and B's `(p, j)` for `p < k, j < n` lie inside their slices.
+    unsafe fn product(&mut self, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, tf32: bool) -> Result<DevMat> {
+        let mut out = self.new_mat(m, n)?;
+        let mut view = DeviceSliceMut::from(&mut out.buf);
+        // SAFETY: the caller's contract covers A and B; C is the fresh packed m x n column-major buffer just
+        // allocated (element (i, j) at i + j * m), so it is in bounds and overlaps neither input.
+        unsafe { gemm(self.gpu, tf32, m, n, k, a, b, &mut view, 1, m)? };
+        Ok(out)
+    }
+}
+
+impl Engine for DeviceEngine<'_, '_> {
+    type M = DevMat;
+    fn sketch(&mut self, rows: usize, cols: usize, seed: u64) -> Result<DevMat> {
+        let mut out = self.new_mat(rows, cols)?;
+        gaussian_sketch(self.gpu, seed, &mut out.buf)?;
+        Ok(out)
+    }
+    fn a_mul(&mut self, x: &DevMat, transpose: bool) -> Result<DevMat> {
+        let s = self.a_shape;
+        let (rows, k, rs, cs) = if transpose { (s.cols, s.rows, s.col_stride(), s.row_stride()) } else { (s.rows, s.cols, s.row_stride(), s.col_stride()) };
+        let xs = DeviceSlice::from(&x.buf);
+        let a = self.a.reborrow();
+        debug_assert_eq!(x.rows, k);
+        // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the shape validated against its buffer; X is the
+        // packed k x l matrix of its buffer (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
+        unsafe { self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows }, self.tf32) }
+    }
+    fn gram(&mut self, x: &DevMat) -> Result<Mat<f64>> {
+        let xs = DeviceSlice::from(&x.buf);
+        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer.
+        let g = unsafe { self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows }, false)? };
+        let h = self.gpu.download(&g.buf)?;
+        Ok(Mat::from_fn(x.cols, x.cols, |i, j| h[i + j * x.cols] as f64))
+    }
+    fn mul_small(&mut self, x: &DevMat, s: &Mat<f64>) -> Result<DevMat> {
+        let host: Vec<f32> = (0..s.ncols()).flat_map(|j| (0..s.nrows()).map(move |i| (i, j))).map(|(i, j)| s[(i, j)] as f32).collect();
+        let ds = self.gpu.upload(&host)?;
+        let (xs, ss) = (DeviceSlice::from(&x.buf), DeviceSlice::from(&ds));
+        debug_assert_eq!(s.nrows(), x.cols);
+        // SAFETY: X is its packed rows x l buffer; S was just uploaded packed, l x k (the algorithm passes an S
+        // with as many rows as X has columns).
+        unsafe { self.product(x.rows, s.ncols(), x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.nrows() }, false) }
+    }
+    fn to_host(&mut self, x: &DevMat) -> Result<Mat<f64>> {
+        let h = self.gpu.download(&x.buf)?;
+        Ok(Mat::from_fn(x.rows, x.cols, |i, j| h[i + j * x.rows] as f64))
+    }
+    fn from_host(&mut self, x: &Mat<f64>) -> Result<DevMat> {
+        let host: Vec<f32> = (0..x.ncols()).flat_map(|j| (0..x.nrows()).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
+        Ok(DevMat { buf: self.gpu.upload(&host)?, rows: x.nrows(), cols: x.ncols() })
+    }
+}
+
+/// Counts A's non-finite entries on the device and, with `dst`, writes A as f32 in the same layout, packed
+/// (kernel `rsvd_to_f32_<dtype>`). Waits for the count.
+fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option<&mut DeviceVec<f32>>) -> Result<usize> {
+    const OP: &str = "rsvd";
+    let s = a.shape();
+    let (outer, inner) = match s.layout {
+        crate::dense::Layout::RowMajor => (s.rows, s.cols),
+        crate::dense::Layout::ColMajor => (s.cols, s.rows),
+    };
+    let mut counter = gpu.alloc_zeros::<u32>(1)?;
+    {
+        let (p_src, _g0) = a.data().kernel_ptr(gpu, OP, "a")?;
+        let mut cview = DeviceSliceMut::from(&mut counter);
+        let (p_cnt, _g1) = cview.kernel_ptr_mut(gpu, OP, "non-finite counter")?;
+        let mut dview = dst.map(DeviceSliceMut::from);
+        let (p_dst, _g2) = match dview.as_mut() {
+            Some(d) => {
+                let (p, g) = d.kernel_ptr_mut(gpu, OP, "a as f32")?;
+                (p, Some(g))
+            }
+            None => (KernelArg::Ptr(0), None),
+        };
+        let shape = LaunchShape { grid: (outer.clamp(1, 4096) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: A's shape was validated against its buffer (DeviceMatRef), so src[o * ld + k] for o < outer,
+        // k < inner is inside it; dst, when given, is a fresh buffer of outer * inner elements (the caller
+        // allocates it so), written at o * inner + k; the counter is a fresh 1-element buffer; no output overlaps
+        // an input (all fresh); a null dst is never dereferenced; arguments match rsvd_to_f32_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &format!("rsvd_to_f32_{}", T::DTYPE.name()),
+                shape,
+                &[p_src, KernelArg::U64(outer as u64), KernelArg::U64(inner as u64), KernelArg::U64(s.ld as u64), p_dst, p_cnt],
+            )?;
+        }
+    }
+    Ok(gpu.download(&counter)?[0] as usize)
+}
+
+/// The randomized SVD of the module docs on `gpu`: `A ≈ U · diag(s) · Vᵀ` with A: m x n (f32, f16 or bf16,
+/// either layout), U: m x r and Vᵀ: r x n f32 device matrices (either layout), s: r values on the host. Returns
+/// when s is written (the host steps synchronize the stream; U and Vᵀ are queued on it).
+///
+/// Same sketch bits as [`rsvd_cpu`] for the same seed, so both compute the same factorization up to rounding
+/// (TF32 aside). f16/bf16 A is converted once to an f32 scratch of m·n elements; f32 A is read in place.
+///
+/// Errors (nothing written): A empty; rank 0 or above `min(m, n)`; U, s, Vᵀ of the wrong shape; U or Vᵀ
+/// overlapping A or each other; A holding NaN/inf (`NonFinite` with the count, found on the device); products
+/// overflowing f32 (`NonFinite` naming the singular values); a dimension
+/// above `i32::MAX` (cuBLAS); buffers of another backend; CUDA/cuBLAS failures.
+pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut u: DeviceMatMut<'_, f32>, s: &mut [f32], mut vt: DeviceMatMut<'_, f32>) -> Result<RsvdInfo> {
+    const OP: &str = "rsvd";
+    let ash = a.shape();
+    validate(OP, ash, cfg, u.shape(), s.len(), vt.shape())?;
+    let (m, n) = (ash.rows, ash.cols);
+    for v in [m, n, ash.ld] {
+        if v > i32::MAX as usize {
+            return Err(Error::LengthMismatch { op: OP, what: "dimension of a (cuBLAS takes i32)", expected: i32::MAX as usize, got: v });
+        }
+    }
+    let a_range = a.data().addr_range(gpu);
+    check_no_alias(OP, ("u", u.data_mut().addr_range(gpu)), &[("a", a_range), ("vt", vt.data_mut().addr_range(gpu))])?;
+    check_no_alias(OP, ("vt", vt.data_mut().addr_range(gpu)), &[("a", a_range)])?;
+
+    let converted = if T::DTYPE == crate::element::DType::F32 {
+        None
+    } else {
+        Some(gpu.alloc_zeros::<f32>(m * n)?)
+    };
+    let mut converted = converted;
+    let bad = convert_and_count(gpu, &a, converted.as_mut())?;
+    if bad > 0 {
+        return Err(Error::NonFinite { op: OP, what: "a", count: bad });
+    }
+    let (a_f32, a_shape) = match &converted {
+        Some(buf) => (DeviceSlice::from(buf), DenseShape::packed(m, n, ash.layout)),
+        None => (a.data().as_f32().ok_or(Error::WrongDevice { op: OP, what: "a (not f32)" })?, ash),
+    };
+    let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape };
+    let mut info = RsvdInfo::default();
+    let f = run(&mut e, m, n, cfg, &mut info)?;
+    let r = cfg.rank;
+    let (us, vs) = (u.shape(), vt.shape());
+    let ur = e.from_host(&f.ur)?;
+    let vr = e.from_host(&f.vr)?;
+    let (qs, urs, q2s, vrs) = (DeviceSlice::from(&f.q.buf), DeviceSlice::from(&ur.buf), DeviceSlice::from(&f.q2.buf), DeviceSlice::from(&vr.buf));
+    // U (m x r) = Q (m x l) · Ũ_r (l x r), written in U's own layout.
+    // SAFETY: Q is packed m x l, Ũ_r packed l x r (uploaded above); U's shape (m x r) was validated against its
+    // buffer, and U overlaps neither (fresh internal buffers; A and Vᵀ were checked above).
+    unsafe { gemm(gpu, false, m, r, f.q.cols, Operand { data: &qs, rs: 1, cs: m }, Operand { data: &urs, rs: 1, cs: ur.rows }, u.data_mut(), us.row_stride(), us.col_stride())? };
+    // Vᵀ (r x n) = Ṽ_rᵀ (r x l) · Q₂ᵀ (l x n).
+    // SAFETY: Ṽ_r is packed l x r and Q₂ packed n x l, read transposed through swapped strides; Vᵀ's shape
+    // (r x n) was validated against its buffer and it overlaps no input.
+    unsafe { gemm(gpu, false, r, n, f.q2.cols, Operand { data: &vrs, rs: vr.rows, cs: 1 }, Operand { data: &q2s, rs: n, cs: 1 }, vt.data_mut(), vs.row_stride(), vs.col_stride())? };
+    s.copy_from_slice(&f.s);
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Column-major BLAS semantics: `C[i + j·ldc] = Σ_p op(A)[i, p] · op(B)[p, j]`.
+    fn blas_reference(p: &BlasPlan, a: &[f64], b: &[f64], c: &mut [f64]) {
+        for j in 0..p.n {
+            for i in 0..p.m {
+                let mut acc = 0.0;
+                for q in 0..p.k {
+                    let x = if p.a_trans { a[q + i * p.lda] } else { a[i + q * p.lda] };
+                    let y = if p.b_trans { b[j + q * p.ldb] } else { b[q + j * p.ldb] };
+                    acc += x * y;
+                }
+                c[i + j * p.ldc] = acc;
+            }
+        }
+    }
+
+    #[test]
+    fn small_svd_matches_faer_svd_down_to_tiny_and_zero_singular_values() {
+        // R (upper triangular, l x l) = QR factor of W · diag(σ) · Zᵀ with σ from 1 down to 1e-6 and one exact zero.
+        let l = 24;
+        let sigma: Vec<f64> = (0..l).map(|i| if i == l - 1 { 0.0 } else { 10f64.powf(-6.0 * i as f64 / (l - 2) as f64) }).collect();
+        let w = Mat::from_fn(l, l, |i, j| ((i * 31 + j * 17) as f64 * 0.7).sin()).qr().compute_thin_Q();
+        let z = Mat::from_fn(l, l, |i, j| ((i * 13 + j * 29) as f64 * 0.3).cos()).qr().compute_thin_Q();
+        let a = Mat::from_fn(l, l, |i, j| w[(i, j)] * sigma[j]) * z.transpose();
+        let r2 = a.qr().thin_R().to_owned();
+        let r = 20;
+        let (s, ur, vr) = small_svd(&r2, r).unwrap();
+        for j in 0..r {
+            let rel = (s[j] as f64 - sigma[j]).abs() / sigma[j];
+            // f32 rounding of s, and ε₆₄·σ₁²/σ_j² from the squared problem (1e-4 relative at σ_j = 1e-6).
+            assert!(rel <= 1e-6 + 2e-16 / (sigma[j] * sigma[j]), "σ_{j}: {} vs {} (rel {rel})", s[j], sigma[j]);
+        }
+        for (name, x) in [("U", &ur), ("V", &vr)] {
+            let g = x.transpose() * x;
+            for i in 0..r {
+                for j in 0..r {
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((g[(i, j)] - want).abs() < 1e-10, "{name}ᵀ{name} - I at ({i}, {j}): {}", g[(i, j)] - want);
+                }
+            }
+        }
+        // R₂ᵀ Ṽ_r = Ũ_r Σ_r for the well-conditioned leading part.
+        let lhs = r2.transpose() * &vr;
+        for j in 0..10 {
+            for i in 0..l {
+                assert!((lhs[(i, j)] - ur[(i, j)] * sigma[j]).abs() < 1e-9, "column {j}");
+            }
+        }
+        // Asking for every column, the zero singular value included, still gives orthonormal factors.
+        let (s, _, vr) = small_svd(&r2, l).unwrap();
+        assert!(s[l - 1] < 1e-7, "{s:?}");
+        let g = vr.transpose() * &vr;
+        for i in 0..l {
+            assert!((g[(i, i)] - 1.0).abs() < 1e-10);
+        }
+    }
+
+    #[test]
+    fn blas_plan_computes_the_strided_product_for_every_layout_and_padding() {
+        // A deterministic sweep: shapes including single rows/columns, each operand row- or column-major with
+        // 0 or 3 elements of padding.
+        let mut checked = 0;
+        for &(m, n, k) in &[(5usize, 4usize, 3usize), (1, 4, 3), (5, 1, 3), (5, 4, 1), (1, 1, 1), (7, 2, 6)] {
+            for layouts in 0..64u32 {
+                let shape = |rows: usize, cols: usize, bit: u32, pad_bit: u32| {
+                    let col_major = layouts & bit != 0;
+                    let pad = if layouts & pad_bit != 0 { 3 } else { 0 };
+                    let layout = if col_major { crate::dense::Layout::ColMajor } else { crate::dense::Layout::RowMajor };
+                    let mut s = DenseShape::packed(rows, cols, layout);
+                    s.ld += pad;
+                    s
+                };
+                let (sa, sb, sc) = (shape(m, k, 1, 2), shape(k, n, 4, 8), shape(m, n, 16, 32));
+                let a: Vec<f64> = (0..sa.required_len()).map(|i| (i as f64 * 0.37).sin()).collect();
+                let b: Vec<f64> = (0..sb.required_len()).map(|i| (i as f64 * 0.91).cos()).collect();
+                let mut expect = vec![f64::NAN; sc.required_len()];
+                for i in 0..m {
+                    for j in 0..n {
+                        expect[sc.offset(i, j)] = (0..k).map(|q| a[sa.offset(i, q)] * b[sb.offset(q, j)]).sum();
+                    }
+                }
+                let plan = blas_plan(m, n, k, (sa.row_stride(), sa.col_stride()), (sb.row_stride(), sb.col_stride()), (sc.row_stride(), sc.col_stride()));
+                assert!(plan.lda >= if plan.a_trans { plan.k } else { plan.m }, "{plan:?}");
+                assert!(plan.ldb >= if plan.b_trans { plan.n } else { plan.k }, "{plan:?}");
+                assert!(plan.ldc >= plan.m, "{plan:?}");
+                let (pa, pb) = if plan.swap { (&b, &a) } else { (&a, &b) };
+                // BLAS may touch C up to (n - 1)·ldc + m - 1: give it room, then compare the addressed elements.
+                let mut got = vec![f64::NAN; (plan.n - 1) * plan.ldc + plan.m];
+                blas_reference(&plan, pa, pb, &mut got);
+                for i in 0..m {
+                    for j in 0..n {
+                        let off = sc.offset(i, j);
+                        assert!((got[off] - expect[off]).abs() < 1e-12, "m={m} n={n} k={k} layouts={layouts:06b} {plan:?}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 6 * 64);
+    }
+}

@@ -1,0 +1,527 @@
+//! Randomized SVD: the sketch is bitwise equal on the CPU and every device; accuracy against faer's exact SVD on
+//! matrices with prescribed spectra (power law like LLM weights, exponential, flat, rank 5 plus noise); orthonormal
+//! factors; typed errors on bad input; the device path (cuBLAS on a GPU, the crate's own GEMM kernel on the
+//! emulator) agrees with the CPU reference.
+mod common;
+use common::*;
+use faer::Mat;
+use half::{bf16, f16};
+use rand::prelude::*;
+use rand_distr_lite::normal;
+use sparse_lowrank::*;
+
+/// A few Gaussian draws without another dependency (Box-Muller in f64; test inputs only).
+mod rand_distr_lite {
+    use rand::prelude::*;
+    pub fn normal(rng: &mut StdRng) -> f64 {
+        let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+        let u2: f64 = rng.gen();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// A random m x k matrix with orthonormal columns (Q of a Gaussian matrix).
+fn random_orthonormal(rng: &mut StdRng, m: usize, k: usize) -> Mat<f64> {
+    let g = Mat::from_fn(m, k, |_, _| normal(rng));
+    g.qr().compute_thin_Q()
+}
+
+/// `A = U diag(sv) Vᵀ` with random orthonormal U, V; row-major f64 values.
+fn with_spectrum(rng: &mut StdRng, m: usize, n: usize, sv: &[f64]) -> Vec<f64> {
+    let k = sv.len();
+    let u = random_orthonormal(rng, m, k);
+    let v = random_orthonormal(rng, n, k);
+    let us = Mat::from_fn(m, k, |i, j| u[(i, j)] * sv[j]);
+    let a = &us * v.transpose();
+    (0..m * n).map(|i| a[(i / n, i % n)]).collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Spectrum {
+    /// σ_i = (i + 1)^-1: power-law decay, like LLM weight matrices.
+    PowerLaw,
+    /// σ_i = (i + 1)^-0.5: a heavier tail (slower decay, harder for a sketch).
+    PowerLawHalf,
+    /// σ_i = 0.85^i.
+    Exponential,
+    /// σ_i = 1.
+    Flat,
+    /// σ_i = 1 for i < 5, 1e-4 after (rank 5 plus tiny noise).
+    Rank5PlusNoise,
+}
+
+fn spectrum(kind: Spectrum, k: usize) -> Vec<f64> {
+    (0..k)
+        .map(|i| match kind {
+            Spectrum::PowerLaw => 1.0 / (i as f64 + 1.0),
+            Spectrum::PowerLawHalf => 1.0 / (i as f64 + 1.0).sqrt(),
+            Spectrum::Exponential => 0.85f64.powi(i as i32),
+            Spectrum::Flat => 1.0,
+            Spectrum::Rank5PlusNoise => {
+                if i < 5 {
+                    1.0
+                } else {
+                    1e-4
+                }
+            }
+        })
+        .collect()
+}
+
+/// What the tests measure about one factorization.
+#[derive(Debug)]
+struct Quality {
+    /// ‖A − U diag(s) Vᵀ‖_F / optimal rank-r error (from faer's exact SVD of the stored A).
+    error_ratio: f64,
+    /// ‖UᵀU − I‖_F, ‖VᵀV − I‖_F.
+    u_orth: f64,
+    v_orth: f64,
+    /// max over i < min(r, 5) of |s_i − σ_i| / σ_i.
+    leading_rel: f64,
+}
+
+/// `a` row-major m x n (the values actually factorized), U m x r and Vᵀ r x n row-major.
+fn quality(a: &[f64], m: usize, n: usize, r: usize, u: &[f32], s: &[f32], vt: &[f32]) -> Quality {
+    let am = Mat::from_fn(m, n, |i, j| a[i * n + j]);
+    let exact = am.svd().unwrap();
+    let sv = exact.S().column_vector();
+    let k = m.min(n);
+    let optimal: f64 = (r..k).map(|i| sv[i] * sv[i]).sum::<f64>().sqrt();
+    let um = Mat::from_fn(m, r, |i, j| u[i * r + j] as f64);
+    let vm = Mat::from_fn(n, r, |i, j| vt[j * n + i] as f64);
+    let us = Mat::from_fn(m, r, |i, j| um[(i, j)] * s[j] as f64);
+    let resid = &am - &us * vm.transpose();
+    let err = resid.norm_l2();
+    // Frobenius norm of XᵀX − I (at least the max-abs and the spectral norm).
+    let dev = |x: &Mat<f64>| {
+        let g = x.transpose() * x;
+        let mut d = 0f64;
+        for i in 0..r {
+            for j in 0..r {
+                d += (g[(i, j)] - if i == j { 1.0 } else { 0.0 }).powi(2);
+            }
+        }
+        d.sqrt()
+    };
+    let leading_rel = (0..r.min(5)).map(|i| ((s[i] as f64 - sv[i]) / sv[i]).abs()).fold(0.0, f64::max);
+    // An optimum at rounding level (r = min(m, n)) makes the ratio meaningless: compare to ‖A‖_F · 1e-6 instead.
+    let floor = am.norm_l2() * 1e-6;
+    Quality { error_ratio: err / optimal.max(floor), u_orth: dev(&um), v_orth: dev(&vm), leading_rel }
+}
+
+fn run_cpu<T: Element>(a: &[T], m: usize, n: usize, cfg: &RsvdConfig) -> (Vec<f32>, Vec<f32>, Vec<f32>, RsvdInfo) {
+    let r = cfg.rank;
+    let (mut u, mut s, mut vt) = (vec![0f32; m * r], vec![0f32; r], vec![0f32; r * n]);
+    let info = rsvd_cpu(MatRef::row_major(a, m, n).unwrap(), cfg, MatMut::row_major(&mut u, m, r).unwrap(), &mut s, MatMut::row_major(&mut vt, r, n).unwrap()).unwrap();
+    (u, s, vt, info)
+}
+
+fn seeded_config(rng: &mut StdRng, r: usize) -> RsvdConfig {
+    RsvdConfig { seed: rng.gen(), ..RsvdConfig::new(r) }
+}
+
+#[test]
+fn sketch_is_bitwise_equal_on_the_cpu_and_every_device() {
+    let mut rng = rng("rsvd_sketch_bitwise");
+    for (name, gpu) in devices("rsvd_sketch_bitwise") {
+        // A count that is not a multiple of 4, so the last Philox call is partly used.
+        let count = 4 * rng.gen_range(100..400) + rng.gen_range(1..4);
+        let seed: u64 = rng.gen();
+        let mut expect = vec![0f32; count];
+        gaussian_sketch_cpu(seed, &mut expect);
+        let mut d = gpu.alloc_zeros::<f32>(count).unwrap();
+        gaussian_sketch(&gpu, seed, &mut d).unwrap();
+        let got = gpu.download(&d).unwrap();
+        let first_diff = got.iter().zip(&expect).position(|(g, e)| g.to_bits() != e.to_bits());
+        assert_eq!(first_diff, None, "{name}: seed {seed}, count {count}");
+    }
+}
+
+#[test]
+fn sketch_values_are_standard_normal() {
+    let mut rng = rng("rsvd_sketch_normal");
+    let n = 200_000;
+    let mut z = vec![0f32; n];
+    gaussian_sketch_cpu(rng.gen(), &mut z);
+    let mean = z.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+    let var = z.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+    let kurt = z.iter().map(|&x| (x as f64 - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
+    let tail = z.iter().filter(|x| x.abs() > 2.0).count() as f64 / n as f64;
+    assert!(mean.abs() < 0.01, "mean {mean}");
+    assert!((var - 1.0).abs() < 0.02, "variance {var}");
+    assert!((kurt - 3.0).abs() < 0.1, "kurtosis {kurt}");
+    // P(|Z| > 2) = 0.0455.
+    assert!((tail - 0.0455).abs() < 0.003, "tail mass {tail}");
+    assert!(z.iter().all(|x| x.is_finite()));
+    // Another seed gives another stream.
+    let mut z2 = vec![0f32; 64];
+    gaussian_sketch_cpu(rng.gen(), &mut z2);
+    assert_ne!(&z[..64], &z2[..]);
+}
+
+/// Runs the CPU reference on a matrix with the given spectrum and checks the bounds; returns the quality.
+fn cpu_case(rng: &mut StdRng, m: usize, n: usize, r: usize, kind: Spectrum, cfg_fn: impl Fn(RsvdConfig) -> RsvdConfig) -> Quality {
+    let a = with_spectrum(rng, m, n, &spectrum(kind, m.min(n)));
+    let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+    let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+    let cfg = cfg_fn(seeded_config(rng, r));
+    let (u, s, vt, info) = run_cpu(&a32, m, n, &cfg);
+    let q = quality(&stored, m, n, r, &u, &s, &vt);
+    eprintln!("{kind:?} {m}x{n} r={r} p={} q={}: {q:?} {info:?}", cfg.oversample, cfg.power_iters);
+    q
+}
+
+#[test]
+fn cpu_reference_is_near_optimal_on_power_law_spectra_with_the_defaults() {
+    let mut rng = rng("rsvd_power_law");
+    // Leading (first 5) singular values: σ_i = 1/i converges fast (measured ~3e-7 at r = 20); the heavier
+    // σ_i = i^-0.5 tail leaves ~1e-4 at r = 20 and ~2e-3 at r = 8 with q = 2 (docs/rsvd.md).
+    for (m, n, r, kind, lead) in [
+        (300, 200, 20, Spectrum::PowerLaw, 1e-5),
+        (200, 300, 20, Spectrum::PowerLaw, 1e-5),
+        (240, 160, 8, Spectrum::PowerLaw, 1e-4),
+        (300, 200, 20, Spectrum::PowerLawHalf, 1e-3),
+        (200, 300, 8, Spectrum::PowerLawHalf, 1e-2),
+    ] {
+        let q = cpu_case(&mut rng, m, n, r, kind, |c| c);
+        assert!(q.error_ratio <= 1.05, "{kind:?} {m}x{n} r={r}: {q:?}");
+        assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+        assert!(q.leading_rel <= lead, "{kind:?} {m}x{n} r={r}: {q:?}");
+    }
+}
+
+#[test]
+fn cpu_reference_is_near_optimal_on_exponential_and_flat_spectra() {
+    let mut rng = rng("rsvd_exp_flat");
+    let q = cpu_case(&mut rng, 300, 200, 20, Spectrum::Exponential, |c| c);
+    assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= 1e-4, "{q:?}");
+    // Flat: every rank-r subspace is equally good in σ, so the error ratio is bounded by sqrt(k / (k - r)) ≈ 1.05
+    // at k = 200, r = 20; the singular values themselves are not identifiable beyond "about 1".
+    let q = cpu_case(&mut rng, 300, 200, 20, Spectrum::Flat, |c| c);
+    assert!(q.error_ratio <= 1.06 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+}
+
+#[test]
+fn rank5_plus_noise_asking_for_rank20_recovers_the_rank5_part_with_orthonormal_factors() {
+    let mut rng = rng("rsvd_rank5");
+    let q = cpu_case(&mut rng, 300, 200, 20, Spectrum::Rank5PlusNoise, |c| c);
+    // The optimal error is the noise past rank 20 (180 values of 1e-4): within 5% of it, and the 5 real values
+    // to 1e-5.
+    assert!(q.error_ratio <= 1.05, "{q:?}");
+    assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+    assert!(q.leading_rel <= 1e-5, "{q:?}");
+}
+
+#[test]
+fn exactly_rank_deficient_input_still_gives_orthonormal_factors() {
+    let mut rng = rng("rsvd_rank_deficient");
+    // Exactly rank 3 (in f32 up to rounding), asking for 20 plus oversampling: the sketch's Gram matrix is singular.
+    let (m, n, r) = (150, 100, 20);
+    let mut sv = vec![0.0; 3];
+    sv.copy_from_slice(&[3.0, 2.0, 1.0]);
+    let a = with_spectrum(&mut rng, m, n, &sv);
+    let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+    let cfg = seeded_config(&mut rng, r);
+    let (u, s, vt, info) = run_cpu(&a32, m, n, &cfg);
+    let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+    let q = quality(&stored, m, n, r, &u, &s, &vt);
+    eprintln!("{q:?} {info:?}");
+    assert!(info.householder + info.shifted_cholesky_qr > 0, "the guard did not engage: {info:?}");
+    assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+    assert!(((s[0] - 3.0) / 3.0).abs() < 1e-5 && ((s[2] - 1.0)).abs() < 1e-5 && s[3] < 1e-5, "{s:?}");
+    // The whole matrix is captured: the residual is below 1e-6 ‖A‖_F (the ratio's floor for a rounding-level optimum).
+    assert!(q.error_ratio <= 1.0, "{q:?}");
+}
+
+#[test]
+fn a_zero_matrix_gives_zero_singular_values_and_orthonormal_factors() {
+    let (m, n, r) = (40, 30, 5);
+    let a = vec![0f32; m * n];
+    let (u, s, vt, info) = run_cpu(&a, m, n, &RsvdConfig::new(r));
+    assert!(s.iter().all(|&x| x == 0.0), "{s:?}");
+    assert!(info.householder > 0, "{info:?}");
+    let stored = vec![0f64; m * n];
+    let q = quality(&stored, m, n, r, &u, &s, &vt);
+    assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+}
+
+#[test]
+fn oversampling_past_the_smaller_dimension_is_clamped_and_exact() {
+    let mut rng = rng("rsvd_clamp");
+    let (m, n, r) = (60, 25, 20);
+    let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::PowerLaw, n));
+    let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+    let cfg = RsvdConfig { oversample: 50, ..seeded_config(&mut rng, r) };
+    let (u, s, vt, info) = run_cpu(&a32, m, n, &cfg);
+    assert_eq!(info.sketch_cols, n);
+    let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+    let q = quality(&stored, m, n, r, &u, &s, &vt);
+    assert!(q.error_ratio <= 1.0 + 1e-3 && q.leading_rel <= 1e-5, "{q:?}");
+    // Full rank asked for: r = min(m, n) is allowed.
+    let cfg = seeded_config(&mut rng, n);
+    let (u, s, vt, _) = run_cpu(&a32, m, n, &cfg);
+    let q = quality(&stored, m, n, n, &u, &s, &vt);
+    assert!(q.error_ratio <= 10.0 && q.u_orth <= 1e-5, "{q:?}");
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let (m, n) = (8, 6);
+    let a = vec![1f32; m * n];
+    let mut u = vec![0f32; m * 7];
+    let mut vt = vec![0f32; 7 * n];
+    let mut s = vec![0f32; 7];
+    let call = |a: &[f32], m: usize, n: usize, r: usize, u: &mut [f32], s: &mut [f32], vt: &mut [f32]| {
+        rsvd_cpu(MatRef::row_major(a, m, n).unwrap(), &RsvdConfig::new(r), MatMut::row_major(&mut u[..m * r], m, r).unwrap(), &mut s[..r], MatMut::row_major(&mut vt[..r * n], r, n).unwrap())
+    };
+    assert_eq!(call(&a, m, n, 0, &mut u, &mut s, &mut vt), Err(Error::InvalidRank { op: "rsvd_cpu", rank: 0, max: 6 }));
+    assert_eq!(call(&a, m, n, 7, &mut u, &mut s, &mut vt), Err(Error::InvalidRank { op: "rsvd_cpu", rank: 7, max: 6 }));
+    assert!(matches!(call(&a, 0, n, 1, &mut u, &mut s, &mut vt), Err(Error::EmptyMatrix { rows: 0, .. })));
+    let mut bad = a.clone();
+    bad[3] = f32::NAN;
+    bad[10] = f32::INFINITY;
+    bad[20] = f32::NEG_INFINITY;
+    assert_eq!(call(&bad, m, n, 2, &mut u, &mut s, &mut vt), Err(Error::NonFinite { op: "rsvd_cpu", what: "a", count: 3 }));
+    // Wrong output shapes.
+    let r = 2;
+    let e = rsvd_cpu(MatRef::row_major(&a, m, n).unwrap(), &RsvdConfig::new(r), MatMut::row_major(&mut u[..m * 3], m, 3).unwrap(), &mut s[..r], MatMut::row_major(&mut vt[..r * n], r, n).unwrap());
+    assert!(matches!(e, Err(Error::ShapeMismatch { what: "u", .. })), "{e:?}");
+    let e = rsvd_cpu(MatRef::row_major(&a, m, n).unwrap(), &RsvdConfig::new(r), MatMut::row_major(&mut u[..m * r], m, r).unwrap(), &mut s[..3], MatMut::row_major(&mut vt[..r * n], r, n).unwrap());
+    assert!(matches!(e, Err(Error::LengthMismatch { what: "s", .. })), "{e:?}");
+    // The device path reports the same, the non-finite count found on the device.
+    for (name, gpu) in devices("rsvd_bad_input") {
+        let d = gpu.upload(&bad).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let e = rsvd(&gpu, DeviceMatRef::row_major(&d, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s[..r], DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+        assert_eq!(e, Err(Error::NonFinite { op: "rsvd", what: "a", count: 3 }), "{name}");
+        let bad16: Vec<bf16> = bad.iter().map(|&x| bf16::from_f32(x)).collect();
+        let d = gpu.upload(&bad16).unwrap();
+        let e = rsvd(&gpu, DeviceMatRef::row_major(&d, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s[..r], DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+        assert_eq!(e, Err(Error::NonFinite { op: "rsvd", what: "a", count: 3 }), "{name} bf16");
+        let e = rsvd(&gpu, DeviceMatRef::row_major(&d, m, n).unwrap(), &RsvdConfig::new(0), DeviceMatMut::row_major(&mut du, m, 0).unwrap(), &mut s[..0], DeviceMatMut::row_major(&mut dvt, 0, n).unwrap());
+        assert_eq!(e, Err(Error::InvalidRank { op: "rsvd", rank: 0, max: 6 }), "{name}");
+    }
+}
+
+/// The device path on every device against the CPU reference with the same seed, for one dtype, tall and wide,
+/// A and the outputs in both layouts.
+fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
+    let mut rng = rng(test);
+    for (name, gpu) in devices(test) {
+        for (m, n, r, a_col, out_col) in [(90, 60, 6, false, false), (50, 80, 5, true, true), (40, 30, 1, false, false)] {
+            let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::PowerLaw, m.min(n)));
+            let at: Vec<T> = a.iter().map(|&x| T::from_f32(x as f32)).collect();
+            let stored: Vec<f64> = at.iter().map(|x| x.to_f32() as f64).collect();
+            let cfg = seeded_config(&mut rng, r);
+            let (cu, cs, cvt, cinfo) = run_cpu(&at, m, n, &cfg);
+            // A in the requested layout.
+            let a_dev: Vec<T> = if a_col { (0..m * n).map(|i| at[(i % m) * n + i / m]).collect() } else { at.clone() };
+            let da = gpu.upload(&a_dev).unwrap();
+            let av = if a_col { DeviceMatRef::col_major(&da, m, n) } else { DeviceMatRef::row_major(&da, m, n) }.unwrap();
+            let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+            let mut s = vec![0f32; r];
+            let (uv, vtv) = if out_col {
+                (DeviceMatMut::col_major(&mut du, m, r).unwrap(), DeviceMatMut::col_major(&mut dvt, r, n).unwrap())
+            } else {
+                (DeviceMatMut::row_major(&mut du, m, r).unwrap(), DeviceMatMut::row_major(&mut dvt, r, n).unwrap())
+            };
+            let info = rsvd(&gpu, av, &cfg, uv, &mut s, vtv).unwrap();
+            let (mut u, mut vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
+            if out_col {
+                u = (0..m * r).map(|i| u[(i % r) * m + i / r]).collect();
+                vt = (0..r * n).map(|i| vt[(i % n) * r + i / n]).collect();
+            }
+            let q = quality(&stored, m, n, r, &u, &s, &vt);
+            eprintln!("{name} {m}x{n} r={r}: {q:?} {info:?} (cpu {cinfo:?})");
+            assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{name}: {q:?}");
+            for i in 0..r {
+                let rel = ((s[i] - cs[i]) as f64).abs() / cs[i] as f64;
+                assert!(rel <= tol_s, "{name}: s[{i}] {} vs cpu {} (rel {rel})", s[i], cs[i]);
+            }
+            // Same subspace as the CPU: |u_i · cpu_u_i| ≈ 1 for the well-separated leading vectors.
+            for i in 0..r.min(2) {
+                let dot: f64 = (0..m).map(|k| u[k * r + i] as f64 * cu[k * r + i] as f64).sum();
+                assert!((dot.abs() - 1.0).abs() < 1e-3, "{name}: u_{i} · cpu u_{i} = {dot}");
+                let dotv: f64 = (0..n).map(|k| vt[i * n + k] as f64 * cvt[i * n + k] as f64).sum();
+                assert!((dotv.abs() - 1.0).abs() < 1e-3, "{name}: v_{i} · cpu v_{i} = {dotv}");
+            }
+        }
+    }
+}
+
+#[test]
+fn device_rsvd_matches_the_cpu_reference_f32() {
+    device_matches_cpu::<f32>("rsvd_device_f32", 1e-4);
+}
+
+#[test]
+fn device_rsvd_matches_the_cpu_reference_bf16_and_f16() {
+    device_matches_cpu::<bf16>("rsvd_device_bf16", 1e-4);
+    device_matches_cpu::<f16>("rsvd_device_f16", 1e-4);
+}
+
+#[test]
+fn cpu_reference_accepts_narrow_types_and_both_layouts() {
+    let mut rng = rng("rsvd_cpu_layouts");
+    let (m, n, r) = (70, 110, 8);
+    let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::Exponential, m));
+    let a16: Vec<bf16> = a.iter().map(|&x| bf16::from_f32(x as f32)).collect();
+    let stored: Vec<f64> = a16.iter().map(|x| x.to_f32() as f64).collect();
+    let cfg = seeded_config(&mut rng, r);
+    let (u, s, vt, _) = run_cpu(&a16, m, n, &cfg);
+    let q = quality(&stored, m, n, r, &u, &s, &vt);
+    assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+    // Column-major A and outputs give the same numbers.
+    let acol: Vec<bf16> = (0..m * n).map(|i| a16[(i % m) * n + i / m]).collect();
+    let (mut u2, mut s2, mut vt2) = (vec![0f32; m * r], vec![0f32; r], vec![0f32; r * n]);
+    rsvd_cpu(MatRef::col_major(&acol, m, n).unwrap(), &cfg, MatMut::col_major(&mut u2, m, r).unwrap(), &mut s2, MatMut::col_major(&mut vt2, r, n).unwrap()).unwrap();
+    assert_eq!(s, s2);
+    assert_eq!(u[3 * r + 1], u2[1 * m + 3]);
+    assert_eq!(vt[2 * n + 7], vt2[7 * r + 2]);
+}
+
+/// The measurements behind the defaults (docs/rsvd.md): error ratio and leading singular value error of the CPU
+/// reference for q in 0..=3 and p in {5, 10, 20}, per spectrum, median of 3 seeds. Run by hand:
+/// `cargo test --features emulator --test rsvd measure_defaults -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_defaults() {
+    let mut rng = rng("rsvd_measure");
+    let (m, n, r) = (300, 200, 20);
+    for kind in [Spectrum::PowerLaw, Spectrum::PowerLawHalf, Spectrum::Exponential, Spectrum::Flat, Spectrum::Rank5PlusNoise] {
+        for p in [5, 10, 20] {
+            for q in 0..=3 {
+                let mut ratios = Vec::new();
+                let mut leads = Vec::new();
+                for _ in 0..3 {
+                    let qual = cpu_case(&mut rng, m, n, r, kind, |c| RsvdConfig { oversample: p, power_iters: q, ..c });
+                    ratios.push(qual.error_ratio);
+                    leads.push(qual.leading_rel);
+                }
+                ratios.sort_by(f64::total_cmp);
+                leads.sort_by(f64::total_cmp);
+                println!("TABLE {kind:?} p={p} q={q} error_ratio={:.4} leading_rel={:.2e}", ratios[1], leads[1]);
+            }
+        }
+    }
+}
+
+/// Host cost of the l x l steps at the benchmark's largest sketch (l = 266) and a mid one (l = 138): faer's
+/// Cholesky, triangular inverse and SVD in f64 on this machine's CPU. Run by hand:
+/// `cargo test --release --features emulator --test rsvd measure_host_steps -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_host_steps() {
+    let mut rng = rng("rsvd_host_steps");
+    for l in [74usize, 138, 266] {
+        let x = Mat::from_fn(4 * l, l, |_, _| normal(&mut rng));
+        let g = x.transpose() * &x;
+        let reps = 5;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(g.llt(faer::Side::Lower).unwrap());
+        }
+        let chol = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let r = g.llt(faer::Side::Lower).unwrap().L().transpose().to_owned();
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            let mut inv = Mat::<f64>::zeros(l, l);
+            faer::linalg::triangular_inverse::invert_upper_triangular(inv.as_mut(), r.as_ref(), faer::Par::Seq);
+            std::hint::black_box(inv);
+        }
+        let inv = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(r.transpose().to_owned().svd().unwrap());
+        }
+        let svd = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        let rrt = r.transpose() * &r;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(rrt.self_adjoint_eigen(faer::Side::Lower).unwrap());
+        }
+        let eig = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+        println!("HOST l={l}: cholesky {chol:.3} ms, triangular inverse {inv:.3} ms, svd {svd:.3} ms, symmetric eigen {eig:.3} ms");
+    }
+}
+
+#[test]
+fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() {
+    let mut rng = rng("rsvd_device_spectra");
+    for (name, gpu) in devices("rsvd_device_spectra") {
+        for (kind, r, lead) in [(Spectrum::PowerLaw, 8, 1e-4), (Spectrum::PowerLawHalf, 8, 1e-2), (Spectrum::Exponential, 8, 1e-4), (Spectrum::Flat, 8, f64::INFINITY), (Spectrum::Rank5PlusNoise, 20, 1e-5)] {
+            let (m, n) = (96, 72);
+            let a = with_spectrum(&mut rng, m, n, &spectrum(kind, n));
+            let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+            let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+            let cfg = seeded_config(&mut rng, r);
+            let da = gpu.upload(&a32).unwrap();
+            let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+            let mut s = vec![0f32; r];
+            let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+            let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
+            eprintln!("{name} {kind:?} r={r}: {q:?} {info:?}");
+            assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= lead, "{name} {kind:?}: {q:?}");
+        }
+        // Exactly rank 3, r = 20: the guard (shift or Householder on the host) runs on the device path too.
+        let (m, n, r) = (80, 60, 20);
+        let a = with_spectrum(&mut rng, m, n, &[3.0, 2.0, 1.0]);
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let da = gpu.upload(&a32).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let mut s = vec![0f32; r];
+        let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &seeded_config(&mut rng, r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+        let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
+        eprintln!("{name} rank 3, r = 20: {q:?} {info:?}");
+        assert!(info.householder + info.shifted_cholesky_qr > 0, "{name}: {info:?}");
+        assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.error_ratio <= 1.0, "{name}: {q:?}");
+        assert!(((s[0] - 3.0) / 3.0).abs() < 1e-5 && (s[2] - 1.0).abs() < 1e-5 && s[3] < 1e-5, "{name}: {s:?}");
+    }
+}
+
+#[test]
+fn tf32_mode_keeps_the_factors_orthonormal_and_near_optimal() {
+    // On a GPU the products with A use TF32 tensor cores; Grams and the final products stay f32, so the factors
+    // stay orthonormal. The emulator ignores the flag (same numbers as f32 there).
+    let mut rng = rng("rsvd_tf32");
+    for (name, gpu) in devices("rsvd_tf32") {
+        let (m, n, r) = (128, 96, 8);
+        let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::PowerLaw, n));
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+        let cfg = RsvdConfig { tf32: true, ..seeded_config(&mut rng, r) };
+        let da = gpu.upload(&a32).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let mut s = vec![0f32; r];
+        rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
+        eprintln!("{name} tf32: {q:?}");
+        assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= 1e-2, "{name}: {q:?}");
+    }
+}
+
+#[test]
+fn gram_overflow_falls_back_to_householder_and_product_overflow_is_an_error_not_nan() {
+    let mut rng = rng("rsvd_overflow");
+    let (m, n, r) = (30, 20, 4);
+    // Entries near 1e24: the sketch is finite but its Gram matrix overflows f32, so every orthonormalization takes
+    // the host Householder path, and the result is still a valid factorization.
+    let big: Vec<f32> = (0..m * n).map(|_| rng.gen_range(1e24f32..3e24)).collect();
+    let (mut u, mut s, mut vt) = (vec![0f32; m * r], vec![0f32; r], vec![0f32; r * n]);
+    let info = rsvd_cpu(MatRef::row_major(&big, m, n).unwrap(), &RsvdConfig::new(r), MatMut::row_major(&mut u, m, r).unwrap(), &mut s, MatMut::row_major(&mut vt, r, n).unwrap()).unwrap();
+    assert!(info.householder > 0, "{info:?}");
+    let stored: Vec<f64> = big.iter().map(|&x| x as f64).collect();
+    let q = quality(&stored, m, n, r, &u, &s, &vt);
+    assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
+    // Entries near f32::MAX: the products themselves overflow; a typed error, never NaN factors.
+    let huge: Vec<f32> = (0..m * n).map(|_| rng.gen_range(2e38f32..3e38)).collect();
+    let e = rsvd_cpu(MatRef::row_major(&huge, m, n).unwrap(), &RsvdConfig::new(r), MatMut::row_major(&mut u, m, r).unwrap(), &mut s, MatMut::row_major(&mut vt, r, n).unwrap());
+    assert!(matches!(e, Err(Error::NonFinite { .. }) | Err(Error::NoConvergence { .. })), "{e:?}");
+    for (name, gpu) in devices("rsvd_overflow") {
+        let da = gpu.upload(&huge).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let e = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+        assert!(matches!(e, Err(Error::NonFinite { .. }) | Err(Error::NoConvergence { .. })), "{name}: {e:?}");
+    }
+}
