@@ -65,9 +65,9 @@ fi
 
 # 4. Benchmarks (quick mode, CUDA events) and the PyTorch baselines for the same shapes.
 rm -f "$OUT/results.jsonl"
-SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 200 "$B/bin/bench-kernels" --bench > "$OUT/bench.log" 2>&1
+SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 150 "$B/bin/bench-kernels" --bench > "$OUT/bench.log" 2>&1
 note "bench: rc=$?"
-PYTHONUNBUFFERED=1 timeout 90 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
+PYTHONUNBUFFERED=1 timeout 60 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
 note "baselines: rc=$?"
 
 # 5. The table, last.
