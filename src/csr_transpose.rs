@@ -27,7 +27,7 @@
 use crate::csr::{Csr, CsrPattern, DeviceCsrPattern};
 use crate::device::{check_no_alias, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 
 const MODULE: &str = "csr_transpose";
 const THREADS: u32 = 256;
@@ -62,13 +62,6 @@ impl CsrTranspose {
     pub fn download(&self, gpu: &Gpu) -> Result<(CsrPattern<u32>, Vec<u32>)> {
         Ok((self.pattern.download(gpu)?, gpu.download(&self.perm)?))
     }
-}
-
-fn check_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(Error::LengthMismatch { op, what, expected, got });
-    }
-    Ok(())
 }
 
 /// CPU reference: the pattern of Sᵀ (`s.cols() x s.rows()`) and `perm`, with `perm[e]` = the position in Sᵀ of

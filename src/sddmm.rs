@@ -47,7 +47,7 @@ use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
 use crate::dense::{Layout, MatRef};
 use crate::device::{check_no_alias, DeviceMatRef, DeviceSliceMut, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 
 const MODULE: &str = "sddmm";
 /// Warps per block of the sddmm kernel (`kWarpsPerBlock` in cuda/sddmm.cu).
@@ -76,13 +76,6 @@ pub fn sddmm_weight_grad_scratch_len<T: Element>(tokens: usize, out_features: us
     let v = slot_elems::<T>();
     let ld = tokens.div_ceil(v).saturating_mul(v);
     ld.saturating_mul(out_features.saturating_add(in_features))
-}
-
-fn check_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(Error::LengthMismatch { op, what, expected, got });
-    }
-    Ok(())
 }
 
 /// A is `rows x K` and B is `cols x K` for a `rows x cols` pattern, with the same K (A's column count).

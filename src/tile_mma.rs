@@ -9,7 +9,7 @@
 //! compile time. Accumulation is f32.
 use crate::device::{check_no_alias, DeviceSlice, DeviceSliceMut, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::{check_len, Result};
 use half::{bf16, f16};
 
 const MODULE: &str = "tile_mma";
@@ -47,13 +47,6 @@ impl TileMmaElement for f16 {
 }
 impl TileMmaElement for bf16 {
     const KERNEL: &'static str = "tile_mma_bf16";
-}
-
-fn check_len(op: &'static str, what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(Error::LengthMismatch { op, what, expected, got });
-    }
-    Ok(())
 }
 
 /// Lengths of A, B and C for `tiles` tiles (saturating: no buffer is that long, so an absurd `tiles` is reported
