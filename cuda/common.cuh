@@ -46,4 +46,12 @@ __device__ __forceinline__ unsigned csr_row_of_entry(const unsigned* __restrict_
     return csr_row_of_entry(row_offsets, 0u, rows - 1, e);
 }
 
+// Sum of v over the 32 lanes of a full warp, every lane receiving it; a fixed xor butterfly, so the order of the
+// additions (and a float result's rounding) is the same every run.
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
 }  // namespace slr

@@ -24,6 +24,8 @@ __device__ __forceinline__ unsigned long long bits_at(const unsigned long long* 
     return words[first >> 6] >> (first & 63);
 }
 
+// slr::warp_sum's butterfly, kept here so the planted wrong-lane fault stays in this file (faults never live in
+// shared headers: the faulty variant recompiles only this file).
 __device__ __forceinline__ unsigned warp_sum(unsigned v) {
 #ifdef SLR_FAULT_WRONG_SHUFFLE_LANE
     // Planted fault for the emulator's mutation test: the last butterfly step reads the wrong lane.

@@ -156,7 +156,7 @@ __device__ __forceinline__ void to_f32_impl(const T* __restrict__ src, unsigned 
             if (dst != nullptr) dst[o * inner + k] = v;
         }
     }
-    for (int offset = 16; offset > 0; offset >>= 1) mine += __shfl_xor_sync(0xffffffffu, mine, offset);
+    mine = slr::warp_sum(mine);
     if (threadIdx.x % 32 == 0 && mine != 0) atomicAdd(nonfinite_count, mine);
 }
 

@@ -38,11 +38,6 @@ constexpr unsigned kWarpsPerBlock = 8;
 constexpr unsigned kTileT = 2;   // spmm_xst's direct-gather kernel serves T <= 2 (src/spmm.rs: SCALAR_T_MAX)
 constexpr unsigned kUnroll = 4;  // entries per lane whose loads are in flight together
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
-
 // alpha * acc + beta * old, with beta == 0 meaning "overwrite" (old may be NaN).
 template <typename T>
 __device__ __forceinline__ T combine(float acc, float alpha, float beta, const T* out) {
@@ -58,7 +53,7 @@ __device__ __forceinline__ void reduce_and_store(const float (&acc)[N], unsigned
     float mine = 0.0f;
 #pragma unroll
     for (unsigned j = 0; j < N; ++j) {
-        float sum = warp_sum(acc[j]);
+        float sum = slr::warp_sum(acc[j]);
         mine = lane == j ? sum : mine;
     }
     if (lane < N && t0 + lane < t_count) {
