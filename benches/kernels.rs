@@ -208,6 +208,15 @@ fn bench_spmm(c: &mut Criterion) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
+                if (out, inn) == (4096, 4096) && (t == 16 || t == 128) {
+                    // The textbook form C = S B, B (in x n) row-major with n = t; same S, same bytes of S. Baselines:
+                    // torch dense w@b and torch.sparse.mm (scripts/baselines.py).
+                    let b = gpu.upload(&vec![bf16::from_f32(0.5); inn * t]).unwrap();
+                    let mut cm = gpu.alloc_zeros::<bf16>(out * t).unwrap();
+                    let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
+                    let label = format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{t}");
+                    bench.case(&mut group, label, &case, 20, || spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
+                }
             }
         }
     }

@@ -74,15 +74,20 @@ def main():
             s_csr = (w * mask).to_sparse_csr()
             for t in ts:
                 x = torch.randn(t, inn, device=dev, generator=gen).to(torch.bfloat16)
-                cases = [("torch dense x@w.T", lambda: x @ w.T),
-                         ("torch.sparse.mm CSR (cuSPARSE)", lambda: torch.sparse.mm(s_csr, x.T))]
-                for baseline, fn in cases:
+                cases = [("spmm_xst", "torch dense x@w.T", lambda: x @ w.T),
+                         ("spmm_xst", "torch.sparse.mm CSR (cuSPARSE)", lambda: torch.sparse.mm(s_csr, x.T))]
+                if (out, inn) == (4096, 4096) and t in (16, 128):
+                    # The textbook C = S B with B (in x n) row-major, n = t (benches: spmm_sb).
+                    b = x.T.contiguous()
+                    cases += [("spmm_sb", "torch dense w@b", lambda: w @ b),
+                              ("spmm_sb", "torch.sparse.mm CSR (cuSPARSE)", lambda: torch.sparse.mm(s_csr, b))]
+                for op, baseline, fn in cases:
                     try:
                         ms = time_ms(fn, iters=20)
                     except Exception as e:  # e.g. a dtype the sparse path does not support
                         print(f"# {baseline} failed at {out}x{inn} d={d} T={t}: {e}", flush=True)
                         continue
-                    rec = dict(op="spmm_xst", rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
+                    rec = dict(op=op, rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
                                time_ms=ms, device=name)
                     rows_out.append(rec)
                     print(json.dumps(rec), flush=True)
