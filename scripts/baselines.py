@@ -116,8 +116,13 @@ def main():
         for d in [0.01, 0.05]:
             mask = torch.rand(rows, cols, device=dev, generator=gen) < d
             s_csr = mask.to(torch.float32).to_sparse_csr()
+            nnz = int(mask.sum())
+            vals = torch.randn(nnz, device=dev, generator=gen).to(torch.bfloat16)
+            perm = torch.randperm(nnz, device=dev, generator=gen)
             cases = [("csr_transpose", "u32", "torch csr.t().to_sparse_csr()", lambda: s_csr.t().to_sparse_csr()),
-                     ("mask_to_csr", "bits", "torch bool mask.to_sparse_csr()", lambda: mask.to_sparse_csr())]
+                     ("mask_to_csr", "bits", "torch bool mask.to_sparse_csr()", lambda: mask.to_sparse_csr()),
+                     ("transpose_values", "bf16", "torch index_select by a permutation",
+                      lambda: vals.index_select(0, perm))]
             for op, dtype, baseline, fn in cases:
                 try:
                     ms = time_ms(fn, iters=20)
