@@ -442,17 +442,24 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
     }
 }
 
-/// One more call, for the paths its orthonormalizations took (printed next to the timing).
+/// One more call, for the paths its orthonormalizations took (printed next to the timing) and, with
+/// `SLR_RSVD_PROFILE` set for it, the time of each step (synchronized after every step, so it goes to the log,
+/// not into the timing above).
 fn run_info(gpu: &Gpu, d32: &DeviceVec<f32>, d16: &DeviceVec<bf16>, dtype: &str, m: usize, n: usize, cfg: &RsvdConfig) -> String {
     let r = cfg.rank;
     let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
     let mut s = vec![0f32; r];
     let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r).unwrap(), DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+    let was_set = std::env::var_os("SLR_RSVD_PROFILE").is_some();
+    std::env::set_var("SLR_RSVD_PROFILE", "1");
     let info = if dtype == "f32" {
         rsvd(gpu, DeviceMatRef::row_major(d32, m, n).unwrap(), cfg, u, &mut s, vt)
     } else {
         rsvd(gpu, DeviceMatRef::row_major(d16, m, n).unwrap(), cfg, u, &mut s, vt)
     };
+    if !was_set {
+        std::env::remove_var("SLR_RSVD_PROFILE");
+    }
     format!("{info:?}")
 }
 

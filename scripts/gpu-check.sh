@@ -70,6 +70,9 @@ note "bench: rc=$?"
 PYTHONUNBUFFERED=1 timeout 60 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
 note "baselines: rc=$?"
 
+# rSVD's time per step (SLR_RSVD_PROFILE, set by the bench for one extra call per case).
+grep -E 'rsvd profile' "$OUT/bench.log" | cut -c1-600
+
 # 5. The table, last.
 python3 "$B/gpu_summary.py" "$OUT/results.jsonl" | tee "$OUT/summary.txt"
 echo

@@ -13,7 +13,10 @@
 //!
 //! `orth` is CholeskyQR2 with a guard: the Gram matrix `YᵀY` (f32 product) goes to the host, is factored in f64,
 //! and `Y ← Y R⁻¹` is applied; passes repeat until the Gram matrix of the current Y is within 1e-2 of I (then one
-//! last pass makes it orthonormal to rounding), at most 4 passes. If the first Cholesky fails or a pivot shows a
+//! last pass makes it orthonormal to rounding), at most 4 passes. Inside the power iteration (every basis but the
+//! last Q and Q₂) a well-conditioned basis is all the next product needs, so one pass is taken when
+//! `‖R‖_F·‖R⁻¹‖_F ≤ 1e3` (an upper bound on cond₂(Y); the basis is then orthonormal to ~u·cond₂² ≤ 0.06):
+//! 8 passes instead of 12 at q = 2, with the accuracy unchanged (docs/rsvd.md). If the first Cholesky fails or a pivot shows a
 //! column dependent at f32 precision (`L_ii² ≤ 64·u·G_ii`), the first pass is shifted (`G + s·I`, shifted
 //! CholeskyQR3); if a Cholesky still fails, or 4 passes do not converge, Householder QR of the original Y runs on
 //! the host (faer), so rank-deficient sketches (e.g. an exactly rank-5 matrix asked for r = 20) still give an
@@ -33,6 +36,9 @@
 //! Defaults ([`RsvdConfig::new`]): oversampling p = 10, q = 2 power iterations, TF32 off. With them the rank-r
 //! error was measured within 1.004x of optimal on power-law spectra (σ_i = 1/i and i^-0.5; q = 0 gives 1.19-1.45x,
 //! q = 1 up to 1.018x), the leading singular values within 1e-4 relative (docs/rsvd.md, `tests/rsvd.rs`).
+//!
+//! Setting the environment variable `SLR_RSVD_PROFILE` prints the wall-clock time of each step to stderr (the
+//! device is synchronized after every step for it; a diagnostic, off by default).
 //!
 //! `r + p > min(m, n)` is not an error: l is clamped to `min(m, n)` (the sketch then spans A's whole range, and
 //! the result is the optimal rank-r truncation up to rounding).
@@ -88,6 +94,9 @@ impl RsvdConfig {
 pub struct RsvdInfo {
     /// l = min(r + p, min(m, n)).
     pub sketch_cols: usize,
+    /// Bases inside the power iteration that took one CholeskyQR pass (a well-conditioned basis is all the next
+    /// product needs; taken when `‖R‖_F·‖R⁻¹‖_F ≤ 1e3` bounds cond(Y), module docs).
+    pub single_pass: usize,
     /// Orthonormalizations done by plain CholeskyQR (2 passes, occasionally 3 or 4).
     pub cholesky_qr: usize,
     /// Orthonormalizations whose first pass needed the shift (shifted CholeskyQR3).
@@ -229,6 +238,54 @@ trait Engine {
     fn mul_small(&mut self, x: &Self::M, s: &Mat<f64>) -> Result<Self::M>;
     fn to_host(&mut self, x: &Self::M) -> Result<Mat<f64>>;
     fn from_host(&mut self, x: &Mat<f64>) -> Result<Self::M>;
+    /// Waits for queued work (only the profiler calls it).
+    fn sync(&mut self) -> Result<()>;
+}
+
+/// The steps [`Profile`] times.
+#[derive(Clone, Copy)]
+enum Step {
+    Convert,
+    Sketch,
+    AProducts,
+    Gram,
+    HostFactor,
+    ApplyR,
+    SmallSvd,
+    Final,
+}
+const STEP_NAMES: [&str; 8] = ["convert+count", "sketch", "products with A", "Gram (product + download)", "host Cholesky/inverse", "Y·R⁻¹ (upload + product)", "small SVD (host)", "final products"];
+
+/// Wall-clock time per step, a diagnostic turned on by the environment variable `SLR_RSVD_PROFILE`: the engine
+/// synchronizes after every step so that the clock covers the device work, and one line goes to stderr per call.
+/// Off (the default), it costs one branch per step.
+struct Profile {
+    on: bool,
+    last: std::time::Instant,
+    ms: [f64; 8],
+}
+
+impl Profile {
+    fn from_env() -> Self {
+        Profile { on: std::env::var_os("SLR_RSVD_PROFILE").is_some(), last: std::time::Instant::now(), ms: [0.0; 8] }
+    }
+    /// Charges the time since the previous lap to `step`.
+    fn lap<E: Engine>(&mut self, e: &mut E, step: Step) -> Result<()> {
+        if self.on {
+            e.sync()?;
+            let now = std::time::Instant::now();
+            self.ms[step as usize] += (now - self.last).as_secs_f64() * 1e3;
+            self.last = now;
+        }
+        Ok(())
+    }
+    fn report(&self, what: &str, info: &RsvdInfo) {
+        if self.on {
+            let total: f64 = self.ms.iter().sum();
+            let steps: Vec<String> = STEP_NAMES.iter().zip(self.ms).map(|(n, t)| format!("{n} {t:.3}")).collect();
+            eprintln!("rsvd profile ({what}, l = {}): total {total:.3} ms = {} ms; {info:?}", info.sketch_cols, steps.join(", "));
+        }
+    }
 }
 
 /// The factors before the last products: `U = q · ur`, `V = q2 · vr`.
@@ -282,14 +339,45 @@ fn max_dev_from_identity(g: &Mat<f64>) -> f64 {
     }
 }
 
-/// `Y = Q R` with Q orthonormal (rows x l) and R upper triangular with a non-negative diagonal (module docs).
-fn orth<E: Engine>(e: &mut E, y0: &E::M, rows: usize, info: &mut RsvdInfo) -> Result<(E::M, Mat<f64>)> {
+/// What an orthonormalization has to deliver.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// A well-conditioned basis of Y's range: the bases inside the power iteration, which only carry a subspace
+    /// to the next product with A. One CholeskyQR pass is enough when `‖R‖_F·‖R⁻¹‖_F ≤ SINGLE_PASS_COND`.
+    Basis,
+    /// Q orthonormal to f32 rounding (the Q that U and B are formed from).
+    Orthonormal,
+    /// Orthonormal Q and the triangular factor R of `Y = Q R` (Bᵀ's, for the small SVD).
+    WithR,
+}
+
+/// Upper bound on cond₂(Y) (= cond₂(R)) below which one CholeskyQR pass leaves a good basis: the computed
+/// `Q₁ = Y R⁻¹` has `‖Q₁ᵀQ₁ − I‖ ≈ u·cond₂(Y)² ≤ 0.06` (u = 2⁻²⁴), so cond₂(Q₁) ≤ 1.07, while its range is Y's
+/// to the same rounding any QR leaves. `‖R‖_F·‖R⁻¹‖_F ≥ cond₂(R)` is what we test (O(l²) on the host); a
+/// well-conditioned sketch gives about l·cond₂(Y), so l up to ~500 takes the single pass.
+const SINGLE_PASS_COND: f64 = 1e3;
+
+fn frobenius(x: &Mat<f64>) -> f64 {
+    let mut sum = 0f64;
+    for j in 0..x.ncols() {
+        for i in 0..x.nrows() {
+            sum += x[(i, j)] * x[(i, j)];
+        }
+    }
+    sum.sqrt()
+}
+
+/// `Y = Q R` with Q orthonormal (rows x l) and R upper triangular with a non-negative diagonal (module docs);
+/// with [`Goal::Basis`], possibly Q from a single CholeskyQR pass (a well-conditioned basis of the same range).
+/// R is returned for [`Goal::WithR`] and from the Householder fallback.
+fn orth<E: Engine>(e: &mut E, y0: &E::M, rows: usize, goal: Goal, info: &mut RsvdInfo, prof: &mut Profile) -> Result<(E::M, Option<Mat<f64>>)> {
     let mut r_acc: Option<Mat<f64>> = None;
     let mut cur: Option<E::M> = None;
     let mut shifted = false;
     for pass in 0..MAX_PASSES {
         let y = cur.as_ref().unwrap_or(y0);
         let g = e.gram(y)?;
+        prof.lap(e, Step::Gram)?;
         let l = g.nrows();
         let finishing = pass > 0 && max_dev_from_identity(&g) <= NEAR_IDENTITY;
         let r = match cholesky_upper(&g, pass == 0) {
@@ -311,11 +399,20 @@ fn orth<E: Engine>(e: &mut E, y0: &E::M, rows: usize, info: &mut RsvdInfo) -> Re
             }
             None => break,
         };
-        let next = e.mul_small(y, &invert_upper(&r))?;
-        let acc = match r_acc.take() {
-            None => r,
-            Some(acc) => &r * &acc,
+        let r_inv = invert_upper(&r);
+        let single = goal == Goal::Basis && pass == 0 && !shifted && frobenius(&r) * frobenius(&r_inv) <= SINGLE_PASS_COND;
+        let acc = match (goal, r_acc.take()) {
+            (Goal::WithR, None) => Some(r),
+            (Goal::WithR, Some(acc)) => Some(&r * &acc),
+            _ => None,
         };
+        prof.lap(e, Step::HostFactor)?;
+        let next = e.mul_small(y, &r_inv)?;
+        prof.lap(e, Step::ApplyR)?;
+        if single {
+            info.single_pass += 1;
+            return Ok((next, None));
+        }
         if finishing {
             if shifted {
                 info.shifted_cholesky_qr += 1;
@@ -324,7 +421,7 @@ fn orth<E: Engine>(e: &mut E, y0: &E::M, rows: usize, info: &mut RsvdInfo) -> Re
             }
             return Ok((next, acc));
         }
-        r_acc = Some(acc);
+        r_acc = acc;
         cur = Some(next);
     }
     // Householder QR of the original Y on the host: orthonormal whatever Y's rank.
@@ -343,26 +440,38 @@ fn orth<E: Engine>(e: &mut E, y0: &E::M, rows: usize, info: &mut RsvdInfo) -> Re
             }
         }
     }
-    Ok((e.from_host(&q)?, r))
+    let q = e.from_host(&q)?;
+    prof.lap(e, Step::HostFactor)?;
+    Ok((q, Some(r)))
 }
 
-fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut RsvdInfo) -> Result<Factors<E::M>> {
+fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut RsvdInfo, prof: &mut Profile) -> Result<Factors<E::M>> {
     let r = cfg.rank;
     let l = r.saturating_add(cfg.oversample).min(m.min(n));
     info.sketch_cols = l;
     let omega = e.sketch(n, l, cfg.seed)?;
+    prof.lap(e, Step::Sketch)?;
     let y = e.a_mul(&omega, false)?;
-    let (mut q, _) = orth(e, &y, m, info)?;
-    for _ in 0..cfg.power_iters {
+    prof.lap(e, Step::AProducts)?;
+    // Inside the power iteration a basis only carries the subspace to the next product; the last Q is the one
+    // U and B are formed from, so it is orthonormalized in full.
+    let goal_of_q = |last: bool| if last { Goal::Orthonormal } else { Goal::Basis };
+    let (mut q, _) = orth(e, &y, m, goal_of_q(cfg.power_iters == 0), info, prof)?;
+    for i in 0..cfg.power_iters {
         let z = e.a_mul(&q, true)?;
-        let (z, _) = orth(e, &z, n, info)?;
+        prof.lap(e, Step::AProducts)?;
+        let (z, _) = orth(e, &z, n, Goal::Basis, info, prof)?;
         let y = e.a_mul(&z, false)?;
-        q = orth(e, &y, m, info)?.0;
+        prof.lap(e, Step::AProducts)?;
+        q = orth(e, &y, m, goal_of_q(i + 1 == cfg.power_iters), info, prof)?.0;
     }
     let bt = e.a_mul(&q, true)?;
-    let (q2, r2) = orth(e, &bt, n, info)?;
+    prof.lap(e, Step::AProducts)?;
+    let (q2, r2) = orth(e, &bt, n, Goal::WithR, info, prof)?;
+    let r2 = r2.expect("Goal::WithR returns R on every path");
     // B = Qᵀ A = R₂ᵀ Q₂ᵀ; the SVD of the small R₂ᵀ gives B's.
     let (s, ur, vr) = small_svd(&r2, r)?;
+    prof.lap(e, Step::SmallSvd)?;
     Ok(Factors { q, ur, s, q2, vr })
 }
 
@@ -459,6 +568,9 @@ impl Engine for CpuEngine {
     fn from_host(&mut self, x: &Mat<f64>) -> Result<Mat<f32>> {
         Ok(to_f32(x))
     }
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// CPU reference: the randomized SVD of the module docs with faer (f32 products, f64 small algebra), the same
@@ -482,7 +594,9 @@ pub fn rsvd_cpu<T: Element>(a: MatRef<'_, T>, cfg: &RsvdConfig, mut u: MatMut<'_
     }
     let mut e = CpuEngine { a: af };
     let mut info = RsvdInfo::default();
-    let f = run(&mut e, m, n, cfg, &mut info)?;
+    let mut prof = Profile::from_env();
+    prof.lap(&mut e, Step::Convert)?;
+    let f = run(&mut e, m, n, cfg, &mut info, &mut prof)?;
     let uu = &f.q * to_f32(&f.ur);
     let vv = &f.q2 * to_f32(&f.vr);
     for j in 0..cfg.rank {
@@ -494,6 +608,8 @@ pub fn rsvd_cpu<T: Element>(a: MatRef<'_, T>, cfg: &RsvdConfig, mut u: MatMut<'_
         }
     }
     s.copy_from_slice(&f.s);
+    prof.lap(&mut e, Step::Final)?;
+    prof.report(&format!("cpu {m} x {n}"), &info);
     Ok(info)
 }
 
@@ -663,15 +779,22 @@ struct DeviceEngine<'g, 'a> {
 }
 
 impl DeviceEngine<'_, '_> {
-    fn new_mat(&self, rows: usize, cols: usize) -> Result<DevMat> {
-        Ok(DevMat { buf: self.gpu.alloc_zeros(rows * cols)?, rows, cols })
+    /// A packed rows x cols matrix with unspecified contents.
+    ///
+    /// # Safety
+    /// The caller fills every element before anything reads it (every user writes it whole: a product with
+    /// β = 0, which neither cuBLAS nor `rsvd_gemm_f32` reads, or the sketch kernel).
+    unsafe fn new_mat(&self, rows: usize, cols: usize) -> Result<DevMat> {
+        // SAFETY: the caller's contract.
+        Ok(DevMat { buf: unsafe { self.gpu.alloc_uninit(rows * cols)? }, rows, cols })
     }
     /// A new m x n matrix `op(A) · op(B)`; `tf32` only for the products with the input A (see [`RsvdConfig::tf32`]).
     ///
     /// # Safety
     /// A's elements `(i, p)` for `i < m, p < k` and B's `(p, j)` for `p < k, j < n` lie inside their slices.
     unsafe fn product(&mut self, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, tf32: bool) -> Result<DevMat> {
-        let mut out = self.new_mat(m, n)?;
+        // SAFETY: the product below writes all m x n elements (β = 0).
+        let mut out = unsafe { self.new_mat(m, n)? };
         let mut view = DeviceSliceMut::from(&mut out.buf);
         // SAFETY: the caller's contract covers A and B; C is the fresh packed m x n column-major buffer just
         // allocated (element (i, j) at i + j * m), so it is in bounds and overlaps neither input.
@@ -683,7 +806,8 @@ impl DeviceEngine<'_, '_> {
 impl Engine for DeviceEngine<'_, '_> {
     type M = DevMat;
     fn sketch(&mut self, rows: usize, cols: usize, seed: u64) -> Result<DevMat> {
-        let mut out = self.new_mat(rows, cols)?;
+        // SAFETY: gaussian_sketch writes every element of the buffer it is given.
+        let mut out = unsafe { self.new_mat(rows, cols)? };
         gaussian_sketch(self.gpu, seed, &mut out.buf)?;
         Ok(out)
     }
@@ -720,6 +844,9 @@ impl Engine for DeviceEngine<'_, '_> {
     fn from_host(&mut self, x: &Mat<f64>) -> Result<DevMat> {
         let host: Vec<f32> = (0..x.ncols()).flat_map(|j| (0..x.nrows()).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
         Ok(DevMat { buf: self.gpu.upload(&host)?, rows: x.nrows(), cols: x.ncols() })
+    }
+    fn sync(&mut self) -> Result<()> {
+        self.gpu.synchronize()
     }
 }
 
@@ -787,10 +914,12 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     check_no_alias(OP, ("u", u.data_mut().addr_range(gpu)), &[("a", a_range), ("vt", vt.data_mut().addr_range(gpu))])?;
     check_no_alias(OP, ("vt", vt.data_mut().addr_range(gpu)), &[("a", a_range)])?;
 
+    let mut prof = Profile::from_env();
     let converted = if T::DTYPE == crate::element::DType::F32 {
         None
     } else {
-        Some(gpu.alloc_zeros::<f32>(m * n)?)
+        // SAFETY: rsvd_to_f32_<T> writes every one of the m * n elements (row o, column k at o * inner + k).
+        Some(unsafe { gpu.alloc_uninit::<f32>(m * n)? })
     };
     let mut converted = converted;
     let bad = convert_and_count(gpu, &a, converted.as_mut())?;
@@ -803,7 +932,8 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     };
     let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape };
     let mut info = RsvdInfo::default();
-    let f = run(&mut e, m, n, cfg, &mut info)?;
+    prof.lap(&mut e, Step::Convert)?;
+    let f = run(&mut e, m, n, cfg, &mut info, &mut prof)?;
     let r = cfg.rank;
     let (us, vs) = (u.shape(), vt.shape());
     let ur = e.from_host(&f.ur)?;
@@ -818,6 +948,8 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     // (r x n) was validated against its buffer and it overlaps no input.
     unsafe { gemm(gpu, false, r, n, f.q2.cols, Operand { data: &vrs, rs: vr.rows, cs: 1 }, Operand { data: &q2s, rs: n, cs: 1 }, vt.data_mut(), vs.row_stride(), vs.col_stride())? };
     s.copy_from_slice(&f.s);
+    prof.lap(&mut e, Step::Final)?;
+    prof.report(&format!("{} {m} x {n} {:?}", gpu.describe(), T::DTYPE), &info);
     Ok(info)
 }
 

@@ -213,6 +213,29 @@ fn rank5_plus_noise_asking_for_rank20_recovers_the_rank5_part_with_orthonormal_f
 }
 
 #[test]
+fn power_iteration_bases_take_one_pass_only_when_the_sketch_is_well_conditioned() {
+    let mut rng = rng("rsvd_single_pass");
+    // Power-law spectrum, r = 20 of 300 x 200: cond(Y) = σ_1/σ_30 ≈ 30, so the 2q bases inside the power
+    // iteration take one CholeskyQR pass; the last Q and Q₂ always take the full CholeskyQR2.
+    for q in [0usize, 1, 2, 3] {
+        let a = with_spectrum(&mut rng, 300, 200, &spectrum(Spectrum::PowerLaw, 200));
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let cfg = RsvdConfig { power_iters: q, ..seeded_config(&mut rng, 20) };
+        let (u, s, vt, info) = run_cpu(&a32, 300, 200, &cfg);
+        assert_eq!((info.single_pass, info.cholesky_qr, info.householder), (2 * q, 2, 0), "q={q}: {info:?}");
+        let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+        let qual = quality(&stored, 300, 200, 20, &u, &s, &vt);
+        assert!(qual.u_orth <= 1e-5 && qual.v_orth <= 1e-5, "q={q}: {qual:?}");
+    }
+    // Exactly rank 5 plus 1e-4 noise, asking for l = 30: cond(Y) ≈ 1e4 fails the bound (or the pivot guard), so
+    // no basis is left at one pass.
+    let a = with_spectrum(&mut rng, 300, 200, &spectrum(Spectrum::Rank5PlusNoise, 200));
+    let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+    let (_, _, _, info) = run_cpu(&a32, 300, 200, &seeded_config(&mut rng, 20));
+    assert_eq!(info.single_pass, 0, "{info:?}");
+}
+
+#[test]
 fn exactly_rank_deficient_input_still_gives_orthonormal_factors() {
     let mut rng = rng("rsvd_rank_deficient");
     // Exactly rank 3 (in f32 up to rounding), asking for 20 plus oversampling: the sketch's Gram matrix is singular.
