@@ -18,8 +18,10 @@
 // Launches, in order:
 //   topk_histogram_<dtype> (one per 8-bit digit, MSB first: 4 for f32, 2 for f16/bf16): 256-bin histogram of the
 //       digit at `shift` over the keys whose higher bits equal the prefix (the candidate filter is fused into the
-//       histogram pass). Grid: segments * parts blocks of 256 threads, a part strides over its segment; shared
-//       atomics into the block's histogram, then one global add per non-empty bin.
+//       histogram pass). Grid: segments * parts blocks of 256 threads, a part strides over its segment with 8
+//       independent loads in flight per thread; warp-aggregated shared atomics (one per distinct bin in a warp:
+//       the first digit of a magnitude is shared by most of a warp) into the block's histogram, then one global
+//       add per non-empty bin.
 //   topk_choose: one block of 256 threads per segment. Suffix sums of the histogram from the top digit locate the
 //       digit holding the wanted rank; the prefix, remaining rank and c_gt are updated.
 //   topk_tile_counts_<dtype>: per tile of kTile elements (256 threads x 16), the number of keys == K* (into
@@ -28,6 +30,9 @@
 //   topk_select_mask_<dtype>: per tile, warp ballots give each key == K* its rank within the segment (tile offset
 //       from the scan + warps before it + lanes before it); a key is taken when > K* or == K* with rank < the
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
+// Per row with rows of at most 11264 keys (src/topk.rs ROW_MAX_LEN), all of the above is one launch instead:
+//   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and runs the same passes,
+//       choice, counts and ranked selection there (select_row below); one read of the keys in all.
 // Floor: the keys are read once per digit pass plus twice more (counts, select): f32 6 reads (24 bytes per
 // element), f16/bf16 4 reads (8 bytes per element); the mask is written once (n / 8 bytes). The one-read floor
 // is n * sizeof(T) bytes; reading a filtered candidate list instead of all keys in later passes (AIR top-k) is
@@ -43,6 +48,7 @@ constexpr unsigned kBins = 256;
 constexpr unsigned kStateWords = 8;
 constexpr unsigned kByValue = 1;   // flags bit 0: order by signed value (else by magnitude)
 constexpr unsigned kSmallest = 2;  // flags bit 1: select the smallest (else the largest)
+constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per histogram round
 
 // Raw bits of each key type and what a NaN looks like in them.
 template <typename T> struct KeyBits;
@@ -88,6 +94,18 @@ template <typename T> __device__ __forceinline__ unsigned load_bits(const T* __r
 // Mask of the key bits above digit `shift` (those the earlier passes fixed).
 __device__ __forceinline__ unsigned higher_bits(unsigned shift) { return shift + 8 >= 32 ? 0u : (~0u << (shift + 8)); }
 
+// Adds one to `bins[bin]` for every lane with `cand`, one shared atomic per distinct bin in the warp: the lanes
+// with equal bins (__match_any_sync) add their count through their lowest lane. The first digit of a magnitude is
+// its sign and high exponent bits, which a whole warp often shares: plain atomics would serialize up to 32-way on
+// one address. Called by all 32 lanes of the warp.
+__device__ __forceinline__ void add_to_bin(unsigned* bins, bool cand, unsigned bin) {
+    unsigned want = __ballot_sync(0xffffffffu, cand);
+    if (cand) {
+        unsigned peers = __match_any_sync(want, bin);
+        if (threadIdx.x % 32 == (unsigned)__ffs(peers) - 1) atomicAdd(&bins[bin], (unsigned)__popc(peers));
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned seg_len, unsigned parts, unsigned flags,
                                           unsigned shift, const unsigned* __restrict__ state,
@@ -99,9 +117,22 @@ __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned s
     unsigned hi = higher_bits(shift);
     unsigned prefix = state[(unsigned long long)seg * kStateWords] & hi;
     const unsigned long long base = (unsigned long long)seg * seg_len;
-    for (unsigned i = part * kThreads + threadIdx.x; i < seg_len; i += parts * kThreads) {
-        unsigned key = order_key<T>(load_bits(keys, base + i), flags);
-        if ((key & hi) == prefix) atomicAdd(&bins[(key >> shift) & 0xffu], 1u);
+    // A part strides over its segment kThreads elements at a time; each round a warp loads kLoadsInFlight
+    // strides' worth (independent coalesced loads, so enough bytes are in flight), then bins them. Every lane of
+    // a warp runs the same rounds (the bound is the warp's first index), as add_to_bin's collectives need.
+    const unsigned stride = parts * kThreads, lane = threadIdx.x % 32;
+    for (unsigned first = part * kThreads + (threadIdx.x & ~31u); first < seg_len; first += stride * kLoadsInFlight) {
+        unsigned bits[kLoadsInFlight];
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            unsigned i = first + u * stride + lane;
+            bits[u] = i < seg_len ? load_bits(keys, base + i) : 0u;
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            unsigned i = first + u * stride + lane, key = order_key<T>(bits[u], flags);
+            add_to_bin(bins, i < seg_len && (key & hi) == prefix, (key >> shift) & 0xffu);
+        }
     }
     __syncthreads();
     unsigned c = bins[threadIdx.x];
@@ -240,6 +271,108 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
     }
 }
 
+// The whole selection of one short segment (a row of at most kRowMaxLen keys) in one block: the keys are read
+// from global memory once into shared memory (as order keys), the digit passes run there (same histogram and
+// choice as the passes above), then the ranks of the keys == K* come from ballots in flat-index order and the
+// taken bits are ORed into the mask (words may be null: the cut only). The state words end as the multi-kernel
+// path leaves them: [0] K*, [1] quota, [2] c_gt from the passes, [3] NaNs, [4] keys > K* counted directly.
+// `passes` is key_bits / 8 for a count (state [1] = k on entry) and 0 for a fixed key (state [0] = the key).
+// Launch: one block of kThreads per segment, seg_len * 4 bytes of dynamic shared memory.
+// Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; the passes over shared
+// memory cost seg_len / kThreads shared loads per thread each.
+template <typename T>
+__device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
+                                           unsigned passes, unsigned* __restrict__ state,
+                                           unsigned long long* __restrict__ words) {
+    SLR_DYNAMIC_SMEM(unsigned, row_keys);
+    __shared__ unsigned bins[kBins];
+    __shared__ unsigned warp_eq[kThreads / 32];
+    __shared__ unsigned chosen[2];  // digit, keys above it
+    __shared__ unsigned totals[2];  // NaNs, keys > K*
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    const unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
+    unsigned* s = state + (unsigned long long)blockIdx.x * kStateWords;
+    unsigned prefix = s[0], rank = s[1], c_gt = 0;
+    if (t < 2) totals[t] = 0;
+    unsigned nan = 0;
+    for (unsigned i = t; i < seg_len; i += kThreads) {
+        unsigned bits = load_bits(keys, base + i);
+        nan += is_nan_bits<T>(bits);
+        row_keys[i] = order_key<T>(bits, flags);
+    }
+    const unsigned key_bits = 8 * sizeof(T);
+    for (unsigned pass = 1; pass <= passes; ++pass) {
+        const unsigned shift = key_bits - 8 * pass, hi = higher_bits(shift);
+        bins[t] = 0;
+        if (t == 0) chosen[0] = chosen[1] = 0;
+        __syncthreads();  // also orders the row_keys stores before the loads below
+        for (unsigned first = 0; first < seg_len; first += kThreads) {
+            unsigned i = first + t;
+            unsigned key = i < seg_len ? row_keys[i] : 0u;
+            add_to_bin(bins, i < seg_len && (key & hi) == prefix, (key >> shift) & 0xffu);
+        }
+        __syncthreads();
+        // Suffix sums from the top digit (thread t: digit 255 - t), as in choose().
+        unsigned digit = kBins - 1 - t, c = bins[digit];
+        __syncthreads();
+        bins[t] = c;
+        __syncthreads();
+        for (unsigned step = 1; step < kBins; step <<= 1) {
+            unsigned add = t >= step ? bins[t - step] : 0;
+            __syncthreads();
+            bins[t] += add;
+            __syncthreads();
+        }
+        unsigned above = bins[t] - c;
+        if (above < rank && rank <= bins[t]) {
+            chosen[0] = digit;
+            chosen[1] = above;
+        }
+        __syncthreads();
+        prefix |= chosen[0] << shift;
+        rank -= chosen[1];
+        c_gt += chosen[1];
+        __syncthreads();  // chosen and bins are rewritten by the next pass
+    }
+    __syncthreads();  // with no passes, the row_keys stores
+    const unsigned kstar = prefix, quota = rank;
+    unsigned gt = 0, eq_before = 0;  // eq_before: keys == K* in the rounds already done (the same in every thread)
+    for (unsigned first = 0; first < seg_len; first += kThreads) {
+        unsigned i = first + t;
+        bool in = i < seg_len;
+        unsigned key = in ? row_keys[i] : 0u;
+        bool eq = in && key == kstar;
+        gt += in && key > kstar;
+        unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
+        if (lane == 0) warp_eq[warp] = __popc(eq_ballot);
+        __syncthreads();
+        unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below()), round_eq = 0;
+        for (unsigned w = 0; w < kThreads / 32; ++w) {
+            my_rank += w < warp ? warp_eq[w] : 0;
+            round_eq += warp_eq[w];
+        }
+#ifdef SLR_FAULT_TOPK_TIE_RANK
+        bool take = in && (key > kstar || (eq && my_rank <= quota));  // planted fault: one tie too many
+#else
+        bool take = in && (key > kstar || (eq && my_rank < quota));
+#endif
+        unsigned taken = __ballot_sync(0xffffffffu, take);
+        if (words && lane == 0 && taken) or_bits(words, base + first + warp * 32, taken);
+        eq_before += round_eq;
+        __syncthreads();  // warp_eq is rewritten next round
+    }
+    if (nan) atomicAdd(&totals[0], nan);
+    if (gt) atomicAdd(&totals[1], gt);
+    __syncthreads();
+    if (t == 0) {
+        s[0] = kstar;
+        s[1] = quota;
+        s[2] = c_gt;
+        s[3] = totals[0];
+        s[4] = totals[1];
+    }
+}
+
 }  // namespace
 
 #define SLR_TOPK(T, SUFFIX)                                                                                      \
@@ -258,20 +391,28 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
                                   unsigned flags, const unsigned* __restrict__ state,                          \
                                   const unsigned* __restrict__ offsets, unsigned long long* __restrict__ words) { \
         select_mask<T>(keys, seg_len, tiles_per_seg, flags, state, offsets, words);                            \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
+                                  unsigned* __restrict__ state, unsigned long long* __restrict__ words) {      \
+        select_row<T>(keys, seg_len, flags, passes, state, words);                                             \
     }
 
 SLR_TOPK(float, f32)
 SLR_EMU_EXPORT(topk_histogram_f32)
 SLR_EMU_EXPORT(topk_tile_counts_f32)
 SLR_EMU_EXPORT(topk_select_mask_f32)
+SLR_EMU_EXPORT(topk_select_rows_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
 SLR_EMU_EXPORT(topk_tile_counts_f16)
 SLR_EMU_EXPORT(topk_select_mask_f16)
+SLR_EMU_EXPORT(topk_select_rows_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
 SLR_EMU_EXPORT(topk_tile_counts_bf16)
 SLR_EMU_EXPORT(topk_select_mask_bf16)
+SLR_EMU_EXPORT(topk_select_rows_bf16)
 
 extern "C" __global__ void __launch_bounds__(kThreads)
     topk_choose(const unsigned* __restrict__ hist, unsigned shift, unsigned* __restrict__ state) {

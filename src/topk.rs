@@ -42,6 +42,10 @@ const BINS: usize = 256;
 const STATE_WORDS: usize = 8;
 /// Histogram blocks in flight over all segments, at most (each adds at most 256 counts to global memory).
 const HISTOGRAM_BLOCKS: usize = 2048;
+/// Rows up to this many keys are selected per row by one block each (`topk_select_rows_<dtype>`: the row read
+/// once into 4 bytes of shared memory per key, 44 KiB at most, under the 48 KiB every target grants without
+/// opting in); longer rows, and whole matrices, take the multi-kernel radix passes.
+const ROW_MAX_LEN: usize = 11264;
 const FLAG_BY_VALUE: u32 = 1;
 const FLAG_SMALLEST: u32 = 2;
 
@@ -345,7 +349,6 @@ pub fn topk_cpu<T: TopkKey>(keys: &[T], rows: usize, cols: usize, spec: &TopkSpe
 struct DeviceSelection {
     state: DeviceVec<u32>,
     counts: DeviceVec<u32>,
-    segs: usize,
     tiles_per_seg: usize,
 }
 
@@ -355,7 +358,7 @@ fn kernel<T: TopkKey>(stage: &str) -> String {
 
 /// Runs the digit passes (Count) and the tile counts: afterwards every segment's state holds K*, the quota of
 /// keys equal to K* to take, c_gt, the NaN count and the keys beyond K* counted directly.
-fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32) -> Result<DeviceSelection> {
+fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> {
     let mut state = vec![0u32; segs * STATE_WORDS];
     for s in 0..segs {
         match *plan {
@@ -363,10 +366,62 @@ fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<
             Plan::Fixed { key, .. } => state[s * STATE_WORDS] = key,
         }
     }
-    let mut state = gpu.upload(&state)?;
+    gpu.upload(&state)
+}
+
+/// Whether the one-block-per-row kernel handles this selection (per row, rows of at most [`ROW_MAX_LEN`]).
+fn by_rows(scope: Scope, seg_len: usize) -> bool {
+    scope == Scope::PerRow && seg_len <= ROW_MAX_LEN
+}
+
+/// The whole selection of every row in one launch (`topk_select_rows_<dtype>`, one block per row), leaving the
+/// state as [`select_on_device`] does; with `words`, the taken bits are ORed into that (zeroed) mask.
+fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
+    debug_assert!(seg_len <= ROW_MAX_LEN);
+    let mut state = initial_state(gpu, segs, plan)?;
+    if segs * seg_len == 0 {
+        return Ok(state);
+    }
+    let passes = match plan {
+        Plan::Count(_) => T::DTYPE.size() as u32,
+        Plan::Fixed { .. } => 0,
+    };
+    {
+    let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+    let mut state_view = DeviceSliceMut::from(&mut state);
+    let (p_state, _gs) = state_view.kernel_ptr_mut(gpu, op, "state")?;
+    let mut words_view = words.map(DeviceSliceMut::from);
+    let (p_words, _gw) = match words_view.as_mut() {
+        Some(w) => {
+            let (p, g) = w.kernel_ptr_mut(gpu, op, "mask")?;
+            (p, Some(g))
+        }
+        None => (KernelArg::Ptr(0), None),
+    };
+    let shape = LaunchShape { grid: (segs as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: (seg_len * 4) as u32 };
+    // SAFETY: block b reads keys b * seg_len + i for i < seg_len (keys holds segs * seg_len elements, checked by
+    // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in seg_len * 4 bytes of dynamic shared memory (the
+    // launch's, <= 44 KiB since seg_len <= ROW_MAX_LEN), writes its own STATE_WORDS words of state (segs *
+    // STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits only at flat indices of its own row,
+    // all below segs * seg_len, into words (the caller allocates ceil(segs * seg_len / 64) zeroed words, distinct
+    // from keys and state); a null mask is never dereferenced; arguments match topk_select_rows_<dtype>.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            &kernel::<T>("select_rows"),
+            shape,
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), p_state, p_words],
+        )?;
+    }
+    }
+    Ok(state)
+}
+
+fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32) -> Result<DeviceSelection> {
+    let mut state = initial_state(gpu, segs, plan)?;
     let tiles_per_seg = seg_len.div_ceil(TILE);
     let mut counts = gpu.alloc_zeros::<u32>(segs * tiles_per_seg)?;
-    let sel = |state, counts| DeviceSelection { state, counts, segs, tiles_per_seg };
+    let sel = |state, counts| DeviceSelection { state, counts, tiles_per_seg };
     if segs * seg_len == 0 {
         return Ok(sel(state, counts));
     }
@@ -376,16 +431,19 @@ fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<
         let hist_shape = LaunchShape::linear(op, segs * parts * THREADS as usize, THREADS)?;
         let choose_shape = LaunchShape::linear(op, segs * THREADS as usize, THREADS)?;
         let key_bits = 8 * T::DTYPE.size() as u32;
+        // One zeroed buffer for every pass's histograms (one allocation and one memset, not one per pass).
+        let mut hists = gpu.alloc_zeros::<u32>((key_bits / 8) as usize * segs * BINS)?;
         for pass in 1..=key_bits / 8 {
             let shift = key_bits - 8 * pass;
-            let mut hist = gpu.alloc_zeros::<u32>(segs * BINS)?;
-            let mut hist_view = DeviceSliceMut::from(&mut hist);
+            let at = (pass - 1) as usize * segs * BINS;
+            let mut hist_view = hists.slice_mut(at..at + segs * BINS);
             let (p_hist, _gh) = hist_view.kernel_ptr_mut(gpu, op, "histogram")?;
             let mut state_view = DeviceSliceMut::from(&mut state);
             let (p_state, _gs) = state_view.kernel_ptr_mut(gpu, op, "state")?;
             // SAFETY: keys holds segs * seg_len elements (checked against rows * cols by `segments`), read at
             // seg * seg_len + i for i < seg_len and seg < segs (grid = segs * parts blocks); state holds
-            // segs * STATE_WORDS words and hist segs * 256, both fresh allocations distinct from keys; the
+            // segs * STATE_WORDS words and hist (this pass's zeroed slice of a fresh allocation) segs * 256,
+            // distinct from keys and from each other; the
             // shift is a multiple of 8 below the key width; arguments match topk_histogram_<dtype>.
             unsafe {
                 gpu.launch(
@@ -423,14 +481,14 @@ fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<
 }
 
 /// Reads the states back (one synchronization) and turns them into cuts; applies the NaN policy.
-fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, sel: &DeviceSelection, plan: &Plan, spec: &TopkSpec<T>) -> Result<Vec<TopkCut<T>>> {
-    let state = gpu.download(&sel.state)?;
-    let nans: usize = (0..sel.segs).map(|s| state[s * STATE_WORDS + 3] as usize).sum();
+fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, state: &DeviceVec<u32>, segs: usize, plan: &Plan, spec: &TopkSpec<T>) -> Result<Vec<TopkCut<T>>> {
+    let state = gpu.download(state)?;
+    let nans: usize = (0..segs).map(|s| state[s * STATE_WORDS + 3] as usize).sum();
     if nans > 0 && spec.nan == NanPolicy::Error {
         return Err(Error::NanKeys { op, what: "keys", count: nans });
     }
     let flags = spec.flags();
-    (0..sel.segs)
+    (0..segs)
         .map(|s| {
             let w = &state[s * STATE_WORDS..(s + 1) * STATE_WORDS];
             let beyond = w[4] as usize;
@@ -460,8 +518,9 @@ fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, sel: &DeviceSelection, plan:
 /// any `k > 0` of an empty matrix), fraction outside `[0, 1]`, NaN threshold; after the launches: NaNs in the keys
 /// under [`NanPolicy::Error`]. Floor: reads the keys once per 8-bit digit (4 for f32, 2 for f16/bf16, none for
 /// `Beyond` or k = 0; k = n takes the general path) plus once to count: 5 (f32) or 3 (f16/bf16) reads of
-/// `n * size_of::<T>()` bytes. Scratch on the device: 1 KiB of histogram and 32 B of state per segment, 4 B per
-/// 4096-element tile.
+/// `n * size_of::<T>()` bytes; per row with rows of at most 11264 keys, one read (one block per row, the row in
+/// shared memory). Scratch on the device: 1 KiB of histogram per digit pass and 32 B of state per segment, 4 B
+/// per 4096-element tile.
 ///
 /// ```no_run
 /// # use sparse_lowrank::*;
@@ -481,8 +540,12 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
     let keys = keys.into();
     let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(OP, spec, seg_len)?;
+    if by_rows(spec.scope, seg_len) {
+        let state = select_rows_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), None)?;
+        return cuts_of(OP, gpu, &state, segs, &plan, spec);
+    }
     let sel = select_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags())?;
-    cuts_of(OP, gpu, &sel, &plan, spec)
+    cuts_of(OP, gpu, &sel.state, segs, &plan, spec)
 }
 
 /// Writes the selection's bits into a fresh mask; returns it with the cuts.
@@ -490,8 +553,13 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let (segs, seg_len) = segments(op, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(op, spec, seg_len)?;
     let flags = spec.flags();
-    let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags)?;
     let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
+    if by_rows(spec.scope, seg_len) {
+        let state = select_rows_on_device(op, gpu, keys, segs, seg_len, &plan, flags, Some(&mut words))?;
+        let cuts = cuts_of(op, gpu, &state, segs, &plan, spec)?;
+        return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts));
+    }
+    let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags)?;
     if segs * seg_len > 0 {
         let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &sel.counts)?;
         if total > (segs * seg_len) as u64 {
@@ -519,16 +587,17 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
             )?;
         }
     }
-    let cuts = cuts_of(op, gpu, &sel, &plan, spec)?;
+    let cuts = cuts_of(op, gpu, &sel.state, segs, &plan, spec)?;
     Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts))
 }
 
 /// The selected entries as a bit-packed mask on the device (bit `r * cols + c`), with the cuts as in
 /// [`topk_threshold`]. Exactly the entries of [`topk_cpu`]'s mask.
 ///
-/// Same shapes and errors as [`topk_threshold`]; synchronizes twice (the scan total, the cuts). Floor: the keys
-/// are read once more than for the threshold (6 reads for f32, 4 for f16/bf16) and the mask written once
-/// (`n / 8` bytes).
+/// Same shapes and errors as [`topk_threshold`]; synchronizes twice (the scan total, the cuts; once per row
+/// for rows of at most 11264 keys). Floor: the keys are read once more than for the threshold (6 reads for f32, 4
+/// for f16/bf16) and the mask written once (`n / 8` bytes); per row with rows of at most 11264 keys, one block
+/// per row reads its keys once into shared memory and does everything there (one read in all).
 pub fn topk_mask<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
     let keys = keys.into();
     mask_on_device("topk_mask", gpu, &keys, rows, cols, spec)

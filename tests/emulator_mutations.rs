@@ -252,15 +252,26 @@ fn tie_rank_off_by_one_in_topk_takes_one_equal_key_too_many() {
             break k;
         }
     };
-    let spec = TopkSpec::count(k);
-    let expect = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
-    for schedule in schedules(&mut rng) {
-        for faulty in [false, true] {
-            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "topk_tie_rank").unwrap() } else { Gpu::emulated(schedule) };
-            let d = gpu.upload(&keys).unwrap();
-            let (mask, _) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
-            let agrees = mask.download(&gpu).unwrap() == expect;
-            assert_eq!(agrees, !faulty, "{schedule:?}: faulty={faulty}, k {k}");
+    // Per row (one block per row, its own copy of the rank rule): k not at a run boundary of row 0.
+    let row0 = &keys[..cols];
+    let count0 = |m: f32| row0.iter().filter(|x| x.to_f32().abs() == m).count();
+    let row_boundaries = [count0(2.0), count0(2.0) + count0(1.0)];
+    let k_row = loop {
+        let k = rng.gen_range(cols / 3 + 1..cols - 1);
+        if !row_boundaries.contains(&k) {
+            break k;
+        }
+    };
+    for spec in [TopkSpec::count(k), TopkSpec::count(k_row).per_row()] {
+        let expect = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
+        for schedule in schedules(&mut rng) {
+            for faulty in [false, true] {
+                let gpu = if faulty { Gpu::emulated_with_fault(schedule, "topk_tie_rank").unwrap() } else { Gpu::emulated(schedule) };
+                let d = gpu.upload(&keys).unwrap();
+                let (mask, _) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
+                let agrees = mask.download(&gpu).unwrap() == expect;
+                assert_eq!(agrees, !faulty, "{schedule:?}: faulty={faulty}, {spec:?}");
+            }
         }
     }
 }

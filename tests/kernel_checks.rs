@@ -196,14 +196,20 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "STG.E "]
             }
         }
-        // Radix-select digit histogram: shared-memory atomics per key, then one global reduction-add per bin;
-        // keys through the read-only path at their width.
+        // Radix-select digit histogram: keys through the read-only path at their width, warp-aggregated
+        // shared-memory atomics (MATCH.ANY groups the lanes of one bin), then one global reduction-add per bin.
         k if k.starts_with("topk_histogram_") => {
             if narrow {
-                vec!["LDG.E.U16.CONSTANT", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
+                vec!["LDG.E.U16.CONSTANT", "MATCH.ANY", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
             } else {
-                vec!["LDG.E.CONSTANT", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
+                vec!["LDG.E.CONSTANT", "MATCH.ANY", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
             }
+        }
+        // One block per row: the row read once (read-only path) into shared memory, the digit passes there with
+        // warp-aggregated shared atomics, ballots for the tie ranks, taken bits ORed into the mask's 64-bit words.
+        k if k.starts_with("topk_select_rows_") => {
+            let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
+            vec![load, "STS", "LDS", "MATCH.ANY", "ATOMS", "BAR.SYNC", "VOTE.ANY", ".E.OR.64.STRONG.GPU"]
         }
         // Suffix sums of 256 bins in shared memory between barriers.
         "topk_choose" => vec!["BAR.SYNC", "STS", "LDS"],

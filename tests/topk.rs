@@ -337,6 +337,25 @@ fn many_tiles_of_ties_match_cpu_per_matrix_and_per_row() {
     }
 }
 
+/// Per-row selection has two device paths: rows of at most 11264 keys are selected by one block each (the row
+/// in shared memory), longer rows by the radix passes over global memory. Both edges, with ties and NaN-free
+/// random magnitudes, every output, count and beyond modes, both directions.
+#[test]
+fn per_row_selection_matches_cpu_at_the_one_block_limit_and_past_it() {
+    let mut rng = rng("topk_row_paths");
+    for (dev, gpu) in devices("topk_row_paths") {
+        for cols in [11264usize, 11265 + rng.gen_range(0..500)] {
+            let rows = 2;
+            for dist in [Dist::FewDistinct, Dist::Uniform] {
+                let keys: Vec<f32> = draw(&mut rng, rows * cols, dist);
+                check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).per_row());
+                check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).by(RankBy::Value).smallest().per_row());
+                check(&gpu, &dev, &keys, rows, cols, &TopkSpec::beyond(keys[rng.gen_range(0..keys.len())]).per_row());
+            }
+        }
+    }
+}
+
 /// More than 1024 tiles (the scan gives each of its threads a chunk of several tile counts) and more than
 /// 2048 tiles' worth of keys per histogram block set (blocks stride over the matrix): 2304 x 4000 bf16.
 #[test]
