@@ -30,6 +30,9 @@
 //   topk_select_mask_<dtype>: per tile, warp ballots give each key == K* its rank within the segment (tile offset
 //       from the scan + warps before it + lanes before it); a key is taken when > K* or == K* with rank < the
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
+// Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" below:
+//   topk_sample_bracket, topk_bracket_pass, scan_u32, topk_compact, then the passes above over the candidates
+//   alone, topk_scatter_bits); the passes above run over all keys only when its exact check fails.
 // Per row with rows of at most 11264 keys (src/topk.rs ROW_MAX_LEN), all of the above is one launch instead:
 //   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and runs the same passes,
 //       choice, counts and ranked selection there (select_row below); one read of the keys in all.
@@ -49,6 +52,9 @@ constexpr unsigned kStateWords = 8;
 constexpr unsigned kByValue = 1;   // flags bit 0: order by signed value (else by magnitude)
 constexpr unsigned kSmallest = 2;  // flags bit 1: select the smallest (else the largest)
 constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per histogram round
+constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BRACKET_SAMPLES)
+constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
+constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 
 // Raw bits of each key type and what a NaN looks like in them.
 template <typename T> struct KeyBits;
@@ -280,36 +286,24 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
 // Launch: one block of kThreads per segment, seg_len * 4 bytes of dynamic shared memory.
 // Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; the passes over shared
 // memory cost seg_len / kThreads shared loads per thread each.
-template <typename T>
-__device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
-                                           unsigned passes, unsigned* __restrict__ state,
-                                           unsigned long long* __restrict__ words) {
-    SLR_DYNAMIC_SMEM(unsigned, row_keys);
-    __shared__ unsigned bins[kBins];
-    __shared__ unsigned warp_eq[kThreads / 32];
-    __shared__ unsigned chosen[2];  // digit, keys above it
-    __shared__ unsigned totals[2];  // NaNs, keys > K*
-    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
-    const unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
-    unsigned* s = state + (unsigned long long)blockIdx.x * kStateWords;
-    unsigned prefix = s[0], rank = s[1], c_gt = 0;
-    if (t < 2) totals[t] = 0;
-    unsigned nan = 0;
-    for (unsigned i = t; i < seg_len; i += kThreads) {
-        unsigned bits = load_bits(keys, base + i);
-        nan += is_nan_bits<T>(bits);
-        row_keys[i] = order_key<T>(bits, flags);
-    }
-    const unsigned key_bits = 8 * sizeof(T);
+// The key of rank `rank` (1 = the largest) among the `len` order keys in shared memory, by the same digit passes
+// and choice as the multi-kernel path (MSB first, 8-bit digits, `passes` of them, starting from `prefix`); `c_gt`
+// gets the keys above the returned one. Every thread of the block calls it and gets the same results. The caller
+// has a barrier between its stores to `row_keys` and this call. Uses `bins` and `chosen` (shared) as scratch.
+__device__ __forceinline__ unsigned kth_in_shared(const unsigned* row_keys, unsigned len, unsigned key_bits,
+                                                  unsigned passes, unsigned prefix, unsigned& rank, unsigned& c_gt,
+                                                  unsigned* bins, unsigned* chosen) {
+    const unsigned t = threadIdx.x;
+    c_gt = 0;
     for (unsigned pass = 1; pass <= passes; ++pass) {
         const unsigned shift = key_bits - 8 * pass, hi = higher_bits(shift);
         bins[t] = 0;
         if (t == 0) chosen[0] = chosen[1] = 0;
-        __syncthreads();  // also orders the row_keys stores before the loads below
-        for (unsigned first = 0; first < seg_len; first += kThreads) {
+        __syncthreads();
+        for (unsigned first = 0; first < len; first += kThreads) {
             unsigned i = first + t;
-            unsigned key = i < seg_len ? row_keys[i] : 0u;
-            add_to_bin(bins, i < seg_len && (key & hi) == prefix, (key >> shift) & 0xffu);
+            unsigned key = i < len ? row_keys[i] : 0u;
+            add_to_bin(bins, i < len && (key & hi) == prefix, (key >> shift) & 0xffu);
         }
         __syncthreads();
         // Suffix sums from the top digit (thread t: digit 255 - t), as in choose().
@@ -332,10 +326,44 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
         prefix |= chosen[0] << shift;
         rank -= chosen[1];
         c_gt += chosen[1];
-        __syncthreads();  // chosen and bins are rewritten by the next pass
+        __syncthreads();  // chosen and bins are rewritten by the next pass or call
     }
-    __syncthreads();  // with no passes, the row_keys stores
-    const unsigned kstar = prefix, quota = rank;
+    return prefix;
+}
+
+// The whole selection of one short segment (a row of at most kRowMaxLen keys) in one block: the keys are read
+// from global memory once into shared memory (as order keys), the digit passes run there (kth_in_shared), then
+// the ranks of the keys == K* come from ballots in flat-index order and the taken bits are ORed into the mask
+// (words may be null: the cut only). The state words end as the multi-kernel path leaves them: [0] K*,
+// [1] quota, [2] c_gt from the passes, [3] NaNs, [4] keys > K* counted directly. `passes` is key_bits / 8 for a
+// count (state [1] = k on entry) and 0 for a fixed key (state [0] = the key).
+// Launch: one block of kThreads per segment, seg_len * 4 bytes of dynamic shared memory.
+// Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; the passes over shared
+// memory cost seg_len / kThreads shared loads per thread each.
+template <typename T>
+__device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
+                                           unsigned passes, unsigned* __restrict__ state,
+                                           unsigned long long* __restrict__ words) {
+    SLR_DYNAMIC_SMEM(unsigned, row_keys);
+    __shared__ unsigned bins[kBins];
+    __shared__ unsigned warp_eq[kThreads / 32];
+    __shared__ unsigned chosen[2];  // digit, keys above it
+    __shared__ unsigned totals[2];  // NaNs, keys > K*
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    const unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
+    unsigned* s = state + (unsigned long long)blockIdx.x * kStateWords;
+    unsigned rank = s[1], c_gt = 0;
+    const unsigned prefix0 = s[0];
+    if (t < 2) totals[t] = 0;
+    unsigned nan = 0;
+    for (unsigned i = t; i < seg_len; i += kThreads) {
+        unsigned bits = load_bits(keys, base + i);
+        nan += is_nan_bits<T>(bits);
+        row_keys[i] = order_key<T>(bits, flags);
+    }
+    __syncthreads();
+    const unsigned kstar = kth_in_shared(row_keys, seg_len, 8 * sizeof(T), passes, prefix0, rank, c_gt, bins, chosen);
+    const unsigned quota = rank;
     unsigned gt = 0, eq_before = 0;  // eq_before: keys == K* in the rounds already done (the same in every thread)
     for (unsigned first = 0; first < seg_len; first += kThreads) {
         unsigned i = first + t;
@@ -373,6 +401,151 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     }
 }
 
+// ---- Sample bracket (per-matrix selection of large matrices, src/topk.rs `bracket_select`) ----------------------
+// A deterministic stratified sample of kSamples keys brackets K*: lo and hi are the sample's keys of ranks
+// rank_lo and rank_hi around k * kSamples / n (the host widens them by 4 binomial standard deviations + 8), so
+// that, with overwhelming probability on any input whose layout the sample does not defeat, keys > hi number
+// fewer than k and keys >= lo at least k. One pass over all keys then counts the keys > hi (and sets their mask
+// bits: they are selected), and writes the keys in [lo, hi] with their flat indices to a per-block candidate
+// region, in flat-index order; the exact selection then runs on the candidates alone (a few percent of n). The
+// host checks the bracket with the exact counts (fewer than k above, at least k at or above lo, no region over
+// capacity) and otherwise falls back to the radix passes: the result never depends on the sample, only the speed.
+// Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity.
+
+// Sample position j of n (j < kSamples <= n): stratum j of n / kSamples elements, at a hashed offset inside it
+// (a fixed stride would hit one column of a matrix whose width divides it). src/topk.rs has the same function.
+__host__ __device__ __forceinline__ unsigned long long sample_position(unsigned j, unsigned long long n) {
+    unsigned h = j * 0x9E3779B1u;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    unsigned long long lo = (unsigned long long)j * n / kSamples, hi = (unsigned long long)(j + 1) * n / kSamples;
+    return lo + h % (hi - lo);
+}
+
+// One block: the sample's order keys into shared memory (kSamples * 4 bytes, dynamic), then the keys of ranks
+// rank_hi and rank_lo (kth_in_shared twice). rank_hi = 0: no hi (nothing is "above"); rank_lo > kSamples: lo = 0.
+template <typename T>
+__device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsigned n, unsigned flags,
+                                               unsigned rank_hi, unsigned rank_lo, unsigned* __restrict__ bracket) {
+    SLR_DYNAMIC_SMEM(unsigned, sample);
+    __shared__ unsigned bins[kBins];
+    __shared__ unsigned chosen[2];
+#pragma unroll 8
+    for (unsigned j = threadIdx.x; j < kSamples; j += kThreads) {  // 16 scattered loads per thread, in flight together
+        sample[j] = order_key<T>(load_bits(keys, sample_position(j, n)), flags);
+    }
+    __syncthreads();
+    const unsigned key_bits = 8 * sizeof(T), all = KeyBits<T>::kAll;
+    unsigned c_gt, rank = rank_hi;
+    unsigned hi = rank_hi == 0 ? all : kth_in_shared(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
+    rank = rank_lo;
+    unsigned lo = rank_lo > kSamples ? 0u : kth_in_shared(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
+    if (threadIdx.x == 0) {
+        bracket[0] = lo;
+        bracket[1] = hi;
+    }
+}
+
+// One block per kChunk consecutive keys: counts keys > hi (ORing their mask bits when words is not null) and NaNs
+// into the bracket words, and writes the keys in [lo, hi] (raw bits) with their flat indices to the block's region
+// of kChunkCap entries, in flat-index order (a round covers kLoadsInFlight * kThreads consecutive keys; within it
+// element u * kThreads + t, ranked by (u, warp, lane) through one scan of the 64 per-warp counts). Entries past
+// the capacity are counted, not written; the region's count (capped) goes to cand_counts[block].
+// Floor: the keys read once, the candidates written once (a few percent of n), the mask's bits of the keys above.
+template <typename T>
+__device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigned n, unsigned flags,
+                                             unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,
+                                             T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,
+                                             unsigned* __restrict__ cand_counts) {
+    using Raw = typename KeyBits<T>::Raw;
+    constexpr unsigned kWarps = kThreads / 32, kRound = kLoadsInFlight * kThreads;
+    __shared__ unsigned offsets[kLoadsInFlight * kWarps];  // per (u, warp): candidates, then their exclusive offset
+    __shared__ unsigned round_total;
+    __shared__ unsigned totals[2];  // keys > hi, NaNs
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    const unsigned lo = bracket[0], hi = bracket[1];
+    const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
+    Raw* vals = reinterpret_cast<Raw*>(cand_vals) + (unsigned long long)blockIdx.x * kChunkCap;
+    unsigned* idx = cand_idx + (unsigned long long)blockIdx.x * kChunkCap;
+    if (t < 2) totals[t] = 0;
+    unsigned above = 0, nan = 0, written = 0;  // written: candidates of the rounds done (the same in every thread)
+    for (unsigned round = start; round < end; round += kRound) {
+        unsigned bits[kLoadsInFlight], cand[kLoadsInFlight];
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            unsigned i = round + u * kThreads + t;
+            bits[u] = i < end ? load_bits(keys, i) : 0u;
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            unsigned i = round + u * kThreads + t;
+            bool in = i < end;
+            unsigned key = order_key<T>(bits[u], flags);
+            bool a = in && key > hi;
+            above += a;
+            nan += in && is_nan_bits<T>(bits[u]);
+            unsigned a_ballot = __ballot_sync(0xffffffffu, a);
+            if (words && lane == 0 && a_ballot) or_bits(words, i - lane, a_ballot);
+            cand[u] = __ballot_sync(0xffffffffu, in && key >= lo && key <= hi);
+            if (lane == 0) offsets[u * kWarps + warp] = __popc(cand[u]);
+        }
+        __syncthreads();
+        if (warp == 0) {  // exclusive scan of the 64 counts in (u, warp) order: lane l holds entries 2l, 2l + 1
+            unsigned a = offsets[2 * lane], b = offsets[2 * lane + 1], incl = a + b;
+            for (unsigned d = 1; d < 32; d <<= 1) {
+                unsigned v = __shfl_up_sync(0xffffffffu, incl, d);
+                if (lane >= d) incl += v;
+            }
+            unsigned excl = incl - a - b;
+            offsets[2 * lane] = excl;
+            offsets[2 * lane + 1] = excl + a;
+            if (lane == 31) round_total = incl;
+        }
+        __syncthreads();
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            if ((cand[u] >> lane) & 1u) {
+                unsigned pos = written + offsets[u * kWarps + warp] + __popc(cand[u] & lanes_below());
+                if (pos < kChunkCap) {
+                    vals[pos] = (Raw)bits[u];
+                    idx[pos] = round + u * kThreads + t;
+                }
+            }
+        }
+        written += round_total;
+        __syncthreads();  // offsets and round_total are rewritten next round
+    }
+    above = slr::warp_sum(above);
+    nan = slr::warp_sum(nan);
+    if (lane == 0 && above) atomicAdd(&totals[0], above);
+    if (lane == 0 && nan) atomicAdd(&totals[1], nan);
+    __syncthreads();
+    if (t == 0) {
+        cand_counts[blockIdx.x] = min(written, kChunkCap);
+        if (totals[0]) atomicAdd(&bracket[2], totals[0]);
+        if (totals[1]) atomicAdd(&bracket[3], totals[1]);
+        if (written > kChunkCap) atomicAdd(&bracket[4], 1u);
+    }
+}
+
+// Block b copies its region's cand_counts[b] entries to offsets[b].. of the packed arrays (offsets: the exclusive
+// scan of cand_counts), so the packed candidates are in flat-index order.
+template <typename T>
+__device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,
+                                        const unsigned* __restrict__ cand_counts,
+                                        const unsigned* __restrict__ offsets, T* __restrict__ packed_vals,
+                                        unsigned* __restrict__ packed_idx) {
+    const unsigned long long from = (unsigned long long)blockIdx.x * kChunkCap;
+    const unsigned count = cand_counts[blockIdx.x], to = offsets[blockIdx.x];
+    for (unsigned j = threadIdx.x; j < count; j += kThreads) {
+        packed_vals[to + j] = cand_vals[from + j];
+        packed_idx[to + j] = cand_idx[from + j];
+    }
+}
+
 }  // namespace
 
 #define SLR_TOPK(T, SUFFIX)                                                                                      \
@@ -396,6 +569,24 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
         topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
                                   unsigned* __restrict__ state, unsigned long long* __restrict__ words) {      \
         select_row<T>(keys, seg_len, flags, passes, state, words);                                             \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_sample_bracket_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,  \
+                                     unsigned rank_lo, unsigned* __restrict__ bracket) {                       \
+        sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket);                                          \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_bracket_pass_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                      \
+                                   unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,     \
+                                   T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,                 \
+                                   unsigned* __restrict__ cand_counts) {                                       \
+        bracket_pass<T>(keys, n, flags, bracket, words, cand_vals, cand_idx, cand_counts);                     \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_compact_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,           \
+                              const unsigned* __restrict__ cand_counts, const unsigned* __restrict__ offsets,   \
+                              T* __restrict__ packed_vals, unsigned* __restrict__ packed_idx) {                 \
+        compact<T>(cand_vals, cand_idx, cand_counts, offsets, packed_vals, packed_idx);                        \
     }
 
 SLR_TOPK(float, f32)
@@ -403,19 +594,41 @@ SLR_EMU_EXPORT(topk_histogram_f32)
 SLR_EMU_EXPORT(topk_tile_counts_f32)
 SLR_EMU_EXPORT(topk_select_mask_f32)
 SLR_EMU_EXPORT(topk_select_rows_f32)
+SLR_EMU_EXPORT(topk_sample_bracket_f32)
+SLR_EMU_EXPORT(topk_bracket_pass_f32)
+SLR_EMU_EXPORT(topk_compact_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
 SLR_EMU_EXPORT(topk_tile_counts_f16)
 SLR_EMU_EXPORT(topk_select_mask_f16)
 SLR_EMU_EXPORT(topk_select_rows_f16)
+SLR_EMU_EXPORT(topk_sample_bracket_f16)
+SLR_EMU_EXPORT(topk_bracket_pass_f16)
+SLR_EMU_EXPORT(topk_compact_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
 SLR_EMU_EXPORT(topk_tile_counts_bf16)
 SLR_EMU_EXPORT(topk_select_mask_bf16)
 SLR_EMU_EXPORT(topk_select_rows_bf16)
+SLR_EMU_EXPORT(topk_sample_bracket_bf16)
+SLR_EMU_EXPORT(topk_bracket_pass_bf16)
+SLR_EMU_EXPORT(topk_compact_bf16)
 
 extern "C" __global__ void __launch_bounds__(kThreads)
     topk_choose(const unsigned* __restrict__ hist, unsigned shift, unsigned* __restrict__ state) {
     choose(hist, shift, state);
 }
 SLR_EMU_EXPORT(topk_choose)
+
+// Candidate j's bit (set in cand_words by the selection among the candidates) goes to bit packed_idx[j] of the
+// matrix's mask. One thread per candidate.
+extern "C" __global__ void __launch_bounds__(kThreads)
+    topk_scatter_bits(const unsigned long long* __restrict__ cand_words, const unsigned* __restrict__ packed_idx,
+                      unsigned n_cand, unsigned long long* __restrict__ words) {
+    unsigned j = blockIdx.x * kThreads + threadIdx.x;
+    if (j < n_cand && ((cand_words[j >> 6] >> (j & 63)) & 1ull)) {
+        unsigned i = packed_idx[j];
+        atomicOr(&words[i >> 6], 1ull << (i & 63));
+    }
+}
+SLR_EMU_EXPORT(topk_scatter_bits)

@@ -27,6 +27,20 @@
 //! [`topk_threshold`] (per segment: the k-th key and the exact counts, [`TopkCut`]), [`topk_mask`] (a
 //! [`DeviceBitMask`]), [`topk_csr`] (a sorted [`DeviceCsrPattern<u32>`] and the selected values gathered in its
 //! order). The CPU reference [`topk_cpu`] gives the mask and the cuts.
+//!
+//! # Device paths (all exact, all giving the reference's selection)
+//! - **Per row, rows of at most 11264 keys**: one block per row reads its row once into shared memory and does
+//!   the radix passes, the tie ranks and the mask bits there (`topk_select_rows_<dtype>`, one launch).
+//! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
+//!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank ± 4 binomial standard deviations
+//!   + 8); one pass over all keys counts those above `hi` (and sets their mask bits) and writes those in
+//!   `[lo, hi]` with their flat indices (a few percent of n) to per-block regions in flat-index order; the exact
+//!   radix select then runs on those candidates alone, and their taken bits go to the mask. The exact counts
+//!   check the bracket (fewer than k above `hi`, at least k at or above `lo`, no region past its capacity of a
+//!   quarter of its keys); when the check fails (heavy ties at the cut, a layout that crowds the candidates,
+//!   an unlucky sample) the radix passes below run instead: same result, one wasted pass.
+//! - **Otherwise** (smaller matrices, longer rows, thresholds): 8-bit radix passes over all keys in global
+//!   memory (a histogram per digit with the candidate filter fused in, a per-tile count, a ranked select).
 use crate::csr::DeviceCsrPattern;
 use crate::device::{DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
@@ -46,6 +60,15 @@ const HISTOGRAM_BLOCKS: usize = 2048;
 /// once into 4 bytes of shared memory per key, 44 KiB at most, under the 48 KiB every target grants without
 /// opting in); longer rows, and whole matrices, take the multi-kernel radix passes.
 const ROW_MAX_LEN: usize = 11264;
+/// Per-matrix counts over at least this many keys try the sample bracket first (`bracket_select`).
+const BRACKET_MIN_N: usize = 1 << 18;
+/// Keys in the bracket's sample (cuda/topk.cu kSamples).
+#[doc(hidden)]
+pub const BRACKET_SAMPLES: usize = 4096;
+const SAMPLES: usize = BRACKET_SAMPLES;
+/// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
+const CHUNK: usize = 16384;
+const CHUNK_CAP: usize = CHUNK / 4;
 const FLAG_BY_VALUE: u32 = 1;
 const FLAG_SMALLEST: u32 = 2;
 
@@ -263,6 +286,7 @@ fn segments(op: &'static str, rows: usize, cols: usize, len: usize, scope: Scope
 }
 
 /// What the state of each segment starts as, and whether the digit passes run.
+#[derive(Clone, Copy)]
 enum Plan {
     /// Radix select for the k-th key (k >= 1).
     Count(usize),
@@ -417,6 +441,190 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     Ok(state)
 }
 
+/// Per-matrix selections that took the sample bracket, and those that fell back to the radix passes (for tests
+/// and diagnostics: the result is the same either way).
+thread_local! {
+    static BRACKET_PATHS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// `(taken, fell back)`: how many per-matrix selections called from this thread were done by the sample bracket
+/// and how many fell back to the radix passes after trying it. A diagnostic for tests; the selection never
+/// depends on the path.
+#[doc(hidden)]
+pub fn bracket_counts() -> (usize, usize) {
+    BRACKET_PATHS.with(|c| c.get())
+}
+
+fn count_bracket_path(taken: bool) {
+    BRACKET_PATHS.with(|c| {
+        let (t, f) = c.get();
+        c.set(if taken { (t + 1, f) } else { (t, f + 1) });
+    });
+}
+
+/// Flat index of the bracket's sample `j` among `n` keys (cuda/topk.cu `sample_position`, the same arithmetic):
+/// stratum j of n / SAMPLES keys, at a hashed offset inside it.
+#[doc(hidden)]
+pub fn bracket_sample_position(j: usize, n: usize) -> usize {
+    let mut h = (j as u32).wrapping_mul(0x9E37_79B1);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xC2B2_AE35);
+    h ^= h >> 16;
+    let (lo, hi) = (j as u64 * n as u64 / SAMPLES as u64, (j as u64 + 1) * n as u64 / SAMPLES as u64);
+    (lo + h as u64 % (hi - lo)) as usize
+}
+
+/// Sample ranks (1 = the largest sample key) bracketing the k-th of n keys: the expected rank k·S/n widened by 4
+/// binomial standard deviations + 8 each way. `rank_hi = 0`: no upper cut; `rank_lo > S`: no lower cut.
+fn bracket_ranks(k: usize, n: usize) -> (u32, u32) {
+    let p = k as f64 / n as f64;
+    let s = SAMPLES as f64;
+    let expected = p * s;
+    let delta = (4.0 * (s * p * (1.0 - p)).sqrt()).ceil() + 8.0;
+    let hi = (expected - delta).floor().max(0.0);
+    let lo = (expected + delta).ceil().min(s + 1.0);
+    (hi as u32, lo as u32)
+}
+
+/// Exact per-matrix top-k of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
+/// bracket"): the sample's two order statistics, one pass over the keys (the keys above the bracket counted and,
+/// with `want_mask`, their bits set; the keys inside it written out with their indices), then the exact radix
+/// selection over those candidates alone, and their taken bits scattered into the mask. `Ok(None)` when the
+/// exact counts show the bracket missed K* or a block's candidates overflowed its region: the caller then runs
+/// the radix passes over all keys (same result, slower). NaNs under [`NanPolicy::Error`] are reported here.
+/// Reads the keys about once (plus the sample), against 5-6 times for the radix passes.
+#[allow(clippy::too_many_arguments)]
+fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>, want_mask: bool) -> Result<Option<(Option<DeviceVec<u64>>, TopkCut<T>)>> {
+    debug_assert!(n >= BRACKET_MIN_N && n >= SAMPLES && k >= 1 && k <= n && keys.len() == n);
+    let (rank_hi, rank_lo) = bracket_ranks(k, n);
+    let blocks = n.div_ceil(CHUNK);
+    let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
+    // SAFETY (both): topk_bracket_pass writes every region entry it counts (up to CHUNK_CAP per block) and every
+    // block's count; the compaction reads only the counted entries.
+    let mut cand_vals = unsafe { gpu.alloc_uninit::<T>(blocks * CHUNK_CAP)? };
+    let mut cand_idx = unsafe { gpu.alloc_uninit::<u32>(blocks * CHUNK_CAP)? };
+    // SAFETY: every block of the pass writes its own count.
+    let mut cand_counts = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
+    let mut words = if want_mask { Some(gpu.alloc_zeros::<u64>(n.div_ceil(64))?) } else { None };
+    {
+        let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+        let mut bview = DeviceSliceMut::from(&mut bracket);
+        let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
+        let sample_shape = LaunchShape { grid: (1, 1, 1), block: (THREADS, 1, 1), shared_bytes: (SAMPLES * 4) as u32 };
+        // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES;
+        // keys holds n), keeps their order keys in SAMPLES * 4 bytes of dynamic shared memory (the launch's) and
+        // writes bracket words 0 and 1 (STATE_WORDS words, a fresh allocation distinct from keys); arguments
+        // match topk_sample_bracket_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel::<T>("sample_bracket"),
+                sample_shape,
+                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(rank_hi), KernelArg::U32(rank_lo), p_bracket],
+            )?;
+        }
+        let mut vview = DeviceSliceMut::from(&mut cand_vals);
+        let (p_vals, _gv) = vview.kernel_ptr_mut(gpu, op, "candidate values")?;
+        let mut iview = DeviceSliceMut::from(&mut cand_idx);
+        let (p_idx, _gi) = iview.kernel_ptr_mut(gpu, op, "candidate indices")?;
+        let mut cview = DeviceSliceMut::from(&mut cand_counts);
+        let (p_counts, _gc) = cview.kernel_ptr_mut(gpu, op, "candidate counts")?;
+        let mut wview = words.as_mut().map(DeviceSliceMut::from);
+        let (p_words, _gw) = match wview.as_mut() {
+            Some(w) => {
+                let (p, g) = w.kernel_ptr_mut(gpu, op, "mask")?;
+                (p, Some(g))
+            }
+            None => (KernelArg::Ptr(0), None),
+        };
+        let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK)
+        // <= 2^17 fits the grid), adds to bracket words 2-4, writes at most CHUNK_CAP entries of its own region
+        // [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx (blocks * CHUNK_CAP each) and
+        // cand_counts[b] (blocks), and, with a mask, ORs bits of its own keys (flat indices below n) into words
+        // (ceil(n / 64), zeroed); every buffer is a fresh allocation distinct from the others and from keys; a
+        // null mask is never dereferenced; arguments match topk_bracket_pass_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel::<T>("bracket_pass"),
+                shape,
+                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_bracket, p_words, p_vals, p_idx, p_counts],
+            )?;
+        }
+    }
+    let (offsets, n_cand) = crate::scan::exclusive_scan_u32(gpu, &cand_counts)?;
+    let b = gpu.download(&bracket)?;
+    let (above, nans, overflowed) = (b[2] as usize, b[3] as usize, b[4]);
+    if nans > 0 && spec.nan == NanPolicy::Error {
+        return Err(Error::NanKeys { op, what: "keys", count: nans });
+    }
+    let n_cand = n_cand as usize;
+    if overflowed != 0 || above >= k || above + n_cand < k || n_cand > n {
+        count_bracket_path(false);
+        return Ok(None);
+    }
+    // SAFETY (both): topk_compact writes all n_cand entries (the scan's total of the region counts).
+    let mut packed_vals = unsafe { gpu.alloc_uninit::<T>(n_cand)? };
+    let mut packed_idx = unsafe { gpu.alloc_uninit::<u32>(n_cand)? };
+    {
+        let vview = DeviceSlice::from(&cand_vals);
+        let (p_vals, _gv) = vview.kernel_ptr(gpu, op, "candidate values")?;
+        let iview = DeviceSlice::from(&cand_idx);
+        let (p_idx, _gi) = iview.kernel_ptr(gpu, op, "candidate indices")?;
+        let cview = DeviceSlice::from(&cand_counts);
+        let (p_counts, _gc) = cview.kernel_ptr(gpu, op, "candidate counts")?;
+        let oview = DeviceSlice::from(&offsets);
+        let (p_offsets, _go) = oview.kernel_ptr(gpu, op, "candidate offsets")?;
+        let mut pvview = DeviceSliceMut::from(&mut packed_vals);
+        let (p_pvals, _gpv) = pvview.kernel_ptr_mut(gpu, op, "packed values")?;
+        let mut piview = DeviceSliceMut::from(&mut packed_idx);
+        let (p_pidx, _gpi) = piview.kernel_ptr_mut(gpu, op, "packed indices")?;
+        let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: block b copies cand_counts[b] <= CHUNK_CAP entries from its region of cand_vals / cand_idx to
+        // [offsets[b], offsets[b] + cand_counts[b]) of the packed arrays; offsets is the exclusive scan of the
+        // counts (blocks + 1 entries) whose total n_cand is the packed arrays' length, so the ranges are disjoint
+        // and in bounds; all buffers are distinct; arguments match topk_compact_<dtype>.
+        unsafe {
+            gpu.launch(MODULE, &kernel::<T>("compact"), shape, &[p_vals, p_idx, p_counts, p_offsets, p_pvals, p_pidx])?;
+        }
+    }
+    drop((cand_vals, cand_idx));
+    // The exact selection of the k - above largest among the candidates (in flat-index order, so ties resolve by
+    // the lowest flat index as everywhere).
+    let plan2 = Plan::Count(k - above);
+    let cand_keys = DeviceSlice::from(&packed_vals);
+    let mut cand_words = if want_mask { Some(gpu.alloc_zeros::<u64>(n_cand.div_ceil(64))?) } else { None };
+    let state = if n_cand <= ROW_MAX_LEN {
+        select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, cand_words.as_mut())?
+    } else {
+        let sel = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags)?;
+        if let Some(cw) = cand_words.as_mut() {
+            write_mask(op, gpu, &cand_keys, 1, n_cand, flags, &sel, cw)?;
+        }
+        sel.state
+    };
+    if let (Some(cw), Some(w)) = (cand_words.as_ref(), words.as_mut()) {
+        let cwview = DeviceSlice::from(cw);
+        let (p_cw, _gcw) = cwview.kernel_ptr(gpu, op, "candidate mask")?;
+        let piview = DeviceSlice::from(&packed_idx);
+        let (p_pidx, _gpi) = piview.kernel_ptr(gpu, op, "packed indices")?;
+        let mut wview = DeviceSliceMut::from(w);
+        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "mask")?;
+        let shape = LaunchShape::linear(op, n_cand, THREADS)?;
+        // SAFETY: thread j < n_cand reads bit j of cand_words (ceil(n_cand / 64) words) and packed_idx[j]
+        // (n_cand entries, flat indices below n written by the compaction) and ORs bit packed_idx[j] into words
+        // (ceil(n / 64)); the buffers are distinct; arguments match topk_scatter_bits.
+        unsafe { gpu.launch(MODULE, "topk_scatter_bits", shape, &[p_cw, p_pidx, KernelArg::U32(n_cand as u32), p_words])? };
+    }
+    let mut cut = cuts_of(op, gpu, &state, 1, &plan2, spec)?.remove(0);
+    cut.count_beyond += above;
+    count_bracket_path(true);
+    Ok(Some((words, cut)))
+}
+
 fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32) -> Result<DeviceSelection> {
     let mut state = initial_state(gpu, segs, plan)?;
     let tiles_per_seg = seg_len.div_ceil(TILE);
@@ -516,11 +724,12 @@ fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, state: &DeviceVec<u32>, segs
 /// `keys` is `rows x cols` row-major (`rows * cols <= 2^31 - 1`). Synchronizes once (the cuts are read back).
 /// Errors (nothing launched): `keys.len() != rows * cols`, too many elements, `k > n` ([`Error::CountOutOfRange`];
 /// any `k > 0` of an empty matrix), fraction outside `[0, 1]`, NaN threshold; after the launches: NaNs in the keys
-/// under [`NanPolicy::Error`]. Floor: reads the keys once per 8-bit digit (4 for f32, 2 for f16/bf16, none for
-/// `Beyond` or k = 0; k = n takes the general path) plus once to count: 5 (f32) or 3 (f16/bf16) reads of
-/// `n * size_of::<T>()` bytes; per row with rows of at most 11264 keys, one read (one block per row, the row in
-/// shared memory). Scratch on the device: 1 KiB of histogram per digit pass and 32 B of state per segment, 4 B
-/// per 4096-element tile.
+/// under [`NanPolicy::Error`]. Floor: one read of the keys (`n * size_of::<T>()` bytes) on the per-row and
+/// sample-bracket paths (module docs; the bracket adds its 4096-key sample and the candidates, a few percent of
+/// n, written and read a few times); the radix passes read the keys once per 8-bit digit (4 for f32, 2 for
+/// f16/bf16, none for `Beyond` or k = 0) plus once to count. Scratch on the device: 1 KiB of histogram per
+/// digit pass and 32 B of state per segment, 4 B per 4096-element tile; the bracket's candidate regions, a
+/// quarter of the keys' count in entries of one key and one u32 index each.
 ///
 /// ```no_run
 /// # use sparse_lowrank::*;
@@ -540,6 +749,11 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
     let keys = keys.into();
     let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(OP, spec, seg_len)?;
+    if let (Scope::Matrix, Plan::Count(k), true) = (spec.scope, plan, seg_len >= BRACKET_MIN_N) {
+        if let Some((_, cut)) = bracket_select(OP, gpu, &keys, seg_len, k, spec.flags(), spec, false)? {
+            return Ok(vec![cut]);
+        }
+    }
     if by_rows(spec.scope, seg_len) {
         let state = select_rows_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), None)?;
         return cuts_of(OP, gpu, &state, segs, &plan, spec);
@@ -553,6 +767,11 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let (segs, seg_len) = segments(op, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(op, spec, seg_len)?;
     let flags = spec.flags();
+    if let (Scope::Matrix, Plan::Count(k), true) = (spec.scope, plan, seg_len >= BRACKET_MIN_N) {
+        if let Some((Some(words), cut)) = bracket_select(op, gpu, keys, seg_len, k, flags, spec, true)? {
+            return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
+        }
+    }
     let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
     if by_rows(spec.scope, seg_len) {
         let state = select_rows_on_device(op, gpu, keys, segs, seg_len, &plan, flags, Some(&mut words))?;
@@ -560,35 +779,44 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
         return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts));
     }
     let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags)?;
-    if segs * seg_len > 0 {
-        let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &sel.counts)?;
-        if total > (segs * seg_len) as u64 {
-            return Err(Error::Cuda { op, detail: format!("{total} equal keys counted among {} elements", segs * seg_len) });
-        }
-        let shape = LaunchShape::linear(op, segs * sel.tiles_per_seg * THREADS as usize, THREADS)?;
-        let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
-        let state_view = DeviceSlice::from(&sel.state);
-        let (p_state, _gs) = state_view.kernel_ptr(gpu, op, "state")?;
-        let offsets_view = DeviceSlice::from(&offsets);
-        let (p_offsets, _go) = offsets_view.kernel_ptr(gpu, op, "tile offsets")?;
-        let mut words_view = DeviceSliceMut::from(&mut words);
-        let (p_words, _gw) = words_view.kernel_ptr_mut(gpu, op, "mask")?;
-        // SAFETY: block b handles tile b % tiles_per_seg of segment b / tiles_per_seg: it reads keys below
-        // seg_len within its segment (keys holds segs * seg_len = rows * cols), state (segs * STATE_WORDS) and
-        // offsets (segs * tiles_per_seg + 1, the scan of counts); it ORs bits only at flat indices of its own
-        // elements, all below rows * cols, into words (ceil(rows * cols / 64) words, zeroed, a fresh allocation
-        // distinct from every input); arguments match topk_select_mask_<dtype>.
-        unsafe {
-            gpu.launch(
-                MODULE,
-                &kernel::<T>("select_mask"),
-                shape,
-                &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(sel.tiles_per_seg as u32), KernelArg::U32(flags), p_state, p_offsets, p_words],
-            )?;
-        }
-    }
+    write_mask(op, gpu, keys, segs, seg_len, flags, &sel, &mut words)?;
     let cuts = cuts_of(op, gpu, &sel.state, segs, &plan, spec)?;
     Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts))
+}
+
+/// ORs the bits of the selection `sel` (from [`select_on_device`] over the same keys) into `words` (zeroed,
+/// `ceil(segs * seg_len / 64)` words): the tile counts' scan, then `topk_select_mask_<dtype>`.
+#[allow(clippy::too_many_arguments)]
+fn write_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, flags: u32, sel: &DeviceSelection, words: &mut DeviceVec<u64>) -> Result<()> {
+    if segs * seg_len == 0 {
+        return Ok(());
+    }
+    debug_assert!(words.len() >= (segs * seg_len).div_ceil(64));
+    let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &sel.counts)?;
+    if total > (segs * seg_len) as u64 {
+        return Err(Error::Cuda { op, detail: format!("{total} equal keys counted among {} elements", segs * seg_len) });
+    }
+    let shape = LaunchShape::linear(op, segs * sel.tiles_per_seg * THREADS as usize, THREADS)?;
+    let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+    let state_view = DeviceSlice::from(&sel.state);
+    let (p_state, _gs) = state_view.kernel_ptr(gpu, op, "state")?;
+    let offsets_view = DeviceSlice::from(&offsets);
+    let (p_offsets, _go) = offsets_view.kernel_ptr(gpu, op, "tile offsets")?;
+    let mut words_view = DeviceSliceMut::from(words);
+    let (p_words, _gw) = words_view.kernel_ptr_mut(gpu, op, "mask")?;
+    // SAFETY: block b handles tile b % tiles_per_seg of segment b / tiles_per_seg: it reads keys below seg_len
+    // within its segment (keys holds segs * seg_len, the callers' invariant), state (segs * STATE_WORDS) and
+    // offsets (segs * tiles_per_seg + 1, the scan of counts); it ORs bits only at flat indices of its own
+    // elements, all below segs * seg_len, into words (at least ceil(segs * seg_len / 64) words, zeroed by the
+    // caller, distinct from every input); arguments match topk_select_mask_<dtype>.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            &kernel::<T>("select_mask"),
+            shape,
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(sel.tiles_per_seg as u32), KernelArg::U32(flags), p_state, p_offsets, p_words],
+        )
+    }
 }
 
 /// The selected entries as a bit-packed mask on the device (bit `r * cols + c`), with the cuts as in

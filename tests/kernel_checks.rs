@@ -211,6 +211,31 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
             vec![load, "STS", "LDS", "MATCH.ANY", "ATOMS", "BAR.SYNC", "VOTE.ANY", ".E.OR.64.STRONG.GPU"]
         }
+        // The bracket's sample: strided keys through the read-only path into shared memory, two in-shared radix
+        // selects (warp-aggregated shared atomics, barriers).
+        k if k.starts_with("topk_sample_bracket_") => {
+            let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
+            vec![load, "STS", "MATCH.ANY", "ATOMS", "BAR.SYNC", "STG.E "]
+        }
+        // The bracket pass: keys once through the read-only path, ballots for the keys above (ORed into the mask)
+        // and the candidates (ranked by a warp scan of per-warp counts), candidate values and indices stored.
+        k if k.starts_with("topk_bracket_pass_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E.U16", "STG.E "]
+            } else {
+                vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E "]
+            }
+        }
+        // Region to packed copy of the candidates: read-only loads, plain stores at the value's width.
+        k if k.starts_with("topk_compact_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "STG.E.U16", "STG.E "]
+            } else {
+                vec!["LDG.E.CONSTANT", "STG.E "]
+            }
+        }
+        // Candidate bits to the matrix mask: 64-bit read-only word loads, 64-bit OR reductions.
+        "topk_scatter_bits" => vec!["LDG.E.64.CONSTANT", ".E.OR.64.STRONG.GPU"],
         // Suffix sums of 256 bins in shared memory between barriers.
         "topk_choose" => vec!["BAR.SYNC", "STS", "LDS"],
         // Per-tile counts summed in shared memory, added to the segment's state in global memory.

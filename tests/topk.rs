@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use rand::prelude::*;
 use sparse_lowrank::half::{bf16, f16};
+use sparse_lowrank::topk::{bracket_counts, bracket_sample_position, BRACKET_SAMPLES};
 use sparse_lowrank::*;
 
 #[derive(Debug, Clone, Copy)]
@@ -353,6 +354,69 @@ fn per_row_selection_matches_cpu_at_the_one_block_limit_and_past_it() {
                 check(&gpu, &dev, &keys, rows, cols, &TopkSpec::beyond(keys[rng.gen_range(0..keys.len())]).per_row());
             }
         }
+    }
+}
+
+/// Per-matrix counts over at least 2^18 keys try a sample bracket (one pass over the keys, then the exact radix
+/// select over the few percent of keys inside the bracket); the result must be the reference's exactly, at
+/// small and large k, both orders and directions, every dtype, and with NaNs ranked above infinity.
+#[test]
+fn large_matrices_take_the_sample_bracket_and_match_cpu_exactly() {
+    let mut rng = rng("topk_bracket");
+    for (dev, gpu) in devices("topk_bracket") {
+        let (rows, cols) = (rng.gen_range(520..640), rng.gen_range(510..560));
+        let n = rows * cols;
+        let before = bracket_counts();
+        let keys: Vec<f32> = draw(&mut rng, n, Dist::Uniform);
+        for k in [1, n / 1000, n / 20, n / 4, rng.gen_range(1..n)] {
+            check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(k));
+        }
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::fraction(0.05).by(RankBy::Value).smallest());
+        let keys16: Vec<bf16> = draw(&mut rng, n, Dist::Uniform);
+        check(&gpu, &dev, &keys16, rows, cols, &TopkSpec::count(n / 20).by(RankBy::Value));
+        let keysh: Vec<f16> = draw(&mut rng, n, Dist::Uniform);
+        check(&gpu, &dev, &keysh, rows, cols, &TopkSpec::count(n / 100).smallest());
+        let mut with_nan = keys.clone();
+        for _ in 0..50 {
+            with_nan[rng.gen_range(0..n)] = f32::NAN;
+        }
+        check(&gpu, &dev, &with_nan, rows, cols, &TopkSpec::count(n / 20).nan(NanPolicy::AboveInfinity));
+        check(&gpu, &dev, &with_nan, rows, cols, &TopkSpec::count(n / 20));  // the NaN error, counted by the bracket
+        let (taken, fell_back) = bracket_counts();
+        // check() runs threshold, mask and CSR: 3 bracket attempts per call that selects by count.
+        assert!(taken - before.0 >= 3 * 9, "{dev}: bracket taken {} times, fell back {}", taken - before.0, fell_back - before.1);
+    }
+}
+
+/// The bracket's guesses are checked with exact counts; when they fail, the radix passes give the same result:
+/// heavy ties (the k-th key's run overflows the candidate regions), a sorted matrix (the candidates crowd one or
+/// two regions), and a sample poisoned so that its bracket misses K* (every sampled key set to 100).
+#[test]
+fn sample_bracket_falls_back_to_the_radix_passes_when_its_guess_fails() {
+    let mut rng = rng("topk_bracket_fallback");
+    for (dev, gpu) in devices("topk_bracket_fallback") {
+        let (rows, cols) = (600, 500);
+        let n = rows * cols;
+        let few: Vec<bf16> = draw(&mut rng, n, Dist::FewDistinct);
+        let same: Vec<bf16> = draw(&mut rng, n, Dist::AllButFew);
+        let mut sorted: Vec<f32> = draw(&mut rng, n, Dist::Uniform);
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mut poisoned: Vec<f32> = (0..n).map(|_| rng.gen_range(0.0f32..1.0)).collect();
+        for j in 0..BRACKET_SAMPLES {
+            poisoned[bracket_sample_position(j, n)] = 100.0;
+        }
+        let fell_back = |f: &dyn Fn()| {
+            let before = bracket_counts().1;
+            f();
+            bracket_counts().1 - before
+        };
+        // 99.8% of the keys equal: the k-th key's run fills every candidate region past its capacity.
+        assert_eq!(fell_back(&|| check(&gpu, &dev, &same, rows, cols, &TopkSpec::count(n / 2))), 3, "{dev}: ties");
+        // Five values: the k-th key's run (20% or 40% of n) may or may not fit the regions; right either way.
+        check(&gpu, &dev, &few, rows, cols, &TopkSpec::count(rng.gen_range(n / 5..n / 2)));
+        // k = n/4: the bracket spans ~4% of n (12k keys), contiguous when sorted: more than one region holds.
+        assert_eq!(fell_back(&|| check(&gpu, &dev, &sorted, rows, cols, &TopkSpec::count(n / 4))), 3, "{dev}: sorted");
+        assert_eq!(fell_back(&|| check(&gpu, &dev, &poisoned, rows, cols, &TopkSpec::count(n / 20))), 3, "{dev}: poisoned");
     }
 }
 
