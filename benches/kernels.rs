@@ -428,14 +428,26 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         let mut run = || -> Result<()> {
             match op {
                 "topk_csr" => topk_csr(gpu, &d, rows, cols, &spec).map(|_| ()),
+                "topk_threshold" => topk_threshold(gpu, &d, rows, cols, &spec).map(|_| ()),
                 _ => topk_mask(gpu, &d, rows, cols, &spec).map(|_| ()),
             }
         };
         bench.case(group, format!("{op}_{dtype}/{rows}x{cols}/d{density}"), &case, 10, &mut run);
+        // The same call down the radix passes over all keys (the path before the sample bracket and the
+        // one-block rows), as a baseline from the same run.
+        if std::env::var_os("SLR_TOPK_PATH").is_none() {
+            std::env::set_var("SLR_TOPK_PATH", "radix");
+            match gpu.time_ms(10, &mut run) {
+                Ok(t) => report_baseline(&case, "radix passes over all keys (SLR_TOPK_PATH=radix)", t, &bench.device),
+                Err(e) => println!("    radix-path baseline failed: {e}"),
+            }
+            std::env::remove_var("SLR_TOPK_PATH");
+        }
     };
     for &f in fractions {
         run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
     }
+    run_case("topk_threshold", 0.05, TopkSpec::count((0.05 * n as f64).round() as usize));
     run_case("topk_csr", 0.05, TopkSpec::count((0.05 * n as f64).round() as usize));
     if cols == 4096 {
         run_case("topk_mask_per_row", 64.0 / cols as f64, TopkSpec::count(64).per_row());

@@ -142,7 +142,7 @@ def main():
                time_ms=ms, device=name)
     rows_out.append(rec)
     print(json.dumps(rec), flush=True)
-    # Top-k by magnitude (ours: topk_mask, topk_csr at 5%, topk_mask_per_row with k = 64): torch.topk on the
+    # Top-k by magnitude (ours: topk_mask, topk_threshold and topk_csr at 5%, topk_mask_per_row with k = 64): torch.topk on the
     # flattened |W| (values + indices, unsorted order not requested), torch.sort of the flattened |W|, and the
     # per-row torch.topk(|W|, 64, dim=1). torch.topk returns indices, not a mask; the mask scatter is extra.
     shapes = [(4096, 4096), (4096, 11008), (14336, 4096)] if args.full else [(4096, 4096), (4096, 11008)]
@@ -162,6 +162,11 @@ def main():
                 if d == 0.05:
                     cases.append(("topk_csr", d, "torch.topk(|W|.flatten(), k)",
                                   lambda k=k: torch.topk(w.abs().flatten(), k)))
+                    # The threshold alone: torch.topk (values + indices), and kthvalue of -|W| (the k-th largest).
+                    cases.append(("topk_threshold", d, "torch.topk(|W|.flatten(), k)",
+                                  lambda k=k: torch.topk(w.abs().flatten(), k)))
+                    cases.append(("topk_threshold", d, "torch.kthvalue(-|W|.flatten(), k)",
+                                  lambda k=k: torch.kthvalue(-w.abs().flatten().float(), k)))
             if cols == 4096:
                 cases.append(("topk_mask_per_row", 64 / cols, "torch.topk(|W|, 64, dim=1)",
                               lambda: torch.topk(w.abs(), 64, dim=1)))

@@ -393,9 +393,24 @@ fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> 
     gpu.upload(&state)
 }
 
+/// `SLR_TOPK_PATH=radix` in the environment sends every selection down the radix passes over all keys (no
+/// one-block rows, no sample bracket): for benchmarks that compare the paths, and for bisecting. The result is
+/// the same.
+fn radix_forced() -> bool {
+    std::env::var_os("SLR_TOPK_PATH").is_some_and(|v| v == "radix")
+}
+
 /// Whether the one-block-per-row kernel handles this selection (per row, rows of at most [`ROW_MAX_LEN`]).
 fn by_rows(scope: Scope, seg_len: usize) -> bool {
-    scope == Scope::PerRow && seg_len <= ROW_MAX_LEN
+    scope == Scope::PerRow && seg_len <= ROW_MAX_LEN && !radix_forced()
+}
+
+/// The k of a per-matrix count that tries the sample bracket first.
+fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
+    match (scope, plan) {
+        (Scope::Matrix, Plan::Count(k)) if n >= BRACKET_MIN_N && !radix_forced() => Some(k),
+        _ => None,
+    }
 }
 
 /// The whole selection of every row in one launch (`topk_select_rows_<dtype>`, one block per row), leaving the
@@ -441,8 +456,8 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     Ok(state)
 }
 
-/// Per-matrix selections that took the sample bracket, and those that fell back to the radix passes (for tests
-/// and diagnostics: the result is the same either way).
+// Per-matrix selections that took the sample bracket, and those that fell back to the radix passes (for tests
+// and diagnostics: the result is the same either way).
 thread_local! {
     static BRACKET_PATHS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
@@ -749,7 +764,7 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
     let keys = keys.into();
     let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(OP, spec, seg_len)?;
-    if let (Scope::Matrix, Plan::Count(k), true) = (spec.scope, plan, seg_len >= BRACKET_MIN_N) {
+    if let Some(k) = bracket_k(spec.scope, plan, seg_len) {
         if let Some((_, cut)) = bracket_select(OP, gpu, &keys, seg_len, k, spec.flags(), spec, false)? {
             return Ok(vec![cut]);
         }
@@ -767,7 +782,7 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let (segs, seg_len) = segments(op, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(op, spec, seg_len)?;
     let flags = spec.flags();
-    if let (Scope::Matrix, Plan::Count(k), true) = (spec.scope, plan, seg_len >= BRACKET_MIN_N) {
+    if let Some(k) = bracket_k(spec.scope, plan, seg_len) {
         if let Some((Some(words), cut)) = bracket_select(op, gpu, keys, seg_len, k, flags, spec, true)? {
             return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
         }
