@@ -632,3 +632,12 @@ extern "C" __global__ void __launch_bounds__(kThreads)
     }
 }
 SLR_EMU_EXPORT(topk_scatter_bits)
+
+// Every segment's state words: zero, except word `word`, which gets `value` (k for a count, the key of a fixed
+// cut). One thread per word; replaces an upload from the host, which would wait for the stream.
+extern "C" __global__ void __launch_bounds__(kThreads)
+    topk_init_state(unsigned* __restrict__ state, unsigned long long words, unsigned word, unsigned value) {
+    unsigned long long i = (unsigned long long)blockIdx.x * kThreads + threadIdx.x;
+    if (i < words) state[i] = i % kStateWords == word ? value : 0u;
+}
+SLR_EMU_EXPORT(topk_init_state)

@@ -12,6 +12,14 @@ const TILE: usize = 8192;
 /// total, which is read back to the host (one synchronization). Offsets are truncated to 32 bits: callers check
 /// the total against their index type before trusting them. Errors: `n` above `u32::MAX`, device errors.
 pub(crate) fn exclusive_scan_u32(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, u64)> {
+    let (offsets, total) = exclusive_scan_u32_queued(gpu, counts)?;
+    let total = gpu.download(&total)?[0];
+    Ok((offsets, total))
+}
+
+/// [`exclusive_scan_u32`] without waiting: the exact 64-bit total stays on the device (a one-element buffer),
+/// so nothing synchronizes. For callers whose offsets cannot exceed 32 bits by construction.
+pub(crate) fn exclusive_scan_u32_queued(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, DeviceVec<u64>)> {
     const OP: &str = "exclusive_scan_u32";
     let n = counts.len();
     if n > u32::MAX as usize - 1 {
@@ -37,13 +45,12 @@ pub(crate) fn exclusive_scan_u32(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(
             gpu.launch(MODULE, "scan_u32", shape, &[p_counts, KernelArg::U32(n as u32), p_offsets, p_total])?;
         }
     }
-    let total = gpu.download(&total)?[0];
     Ok((offsets, total))
 }
 
 /// The multi-block path for n > TILE: tile sums, their scan (this function again, so the exact 64-bit total comes
 /// from the single-block scan at the top), then each tile's offsets.
-fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, u64)> {
+fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, DeviceVec<u64>)> {
     const OP: &str = "exclusive_scan_u32";
     let n = counts.len();
     let tiles = n.div_ceil(TILE);
@@ -60,7 +67,7 @@ fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, u64
         // match scan_tile_sums.
         unsafe { gpu.launch(MODULE, "scan_tile_sums", shape, &[p_counts, KernelArg::U32(n as u32), p_sums])? };
     }
-    let (tile_offsets, total) = exclusive_scan_u32(gpu, &tile_sums)?;
+    let (tile_offsets, total) = exclusive_scan_u32_queued(gpu, &tile_sums)?;
     let mut offsets = gpu.alloc_zeros::<u32>(n + 1)?;
     {
         let counts_view = DeviceSlice::from(counts);

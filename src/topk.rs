@@ -382,15 +382,26 @@ fn kernel<T: TopkKey>(stage: &str) -> String {
 
 /// Runs the digit passes (Count) and the tile counts: afterwards every segment's state holds K*, the quota of
 /// keys equal to K* to take, c_gt, the NaN count and the keys beyond K* counted directly.
+/// Every segment's state, as the plan starts it (word 1 = k for a count, word 0 = the key of a fixed cut, the
+/// rest zero), written on the device by `topk_init_state` (queued: no upload that would wait for the stream).
 fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> {
-    let mut state = vec![0u32; segs * STATE_WORDS];
-    for s in 0..segs {
-        match *plan {
-            Plan::Count(k) => state[s * STATE_WORDS + 1] = k as u32,
-            Plan::Fixed { key, .. } => state[s * STATE_WORDS] = key,
-        }
+    const OP: &str = "topk state";
+    let (word, value) = match *plan {
+        Plan::Count(k) => (1u32, k as u32),
+        Plan::Fixed { key, .. } => (0u32, key),
+    };
+    let len = segs * STATE_WORDS;
+    // SAFETY: topk_init_state below writes every one of the len words.
+    let mut state = unsafe { gpu.alloc_uninit::<u32>(len)? };
+    if len > 0 {
+        let shape = LaunchShape::linear(OP, len, THREADS)?;
+        let mut view = DeviceSliceMut::from(&mut state);
+        let (p_state, _g) = view.kernel_ptr_mut(gpu, OP, "state")?;
+        // SAFETY: thread i < len writes state[i] (len elements, a fresh allocation); arguments match
+        // topk_init_state.
+        unsafe { gpu.launch(MODULE, "topk_init_state", shape, &[p_state, KernelArg::U64(len as u64), KernelArg::U32(word), KernelArg::U32(value)])? };
     }
-    gpu.upload(&state)
+    Ok(state)
 }
 
 /// `SLR_TOPK_PATH=radix` in the environment sends every selection down the radix passes over all keys (no
@@ -807,10 +818,9 @@ fn write_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>
         return Ok(());
     }
     debug_assert!(words.len() >= (segs * seg_len).div_ceil(64));
-    let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &sel.counts)?;
-    if total > (segs * seg_len) as u64 {
-        return Err(Error::Cuda { op, detail: format!("{total} equal keys counted among {} elements", segs * seg_len) });
-    }
+    // The counts are of keys in each tile, so the offsets stay below segs * seg_len < 2^31: no need to wait for
+    // the total (cuts_of checks the selection's counts afterwards).
+    let (offsets, _total) = crate::scan::exclusive_scan_u32_queued(gpu, &sel.counts)?;
     let shape = LaunchShape::linear(op, segs * sel.tiles_per_seg * THREADS as usize, THREADS)?;
     let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
     let state_view = DeviceSlice::from(&sel.state);

@@ -238,6 +238,8 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "topk_scatter_bits" => vec!["LDG.E.64.CONSTANT", ".E.OR.64.STRONG.GPU"],
         // Suffix sums of 256 bins in shared memory between barriers.
         "topk_choose" => vec!["BAR.SYNC", "STS", "LDS"],
+        // The plan's starting state, one plain store per word.
+        "topk_init_state" => vec!["STG.E "],
         // Per-tile counts summed in shared memory, added to the segment's state in global memory.
         k if k.starts_with("topk_tile_counts_") => vec!["ATOMS.ADD", "BAR.SYNC", ".E.ADD.STRONG.GPU"],
         // Ballots rank the equal keys; taken bits ORed into the mask as 64-bit words.
