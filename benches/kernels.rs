@@ -208,6 +208,15 @@ fn bench_spmm(c: &mut Criterion) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
+                if t >= 64 && std::env::var_os("SLR_SPMM_PATH").is_none() {
+                    // The 8-t vector kernel on the same case (the path before the wide kernel), same run.
+                    std::env::set_var("SLR_SPMM_PATH", "vec");
+                    match gpu.time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)) {
+                        Ok(ms) => report_baseline(&case, "our vector kernel (SLR_SPMM_PATH=vec)", ms, &bench.device),
+                        Err(e) => println!("    vector-kernel baseline failed: {e}"),
+                    }
+                    std::env::remove_var("SLR_SPMM_PATH");
+                }
                 if (out, inn) == (4096, 4096) && (t == 16 || t == 128) {
                     // The textbook form C = S B, B (in x n) row-major with n = t; same S, same bytes of S. Baselines:
                     // torch dense w@b and torch.sparse.mm (scripts/baselines.py).

@@ -18,6 +18,8 @@
 // zero), so the T values an entry needs are contiguous: one 16-byte load gives 8 of them (two for f32). Then
 // spmm_xst_vec: one warp per (row o of S, 8 rows of X); each lane accumulates 8 sums over its entries, the
 // butterfly reduces them and lanes 0..7 write Y[t0 + lane, o]. The S row is read once per 8 rows of X (from L2). transpose_pad: 32x32 tiles through shared memory (one +1-padded tile per block).
+// spmm_xst, T >= 64: the same transpose, then spmm_xst_wide (one warp per (row o, 128 rows of X), lanes across
+// t, entries broadcast by shuffle; see its comment).
 // spmm_xst_vec's launch bounds name 2 blocks per SM: with the single-argument form ptxas (13.0, sm_80) capped the
 // f32 variant at 32 registers and spilled; the resource-report test guards this.
 // Floor (skinny T, the memory-bound decode/small-batch regime): read S once, nnz * (4 + sizeof(T)) + 4 * (out + 1)
@@ -158,6 +160,82 @@ __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ r
     reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
 }
 
+// Four consecutive elements starting at p (aligned to 4 elements) as f32: one 16-byte load for f32, one 8-byte
+// load for 16-bit types.
+__device__ __forceinline__ void load4(const float* __restrict__ p, float (&v)[4]) {
+    float4 a = *reinterpret_cast<const float4*>(p);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+}
+template <typename T>
+__device__ __forceinline__ void load4(const T* __restrict__ p, float (&v)[4]) {
+    uint2 raw = *reinterpret_cast<const uint2*>(p);
+    const T* h = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = slr::to_f32(h[i]);
+}
+
+// spmm_xst for wide T (src/spmm.rs WIDE_T_MIN): one warp per (row o of S, 128 consecutive rows of X); lane l owns
+// t = t0 + 4l .. t0 + 4l + 3 of Xt (in x ldt). The warp loads 32 entries of the row at a time (coalesced) and
+// broadcasts each (value, column) by shuffle; every lane then reads its 4 values of Xt[col] (the warp reads 256
+// contiguous bytes for 16-bit types) and adds in entry order, kWideInFlight entries' loads in flight. No
+// cross-lane reduction: each output is the sequential fmaf chain of the CPU reference. Against the vector
+// kernel at T = 128: the S row is read once instead of T / 8 times, the gathered Xt bytes per entry drop from
+// T / 8 * (16 + 4 + sizeof(T)) to 2 * T (16-bit types), and the 8 butterflies per (row, 8 t) disappear.
+// Floor: S once (nnz * (4 + sizeof(T))), Xt gathered nnz * T * sizeof(T) bytes (from L2: Xt is small), Y written
+// once; 2 * nnz * T flops.
+constexpr unsigned kWideT = 128;
+constexpr unsigned kWideInFlight = 8;
+
+template <typename T>
+__device__ __forceinline__ void spmm_xst_wide_impl(const unsigned* __restrict__ row_offsets,
+                                                   const unsigned* __restrict__ col_indices,
+                                                   const T* __restrict__ values, unsigned s_rows,
+                                                   const T* __restrict__ xt, unsigned long long ldt,
+                                                   unsigned t_count, T* __restrict__ y, unsigned long long y_rs,
+                                                   unsigned long long y_cs, float alpha, float beta) {
+    unsigned chunks = (t_count + kWideT - 1) / kWideT;
+    unsigned long long warp = (unsigned long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    unsigned lane = threadIdx.x % 32;
+    if (warp >= (unsigned long long)s_rows * chunks) return;  // whole warps leave together
+    unsigned o = (unsigned)(warp / chunks), t0 = (unsigned)(warp % chunks) * kWideT + 4 * lane;
+    bool active = t0 < ldt;  // ldt is a multiple of 8: a lane's 4 t are all inside Xt's rows or all past them
+    unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (unsigned e0 = lo; e0 < hi; e0 += 32) {
+        unsigned here = min(32u, hi - e0);
+        float my_s = lane < here ? slr::to_f32(values[e0 + lane]) : 0.0f;
+        unsigned my_c = lane < here ? col_indices[e0 + lane] : 0u;
+        for (unsigned k0 = 0; k0 < here; k0 += kWideInFlight) {
+            float s[kWideInFlight], xv[kWideInFlight][4];
+#pragma unroll
+            for (unsigned u = 0; u < kWideInFlight; ++u) {
+                unsigned k = k0 + u;
+                s[u] = __shfl_sync(0xffffffffu, my_s, k & 31);
+                unsigned long long col = __shfl_sync(0xffffffffu, my_c, k & 31);
+                if (active && k < here) {
+                    load4(xt + (col * ldt + t0), xv[u]);
+                } else {
+                    xv[u][0] = xv[u][1] = xv[u][2] = xv[u][3] = 0.0f;
+                }
+            }
+#pragma unroll
+            for (unsigned u = 0; u < kWideInFlight; ++u) {
+                if (k0 + u < here) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) acc[i] = fmaf(s[u], xv[u][i], acc[i]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (unsigned i = 0; i < 4; ++i) {
+        if (active && t0 + i < t_count) {
+            T* out = y + ((t0 + i) * y_rs + o * y_cs);
+            *out = combine(acc[i], alpha, beta, out);
+        }
+    }
+}
+
 // xt[c * ldt + r] = x[r, c] for r < rows, 0 for rows <= r < ldt; c < cols. 32 x 32 tiles, 32 x 8 threads, each
 // thread moving 4 elements; the tile is padded to 33 columns so the transposed reads hit distinct banks.
 template <typename T>
@@ -237,6 +315,14 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
         spmm_xst_vec_impl<T>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
                              beta);                                                                             \
     }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_wide_##SUFFIX(                  \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
+        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
+        float beta) {                                                                                           \
+        spmm_xst_wide_impl<T>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha, \
+                              beta);                                                                            \
+    }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(256) transpose_pad_##SUFFIX(                                  \
         const T* __restrict__ x, unsigned long long x_rs, unsigned long long x_cs, unsigned rows,              \
         unsigned cols, T* __restrict__ xt, unsigned long long ldt) {                                            \
@@ -247,14 +333,17 @@ SLR_SPMM(float, f32)
 SLR_EMU_EXPORT(spmm_xst_f32)
 SLR_EMU_EXPORT(spmm_sb_f32)
 SLR_EMU_EXPORT(spmm_xst_vec_f32)
+SLR_EMU_EXPORT(spmm_xst_wide_f32)
 SLR_EMU_EXPORT(transpose_pad_f32)
 SLR_SPMM(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_f16)
 SLR_EMU_EXPORT(spmm_sb_f16)
 SLR_EMU_EXPORT(spmm_xst_vec_f16)
+SLR_EMU_EXPORT(spmm_xst_wide_f16)
 SLR_EMU_EXPORT(transpose_pad_f16)
 SLR_SPMM(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(spmm_xst_bf16)
 SLR_EMU_EXPORT(spmm_sb_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec_bf16)
+SLR_EMU_EXPORT(spmm_xst_wide_bf16)
 SLR_EMU_EXPORT(transpose_pad_bf16)

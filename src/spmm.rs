@@ -20,6 +20,12 @@ const MODULE: &str = "spmm";
 const WARPS_PER_BLOCK: usize = 8;
 /// Up to this many rows of X, spmm_xst gathers X directly; above, it transposes X first (see cuda/spmm.cu).
 const SCALAR_T_MAX: usize = 2;
+/// From this many rows of X, spmm_xst takes the wide kernel (lanes across t, 128 t per warp: at least half of
+/// its lanes busy) instead of the vector kernel (one warp per 8 t). Unmeasured on a GPU so far: a guess from the
+/// bytes each gathers (cuda/spmm.cu); `SLR_SPMM_PATH=vec` forces the vector kernel, for comparison.
+const WIDE_T_MIN: usize = 64;
+/// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
+const WIDE_T: usize = 128;
 
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     if beta == 0.0 {
@@ -168,7 +174,9 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output rounding.
 ///
 /// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
-/// stream per call) so that each entry's T values are one or a few 16-byte loads.
+/// stream per call) so that each entry's T values are one or a few 16-byte loads; from T = 64 the product runs
+/// with lanes across T (each output then the sequential fmaf chain of [`spmm_xst_cpu`]; `SLR_SPMM_PATH=vec` in
+/// the environment keeps the 8-t vector kernel, for comparison).
 ///
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
 /// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
@@ -239,6 +247,16 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         }
     }
     let xt_view = DeviceSlice::from(&xt);
+    if t >= WIDE_T_MIN && std::env::var_os("SLR_SPMM_PATH").is_none_or(|v| v != "vec") {
+        let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
+        // SAFETY: every column of S is < in; lane l of the warp for t-chunk j loads xt[col * ldt + 128 j + 4 l ..
+        // + 4] only when 128 j + 4 l < ldt (then + 4 <= ldt, ldt being a multiple of 8), inside the in * ldt
+        // elements of xt and aligned to 4 elements (8 or 16 bytes; the allocation is aligned); Y is written at
+        // (t', o) with t' < t, o < out, inside its validated shape; Y overlaps neither the caller's inputs
+        // (checked above) nor xt (fresh); sizes fit u32; one warp per (row of S, 128 rows of X), surplus warps
+        // return.
+        return unsafe { launch_spmm(OP, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) };
+    }
     let warps = out.checked_mul(ldt / 8).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
     // SAFETY: every column of S is < in, and each entry loads xt[col * ldt + t0 .. + 8] with t0 + 8 <= ldt,
     // inside the in * ldt elements of xt and 16-byte aligned (ldt and t0 are multiples of 8, the allocation is

@@ -45,11 +45,13 @@ fn initial_output<T: Element>(rng: &mut StdRng, len: usize, beta: f32) -> Vec<T>
 
 fn check_xst<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) {
     let (out_dim, in_dim) = (rng.gen_range(0..=max_dim), rng.gen_range(0..=max_dim));
-    // T = 0, 1, 2 take the direct-gather kernel; T > 2 the transpose + 16-byte-load kernel (ldt = 8, 16, ..., 40).
-    let t = match rng.gen_range(0..5) {
+    // T = 0, 1, 2 take the direct-gather kernel; 2 < T < 64 the transpose + 16-byte-load kernel (ldt = 8, 16,
+    // ..., 40); T >= 64 the transpose + wide kernel (lanes across t, 128 per warp: one or two t-chunks here).
+    let t = match rng.gen_range(0..6) {
         0 => 1,
         1 => rng.gen_range(0..3),
         2 => rng.gen_range(13..=40),
+        3 => rng.gen_range(64..=140),
         _ => rng.gen_range(3..=12),
     };
     let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.1)][rng.gen_range(0..4)];
@@ -161,6 +163,38 @@ fn spmm_matches_cpu_reference_f16() {
 #[test]
 fn spmm_matches_cpu_reference_bf16() {
     run::<bf16>("spmm_bf16", 6);
+}
+
+/// From T = 64 each output of spmm_xst is the CPU reference's own fmaf chain (entries in order, no butterfly):
+/// bitwise equal, across one and two 128-row chunks of X, padding rows (T not a multiple of 8), skewed rows, both
+/// layouts, and beta = 0 over a NaN-poisoned output.
+#[test]
+fn wide_t_spmm_xst_is_bitwise_the_cpu_reference() {
+    fn case<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, t: usize) {
+        let (out_dim, in_dim) = (rng.gen_range(1..50), rng.gen_range(1..70));
+        let (density, skewed) = (rng.gen_range(0.05..0.9), rng.gen_bool(0.5));
+        let s = random_pattern(rng, out_dim, in_dim, density, skewed);
+        let s_vals: Vec<T> = random_values(rng, s.nnz());
+        let (xs, ys) = (random_layout(rng, t, in_dim), random_layout(rng, t, out_dim));
+        let x: Vec<T> = random_values(rng, xs.required_len());
+        let (alpha, beta) = alpha_beta(rng);
+        let y0: Vec<T> = initial_output(rng, ys.required_len(), beta);
+        let mut expect = y0.clone();
+        spmm_xst_cpu(&s, &s_vals, MatRef::new(&x, t, in_dim, xs.ld, xs.layout).unwrap(), alpha, beta, MatMut::new(&mut expect, t, out_dim, ys.ld, ys.layout).unwrap()).unwrap();
+        let (ds, dv, dx) = (DeviceCsrPattern::upload(gpu, &s).unwrap(), gpu.upload(&s_vals).unwrap(), gpu.upload(&x).unwrap());
+        let mut dy = gpu.upload(&y0).unwrap();
+        spmm_xst(gpu, &ds, &dv, DeviceMatRef::new(&dx, t, in_dim, xs.ld, xs.layout).unwrap(), alpha, beta, DeviceMatMut::new(&mut dy, t, out_dim, ys.ld, ys.layout).unwrap()).unwrap();
+        let got = gpu.download(&dy).unwrap();
+        let bad = got.iter().zip(&expect).position(|(g, e)| !same_bits(*g, *e));
+        assert!(bad.is_none(), "{dev}: T {t} S {out_dim}x{in_dim} nnz {} {}: element {bad:?} differs", s.nnz(), T::DTYPE.name());
+    }
+    let mut rng = rng("spmm_wide");
+    for (dev, gpu) in devices("spmm_wide") {
+        for t in [64, 128, 129, 200] {
+            case::<f32>(&gpu, &dev, &mut rng, t);
+            case::<bf16>(&gpu, &dev, &mut rng, t);
+        }
+    }
 }
 
 /// The backward to the input, dX = dY * S, computed as spmm_xst with S^T, against a dense product on the CPU.
