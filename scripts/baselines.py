@@ -6,7 +6,8 @@ gather:      what LIFT does, grad[mask] with a bool mask, and the cheaper flat i
 scatter_add: W.view(-1).index_add_(0, flat, delta) (torch needs delta in W's dtype: the f32 delta is rounded to
              bf16 first, so the baseline rounds twice where ours rounds once), and LIFT-style W[mask] += delta.
 spmm_xst:    dense x @ w.T (cuBLAS) and torch.sparse.mm on a CSR tensor (cuSPARSE SpMM), Y^T computed.
-sddmm:       the dense gradient then a gather at the mask, as SLTrain's backward does.
+sddmm:       the dense gradient then a gather at the mask, as SLTrain's backward does; and cuSPARSE SDDMM
+             (torch.sparse.sampled_addmm on the CSR pattern).
 topk_*:      torch.topk on the flattened |W| (per row: dim=1, k = 64) and torch.sort of the flattened |W|.
 rsvd:        torch.svd_lowrank(A, q=r+p, niter=q) with our defaults (p = 10, q = 2; torch's q is the subspace size)
              and torch.linalg.svd(A, full_matrices=False) (the exact SVD), f32 math; for bf16 A the conversion to
@@ -104,6 +105,19 @@ def main():
                 a, b = dy.T.contiguous(), x.T.contiguous()
                 cases = [("sddmm_weight_grad", "torch dense dY^T X + gather", lambda: (dy.T @ x).view(-1)[flat]),
                          ("sddmm", "torch dense A B^T + gather", lambda: (a @ b.T).view(-1)[flat])]
+                # cuSPARSE SDDMM through torch.sparse.sampled_addmm (CSR pattern, alpha * (A B^T) at the mask). Its
+                # CUDA path may refuse bf16: then f32 operands, named so in the baseline.
+                for tdt, tag in [(torch.bfloat16, ""), (torch.float32, ", f32 operands")]:
+                    try:
+                        pat = mask.to(tdt).to_sparse_csr()
+                        a_t, bt_t = a.to(tdt), b.T.contiguous().to(tdt)
+                        torch.sparse.sampled_addmm(pat, a_t, bt_t, beta=0.0)
+                    except Exception as e:
+                        print(f"# sampled_addmm {tdt} failed at {out}x{inn} d={d} T={t}: {e}", flush=True)
+                        continue
+                    cases.append(("sddmm", f"torch.sparse.sampled_addmm (cuSPARSE SDDMM{tag})",
+                                  lambda pat=pat, a_t=a_t, bt_t=bt_t: torch.sparse.sampled_addmm(pat, a_t, bt_t, beta=0.0)))
+                    break
                 for op, baseline, fn in cases:
                     ms = time_ms(fn, iters=20)
                     rec = dict(op=op, rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
