@@ -496,6 +496,87 @@ fn cublas_sgemm_a_omega(gpu: &Gpu, a: &DeviceVec<f32>, omega: &DeviceVec<f32>, c
     unsafe { blas.gemm(cfg, a, o, c) }.map_err(|e| Error::Cuda { op: "cublas sgemm", detail: format!("{e:?}") })
 }
 
+/// `A = C_m · diag(σ) · C_nᵀ` (m x n, row-major f32 on the device) with C_m, C_n the orthonormal DCT-II bases
+/// (column k: `sqrt((k == 0 ? 1 : 2) / len) · cos(π k (i + 1/2) / len)`) and `σ_k = 1 / (k + 1)` for k < min(m, n):
+/// a matrix with exactly known singular values and a power-law spectrum like an LLM weight's, built the same way
+/// by scripts/baselines.py, so the optimal rank-r error `sqrt(Σ_{k>=r} σ_k²)` is known for every method. Host: the
+/// two bases (one cos each entry); device: one cuBLAS sgemm.
+fn dct_power_law(gpu: &Gpu, m: usize, n: usize) -> Result<(DeviceVec<f32>, Vec<f64>)> {
+    use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+    let kk = m.min(n);
+    let sigma: Vec<f64> = (0..kk).map(|k| 1.0 / (k + 1) as f64).collect();
+    // Column-major bases: P = C_m diag(σ) (m x K), Q = C_n (n x K).
+    let basis = |len: usize, scale: &dyn Fn(usize) -> f64| -> Vec<f32> {
+        let mut v = vec![0f32; len * kk];
+        for k in 0..kk {
+            let norm = (if k == 0 { 1.0 } else { 2.0 } / len as f64).sqrt() * scale(k);
+            for i in 0..len {
+                v[i + k * len] = (norm * (std::f64::consts::PI * k as f64 * (i as f64 + 0.5) / len as f64).cos()) as f32;
+            }
+        }
+        v
+    };
+    let p = gpu.upload(&basis(m, &|k| sigma[k]))?;
+    let q = gpu.upload(&basis(n, &|_| 1.0))?;
+    let mut a = gpu.alloc_zeros::<f32>(m * n)?;
+    let blas = gpu.cublas()?;
+    // Row-major A (m x n) is column-major Aᵀ (n x m) = Q Pᵀ.
+    let cfg = GemmConfig { transa: cublasOperation_t::CUBLAS_OP_N, transb: cublasOperation_t::CUBLAS_OP_T, m: n as i32, n: m as i32, k: kk as i32, alpha: 1f32, lda: n as i32, ldb: m as i32, beta: 0f32, ldc: n as i32 };
+    // SAFETY: Q holds n*K, P m*K and A m*n elements, matching m, n, k and the leading dimensions above.
+    unsafe { blas.gemm(cfg, q.as_cuda().expect("CUDA buffer"), p.as_cuda().expect("CUDA buffer"), a.as_cuda_mut().expect("CUDA buffer")) }.map_err(|e| Error::Cuda { op: "cublas sgemm", detail: format!("{e:?}") })?;
+    Ok((a, sigma))
+}
+
+/// `‖A − U diag(s) Vᵀ‖_F / sqrt(Σ_{k>=r} σ_k²)` for the matrix of [`dct_power_law`]: ⟨A, U S Vᵀ⟩ from W = A·V
+/// (one cuBLAS product), ‖U S Vᵀ‖² from UᵀU and VᵀV on the host, ‖A‖² = Σ σ_k², all summed in f64.
+fn rsvd_error_ratio(gpu: &Gpu, a: &DeviceVec<f32>, sigma: &[f64], m: usize, n: usize, u: &DeviceVec<f32>, s: &[f32], vt: &DeviceVec<f32>) -> Result<f64> {
+    let r = s.len();
+    let mut w = gpu.alloc_zeros::<f32>(m * r)?;
+    // W (m x r, column-major) = A · V, with Vt row-major r x n read as V column-major n x r.
+    cublas_sgemm_a_omega(gpu, a, vt, &mut w, m, n, r)?;
+    let (uh, wh, vh) = (gpu.download(u)?, gpu.download(&w)?, gpu.download(vt)?);
+    let mut cross = 0f64;
+    for k in 0..r {
+        let dot: f64 = (0..m).map(|i| uh[i * r + k] as f64 * wh[i + k * m] as f64).sum();
+        cross += s[k] as f64 * dot;
+    }
+    let gram = |x: &[f32], len: usize, at: &dyn Fn(usize, usize) -> usize| -> Vec<f64> {
+        let mut g = vec![0f64; r * r];
+        for k in 0..r {
+            for l in k..r {
+                let d: f64 = (0..len).map(|i| x[at(i, k)] as f64 * x[at(i, l)] as f64).sum();
+                g[k * r + l] = d;
+                g[l * r + k] = d;
+            }
+        }
+        g
+    };
+    let (uu, vv) = (gram(&uh, m, &|i, k| i * r + k), gram(&vh, n, &|j, k| k * n + j));
+    let mut b2 = 0f64;
+    for k in 0..r {
+        for l in 0..r {
+            b2 += s[k] as f64 * s[l] as f64 * uu[k * r + l] * vv[k * r + l];
+        }
+    }
+    let a2: f64 = sigma.iter().map(|x| x * x).sum();
+    let opt2: f64 = sigma[r.min(sigma.len())..].iter().map(|x| x * x).sum();
+    Ok(((a2 - 2.0 * cross + b2).max(0.0) / opt2).sqrt())
+}
+
+/// An accuracy record next to the timings: `error_ratio` = rank-r error / optimal rank-r error (1 = optimal).
+fn report_accuracy(case: &Case, who: &str, ratio: f64, device: &str) {
+    println!("ACCURACY op={} shape={}x{} dtype={} T={} of=\"{who}\" error_ratio={ratio:.5}", case.op, case.rows, case.cols, case.dtype, case.t);
+    if let Ok(path) = std::env::var("SLR_BENCH_JSON") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(
+                f,
+                "{{\"op\":\"{}\",\"rows\":{},\"cols\":{},\"density\":{},\"dtype\":\"{}\",\"t\":{},\"accuracy_of\":\"{who}\",\"error_ratio\":{ratio},\"device\":\"{device}\"}}",
+                case.op, case.rows, case.cols, case.density, case.dtype, case.t
+            );
+        }
+    }
+}
+
 /// Randomized SVD of LLaMA-2-7B-sized weights, r in {16, 64, 128, 256}, f32 and bf16 A, default p and q (TF32 off).
 /// Floor: the 2q + 2 products with A, `2·m·n·l` flops each at the f32 CUDA-core peak, or A read 2q + 2 times from
 /// HBM (plus the bf16 conversion pass), whichever is larger; the CholeskyQR Grams, l x l host steps and final
@@ -508,12 +589,19 @@ fn bench_rsvd(c: &mut Criterion) {
     let mut group = Bench::group(c, "rsvd");
     group.sample_size(10);
     for &(m, n) in shapes {
-        // Uniform random entries: full rank, so every orthonormalization takes the CholeskyQR2 path (a structured,
-        // low-rank fill would time the Householder fallback instead). Otherwise the work does not depend on values.
-        let mut rng = StdRng::seed_from_u64(5);
-        let a32: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-        let d32 = gpu.upload(&a32).unwrap();
+        // A power-law spectrum (σ_k = 1/(k+1)) with known singular values (dct_power_law): full rank, so the
+        // orthonormalizations take the CholeskyQR paths, and the error of every method can be put against the
+        // optimum. scripts/baselines.py builds the same matrix for torch.svd_lowrank.
+        let (d32, sigma) = match dct_power_law(gpu, m, n) {
+            Ok(x) => x,
+            Err(e) => {
+                println!("    rsvd {m}x{n}: test matrix unavailable: {e}");
+                continue;
+            }
+        };
+        let a32 = gpu.download(&d32).unwrap();
         let d16 = gpu.upload(&a32.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>()).unwrap();
+        drop(a32);
         for &r in ranks {
             let cfg = RsvdConfig::new(r);
             let l = (r + cfg.oversample).min(m.min(n));
@@ -533,6 +621,11 @@ fn bench_rsvd(c: &mut Criterion) {
                     }
                 };
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
+                match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                    // For bf16 A the error is against the f32 matrix (the input's rounding included).
+                    Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),
+                    Err(e) => println!("    rsvd error unavailable: {e}"),
+                }
                 let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
                 println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
                 let omega = gpu.alloc_zeros::<f32>(n * l).unwrap();

@@ -32,6 +32,31 @@ def time_ms(fn, iters=50):
     return start.elapsed_time(end) / iters
 
 
+def dct_power_law(m, n, dev):
+    """A = C_m diag(sigma) C_n^T with orthonormal DCT-II bases and sigma_k = 1/(k+1), k < min(m, n): the matrix of
+    benches/kernels.rs dct_power_law (f32, built in f64 here), and sigma."""
+    kk = min(m, n)
+    k = torch.arange(kk, device=dev, dtype=torch.float64)
+    sigma = 1.0 / (k + 1.0)
+
+    def basis(length):
+        i = torch.arange(length, device=dev, dtype=torch.float64)
+        w = torch.full((kk,), 2.0, device=dev, dtype=torch.float64)
+        w[0] = 1.0
+        norm = (w / length).sqrt()
+        return norm * torch.cos(torch.pi * k[None, :] * (i[:, None] + 0.5) / length)
+
+    a = (basis(m) * sigma[None, :]) @ basis(n).T
+    return a.float(), sigma
+
+
+def error_ratio(a, sigma, u, s, v):
+    """||A - U diag(s) V^T||_F over the optimal rank-r error sqrt(sum_{k>=r} sigma_k^2), in f64."""
+    r = s.shape[0]
+    resid = a.double() - (u.double() * s.double()[None, :]) @ v.double().T
+    return float(torch.linalg.matrix_norm(resid) / sigma[r:].square().sum().sqrt())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
@@ -194,19 +219,27 @@ def main():
                            time_ms=ms, device=name)
                 rows_out.append(rec)
                 print(json.dumps(rec), flush=True)
-    # Randomized SVD: the same shapes and ranks as benches/kernels.rs (bench_rsvd); p and q are our defaults.
+    # Randomized SVD: the same shapes, ranks and matrix as benches/kernels.rs (bench_rsvd: dct_power_law, singular
+    # values 1/(k+1) exactly); p and q are our defaults. Each method's error ratio (rank-r error / the optimum,
+    # sqrt(sum_{k>=r} sigma_k^2)) is recorded next to its time.
     p, niter = 10, 2
     ranks = [16, 64, 128, 256] if args.full else [16, 128]
     for rows, cols in [(4096, 4096), (4096, 11008)] if want("rsvd") else []:
-        a32 = torch.randn(rows, cols, device=dev, generator=gen)
+        a32, sigma = dct_power_law(rows, cols, dev)
         a16 = a32.to(torch.bfloat16)
         for dtype, a in [("f32", a32), ("bf16", a16)]:
             for r in ranks:
                 q = min(r + p, rows, cols)
-                rec = dict(op="rsvd", rows=rows, cols=cols, density=0.0, dtype=dtype, t=r,
-                           baseline=f"torch.svd_lowrank q={q} niter={niter}",
+                label = f"torch.svd_lowrank q={q} niter={niter}"
+                rec = dict(op="rsvd", rows=rows, cols=cols, density=0.0, dtype=dtype, t=r, baseline=label,
                            time_ms=time_ms(lambda: torch.svd_lowrank(a.float(), q=q, niter=niter), iters=5),
                            device=name)
+                rows_out.append(rec)
+                print(json.dumps(rec), flush=True)
+                u, s_, v = torch.svd_lowrank(a.float(), q=q, niter=niter)
+                ratio = error_ratio(a32, sigma, u[:, :r], s_[:r], v[:, :r])
+                rec = dict(op="rsvd", rows=rows, cols=cols, density=0.0, dtype=dtype, t=r, accuracy_of=label,
+                           error_ratio=ratio, device=name)
                 rows_out.append(rec)
                 print(json.dumps(rec), flush=True)
             # The exact SVD does not depend on r: one timing per shape and dtype, reported at t = 0 (quick mode: only

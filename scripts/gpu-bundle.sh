@@ -36,7 +36,7 @@ while read -r exe name; do
   cp "$exe" "$out/bin/$name"
   strip "$out/bin/$name"
 done < target/gpu-bundle.list
-cp scripts/gpu-check.sh scripts/baselines.py scripts/gpu_summary.py "$out/"
+cp scripts/gpu-check.sh scripts/baselines.py scripts/gesvdr_baseline.py scripts/gpu_summary.py "$out/"
 git rev-parse HEAD > "$out/COMMIT" 2>/dev/null || echo unknown > "$out/COMMIT"
 git status --porcelain | head -n 20 > "$out/DIRTY" || true
 

@@ -69,6 +69,9 @@ SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 150 "$B/bin/bench-
 note "bench: rc=$?"
 PYTHONUNBUFFERED=1 timeout 60 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
 note "baselines: rc=$?"
+# cuSOLVER's randomized SVD through ctypes, in its own process (a wrong binding cannot lose the rest).
+PYTHONUNBUFFERED=1 timeout 90 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
+note "gesvdr baseline: rc=$?"
 
 # rSVD's time per step (SLR_RSVD_PROFILE, set by the bench for one extra call per case).
 grep -E 'rsvd profile' "$OUT/bench.log" | cut -c1-600

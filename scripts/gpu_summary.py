@@ -6,7 +6,7 @@ import sys
 
 
 def main(path):
-    ours, base = {}, {}
+    ours, base, acc = {}, {}, []
     try:
         lines = open(path).read().splitlines()
     except OSError:
@@ -18,7 +18,9 @@ def main(path):
         except ValueError:
             continue
         key = (r["op"], r["rows"], r["cols"], round(float(r["density"]), 4), r["dtype"], int(r.get("t", 0)))
-        if "baseline" in r:
+        if "error_ratio" in r:
+            acc.append((key, r.get("accuracy_of", "?"), r["error_ratio"]))
+        elif "baseline" in r:
             base.setdefault(key, []).append((r["baseline"], r["time_ms"]))
         else:
             ours[key] = r
@@ -33,6 +35,12 @@ def main(path):
         for i, (bname, bms) in enumerate(bl):
             lead = f"{op:<12} {rows}x{cols:<6} {d:>5.2f} {dtype:<10} {t:>5} {r['time_ms']:>9.4f} {r['gbps']:>7.1f} {floor:>6.1f}%" if i == 0 else " " * 69
             print(f"{lead}  {bname:<22} {bms:>9.4f} {bms / r['time_ms']:>6.2f}")
+    if acc:
+        print()
+        print("accuracy: rank-r error / optimal rank-r error (1 = optimal)")
+        for key, who, ratio in sorted(acc, key=lambda x: (x[0], x[1])):
+            op, rows, cols, d, dtype, t = key
+            print(f"{op:<12} {rows}x{cols:<6} {dtype:<5} r={t:<4} {who:<40} {ratio:.5f}")
     if ours:
         print(f"device: {next(iter(ours.values()))['device']}")
 
