@@ -9,6 +9,11 @@ OUT="${OUT:-/tmp/slr-gpu-out}"
 mkdir -p "$OUT"
 export SLR_SOURCE_DIR="$PWD"
 status="$OUT/status.txt"
+# The executables travel xz-compressed (scripts/gpu-bundle.sh); unpack them next to this script.
+if [ -f "$B/bin.tar.xz" ] && [ ! -d "$B/bin" ]; then
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$B/bin.tar.xz" "$B"
+  chmod +x "$B"/bin/*
+fi
 : > "$status"
 note() { echo "$*" | tee -a "$status"; }
 
