@@ -68,6 +68,37 @@ fn random_pattern(rng: &mut StdRng, rows: usize, cols: usize, density: f64) -> C
     CsrPattern::new(rows, cols, offsets, idx).expect("valid pattern")
 }
 
+/// A skewed pattern like a principal-weight mask's: row i (in a random order) keeps a fraction
+/// `min(1, c / (i + 1)^0.8)` of its columns, c chosen so that the whole pattern has `density`; a few rows are
+/// (nearly) dense, most are far sparser than the mean.
+fn skewed_pattern(rng: &mut StdRng, rows: usize, cols: usize, density: f64) -> CsrPattern<u32> {
+    let weight = |i: usize| 1.0 / ((i + 1) as f64).powf(0.8);
+    let total = |c: f64| (0..rows).map(|i| (c * weight(i)).min(1.0)).sum::<f64>() / rows as f64;
+    let (mut lo, mut hi) = (0.0f64, rows as f64);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if total(mid) < density { lo = mid } else { hi = mid }
+    }
+    let mut order: Vec<usize> = (0..rows).collect();
+    order.shuffle(rng);
+    let mut fraction = vec![0f64; rows];
+    for (i, &r) in order.iter().enumerate() {
+        fraction[r] = (hi * weight(i)).min(1.0);
+    }
+    let mut offsets = Vec::with_capacity(rows + 1);
+    let mut idx = Vec::new();
+    offsets.push(0u32);
+    for &f in &fraction {
+        for c in 0..cols {
+            if rng.gen_bool(f) {
+                idx.push(c as u32);
+            }
+        }
+        offsets.push(idx.len() as u32);
+    }
+    CsrPattern::new(rows, cols, offsets, idx).expect("valid pattern")
+}
+
 fn report(case: &Case, ms: f64, bandwidth: f64, device: &str) {
     let gbps = case.bytes as f64 / (ms * 1e-3) / 1e9;
     let bytes_floor_ms = case.bytes as f64 / bandwidth * 1e3;
@@ -227,6 +258,27 @@ fn bench_spmm(c: &mut Criterion) {
                     bench.case(&mut group, label, &case, 20, || spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
                 }
             }
+        }
+    }
+    // Skewed masks (a few dense rows; power-law row lengths), 11008 x 4096 at 5%: one warp per row meets rows of
+    // thousands of entries. Reported as op spmm_xst_skewed next to dense cuBLAS on the same shape.
+    let (out, inn) = (11008, 4096);
+    let pattern = skewed_pattern(&mut rng, out, inn, 0.05);
+    let nnz = pattern.nnz();
+    let longest = (0..out).map(|r| pattern.row_range(r).len()).max().unwrap_or(0);
+    println!("    skewed pattern {out}x{inn}: nnz {nnz}, longest row {longest}");
+    let ds = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+    let vals = gpu.upload(&vec![bf16::from_f32(0.01); nnz]).unwrap();
+    let d_w = gpu.upload(&vec![bf16::from_f32(0.01); out * inn]).unwrap();
+    for &t in &[1usize, 16, 128] {
+        let x = gpu.upload(&vec![bf16::from_f32(0.5); t * inn]).unwrap();
+        let mut y = gpu.alloc_zeros::<bf16>(t * out).unwrap();
+        let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * t * (inn + out);
+        let case = Case { op: "spmm_xst_skewed", rows: out, cols: inn, density: 0.05, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
+        bench.case(&mut group, format!("spmm_xst_skewed_bf16/{out}x{inn}/d0.05/T{t}"), &case, 20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?));
+        match gpu.time_ms(20, || cublas_dense_xwt(&gpu, &d_w, &x, &mut y, t, out, inn)) {
+            Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
+            Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
         }
     }
     group.finish();
