@@ -449,6 +449,16 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
     }
 }
 
+// Slot of the (u, warp) candidate count in bracket_pass's scan: u-major, which is flat-index order (element
+// round + u * kThreads + warp * 32 + lane).
+__device__ __forceinline__ unsigned candidate_slot(unsigned u, unsigned warp) {
+#ifdef SLR_FAULT_BRACKET_ORDER
+    return warp * kLoadsInFlight + u;  // planted fault: warp-major, so candidates leave flat-index order
+#else
+    return u * (kThreads / 32) + warp;
+#endif
+}
+
 // One block per kChunk consecutive keys: counts keys > hi (ORing their mask bits when words is not null) and NaNs
 // into the bracket words, and writes the keys in [lo, hi] (raw bits) with their flat indices to the block's region
 // of kChunkCap entries, in flat-index order (a round covers kLoadsInFlight * kThreads consecutive keys; within it
@@ -490,7 +500,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
             unsigned a_ballot = __ballot_sync(0xffffffffu, a);
             if (words && lane == 0 && a_ballot) or_bits(words, i - lane, a_ballot);
             cand[u] = __ballot_sync(0xffffffffu, in && key >= lo && key <= hi);
-            if (lane == 0) offsets[u * kWarps + warp] = __popc(cand[u]);
+            if (lane == 0) offsets[candidate_slot(u, warp)] = __popc(cand[u]);
         }
         __syncthreads();
         if (warp == 0) {  // exclusive scan of the 64 counts in (u, warp) order: lane l holds entries 2l, 2l + 1
@@ -508,7 +518,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             if ((cand[u] >> lane) & 1u) {
-                unsigned pos = written + offsets[u * kWarps + warp] + __popc(cand[u] & lanes_below());
+                unsigned pos = written + offsets[candidate_slot(u, warp)] + __popc(cand[u] & lanes_below());
                 if (pos < kChunkCap) {
                     vals[pos] = (Raw)bits[u];
                     idx[pos] = round + u * kThreads + t;

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -272,6 +272,40 @@ fn tie_rank_off_by_one_in_topk_takes_one_equal_key_too_many() {
                 let agrees = mask.download(&gpu).unwrap() == expect;
                 assert_eq!(agrees, !faulty, "{schedule:?}: faulty={faulty}, {spec:?}");
             }
+        }
+    }
+}
+
+/// The sample bracket writes its candidates in flat-index order so that ties at K* resolve by the lowest flat
+/// index; ranked warp-major instead (planted fault `bracket_order`), a quota that ends inside a run of equal keys
+/// takes the wrong ones. Keys from 64 levels: the run at K* holds ~1/64 of n, spread over every candidate region.
+#[test]
+fn bracket_candidates_out_of_flat_order_take_the_wrong_ties() {
+    use half::bf16;
+    let mut rng = rng("bracket_order");
+    let (rows, cols) = (600, 500);
+    let n = rows * cols;
+    let keys: Vec<bf16> = (0..n).map(|_| bf16::from_f32(rng.gen_range(0..64) as f32 / 8.0 + 0.25)).collect();
+    // k inside a run: not a boundary between levels.
+    let mut sorted: Vec<f32> = keys.iter().map(|x| x.to_f32()).collect();
+    sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    let k = loop {
+        let k = rng.gen_range(n / 10..n / 2);
+        if sorted[k - 1] == sorted[k] && sorted[k - 1] == sorted[k - 2] {
+            break k;
+        }
+    };
+    let spec = TopkSpec::count(k);
+    let expect = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "bracket_order").unwrap() } else { Gpu::emulated(schedule) };
+            let d = gpu.upload(&keys).unwrap();
+            let before = sparse_lowrank::topk::bracket_counts().0;
+            let (mask, _) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
+            assert_eq!(sparse_lowrank::topk::bracket_counts().0, before + 1, "{schedule:?}: the bracket path must run");
+            let agrees = mask.download(&gpu).unwrap() == expect;
+            assert_eq!(agrees, !faulty, "{schedule:?}: faulty={faulty}, k {k}");
         }
     }
 }
