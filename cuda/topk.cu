@@ -33,7 +33,8 @@
 // Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" below:
 //   topk_sample_bracket, topk_bracket_pass, scan_u32, topk_compact, then the passes above over the candidates
 //   alone, topk_scatter_bits); the passes above run over all keys only when its exact check fails.
-// Per row with rows of at most 11264 keys (src/topk.rs ROW_MAX_LEN), all of the above is one launch instead:
+// Per row with rows of at most 11264 f32 or 22528 f16/bf16 keys (src/topk.rs row_max_len), all of the above is one
+// launch instead:
 //   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and runs the same passes,
 //       choice, counts and ranked selection there (select_row below); one read of the keys in all.
 // Floor: the keys are read once per digit pass plus twice more (counts, select): f32 6 reads (24 bytes per
@@ -277,20 +278,12 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
     }
 }
 
-// The whole selection of one short segment (a row of at most kRowMaxLen keys) in one block: the keys are read
-// from global memory once into shared memory (as order keys), the digit passes run there (same histogram and
-// choice as the passes above), then the ranks of the keys == K* come from ballots in flat-index order and the
-// taken bits are ORed into the mask (words may be null: the cut only). The state words end as the multi-kernel
-// path leaves them: [0] K*, [1] quota, [2] c_gt from the passes, [3] NaNs, [4] keys > K* counted directly.
-// `passes` is key_bits / 8 for a count (state [1] = k on entry) and 0 for a fixed key (state [0] = the key).
-// Launch: one block of kThreads per segment, seg_len * 4 bytes of dynamic shared memory.
-// Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; the passes over shared
-// memory cost seg_len / kThreads shared loads per thread each.
 // The key of rank `rank` (1 = the largest) among the `len` order keys in shared memory, by the same digit passes
 // and choice as the multi-kernel path (MSB first, 8-bit digits, `passes` of them, starting from `prefix`); `c_gt`
 // gets the keys above the returned one. Every thread of the block calls it and gets the same results. The caller
 // has a barrier between its stores to `row_keys` and this call. Uses `bins` and `chosen` (shared) as scratch.
-__device__ __forceinline__ unsigned kth_in_shared(const unsigned* row_keys, unsigned len, unsigned key_bits,
+template <typename Slot>
+__device__ __forceinline__ unsigned kth_in_shared(const Slot* row_keys, unsigned len, unsigned key_bits,
                                                   unsigned passes, unsigned prefix, unsigned& rank, unsigned& c_gt,
                                                   unsigned* bins, unsigned* chosen) {
     const unsigned t = threadIdx.x;
@@ -331,20 +324,25 @@ __device__ __forceinline__ unsigned kth_in_shared(const unsigned* row_keys, unsi
     return prefix;
 }
 
-// The whole selection of one short segment (a row of at most kRowMaxLen keys) in one block: the keys are read
-// from global memory once into shared memory (as order keys), the digit passes run there (kth_in_shared), then
+// The whole selection of one short segment (a row of at most 44 KiB of keys: 11264 f32, 22528 f16/bf16; src/topk.rs
+// row_max_len) in one block: the keys are read from global memory once into shared memory (as order keys at
+// their width), the digit passes run there (kth_in_shared), then
 // the ranks of the keys == K* come from ballots in flat-index order and the taken bits are ORed into the mask
 // (words may be null: the cut only). The state words end as the multi-kernel path leaves them: [0] K*,
 // [1] quota, [2] c_gt from the passes, [3] NaNs, [4] keys > K* counted directly. `passes` is key_bits / 8 for a
 // count (state [1] = k on entry) and 0 for a fixed key (state [0] = the key).
-// Launch: one block of kThreads per segment, seg_len * 4 bytes of dynamic shared memory.
+// Launch: one block of kThreads per segment, seg_len * sizeof(T) bytes of dynamic shared memory.
 // Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; the passes over shared
 // memory cost seg_len / kThreads shared loads per thread each.
 template <typename T>
 __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
                                            unsigned passes, unsigned* __restrict__ state,
                                            unsigned long long* __restrict__ words) {
-    SLR_DYNAMIC_SMEM(unsigned, row_keys);
+    // Order keys at their width: 2 bytes for f16/bf16 (rows up to twice as long in the same shared memory).
+    // (Declared as bytes: the instantiations for 2- and 4-byte slots share the one extern shared array.)
+    using Slot = typename KeyBits<T>::Raw;
+    SLR_DYNAMIC_SMEM(unsigned char, row_bytes);
+    Slot* row_keys = reinterpret_cast<Slot*>(row_bytes);
     __shared__ unsigned bins[kBins];
     __shared__ unsigned warp_eq[kThreads / 32];
     __shared__ unsigned chosen[2];  // digit, keys above it
@@ -359,7 +357,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     for (unsigned i = t; i < seg_len; i += kThreads) {
         unsigned bits = load_bits(keys, base + i);
         nan += is_nan_bits<T>(bits);
-        row_keys[i] = order_key<T>(bits, flags);
+        row_keys[i] = (Slot)order_key<T>(bits, flags);
     }
     __syncthreads();
     const unsigned kstar = kth_in_shared(row_keys, seg_len, 8 * sizeof(T), passes, prefix0, rank, c_gt, bins, chosen);

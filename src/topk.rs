@@ -29,8 +29,9 @@
 //! order). The CPU reference [`topk_cpu`] gives the mask and the cuts.
 //!
 //! # Device paths (all exact, all giving the reference's selection)
-//! - **Per row, rows of at most 11264 keys**: one block per row reads its row once into shared memory and does
-//!   the radix passes, the tie ranks and the mask bits there (`topk_select_rows_<dtype>`, one launch).
+//! - **Per row, rows of at most 11264 f32 or 22528 f16/bf16 keys**: one block per row reads its row once into
+//!   shared memory (at the keys' width) and does the radix passes, the tie ranks and the mask bits there
+//!   (`topk_select_rows_<dtype>`, one launch).
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
 //!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank ± 4 binomial standard deviations
 //!   + 8); one pass over all keys counts those above `hi` (and sets their mask bits) and writes those in
@@ -56,10 +57,16 @@ const BINS: usize = 256;
 const STATE_WORDS: usize = 8;
 /// Histogram blocks in flight over all segments, at most (each adds at most 256 counts to global memory).
 const HISTOGRAM_BLOCKS: usize = 2048;
-/// Rows up to this many keys are selected per row by one block each (`topk_select_rows_<dtype>`: the row read
-/// once into 4 bytes of shared memory per key, 44 KiB at most, under the 48 KiB every target grants without
-/// opting in); longer rows, and whole matrices, take the multi-kernel radix passes.
-const ROW_MAX_LEN: usize = 11264;
+/// Shared memory for one row's keys in `topk_select_rows_<dtype>` (44 KiB: with the kernel's ~1 KiB of static
+/// shared memory, under the 48 KiB every target grants without opting in).
+const ROW_SMEM_BYTES: usize = 44 * 1024;
+
+/// Rows of at most this many keys are selected by one block each (`topk_select_rows_<dtype>`: the row read once
+/// into shared memory at its width: 11264 f32 keys, 22528 f16/bf16); longer rows, and whole matrices, take the
+/// multi-kernel radix passes.
+fn row_max_len<T: TopkKey>() -> usize {
+    ROW_SMEM_BYTES / T::DTYPE.size()
+}
 /// Per-matrix counts over at least this many keys try the sample bracket first (`bracket_select`).
 const BRACKET_MIN_N: usize = 1 << 18;
 /// Keys in the bracket's sample (cuda/topk.cu kSamples).
@@ -411,9 +418,9 @@ fn radix_forced() -> bool {
     std::env::var_os("SLR_TOPK_PATH").is_some_and(|v| v == "radix")
 }
 
-/// Whether the one-block-per-row kernel handles this selection (per row, rows of at most [`ROW_MAX_LEN`]).
-fn by_rows(scope: Scope, seg_len: usize) -> bool {
-    scope == Scope::PerRow && seg_len <= ROW_MAX_LEN && !radix_forced()
+/// Whether the one-block-per-row kernel handles this selection (per row, rows of at most [`row_max_len`]).
+fn by_rows<T: TopkKey>(scope: Scope, seg_len: usize) -> bool {
+    scope == Scope::PerRow && seg_len <= row_max_len::<T>() && !radix_forced()
 }
 
 /// The k of a per-matrix count that tries the sample bracket first.
@@ -427,7 +434,7 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
 /// The whole selection of every row in one launch (`topk_select_rows_<dtype>`, one block per row), leaving the
 /// state as [`select_on_device`] does; with `words`, the taken bits are ORed into that (zeroed) mask.
 fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
-    debug_assert!(seg_len <= ROW_MAX_LEN);
+    debug_assert!(seg_len <= row_max_len::<T>());
     let mut state = initial_state(gpu, segs, plan)?;
     if segs * seg_len == 0 {
         return Ok(state);
@@ -448,10 +455,10 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
         }
         None => (KernelArg::Ptr(0), None),
     };
-    let shape = LaunchShape { grid: (segs as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: (seg_len * 4) as u32 };
+    let shape = LaunchShape { grid: (segs as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: (seg_len * T::DTYPE.size()) as u32 };
     // SAFETY: block b reads keys b * seg_len + i for i < seg_len (keys holds segs * seg_len elements, checked by
-    // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in seg_len * 4 bytes of dynamic shared memory (the
-    // launch's, <= 44 KiB since seg_len <= ROW_MAX_LEN), writes its own STATE_WORDS words of state (segs *
+    // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in seg_len * size_of::<T>() bytes of dynamic shared
+    // memory (the launch's, <= 44 KiB since seg_len <= row_max_len::<T>()), writes its own STATE_WORDS words of state (segs *
     // STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits only at flat indices of its own row,
     // all below segs * seg_len, into words (the caller allocates ceil(segs * seg_len / 64) zeroed words, distinct
     // from keys and state); a null mask is never dereferenced; arguments match topk_select_rows_<dtype>.
@@ -623,7 +630,7 @@ fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let plan2 = Plan::Count(k - above);
     let cand_keys = DeviceSlice::from(&packed_vals);
     let mut cand_words = if want_mask { Some(gpu.alloc_zeros::<u64>(n_cand.div_ceil(64))?) } else { None };
-    let state = if n_cand <= ROW_MAX_LEN {
+    let state = if n_cand <= row_max_len::<T>() {
         select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, cand_words.as_mut())?
     } else {
         let sel = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags)?;
@@ -780,7 +787,7 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
             return Ok(vec![cut]);
         }
     }
-    if by_rows(spec.scope, seg_len) {
+    if by_rows::<T>(spec.scope, seg_len) {
         let state = select_rows_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), None)?;
         return cuts_of(OP, gpu, &state, segs, &plan, spec);
     }
@@ -799,7 +806,7 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
         }
     }
     let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
-    if by_rows(spec.scope, seg_len) {
+    if by_rows::<T>(spec.scope, seg_len) {
         let state = select_rows_on_device(op, gpu, keys, segs, seg_len, &plan, flags, Some(&mut words))?;
         let cuts = cuts_of(op, gpu, &state, segs, &plan, spec)?;
         return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts));
@@ -848,8 +855,8 @@ fn write_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>
 /// [`topk_threshold`]. Exactly the entries of [`topk_cpu`]'s mask.
 ///
 /// Same shapes and errors as [`topk_threshold`]; synchronizes twice (the scan total, the cuts; once per row
-/// for rows of at most 11264 keys). Floor: the keys are read once more than for the threshold (6 reads for f32, 4
-/// for f16/bf16) and the mask written once (`n / 8` bytes); per row with rows of at most 11264 keys, one block
+/// for rows of at most 11264 f32 / 22528 f16/bf16 keys). Floor: the keys are read once more than for the threshold
+/// (6 reads for f32, 4 for f16/bf16) and the mask written once (`n / 8` bytes); per row with such rows, one block
 /// per row reads its keys once into shared memory and does everything there (one read in all).
 pub fn topk_mask<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
     let keys = keys.into();

@@ -338,22 +338,28 @@ fn many_tiles_of_ties_match_cpu_per_matrix_and_per_row() {
     }
 }
 
-/// Per-row selection has two device paths: rows of at most 11264 keys are selected by one block each (the row
-/// in shared memory), longer rows by the radix passes over global memory. Both edges, with ties and NaN-free
-/// random magnitudes, every output, count and beyond modes, both directions.
+/// Per-row selection has two device paths: rows of at most 44 KiB of keys (11264 f32, 22528 f16/bf16) are
+/// selected by one block each (the row in shared memory at its width), longer rows by the radix passes over
+/// global memory. Both edges for both widths, with ties and random magnitudes, every output, count and beyond
+/// modes, both directions.
 #[test]
 fn per_row_selection_matches_cpu_at_the_one_block_limit_and_past_it() {
-    let mut rng = rng("topk_row_paths");
-    for (dev, gpu) in devices("topk_row_paths") {
-        for cols in [11264usize, 11265 + rng.gen_range(0..500)] {
+    fn edges<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng, limit: usize) {
+        for cols in [limit, limit + 1 + rng.gen_range(0..500)] {
             let rows = 2;
             for dist in [Dist::FewDistinct, Dist::Uniform] {
-                let keys: Vec<f32> = draw(&mut rng, rows * cols, dist);
-                check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).per_row());
-                check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).by(RankBy::Value).smallest().per_row());
-                check(&gpu, &dev, &keys, rows, cols, &TopkSpec::beyond(keys[rng.gen_range(0..keys.len())]).per_row());
+                let keys: Vec<T> = draw(rng, rows * cols, dist);
+                check(gpu, dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).per_row());
+                check(gpu, dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).by(RankBy::Value).smallest().per_row());
+                check(gpu, dev, &keys, rows, cols, &TopkSpec::beyond(keys[rng.gen_range(0..keys.len())]).per_row());
             }
         }
+    }
+    let mut rng = rng("topk_row_paths");
+    for (dev, gpu) in devices("topk_row_paths") {
+        edges::<f32>(&gpu, &dev, &mut rng, 11264);
+        edges::<bf16>(&gpu, &dev, &mut rng, 22528);
+        edges::<f16>(&gpu, &dev, &mut rng, 22528);
     }
 }
 
