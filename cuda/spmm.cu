@@ -11,9 +11,10 @@
 // rounded once to T. beta == 0 ignores the old output (a NaN there does not leak). Deterministic: every sum is
 // formed in a fixed order (no atomics).
 //
-// spmm_xst, T <= 2 (decode): one warp per row o of S, 8 warps per block. Lanes split the row's entries (coalesced
-// loads of values and columns, 4 entries per lane in flight), gather X[t, col(e)], a fixed xor-butterfly sums the
-// lanes, lane t writes Y[t, o].
+// spmm_xst, T <= 2 (decode): one block per 8 rows of S; its 256 threads split the 8 rows' entries together
+// (coalesced loads of values and columns, 4 entries per thread in flight), gather X[t, col(e)] and file per-row
+// partial sums in shared memory, which warp w sums for row w in a fixed order; lane t writes Y[t, o]. A long row
+// (skewed masks) is shared by 8 warps, not walked by one.
 // spmm_xst, T > 2: X is first transposed (transpose_pad) into Xt (in x ldt, ldt = T rounded up to 8, padding
 // zero), so the T values an entry needs are contiguous: one 16-byte load gives 8 of them (two for f32). Then
 // spmm_xst_vec: one warp per (row o of S, 8 rows of X); each lane accumulates 8 sums over its entries, the
@@ -64,6 +65,13 @@ __device__ __forceinline__ void reduce_and_store(const float (&acc)[N], unsigned
     }
 }
 
+// spmm_xst for T <= 2 (decode): one block per 8 consecutive rows of S, its 256 threads striding over the rows'
+// entries together (entry lo + t + 256 j, kUnroll of them in flight per thread), so that one long row (a skewed
+// mask's dense row) is shared by the block's 8 warps instead of walking one warp. A thread's entries only move
+// forward, so it keeps one running sum per t and files it in partial[t][row][thread] when it leaves a row (each
+// (row, thread) slot written at most once; untouched slots stay zero). Warp w then sums row w's 256 slots in a
+// fixed order (8 per lane, then the butterfly): deterministic, and within the reassociation bound of the
+// sequential reference.
 template <typename T>
 __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_offsets,
                                               const unsigned* __restrict__ col_indices,
@@ -72,34 +80,67 @@ __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_o
                                               unsigned long long x_cs, unsigned t_count, T* __restrict__ y,
                                               unsigned long long y_rs, unsigned long long y_cs, float alpha,
                                               float beta) {
-    unsigned o = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-    unsigned lane = threadIdx.x % 32;
-    if (o >= s_rows) return;  // whole warps leave together
-    unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
-    for (unsigned t0 = 0; t0 < t_count; t0 += kTileT) {
-        float acc[kTileT] = {0.0f, 0.0f};
-        // kUnroll entries per lane per step, their loads issued together (memory-level parallelism); each lane
-        // still adds its entries in order lane, lane + 32, lane + 64, ... so the sum order is fixed.
-        for (unsigned e0 = lo + lane; e0 < hi; e0 += 32 * kUnroll) {
-            float s[kUnroll];
-            unsigned long long c[kUnroll];
+    constexpr unsigned kRows = kWarpsPerBlock, kThreads = kWarpsPerBlock * 32;
+    __shared__ float partial[kTileT][kRows][kThreads];
+    __shared__ unsigned offs[kRows + 1];
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    const unsigned r0 = blockIdx.x * kRows;
+    if (r0 >= s_rows) return;  // the whole block leaves together
+    const unsigned rows_here = min(kRows, s_rows - r0);
+    if (t <= rows_here) offs[t] = row_offsets[r0 + t];
+    for (unsigned i = t; i < kTileT * kRows * kThreads; i += kThreads) (&partial[0][0][0])[i] = 0.0f;
+    __syncthreads();
+    const unsigned lo = offs[0], hi = offs[rows_here];
+    unsigned cur = 0;  // this thread's current row (local index); only moves forward
+    float acc[kTileT] = {0.0f, 0.0f};
+    for (unsigned e0 = lo + t; e0 < hi; e0 += kThreads * kUnroll) {
+        float s[kUnroll], xv[kUnroll][kTileT];
 #pragma unroll
-            for (unsigned u = 0; u < kUnroll; ++u) {
-                unsigned e = e0 + 32 * u;
-                s[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
-                c[u] = e < hi ? col_indices[e] : 0u;
-            }
+        for (unsigned u = 0; u < kUnroll; ++u) {
+            unsigned e = e0 + kThreads * u;
+            unsigned long long c = e < hi ? col_indices[e] : 0u;
+            s[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
 #pragma unroll
-            for (unsigned u = 0; u < kUnroll; ++u) {
-                if (e0 + 32 * u < hi) {
-#pragma unroll
-                    for (unsigned j = 0; j < kTileT; ++j) {
-                        if (t0 + j < t_count) acc[j] = fmaf(s[u], slr::to_f32(x[(t0 + j) * x_rs + c[u] * x_cs]), acc[j]);
-                    }
-                }
+            for (unsigned j = 0; j < kTileT; ++j) {
+                xv[u][j] = (e < hi && j < t_count) ? slr::to_f32(x[j * x_rs + c * x_cs]) : 0.0f;
             }
         }
-        reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
+#pragma unroll
+        for (unsigned u = 0; u < kUnroll; ++u) {
+            unsigned e = e0 + kThreads * u;
+            if (e < hi) {
+                while (offs[cur + 1] <= e) {  // leaving row cur: file its sum
+#pragma unroll
+                    for (unsigned j = 0; j < kTileT; ++j) {
+                        partial[j][cur][t] = acc[j];
+                        acc[j] = 0.0f;
+                    }
+                    ++cur;
+                }
+#pragma unroll
+                for (unsigned j = 0; j < kTileT; ++j) acc[j] = fmaf(s[u], xv[u][j], acc[j]);
+            }
+        }
+    }
+    if (lo + t < hi) {  // the thread saw entries: file the last row's sum
+#pragma unroll
+        for (unsigned j = 0; j < kTileT; ++j) partial[j][cur][t] = acc[j];
+    }
+    __syncthreads();
+    if (warp < rows_here) {
+        float mine = 0.0f;
+#pragma unroll
+        for (unsigned j = 0; j < kTileT; ++j) {
+            float sum = 0.0f;
+#pragma unroll
+            for (unsigned i = 0; i < kThreads / 32; ++i) sum += partial[j][warp][lane + 32 * i];
+            sum = slr::warp_sum(sum);
+            mine = lane == j ? sum : mine;
+        }
+        if (lane < t_count) {
+            T* out = y + (lane * y_rs + (r0 + warp) * y_cs);
+            *out = combine(mine, alpha, beta, out);
+        }
     }
 }
 

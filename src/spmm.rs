@@ -170,8 +170,10 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 ///
 /// Errors (nothing launched): `s_values.len() != nnz`; X not `T x s.cols()`; Y not `T x s.rows()`; T above
 /// `u32::MAX`; Y overlapping an input; buffers of another backend. Matches [`spmm_xst_cpu`] within the f32
-/// reassociation bound: lanes sum interleaved entries and combine by a butterfly, so
-/// `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output rounding.
+/// reassociation bound: for T < 64 threads sum interleaved entries and their partial sums are combined in a
+/// fixed tree (for T <= 2 the 256 threads of a block share each group of 8 rows, so a skewed mask's long rows
+/// are not walked by one warp), so `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output
+/// rounding.
 ///
 /// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
 /// stream per call) so that each entry's T values are one or a few 16-byte loads; from T = 64 the product runs

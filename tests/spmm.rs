@@ -165,6 +165,55 @@ fn spmm_matches_cpu_reference_bf16() {
     run::<bf16>("spmm_bf16", 6);
 }
 
+/// Decode (T <= 2) splits each 8-row group's entries over the block's 256 threads: a dense row of 5000 entries
+/// (several rounds of every thread), a row of ~1500, empty rows and short ones, row counts not a multiple of 8,
+/// against the CPU reference within the reassociation bound.
+#[test]
+fn decode_spmm_shares_long_rows_across_the_block() {
+    let mut rng = rng("spmm_long_rows");
+    for (dev, gpu) in devices("spmm_long_rows") {
+        let (out_dim, in_dim) = (21, 5000);
+        let mut positions = Vec::new();
+        for r in 0..out_dim {
+            let p = match r {
+                3 => 1.0,
+                9 => 0.3,
+                r if r % 4 == 1 => 0.0,
+                _ => 0.01,
+            };
+            for c in 0..in_dim {
+                if rng.gen_bool(p) {
+                    positions.push((r, c));
+                }
+            }
+        }
+        let s = CsrPattern::<u32>::from_coo(out_dim, in_dim, &positions).unwrap();
+        let s_vals: Vec<f32> = random_values(&mut rng, s.nnz());
+        for t in [1usize, 2] {
+            let x: Vec<f32> = random_values(&mut rng, t * in_dim);
+            let (alpha, beta) = alpha_beta(&mut rng);
+            let y0: Vec<f32> = initial_output(&mut rng, t * out_dim, beta);
+            let mut expect = y0.clone();
+            spmm_xst_cpu(&s, &s_vals, MatRef::row_major(&x, t, in_dim).unwrap(), alpha, beta, MatMut::row_major(&mut expect, t, out_dim).unwrap()).unwrap();
+            let (ds, dv, dx) = (DeviceCsrPattern::upload(&gpu, &s).unwrap(), gpu.upload(&s_vals).unwrap(), gpu.upload(&x).unwrap());
+            let mut dy = gpu.upload(&y0).unwrap();
+            spmm_xst(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), alpha, beta, DeviceMatMut::row_major(&mut dy, t, out_dim).unwrap()).unwrap();
+            let got = gpu.download(&dy).unwrap();
+            let cols = s.col_indices();
+            for ti in 0..t {
+                for o in 0..out_dim {
+                    let mass: f32 = s.row_range(o).map(|e| (s_vals[e] * x[ti * in_dim + cols[e] as usize]).abs()).sum();
+                    let old = if beta == 0.0 { 0.0 } else { (beta * y0[ti * out_dim + o]).abs() };
+                    let n = s.row_range(o).len() as f32 + 1.0;
+                    let tol = 2.0 * n * 2f32.powi(-24) * (alpha.abs() * mass + old) + 1e-7;
+                    let (g, e) = (got[ti * out_dim + o], expect[ti * out_dim + o]);
+                    assert!(g.is_finite() && (g - e).abs() <= tol, "{dev}: T {t} row {o} ({} entries): {g} vs {e} (tol {tol})", n - 1.0);
+                }
+            }
+        }
+    }
+}
+
 /// From T = 64 each output of spmm_xst is the CPU reference's own fmaf chain (entries in order, no butterfly):
 /// bitwise equal, across one and two 128-row chunks of X, padding rows (T not a multiple of 8), skewed rows, both
 /// layouts, and beta = 0 over a NaN-poisoned output.
