@@ -239,6 +239,15 @@ fn bench_spmm(c: &mut Criterion) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
+                if t <= 2 && std::env::var_os("SLR_SPMM_PATH").is_none() {
+                    // The warp-per-row decode kernel on the same case (the path before the block-shared one).
+                    std::env::set_var("SLR_SPMM_PATH", "warp");
+                    match gpu.time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)) {
+                        Ok(ms) => report_baseline(&case, "our warp-per-row kernel (SLR_SPMM_PATH=warp)", ms, &bench.device),
+                        Err(e) => println!("    warp-per-row baseline failed: {e}"),
+                    }
+                    std::env::remove_var("SLR_SPMM_PATH");
+                }
                 if t >= 64 && std::env::var_os("SLR_SPMM_PATH").is_none() {
                     // The 8-t vector kernel on the same case (the path before the wide kernel), same run.
                     std::env::set_var("SLR_SPMM_PATH", "vec");
@@ -279,6 +288,15 @@ fn bench_spmm(c: &mut Criterion) {
         match gpu.time_ms(20, || cublas_dense_xwt(&gpu, &d_w, &x, &mut y, t, out, inn)) {
             Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
             Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
+        }
+        let earlier = if t <= 2 { "warp" } else if t >= 64 { "vec" } else { "" };
+        if !earlier.is_empty() && std::env::var_os("SLR_SPMM_PATH").is_none() {
+            std::env::set_var("SLR_SPMM_PATH", earlier);
+            match gpu.time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)) {
+                Ok(ms) => report_baseline(&case, &format!("our earlier kernel (SLR_SPMM_PATH={earlier})"), ms, &bench.device),
+                Err(e) => println!("    earlier-kernel baseline failed: {e}"),
+            }
+            std::env::remove_var("SLR_SPMM_PATH");
         }
     }
     group.finish();

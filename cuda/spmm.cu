@@ -144,6 +144,47 @@ __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_o
     }
 }
 
+// The decode kernel before the block-shared one above, kept for same-run comparison (SLR_SPMM_PATH=warp): one warp
+// per row of S, lanes over the row's entries (4 in flight), the butterfly, lane t writes Y[t, o].
+template <typename T>
+__device__ __forceinline__ void spmm_xst_rowwarp_impl(const unsigned* __restrict__ row_offsets,
+                                              const unsigned* __restrict__ col_indices,
+                                              const T* __restrict__ values, unsigned s_rows,
+                                              const T* __restrict__ x, unsigned long long x_rs,
+                                              unsigned long long x_cs, unsigned t_count, T* __restrict__ y,
+                                              unsigned long long y_rs, unsigned long long y_cs, float alpha,
+                                              float beta) {
+    unsigned o = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    unsigned lane = threadIdx.x % 32;
+    if (o >= s_rows) return;  // whole warps leave together
+    unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
+    for (unsigned t0 = 0; t0 < t_count; t0 += kTileT) {
+        float acc[kTileT] = {0.0f, 0.0f};
+        // kUnroll entries per lane per step, their loads issued together (memory-level parallelism); each lane
+        // still adds its entries in order lane, lane + 32, lane + 64, ... so the sum order is fixed.
+        for (unsigned e0 = lo + lane; e0 < hi; e0 += 32 * kUnroll) {
+            float s[kUnroll];
+            unsigned long long c[kUnroll];
+#pragma unroll
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                unsigned e = e0 + 32 * u;
+                s[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
+                c[u] = e < hi ? col_indices[e] : 0u;
+            }
+#pragma unroll
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                if (e0 + 32 * u < hi) {
+#pragma unroll
+                    for (unsigned j = 0; j < kTileT; ++j) {
+                        if (t0 + j < t_count) acc[j] = fmaf(s[u], slr::to_f32(x[(t0 + j) * x_rs + c[u] * x_cs]), acc[j]);
+                    }
+                }
+            }
+        }
+        reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
+    }
+}
+
 // Eight consecutive elements starting at p (16-byte aligned) as f32: one 16-byte load for 16-bit types, two for
 // f32.
 __device__ __forceinline__ void load8(const float* __restrict__ p, float (&v)[8]) {
@@ -341,6 +382,14 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
         spmm_xst_impl<T>(row_offsets, col_indices, values, s_rows, x, x_rs, x_cs, t_count, y, y_rs, y_cs,        \
                          alpha, beta);                                                                          \
     }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_rowwarp_##SUFFIX(               \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ x, unsigned long long x_rs,        \
+        unsigned long long x_cs, unsigned t_count, T* __restrict__ y, unsigned long long y_rs,                  \
+        unsigned long long y_cs, float alpha, float beta) {                                                     \
+        spmm_xst_rowwarp_impl<T>(row_offsets, col_indices, values, s_rows, x, x_rs, x_cs, t_count, y, y_rs, y_cs, \
+                                 alpha, beta);                                                                  \
+    }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_sb_##SUFFIX(                        \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, const T* __restrict__ b, unsigned long long b_rs,        \
@@ -372,18 +421,21 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
 
 SLR_SPMM(float, f32)
 SLR_EMU_EXPORT(spmm_xst_f32)
+SLR_EMU_EXPORT(spmm_xst_rowwarp_f32)
 SLR_EMU_EXPORT(spmm_sb_f32)
 SLR_EMU_EXPORT(spmm_xst_vec_f32)
 SLR_EMU_EXPORT(spmm_xst_wide_f32)
 SLR_EMU_EXPORT(transpose_pad_f32)
 SLR_SPMM(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_f16)
+SLR_EMU_EXPORT(spmm_xst_rowwarp_f16)
 SLR_EMU_EXPORT(spmm_sb_f16)
 SLR_EMU_EXPORT(spmm_xst_vec_f16)
 SLR_EMU_EXPORT(spmm_xst_wide_f16)
 SLR_EMU_EXPORT(transpose_pad_f16)
 SLR_SPMM(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(spmm_xst_bf16)
+SLR_EMU_EXPORT(spmm_xst_rowwarp_bf16)
 SLR_EMU_EXPORT(spmm_sb_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec_bf16)
 SLR_EMU_EXPORT(spmm_xst_wide_bf16)

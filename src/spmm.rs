@@ -206,7 +206,10 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         // SAFETY: shapes checked above: X is t x in and every column of S is < in, so X[t', col(e)] is inside X
         // for t' < t; Y is t x out, written at (t', o) for t' < t, o < out; no aliasing (checked above); sizes
         // fit u32 (T checked, S's by its index type); one warp per row of S.
-        return unsafe { launch_spmm(OP, &format!("spmm_xst_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
+        // SLR_SPMM_PATH=warp: the earlier warp-per-row decode kernel (same launch shape and arguments), for
+        // same-run comparison in the benchmarks.
+        let name = if std::env::var_os("SLR_SPMM_PATH").is_some_and(|v| v == "warp") { "spmm_xst_rowwarp" } else { "spmm_xst" };
+        return unsafe { launch_spmm(OP, &format!("{name}_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
     }
     if out == 0 {
         return Ok(());

@@ -237,6 +237,10 @@ fn wide_t_spmm_xst_is_bitwise_the_cpu_reference() {
         let bad = got.iter().zip(&expect).position(|(g, e)| !same_bits(*g, *e));
         assert!(bad.is_none(), "{dev}: T {t} S {out_dim}x{in_dim} nnz {} {}: element {bad:?} differs", s.nnz(), T::DTYPE.name());
     }
+    if std::env::var_os("SLR_SPMM_PATH").is_some() {
+        eprintln!("SLR_SPMM_PATH is set: the wide kernel is not in use, nothing to check bitwise");
+        return;
+    }
     let mut rng = rng("spmm_wide");
     for (dev, gpu) in devices("spmm_wide") {
         for t in [64, 128, 129, 200] {
