@@ -380,6 +380,20 @@ fn sddmm_weight_grad_matches_cpu_and_the_textbook_kernel_bf16() {
     weight_grad_property::<bf16>("weight_grad_bf16", 10);
 }
 
+/// Real layer widths (SLTrain's 1376, 2736, 5461 and LLaMA's 11008) for the weight gradient: ragged for every
+/// vector width, tokens 1, 7 and 40, bf16 and f32.
+#[test]
+fn weight_grad_matches_cpu_at_real_ragged_layer_widths() {
+    let mut rng = rng("sddmm_ragged_widths");
+    let devs: Vec<(String, Gpu)> = devices("sddmm_ragged_widths");
+    for (case, (out_f, in_f, tokens)) in [(1376, 2736, 7), (2736, 1376, 1), (5461, 1376, 40), (64, 11008, 7)].into_iter().enumerate() {
+        let density = rng.gen_range(0.005..0.02);
+        let pattern = random_pattern(&mut rng, out_f, in_f, density, case % 2 == 0);
+        weight_grad_case::<bf16>(&devs, &mut rng, case, tokens, &pattern);
+        weight_grad_case::<f32>(&devs, &mut rng, case, tokens, &pattern);
+    }
+}
+
 #[test]
 fn skewed_rows_one_long_row_and_a_single_token_match_cpu() {
     let mut rng = rng("skew");

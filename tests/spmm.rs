@@ -45,8 +45,8 @@ fn initial_output<T: Element>(rng: &mut StdRng, len: usize, beta: f32) -> Vec<T>
 
 fn check_xst<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) {
     let (out_dim, in_dim) = (rng.gen_range(0..=max_dim), rng.gen_range(0..=max_dim));
-    // T = 0, 1, 2 take the direct-gather kernel; 2 < T < 64 the transpose + 16-byte-load kernel (ldt = 8, 16,
-    // ..., 40); T >= 64 the transpose + wide kernel (lanes across t, 128 per warp: one or two t-chunks here).
+    // T = 0, 1, 2 take the block-shared decode kernel; 2 < T < 64 the transpose + 16-byte-load kernel (ldt = 8,
+    // 16, ..., 40); T >= 64 the transpose + wide kernel (lanes across t, 128 per warp: one or two t-chunks here).
     let t = match rng.gen_range(0..6) {
         0 => 1,
         1 => rng.gen_range(0..3),
@@ -56,6 +56,11 @@ fn check_xst<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize)
     };
     let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.1)][rng.gen_range(0..4)];
     let skewed = rng.gen_bool(0.4);
+    check_xst_at::<T>(gpu, dev, rng, out_dim, in_dim, t, density, skewed);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_xst_at<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, out_dim: usize, in_dim: usize, t: usize, density: f64, skewed: bool) {
     let s = random_pattern(rng, out_dim, in_dim, density, skewed);
     let s_vals: Vec<T> = random_values(rng, s.nnz());
     let xs = random_layout(rng, t, in_dim);
@@ -210,6 +215,19 @@ fn decode_spmm_shares_long_rows_across_the_block() {
                     assert!(g.is_finite() && (g - e).abs() <= tol, "{dev}: T {t} row {o} ({} entries): {g} vs {e} (tol {tol})", n - 1.0);
                 }
             }
+        }
+    }
+}
+
+/// Real layer widths (SLTrain's 1376, 2736, 5461 and LLaMA's 11008) are ragged for every vector width and tile:
+/// forward and input backward shapes at 1-3% density, each kernel's T range, bf16.
+#[test]
+fn spmm_xst_matches_cpu_at_real_ragged_layer_widths() {
+    let mut rng = rng("spmm_ragged_widths");
+    for (dev, gpu) in devices("spmm_ragged_widths") {
+        for (out_dim, in_dim, t) in [(1376, 2736, 1), (2736, 1376, 2), (5461, 1376, 5), (1376, 5461, 70), (11008, 64, 2), (64, 11008, 17)] {
+            let (density, skewed) = (rng.gen_range(0.01..0.03), rng.gen_bool(0.5));
+            check_xst_at::<bf16>(&gpu, &dev, &mut rng, out_dim, in_dim, t, density, skewed);
         }
     }
 }
