@@ -536,8 +536,16 @@ fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
     // SAFETY (both): topk_bracket_pass writes every region entry it counts (up to CHUNK_CAP per block) and every
     // block's count; the compaction reads only the counted entries.
-    let mut cand_vals = unsafe { gpu.alloc_uninit::<T>(blocks * CHUNK_CAP)? };
-    let mut cand_idx = unsafe { gpu.alloc_uninit::<u32>(blocks * CHUNK_CAP)? };
+    // The regions hold a quarter of n in entries (key + index): if the device cannot spare that, the radix passes,
+    // which need far less, run instead.
+    let regions = unsafe { (gpu.alloc_uninit::<T>(blocks * CHUNK_CAP), gpu.alloc_uninit::<u32>(blocks * CHUNK_CAP)) };
+    let (mut cand_vals, mut cand_idx) = match regions {
+        (Ok(v), Ok(i)) => (v, i),
+        _ => {
+            count_bracket_path(false);
+            return Ok(None);
+        }
+    };
     // SAFETY: every block of the pass writes its own count.
     let mut cand_counts = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
     let mut words = if want_mask { Some(gpu.alloc_zeros::<u64>(n.div_ceil(64))?) } else { None };
