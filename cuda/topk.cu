@@ -146,24 +146,32 @@ __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned s
     if (c) atomicAdd(&hist[(unsigned long long)seg * kBins + threadIdx.x], c);
 }
 
-// Thread t looks at digit 255 - t; an inclusive scan in that order gives, per digit, the candidates at or above
-// it. The one digit where the wanted rank falls updates the state.
+// Thread t (of kBins) holds c, the count of digit 255 - t; an inclusive scan in that order, in `scan` (kBins
+// shared words, free for the call), gives the keys at or above each digit. Returns (above, at_or_above) for the
+// thread's digit: the wanted rank falls in it when above < rank <= at_or_above. Barriers inside: every thread of
+// the block calls it.
+__device__ __forceinline__ uint2 counts_from_top(unsigned* scan, unsigned c) {
+    const unsigned t = threadIdx.x;
+    scan[t] = c;
+    __syncthreads();
+    for (unsigned step = 1; step < kBins; step <<= 1) {
+        unsigned add = t >= step ? scan[t - step] : 0;
+        __syncthreads();
+        scan[t] += add;
+        __syncthreads();
+    }
+    return make_uint2(scan[t] - c, scan[t]);
+}
+
+// The one digit where the wanted rank falls updates the state (counts_from_top over the global histogram).
 __device__ __forceinline__ void choose(const unsigned* __restrict__ hist, unsigned shift, unsigned* __restrict__ state) {
     __shared__ unsigned at_or_above[kBins];
     unsigned seg = blockIdx.x, t = threadIdx.x, digit = kBins - 1 - t;
     unsigned* s = state + (unsigned long long)seg * kStateWords;
     unsigned rank = s[1];  // read by every thread before the writer below changes it (barriers in between)
-    unsigned c = hist[(unsigned long long)seg * kBins + digit];
-    at_or_above[t] = c;
-    __syncthreads();
-    for (unsigned step = 1; step < kBins; step <<= 1) {
-        unsigned add = t >= step ? at_or_above[t - step] : 0;
-        __syncthreads();
-        at_or_above[t] += add;
-        __syncthreads();
-    }
-    unsigned above = at_or_above[t] - c;
-    if (above < rank && rank <= at_or_above[t]) {
+    uint2 cnt = counts_from_top(at_or_above, hist[(unsigned long long)seg * kBins + digit]);
+    unsigned above = cnt.x;
+    if (above < rank && rank <= cnt.y) {
         s[0] |= digit << shift;
         s[1] = rank - above;
         s[2] += above;
@@ -299,19 +307,12 @@ __device__ __forceinline__ unsigned kth_in_shared(const Slot* row_keys, unsigned
             add_to_bin(bins, i < len && (key & hi) == prefix, (key >> shift) & 0xffu);
         }
         __syncthreads();
-        // Suffix sums from the top digit (thread t: digit 255 - t), as in choose().
+        // Counts from the top digit (thread t: digit 255 - t), as in choose(); the scan reuses bins.
         unsigned digit = kBins - 1 - t, c = bins[digit];
         __syncthreads();
-        bins[t] = c;
-        __syncthreads();
-        for (unsigned step = 1; step < kBins; step <<= 1) {
-            unsigned add = t >= step ? bins[t - step] : 0;
-            __syncthreads();
-            bins[t] += add;
-            __syncthreads();
-        }
-        unsigned above = bins[t] - c;
-        if (above < rank && rank <= bins[t]) {
+        uint2 cnt = counts_from_top(bins, c);
+        unsigned above = cnt.x;
+        if (above < rank && rank <= cnt.y) {
             chosen[0] = digit;
             chosen[1] = above;
         }
