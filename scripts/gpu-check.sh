@@ -70,12 +70,12 @@ fi
 
 # 4. Benchmarks (quick mode, CUDA events) and the PyTorch baselines for the same shapes.
 rm -f "$OUT/results.jsonl"
-SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 150 "$B/bin/bench-kernels" --bench > "$OUT/bench.log" 2>&1
+SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" timeout 200 "$B/bin/bench-kernels" --bench > "$OUT/bench.log" 2>&1
 note "bench: rc=$?"
-PYTHONUNBUFFERED=1 timeout 60 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
+PYTHONUNBUFFERED=1 timeout 75 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
 note "baselines: rc=$?"
 # cuSOLVER's randomized SVD through ctypes, in its own process (a wrong binding cannot lose the rest).
-PYTHONUNBUFFERED=1 timeout 90 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
+PYTHONUNBUFFERED=1 timeout 60 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
 note "gesvdr baseline: rc=$?"
 
 # rSVD's time per step (SLR_RSVD_PROFILE, set by the bench for one extra call per case).
