@@ -265,6 +265,15 @@ fn bench_spmm(c: &mut Criterion) {
                     let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                     let label = format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{t}");
                     bench.case(&mut group, label, &case, 20, || spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
+                    if t >= 64 && std::env::var_os("SLR_SPMM_PATH").is_none() {
+                        // The 32-column kernel on the same case (the path before the wide one), same run.
+                        std::env::set_var("SLR_SPMM_PATH", "vec");
+                        match gpu.time_ms(20, || spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)) {
+                            Ok(ms) => report_baseline(&case, "our 32-column kernel (SLR_SPMM_PATH=vec)", ms, &bench.device),
+                            Err(e) => println!("    32-column baseline failed: {e}"),
+                        }
+                        std::env::remove_var("SLR_SPMM_PATH");
+                    }
                 }
             }
         }

@@ -275,6 +275,9 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
 /// beta * C[r, j]` (S: m x k, B: k x n, C: m x n). Asynchronous; deterministic; bitwise equal to
 /// [`spmm_sb_cpu`] (each output is the same sequential fmaf chain in entry order).
 ///
+/// From n = 64 with row-major B whose rows start 16-byte aligned (ld a multiple of 8 elements), each warp covers
+/// 128 columns with 4 per lane (the wide kernel of [`spmm_xst`]); otherwise one warp per 32 columns.
+///
 /// Errors (nothing launched): `s_values.len() != nnz`; B not `s.cols() x n`; C not `s.rows() x n`; n above
 /// `u32::MAX`; C overlapping an input; buffers of another backend. Floor: S read once per 32 columns of B,
 /// `nnz * n * size_of::<T>()` bytes of B rows gathered (cache-resident when B is small), C written; `2 * nnz * n`
@@ -302,6 +305,26 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         got: s.rows(),
     })?;
     check_spmm_alias(OP, gpu, s, &s_values, &b, &mut c)?;
+    // Row-major B with 16-byte-aligned rows is already what spmm_xst's wide kernel reads (Xt: rows of the
+    // contiguous dimension): from n = 64, lanes across j, 4 per lane, one vector load each (bitwise the same
+    // fmaf chains). The rows' padding up to a multiple of 4 elements must be inside B's buffer.
+    let (n, k, ld) = (bs.cols, s.cols(), bs.row_stride());
+    let b_rows_vectorizable = bs.col_stride() == 1
+        && ld % 8 == 0
+        && b.data().addr_range(gpu).aligned_to(16)
+        && (k == 0 || b.data().len() >= (k - 1) * ld + n.div_ceil(4) * 4);
+    if n >= WIDE_T_MIN && b_rows_vectorizable && std::env::var_os("SLR_SPMM_PATH").is_none() {
+        let warps = s.rows().checked_mul(n.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: s.rows() })?;
+        // The wide kernel writes out[(j, r)] for (row r of S, column j): C seen as its transpose.
+        let mut ct = c.into_transposed();
+        // SAFETY: every column of S is < k; lane l of the warp for j-chunk q loads b[col * ld + 128 q + 4 l .. + 4]
+        // only when 128 q + 4 l < ld, and the buffer holds (k - 1) * ld + round_up(n, 4) elements or more
+        // (checked above), so even the last row's padded 4-vector is inside it; ld is a multiple of 8 and the
+        // start 16-byte aligned, so the loads are aligned; C (m x n, validated) is written at (r, j) for j < n
+        // through its transposed view (the same elements); no aliasing (checked above); sizes fit u32; one warp
+        // per (row of S, 128 columns of B), surplus warps return.
+        return unsafe { launch_spmm(OP, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &[KernelArg::U64(ld as u64)], n, warps, alpha, beta, &mut ct) };
+    }
     let layout = [KernelArg::U64(bs.row_stride() as u64), KernelArg::U64(bs.col_stride() as u64)];
     // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
     // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n fits u32 (checked), m and k by

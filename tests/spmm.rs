@@ -268,6 +268,36 @@ fn wide_t_spmm_xst_is_bitwise_the_cpu_reference() {
     }
 }
 
+/// spmm_sb from n = 64 with row-major B whose rows are 16-byte aligned takes the wide kernel (4 columns per lane):
+/// still bitwise the CPU reference's fmaf chains. One and two 128-column chunks, ld = n and ld padded to a
+/// multiple of 8, a buffer that ends exactly at the last row's n-th element (no room for the padded vector: the
+/// 32-column kernel then runs), C in both layouts, beta = 0 over a NaN-poisoned C.
+#[test]
+fn spmm_sb_with_wide_b_is_bitwise_the_cpu_reference() {
+    let mut rng = rng("spmm_sb_wide");
+    for (dev, gpu) in devices("spmm_sb_wide") {
+        for (n, ld, full_last_row) in [(64, 64, true), (70, 72, true), (70, 72, false), (128, 136, true), (200, 200, true)] {
+            let (m, k) = (rng.gen_range(1..40), rng.gen_range(1..60));
+            let (density, skewed) = (rng.gen_range(0.05..0.9), rng.gen_bool(0.5));
+            let s = random_pattern(&mut rng, m, k, density, skewed);
+            let s_vals: Vec<bf16> = random_values(&mut rng, s.nnz());
+            let len = if full_last_row { k * ld } else { (k - 1) * ld + n };
+            let b: Vec<bf16> = random_values(&mut rng, len);
+            let cs = random_layout(&mut rng, m, n);
+            let (alpha, beta) = alpha_beta(&mut rng);
+            let c0: Vec<bf16> = initial_output(&mut rng, cs.required_len(), beta);
+            let mut expect = c0.clone();
+            spmm_sb_cpu(&s, &s_vals, MatRef::new(&b, k, n, ld, Layout::RowMajor).unwrap(), alpha, beta, MatMut::new(&mut expect, m, n, cs.ld, cs.layout).unwrap()).unwrap();
+            let (ds, dv, db) = (DeviceCsrPattern::upload(&gpu, &s).unwrap(), gpu.upload(&s_vals).unwrap(), gpu.upload(&b).unwrap());
+            let mut dc = gpu.upload(&c0).unwrap();
+            spmm_sb(&gpu, &ds, &dv, DeviceMatRef::new(&db, k, n, ld, Layout::RowMajor).unwrap(), alpha, beta, DeviceMatMut::new(&mut dc, m, n, cs.ld, cs.layout).unwrap()).unwrap();
+            let got = gpu.download(&dc).unwrap();
+            let bad = got.iter().zip(&expect).position(|(g, e)| !same_bits(*g, *e));
+            assert!(bad.is_none(), "{dev}: n {n} ld {ld} full {full_last_row} S {m}x{k} C {:?}: element {bad:?} differs", cs.layout);
+        }
+    }
+}
+
 /// The backward to the input, dX = dY * S, computed as spmm_xst with S^T, against a dense product on the CPU.
 #[test]
 fn backward_to_input_is_spmm_xst_with_the_transpose() {

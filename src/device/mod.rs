@@ -503,6 +503,10 @@ pub(crate) struct AddrRange {
 }
 
 impl AddrRange {
+    /// Whether the range starts at a multiple of `bytes` (a power of two), for vector loads.
+    pub fn aligned_to(&self, bytes: u64) -> bool {
+        self.start % bytes == 0
+    }
     pub fn overlaps(&self, other: &AddrRange) -> bool {
         self.bytes > 0 && other.bytes > 0 && self.start < other.start + other.bytes && other.start < self.start + self.bytes
     }
@@ -677,6 +681,16 @@ impl<'a, T> DeviceMatMut<'a, T> {
     }
     pub(crate) fn data_mut(&mut self) -> &mut DeviceSliceMut<'a, T> {
         &mut self.data
+    }
+    /// The same elements seen as the transpose (cols x rows, the other layout, the same ld): element (j, i) of
+    /// the result is element (i, j) of `self`.
+    pub(crate) fn into_transposed(self) -> Self {
+        let s = self.shape;
+        let layout = match s.layout {
+            Layout::RowMajor => Layout::ColMajor,
+            Layout::ColMajor => Layout::RowMajor,
+        };
+        DeviceMatMut { data: self.data, shape: DenseShape { rows: s.cols, cols: s.rows, ld: s.ld, layout } }
     }
 }
 
