@@ -274,18 +274,34 @@ pub struct DeviceCsrPattern<I: Index = u32> {
     nnz: usize,
     row_offsets: crate::device::DeviceVec<I>,
     col_indices: crate::device::DeviceVec<I>,
+    /// The longest row's entry count, once known (kernel choice for skewed patterns).
+    max_row_len: std::sync::OnceLock<usize>,
 }
 
 impl<I: Index> DeviceCsrPattern<I> {
     /// Copies a validated pattern to the device.
     pub fn upload(gpu: &crate::Gpu, pattern: &CsrPattern<I>) -> Result<Self> {
+        let longest = (0..pattern.rows).map(|r| pattern.row_range(r).len()).max().unwrap_or(0);
         Ok(DeviceCsrPattern {
             rows: pattern.rows,
             cols: pattern.cols,
             nnz: pattern.nnz(),
             row_offsets: gpu.upload(&pattern.row_offsets)?,
             col_indices: gpu.upload(&pattern.col_indices)?,
+            max_row_len: std::sync::OnceLock::from(longest),
         })
+    }
+
+    /// The number of entries in the longest row. Known at [`upload`](Self::upload); for a pattern a kernel made
+    /// (`mask_to_csr`, `csr_transpose`, `topk_csr`) the row offsets are read back once (`rows + 1` values, one
+    /// synchronization) and the answer kept.
+    pub fn max_row_len(&self, gpu: &crate::Gpu) -> Result<usize> {
+        if let Some(&n) = self.max_row_len.get() {
+            return Ok(n);
+        }
+        let offsets = gpu.download(&self.row_offsets)?;
+        let longest = offsets.windows(2).map(|w| w[1].to_usize().saturating_sub(w[0].to_usize())).max().unwrap_or(0);
+        Ok(*self.max_row_len.get_or_init(|| longest))
     }
     /// A pattern whose arrays a kernel of this crate computed and whose validity the kernel guarantees (for
     /// example `mask_to_csr`); never exposed publicly.
@@ -296,7 +312,7 @@ impl<I: Index> DeviceCsrPattern<I> {
         row_offsets: crate::device::DeviceVec<I>,
         col_indices: crate::device::DeviceVec<I>,
     ) -> Self {
-        DeviceCsrPattern { rows, cols, nnz, row_offsets, col_indices }
+        DeviceCsrPattern { rows, cols, nnz, row_offsets, col_indices, max_row_len: std::sync::OnceLock::new() }
     }
 
     /// Copies the pattern back to the host.

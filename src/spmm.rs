@@ -26,6 +26,13 @@ const SCALAR_T_MAX: usize = 2;
 const WIDE_T_MIN: usize = 64;
 /// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
 const WIDE_T: usize = 128;
+/// The wide kernel walks a row's entries with one warp (8 loads in flight): a row of L entries costs that warp about
+/// L / 8 L2 round trips (~62 L cycles), while the whole kernel is L2-bound at about nnz * 2T bytes / (~3200 bytes
+/// per cycle). It is used while the longest row's warp fits inside that, `L * WIDE_BALANCE <= nnz * T` (L <= ~1100
+/// at 5% of 4096x4096, T = 128; ~2900 at 5% of 11008 x 4096), or L <= 4T (small problems); otherwise the vector
+/// kernel, which spreads a row over 32 lanes and T / 8 warps, runs. Estimates from bytes, not yet measured.
+const WIDE_BALANCE: usize = 100_000;
+const WIDE_ROW_PER_T: usize = 4;
 
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     if beta == 0.0 {
@@ -176,9 +183,10 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// rounding.
 ///
 /// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
-/// stream per call) so that each entry's T values are one or a few 16-byte loads; from T = 64 the product runs
-/// with lanes across T (each output then the sequential fmaf chain of [`spmm_xst_cpu`]; `SLR_SPMM_PATH=vec` in
-/// the environment keeps the 8-t vector kernel, for comparison).
+/// stream per call) so that each entry's T values are one or a few 16-byte loads; from T = 64, unless one row is
+/// long enough to outlast the rest of the work (`WIDE_BALANCE` in the source), the product runs with lanes across T (each output then the sequential fmaf chain of
+/// [`spmm_xst_cpu`]; `SLR_SPMM_PATH=vec` in the environment keeps the 8-t vector kernel, for comparison). For a
+/// pattern a kernel made, the first such call reads its row offsets back once ([`DeviceCsrPattern::max_row_len`]).
 ///
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
 /// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
@@ -252,7 +260,7 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         }
     }
     let xt_view = DeviceSlice::from(&xt);
-    if t >= WIDE_T_MIN && std::env::var_os("SLR_SPMM_PATH").is_none_or(|v| v != "vec") {
+    if t >= WIDE_T_MIN && std::env::var_os("SLR_SPMM_PATH").is_none_or(|v| v != "vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE) {
         let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
         // SAFETY: every column of S is < in; lane l of the warp for t-chunk j loads xt[col * ldt + 128 j + 4 l ..
         // + 4] only when 128 j + 4 l < ldt (then + 4 <= ldt, ldt being a multiple of 8), inside the in * ldt

@@ -26,6 +26,11 @@ fn check(gpu: &Gpu, dev: &str, mask: &BitMask) {
     let got = mask_to_csr(gpu, &dmask).unwrap_or_else(|e| panic!("{dev}: {}x{}: {e}", mask.rows(), mask.cols()));
     assert_eq!((got.rows(), got.cols(), got.nnz()), (mask.rows(), mask.cols(), expect.nnz()), "{dev}");
     assert_eq!(got.download(gpu).unwrap(), expect, "{dev}: {}x{} nnz {}", mask.rows(), mask.cols(), expect.nnz());
+    // The longest row: read back for a pattern the device made, known at upload for one from the host.
+    let longest = (0..expect.rows()).map(|r| expect.row_range(r).len()).max().unwrap_or(0);
+    assert_eq!(got.max_row_len(gpu).unwrap(), longest, "{dev}: max_row_len of the device-made pattern");
+    assert_eq!(got.max_row_len(gpu).unwrap(), longest, "{dev}: max_row_len, kept");
+    assert_eq!(DeviceCsrPattern::upload(gpu, &expect).unwrap().max_row_len(gpu).unwrap(), longest, "{dev}: uploaded");
 }
 
 #[test]
