@@ -127,8 +127,9 @@ fn philox4x32(mut c: [u32; 4], mut k0: u32, mut k1: u32) -> [u32; 4] {
     c
 }
 
-const TWO_M24: f32 = f32::from_bits(0x3380_0000);
-const TWO_M25: f32 = f32::from_bits(0x3300_0000);
+/// 2^-24 and 2^-25, exactly (bits 0x3380_0000 and 0x3300_0000).
+const TWO_M24: f32 = 1.0 / 16_777_216.0;
+const TWO_M25: f32 = 1.0 / 33_554_432.0;
 
 fn uniform_open(w: u32) -> f32 {
     ((w >> 8) as f32).mul_add(TWO_M24, TWO_M25)
@@ -138,7 +139,7 @@ fn log_unit(u: f32) -> f32 {
     let bits = u.to_bits();
     let mut e = (bits >> 23) as i32 - 127;
     let mut m = f32::from_bits((bits & 0x7f_ffff) | 0x3f80_0000);
-    if m > 1.414_213_56f32 {
+    if m > std::f32::consts::SQRT_2 {  // the f32 nearest sqrt(2), as the kernel's 1.41421356f
         m *= 0.5;
         e += 1;
     }

@@ -260,7 +260,7 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         }
     }
     let xt_view = DeviceSlice::from(&xt);
-    if t >= WIDE_T_MIN && std::env::var_os("SLR_SPMM_PATH").is_none_or(|v| v != "vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE) {
+    if t >= WIDE_T_MIN && std::env::var_os("SLR_SPMM_PATH").map_or(true, |v| v != "vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE) {
         let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
         // SAFETY: every column of S is < in; lane l of the warp for t-chunk j loads xt[col * ldt + 128 j + 4 l ..
         // + 4] only when 128 j + 4 l < ldt (then + 4 <= ldt, ldt being a multiple of 8), inside the in * ldt

@@ -33,8 +33,8 @@
 //!   shared memory (at the keys' width) and does the radix passes, the tie ranks and the mask bits there
 //!   (`topk_select_rows_<dtype>`, one launch).
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
-//!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank ± 4 binomial standard deviations
-//!   + 8); one pass over all keys counts those above `hi` (and sets their mask bits) and writes those in
+//!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank, widened by 4 binomial standard
+//!   deviations plus 8); one pass over all keys counts those above `hi` (and sets their mask bits) and writes those in
 //!   `[lo, hi]` with their flat indices (a few percent of n) to per-block regions in flat-index order; the exact
 //!   radix select then runs on those candidates alone, and their taken bits go to the mask. The exact counts
 //!   check the bracket (fewer than k above `hi`, at least k at or above `lo`, no region past its capacity of a
@@ -433,6 +433,7 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
 
 /// The whole selection of every row in one launch (`topk_select_rows_<dtype>`, one block per row), leaving the
 /// state as [`select_on_device`] does; with `words`, the taken bits are ORed into that (zeroed) mask.
+#[allow(clippy::too_many_arguments)]
 fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
     debug_assert!(seg_len <= row_max_len::<T>());
     let mut state = initial_state(gpu, segs, plan)?;
@@ -521,6 +522,9 @@ fn bracket_ranks(k: usize, n: usize) -> (u32, u32) {
     (hi as u32, lo as u32)
 }
 
+/// What a successful bracket selection returns: the mask (when asked for) and the cut.
+type Bracketed<T> = (Option<DeviceVec<u64>>, TopkCut<T>);
+
 /// Exact per-matrix top-k of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
 /// bracket"): the sample's two order statistics, one pass over the keys (the keys above the bracket counted and,
 /// with `want_mask`, their bits set; the keys inside it written out with their indices), then the exact radix
@@ -529,8 +533,9 @@ fn bracket_ranks(k: usize, n: usize) -> (u32, u32) {
 /// the radix passes over all keys (same result, slower). NaNs under [`NanPolicy::Error`] are reported here.
 /// Reads the keys about once (plus the sample), against 5-6 times for the radix passes.
 #[allow(clippy::too_many_arguments)]
-fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>, want_mask: bool) -> Result<Option<(Option<DeviceVec<u64>>, TopkCut<T>)>> {
-    debug_assert!(n >= BRACKET_MIN_N && n >= SAMPLES && k >= 1 && k <= n && keys.len() == n);
+fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>, want_mask: bool) -> Result<Option<Bracketed<T>>> {
+    debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
+    const _: () = assert!(BRACKET_MIN_N >= SAMPLES, "every sample position is a distinct key");
     let (rank_hi, rank_lo) = bracket_ranks(k, n);
     let blocks = n.div_ceil(CHUNK);
     let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
