@@ -535,7 +535,7 @@ type Bracketed<T> = (Option<DeviceVec<u64>>, TopkCut<T>);
 #[allow(clippy::too_many_arguments)]
 fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>, want_mask: bool) -> Result<Option<Bracketed<T>>> {
     debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
-    const _: () = assert!(BRACKET_MIN_N >= SAMPLES, "every sample position is a distinct key");
+    const _: () = assert!(BRACKET_MIN_N >= SAMPLES, "every sample stratum must hold a key");
     let (rank_hi, rank_lo) = bracket_ranks(k, n);
     let blocks = n.div_ceil(CHUNK);
     let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
