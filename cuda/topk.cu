@@ -409,7 +409,8 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 // region, in flat-index order; the exact selection then runs on the candidates alone (a few percent of n). The
 // host checks the bracket with the exact counts (fewer than k above, at least k at or above lo, no region over
 // capacity) and otherwise falls back to the radix passes: the result never depends on the sample, only the speed.
-// Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity.
+// Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates appended
+// (bracket_count, the cut alone).
 
 // Sample position j of n (j < kSamples <= n): stratum j of n / kSamples elements, at a hashed offset inside it
 // (a fixed stride would hit one column of a matrix whose width divides it). src/topk.rs has the same function.
@@ -540,6 +541,59 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     }
 }
 
+// The bracket pass for the cut alone (topk_threshold): the same counts of keys above hi and NaNs, but the keys in
+// [lo, hi] are appended to one list (values only) through a warp-aggregated atomic on bracket word 5, in whatever
+// order the warps arrive: the k-th key and the counts do not depend on the order, only which keys are in the list,
+// and that is fixed. Keys past `cap` are counted, not written (the host then falls back). No mask, no indices, no
+// scan, no compaction: one launch between the sample and the selection over the list.
+template <typename T>
+__device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags,
+                                              unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap) {
+    using Raw = typename KeyBits<T>::Raw;
+    constexpr unsigned kRound = kLoadsInFlight * kThreads;
+    __shared__ unsigned totals[2];  // keys > hi, NaNs
+    const unsigned t = threadIdx.x, lane = t % 32;
+    const unsigned lo = bracket[0], hi = bracket[1];
+    const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
+    Raw* out = reinterpret_cast<Raw*>(list);
+    if (t < 2) totals[t] = 0;
+    __syncthreads();
+    unsigned above = 0, nan = 0;
+    for (unsigned round = start; round < end; round += kRound) {
+        unsigned bits[kLoadsInFlight];
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            unsigned i = round + u * kThreads + t;
+            bits[u] = i < end ? load_bits(keys, i) : 0u;
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            bool in = round + u * kThreads + t < end;
+            unsigned key = order_key<T>(bits[u], flags);
+            above += in && key > hi;
+            nan += in && is_nan_bits<T>(bits[u]);
+            bool cand = in && key >= lo && key <= hi;
+            unsigned ballot = __ballot_sync(0xffffffffu, cand);
+            if (ballot) {
+                unsigned base = 0;
+                if (lane == 0) base = atomicAdd(&bracket[5], (unsigned)__popc(ballot));
+                base = __shfl_sync(0xffffffffu, base, 0);
+                unsigned pos = base + __popc(ballot & lanes_below());
+                if (cand && pos < cap) out[pos] = (Raw)bits[u];
+            }
+        }
+    }
+    above = slr::warp_sum(above);
+    nan = slr::warp_sum(nan);
+    if (lane == 0 && above) atomicAdd(&totals[0], above);
+    if (lane == 0 && nan) atomicAdd(&totals[1], nan);
+    __syncthreads();
+    if (t == 0) {
+        if (totals[0]) atomicAdd(&bracket[2], totals[0]);
+        if (totals[1]) atomicAdd(&bracket[3], totals[1]);
+    }
+}
+
 // Block b copies its region's cand_counts[b] entries to offsets[b].. of the packed arrays (offsets: the exclusive
 // scan of cand_counts), so the packed candidates are in flat-index order.
 template <typename T>
@@ -592,6 +646,11 @@ __device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const u
         bracket_pass<T>(keys, n, flags, bracket, words, cand_vals, cand_idx, cand_counts);                     \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_bracket_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                     \
+                                    unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap) {      \
+        bracket_count<T>(keys, n, flags, bracket, list, cap);                                                  \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_compact_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,           \
                               const unsigned* __restrict__ cand_counts, const unsigned* __restrict__ offsets,   \
                               T* __restrict__ packed_vals, unsigned* __restrict__ packed_idx) {                 \
@@ -605,6 +664,7 @@ SLR_EMU_EXPORT(topk_select_mask_f32)
 SLR_EMU_EXPORT(topk_select_rows_f32)
 SLR_EMU_EXPORT(topk_sample_bracket_f32)
 SLR_EMU_EXPORT(topk_bracket_pass_f32)
+SLR_EMU_EXPORT(topk_bracket_count_f32)
 SLR_EMU_EXPORT(topk_compact_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
@@ -613,6 +673,7 @@ SLR_EMU_EXPORT(topk_select_mask_f16)
 SLR_EMU_EXPORT(topk_select_rows_f16)
 SLR_EMU_EXPORT(topk_sample_bracket_f16)
 SLR_EMU_EXPORT(topk_bracket_pass_f16)
+SLR_EMU_EXPORT(topk_bracket_count_f16)
 SLR_EMU_EXPORT(topk_compact_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
@@ -621,6 +682,7 @@ SLR_EMU_EXPORT(topk_select_mask_bf16)
 SLR_EMU_EXPORT(topk_select_rows_bf16)
 SLR_EMU_EXPORT(topk_sample_bracket_bf16)
 SLR_EMU_EXPORT(topk_bracket_pass_bf16)
+SLR_EMU_EXPORT(topk_bracket_count_bf16)
 SLR_EMU_EXPORT(topk_compact_bf16)
 
 extern "C" __global__ void __launch_bounds__(kThreads)

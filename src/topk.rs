@@ -39,7 +39,9 @@
 //!   radix select then runs on those candidates alone, and their taken bits go to the mask. The exact counts
 //!   check the bracket (fewer than k above `hi`, at least k at or above `lo`, no region past its capacity of a
 //!   quarter of its keys); when the check fails (heavy ties at the cut, a layout that crowds the candidates,
-//!   an unlucky sample) the radix passes below run instead: same result, one wasted pass.
+//!   an unlucky sample) the radix passes below run instead: same result, one wasted pass. For the cut alone
+//!   ([`topk_threshold`]) the pass appends the candidates' values to one list instead (no indices, any order:
+//!   the cut does not depend on it), so no scan or compaction runs: sample, pass, one read-back, selection.
 //! - **Otherwise** (smaller matrices, longer rows, thresholds): 8-bit radix passes over all keys in global
 //!   memory (a histogram per digit with the candidate filter fused in, a per-tile count, a ranked select).
 use crate::csr::DeviceCsrPattern;
@@ -67,7 +69,7 @@ const ROW_SMEM_BYTES: usize = 44 * 1024;
 fn row_max_len<T: TopkKey>() -> usize {
     ROW_SMEM_BYTES / T::DTYPE.size()
 }
-/// Per-matrix counts over at least this many keys try the sample bracket first (`bracket_select`).
+/// Per-matrix counts over at least this many keys try the sample bracket first (`bracket_cut`, `bracket_mask`).
 const BRACKET_MIN_N: usize = 1 << 18;
 /// Keys in the bracket's sample (cuda/topk.cu kSamples).
 #[doc(hidden)]
@@ -522,21 +524,95 @@ fn bracket_ranks(k: usize, n: usize) -> (u32, u32) {
     (hi as u32, lo as u32)
 }
 
-/// What a successful bracket selection returns: the mask (when asked for) and the cut.
-type Bracketed<T> = (Option<DeviceVec<u64>>, TopkCut<T>);
+/// The sample bracket's two order statistics (`topk_sample_bracket_<dtype>`) into bracket words 0 and 1.
+fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, bracket: &mut DeviceVec<u32>) -> Result<()> {
+    let (rank_hi, rank_lo) = bracket_ranks(k, n);
+    let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+    let mut bview = DeviceSliceMut::from(bracket);
+    let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
+    let shape = LaunchShape { grid: (1, 1, 1), block: (THREADS, 1, 1), shared_bytes: (SAMPLES * 4) as u32 };
+    // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES; keys
+    // holds n, the callers' invariant), keeps their order keys in SAMPLES * 4 bytes of dynamic shared memory (the
+    // launch's) and writes bracket words 0 and 1 (the callers allocate STATE_WORDS, distinct from keys);
+    // arguments match topk_sample_bracket_<dtype>.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            &kernel::<T>("sample_bracket"),
+            shape,
+            &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(rank_hi), KernelArg::U32(rank_lo), p_bracket],
+        )
+    }
+}
 
-/// Exact per-matrix top-k of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
-/// bracket"): the sample's two order statistics, one pass over the keys (the keys above the bracket counted and,
-/// with `want_mask`, their bits set; the keys inside it written out with their indices), then the exact radix
+/// The cut alone (no mask) of a per-matrix count over `n >= BRACKET_MIN_N` keys through the sample bracket: the
+/// sample, one pass that counts the keys above the bracket and appends those inside it to one list
+/// (`topk_bracket_count_<dtype>`: values only, any order, since the cut does not depend on it), one read-back of
+/// the bracket words, then the exact selection over the list. `Ok(None)`: the bracket missed K* or the list
+/// overflowed its capacity (a quarter of n); the caller runs the radix passes.
+fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<TopkCut<T>>> {
+    debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
+    let blocks = n.div_ceil(CHUNK);
+    let cap = blocks * CHUNK_CAP;
+    // SAFETY: topk_bracket_count writes every list entry below the count it reports (capped at cap), and only
+    // those are read.
+    let Ok(mut list) = (unsafe { gpu.alloc_uninit::<T>(cap) }) else {
+        count_bracket_path(false);
+        return Ok(None);
+    };
+    let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
+    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut bracket)?;
+    {
+        let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+        let mut bview = DeviceSliceMut::from(&mut bracket);
+        let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
+        let mut lview = DeviceSliceMut::from(&mut list);
+        let (p_list, _gl) = lview.kernel_ptr_mut(gpu, op, "candidate list")?;
+        let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
+        // bracket words 2, 3 and 5 (STATE_WORDS, zeroed), and writes list entries only below cap (the list's
+        // length); the buffers are fresh and distinct from keys; arguments match topk_bracket_count_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel::<T>("bracket_count"),
+                shape,
+                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_bracket, p_list, KernelArg::U32(cap as u32)],
+            )?;
+        }
+    }
+    let b = gpu.download(&bracket)?;
+    let (above, nans, n_cand) = (b[2] as usize, b[3] as usize, b[5] as usize);
+    if nans > 0 && spec.nan == NanPolicy::Error {
+        return Err(Error::NanKeys { op, what: "keys", count: nans });
+    }
+    if n_cand > cap || above >= k || above + n_cand < k {
+        count_bracket_path(false);
+        return Ok(None);
+    }
+    let plan2 = Plan::Count(k - above);
+    let cand_keys = list.slice(0..n_cand);
+    let state = if n_cand <= row_max_len::<T>() {
+        select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, None)?
+    } else {
+        select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags)?.state
+    };
+    let mut cut = cuts_of(op, gpu, &state, 1, &plan2, spec)?.remove(0);
+    cut.count_beyond += above;
+    count_bracket_path(true);
+    Ok(Some(cut))
+}
+
+/// Exact per-matrix top-k mask of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
+/// bracket"): the sample's two order statistics, one pass over the keys (the keys above the bracket counted and
+/// their bits set; the keys inside it written out with their indices, in flat-index order), then the exact radix
 /// selection over those candidates alone, and their taken bits scattered into the mask. `Ok(None)` when the
 /// exact counts show the bracket missed K* or a block's candidates overflowed its region: the caller then runs
 /// the radix passes over all keys (same result, slower). NaNs under [`NanPolicy::Error`] are reported here.
 /// Reads the keys about once (plus the sample), against 5-6 times for the radix passes.
-#[allow(clippy::too_many_arguments)]
-fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>, want_mask: bool) -> Result<Option<Bracketed<T>>> {
+fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<(DeviceVec<u64>, TopkCut<T>)>> {
     debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
     const _: () = assert!(BRACKET_MIN_N >= SAMPLES, "every sample stratum must hold a key");
-    let (rank_hi, rank_lo) = bracket_ranks(k, n);
     let blocks = n.div_ceil(CHUNK);
     let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
     // SAFETY (both): topk_bracket_pass writes every region entry it counts (up to CHUNK_CAP per block) and every
@@ -553,45 +629,27 @@ fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     };
     // SAFETY: every block of the pass writes its own count.
     let mut cand_counts = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
-    let mut words = if want_mask { Some(gpu.alloc_zeros::<u64>(n.div_ceil(64))?) } else { None };
+    let mut words = gpu.alloc_zeros::<u64>(n.div_ceil(64))?;
+    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut bracket)?;
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
         let mut bview = DeviceSliceMut::from(&mut bracket);
         let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
-        let sample_shape = LaunchShape { grid: (1, 1, 1), block: (THREADS, 1, 1), shared_bytes: (SAMPLES * 4) as u32 };
-        // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES;
-        // keys holds n), keeps their order keys in SAMPLES * 4 bytes of dynamic shared memory (the launch's) and
-        // writes bracket words 0 and 1 (STATE_WORDS words, a fresh allocation distinct from keys); arguments
-        // match topk_sample_bracket_<dtype>.
-        unsafe {
-            gpu.launch(
-                MODULE,
-                &kernel::<T>("sample_bracket"),
-                sample_shape,
-                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(rank_hi), KernelArg::U32(rank_lo), p_bracket],
-            )?;
-        }
         let mut vview = DeviceSliceMut::from(&mut cand_vals);
         let (p_vals, _gv) = vview.kernel_ptr_mut(gpu, op, "candidate values")?;
         let mut iview = DeviceSliceMut::from(&mut cand_idx);
         let (p_idx, _gi) = iview.kernel_ptr_mut(gpu, op, "candidate indices")?;
         let mut cview = DeviceSliceMut::from(&mut cand_counts);
         let (p_counts, _gc) = cview.kernel_ptr_mut(gpu, op, "candidate counts")?;
-        let mut wview = words.as_mut().map(DeviceSliceMut::from);
-        let (p_words, _gw) = match wview.as_mut() {
-            Some(w) => {
-                let (p, g) = w.kernel_ptr_mut(gpu, op, "mask")?;
-                (p, Some(g))
-            }
-            None => (KernelArg::Ptr(0), None),
-        };
+        let mut wview = DeviceSliceMut::from(&mut words);
+        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "mask")?;
         let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK)
         // <= 2^17 fits the grid), adds to bracket words 2-4, writes at most CHUNK_CAP entries of its own region
         // [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx (blocks * CHUNK_CAP each) and
-        // cand_counts[b] (blocks), and, with a mask, ORs bits of its own keys (flat indices below n) into words
-        // (ceil(n / 64), zeroed); every buffer is a fresh allocation distinct from the others and from keys; a
-        // null mask is never dereferenced; arguments match topk_bracket_pass_<dtype>.
+        // cand_counts[b] (blocks), and ORs bits of its own keys (flat indices below n) into words (ceil(n / 64),
+        // zeroed); every buffer is a fresh allocation distinct from the others and from keys; arguments match
+        // topk_bracket_pass_<dtype>.
         unsafe {
             gpu.launch(
                 MODULE,
@@ -642,22 +700,20 @@ fn bracket_select<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     // the lowest flat index as everywhere).
     let plan2 = Plan::Count(k - above);
     let cand_keys = DeviceSlice::from(&packed_vals);
-    let mut cand_words = if want_mask { Some(gpu.alloc_zeros::<u64>(n_cand.div_ceil(64))?) } else { None };
+    let mut cand_words = gpu.alloc_zeros::<u64>(n_cand.div_ceil(64))?;
     let state = if n_cand <= row_max_len::<T>() {
-        select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, cand_words.as_mut())?
+        select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, Some(&mut cand_words))?
     } else {
         let sel = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags)?;
-        if let Some(cw) = cand_words.as_mut() {
-            write_mask(op, gpu, &cand_keys, 1, n_cand, flags, &sel, cw)?;
-        }
+        write_mask(op, gpu, &cand_keys, 1, n_cand, flags, &sel, &mut cand_words)?;
         sel.state
     };
-    if let (Some(cw), Some(w)) = (cand_words.as_ref(), words.as_mut()) {
-        let cwview = DeviceSlice::from(cw);
+    {
+        let cwview = DeviceSlice::from(&cand_words);
         let (p_cw, _gcw) = cwview.kernel_ptr(gpu, op, "candidate mask")?;
         let piview = DeviceSlice::from(&packed_idx);
         let (p_pidx, _gpi) = piview.kernel_ptr(gpu, op, "packed indices")?;
-        let mut wview = DeviceSliceMut::from(w);
+        let mut wview = DeviceSliceMut::from(&mut words);
         let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "mask")?;
         let shape = LaunchShape::linear(op, n_cand, THREADS)?;
         // SAFETY: thread j < n_cand reads bit j of cand_words (ceil(n_cand / 64) words) and packed_idx[j]
@@ -796,7 +852,7 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
     let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(OP, spec, seg_len)?;
     if let Some(k) = bracket_k(spec.scope, plan, seg_len) {
-        if let Some((_, cut)) = bracket_select(OP, gpu, &keys, seg_len, k, spec.flags(), spec, false)? {
+        if let Some(cut) = bracket_cut(OP, gpu, &keys, seg_len, k, spec.flags(), spec)? {
             return Ok(vec![cut]);
         }
     }
@@ -814,7 +870,7 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let plan = plan(op, spec, seg_len)?;
     let flags = spec.flags();
     if let Some(k) = bracket_k(spec.scope, plan, seg_len) {
-        if let Some((Some(words), cut)) = bracket_select(op, gpu, keys, seg_len, k, flags, spec, true)? {
+        if let Some((words, cut)) = bracket_mask(op, gpu, keys, seg_len, k, flags, spec)? {
             return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
         }
     }

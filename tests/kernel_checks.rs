@@ -235,6 +235,15 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E "]
             }
         }
+        // The cut-only bracket pass: keys once through the read-only path, ballots, one global atomic per warp
+        // round with candidates (its result broadcast by shuffle), candidate values stored at their width.
+        k if k.starts_with("topk_bracket_count_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E.U16"]
+            } else {
+                vec!["LDG.E.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E "]
+            }
+        }
         // Region to packed copy of the candidates: read-only loads, plain stores at the value's width.
         k if k.starts_with("topk_compact_") => {
             if narrow {
