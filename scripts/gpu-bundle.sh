@@ -57,7 +57,8 @@ done
 "$out/bin/bench-kernels" --bench 2>&1 | grep -i "skipped" || true
 
 # The executables share most of their bytes (the kernels' fatbins, the emulator's host kernels): one xz stream
-# with a 64 MiB window stores them in a few MB. gpu-check.sh unpacks bin.tar.xz with python3 (tarfile).
+# with a 64 MiB window stores them in a few MB. gpu-check.sh unpacks bin.tar.xz with python3 (tarfile), or
+# bin.tar.gz with tar where that fails.
 python3 - "$out" <<'PY'
 import io, lzma, os, shutil, sys, tarfile
 out = sys.argv[1]
@@ -66,6 +67,9 @@ with tarfile.open(fileobj=buf, mode="w") as t:
     t.add(os.path.join(out, "bin"), arcname="bin")
 with open(os.path.join(out, "bin.tar.xz"), "wb") as f:
     f.write(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+# A gzip copy too (~22 MB), for a machine whose python3 lacks lzma and that has no xz: gzip is everywhere.
+with tarfile.open(os.path.join(out, "bin.tar.gz"), "w:gz", compresslevel=9) as t:
+    t.add(os.path.join(out, "bin"), arcname="bin")
 shutil.rmtree(os.path.join(out, "bin"))
 PY
 echo "bundle: $(du -sh "$out" | cut -f1) in $out"

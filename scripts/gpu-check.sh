@@ -9,10 +9,13 @@ OUT="${OUT:-/tmp/slr-gpu-out}"
 mkdir -p "$OUT"
 export SLR_SOURCE_DIR="$PWD"
 status="$OUT/status.txt"
-# The executables travel xz-compressed (scripts/gpu-bundle.sh); unpack them next to this script.
-if [ -f "$B/bin.tar.xz" ] && [ ! -d "$B/bin" ]; then
-  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$B/bin.tar.xz" "$B"
-  chmod +x "$B"/bin/*
+# The executables travel compressed (scripts/gpu-bundle.sh): xz through python3's tarfile, else the gzip copy
+# through tar; unpacked next to this script.
+if [ ! -d "$B/bin" ]; then
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$B/bin.tar.xz" "$B" 2>/dev/null \
+    || { rm -rf "$B/bin"; tar -xzf "$B/bin.tar.gz" -C "$B"; } \
+    || echo "could not unpack the executables (bin.tar.xz, bin.tar.gz)"
+  chmod +x "$B"/bin/* 2>/dev/null
 fi
 : > "$status"
 note() { echo "$*" | tee -a "$status"; }
