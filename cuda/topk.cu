@@ -113,6 +113,18 @@ __device__ __forceinline__ void add_to_bin(unsigned* bins, bool cand, unsigned b
     }
 }
 
+// kLoadsInFlight independent loads of raw key bits, keys[first + u * step] for first + u * step < end (0 past
+// it), issued together so that enough bytes are in flight.
+template <typename T>
+__device__ __forceinline__ void load_keys(const T* __restrict__ keys, unsigned first, unsigned step, unsigned end,
+                                          unsigned (&bits)[kLoadsInFlight]) {
+#pragma unroll
+    for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+        unsigned i = first + u * step;
+        bits[u] = i < end ? load_bits(keys, i) : 0u;
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned seg_len, unsigned parts, unsigned flags,
                                           unsigned shift, const unsigned* __restrict__ state,
@@ -130,11 +142,7 @@ __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned s
     const unsigned stride = parts * kThreads, lane = threadIdx.x % 32;
     for (unsigned first = part * kThreads + (threadIdx.x & ~31u); first < seg_len; first += stride * kLoadsInFlight) {
         unsigned bits[kLoadsInFlight];
-#pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            unsigned i = first + u * stride + lane;
-            bits[u] = i < seg_len ? load_bits(keys, base + i) : 0u;
-        }
+        load_keys(keys + base, first + lane, stride, seg_len, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             unsigned i = first + u * stride + lane, key = order_key<T>(bits[u], flags);
@@ -409,8 +417,8 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 // region, in flat-index order; the exact selection then runs on the candidates alone (a few percent of n). The
 // host checks the bracket with the exact counts (fewer than k above, at least k at or above lo, no region over
 // capacity) and otherwise falls back to the radix passes: the result never depends on the sample, only the speed.
-// Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates appended
-// (bracket_count, the cut alone).
+// Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates kept (the
+// regions' total in bracket_pass, the list's in bracket_count).
 
 // Sample position j of n (j < kSamples <= n): stratum j of n / kSamples elements, at a hashed offset inside it
 // (a fixed stride would hit one column of a matrix whose width divides it). src/topk.rs has the same function.
@@ -449,6 +457,22 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
     }
 }
 
+// Adds a block's counts of keys above the bracket and of NaNs to bracket words 2 and 3: per-warp sums, one shared
+// atomic per warp into `totals` (2 shared words zeroed before a barrier every thread has passed), one global
+// atomic per word. Every thread of the block calls it.
+__device__ __forceinline__ void add_block_totals(unsigned above, unsigned nan, unsigned* totals,
+                                                 unsigned* __restrict__ bracket) {
+    above = slr::warp_sum(above);
+    nan = slr::warp_sum(nan);
+    if (threadIdx.x % 32 == 0 && above) atomicAdd(&totals[0], above);
+    if (threadIdx.x % 32 == 0 && nan) atomicAdd(&totals[1], nan);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        if (totals[0]) atomicAdd(&bracket[2], totals[0]);
+        if (totals[1]) atomicAdd(&bracket[3], totals[1]);
+    }
+}
+
 // Slot of the (u, warp) candidate count in bracket_pass's scan: u-major, which is flat-index order (element
 // round + u * kThreads + warp * 32 + lane).
 __device__ __forceinline__ unsigned candidate_slot(unsigned u, unsigned warp) {
@@ -484,11 +508,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     unsigned above = 0, nan = 0, written = 0;  // written: candidates of the rounds done (the same in every thread)
     for (unsigned round = start; round < end; round += kRound) {
         unsigned bits[kLoadsInFlight], cand[kLoadsInFlight];
-#pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            unsigned i = round + u * kThreads + t;
-            bits[u] = i < end ? load_bits(keys, i) : 0u;
-        }
+        load_keys(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             unsigned i = round + u * kThreads + t;
@@ -528,15 +548,11 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
         written += round_total;
         __syncthreads();  // offsets and round_total are rewritten next round
     }
-    above = slr::warp_sum(above);
-    nan = slr::warp_sum(nan);
-    if (lane == 0 && above) atomicAdd(&totals[0], above);
-    if (lane == 0 && nan) atomicAdd(&totals[1], nan);
-    __syncthreads();
+    add_block_totals(above, nan, totals, bracket);
     if (t == 0) {
-        cand_counts[blockIdx.x] = min(written, kChunkCap);
-        if (totals[0]) atomicAdd(&bracket[2], totals[0]);
-        if (totals[1]) atomicAdd(&bracket[3], totals[1]);
+        unsigned kept = min(written, kChunkCap);
+        cand_counts[blockIdx.x] = kept;
+        if (kept) atomicAdd(&bracket[5], kept);  // the candidates' total, read back with the other words
         if (written > kChunkCap) atomicAdd(&bracket[4], 1u);
     }
 }
@@ -561,11 +577,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     unsigned above = 0, nan = 0;
     for (unsigned round = start; round < end; round += kRound) {
         unsigned bits[kLoadsInFlight];
-#pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            unsigned i = round + u * kThreads + t;
-            bits[u] = i < end ? load_bits(keys, i) : 0u;
-        }
+        load_keys(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             bool in = round + u * kThreads + t < end;
@@ -583,15 +595,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
             }
         }
     }
-    above = slr::warp_sum(above);
-    nan = slr::warp_sum(nan);
-    if (lane == 0 && above) atomicAdd(&totals[0], above);
-    if (lane == 0 && nan) atomicAdd(&totals[1], nan);
-    __syncthreads();
-    if (t == 0) {
-        if (totals[0]) atomicAdd(&bracket[2], totals[0]);
-        if (totals[1]) atomicAdd(&bracket[3], totals[1]);
-    }
+    add_block_totals(above, nan, totals, bracket);
 }
 
 // Block b copies its region's cand_counts[b] entries to offsets[b].. of the packed arrays (offsets: the exclusive

@@ -659,13 +659,14 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
             )?;
         }
     }
-    let (offsets, n_cand) = crate::scan::exclusive_scan_u32(gpu, &cand_counts)?;
+    // The regions' offsets stay on the device; their total is bracket word 5, read back with the counts (one
+    // synchronization).
+    let (offsets, _total) = crate::scan::exclusive_scan_u32_queued(gpu, &cand_counts)?;
     let b = gpu.download(&bracket)?;
-    let (above, nans, overflowed) = (b[2] as usize, b[3] as usize, b[4]);
+    let (above, nans, overflowed, n_cand) = (b[2] as usize, b[3] as usize, b[4], b[5] as usize);
     if nans > 0 && spec.nan == NanPolicy::Error {
         return Err(Error::NanKeys { op, what: "keys", count: nans });
     }
-    let n_cand = n_cand as usize;
     if overflowed != 0 || above >= k || above + n_cand < k || n_cand > n {
         count_bracket_path(false);
         return Ok(None);
