@@ -42,6 +42,12 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     }
 }
 
+/// Whether `SLR_SPMM_PATH` names `path`: `warp` (the warp-per-row decode kernel) or `vec` (no wide kernel), the
+/// benchmarks' switches for timing the earlier kernels in the same run.
+fn path_forced(path: &str) -> bool {
+    std::env::var_os("SLR_SPMM_PATH").is_some_and(|v| v == path)
+}
+
 fn check_fits_u32(op: &'static str, what: &'static str, value: usize) -> Result<()> {
     if value > u32::MAX as usize {
         return Err(Error::LengthMismatch { op, what, expected: u32::MAX as usize, got: value });
@@ -216,12 +222,14 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         // fit u32 (T checked, S's by its index type); one warp per row of S.
         // SLR_SPMM_PATH=warp: the earlier warp-per-row decode kernel (same launch shape and arguments), for
         // same-run comparison in the benchmarks.
-        let name = if std::env::var_os("SLR_SPMM_PATH").is_some_and(|v| v == "warp") { "spmm_xst_rowwarp" } else { "spmm_xst" };
+        let name = if path_forced("warp") { "spmm_xst_rowwarp" } else { "spmm_xst" };
         return unsafe { launch_spmm(OP, &format!("{name}_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
     }
     if out == 0 {
         return Ok(());
     }
+    // The kernel is chosen before anything is queued (max_row_len may read the row offsets back once).
+    let wide = t >= WIDE_T_MIN && !path_forced("vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE);
     // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
     // contiguous and 16-byte aligned, then the vector kernel.
     let ldt = t.div_ceil(8) * 8;
@@ -260,7 +268,7 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         }
     }
     let xt_view = DeviceSlice::from(&xt);
-    if t >= WIDE_T_MIN && std::env::var_os("SLR_SPMM_PATH").map_or(true, |v| v != "vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE) {
+    if wide {
         let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
         // SAFETY: every column of S is < in; lane l of the warp for t-chunk j loads xt[col * ldt + 128 j + 4 l ..
         // + 4] only when 128 j + 4 l < ldt (then + 4 <= ldt, ldt being a multiple of 8), inside the in * ldt
@@ -321,7 +329,7 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         && ld % 8 == 0
         && b.data().addr_range(gpu).aligned_to(16)
         && (k == 0 || b.data().len() >= (k - 1) * ld + n.div_ceil(4) * 4);
-    if n >= WIDE_T_MIN && b_rows_vectorizable && std::env::var_os("SLR_SPMM_PATH").is_none() {
+    if n >= WIDE_T_MIN && b_rows_vectorizable && !path_forced("vec") {
         let warps = s.rows().checked_mul(n.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: s.rows() })?;
         // The wide kernel writes out[(j, r)] for (row r of S, column j): C seen as its transpose.
         let mut ct = c.into_transposed();
