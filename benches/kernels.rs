@@ -239,23 +239,12 @@ fn bench_spmm(c: &mut Criterion) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
-                if t <= 2 && std::env::var_os("SLR_SPMM_PATH").is_none() {
-                    // The warp-per-row decode kernel on the same case (the path before the block-shared one).
-                    std::env::set_var("SLR_SPMM_PATH", "warp");
-                    match gpu.time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)) {
-                        Ok(ms) => report_baseline(&case, "our warp-per-row kernel (SLR_SPMM_PATH=warp)", ms, &bench.device),
-                        Err(e) => println!("    warp-per-row baseline failed: {e}"),
-                    }
-                    std::env::remove_var("SLR_SPMM_PATH");
-                }
-                if t >= 64 && std::env::var_os("SLR_SPMM_PATH").is_none() {
-                    // The 8-t vector kernel on the same case (the path before the wide kernel), same run.
-                    std::env::set_var("SLR_SPMM_PATH", "vec");
-                    match gpu.time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)) {
-                        Ok(ms) => report_baseline(&case, "our vector kernel (SLR_SPMM_PATH=vec)", ms, &bench.device),
-                        Err(e) => println!("    vector-kernel baseline failed: {e}"),
-                    }
-                    std::env::remove_var("SLR_SPMM_PATH");
+                // The earlier kernel on the same case: warp-per-row decode (T <= 2), the 8-t vector kernel (T >= 64).
+                let run_again = || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
+                if t <= 2 {
+                    report_switched(&gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, run_again);
+                } else if t >= 64 {
+                    report_switched(&gpu, &case, "SLR_SPMM_PATH", "vec", "our vector kernel", 20, &bench.device, run_again);
                 }
                 if (out, inn) == (4096, 4096) && (t == 16 || t == 128) {
                     // The textbook form C = S B, B (in x n) row-major with n = t; same S, same bytes of S. Baselines:
@@ -265,14 +254,11 @@ fn bench_spmm(c: &mut Criterion) {
                     let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                     let label = format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{t}");
                     bench.case(&mut group, label, &case, 20, || spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
-                    if t >= 64 && std::env::var_os("SLR_SPMM_PATH").is_none() {
-                        // The 32-column kernel on the same case (the path before the wide one), same run.
-                        std::env::set_var("SLR_SPMM_PATH", "vec");
-                        match gpu.time_ms(20, || spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)) {
-                            Ok(ms) => report_baseline(&case, "our 32-column kernel (SLR_SPMM_PATH=vec)", ms, &bench.device),
-                            Err(e) => println!("    32-column baseline failed: {e}"),
-                        }
-                        std::env::remove_var("SLR_SPMM_PATH");
+                    if t >= 64 {
+                        // The 32-column kernel on the same case (the path before the wide one).
+                        report_switched(&gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
+                            spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
+                        });
                     }
                 }
             }
@@ -299,13 +285,10 @@ fn bench_spmm(c: &mut Criterion) {
             Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
         }
         let earlier = if t <= 2 { "warp" } else if t >= 64 { "vec" } else { "" };
-        if !earlier.is_empty() && std::env::var_os("SLR_SPMM_PATH").is_none() {
-            std::env::set_var("SLR_SPMM_PATH", earlier);
-            match gpu.time_ms(20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)) {
-                Ok(ms) => report_baseline(&case, &format!("our earlier kernel (SLR_SPMM_PATH={earlier})"), ms, &bench.device),
-                Err(e) => println!("    earlier-kernel baseline failed: {e}"),
-            }
-            std::env::remove_var("SLR_SPMM_PATH");
+        if !earlier.is_empty() {
+            report_switched(&gpu, &case, "SLR_SPMM_PATH", earlier, "our earlier kernel", 20, &bench.device, || {
+                spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)
+            });
         }
     }
     group.finish();
@@ -523,14 +506,7 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         bench.case(group, format!("{op}_{dtype}/{rows}x{cols}/d{density}"), &case, 10, &mut run);
         // The same call down the radix passes over all keys (the path before the sample bracket and the
         // one-block rows), as a baseline from the same run.
-        if std::env::var_os("SLR_TOPK_PATH").is_none() {
-            std::env::set_var("SLR_TOPK_PATH", "radix");
-            match gpu.time_ms(10, &mut run) {
-                Ok(t) => report_baseline(&case, "radix passes over all keys (SLR_TOPK_PATH=radix)", t, &bench.device),
-                Err(e) => println!("    radix-path baseline failed: {e}"),
-            }
-            std::env::remove_var("SLR_TOPK_PATH");
-        }
+        report_switched(gpu, &case, "SLR_TOPK_PATH", "radix", "radix passes over all keys", 10, &bench.device, &mut run);
     };
     for &f in fractions {
         run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
@@ -540,6 +516,21 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
     if cols == 4096 {
         run_case("topk_mask_per_row", 64.0 / cols as f64, TopkSpec::count(64).per_row());
     }
+}
+
+/// Times `f` once more with the library switch `var=value` set (the earlier kernel of a changed path) and reports it
+/// as the baseline `label` from the same run; does nothing when the caller already set `var`.
+#[allow(clippy::too_many_arguments)]
+fn report_switched(gpu: &Gpu, case: &Case, var: &str, value: &str, label: &str, iters: usize, device: &str, f: impl FnMut() -> Result<()>) {
+    if std::env::var_os(var).is_some() {
+        return;
+    }
+    std::env::set_var(var, value);
+    match gpu.time_ms(iters, f) {
+        Ok(ms) => report_baseline(case, &format!("{label} ({var}={value})"), ms, device),
+        Err(e) => println!("    {label} failed: {e}"),
+    }
+    std::env::remove_var(var);
 }
 
 /// One more call, for the paths its orthonormalizations took (printed next to the timing) and, with
