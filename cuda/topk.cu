@@ -435,6 +435,7 @@ __host__ __device__ __forceinline__ unsigned long long sample_position(unsigned 
 
 // One block: the sample's order keys into shared memory (kSamples * 4 bytes, dynamic), then the keys of ranks
 // rank_hi and rank_lo (kth_in_shared twice). rank_hi = 0: no hi (nothing is "above"); rank_lo > kSamples: lo = 0.
+// Floor: kSamples scattered key reads (one 32-byte sector each, 128 KiB in all); the cost is one block's latency.
 template <typename T>
 __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsigned n, unsigned flags,
                                                unsigned rank_hi, unsigned rank_lo, unsigned* __restrict__ bracket) {
@@ -562,6 +563,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
 // order the warps arrive: the k-th key and the counts do not depend on the order, only which keys are in the list,
 // and that is fixed. Keys past `cap` are counted, not written (the host then falls back). No mask, no indices, no
 // scan, no compaction: one launch between the sample and the selection over the list.
+// Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 template <typename T>
 __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags,
                                               unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap) {
@@ -600,6 +602,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
 
 // Block b copies its region's cand_counts[b] entries to offsets[b].. of the packed arrays (offsets: the exclusive
 // scan of cand_counts), so the packed candidates are in flat-index order.
+// Floor: the candidates read and written once, (sizeof(T) + 4) bytes each both ways.
 template <typename T>
 __device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,
                                         const unsigned* __restrict__ cand_counts,
@@ -696,7 +699,7 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 SLR_EMU_EXPORT(topk_choose)
 
 // Candidate j's bit (set in cand_words by the selection among the candidates) goes to bit packed_idx[j] of the
-// matrix's mask. One thread per candidate.
+// matrix's mask. One thread per candidate. Floor: n_cand / 8 + 4 n_cand bytes read, one 8-byte OR per taken key.
 extern "C" __global__ void __launch_bounds__(kThreads)
     topk_scatter_bits(const unsigned long long* __restrict__ cand_words, const unsigned* __restrict__ packed_idx,
                       unsigned n_cand, unsigned long long* __restrict__ words) {
@@ -709,7 +712,8 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 SLR_EMU_EXPORT(topk_scatter_bits)
 
 // Every segment's state words: zero, except word `word`, which gets `value` (k for a count, the key of a fixed
-// cut). One thread per word; replaces an upload from the host, which would wait for the stream.
+// cut). One thread per word; replaces an upload from the host, which would wait for the stream. Floor: 32 bytes
+// written per segment.
 extern "C" __global__ void __launch_bounds__(kThreads)
     topk_init_state(unsigned* __restrict__ state, unsigned long long words, unsigned word, unsigned value) {
     unsigned long long i = (unsigned long long)blockIdx.x * kThreads + threadIdx.x;
