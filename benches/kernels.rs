@@ -691,6 +691,7 @@ fn bench_rsvd(c: &mut Criterion) {
                     }
                 };
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
+                report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).
                     Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),
@@ -698,6 +699,13 @@ fn bench_rsvd(c: &mut Criterion) {
                 }
                 let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
                 println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
+                if std::env::var_os("SLR_RSVD_PATH").is_none() {
+                    // The host-driven path's profile too, for the same-run comparison of where the time goes.
+                    std::env::set_var("SLR_RSVD_PATH", "host");
+                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                    std::env::remove_var("SLR_RSVD_PATH");
+                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_PATH=host): {info}");
+                }
                 let omega = gpu.alloc_zeros::<f32>(n * l).unwrap();
                 let mut y = gpu.alloc_zeros::<f32>(m * l).unwrap();
                 match gpu.time_ms(10, || cublas_sgemm_a_omega(gpu, &d32, &omega, &mut y, m, n, l)) {

@@ -1,4 +1,4 @@
-// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Three kernels:
+// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Four kernels:
 //
 //   rsvd_gaussian_f32:  Omega[i] = N(0, 1) for i in [0, count), from Philox4x32-10 keyed by the 64-bit seed with
 //                       counter (i / 4, 0, 0, 0); output word i % 4 of that call, each pair of words turned into
@@ -21,12 +21,38 @@
 //                       It is the product engine of the emulator (which has no cuBLAS) and the fallback when
 //                       libcublas is missing; not tuned: about 2 * m * n * k flops at CUDA-core rates with every
 //                       operand read from L1/L2, far from the 67 TFLOP/s f32 floor that cuBLAS reaches.
+//   rsvd_cholqr_factor_f32: one CholeskyQR pass's l x l step without a host round trip: from the Gram matrix
+//                       G = YᵀY (l x l, column-major; its lower triangle is read) to R⁻¹ with G = RᵀR, R = Lᵀ upper
+//                       triangular (column-major, zeros below the diagonal), and a status word (kStatus* below).
+//                       Right-looking Cholesky G = L Lᵀ and, in the same sweep, the inverse X = L⁻¹ by elimination
+//                       on [L | I]: step k takes column k of L (L[i][k] = S[i][k] / sqrt(S[k][k])) and row k of X
+//                       (X[k][c] = S[k][c] / L[k][k]), then every later row i updates its Schur complement
+//                       (S[i][j] -= L[i][k] L[j][k], j > k) and its X part (S[i][j] -= L[i][k] X[k][j], j <= k).
+//                       One packed lower triangle in shared memory holds both (X fills the columns Cholesky has
+//                       finished with), so R⁻¹ = Xᵀ comes out in place. First pass (`first_pass` = 1): a pivot
+//                       with S[k][k] <= 64 u G[k][k] (a column dependent at f32 precision) restarts the
+//                       factorization on G + s I, s = 8 (sqrt(rows) + l) u tr(G) (shifted CholeskyQR, Fukaya et
+//                       al. 2020; status kStatusShifted). A later pass checks instead that max |G - I| <= 1e-2
+//                       (kStatusNotNearIdentity otherwise: the two passes did not make Y orthonormal). A pivot
+//                       that is not positive and finite ends it (kStatusFailed, R⁻¹ = I so the queued products
+//                       stay finite); the host then reruns the whole factorization on its guarded path.
+//                       Launch: one block of 1024 threads, dynamic shared memory (l (l + 1) / 2 + 3 l) floats
+//                       (l <= 320: 205 KB). Floor: l sequential steps of 2 barriers each and ~l³/3 FMAs in shared
+//                       memory (l = 138: 0.9 M FMAs, ~10-20 us of latency; the l² words in and out are nothing).
 #include "common.cuh"
 
 namespace {
 
 constexpr unsigned kThreads = 256;
 constexpr unsigned kGemmTile = 16;
+constexpr unsigned kFactorThreads = 1024;
+constexpr unsigned kFactorWarps = kFactorThreads / 32;
+
+// Status bits of rsvd_cholqr_factor_f32 (src/rsvd.rs reads the same values).
+constexpr unsigned kStatusShifted = 1u;
+constexpr unsigned kStatusFailed = 2u;
+constexpr unsigned kStatusNotNearIdentity = 4u;
+constexpr float kU32Roundoff = 5.960464477539063e-8f;
 
 // Philox4x32 round constants (Salmon et al., SC'11).
 constexpr unsigned kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
@@ -174,6 +200,80 @@ __device__ __forceinline__ void gemm_impl(unsigned m, unsigned n, unsigned k, fl
     *out = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *out);
 }
 
+// Packed lower triangle, row by row: row i starts at tri(i), element (i, j) for j <= i at tri(i) + j.
+__device__ __forceinline__ unsigned tri(unsigned i) { return i * (i + 1) / 2; }
+
+// s <- G's lower triangle (packed; G column-major, G[i][j] at g[i + j * l]) plus `shift` on the diagonal, and
+// diag[i] <- G[i][i] unshifted. One warp per column, lanes down it (coalesced reads). Ends with a barrier; returns,
+// the same in every thread, whether some |G[i][j] - delta_ij| (lower triangle) exceeds 1e-2 or is NaN.
+__device__ __forceinline__ bool factor_load(const float* __restrict__ g, unsigned l, float shift, float* s,
+                                            float* diag) {
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    bool far = false;
+    for (unsigned j = warp; j < l; j += kFactorWarps) {
+        for (unsigned i = j + lane; i < l; i += 32) {
+            float v = g[i + (unsigned long long)j * l];
+            far |= !(fabsf(v - (i == j ? 1.0f : 0.0f)) <= 1e-2f);
+            if (i == j) {
+                diag[i] = v;
+                v += shift;
+            }
+            s[tri(i) + j] = v;
+        }
+    }
+    return __syncthreads_or(far) != 0;
+}
+
+// Sum of diag[0..l) in a fixed order (per-thread strided sums, warp butterflies, warps in order): the same value
+// in every thread.
+__device__ __forceinline__ float block_trace(const float* diag, unsigned l) {
+    __shared__ float partial[kFactorWarps];
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float t = 0.0f;
+    for (unsigned i = threadIdx.x; i < l; i += kFactorThreads) t += diag[i];
+    t = slr::warp_sum(t);
+    if (lane == 0) partial[warp] = t;
+    __syncthreads();
+    float total = 0.0f;
+    for (unsigned w = 0; w < kFactorWarps; ++w) total += partial[w];
+    return total;
+}
+
+// The sweep of rsvd_cholqr_factor_f32 over the packed s (file comment): afterwards s holds X = L⁻¹. `col` and
+// `row` (l floats each) carry column k of L and row k of X from one phase to the next. Returns false, in every
+// thread together (all read the same pivot after a barrier), at the first pivot that is not positive and finite
+// or, with `guard`, not above 64 u G[k][k].
+__device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, const float* diag, unsigned l,
+                                             bool guard) {
+    const unsigned tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    for (unsigned k = 0; k < l; ++k) {
+        const unsigned rk = tri(k);
+        const float piv = s[rk + k];
+        if (!(piv > 0.0f && piv <= 3.402823466e38f) || (guard && !(piv > 64.0f * kU32Roundoff * diag[k]))) {
+            return false;
+        }
+        const float inv = 1.0f / sqrtf(piv);
+        // Phase A: column k of L and row k of X into the buffers (s is only read).
+        for (unsigned i = k + 1 + tid; i < l; i += kFactorThreads) col[i] = s[tri(i) + k] * inv;
+        for (unsigned c = tid; c < k; c += kFactorThreads) row[c] = s[rk + c] * inv;
+        if (tid == 0) row[k] = inv;
+#ifndef SLR_FAULT_CHOLQR_PHASE_SYNC  // planted fault for the emulator's mutation test: phase B reads stale buffers
+        __syncthreads();
+#endif
+        // Phase B: row k of X stored; every later row i updates its own elements only.
+        for (unsigned c = tid; c <= k; c += kFactorThreads) s[rk + c] = row[c];
+        for (unsigned i = k + 1 + warp; i < l; i += kFactorWarps) {
+            const unsigned ri = tri(i);
+            const float li = col[i];
+            for (unsigned j = lane; j < k; j += 32) s[ri + j] = fmaf(-li, row[j], s[ri + j]);  // X part
+            if (lane == 0) s[ri + k] = -li * row[k];  // L[i][k] consumed, X[i][k] starts
+            for (unsigned j = k + 1 + lane; j <= i; j += 32) s[ri + j] = fmaf(-li, col[j], s[ri + j]);  // Schur
+        }
+        __syncthreads();
+    }
+    return true;
+}
+
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(kThreads)
@@ -204,3 +304,34 @@ extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
     gemm_impl(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, c_rs, c_cs);
 }
 SLR_EMU_EXPORT(rsvd_gemm_f32)
+
+extern "C" __global__ void __launch_bounds__(kFactorThreads)
+    rsvd_cholqr_factor_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,
+                           float* __restrict__ r_inv, unsigned* __restrict__ status, unsigned slot) {
+    SLR_DYNAMIC_SMEM(float, smem);
+    float* s = smem;
+    float* col = s + tri(l);
+    float* row = col + l;
+    float* diag = row + l;
+    unsigned st = 0;
+    const bool far = factor_load(g, l, 0.0f, s, diag);
+    if (!first_pass && far) st |= kStatusNotNearIdentity;
+    bool ok = factor_sweep(s, col, row, diag, l, first_pass != 0);
+    if (!ok && first_pass) {
+        const float shift = 8.0f * (sqrtf((float)rows) + (float)l) * kU32Roundoff * block_trace(diag, l);
+        st |= kStatusShifted;
+        __syncthreads();  // every thread has read its last pivot before s is reloaded
+        factor_load(g, l, shift, s, diag);
+        ok = shift > 0.0f && shift <= 3.402823466e38f && factor_sweep(s, col, row, diag, l, false);
+    }
+    if (!ok) st |= kStatusFailed;
+    // R⁻¹ = Xᵀ, column b = row b of X; I after a failure (the queued products stay finite; the host discards them).
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (unsigned b = warp; b < l; b += kFactorWarps) {
+        for (unsigned a = lane; a < l; a += 32) {
+            r_inv[a + (unsigned long long)b * l] = a > b ? 0.0f : ok ? s[tri(b) + a] : (a == b ? 1.0f : 0.0f);
+        }
+    }
+    if (threadIdx.x == 0) status[slot] = st;
+}
+SLR_EMU_EXPORT(rsvd_cholqr_factor_f32)

@@ -67,6 +67,15 @@ if command -v compute-sanitizer >/dev/null; then
     rc=$?
     note "compute-sanitizer $tool $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
   done
+  # rSVD's Cholesky/inverse kernel shares memory between 1024 threads: racecheck on its own tests only (the rest
+  # of test-rsvd is cuBLAS, which memcheck above covers).
+  if [ -x "$B/bin/test-rsvd" ]; then
+    echo "=== racecheck rsvd device_cholesky" >> "$san_log"
+    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 timeout 30 compute-sanitizer --tool racecheck --error-exitcode 99 \
+      "$B/bin/test-rsvd" --test-threads=1 device_cholesky >> "$san_log" 2>&1
+    rc=$?
+    note "compute-sanitizer racecheck rsvd (device_cholesky): $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
+  fi
 else
   note "compute-sanitizer: NOT FOUND"
 fi

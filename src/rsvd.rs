@@ -23,11 +23,23 @@
 //! orthonormal Q. R always has a non-negative diagonal, so Q is the unique QR factor whichever path ran: the CPU
 //! reference and the device agree up to rounding. [`RsvdInfo`] counts which path each orthonormalization took.
 //!
+//! **Queued device path.** That guarded orth reads every Gram matrix back to the host (a round trip and a host
+//! factorization per pass, with the device idle meanwhile). [`rsvd`] first tries the same algorithm with no host
+//! step before the small SVD: every basis by CholeskyQR2 (always two passes), each pass a Gram product, the kernel
+//! `rsvd_cholqr_factor_f32` (f32 Cholesky of G and the inverse of its factor in one block's shared memory, with
+//! the first pass's pivot guard and shift done in the kernel) and `Y ← Y R⁻¹`, all queued on the stream; then
+//! `R₂ = Q₂ᵀ Bᵀ` (B = R₂ᵀ Q₂ᵀ because Q₂ spans Bᵀ's columns to rounding) and the status words come back in one
+//! synchronization. If any Cholesky failed or a second pass's Gram matrix was not within 1e-2 of I (the basis
+//! was too ill-conditioned for two passes: cond(Y) beyond a few hundred, e.g. rank-deficient or fast-decaying
+//! spectra at large l), the work is discarded and the host-driven algorithm above runs from the start (correct,
+//! but the queued attempt's time is lost). `RsvdInfo::device_queued` says which ran. l is limited by shared memory
+//! (≤ 320 on sm_90). `SLR_RSVD_PATH=host` forces the host-driven path. The CPU reference is always host-driven.
+//!
 //! Where each step runs (device path, [`rsvd`]): bf16/f16 → f32 conversion and the non-finite count, the sketch,
 //! and every product with A or with an m x l / n x l matrix on the device (cuBLAS sgemm, TF32 tensor cores on
 //! request; the emulator, which has no cuBLAS, runs them through the crate's own small `rsvd_gemm_f32` kernel);
-//! the l x l pieces (Cholesky, triangular inverse, the small SVD, the rare Householder fallback) on the host with
-//! faer in f64. Each is one l x l transfer (≤ 300 KB at l = 266); Cholesky and inverse cost ≤ 0.3 ms, the small
+//! the Cholesky/inverse steps on the device on the queued path, on the host (faer, f64) otherwise; the small SVD
+//! and the rare Householder fallback on the host with faer in f64. Each is one l x l transfer (≤ 300 KB at l = 266); Cholesky and inverse cost ≤ 0.3 ms, the small
 //! SVD (through the l x l eigenproblem, 2.5-3x faster than faer's SVD here) ~1.2 ms at l = 138 and ~5 ms at
 //! l = 266 on the 2-core development machine (release build): more than the products' floor at r = 256, so moving
 //! it to the device is the next step (docs/rsvd.md). The CPU reference [`rsvd_cpu`] is the same algorithm with
@@ -103,7 +115,22 @@ pub struct RsvdInfo {
     pub shifted_cholesky_qr: usize,
     /// Orthonormalizations that fell back to Householder QR on the host.
     pub householder: usize,
+    /// The device ran the whole power iteration queued, with no host round trip before the small SVD: every basis
+    /// by CholeskyQR2 whose l x l steps ran in `rsvd_cholqr_factor_f32` (module docs). False on the CPU reference,
+    /// for l above [`QUEUED_MAX_SKETCH_COLS`], under `SLR_RSVD_PATH=host`, and when a basis needed the guarded
+    /// path (then the host-driven algorithm ran from the start; the counts above are its own).
+    pub device_queued: bool,
 }
+
+/// Widest sketch whose l x l factorization fits one block's shared memory ((l (l + 1) / 2 + 3 l) f32 words ≤
+/// 227 KiB); wider sketches take the host-driven path.
+pub const QUEUED_MAX_SKETCH_COLS: usize = 320;
+
+// Status bits written by rsvd_cholqr_factor_f32 (cuda/rsvd.cu has the same values).
+const STATUS_SHIFTED: u32 = 1;
+const STATUS_FAILED: u32 = 2;
+const STATUS_NOT_NEAR_IDENTITY: u32 = 4;
+const FACTOR_THREADS: u32 = 1024;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The Gaussian sketch: Philox4x32-10 + Box-Muller with our own log/sin/cos polynomials (cuda/rsvd.cu has the
@@ -254,8 +281,19 @@ enum Step {
     ApplyR,
     SmallSvd,
     Final,
+    DeviceFactor,
 }
-const STEP_NAMES: [&str; 8] = ["convert+count", "sketch", "products with A", "Gram (product + download)", "host Cholesky/inverse", "Y·R⁻¹ (upload + product)", "small SVD (host)", "final products"];
+const STEP_NAMES: [&str; 9] = [
+    "convert+count",
+    "sketch",
+    "products with A",
+    "Gram (product; + download on the host path)",
+    "host Cholesky/inverse",
+    "Y·R⁻¹ (product; + upload on the host path)",
+    "small SVD (R₂ download + host)",
+    "final products",
+    "device Cholesky/inverse",
+];
 
 /// Wall-clock time per step, a diagnostic turned on by the environment variable `SLR_RSVD_PROFILE`: the engine
 /// synchronizes after every step so that the clock covers the device work, and one line goes to stderr per call.
@@ -263,12 +301,12 @@ const STEP_NAMES: [&str; 8] = ["convert+count", "sketch", "products with A", "Gr
 struct Profile {
     on: bool,
     last: std::time::Instant,
-    ms: [f64; 8],
+    ms: [f64; 9],
 }
 
 impl Profile {
     fn from_env() -> Self {
-        Profile { on: std::env::var_os("SLR_RSVD_PROFILE").is_some(), last: std::time::Instant::now(), ms: [0.0; 8] }
+        Profile { on: std::env::var_os("SLR_RSVD_PROFILE").is_some(), last: std::time::Instant::now(), ms: [0.0; 9] }
     }
     /// Charges the time since the previous lap to `step`.
     fn lap<E: Engine>(&mut self, e: &mut E, step: Step) -> Result<()> {
@@ -851,6 +889,168 @@ impl Engine for DeviceEngine<'_, '_> {
     }
 }
 
+impl DeviceEngine<'_, '_> {
+    /// `XᵀX` (l x l, f32), left on the device.
+    fn gram_on_device(&mut self, x: &DevMat) -> Result<DevMat> {
+        let xs = DeviceSlice::from(&x.buf);
+        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer.
+        unsafe { self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows }, false) }
+    }
+
+    /// `X · S` with both on the device (X rows x l, S l x k).
+    fn mul_on_device(&mut self, x: &DevMat, s: &DevMat) -> Result<DevMat> {
+        debug_assert_eq!(s.rows, x.cols);
+        let (xs, ss) = (DeviceSlice::from(&x.buf), DeviceSlice::from(&s.buf));
+        // SAFETY: X and S are packed in their buffers (rows x l and l x k); the algorithm passes an S with as many
+        // rows as X has columns.
+        unsafe { self.product(x.rows, s.cols, x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.rows }, false) }
+    }
+
+    /// R⁻¹ (l x l, upper triangular, on the device) from the Gram matrix `g` of a `rows` x l basis, through
+    /// `rsvd_cholqr_factor_f32`, which writes its status word to `status[slot]`.
+    fn factor_on_device(&mut self, g: &DevMat, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize) -> Result<DevMat> {
+        factor_kernel(self.gpu, &g.buf, g.rows, rows, first_pass, status, slot)
+    }
+
+    /// CholeskyQR2 of Y with both l x l steps on the device and nothing read back: two passes of
+    /// `G = YᵀY`, R⁻¹ from `rsvd_cholqr_factor_f32`, `Y ← Y R⁻¹`. The passes' status words go to
+    /// `status[*slot]` and the next slot; the caller reads them all once, at the end.
+    fn orth_queued(&mut self, y0: &DevMat, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile) -> Result<DevMat> {
+        let mut cur: Option<DevMat> = None;
+        for pass in 0..2 {
+            let y = cur.as_ref().unwrap_or(y0);
+            let g = self.gram_on_device(y)?;
+            prof.lap(self, Step::Gram)?;
+            let r_inv = self.factor_on_device(&g, y.rows, pass == 0, status, *slot)?;
+            *slot += 1;
+            prof.lap(self, Step::DeviceFactor)?;
+            let next = self.mul_on_device(y, &r_inv)?;
+            prof.lap(self, Step::ApplyR)?;
+            cur = Some(next);
+        }
+        Ok(cur.expect("two passes ran"))
+    }
+}
+
+/// Launches `rsvd_cholqr_factor_f32` on the l x l column-major Gram matrix in `g` (the first l² elements), writing
+/// a fresh l x l R⁻¹ and `status[slot]`. Errors: l = 0 or above [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too
+/// short, `rows` above u32, buffers of another backend.
+fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize) -> Result<DevMat> {
+    const OP: &str = "rsvd cholqr factor";
+    if l == 0 || l > QUEUED_MAX_SKETCH_COLS {
+        return Err(Error::LengthMismatch { op: OP, what: "sketch columns l (1..=QUEUED_MAX_SKETCH_COLS)", expected: QUEUED_MAX_SKETCH_COLS, got: l });
+    }
+    check_len(OP, "g (l x l)", l * l, g.len())?;
+    if slot >= status.len() {
+        return Err(Error::LengthMismatch { op: OP, what: "status slot", expected: status.len(), got: slot });
+    }
+    if rows > u32::MAX as usize {
+        return Err(Error::LengthMismatch { op: OP, what: "rows of the basis", expected: u32::MAX as usize, got: rows });
+    }
+    // SAFETY: the kernel writes all l x l elements of R⁻¹ (zeros below the diagonal, I after a failure).
+    let mut r_inv = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
+    {
+        let gv = DeviceSlice::from(g);
+        let (p_g, _g0) = gv.kernel_ptr(gpu, OP, "g")?;
+        let mut rv = DeviceSliceMut::from(&mut r_inv.buf);
+        let (p_r, _g1) = rv.kernel_ptr_mut(gpu, OP, "r_inv")?;
+        let mut sv = DeviceSliceMut::from(status);
+        let (p_s, _g2) = sv.kernel_ptr_mut(gpu, OP, "status")?;
+        let shape = LaunchShape { grid: (1, 1, 1), block: (FACTOR_THREADS, 1, 1), shared_bytes: factor_shared_bytes(l) as u32 };
+        // SAFETY: g holds at least l x l elements (checked) and the kernel reads G[i + j l] for i, j < l; R⁻¹ is a
+        // fresh buffer of exactly l x l elements, written at a + b l for a, b < l; status has more than `slot`
+        // elements (checked) and only status[slot] is written; the dynamic shared memory is the
+        // l (l + 1) / 2 + 3 l floats the kernel carves (≤ 209 KB for l ≤ 320, opted into by launch); no output
+        // overlaps an input (fresh R⁻¹; the status buffer is not an input); arguments match the kernel.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                "rsvd_cholqr_factor_f32",
+                shape,
+                &[p_g, KernelArg::U32(l as u32), KernelArg::U32(rows as u32), KernelArg::U32(first_pass as u32), p_r, p_s, KernelArg::U32(slot as u32)],
+            )?;
+        }
+    }
+    Ok(r_inv)
+}
+
+/// One CholeskyQR pass's l x l step on the device, for tests: `g` is an l x l column-major Gram matrix; returns
+/// R⁻¹ (l x l column-major, upper triangular) and the kernel's status word (1: the first pass needed the shift;
+/// 2: the factorization failed, R⁻¹ = I; 4: a later pass found `max |G − I| > 1e-2`). `rows` is the basis's row
+/// count (it scales the shift).
+#[doc(hidden)]
+pub fn cholqr_factor_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool) -> Result<(Vec<f32>, u32)> {
+    let dg = gpu.upload(g)?;
+    let mut status = gpu.alloc_zeros::<u32>(1)?;
+    let r_inv = factor_kernel(gpu, &dg, l, rows, first_pass, &mut status, 0)?;
+    Ok((gpu.download(&r_inv.buf)?, gpu.download(&status)?[0]))
+}
+
+/// The algorithm of [`run`] queued on the device with no host round trip until the small SVD: every basis by
+/// CholeskyQR2 through `rsvd_cholqr_factor_f32` (f32 Cholesky and inverse, in-kernel shift on the first pass),
+/// then `R₂ = Q₂ᵀ Bᵀ` (one l x l product; `B = R₂ᵀ Q₂ᵀ` because Q₂ spans Bᵀ's columns to rounding), read back with
+/// the status words in one synchronization. `None` when a status asks for the guarded host path (a Cholesky that
+/// failed, or a basis not orthonormal after two passes: cond(Y) beyond ~400); the caller then runs [`run`].
+fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig, info: &mut RsvdInfo, prof: &mut Profile) -> Result<Option<Factors<DevMat>>> {
+    let r = cfg.rank;
+    let l = r.saturating_add(cfg.oversample).min(m.min(n));
+    info.sketch_cols = l;
+    let bases = 2 * cfg.power_iters + 2;
+    let mut status = e.gpu.alloc_zeros::<u32>(2 * bases)?;
+    let mut slot = 0;
+    let omega = e.sketch(n, l, cfg.seed)?;
+    prof.lap(e, Step::Sketch)?;
+    let y = e.a_mul(&omega, false)?;
+    prof.lap(e, Step::AProducts)?;
+    let mut q = e.orth_queued(&y, &mut status, &mut slot, prof)?;
+    for _ in 0..cfg.power_iters {
+        let z = e.a_mul(&q, true)?;
+        prof.lap(e, Step::AProducts)?;
+        let z = e.orth_queued(&z, &mut status, &mut slot, prof)?;
+        let y = e.a_mul(&z, false)?;
+        prof.lap(e, Step::AProducts)?;
+        q = e.orth_queued(&y, &mut status, &mut slot, prof)?;
+    }
+    let bt = e.a_mul(&q, true)?;
+    prof.lap(e, Step::AProducts)?;
+    let q2 = e.orth_queued(&bt, &mut status, &mut slot, prof)?;
+    let (q2s, bts) = (DeviceSlice::from(&q2.buf), DeviceSlice::from(&bt.buf));
+    // SAFETY: Q₂ᵀ (l x n) reads the packed n x l Q₂ through swapped strides, Bᵀ is packed n x l.
+    let r2 = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
+    let r2 = e.to_host(&r2)?;
+    let words = e.gpu.download(&status)?;
+    debug_assert_eq!(slot, words.len());
+    if words.iter().any(|&w| w & (STATUS_FAILED | STATUS_NOT_NEAR_IDENTITY) != 0) {
+        return Ok(None);
+    }
+    for first in words.chunks(2).map(|p| p[0]) {
+        if first & STATUS_SHIFTED != 0 {
+            info.shifted_cholesky_qr += 1;
+        } else {
+            info.cholesky_qr += 1;
+        }
+    }
+    info.device_queued = true;
+    let (s, ur, vr) = small_svd(&r2, r)?;
+    prof.lap(e, Step::SmallSvd)?;
+    Ok(Some(Factors { q, ur, s, q2, vr }))
+}
+
+/// Dynamic shared memory of `rsvd_cholqr_factor_f32` for an l x l Gram matrix: the packed triangle and three
+/// l-vectors.
+fn factor_shared_bytes(l: usize) -> usize {
+    (l * (l + 1) / 2 + 3 * l) * 4
+}
+
+/// Whether [`rsvd`] tries [`run_queued`] first: l within one block's shared memory on this device (l ≤ 320 on
+/// sm_90, ≤ 285 on sm_80, ≤ 221 on sm_86/89), unless `SLR_RSVD_PATH=host` (the host-driven path, kept as the
+/// benchmark's same-run baseline).
+fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
+    l <= QUEUED_MAX_SKETCH_COLS
+        && factor_shared_bytes(l) <= gpu.max_dynamic_shared_bytes() as usize
+        && std::env::var("SLR_RSVD_PATH").map_or(true, |v| v != "host")
+}
+
 /// Counts A's non-finite entries on the device and, with `dst`, writes A as f32 in the same layout, packed
 /// (kernel `rsvd_to_f32_<dtype>`). Waits for the count.
 fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option<&mut DeviceVec<f32>>) -> Result<usize> {
@@ -934,7 +1134,15 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape };
     let mut info = RsvdInfo::default();
     prof.lap(&mut e, Step::Convert)?;
-    let f = run(&mut e, m, n, cfg, &mut info, &mut prof)?;
+    let l = cfg.rank.saturating_add(cfg.oversample).min(m.min(n));
+    let queued = if queued_path_enabled(gpu, l) { run_queued(&mut e, m, n, cfg, &mut info, &mut prof)? } else { None };
+    let f = match queued {
+        Some(f) => f,
+        None => {
+            info = RsvdInfo::default();
+            run(&mut e, m, n, cfg, &mut info, &mut prof)?
+        }
+    };
     let r = cfg.rank;
     let (us, vs) = (u.shape(), vt.shape());
     let ur = e.from_host(&f.ur)?;

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -334,6 +334,49 @@ fn philox_one_round_short_gives_a_sketch_that_differs_from_the_cpu() {
             let same = got.iter().zip(&expect).all(|(g, e)| g.to_bits() == e.to_bits());
             // The sketch is compared bitwise, so one missing Philox round changes (almost) every value.
             assert_eq!(same, !faulty, "{schedule:?}: faulty={faulty}");
+        }
+    }
+}
+
+#[test]
+fn cholqr_factor_without_its_phase_barrier_no_longer_whitens_the_gram_matrix() {
+    // rsvd_cholqr_factor_f32 with the barrier between writing column k of L / row k of L⁻¹ into the shared
+    // buffers and the rows' updates removed (planted fault `cholqr_phase_sync`): updates read the previous step's
+    // buffers, so R⁻ᵀ G R⁻¹ is far from I (or the block deadlocks), while the unmodified kernel whitens G to ~1e-6.
+    let mut rng = rng("cholqr_phase_sync");
+    let (l, rows) = (rng.gen_range(40..80), 200);
+    let y: Vec<f64> = (0..rows * l).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let g: Vec<f64> = (0..l * l).map(|e| (0..rows).map(|p| y[p * l + e % l] * y[p * l + e / l]).sum()).collect();
+    let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "cholqr_phase_sync").unwrap() } else { Gpu::emulated(schedule) };
+            let (r_inv, status) = match sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, true) {
+                Ok(x) => x,
+                // Threads that read a stale pivot can also disagree about a failure and leave the sweep at
+                // different steps: the emulator reports the deadlock, naming the kernel.
+                Err(Error::Emulator { kernel, .. }) if faulty => {
+                    assert_eq!(kernel, "rsvd_cholqr_factor_f32");
+                    continue;
+                }
+                Err(e) => panic!("{schedule:?}: faulty={faulty}: {e}"),
+            };
+            // max |(R⁻ᵀ G R⁻¹)[i][j] − δij| in f64.
+            let mut dev = 0f64;
+            for i in 0..l {
+                for j in 0..l {
+                    let mut w = 0f64;
+                    for a in 0..=i {
+                        for b in 0..=j {
+                            w += r_inv[a + i * l] as f64 * g[a + b * l] * r_inv[b + j * l] as f64;
+                        }
+                    }
+                    let d = (w - if i == j { 1.0 } else { 0.0 }).abs();
+                    dev = if d.is_nan() { f64::INFINITY } else { dev.max(d) };
+                }
+            }
+            let whitened = status == 0 && dev <= 1e-4;
+            assert_eq!(whitened, !faulty, "{schedule:?}: faulty={faulty}, status {status}, max deviation {dev:e}");
         }
     }
 }

@@ -275,6 +275,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         }
         // The emulator's product engine: read-only operand loads and an fmaf chain.
         "rsvd_gemm_f32" => vec!["FFMA", "LDG.E.CONSTANT", "STG.E "],
+        // The l x l Cholesky/inverse sweep: shared-memory loads, FMAs and stores between barriers, the square root
+        // and reciprocal of each pivot, the OR-barrier of the near-identity check.
+        "rsvd_cholqr_factor_f32" => vec!["BAR.SYNC", "BAR.RED.OR", "LDS", "STS", "FFMA", "MUFU.RSQ", "MUFU.RCP", "STG.E "],
         _ => vec![],
     }
 }

@@ -485,6 +485,10 @@ fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() 
             let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
             eprintln!("{name} {kind:?} r={r}: {q:?} {info:?}");
             assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= lead, "{name} {kind:?}: {q:?}");
+            // Well-conditioned sketches (cond(Y) ≲ 20 here) run queued on the device, every basis by CholeskyQR2.
+            if !matches!(kind, Spectrum::Rank5PlusNoise) {
+                assert!(info.device_queued && info.cholesky_qr == 6 && info.single_pass == 0, "{name} {kind:?}: {info:?}");
+            }
         }
         // Exactly rank 3, r = 20: the guard (shift or Householder on the host) runs on the device path too.
         let (m, n, r) = (80, 60, 20);
@@ -498,6 +502,9 @@ fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() 
         let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
         eprintln!("{name} rank 3, r = 20: {q:?} {info:?}");
         assert!(info.householder + info.shifted_cholesky_qr > 0, "{name}: {info:?}");
+        // Two Cholesky passes cannot make a rank-3 basis of 30 columns orthonormal: the queued path's status sends
+        // it back to the host-driven path.
+        assert!(!info.device_queued, "{name}: {info:?}");
         assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.error_ratio <= 1.0, "{name}: {q:?}");
         assert!(((s[0] - 3.0) / 3.0).abs() < 1e-5 && (s[2] - 1.0).abs() < 1e-5 && s[3] < 1e-5, "{name}: {s:?}");
     }
@@ -546,5 +553,109 @@ fn gram_overflow_falls_back_to_householder_and_product_overflow_is_an_error_not_
         let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
         let e = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
         assert!(matches!(e, Err(Error::NonFinite { .. }) | Err(Error::NoConvergence { .. })), "{name}: {e:?}");
+    }
+}
+
+/// G = YᵀY (f64 products, rounded to f32) of a random rows x l Gaussian Y, column-major.
+fn gram_of_gaussian(rng: &mut StdRng, rows: usize, l: usize) -> (Vec<f32>, Mat<f64>) {
+    let y = Mat::from_fn(rows, l, |_, _| normal(rng));
+    let g = y.transpose() * &y;
+    let g32: Vec<f32> = (0..l * l).map(|i| g[(i % l, i / l)] as f32).collect();
+    let g64 = Mat::from_fn(l, l, |i, j| g32[i + j * l] as f64);
+    (g32, g64)
+}
+
+/// max |R⁻ᵀ G R⁻¹ − I| in f64, with R⁻¹ column-major l x l.
+fn whitening_error(g: &Mat<f64>, r_inv: &[f32], l: usize) -> f64 {
+    let ri = Mat::from_fn(l, l, |i, j| r_inv[i + j * l] as f64);
+    let w = ri.transpose() * g * &ri;
+    let mut dev = 0f64;
+    for j in 0..l {
+        for i in 0..l {
+            dev = dev.max((w[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs());
+        }
+    }
+    dev
+}
+
+#[test]
+fn device_cholesky_inverse_whitens_the_gram_matrix_and_is_upper_triangular() {
+    // rsvd_cholqr_factor_f32 (the queued path's l x l step): for G = YᵀY of a Gaussian Y with rows = 2l + 10
+    // (cond(G) ≲ 40), R⁻¹ must be upper triangular with a positive diagonal and whiten G: R⁻ᵀ G R⁻¹ = I to f32
+    // rounding of an l-step elimination, ≲ l·u·cond(G) ≈ 3e-4 at l = 138 as a worst case (measured ~1e-6; bound
+    // 1e-4), and agree with faer's f64 Cholesky inverse to 1e-3 of its largest element.
+    let mut rng = rng("rsvd_device_factor");
+    for (name, gpu) in devices("rsvd_device_factor") {
+        for l in [1usize, 2, 5, 31, 32, 33, 70, 138] {
+            let rows = 2 * l + 10;
+            let (g32, g) = gram_of_gaussian(&mut rng, rows, l);
+            let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, true).unwrap();
+            assert_eq!(status, 0, "{name} l={l}");
+            for j in 0..l {
+                assert!(r_inv[j + j * l] > 0.0, "{name} l={l}: diagonal {j}");
+                for i in j + 1..l {
+                    assert_eq!(r_inv[i + j * l], 0.0, "{name} l={l}: ({i}, {j}) below the diagonal");
+                }
+            }
+            let dev = whitening_error(&g, &r_inv, l);
+            eprintln!("{name} l={l}: max |R⁻ᵀGR⁻¹ − I| = {dev:e}");
+            assert!(dev <= 1e-4, "{name} l={l}: max |R⁻ᵀGR⁻¹ − I| = {dev:e}");
+            let want = g.llt(faer::Side::Lower).unwrap();
+            let mut inv = Mat::<f64>::zeros(l, l);
+            faer::linalg::triangular_inverse::invert_lower_triangular(inv.as_mut(), want.L(), faer::Par::Seq);
+            // R⁻¹ = (L⁻¹)ᵀ: element (i, j), i ≤ j, is L⁻¹[j][i].
+            let scale = (0..l).map(|j| inv[(j, j)].abs()).fold(0f64, f64::max);
+            for j in 0..l {
+                for i in 0..=j {
+                    let (got, exp) = (r_inv[i + j * l] as f64, inv[(j, i)]);
+                    assert!((got - exp).abs() <= 1e-3 * scale, "{name} l={l} ({i}, {j}): {got} vs {exp}");
+                }
+            }
+            // A later pass on this G (far from I) says so; on a nearly orthonormal basis's Gram it does not.
+            let (_, later) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, false).unwrap();
+            assert_eq!(later, if l == 1 && (g32[0] - 1.0).abs() <= 1e-2 { 0 } else { 4 }, "{name} l={l}");
+            let near: Vec<f32> = (0..l * l).map(|i| if i % (l + 1) == 0 { 1.0 + rng.gen_range(-5e-3f32..5e-3) } else if (i % l) > (i / l) { rng.gen_range(-5e-3f32..5e-3) } else { 0.0 }).collect();
+            let near: Vec<f32> = (0..l * l).map(|i| { let (r, c) = (i % l, i / l); if r >= c { near[i] } else { near[c + r * l] } }).collect();
+            let (r_near, st) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &near, l, rows, false).unwrap();
+            assert_eq!(st, 0, "{name} l={l}");
+            let g_near = Mat::from_fn(l, l, |i, j| near[i + j * l] as f64);
+            assert!(whitening_error(&g_near, &r_near, l) <= 1e-5, "{name} l={l}");
+        }
+    }
+}
+
+#[test]
+fn device_cholesky_shifts_dependent_columns_and_reports_failures() {
+    let mut rng = rng("rsvd_device_factor_guard");
+    for (name, gpu) in devices("rsvd_device_factor_guard") {
+        // Rank 3 of l = 10: the pivot guard trips at column 4; the first pass restarts on G + s·I, which whitens
+        // to the shift's accuracy (a finite, upper-triangular R⁻¹; the second pass is what makes Y orthonormal).
+        let (l, rows) = (10, 40);
+        let y3 = Mat::from_fn(rows, 3, |_, _| normal(&mut rng));
+        let mix = Mat::from_fn(3, l, |_, _| normal(&mut rng));
+        let y = &y3 * &mix;
+        let g = y.transpose() * &y;
+        let g32: Vec<f32> = (0..l * l).map(|i| g[(i % l, i / l)] as f32).collect();
+        let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, true).unwrap();
+        assert_eq!(status, 1, "{name}: shifted, not failed");
+        assert!(r_inv.iter().all(|x| x.is_finite()), "{name}");
+        assert!((0..l).all(|j| r_inv[j + j * l] > 0.0 && (j + 1..l).all(|i| r_inv[i + j * l] == 0.0)), "{name}");
+        // Without the first pass's shift the same G fails: R⁻¹ = I and status 2 (plus 4: G is far from I).
+        let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, false).unwrap();
+        assert_eq!(status, 2 | 4, "{name}");
+        assert!((0..l * l).all(|i| r_inv[i] == if i % (l + 1) == 0 { 1.0 } else { 0.0 }), "{name}");
+        // The zero matrix: the shift is zero, so even the first pass fails; NaN fails too.
+        let (_, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &vec![0f32; l * l], l, rows, true).unwrap();
+        assert_eq!(status, 1 | 2, "{name}");
+        let (_, g_ok) = gram_of_gaussian(&mut rng, rows, l);
+        let mut poisoned: Vec<f32> = (0..l * l).map(|i| g_ok[(i % l, i / l)] as f32).collect();
+        poisoned[3 + 3 * l] = f32::NAN;
+        let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &poisoned, l, rows, true).unwrap();
+        assert!(status & 2 != 0, "{name}: {status}");
+        assert!(r_inv.iter().all(|x| x.is_finite()), "{name}");
+        // Sizes the kernel cannot take are typed errors.
+        let big = sparse_lowrank::rsvd::QUEUED_MAX_SKETCH_COLS + 1;
+        assert!(matches!(sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &vec![0f32; big * big], big, rows, true), Err(Error::LengthMismatch { .. })), "{name}");
+        assert!(matches!(sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &[1.0, 0.0, 0.0], 2, rows, true), Err(Error::LengthMismatch { .. })), "{name}");
     }
 }

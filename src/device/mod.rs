@@ -122,6 +122,20 @@ impl Gpu {
         }
     }
 
+    /// The most dynamic shared memory one block may opt into, in bytes (227 KiB on sm_90, 163 KiB on sm_80,
+    /// 99 KiB on sm_86/89; the emulator models sm_90). 48 KiB if the driver cannot say.
+    pub(crate) fn max_dynamic_shared_bytes(&self) -> u32 {
+        match &self.backend {
+            Backend::Cuda(b) => b
+                .stream
+                .context()
+                .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+                .map_or(STATIC_SHARED_LIMIT, |v| v.max(0) as u32),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => 227 * 1024,
+        }
+    }
+
     /// The CUDA stream ops are queued on (`None` for the emulator).
     pub fn cuda_stream(&self) -> Option<&Arc<CudaStream>> {
         match &self.backend {
@@ -295,6 +309,15 @@ impl Gpu {
             Backend::Cuda(b) => {
                 let f = Self::cuda_function(b, module, kernel)?;
                 b.stream.context().bind_to_thread().map_err(cuda_err("launch"))?;
+                if shape.shared_bytes > STATIC_SHARED_LIMIT {
+                    // Dynamic shared memory beyond 48 KiB must be opted into per function (sm_70+; up to 227 KiB
+                    // on sm_90); the launch below fails with a typed error if the card has less.
+                    f.set_attribute(
+                        cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        shape.shared_bytes as i32,
+                    )
+                    .map_err(|e| Error::Cuda { op: "launch", detail: format!("{kernel}: shared memory opt-in: {e}") })?;
+                }
                 // SAFETY: `params` holds one pointer per kernel parameter into `slots`, which outlives the
                 // call; the caller's contract covers what the kernel does with them.
                 unsafe {
@@ -315,6 +338,9 @@ impl Gpu {
         }
     }
 }
+
+/// Dynamic shared memory a launch gets without the per-function opt-in.
+const STATIC_SHARED_LIMIT: u32 = 48 * 1024;
 
 /// Grid, block and dynamic shared memory of one launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
