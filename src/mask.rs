@@ -18,12 +18,32 @@ pub struct BitMask {
 
 impl BitMask {
     /// All bits clear.
+    ///
+    /// # Panics
+    /// If `rows * cols` overflows usize or the `rows * cols / 8` bytes cannot be allocated; [`BitMask::try_zeros`]
+    /// returns those as errors.
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        let n = rows.checked_mul(cols).expect("mask size overflows usize");
-        BitMask { rows, cols, words: vec![0; n.div_ceil(64)] }
+        match Self::try_zeros(rows, cols) {
+            Ok(m) => m,
+            Err(e) => panic!("BitMask::zeros({rows}, {cols}): {e}"),
+        }
     }
 
-    /// Bits set at a pattern's entries.
+    /// All bits clear, or `WorkspaceTooLarge` (nothing allocated) when `rows * cols` overflows usize or its
+    /// `⌈rows·cols/64⌉` words cannot be allocated.
+    pub fn try_zeros(rows: usize, cols: usize) -> Result<Self> {
+        const OP: &str = "BitMask::zeros";
+        let too_large = |bytes: u64| Error::WorkspaceTooLarge { op: OP, what: "mask words", bytes, max: isize::MAX as u64 };
+        let n = rows.checked_mul(cols).ok_or(too_large(u64::MAX))?;
+        let len = n.div_ceil(64);
+        let mut words = Vec::new();
+        words.try_reserve_exact(len).map_err(|_| too_large((len as u64).saturating_mul(8)))?;
+        words.resize(len, 0);
+        Ok(BitMask { rows, cols, words })
+    }
+
+    /// Bits set at a pattern's entries. Panics like [`BitMask::zeros`] for a pattern whose `rows x cols` cannot
+    /// be held as bits (an empty pattern can declare such a shape); check with [`BitMask::try_zeros`] first.
     pub fn from_pattern<I: Index>(pattern: &CsrPattern<I>) -> Self {
         let mut m = BitMask::zeros(pattern.rows(), pattern.cols());
         for (_, r, c) in pattern.iter() {

@@ -62,3 +62,13 @@ fn mask_to_csr_handles_empty_single_row_and_more_rows_than_scan_threads() {
         check(&gpu, &dev, &random_mask(&mut rng, 20000, 2, 0.5, false));
     }
 }
+
+#[test]
+fn a_mask_too_large_to_address_or_allocate_is_an_error_not_a_panic() {
+    assert!(matches!(BitMask::try_zeros(usize::MAX, 2), Err(Error::WorkspaceTooLarge { .. })));
+    // 2^62 bits = 2^59 bytes: no machine allocates that.
+    assert!(matches!(BitMask::try_zeros(1 << 31, 1 << 31), Err(Error::WorkspaceTooLarge { .. })));
+    let m = BitMask::try_zeros(3, 70).unwrap();
+    assert_eq!(m, BitMask::zeros(3, 70));
+    assert_eq!(m.count_ones(), 0);
+}
