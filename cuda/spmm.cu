@@ -17,8 +17,10 @@
 // (skewed masks) is shared by 8 warps, not walked by one.
 // spmm_xst, T > 2: X is first transposed (transpose_pad) into Xt (in x ldt, ldt = T rounded up to 8, padding
 // zero), so the T values an entry needs are contiguous: one 16-byte load gives 8 of them (two for f32). Then
-// spmm_xst_vec: one warp per (row o of S, 8 rows of X); each lane accumulates 8 sums over its entries, the
-// butterfly reduces them and lanes 0..7 write Y[t0 + lane, o]. The S row is read once per 8 rows of X (from L2). transpose_pad: 32x32 tiles through shared memory (one +1-padded tile per block).
+// spmm_xst_vec / vec2 / vec4 (G = 1, 2, 4 lanes per entry; ldt = 8, 16, >= 24): one warp per (row o of S, 8G
+// rows of X); each lane accumulates 8 sums over its entries, the butterfly over lanes with equal lane % G reduces
+// them and 8G lanes write Y[t, o]. The S row is read once per 8G rows of X, each entry's Xt row in one request.
+// transpose_pad: 32x32 tiles through shared memory (one +1-padded tile per block).
 // spmm_xst, T >= 64: the same transpose, then spmm_xst_wide (one warp per (row o, 128 rows of X), lanes across
 // t, entries broadcast by shuffle; see its comment).
 // spmm_xst_vec's launch bounds name 2 blocks per SM: with the single-argument form ptxas (13.0, sm_80) capped the
@@ -199,47 +201,66 @@ __device__ __forceinline__ void load8(const T* __restrict__ p, float (&v)[8]) {
     for (int i = 0; i < 8; ++i) v[i] = slr::to_f32(h[i]);
 }
 
-template <typename T>
+// spmm_xst for 3 <= T < 64 (and T >= 64 when the wide kernel is not taken): one warp per (row o of S, 8G
+// consecutive t of Xt), G in {1, 2, 4} lanes per entry. Lane `lane` serves entry slot lane / G of each step and
+// t = t0 + 8 (lane % G) .. + 7, one 16-byte load (two for f32) of Xt[col]: the G lanes of an entry read 16G
+// contiguous bytes (one 32-byte sector for G = 2 and 16-bit types, one 64-byte half line for G = 4), so each
+// entry costs one cache request instead of one per 8 t, and the row of S is read once per 8G t instead of once
+// per 8 t. Each lane adds its entries in the order slot, slot + 32/G, ... (kUnroll steps in flight); the
+// butterfly over the lanes with equal lane % G (xor offsets 16 .. G) sums them in a fixed order, and lane
+// j G + (lane % G) writes Y[t0 + 8 (lane % G) + j, o].
+template <typename T, unsigned G>
 __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ row_offsets,
                                                   const unsigned* __restrict__ col_indices,
                                                   const T* __restrict__ values, unsigned s_rows,
                                                   const T* __restrict__ xt, unsigned long long ldt, unsigned t_count,
                                                   T* __restrict__ y, unsigned long long y_rs,
                                                   unsigned long long y_cs, float alpha, float beta) {
-    // One warp per (row o of S, 8 consecutive rows t0.. of X): T/8 warps share a row of S (re-read from L2), so
-    // even T = 128 keeps the GPU full of independent warps instead of one warp walking the row 16 times.
-    unsigned t_chunks = (t_count + 7) / 8;
-    unsigned long long warp = (unsigned long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-    unsigned lane = threadIdx.x % 32;
+    static_assert(G == 1 || G == 2 || G == 4, "8 t per lane, at most 32 t per warp");
+    constexpr unsigned kSlots = 32 / G;  // entries per warp step
+    const unsigned t_chunks = (t_count + 8 * G - 1) / (8 * G);
+    const unsigned long long warp = (unsigned long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+    const unsigned lane = threadIdx.x % 32, slot = lane / G, sub = lane % G;
     if (warp >= (unsigned long long)s_rows * t_chunks) return;  // whole warps leave together
-    unsigned o = (unsigned)(warp / t_chunks), t0 = (unsigned)(warp % t_chunks) * 8;
-    unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
+    const unsigned o = (unsigned)(warp / t_chunks);
+    const unsigned t0 = (unsigned)(warp % t_chunks) * 8 * G + 8 * sub;
+    const bool active = t0 < ldt;  // ldt is a multiple of 8: a lane's 8 t are all inside Xt's rows or all past them
+    const unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    // kUnroll entries per lane per step with their index, value and X loads in flight together; each lane still
-    // adds its entries in the order lane, lane + 32, ... (fixed summation order).
-    for (unsigned e0 = lo + lane; e0 < hi; e0 += 32 * kUnroll) {
+    for (unsigned e0 = lo + slot; e0 < hi; e0 += kSlots * kUnroll) {
         float s[kUnroll];
         unsigned long long c[kUnroll];
 #pragma unroll
         for (unsigned u = 0; u < kUnroll; ++u) {
-            unsigned e = e0 + 32 * u;
+            unsigned e = e0 + kSlots * u;
             s[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
             c[u] = e < hi ? col_indices[e] : 0u;
         }
         float xv[kUnroll][8];
 #pragma unroll
         for (unsigned u = 0; u < kUnroll; ++u) {
-            if (e0 + 32 * u < hi) load8(xt + (c[u] * ldt + t0), xv[u]);
+            if (active && e0 + kSlots * u < hi) load8(xt + (c[u] * ldt + t0), xv[u]);
         }
 #pragma unroll
         for (unsigned u = 0; u < kUnroll; ++u) {
-            if (e0 + 32 * u < hi) {
+            if (active && e0 + kSlots * u < hi) {
 #pragma unroll
                 for (int j = 0; j < 8; ++j) acc[j] = fmaf(s[u], xv[u][j], acc[j]);
             }
         }
     }
-    reduce_and_store(acc, lane, t0, t_count, o, y, y_rs, y_cs, alpha, beta);
+    float mine = 0.0f;
+#pragma unroll
+    for (unsigned j = 0; j < 8; ++j) {
+        float sum = acc[j];
+#pragma unroll
+        for (unsigned off = 16; off >= G; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+        mine = slot == j ? sum : mine;
+    }
+    if (slot < 8 && active && t0 + slot < t_count) {
+        T* out = y + ((t0 + slot) * y_rs + o * y_cs);
+        *out = combine(mine, alpha, beta, out);
+    }
 }
 
 // Four consecutive elements starting at p (aligned to 4 elements) as f32: one 16-byte load for f32, one 8-byte
@@ -402,7 +423,23 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
         const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
         unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
         float beta) {                                                                                           \
-        spmm_xst_vec_impl<T>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
+        spmm_xst_vec_impl<T, 1>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
+                             beta);                                                                             \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) spmm_xst_vec2_##SUFFIX(                  \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
+        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
+        float beta) {                                                                                           \
+        spmm_xst_vec_impl<T, 2>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
+                             beta);                                                                             \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) spmm_xst_vec4_##SUFFIX(                  \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
+        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
+        float beta) {                                                                                           \
+        spmm_xst_vec_impl<T, 4>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
                              beta);                                                                             \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_wide_##SUFFIX(                  \
@@ -424,6 +461,8 @@ SLR_EMU_EXPORT(spmm_xst_f32)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_f32)
 SLR_EMU_EXPORT(spmm_sb_f32)
 SLR_EMU_EXPORT(spmm_xst_vec_f32)
+SLR_EMU_EXPORT(spmm_xst_vec2_f32)
+SLR_EMU_EXPORT(spmm_xst_vec4_f32)
 SLR_EMU_EXPORT(spmm_xst_wide_f32)
 SLR_EMU_EXPORT(transpose_pad_f32)
 SLR_SPMM(__half, f16)
@@ -431,6 +470,8 @@ SLR_EMU_EXPORT(spmm_xst_f16)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_f16)
 SLR_EMU_EXPORT(spmm_sb_f16)
 SLR_EMU_EXPORT(spmm_xst_vec_f16)
+SLR_EMU_EXPORT(spmm_xst_vec2_f16)
+SLR_EMU_EXPORT(spmm_xst_vec4_f16)
 SLR_EMU_EXPORT(spmm_xst_wide_f16)
 SLR_EMU_EXPORT(transpose_pad_f16)
 SLR_SPMM(__nv_bfloat16, bf16)
@@ -438,5 +479,7 @@ SLR_EMU_EXPORT(spmm_xst_bf16)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_bf16)
 SLR_EMU_EXPORT(spmm_sb_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec_bf16)
+SLR_EMU_EXPORT(spmm_xst_vec2_bf16)
+SLR_EMU_EXPORT(spmm_xst_vec4_bf16)
 SLR_EMU_EXPORT(spmm_xst_wide_bf16)
 SLR_EMU_EXPORT(transpose_pad_bf16)

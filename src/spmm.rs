@@ -21,8 +21,8 @@ const WARPS_PER_BLOCK: usize = 8;
 /// Up to this many rows of X, spmm_xst gathers X directly; above, it transposes X first (see cuda/spmm.cu).
 const SCALAR_T_MAX: usize = 2;
 /// From this many rows of X, spmm_xst takes the wide kernel (lanes across t, 128 t per warp: at least half of
-/// its lanes busy) instead of the vector kernel (one warp per 8 t). Unmeasured on a GPU so far: a guess from the
-/// bytes each gathers (cuda/spmm.cu); `SLR_SPMM_PATH=vec` forces the vector kernel, for comparison.
+/// its lanes busy) instead of the vector kernel (one warp per 8G t). Unmeasured on a GPU so far: a guess from the
+/// bytes each gathers (cuda/spmm.cu); `SLR_SPMM_PATH=vec` forces the vector kernel with G = 1, for comparison.
 const WIDE_T_MIN: usize = 64;
 /// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
 const WIDE_T: usize = 128;
@@ -30,9 +30,34 @@ const WIDE_T: usize = 128;
 /// L / 8 L2 round trips (~62 L cycles), while the whole kernel is L2-bound at about nnz * 2T bytes / (~3200 bytes
 /// per cycle). It is used while the longest row's warp fits inside that, `L * WIDE_BALANCE <= nnz * T` (L <= ~1100
 /// at 5% of 4096x4096, T = 128; ~2900 at 5% of 11008 x 4096), or L <= 4T (small problems); otherwise the vector
-/// kernel, which spreads a row over 32 lanes and T / 8 warps, runs. Estimates from bytes, not yet measured.
+/// kernel, which spreads a row over 32 lanes and T / 8G warps, runs. Estimates from bytes, not yet measured.
 const WIDE_BALANCE: usize = 100_000;
 const WIDE_ROW_PER_T: usize = 4;
+
+/// A warp of the vector kernel takes `32 / G * 4` entries of its row per step (G lanes per entry, 4 in flight),
+/// so G lanes per entry multiply the longest row's steps by G while dividing the number of cache requests and S
+/// reads by G. Lane groups are used while the longest row L stays short (`L * G <= VEC_SHORT_ROW`: at most 4
+/// steps of a warp at any G) or small against the whole work (`L * G * VEC_BALANCE <= nnz * T`: uniform 5% of
+/// 4096 x 11008 at T = 16 and 32 qualifies, a skewed mask's dense rows fall back to G = 1). Estimates from
+/// request counts, not yet measured; `SLR_SPMM_PATH=vec` forces G = 1.
+const VEC_SHORT_ROW: usize = 512;
+const VEC_BALANCE: usize = 20_000;
+
+/// Lanes per entry G of the vector kernel for T rows of X padded to ldt (see [`VEC_BALANCE`]): 1 for ldt = 8, 2
+/// for 16, 4 from 24 (32 t per warp), unless the longest row says otherwise.
+fn vec_lane_group<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>, t: usize, ldt: usize) -> Result<usize> {
+    let wanted = match ldt {
+        8 => 1,
+        16 => 2,
+        _ => 4,
+    };
+    if wanted == 1 || path_forced("vec") {
+        return Ok(1);
+    }
+    let longest = s.max_row_len(gpu)?;
+    let fits = |g: usize| longest * g <= VEC_SHORT_ROW || (longest * g).saturating_mul(VEC_BALANCE) <= s.nnz().saturating_mul(t);
+    Ok([wanted, 2].into_iter().find(|&g| g <= wanted && fits(g)).unwrap_or(1))
+}
 
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     if beta == 0.0 {
@@ -189,10 +214,12 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// rounding.
 ///
 /// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
-/// stream per call) so that each entry's T values are one or a few 16-byte loads; from T = 64, unless one row is
-/// long enough to outlast the rest of the work (`WIDE_BALANCE` in the source), the product runs with lanes across T (each output then the sequential fmaf chain of
-/// [`spmm_xst_cpu`]; `SLR_SPMM_PATH=vec` in the environment keeps the 8-t vector kernel, for comparison). For a
-/// pattern a kernel made, the first such call reads its row offsets back once ([`DeviceCsrPattern::max_row_len`]).
+/// stream per call) so that each entry's T values are one or a few 16-byte loads, G = 1, 2 or 4 lanes per entry
+/// (8 t each; G > 1 only while the longest row is short against the work, `VEC_BALANCE` in the source); from
+/// T = 64, unless one row is long enough to outlast the rest of the work (`WIDE_BALANCE`), the product runs with
+/// lanes across T (each output then the sequential fmaf chain of [`spmm_xst_cpu`]). `SLR_SPMM_PATH=vec` in the
+/// environment keeps the 8-t vector kernel with one lane per entry for every T > 2, for comparison. For a pattern
+/// a kernel made, the first such call reads its row offsets back once ([`DeviceCsrPattern::max_row_len`]).
 ///
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
 /// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
@@ -233,6 +260,7 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
     // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
     // contiguous and 16-byte aligned, then the vector kernel.
     let ldt = t.div_ceil(8) * 8;
+    let vec_lanes_per_entry = if wide { 1 } else { vec_lane_group(gpu, s, t, ldt)? };
     let xt_len = inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op: OP, what: "transposed x", expected: usize::MAX, got: inn })?;
     // SAFETY: transpose_pad writes every element of xt (rows r < ldt, padding included, for every c < in) before
     // spmm_xst_vec reads any; with in == 0 xt is empty.
@@ -278,13 +306,19 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         // return.
         return unsafe { launch_spmm(OP, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) };
     }
-    let warps = out.checked_mul(ldt / 8).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
-    // SAFETY: every column of S is < in, and each entry loads xt[col * ldt + t0 .. + 8] with t0 + 8 <= ldt,
-    // inside the in * ldt elements of xt and 16-byte aligned (ldt and t0 are multiples of 8, the allocation is
-    // aligned); Y is written at (t', o) with t' < t, o < out, inside its validated shape; Y overlaps neither the
-    // caller's inputs (checked above) nor xt (fresh); sizes fit u32; one warp per (row of S, 8 rows of X),
-    // surplus warps return.
-    unsafe { launch_spmm(OP, &format!("spmm_xst_vec_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
+    let lanes_per_entry = vec_lanes_per_entry;
+    let kernel = match lanes_per_entry {
+        1 => "spmm_xst_vec",
+        2 => "spmm_xst_vec2",
+        _ => "spmm_xst_vec4",
+    };
+    let warps = out.checked_mul(ldt.div_ceil(8 * lanes_per_entry)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
+    // SAFETY: every column of S is < in, and a lane loads xt[col * ldt + t0 .. + 8] only when t0 < ldt, so (ldt
+    // and t0 being multiples of 8) t0 + 8 <= ldt: inside the in * ldt elements of xt and 16-byte aligned (the
+    // allocation is aligned); Y is written at (t', o) with t' < t, o < out, inside its validated shape; Y overlaps
+    // neither the caller's inputs (checked above) nor xt (fresh); sizes fit u32; one warp per (row of S, 8G rows
+    // of X) with G = lanes_per_entry matching the kernel's template, surplus warps return.
+    unsafe { launch_spmm(OP, &format!("{kernel}_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
 }
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +
@@ -346,4 +380,34 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
     // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n fits u32 (checked), m and k by
     // S's index type; one warp per (row, 32 columns), surplus warps return.
     unsafe { launch_spmm(OP, &format!("spmm_sb_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &layout, bs.cols, warps, alpha, beta, &mut c) }
+}
+
+#[cfg(all(test, feature = "emulator"))]
+mod tests {
+    use super::*;
+
+    /// The lane-group rule: G follows ldt while the longest row is short or small against the work, and drops
+    /// (to 2, then 1) when one row would outlast the rest.
+    #[test]
+    fn vec_lane_group_follows_ldt_and_backs_off_for_long_rows() {
+        let gpu = Gpu::emulated(crate::device::Schedule::RoundRobin);
+        // 64 rows of 100 entries: L = 100, L * 4 = 400 <= 512.
+        let uniform: Vec<(usize, usize)> = (0..64).flat_map(|r| (0..100).map(move |c| (r, c * 3))).collect();
+        let p = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(64, 300, &uniform).unwrap()).unwrap();
+        for (t, g) in [(3, 1), (8, 1), (9, 2), (16, 2), (17, 4), (32, 4), (63, 4)] {
+            assert_eq!(vec_lane_group(&gpu, &p, t, t.div_ceil(8) * 8).unwrap(), g, "T = {t}");
+        }
+        // Add one row of 200 entries: L * 4 = 800 > 512 and 800 * 20000 > nnz * T, but L * 2 = 400 fits.
+        let mut skewed = uniform.clone();
+        skewed.retain(|&(r, _)| r != 5);
+        skewed.extend((0..200).map(|c| (5, c)));
+        let p = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(64, 300, &skewed).unwrap()).unwrap();
+        assert_eq!(vec_lane_group(&gpu, &p, 32, 32).unwrap(), 2);
+        // A row of 300 entries: L * 2 = 600 > 512 as well: one lane per entry.
+        skewed.retain(|&(r, _)| r != 5);
+        skewed.extend((0..300).map(|c| (5, c)));
+        let p = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(64, 300, &skewed).unwrap()).unwrap();
+        assert_eq!(vec_lane_group(&gpu, &p, 32, 32).unwrap(), 1);
+        assert_eq!(vec_lane_group(&gpu, &p, 16, 16).unwrap(), 1);
+    }
 }

@@ -175,7 +175,7 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "tile_mma_bf16" => vec!["HMMA.16816.F32.BF16", "LDG.E.U16.CONSTANT", "LDG.E ", "STG.E "],
         "tile_mma_f16" => vec!["HMMA.16816.F32 ", "LDG.E.U16.CONSTANT", "LDG.E ", "STG.E "],
         // Fused multiply-adds; spmm_xst reduces across lanes with a butterfly, spmm_sb broadcasts entries.
-        k if k.starts_with("spmm_xst_") && !k.starts_with("spmm_xst_vec_") && !k.starts_with("spmm_xst_wide_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.CONSTANT"],
+        k if k.starts_with("spmm_xst_") && !k.starts_with("spmm_xst_vec") && !k.starts_with("spmm_xst_wide_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.CONSTANT"],
         // Wide T: entries broadcast by index shuffle, 4 transposed X values per lane in one 8-byte load (16 bytes
         // for f32), no butterfly.
         k if k.starts_with("spmm_xst_wide_") => {
@@ -187,7 +187,7 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         }
         k if k.starts_with("spmm_sb_") => vec!["FFMA", "SHFL.IDX", "LDG.E.CONSTANT"],
         // 16-byte loads of 8 transposed X values per entry (two for f32).
-        k if k.starts_with("spmm_xst_vec_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.128.CONSTANT"],
+        k if k.starts_with("spmm_xst_vec") => vec!["FFMA", "SHFL.BFLY", "LDG.E.128.CONSTANT"],
         // A 32x32 tile through shared memory between one barrier.
         k if k.starts_with("transpose_pad_") => vec!["STS", "LDS", "BAR.SYNC"],
         // Bits of the transposed mask set with a 64-bit atomic OR whose result is unused (RED on sm_80, REDG on

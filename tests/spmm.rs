@@ -45,12 +45,13 @@ fn initial_output<T: Element>(rng: &mut StdRng, len: usize, beta: f32) -> Vec<T>
 
 fn check_xst<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) {
     let (out_dim, in_dim) = (rng.gen_range(0..=max_dim), rng.gen_range(0..=max_dim));
-    // T = 0, 1, 2 take the block-shared decode kernel; 2 < T < 64 the transpose + 16-byte-load kernel (ldt = 8,
-    // 16, ..., 40); T >= 64 the transpose + wide kernel (lanes across t, 128 per warp: one or two t-chunks here).
+    // T = 0, 1, 2 take the block-shared decode kernel; 2 < T < 64 the transpose + 16-byte-load kernel (ldt = 8:
+    // one lane per entry; 16: two; 24 .. 64: four, 32 t per warp, idle lanes past ldt); T >= 64 the transpose +
+    // wide kernel (lanes across t, 128 per warp: one or two t-chunks here).
     let t = match rng.gen_range(0..6) {
         0 => 1,
         1 => rng.gen_range(0..3),
-        2 => rng.gen_range(13..=40),
+        2 => rng.gen_range(13..=63),
         3 => rng.gen_range(64..=140),
         _ => rng.gen_range(3..=12),
     };
@@ -214,6 +215,25 @@ fn decode_spmm_shares_long_rows_across_the_block() {
                     let (g, e) = (got[ti * out_dim + o], expect[ti * out_dim + o]);
                     assert!(g.is_finite() && (g - e).abs() <= tol, "{dev}: T {t} row {o} ({} entries): {g} vs {e} (tol {tol})", n - 1.0);
                 }
+            }
+        }
+    }
+}
+
+/// Every lane-group width of the vector kernel at its edges: T = 3..8 (one lane per entry), 9..16 (two), 17..63
+/// (four lanes, 32 t per warp: ldt = 24 leaves a quarter of the lanes idle, 40 and 63 a second, partial t-chunk),
+/// each dtype, uniform and skewed rows.
+#[test]
+fn spmm_xst_matches_cpu_for_every_lane_group_width() {
+    let mut rng = rng("spmm_lane_groups");
+    for (dev, gpu) in devices("spmm_lane_groups") {
+        for t in [3usize, 8, 9, 16, 17, 24, 25, 32, 33, 40, 63] {
+            let (out_dim, in_dim) = (rng.gen_range(1..60), rng.gen_range(1..400));
+            let (density, skewed) = (rng.gen_range(0.02..0.3), rng.gen_bool(0.5));
+            match t % 3 {
+                0 => check_xst_at::<f32>(&gpu, &dev, &mut rng, out_dim, in_dim, t, density, skewed),
+                1 => check_xst_at::<f16>(&gpu, &dev, &mut rng, out_dim, in_dim, t, density, skewed),
+                _ => check_xst_at::<bf16>(&gpu, &dev, &mut rng, out_dim, in_dim, t, density, skewed),
             }
         }
     }
