@@ -226,7 +226,7 @@ fn bench_spmm(c: &mut Criterion) {
         for &density in densities {
             let pattern = random_pattern(&mut rng, out, inn, density);
             let nnz = pattern.nnz();
-            let ds = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let ds = DeviceCsrPattern::upload(gpu, &pattern).unwrap();
             let vals = gpu.upload(&vec![bf16::from_f32(0.01); nnz]).unwrap();
             for &t in ts {
                 let x = gpu.upload(&vec![bf16::from_f32(0.5); t * inn]).unwrap();
@@ -234,18 +234,18 @@ fn bench_spmm(c: &mut Criterion) {
                 let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * t * (inn + out);
                 let case = Case { op: "spmm_xst", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                 let label = format!("spmm_xst_bf16/{out}x{inn}/d{density}/T{t}");
-                bench.case(&mut group, label, &case, 20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?));
-                match gpu.time_ms(20, || cublas_dense_xwt(&gpu, &d_w, &x, &mut y, t, out, inn)) {
+                bench.case(&mut group, label, &case, 20, || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?));
+                match gpu.time_ms(20, || cublas_dense_xwt(gpu, &d_w, &x, &mut y, t, out, inn)) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
                 // The earlier kernel on the same case: warp-per-row decode (T <= 2), the 8-t vector kernel with one
                 // lane per entry (T > 2: instead of the lane-group vector kernel below 64, the wide one from 64).
-                let run_again = || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
+                let run_again = || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
                 if t <= 2 {
-                    report_switched(&gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, run_again);
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, run_again);
                 } else {
-                    report_switched(&gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, run_again);
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, run_again);
                 }
                 if (out, inn) == (4096, 4096) && (t == 16 || t == 128) {
                     // The textbook form C = S B, B (in x n) row-major with n = t; same S, same bytes of S. Baselines:
@@ -254,11 +254,11 @@ fn bench_spmm(c: &mut Criterion) {
                     let mut cm = gpu.alloc_zeros::<bf16>(out * t).unwrap();
                     let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                     let label = format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{t}");
-                    bench.case(&mut group, label, &case, 20, || spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
+                    bench.case(&mut group, label, &case, 20, || spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
                     if t >= 64 {
                         // The 32-column kernel on the same case (the path before the wide one).
-                        report_switched(&gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
-                            spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
+                            spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
                         });
                     }
                 }
@@ -272,7 +272,7 @@ fn bench_spmm(c: &mut Criterion) {
     let nnz = pattern.nnz();
     let longest = (0..out).map(|r| pattern.row_range(r).len()).max().unwrap_or(0);
     println!("    skewed pattern {out}x{inn}: nnz {nnz}, longest row {longest}");
-    let ds = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+    let ds = DeviceCsrPattern::upload(gpu, &pattern).unwrap();
     let vals = gpu.upload(&vec![bf16::from_f32(0.01); nnz]).unwrap();
     let d_w = gpu.upload(&vec![bf16::from_f32(0.01); out * inn]).unwrap();
     for &t in &[1usize, 16, 128] {
@@ -280,14 +280,14 @@ fn bench_spmm(c: &mut Criterion) {
         let mut y = gpu.alloc_zeros::<bf16>(t * out).unwrap();
         let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * t * (inn + out);
         let case = Case { op: "spmm_xst_skewed", rows: out, cols: inn, density: 0.05, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
-        bench.case(&mut group, format!("spmm_xst_skewed_bf16/{out}x{inn}/d0.05/T{t}"), &case, 20, || spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?));
-        match gpu.time_ms(20, || cublas_dense_xwt(&gpu, &d_w, &x, &mut y, t, out, inn)) {
+        bench.case(&mut group, format!("spmm_xst_skewed_bf16/{out}x{inn}/d0.05/T{t}"), &case, 20, || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?));
+        match gpu.time_ms(20, || cublas_dense_xwt(gpu, &d_w, &x, &mut y, t, out, inn)) {
             Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
             Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
         }
         let earlier = if t <= 2 { "warp" } else { "vec" };
-        report_switched(&gpu, &case, "SLR_SPMM_PATH", earlier, "our earlier kernel", 20, &bench.device, || {
-            spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)
+        report_switched(gpu, &case, "SLR_SPMM_PATH", earlier, "our earlier kernel", 20, &bench.device, || {
+            spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)
         });
     }
     group.finish();
@@ -306,18 +306,18 @@ fn bench_gather_scatter(c: &mut Criterion) {
         for &density in densities {
             let pattern = random_pattern(&mut rng, rows, cols, density);
             let nnz = pattern.nnz();
-            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let dpat = DeviceCsrPattern::upload(gpu, &pattern).unwrap();
             let offsets = 4 * (rows + 1);
             let mut out = gpu.alloc_zeros::<bf16>(nnz).unwrap();
             let case = Case { op: "gather", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2) + offsets, flops: 0 };
             let name = format!("gather_bf16/{rows}x{cols}/d{density}");
-            bench.case(&mut group, name, &case, 50, || gather(&gpu, &dpat, DeviceMatRef::row_major(&d_w_src, rows, cols)?, &mut out));
+            bench.case(&mut group, name, &case, 50, || gather(gpu, &dpat, DeviceMatRef::row_major(&d_w_src, rows, cols)?, &mut out));
 
             let delta = gpu.upload(&vec![1e-3f32; nnz]).unwrap();
             let mut d_w = gpu.upload(&w).unwrap();
             let case = Case { op: "scatter_add", rows, cols, density, dtype: "bf16<-f32", t: 0, bytes: nnz * (4 + 4 + 2 + 2) + offsets, flops: 0 };
             let name = format!("scatter_add_bf16_f32/{rows}x{cols}/d{density}");
-            bench.case(&mut group, name, &case, 50, || scatter_add(&gpu, &dpat, &delta, 1.0, DeviceMatMut::row_major(&mut d_w, rows, cols)?));
+            bench.case(&mut group, name, &case, 50, || scatter_add(gpu, &dpat, &delta, 1.0, DeviceMatMut::row_major(&mut d_w, rows, cols)?));
         }
     }
     group.finish();
@@ -342,7 +342,7 @@ fn bench_sddmm(c: &mut Criterion) {
         for &density in densities {
             let pattern = random_pattern(&mut rng, rows, cols, density);
             let nnz = pattern.nnz();
-            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let dpat = DeviceCsrPattern::upload(gpu, &pattern).unwrap();
             let rows_used = (0..rows).filter(|&r| pattern.row_offsets()[r] < pattern.row_offsets()[r + 1]).count();
             let mut col_used = vec![false; cols];
             pattern.col_indices().iter().for_each(|&c| col_used[c as usize] = true);
@@ -367,7 +367,7 @@ fn bench_sddmm(c: &mut Criterion) {
                 };
                 let mut run = || {
                     sddmm_weight_grad(
-                        &gpu,
+                        gpu,
                         &dpat,
                         DeviceMatRef::row_major(&d_dy, t, rows)?,
                         DeviceMatRef::row_major(&d_x, t, cols)?,
@@ -393,7 +393,7 @@ fn bench_sddmm(c: &mut Criterion) {
                     bytes: (rows_used + cols_used) * t * 2 + indices + nnz * 2,
                     flops,
                 };
-                let mut run = || sddmm(&gpu, &dpat, DeviceMatRef::row_major(&d_a, rows, t)?, DeviceMatRef::row_major(&d_b, cols, t)?, 1.0, 0.0, &mut ds);
+                let mut run = || sddmm(gpu, &dpat, DeviceMatRef::row_major(&d_a, rows, t)?, DeviceMatRef::row_major(&d_b, cols, t)?, 1.0, 0.0, &mut ds);
                 bench.case(&mut group, format!("sddmm_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
             }
         }
@@ -414,15 +414,15 @@ fn bench_csr_transpose(c: &mut Criterion) {
         for &density in &[0.01, 0.05] {
             let pattern = random_pattern(&mut rng, rows, cols, density);
             let nnz = pattern.nnz();
-            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let dpat = DeviceCsrPattern::upload(gpu, &pattern).unwrap();
             let case = Case { op: "csr_transpose", rows, cols, density, dtype: "u32", t: 0, bytes: 12 * nnz + 4 * (rows + cols + 2), flops: 0 };
-            bench.case(&mut group, format!("csr_transpose/{rows}x{cols}/d{density}"), &case, 20, || csr_transpose(&gpu, &dpat).map(drop));
+            bench.case(&mut group, format!("csr_transpose/{rows}x{cols}/d{density}"), &case, 20, || csr_transpose(gpu, &dpat).map(drop));
 
-            let t = csr_transpose(&gpu, &dpat).unwrap();
+            let t = csr_transpose(gpu, &dpat).unwrap();
             let values = gpu.upload(&vec![bf16::from_f32(1e-3); nnz]).unwrap();
             let mut out = gpu.alloc_zeros::<bf16>(nnz).unwrap();
             let case = Case { op: "transpose_values", rows, cols, density, dtype: "bf16", t: 0, bytes: nnz * (4 + 2 + 2), flops: 0 };
-            bench.case(&mut group, format!("transpose_values_bf16/{rows}x{cols}/d{density}"), &case, 50, || transpose_values(&gpu, &t, &values, &mut out));
+            bench.case(&mut group, format!("transpose_values_bf16/{rows}x{cols}/d{density}"), &case, 50, || transpose_values(gpu, &t, &values, &mut out));
         }
     }
     group.finish();
@@ -439,9 +439,9 @@ fn bench_mask_to_csr(c: &mut Criterion) {
     for &(rows, cols) in &[(4096usize, 4096usize), (11008, 4096)] {
         for &density in &[0.01, 0.05] {
             let pattern = random_pattern(&mut rng, rows, cols, density);
-            let mask = DeviceBitMask::upload(&gpu, &BitMask::from_pattern(&pattern)).unwrap();
+            let mask = DeviceBitMask::upload(gpu, &BitMask::from_pattern(&pattern)).unwrap();
             let case = Case { op: "mask_to_csr", rows, cols, density, dtype: "bits", t: 0, bytes: rows * cols / 4 + 12 * rows + 4 * pattern.nnz(), flops: 0 };
-            bench.case(&mut group, format!("mask_to_csr/{rows}x{cols}/d{density}"), &case, 20, || mask_to_csr(&gpu, &mask).map(drop));
+            bench.case(&mut group, format!("mask_to_csr/{rows}x{cols}/d{density}"), &case, 20, || mask_to_csr(gpu, &mask).map(drop));
         }
     }
     group.finish();
@@ -459,7 +459,7 @@ fn bench_tile_mma(c: &mut Criterion) {
     let b = gpu.upload(&vec![bf16::from_f32(0.25); tiles * 128]).unwrap();
     let mut cc = gpu.alloc_zeros::<f32>(tiles * 128).unwrap();
     let case = Case { op: "tile_mma", rows: tiles, cols: 16, density: 1.0, dtype: "bf16", t: 0, bytes: tiles * 1792, flops: tiles * 4096 };
-    bench.case(&mut group, format!("tile_mma_bf16/{tiles}"), &case, 50, || tile_mma(&gpu, &a, &b, &mut cc, tiles));
+    bench.case(&mut group, format!("tile_mma_bf16/{tiles}"), &case, 50, || tile_mma(gpu, &a, &b, &mut cc, tiles));
     group.finish();
 }
 
@@ -598,6 +598,7 @@ fn dct_power_law(gpu: &Gpu, m: usize, n: usize) -> Result<(DeviceVec<f32>, Vec<f
 
 /// `‖A − U diag(s) Vᵀ‖_F / sqrt(Σ_{k>=r} σ_k²)` for the matrix of [`dct_power_law`]: ⟨A, U S Vᵀ⟩ from W = A·V
 /// (one cuBLAS product), ‖U S Vᵀ‖² from UᵀU and VᵀV on the host, ‖A‖² = Σ σ_k², all summed in f64.
+#[allow(clippy::too_many_arguments)]
 fn rsvd_error_ratio(gpu: &Gpu, a: &DeviceVec<f32>, sigma: &[f64], m: usize, n: usize, u: &DeviceVec<f32>, s: &[f32], vt: &DeviceVec<f32>) -> Result<f64> {
     let r = s.len();
     let mut w = gpu.alloc_zeros::<f32>(m * r)?;

@@ -180,13 +180,18 @@ fn log_unit(u: f32) -> f32 {
     let t = s2 * p;
     let two_s = 2.0 * s;
     let ln_m = two_s.mul_add(t, two_s);
-    (e as f32).mul_add(0.693_147_182f32, ln_m)
+    // The literal as written in cuda/rsvd.cu; it rounds to the same f32 (ln 2) on both sides.
+    #[allow(clippy::excessive_precision)]
+    let ln2 = 0.693_147_182f32;
+    (e as f32).mul_add(ln2, ln_m)
 }
 
 fn cos_sin_turn(w: u32) -> (f32, f32) {
     let q = w >> 30;
     let v = (((w >> 6) & 0xff_ffff) as f32).mul_add(TWO_M24, TWO_M25 - 0.5);
-    let x = v * 1.570_796_37f32;
+    #[allow(clippy::excessive_precision)] // as written in cuda/rsvd.cu; the same f32 (π/2) on both sides
+    let half_pi = 1.570_796_37f32;
+    let x = v * half_pi;
     let z = x * x;
     let mut ps = z.mul_add(1.0f32 / 362_880.0, -1.0f32 / 5040.0);
     ps = z.mul_add(ps, 1.0f32 / 120.0);
@@ -265,6 +270,7 @@ trait Engine {
     /// `X · S` with S a small host matrix (rounded to f32).
     fn mul_small(&mut self, x: &Self::M, s: &Mat<f64>) -> Result<Self::M>;
     fn to_host(&mut self, x: &Self::M) -> Result<Mat<f64>>;
+    #[allow(clippy::wrong_self_convention)] // the engine (device or CPU) receives a host matrix
     fn from_host(&mut self, x: &Mat<f64>) -> Result<Self::M>;
     /// Waits for queued work (only the profiler calls it).
     fn sync(&mut self) -> Result<()>;
@@ -344,7 +350,9 @@ fn cholesky_upper(g: &Mat<f64>, pivot_guard: bool) -> Option<Mat<f64>> {
     let n = g.nrows();
     for i in 0..n {
         let d = l[(i, i)];
-        if !(d > 0.0) || !d.is_finite() || (pivot_guard && d * d <= 64.0 * U32_ROUNDOFF * g[(i, i)]) {
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must fail the test too
+        let not_positive = !(d > 0.0);
+        if not_positive || !d.is_finite() || (pivot_guard && d * d <= 64.0 * U32_ROUNDOFF * g[(i, i)]) {
             return None;
         }
     }

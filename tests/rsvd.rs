@@ -251,7 +251,7 @@ fn exactly_rank_deficient_input_still_gives_orthonormal_factors() {
     eprintln!("{q:?} {info:?}");
     assert!(info.householder + info.shifted_cholesky_qr > 0, "the guard did not engage: {info:?}");
     assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{q:?}");
-    assert!(((s[0] - 3.0) / 3.0).abs() < 1e-5 && ((s[2] - 1.0)).abs() < 1e-5 && s[3] < 1e-5, "{s:?}");
+    assert!(((s[0] - 3.0) / 3.0).abs() < 1e-5 && (s[2] - 1.0).abs() < 1e-5 && s[3] < 1e-5, "{s:?}");
     // The whole matrix is captured: the residual is below 1e-6 ‖A‖_F (the ratio's floor for a rounding-level optimum).
     assert!(q.error_ratio <= 1.0, "{q:?}");
 }
@@ -399,7 +399,7 @@ fn cpu_reference_accepts_narrow_types_and_both_layouts() {
     let (mut u2, mut s2, mut vt2) = (vec![0f32; m * r], vec![0f32; r], vec![0f32; r * n]);
     rsvd_cpu(MatRef::col_major(&acol, m, n).unwrap(), &cfg, MatMut::col_major(&mut u2, m, r).unwrap(), &mut s2, MatMut::col_major(&mut vt2, r, n).unwrap()).unwrap();
     assert_eq!(s, s2);
-    assert_eq!(u[3 * r + 1], u2[1 * m + 3]);
+    assert_eq!(u[3 * r + 1], u2[m + 3]);
     assert_eq!(vt[2 * n + 7], vt2[7 * r + 2]);
 }
 

@@ -149,10 +149,10 @@ fn old_output<T: Element>(rng: &mut StdRng, n: usize, beta: f32) -> Vec<T> {
 #[test]
 fn sddmm_cpu_is_within_its_stated_bound_of_the_exact_product() {
     let mut rng = rng("sddmm_cpu_exact");
-    for case in 0..30 {
+    for case in 0..30usize {
         let (m, n, k) = (rng.gen_range(0..30), rng.gen_range(0..30), rng.gen_range(0..400));
         let density = random_density(&mut rng);
-        let pattern = random_pattern(&mut rng, m, n, density, case % 3 == 0);
+        let pattern = random_pattern(&mut rng, m, n, density, case.is_multiple_of(3));
         let (a, sa) = random_matrix::<f32>(&mut rng, m, k, None);
         let (b, sb) = random_matrix::<f32>(&mut rng, n, k, None);
         let (alpha, beta) = random_alpha_beta(&mut rng);
@@ -227,7 +227,7 @@ fn textbook_case<T: Element>(devs: &[(String, Gpu)], rng: &mut StdRng, case: usi
     let (m, n) = (rng.gen_range(0..=40), rng.gen_range(0..=40));
     let k = interesting_k::<T>(rng);
     let density = random_density(rng);
-    let pattern = random_pattern(rng, m, n, density, case % 3 == 0);
+    let pattern = random_pattern(rng, m, n, density, case.is_multiple_of(3));
     let (a, sa) = random_matrix::<T>(rng, m, k, None);
     let (b, sb) = random_matrix::<T>(rng, n, k, None);
     let (alpha, beta) = random_alpha_beta(rng);
@@ -360,7 +360,7 @@ fn weight_grad_property<T: Element>(test: &str, cases: usize) {
         };
         let (out_f, in_f) = (rng.gen_range(1..=40), rng.gen_range(1..=40));
         let density = random_density(&mut rng);
-        let pattern = random_pattern(&mut rng, out_f, in_f, density, case % 3 == 0);
+        let pattern = random_pattern(&mut rng, out_f, in_f, density, case.is_multiple_of(3));
         weight_grad_case::<T>(&devs, &mut rng, case, tokens, &pattern);
     }
 }

@@ -99,7 +99,7 @@ fn magnitudes<T: Element>(a: &[T], b: &[T], c: &[f32], tiles: usize) -> (Vec<f64
 fn upload_padded<T: cudarc::driver::DeviceRepr + Copy>(gpu: &Gpu, data: &[T], pad: usize, poison: T) -> DeviceVec<T> {
     let mut v = vec![poison; pad];
     v.extend_from_slice(data);
-    v.extend(std::iter::repeat(poison).take(pad));
+    v.extend(std::iter::repeat_n(poison, pad));
     gpu.upload(&v).unwrap()
 }
 

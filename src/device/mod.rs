@@ -531,7 +531,7 @@ pub(crate) struct AddrRange {
 impl AddrRange {
     /// Whether the range starts at a multiple of `bytes` (a power of two), for vector loads.
     pub fn aligned_to(&self, bytes: u64) -> bool {
-        self.start % bytes == 0
+        self.start.is_multiple_of(bytes)
     }
     pub fn overlaps(&self, other: &AddrRange) -> bool {
         self.bytes > 0 && other.bytes > 0 && self.start < other.start + other.bytes && other.start < self.start + self.bytes
