@@ -35,6 +35,28 @@ def main(path):
         for i, (bname, bms) in enumerate(bl):
             lead = f"{op:<12} {rows}x{cols:<6} {d:>5.2f} {dtype:<10} {t:>5} {r['time_ms']:>9.4f} {r['gbps']:>7.1f} {floor:>6.1f}%" if i == 0 else " " * 69
             print(f"{lead}  {bname:<22} {bms:>9.4f} {bms / r['time_ms']:>6.2f}")
+    # Same-run A/B: our earlier kernels timed with a library switch (labels "our ... (SLR_X=y)"). A ratio > 1
+    # means the current path is faster than the earlier one on that case; < 1 means the switch's path won there.
+    ab = {}
+    for key, bl in base.items():
+        if key not in ours:
+            continue
+        for bname, bms in bl:
+            if bname.startswith("our ") and ours[key]["time_ms"] > 0:
+                ab.setdefault((key[0], bname), []).append((key, bms / ours[key]["time_ms"]))
+    if ab:
+        print()
+        print("A/B against our earlier kernels (earlier / current; > 1: the current path is faster)")
+        for (op, bname), rows in sorted(ab.items()):
+            ratios = [x for _, x in rows]
+            geo = 1.0
+            for x in ratios:
+                geo *= x
+            geo **= 1.0 / len(ratios)
+            losers = [f"{k[1]}x{k[2]} d{k[3]} {k[4]} T{k[5]}: {x:.2f}" for k, x in rows if x < 1.0]
+            print(f"{op:<16} {bname:<52} geomean {geo:5.2f}  range {min(ratios):.2f}-{max(ratios):.2f}  cases {len(ratios)}")
+            for line in losers:
+                print(f"{'':<18}slower on {line}")
     if acc:
         print()
         print("accuracy: rank-r error / optimal rank-r error (1 = optimal)")
