@@ -1051,11 +1051,12 @@ fn factor_shared_bytes(l: usize) -> usize {
 }
 
 /// Whether [`rsvd`] tries [`run_queued`] first: l within one block's shared memory on this device (l ≤ 320 on
-/// sm_90, ≤ 285 on sm_80, ≤ 221 on sm_86/89), unless `SLR_RSVD_PATH=host` (the host-driven path, kept as the
+/// sm_90, ≤ 284 on sm_80, ≤ 220 on sm_86/89), unless `SLR_RSVD_PATH=host` (the host-driven path, kept as the
 /// benchmark's same-run baseline).
 fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
     l <= QUEUED_MAX_SKETCH_COLS
-        && factor_shared_bytes(l) <= gpu.max_dynamic_shared_bytes() as usize
+        // + 1 KiB: the kernel's own static shared memory (128 bytes) counts against the same per-block limit.
+        && factor_shared_bytes(l) + 1024 <= gpu.max_dynamic_shared_bytes() as usize
         && std::env::var("SLR_RSVD_PATH").map_or(true, |v| v != "host")
 }
 
