@@ -32,7 +32,10 @@
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
 // Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" below:
 //   topk_sample_bracket, topk_bracket_pass, scan_u32, topk_compact, then the passes above over the candidates
-//   alone, topk_scatter_bits); the passes above run over all keys only when its exact check fails.
+//   alone, topk_scatter_bits); the passes above run over all keys only when its exact check fails. Over the
+//   candidates, the leading digits the bracket's lo and hi share are common to every candidate: the state starts
+//   with them (topk_init_state's prefix) and their passes are skipped (usually 1 of 4 for f32; all of them when
+//   lo = hi).
 // Per row with rows of at most 11264 f32 or 22528 f16/bf16 keys (src/topk.rs row_max_len), all of the above is one
 // launch instead:
 //   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and runs the same passes,
@@ -712,11 +715,13 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 SLR_EMU_EXPORT(topk_scatter_bits)
 
 // Every segment's state words: zero, except word `word`, which gets `value` (k for a count, the key of a fixed
-// cut). One thread per word; replaces an upload from the host, which would wait for the stream. Floor: 32 bytes
-// written per segment.
+// cut), and word 0, which gets `prefix` when `word` is not 0 (the key digits already known to be common to every
+// candidate: the passes then start below them). One thread per word; replaces an upload from the host, which
+// would wait for the stream. Floor: 32 bytes written per segment.
 extern "C" __global__ void __launch_bounds__(kThreads)
-    topk_init_state(unsigned* __restrict__ state, unsigned long long words, unsigned word, unsigned value) {
+    topk_init_state(unsigned* __restrict__ state, unsigned long long words, unsigned word, unsigned value,
+                    unsigned prefix) {
     unsigned long long i = (unsigned long long)blockIdx.x * kThreads + threadIdx.x;
-    if (i < words) state[i] = i % kStateWords == word ? value : 0u;
+    if (i < words) state[i] = i % kStateWords == word ? value : i % kStateWords == 0 ? prefix : 0u;
 }
 SLR_EMU_EXPORT(topk_init_state)

@@ -393,12 +393,13 @@ fn kernel<T: TopkKey>(stage: &str) -> String {
 /// keys equal to K* to take, c_gt, the NaN count and the keys beyond K* counted directly.
 /// Every segment's state, as the plan starts it (word 1 = k for a count, word 0 = the key of a fixed cut, the
 /// rest zero), written on the device by `topk_init_state` (queued: no upload that would wait for the stream).
-fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> {
+fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan, known: KnownDigits) -> Result<DeviceVec<u32>> {
     const OP: &str = "topk state";
     let (word, value) = match *plan {
         Plan::Count(k) => (1u32, k as u32),
         Plan::Fixed { key, .. } => (0u32, key),
     };
+    let prefix = if word == 0 { 0 } else { known.prefix };
     let len = segs * STATE_WORDS;
     // SAFETY: topk_init_state below writes every one of the len words.
     let mut state = unsafe { gpu.alloc_uninit::<u32>(len)? };
@@ -408,9 +409,34 @@ fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> 
         let (p_state, _g) = view.kernel_ptr_mut(gpu, OP, "state")?;
         // SAFETY: thread i < len writes state[i] (len elements, a fresh allocation); arguments match
         // topk_init_state.
-        unsafe { gpu.launch(MODULE, "topk_init_state", shape, &[p_state, KernelArg::U64(len as u64), KernelArg::U32(word), KernelArg::U32(value)])? };
+        unsafe {
+            gpu.launch(MODULE, "topk_init_state", shape, &[p_state, KernelArg::U64(len as u64), KernelArg::U32(word), KernelArg::U32(value), KernelArg::U32(prefix)])?
+        };
     }
     Ok(state)
+}
+
+/// Leading 8-bit digits of the order key that every key of a selection shares, and their value: the bracket's
+/// candidates all lie in [lo, hi], so they share the digits lo and hi share, and the radix passes for those
+/// digits (each a histogram and a choice launch, with a one-bin histogram) are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KnownDigits {
+    digits: u32,
+    prefix: u32,
+}
+
+impl KnownDigits {
+    const NONE: KnownDigits = KnownDigits { digits: 0, prefix: 0 };
+
+    /// The whole 8-bit digits, from the top of T's key width, on which `lo` and `hi` agree.
+    fn common<T: TopkKey>(lo: u32, hi: u32) -> KnownDigits {
+        let key_bits = 8 * T::DTYPE.size() as u32;
+        let agree = ((lo ^ hi) << (32 - key_bits)).leading_zeros().min(key_bits);
+        let digits = agree / 8;
+        let kept = 8 * digits;
+        let prefix = if kept == 0 { 0 } else { lo & !((1u64 << (key_bits - kept)) as u32).wrapping_sub(1) & T::ALL };
+        KnownDigits { digits, prefix }
+    }
 }
 
 /// `SLR_TOPK_PATH=radix` in the environment sends every selection down the radix passes over all keys (no
@@ -438,7 +464,7 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
 #[allow(clippy::too_many_arguments)]
 fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
     debug_assert!(seg_len <= row_max_len::<T>());
-    let mut state = initial_state(gpu, segs, plan)?;
+    let mut state = initial_state(gpu, segs, plan, KnownDigits::NONE)?;
     if segs * seg_len == 0 {
         return Ok(state);
     }
@@ -595,7 +621,7 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
     let state = if n_cand <= row_max_len::<T>() {
         select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, None)?
     } else {
-        select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags)?.state
+        select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, KnownDigits::common::<T>(b[0], b[1]))?.state
     };
     let mut cut = cuts_of(op, gpu, &state, 1, &plan2, spec)?.remove(0);
     cut.count_beyond += above;
@@ -705,7 +731,7 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     let state = if n_cand <= row_max_len::<T>() {
         select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, Some(&mut cand_words))?
     } else {
-        let sel = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags)?;
+        let sel = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, KnownDigits::common::<T>(b[0], b[1]))?;
         write_mask(op, gpu, &cand_keys, 1, n_cand, flags, &sel, &mut cand_words)?;
         sel.state
     };
@@ -728,8 +754,8 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     Ok(Some((words, cut)))
 }
 
-fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32) -> Result<DeviceSelection> {
-    let mut state = initial_state(gpu, segs, plan)?;
+fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, known: KnownDigits) -> Result<DeviceSelection> {
+    let mut state = initial_state(gpu, segs, plan, known)?;
     let tiles_per_seg = seg_len.div_ceil(TILE);
     let mut counts = gpu.alloc_zeros::<u32>(segs * tiles_per_seg)?;
     let sel = |state, counts| DeviceSelection { state, counts, tiles_per_seg };
@@ -744,7 +770,8 @@ fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<
         let key_bits = 8 * T::DTYPE.size() as u32;
         // One zeroed buffer for every pass's histograms (one allocation and one memset, not one per pass).
         let mut hists = gpu.alloc_zeros::<u32>((key_bits / 8) as usize * segs * BINS)?;
-        for pass in 1..=key_bits / 8 {
+        // Digits every key shares (known.digits of them, in known.prefix) need no pass: the state starts with them.
+        for pass in known.digits + 1..=key_bits / 8 {
             let shift = key_bits - 8 * pass;
             let at = (pass - 1) as usize * segs * BINS;
             let mut hist_view = hists.slice_mut(at..at + segs * BINS);
@@ -861,7 +888,7 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
         let state = select_rows_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), None)?;
         return cuts_of(OP, gpu, &state, segs, &plan, spec);
     }
-    let sel = select_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags())?;
+    let sel = select_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), KnownDigits::NONE)?;
     cuts_of(OP, gpu, &sel.state, segs, &plan, spec)
 }
 
@@ -881,7 +908,7 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
         let cuts = cuts_of(op, gpu, &state, segs, &plan, spec)?;
         return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts));
     }
-    let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags)?;
+    let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags, KnownDigits::NONE)?;
     write_mask(op, gpu, keys, segs, seg_len, flags, &sel, &mut words)?;
     let cuts = cuts_of(op, gpu, &sel.state, segs, &plan, spec)?;
     Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts))
@@ -960,6 +987,21 @@ pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_digits_are_the_whole_digits_lo_and_hi_share() {
+        // f32 keys: 0x3f70_1234 and 0x3f7e_0000 agree on 0x3f7 (12 bits): one whole digit, 0x3f.
+        assert_eq!(KnownDigits::common::<f32>(0x3f70_1234, 0x3f7e_0000), KnownDigits { digits: 1, prefix: 0x3f00_0000 });
+        assert_eq!(KnownDigits::common::<f32>(0x3f70_1234, 0x3f70_12ff), KnownDigits { digits: 3, prefix: 0x3f70_1200 });
+        assert_eq!(KnownDigits::common::<f32>(0x1234_5678, 0x1234_5678), KnownDigits { digits: 4, prefix: 0x1234_5678 });
+        assert_eq!(KnownDigits::common::<f32>(0, u32::MAX), KnownDigits::NONE);
+        assert_eq!(KnownDigits::common::<f32>(0x7f00_0000, 0x8000_0000), KnownDigits::NONE);
+        // 16-bit keys live in the low 16 bits.
+        assert_eq!(KnownDigits::common::<bf16>(0x3f12, 0x3f80), KnownDigits { digits: 1, prefix: 0x3f00 });
+        assert_eq!(KnownDigits::common::<f16>(0x3c01, 0x3c01), KnownDigits { digits: 2, prefix: 0x3c01 });
+        assert_eq!(KnownDigits::common::<f16>(0x0001, 0xffff), KnownDigits::NONE);
+        assert_eq!(KnownDigits::common::<bf16>(0x00ff, 0x0100), KnownDigits::NONE);
+    }
 
     #[test]
     fn keys_order_like_the_values_and_invert() {

@@ -402,6 +402,38 @@ fn large_matrices_take_the_sample_bracket_and_match_cpu_exactly() {
     }
 }
 
+/// When the sample's bracket is one key (lo = hi: a block of ties around the k-th rank), every candidate shares
+/// all digits, so the selection over them runs no histogram pass at all (the state starts at K*); with 15% of the
+/// keys tied the candidates outnumber one block's capacity, so this is the multi-block selection. Exact against
+/// the reference for the cut, the mask and the CSR.
+#[test]
+fn a_bracket_of_one_tied_key_selects_without_radix_passes() {
+    let mut rng = rng("topk_bracket_one_key");
+    for (dev, gpu) in devices("topk_bracket_one_key") {
+        let (rows, cols) = (rng.gen_range(520..600), 512);
+        let n = rows * cols;
+        let mut keys: Vec<f32> = (0..n).map(|_| loop {
+            let v: f32 = rng.gen_range(0.0..1.0);
+            if v != 0.5 {
+                break v;
+            }
+        }).collect();
+        for i in 0..n {
+            if rng.gen_bool(0.15) {
+                keys[i] = 0.5;
+            }
+        }
+        let above = keys.iter().filter(|&&x| x > 0.5).count();
+        let ties = keys.iter().filter(|&&x| x == 0.5).count();
+        let before = bracket_counts();
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(above + ties / 2));
+        if !forced_radix() {
+            let (taken, fell_back) = bracket_counts();
+            assert_eq!((taken - before.0, fell_back - before.1), (3, 0), "{dev}");
+        }
+    }
+}
+
 /// The bracket's guesses are checked with exact counts; when they fail, the radix passes give the same result:
 /// heavy ties (the k-th key's run overflows the candidate space), a sorted matrix (the candidates crowd one or two
 /// of the mask path's per-block regions; the cut-only path's single list holds them), and a sample poisoned so
