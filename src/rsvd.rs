@@ -39,11 +39,11 @@
 //! and every product with A or with an m x l / n x l matrix on the device (cuBLAS sgemm, TF32 tensor cores on
 //! request; the emulator, which has no cuBLAS, runs them through the crate's own small `rsvd_gemm_f32` kernel);
 //! the Cholesky/inverse steps on the device on the queued path, on the host (faer, f64) otherwise; the small SVD
-//! and the rare Householder fallback on the host with faer in f64. Each is one l x l transfer (≤ 300 KB at l = 266); Cholesky and inverse cost ≤ 0.3 ms, the small
-//! SVD (through the l x l eigenproblem, 2.5-3x faster than faer's SVD here) ~1.2 ms at l = 138 and ~5 ms at
-//! l = 266 on the 2-core development machine (release build): more than the products' floor at r = 256, so moving
-//! it to the device is the next step (docs/rsvd.md). The CPU reference [`rsvd_cpu`] is the same algorithm with
-//! faer f32 products.
+//! and the rare Householder fallback on the host with faer in f64, each one l x l transfer (≤ 300 KB at
+//! l = 266). The small SVD (through the l x l eigenproblem, 2.5-3x faster than faer's SVD here) takes ~1.2 ms at
+//! l = 138 and ~5 ms at l = 266 on the 2-core development machine (release build), more than the products' floor
+//! at r = 256; a one-block Jacobi SVD on the device was estimated no faster at l = 138 (docs/rsvd.md). The CPU
+//! reference [`rsvd_cpu`] is the same algorithm with faer f32 products.
 //!
 //! Defaults ([`RsvdConfig::new`]): oversampling p = 10, q = 2 power iterations, TF32 off. With them the rank-r
 //! error was measured within 1.004x of optimal on power-law spectra (σ_i = 1/i and i^-0.5; q = 0 gives 1.19-1.45x,
