@@ -59,6 +59,12 @@ constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per 
 constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BRACKET_SAMPLES)
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
+constexpr unsigned kCutBins = 1024;         // bins of the cut path's candidate histogram (src/topk.rs CUT_BINS)
+// The cut path's words (one allocation, src/topk.rs CUT_*): bracket words, the candidate histogram, the choice
+// ("sel") and the selection state of the chosen bin's candidates.
+constexpr unsigned kSelBin = 0, kSelRank = 1, kSelBefore = 2, kSelKeyLo = 3, kSelKeyHi = 4, kSelCount = 5,
+                   kSelStatus = 6, kSelFiltered = 7;
+constexpr unsigned kSelNeedsSelect = 0, kSelDone = 1, kSelInvalid = 2;
 
 // Raw bits of each key type and what a NaN looks like in them.
 template <typename T> struct KeyBits;
@@ -422,6 +428,10 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 // capacity) and otherwise falls back to the radix passes: the result never depends on the sample, only the speed.
 // Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates kept (the
 // regions' total in bracket_pass, the list's in bracket_count).
+// The cut alone (topk_threshold) takes bracket_count instead of bracket_pass, which also bins the candidates
+// (kCutBins slices of [lo, hi]); then topk_bracket_choose (the bracket checked on the device, K*'s bin named;
+// final when the bin is one key), topk_bracket_filter_<dtype> (the bin's candidates) and topk_select_rows_<dtype>
+// with its length read on the device: no host decision between the launches.
 
 // Sample position j of n (j < kSamples <= n): stratum j of n / kSamples elements, at a hashed offset inside it
 // (a fixed stride would hit one column of a matrix whose width divides it). src/topk.rs has the same function.
@@ -561,23 +571,37 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     }
 }
 
+// Bin of a key in [lo, hi] among kCutBins equal slices of the key range: floor((key - lo) kCutBins / (hi - lo + 1)).
+// Bin b holds the keys lo + ceil(b W / kCutBins) .. lo + ceil((b + 1) W / kCutBins) - 1, W = hi - lo + 1.
+__device__ __forceinline__ unsigned cut_bin(unsigned key, unsigned lo, unsigned hi) {
+    return (unsigned)(((unsigned long long)(key - lo) * kCutBins) / ((unsigned long long)(hi - lo) + 1ull));
+}
+__device__ __forceinline__ unsigned cut_bin_first_key(unsigned b, unsigned lo, unsigned hi) {
+    const unsigned long long w = (unsigned long long)(hi - lo) + 1ull;
+    return lo + (unsigned)((b * w + kCutBins - 1) / kCutBins);
+}
+
 // The bracket pass for the cut alone (topk_threshold): the same counts of keys above hi and NaNs, but the keys in
 // [lo, hi] are appended to one list (values only) through a warp-aggregated atomic on bracket word 5, in whatever
 // order the warps arrive: the k-th key and the counts do not depend on the order, only which keys are in the list,
-// and that is fixed. Keys past `cap` are counted, not written (the host then falls back). No mask, no indices, no
-// scan, no compaction: one launch between the sample and the selection over the list.
+// and that is fixed. Keys past `cap` are counted, not written (the choice then reports the bracket invalid). Each
+// candidate is also counted in its bin of [lo, hi] (cut_bin; a shared histogram per block, its non-empty bins
+// added to `hist`), so that topk_bracket_choose can name the bin holding K* without a pass over the list.
 // Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 template <typename T>
 __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags,
-                                              unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap) {
+                                              unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,
+                                              unsigned* __restrict__ hist) {
     using Raw = typename KeyBits<T>::Raw;
     constexpr unsigned kRound = kLoadsInFlight * kThreads;
     __shared__ unsigned totals[2];  // keys > hi, NaNs
+    __shared__ unsigned bins[kCutBins];
     const unsigned t = threadIdx.x, lane = t % 32;
     const unsigned lo = bracket[0], hi = bracket[1];
     const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
     Raw* out = reinterpret_cast<Raw*>(list);
     if (t < 2) totals[t] = 0;
+    for (unsigned b = t; b < kCutBins; b += kThreads) bins[b] = 0;
     __syncthreads();
     unsigned above = 0, nan = 0;
     for (unsigned round = start; round < end; round += kRound) {
@@ -597,10 +621,91 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
                 base = __shfl_sync(0xffffffffu, base, 0);
                 unsigned pos = base + __popc(ballot & lanes_below());
                 if (cand && pos < cap) out[pos] = (Raw)bits[u];
+                if (cand) atomicAdd(&bins[cut_bin(key, lo, hi)], 1u);
             }
         }
     }
-    add_block_totals(above, nan, totals, bracket);
+    add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
+    for (unsigned b = t; b < kCutBins; b += kThreads) {
+        if (bins[b]) atomicAdd(&hist[b], bins[b]);
+    }
+}
+
+// One block of kCutBins threads after bracket_count: checks the bracket with the exact counts (no overflow of the
+// list, fewer than k keys above hi, at least k at or above lo; otherwise status kSelInvalid and the host falls
+// back), then finds the bin holding rank k - above among the candidates (suffix sums of the histogram from the
+// top bin, by a block scan) and writes `sel`: the bin, the rank within it, the keys beyond it (above + candidates
+// in higher bins), its key range and count, and status kSelDone when the bin is one key wide (then K* is that key
+// and the counts are final; 16-bit keys almost always) or kSelNeedsSelect. It also sets the selection state of the
+// bin's candidates for topk_select_rows ([1] = the rank within the bin, the rest 0).
+// Floor: kCutBins + 8 words read, 16 written; one block's latency.
+__device__ __forceinline__ void bracket_choose(const unsigned* __restrict__ bracket, const unsigned* __restrict__ hist,
+                                               unsigned k, unsigned cap, unsigned* __restrict__ sel,
+                                               unsigned* __restrict__ state) {
+    __shared__ unsigned warp_sums[kCutBins / 32];
+    const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32;
+    const unsigned lo = bracket[0], hi = bracket[1], above = bracket[2], n_cand = bracket[5];
+    const bool valid = n_cand <= cap && above < k && (unsigned long long)above + n_cand >= k;
+    // Thread t holds bin kCutBins - 1 - t: an inclusive scan in that order counts the candidates at or above it.
+    const unsigned b = kCutBins - 1 - t, c = hist[b];
+    unsigned incl = c;
+    for (unsigned off = 1; off < 32; off <<= 1) {
+        unsigned v = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += v;
+    }
+    if (lane == 31) warp_sums[warp] = incl;
+    __syncthreads();
+    unsigned before_warp = 0;
+    for (unsigned w = 0; w < warp; ++w) before_warp += warp_sums[w];
+    incl += before_warp;
+    const unsigned excl = incl - c, rank = valid ? k - above : 0u;
+    if (t < 8) state[t] = 0;
+    __syncthreads();
+    if (!valid) {
+        if (t == 0) sel[kSelStatus] = kSelInvalid;
+        return;
+    }
+    if (excl < rank && rank <= incl) {  // exactly one thread: the bin of the rank-th largest candidate
+        const unsigned key_lo = cut_bin_first_key(b, lo, hi);
+        const unsigned key_hi = b + 1 == kCutBins ? hi : cut_bin_first_key(b + 1, lo, hi) - 1u;
+        sel[kSelBin] = b;
+        sel[kSelRank] = rank - excl;
+        sel[kSelBefore] = above + excl;
+        sel[kSelKeyLo] = key_lo;
+        sel[kSelKeyHi] = key_hi;
+        sel[kSelCount] = c;
+        sel[kSelStatus] = key_lo == key_hi ? kSelDone : kSelNeedsSelect;
+        state[1] = rank - excl;
+    }
+}
+
+// The chosen bin's candidates from the list (n_cand of them, at most cap), appended to `out` through an atomic on
+// sel[kSelFiltered] in whatever order (the cut does not depend on it); past out_cap they are counted, not written.
+// Nothing when the choice is final or invalid. Grid-stride over the list.
+// Floor: the list read once (n_cand * sizeof(T)), the bin's candidates written once.
+template <typename T>
+__device__ __forceinline__ void bracket_filter(const T* __restrict__ list, const unsigned* __restrict__ bracket,
+                                               unsigned cap, unsigned flags, unsigned* __restrict__ sel,
+                                               T* __restrict__ out, unsigned out_cap) {
+    if (sel[kSelStatus] != kSelNeedsSelect) return;  // the same for every thread of the grid
+    const unsigned lo = bracket[0], hi = bracket[1], n_cand = min(bracket[5], cap), want = sel[kSelBin];
+    const unsigned lane = threadIdx.x % 32;
+    const unsigned step = gridDim.x * kThreads;
+    for (unsigned first = blockIdx.x * kThreads; first < n_cand; first += step) {  // warp-uniform trip count
+        const unsigned i = first + threadIdx.x;
+        const bool in = i < n_cand;
+        const unsigned bits = in ? load_bits(list, i) : 0u;
+        const unsigned key = order_key<T>(bits, flags);
+        const bool hit = in && cut_bin(key, lo, hi) == want;
+        const unsigned ballot = __ballot_sync(0xffffffffu, hit);
+        if (ballot) {
+            unsigned base = 0;
+            if (lane == 0) base = atomicAdd(&sel[kSelFiltered], (unsigned)__popc(ballot));
+            base = __shfl_sync(0xffffffffu, base, 0);
+            const unsigned pos = base + __popc(ballot & lanes_below());
+            if (hit && pos < out_cap) out[pos] = list[i];
+        }
+    }
 }
 
 // Block b copies its region's cand_counts[b] entries to offsets[b].. of the packed arrays (offsets: the exclusive
@@ -640,7 +745,14 @@ __device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const u
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
-                                  unsigned* __restrict__ state, unsigned long long* __restrict__ words) {      \
+                                  unsigned* __restrict__ state, unsigned long long* __restrict__ words,        \
+                                  const unsigned* __restrict__ len_on_device) {                                \
+        /* len_on_device: a length known only on the device (one segment; more than seg_len, the capacity,     \
+           means overflow: nothing is selected, and the host, which reads the length too, ignores the state). */ \
+        if (len_on_device != nullptr) {                                                                         \
+            const unsigned len = *len_on_device;                                                                \
+            seg_len = len <= seg_len ? len : 0u;                                                                \
+        }                                                                                                       \
         select_row<T>(keys, seg_len, flags, passes, state, words);                                             \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
@@ -657,8 +769,15 @@ __device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const u
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                     \
-                                    unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap) {      \
-        bracket_count<T>(keys, n, flags, bracket, list, cap);                                                  \
+                                    unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,        \
+                                    unsigned* __restrict__ hist) {                                              \
+        bracket_count<T>(keys, n, flags, bracket, list, cap, hist);                                            \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_bracket_filter_##SUFFIX(const T* __restrict__ list, const unsigned* __restrict__ bracket,          \
+                                     unsigned cap, unsigned flags, unsigned* __restrict__ sel,                  \
+                                     T* __restrict__ out, unsigned out_cap) {                                   \
+        bracket_filter<T>(list, bracket, cap, flags, sel, out, out_cap);                                       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_compact_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,           \
@@ -675,6 +794,7 @@ SLR_EMU_EXPORT(topk_select_rows_f32)
 SLR_EMU_EXPORT(topk_sample_bracket_f32)
 SLR_EMU_EXPORT(topk_bracket_pass_f32)
 SLR_EMU_EXPORT(topk_bracket_count_f32)
+SLR_EMU_EXPORT(topk_bracket_filter_f32)
 SLR_EMU_EXPORT(topk_compact_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
@@ -684,6 +804,7 @@ SLR_EMU_EXPORT(topk_select_rows_f16)
 SLR_EMU_EXPORT(topk_sample_bracket_f16)
 SLR_EMU_EXPORT(topk_bracket_pass_f16)
 SLR_EMU_EXPORT(topk_bracket_count_f16)
+SLR_EMU_EXPORT(topk_bracket_filter_f16)
 SLR_EMU_EXPORT(topk_compact_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
@@ -693,7 +814,15 @@ SLR_EMU_EXPORT(topk_select_rows_bf16)
 SLR_EMU_EXPORT(topk_sample_bracket_bf16)
 SLR_EMU_EXPORT(topk_bracket_pass_bf16)
 SLR_EMU_EXPORT(topk_bracket_count_bf16)
+SLR_EMU_EXPORT(topk_bracket_filter_bf16)
 SLR_EMU_EXPORT(topk_compact_bf16)
+
+extern "C" __global__ void __launch_bounds__(kCutBins)
+    topk_bracket_choose(const unsigned* __restrict__ bracket, const unsigned* __restrict__ hist, unsigned k,
+                        unsigned cap, unsigned* __restrict__ sel, unsigned* __restrict__ state) {
+    bracket_choose(bracket, hist, k, cap, sel, state);
+}
+SLR_EMU_EXPORT(topk_bracket_choose)
 
 extern "C" __global__ void __launch_bounds__(kThreads)
     topk_choose(const unsigned* __restrict__ hist, unsigned shift, unsigned* __restrict__ state) {

@@ -41,7 +41,10 @@
 //!   quarter of its keys); when the check fails (heavy ties at the cut, a layout that crowds the candidates,
 //!   an unlucky sample) the radix passes below run instead: same result, one wasted pass. For the cut alone
 //!   ([`topk_threshold`]) the pass appends the candidates' values to one list instead (no indices, any order:
-//!   the cut does not depend on it), so no scan or compaction runs: sample, pass, one read-back, selection.
+//!   the cut does not depend on it) and counts them in 1024 bins of `[lo, hi]`; one block picks the bin holding
+//!   K* (for 16-bit keys a bin is one key, so K* and the counts are then final), the bin's candidates are copied
+//!   out and selected in one block, and everything is read back once: five launches and one synchronization
+//!   (a bin too crowded for one block is finished by the radix passes over the list, a second one).
 //! - **Otherwise** (smaller matrices, longer rows, thresholds): 8-bit radix passes over all keys in global
 //!   memory (a histogram per digit with the candidate filter fused in, a per-tile count, a ranked select).
 use crate::csr::DeviceCsrPattern;
@@ -78,6 +81,22 @@ const SAMPLES: usize = BRACKET_SAMPLES;
 /// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
 const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
+/// Bins of the cut path's candidate histogram (cuda/topk.cu kCutBins).
+const CUT_BINS: usize = 1024;
+/// The cut path's words, one allocation (cuda/topk.cu): bracket words, the histogram, the choice, the state of
+/// the chosen bin's selection.
+const CUT_HIST: usize = STATE_WORDS;
+const CUT_SEL: usize = CUT_HIST + CUT_BINS;
+const CUT_STATE: usize = CUT_SEL + 8;
+const CUT_WORDS: usize = CUT_STATE + STATE_WORDS;
+// The choice's words (cuda/topk.cu kSel*) and its status values.
+const SEL_RANK: usize = 1;
+const SEL_BEFORE: usize = 2;
+const SEL_KEY_LO: usize = 3;
+const SEL_STATUS: usize = 6;
+const SEL_FILTERED: usize = 7;
+const SEL_DONE: u32 = 1;
+const SEL_INVALID: u32 = 2;
 const FLAG_BY_VALUE: u32 = 1;
 const FLAG_SMALLEST: u32 = 2;
 
@@ -496,7 +515,7 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
             MODULE,
             &kernel::<T>("select_rows"),
             shape,
-            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), p_state, p_words],
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), p_state, p_words, KernelArg::Ptr(0)],
         )?;
     }
     }
@@ -571,60 +590,123 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     }
 }
 
-/// The cut alone (no mask) of a per-matrix count over `n >= BRACKET_MIN_N` keys through the sample bracket: the
-/// sample, one pass that counts the keys above the bracket and appends those inside it to one list
-/// (`topk_bracket_count_<dtype>`: values only, any order, since the cut does not depend on it), one read-back of
-/// the bracket words, then the exact selection over the list. `Ok(None)`: the bracket missed K* or the list
-/// overflowed its capacity (a quarter of n); the caller runs the radix passes.
+/// `p` advanced by `words` u32 words (a kernel argument pointing inside one allocation).
+fn word_ptr(p: KernelArg, words: usize) -> KernelArg {
+    match p {
+        KernelArg::Ptr(a) => KernelArg::Ptr(a + 4 * words as u64),
+        other => other,
+    }
+}
+
+/// The cut alone (no mask) of a per-matrix count over `n >= BRACKET_MIN_N` keys through the sample bracket, queued
+/// with one synchronization: the sample; one pass over the keys that counts those above the bracket, appends those
+/// inside it to one list (values only, any order: the cut does not depend on it) and counts them in 1024 bins of
+/// the bracket's key range (`topk_bracket_count_<dtype>`); one block that checks the bracket with the exact counts
+/// and picks the bin holding K* (`topk_bracket_choose`: when that bin is one key wide, as it nearly always is for
+/// 16-bit keys, K* and the counts are final); the bin's candidates copied out (`topk_bracket_filter_<dtype>`) and
+/// selected in one block (`topk_select_rows_<dtype>` with the length read on the device); then one read-back of
+/// every word. `Ok(None)`: the bracket missed K* or the list overflowed (the caller runs the radix passes). A bin
+/// with more candidates than one block holds (heavy f32 ties inside it) is finished by the radix passes over the
+/// whole list (a second synchronization).
 fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<TopkCut<T>>> {
     debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
     let blocks = n.div_ceil(CHUNK);
     let cap = blocks * CHUNK_CAP;
-    // SAFETY: topk_bracket_count writes every list entry below the count it reports (capped at cap), and only
-    // those are read.
-    let Ok(mut list) = (unsafe { gpu.alloc_uninit::<T>(cap) }) else {
+    let small_cap = row_max_len::<T>();
+    // SAFETY (both): topk_bracket_count writes every list entry below the count it reports (capped at cap), and
+    // topk_bracket_filter every entry of `small` below its count (capped at small_cap); only those are read.
+    let (Ok(mut list), Ok(mut small)) = (unsafe { gpu.alloc_uninit::<T>(cap) }, unsafe { gpu.alloc_uninit::<T>(small_cap) }) else {
         count_bracket_path(false);
         return Ok(None);
     };
-    let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
-    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut bracket)?;
+    let mut words = gpu.alloc_zeros::<u32>(CUT_WORDS)?;
+    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
-        let mut bview = DeviceSliceMut::from(&mut bracket);
-        let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
+        let mut wview = DeviceSliceMut::from(&mut words);
+        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "bracket words")?;
         let mut lview = DeviceSliceMut::from(&mut list);
         let (p_list, _gl) = lview.kernel_ptr_mut(gpu, op, "candidate list")?;
+        let mut sview = DeviceSliceMut::from(&mut small);
+        let (p_small, _gs) = sview.kernel_ptr_mut(gpu, op, "bin candidates")?;
+        let (p_hist, p_sel, p_state) = (word_ptr(p_words, CUT_HIST), word_ptr(p_words, CUT_SEL), word_ptr(p_words, CUT_STATE));
         let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
-        // bracket words 2, 3 and 5 (STATE_WORDS, zeroed), and writes list entries only below cap (the list's
-        // length); the buffers are fresh and distinct from keys; arguments match topk_bracket_count_<dtype>.
+        // bracket words 2, 3 and 5 and to the CUT_BINS histogram words after them (all inside the CUT_WORDS zeroed
+        // words), and writes list entries only below cap (the list's length); the buffers are fresh and distinct
+        // from keys; arguments match topk_bracket_count_<dtype>.
         unsafe {
             gpu.launch(
                 MODULE,
                 &kernel::<T>("bracket_count"),
                 shape,
-                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_bracket, p_list, KernelArg::U32(cap as u32)],
+                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_words, p_list, KernelArg::U32(cap as u32), p_hist],
+            )?;
+        }
+        let choose = LaunchShape { grid: (1, 1, 1), block: (CUT_BINS as u32, 1, 1), shared_bytes: 0 };
+        // SAFETY: one block of CUT_BINS threads reads the bracket words and the CUT_BINS histogram words and writes
+        // the 8 choice words and the STATE_WORDS state words, all inside `words` (CUT_WORDS, the layout above);
+        // k <= n < 2^31; arguments match topk_bracket_choose.
+        unsafe { gpu.launch(MODULE, "topk_bracket_choose", choose, &[p_words, p_hist, KernelArg::U32(k as u32), KernelArg::U32(cap as u32), p_sel, p_state])? };
+        let filter = LaunchShape { grid: (cap.div_ceil(8 * THREADS as usize).clamp(1, 1024) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: the grid strides over list entries below min(bracket word 5, cap) (cap is the list's length),
+        // adds to the choice's filtered count and writes `small` only below small_cap (its length); list, small
+        // and words are distinct fresh buffers; arguments match topk_bracket_filter_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel::<T>("bracket_filter"),
+                filter,
+                &[p_list, p_words, KernelArg::U32(cap as u32), KernelArg::U32(flags), p_sel, p_small, KernelArg::U32(small_cap as u32)],
+            )?;
+        }
+        let select = LaunchShape { grid: (1, 1, 1), block: (THREADS, 1, 1), shared_bytes: (small_cap * T::DTYPE.size()) as u32 };
+        // SAFETY: one block reads the length at the choice's filtered-count word and selects over min(that, 0 when
+        // it exceeds small_cap) entries of `small` (small_cap elements), in small_cap * size_of::<T>() bytes of
+        // dynamic shared memory (<= 44 KiB, row_max_len), and writes the STATE_WORDS state words inside `words`; no
+        // mask (null); arguments match topk_select_rows_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel::<T>("select_rows"),
+                select,
+                &[p_small, KernelArg::U32(small_cap as u32), KernelArg::U32(flags), KernelArg::U32(T::DTYPE.size() as u32), p_state, KernelArg::Ptr(0), word_ptr(p_words, CUT_SEL + SEL_FILTERED)],
             )?;
         }
     }
-    let b = gpu.download(&bracket)?;
-    let (above, nans, n_cand) = (b[2] as usize, b[3] as usize, b[5] as usize);
+    let w = gpu.download(&words)?;
+    let (above, nans, n_cand) = (w[2] as usize, w[3] as usize, w[5] as usize);
     if nans > 0 && spec.nan == NanPolicy::Error {
         return Err(Error::NanKeys { op, what: "keys", count: nans });
     }
-    if n_cand > cap || above >= k || above + n_cand < k {
+    let sel = &w[CUT_SEL..CUT_SEL + 8];
+    if sel[SEL_STATUS] == SEL_INVALID {
         count_bracket_path(false);
         return Ok(None);
     }
-    let plan2 = Plan::Count(k - above);
-    let cand_keys = list.slice(0..n_cand);
-    let state = if n_cand <= row_max_len::<T>() {
-        select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, None)?
+    let (rank, before) = (sel[SEL_RANK] as usize, sel[SEL_BEFORE] as usize);
+    if before + rank != k || rank == 0 {
+        return Err(Error::Cuda { op, detail: format!("inconsistent bracket choice {sel:?} for k = {k}") });
+    }
+    let cut = if sel[SEL_STATUS] == SEL_DONE {
+        // The bin is one key: K* itself; every candidate in it equals K*.
+        TopkCut { threshold: Some(element_of_key(sel[SEL_KEY_LO], flags)), count_beyond: before, count_equal_taken: rank }
+    } else if (sel[SEL_FILTERED] as usize) <= small_cap {
+        let state = &w[CUT_STATE..CUT_STATE + STATE_WORDS];
+        // As cuts_of checks: the passes' c_gt and the direct count agree, and the quota completes the bin's rank.
+        if state[2] != state[4] || state[4] as usize + state[1] as usize != rank {
+            return Err(Error::Cuda { op, detail: format!("inconsistent bin selection state {state:?} for rank {rank}") });
+        }
+        TopkCut { threshold: Some(element_of_key(state[0], flags)), count_beyond: before + state[4] as usize, count_equal_taken: state[1] as usize }
     } else {
-        select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, KnownDigits::common::<T>(b[0], b[1]))?.state
+        // More candidates in K*'s bin than one block holds: the radix passes over the whole list.
+        let plan2 = Plan::Count(k - above);
+        let cand_keys = list.slice(0..n_cand);
+        let state = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, KnownDigits::common::<T>(w[0], w[1]))?.state;
+        let mut cut = cuts_of(op, gpu, &state, 1, &plan2, spec)?.remove(0);
+        cut.count_beyond += above;
+        cut
     };
-    let mut cut = cuts_of(op, gpu, &state, 1, &plan2, spec)?.remove(0);
-    cut.count_beyond += above;
     count_bracket_path(true);
     Ok(Some(cut))
 }
@@ -754,6 +836,7 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     Ok(Some((words, cut)))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, known: KnownDigits) -> Result<DeviceSelection> {
     let mut state = initial_state(gpu, segs, plan, known)?;
     let tiles_per_seg = seg_len.div_ceil(TILE);
@@ -851,7 +934,8 @@ fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, state: &DeviceVec<u32>, segs
 /// exact counts of entries beyond it and equal to it taken, computed on the device by radix select. See the
 /// module docs for the order, the tie rule and NaN.
 ///
-/// `keys` is `rows x cols` row-major (`rows * cols <= 2^31 - 1`). Synchronizes once (the cuts are read back).
+/// `keys` is `rows x cols` row-major (`rows * cols <= 2^31 - 1`). Synchronizes once (the cuts are read back;
+/// twice in the rare per-matrix case of a crowded bin, see the module docs).
 /// Errors (nothing launched): `keys.len() != rows * cols`, too many elements, `k > n` ([`Error::CountOutOfRange`];
 /// any `k > 0` of an empty matrix), fraction outside `[0, 1]`, NaN threshold; after the launches: NaNs in the keys
 /// under [`NanPolicy::Error`]. Floor: one read of the keys (`n * size_of::<T>()` bytes) on the per-row and

@@ -236,8 +236,20 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             }
         }
         // The cut-only bracket pass: keys once through the read-only path, ballots, one global atomic per warp
-        // round with candidates (its result broadcast by shuffle), candidate values stored at their width.
+        // round with candidates (its result broadcast by shuffle), candidate values stored at their width, the
+        // candidates' bins counted by shared atomics.
         k if k.starts_with("topk_bracket_count_") => {
+            if narrow {
+                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E.U16", "ATOMS."]
+            } else {
+                vec!["LDG.E.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E ", "ATOMS."]
+            }
+        }
+        // The cut path's choice: a block scan of the bin counts by shuffles and one barrier, the choice stored.
+        "topk_bracket_choose" => vec!["SHFL.UP", "BAR.SYNC", "STG.E "],
+        // The chosen bin's candidates: read-only list loads, ballots, one global atomic per warp round, the
+        // warp's base broadcast by shuffle, values stored at their width.
+        k if k.starts_with("topk_bracket_filter_") => {
             if narrow {
                 vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E.U16"]
             } else {

@@ -418,9 +418,9 @@ fn a_bracket_of_one_tied_key_selects_without_radix_passes() {
                 break v;
             }
         }).collect();
-        for i in 0..n {
+        for key in keys.iter_mut() {
             if rng.gen_bool(0.15) {
-                keys[i] = 0.5;
+                *key = 0.5;
             }
         }
         let above = keys.iter().filter(|&&x| x > 0.5).count();
@@ -430,6 +430,44 @@ fn a_bracket_of_one_tied_key_selects_without_radix_passes() {
         if !forced_radix() {
             let (taken, fell_back) = bracket_counts();
             assert_eq!((taken - before.0, fell_back - before.1), (3, 0), "{dev}");
+        }
+    }
+}
+
+/// The cut path counts the bracket's candidates in 1024 bins of its key range and selects within K*'s bin in one
+/// block; a bin holding more candidates than one block takes (three adjacent f32 values sharing 21% of the keys,
+/// K* near the cluster's top so the bracket reaches past it and the bin is wide) is finished by the radix passes
+/// over the whole candidate list. Exact against the reference.
+#[test]
+fn a_crowded_bin_is_finished_by_the_radix_passes_over_the_candidates() {
+    let mut rng = rng("topk_crowded_bin");
+    for (dev, gpu) in devices("topk_crowded_bin") {
+        let (rows, cols) = (rng.gen_range(520..600), 512);
+        let n = rows * cols;
+        let c0 = 0.5f32;
+        let cluster = [c0, f32::from_bits(c0.to_bits() + 1), f32::from_bits(c0.to_bits() + 2)];
+        let keys: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.21) {
+                    cluster[rng.gen_range(0..3)]
+                } else {
+                    loop {
+                        let v: f32 = rng.gen_range(0.0..1.0);
+                        if !cluster.contains(&v) {
+                            break v;
+                        }
+                    }
+                }
+            })
+            .collect();
+        let above = keys.iter().filter(|&&x| x > cluster[2]).count();
+        let before = bracket_counts();
+        for k in [above + 5, above + 300] {
+            check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(k));
+        }
+        if !forced_radix() {
+            let (taken, _) = bracket_counts();
+            assert_eq!(taken - before.0, 6, "{dev}");
         }
     }
 }
