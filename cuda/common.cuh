@@ -54,4 +54,15 @@ __device__ __forceinline__ T warp_sum(T v) {
     return v;
 }
 
+// Inclusive prefix sum of v over the lanes of a full warp (lane l gets v[0] + ... + v[l]), by log2(32) shuffles
+// up; an integer sum, so exact and order-free.
+__device__ __forceinline__ unsigned warp_inclusive_scan(unsigned v) {
+    const unsigned lane = threadIdx.x % 32;
+    for (unsigned d = 1; d < 32; d <<= 1) {
+        const unsigned up = __shfl_up_sync(0xffffffffu, v, d);
+        if (lane >= d) v += up;
+    }
+    return v;
+}
+
 }  // namespace slr

@@ -77,21 +77,10 @@ __device__ __forceinline__ unsigned load_counts(const unsigned* __restrict__ cou
 __device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned& total) {
     __shared__ unsigned warp_totals[kScanThreads / 32];
     unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    unsigned inclusive = v;
-    for (unsigned d = 1; d < 32; d <<= 1) {
-        unsigned up = __shfl_up_sync(0xffffffffu, inclusive, d);
-        if (lane >= d) inclusive += up;
-    }
+    const unsigned inclusive = slr::warp_inclusive_scan(v);
     if (lane == 31) warp_totals[warp] = inclusive;
     __syncthreads();
-    if (warp == 0) {
-        unsigned w = warp_totals[lane];
-        for (unsigned d = 1; d < 32; d <<= 1) {
-            unsigned up = __shfl_up_sync(0xffffffffu, w, d);
-            if (lane >= d) w += up;
-        }
-        warp_totals[lane] = w;  // inclusive over warps
-    }
+    if (warp == 0) warp_totals[lane] = slr::warp_inclusive_scan(warp_totals[lane]);  // inclusive over warps
     __syncthreads();
     total = warp_totals[kScanThreads / 32 - 1];
     return (warp == 0 ? 0u : warp_totals[warp - 1]) + inclusive - v;

@@ -538,11 +538,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
         }
         __syncthreads();
         if (warp == 0) {  // exclusive scan of the 64 counts in (u, warp) order: lane l holds entries 2l, 2l + 1
-            unsigned a = offsets[2 * lane], b = offsets[2 * lane + 1], incl = a + b;
-            for (unsigned d = 1; d < 32; d <<= 1) {
-                unsigned v = __shfl_up_sync(0xffffffffu, incl, d);
-                if (lane >= d) incl += v;
-            }
+            unsigned a = offsets[2 * lane], b = offsets[2 * lane + 1], incl = slr::warp_inclusive_scan(a + b);
             unsigned excl = incl - a - b;
             offsets[2 * lane] = excl;
             offsets[2 * lane + 1] = excl + a;
@@ -648,11 +644,7 @@ __device__ __forceinline__ void bracket_choose(const unsigned* __restrict__ brac
     const bool valid = n_cand <= cap && above < k && (unsigned long long)above + n_cand >= k;
     // Thread t holds bin kCutBins - 1 - t: an inclusive scan in that order counts the candidates at or above it.
     const unsigned b = kCutBins - 1 - t, c = hist[b];
-    unsigned incl = c;
-    for (unsigned off = 1; off < 32; off <<= 1) {
-        unsigned v = __shfl_up_sync(0xffffffffu, incl, off);
-        if (lane >= off) incl += v;
-    }
+    unsigned incl = slr::warp_inclusive_scan(c);
     if (lane == 31) warp_sums[warp] = incl;
     __syncthreads();
     unsigned before_warp = 0;
