@@ -394,6 +394,17 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
 
 }  // namespace
 
+// The vector kernel with G lanes per entry (spmm_xst_vec_impl), one extern "C" entry point per G.
+#define SLR_SPMM_XST_VEC(T, NAME, G)                                                                             \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) NAME(                                  \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
+        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
+        float beta) {                                                                                           \
+        spmm_xst_vec_impl<T, G>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs,     \
+                                alpha, beta);                                                                   \
+    }
+
 #define SLR_SPMM(T, SUFFIX)                                                                                      \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_##SUFFIX(                       \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
@@ -418,30 +429,9 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
         unsigned long long c_cs, float alpha, float beta) {                                                     \
         spmm_sb_impl<T>(row_offsets, col_indices, values, s_rows, b, b_rs, b_cs, n, c, c_rs, c_cs, alpha, beta); \
     }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) spmm_xst_vec_##SUFFIX(                   \
-        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
-        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
-        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
-        float beta) {                                                                                           \
-        spmm_xst_vec_impl<T, 1>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
-                             beta);                                                                             \
-    }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) spmm_xst_vec2_##SUFFIX(                  \
-        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
-        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
-        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
-        float beta) {                                                                                           \
-        spmm_xst_vec_impl<T, 2>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
-                             beta);                                                                             \
-    }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) spmm_xst_vec4_##SUFFIX(                  \
-        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
-        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
-        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
-        float beta) {                                                                                           \
-        spmm_xst_vec_impl<T, 4>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha,  \
-                             beta);                                                                             \
-    }                                                                                                           \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec_##SUFFIX, 1)                                                              \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec2_##SUFFIX, 2)                                                             \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec4_##SUFFIX, 4)                                                             \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_wide_##SUFFIX(                  \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
