@@ -660,3 +660,27 @@ fn device_cholesky_shifts_dependent_columns_and_reports_failures() {
         assert!(matches!(sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &[1.0, 0.0, 0.0], 2, rows, true), Err(Error::LengthMismatch { .. })), "{name}");
     }
 }
+
+#[test]
+fn device_rsvd_with_the_sketch_clamped_to_the_smaller_dimension_is_the_optimal_truncation() {
+    // l = min(r + p, min(m, n)) = n: the sketch spans A's whole row space, Q₂ is square, and the queued path's
+    // R₂ = Q₂ᵀ Bᵀ is the whole of B: the result is the optimal rank-r truncation up to rounding. (A square
+    // Gaussian sketch is often ill-conditioned enough, cond(AΩ) in the hundreds, for the queued path to hand over
+    // to the host-driven one: either path must give this.)
+    let mut rng = rng("rsvd_device_clamped");
+    for (name, gpu) in devices("rsvd_device_clamped") {
+        let (m, n, r) = (60, 25, 20);
+        let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::PowerLaw, n));
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+        let cfg = RsvdConfig { oversample: 50, ..seeded_config(&mut rng, r) };
+        let da = gpu.upload(&a32).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let mut s = vec![0f32; r];
+        let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
+        eprintln!("{name}: {q:?} {info:?}");
+        assert_eq!(info.sketch_cols, n, "{name}");
+        assert!(q.error_ratio <= 1.0 + 1e-3 && q.leading_rel <= 1e-5 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{name}: {q:?}");
+    }
+}
