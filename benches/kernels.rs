@@ -255,12 +255,11 @@ fn bench_spmm(c: &mut Criterion) {
                     let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                     let label = format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{t}");
                     bench.case(&mut group, label, &case, 20, || spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
-                    if t >= 64 {
-                        // The 32-column kernel on the same case (the path before the wide one).
-                        report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
-                            spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
-                        });
-                    }
+                    // The 32-column kernel on the same case (the path before the wide one at n = 128 and the
+                    // narrow one at n = 16).
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
+                        spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
+                    });
                 }
             }
         }

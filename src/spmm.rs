@@ -24,6 +24,9 @@ const SCALAR_T_MAX: usize = 2;
 /// its lanes busy) instead of the vector kernel (one warp per 8G t). Unmeasured on a GPU so far: a guess from the
 /// bytes each gathers (cuda/spmm.cu); `SLR_SPMM_PATH=vec` forces the vector kernel with G = 1, for comparison.
 const WIDE_T_MIN: usize = 64;
+/// Up to this many columns of B, spmm_sb gives each row a group of max(4, next_pow2(n)) lanes (several rows per
+/// warp) instead of a warp per 32 columns; `SLR_SPMM_PATH=vec` keeps the 32-column kernel, for comparison.
+const NARROW_N_MAX: usize = 16;
 /// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
 const WIDE_T: usize = 128;
 /// The wide kernel walks a row's entries with one warp (8 loads in flight): a row of L entries costs that warp about
@@ -326,7 +329,8 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
 /// [`spmm_sb_cpu`] (each output is the same sequential fmaf chain in entry order).
 ///
 /// From n = 64 with row-major B whose rows start 16-byte aligned (ld a multiple of 8 elements), each warp covers
-/// 128 columns with 4 per lane (the wide kernel of [`spmm_xst`]); otherwise one warp per 32 columns.
+/// 128 columns with 4 per lane (the wide kernel of [`spmm_xst`]); up to n = 16, each row of S gets a group of
+/// max(4, next_pow2(n)) lanes, 32 / that many rows per warp; otherwise one warp per 32 columns.
 ///
 /// Errors (nothing launched): `s_values.len() != nnz`; B not `s.cols() x n`; C not `s.rows() x n`; n above
 /// `u32::MAX`; C overlapping an input; buffers of another backend. Floor: S read once per 32 columns of B,
@@ -376,6 +380,16 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         return unsafe { launch_spmm(OP, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &[KernelArg::U64(ld as u64)], n, warps, alpha, beta, &mut ct) };
     }
     let layout = [KernelArg::U64(bs.row_stride() as u64), KernelArg::U64(bs.col_stride() as u64)];
+    if (1..=NARROW_N_MAX).contains(&n) && !path_forced("vec") {
+        // Narrow B: W = max(4, next_pow2(n)) lanes per row, 32 / W rows per warp (any layout of B and C).
+        let lanes = n.next_power_of_two().max(4);
+        let warps = s.rows().div_ceil(32 / lanes);
+        // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
+        // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n <= 16 and m fits u32 (S's
+        // index type); one group of `lanes` lanes per row of S, 32 / lanes rows per warp, surplus groups return;
+        // the kernel's W is `lanes`.
+        return unsafe { launch_spmm(OP, &format!("spmm_sb_narrow{lanes}_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &layout, n, warps, alpha, beta, &mut c) };
+    }
     // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
     // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n fits u32 (checked), m and k by
     // S's index type; one warp per (row, 32 columns), surplus warps return.

@@ -117,6 +117,11 @@ fn check_sb<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) 
     let n = [1, rng.gen_range(0..70), rng.gen_range(1..40)][rng.gen_range(0..3)];
     let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.1)][rng.gen_range(0..4)];
     let skewed = rng.gen_bool(0.4);
+    check_sb_at::<T>(gpu, dev, rng, m, k, n, density, skewed);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_sb_at<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, m: usize, k: usize, n: usize, density: f64, skewed: bool) {
     let s = random_pattern(rng, m, k, density, skewed);
     let s_vals: Vec<T> = random_values(rng, s.nnz());
     let bs = random_layout(rng, k, n);
@@ -284,6 +289,26 @@ fn wide_t_spmm_xst_is_bitwise_the_cpu_reference() {
         for t in [64, 128, 129, 200] {
             case::<f32>(&gpu, &dev, &mut rng, t);
             case::<bf16>(&gpu, &dev, &mut rng, t);
+        }
+    }
+}
+
+/// spmm_sb up to n = 16 gives each row a group of W = max(4, next_pow2(n)) lanes, 32 / W rows per warp: at each
+/// group width's edges (n = 1, 4, 5, 8, 9, 16), with uniform and skewed rows (groups of one warp walking rows of
+/// very different lengths), both layouts, every dtype, bitwise the CPU's fmaf chains. n = 17 takes the 32-column
+/// kernel.
+#[test]
+fn spmm_sb_with_narrow_b_is_bitwise_the_cpu_reference() {
+    let mut rng = rng("spmm_sb_narrow");
+    for (dev, gpu) in devices("spmm_sb_narrow") {
+        for n in [1usize, 4, 5, 8, 9, 16, 17] {
+            let (m, k) = (rng.gen_range(1..70), rng.gen_range(1..200));
+            let (density, skewed) = (rng.gen_range(0.01..0.4), rng.gen_bool(0.5));
+            match n % 3 {
+                0 => check_sb_at::<f32>(&gpu, &dev, &mut rng, m, k, n, density, skewed),
+                1 => check_sb_at::<bf16>(&gpu, &dev, &mut rng, m, k, n, density, skewed),
+                _ => check_sb_at::<f16>(&gpu, &dev, &mut rng, m, k, n, density, skewed),
+            }
         }
     }
 }
