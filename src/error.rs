@@ -71,6 +71,8 @@ pub enum Error {
     NonFinite { op: &'static str, what: &'static str, count: usize },
     /// A dense factorization on the host did not converge (faer's SVD iteration limit).
     NoConvergence { op: &'static str, what: &'static str },
+    /// A caller's buffer does not start at the alignment (in bytes) the op's vector loads need.
+    Misaligned { op: &'static str, what: &'static str, align: usize },
 }
 
 impl From<CsrError> for Error {
@@ -159,6 +161,7 @@ impl fmt::Display for Error {
             Error::InvalidRank { op, rank, max } => write!(f, "{op}: rank {rank} is outside 1..={max}"),
             Error::NonFinite { op, what, count } => write!(f, "{op}: {what} holds {count} NaN or infinite entries"),
             Error::NoConvergence { op, what } => write!(f, "{op}: {what} did not converge"),
+            Error::Misaligned { op, what, align } => write!(f, "{op}: {what} must start at a multiple of {align} bytes"),
         }
     }
 }

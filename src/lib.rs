@@ -55,7 +55,7 @@ pub use element::{DType, Element};
 pub use error::{CsrError, Error, Result};
 pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, ScatterDelta};
 pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
-pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu};
+pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu, spmm_xst_scratch_len, spmm_xst_with_scratch};
 pub use tile_mma::{tile_mma, tile_mma_cpu, TileMmaElement};
 pub use sddmm::{sddmm, sddmm_cpu, sddmm_weight_grad, sddmm_weight_grad_cpu, sddmm_weight_grad_scratch_len};
 pub use topk::{

@@ -12,7 +12,7 @@
 //! dimension (row-major is the fast case). Kernels: `cuda/spmm.cu`.
 use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
 use crate::dense::{MatMut, MatRef};
-use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, Gpu, KernelArg, LaunchShape};
+use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
 use crate::error::{check_len, check_shape, Error, Result};
 
@@ -217,7 +217,7 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// rounding.
 ///
 /// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
-/// stream per call) so that each entry's T values are one or a few 16-byte loads, G = 1, 2 or 4 lanes per entry
+/// stream per call; [`spmm_xst_with_scratch`] takes the caller's instead) so that each entry's T values are one or a few 16-byte loads, G = 1, 2 or 4 lanes per entry
 /// (8 t each; G > 1 only while the longest row is short against the work, `VEC_BALANCE` in the source); from
 /// T = 64, unless one row is long enough to outlast the rest of the work (`WIDE_BALANCE`), the product runs with
 /// lanes across T (each output then the sequential fmaf chain of [`spmm_xst_cpu`]). `SLR_SPMM_PATH=vec` in the
@@ -234,16 +234,57 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
     x: DeviceMatRef<'_, T>,
     alpha: f32,
     beta: f32,
-    mut y: DeviceMatMut<'_, T>,
+    y: DeviceMatMut<'_, T>,
 ) -> Result<()> {
-    const OP: &str = "spmm_xst";
-    let s_values = s_values.into();
+    spmm_xst_impl("spmm_xst", gpu, s, s_values.into(), x, alpha, beta, y, None)
+}
+
+/// Elements of scratch [`spmm_xst_with_scratch`] needs for `t` rows of X and `in_features` columns: the transposed
+/// X, `in_features * round_up(t, 8)` for t > 2, none for t <= 2. Saturates at `usize::MAX`.
+pub fn spmm_xst_scratch_len(t: usize, in_features: usize) -> usize {
+    if t <= SCALAR_T_MAX {
+        0
+    } else {
+        in_features.saturating_mul(t.div_ceil(8).saturating_mul(8))
+    }
+}
+
+/// [`spmm_xst`] with the caller's scratch for the transposed X (at least [`spmm_xst_scratch_len`] elements,
+/// starting 16-byte aligned, overlapping no operand), so that a training loop allocates nothing per call. Same
+/// result, bit for bit. Errors: those of [`spmm_xst`], and `BufferTooSmall`, `Misaligned` or `Aliasing` for the
+/// scratch (nothing launched).
+#[allow(clippy::too_many_arguments)]
+pub fn spmm_xst_with_scratch<'a, 's, T: Element, I: Index>(
+    gpu: &Gpu,
+    s: &DeviceCsrPattern<I>,
+    s_values: impl Into<DeviceSlice<'a, T>>,
+    x: DeviceMatRef<'_, T>,
+    alpha: f32,
+    beta: f32,
+    y: DeviceMatMut<'_, T>,
+    scratch: impl Into<DeviceSliceMut<'s, T>>,
+) -> Result<()> {
+    spmm_xst_impl("spmm_xst_with_scratch", gpu, s, s_values.into(), x, alpha, beta, y, Some(scratch.into()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spmm_xst_impl<T: Element, I: Index>(
+    op: &'static str,
+    gpu: &Gpu,
+    s: &DeviceCsrPattern<I>,
+    s_values: DeviceSlice<'_, T>,
+    x: DeviceMatRef<'_, T>,
+    alpha: f32,
+    beta: f32,
+    mut y: DeviceMatMut<'_, T>,
+    scratch: Option<DeviceSliceMut<'_, T>>,
+) -> Result<()> {
     let (xs, ys) = (x.shape(), y.shape());
-    check_len(OP, "s_values", s.nnz(), s_values.len())?;
-    check_shape(OP, "x", (xs.rows, s.cols()), (xs.rows, xs.cols))?;
-    check_shape(OP, "y", (xs.rows, s.rows()), (ys.rows, ys.cols))?;
-    check_fits_u32(OP, "rows of x", xs.rows)?;
-    check_spmm_alias(OP, gpu, s, &s_values, &x, &mut y)?;
+    check_len(op, "s_values", s.nnz(), s_values.len())?;
+    check_shape(op, "x", (xs.rows, s.cols()), (xs.rows, xs.cols))?;
+    check_shape(op, "y", (xs.rows, s.rows()), (ys.rows, ys.cols))?;
+    check_fits_u32(op, "rows of x", xs.rows)?;
+    check_spmm_alias(op, gpu, s, &s_values, &x, &mut y)?;
     let (t, inn, out) = (xs.rows, s.cols(), s.rows());
     if t <= SCALAR_T_MAX {
         let layout = [KernelArg::U64(xs.row_stride() as u64), KernelArg::U64(xs.col_stride() as u64)];
@@ -253,7 +294,7 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         // SLR_SPMM_PATH=warp: the earlier warp-per-row decode kernel (same launch shape and arguments), for
         // same-run comparison in the benchmarks.
         let name = if path_forced("warp") { "spmm_xst_rowwarp" } else { "spmm_xst" };
-        return unsafe { launch_spmm(OP, &format!("{name}_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
+        return unsafe { launch_spmm(op, &format!("{name}_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
     }
     if out == 0 {
         return Ok(());
@@ -264,23 +305,47 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
     // contiguous and 16-byte aligned, then the vector kernel.
     let ldt = t.div_ceil(8) * 8;
     let vec_lanes_per_entry = if wide { 1 } else { vec_lane_group(gpu, s, t, ldt)? };
-    let xt_len = inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op: OP, what: "transposed x", expected: usize::MAX, got: inn })?;
-    // SAFETY: transpose_pad writes every element of xt (rows r < ldt, padding included, for every c < in) before
-    // spmm_xst_vec reads any; with in == 0 xt is empty.
-    let mut xt = unsafe { gpu.alloc_uninit::<T>(xt_len)? };
+    let xt_len = inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op, what: "transposed x", expected: usize::MAX, got: inn })?;
+    let mut owned: Option<DeviceVec<T>> = None;
+    let mut xt_view = match scratch {
+        Some(sv) => {
+            if sv.len() < xt_len {
+                return Err(Error::BufferTooSmall { op, what: "scratch", needed: xt_len, got: sv.len() });
+            }
+            let range = sv.addr_range(gpu);
+            if !range.aligned_to(16) {
+                return Err(Error::Misaligned { op, what: "scratch", align: 16 });
+            }
+            check_no_alias(
+                op,
+                ("scratch", range),
+                &[
+                    ("x", x.data().addr_range(gpu)),
+                    ("s_values", s_values.addr_range(gpu)),
+                    ("row_offsets", s.row_offsets().addr_range(gpu)),
+                    ("col_indices", s.col_indices().addr_range(gpu)),
+                    ("y", y.data_mut().addr_range(gpu)),
+                ],
+            )?;
+            sv
+        }
+        // SAFETY: transpose_pad writes every element of xt (rows r < ldt, padding included, for every c < in)
+        // before spmm_xst_vec reads any; with in == 0 xt is empty.
+        None => DeviceSliceMut::from(owned.insert(unsafe { gpu.alloc_uninit::<T>(xt_len)? })),
+    };
     if inn > 0 {
         let grid_y = ldt.div_ceil(32);
         if grid_y > 65535 || inn.div_ceil(32) > i32::MAX as usize {
-            return Err(Error::LengthMismatch { op: OP, what: "rows of x (transpose grid)", expected: 65535 * 32, got: t });
+            return Err(Error::LengthMismatch { op, what: "rows of x (transpose grid)", expected: 65535 * 32, got: t });
         }
         let shape = LaunchShape { grid: (inn.div_ceil(32) as u32, grid_y as u32, 1), block: (32, 8, 1), shared_bytes: 0 };
-        let (p_x, _g0) = x.data().kernel_ptr(gpu, OP, "x")?;
-        let mut xt_view = crate::device::DeviceSliceMut::from(&mut xt);
-        let (p_xt, _g1) = xt_view.kernel_ptr_mut(gpu, OP, "transposed x")?;
+        let (p_x, _g0) = x.data().kernel_ptr(gpu, op, "x")?;
+        let (p_xt, _g1) = xt_view.kernel_ptr_mut(gpu, op, "transposed x")?;
         // SAFETY: the kernel reads x[r, c] only for r < t, c < in, inside X's validated shape, and writes
-        // xt[c * ldt + r] for c < in, r < ldt, inside the in * ldt elements just allocated; xt is a fresh buffer,
-        // so it overlaps nothing; the block is 32 x 8 threads over 32 x 32 tiles as the kernel expects;
-        // arguments match transpose_pad_<dtype>.
+        // xt[c * ldt + r] for c < in, r < ldt, inside xt's first in * ldt elements (a fresh allocation of exactly
+        // that, or the caller's scratch, checked to be at least that long); xt overlaps no operand (fresh, or
+        // checked above); the block is 32 x 8 threads over 32 x 32 tiles as the kernel expects; arguments match
+        // transpose_pad_<dtype>.
         unsafe {
             gpu.launch(
                 MODULE,
@@ -298,16 +363,16 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
             )?;
         }
     }
-    let xt_view = DeviceSlice::from(&xt);
+    let xt_view = xt_view.as_slice();
     if wide {
-        let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
+        let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op, what: "work items", expected: usize::MAX, got: out })?;
         // SAFETY: every column of S is < in; lane l of the warp for t-chunk j loads xt[col * ldt + 128 j + 4 l ..
         // + 4] only when 128 j + 4 l < ldt (then + 4 <= ldt, ldt being a multiple of 8), inside the in * ldt
-        // elements of xt and aligned to 4 elements (8 or 16 bytes; the allocation is aligned); Y is written at
-        // (t', o) with t' < t, o < out, inside its validated shape; Y overlaps neither the caller's inputs
-        // (checked above) nor xt (fresh); sizes fit u32; one warp per (row of S, 128 rows of X), surplus warps
-        // return.
-        return unsafe { launch_spmm(OP, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) };
+        // elements of xt and aligned to 4 elements (8 or 16 bytes; xt starts 16-byte aligned: a fresh allocation,
+        // or the caller's scratch, checked); Y is written at (t', o) with t' < t, o < out, inside its validated
+        // shape; Y overlaps neither the caller's inputs (checked above) nor xt (fresh, or checked); sizes fit
+        // u32; one warp per (row of S, 128 rows of X), surplus warps return.
+        return unsafe { launch_spmm(op, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) };
     }
     let lanes_per_entry = vec_lanes_per_entry;
     let kernel = match lanes_per_entry {
@@ -315,13 +380,14 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
         2 => "spmm_xst_vec2",
         _ => "spmm_xst_vec4",
     };
-    let warps = out.checked_mul(ldt.div_ceil(8 * lanes_per_entry)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: out })?;
+    let warps = out.checked_mul(ldt.div_ceil(8 * lanes_per_entry)).ok_or(Error::LengthMismatch { op, what: "work items", expected: usize::MAX, got: out })?;
     // SAFETY: every column of S is < in, and a lane loads xt[col * ldt + t0 .. + 8] only when t0 < ldt, so (ldt
-    // and t0 being multiples of 8) t0 + 8 <= ldt: inside the in * ldt elements of xt and 16-byte aligned (the
-    // allocation is aligned); Y is written at (t', o) with t' < t, o < out, inside its validated shape; Y overlaps
-    // neither the caller's inputs (checked above) nor xt (fresh); sizes fit u32; one warp per (row of S, 8G rows
-    // of X) with G = lanes_per_entry matching the kernel's template, surplus warps return.
-    unsafe { launch_spmm(OP, &format!("{kernel}_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
+    // and t0 being multiples of 8) t0 + 8 <= ldt: inside the first in * ldt elements of xt and 16-byte aligned (a
+    // fresh allocation, or the caller's scratch, checked); Y is written at (t', o) with t' < t, o < out, inside its
+    // validated shape; Y overlaps neither the caller's inputs (checked above) nor xt (fresh, or checked); sizes
+    // fit u32; one warp per (row of S, 8G rows of X) with G = lanes_per_entry matching the kernel's template,
+    // surplus warps return.
+    unsafe { launch_spmm(op, &format!("{kernel}_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
 }
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +
@@ -399,6 +465,25 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
 #[cfg(all(test, feature = "emulator"))]
 mod tests {
     use super::*;
+
+    /// A scratch overlapping an operand is refused before anything runs (the safe API cannot build such views; the
+    /// emulator's test-only view can).
+    #[test]
+    fn a_scratch_overlapping_an_operand_is_refused() {
+        use crate::device::overlapping_view_for_tests;
+        let gpu = Gpu::emulated(crate::device::Schedule::RoundRobin);
+        let pattern = CsrPattern::<u32>::from_coo(2, 3, &[(0, 0), (1, 2)]).unwrap();
+        let ds = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+        let vals = gpu.upload(&[1f32, 2.0]).unwrap();
+        let buf = gpu.upload(&[1f32; 64]).unwrap();
+        let mut y = gpu.upload(&[7f32; 8]).unwrap();
+        let x = DeviceMatRef::row_major(buf.slice(0..12), 4, 3).unwrap();
+        // SAFETY: the op refuses the view before launching, so nothing is written through it.
+        let scratch = unsafe { overlapping_view_for_tests(&buf, 8..40) };
+        let e = spmm_xst_with_scratch(&gpu, &ds, &vals, x, 1.0, 0.0, DeviceMatMut::row_major(&mut y, 4, 2).unwrap(), scratch).unwrap_err();
+        assert_eq!(e, Error::Aliasing { op: "spmm_xst_with_scratch", output: "scratch", input: "x" });
+        assert_eq!(gpu.download(&y).unwrap(), vec![7f32; 8]);
+    }
 
     /// The lane-group rule: G follows ldt while the longest row is short or small against the work, and drops
     /// (to 2, then 1) when one row would outlast the rest.

@@ -411,3 +411,39 @@ fn spmm_rejects_bad_shapes_and_lengths_and_touches_nothing() {
         assert_eq!(gpu.download(&c).unwrap(), vec![7.0; 15], "{dev}: output touched");
     }
 }
+
+/// spmm_xst_with_scratch gives bitwise the outputs of spmm_xst (same kernels, the transposed X in the caller's
+/// buffer) for every kernel family (T = 1, 5, 16, 40, 70), reuses one scratch across calls, and refuses a scratch
+/// that is too short or not 16-byte aligned before launching anything.
+#[test]
+fn spmm_xst_with_scratch_matches_spmm_xst_bitwise_and_checks_its_scratch() {
+    let mut rng = rng("spmm_xst_scratch");
+    for (dev, gpu) in devices("spmm_xst_scratch") {
+        let (out_dim, in_dim) = (rng.gen_range(20..60), rng.gen_range(20..300));
+        let s = random_pattern(&mut rng, out_dim, in_dim, 0.1, false);
+        let vals: Vec<bf16> = random_values(&mut rng, s.nnz());
+        let ds = DeviceCsrPattern::upload(&gpu, &s).unwrap();
+        let dv = gpu.upload(&vals).unwrap();
+        let mut scratch = gpu.alloc_zeros::<bf16>(spmm_xst_scratch_len(70, in_dim) + 8).unwrap();
+        for t in [1usize, 5, 16, 40, 70] {
+            let x: Vec<bf16> = random_values(&mut rng, t * in_dim);
+            let dx = gpu.upload(&x).unwrap();
+            let mut want = gpu.alloc_zeros::<bf16>(t * out_dim).unwrap();
+            let mut got = gpu.alloc_zeros::<bf16>(t * out_dim).unwrap();
+            spmm_xst(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.5, 0.0, DeviceMatMut::row_major(&mut want, t, out_dim).unwrap()).unwrap();
+            spmm_xst_with_scratch(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.5, 0.0, DeviceMatMut::row_major(&mut got, t, out_dim).unwrap(), &mut scratch).unwrap();
+            let (w, g) = (gpu.download(&want).unwrap(), gpu.download(&got).unwrap());
+            assert!(w.iter().zip(&g).all(|(a, b)| same_bits(*a, *b)), "{dev}: T = {t}");
+            assert_eq!(spmm_xst_scratch_len(t, in_dim), if t <= 2 { 0 } else { in_dim * t.div_ceil(8) * 8 });
+        }
+        let t = 16;
+        let dx = gpu.upload(&random_values::<bf16>(&mut rng, t * in_dim)).unwrap();
+        let mut y = gpu.upload(&vec![bf16::from_f32(3.0); t * out_dim]).unwrap();
+        let need = spmm_xst_scratch_len(t, in_dim);
+        let e = spmm_xst_with_scratch(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out_dim).unwrap(), scratch.slice_mut(0..need - 1)).unwrap_err();
+        assert!(matches!(e, Error::BufferTooSmall { what: "scratch", .. }), "{dev}: {e:?}");
+        let e = spmm_xst_with_scratch(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out_dim).unwrap(), scratch.slice_mut(1..need + 1)).unwrap_err();
+        assert!(matches!(e, Error::Misaligned { what: "scratch", align: 16, .. }), "{dev}: {e:?}");
+        assert!(gpu.download(&y).unwrap().iter().all(|v| v.to_f32() == 3.0), "{dev}: a refused call wrote y");
+    }
+}

@@ -603,6 +603,13 @@ impl<'a, T> DeviceSlice<'a, T> {
 }
 
 impl<'a, T> DeviceSliceMut<'a, T> {
+    /// The same elements, read-only, for as long as this view is borrowed.
+    pub fn as_slice(&self) -> DeviceSlice<'_, T> {
+        match &self.inner {
+            SliceMutInner::Cuda(v) => DeviceSlice { inner: SliceInner::Cuda(v.as_view()) },
+            SliceMutInner::Host { ptr, len, .. } => DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const T, len: *len, _borrow: PhantomData } },
+        }
+    }
     pub fn len(&self) -> usize {
         match &self.inner {
             SliceMutInner::Cuda(v) => v.len(),
