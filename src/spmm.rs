@@ -253,6 +253,27 @@ pub fn spmm_xst_scratch_len(t: usize, in_features: usize) -> usize {
 /// starting 16-byte aligned, overlapping no operand), so that a training loop allocates nothing per call. Same
 /// result, bit for bit. Errors: those of [`spmm_xst`], and `BufferTooSmall`, `Misaligned` or `Aliasing` for the
 /// scratch (nothing launched).
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # use half::bf16;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// let (out_f, in_f, tokens) = (4096, 4096, 16);
+/// let mask = CsrPattern::<u32>::from_coo(out_f, in_f, &[(0, 1), (7, 4095)])?;
+/// let s = DeviceCsrPattern::upload(&gpu, &mask)?;
+/// let s_values = gpu.upload(&[bf16::from_f32(0.5), bf16::from_f32(-2.0)])?;
+/// let x = gpu.alloc_zeros::<bf16>(tokens * in_f)?;
+/// let mut y = gpu.alloc_zeros::<bf16>(tokens * out_f)?;
+/// // One scratch for the whole loop: nothing is allocated per step.
+/// let mut scratch = gpu.alloc_zeros::<bf16>(spmm_xst_scratch_len(tokens, in_f))?;
+/// for _step in 0..100 {
+///     // Y = X Sᵀ (the sparse Linear layer's forward).
+///     spmm_xst_with_scratch(&gpu, &s, &s_values, DeviceMatRef::row_major(&x, tokens, in_f)?, 1.0, 0.0,
+///                           DeviceMatMut::row_major(&mut y, tokens, out_f)?, &mut scratch)?;
+/// }
+/// # Ok(()) }
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn spmm_xst_with_scratch<'a, 's, T: Element, I: Index>(
     gpu: &Gpu,
