@@ -335,7 +335,9 @@ fn bench_sddmm(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(11);
     let shapes: &[(usize, usize)] = &[(4096, 4096), (11008, 4096)];
     let densities: &[f64] = &[0.01, 0.05];
-    let token_counts: &[usize] = if quick() { &[16, 128] } else { &[16, 128, 2048] };
+    // T = 2048 (training-size token counts) in quick mode too: the tensor-core kernel's case (no torch baseline in
+    // the quick baselines script there; the same-run CUDA-core kernel is the comparison).
+    let token_counts: &[usize] = &[16, 128, 2048];
     let mut group = Bench::group(c, "sddmm");
     for &(rows, cols) in shapes {
         for &density in densities {
@@ -377,6 +379,9 @@ fn bench_sddmm(c: &mut Criterion) {
                     )
                 };
                 bench.case(&mut group, format!("sddmm_weight_grad_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
+                if sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz) {
+                    report_switched(gpu, &case, "SLR_SDDMM_PATH", "simt", "our CUDA-core kernel", 20, &bench.device, &mut run);
+                }
 
                 // The kernel alone: A = dYᵀ (rows x T) and B = Xᵀ (cols x T), row-major, K contiguous.
                 let a: Vec<bf16> = (0..rows * t).map(|i| dy[(i % t) * rows + i / t]).collect();
@@ -394,6 +399,9 @@ fn bench_sddmm(c: &mut Criterion) {
                 };
                 let mut run = || sddmm(gpu, &dpat, DeviceMatRef::row_major(&d_a, rows, t)?, DeviceMatRef::row_major(&d_b, cols, t)?, 1.0, 0.0, &mut ds);
                 bench.case(&mut group, format!("sddmm_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
+                if sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz) {
+                    report_switched(gpu, &case, "SLR_SDDMM_PATH", "simt", "our CUDA-core kernel", 20, &bench.device, &mut run);
+                }
             }
         }
     }

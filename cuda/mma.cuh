@@ -165,6 +165,17 @@ __device__ __forceinline__ void mma_load_b_row_major(unsigned (&b)[2], const T* 
     }
 }
 
+// B fragment from a 16x8 (K x N) tile stored column by column (N rows of K contiguous elements, as the rows of a
+// row-major n x K operand): element (k, n) at tile[n * ld + k], ld >= 16.
+template <typename T>
+__device__ __forceinline__ void mma_load_b_col_major(unsigned (&b)[2], const T* tile, unsigned ld, unsigned lane) {
+#pragma unroll
+    for (unsigned r = 0; r < 2; ++r) {
+        const MmaCoord lo = mma_b_coord(lane, 2 * r), hi = mma_b_coord(lane, 2 * r + 1);
+        b[r] = mma_pack(mma_bits(tile[lo.col * ld + lo.row]), mma_bits(tile[hi.col * ld + hi.row]));
+    }
+}
+
 // C fragment from a 16x8 row-major f32 tile: element (r, c) at tile[r * ld + c], ld >= 8.
 __device__ __forceinline__ void mma_load_c_row_major(float (&c)[4], const float* tile, unsigned ld, unsigned lane) {
 #pragma unroll

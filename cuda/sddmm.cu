@@ -26,6 +26,9 @@
 // the dtype only, so results are bitwise reproducible run to run, and the same for aligned and unaligned operands:
 // rows that are not 16-byte aligned, or have a strided K direction, take the same slots with scalar loads.
 //
+// sddmm_tc_<T> (f16/bf16; src/sddmm.rs sddmm_uses_tensor_cores): one block of 4 warps per 64 x 64 tile of the
+// pattern computes the dense tile on tensor cores and writes its entries; see its comment below.
+//
 // sddmm floor: 2 * nnz * K flops (CUDA-core FMAs: ~67 TFLOP/s f32 on H100/H200). Bytes that must come from HBM: the A
 // rows that have entries and the B rows named by a column, once (at most (m + n) * K * sizeof(T)), 4 * (m + 1 + nnz)
 // of indices, nnz * sizeof(T) written (and read when beta != 0). Each entry reads its B row through L2, so L2
@@ -38,6 +41,7 @@
 // (contiguous in the weight gradient's operands), writes along k. Floor: rows * cols * sizeof(T) bytes read and
 // the same written.
 #include "common.cuh"
+#include "mma.cuh"
 
 namespace {
 
@@ -235,7 +239,121 @@ __device__ __forceinline__ void transpose_impl(const T* __restrict__ src, unsign
     }
 }
 
+// ---- Tensor-core SDDMM (f16/bf16, src/sddmm.rs tensor_core_path) -----------------------------------------------
+// One block of 4 warps per 64 x 64 tile of the output (rows r0.., columns c0.. of the pattern): the dense tile
+// A[r0:r0+64, :] · B[c0:c0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32 accumulation; warp w owns tile rows
+// 16w..16w+15, all 64 columns as 8 fragments of 8), K in chunks of 32 staged in shared memory (16-byte loads when
+// the operand's rows are K-contiguous and 16-byte aligned, element loads otherwise: the same values either way,
+// so the result does not depend on the layout), then every entry of the pattern inside the tile reads its value
+// from the finished tile (rows' segments of columns [c0, c0 + 64) found by binary search first; an empty tile
+// exits before loading anything). Work: 64 x 64 x K multiply-adds per non-empty tile whatever its entry count,
+// so it is used where the pattern is dense enough (src/sddmm.rs); bytes: 128 rows x K x 2 per tile from L2 instead
+// of one B row per entry. Deterministic run to run; not bitwise the CUDA-core kernel or the CPU (the mma's
+// accumulation order is unspecified), within the same f32 bound.
+constexpr unsigned kTcTile = 64;   // output rows and columns per block
+constexpr unsigned kTcK = 32;      // K per shared-memory stage
+constexpr unsigned kTcLd = 40;     // shared row stride in elements (80 bytes: fragment loads spread over banks)
+constexpr unsigned kTcThreads = 128;
+
+// First index in [lo, hi) with col_indices[index] >= key (hi if none).
+__device__ __forceinline__ unsigned first_col_at_least(const unsigned* __restrict__ col_indices, unsigned lo,
+                                                       unsigned hi, unsigned long long key) {
+    while (lo < hi) {
+        const unsigned mid = lo + (hi - lo) / 2;
+        if (col_indices[mid] < key) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+// dst[r * kTcLd + kk] = src row (first + r), element k0 + kk, for r < kTcTile, kk < kTcK; zero past `count` rows
+// or past K. `vec`: rows are K-contiguous with 16-byte-aligned starts and a row stride that is a multiple of 8
+// elements, so whole 8-element pieces move as one 16-byte load.
+template <typename T>
+__device__ __forceinline__ void stage_rows(T* dst, const T* __restrict__ src, unsigned long long rs,
+                                           unsigned long long cs, unsigned first, unsigned count, unsigned k0,
+                                           unsigned k, bool vec) {
+    for (unsigned i = threadIdx.x; i < kTcTile * (kTcK / 8); i += kTcThreads) {
+        const unsigned r = i / (kTcK / 8), kk = (i % (kTcK / 8)) * 8;
+        const unsigned long long row = first + r;
+        T* d = dst + r * kTcLd + kk;
+        if (vec && row < count && k0 + kk + 8 <= k) {
+            *reinterpret_cast<uint4*>(d) = *reinterpret_cast<const uint4*>(src + row * rs + (k0 + kk));
+        } else {
+#pragma unroll
+            for (unsigned j = 0; j < 8; ++j) {
+                const unsigned kj = k0 + kk + j;
+                d[j] = (row < count && kj < k) ? src[row * rs + (unsigned long long)kj * cs] : slr::from_f32<T>(0.0f);
+            }
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned long long a_rs,
+                                              unsigned long long a_cs, const T* __restrict__ b,
+                                              unsigned long long b_rs, unsigned long long b_cs,
+                                              const unsigned* __restrict__ row_offsets,
+                                              const unsigned* __restrict__ col_indices, unsigned rows, unsigned cols,
+                                              unsigned k, unsigned vec_flags, float alpha, float beta,
+                                              T* __restrict__ c) {
+    __shared__ __align__(16) T a_stage[kTcTile * kTcLd];
+    __shared__ __align__(16) T b_stage[kTcTile * kTcLd];
+    __shared__ float tile[kTcTile][kTcTile + 1];
+    __shared__ unsigned seg[kTcTile][2];
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    const unsigned r0 = blockIdx.y * kTcTile, c0 = blockIdx.x * kTcTile;
+    bool any = false;
+    if (t < kTcTile) {
+        unsigned lo = 0, hi = 0;
+        if (r0 + t < rows) {
+            const unsigned s = row_offsets[r0 + t], e = row_offsets[r0 + t + 1];
+            lo = first_col_at_least(col_indices, s, e, c0);
+            hi = first_col_at_least(col_indices, lo, e, (unsigned long long)c0 + kTcTile);
+        }
+        seg[t][0] = lo;
+        seg[t][1] = hi;
+        any = hi > lo;
+    }
+    if (!__syncthreads_or(any)) return;  // no entry in this tile (the whole block leaves)
+    float acc[kTcTile / 8][4];
+#pragma unroll
+    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (unsigned k0 = 0; k0 < k; k0 += kTcK) {
+        stage_rows(a_stage, a, a_rs, a_cs, r0, rows, k0, k, (vec_flags & 1u) != 0);
+        stage_rows(b_stage, b, b_rs, b_cs, c0, cols, k0, k, (vec_flags & 2u) != 0);
+        __syncthreads();
+#pragma unroll
+        for (unsigned kk = 0; kk < kTcK; kk += 16) {
+            unsigned af[4];
+            slr::mma_load_a_row_major(af, a_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
+#pragma unroll
+            for (unsigned nt = 0; nt < kTcTile / 8; ++nt) {
+                unsigned bf[2];
+                slr::mma_load_b_col_major(bf, b_stage + (8 * nt) * kTcLd + kk, kTcLd, lane);
+                slr::mma_m16n8k16<T>(acc[nt], af, bf, acc[nt]);
+            }
+        }
+        __syncthreads();  // the next stage overwrites what slower warps may still be reading
+    }
+#pragma unroll
+    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) slr::mma_store_d_row_major(&tile[16 * warp][8 * nt], kTcTile + 1, lane, acc[nt]);
+    __syncthreads();
+    for (unsigned r = warp; r < kTcTile; r += kTcThreads / 32) {
+        for (unsigned e = seg[r][0] + lane; e < seg[r][1]; e += 32) store_entry(c + e, tile[r][col_indices[e] - c0], alpha, beta);
+    }
+}
+
 }  // namespace
+
+#define SLR_SDDMM_TC(NAME, T)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(kTcThreads)                                                    \
+        NAME(const T* __restrict__ a, unsigned long long a_rs, unsigned long long a_cs, const T* __restrict__ b, \
+             unsigned long long b_rs, unsigned long long b_cs, const unsigned* __restrict__ row_offsets,          \
+             const unsigned* __restrict__ col_indices, unsigned rows, unsigned cols, unsigned k,                 \
+             unsigned vec_flags, float alpha, float beta, T* __restrict__ c) {                                   \
+        sddmm_tc_impl<T>(a, a_rs, a_cs, b, b_rs, b_cs, row_offsets, col_indices, rows, cols, k, vec_flags,      \
+                         alpha, beta, c);                                                                       \
+    }
 
 #define SLR_SDDMM(NAME, T)                                                                                       \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)                                           \
@@ -260,6 +378,10 @@ SLR_SDDMM(sddmm_f16, __half)
 SLR_EMU_EXPORT(sddmm_f16)
 SLR_SDDMM(sddmm_bf16, __nv_bfloat16)
 SLR_EMU_EXPORT(sddmm_bf16)
+SLR_SDDMM_TC(sddmm_tc_f16, __half)
+SLR_EMU_EXPORT(sddmm_tc_f16)
+SLR_SDDMM_TC(sddmm_tc_bf16, __nv_bfloat16)
+SLR_EMU_EXPORT(sddmm_tc_bf16)
 
 SLR_SDDMM_TRANSPOSE(sddmm_transpose_f32, float)
 SLR_EMU_EXPORT(sddmm_transpose_f32)

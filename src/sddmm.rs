@@ -9,9 +9,12 @@
 //!   `dS = (dYᵀ·X)` at S's entries: the textbook form with `A = dYᵀ`, `B = Xᵀ` and `K = T`.
 //!
 //! Values are f32, f16 or bf16 (A, B and the output of one type); products are accumulated in f32 with fused
-//! multiply-adds and the output is rounded once. β = 0 never reads the old output (NaN there is ignored). No
-//! atomics: every entry is written by one lane, and the summation order depends only on K and the dtype, so the
-//! same inputs give bitwise the same outputs run to run (and on every emulator schedule).
+//! multiply-adds (or tensor-core mma, below) and the output is rounded once. β = 0 never reads the old output (NaN
+//! there is ignored). No atomics: every entry is written by one lane, and the summation order depends only on K,
+//! the dtype and the sizes (which kernel runs), so the same inputs give bitwise the same outputs run to run (and
+//! on every emulator schedule), whatever the operands' layout or alignment. Across devices the CUDA-core kernel is
+//! bitwise the same; the tensor-core kernel is not (the hardware's mma accumulation order is unspecified), only
+//! within the accuracy bound below.
 //!
 //! # Design (details in `cuda/sddmm.cu`)
 //! - **Form 2** runs one kernel. Each warp owns a fixed-size chunk of consecutive entries (not a row), so power-law
@@ -28,6 +31,15 @@
 //!   11008 x 4096 layer in bf16); extra traffic: one read and one write of dY and X. An operand already passed
 //!   column-major (`T` contiguous) is used in place and needs no scratch.
 //!
+//! - **Tensor cores** (f16/bf16, K ≥ 64, at least one entry per 64 elements of the `m x n` pattern, ~1.6%;
+//!   `sddmm_uses_tensor_cores`): one block per 64 x 64 tile of the pattern computes the whole dense tile
+//!   `A[r0.., :]·B[c0.., :]ᵀ` with mma.sync m16n8k16 (K staged through shared memory in chunks of 32, 16-byte loads
+//!   where the rows allow, element loads otherwise), then writes the tile's entries (found by binary search in
+//!   each row; empty tiles exit at once). Reads 128 rows of K per tile from L2 instead of one B row per entry, and
+//!   runs the `64·64·K` multiply-adds at tensor-core rates: the regime where the CUDA-core kernel is L2-bound
+//!   (K = T = 128 and above at a few percent density; 0.31x dense at 5%, K = 128 on an H200). The threshold is a
+//!   guess from bytes and rates, not yet measured; `SLR_SDDMM_PATH=simt` keeps the CUDA-core kernel everywhere.
+//!
 //! # Floor
 //! `2·nnz·K` flops on CUDA cores, and from memory at least the A rows with entries and the B rows named by a
 //! column (`(m + n)·K` elements at most), `4·(m + 1 + nnz)` bytes of indices and `nnz` outputs (read too when
@@ -41,8 +53,10 @@
 //! both the kernel and the CPU reference compute the f32 value `v = α·dot + β·C[e]` with at most K + 2 roundings
 //! along any path (the kernel's lane sums plus its butterfly are never deeper than K), so each is within
 //! `γ_{K+2}·M` of the exact value and they differ by at most `2·γ_{K+2}·M`. Rounding to the output type adds
-//! `u_T·|v|` on each side (`u_T` = 2⁻¹¹ for f16, 2⁻⁸ for bf16, 0 for f32) plus half a subnormal step. The tests
-//! hold the kernel to exactly this bound (tests/sddmm.rs).
+//! `u_T·|v|` on each side (`u_T` = 2⁻¹¹ for f16, 2⁻⁸ for bf16, 0 for f32) plus half a subnormal step. On the
+//! tensor-core path the products of 16-bit values are exact in f32 but the mma's additions are only specified to
+//! "at least single precision", so its error is taken as up to `2·γ_{K+2}·M` (one ulp per addition) and the
+//! difference to the CPU as `3·γ_{K+2}·M`. The tests hold each path to its bound (tests/sddmm.rs).
 use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
 use crate::dense::{Layout, MatRef};
 use crate::device::{check_no_alias, DeviceMatRef, DeviceSliceMut, Gpu, KernelArg, LaunchShape};
@@ -57,6 +71,30 @@ const ENTRIES_PER_GROUP_PER_WARP: usize = 16;
 /// Transpose tile edge and the thread rows that walk it (`kTile`, `kTileRows`).
 const TILE: u32 = 32;
 const TILE_ROWS: u32 = 8;
+/// Tensor-core kernel (`sddmm_tc_<T>`): output tile side, threads per block.
+const TC_TILE: usize = 64;
+const TC_THREADS: u32 = 128;
+/// The tensor-core kernel computes every output of a non-empty 64 x 64 tile (64·64·K multiply-adds on tensor
+/// cores, the tile's A and B rows read once) where the CUDA-core kernel reads one B row per entry from L2 (the
+/// limit measured at K = 128: 5% of 11008 x 4096 took 211 µs, 0.31x dense, on an H200). It is taken for f16/bf16
+/// from K = 64 when the pattern averages at least one entry per 64 tile elements (nnz·64 >= rows·cols, ~1.6%): a
+/// guess from bytes and tensor-core rates, not yet measured; `SLR_SDDMM_PATH=simt` keeps the CUDA-core kernel.
+const TC_K_MIN: usize = 64;
+const TC_AREA_PER_ENTRY: usize = 64;
+
+/// Whether [`sddmm`] and [`sddmm_weight_grad`] run on tensor cores for these sizes (see `TC_K_MIN` in the
+/// source). Then the results are deterministic run to run and independent of the operands' layout, but not
+/// bitwise those of the CUDA-core kernel, the CPU reference or another device (the mma's accumulation order is
+/// unspecified); they stay within the same f32 bound. For tests and benchmarks.
+#[doc(hidden)]
+pub fn sddmm_uses_tensor_cores<T: Element>(rows: usize, cols: usize, k: usize, nnz: usize) -> bool {
+    T::DTYPE.size() == 2
+        && k >= TC_K_MIN
+        && nnz.saturating_mul(TC_AREA_PER_ENTRY) >= rows.saturating_mul(cols)
+        && rows.div_ceil(TC_TILE) <= 65535
+        && cols.div_ceil(TC_TILE) <= i32::MAX as usize
+        && std::env::var_os("SLR_SDDMM_PATH").is_none_or(|v| v != "simt")
+}
 /// CUDA's limit on gridDim.y; the transpose strides over column tiles beyond it.
 const MAX_GRID_Y: usize = 65_535;
 
@@ -191,7 +229,7 @@ fn offset_ptr(arg: KernelArg, bytes: usize) -> KernelArg {
 /// `a` addresses `rows x k` elements and `b` `cols x k` elements of `T` at their strides (every `r < rows`,
 /// `c < cols`, `kk < k` in bounds of live buffers of `gpu`'s backend); `row_offsets`/`col_indices` are a validated
 /// CSR pattern of `rows x cols` with `nnz` entries on that backend; `out` has `nnz` elements and overlaps none of
-/// the inputs; `nnz > 0`, `rows`, `nnz` and `k` fit in u32.
+/// the inputs; `nnz > 0`, `rows`, `cols`, `nnz` and `k` fit in u32.
 #[allow(clippy::too_many_arguments)]
 unsafe fn launch_sddmm<T: Element>(
     gpu: &Gpu,
@@ -201,12 +239,52 @@ unsafe fn launch_sddmm<T: Element>(
     row_offsets: KernelArg,
     col_indices: KernelArg,
     rows: usize,
+    cols: usize,
     nnz: usize,
     k: u32,
     alpha: f32,
     beta: f32,
     out: KernelArg,
 ) -> Result<()> {
+    if sddmm_uses_tensor_cores::<T>(rows, cols, k as usize, nnz) {
+        // 16-byte staging loads where an operand's rows are K-contiguous, start 16-byte aligned and are a multiple
+        // of 8 elements apart; element loads otherwise (the same values).
+        let vec = |o: &Operand| match o.ptr {
+            KernelArg::Ptr(p) => o.col_stride == 1 && o.row_stride.is_multiple_of(8) && p.is_multiple_of(16),
+            _ => false,
+        };
+        let flags = vec(&a) as u32 | (vec(&b) as u32) << 1;
+        let launch = LaunchShape { grid: (cols.div_ceil(TC_TILE) as u32, rows.div_ceil(TC_TILE) as u32, 1), block: (TC_THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: the caller's contract; block (x, y) reads A rows y·64.. and B rows x·64.. only below rows / cols
+        // and K elements only below k (zero past them), row_offsets[r..=r + 1] for its rows r < rows and
+        // col_indices inside those rows' ranges, and writes out[e] for the pattern's entries e in its tile
+        // (e < nnz); 16-byte loads only where `flags` says the rows allow them; grid sizes checked by
+        // sddmm_uses_tensor_cores; the argument list matches SLR_SDDMM_TC.
+        return unsafe {
+            gpu.launch(
+                MODULE,
+                &format!("sddmm_tc_{}", T::DTYPE.name()),
+                launch,
+                &[
+                    a.ptr,
+                    KernelArg::U64(a.row_stride as u64),
+                    KernelArg::U64(a.col_stride as u64),
+                    b.ptr,
+                    KernelArg::U64(b.row_stride as u64),
+                    KernelArg::U64(b.col_stride as u64),
+                    row_offsets,
+                    col_indices,
+                    KernelArg::U32(rows as u32),
+                    KernelArg::U32(cols as u32),
+                    KernelArg::U32(k),
+                    KernelArg::U32(flags),
+                    KernelArg::F32(alpha),
+                    KernelArg::F32(beta),
+                    out,
+                ],
+            )
+        };
+    }
     let log2_group = log2_group::<T>(k as usize);
     let entries_per_warp = ENTRIES_PER_GROUP_PER_WARP << (5 - log2_group);
     let launch = LaunchShape::linear(op, nnz.div_ceil(entries_per_warp) * 32, WARPS_PER_BLOCK * 32)?;
@@ -320,7 +398,7 @@ pub fn sddmm<'a, T: Element, I: Index>(
     // entries whose rows/columns index those shapes; out has exactly nnz elements and overlaps no input (checked
     // above); every pointer is on gpu's backend (kernel_ptr checked); nnz > 0; rows and nnz fit the u32 index type
     // the pattern was validated for, K by check_k.
-    unsafe { launch_sddmm::<T>(gpu, OP, a_op, b_op, p_off, p_col, pattern.rows(), pattern.nnz(), k, alpha, beta, p_out) }
+    unsafe { launch_sddmm::<T>(gpu, OP, a_op, b_op, p_off, p_col, pattern.rows(), pattern.cols(), pattern.nnz(), k, alpha, beta, p_out) }
 }
 
 /// The weight gradient of a sparse Linear layer at its trainable entries, on the device:
@@ -426,7 +504,7 @@ pub fn sddmm_weight_grad<'a, 's, T: Element, I: Index>(
     // written to scratch) and b_op cols x T (likewise); the pattern is a validated DeviceCsrPattern of rows x cols
     // with nnz > 0 entries; ds has exactly nnz elements and overlaps none of dy, x, the pattern or scratch (checked
     // above); all pointers are on gpu's backend and the launches are ordered on its stream; rows, nnz and T fit u32.
-    unsafe { launch_sddmm::<T>(gpu, OP, a_op, b_op, p_off, p_col, rows, pattern.nnz(), k, alpha, beta, p_ds) }
+    unsafe { launch_sddmm::<T>(gpu, OP, a_op, b_op, p_off, p_col, rows, cols, pattern.nnz(), k, alpha, beta, p_ds) }
 }
 
 #[cfg(test)]

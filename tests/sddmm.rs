@@ -11,6 +11,7 @@ use common::*;
 use half::{bf16, f16};
 use rand::prelude::*;
 use sparse_lowrank::*;
+use sparse_lowrank::sddmm::sddmm_uses_tensor_cores;
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -80,13 +81,16 @@ fn expected<T: Element>(pattern: &CsrPattern<u32>, a: MatRef<'_, T>, b: MatRef<'
     sddmm_cpu(pattern, a32, b32, alpha, beta, &mut r32).unwrap();
     let k = a.cols();
     let (u_t, s_t) = output_rounding::<T>();
+    // The tensor-core path's additions are within one ulp (the mma's internal rounding is unspecified), not half:
+    // its own error is up to 2·γ, so kernel and CPU differ by up to 3·γ (module docs).
+    let paths = if sddmm_uses_tensor_cores::<T>(pattern.rows(), pattern.cols(), k, pattern.nnz()) { 3.0 } else { 2.0 };
     let tolerance = pattern
         .iter()
         .map(|(e, r, c)| {
             let dot_mag: f64 = (0..k).map(|kk| (a32.get(r, kk) as f64 * b32.get(c, kk) as f64).abs()).sum();
             let old = if beta != 0.0 { (beta as f64 * c0[e].to_f32() as f64).abs() } else { 0.0 };
             let m = alpha.abs() as f64 * dot_mag + old;
-            2.0 * gamma(k + 2) * m * (1.0 + u_t) + 2.0 * u_t * (r32[e] as f64).abs() + 2.0 * s_t
+            paths * gamma(k + 2) * m * (1.0 + u_t) + 2.0 * u_t * (r32[e] as f64).abs() + 2.0 * s_t
         })
         .collect();
     Expected { values, tolerance }
@@ -257,6 +261,8 @@ fn textbook_case<T: Element>(devs: &[(String, Gpu)], rng: &mut StdRng, case: usi
         assert_bitwise(&format!("{dev}: {what}: second run"), &runs[0], &runs[1]);
         match &first {
             None => first = Some(runs.swap_remove(0)),
+            // The tensor-core kernel's accumulation order is the hardware's: across devices, the bound only.
+            Some(_) if sddmm_uses_tensor_cores::<T>(m, n, k, pattern.nnz()) => {}
             Some(f) => assert_bitwise(&format!("{dev} vs {}: {what}", devs[0].0), &runs[0], f),
         }
     }
@@ -344,6 +350,7 @@ fn weight_grad_case<T: Element>(devs: &[(String, Gpu)], rng: &mut StdRng, case: 
         assert_bitwise(&format!("{dev}: {what}: weight grad vs textbook on host transposes"), &got, &gpu.download(&dc).unwrap());
         match &first {
             None => first = Some(got),
+            Some(_) if sddmm_uses_tensor_cores::<T>(out_f, in_f, tokens, pattern.nnz()) => {}
             Some(f) => assert_bitwise(&format!("{dev} vs {}: {what}", devs[0].0), &got, f),
         }
     }
@@ -584,4 +591,66 @@ fn buffers_from_another_backend_are_rejected_before_any_launch() {
     }
     #[cfg(not(feature = "emulator"))]
     eprintln!("wrong_backend: needs the emulator as the other backend ({}); skipped", cuda.describe());
+}
+
+/// The tensor-core kernel (f16/bf16, K >= 64, at least one entry per 64 tile elements): ragged tiles (m, n not
+/// multiples of 64), K tails (not multiples of 32), empty tiles (entries only in a band of rows), skewed rows,
+/// alpha/beta with a NaN-poisoned output at beta = 0, within the f32 bound of the CPU reference, and bitwise the same
+/// for row-major aligned, shifted (no 16-byte alignment) and column-major (K strided) operands.
+#[test]
+fn tensor_core_sddmm_matches_cpu_within_bound_for_every_layout() {
+    let mut rng = rng("sddmm_tensor_cores");
+    for (dev, gpu) in devices("sddmm_tensor_cores") {
+        for (case, k) in [64usize, 72, 100, 136].into_iter().enumerate() {
+            let (m, n) = (rng.gen_range(75..110), rng.gen_range(20..100));
+            let pattern = if case == 2 {
+                // Entries only in rows 70.. : the first row of tiles is empty.
+                let band: Vec<(usize, usize)> = (70..m).flat_map(|r| (0..n).filter(move |c| (r * 7 + c * 3) % 5 == 0).map(move |c| (r, c))).collect();
+                CsrPattern::<u32>::from_coo(m, n, &band).unwrap()
+            } else {
+                let density = rng.gen_range(0.05..0.4);
+                random_pattern(&mut rng, m, n, density, case == 1)
+            };
+            assert!(sddmm_uses_tensor_cores::<bf16>(m, n, k, pattern.nnz()), "K={k} nnz={} {m}x{n}", pattern.nnz());
+            for beta in [0.0f32, 0.75] {
+                if case % 2 == 0 {
+                    tc_case::<bf16>(&gpu, &dev, &mut rng, &pattern, k, beta);
+                } else {
+                    tc_case::<f16>(&gpu, &dev, &mut rng, &pattern, k, beta);
+                }
+            }
+        }
+    }
+}
+
+fn tc_case<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, pattern: &CsrPattern<u32>, k: usize, beta: f32) {
+    let (m, n) = (pattern.rows(), pattern.cols());
+    let (a, sa) = random_matrix::<T>(rng, m, k, Some(Layout::RowMajor));
+    let (b, sb) = random_matrix::<T>(rng, n, k, Some(Layout::RowMajor));
+    let alpha = rng.gen_range(-2.0f32..2.0);
+    let c0 = old_output::<T>(rng, pattern.nnz(), beta);
+    let exp = expected(pattern, view(&a, sa), view(&b, sb), alpha, beta, &c0);
+    let what = format!("{dev}: {} {m}x{n} K={k} nnz={} beta={beta}", T::DTYPE.name(), pattern.nnz());
+    let dpat = DeviceCsrPattern::upload(gpu, pattern).unwrap();
+    let run = |da: DeviceMatRef<'_, T>, db: DeviceMatRef<'_, T>| {
+        let mut dc = gpu.upload(&c0).unwrap();
+        sddmm(gpu, &dpat, da, db, alpha, beta, &mut dc).unwrap();
+        gpu.download(&dc).unwrap()
+    };
+    let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+    let aligned = run(DeviceMatRef::new(&da, m, k, sa.ld, sa.layout).unwrap(), DeviceMatRef::new(&db, n, k, sb.ld, sb.layout).unwrap());
+    assert_within(&what, &aligned, &exp);
+    // One element of offset: no row is 16-byte aligned, every element is staged on its own.
+    let shift = |v: &[T]| std::iter::once(T::from_f32(0.0)).chain(v.iter().copied()).collect::<Vec<_>>();
+    let (sa2, sb2) = (gpu.upload(&shift(&a)).unwrap(), gpu.upload(&shift(&b)).unwrap());
+    let shifted = run(
+        DeviceMatRef::new(sa2.slice(1..1 + a.len()), m, k, sa.ld, sa.layout).unwrap(),
+        DeviceMatRef::new(sb2.slice(1..1 + b.len()), n, k, sb.ld, sb.layout).unwrap(),
+    );
+    assert_bitwise(&format!("{what}: shifted"), &shifted, &aligned);
+    // Column-major copies (K strided).
+    let colmajor = |v: &[T], s: DenseShape, rows: usize| (0..rows * k).map(|i| v[(i % rows) * s.ld + i / rows]).collect::<Vec<_>>();
+    let (ca, cb) = (gpu.upload(&colmajor(&a, sa, m)).unwrap(), gpu.upload(&colmajor(&b, sb, n)).unwrap());
+    let strided = run(DeviceMatRef::col_major(&ca, m, k).unwrap(), DeviceMatRef::col_major(&cb, n, k).unwrap());
+    assert_bitwise(&format!("{what}: column-major"), &strided, &aligned);
 }
