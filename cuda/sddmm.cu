@@ -321,7 +321,9 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
     for (unsigned k0 = 0; k0 < k; k0 += kTcK) {
         stage_rows(a_stage, a, a_rs, a_cs, r0, rows, k0, k, (vec_flags & 1u) != 0);
         stage_rows(b_stage, b, b_rs, b_cs, c0, cols, k0, k, (vec_flags & 2u) != 0);
+#ifndef SLR_FAULT_SDDMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read half-staged rows
         __syncthreads();
+#endif
 #pragma unroll
         for (unsigned kk = 0; kk < kTcK; kk += 16) {
             unsigned af[4];

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync", "sddmm_tc_stage_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -377,6 +377,36 @@ fn cholqr_factor_without_its_phase_barrier_no_longer_whitens_the_gram_matrix() {
             }
             let whitened = status == 0 && dev <= 1e-4;
             assert_eq!(whitened, !faulty, "{schedule:?}: faulty={faulty}, status {status}, max deviation {dev:e}");
+        }
+    }
+}
+
+#[test]
+fn sddmm_tensor_cores_without_the_staging_barrier_give_wrong_entries() {
+    // sddmm_tc with the barrier between staging a K chunk of A and B rows in shared memory and the warps' fragment
+    // loads removed (planted fault `sddmm_tc_stage_sync`): a warp multiplies rows other warps have not staged yet
+    // (or staged for the previous chunk), so entries leave the reference's bound, while the unmodified kernel stays
+    // inside it.
+    let mut rng = rng("sddmm_tc_stage_sync");
+    let (m, n, k) = (rng.gen_range(64..90), rng.gen_range(40..70), 96);
+    let pattern = random_pattern(&mut rng, m, n, 0.3, false);
+    assert!(sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<half::bf16>(m, n, k, pattern.nnz()));
+    let a: Vec<half::bf16> = random_values(&mut rng, m * k);
+    let b: Vec<half::bf16> = random_values(&mut rng, n * k);
+    let mut want = vec![half::bf16::ZERO; pattern.nnz()];
+    sddmm_cpu(&pattern, MatRef::row_major(&a, m, k).unwrap(), MatRef::row_major(&b, n, k).unwrap(), 1.0, 0.0, &mut want).unwrap();
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "sddmm_tc_stage_sync").unwrap() } else { Gpu::emulated(schedule) };
+            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            let mut dc = gpu.alloc_zeros::<half::bf16>(pattern.nnz()).unwrap();
+            sddmm(&gpu, &dpat, DeviceMatRef::row_major(&da, m, k).unwrap(), DeviceMatRef::row_major(&db, n, k).unwrap(), 1.0, 0.0, &mut dc).unwrap();
+            let got = gpu.download(&dc).unwrap();
+            // Random values in [-1, 1): |dot| <= K; bf16 rounding of the result plus the f32 sums stay far inside
+            // 2^-7 relative + 1e-3 absolute; wrong or stale rows miss by O(1).
+            let close = got.iter().zip(&want).all(|(g, w)| (g.to_f32() - w.to_f32()).abs() <= 1e-3 + w.to_f32().abs() / 128.0);
+            assert_eq!(close, !faulty, "{schedule:?}: faulty={faulty}");
         }
     }
 }
