@@ -246,6 +246,28 @@ unsafe fn launch_sddmm<T: Element>(
     beta: f32,
     out: KernelArg,
 ) -> Result<()> {
+    // Both kernels take (a, a_rs, a_cs, b, b_rs, b_cs, row_offsets, col_indices, rows, <size>, k, <mode>, alpha,
+    // beta, out): <size> is cols for the tensor-core kernel and nnz for the CUDA-core one, <mode> the staging
+    // flags or log2 of the lane-group size.
+    let args = |size: usize, mode: u32| {
+        [
+            a.ptr,
+            KernelArg::U64(a.row_stride as u64),
+            KernelArg::U64(a.col_stride as u64),
+            b.ptr,
+            KernelArg::U64(b.row_stride as u64),
+            KernelArg::U64(b.col_stride as u64),
+            row_offsets,
+            col_indices,
+            KernelArg::U32(rows as u32),
+            KernelArg::U32(size as u32),
+            KernelArg::U32(k),
+            KernelArg::U32(mode),
+            KernelArg::F32(alpha),
+            KernelArg::F32(beta),
+            out,
+        ]
+    };
     if sddmm_uses_tensor_cores::<T>(rows, cols, k as usize, nnz) {
         // 16-byte staging loads where an operand's rows are K-contiguous, start 16-byte aligned and are a multiple
         // of 8 elements apart; element loads otherwise (the same values).
@@ -260,60 +282,13 @@ unsafe fn launch_sddmm<T: Element>(
         // col_indices inside those rows' ranges, and writes out[e] for the pattern's entries e in its tile
         // (e < nnz); 16-byte loads only where `flags` says the rows allow them; grid sizes checked by
         // sddmm_uses_tensor_cores; the argument list matches SLR_SDDMM_TC.
-        return unsafe {
-            gpu.launch(
-                MODULE,
-                &format!("sddmm_tc_{}", T::DTYPE.name()),
-                launch,
-                &[
-                    a.ptr,
-                    KernelArg::U64(a.row_stride as u64),
-                    KernelArg::U64(a.col_stride as u64),
-                    b.ptr,
-                    KernelArg::U64(b.row_stride as u64),
-                    KernelArg::U64(b.col_stride as u64),
-                    row_offsets,
-                    col_indices,
-                    KernelArg::U32(rows as u32),
-                    KernelArg::U32(cols as u32),
-                    KernelArg::U32(k),
-                    KernelArg::U32(flags),
-                    KernelArg::F32(alpha),
-                    KernelArg::F32(beta),
-                    out,
-                ],
-            )
-        };
+        return unsafe { gpu.launch(MODULE, &format!("sddmm_tc_{}", T::DTYPE.name()), launch, &args(cols, flags)) };
     }
     let log2_group = log2_group::<T>(k as usize);
     let entries_per_warp = ENTRIES_PER_GROUP_PER_WARP << (5 - log2_group);
     let launch = LaunchShape::linear(op, nnz.div_ceil(entries_per_warp) * 32, WARPS_PER_BLOCK * 32)?;
-    let kernel = format!("sddmm_{}", T::DTYPE.name());
     // SAFETY: the caller's contract (see # Safety) is what the kernel trusts; the argument list matches SLR_SDDMM.
-    unsafe {
-        gpu.launch(
-            MODULE,
-            &kernel,
-            launch,
-            &[
-                a.ptr,
-                KernelArg::U64(a.row_stride as u64),
-                KernelArg::U64(a.col_stride as u64),
-                b.ptr,
-                KernelArg::U64(b.row_stride as u64),
-                KernelArg::U64(b.col_stride as u64),
-                row_offsets,
-                col_indices,
-                KernelArg::U32(rows as u32),
-                KernelArg::U32(nnz as u32),
-                KernelArg::U32(k),
-                KernelArg::U32(log2_group),
-                KernelArg::F32(alpha),
-                KernelArg::F32(beta),
-                out,
-            ],
-        )
-    }
+    unsafe { gpu.launch(MODULE, &format!("sddmm_{}", T::DTYPE.name()), launch, &args(nnz, log2_group)) }
 }
 
 /// Queues the transpose `dst[r * dst_ld + kk] = src[r * src.row_stride + kk * src.col_stride]`, `r < rows`, `kk < k`.
