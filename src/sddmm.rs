@@ -215,14 +215,6 @@ struct Operand {
     col_stride: usize,
 }
 
-/// `arg` advanced by `bytes` (a sub-buffer of a device allocation).
-fn offset_ptr(arg: KernelArg, bytes: usize) -> KernelArg {
-    match arg {
-        KernelArg::Ptr(p) => KernelArg::Ptr(p + bytes as u64),
-        other => other,
-    }
-}
-
 /// Queues the sddmm kernel.
 ///
 /// # Safety
@@ -469,7 +461,7 @@ pub fn sddmm_weight_grad<'a, 's, T: Element, I: Index>(
         a_op = Operand { ptr: dst, row_stride: ld, col_stride: 1 };
     }
     if b_packed {
-        let dst = offset_ptr(p_scratch, a_len * std::mem::size_of::<T>());
+        let dst = p_scratch.offset_bytes(a_len * std::mem::size_of::<T>());
         // SAFETY: as above for X seen as cols x T; dst is scratch[a_len .. a_len + ld * cols), disjoint from the
         // packed dYᵀ and inside scratch (length checked above).
         unsafe { launch_transpose::<T>(gpu, b_op, cols, tokens, dst, ld)? };

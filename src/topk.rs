@@ -590,14 +590,6 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     }
 }
 
-/// `p` advanced by `words` u32 words (a kernel argument pointing inside one allocation).
-fn word_ptr(p: KernelArg, words: usize) -> KernelArg {
-    match p {
-        KernelArg::Ptr(a) => KernelArg::Ptr(a + 4 * words as u64),
-        other => other,
-    }
-}
-
 /// The cut alone (no mask) of a per-matrix count over `n >= BRACKET_MIN_N` keys through the sample bracket, queued
 /// with one synchronization: the sample; one pass over the keys that counts those above the bracket, appends those
 /// inside it to one list (values only, any order: the cut does not depend on it) and counts them in 1024 bins of
@@ -629,7 +621,7 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         let (p_list, _gl) = lview.kernel_ptr_mut(gpu, op, "candidate list")?;
         let mut sview = DeviceSliceMut::from(&mut small);
         let (p_small, _gs) = sview.kernel_ptr_mut(gpu, op, "bin candidates")?;
-        let (p_hist, p_sel, p_state) = (word_ptr(p_words, CUT_HIST), word_ptr(p_words, CUT_SEL), word_ptr(p_words, CUT_STATE));
+        let (p_hist, p_sel, p_state) = (p_words.offset_bytes(4 * CUT_HIST), p_words.offset_bytes(4 * CUT_SEL), p_words.offset_bytes(4 * CUT_STATE));
         let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
         // bracket words 2, 3 and 5 and to the CUT_BINS histogram words after them (all inside the CUT_WORDS zeroed
@@ -670,7 +662,7 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
                 MODULE,
                 &kernel::<T>("select_rows"),
                 select,
-                &[p_small, KernelArg::U32(small_cap as u32), KernelArg::U32(flags), KernelArg::U32(T::DTYPE.size() as u32), p_state, KernelArg::Ptr(0), word_ptr(p_words, CUT_SEL + SEL_FILTERED)],
+                &[p_small, KernelArg::U32(small_cap as u32), KernelArg::U32(flags), KernelArg::U32(T::DTYPE.size() as u32), p_state, KernelArg::Ptr(0), p_words.offset_bytes(4 * (CUT_SEL + SEL_FILTERED))],
             )?;
         }
     }

@@ -372,6 +372,13 @@ pub(crate) enum KernelArg {
 }
 
 impl KernelArg {
+    /// A pointer argument advanced by `bytes` (a sub-buffer of one allocation); other arguments unchanged.
+    pub(crate) fn offset_bytes(self, bytes: usize) -> KernelArg {
+        match self {
+            KernelArg::Ptr(p) => KernelArg::Ptr(p + bytes as u64),
+            other => other,
+        }
+    }
     fn bits(&self) -> u64 {
         match *self {
             KernelArg::Ptr(p) => p,
