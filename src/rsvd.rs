@@ -492,9 +492,14 @@ fn orth<E: Engine>(e: &mut E, y0: &E::M, rows: usize, goal: Goal, info: &mut Rsv
     Ok((q, Some(r)))
 }
 
+/// l = min(r + p, min(m, n)): the sketch's columns (module docs).
+fn sketch_cols(cfg: &RsvdConfig, m: usize, n: usize) -> usize {
+    cfg.rank.saturating_add(cfg.oversample).min(m.min(n))
+}
+
 fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut RsvdInfo, prof: &mut Profile) -> Result<Factors<E::M>> {
     let r = cfg.rank;
-    let l = r.saturating_add(cfg.oversample).min(m.min(n));
+    let l = sketch_cols(cfg, m, n);
     info.sketch_cols = l;
     let omega = e.sketch(n, l, cfg.seed)?;
     prof.lap(e, Step::Sketch)?;
@@ -869,20 +874,12 @@ impl Engine for DeviceEngine<'_, '_> {
         unsafe { self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows }, self.tf32) }
     }
     fn gram(&mut self, x: &DevMat) -> Result<Mat<f64>> {
-        let xs = DeviceSlice::from(&x.buf);
-        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer.
-        let g = unsafe { self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows }, false)? };
-        let h = self.gpu.download(&g.buf)?;
-        Ok(Mat::from_fn(x.cols, x.cols, |i, j| h[i + j * x.cols] as f64))
+        let g = self.gram_on_device(x)?;
+        self.to_host(&g)
     }
     fn mul_small(&mut self, x: &DevMat, s: &Mat<f64>) -> Result<DevMat> {
-        let host: Vec<f32> = (0..s.ncols()).flat_map(|j| (0..s.nrows()).map(move |i| (i, j))).map(|(i, j)| s[(i, j)] as f32).collect();
-        let ds = self.gpu.upload(&host)?;
-        let (xs, ss) = (DeviceSlice::from(&x.buf), DeviceSlice::from(&ds));
-        debug_assert_eq!(s.nrows(), x.cols);
-        // SAFETY: X is its packed rows x l buffer; S was just uploaded packed, l x k (the algorithm passes an S
-        // with as many rows as X has columns).
-        unsafe { self.product(x.rows, s.ncols(), x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.nrows() }, false) }
+        let ds = self.from_host(s)?;
+        self.mul_on_device(x, &ds)
     }
     fn to_host(&mut self, x: &DevMat) -> Result<Mat<f64>> {
         let h = self.gpu.download(&x.buf)?;
@@ -914,12 +911,6 @@ impl DeviceEngine<'_, '_> {
         unsafe { self.product(x.rows, s.cols, x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.rows }, false) }
     }
 
-    /// R⁻¹ (l x l, upper triangular, on the device) from the Gram matrix `g` of a `rows` x l basis, through
-    /// `rsvd_cholqr_factor_f32`, which writes its status word to `status[slot]`.
-    fn factor_on_device(&mut self, g: &DevMat, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize) -> Result<DevMat> {
-        factor_kernel(self.gpu, &g.buf, g.rows, rows, first_pass, status, slot)
-    }
-
     /// CholeskyQR2 of Y with both l x l steps on the device and nothing read back: two passes of
     /// `G = YᵀY`, R⁻¹ from `rsvd_cholqr_factor_f32`, `Y ← Y R⁻¹`. The passes' status words go to
     /// `status[*slot]` and the next slot; the caller reads them all once, at the end.
@@ -929,7 +920,7 @@ impl DeviceEngine<'_, '_> {
             let y = cur.as_ref().unwrap_or(y0);
             let g = self.gram_on_device(y)?;
             prof.lap(self, Step::Gram)?;
-            let r_inv = self.factor_on_device(&g, y.rows, pass == 0, status, *slot)?;
+            let r_inv = factor_kernel(self.gpu, &g.buf, g.rows, y.rows, pass == 0, status, *slot)?;
             *slot += 1;
             prof.lap(self, Step::DeviceFactor)?;
             let next = self.mul_on_device(y, &r_inv)?;
@@ -1001,7 +992,7 @@ pub fn cholqr_factor_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize, firs
 /// failed, or a basis not orthonormal after two passes: cond(Y) beyond ~400); the caller then runs [`run`].
 fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig, info: &mut RsvdInfo, prof: &mut Profile) -> Result<Option<Factors<DevMat>>> {
     let r = cfg.rank;
-    let l = r.saturating_add(cfg.oversample).min(m.min(n));
+    let l = sketch_cols(cfg, m, n);
     info.sketch_cols = l;
     let bases = 2 * cfg.power_iters + 2;
     let mut status = e.gpu.alloc_zeros::<u32>(2 * bases)?;
@@ -1143,7 +1134,7 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape };
     let mut info = RsvdInfo::default();
     prof.lap(&mut e, Step::Convert)?;
-    let l = cfg.rank.saturating_add(cfg.oversample).min(m.min(n));
+    let l = sketch_cols(cfg, m, n);
     let queued = if queued_path_enabled(gpu, l) { run_queued(&mut e, m, n, cfg, &mut info, &mut prof)? } else { None };
     let f = match queued {
         Some(f) => f,
