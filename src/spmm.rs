@@ -59,7 +59,14 @@ fn vec_lane_group<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>, t: usize, ldt: u
     }
     let longest = s.max_row_len(gpu)?;
     let fits = |g: usize| longest * g <= VEC_SHORT_ROW || (longest * g).saturating_mul(VEC_BALANCE) <= s.nnz().saturating_mul(t);
-    Ok([wanted, 2].into_iter().find(|&g| g <= wanted && fits(g)).unwrap_or(1))
+    // The widest group that fits: `wanted`, else 2 (when 4 was wanted), else one lane per entry.
+    Ok(if fits(wanted) {
+        wanted
+    } else if wanted > 2 && fits(2) {
+        2
+    } else {
+        1
+    })
 }
 
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
