@@ -513,6 +513,7 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         // The same call down the radix passes over all keys (the path before the sample bracket and the
         // one-block rows), as a baseline from the same run.
         report_switched(gpu, &case, "SLR_TOPK_PATH", "radix", "radix passes over all keys", 10, &bench.device, &mut run);
+        report_pool_trimmed(gpu, &case, 10, &bench.device, &mut run);
     };
     for &f in fractions {
         run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
@@ -537,6 +538,21 @@ fn report_switched(gpu: &Gpu, case: &Case, var: &str, value: &str, label: &str, 
         Err(e) => println!("    {label} failed: {e}"),
     }
     std::env::remove_var(var);
+}
+
+/// Times `f` once more with the device pool's release threshold at CUDA's default (0): every synchronization inside
+/// a call (top-k's and rSVD's read-backs) then unmaps the scratch freed so far and the next call maps it again.
+/// `Gpu::new` keeps freed memory instead; this baseline measures what that is worth. Restores the threshold.
+fn report_pool_trimmed(gpu: &Gpu, case: &Case, iters: usize, device: &str, f: impl FnMut() -> Result<()>) {
+    let Ok(Some(kept)) = gpu.memory_pool_release_threshold() else { return };
+    let label = "our call, pool trimmed at every sync (release threshold 0)";
+    match gpu.set_memory_pool_release_threshold(0).and_then(|_| gpu.time_ms(iters, f)) {
+        Ok(ms) => report_baseline(case, label, ms, device),
+        Err(e) => println!("    {label} failed: {e}"),
+    }
+    if let Err(e) = gpu.set_memory_pool_release_threshold(kept) {
+        println!("    restoring the pool's release threshold failed: {e}");
+    }
 }
 
 /// One more call, for the paths its orthonormalizations took (printed next to the timing) and, with
@@ -699,6 +715,7 @@ fn bench_rsvd(c: &mut Criterion) {
                 };
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
+                report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).
                     Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),

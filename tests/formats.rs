@@ -137,3 +137,27 @@ proptest! {
         if n % 64 != 0 { prop_assert_eq!(mask.words().last().unwrap() >> (n % 64), 0); }
     }
 }
+
+/// `Gpu::new` raises the device pool's release threshold (so scratch freed by one call is reused by the next
+/// instead of being unmapped at every synchronization), and the setter round-trips. On the emulator there is no
+/// pool: `None`, and setting is a no-op.
+#[test]
+fn gpu_new_keeps_freed_memory_in_the_pool_and_the_threshold_can_be_set_back() {
+    if let Some(gpu) = common::cuda_or_skip("pool_release_threshold") {
+        if let Some(t) = gpu.memory_pool_release_threshold().unwrap() {
+            assert_eq!(t, u64::MAX, "Gpu::new sets the release threshold to keep freed memory");
+            gpu.set_memory_pool_release_threshold(0).unwrap();
+            assert_eq!(gpu.memory_pool_release_threshold().unwrap(), Some(0));
+            gpu.set_memory_pool_release_threshold(u64::MAX).unwrap();
+            assert_eq!(gpu.memory_pool_release_threshold().unwrap(), Some(u64::MAX));
+        } else {
+            eprintln!("pool_release_threshold: this device has no memory pools (synchronous allocation)");
+        }
+    }
+    #[cfg(feature = "emulator")]
+    {
+        let emu = Gpu::emulated(Schedule::RoundRobin);
+        emu.set_memory_pool_release_threshold(12345).unwrap();
+        assert_eq!(emu.memory_pool_release_threshold().unwrap(), None);
+    }
+}

@@ -54,6 +54,11 @@ fn cuda_err(op: &'static str) -> impl Fn(cudarc::driver::DriverError) -> Error {
 impl Gpu {
     /// Opens CUDA device `ordinal` with its own default stream. Errors, in this order: no CUDA driver library,
     /// no such device, kernels not built into this crate.
+    ///
+    /// It also sets the release threshold of the device's current memory pool to `u64::MAX`
+    /// ([`Gpu::set_memory_pool_release_threshold`]): freed scratch stays in the pool for the next call instead of
+    /// going back to the driver at every synchronization, as a framework's caching allocator keeps it. That
+    /// setting is the device's, not this handle's; [`Gpu::from_stream`] does not touch it.
     pub fn new(ordinal: usize) -> Result<Self> {
         // SAFETY: only attempts to dlopen libcuda under its usual names; no CUDA function is called.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
@@ -65,11 +70,15 @@ impl Gpu {
             return Err(Error::NoCudaDevice { ordinal, detail: format!("the driver reports {count} device(s)") });
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCudaDevice { ordinal, detail: e.to_string() })?;
-        Self::from_stream(ctx.default_stream())
+        let gpu = Self::from_stream(ctx.default_stream())?;
+        gpu.set_memory_pool_release_threshold(u64::MAX)?;
+        Ok(gpu)
     }
 
     /// Wraps a caller's stream (for example candle's), so our kernels are ordered with the caller's work and
-    /// accept the caller's `CudaSlice`s without copies.
+    /// accept the caller's `CudaSlice`s without copies. Unlike [`Gpu::new`] it leaves the device's memory pool as
+    /// the caller configured it; see [`Gpu::set_memory_pool_release_threshold`] for why a training loop may want
+    /// to raise its release threshold.
     pub fn from_stream(stream: Arc<CudaStream>) -> Result<Self> {
         if !kernels::built() {
             return Err(Error::KernelsNotBuilt);
@@ -133,6 +142,71 @@ impl Gpu {
                 .map_or(STATIC_SHARED_LIMIT, |v| v.max(0) as u32),
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => 227 * 1024,
+        }
+    }
+
+    /// Sets how many bytes of freed memory the device's current memory pool may hold before it returns memory to
+    /// the driver (`CU_MEMPOOL_ATTR_RELEASE_THRESHOLD`).
+    ///
+    /// Our ops allocate their scratch from the stream's pool (cudarc's `cuMemAllocAsync`) and free it when they
+    /// return. CUDA's default threshold is 0: at every synchronization (every op that reads a count back: top-k,
+    /// rSVD) the pool unmaps what was freed, and the next call maps it again, which costs driver time in every
+    /// call of a training loop. `u64::MAX` keeps everything freed (the pool then holds the peak of what was in use
+    /// at once; a lower value trims down to it at the next synchronization, 0 restores CUDA's default).
+    /// This is a device-wide setting, shared with every other user of the pool (another crate allocating through
+    /// cudarc, for example); [`Gpu::new`] sets `u64::MAX`, [`Gpu::from_stream`] leaves it to the caller.
+    /// No effect on a device without memory pools (allocations are then synchronous) or on the emulator.
+    pub fn set_memory_pool_release_threshold(&self, bytes: u64) -> Result<()> {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                let ctx = b.stream.context();
+                if !ctx.has_async_alloc() {
+                    return Ok(());
+                }
+                let mut value = bytes;
+                // SAFETY: `cu_device` is the device of a live context, as cuDeviceGetMemPool requires; the
+                // release-threshold attribute is a cuuint64_t, and `value` is a live u64 for the duration of the call.
+                unsafe {
+                    let pool = cudarc::driver::result::device::get_mem_pool(ctx.cu_device())
+                        .map_err(cuda_err("memory pool"))?;
+                    cudarc::driver::result::mem_pool::set_attribute(
+                        pool,
+                        cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                        &mut value as *mut u64 as *mut c_void,
+                    )
+                }
+                .map_err(cuda_err("memory pool release threshold"))
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Ok(()),
+        }
+    }
+
+    /// The release threshold of the device's current memory pool in bytes ([`Gpu::set_memory_pool_release_threshold`]);
+    /// `None` on a device without memory pools or on the emulator.
+    pub fn memory_pool_release_threshold(&self) -> Result<Option<u64>> {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                let ctx = b.stream.context();
+                if !ctx.has_async_alloc() {
+                    return Ok(None);
+                }
+                let mut value = 0u64;
+                // SAFETY: as in set_memory_pool_release_threshold; the attribute is written into a live u64.
+                unsafe {
+                    let pool = cudarc::driver::result::device::get_mem_pool(ctx.cu_device())
+                        .map_err(cuda_err("memory pool"))?;
+                    cudarc::driver::result::mem_pool::get_attribute(
+                        pool,
+                        cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                        &mut value as *mut u64 as *mut c_void,
+                    )
+                }
+                .map_err(cuda_err("memory pool release threshold"))?;
+                Ok(Some(value))
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Ok(None),
         }
     }
 
