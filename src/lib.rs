@@ -48,7 +48,7 @@ pub mod rsvd;
 pub use csr::{Csr, CsrPattern, DeviceCsrPattern, Index};
 pub use csr_transpose::{csr_transpose, csr_transpose_cpu, csr_transpose_pattern_cpu, transpose_values, CsrTranspose};
 pub use dense::{DenseShape, Layout, MatMut, MatRef};
-pub use device::{DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu};
+pub use device::{DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, HostCalls};
 #[cfg(feature = "emulator")]
 pub use device::Schedule;
 pub use element::{DType, Element};

@@ -698,6 +698,7 @@ unsafe fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<
     if let Some(stream) = gpu.cuda_stream() {
         stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: OP, detail: e.to_string() })?;
         if let Ok(blas) = gpu.cublas() {
+            gpu.count_library_call();
             // SAFETY: gemm's contract; the guards keep the buffers' stream ordering until after the call.
             return unsafe { cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs)) };
         }

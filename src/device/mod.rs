@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
@@ -32,6 +33,61 @@ compile_error!("kernel arguments are packed little-endian");
 /// kernel sources on the CPU.
 pub struct Gpu {
     backend: Backend,
+    calls: CallCounters,
+}
+
+/// What a handle has asked of the host side of the device since it was created ([`Gpu::host_calls`]): the costs a
+/// kernel's own time does not show. Each launch and library call is a few microseconds of CPU time, an allocation
+/// a driver call (more when the pool must map memory: [`Gpu::set_memory_pool_release_threshold`]), and each
+/// synchronization drains the stream, so the GPU idles while the host decides what comes next. The same op
+/// makes the same calls on a GPU and on the emulator, except that the emulator has no cuBLAS (its products are
+/// launches of our own kernel instead of library calls).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCalls {
+    /// Kernels of this crate launched.
+    pub launches: u64,
+    /// cuBLAS calls (rSVD's products on a GPU).
+    pub library_calls: u64,
+    /// Device buffers allocated (`upload` included).
+    pub allocations: u64,
+    /// Their total size in bytes.
+    pub allocated_bytes: u64,
+    /// Host-to-device copies (`upload`); they do not wait for the device.
+    pub uploads: u64,
+    /// Waits for the device: every `download` and `synchronize`.
+    pub synchronizations: u64,
+}
+
+impl std::ops::Sub for HostCalls {
+    type Output = HostCalls;
+    /// The calls made between two snapshots (`after - before`).
+    fn sub(self, before: HostCalls) -> HostCalls {
+        HostCalls {
+            launches: self.launches - before.launches,
+            library_calls: self.library_calls - before.library_calls,
+            allocations: self.allocations - before.allocations,
+            allocated_bytes: self.allocated_bytes - before.allocated_bytes,
+            uploads: self.uploads - before.uploads,
+            synchronizations: self.synchronizations - before.synchronizations,
+        }
+    }
+}
+
+#[derive(Default)]
+struct CallCounters {
+    launches: AtomicU64,
+    library_calls: AtomicU64,
+    allocations: AtomicU64,
+    allocated_bytes: AtomicU64,
+    uploads: AtomicU64,
+    synchronizations: AtomicU64,
+}
+
+impl CallCounters {
+    fn allocation<T>(&self, len: usize) {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
+        self.allocated_bytes.fetch_add((len * std::mem::size_of::<T>()) as u64, Ordering::Relaxed);
+    }
 }
 
 enum Backend {
@@ -84,6 +140,7 @@ impl Gpu {
             return Err(Error::KernelsNotBuilt);
         }
         Ok(Gpu {
+            calls: CallCounters::default(),
             backend: Backend::Cuda(CudaBackend {
                 stream,
                 modules: Mutex::new(HashMap::new()),
@@ -97,7 +154,7 @@ impl Gpu {
     /// (docs/emulator.md). For tests and debugging, not speed.
     #[cfg(feature = "emulator")]
     pub fn emulated(schedule: Schedule) -> Self {
-        Gpu { backend: Backend::Emulated(emu::EmuBackend::new(schedule)) }
+        Gpu { backend: Backend::Emulated(emu::EmuBackend::new(schedule)), calls: CallCounters::default() }
     }
 
     /// The emulator running the kernels built with one planted fault (a `SLR_FAULT_<NAME>` switch in
@@ -106,7 +163,7 @@ impl Gpu {
     #[cfg(feature = "emulator")]
     #[doc(hidden)]
     pub fn emulated_with_fault(schedule: Schedule, fault: &str) -> Result<Self> {
-        Ok(Gpu { backend: Backend::Emulated(emu::EmuBackend::with_fault(schedule, fault)?) })
+        Ok(Gpu { backend: Backend::Emulated(emu::EmuBackend::with_fault(schedule, fault)?), calls: CallCounters::default() })
     }
 
     /// True for a real CUDA device.
@@ -240,8 +297,29 @@ impl Gpu {
         }
     }
 
+    /// The host-side calls this handle has made so far (launches, allocations, synchronizations); the difference
+    /// of two snapshots is what the work between them cost the host: `gpu.host_calls() - before`.
+    pub fn host_calls(&self) -> HostCalls {
+        let c = &self.calls;
+        HostCalls {
+            launches: c.launches.load(Ordering::Relaxed),
+            library_calls: c.library_calls.load(Ordering::Relaxed),
+            allocations: c.allocations.load(Ordering::Relaxed),
+            allocated_bytes: c.allocated_bytes.load(Ordering::Relaxed),
+            uploads: c.uploads.load(Ordering::Relaxed),
+            synchronizations: c.synchronizations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one call into a device library (cuBLAS) for [`Gpu::host_calls`].
+    pub(crate) fn count_library_call(&self) {
+        self.calls.library_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Copies `data` to a new device buffer.
     pub fn upload<T: DeviceRepr + Copy>(&self, data: &[T]) -> Result<DeviceVec<T>> {
+        self.calls.allocation::<T>(data.len());
+        self.calls.uploads.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Cuda(b) => {
                 let s = b.stream.clone_htod(data).map_err(cuda_err("upload"))?;
@@ -254,6 +332,7 @@ impl Gpu {
 
     /// A new device buffer of `len` zeros.
     pub fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits + Copy>(&self, len: usize) -> Result<DeviceVec<T>> {
+        self.calls.allocation::<T>(len);
         match &self.backend {
             Backend::Cuda(b) => {
                 let s = b.stream.alloc_zeros(len).map_err(cuda_err("alloc_zeros"))?;
@@ -269,6 +348,7 @@ impl Gpu {
     /// # Safety
     /// The caller writes every element before anything reads it (typically a kernel that fills it).
     pub(crate) unsafe fn alloc_uninit<T: DeviceRepr + Copy>(&self, len: usize) -> Result<DeviceVec<T>> {
+        self.calls.allocation::<T>(len);
         match &self.backend {
             Backend::Cuda(b) => {
                 // SAFETY: the caller's contract: nothing reads the buffer before it is written.
@@ -283,6 +363,7 @@ impl Gpu {
     /// Waits for queued work, then copies a device buffer (or view) to the host.
     pub fn download<'a, T: DeviceRepr + Copy + 'a>(&self, src: impl Into<DeviceSlice<'a, T>>) -> Result<Vec<T>> {
         let src = src.into();
+        self.calls.synchronizations.fetch_add(1, Ordering::Relaxed);
         match (&self.backend, &src.inner) {
             (Backend::Cuda(b), SliceInner::Cuda(v)) => {
                 let out = b.stream.clone_dtoh(v).map_err(cuda_err("download"))?;
@@ -302,6 +383,7 @@ impl Gpu {
 
     /// Waits until all queued work on this handle's stream is done.
     pub fn synchronize(&self) -> Result<()> {
+        self.calls.synchronizations.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Cuda(b) => b.stream.synchronize().map_err(cuda_err("synchronize")),
             #[cfg(feature = "emulator")]
@@ -377,6 +459,7 @@ impl Gpu {
     pub(crate) unsafe fn launch(&self, module: &'static str, kernel: &str, shape: LaunchShape, args: &[KernelArg]) -> Result<()> {
         // Every argument in its own 8-byte slot; the kernel reads as many bytes as its parameter type needs
         // (little-endian, so a u32 or f32 sits in the low bytes).
+        self.calls.launches.fetch_add(1, Ordering::Relaxed);
         let mut slots: Vec<u64> = args.iter().map(KernelArg::bits).collect();
         let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
         match &self.backend {
