@@ -37,6 +37,7 @@
 // sequential fmaf chain the CPU reference computes: bitwise equal to it. Floor: S read once per 32-column tile,
 // B rows gathered (nnz * n * sizeof(T) from L2/HBM), C read (beta != 0) and written; 2 * nnz * n flops.
 #include "common.cuh"
+#include "mma.cuh"
 
 namespace {
 
@@ -431,6 +432,170 @@ __device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__
     }
 }
 
+
+// ---- Tensor-core spmm_xst (f16/bf16, T >= 64; src/spmm.rs tensor_core_path) --------------------------------------
+// spmm_xst_tc_<T>: one block of 4 warps per 64 x 64 tile of Y (tokens t0.., outputs o0..), computed as the dense
+// product X[t0:t0+64, :] · S[o0:o0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32 accumulation) with S
+// densified 64 input features at a time in shared memory (the Flash-LLM idea: read S compressed, multiply it
+// dense). Per stage [k0, k0 + 64):
+//   1. warp w densifies the tile's rows 16w..16w+15: zeroes them, then for each row loads the 32 entries after the
+//      row's cursor (columns and values; the 16 rows' loads in flight together) and writes those with column
+//      < k0 + 64. CSR columns ascend within a row, so they are a prefix of the 32 and the cursor advances by
+//      their count; a row with 32 of them in one stage (> 50% dense there) loads 32 more until it has passed.
+//   2. a stage in which no row of the tile has an entry is skipped by the whole block (its X loads discarded);
+//   3. X[t0:t0+64, k0:k0+64], loaded before step 1 (16-byte loads where X's rows are contiguous and 16-byte
+//      aligned, element loads otherwise: the same values), is stored to shared memory;
+//   4. warp w multiplies its 16 tokens by the 64 outputs: 4 k-steps x 8 mma.
+// Y's tile is then written from the accumulators: alpha * acc (+ beta * old when beta != 0), rounded once.
+// Deterministic run to run (fixed order per block, no atomics) and independent of X's layout; not bitwise the
+// CUDA-core kernels or the CPU (the mma's accumulation order is unspecified), within the same f32 bound.
+// Floor: dense-equivalent 2 * T * out * in flops on tensor cores (less the skipped stages): a win over the
+// CUDA-core kernels, whose gathers ran at ~2.6 TFLOP/s at T = 128 on the H200, from roughly 1% density. Bytes: S
+// read once per 64 tokens (nnz * (4 + sizeof(T)) each, plus the window over-read, mostly L1 hits), X once per 64
+// outputs from L2 (T * in * sizeof(T) each; once from HBM), Y written once (read when beta != 0).
+constexpr unsigned kTcTile = 64;     // tokens and outputs per block
+constexpr unsigned kTcK = 64;        // input features per stage
+constexpr unsigned kTcLd = 72;       // shared row stride in elements (144 bytes: 16-byte aligned rows, fragment
+                                     // loads spread over the banks)
+constexpr unsigned kTcThreads = 128;
+constexpr unsigned kTcRowsPerWarp = kTcTile / (kTcThreads / 32);  // 16 rows of the S tile per warp
+constexpr unsigned kTcXPieces = kTcTile * kTcK / 8 / kTcThreads;  // 8-element pieces of X per thread per stage
+
+// Eight elements of X row `row` from column `col` (zero past the T rows or past `in`), as one 16-byte word.
+// `vec`: X's rows are contiguous (col stride 1) with 16-byte-aligned starts, so a whole piece inside `in` is one
+// 16-byte load.
+template <typename T>
+__device__ __forceinline__ uint4 load_x_piece(const T* __restrict__ x, unsigned long long x_rs, unsigned long long x_cs,
+                                              unsigned row, unsigned t_count, unsigned col, unsigned in_count, bool vec) {
+    if (vec && row < t_count && col + 8 <= in_count) {
+        return *reinterpret_cast<const uint4*>(x + row * x_rs + col);
+    }
+    unsigned w[4];  // element 2j in the low half of w[j]: the memory order of the 16-byte load
+#pragma unroll
+    for (unsigned j = 0; j < 4; ++j) {
+        unsigned short half[2];
+#pragma unroll
+        for (unsigned h = 0; h < 2; ++h) {
+            const unsigned c = col + 2 * j + h;
+            half[h] = (row < t_count && c < in_count) ? slr::mma_bits(x[row * x_rs + (unsigned long long)c * x_cs]) : 0;
+        }
+        w[j] = slr::mma_pack(half[0], half[1]);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// Step 1 of a stage for one warp: its kTcRowsPerWarp rows of the S tile, `rows` starting at tile row `first`,
+// densified into `stage` (row r at stage + r * kTcLd, columns k - k0). Lane i < kTcRowsPerWarp holds the cursor
+// and end of row i in `cursor` / `end` and advances its cursor. Returns whether any entry fell in the stage (the
+// same in every lane).
+template <typename T>
+__device__ __forceinline__ bool densify_rows(T* stage, const unsigned* __restrict__ col_indices,
+                                             const T* __restrict__ values, unsigned& cursor, unsigned end, unsigned k0,
+                                             unsigned lane) {
+    const unsigned k_end = k0 + kTcK;
+#pragma unroll
+    for (unsigned i = 0; i < kTcRowsPerWarp * kTcK / 8 / 32; ++i) {
+        const unsigned piece = lane + 32 * i;
+        *reinterpret_cast<uint4*>(stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = make_uint4(0, 0, 0, 0);
+    }
+    __syncwarp();
+    unsigned col[kTcRowsPerWarp];
+    T val[kTcRowsPerWarp];
+#pragma unroll
+    for (unsigned i = 0; i < kTcRowsPerWarp; ++i) {
+        const unsigned e = __shfl_sync(0xffffffffu, cursor, i) + lane, stop = __shfl_sync(0xffffffffu, end, i);
+        col[i] = e < stop ? col_indices[e] : 0xffffffffu;
+        val[i] = e < stop ? values[e] : slr::from_f32<T>(0.0f);
+    }
+    bool any = false;
+#pragma unroll
+    for (unsigned i = 0; i < kTcRowsPerWarp; ++i) {
+        bool take = col[i] < k_end;
+        if (take) stage[i * kTcLd + (col[i] - k0)] = val[i];
+        unsigned taken = __popc(__ballot_sync(0xffffffffu, take));
+        unsigned total = taken;
+        while (taken == 32) {  // the row has more entries in this stage than one window: the next 32
+            const unsigned e = __shfl_sync(0xffffffffu, cursor, i) + total + lane, stop = __shfl_sync(0xffffffffu, end, i);
+            const unsigned c = e < stop ? col_indices[e] : 0xffffffffu;
+            take = c < k_end;
+            if (take) stage[i * kTcLd + (c - k0)] = values[e];
+            taken = __popc(__ballot_sync(0xffffffffu, take));
+            total += taken;
+        }
+        if (lane == i) cursor += total;
+        any |= total > 0;
+    }
+    return any;
+}
+
+template <typename T>
+__device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ row_offsets,
+                                                 const unsigned* __restrict__ col_indices, const T* __restrict__ values,
+                                                 unsigned s_rows, unsigned in_count, const T* __restrict__ x,
+                                                 unsigned long long x_rs, unsigned long long x_cs, unsigned t_count,
+                                                 unsigned vec_x, T* __restrict__ y, unsigned long long y_rs,
+                                                 unsigned long long y_cs, float alpha, float beta) {
+    __shared__ __align__(16) T x_stage[kTcTile * kTcLd];
+    __shared__ __align__(16) T s_stage[kTcTile * kTcLd];
+    const unsigned tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const unsigned o0 = blockIdx.x * kTcTile, t0 = blockIdx.y * kTcTile;
+    // Lane i < kTcRowsPerWarp: cursor and end of tile row 16 * warp + i (empty past the matrix).
+    unsigned cursor = 0, end = 0;
+    {
+        const unsigned o = o0 + warp * kTcRowsPerWarp + lane;
+        if (lane < kTcRowsPerWarp && o < s_rows) {
+            cursor = row_offsets[o];
+            end = row_offsets[o + 1];
+        }
+    }
+    float acc[kTcTile / 8][4];
+#pragma unroll
+    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (unsigned k0 = 0; k0 < in_count; k0 += kTcK) {
+        uint4 xp[kTcXPieces];
+#pragma unroll
+        for (unsigned j = 0; j < kTcXPieces; ++j) {
+            const unsigned piece = tid + kTcThreads * j;
+            xp[j] = load_x_piece(x, x_rs, x_cs, t0 + piece / (kTcK / 8), t_count, k0 + (piece % (kTcK / 8)) * 8,
+                                 in_count, vec_x != 0);
+        }
+        const bool mine = densify_rows(s_stage + warp * kTcRowsPerWarp * kTcLd, col_indices, values, cursor, end, k0, lane);
+        if (!__syncthreads_or(mine)) continue;  // no entry of the tile in this stage (block-uniform)
+#pragma unroll
+        for (unsigned j = 0; j < kTcXPieces; ++j) {
+            const unsigned piece = tid + kTcThreads * j;
+            *reinterpret_cast<uint4*>(x_stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = xp[j];
+        }
+#ifndef SLR_FAULT_SPMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read a half-stored X
+        __syncthreads();
+#endif
+#pragma unroll
+        for (unsigned kk = 0; kk < kTcK; kk += 16) {
+            unsigned af[4];
+            slr::mma_load_a_row_major(af, x_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
+#pragma unroll
+            for (unsigned nt = 0; nt < kTcTile / 8; ++nt) {
+                unsigned bf[2];
+                slr::mma_load_b_col_major(bf, s_stage + (8 * nt) * kTcLd + kk, kTcLd, lane);
+                slr::mma_m16n8k16<T>(acc[nt], af, bf, acc[nt]);
+            }
+        }
+        __syncthreads();  // the next stage rewrites both stages while slower warps may still be reading them
+    }
+#pragma unroll
+    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) {
+#pragma unroll
+        for (unsigned i = 0; i < 4; ++i) {
+            const slr::MmaCoord p = slr::mma_c_coord(lane, i);
+            const unsigned t = t0 + 16 * warp + p.row, o = o0 + 8 * nt + p.col;
+            if (t < t_count && o < s_rows) {
+                T* out = y + t * y_rs + o * y_cs;
+                *out = combine(acc[nt][i], alpha, beta, out);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 // spmm_sb for narrow B with W lanes per row (spmm_sb_narrow_impl), one extern "C" entry point per W.
@@ -499,6 +664,16 @@ __device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__
         transpose_pad_impl<T>(x, x_rs, x_cs, rows, cols, xt, ldt);                                              \
     }
 
+#define SLR_SPMM_XST_TC(T, SUFFIX)                                                                               \
+    extern "C" __global__ void __launch_bounds__(kTcThreads) spmm_xst_tc_##SUFFIX(                             \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, unsigned in_count, const T* __restrict__ x,             \
+        unsigned long long x_rs, unsigned long long x_cs, unsigned t_count, unsigned vec_x, T* __restrict__ y, \
+        unsigned long long y_rs, unsigned long long y_cs, float alpha, float beta) {                           \
+        spmm_xst_tc_impl<T>(row_offsets, col_indices, values, s_rows, in_count, x, x_rs, x_cs, t_count, vec_x, y, \
+                            y_rs, y_cs, alpha, beta);                                                           \
+    }
+
 SLR_SPMM(float, f32)
 SLR_EMU_EXPORT(spmm_xst_f32)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_f32)
@@ -535,3 +710,7 @@ SLR_EMU_EXPORT(spmm_xst_vec2_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec4_bf16)
 SLR_EMU_EXPORT(spmm_xst_wide_bf16)
 SLR_EMU_EXPORT(transpose_pad_bf16)
+SLR_SPMM_XST_TC(__half, f16)
+SLR_EMU_EXPORT(spmm_xst_tc_f16)
+SLR_SPMM_XST_TC(__nv_bfloat16, bf16)
+SLR_EMU_EXPORT(spmm_xst_tc_bf16)

@@ -69,6 +69,38 @@ fn vec_lane_group<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>, t: usize, ldt: u
     })
 }
 
+/// From this many rows of X, f16/bf16 spmm_xst runs on tensor cores (`spmm_xst_tc`: S densified 64 x 64 at a time
+/// in shared memory, X · Sᵀ by mma.sync) when S averages at least one entry per `TC_AREA_PER_ENTRY` elements
+/// (1%). That kernel does the dense-equivalent 2·T·out·in flops at tensor-core rates, where the CUDA-core kernels
+/// do 2·nnz·T at the rate their gathers allow (~2.6 TFLOP/s at T = 128, 5% of 4096², on the H200: 83 µs against
+/// cuBLAS dense's 14 µs); at a few hundred TFLOP/s the dense-equivalent work is cheaper from about 1% density.
+/// Thresholds from those rates, not yet measured for the new kernel; `SLR_SPMM_PATH=simt` (or `vec`) keeps the
+/// CUDA-core kernels.
+const TC_T_MIN: usize = 64;
+const TC_AREA_PER_ENTRY: usize = 100;
+/// Tokens and outputs per block of spmm_xst_tc (cuda/spmm.cu kTcTile); also the stage width over `in`.
+const TC_TILE: usize = 64;
+
+/// Whether [`spmm_xst`] runs on tensor cores for T rows of X and S of `out x in` with `nnz` entries (see
+/// `TC_T_MIN` in the source). Then the result is deterministic run to run and independent of X's layout, but not
+/// bitwise that of the CUDA-core kernels, the CPU reference or another device (the mma's accumulation order is
+/// unspecified); it stays within the f32 bound of [`spmm_xst`]'s docs with three times the constant. For tests
+/// and benchmarks.
+#[doc(hidden)]
+pub fn spmm_xst_uses_tensor_cores<T: Element>(t: usize, out: usize, inn: usize, nnz: usize) -> bool {
+    T::DTYPE.size() == 2
+        && t >= TC_T_MIN
+        && out > 0
+        && nnz.saturating_mul(TC_AREA_PER_ENTRY) >= out.saturating_mul(inn)
+        && t.div_ceil(TC_TILE) <= 65535
+        && out.div_ceil(TC_TILE) <= i32::MAX as usize
+        // the kernel's stage loop and entry windows stay inside u32
+        && inn.saturating_add(TC_TILE) <= u32::MAX as usize
+        && nnz.saturating_add(32) <= u32::MAX as usize
+        && !path_forced("simt")
+        && !path_forced("vec")
+}
+
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     if beta == 0.0 {
         alpha * acc
@@ -77,8 +109,9 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     }
 }
 
-/// Whether `SLR_SPMM_PATH` names `path`: `warp` (the warp-per-row decode kernel) or `vec` (no wide kernel), the
-/// benchmarks' switches for timing the earlier kernels in the same run.
+/// Whether `SLR_SPMM_PATH` names `path`: `warp` (the warp-per-row decode kernel), `vec` (no wide or tensor-core
+/// kernel) or `simt` (no tensor-core kernel), the benchmarks' switches for timing the earlier kernels in the same
+/// run.
 fn path_forced(path: &str) -> bool {
     std::env::var_os("SLR_SPMM_PATH").is_some_and(|v| v == path)
 }
@@ -314,29 +347,11 @@ fn spmm_xst_impl<T: Element, I: Index>(
     check_fits_u32(op, "rows of x", xs.rows)?;
     check_spmm_alias(op, gpu, s, &s_values, &x, &mut y)?;
     let (t, inn, out) = (xs.rows, s.cols(), s.rows());
-    if t <= SCALAR_T_MAX {
-        let layout = [KernelArg::U64(xs.row_stride() as u64), KernelArg::U64(xs.col_stride() as u64)];
-        // SAFETY: shapes checked above: X is t x in and every column of S is < in, so X[t', col(e)] is inside X
-        // for t' < t; Y is t x out, written at (t', o) for t' < t, o < out; no aliasing (checked above); sizes
-        // fit u32 (T checked, S's by its index type); one warp per row of S.
-        // SLR_SPMM_PATH=warp: the earlier warp-per-row decode kernel (same launch shape and arguments), for
-        // same-run comparison in the benchmarks.
-        let name = if path_forced("warp") { "spmm_xst_rowwarp" } else { "spmm_xst" };
-        return unsafe { launch_spmm(op, &format!("{name}_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
-    }
-    if out == 0 {
-        return Ok(());
-    }
-    // The kernel is chosen before anything is queued (max_row_len may read the row offsets back once).
-    let wide = t >= WIDE_T_MIN && !path_forced("vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE);
-    // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
-    // contiguous and 16-byte aligned, then the vector kernel.
     let ldt = t.div_ceil(8) * 8;
-    let vec_lanes_per_entry = if wide { 1 } else { vec_lane_group(gpu, s, t, ldt)? };
     let xt_len = inn.checked_mul(ldt).ok_or(Error::LengthMismatch { op, what: "transposed x", expected: usize::MAX, got: inn })?;
-    let mut owned: Option<DeviceVec<T>> = None;
-    let mut xt_view = match scratch {
-        Some(sv) => {
+    // The caller's scratch is checked whichever kernel runs, so that its contract does not depend on the path.
+    if let Some(sv) = &scratch {
+        if t > SCALAR_T_MAX {
             if sv.len() < xt_len {
                 return Err(Error::BufferTooSmall { op, what: "scratch", needed: xt_len, got: sv.len() });
             }
@@ -355,8 +370,33 @@ fn spmm_xst_impl<T: Element, I: Index>(
                     ("y", y.data_mut().addr_range(gpu)),
                 ],
             )?;
-            sv
         }
+    }
+    if spmm_xst_uses_tensor_cores::<T>(t, out, inn, s.nnz()) {
+        return spmm_xst_tensor_cores(op, gpu, s, &s_values, &x, alpha, beta, &mut y);
+    }
+    if t <= SCALAR_T_MAX {
+        let layout = [KernelArg::U64(xs.row_stride() as u64), KernelArg::U64(xs.col_stride() as u64)];
+        // SAFETY: shapes checked above: X is t x in and every column of S is < in, so X[t', col(e)] is inside X
+        // for t' < t; Y is t x out, written at (t', o) for t' < t, o < out; no aliasing (checked above); sizes
+        // fit u32 (T checked, S's by its index type); one warp per row of S.
+        // SLR_SPMM_PATH=warp: the earlier warp-per-row decode kernel (same launch shape and arguments), for
+        // same-run comparison in the benchmarks.
+        let name = if path_forced("warp") { "spmm_xst_rowwarp" } else { "spmm_xst" };
+        return unsafe { launch_spmm(op, &format!("{name}_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
+    }
+    if out == 0 {
+        return Ok(());
+    }
+    // The kernel is chosen before anything is queued (max_row_len may read the row offsets back once).
+    let wide = t >= WIDE_T_MIN && !path_forced("vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE);
+    // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
+    // contiguous and 16-byte aligned, then the vector kernel.
+    let vec_lanes_per_entry = if wide { 1 } else { vec_lane_group(gpu, s, t, ldt)? };
+    let mut owned: Option<DeviceVec<T>> = None;
+    let mut xt_view = match scratch {
+        // Checked above: long enough, 16-byte aligned, overlapping no operand.
+        Some(sv) => sv,
         // SAFETY: transpose_pad writes every element of xt (rows r < ldt, padding included, for every c < in)
         // before spmm_xst_vec reads any; with in == 0 xt is empty.
         None => DeviceSliceMut::from(owned.insert(unsafe { gpu.alloc_uninit::<T>(xt_len)? })),
@@ -416,6 +456,64 @@ fn spmm_xst_impl<T: Element, I: Index>(
     // fit u32; one warp per (row of S, 8G rows of X) with G = lanes_per_entry matching the kernel's template,
     // surplus warps return.
     unsafe { launch_spmm(op, &format!("{kernel}_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
+}
+
+/// The tensor-core kernel of [`spmm_xst`] (f16/bf16; the caller checked [`spmm_xst_uses_tensor_cores`], shapes
+/// and aliasing): one block of 128 threads per 64 x 64 tile of Y.
+#[allow(clippy::too_many_arguments)]
+fn spmm_xst_tensor_cores<T: Element, I: Index>(
+    op: &'static str,
+    gpu: &Gpu,
+    s: &DeviceCsrPattern<I>,
+    s_values: &DeviceSlice<'_, T>,
+    x: &DeviceMatRef<'_, T>,
+    alpha: f32,
+    beta: f32,
+    y: &mut DeviceMatMut<'_, T>,
+) -> Result<()> {
+    let (xs, ys) = (x.shape(), y.shape());
+    let (t, inn, out) = (xs.rows, s.cols(), s.rows());
+    // 16-byte loads of X need contiguous rows (column stride 1) whose starts are all 16-byte aligned.
+    let vec_x = xs.col_stride() == 1 && (xs.row_stride() % 8 == 0 || t == 1) && x.data().addr_range(gpu).aligned_to(16);
+    let shape = LaunchShape { grid: (out.div_ceil(TC_TILE) as u32, t.div_ceil(TC_TILE) as u32, 1), block: (128, 1, 1), shared_bytes: 0 };
+    let (offsets, cols) = (s.row_offsets(), s.col_indices());
+    let (p_off, _g0) = offsets.kernel_ptr(gpu, op, "row_offsets")?;
+    let (p_col, _g1) = cols.kernel_ptr(gpu, op, "col_indices")?;
+    let (p_val, _g2) = s_values.kernel_ptr(gpu, op, "s_values")?;
+    let (p_x, _g3) = x.data().kernel_ptr(gpu, op, "x")?;
+    let (p_y, _g4) = y.data_mut().kernel_ptr_mut(gpu, op, "y")?;
+    // SAFETY: S is a validated pattern (offsets non-decreasing up to nnz = s_values.len(), checked by the caller;
+    // columns < in and strictly increasing in a row), so the kernel's entry windows read e < row_offsets[o + 1]
+    // only and each column lands at column - k0 < 64 of its stage; X is read at (row < T, column < in), inside
+    // its validated T x in shape, with 16-byte loads only when vec_x (column stride 1, every row start 16-byte
+    // aligned) and the 8 elements lie inside the row; Y is written at (t < T, o < out), inside its validated
+    // shape, and overlaps no input (checked by the caller); in + 64 and nnz + 32 fit u32 and the grid fits its
+    // limits (spmm_xst_uses_tensor_cores); T is f16 or bf16, the kernels that exist; arguments match
+    // SLR_SPMM_XST_TC.
+    unsafe {
+        gpu.launch(
+            MODULE,
+            &format!("spmm_xst_tc_{}", T::DTYPE.name()),
+            shape,
+            &[
+                p_off,
+                p_col,
+                p_val,
+                KernelArg::U32(out as u32),
+                KernelArg::U32(inn as u32),
+                p_x,
+                KernelArg::U64(xs.row_stride() as u64),
+                KernelArg::U64(xs.col_stride() as u64),
+                KernelArg::U32(t as u32),
+                KernelArg::U32(vec_x as u32),
+                p_y,
+                KernelArg::U64(ys.row_stride() as u64),
+                KernelArg::U64(ys.col_stride() as u64),
+                KernelArg::F32(alpha),
+                KernelArg::F32(beta),
+            ],
+        )
+    }
 }
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync", "sddmm_tc_stage_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -405,6 +405,36 @@ fn sddmm_tensor_cores_without_the_staging_barrier_give_wrong_entries() {
             let got = gpu.download(&dc).unwrap();
             // Random values in [-1, 1): |dot| <= K; bf16 rounding of the result plus the f32 sums stay far inside
             // 2^-7 relative + 1e-3 absolute; wrong or stale rows miss by O(1).
+            let close = got.iter().zip(&want).all(|(g, w)| (g.to_f32() - w.to_f32()).abs() <= 1e-3 + w.to_f32().abs() / 128.0);
+            assert_eq!(close, !faulty, "{schedule:?}: faulty={faulty}");
+        }
+    }
+}
+
+#[test]
+fn spmm_tensor_cores_without_the_staging_barrier_give_wrong_outputs() {
+    // spmm_xst_tc with the barrier between storing a stage of X to shared memory and the warps' fragment loads
+    // removed (planted fault `spmm_tc_stage_sync`): every warp's 16 rows are stored by threads of all four warps,
+    // so a warp that runs ahead multiplies the previous stage's X (or zeros), and outputs leave the reference's
+    // bound, while the unmodified kernel stays inside it.
+    let mut rng = rng("spmm_tc_stage_sync");
+    let (t, out_dim, in_dim) = (rng.gen_range(64..100), rng.gen_range(40..70), 192);
+    let pattern = random_pattern(&mut rng, out_dim, in_dim, 0.3, false);
+    assert!(sparse_lowrank::spmm::spmm_xst_uses_tensor_cores::<half::bf16>(t, out_dim, in_dim, pattern.nnz()));
+    let s_vals: Vec<half::bf16> = random_values(&mut rng, pattern.nnz());
+    let x: Vec<half::bf16> = random_values(&mut rng, t * in_dim);
+    let mut want = vec![half::bf16::ZERO; t * out_dim];
+    spmm_xst_cpu(&pattern, &s_vals, MatRef::row_major(&x, t, in_dim).unwrap(), 1.0, 0.0, MatMut::row_major(&mut want, t, out_dim).unwrap()).unwrap();
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "spmm_tc_stage_sync").unwrap() } else { Gpu::emulated(schedule) };
+            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let (dv, dx) = (gpu.upload(&s_vals).unwrap(), gpu.upload(&x).unwrap());
+            let mut dy = gpu.alloc_zeros::<half::bf16>(t * out_dim).unwrap();
+            spmm_xst(&gpu, &dpat, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut dy, t, out_dim).unwrap()).unwrap();
+            let got = gpu.download(&dy).unwrap();
+            // Random values in [-1, 1), ~58 terms per output: bf16 rounding of the result plus the f32 sums stay
+            // far inside 2^-7 relative + 1e-3 absolute; stale or missing X rows miss by O(1).
             let close = got.iter().zip(&want).all(|(g, w)| (g.to_f32() - w.to_f32()).abs() <= 1e-3 + w.to_f32().abs() / 128.0);
             assert_eq!(close, !faulty, "{schedule:?}: faulty={faulty}");
         }

@@ -86,6 +86,9 @@ fn check_xst_at<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, out_dim: usi
     let got = run();
     assert!(got.iter().zip(run()).all(|(a, b)| same_bits(*a, b)), "{what}: two runs differ (not deterministic)");
 
+    // The CUDA-core kernels' bound is 2 n u; the tensor-core kernel's additions are only "at least single
+    // precision" (PTX ISA), so it gets three times the constant, as sddmm's tensor-core path does.
+    let path = if spmm::spmm_xst_uses_tensor_cores::<T>(t, out_dim, in_dim, s.nnz()) { 3.0 } else { 2.0 };
     let cols = s.col_indices();
     for ti in 0..t {
         for o in 0..out_dim {
@@ -94,7 +97,7 @@ fn check_xst_at<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, out_dim: usi
             let old = if beta == 0.0 { 0.0 } else { (beta * y0[idx].to_f32()).abs() };
             let n = s.row_range(o).len() as f32 + 1.0;
             let (g, e) = (got[idx].to_f32(), expect[idx].to_f32());
-            let tol = 2.0 * n * 2f32.powi(-24) * (alpha.abs() * mass + old) + eps::<T>() * e.abs() + 1e-7;
+            let tol = path * n * 2f32.powi(-24) * (alpha.abs() * mass + old) + eps::<T>() * e.abs() + 1e-7;
             assert!(g.is_finite() && (g - e).abs() <= tol, "{what}: Y[{ti},{o}] = {g}, expected {e} (tol {tol})");
         }
     }
@@ -250,22 +253,39 @@ fn spmm_xst_matches_cpu_for_every_lane_group_width() {
 fn spmm_xst_matches_cpu_at_real_ragged_layer_widths() {
     let mut rng = rng("spmm_ragged_widths");
     for (dev, gpu) in devices("spmm_ragged_widths") {
-        for (out_dim, in_dim, t) in [(1376, 2736, 1), (2736, 1376, 2), (5461, 1376, 5), (1376, 5461, 70), (11008, 64, 2), (64, 11008, 17)] {
-            let (density, skewed) = (rng.gen_range(0.01..0.03), rng.gen_bool(0.5));
+        // (1376, 5461, 70) at 0.5%: the wide kernel; (1376, 200, 70) at 1-3%: the tensor-core kernel (kept short in
+        // `in`: the emulator runs its dense-equivalent work).
+        for (out_dim, in_dim, t) in [(1376, 2736, 1), (2736, 1376, 2), (5461, 1376, 5), (1376, 5461, 70), (1376, 200, 70), (11008, 64, 2), (64, 11008, 17)] {
+            let density = if in_dim == 5461 { 0.005 } else { rng.gen_range(0.01..0.03) };
+            let skewed = rng.gen_bool(0.5);
             check_xst_at::<bf16>(&gpu, &dev, &mut rng, out_dim, in_dim, t, density, skewed);
         }
     }
 }
 
-/// From T = 64 each output of spmm_xst is the CPU reference's own fmaf chain (entries in order, no butterfly):
-/// bitwise equal, across one and two 128-row chunks of X, padding rows (T not a multiple of 8), skewed rows, both
-/// layouts, and beta = 0 over a NaN-poisoned output.
+/// From T = 64, where the wide kernel runs (f32; f16/bf16 below the tensor-core path's 1% density), each output of
+/// spmm_xst is the CPU reference's own fmaf chain (entries in order, no butterfly): bitwise equal, across one and
+/// two 128-row chunks of X, padding rows (T not a multiple of 8), skewed rows, both layouts, and beta = 0 over a
+/// NaN-poisoned output.
 #[test]
 fn wide_t_spmm_xst_is_bitwise_the_cpu_reference() {
     fn case<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, t: usize) {
-        let (out_dim, in_dim) = (rng.gen_range(1..50), rng.gen_range(1..70));
-        let (density, skewed) = (rng.gen_range(0.05..0.9), rng.gen_bool(0.5));
-        let s = random_pattern(rng, out_dim, in_dim, density, skewed);
+        let (s, out_dim, in_dim) = if T::DTYPE == DType::F32 {
+            let (out_dim, in_dim) = (rng.gen_range(1..50), rng.gen_range(1..70));
+            let (density, skewed) = (rng.gen_range(0.05..0.9), rng.gen_bool(0.5));
+            (random_pattern(rng, out_dim, in_dim, density, skewed), out_dim, in_dim)
+        } else {
+            // Sparse enough for the wide kernel: fewer than one entry per 100 elements (redrawn until so).
+            let (out_dim, in_dim) = (rng.gen_range(60..90), rng.gen_range(100..200));
+            loop {
+                let (density, skewed) = (rng.gen_range(0.001..0.008), rng.gen_bool(0.5));
+                let s = random_pattern(rng, out_dim, in_dim, density, skewed);
+                if !spmm::spmm_xst_uses_tensor_cores::<T>(t, out_dim, in_dim, s.nnz()) {
+                    break (s, out_dim, in_dim);
+                }
+            }
+        };
+        assert!(!spmm::spmm_xst_uses_tensor_cores::<T>(t, out_dim, in_dim, s.nnz()));
         let s_vals: Vec<T> = random_values(rng, s.nnz());
         let (xs, ys) = (random_layout(rng, t, in_dim), random_layout(rng, t, out_dim));
         let x: Vec<T> = random_values(rng, xs.required_len());
@@ -445,5 +465,90 @@ fn spmm_xst_with_scratch_matches_spmm_xst_bitwise_and_checks_its_scratch() {
         let e = spmm_xst_with_scratch(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out_dim).unwrap(), scratch.slice_mut(1..need + 1)).unwrap_err();
         assert!(matches!(e, Error::Misaligned { what: "scratch", align: 16, .. }), "{dev}: {e:?}");
         assert!(gpu.download(&y).unwrap().iter().all(|v| v.to_f32() == 3.0), "{dev}: a refused call wrote y");
+    }
+}
+
+/// The tensor-core kernel (f16/bf16, T >= 64, >= 1% density) against the CPU within its bound, at every tile
+/// edge: T, out and in around 64 and 128 (partial token, output and stage tiles), in < 64 (one partial stage),
+/// rows denser than 32 entries per 64-column stage (the window's reload loop), skewed and empty rows, a pattern
+/// whose first stages are empty (skipped by the block), both layouts of X and Y (element loads for column-major
+/// X), alpha/beta with beta = 0 over a NaN-poisoned output.
+#[test]
+fn tensor_core_spmm_xst_matches_cpu_at_every_tile_edge() {
+    let mut rng = rng("spmm_tc_edges");
+    for (dev, gpu) in devices("spmm_tc_edges") {
+        for (i, &(t, out_dim, in_dim)) in [(64, 64, 64), (65, 63, 65), (127, 65, 127), (128, 130, 40), (130, 1, 200), (64, 129, 1), (100, 70, 300)].iter().enumerate() {
+            let density = [0.02, 0.3, 0.9][i % 3];
+            let skewed = i % 2 == 1;
+            if i % 2 == 0 {
+                check_xst_at::<bf16>(&gpu, &dev, &mut rng, out_dim, in_dim, t, density, skewed);
+            } else {
+                check_xst_at::<f16>(&gpu, &dev, &mut rng, out_dim, in_dim, t, density, skewed);
+            }
+            let nnz_at_least = (out_dim * in_dim).div_ceil(100);
+            let s = random_pattern(&mut rng, out_dim, in_dim, density, skewed);
+            if s.nnz() >= nnz_at_least {
+                assert!(spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out_dim, in_dim, s.nnz()), "T {t} {out_dim}x{in_dim}");
+            }
+        }
+        // Entries only in columns >= 130: stages 0 and 1 hold none and are skipped; rows of 70 entries in stage 2
+        // (more than two windows).
+        let (t, out_dim, in_dim) = (70, 66, 200);
+        let positions: Vec<(usize, usize)> = (0..out_dim).flat_map(|r| (130..200).filter(move |c| (r + c) % 7 != 0 || r % 5 == 0).map(move |c| (r, c))).collect();
+        let s = CsrPattern::<u32>::from_coo(out_dim, in_dim, &positions).unwrap();
+        assert!(spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out_dim, in_dim, s.nnz()));
+        let vals: Vec<bf16> = random_values(&mut rng, s.nnz());
+        let x: Vec<bf16> = random_values(&mut rng, t * in_dim);
+        let mut want = vec![bf16::ZERO; t * out_dim];
+        spmm_xst_cpu(&s, &vals, MatRef::row_major(&x, t, in_dim).unwrap(), 1.0, 0.0, MatMut::row_major(&mut want, t, out_dim).unwrap()).unwrap();
+        let (ds, dv, dx) = (DeviceCsrPattern::upload(&gpu, &s).unwrap(), gpu.upload(&vals).unwrap(), gpu.upload(&x).unwrap());
+        let mut dy = gpu.upload(&vec![bf16::from_f32(f32::NAN); t * out_dim]).unwrap();
+        spmm_xst(&gpu, &ds, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut dy, t, out_dim).unwrap()).unwrap();
+        let got = gpu.download(&dy).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            // |x|, |s| < 1 and at most 70 terms: 3 n u |mass| <= 3 * 71 * 2^-24 * 70, plus bf16's rounding of w.
+            let tol = 3.0 * 71.0 * 2f32.powi(-24) * 70.0 + w.to_f32().abs() / 128.0;
+            assert!((g.to_f32() - w.to_f32()).abs() <= tol, "{dev}: skipped-stage case, Y[{i}] = {g}, expected {w}");
+        }
+    }
+}
+
+/// The tensor-core kernel's result does not depend on X's layout or alignment (16-byte loads for aligned
+/// row-major X, element loads for column-major or unaligned X: the same values in the same order), and two runs
+/// agree bitwise.
+#[test]
+fn tensor_core_spmm_xst_is_bitwise_the_same_for_every_layout_of_x() {
+    let mut rng = rng("spmm_tc_layouts");
+    for (dev, gpu) in devices("spmm_tc_layouts") {
+        let (t, out_dim, in_dim) = (rng.gen_range(64..140), rng.gen_range(1..140), rng.gen_range(1..200));
+        let (density, skewed) = (rng.gen_range(0.05..0.5), rng.gen_bool(0.5));
+        let s = random_pattern(&mut rng, out_dim, in_dim, density, skewed);
+        if !spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out_dim, in_dim, s.nnz()) {
+            continue; // an empty draw
+        }
+        let vals: Vec<bf16> = random_values(&mut rng, s.nnz());
+        let x: Vec<bf16> = random_values(&mut rng, t * in_dim);
+        let (ds, dv) = (DeviceCsrPattern::upload(&gpu, &s).unwrap(), gpu.upload(&vals).unwrap());
+        let run = |xv: DeviceMatRef<'_, bf16>| {
+            let mut dy = gpu.alloc_zeros::<bf16>(t * out_dim).unwrap();
+            spmm_xst(&gpu, &ds, &dv, xv, 0.75, 0.0, DeviceMatMut::row_major(&mut dy, t, out_dim).unwrap()).unwrap();
+            gpu.download(&dy).unwrap()
+        };
+        let dx = gpu.upload(&x).unwrap();
+        let aligned = run(DeviceMatRef::row_major(&dx, t, in_dim).unwrap());
+        assert!(aligned.iter().zip(run(DeviceMatRef::row_major(&dx, t, in_dim).unwrap())).all(|(a, b)| same_bits(*a, b)), "{dev}: two runs differ");
+        // The same X one element into a buffer: no row start is 16-byte aligned.
+        let mut shifted = vec![bf16::ZERO; t * in_dim + 1];
+        shifted[1..].copy_from_slice(&x);
+        let dxs = gpu.upload(&shifted).unwrap();
+        let unaligned = run(DeviceMatRef::row_major(dxs.slice(1..t * in_dim + 1), t, in_dim).unwrap());
+        // Column-major X holding the same matrix.
+        let xc: Vec<bf16> = (0..in_dim).flat_map(|c| (0..t).map(move |r| (r, c))).map(|(r, c)| x[r * in_dim + c]).collect();
+        let dxc = gpu.upload(&xc).unwrap();
+        let col_major = run(DeviceMatRef::col_major(&dxc, t, in_dim).unwrap());
+        for (name, other) in [("unaligned row-major", &unaligned), ("column-major", &col_major)] {
+            let bad = aligned.iter().zip(other).position(|(a, b)| !same_bits(*a, *b));
+            assert!(bad.is_none(), "{dev}: {name} X differs at {bad:?} (T {t} S {out_dim}x{in_dim})");
+        }
     }
 }
