@@ -218,7 +218,16 @@ fn bench_spmm(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(11);
     let shapes: &[(usize, usize)] = &[(4096, 4096), (11008, 4096), (4096, 11008)];
     let densities: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.01, 0.05, 0.10, 0.30] };
-    let ts: &[usize] = if quick() { &[1, 16, 128] } else { &[1, 16, 128, 2048] };
+    // T = 2048 (a training batch) in the quick run too, at 4096 x 4096 (the tensor-core kernel's regime).
+    let ts_for = |(out, inn): (usize, usize)| -> &'static [usize] {
+        if !quick() {
+            &[1, 16, 128, 2048]
+        } else if (out, inn) == (4096, 4096) {
+            &[1, 16, 128, 2048]
+        } else {
+            &[1, 16, 128]
+        }
+    };
     let mut group = Bench::group(c, "spmm");
     for &(out, inn) in shapes {
         let w: Vec<bf16> = (0..out * inn).map(|i| bf16::from_f32(((i * 7919) % 2001) as f32 * 1e-3 - 1.0)).collect();
@@ -228,7 +237,7 @@ fn bench_spmm(c: &mut Criterion) {
             let nnz = pattern.nnz();
             let ds = DeviceCsrPattern::upload(gpu, &pattern).unwrap();
             let vals = gpu.upload(&vec![bf16::from_f32(0.01); nnz]).unwrap();
-            for &t in ts {
+            for &t in ts_for((out, inn)) {
                 let x = gpu.upload(&vec![bf16::from_f32(0.5); t * inn]).unwrap();
                 let mut y = gpu.alloc_zeros::<bf16>(t * out).unwrap();
                 let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * t * (inn + out);
@@ -244,6 +253,9 @@ fn bench_spmm(c: &mut Criterion) {
                 let run_again = || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
                 if t <= 2 {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, run_again);
+                } else if spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz) {
+                    // The tensor-core kernel against the CUDA-core kernel it replaces (wide or vector).
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "simt", "our CUDA-core kernel", 5, &bench.device, run_again);
                 } else {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, run_again);
                 }
@@ -284,7 +296,13 @@ fn bench_spmm(c: &mut Criterion) {
             Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
             Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
         }
-        let earlier = if t <= 2 { "warp" } else { "vec" };
+        let earlier = if t <= 2 {
+            "warp"
+        } else if spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz) {
+            "simt"
+        } else {
+            "vec"
+        };
         report_switched(gpu, &case, "SLR_SPMM_PATH", earlier, "our earlier kernel", 20, &bench.device, || {
             spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)
         });

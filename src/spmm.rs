@@ -256,6 +256,13 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// are not walked by one warp), so `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output
 /// rounding.
 ///
+/// f16/bf16 from T = 64 with S at least 1% dense ([`spmm::spmm_xst_uses_tensor_cores`](crate::spmm::spmm_xst_uses_tensor_cores)) run on tensor cores:
+/// S is densified 64 x 64 at a time in shared memory and multiplied with mma.sync, with no transpose of X and
+/// the dense-equivalent `2 * T * out * in` flops at tensor-core rates (the training regime, T in the
+/// thousands, where gathering X per entry on CUDA cores was the limit). That result is deterministic and
+/// independent of X's layout, but not bitwise the CUDA-core kernels or the CPU (the mma's additions are
+/// unspecified beyond "at least single precision"): within three times the bound above.
+///
 /// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
 /// stream per call; [`spmm_xst_with_scratch`] takes the caller's instead) so that each entry's T values are one or a few 16-byte loads, G = 1, 2 or 4 lanes per entry
 /// (8 t each; G > 1 only while the longest row is short against the work, `VEC_BALANCE` in the source); from
@@ -266,7 +273,7 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 ///
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
 /// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
-/// `2 * nnz * T` flops.
+/// `2 * nnz * T` flops (the tensor-core path: `2 * T * out * in` on tensor cores, S read once per 64 rows of X).
 pub fn spmm_xst<'a, T: Element, I: Index>(
     gpu: &Gpu,
     s: &DeviceCsrPattern<I>,
