@@ -438,13 +438,15 @@ __device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__
 // product X[t0:t0+64, :] · S[o0:o0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32 accumulation) with S
 // densified 64 input features at a time in shared memory (the Flash-LLM idea: read S compressed, multiply it
 // dense). Per stage [k0, k0 + 64):
-//   1. warp w densifies the tile's rows 16w..16w+15: zeroes them, then for each row loads the 32 entries after the
-//      row's cursor (columns and values; the 16 rows' loads in flight together) and writes those with column
-//      < k0 + 64. CSR columns ascend within a row, so they are a prefix of the 32 and the cursor advances by
-//      their count; a row with 32 of them in one stage (> 50% dense there) loads 32 more until it has passed.
-//   2. a stage in which no row of the tile has an entry is skipped by the whole block (its X loads discarded);
-//   3. X[t0:t0+64, k0:k0+64], loaded before step 1 (16-byte loads where X's rows are contiguous and 16-byte
-//      aligned, element loads otherwise: the same values), is stored to shared memory;
+//   1. warp w densifies the tile's rows 16w..16w+15: zeroes them, then writes, for each row, those of the 32
+//      entries after the row's cursor (a window of columns and values) with column < k0 + 64. CSR columns ascend
+//      within a row, so they are a prefix of the 32 and the cursor advances by their count; a row with 32 of
+//      them in one stage (> 50% dense there) loads 32 more until it has passed;
+//   2. the next stage's windows (from the advanced cursors) and X pieces are loaded into registers, to arrive
+//      while this stage multiplies (a two-stage software pipeline: one wait on global memory per stage at most);
+//   3. a stage in which no row of the tile has an entry is skipped by the whole block; otherwise this stage's
+//      X[t0:t0+64, k0:k0+64] (16-byte loads where X's rows are contiguous and 16-byte aligned, element loads
+//      otherwise: the same values) is stored to shared memory;
 //   4. warp w multiplies its 16 tokens by the 64 outputs: 4 k-steps x 8 mma.
 // Y's tile is then written from the accumulators: alpha * acc (+ beta * old when beta != 0), rounded once.
 // Deterministic run to run (fixed order per block, no atomics) and independent of X's layout; not bitwise the
@@ -484,12 +486,30 @@ __device__ __forceinline__ uint4 load_x_piece(const T* __restrict__ x, unsigned 
     return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-// Step 1 of a stage for one warp: its kTcRowsPerWarp rows of the S tile, `rows` starting at tile row `first`,
-// densified into `stage` (row r at stage + r * kTcLd, columns k - k0). Lane i < kTcRowsPerWarp holds the cursor
-// and end of row i in `cursor` / `end` and advances its cursor. Returns whether any entry fell in the stage (the
-// same in every lane).
+// The entry windows of one warp's kTcRowsPerWarp rows of the S tile: for row i, the 32 entries from its cursor
+// (lane l: entry cursor + l; column ~0u and value 0 past the row's end). Lane i < kTcRowsPerWarp holds row i's
+// cursor and end. The 2 x kTcRowsPerWarp loads of a lane are independent, so they are in flight together.
 template <typename T>
-__device__ __forceinline__ bool densify_rows(T* stage, const unsigned* __restrict__ col_indices,
+__device__ __forceinline__ void load_windows(unsigned (&col)[kTcRowsPerWarp], T (&val)[kTcRowsPerWarp],
+                                             const unsigned* __restrict__ col_indices, const T* __restrict__ values,
+                                             unsigned cursor, unsigned end, unsigned lane) {
+#pragma unroll
+    for (unsigned i = 0; i < kTcRowsPerWarp; ++i) {
+        const unsigned e = __shfl_sync(0xffffffffu, cursor, i) + lane, stop = __shfl_sync(0xffffffffu, end, i);
+        col[i] = e < stop ? col_indices[e] : 0xffffffffu;
+        val[i] = e < stop ? values[e] : slr::from_f32<T>(0.0f);
+    }
+}
+
+// Step 1 of a stage for one warp: its kTcRowsPerWarp rows of the S tile densified into `stage` (row i at
+// stage + i * kTcLd, column c at c - k0), from the windows load_windows fetched at the rows' cursors. CSR columns
+// ascend within a row and every entry before k0 was taken by an earlier stage, so the window's entries with
+// column < k0 + kTcK are a prefix of it: the cursor (lane i's) advances by their count, and a window taken whole
+// (> 50% of the row dense in this stage) is followed by the next 32 entries, loaded here. Returns whether any
+// entry fell in the stage (the same in every lane).
+template <typename T>
+__device__ __forceinline__ bool densify_rows(T* stage, const unsigned (&col)[kTcRowsPerWarp],
+                                             const T (&val)[kTcRowsPerWarp], const unsigned* __restrict__ col_indices,
                                              const T* __restrict__ values, unsigned& cursor, unsigned end, unsigned k0,
                                              unsigned lane) {
     const unsigned k_end = k0 + kTcK;
@@ -499,14 +519,6 @@ __device__ __forceinline__ bool densify_rows(T* stage, const unsigned* __restric
         *reinterpret_cast<uint4*>(stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = make_uint4(0, 0, 0, 0);
     }
     __syncwarp();
-    unsigned col[kTcRowsPerWarp];
-    T val[kTcRowsPerWarp];
-#pragma unroll
-    for (unsigned i = 0; i < kTcRowsPerWarp; ++i) {
-        const unsigned e = __shfl_sync(0xffffffffu, cursor, i) + lane, stop = __shfl_sync(0xffffffffu, end, i);
-        col[i] = e < stop ? col_indices[e] : 0xffffffffu;
-        val[i] = e < stop ? values[e] : slr::from_f32<T>(0.0f);
-    }
     bool any = false;
 #pragma unroll
     for (unsigned i = 0; i < kTcRowsPerWarp; ++i) {
@@ -526,6 +538,18 @@ __device__ __forceinline__ bool densify_rows(T* stage, const unsigned* __restric
         any |= total > 0;
     }
     return any;
+}
+
+// This thread's kTcXPieces pieces of the stage's X tile (rows t0.., columns k0..), into registers.
+template <typename T>
+__device__ __forceinline__ void load_x_stage(uint4 (&xp)[kTcXPieces], const T* __restrict__ x, unsigned long long x_rs,
+                                             unsigned long long x_cs, unsigned t0, unsigned t_count, unsigned k0,
+                                             unsigned in_count, bool vec) {
+#pragma unroll
+    for (unsigned j = 0; j < kTcXPieces; ++j) {
+        const unsigned piece = threadIdx.x + kTcThreads * j;
+        xp[j] = load_x_piece(x, x_rs, x_cs, t0 + piece / (kTcK / 8), t_count, k0 + (piece % (kTcK / 8)) * 8, in_count, vec);
+    }
 }
 
 template <typename T>
@@ -551,21 +575,29 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
     float acc[kTcTile / 8][4];
 #pragma unroll
     for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    // Software pipeline: a stage's entry windows and X pieces are loaded into registers while the previous stage
+    // multiplies, so each stage waits on global memory at most once, behind the mma work of the one before.
+    unsigned col[kTcRowsPerWarp];
+    T val[kTcRowsPerWarp];
+    uint4 xp[kTcXPieces];
+    if (in_count > 0) {
+        load_windows(col, val, col_indices, values, cursor, end, lane);
+        load_x_stage(xp, x, x_rs, x_cs, t0, t_count, 0, in_count, vec_x != 0);
+    }
     for (unsigned k0 = 0; k0 < in_count; k0 += kTcK) {
-        uint4 xp[kTcXPieces];
+        const bool next = k0 + kTcK < in_count;
+        const bool mine = densify_rows(s_stage + warp * kTcRowsPerWarp * kTcLd, col, val, col_indices, values, cursor, end, k0, lane);
+        if (next) load_windows(col, val, col_indices, values, cursor, end, lane);  // the cursors now point past this stage
+        const bool any = __syncthreads_or(mine);  // every warp's rows are in s_stage; the last stage's reads are done
+        if (any) {
 #pragma unroll
-        for (unsigned j = 0; j < kTcXPieces; ++j) {
-            const unsigned piece = tid + kTcThreads * j;
-            xp[j] = load_x_piece(x, x_rs, x_cs, t0 + piece / (kTcK / 8), t_count, k0 + (piece % (kTcK / 8)) * 8,
-                                 in_count, vec_x != 0);
+            for (unsigned j = 0; j < kTcXPieces; ++j) {
+                const unsigned piece = tid + kTcThreads * j;
+                *reinterpret_cast<uint4*>(x_stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = xp[j];
+            }
         }
-        const bool mine = densify_rows(s_stage + warp * kTcRowsPerWarp * kTcLd, col_indices, values, cursor, end, k0, lane);
-        if (!__syncthreads_or(mine)) continue;  // no entry of the tile in this stage (block-uniform)
-#pragma unroll
-        for (unsigned j = 0; j < kTcXPieces; ++j) {
-            const unsigned piece = tid + kTcThreads * j;
-            *reinterpret_cast<uint4*>(x_stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = xp[j];
-        }
+        if (next) load_x_stage(xp, x, x_rs, x_cs, t0, t_count, k0 + kTcK, in_count, vec_x != 0);
+        if (!any) continue;  // no entry of the tile in this stage (block-uniform): nothing to multiply
 #ifndef SLR_FAULT_SPMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read a half-stored X
         __syncthreads();
 #endif
