@@ -270,6 +270,12 @@ fn bench_spmm(c: &mut Criterion) {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
                         spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
                     });
+                    if spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz) {
+                        // The tensor-core path against the wide CUDA-core kernel it replaces at n = 128.
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "simt", "our CUDA-core kernel", 20, &bench.device, || {
+                            spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
+                        });
+                    }
                 }
             }
         }

@@ -155,6 +155,17 @@ __device__ __forceinline__ void mma_load_a_row_major(unsigned (&a)[4], const T* 
     }
 }
 
+// A fragment from a 16x16 tile stored column by column: element (r, c) at tile[c * ld + r], ld >= 16 (a column-major
+// operand, or the transpose of a row-major one).
+template <typename T>
+__device__ __forceinline__ void mma_load_a_col_major(unsigned (&a)[4], const T* tile, unsigned ld, unsigned lane) {
+#pragma unroll
+    for (unsigned r = 0; r < 4; ++r) {
+        const MmaCoord lo = mma_a_coord(lane, 2 * r), hi = mma_a_coord(lane, 2 * r + 1);
+        a[r] = mma_pack(mma_bits(tile[lo.col * ld + lo.row]), mma_bits(tile[hi.col * ld + hi.row]));
+    }
+}
+
 // B fragment from a 16x8 (K x N) row-major tile: element (k, n) at tile[k * ld + n], ld >= 8.
 template <typename T>
 __device__ __forceinline__ void mma_load_b_row_major(unsigned (&b)[2], const T* tile, unsigned ld, unsigned lane) {

@@ -463,14 +463,16 @@ constexpr unsigned kTcThreads = 128;
 constexpr unsigned kTcRowsPerWarp = kTcTile / (kTcThreads / 32);  // 16 rows of the S tile per warp
 constexpr unsigned kTcXPieces = kTcTile * kTcK / 8 / kTcThreads;  // 8-element pieces of X per thread per stage
 
-// Eight elements of X row `row` from column `col` (zero past the T rows or past `in`), as one 16-byte word.
-// `vec`: X's rows are contiguous (col stride 1) with 16-byte-aligned starts, so a whole piece inside `in` is one
-// 16-byte load.
+// Eight consecutive elements of X along its contiguous ("inner") direction, as one 16-byte word: elements
+// (outer, inner + j) for j < 8 at x[outer * outer_stride + (inner + j) * inner_stride], zero past either count.
+// Row-major X: outer = token, inner = input feature; column-major X: the other way round. `vec`: inner_stride is 1
+// and every outer line starts 16-byte aligned, so a whole piece inside the inner count is one 16-byte load.
 template <typename T>
-__device__ __forceinline__ uint4 load_x_piece(const T* __restrict__ x, unsigned long long x_rs, unsigned long long x_cs,
-                                              unsigned row, unsigned t_count, unsigned col, unsigned in_count, bool vec) {
-    if (vec && row < t_count && col + 8 <= in_count) {
-        return *reinterpret_cast<const uint4*>(x + row * x_rs + col);
+__device__ __forceinline__ uint4 load_x_piece(const T* __restrict__ x, unsigned long long outer_stride,
+                                              unsigned long long inner_stride, unsigned outer, unsigned outer_count,
+                                              unsigned inner, unsigned inner_count, bool vec) {
+    if (vec && outer < outer_count && inner + 8 <= inner_count) {
+        return *reinterpret_cast<const uint4*>(x + outer * outer_stride + inner);
     }
     unsigned w[4];  // element 2j in the low half of w[j]: the memory order of the 16-byte load
 #pragma unroll
@@ -478,8 +480,10 @@ __device__ __forceinline__ uint4 load_x_piece(const T* __restrict__ x, unsigned 
         unsigned short half[2];
 #pragma unroll
         for (unsigned h = 0; h < 2; ++h) {
-            const unsigned c = col + 2 * j + h;
-            half[h] = (row < t_count && c < in_count) ? slr::mma_bits(x[row * x_rs + (unsigned long long)c * x_cs]) : 0;
+            const unsigned c = inner + 2 * j + h;
+            half[h] = (outer < outer_count && c < inner_count)
+                          ? slr::mma_bits(x[outer * outer_stride + (unsigned long long)c * inner_stride])
+                          : 0;
         }
         w[j] = slr::mma_pack(half[0], half[1]);
     }
@@ -540,19 +544,22 @@ __device__ __forceinline__ bool densify_rows(T* stage, const unsigned (&col)[kTc
     return any;
 }
 
-// This thread's kTcXPieces pieces of the stage's X tile (rows t0.., columns k0..), into registers.
-template <typename T>
+// This thread's kTcXPieces pieces of the stage's X tile (tokens t0.., input features k0..), into registers. Piece p
+// goes to x_stage[(p / 8) * kTcLd + (p % 8) * 8]: for row-major X that is the tile as [token][feature], for
+// column-major X (kXColMajor) as [feature][token], 8 consecutive elements of X's contiguous direction each.
+template <typename T, bool kXColMajor>
 __device__ __forceinline__ void load_x_stage(uint4 (&xp)[kTcXPieces], const T* __restrict__ x, unsigned long long x_rs,
                                              unsigned long long x_cs, unsigned t0, unsigned t_count, unsigned k0,
                                              unsigned in_count, bool vec) {
 #pragma unroll
     for (unsigned j = 0; j < kTcXPieces; ++j) {
-        const unsigned piece = threadIdx.x + kTcThreads * j;
-        xp[j] = load_x_piece(x, x_rs, x_cs, t0 + piece / (kTcK / 8), t_count, k0 + (piece % (kTcK / 8)) * 8, in_count, vec);
+        const unsigned piece = threadIdx.x + kTcThreads * j, line = piece / 8, within = (piece % 8) * 8;
+        xp[j] = kXColMajor ? load_x_piece(x, x_cs, x_rs, k0 + line, in_count, t0 + within, t_count, vec)
+                           : load_x_piece(x, x_rs, x_cs, t0 + line, t_count, k0 + within, in_count, vec);
     }
 }
 
-template <typename T>
+template <typename T, bool kXColMajor>
 __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ row_offsets,
                                                  const unsigned* __restrict__ col_indices, const T* __restrict__ values,
                                                  unsigned s_rows, unsigned in_count, const T* __restrict__ x,
@@ -582,7 +589,7 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
     uint4 xp[kTcXPieces];
     if (in_count > 0) {
         load_windows(col, val, col_indices, values, cursor, end, lane);
-        load_x_stage(xp, x, x_rs, x_cs, t0, t_count, 0, in_count, vec_x != 0);
+        load_x_stage<T, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, 0, in_count, vec_x != 0);
     }
     for (unsigned k0 = 0; k0 < in_count; k0 += kTcK) {
         const bool next = k0 + kTcK < in_count;
@@ -596,7 +603,7 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
                 *reinterpret_cast<uint4*>(x_stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = xp[j];
             }
         }
-        if (next) load_x_stage(xp, x, x_rs, x_cs, t0, t_count, k0 + kTcK, in_count, vec_x != 0);
+        if (next) load_x_stage<T, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, k0 + kTcK, in_count, vec_x != 0);
         if (!any) continue;  // no entry of the tile in this stage (block-uniform): nothing to multiply
 #ifndef SLR_FAULT_SPMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read a half-stored X
         __syncthreads();
@@ -604,7 +611,11 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
 #pragma unroll
         for (unsigned kk = 0; kk < kTcK; kk += 16) {
             unsigned af[4];
-            slr::mma_load_a_row_major(af, x_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
+            if (kXColMajor) {
+                slr::mma_load_a_col_major(af, x_stage + kk * kTcLd + 16 * warp, kTcLd, lane);
+            } else {
+                slr::mma_load_a_row_major(af, x_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
+            }
 #pragma unroll
             for (unsigned nt = 0; nt < kTcTile / 8; ++nt) {
                 unsigned bf[2];
@@ -696,15 +707,19 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
         transpose_pad_impl<T>(x, x_rs, x_cs, rows, cols, xt, ldt);                                              \
     }
 
-#define SLR_SPMM_XST_TC(T, SUFFIX)                                                                               \
-    extern "C" __global__ void __launch_bounds__(kTcThreads) spmm_xst_tc_##SUFFIX(                             \
+// NAME takes X row-major (or any strides, element loads), NAME_xcol column-major X (B of spmm_sb seen as Bᵀ).
+#define SLR_SPMM_XST_TC_ONE(T, NAME, XCOL)                                                                       \
+    extern "C" __global__ void __launch_bounds__(kTcThreads, 2) NAME(                                            \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, unsigned in_count, const T* __restrict__ x,             \
         unsigned long long x_rs, unsigned long long x_cs, unsigned t_count, unsigned vec_x, T* __restrict__ y, \
         unsigned long long y_rs, unsigned long long y_cs, float alpha, float beta) {                           \
-        spmm_xst_tc_impl<T>(row_offsets, col_indices, values, s_rows, in_count, x, x_rs, x_cs, t_count, vec_x, y, \
-                            y_rs, y_cs, alpha, beta);                                                           \
+        spmm_xst_tc_impl<T, XCOL>(row_offsets, col_indices, values, s_rows, in_count, x, x_rs, x_cs, t_count,    \
+                                  vec_x, y, y_rs, y_cs, alpha, beta);                                           \
     }
+#define SLR_SPMM_XST_TC(T, SUFFIX)                                                                               \
+    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc_##SUFFIX, false)                                                        \
+    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc_xcol_##SUFFIX, true)
 
 SLR_SPMM(float, f32)
 SLR_EMU_EXPORT(spmm_xst_f32)
@@ -744,5 +759,7 @@ SLR_EMU_EXPORT(spmm_xst_wide_bf16)
 SLR_EMU_EXPORT(transpose_pad_bf16)
 SLR_SPMM_XST_TC(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_tc_f16)
+SLR_EMU_EXPORT(spmm_xst_tc_xcol_f16)
 SLR_SPMM_XST_TC(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(spmm_xst_tc_bf16)
+SLR_EMU_EXPORT(spmm_xst_tc_xcol_bf16)

@@ -21,6 +21,14 @@ pub struct DenseShape {
 }
 
 impl DenseShape {
+    /// The same elements seen as the transpose: `cols x rows`, the other layout, the same leading dimension.
+    pub fn transposed(self) -> Self {
+        let layout = match self.layout {
+            Layout::RowMajor => Layout::ColMajor,
+            Layout::ColMajor => Layout::RowMajor,
+        };
+        DenseShape { rows: self.cols, cols: self.rows, ld: self.ld, layout }
+    }
     /// A shape with the tightest leading dimension (`cols` for row-major, `rows` for column-major).
     pub fn packed(rows: usize, cols: usize, layout: Layout) -> Self {
         let ld = match layout {

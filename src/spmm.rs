@@ -11,7 +11,7 @@
 //! every sum is formed in a fixed order, no atomics. Dense operands may be row- or column-major with any leading
 //! dimension (row-major is the fast case). Kernels: `cuda/spmm.cu`.
 use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
-use crate::dense::{MatMut, MatRef};
+use crate::dense::{Layout, MatMut, MatRef};
 use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
 use crate::error::{check_len, check_shape, Error, Result};
@@ -480,8 +480,13 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
 ) -> Result<()> {
     let (xs, ys) = (x.shape(), y.shape());
     let (t, inn, out) = (xs.rows, s.cols(), s.rows());
-    // 16-byte loads of X need contiguous rows (column stride 1) whose starts are all 16-byte aligned.
-    let vec_x = xs.col_stride() == 1 && (xs.row_stride() % 8 == 0 || t == 1) && x.data().addr_range(gpu).aligned_to(16);
+    // Column-major X (spmm_sb's B seen as Bᵀ, or a caller's) is read along its columns by the `_xcol` kernel.
+    // 16-byte loads need X's contiguous direction to have stride 1 and every line of it to start 16-byte
+    // aligned.
+    let x_col_major = xs.layout == Layout::ColMajor;
+    let (inner_stride, outer_stride, outer_count) = if x_col_major { (xs.row_stride(), xs.col_stride(), inn) } else { (xs.col_stride(), xs.row_stride(), t) };
+    let vec_x = inner_stride == 1 && (outer_stride % 8 == 0 || outer_count == 1) && x.data().addr_range(gpu).aligned_to(16);
+    let kernel = if x_col_major { "spmm_xst_tc_xcol" } else { "spmm_xst_tc" };
     let shape = LaunchShape { grid: (out.div_ceil(TC_TILE) as u32, t.div_ceil(TC_TILE) as u32, 1), block: (128, 1, 1), shared_bytes: 0 };
     let (offsets, cols) = (s.row_offsets(), s.col_indices());
     let (p_off, _g0) = offsets.kernel_ptr(gpu, op, "row_offsets")?;
@@ -492,15 +497,15 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
     // SAFETY: S is a validated pattern (offsets non-decreasing up to nnz = s_values.len(), checked by the caller;
     // columns < in and strictly increasing in a row), so the kernel's entry windows read e < row_offsets[o + 1]
     // only and each column lands at column - k0 < 64 of its stage; X is read at (row < T, column < in), inside
-    // its validated T x in shape, with 16-byte loads only when vec_x (column stride 1, every row start 16-byte
-    // aligned) and the 8 elements lie inside the row; Y is written at (t < T, o < out), inside its validated
+    // its validated T x in shape, with 16-byte loads only when vec_x (the contiguous direction has stride 1,
+    // every line of it starts 16-byte aligned) and the 8 elements lie inside the line; Y is written at (t < T, o < out), inside its validated
     // shape, and overlaps no input (checked by the caller); in + 64 and nnz + 32 fit u32 and the grid fits its
     // limits (spmm_xst_uses_tensor_cores); T is f16 or bf16, the kernels that exist; arguments match
     // SLR_SPMM_XST_TC.
     unsafe {
         gpu.launch(
             MODULE,
-            &format!("spmm_xst_tc_{}", T::DTYPE.name()),
+            &format!("{kernel}_{}", T::DTYPE.name()),
             shape,
             &[
                 p_off,
@@ -525,11 +530,15 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +
 /// beta * C[r, j]` (S: m x k, B: k x n, C: m x n). Asynchronous; deterministic; bitwise equal to
-/// [`spmm_sb_cpu`] (each output is the same sequential fmaf chain in entry order).
+/// [`spmm_sb_cpu`] (each output is the same sequential fmaf chain in entry order), except on the tensor-core
+/// path below.
 ///
-/// From n = 64 with row-major B whose rows start 16-byte aligned (ld a multiple of 8 elements), each warp covers
-/// 128 columns with 4 per lane (the wide kernel of [`spmm_xst`]); up to n = 16, each row of S gets a group of
-/// max(4, next_pow2(n)) lanes, 32 / that many rows per warp; otherwise one warp per 32 columns.
+/// f16/bf16 from n = 64 with S at least 1% dense run on tensor cores as `Cᵀ = Bᵀ Sᵀ` through [`spmm_xst`]'s
+/// tensor-core kernel (row-major B read along its rows): deterministic, within three times the f32 bound of
+/// [`spmm_xst`], not bitwise the CPU. Otherwise: from n = 64 with row-major B whose rows start 16-byte aligned
+/// (ld a multiple of 8 elements), each warp covers 128 columns with 4 per lane (the wide kernel of
+/// [`spmm_xst`]); up to n = 16, each row of S gets a group of max(4, next_pow2(n)) lanes, 32 / that many rows
+/// per warp; otherwise one warp per 32 columns.
 ///
 /// Errors (nothing launched): `s_values.len() != nnz`; B not `s.cols() x n`; C not `s.rows() x n`; n above
 /// `u32::MAX`; C overlapping an input; buffers of another backend. Floor: S read once per 32 columns of B,
@@ -558,6 +567,11 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         got: s.rows(),
     })?;
     check_spmm_alias(OP, gpu, s, &s_values, &b, &mut c)?;
+    if spmm_xst_uses_tensor_cores::<T>(bs.cols, s.rows(), s.cols(), s.nnz()) {
+        // Cᵀ (n x m) = Bᵀ (n x k) · Sᵀ: spmm_xst's tensor-core kernel with X = Bᵀ and Y = Cᵀ (views of the same
+        // elements; row-major B is column-major Bᵀ, read along its contiguous rows by the `_xcol` kernel).
+        return spmm_xst_tensor_cores(OP, gpu, s, &s_values, &b.into_transposed(), alpha, beta, &mut c.into_transposed());
+    }
     // Row-major B with 16-byte-aligned rows is already what spmm_xst's wide kernel reads (Xt: rows of the
     // contiguous dimension): from n = 64, lanes across j, 4 per lane, one vector load each (bitwise the same
     // fmaf chains). The rows' padding up to a multiple of 4 elements must be inside B's buffer.

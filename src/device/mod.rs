@@ -857,6 +857,10 @@ impl<'a, T> DeviceMatRef<'a, T> {
     pub(crate) fn data(&self) -> &DeviceSlice<'a, T> {
         &self.data
     }
+    /// The same elements seen as the transpose (`cols x rows`, the other layout, the same leading dimension).
+    pub(crate) fn into_transposed(self) -> Self {
+        DeviceMatRef { data: self.data, shape: self.shape.transposed() }
+    }
 }
 
 impl<'a, T> DeviceMatMut<'a, T> {
@@ -882,12 +886,7 @@ impl<'a, T> DeviceMatMut<'a, T> {
     /// The same elements seen as the transpose (cols x rows, the other layout, the same ld): element (j, i) of
     /// the result is element (i, j) of `self`.
     pub(crate) fn into_transposed(self) -> Self {
-        let s = self.shape;
-        let layout = match s.layout {
-            Layout::RowMajor => Layout::ColMajor,
-            Layout::ColMajor => Layout::RowMajor,
-        };
-        DeviceMatMut { data: self.data, shape: DenseShape { rows: s.cols, cols: s.rows, ld: s.ld, layout } }
+        DeviceMatMut { data: self.data, shape: self.shape.transposed() }
     }
 }
 
