@@ -242,7 +242,8 @@ __device__ __forceinline__ void transpose_impl(const T* __restrict__ src, unsign
 // ---- Tensor-core SDDMM (f16/bf16, src/sddmm.rs tensor_core_path) -----------------------------------------------
 // One block of 4 warps per 64 x 64 tile of the output (rows r0.., columns c0.. of the pattern): the dense tile
 // A[r0:r0+64, :] · B[c0:c0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32 accumulation; warp w owns tile rows
-// 16w..16w+15, all 64 columns as 8 fragments of 8), K in chunks of 32 staged in shared memory (16-byte loads when
+// 16w..16w+15, all 64 columns as 8 fragments of 8), K in chunks of 32 staged in shared memory, the next chunk
+// loaded into registers while the current one multiplies (16-byte loads when
 // the operand's rows are K-contiguous and 16-byte aligned, element loads otherwise: the same values either way,
 // so the result does not depend on the layout), then every entry of the pattern inside the tile reads its value
 // from the finished tile (rows' segments of columns [c0, c0 + 64) found by binary search first; an empty tile
@@ -265,26 +266,47 @@ __device__ __forceinline__ unsigned first_col_at_least(const unsigned* __restric
     return lo;
 }
 
-// dst[r * kTcLd + kk] = src row (first + r), element k0 + kk, for r < kTcTile, kk < kTcK; zero past `count` rows
-// or past K. `vec`: rows are K-contiguous with 16-byte-aligned starts and a row stride that is a multiple of 8
-// elements, so whole 8-element pieces move as one 16-byte load.
+constexpr unsigned kTcPieces = kTcTile * (kTcK / 8) / kTcThreads;  // 8-element pieces per thread per operand
+
+// This thread's pieces of one operand's stage, into registers: piece i = threadIdx.x + kTcThreads * p is row
+// (first + i / (kTcK / 8)), elements k0 + (i % (kTcK / 8)) * 8 .. + 8, zero past `count` rows or past K (element j
+// of a piece in the low half of word j / 2 for even j: the memory order). `vec`: rows are K-contiguous with
+// 16-byte-aligned starts and a row stride that is a multiple of 8 elements, so a whole piece is one 16-byte load.
 template <typename T>
-__device__ __forceinline__ void stage_rows(T* dst, const T* __restrict__ src, unsigned long long rs,
+__device__ __forceinline__ void load_stage(uint4 (&pieces)[kTcPieces], const T* __restrict__ src, unsigned long long rs,
                                            unsigned long long cs, unsigned first, unsigned count, unsigned k0,
                                            unsigned k, bool vec) {
-    for (unsigned i = threadIdx.x; i < kTcTile * (kTcK / 8); i += kTcThreads) {
-        const unsigned r = i / (kTcK / 8), kk = (i % (kTcK / 8)) * 8;
-        const unsigned long long row = first + r;
-        T* d = dst + r * kTcLd + kk;
-        if (vec && row < count && k0 + kk + 8 <= k) {
-            *reinterpret_cast<uint4*>(d) = *reinterpret_cast<const uint4*>(src + row * rs + (k0 + kk));
-        } else {
 #pragma unroll
-            for (unsigned j = 0; j < 8; ++j) {
-                const unsigned kj = k0 + kk + j;
-                d[j] = (row < count && kj < k) ? src[row * rs + (unsigned long long)kj * cs] : slr::from_f32<T>(0.0f);
+    for (unsigned p = 0; p < kTcPieces; ++p) {
+        const unsigned i = threadIdx.x + kTcThreads * p;
+        const unsigned kk = (i % (kTcK / 8)) * 8;
+        const unsigned long long row = first + i / (kTcK / 8);
+        if (vec && row < count && k0 + kk + 8 <= k) {
+            pieces[p] = *reinterpret_cast<const uint4*>(src + row * rs + (k0 + kk));
+        } else {
+            unsigned w[4];
+#pragma unroll
+            for (unsigned j = 0; j < 4; ++j) {
+                unsigned short half[2];
+#pragma unroll
+                for (unsigned h = 0; h < 2; ++h) {
+                    const unsigned kj = k0 + kk + 2 * j + h;
+                    half[h] = (row < count && kj < k) ? slr::mma_bits(src[row * rs + (unsigned long long)kj * cs]) : 0;
+                }
+                w[j] = slr::mma_pack(half[0], half[1]);
             }
+            pieces[p] = make_uint4(w[0], w[1], w[2], w[3]);
         }
+    }
+}
+
+// The pieces of load_stage into the stage: dst[r * kTcLd + kk .. + 8] for piece (r, kk).
+template <typename T>
+__device__ __forceinline__ void store_stage(T* dst, const uint4 (&pieces)[kTcPieces]) {
+#pragma unroll
+    for (unsigned p = 0; p < kTcPieces; ++p) {
+        const unsigned i = threadIdx.x + kTcThreads * p;
+        *reinterpret_cast<uint4*>(dst + (i / (kTcK / 8)) * kTcLd + (i % (kTcK / 8)) * 8) = pieces[p];
     }
 }
 
@@ -318,12 +340,21 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
     float acc[kTcTile / 8][4];
 #pragma unroll
     for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    // Software pipeline: chunk k0 + kTcK is loaded into registers while chunk k0 multiplies.
+    const bool vec_a = (vec_flags & 1u) != 0, vec_b = (vec_flags & 2u) != 0;
+    uint4 ap[kTcPieces], bp[kTcPieces];
+    load_stage(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
+    load_stage(bp, b, b_rs, b_cs, c0, cols, 0, k, vec_b);
     for (unsigned k0 = 0; k0 < k; k0 += kTcK) {
-        stage_rows(a_stage, a, a_rs, a_cs, r0, rows, k0, k, (vec_flags & 1u) != 0);
-        stage_rows(b_stage, b, b_rs, b_cs, c0, cols, k0, k, (vec_flags & 2u) != 0);
+        store_stage(a_stage, ap);
+        store_stage(b_stage, bp);
 #ifndef SLR_FAULT_SDDMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read half-staged rows
         __syncthreads();
 #endif
+        if (k0 + kTcK < k) {  // the next chunk's loads, in flight during this chunk's mma
+            load_stage(ap, a, a_rs, a_cs, r0, rows, k0 + kTcK, k, vec_a);
+            load_stage(bp, b, b_rs, b_cs, c0, cols, k0 + kTcK, k, vec_b);
+        }
 #pragma unroll
         for (unsigned kk = 0; kk < kTcK; kk += 16) {
             unsigned af[4];
