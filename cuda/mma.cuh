@@ -301,4 +301,19 @@ __device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&d)[4], const
     mma_m16n8k16_bf16(d, a, b, c);
 }
 
+// One k-step of a warp's 16 x (8 * NT) output strip: acc[nt] += A · B_nt for nt < NT, where A is the warp's
+// 16 x 16 fragment (already loaded) and B_nt the 16 x 8 block of a stage stored column by column (N rows of K
+// contiguous elements, as mma_load_b_col_major reads them): rows 8 nt .. 8 nt + 7 of `b_stage`, elements kk .. kk + 15.
+// The tensor-core SpMM and SDDMM kernels' inner step.
+template <typename T, unsigned NT>
+__device__ __forceinline__ void mma_strip_step(float (&acc)[NT][4], const unsigned (&a)[4], const T* b_stage, unsigned ld,
+                                               unsigned kk, unsigned lane) {
+#pragma unroll
+    for (unsigned nt = 0; nt < NT; ++nt) {
+        unsigned b[2];
+        mma_load_b_col_major(b, b_stage + (8 * nt) * ld + kk, ld, lane);
+        mma_m16n8k16<T>(acc[nt], a, b, acc[nt]);
+    }
+}
+
 }  // namespace slr

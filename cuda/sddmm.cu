@@ -359,12 +359,7 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
         for (unsigned kk = 0; kk < kTcK; kk += 16) {
             unsigned af[4];
             slr::mma_load_a_row_major(af, a_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
-#pragma unroll
-            for (unsigned nt = 0; nt < kTcTile / 8; ++nt) {
-                unsigned bf[2];
-                slr::mma_load_b_col_major(bf, b_stage + (8 * nt) * kTcLd + kk, kTcLd, lane);
-                slr::mma_m16n8k16<T>(acc[nt], af, bf, acc[nt]);
-            }
+            slr::mma_strip_step<T>(acc, af, b_stage, kTcLd, kk, lane);
         }
         __syncthreads();  // the next stage overwrites what slower warps may still be reading
     }

@@ -616,12 +616,7 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
             } else {
                 slr::mma_load_a_row_major(af, x_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
             }
-#pragma unroll
-            for (unsigned nt = 0; nt < kTcTile / 8; ++nt) {
-                unsigned bf[2];
-                slr::mma_load_b_col_major(bf, s_stage + (8 * nt) * kTcLd + kk, kTcLd, lane);
-                slr::mma_m16n8k16<T>(acc[nt], af, bf, acc[nt]);
-            }
+            slr::mma_strip_step<T>(acc, af, s_stage, kTcLd, kk, lane);
         }
         __syncthreads();  // the next stage rewrites both stages while slower warps may still be reading them
     }

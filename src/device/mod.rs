@@ -214,50 +214,35 @@ impl Gpu {
     /// cudarc, for example); [`Gpu::new`] sets `u64::MAX`, [`Gpu::from_stream`] leaves it to the caller.
     /// No effect on a device without memory pools (allocations are then synchronous) or on the emulator.
     pub fn set_memory_pool_release_threshold(&self, bytes: u64) -> Result<()> {
-        match &self.backend {
-            Backend::Cuda(b) => {
-                let ctx = b.stream.context();
-                if !ctx.has_async_alloc() {
-                    return Ok(());
-                }
-                let mut value = bytes;
-                // SAFETY: `cu_device` is the device of a live context, as cuDeviceGetMemPool requires; the
-                // release-threshold attribute is a cuuint64_t, and `value` is a live u64 for the duration of the call.
-                unsafe {
-                    let pool = cudarc::driver::result::device::get_mem_pool(ctx.cu_device())
-                        .map_err(cuda_err("memory pool"))?;
-                    cudarc::driver::result::mem_pool::set_attribute(
-                        pool,
-                        cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                        &mut value as *mut u64 as *mut c_void,
-                    )
-                }
-                .map_err(cuda_err("memory pool release threshold"))
-            }
-            #[cfg(feature = "emulator")]
-            Backend::Emulated(_) => Ok(()),
-        }
+        self.pool_release_threshold(Some(bytes)).map(|_| ())
     }
 
     /// The release threshold of the device's current memory pool in bytes ([`Gpu::set_memory_pool_release_threshold`]);
     /// `None` on a device without memory pools or on the emulator.
     pub fn memory_pool_release_threshold(&self) -> Result<Option<u64>> {
+        self.pool_release_threshold(None)
+    }
+
+    /// Sets (`Some`) or reads (`None`) the release threshold of the device's current memory pool; returns the
+    /// value afterwards, `None` where there is no pool.
+    fn pool_release_threshold(&self, set: Option<u64>) -> Result<Option<u64>> {
         match &self.backend {
             Backend::Cuda(b) => {
                 let ctx = b.stream.context();
                 if !ctx.has_async_alloc() {
                     return Ok(None);
                 }
-                let mut value = 0u64;
-                // SAFETY: as in set_memory_pool_release_threshold; the attribute is written into a live u64.
+                let attr = cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+                let mut value = set.unwrap_or(0);
+                let ptr = &mut value as *mut u64 as *mut c_void;
+                // SAFETY: `cu_device` is the device of a live context, as cuDeviceGetMemPool requires; the
+                // release-threshold attribute is a cuuint64_t, and `ptr` points at a live u64 for both calls.
                 unsafe {
-                    let pool = cudarc::driver::result::device::get_mem_pool(ctx.cu_device())
-                        .map_err(cuda_err("memory pool"))?;
-                    cudarc::driver::result::mem_pool::get_attribute(
-                        pool,
-                        cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                        &mut value as *mut u64 as *mut c_void,
-                    )
+                    let pool = cudarc::driver::result::device::get_mem_pool(ctx.cu_device()).map_err(cuda_err("memory pool"))?;
+                    match set {
+                        Some(_) => cudarc::driver::result::mem_pool::set_attribute(pool, attr, ptr),
+                        None => cudarc::driver::result::mem_pool::get_attribute(pool, attr, ptr),
+                    }
                 }
                 .map_err(cuda_err("memory pool release threshold"))?;
                 Ok(Some(value))
