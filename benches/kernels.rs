@@ -248,14 +248,18 @@ fn bench_spmm(c: &mut Criterion) {
                 }
                 // The earlier kernel on the same case: warp-per-row decode (T <= 2), the 8-t vector kernel with one
                 // lane per entry (T > 2: instead of the lane-group vector kernel below 64, the wide one from 64).
-                let run_again = || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
+                let mut run_again = || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
                 if t <= 2 {
-                    report_switched(gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, run_again);
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, &mut run_again);
                 } else if spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz) {
-                    // The tensor-core kernel against the CUDA-core kernel it replaces (wide or vector).
-                    report_switched(gpu, &case, "SLR_SPMM_PATH", "simt", "our CUDA-core kernel", 5, &bench.device, run_again);
+                    // The tensor-core kernel against the CUDA-core kernel it replaces (wide or vector), and below
+                    // T = 256 its 32-token tiles against 64-token ones.
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "simt", "our CUDA-core kernel", 5, &bench.device, &mut run_again);
+                    if t < 256 {
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "tc64", "our 64-token tensor-core tiles", 20, &bench.device, &mut run_again);
+                    }
                 } else {
-                    report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, run_again);
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, &mut run_again);
                 }
                 if (out, inn) == (4096, 4096) && (t == 16 || t == 128) {
                     // The textbook form C = S B, B (in x n) row-major with n = t; same S, same bytes of S. Baselines:

@@ -434,10 +434,13 @@ __device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__
 
 
 // ---- Tensor-core spmm_xst (f16/bf16, T >= 64; src/spmm.rs tensor_core_path) --------------------------------------
-// spmm_xst_tc_<T>: one block of 4 warps per 64 x 64 tile of Y (tokens t0.., outputs o0..), computed as the dense
-// product X[t0:t0+64, :] · S[o0:o0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32 accumulation) with S
-// densified 64 input features at a time in shared memory (the Flash-LLM idea: read S compressed, multiply it
-// dense). Per stage [k0, k0 + 64):
+// spmm_xst_tc<M>_<T>: one block of 4 warps per M x 64 tile of Y (M = 64 or 32 tokens t0.., 64 outputs o0..),
+// computed as the dense product X[t0:t0+M, :] · S[o0:o0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32
+// accumulation) with S densified 64 input features at a time in shared memory (the Flash-LLM idea: read S
+// compressed, multiply it dense). M = 32 doubles the blocks for few tokens (T = 128 at 4096 outputs: 256 blocks
+// instead of 128, for 132 SMs) at the price of reading S once per 32 tokens; src/spmm.rs picks M. Warps: with
+// M = 64, warp w takes tokens 16w.. and all 64 outputs; with M = 32, tokens 16 (w / 2).. and outputs
+// 32 (w % 2).. Per stage [k0, k0 + 64):
 //   1. warp w densifies the tile's rows 16w..16w+15: zeroes them, then writes, for each row, those of the 32
 //      entries after the row's cursor (a window of columns and values) with column < k0 + 64. CSR columns ascend
 //      within a row, so they are a prefix of the 32 and the cursor advances by their count; a row with 32 of
@@ -445,23 +448,31 @@ __device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__
 //   2. the next stage's windows (from the advanced cursors) and X pieces are loaded into registers, to arrive
 //      while this stage multiplies (a two-stage software pipeline: one wait on global memory per stage at most);
 //   3. a stage in which no row of the tile has an entry is skipped by the whole block; otherwise this stage's
-//      X[t0:t0+64, k0:k0+64] (16-byte loads where X's rows are contiguous and 16-byte aligned, element loads
+//      X[t0:t0+M, k0:k0+64] (16-byte loads where X's rows are contiguous and 16-byte aligned, element loads
 //      otherwise: the same values) is stored to shared memory;
-//   4. warp w multiplies its 16 tokens by the 64 outputs: 4 k-steps x 8 mma.
+//   4. each warp multiplies its 16 tokens by its 64 or 32 outputs: 4 k-steps x 8 or 4 mma.
 // Y's tile is then written from the accumulators: alpha * acc (+ beta * old when beta != 0), rounded once.
 // Deterministic run to run (fixed order per block, no atomics) and independent of X's layout; not bitwise the
 // CUDA-core kernels or the CPU (the mma's accumulation order is unspecified), within the same f32 bound.
 // Floor: dense-equivalent 2 * T * out * in flops on tensor cores (less the skipped stages): a win over the
 // CUDA-core kernels, whose gathers ran at ~2.6 TFLOP/s at T = 128 on the H200, from roughly 1% density. Bytes: S
-// read once per 64 tokens (nnz * (4 + sizeof(T)) each, plus the window over-read, mostly L1 hits), X once per 64
+// read once per M tokens (nnz * (4 + sizeof(T)) each, plus the window over-read, mostly L1 hits), X once per 64
 // outputs from L2 (T * in * sizeof(T) each; once from HBM), Y written once (read when beta != 0).
-constexpr unsigned kTcTile = 64;     // tokens and outputs per block
+constexpr unsigned kTcTile = 64;     // outputs (rows of S) per block
 constexpr unsigned kTcK = 64;        // input features per stage
-constexpr unsigned kTcLd = 72;       // shared row stride in elements (144 bytes: 16-byte aligned rows, fragment
-                                     // loads spread over the banks)
+constexpr unsigned kTcLd = 72;       // shared row stride of the S stage and of a [token][feature] X stage, in
+                                     // elements (144 bytes: 16-byte aligned rows, fragment loads spread over banks)
 constexpr unsigned kTcThreads = 128;
 constexpr unsigned kTcRowsPerWarp = kTcTile / (kTcThreads / 32);  // 16 rows of the S tile per warp
-constexpr unsigned kTcXPieces = kTcTile * kTcK / 8 / kTcThreads;  // 8-element pieces of X per thread per stage
+
+// The X stage of an M-token tile: lines of 8-element pieces along X's contiguous direction.
+template <unsigned M, bool kXColMajor>
+struct XStage {
+    static constexpr unsigned kLineElems = kXColMajor ? M : kTcK;  // elements per line ([feature][token] or [token][feature])
+    static constexpr unsigned kLines = kXColMajor ? kTcK : M;
+    static constexpr unsigned kLd = kLineElems + 8;                 // 16-byte aligned lines, banks spread
+    static constexpr unsigned kPieces = M * kTcK / 8 / kTcThreads;  // pieces per thread per stage
+};
 
 // Eight consecutive elements of X along its contiguous ("inner") direction, as one 16-byte word: elements
 // (outer, inner + j) for j < 8 at x[outer * outer_stride + (inner + j) * inner_stride], zero past either count.
@@ -544,32 +555,49 @@ __device__ __forceinline__ bool densify_rows(T* stage, const unsigned (&col)[kTc
     return any;
 }
 
-// This thread's kTcXPieces pieces of the stage's X tile (tokens t0.., input features k0..), into registers. Piece p
-// goes to x_stage[(p / 8) * kTcLd + (p % 8) * 8]: for row-major X that is the tile as [token][feature], for
-// column-major X (kXColMajor) as [feature][token], 8 consecutive elements of X's contiguous direction each.
-template <typename T, bool kXColMajor>
-__device__ __forceinline__ void load_x_stage(uint4 (&xp)[kTcXPieces], const T* __restrict__ x, unsigned long long x_rs,
-                                             unsigned long long x_cs, unsigned t0, unsigned t_count, unsigned k0,
-                                             unsigned in_count, bool vec) {
+// This thread's pieces of the stage's X tile (tokens t0.., input features k0..), into registers. Piece p is line
+// p / (kLineElems / 8), elements (p % (kLineElems / 8)) * 8 .. + 8 of it: for row-major X the tile as
+// [token][feature], for column-major X (kXColMajor) as [feature][token], 8 consecutive elements of X's
+// contiguous direction each; store_x_stage puts it at the same place in shared memory.
+template <typename T, unsigned M, bool kXColMajor>
+__device__ __forceinline__ void load_x_stage(uint4 (&xp)[XStage<M, kXColMajor>::kPieces], const T* __restrict__ x,
+                                             unsigned long long x_rs, unsigned long long x_cs, unsigned t0,
+                                             unsigned t_count, unsigned k0, unsigned in_count, bool vec) {
+    using S = XStage<M, kXColMajor>;
 #pragma unroll
-    for (unsigned j = 0; j < kTcXPieces; ++j) {
-        const unsigned piece = threadIdx.x + kTcThreads * j, line = piece / 8, within = (piece % 8) * 8;
+    for (unsigned j = 0; j < S::kPieces; ++j) {
+        const unsigned piece = threadIdx.x + kTcThreads * j, line = piece / (S::kLineElems / 8),
+                       within = (piece % (S::kLineElems / 8)) * 8;
         xp[j] = kXColMajor ? load_x_piece(x, x_cs, x_rs, k0 + line, in_count, t0 + within, t_count, vec)
                            : load_x_piece(x, x_rs, x_cs, t0 + line, t_count, k0 + within, in_count, vec);
     }
 }
 
-template <typename T, bool kXColMajor>
+template <typename T, unsigned M, bool kXColMajor>
+__device__ __forceinline__ void store_x_stage(T* x_stage, const uint4 (&xp)[XStage<M, kXColMajor>::kPieces]) {
+    using S = XStage<M, kXColMajor>;
+#pragma unroll
+    for (unsigned j = 0; j < S::kPieces; ++j) {
+        const unsigned piece = threadIdx.x + kTcThreads * j;
+        *reinterpret_cast<uint4*>(x_stage + (piece / (S::kLineElems / 8)) * S::kLd + (piece % (S::kLineElems / 8)) * 8) = xp[j];
+    }
+}
+
+template <typename T, unsigned M, bool kXColMajor>
 __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ row_offsets,
                                                  const unsigned* __restrict__ col_indices, const T* __restrict__ values,
                                                  unsigned s_rows, unsigned in_count, const T* __restrict__ x,
                                                  unsigned long long x_rs, unsigned long long x_cs, unsigned t_count,
                                                  unsigned vec_x, T* __restrict__ y, unsigned long long y_rs,
                                                  unsigned long long y_cs, float alpha, float beta) {
-    __shared__ __align__(16) T x_stage[kTcTile * kTcLd];
+    using XS = XStage<M, kXColMajor>;
+    constexpr unsigned kOutGroups = 4 * 16 / M;          // warps sharing a token group: 1 (M = 64) or 2 (M = 32)
+    constexpr unsigned kNt = kTcTile / kOutGroups / 8;   // 8-output fragments per warp: 8 or 4
+    __shared__ __align__(16) T x_stage[XS::kLines * XS::kLd];
     __shared__ __align__(16) T s_stage[kTcTile * kTcLd];
     const unsigned tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const unsigned o0 = blockIdx.x * kTcTile, t0 = blockIdx.y * kTcTile;
+    const unsigned o0 = blockIdx.x * kTcTile, t0 = blockIdx.y * M;
+    const unsigned tg = warp / kOutGroups, og = warp % kOutGroups;  // this warp's tokens 16 tg.., outputs kNt 8 og..
     // Lane i < kTcRowsPerWarp: cursor and end of tile row 16 * warp + i (empty past the matrix).
     unsigned cursor = 0, end = 0;
     {
@@ -579,31 +607,25 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
             end = row_offsets[o + 1];
         }
     }
-    float acc[kTcTile / 8][4];
+    float acc[kNt][4];
 #pragma unroll
-    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (unsigned nt = 0; nt < kNt; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
     // Software pipeline: a stage's entry windows and X pieces are loaded into registers while the previous stage
     // multiplies, so each stage waits on global memory at most once, behind the mma work of the one before.
     unsigned col[kTcRowsPerWarp];
     T val[kTcRowsPerWarp];
-    uint4 xp[kTcXPieces];
+    uint4 xp[XS::kPieces];
     if (in_count > 0) {
         load_windows(col, val, col_indices, values, cursor, end, lane);
-        load_x_stage<T, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, 0, in_count, vec_x != 0);
+        load_x_stage<T, M, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, 0, in_count, vec_x != 0);
     }
     for (unsigned k0 = 0; k0 < in_count; k0 += kTcK) {
         const bool next = k0 + kTcK < in_count;
         const bool mine = densify_rows(s_stage + warp * kTcRowsPerWarp * kTcLd, col, val, col_indices, values, cursor, end, k0, lane);
         if (next) load_windows(col, val, col_indices, values, cursor, end, lane);  // the cursors now point past this stage
         const bool any = __syncthreads_or(mine);  // every warp's rows are in s_stage; the last stage's reads are done
-        if (any) {
-#pragma unroll
-            for (unsigned j = 0; j < kTcXPieces; ++j) {
-                const unsigned piece = tid + kTcThreads * j;
-                *reinterpret_cast<uint4*>(x_stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = xp[j];
-            }
-        }
-        if (next) load_x_stage<T, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, k0 + kTcK, in_count, vec_x != 0);
+        if (any) store_x_stage<T, M, kXColMajor>(x_stage, xp);
+        if (next) load_x_stage<T, M, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, k0 + kTcK, in_count, vec_x != 0);
         if (!any) continue;  // no entry of the tile in this stage (block-uniform): nothing to multiply
 #ifndef SLR_FAULT_SPMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read a half-stored X
         __syncthreads();
@@ -612,20 +634,20 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
         for (unsigned kk = 0; kk < kTcK; kk += 16) {
             unsigned af[4];
             if (kXColMajor) {
-                slr::mma_load_a_col_major(af, x_stage + kk * kTcLd + 16 * warp, kTcLd, lane);
+                slr::mma_load_a_col_major(af, x_stage + kk * XS::kLd + 16 * tg, XS::kLd, lane);
             } else {
-                slr::mma_load_a_row_major(af, x_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
+                slr::mma_load_a_row_major(af, x_stage + (16 * tg) * XS::kLd + kk, XS::kLd, lane);
             }
-            slr::mma_strip_step<T>(acc, af, s_stage, kTcLd, kk, lane);
+            slr::mma_strip_step<T>(acc, af, s_stage + (og * kNt * 8) * kTcLd, kTcLd, kk, lane);
         }
         __syncthreads();  // the next stage rewrites both stages while slower warps may still be reading them
     }
 #pragma unroll
-    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) {
+    for (unsigned nt = 0; nt < kNt; ++nt) {
 #pragma unroll
         for (unsigned i = 0; i < 4; ++i) {
             const slr::MmaCoord p = slr::mma_c_coord(lane, i);
-            const unsigned t = t0 + 16 * warp + p.row, o = o0 + 8 * nt + p.col;
+            const unsigned t = t0 + 16 * tg + p.row, o = o0 + og * kNt * 8 + 8 * nt + p.col;
             if (t < t_count && o < s_rows) {
                 T* out = y + t * y_rs + o * y_cs;
                 *out = combine(acc[nt][i], alpha, beta, out);
@@ -702,19 +724,22 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
         transpose_pad_impl<T>(x, x_rs, x_cs, rows, cols, xt, ldt);                                              \
     }
 
-// NAME takes X row-major (or any strides, element loads), NAME_xcol column-major X (B of spmm_sb seen as Bᵀ).
-#define SLR_SPMM_XST_TC_ONE(T, NAME, XCOL)                                                                       \
+// spmm_xst_tc<M>_<T> takes X row-major (or any strides, element loads), spmm_xst_tc<M>_xcol_<T> column-major X
+// (B of spmm_sb seen as Bᵀ); M = 64 is named without the number.
+#define SLR_SPMM_XST_TC_ONE(T, NAME, M, XCOL)                                                                    \
     extern "C" __global__ void __launch_bounds__(kTcThreads, 2) NAME(                                            \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, unsigned in_count, const T* __restrict__ x,             \
         unsigned long long x_rs, unsigned long long x_cs, unsigned t_count, unsigned vec_x, T* __restrict__ y, \
         unsigned long long y_rs, unsigned long long y_cs, float alpha, float beta) {                           \
-        spmm_xst_tc_impl<T, XCOL>(row_offsets, col_indices, values, s_rows, in_count, x, x_rs, x_cs, t_count,    \
-                                  vec_x, y, y_rs, y_cs, alpha, beta);                                           \
+        spmm_xst_tc_impl<T, M, XCOL>(row_offsets, col_indices, values, s_rows, in_count, x, x_rs, x_cs, t_count, \
+                                     vec_x, y, y_rs, y_cs, alpha, beta);                                        \
     }
 #define SLR_SPMM_XST_TC(T, SUFFIX)                                                                               \
-    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc_##SUFFIX, false)                                                        \
-    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc_xcol_##SUFFIX, true)
+    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc_##SUFFIX, 64, false)                                                    \
+    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc_xcol_##SUFFIX, 64, true)                                                \
+    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc32_##SUFFIX, 32, false)                                                  \
+    SLR_SPMM_XST_TC_ONE(T, spmm_xst_tc32_xcol_##SUFFIX, 32, true)
 
 SLR_SPMM(float, f32)
 SLR_EMU_EXPORT(spmm_xst_f32)
@@ -755,6 +780,10 @@ SLR_EMU_EXPORT(transpose_pad_bf16)
 SLR_SPMM_XST_TC(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_tc_f16)
 SLR_EMU_EXPORT(spmm_xst_tc_xcol_f16)
+SLR_EMU_EXPORT(spmm_xst_tc32_f16)
+SLR_EMU_EXPORT(spmm_xst_tc32_xcol_f16)
 SLR_SPMM_XST_TC(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(spmm_xst_tc_bf16)
 SLR_EMU_EXPORT(spmm_xst_tc_xcol_bf16)
+SLR_EMU_EXPORT(spmm_xst_tc32_bf16)
+SLR_EMU_EXPORT(spmm_xst_tc32_xcol_bf16)

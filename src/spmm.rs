@@ -78,8 +78,14 @@ fn vec_lane_group<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>, t: usize, ldt: u
 /// CUDA-core kernels.
 const TC_T_MIN: usize = 64;
 const TC_AREA_PER_ENTRY: usize = 100;
-/// Tokens and outputs per block of spmm_xst_tc (cuda/spmm.cu kTcTile); also the stage width over `in`.
+/// Outputs (and, for T >= TC_SMALL_TILE_T_MAX, tokens) per block of spmm_xst_tc (cuda/spmm.cu kTcTile); also the
+/// stage width over `in`.
 const TC_TILE: usize = 64;
+/// Below this many rows of X the tensor-core kernel takes 32-token tiles (`spmm_xst_tc32_*`): at T = 128 and 4096
+/// outputs 64-token tiles make 128 blocks, fewer than the 132 SMs of an H100/H200, and 32-token tiles twice as
+/// many (each reads S once more). A guess from block counts, not yet measured; `SLR_SPMM_PATH=tc64` forces
+/// 64-token tiles for the benchmark's comparison.
+const TC_SMALL_TILE_T_MAX: usize = 256;
 
 /// Whether [`spmm_xst`] runs on tensor cores for T rows of X and S of `out x in` with `nnz` entries (see
 /// `TC_T_MIN` in the source). Then the result is deterministic run to run and independent of X's layout, but not
@@ -92,7 +98,7 @@ pub fn spmm_xst_uses_tensor_cores<T: Element>(t: usize, out: usize, inn: usize, 
         && t >= TC_T_MIN
         && out > 0
         && nnz.saturating_mul(TC_AREA_PER_ENTRY) >= out.saturating_mul(inn)
-        && t.div_ceil(TC_TILE) <= 65535
+        && t.div_ceil(TC_TILE / 2) <= 65535
         && out.div_ceil(TC_TILE) <= i32::MAX as usize
         // the kernel's stage loop and entry windows stay inside u32
         && inn.saturating_add(TC_TILE) <= u32::MAX as usize
@@ -110,8 +116,8 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
 }
 
 /// Whether `SLR_SPMM_PATH` names `path`: `warp` (the warp-per-row decode kernel), `vec` (no wide or tensor-core
-/// kernel) or `simt` (no tensor-core kernel), the benchmarks' switches for timing the earlier kernels in the same
-/// run.
+/// kernel), `simt` (no tensor-core kernel) or `tc64` (64-token tensor-core tiles at every T), the benchmarks'
+/// switches for timing the earlier kernels in the same run.
 fn path_forced(path: &str) -> bool {
     std::env::var_os("SLR_SPMM_PATH").is_some_and(|v| v == path)
 }
@@ -466,7 +472,7 @@ fn spmm_xst_impl<T: Element, I: Index>(
 }
 
 /// The tensor-core kernel of [`spmm_xst`] (f16/bf16; the caller checked [`spmm_xst_uses_tensor_cores`], shapes
-/// and aliasing): one block of 128 threads per 64 x 64 tile of Y.
+/// and aliasing): one block of 128 threads per 64 x 64 tile of Y, or per 32 x 64 for T < TC_SMALL_TILE_T_MAX.
 #[allow(clippy::too_many_arguments)]
 fn spmm_xst_tensor_cores<T: Element, I: Index>(
     op: &'static str,
@@ -486,8 +492,14 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
     let x_col_major = xs.layout == Layout::ColMajor;
     let (inner_stride, outer_stride, outer_count) = if x_col_major { (xs.row_stride(), xs.col_stride(), inn) } else { (xs.col_stride(), xs.row_stride(), t) };
     let vec_x = inner_stride == 1 && (outer_stride % 8 == 0 || outer_count == 1) && x.data().addr_range(gpu).aligned_to(16);
-    let kernel = if x_col_major { "spmm_xst_tc_xcol" } else { "spmm_xst_tc" };
-    let shape = LaunchShape { grid: (out.div_ceil(TC_TILE) as u32, t.div_ceil(TC_TILE) as u32, 1), block: (128, 1, 1), shared_bytes: 0 };
+    let tokens = if t < TC_SMALL_TILE_T_MAX && !path_forced("tc64") { TC_TILE / 2 } else { TC_TILE };
+    let kernel = match (tokens == TC_TILE, x_col_major) {
+        (true, false) => "spmm_xst_tc",
+        (true, true) => "spmm_xst_tc_xcol",
+        (false, false) => "spmm_xst_tc32",
+        (false, true) => "spmm_xst_tc32_xcol",
+    };
+    let shape = LaunchShape { grid: (out.div_ceil(TC_TILE) as u32, t.div_ceil(tokens) as u32, 1), block: (128, 1, 1), shared_bytes: 0 };
     let (offsets, cols) = (s.row_offsets(), s.col_indices());
     let (p_off, _g0) = offsets.kernel_ptr(gpu, op, "row_offsets")?;
     let (p_col, _g1) = cols.kernel_ptr(gpu, op, "col_indices")?;
@@ -498,10 +510,10 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
     // columns < in and strictly increasing in a row), so the kernel's entry windows read e < row_offsets[o + 1]
     // only and each column lands at column - k0 < 64 of its stage; X is read at (row < T, column < in), inside
     // its validated T x in shape, with 16-byte loads only when vec_x (the contiguous direction has stride 1,
-    // every line of it starts 16-byte aligned) and the 8 elements lie inside the line; Y is written at (t < T, o < out), inside its validated
-    // shape, and overlaps no input (checked by the caller); in + 64 and nnz + 32 fit u32 and the grid fits its
-    // limits (spmm_xst_uses_tensor_cores); T is f16 or bf16, the kernels that exist; arguments match
-    // SLR_SPMM_XST_TC.
+    // every line of it starts 16-byte aligned) and the 8 elements lie inside the line; Y is written at (t < T,
+    // o < out), inside its validated shape, and overlaps no input (checked by the caller); in + 64 and nnz + 32
+    // fit u32 and the grid fits its limits (spmm_xst_uses_tensor_cores, with T / 32 blocks along y); the
+    // kernel's token tile is `tokens`; T is f16 or bf16, the kernels that exist; arguments match SLR_SPMM_XST_TC.
     unsafe {
         gpu.launch(
             MODULE,

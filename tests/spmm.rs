@@ -491,7 +491,8 @@ fn spmm_xst_with_scratch_matches_spmm_xst_bitwise_and_checks_its_scratch() {
 }
 
 /// The tensor-core kernel (f16/bf16, T >= 64, >= 1% density) against the CPU within its bound, at every tile
-/// edge: T, out and in around 64 and 128 (partial token, output and stage tiles), in < 64 (one partial stage),
+/// edge of both token tilings (32 below T = 256, 64 from there): T, out and in around 64 and 128 (partial token,
+/// output and stage tiles), in < 64 (one partial stage),
 /// rows denser than 32 entries per 64-column stage (the window's reload loop), skewed and empty rows, a pattern
 /// whose first stages are empty (skipped by the block), both layouts of X and Y (element loads for column-major
 /// X), alpha/beta with beta = 0 over a NaN-poisoned output.
@@ -499,7 +500,8 @@ fn spmm_xst_with_scratch_matches_spmm_xst_bitwise_and_checks_its_scratch() {
 fn tensor_core_spmm_xst_matches_cpu_at_every_tile_edge() {
     let mut rng = rng("spmm_tc_edges");
     for (dev, gpu) in devices("spmm_tc_edges") {
-        for (i, &(t, out_dim, in_dim)) in [(64, 64, 64), (65, 63, 65), (127, 65, 127), (128, 130, 40), (130, 1, 200), (64, 129, 1), (100, 70, 300)].iter().enumerate() {
+        // T < 256: 32-token tiles; T >= 256: 64-token tiles (each with its partial last tile).
+        for (i, &(t, out_dim, in_dim)) in [(64, 64, 64), (65, 63, 65), (127, 65, 127), (128, 130, 40), (130, 1, 200), (64, 129, 1), (100, 70, 300), (256, 64, 64), (300, 65, 130), (257, 20, 70)].iter().enumerate() {
             let density = [0.02, 0.3, 0.9][i % 3];
             let skewed = i % 2 == 1;
             if i % 2 == 0 {
@@ -541,8 +543,9 @@ fn tensor_core_spmm_xst_matches_cpu_at_every_tile_edge() {
 #[test]
 fn tensor_core_spmm_xst_is_bitwise_the_same_for_every_layout_of_x() {
     let mut rng = rng("spmm_tc_layouts");
-    for (dev, gpu) in devices("spmm_tc_layouts") {
-        let (t, out_dim, in_dim) = (rng.gen_range(64..140), rng.gen_range(1..140), rng.gen_range(1..200));
+    for ((dev, gpu), t_range) in devices("spmm_tc_layouts").into_iter().zip([64..140, 256..300].into_iter().cycle()) {
+        // 32-token tiles below T = 256, 64-token tiles from there (devices alternate between the two ranges).
+        let (t, out_dim, in_dim) = (rng.gen_range(t_range), rng.gen_range(1..140), rng.gen_range(1..200));
         let (density, skewed) = (rng.gen_range(0.05..0.5), rng.gen_bool(0.5));
         let s = random_pattern(&mut rng, out_dim, in_dim, density, skewed);
         if !spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out_dim, in_dim, s.nnz()) {
