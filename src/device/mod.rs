@@ -113,8 +113,10 @@ impl Gpu {
     ///
     /// It also sets the release threshold of the device's current memory pool to `u64::MAX`
     /// ([`Gpu::set_memory_pool_release_threshold`]): freed scratch stays in the pool for the next call instead of
-    /// going back to the driver at every synchronization, as a framework's caching allocator keeps it. That
-    /// setting is the device's, not this handle's; [`Gpu::from_stream`] does not touch it.
+    /// going back to the driver at every synchronization, as a framework's caching allocator keeps it (best
+    /// effort: if the driver refuses, the default stays). That setting is the device's, not this handle's: memory
+    /// the pool keeps is not available to allocations outside it (another library's `cudaMalloc`) until the
+    /// threshold is lowered again. [`Gpu::from_stream`] does not touch it.
     pub fn new(ordinal: usize) -> Result<Self> {
         // SAFETY: only attempts to dlopen libcuda under its usual names; no CUDA function is called.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
@@ -127,7 +129,8 @@ impl Gpu {
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCudaDevice { ordinal, detail: e.to_string() })?;
         let gpu = Self::from_stream(ctx.default_stream())?;
-        gpu.set_memory_pool_release_threshold(u64::MAX)?;
+        // Best effort: a driver that refuses the attribute leaves CUDA's default (slower, not wrong).
+        let _ = gpu.set_memory_pool_release_threshold(u64::MAX);
         Ok(gpu)
     }
 
