@@ -57,6 +57,7 @@ constexpr unsigned kByValue = 1;   // flags bit 0: order by signed value (else b
 constexpr unsigned kSmallest = 2;  // flags bit 1: select the smallest (else the largest)
 constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per histogram round
 constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BRACKET_SAMPLES)
+constexpr unsigned kSampleThreads = 1024;  // threads of the sample kernel's one block (src/topk.rs SAMPLE_THREADS)
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 constexpr unsigned kCutBins = 1024;         // bins of the cut path's candidate histogram (src/topk.rs CUT_BINS)
@@ -163,21 +164,22 @@ __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned s
     if (c) atomicAdd(&hist[(unsigned long long)seg * kBins + threadIdx.x], c);
 }
 
-// Thread t (of kBins) holds c, the count of digit 255 - t; an inclusive scan in that order, in `scan` (kBins
+// Thread t < kBins holds c, the count of digit 255 - t; an inclusive scan in that order, in `scan` (kBins
 // shared words, free for the call), gives the keys at or above each digit. Returns (above, at_or_above) for the
-// thread's digit: the wanted rank falls in it when above < rank <= at_or_above. Barriers inside: every thread of
-// the block calls it.
+// thread's digit: the wanted rank falls in it when above < rank <= at_or_above; threads t >= kBins (blocks of more
+// than kBins threads) get (0, 0) and take no digit. Barriers inside: every thread of the block calls it.
 __device__ __forceinline__ uint2 counts_from_top(unsigned* scan, unsigned c) {
     const unsigned t = threadIdx.x;
-    scan[t] = c;
+    const bool mine = t < kBins;
+    if (mine) scan[t] = c;
     __syncthreads();
     for (unsigned step = 1; step < kBins; step <<= 1) {
-        unsigned add = t >= step ? scan[t - step] : 0;
+        unsigned add = mine && t >= step ? scan[t - step] : 0;
         __syncthreads();
-        scan[t] += add;
+        if (mine) scan[t] += add;
         __syncthreads();
     }
-    return make_uint2(scan[t] - c, scan[t]);
+    return mine ? make_uint2(scan[t] - c, scan[t]) : make_uint2(0u, 0u);
 }
 
 // The one digit where the wanted rank falls updates the state (counts_from_top over the global histogram).
@@ -305,31 +307,33 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
 
 // The key of rank `rank` (1 = the largest) among the `len` order keys in shared memory, by the same digit passes
 // and choice as the multi-kernel path (MSB first, 8-bit digits, `passes` of them, starting from `prefix`); `c_gt`
-// gets the keys above the returned one. Every thread of the block calls it and gets the same results. The caller
-// has a barrier between its stores to `row_keys` and this call. Uses `bins` and `chosen` (shared) as scratch.
-template <typename Slot>
+// gets the keys above the returned one. Every thread of the block (kBlock >= kBins threads) calls it and gets the
+// same results. The caller has a barrier between its stores to `row_keys` and this call. Uses `bins` and `chosen`
+// (shared) as scratch.
+template <unsigned kBlock = kThreads, typename Slot>
 __device__ __forceinline__ unsigned kth_in_shared(const Slot* row_keys, unsigned len, unsigned key_bits,
                                                   unsigned passes, unsigned prefix, unsigned& rank, unsigned& c_gt,
                                                   unsigned* bins, unsigned* chosen) {
+    static_assert(kBlock >= kBins && kBlock % 32 == 0, "one thread per bin, whole warps");
     const unsigned t = threadIdx.x;
     c_gt = 0;
     for (unsigned pass = 1; pass <= passes; ++pass) {
         const unsigned shift = key_bits - 8 * pass, hi = higher_bits(shift);
-        bins[t] = 0;
+        if (t < kBins) bins[t] = 0;
         if (t == 0) chosen[0] = chosen[1] = 0;
         __syncthreads();
-        for (unsigned first = 0; first < len; first += kThreads) {
+        for (unsigned first = 0; first < len; first += kBlock) {
             unsigned i = first + t;
             unsigned key = i < len ? row_keys[i] : 0u;
             add_to_bin(bins, i < len && (key & hi) == prefix, (key >> shift) & 0xffu);
         }
         __syncthreads();
-        // Counts from the top digit (thread t: digit 255 - t), as in choose(); the scan reuses bins.
-        unsigned digit = kBins - 1 - t, c = bins[digit];
+        // Counts from the top digit (thread t < kBins: digit 255 - t), as in choose(); the scan reuses bins.
+        unsigned digit = kBins - 1 - t, c = t < kBins ? bins[digit] : 0u;
         __syncthreads();
         uint2 cnt = counts_from_top(bins, c);
         unsigned above = cnt.x;
-        if (above < rank && rank <= cnt.y) {
+        if (t < kBins && above < rank && rank <= cnt.y) {
             chosen[0] = digit;
             chosen[1] = above;
         }
@@ -446,25 +450,27 @@ __host__ __device__ __forceinline__ unsigned long long sample_position(unsigned 
     return lo + h % (hi - lo);
 }
 
-// One block: the sample's order keys into shared memory (kSamples * 4 bytes, dynamic), then the keys of ranks
-// rank_hi and rank_lo (kth_in_shared twice). rank_hi = 0: no hi (nothing is "above"); rank_lo > kSamples: lo = 0.
-// Floor: kSamples scattered key reads (one 32-byte sector each, 128 KiB in all); the cost is one block's latency.
+// One block of kSampleThreads: the sample's order keys into shared memory (kSamples * 4 bytes, dynamic), then the
+// keys of ranks rank_hi and rank_lo (kth_in_shared twice). rank_hi = 0: no hi (nothing is "above"); rank_lo >
+// kSamples: lo = 0. Floor: kSamples scattered key reads (one 32-byte sector each, 128 KiB in all); the cost is one
+// block's latency: 4 loads and, per digit pass, 4 histogram rounds per thread (1024 threads; 16 with 256), then
+// the 256-bin scan.
 template <typename T>
 __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsigned n, unsigned flags,
                                                unsigned rank_hi, unsigned rank_lo, unsigned* __restrict__ bracket) {
     SLR_DYNAMIC_SMEM(unsigned, sample);
     __shared__ unsigned bins[kBins];
     __shared__ unsigned chosen[2];
-#pragma unroll 8
-    for (unsigned j = threadIdx.x; j < kSamples; j += kThreads) {  // 16 scattered loads per thread, in flight together
+#pragma unroll
+    for (unsigned j = threadIdx.x; j < kSamples; j += kSampleThreads) {  // 4 scattered loads per thread, in flight together
         sample[j] = order_key<T>(load_bits(keys, sample_position(j, n)), flags);
     }
     __syncthreads();
     const unsigned key_bits = 8 * sizeof(T), all = KeyBits<T>::kAll;
     unsigned c_gt, rank = rank_hi;
-    unsigned hi = rank_hi == 0 ? all : kth_in_shared(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
+    unsigned hi = rank_hi == 0 ? all : kth_in_shared<kSampleThreads>(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
     rank = rank_lo;
-    unsigned lo = rank_lo > kSamples ? 0u : kth_in_shared(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
+    unsigned lo = rank_lo > kSamples ? 0u : kth_in_shared<kSampleThreads>(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
     if (threadIdx.x == 0) {
         bracket[0] = lo;
         bracket[1] = hi;
@@ -747,7 +753,7 @@ __device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const u
         }                                                                                                       \
         select_row<T>(keys, seg_len, flags, passes, state, words);                                             \
     }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+    extern "C" __global__ void __launch_bounds__(kSampleThreads)                                                \
         topk_sample_bracket_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,  \
                                      unsigned rank_lo, unsigned* __restrict__ bracket) {                       \
         sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket);                                          \
