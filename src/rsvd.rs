@@ -991,12 +991,16 @@ pub fn cholqr_factor_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize, firs
 /// then `R₂ = Q₂ᵀ Bᵀ` (one l x l product; `B = R₂ᵀ Q₂ᵀ` because Q₂ spans Bᵀ's columns to rounding), read back with
 /// the status words in one synchronization. `None` when a status asks for the guarded host path (a Cholesky that
 /// failed, or a basis not orthonormal after two passes: cond(Y) beyond ~400); the caller then runs [`run`].
-fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig, info: &mut RsvdInfo, prof: &mut Profile) -> Result<Option<Factors<DevMat>>> {
+///
+/// `status` holds `2 * (2q + 2) + 1` zeroed words; the last already receives A's non-finite count (queued by the
+/// caller), so the one read-back of the status words also says whether A was finite: `NonFinite` then, before
+/// anything is written.
+fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig, mut status: DeviceVec<u32>, info: &mut RsvdInfo, prof: &mut Profile) -> Result<Option<Factors<DevMat>>> {
     let r = cfg.rank;
     let l = sketch_cols(cfg, m, n);
     info.sketch_cols = l;
     let bases = 2 * cfg.power_iters + 2;
-    let mut status = e.gpu.alloc_zeros::<u32>(2 * bases)?;
+    debug_assert_eq!(status.len(), 2 * bases + 1);
     let mut slot = 0;
     let omega = e.sketch(n, l, cfg.seed)?;
     prof.lap(e, Step::Sketch)?;
@@ -1019,7 +1023,11 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let r2 = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
     let r2 = e.to_host(&r2)?;
     let words = e.gpu.download(&status)?;
-    debug_assert_eq!(slot, words.len());
+    let (words, bad) = (&words[..slot], words[slot] as usize);
+    debug_assert_eq!(slot, 2 * bases);
+    if bad > 0 {
+        return Err(Error::NonFinite { op: "rsvd", what: "a", count: bad });
+    }
     if words.iter().any(|&w| w & (STATUS_FAILED | STATUS_NOT_NEAR_IDENTITY) != 0) {
         return Ok(None);
     }
@@ -1052,20 +1060,23 @@ fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
         && std::env::var("SLR_RSVD_PATH").map_or(true, |v| v != "host")
 }
 
-/// Counts A's non-finite entries on the device and, with `dst`, writes A as f32 in the same layout, packed
-/// (kernel `rsvd_to_f32_<dtype>`). Waits for the count.
-fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option<&mut DeviceVec<f32>>) -> Result<usize> {
+/// Counts A's non-finite entries on the device into `counter[slot]` (which the caller zeroed) and, with `dst`,
+/// writes A as f32 in the same layout, packed (kernel `rsvd_to_f32_<dtype>`). Queued: nothing waits.
+fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option<&mut DeviceVec<f32>>, counter: &mut DeviceVec<u32>, slot: usize) -> Result<()> {
     const OP: &str = "rsvd";
     let s = a.shape();
     let (outer, inner) = match s.layout {
         crate::dense::Layout::RowMajor => (s.rows, s.cols),
         crate::dense::Layout::ColMajor => (s.cols, s.rows),
     };
-    let mut counter = gpu.alloc_zeros::<u32>(1)?;
+    if slot >= counter.len() {
+        return Err(Error::LengthMismatch { op: OP, what: "non-finite counter slot", expected: counter.len(), got: slot });
+    }
     {
         let (p_src, _g0) = a.data().kernel_ptr(gpu, OP, "a")?;
-        let mut cview = DeviceSliceMut::from(&mut counter);
+        let mut cview = DeviceSliceMut::from(counter);
         let (p_cnt, _g1) = cview.kernel_ptr_mut(gpu, OP, "non-finite counter")?;
+        let p_cnt = p_cnt.offset_bytes(slot * std::mem::size_of::<u32>());
         let mut dview = dst.map(DeviceSliceMut::from);
         let (p_dst, _g2) = match dview.as_mut() {
             Some(d) => {
@@ -1077,8 +1088,9 @@ fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option
         let shape = LaunchShape { grid: (outer.clamp(1, 4096) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: A's shape was validated against its buffer (DeviceMatRef), so src[o * ld + k] for o < outer,
         // k < inner is inside it; dst, when given, is a fresh buffer of outer * inner elements (the caller
-        // allocates it so), written at o * inner + k; the counter is a fresh 1-element buffer; no output overlaps
-        // an input (all fresh); a null dst is never dereferenced; arguments match rsvd_to_f32_<dtype>.
+        // allocates it so), written at o * inner + k; the count goes to counter[slot] (slot < len, checked), a
+        // word of a buffer the caller allocated for it; no output overlaps an input (all fresh); a null dst is
+        // never dereferenced; arguments match rsvd_to_f32_<dtype>.
         unsafe {
             gpu.launch(
                 MODULE,
@@ -1088,7 +1100,7 @@ fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option
             )?;
         }
     }
-    Ok(gpu.download(&counter)?[0] as usize)
+    Ok(())
 }
 
 /// The randomized SVD of the module docs on `gpu`: `A ≈ U · diag(s) · Vᵀ` with A: m x n (f32, f16 or bf16,
@@ -1124,9 +1136,19 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
         Some(unsafe { gpu.alloc_uninit::<f32>(m * n)? })
     };
     let mut converted = converted;
-    let bad = convert_and_count(gpu, &a, converted.as_mut())?;
-    if bad > 0 {
-        return Err(Error::NonFinite { op: OP, what: "a", count: bad });
+    // The queued path reads A's non-finite count back with its status words (one synchronization for both); the
+    // host-driven path reads it at once.
+    let l = sketch_cols(cfg, m, n);
+    let queued_path = queued_path_enabled(gpu, l);
+    let bases = 2 * cfg.power_iters + 2;
+    let mut status = gpu.alloc_zeros::<u32>(if queued_path { 2 * bases + 1 } else { 1 })?;
+    let count_slot = status.len() - 1;
+    convert_and_count(gpu, &a, converted.as_mut(), &mut status, count_slot)?;
+    if !queued_path {
+        let bad = gpu.download(&status)?[count_slot] as usize;
+        if bad > 0 {
+            return Err(Error::NonFinite { op: OP, what: "a", count: bad });
+        }
     }
     let (a_f32, a_shape) = match &converted {
         Some(buf) => (DeviceSlice::from(buf), DenseShape::packed(m, n, ash.layout)),
@@ -1135,8 +1157,7 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape };
     let mut info = RsvdInfo::default();
     prof.lap(&mut e, Step::Convert)?;
-    let l = sketch_cols(cfg, m, n);
-    let queued = if queued_path_enabled(gpu, l) { run_queued(&mut e, m, n, cfg, &mut info, &mut prof)? } else { None };
+    let queued = if queued_path { run_queued(&mut e, m, n, cfg, status, &mut info, &mut prof)? } else { None };
     let f = match queued {
         Some(f) => f,
         None => {

@@ -317,6 +317,8 @@ fn bad_input_gets_typed_errors() {
         let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
         let e = rsvd(&gpu, DeviceMatRef::row_major(&d, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s[..r], DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
         assert_eq!(e, Err(Error::NonFinite { op: "rsvd", what: "a", count: 3 }), "{name}");
+        // Found with the queued path's one read-back, before U and Vᵀ are written: they stay as they were.
+        assert!(gpu.download(&du).unwrap().iter().chain(gpu.download(&dvt).unwrap().iter()).all(|&v| v == 0.0), "{name}: a refused call wrote U or Vt");
         let bad16: Vec<bf16> = bad.iter().map(|&x| bf16::from_f32(x)).collect();
         let d = gpu.upload(&bad16).unwrap();
         let e = rsvd(&gpu, DeviceMatRef::row_major(&d, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s[..r], DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
