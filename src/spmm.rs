@@ -293,7 +293,9 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
 }
 
 /// Elements of scratch [`spmm_xst_with_scratch`] needs for `t` rows of X and `in_features` columns: the transposed
-/// X, `in_features * round_up(t, 8)` for t > 2, none for t <= 2. Saturates at `usize::MAX`.
+/// X, `in_features * round_up(t, 8)` for t > 2, none for t <= 2. Saturates at `usize::MAX`. The tensor-core path
+/// (f16/bf16 from T = 64) reads X directly and leaves the scratch alone, but the requirement does not depend on
+/// which kernel runs.
 pub fn spmm_xst_scratch_len(t: usize, in_features: usize) -> usize {
     if t <= SCALAR_T_MAX {
         0
