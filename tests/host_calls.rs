@@ -1,16 +1,13 @@
-//! The host-side cost of each op, read from `Gpu::host_calls` on the emulator (the same calls a GPU gets, except
-//! that the emulator has no cuBLAS): how often an op waits for the device, launches and allocates. These are the
-//! costs a kernel's own time does not show (a synchronization drains the stream; an allocation is a driver call),
-//! so the designs that promise "one synchronization" or "nothing allocated per call" are held to it here.
+//! The host-side cost of each op, read from `Gpu::host_calls` on every device (a GPU when there is one, and the
+//! emulator, which makes the same calls except that it has no cuBLAS): how often an op waits for the device,
+//! launches and allocates. These are the costs a kernel's own time does not show (a synchronization drains the
+//! stream; an allocation is a driver call), so the designs that promise "one synchronization" or "nothing
+//! allocated per call" are held to it here.
 mod common;
 use common::*;
 use half::bf16;
 use rand::prelude::*;
 use sparse_lowrank::*;
-
-fn emulator() -> Gpu {
-    Gpu::emulated(Schedule::RoundRobin)
-}
 
 /// Whether a benchmark switch that changes an op's path is set (then the counts below do not apply).
 fn path_switched(var: &str) -> bool {
@@ -29,8 +26,9 @@ fn calls(gpu: &Gpu, f: impl FnOnce()) -> HostCalls {
 }
 
 #[test]
+#[cfg(feature = "emulator")]
 fn host_calls_count_what_the_handle_does_and_subtract() {
-    let gpu = emulator();
+    let gpu = Gpu::emulated(Schedule::RoundRobin);
     let c = calls(&gpu, || {
         let v = gpu.upload(&[1.0f32, 2.0, 3.0]).unwrap();
         let z = gpu.alloc_zeros::<u32>(10).unwrap();
@@ -38,7 +36,17 @@ fn host_calls_count_what_the_handle_does_and_subtract() {
         gpu.download(&z).unwrap();
         gpu.synchronize().unwrap();
     });
-    assert_eq!(c, HostCalls { launches: 0, library_calls: 0, allocations: 2, allocated_bytes: 12 + 40, uploads: 1, synchronizations: 3 });
+    assert_eq!(
+        c,
+        HostCalls {
+            launches: 0,
+            library_calls: 0,
+            allocations: 2,
+            allocated_bytes: 12 + 40,
+            uploads: 1,
+            synchronizations: 3
+        }
+    );
 }
 
 /// Per-matrix top-k of a large matrix: the cut alone waits for the device once (the sample bracket, the
@@ -49,56 +57,80 @@ fn topk_waits_for_the_device_once_for_the_cut_and_twice_for_the_mask() {
     if path_switched("SLR_TOPK_PATH") {
         return;
     }
-    let gpu = emulator();
     let mut rng = rng("host_calls_topk");
-    let (rows, cols) = (512, 1024); // 2^19 keys: the sample bracket's regime (at least 2^18)
-    let keys: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-    let d = gpu.upload(&keys).unwrap();
-    let k = rows * cols / 20;
-    let cut = calls(&gpu, || {
-        topk_threshold(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
-    });
-    assert_eq!(cut.synchronizations, 1, "{cut:?}");
-    assert!(cut.launches <= 5 && cut.allocations <= 3, "{cut:?}");
-    let mask = calls(&gpu, || {
-        topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
-    });
-    assert_eq!(mask.synchronizations, 2, "{mask:?}");
-    let per_row = calls(&gpu, || {
-        topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(64).per_row()).unwrap();
-    });
-    assert_eq!((per_row.synchronizations, per_row.launches), (1, 2), "{per_row:?}");
+    for (dev, gpu) in devices("host_calls_topk") {
+        let (rows, cols) = (512, 1024); // 2^19 keys: the sample bracket's regime (at least 2^18)
+        let keys: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let d = gpu.upload(&keys).unwrap();
+        let k = rows * cols / 20;
+        let cut = calls(&gpu, || {
+            topk_threshold(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
+        });
+        assert_eq!(cut.synchronizations, 1, "{dev}: {cut:?}");
+        assert!(cut.launches <= 5 && cut.allocations <= 3, "{dev}: {cut:?}");
+        let mask = calls(&gpu, || {
+            topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
+        });
+        assert_eq!(mask.synchronizations, 2, "{dev}: {mask:?}");
+        let per_row = calls(&gpu, || {
+            topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(64).per_row()).unwrap();
+        });
+        assert_eq!((per_row.synchronizations, per_row.launches), (1, 2), "{dev}: {per_row:?}");
+    }
 }
 
 /// SpMM and SDDMM are asynchronous (no synchronization, once the pattern's longest row is known) and, given
 /// scratch, allocate nothing: a training step's products cost launches only.
 #[test]
 fn spmm_and_sddmm_never_wait_and_allocate_nothing_with_scratch() {
-    let gpu = emulator();
     let mut rng = rng("host_calls_spmm");
-    let (out_f, in_f) = (96, 160);
-    let pattern = random_pattern(&mut rng, out_f, in_f, 0.05, false);
-    let s = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
-    let vals = gpu.upload(&random_values::<bf16>(&mut rng, pattern.nnz())).unwrap();
-    for t in [1usize, 16, 70] {
+    for (dev, gpu) in devices("host_calls_spmm") {
+        let (out_f, in_f) = (96, 160);
+        let pattern = random_pattern(&mut rng, out_f, in_f, 0.05, false);
+        let s = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+        let vals = gpu.upload(&random_values::<bf16>(&mut rng, pattern.nnz())).unwrap();
+        for t in [1usize, 16, 70] {
+            let x = gpu.upload(&random_values::<bf16>(&mut rng, t * in_f)).unwrap();
+            let mut y = gpu.alloc_zeros::<bf16>(t * out_f).unwrap();
+            let mut scratch = gpu.alloc_zeros::<bf16>(spmm_xst_scratch_len(t, in_f).max(1)).unwrap();
+            let mut forward = || {
+                spmm_xst_with_scratch(
+                    &gpu,
+                    &s,
+                    &vals,
+                    DeviceMatRef::row_major(&x, t, in_f).unwrap(),
+                    1.0,
+                    0.0,
+                    DeviceMatMut::row_major(&mut y, t, out_f).unwrap(),
+                    &mut scratch,
+                )
+                .unwrap()
+            };
+            forward(); // the first call may read the pattern's row offsets once (longest row, cached)
+            let c = calls(&gpu, forward);
+            assert_eq!((c.synchronizations, c.allocations), (0, 0), "{dev}: spmm_xst_with_scratch T = {t}: {c:?}");
+            assert!(c.launches <= 2, "{dev}: spmm_xst_with_scratch T = {t}: {c:?}");
+        }
+        let t = 70;
+        let dy = gpu.upload(&random_values::<bf16>(&mut rng, t * out_f)).unwrap();
         let x = gpu.upload(&random_values::<bf16>(&mut rng, t * in_f)).unwrap();
-        let mut y = gpu.alloc_zeros::<bf16>(t * out_f).unwrap();
-        let mut scratch = gpu.alloc_zeros::<bf16>(spmm_xst_scratch_len(t, in_f).max(1)).unwrap();
-        let mut forward = || spmm_xst_with_scratch(&gpu, &s, &vals, DeviceMatRef::row_major(&x, t, in_f).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out_f).unwrap(), &mut scratch).unwrap();
-        forward(); // the first call may read the pattern's row offsets once (longest row, cached)
-        let c = calls(&gpu, forward);
-        assert_eq!((c.synchronizations, c.allocations), (0, 0), "spmm_xst_with_scratch T = {t}: {c:?}");
-        assert!(c.launches <= 2, "spmm_xst_with_scratch T = {t}: {c:?}");
+        let mut ds = gpu.alloc_zeros::<bf16>(pattern.nnz()).unwrap();
+        let mut scratch = gpu.alloc_zeros::<bf16>(sddmm_weight_grad_scratch_len::<bf16>(t, out_f, in_f).max(1)).unwrap();
+        let c = calls(&gpu, || {
+            sddmm_weight_grad(
+                &gpu,
+                &s,
+                DeviceMatRef::row_major(&dy, t, out_f).unwrap(),
+                DeviceMatRef::row_major(&x, t, in_f).unwrap(),
+                1.0,
+                0.0,
+                &mut ds,
+                &mut scratch,
+            )
+            .unwrap();
+        });
+        assert_eq!((c.synchronizations, c.allocations), (0, 0), "{dev}: sddmm_weight_grad: {c:?}");
     }
-    let t = 70;
-    let dy = gpu.upload(&random_values::<bf16>(&mut rng, t * out_f)).unwrap();
-    let x = gpu.upload(&random_values::<bf16>(&mut rng, t * in_f)).unwrap();
-    let mut ds = gpu.alloc_zeros::<bf16>(pattern.nnz()).unwrap();
-    let mut scratch = gpu.alloc_zeros::<bf16>(sddmm_weight_grad_scratch_len::<bf16>(t, out_f, in_f).max(1)).unwrap();
-    let c = calls(&gpu, || {
-        sddmm_weight_grad(&gpu, &s, DeviceMatRef::row_major(&dy, t, out_f).unwrap(), DeviceMatRef::row_major(&x, t, in_f).unwrap(), 1.0, 0.0, &mut ds, &mut scratch).unwrap();
-    });
-    assert_eq!((c.synchronizations, c.allocations), (0, 0), "sddmm_weight_grad: {c:?}");
 }
 
 /// The randomized SVD on its queued path waits for the device twice: R₂, then the status words with A's
@@ -109,17 +141,26 @@ fn rsvd_queued_path_waits_for_the_device_twice() {
     if path_switched("SLR_RSVD_PATH") {
         return;
     }
-    let gpu = emulator();
     let mut rng = rng("host_calls_rsvd");
-    let (m, n, r) = (120, 90, 8);
-    let a = gpu.upload(&random_values::<f32>(&mut rng, m * n)).unwrap();
-    let mut u = gpu.alloc_zeros::<f32>(m * r).unwrap();
-    let mut vt = gpu.alloc_zeros::<f32>(r * n).unwrap();
-    let mut s = vec![0f32; r];
-    let mut info = RsvdInfo::default();
-    let c = calls(&gpu, || {
-        info = rsvd(&gpu, DeviceMatRef::row_major(&a, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut u, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut vt, r, n).unwrap()).unwrap();
-    });
-    assert!(info.device_queued, "uniform random A: the queued path runs");
-    assert_eq!(c.synchronizations, 2, "{c:?}");
+    for (dev, gpu) in devices("host_calls_rsvd") {
+        let (m, n, r) = (120, 90, 8);
+        let a = gpu.upload(&random_values::<f32>(&mut rng, m * n)).unwrap();
+        let mut u = gpu.alloc_zeros::<f32>(m * r).unwrap();
+        let mut vt = gpu.alloc_zeros::<f32>(r * n).unwrap();
+        let mut s = vec![0f32; r];
+        let mut info = RsvdInfo::default();
+        let c = calls(&gpu, || {
+            info = rsvd(
+                &gpu,
+                DeviceMatRef::row_major(&a, m, n).unwrap(),
+                &RsvdConfig::new(r),
+                DeviceMatMut::row_major(&mut u, m, r).unwrap(),
+                &mut s,
+                DeviceMatMut::row_major(&mut vt, r, n).unwrap(),
+            )
+            .unwrap();
+        });
+        assert!(info.device_queued, "{dev}: uniform random A: the queued path runs");
+        assert_eq!(c.synchronizations, 2, "{dev}: {c:?}");
+    }
 }
