@@ -301,6 +301,67 @@ __device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&d)[4], const
     mma_m16n8k16_bf16(d, a, b, c);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Staging an operand tile through registers (the tensor-core kernels' two-stage pipeline: the next stage's pieces
+// are loaded while the current stage multiplies, then stored to shared memory after the barrier). The tile is
+// `lines` lines along the operand's contiguous ("inner") direction, cut into 8-element (16-byte) pieces; piece
+// i = threadIdx.x + kThreads * p of the calling thread is line i / (kLineElems / 8), elements
+// (i % (kLineElems / 8)) * 8 .. + 8 of it.
+// ---------------------------------------------------------------------------------------------------------------
+
+// Elements (outer, inner + j), j < 8, at src[outer * outer_stride + (inner + j) * inner_stride], zero past either
+// count, as one 16-byte word (element 2j in the low half of word j: the memory order of a 16-byte load). `vec`:
+// inner_stride is 1 and every outer line starts 16-byte aligned, so a whole piece inside the inner count is one
+// 16-byte load; otherwise element loads (the same values).
+template <typename T>
+__device__ __forceinline__ uint4 stage_piece_load(const T* __restrict__ src, unsigned long long outer_stride,
+                                                  unsigned long long inner_stride, unsigned outer,
+                                                  unsigned outer_count, unsigned inner, unsigned inner_count,
+                                                  bool vec) {
+    if (vec && outer < outer_count && inner + 8 <= inner_count) {
+        return *reinterpret_cast<const uint4*>(src + outer * outer_stride + inner);
+    }
+    unsigned w[4];
+#pragma unroll
+    for (unsigned j = 0; j < 4; ++j) {
+        unsigned short half[2];
+#pragma unroll
+        for (unsigned h = 0; h < 2; ++h) {
+            const unsigned c = inner + 2 * j + h;
+            half[h] = (outer < outer_count && c < inner_count)
+                          ? mma_bits(src[outer * outer_stride + (unsigned long long)c * inner_stride])
+                          : 0;
+        }
+        w[j] = mma_pack(half[0], half[1]);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// This thread's kPieces pieces of the tile whose line 0 is outer line `outer0` and whose piece 0 starts at inner
+// element `inner0` (see stage_piece_load for the strides, counts and `vec`), into registers.
+template <unsigned kThreads, unsigned kLineElems, unsigned kPieces, typename T>
+__device__ __forceinline__ void stage_load(uint4 (&pieces)[kPieces], const T* __restrict__ src,
+                                           unsigned long long outer_stride, unsigned long long inner_stride,
+                                           unsigned outer0, unsigned outer_count, unsigned inner0,
+                                           unsigned inner_count, bool vec) {
+#pragma unroll
+    for (unsigned p = 0; p < kPieces; ++p) {
+        const unsigned i = threadIdx.x + kThreads * p;
+        pieces[p] = stage_piece_load(src, outer_stride, inner_stride, outer0 + i / (kLineElems / 8), outer_count,
+                                     inner0 + (i % (kLineElems / 8)) * 8, inner_count, vec);
+    }
+}
+
+// The pieces of stage_load into shared memory: line l at dst + l * ld (ld a multiple of 8 elements).
+template <unsigned kThreads, unsigned kLineElems, unsigned kPieces, typename T>
+__device__ __forceinline__ void stage_store(T* dst, unsigned ld, const uint4 (&pieces)[kPieces]) {
+#pragma unroll
+    for (unsigned p = 0; p < kPieces; ++p) {
+        const unsigned i = threadIdx.x + kThreads * p;
+        *reinterpret_cast<uint4*>(dst + (i / (kLineElems / 8)) * ld + (i % (kLineElems / 8)) * 8) = pieces[p];
+    }
+}
+
 // One k-step of a warp's 16 x (8 * NT) output strip: acc[nt] += A · B_nt for nt < NT, where A is the warp's
 // 16 x 16 fragment (already loaded) and B_nt the 16 x 8 block of a stage stored column by column (N rows of K
 // contiguous elements, as mma_load_b_col_major reads them): rows 8 nt .. 8 nt + 7 of `b_stage`, elements kk .. kk + 15.

@@ -268,48 +268,6 @@ __device__ __forceinline__ unsigned first_col_at_least(const unsigned* __restric
 
 constexpr unsigned kTcPieces = kTcTile * (kTcK / 8) / kTcThreads;  // 8-element pieces per thread per operand
 
-// This thread's pieces of one operand's stage, into registers: piece i = threadIdx.x + kTcThreads * p is row
-// (first + i / (kTcK / 8)), elements k0 + (i % (kTcK / 8)) * 8 .. + 8, zero past `count` rows or past K (element j
-// of a piece in the low half of word j / 2 for even j: the memory order). `vec`: rows are K-contiguous with
-// 16-byte-aligned starts and a row stride that is a multiple of 8 elements, so a whole piece is one 16-byte load.
-template <typename T>
-__device__ __forceinline__ void load_stage(uint4 (&pieces)[kTcPieces], const T* __restrict__ src, unsigned long long rs,
-                                           unsigned long long cs, unsigned first, unsigned count, unsigned k0,
-                                           unsigned k, bool vec) {
-#pragma unroll
-    for (unsigned p = 0; p < kTcPieces; ++p) {
-        const unsigned i = threadIdx.x + kTcThreads * p;
-        const unsigned kk = (i % (kTcK / 8)) * 8;
-        const unsigned long long row = first + i / (kTcK / 8);
-        if (vec && row < count && k0 + kk + 8 <= k) {
-            pieces[p] = *reinterpret_cast<const uint4*>(src + row * rs + (k0 + kk));
-        } else {
-            unsigned w[4];
-#pragma unroll
-            for (unsigned j = 0; j < 4; ++j) {
-                unsigned short half[2];
-#pragma unroll
-                for (unsigned h = 0; h < 2; ++h) {
-                    const unsigned kj = k0 + kk + 2 * j + h;
-                    half[h] = (row < count && kj < k) ? slr::mma_bits(src[row * rs + (unsigned long long)kj * cs]) : 0;
-                }
-                w[j] = slr::mma_pack(half[0], half[1]);
-            }
-            pieces[p] = make_uint4(w[0], w[1], w[2], w[3]);
-        }
-    }
-}
-
-// The pieces of load_stage into the stage: dst[r * kTcLd + kk .. + 8] for piece (r, kk).
-template <typename T>
-__device__ __forceinline__ void store_stage(T* dst, const uint4 (&pieces)[kTcPieces]) {
-#pragma unroll
-    for (unsigned p = 0; p < kTcPieces; ++p) {
-        const unsigned i = threadIdx.x + kTcThreads * p;
-        *reinterpret_cast<uint4*>(dst + (i / (kTcK / 8)) * kTcLd + (i % (kTcK / 8)) * 8) = pieces[p];
-    }
-}
-
 template <typename T>
 __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned long long a_rs,
                                               unsigned long long a_cs, const T* __restrict__ b,
@@ -343,17 +301,18 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
     // Software pipeline: chunk k0 + kTcK is loaded into registers while chunk k0 multiplies.
     const bool vec_a = (vec_flags & 1u) != 0, vec_b = (vec_flags & 2u) != 0;
     uint4 ap[kTcPieces], bp[kTcPieces];
-    load_stage(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
-    load_stage(bp, b, b_rs, b_cs, c0, cols, 0, k, vec_b);
+    // Lines are the operands' rows (r0.., c0..), pieces along K.
+    slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
+    slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, 0, k, vec_b);
     for (unsigned k0 = 0; k0 < k; k0 += kTcK) {
-        store_stage(a_stage, ap);
-        store_stage(b_stage, bp);
+        slr::stage_store<kTcThreads, kTcK>(a_stage, kTcLd, ap);
+        slr::stage_store<kTcThreads, kTcK>(b_stage, kTcLd, bp);
 #ifndef SLR_FAULT_SDDMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read half-staged rows
         __syncthreads();
 #endif
         if (k0 + kTcK < k) {  // the next chunk's loads, in flight during this chunk's mma
-            load_stage(ap, a, a_rs, a_cs, r0, rows, k0 + kTcK, k, vec_a);
-            load_stage(bp, b, b_rs, b_cs, c0, cols, k0 + kTcK, k, vec_b);
+            slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, k0 + kTcK, k, vec_a);
+            slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, k0 + kTcK, k, vec_b);
         }
 #pragma unroll
         for (unsigned kk = 0; kk < kTcK; kk += 16) {

@@ -474,33 +474,6 @@ struct XStage {
     static constexpr unsigned kPieces = M * kTcK / 8 / kTcThreads;  // pieces per thread per stage
 };
 
-// Eight consecutive elements of X along its contiguous ("inner") direction, as one 16-byte word: elements
-// (outer, inner + j) for j < 8 at x[outer * outer_stride + (inner + j) * inner_stride], zero past either count.
-// Row-major X: outer = token, inner = input feature; column-major X: the other way round. `vec`: inner_stride is 1
-// and every outer line starts 16-byte aligned, so a whole piece inside the inner count is one 16-byte load.
-template <typename T>
-__device__ __forceinline__ uint4 load_x_piece(const T* __restrict__ x, unsigned long long outer_stride,
-                                              unsigned long long inner_stride, unsigned outer, unsigned outer_count,
-                                              unsigned inner, unsigned inner_count, bool vec) {
-    if (vec && outer < outer_count && inner + 8 <= inner_count) {
-        return *reinterpret_cast<const uint4*>(x + outer * outer_stride + inner);
-    }
-    unsigned w[4];  // element 2j in the low half of w[j]: the memory order of the 16-byte load
-#pragma unroll
-    for (unsigned j = 0; j < 4; ++j) {
-        unsigned short half[2];
-#pragma unroll
-        for (unsigned h = 0; h < 2; ++h) {
-            const unsigned c = inner + 2 * j + h;
-            half[h] = (outer < outer_count && c < inner_count)
-                          ? slr::mma_bits(x[outer * outer_stride + (unsigned long long)c * inner_stride])
-                          : 0;
-        }
-        w[j] = slr::mma_pack(half[0], half[1]);
-    }
-    return make_uint4(w[0], w[1], w[2], w[3]);
-}
-
 // The entry windows of one warp's kTcRowsPerWarp rows of the S tile: for row i, the 32 entries from its cursor
 // (lane l: entry cursor + l; column ~0u and value 0 past the row's end). Lane i < kTcRowsPerWarp holds row i's
 // cursor and end. The 2 x kTcRowsPerWarp loads of a lane are independent, so they are in flight together.
@@ -555,31 +528,18 @@ __device__ __forceinline__ bool densify_rows(T* stage, const unsigned (&col)[kTc
     return any;
 }
 
-// This thread's pieces of the stage's X tile (tokens t0.., input features k0..), into registers. Piece p is line
-// p / (kLineElems / 8), elements (p % (kLineElems / 8)) * 8 .. + 8 of it: for row-major X the tile as
-// [token][feature], for column-major X (kXColMajor) as [feature][token], 8 consecutive elements of X's
-// contiguous direction each; store_x_stage puts it at the same place in shared memory.
+// This thread's pieces of the stage's X tile (tokens t0.., input features k0..), into registers (slr::stage_load):
+// for row-major X the lines are tokens and the pieces run along features ([token][feature]); for column-major X
+// (kXColMajor) the lines are features and the pieces run along tokens ([feature][token]).
 template <typename T, unsigned M, bool kXColMajor>
 __device__ __forceinline__ void load_x_stage(uint4 (&xp)[XStage<M, kXColMajor>::kPieces], const T* __restrict__ x,
                                              unsigned long long x_rs, unsigned long long x_cs, unsigned t0,
                                              unsigned t_count, unsigned k0, unsigned in_count, bool vec) {
     using S = XStage<M, kXColMajor>;
-#pragma unroll
-    for (unsigned j = 0; j < S::kPieces; ++j) {
-        const unsigned piece = threadIdx.x + kTcThreads * j, line = piece / (S::kLineElems / 8),
-                       within = (piece % (S::kLineElems / 8)) * 8;
-        xp[j] = kXColMajor ? load_x_piece(x, x_cs, x_rs, k0 + line, in_count, t0 + within, t_count, vec)
-                           : load_x_piece(x, x_rs, x_cs, t0 + line, t_count, k0 + within, in_count, vec);
-    }
-}
-
-template <typename T, unsigned M, bool kXColMajor>
-__device__ __forceinline__ void store_x_stage(T* x_stage, const uint4 (&xp)[XStage<M, kXColMajor>::kPieces]) {
-    using S = XStage<M, kXColMajor>;
-#pragma unroll
-    for (unsigned j = 0; j < S::kPieces; ++j) {
-        const unsigned piece = threadIdx.x + kTcThreads * j;
-        *reinterpret_cast<uint4*>(x_stage + (piece / (S::kLineElems / 8)) * S::kLd + (piece % (S::kLineElems / 8)) * 8) = xp[j];
+    if (kXColMajor) {
+        slr::stage_load<kTcThreads, S::kLineElems>(xp, x, x_cs, x_rs, k0, in_count, t0, t_count, vec);
+    } else {
+        slr::stage_load<kTcThreads, S::kLineElems>(xp, x, x_rs, x_cs, t0, t_count, k0, in_count, vec);
     }
 }
 
@@ -624,7 +584,7 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
         const bool mine = densify_rows(s_stage + warp * kTcRowsPerWarp * kTcLd, col, val, col_indices, values, cursor, end, k0, lane);
         if (next) load_windows(col, val, col_indices, values, cursor, end, lane);  // the cursors now point past this stage
         const bool any = __syncthreads_or(mine);  // every warp's rows are in s_stage; the last stage's reads are done
-        if (any) store_x_stage<T, M, kXColMajor>(x_stage, xp);
+        if (any) slr::stage_store<kTcThreads, XS::kLineElems>(x_stage, XS::kLd, xp);
         if (next) load_x_stage<T, M, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, k0 + kTcK, in_count, vec_x != 0);
         if (!any) continue;  // no entry of the tile in this stage (block-uniform): nothing to multiply
 #ifndef SLR_FAULT_SPMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read a half-stored X
