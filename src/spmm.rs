@@ -407,7 +407,7 @@ fn spmm_xst_impl<T: Element, I: Index>(
     let wide = t >= WIDE_T_MIN && !path_forced("vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE);
     // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
     // contiguous and 16-byte aligned, then the vector kernel.
-    let vec_lanes_per_entry = if wide { 1 } else { vec_lane_group(gpu, s, t, ldt)? };
+    let lanes_per_entry = if wide { 1 } else { vec_lane_group(gpu, s, t, ldt)? };
     let mut owned: Option<DeviceVec<T>> = None;
     let mut xt_view = match scratch {
         // Checked above: long enough, 16-byte aligned, overlapping no operand.
@@ -457,7 +457,6 @@ fn spmm_xst_impl<T: Element, I: Index>(
         // u32; one warp per (row of S, 128 rows of X), surplus warps return.
         return unsafe { launch_spmm(op, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) };
     }
-    let lanes_per_entry = vec_lanes_per_entry;
     let kernel = match lanes_per_entry {
         1 => "spmm_xst_vec",
         2 => "spmm_xst_vec2",
