@@ -747,6 +747,24 @@ fn bench_rsvd(c: &mut Criterion) {
                     Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),
                     Err(e) => println!("    rsvd error unavailable: {e}"),
                 }
+                // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
+                let tf = RsvdConfig { tf32: true, ..cfg };
+                let mut run_tf32 = || {
+                    let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r)?, DeviceMatMut::row_major(&mut dvt, r, n)?);
+                    if dtype == "f32" {
+                        rsvd(gpu, DeviceMatRef::row_major(&d32, m, n)?, &tf, u, &mut s, vt).map(|_| ())
+                    } else {
+                        rsvd(gpu, DeviceMatRef::row_major(&d16, m, n)?, &tf, u, &mut s, vt).map(|_| ())
+                    }
+                };
+                match gpu.time_ms(5, &mut run_tf32) {
+                    Ok(ms) => report_baseline(&case, "our call with tf32 = true (TF32 power iteration, f32 projection)", ms, &bench.device),
+                    Err(e) => println!("    rsvd tf32 failed: {e}"),
+                }
+                match run_tf32().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                    Ok(ratio) => report_accuracy(&case, "ours, tf32 = true", ratio, &bench.device),
+                    Err(e) => println!("    rsvd tf32 error unavailable: {e}"),
+                }
                 let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
                 println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
                 if std::env::var_os("SLR_RSVD_PATH").is_none() {

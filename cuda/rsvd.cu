@@ -18,6 +18,8 @@
 //   rsvd_gemm_f32:      C[i, j] = alpha * sum_k A[i, k] * B[k, j] (+ beta * C[i, j] when beta != 0), every operand
 //                       addressed by (row_stride, col_stride), so any transpose or layout is a stride swap. A plain
 //                       fmaf chain in k order per output, one thread each (16 x 16 blocks, 2-D grid over (j, i)).
+//                       With tf32_inputs != 0 both factors are truncated to TF32 first (the emulator's model of
+//                       the TF32 products cuBLAS runs for RsvdConfig::tf32).
 //                       It is the product engine of the emulator (which has no cuBLAS) and the fallback when
 //                       libcublas is missing; not tuned: about 2 * m * n * k flops at CUDA-core rates with every
 //                       operand read from L1/L2, far from the 67 TFLOP/s f32 floor that cuBLAS reaches.
@@ -186,16 +188,28 @@ __device__ __forceinline__ void to_f32_impl(const T* __restrict__ src, unsigned 
     if (threadIdx.x % 32 == 0 && mine != 0) atomicAdd(nonfinite_count, mine);
 }
 
+// v as TF32: the 13 low mantissa bits cleared (rounded toward zero, the larger of the two errors TF32 conversions
+// make; src/rsvd.rs `to_tf32` is the same on the host).
+__device__ __forceinline__ float tf32_truncate(float v) { return __uint_as_float(__float_as_uint(v) & 0xffffe000u); }
+
 __device__ __forceinline__ void gemm_impl(unsigned m, unsigned n, unsigned k, float alpha,
                                           const float* __restrict__ a, unsigned long long a_rs,
                                           unsigned long long a_cs, const float* __restrict__ b,
                                           unsigned long long b_rs, unsigned long long b_cs, float beta,
-                                          float* __restrict__ c, unsigned long long c_rs, unsigned long long c_cs) {
+                                          float* __restrict__ c, unsigned long long c_rs, unsigned long long c_cs,
+                                          bool tf32_inputs) {
     unsigned j = blockIdx.x * kGemmTile + threadIdx.x;
     unsigned i = blockIdx.y * kGemmTile + threadIdx.y;
     if (i >= m || j >= n) return;
     float acc = 0.0f;
-    for (unsigned p = 0; p < k; ++p) acc = fmaf(a[i * a_rs + p * a_cs], b[p * b_rs + j * b_cs], acc);
+    for (unsigned p = 0; p < k; ++p) {
+        float x = a[i * a_rs + p * a_cs], y = b[p * b_rs + j * b_cs];
+        if (tf32_inputs) {
+            x = tf32_truncate(x);
+            y = tf32_truncate(y);
+        }
+        acc = fmaf(x, y, acc);
+    }
     float* out = c + (i * c_rs + j * c_cs);
     *out = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *out);
 }
@@ -300,8 +314,8 @@ extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
     rsvd_gemm_f32(unsigned m, unsigned n, unsigned k, float alpha, const float* __restrict__ a,
                   unsigned long long a_rs, unsigned long long a_cs, const float* __restrict__ b,
                   unsigned long long b_rs, unsigned long long b_cs, float beta, float* __restrict__ c,
-                  unsigned long long c_rs, unsigned long long c_cs) {
-    gemm_impl(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, c_rs, c_cs);
+                  unsigned long long c_rs, unsigned long long c_cs, unsigned tf32_inputs) {
+    gemm_impl(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, c_rs, c_cs, tf32_inputs != 0);
 }
 SLR_EMU_EXPORT(rsvd_gemm_f32)
 

@@ -87,10 +87,16 @@ pub struct RsvdConfig {
     pub power_iters: usize,
     /// Seed of the Gaussian sketch (Philox4x32-10 key).
     pub seed: u64,
-    /// Device only: let cuBLAS use TF32 tensor cores for the 2q + 2 products with A (10-bit mantissas in the
-    /// product inputs; off by default). The Gram matrices, `Y·R⁻¹` and the final products stay full f32, so the
-    /// factors stay orthonormal to f32 rounding; the subspace (and so the error ratio and the singular values)
-    /// carries TF32's ~1e-3 relative product error. Ignored by the CPU reference and the emulator.
+    /// Let cuBLAS use TF32 tensor cores (10-bit mantissas in the product inputs) for the 2q + 1 range-finder and
+    /// power-iteration products with A, off by default. The projection `Bᵀ = Aᵀ Q`, the Gram matrices, `Y·R⁻¹`
+    /// and the final products stay f32, so U and Vᵀ are orthonormal to f32 rounding and s, Vᵀ are the exact
+    /// (f32) singular triplets of A on the subspace found; TF32 only moves that subspace, by far less than the
+    /// sketch itself leaves out, as long as σ_r is well above TF32's rounding of the products (~1e-3·σ₁).
+    /// Measured (docs/rsvd.md): the same error ratio and leading singular values as f32 to 4-5 digits on
+    /// power-law, heavy-tailed and flat spectra (LLM weights: σ_r/σ₁ ≈ 1e-2 at r = 128); on a spectrum that
+    /// has decayed below that by the r-th value (exponential, σ_64 = 3e-5·σ₁) the error stops near 1e-4·‖A‖_F
+    /// instead of reaching the optimum (ratio 2.3 there, 1.0001 with f32). The CPU reference and the emulator
+    /// model it by truncating both factors of those products to TF32 (the larger of the two conversion errors).
     pub tf32: bool,
 }
 
@@ -263,8 +269,10 @@ trait Engine {
     /// An f32 matrix owned by the engine (column-major, packed).
     type M;
     fn sketch(&mut self, rows: usize, cols: usize, seed: u64) -> Result<Self::M>;
-    /// `A · X` (m x l) or, with `transpose`, `Aᵀ · X` (n x l).
-    fn a_mul(&mut self, x: &Self::M, transpose: bool) -> Result<Self::M>;
+    /// `A · X` (m x l) or, with `transpose`, `Aᵀ · X` (n x l). `Product::PowerIteration` marks the 2q + 1
+    /// products that only carry a subspace forward (TF32 when [`RsvdConfig::tf32`] asks for it);
+    /// `Product::Projection` is `Bᵀ = Aᵀ Q`, always f32.
+    fn a_mul(&mut self, x: &Self::M, transpose: bool, product: Product) -> Result<Self::M>;
     /// `XᵀX` (f32 product), on the host in f64.
     fn gram(&mut self, x: &Self::M) -> Result<Mat<f64>>;
     /// `X · S` with S a small host matrix (rounded to f32).
@@ -386,6 +394,17 @@ fn max_dev_from_identity(g: &Mat<f64>) -> f64 {
     }
 }
 
+/// Which product with A an engine is asked for (the precision it may use).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Product {
+    /// `A Ω`, `Aᵀ Q`, `A Q'` of the range finder and power iteration: only their column space is used, and only
+    /// to find the next basis, so TF32 rounding (when [`RsvdConfig::tf32`] asks for it) moves the subspace by
+    /// ~1e-3 of what the sketch already leaves out, not the factors' precision (docs/rsvd.md).
+    PowerIteration,
+    /// `Bᵀ = Aᵀ Q`: s and V are its exact singular values and vectors in Q's coordinates, so it is always f32.
+    Projection,
+}
+
 /// What an orthonormalization has to deliver.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Goal {
@@ -503,21 +522,21 @@ fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut Rs
     info.sketch_cols = l;
     let omega = e.sketch(n, l, cfg.seed)?;
     prof.lap(e, Step::Sketch)?;
-    let y = e.a_mul(&omega, false)?;
+    let y = e.a_mul(&omega, false, Product::PowerIteration)?;
     prof.lap(e, Step::AProducts)?;
     // Inside the power iteration a basis only carries the subspace to the next product; the last Q is the one
     // U and B are formed from, so it is orthonormalized in full.
     let goal_of_q = |last: bool| if last { Goal::Orthonormal } else { Goal::Basis };
     let (mut q, _) = orth(e, &y, m, goal_of_q(cfg.power_iters == 0), info, prof)?;
     for i in 0..cfg.power_iters {
-        let z = e.a_mul(&q, true)?;
+        let z = e.a_mul(&q, true, Product::PowerIteration)?;
         prof.lap(e, Step::AProducts)?;
         let (z, _) = orth(e, &z, n, Goal::Basis, info, prof)?;
-        let y = e.a_mul(&z, false)?;
+        let y = e.a_mul(&z, false, Product::PowerIteration)?;
         prof.lap(e, Step::AProducts)?;
         q = orth(e, &y, m, goal_of_q(i + 1 == cfg.power_iters), info, prof)?.0;
     }
-    let bt = e.a_mul(&q, true)?;
+    let bt = e.a_mul(&q, true, Product::Projection)?;
     prof.lap(e, Step::AProducts)?;
     let (q2, r2) = orth(e, &bt, n, Goal::WithR, info, prof)?;
     let r2 = r2.expect("Goal::WithR returns R on every path");
@@ -589,7 +608,19 @@ fn validate(op: &'static str, a: DenseShape, cfg: &RsvdConfig, u: DenseShape, s_
 
 struct CpuEngine {
     a: Mat<f32>,
+    /// A rounded to TF32 ([`to_tf32`]) when [`RsvdConfig::tf32`] is set: the power-iteration products' A.
+    a_tf32: Option<Mat<f32>>,
 }
+
+/// `x` with the 13 low mantissa bits cleared: a TF32 value (8-bit exponent, 10-bit mantissa), rounded toward
+/// zero. Hardware and cuBLAS convert to TF32 by truncation or by rounding to nearest; truncation is the larger of
+/// the two errors (2⁻¹⁰ relative instead of 2⁻¹¹), so the CPU reference and the emulator model the worse one.
+/// NaN and inf stay NaN and inf (their exponent is kept; a NaN whose payload lay only in the cleared bits would
+/// become inf, but A is checked finite before any product).
+pub(crate) fn to_tf32(x: f32) -> f32 {
+    f32::from_bits(x.to_bits() & TF32_MASK)
+}
+const TF32_MASK: u32 = 0xffff_e000;
 
 fn to_f64(x: &Mat<f32>) -> Mat<f64> {
     Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] as f64)
@@ -605,8 +636,13 @@ impl Engine for CpuEngine {
         gaussian_sketch_cpu(seed, &mut v);
         Ok(Mat::from_fn(rows, cols, |i, j| v[i + j * rows]))
     }
-    fn a_mul(&mut self, x: &Mat<f32>, transpose: bool) -> Result<Mat<f32>> {
-        Ok(if transpose { self.a.transpose() * x } else { &self.a * x })
+    fn a_mul(&mut self, x: &Mat<f32>, transpose: bool, product: Product) -> Result<Mat<f32>> {
+        let (a, x) = match (&self.a_tf32, product) {
+            (Some(a), Product::PowerIteration) => (a, std::borrow::Cow::Owned(Mat::from_fn(x.nrows(), x.ncols(), |i, j| to_tf32(x[(i, j)])))),
+            _ => (&self.a, std::borrow::Cow::Borrowed(x)),
+        };
+        let x = x.as_ref();
+        Ok(if transpose { a.transpose() * x } else { a * x })
     }
     fn gram(&mut self, x: &Mat<f32>) -> Result<Mat<f64>> {
         Ok(to_f64(&(x.transpose() * x)))
@@ -644,7 +680,8 @@ pub fn rsvd_cpu<T: Element>(a: MatRef<'_, T>, cfg: &RsvdConfig, mut u: MatMut<'_
     if bad > 0 {
         return Err(Error::NonFinite { op: OP, what: "a", count: bad });
     }
-    let mut e = CpuEngine { a: af };
+    let a_tf32 = cfg.tf32.then(|| Mat::from_fn(m, n, |i, j| to_tf32(af[(i, j)])));
+    let mut e = CpuEngine { a: af, a_tf32 };
     let mut info = RsvdInfo::default();
     let mut prof = Profile::from_env();
     prof.lap(&mut e, Step::Convert)?;
@@ -735,6 +772,7 @@ unsafe fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<
                 p_c,
                 u64a(c_rs),
                 u64a(c_cs),
+                KernelArg::U32(tf32 as u32),
             ],
         )
     }
@@ -864,7 +902,8 @@ impl Engine for DeviceEngine<'_, '_> {
         gaussian_sketch(self.gpu, seed, &mut out.buf)?;
         Ok(out)
     }
-    fn a_mul(&mut self, x: &DevMat, transpose: bool) -> Result<DevMat> {
+    fn a_mul(&mut self, x: &DevMat, transpose: bool, product: Product) -> Result<DevMat> {
+        let tf32 = self.tf32 && product == Product::PowerIteration;
         let s = self.a_shape;
         let (rows, k, rs, cs) = if transpose { (s.cols, s.rows, s.col_stride(), s.row_stride()) } else { (s.rows, s.cols, s.row_stride(), s.col_stride()) };
         let xs = DeviceSlice::from(&x.buf);
@@ -872,7 +911,7 @@ impl Engine for DeviceEngine<'_, '_> {
         debug_assert_eq!(x.rows, k);
         // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the shape validated against its buffer; X is the
         // packed k x l matrix of its buffer (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
-        unsafe { self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows }, self.tf32) }
+        unsafe { self.product(rows, x.cols, k, Operand { data: &a, rs, cs }, Operand { data: &xs, rs: 1, cs: x.rows }, tf32) }
     }
     fn gram(&mut self, x: &DevMat) -> Result<Mat<f64>> {
         let g = self.gram_on_device(x)?;
@@ -1004,18 +1043,18 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let mut slot = 0;
     let omega = e.sketch(n, l, cfg.seed)?;
     prof.lap(e, Step::Sketch)?;
-    let y = e.a_mul(&omega, false)?;
+    let y = e.a_mul(&omega, false, Product::PowerIteration)?;
     prof.lap(e, Step::AProducts)?;
     let mut q = e.orth_queued(&y, &mut status, &mut slot, prof)?;
     for _ in 0..cfg.power_iters {
-        let z = e.a_mul(&q, true)?;
+        let z = e.a_mul(&q, true, Product::PowerIteration)?;
         prof.lap(e, Step::AProducts)?;
         let z = e.orth_queued(&z, &mut status, &mut slot, prof)?;
-        let y = e.a_mul(&z, false)?;
+        let y = e.a_mul(&z, false, Product::PowerIteration)?;
         prof.lap(e, Step::AProducts)?;
         q = e.orth_queued(&y, &mut status, &mut slot, prof)?;
     }
-    let bt = e.a_mul(&q, true)?;
+    let bt = e.a_mul(&q, true, Product::Projection)?;
     prof.lap(e, Step::AProducts)?;
     let q2 = e.orth_queued(&bt, &mut status, &mut slot, prof)?;
     let (q2s, bts) = (DeviceSlice::from(&q2.buf), DeviceSlice::from(&bt.buf));
