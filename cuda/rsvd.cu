@@ -41,6 +41,9 @@
 //                       Launch: one block of 1024 threads, dynamic shared memory (l (l + 1) / 2 + 3 l) floats
 //                       (l <= 320: 205 KB). Floor: l sequential steps of 2 barriers each and ~l³/3 FMAs in shared
 //                       memory (l = 138: 0.9 M FMAs, ~10-20 us of latency; the l² words in and out are nothing).
+//                       A step's latency is its busiest warp's rows (up to ~5 at l = 138), each one round of
+//                       shared-memory loads per 128 elements (4 per lane loaded before any is stored: 8 LDS in
+//                       flight, then 4 FFMA and 4 STS in SASS) rather than one round trip per element.
 #include "common.cuh"
 
 namespace {
@@ -49,6 +52,7 @@ constexpr unsigned kThreads = 256;
 constexpr unsigned kGemmTile = 16;
 constexpr unsigned kFactorThreads = 1024;
 constexpr unsigned kFactorWarps = kFactorThreads / 32;
+constexpr unsigned kFactorBatch = 4;  // elements of a row per lane per round of factor_sweep's update
 
 // Status bits of rsvd_cholqr_factor_f32 (src/rsvd.rs reads the same values).
 constexpr unsigned kStatusShifted = 1u;
@@ -279,9 +283,25 @@ __device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, c
         for (unsigned i = k + 1 + warp; i < l; i += kFactorWarps) {
             const unsigned ri = tri(i);
             const float li = col[i];
-            for (unsigned j = lane; j < k; j += 32) s[ri + j] = fmaf(-li, row[j], s[ri + j]);  // X part
-            if (lane == 0) s[ri + k] = -li * row[k];  // L[i][k] consumed, X[i][k] starts
-            for (unsigned j = k + 1 + lane; j <= i; j += 32) s[ri + j] = fmaf(-li, col[j], s[ri + j]);  // Schur
+            // Row i, j = 0..i: the X part (j < k, row k of X), X[i][k] starting from -0 (L[i][k] consumed: the
+            // product alone, sign included), the Schur part (j > k, column k of L). kFactorBatch elements per lane
+            // per round, all loaded before any is stored, so their shared-memory round trips overlap (a loop of
+            // one element per iteration waits out each load in turn: the stores may alias the loads for all the
+            // compiler knows).
+            for (unsigned j0 = lane; j0 <= i; j0 += 32 * kFactorBatch) {
+                float old[kFactorBatch], mult[kFactorBatch];
+#pragma unroll
+                for (unsigned q = 0; q < kFactorBatch; ++q) {
+                    const unsigned j = j0 + 32 * q;
+                    old[q] = j == k || j > i ? -0.0f : s[ri + j];
+                    mult[q] = j > i ? 0.0f : j <= k ? row[j] : col[j];
+                }
+#pragma unroll
+                for (unsigned q = 0; q < kFactorBatch; ++q) {
+                    const unsigned j = j0 + 32 * q;
+                    if (j <= i) s[ri + j] = fmaf(-li, mult[q], old[q]);
+                }
+            }
         }
         __syncthreads();
     }
