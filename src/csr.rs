@@ -74,6 +74,16 @@ fn check_fits<I: Index>(what: &'static str, value: usize) -> Result<(), CsrError
 
 impl<I: Index> CsrPattern<I> {
     /// Validates and takes ownership of the arrays (no copy). Errors name the first violated invariant.
+    ///
+    /// ```
+    /// use sparse_lowrank::*;
+    /// // 3 x 4: row 0 holds columns 1 and 3, row 1 is empty, row 2 holds column 0.
+    /// let p = CsrPattern::<u32>::new(3, 4, vec![0, 2, 2, 3], vec![1, 3, 0]).unwrap();
+    /// assert_eq!((p.nnz(), p.row_range(2)), (3, 2..3));
+    /// assert_eq!(p, CsrPattern::from_coo(3, 4, &[(2, 0), (0, 3), (0, 1)]).unwrap());
+    /// // Columns must increase within a row: the error names what is wrong.
+    /// assert!(CsrPattern::<u32>::new(3, 4, vec![0, 2, 2, 3], vec![3, 1, 0]).is_err());
+    /// ```
     pub fn new(rows: usize, cols: usize, row_offsets: Vec<I>, col_indices: Vec<I>) -> Result<Self> {
         check_fits::<I>("rows", rows)?;
         check_fits::<I>("cols", cols)?;
@@ -223,6 +233,13 @@ impl<T: Element, I: Index> Csr<T, I> {
 
     /// From `(row, col, value)` triplets in any order. Duplicates are summed in f32 and rounded once to `T`
     /// (the convention of scipy and `torch.sparse_coo_tensor(...).coalesce()`).
+    ///
+    /// ```
+    /// use sparse_lowrank::*;
+    /// let s = Csr::<f32>::from_coo(2, 3, &[(1, 2, 4.0), (0, 0, 1.0), (1, 2, 0.5)]).unwrap();
+    /// assert_eq!(s.values(), &[1.0, 4.5]); // (1, 2) given twice: summed
+    /// assert_eq!(s.to_dense(Layout::RowMajor), vec![1.0, 0.0, 0.0, 0.0, 0.0, 4.5]);
+    /// ```
     pub fn from_coo(rows: usize, cols: usize, triplets: &[(usize, usize, T)]) -> Result<Self> {
         let positions: Vec<(usize, usize)> = triplets.iter().map(|&(r, c, _)| (r, c)).collect();
         let (pattern, slot) = coo_to_csr_order::<I>(rows, cols, &positions)?;

@@ -162,6 +162,22 @@ const WARPS_PER_BLOCK: u32 = 8;
 /// Synchronizes once: the entry count is read back to size the column array. Errors: `rows`, `cols` or the
 /// number of set bits above `u32::MAX` (`CsrError::TooLargeForIndex`), device errors. Floor: the mask is read
 /// twice (`rows * cols / 4` bytes) and `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns move.
+///
+/// ```no_run
+/// use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// // A mask built on the host (here: the diagonal and the first column), turned into a CSR pattern on the device.
+/// let mut mask = BitMask::zeros(1024, 1024);
+/// for i in 0..1024 {
+///     mask.set(i, i, true);
+///     mask.set(i, 0, true);
+/// }
+/// let gpu = Gpu::new(0)?;
+/// let pattern = mask_to_csr(&gpu, &DeviceBitMask::upload(&gpu, &mask)?)?;
+/// assert_eq!(pattern.nnz(), 2 * 1024 - 1);
+/// assert_eq!(pattern.download(&gpu)?, mask.to_pattern::<u32>()?);
+/// # Ok(()) }
+/// ```
 pub fn mask_to_csr(gpu: &Gpu, mask: &DeviceBitMask) -> Result<DeviceCsrPattern<u32>> {
     const OP: &str = "mask_to_csr";
     let (rows, cols) = (mask.rows, mask.cols);

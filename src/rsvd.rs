@@ -667,6 +667,32 @@ impl Engine for CpuEngine {
 /// Errors (outputs untouched): A empty (`EmptyMatrix`); `rank` 0 or above `min(m, n)` (`InvalidRank`); U, s or
 /// Vᵀ of the wrong shape; A holding NaN/inf (`NonFinite` with the count); products overflowing f32 (`NonFinite`
 /// naming the singular values); faer's small SVD not converging.
+///
+/// ```
+/// use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// // A = x yᵀ + 0.1 · (z wᵀ) is exactly rank 2: r = 2 recovers it.
+/// let (m, n) = (40, 30);
+/// let a: Vec<f32> = (0..m * n)
+///     .map(|i| {
+///         let (r, c) = ((i / n) as f32, (i % n) as f32);
+///         (r + 1.0).sqrt() * (c * 0.2).cos() + 0.1 * (r * 0.3).sin() * (c + 1.0).ln()
+///     })
+///     .collect();
+/// let cfg = RsvdConfig { seed: 7, ..RsvdConfig::new(2) };
+/// let (mut u, mut s, mut vt) = (vec![0f32; m * 2], vec![0f32; 2], vec![0f32; 2 * n]);
+/// rsvd_cpu(MatRef::row_major(&a, m, n)?, &cfg, MatMut::row_major(&mut u, m, 2)?, &mut s,
+///          MatMut::row_major(&mut vt, 2, n)?)?;
+/// assert!(s[0] >= s[1] && s[1] > 0.0);
+/// // U diag(s) Vᵀ reproduces A to f32 rounding.
+/// for i in 0..m {
+///     for j in 0..n {
+///         let approx: f32 = (0..2).map(|k| u[i * 2 + k] * s[k] * vt[k * n + j]).sum();
+///         assert!((approx - a[i * n + j]).abs() <= 1e-4 * s[0]);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 pub fn rsvd_cpu<T: Element>(a: MatRef<'_, T>, cfg: &RsvdConfig, mut u: MatMut<'_, f32>, s: &mut [f32], mut vt: MatMut<'_, f32>) -> Result<RsvdInfo> {
     const OP: &str = "rsvd_cpu";
     validate(OP, a.shape(), cfg, u.shape(), s.len(), vt.shape())?;
@@ -1153,6 +1179,23 @@ fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option
 /// overlapping A or each other; A holding NaN/inf (`NonFinite` with the count, found on the device); products
 /// overflowing f32 (`NonFinite` naming the singular values); a dimension
 /// above `i32::MAX` (cuBLAS); buffers of another backend; CUDA/cuBLAS failures.
+///
+/// ```no_run
+/// use sparse_lowrank::*;
+/// use half::bf16;
+/// # fn main() -> Result<()> {
+/// // Rank 128 of a 4096 x 11008 bf16 weight (LIFT's principal-weight step), U and Vᵀ left on the device.
+/// let gpu = Gpu::new(0)?;
+/// let (m, n, r) = (4096, 11008, 128);
+/// let w = gpu.alloc_zeros::<bf16>(m * n)?; // the layer's weight, row-major as frameworks store it
+/// let (mut u, mut vt) = (gpu.alloc_zeros::<f32>(m * r)?, gpu.alloc_zeros::<f32>(r * n)?);
+/// let mut s = vec![0f32; r];
+/// let cfg = RsvdConfig { seed: 42, ..RsvdConfig::new(r) }; // p = 10, q = 2, TF32 off
+/// let info = rsvd(&gpu, DeviceMatRef::row_major(&w, m, n)?, &cfg, DeviceMatMut::row_major(&mut u, m, r)?, &mut s,
+///                 DeviceMatMut::row_major(&mut vt, r, n)?)?;
+/// println!("largest singular value {}, sketch of {} columns", s[0], info.sketch_cols);
+/// # Ok(()) }
+/// ```
 pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut u: DeviceMatMut<'_, f32>, s: &mut [f32], mut vt: DeviceMatMut<'_, f32>) -> Result<RsvdInfo> {
     const OP: &str = "rsvd";
     let ash = a.shape();
