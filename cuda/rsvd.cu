@@ -1,4 +1,4 @@
-// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Four kernels:
+// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Five kernels:
 //
 //   rsvd_gaussian_f32:  Omega[i] = N(0, 1) for i in [0, count), from Philox4x32-10 keyed by the 64-bit seed with
 //                       counter (i / 4, 0, 0, 0); output word i % 4 of that call, each pair of words turned into
@@ -44,6 +44,11 @@
 //                       A step's latency is its busiest warp's rows (up to ~5 at l = 138), each one round of
 //                       shared-memory loads per 128 elements (4 per lane loaded before any is stored: 8 LDS in
 //                       flight, then 4 FFMA and 4 STS in SASS) rather than one round trip per element.
+//   rsvd_gram_check_f32: status[slot] = kStatusNotNearIdentity if some |G[i][j] - delta_ij| > 1e-2 (lower
+//                       triangle of the l x l column-major G, NaN included), else 0: the acceptance test of a
+//                       power-iteration basis after its one CholeskyQR pass (the same test the factor kernel
+//                       applies to a second pass's Gram). Launch: one block of 1024 threads striding over G.
+//                       Floor: l² words read once (l = 138: 76 KB), one barrier.
 #include "common.cuh"
 
 namespace {
@@ -338,6 +343,19 @@ extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
     gemm_impl(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, c_rs, c_cs, tf32_inputs != 0);
 }
 SLR_EMU_EXPORT(rsvd_gemm_f32)
+
+extern "C" __global__ void __launch_bounds__(kFactorThreads)
+    rsvd_gram_check_f32(const float* __restrict__ g, unsigned l, unsigned* __restrict__ status, unsigned slot) {
+    bool far = false;
+    const unsigned total = l * l;
+    for (unsigned idx = threadIdx.x; idx < total; idx += kFactorThreads) {
+        const unsigned i = idx % l, j = idx / l;
+        if (i >= j) far |= !(fabsf(g[idx] - (i == j ? 1.0f : 0.0f)) <= 1e-2f);
+    }
+    far = __syncthreads_or(far) != 0;
+    if (threadIdx.x == 0) status[slot] = far ? kStatusNotNearIdentity : 0u;
+}
+SLR_EMU_EXPORT(rsvd_gram_check_f32)
 
 extern "C" __global__ void __launch_bounds__(kFactorThreads)
     rsvd_cholqr_factor_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,

@@ -25,14 +25,17 @@
 //!
 //! **Queued device path.** That guarded orth reads every Gram matrix back to the host (a round trip and a host
 //! factorization per pass, with the device idle meanwhile). [`rsvd`] first tries the same algorithm with no host
-//! step before the small SVD: every basis by CholeskyQR2 (always two passes), each pass a Gram product, the kernel
-//! `rsvd_cholqr_factor_f32` (f32 Cholesky of G and the inverse of its factor in one block's shared memory, with
-//! the first pass's pivot guard and shift done in the kernel) and `Y ← Y R⁻¹`, all queued on the stream; then
-//! `R₂ = Q₂ᵀ Bᵀ` (B = R₂ᵀ Q₂ᵀ because Q₂ spans Bᵀ's columns to rounding) and the status words come back in one
-//! synchronization. If any Cholesky failed or a second pass's Gram matrix was not within 1e-2 of I (the basis
-//! was too ill-conditioned for two passes: cond(Y) beyond a few hundred, e.g. rank-deficient or fast-decaying
-//! spectra at large l), the work is discarded and the host-driven algorithm above runs from the start (correct,
-//! but the queued attempt's time is lost). `RsvdInfo::device_queued` says which ran. l is limited by shared memory
+//! step before the small SVD: each pass a Gram product, the kernel `rsvd_cholqr_factor_f32` (f32 Cholesky of G
+//! and the inverse of its factor in one block's shared memory, with the first pass's pivot guard and shift done in
+//! the kernel) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
+//! power-iteration bases one, whose result's Gram matrix `rsvd_gram_check_f32` checks within 1e-2 of I (the same
+//! test a second pass applies on entry, so the inputs accepted are those two passes accepted; the basis then
+//! carries the subspace as well as an orthonormal one). Then `R₂ = Q₂ᵀ Bᵀ` (B = R₂ᵀ Q₂ᵀ because Q₂ spans Bᵀ's
+//! columns to rounding) and the status words come back in one synchronization. If any Cholesky failed or a
+//! checked Gram matrix was not within 1e-2 of I (the basis was too ill-conditioned for one pass to make it nearly
+//! orthonormal: cond(Y) beyond a few hundred, e.g. rank-deficient or fast-decaying spectra at large l), the work
+//! is discarded and the host-driven algorithm above runs from the start (correct, but the queued attempt's time is
+//! lost). `SLR_RSVD_PATH=twopass` keeps two passes on every basis (the benchmark's same-run comparison). `RsvdInfo::device_queued` says which ran. l is limited by shared memory
 //! (≤ 320 on sm_90). `SLR_RSVD_PATH=host` forces the host-driven path. The CPU reference is always host-driven.
 //!
 //! Where each step runs (device path, [`rsvd`]): bf16/f16 → f32 conversion and the non-finite count, the sketch,
@@ -121,8 +124,9 @@ pub struct RsvdInfo {
     pub shifted_cholesky_qr: usize,
     /// Orthonormalizations that fell back to Householder QR on the host.
     pub householder: usize,
-    /// The device ran the whole power iteration queued, with no host round trip before the small SVD: every basis
-    /// by CholeskyQR2 whose l x l steps ran in `rsvd_cholqr_factor_f32` (module docs). False on the CPU reference,
+    /// The device ran the whole power iteration queued, with no host round trip before the small SVD: the l x l
+    /// steps of every CholeskyQR pass in `rsvd_cholqr_factor_f32`, one pass per power-iteration basis (counted in
+    /// `single_pass`, each checked within 1e-2 of orthonormal on the device), two for the last Q and Q₂ (module docs). False on the CPU reference,
     /// for l above [`QUEUED_MAX_SKETCH_COLS`], under `SLR_RSVD_PATH=host`, and when a basis needed the guarded
     /// path (then the host-driven algorithm ran from the start; the counts above are its own).
     pub device_queued: bool,
@@ -977,12 +981,16 @@ impl DeviceEngine<'_, '_> {
         unsafe { self.product(x.rows, s.cols, x.cols, Operand { data: &xs, rs: 1, cs: x.rows }, Operand { data: &ss, rs: 1, cs: s.rows }, false) }
     }
 
-    /// CholeskyQR2 of Y with both l x l steps on the device and nothing read back: two passes of
-    /// `G = YᵀY`, R⁻¹ from `rsvd_cholqr_factor_f32`, `Y ← Y R⁻¹`. The passes' status words go to
-    /// `status[*slot]` and the next slot; the caller reads them all once, at the end.
-    fn orth_queued(&mut self, y0: &DevMat, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile) -> Result<DevMat> {
+    /// CholeskyQR of Y with the l x l steps on the device and nothing read back: passes of `G = YᵀY`, R⁻¹ from
+    /// `rsvd_cholqr_factor_f32`, `Y ← Y R⁻¹`; two status words go to `status[*slot]` and the next slot, which the
+    /// caller reads once, at the end. `Goal::Basis` (a power-iteration basis, which only carries the subspace to
+    /// the next product): one pass, then `rsvd_gram_check_f32` on the result's Gram matrix (within 1e-2 of I, the
+    /// test a second pass applies on entry, so the bases accepted are the same as with two passes). Otherwise
+    /// (the last Q, Q₂): two passes, CholeskyQR2.
+    fn orth_queued(&mut self, y0: &DevMat, goal: Goal, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile) -> Result<DevMat> {
+        let passes = if goal == Goal::Basis && !two_pass_forced() { 1 } else { 2 };
         let mut cur: Option<DevMat> = None;
-        for pass in 0..2 {
+        for pass in 0..passes {
             let y = cur.as_ref().unwrap_or(y0);
             let g = self.gram_on_device(y)?;
             prof.lap(self, Step::Gram)?;
@@ -993,8 +1001,56 @@ impl DeviceEngine<'_, '_> {
             prof.lap(self, Step::ApplyR)?;
             cur = Some(next);
         }
-        Ok(cur.expect("two passes ran"))
+        let q = cur.expect("at least one pass ran");
+        if passes == 1 {
+            let g = self.gram_on_device(&q)?;
+            prof.lap(self, Step::Gram)?;
+            check_kernel(self.gpu, &g.buf, g.rows, status, *slot)?;
+            *slot += 1;
+            prof.lap(self, Step::DeviceFactor)?;
+        }
+        Ok(q)
     }
+}
+
+/// `SLR_RSVD_PATH=twopass`: the queued path with two CholeskyQR passes on every basis (as before 2026-11-27), the
+/// benchmark's same-run baseline for the one-pass power-iteration bases.
+fn two_pass_forced() -> bool {
+    std::env::var_os("SLR_RSVD_PATH").is_some_and(|v| v == "twopass")
+}
+
+/// Launches `rsvd_gram_check_f32` on the l x l column-major Gram matrix in `g`: `status[slot]` becomes
+/// `STATUS_NOT_NEAR_IDENTITY` when G is farther than 1e-2 from I, else 0. Errors: l = 0 or above
+/// [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too short, buffers of another backend.
+fn check_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, status: &mut DeviceVec<u32>, slot: usize) -> Result<()> {
+    const OP: &str = "rsvd gram check";
+    if l == 0 || l > QUEUED_MAX_SKETCH_COLS {
+        return Err(Error::LengthMismatch { op: OP, what: "sketch columns l (1..=QUEUED_MAX_SKETCH_COLS)", expected: QUEUED_MAX_SKETCH_COLS, got: l });
+    }
+    check_len(OP, "g (l x l)", l * l, g.len())?;
+    if slot >= status.len() {
+        return Err(Error::LengthMismatch { op: OP, what: "status slot", expected: status.len(), got: slot });
+    }
+    let gv = DeviceSlice::from(g);
+    let (p_g, _g0) = gv.kernel_ptr(gpu, OP, "g")?;
+    let mut sv = DeviceSliceMut::from(status);
+    let (p_s, _g1) = sv.kernel_ptr_mut(gpu, OP, "status")?;
+    let shape = LaunchShape { grid: (1, 1, 1), block: (FACTOR_THREADS, 1, 1), shared_bytes: 0 };
+    // SAFETY: g holds at least l x l elements (checked) and the kernel reads g[idx] for idx < l² only (l ≤ 320,
+    // so l² fits u32); status has more than `slot` elements (checked) and only status[slot] is written; the
+    // status buffer is not an input; one block of FACTOR_THREADS threads, as the kernel's stride assumes;
+    // arguments match rsvd_gram_check_f32.
+    unsafe { gpu.launch(MODULE, "rsvd_gram_check_f32", shape, &[p_g, KernelArg::U32(l as u32), p_s, KernelArg::U32(slot as u32)]) }
+}
+
+/// `rsvd_gram_check_f32` on an l x l column-major matrix, for tests: its status word (4 when farther than 1e-2
+/// from I in the lower triangle, NaN included; else 0).
+#[doc(hidden)]
+pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
+    let dg = gpu.upload(g)?;
+    let mut status = gpu.alloc_zeros::<u32>(1)?;
+    check_kernel(gpu, &dg, l, &mut status, 0)?;
+    Ok(gpu.download(&status)?[0])
 }
 
 /// Launches `rsvd_cholqr_factor_f32` on the l x l column-major Gram matrix in `g` (the first l² elements), writing
@@ -1051,11 +1107,13 @@ pub fn cholqr_factor_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize, firs
     Ok((gpu.download(&r_inv.buf)?, gpu.download(&status)?[0]))
 }
 
-/// The algorithm of [`run`] queued on the device with no host round trip until the small SVD: every basis by
-/// CholeskyQR2 through `rsvd_cholqr_factor_f32` (f32 Cholesky and inverse, in-kernel shift on the first pass),
+/// The algorithm of [`run`] queued on the device with no host round trip until the small SVD: each basis by
+/// CholeskyQR through `rsvd_cholqr_factor_f32` (f32 Cholesky and inverse, in-kernel shift on the first pass), one
+/// pass and a device check for the power-iteration bases, two for the last Q and Q₂ ([`DeviceEngine::orth_queued`]),
 /// then `R₂ = Q₂ᵀ Bᵀ` (one l x l product; `B = R₂ᵀ Q₂ᵀ` because Q₂ spans Bᵀ's columns to rounding), read back with
 /// the status words in one synchronization. `None` when a status asks for the guarded host path (a Cholesky that
-/// failed, or a basis not orthonormal after two passes: cond(Y) beyond ~400); the caller then runs [`run`].
+/// failed, or a basis not within 1e-2 of orthonormal after its first pass: cond(Y) beyond ~400); the caller then
+/// runs [`run`].
 ///
 /// `status` holds `2 * (2q + 2) + 1` zeroed words; the last already receives A's non-finite count (queued by the
 /// caller), so the one read-back of the status words also says whether A was finite: `NonFinite` then, before
@@ -1071,18 +1129,26 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     prof.lap(e, Step::Sketch)?;
     let y = e.a_mul(&omega, false, Product::PowerIteration)?;
     prof.lap(e, Step::AProducts)?;
-    let mut q = e.orth_queued(&y, &mut status, &mut slot, prof)?;
-    for _ in 0..cfg.power_iters {
+    // The goal of each basis, in order (as in `run`): power-iteration bases carry the subspace only; the last Q
+    // and Q₂ are orthonormalized in full.
+    let mut goals = Vec::with_capacity(bases);
+    let goal_of_q = |last: bool| if last { Goal::Orthonormal } else { Goal::Basis };
+    let mut orth = |e: &mut DeviceEngine<'_, '_>, y: &DevMat, goal: Goal, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile| {
+        goals.push(goal);
+        e.orth_queued(y, goal, status, slot, prof)
+    };
+    let mut q = orth(e, &y, goal_of_q(cfg.power_iters == 0), &mut status, &mut slot, prof)?;
+    for i in 0..cfg.power_iters {
         let z = e.a_mul(&q, true, Product::PowerIteration)?;
         prof.lap(e, Step::AProducts)?;
-        let z = e.orth_queued(&z, &mut status, &mut slot, prof)?;
+        let z = orth(e, &z, Goal::Basis, &mut status, &mut slot, prof)?;
         let y = e.a_mul(&z, false, Product::PowerIteration)?;
         prof.lap(e, Step::AProducts)?;
-        q = e.orth_queued(&y, &mut status, &mut slot, prof)?;
+        q = orth(e, &y, goal_of_q(i + 1 == cfg.power_iters), &mut status, &mut slot, prof)?;
     }
     let bt = e.a_mul(&q, true, Product::Projection)?;
     prof.lap(e, Step::AProducts)?;
-    let q2 = e.orth_queued(&bt, &mut status, &mut slot, prof)?;
+    let q2 = orth(e, &bt, Goal::WithR, &mut status, &mut slot, prof)?;
     let (q2s, bts) = (DeviceSlice::from(&q2.buf), DeviceSlice::from(&bt.buf));
     // SAFETY: Q₂ᵀ (l x n) reads the packed n x l Q₂ through swapped strides, Bᵀ is packed n x l.
     let r2 = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
@@ -1096,9 +1162,12 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     if words.iter().any(|&w| w & (STATUS_FAILED | STATUS_NOT_NEAR_IDENTITY) != 0) {
         return Ok(None);
     }
-    for first in words.chunks(2).map(|p| p[0]) {
+    debug_assert_eq!(goals.len(), bases);
+    for (first, goal) in words.chunks(2).map(|p| p[0]).zip(&goals) {
         if first & STATUS_SHIFTED != 0 {
             info.shifted_cholesky_qr += 1;
+        } else if *goal == Goal::Basis && !two_pass_forced() {
+            info.single_pass += 1;
         } else {
             info.cholesky_qr += 1;
         }
