@@ -99,7 +99,9 @@ enum Backend {
 struct CudaBackend {
     stream: Arc<CudaStream>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
-    functions: Mutex<HashMap<(&'static str, String), CudaFunction>>,
+    /// Loaded functions, each with the dynamic shared memory it has been opted into so far (bytes above 48 KiB;
+    /// 0 before any opt-in), so the attribute is set once per size increase, not at every launch.
+    functions: Mutex<HashMap<(&'static str, String), (CudaFunction, u32)>>,
     blas: OnceLock<Arc<CudaBlas>>,
 }
 
@@ -408,7 +410,8 @@ impl Gpu {
         }
     }
 
-    fn cuda_function(b: &CudaBackend, module: &'static str, kernel: &str) -> Result<CudaFunction> {
+    /// The function and the dynamic shared memory it is opted into (see `CudaBackend::functions`).
+    fn cuda_function(b: &CudaBackend, module: &'static str, kernel: &str) -> Result<(CudaFunction, u32)> {
         let key = (module, kernel.to_string());
         if let Some(f) = b.functions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(f.clone());
@@ -433,8 +436,8 @@ impl Gpu {
         let f = m
             .load_function(kernel)
             .map_err(|_| Error::KernelNotFound { module, kernel: kernel.to_string() })?;
-        b.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, f.clone());
-        Ok(f)
+        b.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (f.clone(), 0));
+        Ok((f, 0))
     }
 
     /// Launches `module::kernel` on this handle's stream (or runs it on the emulator).
@@ -452,16 +455,20 @@ impl Gpu {
         let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
         match &self.backend {
             Backend::Cuda(b) => {
-                let f = Self::cuda_function(b, module, kernel)?;
+                let (f, opted) = Self::cuda_function(b, module, kernel)?;
                 b.stream.context().bind_to_thread().map_err(cuda_err("launch"))?;
-                if shape.shared_bytes > STATIC_SHARED_LIMIT {
+                if shape.shared_bytes > STATIC_SHARED_LIMIT && shape.shared_bytes > opted {
                     // Dynamic shared memory beyond 48 KiB must be opted into per function (sm_70+; up to 227 KiB
-                    // on sm_90); the launch below fails with a typed error if the card has less.
+                    // on sm_90); the launch below fails with a typed error if the card has less. The attribute is
+                    // a maximum, so it is set only when a launch needs more than the function has so far.
                     f.set_attribute(
                         cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                         shape.shared_bytes as i32,
                     )
                     .map_err(|e| Error::Cuda { op: "launch", detail: format!("{kernel}: shared memory opt-in: {e}") })?;
+                    if let Some(entry) = b.functions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&(module, kernel.to_string())) {
+                        entry.1 = entry.1.max(shape.shared_bytes);
+                    }
                 }
                 // SAFETY: `params` holds one pointer per kernel parameter into `slots`, which outlives the
                 // call; the caller's contract covers what the kernel does with them.
