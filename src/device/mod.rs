@@ -101,9 +101,12 @@ struct CudaBackend {
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     /// Loaded functions, each with the dynamic shared memory it has been opted into so far (bytes above 48 KiB;
     /// 0 before any opt-in), so the attribute is set once per size increase, not at every launch.
-    functions: Mutex<HashMap<(&'static str, String), (CudaFunction, u32)>>,
+    functions: Mutex<HashMap<FunctionKey, (CudaFunction, u32)>>,
     blas: OnceLock<Arc<CudaBlas>>,
 }
+
+/// (module, kernel name) of a loaded function.
+type FunctionKey = (&'static str, String);
 
 fn cuda_err(op: &'static str) -> impl Fn(cudarc::driver::DriverError) -> Error {
     move |e| Error::Cuda { op, detail: e.to_string() }
