@@ -46,6 +46,26 @@ __device__ __forceinline__ unsigned csr_row_of_entry(const unsigned* __restrict_
     return csr_row_of_entry(row_offsets, 0u, rows - 1, e);
 }
 
+// csr_row_of_entry by a whole warp (all 32 lanes, the same lo, hi and e; every lane gets the row): a 32-way
+// search, lane i probing row lo + i * n / 32 of the n = hi - lo + 1 left. The offsets are non-decreasing, so the
+// lanes whose probe is <= e are a prefix (lane 0's is row lo, <= e by the precondition): the row lies between the
+// last such probe and the next one. About log32(n) dependent rounds of loads instead of log2(n) (11008 rows: 3
+// instead of 14). Same result as csr_row_of_entry.
+__device__ __forceinline__ unsigned csr_row_of_entry_warp(const unsigned* __restrict__ row_offsets, unsigned lo,
+                                                          unsigned hi, unsigned e) {
+    const unsigned long long lane = threadIdx.x % 32;
+    while (lo < hi) {
+        const unsigned long long n = (unsigned long long)(hi - lo) + 1;
+        const unsigned probe = lo + (unsigned)(lane * n / 32);
+        // | 1: lane 0 is below by the precondition; never let a broken one leave no lane (and no progress).
+        const unsigned below = __ballot_sync(0xffffffffu, row_offsets[probe] <= e) | 1u;
+        const unsigned long long last = 31 - __clz(below);
+        if (last < 31) hi = lo + (unsigned)((last + 1) * n / 32) - 1;
+        lo += (unsigned)(last * n / 32);
+    }
+    return lo;
+}
+
 // Sum of v over the 32 lanes of a full warp, every lane receiving it; a fixed xor butterfly, so the order of the
 // additions (and a float result's rounding) is the same every run.
 template <typename T>

@@ -6,9 +6,11 @@
 // W is addressed as W[r, c] = W[r * row_stride + c * col_stride] (row-major: (ld, 1); column-major: (1, ld)).
 // Launch: four entries per thread (entry u of thread t in block b: b * 1024 + u * 256 + t), 1-D grid of
 // ceil(nnz / 1024) blocks of 256 threads; a thread issues its four loads before its stores. Each block first finds
-// the rows of its first and last entries (two threads, one binary search each over all rows, shared through shared
-// memory); then every thread finds its own row by binary search within that span, which is a handful of rows at
-// LLM densities. The work per thread is the same whatever the row-length skew.
+// the rows of its first and last entries (two warps, one 32-way search each over all rows: ~log32(rows) dependent
+// loads, 3 for 11008 rows, where one thread's binary search took 14); then every thread finds its own row by
+// binary search within that span, which is a handful of rows at LLM densities, over the span's offsets staged in
+// shared memory (up to 256 rows; global memory beyond). The work per thread is the same whatever the row-length
+// skew.
 // No atomics: a validated CSR has strictly increasing columns within a row, so every entry names a distinct
 // W element and the result is bitwise deterministic.
 //
@@ -22,6 +24,7 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 constexpr unsigned kPerThread = 4;  // entries per thread, strided by kThreads (coalesced), loads in flight together
+constexpr unsigned kSpanStaged = 256;  // rows of a block's span whose offsets go to shared memory
 
 // The kPerThread entries this thread handles, entry u at first + u * kThreads + threadIdx.x (64-bit so the last
 // block cannot wrap when nnz is close to 2^32), and their rows. The block first finds the rows of its first and last
@@ -33,19 +36,39 @@ struct Entries {
 };
 __device__ __forceinline__ Entries entries_and_rows(const unsigned* __restrict__ row_offsets, unsigned rows,
                                                     unsigned nnz) {
-    __shared__ unsigned span[2];  // rows of the block's first and last entries
+    __shared__ unsigned span[2];                     // rows of the block's first and last entries
+    __shared__ unsigned span_offsets[kSpanStaged];   // row_offsets[span[0] ..= span[1]] when that fits
     unsigned long long first = (unsigned long long)blockIdx.x * kThreads * kPerThread;
-    if (threadIdx.x < 2) {
+    const unsigned warp = threadIdx.x / 32;
+    if (warp < 2) {  // warp 0 the first entry's row, warp 1 the last's: 32-way searches, in parallel
         unsigned long long last = min(first + kThreads * kPerThread, (unsigned long long)nnz) - 1;
-        span[threadIdx.x] = slr::csr_row_of_entry(row_offsets, rows, (unsigned)(threadIdx.x == 0 ? first : last));
+        const unsigned row = slr::csr_row_of_entry_warp(row_offsets, 0u, rows - 1, (unsigned)(warp == 0 ? first : last));
+        if (threadIdx.x % 32 == 0) span[warp] = row;
+    }
+    __syncthreads();
+    const unsigned lo = span[0], hi = span[1];
+    // The span's offsets into shared memory (one coalesced read), so each thread's search below runs there; a
+    // span of more rows than that (entries sparser than 4 per row on average) searches global memory instead.
+    const bool staged = hi - lo < kSpanStaged;  // block-uniform
+    if (staged) {
+        for (unsigned r = threadIdx.x; r <= hi - lo; r += kThreads) span_offsets[r] = row_offsets[lo + r];
     }
     __syncthreads();
     Entries en;
 #pragma unroll
-    for (unsigned u = 0; u < kPerThread; ++u) {
-        en.entry[u] = first + u * kThreads + threadIdx.x;
-        unsigned e = (unsigned)min(en.entry[u], (unsigned long long)nnz - 1);
-        en.row[u] = slr::csr_row_of_entry(row_offsets, span[0], span[1], e);
+    for (unsigned u = 0; u < kPerThread; ++u) en.entry[u] = first + u * kThreads + threadIdx.x;
+    if (staged) {
+#pragma unroll
+        for (unsigned u = 0; u < kPerThread; ++u) {
+            const unsigned e = (unsigned)min(en.entry[u], (unsigned long long)nnz - 1);
+            en.row[u] = lo + slr::csr_row_of_entry(span_offsets, 0u, hi - lo, e);
+        }
+    } else {
+#pragma unroll
+        for (unsigned u = 0; u < kPerThread; ++u) {
+            const unsigned e = (unsigned)min(en.entry[u], (unsigned long long)nnz - 1);
+            en.row[u] = slr::csr_row_of_entry(row_offsets, lo, hi, e);
+        }
     }
     return en;
 }

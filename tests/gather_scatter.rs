@@ -197,6 +197,56 @@ fn single_row_and_full_row_of_300_columns_match_cpu() {
 }
 
 #[test]
+fn blocks_spanning_hundreds_of_rows_and_runs_of_empty_rows_match_cpu() {
+    // A block covers 1024 entries; with ~0.2-2 entries per row its entries span hundreds to thousands of rows:
+    // the rows' offsets no longer fit the 256 staged in shared memory and each thread searches global memory, and
+    // the two warps' 32-way searches over thousands of rows run several rounds. Runs of empty rows (the pattern's
+    // rows drawn in bands) and a few dense rows in between exercise the search's handling of equal offsets.
+    let mut rng = rng("wide_spans");
+    for (dev, gpu) in devices("wide_spans") {
+        for _ in 0..4 {
+            let (rows, cols) = (rng.gen_range(1500..6000), rng.gen_range(8..48));
+            let mut coo = Vec::new();
+            let mut r = 0;
+            while r < rows {
+                let band = rng.gen_range(1..200).min(rows - r);
+                let per_row = match rng.gen_range(0..4) {
+                    0 => 0.0,                       // a run of empty rows
+                    1 => cols as f64,               // dense rows
+                    _ => rng.gen_range(0.05..1.5), // sparse rows
+                };
+                for rr in r..r + band {
+                    for c in 0..cols {
+                        if rng.gen_bool((per_row / cols as f64).min(1.0)) {
+                            coo.push((rr, c));
+                        }
+                    }
+                }
+                r += band;
+            }
+            let pattern = CsrPattern::<u32>::from_coo(rows, cols, &coo).unwrap();
+            let dense: Vec<bf16> = random_values(&mut rng, rows * cols);
+            let what = format!("{dev}: {rows}x{cols} nnz={}", pattern.nnz());
+            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let mut expect = vec![bf16::from_f32(f32::NAN); pattern.nnz()];
+            gather_cpu(&pattern, MatRef::row_major(&dense, rows, cols).unwrap(), &mut expect).unwrap();
+            let dd = gpu.upload(&dense).unwrap();
+            let mut out = gpu.upload(&vec![bf16::from_f32(f32::NAN); pattern.nnz()]).unwrap();
+            gather(&gpu, &dpat, DeviceMatRef::row_major(&dd, rows, cols).unwrap(), &mut out).unwrap();
+            let got = gpu.download(&out).unwrap();
+            assert!(got.iter().zip(&expect).all(|(a, b)| same_bits(*a, *b)), "{what}: gather differs");
+            let delta: Vec<f32> = random_values(&mut rng, pattern.nnz());
+            let mut expect_w = dense.clone();
+            scatter_add_cpu(&pattern, &delta, 0.75, MatMut::row_major(&mut expect_w, rows, cols).unwrap()).unwrap();
+            let (d_delta, mut d_w) = (gpu.upload(&delta).unwrap(), gpu.upload(&dense).unwrap());
+            scatter_add(&gpu, &dpat, &d_delta, 0.75, DeviceMatMut::row_major(&mut d_w, rows, cols).unwrap()).unwrap();
+            let got_w = gpu.download(&d_w).unwrap();
+            assert!(got_w.iter().zip(&expect_w).all(|(a, b)| same_bits(*a, *b)), "{what}: scatter_add differs");
+        }
+    }
+}
+
+#[test]
 fn device_ops_reject_bad_input_and_launch_nothing() {
     for (dev, gpu) in devices("bad_input") {
         let pattern = CsrPattern::<u32>::from_coo(2, 3, &[(0, 0), (1, 2)]).unwrap();

@@ -129,20 +129,23 @@ fn sass_functions(tool: &Path, module: &kernels::KernelModule) -> Vec<(String, S
 fn expected_instructions(kernel: &str) -> Vec<&'static str> {
     let narrow = kernel.ends_with("f16") || kernel.ends_with("bf16") || kernel.contains("f16_") || kernel.contains("bf16_");
     match kernel {
-        // Index arrays and the gathered matrix are read through the read-only path (const __restrict__).
+        // Index arrays and the gathered matrix are read through the read-only path (const __restrict__); the
+        // block's span found by two warps' 32-way searches (ballot, find-leading-one), its offsets staged in shared
+        // memory.
         k if k.starts_with("gather_") => {
             if narrow {
-                vec!["LDG.E.CONSTANT", "LDG.E.U16.CONSTANT", "STG.E.U16"]
+                vec!["LDG.E.CONSTANT", "LDG.E.U16.CONSTANT", "STG.E.U16", "VOTE.ANY", "FLO.U32", "STS", "LDS"]
             } else {
-                vec!["LDG.E.CONSTANT", "STG.E "]
+                vec!["LDG.E.CONSTANT", "STG.E ", "VOTE.ANY", "FLO.U32", "STS", "LDS"]
             }
         }
-        // The weight is read and written in place (an ordinary load, then a store of the same width).
+        // The weight is read and written in place (an ordinary load, then a store of the same width); the span as
+        // for gather.
         k if k.starts_with("scatter_add_") => {
             if narrow {
-                vec!["LDG.E.CONSTANT", "LDG.E.U16 ", "STG.E.U16"]
+                vec!["LDG.E.CONSTANT", "LDG.E.U16 ", "STG.E.U16", "VOTE.ANY", "FLO.U32", "STS", "LDS"]
             } else {
-                vec!["LDG.E.CONSTANT", "LDG.E ", "STG.E "]
+                vec!["LDG.E.CONSTANT", "LDG.E ", "STG.E ", "VOTE.ANY", "FLO.U32", "STS", "LDS"]
             }
         }
         // Tiled transpose through shared memory between barriers; read-only loads of the source.
