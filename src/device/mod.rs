@@ -439,8 +439,8 @@ impl Gpu {
         let f = m
             .load_function(kernel)
             .map_err(|_| Error::KernelNotFound { module, kernel: kernel.to_string() })?;
-        b.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (f.clone(), 0));
-        Ok((f, 0))
+        // Another thread may have loaded it meanwhile: its entry (and any opt-in it recorded) wins.
+        Ok(b.functions.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert((f, 0)).clone())
     }
 
     /// Launches `module::kernel` on this handle's stream (or runs it on the emulator).
@@ -463,14 +463,18 @@ impl Gpu {
                 if shape.shared_bytes > STATIC_SHARED_LIMIT && shape.shared_bytes > opted {
                     // Dynamic shared memory beyond 48 KiB must be opted into per function (sm_70+; up to 227 KiB
                     // on sm_90); the launch below fails with a typed error if the card has less. The attribute is
-                    // a maximum, so it is set only when a launch needs more than the function has so far.
-                    f.set_attribute(
-                        cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        shape.shared_bytes as i32,
-                    )
-                    .map_err(|e| Error::Cuda { op: "launch", detail: format!("{kernel}: shared memory opt-in: {e}") })?;
-                    if let Some(entry) = b.functions.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&(module, kernel.to_string())) {
-                        entry.1 = entry.1.max(shape.shared_bytes);
+                    // set under the cache's lock and only ever raised (to what this launch needs, when more than
+                    // recorded), so a concurrent launch of the same function that needs more can never find it
+                    // lowered after its own check.
+                    let mut functions = b.functions.lock().unwrap_or_else(|p| p.into_inner());
+                    let entry = functions.entry((module, kernel.to_string())).or_insert((f.clone(), 0));
+                    if shape.shared_bytes > entry.1 {
+                        f.set_attribute(
+                            cudarc::driver::sys::CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            shape.shared_bytes as i32,
+                        )
+                        .map_err(|e| Error::Cuda { op: "launch", detail: format!("{kernel}: shared memory opt-in: {e}") })?;
+                        entry.1 = shape.shared_bytes;
                     }
                 }
                 // SAFETY: `params` holds one pointer per kernel parameter into `slots`, which outlives the
