@@ -44,11 +44,14 @@
 //                       A step's latency is its busiest warp's rows (up to ~5 at l = 138), each one round of
 //                       shared-memory loads per 128 elements (4 per lane loaded before any is stored: 8 LDS in
 //                       flight, then 4 FFMA and 4 STS in SASS) rather than one round trip per element.
-//   rsvd_gram_check_f32: status[slot] = kStatusNotNearIdentity if some |G[i][j] - delta_ij| > 1e-2 (lower
-//                       triangle of the l x l column-major G, NaN included), else 0: the acceptance test of a
-//                       power-iteration basis after its one CholeskyQR pass (the same test the factor kernel
-//                       applies to a second pass's Gram). Launch: one block of 1024 threads striding over G.
-//                       Floor: l² words read once (l = 138: 76 KB), one barrier.
+//   rsvd_gram_check_f32: status[slot] = kStatusNotNearIdentity if some |G[i][j] - delta_ij| > 1e-2 (the test
+//                       the factor kernel applies to a second pass's Gram) or some column has
+//                       sum_i |G[i][j] - delta_ij| > 1/2 (NaN included), else 0, for the l x l column-major G of a
+//                       power-iteration basis after its one CholeskyQR pass. The column sums bound every eigenvalue
+//                       of G inside [1/2, 3/2] (Gershgorin), so an accepted basis has cond <= sqrt(3): it spans what
+//                       Y spanned and carries it to the next product as well as an orthonormal basis would. (The
+//                       element test alone allows ||G - I||_2 up to l / 100.) Launch: one block of 1024 threads, a
+//                       warp per column. Floor: l² words read once (l = 138: 76 KB), one barrier.
 #include "common.cuh"
 
 namespace {
@@ -346,11 +349,17 @@ SLR_EMU_EXPORT(rsvd_gemm_f32)
 
 extern "C" __global__ void __launch_bounds__(kFactorThreads)
     rsvd_gram_check_f32(const float* __restrict__ g, unsigned l, unsigned* __restrict__ status, unsigned slot) {
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     bool far = false;
-    const unsigned total = l * l;
-    for (unsigned idx = threadIdx.x; idx < total; idx += kFactorThreads) {
-        const unsigned i = idx % l, j = idx / l;
-        if (i >= j) far |= !(fabsf(g[idx] - (i == j ? 1.0f : 0.0f)) <= 1e-2f);
+    for (unsigned j = warp; j < l; j += kFactorWarps) {  // a warp per column, lanes down it (coalesced)
+        float column = 0.0f;
+        for (unsigned i = lane; i < l; i += 32) {
+            const float dev = fabsf(g[i + (unsigned long long)j * l] - (i == j ? 1.0f : 0.0f));
+            far |= !(dev <= 1e-2f);
+            column += dev;
+        }
+        column = slr::warp_sum(column);
+        far |= !(column <= 0.5f);  // NaN anywhere in the column fails here too
     }
     far = __syncthreads_or(far) != 0;
     if (threadIdx.x == 0) status[slot] = far ? kStatusNotNearIdentity : 0u;

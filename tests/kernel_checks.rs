@@ -296,8 +296,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         }
         // The emulator's product engine: read-only operand loads and an fmaf chain.
         "rsvd_gemm_f32" => vec!["FFMA", "LDG.E.CONSTANT", "STG.E "],
-        // A power-iteration basis's Gram matrix checked against I: global loads, the OR-barrier, one status store.
-        "rsvd_gram_check_f32" => vec!["LDG.E", "BAR.RED.OR", "STG.E "],
+        // A power-iteration basis's Gram matrix checked against I: global loads, per-column butterfly sums, the
+        // OR-barrier, one status store.
+        "rsvd_gram_check_f32" => vec!["LDG.E", "SHFL.BFLY", "BAR.RED.OR", "STG.E "],
         // The l x l Cholesky/inverse sweep: shared-memory loads, FMAs and stores between barriers, the square root
         // and reciprocal of each pivot, the OR-barrier of the near-identity check.
         "rsvd_cholqr_factor_f32" => vec!["BAR.SYNC", "BAR.RED.OR", "LDS", "STS", "FFMA", "MUFU.RSQ", "MUFU.RCP", "STG.E "],
