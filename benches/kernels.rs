@@ -731,14 +731,16 @@ fn bench_rsvd(c: &mut Criterion) {
             for dtype in ["f32", "bf16"] {
                 let convert = if dtype == "f32" { m * n * 4 } else { m * n * (2 + 4) };
                 let case = Case { op: "rsvd", rows: m, cols: n, density: 0.0, dtype, t: r, bytes: convert + products * m * n * 4, flops: products * 2 * m * n * l };
-                let mut run = || {
-                    let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r)?, DeviceMatMut::row_major(&mut dvt, r, n)?);
+                // One call with configuration `c` into du, s, dvt.
+                let call = |c: &RsvdConfig, du: &mut DeviceVec<f32>, s: &mut [f32], dvt: &mut DeviceVec<f32>| {
+                    let (u, vt) = (DeviceMatMut::row_major(du, m, r)?, DeviceMatMut::row_major(dvt, r, n)?);
                     if dtype == "f32" {
-                        rsvd(gpu, DeviceMatRef::row_major(&d32, m, n)?, &cfg, u, &mut s, vt).map(|_| ())
+                        rsvd(gpu, DeviceMatRef::row_major(&d32, m, n)?, c, u, s, vt).map(|_| ())
                     } else {
-                        rsvd(gpu, DeviceMatRef::row_major(&d16, m, n)?, &cfg, u, &mut s, vt).map(|_| ())
+                        rsvd(gpu, DeviceMatRef::row_major(&d16, m, n)?, c, u, s, vt).map(|_| ())
                     }
                 };
+                let mut run = || call(&cfg, &mut du, &mut s, &mut dvt);
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "twopass", "our queued CholeskyQR2 on every basis", 5, &bench.device, &mut run);
@@ -750,14 +752,7 @@ fn bench_rsvd(c: &mut Criterion) {
                 }
                 // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
                 let tf = RsvdConfig { tf32: true, ..cfg };
-                let mut run_tf32 = || {
-                    let (u, vt) = (DeviceMatMut::row_major(&mut du, m, r)?, DeviceMatMut::row_major(&mut dvt, r, n)?);
-                    if dtype == "f32" {
-                        rsvd(gpu, DeviceMatRef::row_major(&d32, m, n)?, &tf, u, &mut s, vt).map(|_| ())
-                    } else {
-                        rsvd(gpu, DeviceMatRef::row_major(&d16, m, n)?, &tf, u, &mut s, vt).map(|_| ())
-                    }
-                };
+                let mut run_tf32 = || call(&tf, &mut du, &mut s, &mut dvt);
                 match gpu.time_ms(5, &mut run_tf32) {
                     Ok(ms) => report_baseline(&case, "our call with tf32 = true (TF32 power iteration, f32 projection)", ms, &bench.device),
                     Err(e) => println!("    rsvd tf32 failed: {e}"),

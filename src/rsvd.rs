@@ -1022,18 +1022,26 @@ fn two_pass_forced() -> bool {
     std::env::var_os("SLR_RSVD_PATH").is_some_and(|v| v == "twopass")
 }
 
+/// What both l x l kernels trust: 1 ≤ l ≤ [`QUEUED_MAX_SKETCH_COLS`], `g` holding at least l² elements, `slot`
+/// inside `status`.
+fn check_gram_and_slot(op: &'static str, g: &DeviceVec<f32>, l: usize, status: &DeviceVec<u32>, slot: usize) -> Result<()> {
+    if l == 0 || l > QUEUED_MAX_SKETCH_COLS {
+        return Err(Error::LengthMismatch { op, what: "sketch columns l (1..=QUEUED_MAX_SKETCH_COLS)", expected: QUEUED_MAX_SKETCH_COLS, got: l });
+    }
+    check_len(op, "g (l x l)", l * l, g.len())?;
+    if slot >= status.len() {
+        return Err(Error::LengthMismatch { op, what: "status slot", expected: status.len(), got: slot });
+    }
+    Ok(())
+}
+
 /// Launches `rsvd_gram_check_f32` on the l x l column-major Gram matrix in `g`: `status[slot]` becomes
-/// `STATUS_NOT_NEAR_IDENTITY` when G is farther than 1e-2 from I, else 0. Errors: l = 0 or above
+/// `STATUS_NOT_NEAR_IDENTITY` when an element of G is farther than 1e-2 from I's or a column's deviations sum past
+/// 1/2, else 0. Errors: l = 0 or above
 /// [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too short, buffers of another backend.
 fn check_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, status: &mut DeviceVec<u32>, slot: usize) -> Result<()> {
     const OP: &str = "rsvd gram check";
-    if l == 0 || l > QUEUED_MAX_SKETCH_COLS {
-        return Err(Error::LengthMismatch { op: OP, what: "sketch columns l (1..=QUEUED_MAX_SKETCH_COLS)", expected: QUEUED_MAX_SKETCH_COLS, got: l });
-    }
-    check_len(OP, "g (l x l)", l * l, g.len())?;
-    if slot >= status.len() {
-        return Err(Error::LengthMismatch { op: OP, what: "status slot", expected: status.len(), got: slot });
-    }
+    check_gram_and_slot(OP, g, l, status, slot)?;
     let gv = DeviceSlice::from(g);
     let (p_g, _g0) = gv.kernel_ptr(gpu, OP, "g")?;
     let mut sv = DeviceSliceMut::from(status);
@@ -1046,8 +1054,8 @@ fn check_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, status: &mut DeviceVec<
     unsafe { gpu.launch(MODULE, "rsvd_gram_check_f32", shape, &[p_g, KernelArg::U32(l as u32), p_s, KernelArg::U32(slot as u32)]) }
 }
 
-/// `rsvd_gram_check_f32` on an l x l column-major matrix, for tests: its status word (4 when farther than 1e-2
-/// from I in the lower triangle, NaN included; else 0).
+/// `rsvd_gram_check_f32` on an l x l column-major matrix, for tests: its status word (4 when an element is
+/// farther than 1e-2 from I's, a column's deviations sum past 1/2, or NaN; else 0).
 #[doc(hidden)]
 pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
     let dg = gpu.upload(g)?;
@@ -1061,13 +1069,7 @@ pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
 /// short, `rows` above u32, buffers of another backend.
 fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize) -> Result<DevMat> {
     const OP: &str = "rsvd cholqr factor";
-    if l == 0 || l > QUEUED_MAX_SKETCH_COLS {
-        return Err(Error::LengthMismatch { op: OP, what: "sketch columns l (1..=QUEUED_MAX_SKETCH_COLS)", expected: QUEUED_MAX_SKETCH_COLS, got: l });
-    }
-    check_len(OP, "g (l x l)", l * l, g.len())?;
-    if slot >= status.len() {
-        return Err(Error::LengthMismatch { op: OP, what: "status slot", expected: status.len(), got: slot });
-    }
+    check_gram_and_slot(OP, g, l, status, slot)?;
     if rows > u32::MAX as usize {
         return Err(Error::LengthMismatch { op: OP, what: "rows of the basis", expected: u32::MAX as usize, got: rows });
     }
