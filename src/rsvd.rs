@@ -697,7 +697,9 @@ impl Engine for CpuEngine {
 }
 
 /// CPU reference: the randomized SVD of the module docs with faer (f32 products, f64 small algebra), the same
-/// sketch bits as the device. Writes `U` (m x r), `s` (r, non-increasing) and `Vᵀ` (r x n), any layouts.
+/// sketch bits as the device. Writes `U` (m x r), `s` (r, non-increasing) and `Vᵀ` (r x n), any layouts. With
+/// [`RsvdConfig::tf32`] the power-iteration products take both factors truncated to TF32 (a rounded copy of A,
+/// m·n more f32 values, is held for the call), as a model of the device's TF32 mode.
 ///
 /// Errors (outputs untouched): A empty (`EmptyMatrix`); `rank` 0 or above `min(m, n)` (`InvalidRank`); U, s or
 /// Vᵀ of the wrong shape; A holding NaN/inf (`NonFinite` with the count); products overflowing f32 (`NonFinite`
