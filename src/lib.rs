@@ -64,3 +64,10 @@ pub use topk::{
 };
 pub use rsvd::{gaussian_sketch, gaussian_sketch_cpu, rsvd, rsvd_cpu, RsvdConfig, RsvdInfo};
 pub use half;
+
+/// Whether the environment variable `var` (an `SLR_*_PATH` switch, docs/gpu-workflow.md) is set to `value`: the
+/// benchmarks' way to time an earlier kernel or path in the same run. Read at every call on purpose (the
+/// benchmarks set and clear the switches while they run).
+pub(crate) fn path_switch(var: &str, value: &str) -> bool {
+    std::env::var_os(var).is_some_and(|v| v == value)
+}

@@ -1049,7 +1049,7 @@ impl DeviceEngine<'_, '_> {
 /// `SLR_RSVD_PATH=twopass`: the queued path with two CholeskyQR passes on every basis (as before 2026-11-27), the
 /// benchmark's same-run baseline for the one-pass power-iteration bases.
 fn two_pass_forced() -> bool {
-    std::env::var_os("SLR_RSVD_PATH").is_some_and(|v| v == "twopass")
+    crate::path_switch("SLR_RSVD_PATH", "twopass")
 }
 
 /// What both l x l kernels trust: 1 ≤ l ≤ [`QUEUED_MAX_SKETCH_COLS`], `g` holding at least l² elements, `slot`
@@ -1228,7 +1228,7 @@ fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
     l <= QUEUED_MAX_SKETCH_COLS
         // + 1 KiB: the kernel's own static shared memory (128 bytes) counts against the same per-block limit.
         && factor_shared_bytes(l) + 1024 <= gpu.max_dynamic_shared_bytes() as usize
-        && std::env::var("SLR_RSVD_PATH").map_or(true, |v| v != "host")
+        && !crate::path_switch("SLR_RSVD_PATH", "host")
 }
 
 /// Counts A's non-finite entries on the device into `counter[slot]` (which the caller zeroed) and, with `dst`,

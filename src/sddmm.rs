@@ -93,7 +93,7 @@ pub fn sddmm_uses_tensor_cores<T: Element>(rows: usize, cols: usize, k: usize, n
         && nnz.saturating_mul(TC_AREA_PER_ENTRY) >= rows.saturating_mul(cols)
         && rows.div_ceil(TC_TILE) <= 65535
         && cols.div_ceil(TC_TILE) <= i32::MAX as usize
-        && std::env::var_os("SLR_SDDMM_PATH").is_none_or(|v| v != "simt")
+        && !crate::path_switch("SLR_SDDMM_PATH", "simt")
 }
 /// CUDA's limit on gridDim.y; the transpose strides over column tiles beyond it.
 const MAX_GRID_Y: usize = 65_535;

@@ -119,7 +119,7 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
 /// kernel), `simt` (no tensor-core kernel) or `tc64` (64-token tensor-core tiles at every T), the benchmarks'
 /// switches for timing the earlier kernels in the same run.
 fn path_forced(path: &str) -> bool {
-    std::env::var_os("SLR_SPMM_PATH").is_some_and(|v| v == path)
+    crate::path_switch("SLR_SPMM_PATH", path)
 }
 
 fn check_fits_u32(op: &'static str, what: &'static str, value: usize) -> Result<()> {

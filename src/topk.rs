@@ -464,7 +464,7 @@ impl KnownDigits {
 /// one-block rows, no sample bracket): for benchmarks that compare the paths, and for bisecting. The result is
 /// the same.
 fn radix_forced() -> bool {
-    std::env::var_os("SLR_TOPK_PATH").is_some_and(|v| v == "radix")
+    crate::path_switch("SLR_TOPK_PATH", "radix")
 }
 
 /// Whether the one-block-per-row kernel handles this selection (per row, rows of at most [`row_max_len`]).
