@@ -246,20 +246,22 @@ fn bench_spmm(c: &mut Criterion) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
-                // The earlier kernel on the same case: warp-per-row decode (T <= 2), the 8-t vector kernel with one
-                // lane per entry (T > 2: instead of the lane-group vector kernel below 64, the wide one from 64).
+                // The other kernels on the same case: for T <= 2 both decode kernels (one of them is the call's,
+                // by the row-length rule); for T > 2 the 8-t vector kernel with one lane per entry (instead of the
+                // lane-group vector kernel below 64, the wide one from 64), and where eligible the opt-in
+                // tensor-core kernel (32-token tiles below T = 256, and 64-token ones).
                 let mut run_again = || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
                 if t <= 2 {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, &mut run_again);
-                } else if spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz) {
-                    // The tensor-core kernel against the CUDA-core kernel it replaces (wide or vector), and below
-                    // T = 256 its 32-token tiles against 64-token ones.
-                    report_switched(gpu, &case, "SLR_SPMM_PATH", "simt", "our CUDA-core kernel", 5, &bench.device, &mut run_again);
-                    if t < 256 {
-                        report_switched(gpu, &case, "SLR_SPMM_PATH", "tc64", "our 64-token tensor-core tiles", 20, &bench.device, &mut run_again);
-                    }
+                    report_switched(gpu, &case, "SLR_SPMM_PATH", "block", "our block-per-8-rows kernel", 20, &bench.device, &mut run_again);
                 } else {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, &mut run_again);
+                    if tensor_cores_eligible(|| spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz)) {
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "tc", "our tensor-core kernel", 5, &bench.device, &mut run_again);
+                        if t < 256 {
+                            report_switched(gpu, &case, "SLR_SPMM_PATH", "tc64", "our 64-token tensor-core tiles", 5, &bench.device, &mut run_again);
+                        }
+                    }
                 }
                 if (out, inn) == (4096, 4096) && (t == 16 || t == 128) {
                     // The textbook form C = S B, B (in x n) row-major with n = t; same S, same bytes of S. Baselines:
@@ -269,16 +271,28 @@ fn bench_spmm(c: &mut Criterion) {
                     let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t, bytes, flops: 2 * nnz * t };
                     let label = format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{t}");
                     bench.case(&mut group, label, &case, 20, || spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?));
-                    // The 32-column kernel on the same case (the path before the wide one at n = 128 and the
-                    // narrow one at n = 16).
-                    report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
-                        spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
-                    });
-                    if spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz) {
-                        // The tensor-core path against the wide CUDA-core kernel it replaces at n = 128.
-                        report_switched(gpu, &case, "SLR_SPMM_PATH", "simt", "our CUDA-core kernel", 20, &bench.device, || {
+                    if t == 128 {
+                        // The 32-column kernel against the wide one (n = 16 runs the 32-column kernel itself).
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, || {
                             spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
                         });
+                    }
+                    if tensor_cores_eligible(|| spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz)) {
+                        // The opt-in tensor-core path against the wide CUDA-core kernel at n = 128.
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "tc", "our tensor-core kernel", 5, &bench.device, || {
+                            spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
+                        });
+                    }
+                    if t == 16 {
+                        // n = 8: 8-lane groups, 4 rows per warp, against the 32-column kernel (24 lanes idle).
+                        let n8 = 8;
+                        let b8 = gpu.upload(&vec![bf16::from_f32(0.5); inn * n8]).unwrap();
+                        let mut c8 = gpu.alloc_zeros::<bf16>(out * n8).unwrap();
+                        let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * n8 * (inn + out);
+                        let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t: n8, bytes, flops: 2 * nnz * n8 };
+                        let mut run8 = || spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b8, inn, n8)?, 1.0, 0.0, DeviceMatMut::row_major(&mut c8, out, n8)?);
+                        bench.case(&mut group, format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{n8}"), &case, 20, &mut run8);
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, &mut run8);
                     }
                 }
             }
@@ -304,16 +318,19 @@ fn bench_spmm(c: &mut Criterion) {
             Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
             Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
         }
-        let earlier = if t <= 2 {
-            "warp"
-        } else if spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz) {
-            "simt"
+        let others: &[(&str, &str)] = if t <= 2 {
+            &[("warp", "our warp-per-row kernel"), ("block", "our block-per-8-rows kernel")]
         } else {
-            "vec"
+            &[("vec", "our 8-t vector kernel"), ("tc", "our tensor-core kernel")]
         };
-        report_switched(gpu, &case, "SLR_SPMM_PATH", earlier, "our earlier kernel", 20, &bench.device, || {
-            spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)
-        });
+        for &(path, label) in others {
+            if path == "tc" && !tensor_cores_eligible(|| spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz)) {
+                continue;
+            }
+            report_switched(gpu, &case, "SLR_SPMM_PATH", path, label, 20, &bench.device, || {
+                spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?)
+            });
+        }
     }
     group.finish();
 }
@@ -405,8 +422,8 @@ fn bench_sddmm(c: &mut Criterion) {
                     )
                 };
                 bench.case(&mut group, format!("sddmm_weight_grad_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
-                if sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz) {
-                    report_switched(gpu, &case, "SLR_SDDMM_PATH", "simt", "our CUDA-core kernel", 20, &bench.device, &mut run);
+                if tensor_cores_eligible(|| sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz)) {
+                    report_switched(gpu, &case, "SLR_SDDMM_PATH", "tc", "our tensor-core kernel", 20, &bench.device, &mut run);
                 }
 
                 // The kernel alone: A = dYᵀ (rows x T) and B = Xᵀ (cols x T), row-major, K contiguous.
@@ -425,8 +442,8 @@ fn bench_sddmm(c: &mut Criterion) {
                 };
                 let mut run = || sddmm(gpu, &dpat, DeviceMatRef::row_major(&d_a, rows, t)?, DeviceMatRef::row_major(&d_b, cols, t)?, 1.0, 0.0, &mut ds);
                 bench.case(&mut group, format!("sddmm_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
-                if sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz) {
-                    report_switched(gpu, &case, "SLR_SDDMM_PATH", "simt", "our CUDA-core kernel", 20, &bench.device, &mut run);
+                if tensor_cores_eligible(|| sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz)) {
+                    report_switched(gpu, &case, "SLR_SDDMM_PATH", "tc", "our tensor-core kernel", 20, &bench.device, &mut run);
                 }
             }
         }
@@ -554,6 +571,14 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
 /// Times `f` once more with the library switch `var=value` set (the earlier kernel of a changed path) and reports it
 /// as the baseline `label` from the same run; does nothing when the caller already set `var`.
 #[allow(clippy::too_many_arguments)]
+/// Whether an opt-in tensor-core kernel would run for a case (`uses` asked with this thread opted in).
+fn tensor_cores_eligible(uses: impl FnOnce() -> bool) -> bool {
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true);
+    let eligible = uses();
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(false);
+    eligible
+}
+
 fn report_switched(gpu: &Gpu, case: &Case, var: &str, value: &str, label: &str, iters: usize, device: &str, f: impl FnMut() -> Result<()>) {
     if std::env::var_os(var).is_some() {
         return;
@@ -743,7 +768,6 @@ fn bench_rsvd(c: &mut Criterion) {
                 let mut run = || call(&cfg, &mut du, &mut s, &mut dvt);
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
-                report_switched(gpu, &case, "SLR_RSVD_PATH", "twopass", "our queued CholeskyQR2 on every basis", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).

@@ -30,7 +30,7 @@
 // T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
 // transposed tiles is the planned next step (docs/benchmarks.md).
 //
-// spmm_sb for n <= 16: spmm_sb_narrow{4,8,16} (one lane group of W = max(4, next_pow2(n)) per row, see below).
+// spmm_sb for n <= 8: spmm_sb_narrow{4,8} (one lane group of W = max(4, next_pow2(n)) per row, see below).
 // spmm_sb launch otherwise: one warp per (row r of S, 32 consecutive columns j of B), 8 warps per block, 1-D grid. The warp
 // loads 32 entries of the row at a time and broadcasts each (value, column) by shuffle; every lane then reads
 // B[col, j] (coalesced across the warp for row-major B) and accumulates in entry order, so each output is the
@@ -394,7 +394,7 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
     }
 }
 
-// spmm_sb for narrow B (n <= 16): W = max(4, next_pow2(n)) lanes per row of S, 32 / W rows per warp, so no lane
+// spmm_sb for narrow B (n <= 8): W = max(4, next_pow2(n)) lanes per row of S, 32 / W rows per warp, so no lane
 // idles for want of columns (one warp per 32 columns leaves 32 - n lanes idle). A lane group loads W entries of its
 // row at a time and broadcasts each (value, column) by a width-W shuffle inside the group; lane j of the group
 // reads B[col, j] and accumulates in entry order: each output is the sequential fmaf chain of the CPU reference,
@@ -669,7 +669,6 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
     SLR_SPMM_XST_VEC(T, spmm_xst_vec4_##SUFFIX, 4)                                                             \
     SLR_SPMM_SB_NARROW(T, spmm_sb_narrow4_##SUFFIX, 4)                                                         \
     SLR_SPMM_SB_NARROW(T, spmm_sb_narrow8_##SUFFIX, 8)                                                         \
-    SLR_SPMM_SB_NARROW(T, spmm_sb_narrow16_##SUFFIX, 16)                                                       \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_wide_##SUFFIX(                  \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
@@ -707,7 +706,6 @@ SLR_EMU_EXPORT(spmm_xst_rowwarp_f32)
 SLR_EMU_EXPORT(spmm_sb_f32)
 SLR_EMU_EXPORT(spmm_sb_narrow4_f32)
 SLR_EMU_EXPORT(spmm_sb_narrow8_f32)
-SLR_EMU_EXPORT(spmm_sb_narrow16_f32)
 SLR_EMU_EXPORT(spmm_xst_vec_f32)
 SLR_EMU_EXPORT(spmm_xst_vec2_f32)
 SLR_EMU_EXPORT(spmm_xst_vec4_f32)
@@ -719,7 +717,6 @@ SLR_EMU_EXPORT(spmm_xst_rowwarp_f16)
 SLR_EMU_EXPORT(spmm_sb_f16)
 SLR_EMU_EXPORT(spmm_sb_narrow4_f16)
 SLR_EMU_EXPORT(spmm_sb_narrow8_f16)
-SLR_EMU_EXPORT(spmm_sb_narrow16_f16)
 SLR_EMU_EXPORT(spmm_xst_vec_f16)
 SLR_EMU_EXPORT(spmm_xst_vec2_f16)
 SLR_EMU_EXPORT(spmm_xst_vec4_f16)
@@ -731,7 +728,6 @@ SLR_EMU_EXPORT(spmm_xst_rowwarp_bf16)
 SLR_EMU_EXPORT(spmm_sb_bf16)
 SLR_EMU_EXPORT(spmm_sb_narrow4_bf16)
 SLR_EMU_EXPORT(spmm_sb_narrow8_bf16)
-SLR_EMU_EXPORT(spmm_sb_narrow16_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec2_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec4_bf16)

@@ -584,21 +584,28 @@ __device__ __forceinline__ unsigned cut_bin_first_key(unsigned b, unsigned lo, u
 }
 
 // The bracket pass for the cut alone (topk_threshold): the same counts of keys above hi and NaNs, but the keys in
-// [lo, hi] are appended to one list (values only) through a warp-aggregated atomic on bracket word 5, in whatever
-// order the warps arrive: the k-th key and the counts do not depend on the order, only which keys are in the list,
-// and that is fixed. Keys past `cap` are counted, not written (the choice then reports the bracket invalid). Each
-// candidate is also counted in its bin of [lo, hi] (cut_bin; a shared histogram per block, its non-empty bins
-// added to `hist`), so that topk_bracket_choose can name the bin holding K* without a pass over the list.
+// [lo, hi] are appended to one list (values only) in whatever order the blocks' rounds arrive: the k-th key and the
+// counts do not depend on the order, only which keys are in the list, and that is fixed. A round's candidates are
+// counted per (u, warp), scanned by one warp, and given their place by one global atomic on bracket word 5 per block
+// and round (kLoadsInFlight * kThreads keys): at a 2.7%-of-n bracket one atomic per warp holding a candidate made
+// ~300 k same-address atomics at 4096², serialized in L2 (~0.18 ms on an H200, more than the whole radix select);
+// this makes n / 2048 (8 k). Keys past `cap` are counted, not written (the choice then reports the bracket
+// invalid). Each candidate is also counted in its bin of [lo, hi] (cut_bin; a shared histogram per block, its
+// non-empty bins added to `hist`), so that topk_bracket_choose can name the bin holding K* without a pass over the
+// list.
 // Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 template <typename T>
 __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags,
                                               unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,
                                               unsigned* __restrict__ hist) {
     using Raw = typename KeyBits<T>::Raw;
-    constexpr unsigned kRound = kLoadsInFlight * kThreads;
+    constexpr unsigned kWarps = kThreads / 32, kRound = kLoadsInFlight * kThreads;
+    static_assert(kLoadsInFlight * kWarps == 64, "one warp scans the round's (u, warp) counts two per lane");
     __shared__ unsigned totals[2];  // keys > hi, NaNs
     __shared__ unsigned bins[kCutBins];
-    const unsigned t = threadIdx.x, lane = t % 32;
+    __shared__ unsigned offsets[kLoadsInFlight * kWarps];  // per (u, warp): candidates, then their exclusive offset
+    __shared__ unsigned round_base;                        // the round's first list position
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned lo = bracket[0], hi = bracket[1];
     const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
     Raw* out = reinterpret_cast<Raw*>(list);
@@ -607,7 +614,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     __syncthreads();
     unsigned above = 0, nan = 0;
     for (unsigned round = start; round < end; round += kRound) {
-        unsigned bits[kLoadsInFlight];
+        unsigned bits[kLoadsInFlight], cand[kLoadsInFlight];
         load_keys(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
@@ -615,17 +622,28 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
             unsigned key = order_key<T>(bits[u], flags);
             above += in && key > hi;
             nan += in && is_nan_bits<T>(bits[u]);
-            bool cand = in && key >= lo && key <= hi;
-            unsigned ballot = __ballot_sync(0xffffffffu, cand);
-            if (ballot) {
-                unsigned base = 0;
-                if (lane == 0) base = atomicAdd(&bracket[5], (unsigned)__popc(ballot));
-                base = __shfl_sync(0xffffffffu, base, 0);
-                unsigned pos = base + __popc(ballot & lanes_below());
-                if (cand && pos < cap) out[pos] = (Raw)bits[u];
-                if (cand) atomicAdd(&bins[cut_bin(key, lo, hi)], 1u);
+            bool c = in && key >= lo && key <= hi;
+            cand[u] = __ballot_sync(0xffffffffu, c);
+            if (lane == 0) offsets[u * kWarps + warp] = __popc(cand[u]);
+            if (c) atomicAdd(&bins[cut_bin(key, lo, hi)], 1u);
+        }
+        __syncthreads();
+        if (warp == 0) {  // exclusive scan of the 64 counts: lane l holds entries 2l, 2l + 1
+            unsigned a = offsets[2 * lane], b = offsets[2 * lane + 1], incl = slr::warp_inclusive_scan(a + b);
+            unsigned excl = incl - a - b;
+            offsets[2 * lane] = excl;
+            offsets[2 * lane + 1] = excl + a;
+            if (lane == 31) round_base = incl ? atomicAdd(&bracket[5], incl) : 0u;
+        }
+        __syncthreads();
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            if ((cand[u] >> lane) & 1u) {
+                unsigned pos = round_base + offsets[u * kWarps + warp] + __popc(cand[u] & lanes_below());
+                if (pos < cap) out[pos] = (Raw)bits[u];
             }
         }
+        __syncthreads();  // offsets and round_base are rewritten next round
     }
     add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
     for (unsigned b = t; b < kCutBins; b += kThreads) {

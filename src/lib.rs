@@ -71,3 +71,23 @@ pub use half;
 pub(crate) fn path_switch(var: &str, value: &str) -> bool {
     std::env::var_os(var).is_some_and(|v| v == value)
 }
+
+thread_local! {
+    static TENSOR_CORES_OPTED_IN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Opts this thread's calls into the tensor-core kernels of `spmm_xst`/`spmm_sb` and `sddmm`/`sddmm_weight_grad`
+/// (where their size rules allow them), or back out. They are off by default: on an H200 (commit a5e77c2,
+/// docs/benchmarks.md) each ran slower than the CUDA-core kernel it was meant to replace in every case measured
+/// (SpMM 1.3-5.8x slower at T = 128 and 2048, SDDMM 1.1-1.25x at K = 128 and 2048, 1-5% dense). They stay for
+/// tests (this switch) and for the benchmarks' same-run comparison (`SLR_SPMM_PATH=tc`, `SLR_SDDMM_PATH=tc`).
+#[doc(hidden)]
+pub fn opt_in_tensor_cores_on_this_thread(on: bool) {
+    TENSOR_CORES_OPTED_IN.with(|f| f.set(on));
+}
+
+/// Whether this thread opted into the tensor-core kernels ([`opt_in_tensor_cores_on_this_thread`]) or the
+/// environment's `var` says `tc` (or `tc64` for SpMM's 64-token tiles).
+pub(crate) fn tensor_cores_opted_in(var: &str) -> bool {
+    TENSOR_CORES_OPTED_IN.with(|f| f.get()) || path_switch(var, "tc") || path_switch(var, "tc64")
+}

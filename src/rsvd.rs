@@ -36,7 +36,8 @@
 //! checked Gram matrix was not within 1e-2 of I (the basis was too ill-conditioned for one pass to make it nearly
 //! orthonormal: cond(Y) beyond a few hundred, e.g. rank-deficient or fast-decaying spectra at large l), the work
 //! is discarded and the host-driven algorithm above runs from the start (correct, but the queued attempt's time is
-//! lost). `SLR_RSVD_PATH=twopass` keeps two passes on every basis (the benchmark's same-run comparison). `RsvdInfo::device_queued` says which ran. l is limited by shared memory
+//! lost. One pass on those bases instead of two took 0.87-0.99x the time on an H200 (a5e77c2, 4096² and 4096 x 11008,
+//! r = 16 and 128). `RsvdInfo::device_queued` says which ran. l is limited by shared memory
 //! (≤ 320 on sm_90). `SLR_RSVD_PATH=host` forces the host-driven path. The CPU reference is always host-driven.
 //!
 //! Where each step runs (device path, [`rsvd`]): bf16/f16 → f32 conversion and the non-finite count, the sketch,
@@ -1046,12 +1047,6 @@ impl DeviceEngine<'_, '_> {
     }
 }
 
-/// `SLR_RSVD_PATH=twopass`: the queued path with two CholeskyQR passes on every basis (as before 2026-11-27), the
-/// benchmark's same-run baseline for the one-pass power-iteration bases.
-fn two_pass_forced() -> bool {
-    crate::path_switch("SLR_RSVD_PATH", "twopass")
-}
-
 /// What both l x l kernels trust: 1 ≤ l ≤ [`QUEUED_MAX_SKETCH_COLS`], `g` holding at least l² elements, `slot`
 /// inside `status`.
 fn check_gram_and_slot(op: &'static str, g: &DeviceVec<f32>, l: usize, status: &DeviceVec<u32>, slot: usize) -> Result<()> {
@@ -1165,12 +1160,10 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     prof.lap(e, Step::AProducts)?;
     // The goal of each basis, in order (as in `run`): power-iteration bases carry the subspace only; the last Q
     // and Q₂ are orthonormalized in full.
-    // SLR_RSVD_PATH=twopass (the benchmark's A/B): CholeskyQR2 on every basis.
-    let two_pass = two_pass_forced();
     let mut one_pass = Vec::with_capacity(bases);
     let goal_of_q = |last: bool| if last { Goal::Orthonormal } else { Goal::Basis };
     let mut orth = |e: &mut DeviceEngine<'_, '_>, y: &DevMat, goal: Goal, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile| {
-        let single = goal == Goal::Basis && !two_pass;
+        let single = goal == Goal::Basis;
         one_pass.push(single);
         e.orth_queued(y, single, status, slot, prof)
     };

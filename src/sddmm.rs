@@ -31,14 +31,15 @@
 //!   11008 x 4096 layer in bf16); extra traffic: one read and one write of dY and X. An operand already passed
 //!   column-major (`T` contiguous) is used in place and needs no scratch.
 //!
-//! - **Tensor cores** (f16/bf16, K ≥ 64, at least one entry per 64 elements of the `m x n` pattern, ~1.6%;
-//!   `sddmm_uses_tensor_cores`): one block per 64 x 64 tile of the pattern computes the whole dense tile
+//! - **Tensor cores**, opt-in and off by default (f16/bf16, K ≥ 64, at least one entry per 64 elements of the
+//!   `m x n` pattern, ~1.6%; `sddmm_uses_tensor_cores`): one block per 64 x 64 tile of the pattern computes the whole dense tile
 //!   `A[r0.., :]·B[c0.., :]ᵀ` with mma.sync m16n8k16 (K staged through shared memory in chunks of 32, 16-byte loads
 //!   where the rows allow, element loads otherwise), then writes the tile's entries (found by binary search in
 //!   each row; empty tiles exit at once). Reads 128 rows of K per tile from L2 instead of one B row per entry, and
 //!   runs the `64·64·K` multiply-adds at tensor-core rates: the regime where the CUDA-core kernel is L2-bound
-//!   (K = T = 128 and above at a few percent density; 0.31x dense at 5%, K = 128 on an H200). The threshold is a
-//!   guess from bytes and rates, not yet measured; `SLR_SDDMM_PATH=simt` keeps the CUDA-core kernel everywhere.
+//!   (K = T = 128 and above at a few percent density; 0.31x dense at 5%, K = 128 on an H200). Measured on an
+//!   H200 it was nonetheless 1.08-1.25x slower than the CUDA-core kernel at 5% and K = 128 and 2048, so it runs
+//!   only when opted in (`SLR_SDDMM_PATH=tc`, for the benchmarks' comparison).
 //!
 //! # Floor
 //! `2·nnz·K` flops on CUDA cores, and from memory at least the A rows with entries and the B rows named by a
@@ -75,15 +76,16 @@ const TILE_ROWS: u32 = 8;
 const TC_TILE: usize = 64;
 const TC_THREADS: u32 = 128;
 /// The tensor-core kernel computes every output of a non-empty 64 x 64 tile (64·64·K multiply-adds on tensor
-/// cores, the tile's A and B rows read once) where the CUDA-core kernel reads one B row per entry from L2 (the
-/// limit measured at K = 128: 5% of 11008 x 4096 took 211 µs, 0.31x dense, on an H200). It is taken for f16/bf16
-/// from K = 64 when the pattern averages at least one entry per 64 tile elements (nnz·64 >= rows·cols, ~1.6%): a
-/// guess from bytes and tensor-core rates, not yet measured; `SLR_SDDMM_PATH=simt` keeps the CUDA-core kernel.
+/// cores, the tile's A and B rows read once) where the CUDA-core kernel reads one B row per entry from L2. Opted in
+/// ([`crate::opt_in_tensor_cores_on_this_thread`], `SLR_SDDMM_PATH=tc`) it is taken for f16/bf16 from K = 64 when
+/// the pattern averages at least one entry per 64 tile elements (nnz·64 >= rows·cols, ~1.6%). Off by default: on
+/// an H200 (a5e77c2) it took 1.08-1.25x the CUDA-core kernel's time in all 8 cases measured (sddmm and
+/// sddmm_weight_grad at 5% of 4096² and 11008 x 4096, K = 128 and 2048; e.g. 104 against 83 µs at 4096², K = 128).
 const TC_K_MIN: usize = 64;
 const TC_AREA_PER_ENTRY: usize = 64;
 
-/// Whether [`sddmm`] and [`sddmm_weight_grad`] run on tensor cores for these sizes (see `TC_K_MIN` in the
-/// source). Then the results are deterministic run to run and independent of the operands' layout, but not
+/// Whether [`sddmm`] and [`sddmm_weight_grad`] run on tensor cores for these sizes: only when opted in on this
+/// thread or by `SLR_SDDMM_PATH=tc` (see `TC_K_MIN` in the source). Then the results are deterministic run to run and independent of the operands' layout, but not
 /// bitwise those of the CUDA-core kernel, the CPU reference or another device (the mma's accumulation order is
 /// unspecified); they stay within the same f32 bound. For tests and benchmarks.
 #[doc(hidden)]
@@ -94,6 +96,7 @@ pub fn sddmm_uses_tensor_cores<T: Element>(rows: usize, cols: usize, k: usize, n
         && rows.div_ceil(TC_TILE) <= 65535
         && cols.div_ceil(TC_TILE) <= i32::MAX as usize
         && !crate::path_switch("SLR_SDDMM_PATH", "simt")
+        && crate::tensor_cores_opted_in("SLR_SDDMM_PATH")
 }
 /// CUDA's limit on gridDim.y; the transpose strides over column tiles beyond it.
 const MAX_GRID_Y: usize = 65_535;

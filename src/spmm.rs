@@ -25,8 +25,10 @@ const SCALAR_T_MAX: usize = 2;
 /// bytes each gathers (cuda/spmm.cu); `SLR_SPMM_PATH=vec` forces the vector kernel with G = 1, for comparison.
 const WIDE_T_MIN: usize = 64;
 /// Up to this many columns of B, spmm_sb gives each row a group of max(4, next_pow2(n)) lanes (several rows per
-/// warp) instead of a warp per 32 columns; `SLR_SPMM_PATH=vec` keeps the 32-column kernel, for comparison.
-const NARROW_N_MAX: usize = 16;
+/// warp) instead of a warp per 32 columns; `SLR_SPMM_PATH=vec` keeps the 32-column kernel, for comparison. It was
+/// 16 until an H200 run (a5e77c2) timed n = 16 at 1% and 5% of 4096²: the 32-column kernel (half its lanes idle)
+/// took 0.83x and 0.76x the 16-lane groups' time. n <= 8 is not measured yet (the benchmark now has n = 8).
+const NARROW_N_MAX: usize = 8;
 /// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
 const WIDE_T: usize = 128;
 /// The wide kernel walks a row's entries with one warp (8 loads in flight): a row of L entries costs that warp about
@@ -45,6 +47,30 @@ const WIDE_ROW_PER_T: usize = 4;
 /// request counts, not yet measured; `SLR_SPMM_PATH=vec` forces G = 1.
 const VEC_SHORT_ROW: usize = 512;
 const VEC_BALANCE: usize = 20_000;
+
+/// For T <= 2 (decode), one warp per row of S (`spmm_xst_rowwarp`) while the longest row has at most
+/// `ROWWARP_PER_MEAN` times the mean row's entries plus `ROWWARP_SLACK`; otherwise the 256 threads of a block share
+/// each group of 8 rows (`spmm_xst`), so that a skewed mask's dense rows are not each walked by one warp. Measured
+/// on an H200 (a5e77c2, T = 1, bf16): on uniform masks (longest / mean 1.1-1.6) the warp per row took 0.66-0.94x
+/// the block kernel's time in all 6 cases (1-5% of 4096², 4096 x 11008, 11008 x 4096); on a power-law mask at 5%
+/// of 11008 x 4096 (rows up to dense, longest / mean ~20) 1.42x. The cut between them is a round number in that
+/// gap, not a measured crossover.
+const ROWWARP_PER_MEAN: usize = 4;
+const ROWWARP_SLACK: usize = 64;
+
+/// Whether spmm_xst for T <= 2 takes one warp per row (see [`ROWWARP_PER_MEAN`]); `SLR_SPMM_PATH=block` forces the
+/// block kernel, `warp` the warp per row. For a pattern a kernel made, the first call reads its row offsets back
+/// once ([`DeviceCsrPattern::max_row_len`]).
+fn t_le2_uses_row_warps<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>) -> Result<bool> {
+    if path_forced("block") {
+        return Ok(false);
+    }
+    if path_forced("warp") || s.rows() == 0 {
+        return Ok(true);
+    }
+    let mean = s.nnz() / s.rows();
+    Ok(s.max_row_len(gpu)? <= mean.saturating_mul(ROWWARP_PER_MEAN).saturating_add(ROWWARP_SLACK))
+}
 
 /// Lanes per entry G of the vector kernel for T rows of X padded to ldt (see [`VEC_BALANCE`]): 1 for ldt = 8, 2
 /// for 16, 4 from 24 (32 t per warp), unless the longest row says otherwise.
@@ -69,13 +95,14 @@ fn vec_lane_group<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>, t: usize, ldt: u
     })
 }
 
-/// From this many rows of X, f16/bf16 spmm_xst runs on tensor cores (`spmm_xst_tc`: S densified 64 x 64 at a time
-/// in shared memory, X · Sᵀ by mma.sync) when S averages at least one entry per `TC_AREA_PER_ENTRY` elements
-/// (1%). That kernel does the dense-equivalent 2·T·out·in flops at tensor-core rates, where the CUDA-core kernels
-/// do 2·nnz·T at the rate their gathers allow (~2.6 TFLOP/s at T = 128, 5% of 4096², on the H200: 83 µs against
-/// cuBLAS dense's 14 µs); at a few hundred TFLOP/s the dense-equivalent work is cheaper from about 1% density.
-/// Thresholds from those rates, not yet measured for the new kernel; `SLR_SPMM_PATH=simt` (or `vec`) keeps the
-/// CUDA-core kernels.
+/// Opted in ([`crate::opt_in_tensor_cores_on_this_thread`], `SLR_SPMM_PATH=tc`), f16/bf16 spmm_xst from this many
+/// rows of X runs on tensor cores (`spmm_xst_tc`: S densified 64 x 64 at a time in shared memory, X · Sᵀ by
+/// mma.sync) when S averages at least one entry per `TC_AREA_PER_ENTRY` elements (1%): the dense-equivalent
+/// 2·T·out·in flops at tensor-core rates. Measured on an H200 (a5e77c2) it lost to the wide CUDA-core kernel in
+/// every case: 240 µs against 41 µs at T = 128, 1% of 11008 x 4096; 115 against 51 at 5% of 4096²; 818 against
+/// 623 at T = 2048. Its time hardly depends on density: per block and 64-feature stage it densifies 64 rows one
+/// at a time (a shuffle, a ballot and a window load each) behind two barriers, with 8 warps per SM, so it is
+/// bound by that latency (~1.4 µs per block-stage) long before the mma work. Hence off by default.
 const TC_T_MIN: usize = 64;
 const TC_AREA_PER_ENTRY: usize = 100;
 /// Outputs (and, for T >= TC_SMALL_TILE_T_MAX, tokens) per block of spmm_xst_tc (cuda/spmm.cu kTcTile); also the
@@ -87,8 +114,8 @@ const TC_TILE: usize = 64;
 /// 64-token tiles for the benchmark's comparison.
 const TC_SMALL_TILE_T_MAX: usize = 256;
 
-/// Whether [`spmm_xst`] runs on tensor cores for T rows of X and S of `out x in` with `nnz` entries (see
-/// `TC_T_MIN` in the source). Then the result is deterministic run to run and independent of X's layout, but not
+/// Whether [`spmm_xst`] runs on tensor cores for T rows of X and S of `out x in` with `nnz` entries: only when
+/// opted in on this thread or by `SLR_SPMM_PATH=tc`/`tc64` (see `TC_T_MIN` in the source). Then the result is deterministic run to run and independent of X's layout, but not
 /// bitwise that of the CUDA-core kernels, the CPU reference or another device (the mma's accumulation order is
 /// unspecified); it stays within the f32 bound of [`spmm_xst`]'s docs with three times the constant. For tests
 /// and benchmarks.
@@ -105,6 +132,7 @@ pub fn spmm_xst_uses_tensor_cores<T: Element>(t: usize, out: usize, inn: usize, 
         && nnz.saturating_add(32) <= u32::MAX as usize
         && !path_forced("simt")
         && !path_forced("vec")
+        && crate::tensor_cores_opted_in("SLR_SPMM_PATH")
 }
 
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
@@ -115,9 +143,10 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
     }
 }
 
-/// Whether `SLR_SPMM_PATH` names `path`: `warp` (the warp-per-row decode kernel), `vec` (no wide or tensor-core
-/// kernel), `simt` (no tensor-core kernel) or `tc64` (64-token tensor-core tiles at every T), the benchmarks'
-/// switches for timing the earlier kernels in the same run.
+/// Whether `SLR_SPMM_PATH` names `path`: `block` (T <= 2: the block-per-8-rows kernel whatever the row lengths),
+/// `vec` (no wide kernel), `simt` (no tensor-core kernel even when opted in), `tc` (the tensor-core kernel where
+/// eligible) or `tc64` (that with 64-token tiles at every T), the benchmarks' switches for timing the other
+/// kernels in the same run.
 fn path_forced(path: &str) -> bool {
     crate::path_switch("SLR_SPMM_PATH", path)
 }
@@ -258,16 +287,16 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// Errors (nothing launched): `s_values.len() != nnz`; X not `T x s.cols()`; Y not `T x s.rows()`; T above
 /// `u32::MAX`; Y overlapping an input; buffers of another backend. Matches [`spmm_xst_cpu`] within the f32
 /// reassociation bound: for T < 64 threads sum interleaved entries and their partial sums are combined in a
-/// fixed tree (for T <= 2 the 256 threads of a block share each group of 8 rows, so a skewed mask's long rows
-/// are not walked by one warp), so `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output
+/// fixed tree (for T <= 2 one warp per row while the longest row is within `ROWWARP_PER_MEAN` times the mean
+/// (plus `ROWWARP_SLACK`), else the 256 threads of a block share each group of 8 rows, so a skewed mask's long
+/// rows are not walked by one warp), so `|gpu - cpu| <= 2 * nnz_row * 2^-24 * |alpha| * sum |S||X|` before the output
 /// rounding.
 ///
-/// f16/bf16 from T = 64 with S at least 1% dense ([`spmm::spmm_xst_uses_tensor_cores`](crate::spmm::spmm_xst_uses_tensor_cores)) run on tensor cores:
-/// S is densified 64 x 64 at a time in shared memory and multiplied with mma.sync, with no transpose of X and
-/// the dense-equivalent `2 * T * out * in` flops at tensor-core rates (the training regime, T in the
-/// thousands, where gathering X per entry on CUDA cores was the limit). That result is deterministic and
-/// independent of X's layout, but not bitwise the CUDA-core kernels or the CPU (the mma's additions are
-/// unspecified beyond "at least single precision"): within three times the bound above.
+/// A tensor-core kernel (S densified 64 x 64 at a time in shared memory, mma.sync) exists but is off by default:
+/// it was slower than the CUDA-core kernels in every case measured on an H200 (`TC_T_MIN` in the source). Opted
+/// in (`SLR_SPMM_PATH=tc`, f16/bf16 from T = 64 with S at least 1% dense) its result is deterministic and
+/// independent of X's layout, but not bitwise the CUDA-core kernels or the CPU: within three times the bound
+/// above.
 ///
 /// For T > 2, X is first transposed into a scratch buffer of `in x round_up(T, 8)` elements (allocated on the
 /// stream per call; [`spmm_xst_with_scratch`] takes the caller's instead) so that each entry's T values are one or a few 16-byte loads, G = 1, 2 or 4 lanes per entry
@@ -279,7 +308,7 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 ///
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
 /// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
-/// `2 * nnz * T` flops (the tensor-core path: `2 * T * out * in` on tensor cores, S read once per 64 rows of X).
+/// `2 * nnz * T` flops.
 pub fn spmm_xst<'a, T: Element, I: Index>(
     gpu: &Gpu,
     s: &DeviceCsrPattern<I>,
@@ -293,8 +322,8 @@ pub fn spmm_xst<'a, T: Element, I: Index>(
 }
 
 /// Elements of scratch [`spmm_xst_with_scratch`] needs for `t` rows of X and `in_features` columns: the transposed
-/// X, `in_features * round_up(t, 8)` for t > 2, none for t <= 2. Saturates at `usize::MAX`. The tensor-core path
-/// (f16/bf16 from T = 64) reads X directly and leaves the scratch alone, but the requirement does not depend on
+/// X, `in_features * round_up(t, 8)` for t > 2, none for t <= 2. Saturates at `usize::MAX`. The opt-in
+/// tensor-core path reads X directly and leaves the scratch alone, but the requirement does not depend on
 /// which kernel runs.
 pub fn spmm_xst_scratch_len(t: usize, in_features: usize) -> usize {
     if t <= SCALAR_T_MAX {
@@ -395,9 +424,8 @@ fn spmm_xst_impl<T: Element, I: Index>(
         // SAFETY: shapes checked above: X is t x in and every column of S is < in, so X[t', col(e)] is inside X
         // for t' < t; Y is t x out, written at (t', o) for t' < t, o < out; no aliasing (checked above); sizes
         // fit u32 (T checked, S's by its index type); one warp per row of S.
-        // SLR_SPMM_PATH=warp: the earlier warp-per-row decode kernel (same launch shape and arguments), for
-        // same-run comparison in the benchmarks.
-        let name = if path_forced("warp") { "spmm_xst_rowwarp" } else { "spmm_xst" };
+        // One warp per row, or (skewed rows) a block per 8 rows: same launch shape and arguments.
+        let name = if t_le2_uses_row_warps(gpu, s)? { "spmm_xst_rowwarp" } else { "spmm_xst" };
         return unsafe { launch_spmm(op, &format!("{name}_{}", T::DTYPE.name()), gpu, s, &s_values, x.data(), &layout, t, out, alpha, beta, &mut y) };
     }
     if out == 0 {
@@ -543,14 +571,12 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
 
 /// `C <- alpha * S * B + beta * C` on the device: `C[r, j] = alpha * sum_{e in row r} S[e] * B[col(e), j] +
 /// beta * C[r, j]` (S: m x k, B: k x n, C: m x n). Asynchronous; deterministic; bitwise equal to
-/// [`spmm_sb_cpu`] (each output is the same sequential fmaf chain in entry order), except on the tensor-core
-/// path below.
+/// [`spmm_sb_cpu`] (each output is the same sequential fmaf chain in entry order), except on the opt-in
+/// tensor-core path ([`spmm_xst`]'s kernel as `Cᵀ = Bᵀ Sᵀ`, within three times its f32 bound).
 ///
-/// f16/bf16 from n = 64 with S at least 1% dense run on tensor cores as `Cᵀ = Bᵀ Sᵀ` through [`spmm_xst`]'s
-/// tensor-core kernel (row-major B read along its rows): deterministic, within three times the f32 bound of
-/// [`spmm_xst`], not bitwise the CPU. Otherwise: from n = 64 with row-major B whose rows start 16-byte aligned
+/// From n = 64 with row-major B whose rows start 16-byte aligned
 /// (ld a multiple of 8 elements), each warp covers 128 columns with 4 per lane (the wide kernel of
-/// [`spmm_xst`]); up to n = 16, each row of S gets a group of max(4, next_pow2(n)) lanes, 32 / that many rows
+/// [`spmm_xst`]); up to n = 8, each row of S gets a group of max(4, next_pow2(n)) lanes, 32 / that many rows
 /// per warp; otherwise one warp per 32 columns.
 ///
 /// Errors (nothing launched): `s_values.len() != nnz`; B not `s.cols() x n`; C not `s.rows() x n`; n above
@@ -611,7 +637,7 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         let lanes = n.next_power_of_two().max(4);
         let warps = s.rows().div_ceil(32 / lanes);
         // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
-        // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n <= 16 and m fits u32 (S's
+        // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n <= 8 and m fits u32 (S's
         // index type); one group of `lanes` lanes per row of S, 32 / lanes rows per warp, surplus groups return;
         // the kernel's W is `lanes`.
         return unsafe { launch_spmm(OP, &format!("spmm_sb_narrow{lanes}_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &layout, n, warps, alpha, beta, &mut c) };
@@ -668,5 +694,23 @@ mod tests {
         let p = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(64, 300, &skewed).unwrap()).unwrap();
         assert_eq!(vec_lane_group(&gpu, &p, 32, 32).unwrap(), 1);
         assert_eq!(vec_lane_group(&gpu, &p, 16, 16).unwrap(), 1);
+    }
+
+    /// The decode rule: a warp per row while the longest row is within 4x the mean + 64, the block kernel beyond;
+    /// an empty pattern takes the warp kernel (nothing to balance).
+    #[test]
+    fn decode_takes_a_warp_per_row_unless_one_row_is_far_longer_than_the_mean() {
+        let gpu = Gpu::emulated(crate::device::Schedule::RoundRobin);
+        // 100 rows of 50 entries, then row 7 grown: mean ~50, the cut at 4 * mean + 64 ~ 264.
+        let with_row7 = |len: usize| {
+            let coo: Vec<(usize, usize)> = (0..100).flat_map(|r| (0..if r == 7 { len } else { 50 }).map(move |c| (r, c))).collect();
+            DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(100, 1000, &coo).unwrap()).unwrap()
+        };
+        assert!(t_le2_uses_row_warps(&gpu, &with_row7(50)).unwrap());
+        assert!(t_le2_uses_row_warps(&gpu, &with_row7(260)).unwrap()); // mean 52: cut 272
+        assert!(!t_le2_uses_row_warps(&gpu, &with_row7(300)).unwrap()); // mean 52: cut 272
+        assert!(!t_le2_uses_row_warps(&gpu, &with_row7(1000)).unwrap());
+        let empty = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(0, 5, &[]).unwrap()).unwrap();
+        assert!(t_le2_uses_row_warps(&gpu, &empty).unwrap());
     }
 }

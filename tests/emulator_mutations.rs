@@ -383,6 +383,7 @@ fn cholqr_factor_without_its_phase_barrier_no_longer_whitens_the_gram_matrix() {
 
 #[test]
 fn sddmm_tensor_cores_without_the_staging_barrier_give_wrong_entries() {
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     // sddmm_tc with the barrier between staging a K chunk of A and B rows in shared memory and the warps' fragment
     // loads removed (planted fault `sddmm_tc_stage_sync`): a warp multiplies rows other warps have not staged yet
     // (or staged for the previous chunk), so entries leave the reference's bound, while the unmodified kernel stays
@@ -413,6 +414,7 @@ fn sddmm_tensor_cores_without_the_staging_barrier_give_wrong_entries() {
 
 #[test]
 fn spmm_tensor_cores_without_the_staging_barrier_give_wrong_outputs() {
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     // spmm_xst_tc with the barrier between storing a stage of X to shared memory and the warps' fragment loads
     // removed (planted fault `spmm_tc_stage_sync`): every warp's 16 rows are stored by threads of all four warps,
     // so a warp that runs ahead multiplies the previous stage's X (or zeros), and outputs leave the reference's

@@ -244,14 +244,14 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E "]
             }
         }
-        // The cut-only bracket pass: keys once through the read-only path, ballots, one global atomic per warp
-        // round with candidates (its result broadcast by shuffle), candidate values stored at their width, the
-        // candidates' bins counted by shared atomics.
+        // The cut-only bracket pass: keys once through the read-only path, ballots, per-(u, warp) counts scanned
+        // by one warp (SHFL.UP) between barriers, one global atomic per block round, candidate values stored at
+        // their width, the candidates' bins counted by shared atomics.
         k if k.starts_with("topk_bracket_count_") => {
             if narrow {
-                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E.U16", "ATOMS."]
+                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "ATOMG.E.ADD", "STG.E.U16", "ATOMS."]
             } else {
-                vec!["LDG.E.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E ", "ATOMS."]
+                vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "ATOMG.E.ADD", "STG.E ", "ATOMS."]
             }
         }
         // The cut path's choice: a block scan of the bin counts by shuffles and one barrier, the choice stored.

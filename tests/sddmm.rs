@@ -599,6 +599,7 @@ fn buffers_from_another_backend_are_rejected_before_any_launch() {
 /// for row-major aligned, shifted (no 16-byte alignment) and column-major (K strided) operands.
 #[test]
 fn tensor_core_sddmm_matches_cpu_within_bound_for_every_layout() {
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     let mut rng = rng("sddmm_tensor_cores");
     for (dev, gpu) in devices("sddmm_tensor_cores") {
         for (case, k) in [64usize, 72, 100, 136].into_iter().enumerate() {

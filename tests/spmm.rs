@@ -498,6 +498,7 @@ fn spmm_xst_with_scratch_matches_spmm_xst_bitwise_and_checks_its_scratch() {
 /// X), alpha/beta with beta = 0 over a NaN-poisoned output.
 #[test]
 fn tensor_core_spmm_xst_matches_cpu_at_every_tile_edge() {
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     let mut rng = rng("spmm_tc_edges");
     for (dev, gpu) in devices("spmm_tc_edges") {
         // T < 256: 32-token tiles; T >= 256: 64-token tiles (each with its partial last tile).
@@ -542,6 +543,7 @@ fn tensor_core_spmm_xst_matches_cpu_at_every_tile_edge() {
 /// agree bitwise.
 #[test]
 fn tensor_core_spmm_xst_is_bitwise_the_same_for_every_layout_of_x() {
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     let mut rng = rng("spmm_tc_layouts");
     for ((dev, gpu), t_range) in devices("spmm_tc_layouts").into_iter().zip([64..140, 256..300].into_iter().cycle()) {
         // 32-token tiles below T = 256, 64-token tiles from there (devices alternate between the two ranges).
@@ -584,6 +586,7 @@ fn tensor_core_spmm_xst_is_bitwise_the_same_for_every_layout_of_x() {
 /// the CUDA-core bound (check_sb_at).
 #[test]
 fn tensor_core_spmm_sb_matches_cpu_for_both_layouts_of_b() {
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     let mut rng = rng("spmm_sb_tc");
     for (dev, gpu) in devices("spmm_sb_tc") {
         for (i, &(m, k, n)) in [(64, 64, 64), (65, 130, 70), (130, 63, 128), (1, 200, 65)].iter().enumerate() {
