@@ -768,6 +768,7 @@ fn bench_rsvd(c: &mut Criterion) {
                 let mut run = || call(&cfg, &mut du, &mut s, &mut dvt);
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
+                report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).

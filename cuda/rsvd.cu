@@ -316,6 +316,165 @@ __device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, c
     return true;
 }
 
+// The same factorization and inverse as factor_load + factor_sweep + the R⁻¹ store, with the packed triangle held in
+// registers instead of shared memory, for l <= 32 M (M = 1..5: l <= 160, the sketches of r <= 150). Why: the
+// shared-memory sweep reads and writes every element of every later row at each step (about 3 shared accesses per
+// element: ~1.5 k warp-wide LDS/STS per step at l = 138), and one SM issues about one such instruction per clock,
+// so a step costs ~1.6 µs (measured on an H200: 0.22 ms per call at l = 138, 8 calls per rSVD). Here row i lives
+// in warp i % 32, slot m = i / 32, lane c holding columns c + 32 q (q <= m): an update is an FFMA on registers
+// with its multiplier (row k of X or column k of L, the same for every row of the warp) loaded once per q and
+// step, M shared loads per thread per step instead of ~3 per element.
+// Per step k: (1) the warp owning row k publishes it (S[k][0..k]) to `pivot_row`; barrier; every thread reads the
+// pivot (the guard as in factor_sweep), the lanes holding column k of a later row write L[i][k] = S[i][k] / L[k][k]
+// to `col`, and the threads stride over X[k][c] = S[k][c] / L[k][k] into `row` (row[k] = 1 / L[k][k]); barrier;
+// (2) each warp loads its M multipliers (row[j] for j <= k, col[j] beyond) and updates its rows: row k becomes
+// X's row k, rows i > k take S[i][j] = fmaf(-L[i][k], mult[j], S[i][j]) for j <= i (X[i][k] from -0: the product
+// alone). The same operations on the same values in the same order as factor_sweep: bitwise its results
+// (tests/rsvd.rs checks). Registers: M (M + 1) / 2 + M data words per thread (20 at M = 5).
+// All indices into v are compile-time after unrolling (a runtime index would put v in local memory; the SASS test
+// rejects LDL/STL).
+template <unsigned M>
+struct FactorRegs {
+    float v[M][M];  // v[m][q]: S[warp + 32 m][lane + 32 q], used for q <= m only
+};
+
+// Loads G's lower triangle (+ shift on the diagonal) into the registers, diag[i] = G[i][i] unshifted; ends with a
+// barrier; returns, in every thread, whether some |G[i][j] - delta_ij| exceeds 1e-2 or is NaN.
+template <unsigned M>
+__device__ __forceinline__ bool factor_regs_load(FactorRegs<M>& r, const float* __restrict__ g, unsigned l,
+                                                 float shift, float* diag) {
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    bool far = false;
+#pragma unroll
+    for (unsigned m = 0; m < M; ++m) {
+        const unsigned i = warp + 32 * m;
+#pragma unroll
+        for (unsigned q = 0; q <= m; ++q) {
+            const unsigned j = lane + 32 * q;
+            float v = 0.0f;
+            if (i < l && j <= i) {
+                v = g[i + (unsigned long long)j * l];
+                far |= !(fabsf(v - (i == j ? 1.0f : 0.0f)) <= 1e-2f);
+                if (i == j) {
+                    diag[i] = v;
+                    v += shift;
+                }
+            }
+            r.v[m][q] = v;
+        }
+    }
+    return __syncthreads_or(far) != 0;
+}
+
+template <unsigned M>
+__device__ __forceinline__ bool factor_regs_sweep(FactorRegs<M>& r, float* pivot_row, float* col, float* row,
+                                                  const float* diag, unsigned l, bool guard) {
+    const unsigned tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    for (unsigned k = 0; k < l; ++k) {
+        const unsigned km = k / 32, kq = k / 32, kl = k % 32;  // row k: slot km of warp k % 32; column k: lane kl, q = kq
+        if (warp == k % 32) {
+#pragma unroll
+            for (unsigned m = 0; m < M; ++m) {
+                if (m == km) {
+#pragma unroll
+                    for (unsigned q = 0; q <= m; ++q) {
+                        const unsigned j = lane + 32 * q;
+                        if (j <= k) pivot_row[j] = r.v[m][q];
+                    }
+                }
+            }
+        }
+        __syncthreads();
+        const float piv = pivot_row[k];
+        if (!(piv > 0.0f && piv <= 3.402823466e38f) || (guard && !(piv > 64.0f * kU32Roundoff * diag[k]))) {
+            return false;
+        }
+        const float inv = 1.0f / sqrtf(piv);
+        if (lane == kl) {
+#pragma unroll
+            for (unsigned m = 0; m < M; ++m) {
+                const unsigned i = warp + 32 * m;
+#pragma unroll
+                for (unsigned q = 0; q <= m; ++q) {
+                    if (q == kq && i > k && i < l) col[i] = r.v[m][q] * inv;
+                }
+            }
+        }
+        for (unsigned c = tid; c < k; c += kFactorThreads) row[c] = pivot_row[c] * inv;
+        if (tid == 0) row[k] = inv;
+#ifndef SLR_FAULT_CHOLQR_REGS_PHASE_SYNC  // planted fault for the emulator's mutation test: stale multipliers
+        __syncthreads();
+#endif
+        float mult[M];
+#pragma unroll
+        for (unsigned q = 0; q < M; ++q) {
+            const unsigned j = lane + 32 * q;
+            mult[q] = j <= k ? row[j] : j < l ? col[j] : 0.0f;
+        }
+#pragma unroll
+        for (unsigned m = 0; m < M; ++m) {
+            const unsigned i = warp + 32 * m;
+            if (i == k) {
+#pragma unroll
+                for (unsigned q = 0; q <= m; ++q) {
+                    if (lane + 32 * q <= k) r.v[m][q] = mult[q];
+                }
+            } else if (i > k && i < l) {
+                const float li = col[i];
+#pragma unroll
+                for (unsigned q = 0; q <= m; ++q) {
+                    const unsigned j = lane + 32 * q;
+                    if (j <= i) r.v[m][q] = fmaf(-li, mult[q], j == k ? -0.0f : r.v[m][q]);
+                }
+            }
+        }
+    }
+    return true;
+}
+
+template <unsigned M>
+__device__ __forceinline__ void cholqr_factor_regs(const float* __restrict__ g, unsigned l, unsigned rows,
+                                                   unsigned first_pass, float* __restrict__ r_inv,
+                                                   unsigned* __restrict__ status, unsigned slot) {
+    SLR_DYNAMIC_SMEM(float, smem);
+    float* pivot_row = smem;
+    float* col = pivot_row + l;
+    float* row = col + l;
+    float* diag = row + l;
+    FactorRegs<M> r;
+    unsigned st = 0;
+    const bool far = factor_regs_load<M>(r, g, l, 0.0f, diag);
+    if (!first_pass && far) st |= kStatusNotNearIdentity;
+    bool ok = factor_regs_sweep<M>(r, pivot_row, col, row, diag, l, first_pass != 0);
+    if (!ok && first_pass) {
+        const float shift = 8.0f * (sqrtf((float)rows) + (float)l) * kU32Roundoff * block_trace(diag, l);
+        st |= kStatusShifted;
+        __syncthreads();  // every thread has read its last pivot and diag before they are rewritten
+        factor_regs_load<M>(r, g, l, shift, diag);
+        ok = shift > 0.0f && shift <= 3.402823466e38f && factor_regs_sweep<M>(r, pivot_row, col, row, diag, l, false);
+    }
+    if (!ok) st |= kStatusFailed;
+    // R⁻¹ = Xᵀ: column b = row b of X (this warp's rows b = warp + 32 m, lanes along a); zeros below the diagonal;
+    // I after a failure.
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (unsigned m = 0; m < M; ++m) {
+        const unsigned b = warp + 32 * m;
+        if (b < l) {
+#pragma unroll
+            for (unsigned q = 0; q < M; ++q) {
+                const unsigned a = lane + 32 * q;
+                if (a < l) {
+                    float x = a == b ? 1.0f : 0.0f;
+                    if (q <= m && ok && a <= b) x = r.v[m][q];
+                    r_inv[a + (unsigned long long)b * l] = a > b ? 0.0f : x;
+                }
+            }
+        }
+    }
+    if (threadIdx.x == 0) status[slot] = st;
+}
+
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(kThreads)
@@ -396,3 +555,24 @@ extern "C" __global__ void __launch_bounds__(kFactorThreads)
     if (threadIdx.x == 0) status[slot] = st;
 }
 SLR_EMU_EXPORT(rsvd_cholqr_factor_f32)
+
+// rsvd_cholqr_factor_regs<M>_f32: rsvd_cholqr_factor_f32 for l <= 32 M with the triangle in registers
+// (cholqr_factor_regs above); same arguments, bitwise the same outputs; dynamic shared memory 4 l floats. The
+// explicit one block per SM: without it ptxas 13.0 held M = 3 to 32 registers on sm_80 and spilled 8 bytes.
+#define SLR_RSVD_FACTOR_REGS(M)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(kFactorThreads, 1)                                               \
+        rsvd_cholqr_factor_regs##M##_f32(const float* __restrict__ g, unsigned l, unsigned rows,                 \
+                                         unsigned first_pass, float* __restrict__ r_inv,                          \
+                                         unsigned* __restrict__ status, unsigned slot) {                          \
+        cholqr_factor_regs<M>(g, l, rows, first_pass, r_inv, status, slot);                                       \
+    }
+SLR_RSVD_FACTOR_REGS(1)
+SLR_EMU_EXPORT(rsvd_cholqr_factor_regs1_f32)
+SLR_RSVD_FACTOR_REGS(2)
+SLR_EMU_EXPORT(rsvd_cholqr_factor_regs2_f32)
+SLR_RSVD_FACTOR_REGS(3)
+SLR_EMU_EXPORT(rsvd_cholqr_factor_regs3_f32)
+SLR_RSVD_FACTOR_REGS(4)
+SLR_EMU_EXPORT(rsvd_cholqr_factor_regs4_f32)
+SLR_RSVD_FACTOR_REGS(5)
+SLR_EMU_EXPORT(rsvd_cholqr_factor_regs5_f32)

@@ -25,9 +25,9 @@
 //!
 //! **Queued device path.** That guarded orth reads every Gram matrix back to the host (a round trip and a host
 //! factorization per pass, with the device idle meanwhile). [`rsvd`] first tries the same algorithm with no host
-//! step before the small SVD: each pass a Gram product, the kernel `rsvd_cholqr_factor_f32` (f32 Cholesky of G
-//! and the inverse of its factor in one block's shared memory, with the first pass's pivot guard and shift done in
-//! the kernel) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
+//! step before the small SVD: each pass a Gram product, one block's kernel (f32 Cholesky of G and the inverse of
+//! its factor, with the first pass's pivot guard and shift done in the kernel: `rsvd_cholqr_factor_regs<M>_f32`
+//! with the triangle in registers for l ≤ 160, `rsvd_cholqr_factor_f32` in shared memory above) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
 //! power-iteration bases one, whose result's Gram matrix `rsvd_gram_check_f32` checks: every element within 1e-2
 //! of I (the test a second pass applies on entry) and every column's deviations summing to at most 1/2, which by
 //! Gershgorin keeps G's eigenvalues in [1/2, 3/2] and the basis's condition number ≤ √3, so it carries the
@@ -1089,10 +1089,23 @@ pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
     Ok(gpu.download(&status)?[0])
 }
 
-/// Launches `rsvd_cholqr_factor_f32` on the l x l column-major Gram matrix in `g` (the first l² elements), writing
+/// Launches the factor kernel (`rsvd_cholqr_factor_regs<M>_f32` for l ≤ 160, else `rsvd_cholqr_factor_f32`) on the
+/// l x l column-major Gram matrix in `g` (the first l² elements), writing
 /// a fresh l x l R⁻¹ and `status[slot]`. Errors: l = 0 or above [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too
 /// short, `rows` above u32, buffers of another backend.
 fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize) -> Result<DevMat> {
+    factor_kernel_of(gpu, g, l, rows, first_pass, status, slot, false)
+}
+
+/// Widest l the register-resident factor kernels take (`rsvd_cholqr_factor_regs<M>_f32`, M = ⌈l / 32⌉ ≤ 5; the
+/// sketches of r ≤ 150): the packed shared-memory kernel's sweep is bound by shared-memory instructions (~1.6 µs per
+/// column step on an H200, 0.22 ms per call at l = 138), theirs by the step's two barriers. Same results, bit for
+/// bit (tests/rsvd.rs). Above it the packed kernel runs (l ≤ 320).
+const FACTOR_REGS_MAX_L: usize = 160;
+
+/// [`factor_kernel`], with `packed` forcing the packed shared-memory kernel at any l (tests compare the two).
+#[allow(clippy::too_many_arguments)]
+fn factor_kernel_of(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize, packed: bool) -> Result<DevMat> {
     const OP: &str = "rsvd cholqr factor";
     check_gram_and_slot(OP, g, l, status, slot)?;
     if rows > u32::MAX as usize {
@@ -1107,16 +1120,23 @@ fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pas
         let (p_r, _g1) = rv.kernel_ptr_mut(gpu, OP, "r_inv")?;
         let mut sv = DeviceSliceMut::from(status);
         let (p_s, _g2) = sv.kernel_ptr_mut(gpu, OP, "status")?;
-        let shape = LaunchShape { grid: (1, 1, 1), block: (FACTOR_THREADS, 1, 1), shared_bytes: factor_shared_bytes(l) as u32 };
+        // SLR_RSVD_PATH=packed: the packed kernel at every l (the benchmark's same-run comparison).
+        let (kernel, shared) = if l <= FACTOR_REGS_MAX_L && !packed && !crate::path_switch("SLR_RSVD_PATH", "packed") {
+            (format!("rsvd_cholqr_factor_regs{}_f32", l.div_ceil(32)), 4 * l * 4)
+        } else {
+            ("rsvd_cholqr_factor_f32".to_string(), factor_shared_bytes(l))
+        };
+        let shape = LaunchShape { grid: (1, 1, 1), block: (FACTOR_THREADS, 1, 1), shared_bytes: shared as u32 };
         // SAFETY: g holds at least l x l elements (checked) and the kernel reads G[i + j l] for i, j < l; R⁻¹ is a
         // fresh buffer of exactly l x l elements, written at a + b l for a, b < l; status has more than `slot`
-        // elements (checked) and only status[slot] is written; the dynamic shared memory is the
-        // l (l + 1) / 2 + 3 l floats the kernel carves (≤ 209 KB for l ≤ 320, opted into by launch); no output
-        // overlaps an input (fresh R⁻¹; the status buffer is not an input); arguments match the kernel.
+        // elements (checked) and only status[slot] is written; the dynamic shared memory is what the kernel
+        // carves: the packed one l (l + 1) / 2 + 3 l floats (≤ 209 KB for l ≤ 320, opted into by launch), the
+        // register one 4 l floats, launched only for l ≤ 32 M (M = ⌈l / 32⌉, its template size); no output
+        // overlaps an input (fresh R⁻¹; the status buffer is not an input); arguments match both kernels.
         unsafe {
             gpu.launch(
                 MODULE,
-                "rsvd_cholqr_factor_f32",
+                &kernel,
                 shape,
                 &[p_g, KernelArg::U32(l as u32), KernelArg::U32(rows as u32), KernelArg::U32(first_pass as u32), p_r, p_s, KernelArg::U32(slot as u32)],
             )?;
@@ -1131,9 +1151,20 @@ fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pas
 /// count (it scales the shift).
 #[doc(hidden)]
 pub fn cholqr_factor_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool) -> Result<(Vec<f32>, u32)> {
+    cholqr_factor_on_device_of(gpu, g, l, rows, first_pass, false)
+}
+
+/// [`cholqr_factor_on_device`] through the packed shared-memory kernel at any l ≤ 320 (the register kernels take
+/// l ≤ 160 otherwise), for tests that compare the two.
+#[doc(hidden)]
+pub fn cholqr_factor_on_device_packed(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool) -> Result<(Vec<f32>, u32)> {
+    cholqr_factor_on_device_of(gpu, g, l, rows, first_pass, true)
+}
+
+fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool, packed: bool) -> Result<(Vec<f32>, u32)> {
     let dg = gpu.upload(g)?;
     let mut status = gpu.alloc_zeros::<u32>(1)?;
-    let r_inv = factor_kernel(gpu, &dg, l, rows, first_pass, &mut status, 0)?;
+    let r_inv = factor_kernel_of(gpu, &dg, l, rows, first_pass, &mut status, 0, packed)?;
     Ok((gpu.download(&r_inv.buf)?, gpu.download(&status)?[0]))
 }
 

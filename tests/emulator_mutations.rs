@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync", "cholqr_regs_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -343,20 +343,33 @@ fn cholqr_factor_without_its_phase_barrier_no_longer_whitens_the_gram_matrix() {
     // rsvd_cholqr_factor_f32 with the barrier between writing column k of L / row k of L⁻¹ into the shared
     // buffers and the rows' updates removed (planted fault `cholqr_phase_sync`): updates read the previous step's
     // buffers, so R⁻ᵀ G R⁻¹ is far from I (or the block deadlocks), while the unmodified kernel whitens G to ~1e-6.
-    let mut rng = rng("cholqr_phase_sync");
-    let (l, rows) = (rng.gen_range(40..80), 200);
+    cholqr_phase_fault("cholqr_phase_sync", "rsvd_cholqr_factor_f32", sparse_lowrank::rsvd::cholqr_factor_on_device_packed);
+}
+
+#[test]
+fn cholqr_register_factor_without_its_phase_barrier_no_longer_whitens_the_gram_matrix() {
+    // The register kernel (l <= 160) with the same barrier removed (planted fault `cholqr_regs_phase_sync`): the
+    // warps load their multipliers before column k of L and row k of L⁻¹ are written.
+    cholqr_phase_fault("cholqr_regs_phase_sync", "rsvd_cholqr_factor_regs3_f32", sparse_lowrank::rsvd::cholqr_factor_on_device);
+}
+
+type FactorOnDevice = fn(&Gpu, &[f32], usize, usize, bool) -> Result<(Vec<f32>, u32)>;
+
+fn cholqr_phase_fault(fault: &str, kernel_name: &str, factor: FactorOnDevice) {
+    let mut rng = rng(fault);
+    let (l, rows) = (rng.gen_range(70..96), 200);
     let y: Vec<f64> = (0..rows * l).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let g: Vec<f64> = (0..l * l).map(|e| (0..rows).map(|p| y[p * l + e % l] * y[p * l + e / l]).sum()).collect();
     let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
     for schedule in schedules(&mut rng) {
         for faulty in [false, true] {
-            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "cholqr_phase_sync").unwrap() } else { Gpu::emulated(schedule) };
-            let (r_inv, status) = match sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, true) {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, fault).unwrap() } else { Gpu::emulated(schedule) };
+            let (r_inv, status) = match factor(&gpu, &g32, l, rows, true) {
                 Ok(x) => x,
                 // Threads that read a stale pivot can also disagree about a failure and leave the sweep at
                 // different steps: the emulator reports the deadlock, naming the kernel.
                 Err(Error::Emulator { kernel, .. }) if faulty => {
-                    assert_eq!(kernel, "rsvd_cholqr_factor_f32");
+                    assert_eq!(kernel, kernel_name);
                     continue;
                 }
                 Err(e) => panic!("{schedule:?}: faulty={faulty}: {e}"),

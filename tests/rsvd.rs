@@ -665,6 +665,49 @@ fn device_cholesky_wide_l_inverse_whitens_the_gram_matrix_and_is_upper_triangula
     device_cholesky_whitens(&[70, 138, 266, 320]);
 }
 
+/// The register kernels (l <= 160) do the packed kernel's operations on the same values in the same order: R⁻¹ and
+/// the status agree bit for bit, on well-conditioned Gram matrices (first and later passes), on a rank-deficient one
+/// (the first pass's shift), and on the zero and NaN-poisoned ones (failure: R⁻¹ = I). Small l here (racecheck
+/// runs the `device_cholesky_small_` tests); l up to 160 in the wide test.
+#[test]
+fn device_cholesky_small_l_register_kernel_is_bitwise_the_packed_kernel() {
+    register_kernel_matches_packed(&[1, 2, 3, 31, 32, 33, 40]);
+}
+
+#[test]
+fn device_cholesky_wide_l_register_kernel_is_bitwise_the_packed_kernel() {
+    register_kernel_matches_packed(&[63, 64, 65, 96, 97, 127, 128, 129, 138, 159, 160]);
+}
+
+fn register_kernel_matches_packed(ls: &[usize]) {
+    let mut rng = rng("rsvd_factor_regs");
+    for (name, gpu) in devices("rsvd_factor_regs") {
+        for &l in ls {
+            let rows = 2 * l + 10;
+            let (good, _) = gram_of_gaussian(&mut rng, rows, l);
+            // Rank min(l, 3) of l: the first pass's guard trips (l > 3) and it restarts on G + s I.
+            let y3 = Mat::from_fn(rows, 3.min(l), |_, _| normal(&mut rng));
+            let mix = Mat::from_fn(3.min(l), l, |_, _| normal(&mut rng));
+            let y = &y3 * &mix;
+            let g = y.transpose() * &y;
+            let deficient: Vec<f32> = (0..l * l).map(|i| g[(i % l, i / l)] as f32).collect();
+            let mut poisoned = good.clone();
+            poisoned[(l / 2) * (l + 1)] = f32::NAN;
+            let cases = [("gaussian", good, true), ("gaussian, later pass", Vec::new(), false), ("rank 3", deficient, true), ("zero", vec![0f32; l * l], true), ("NaN", poisoned, true)];
+            let mut last = Vec::new();
+            for (what, g32, first) in cases {
+                let g32 = if g32.is_empty() { last.clone() } else { g32 };
+                let regs = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, first).unwrap();
+                let packed = sparse_lowrank::rsvd::cholqr_factor_on_device_packed(&gpu, &g32, l, rows, first).unwrap();
+                assert_eq!(regs.1, packed.1, "{name} l={l} {what}: status");
+                let bad = regs.0.iter().zip(&packed.0).position(|(a, b)| a.to_bits() != b.to_bits());
+                assert!(bad.is_none(), "{name} l={l} {what}: element {bad:?}: {:?} vs {:?}", bad.map(|i| regs.0[i]), bad.map(|i| packed.0[i]));
+                last = g32;
+            }
+        }
+    }
+}
+
 fn device_cholesky_whitens(ls: &[usize]) {
     // rsvd_cholqr_factor_f32 (the queued path's l x l step): for G = YᵀY of a Gaussian Y with rows = 2l + 10
     // (cond(G) ≲ 40), R⁻¹ must be upper triangular with a positive diagonal and whiten G: R⁻ᵀ G R⁻¹ = I to f32
