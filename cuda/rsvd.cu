@@ -506,6 +506,22 @@ extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
 }
 SLR_EMU_EXPORT(rsvd_gemm_f32)
 
+// rsvd_sum_slices_f32: out[e] = sum over s < slices of parts[s * count + e], added in s order (deterministic), for
+// e < count: the partial Gram matrices of src/rsvd.rs's row-chunked Gram summed. Grid-stride over count, 256
+// threads; a warp reads 32 consecutive elements of each slice (coalesced). Floor: (slices + 1) * count * 4 bytes
+// (l = 138, 32 chunks: 2.5 MB, ~1 µs at 3 TB/s).
+extern "C" __global__ void __launch_bounds__(kThreads)
+    rsvd_sum_slices_f32(const float* __restrict__ parts, unsigned long long count, unsigned slices,
+                        float* __restrict__ out) {
+    for (unsigned long long e = blockIdx.x * (unsigned long long)kThreads + threadIdx.x; e < count;
+         e += (unsigned long long)gridDim.x * kThreads) {
+        float acc = 0.0f;
+        for (unsigned s = 0; s < slices; ++s) acc += parts[s * count + e];
+        out[e] = acc;
+    }
+}
+SLR_EMU_EXPORT(rsvd_sum_slices_f32)
+
 extern "C" __global__ void __launch_bounds__(kFactorThreads)
     rsvd_gram_check_f32(const float* __restrict__ g, unsigned l, unsigned* __restrict__ status, unsigned slot) {
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;

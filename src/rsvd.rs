@@ -784,11 +784,33 @@ struct Operand<'s, 'a> {
 /// slice, lies inside that slice; C overlaps neither A nor B.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize) -> Result<()> {
+    // SAFETY: the caller's contract is gemm_batched's for one product.
+    unsafe { gemm_batched(gpu, tf32, m, n, kk, a, b, c, c_rs, c_cs, Batch { count: 1, a: 0, b: 0, c: 0 }) }
+}
+
+/// `count` products of [`gemm`]'s kind, product p with A, B and C starting `p * a`, `p * b`, `p * c` elements
+/// into their slices (cuBLAS's strided batched GEMM; one `rsvd_gemm_f32` launch per product without cuBLAS).
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    count: usize,
+    a: usize,
+    b: usize,
+    c: usize,
+}
+
+/// [`gemm`] for a [`Batch`] of products.
+///
+/// # Safety
+/// For every p < count, every element `(i, k)` of A for `i < m, k < kk`, at `p * batch.a + i * rs + k * cs` of its
+/// slice, lies inside that slice, likewise B's `(k, j)` and C's `(i, j)`; C's elements of different products are
+/// distinct; C overlaps neither A nor B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_batched(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize, batch: Batch) -> Result<()> {
     const OP: &str = "rsvd gemm";
-    if m == 0 || n == 0 {
+    if m == 0 || n == 0 || batch.count == 0 {
         return Ok(());
     }
-    for v in [m, n, kk, a.rs, a.cs, b.rs, b.cs, c_rs, c_cs] {
+    for v in [m, n, kk, a.rs, a.cs, b.rs, b.cs, c_rs, c_cs, batch.count] {
         if v > i32::MAX as usize {
             return Err(Error::LengthMismatch { op: OP, what: "dimension or leading dimension (cuBLAS takes i32)", expected: i32::MAX as usize, got: v });
         }
@@ -800,8 +822,8 @@ unsafe fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<
         stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: OP, detail: e.to_string() })?;
         if let Ok(blas) = gpu.cublas() {
             gpu.count_library_call();
-            // SAFETY: gemm's contract; the guards keep the buffers' stream ordering until after the call.
-            return unsafe { cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs)) };
+            // SAFETY: gemm_batched's contract; the guards keep the buffers' stream ordering until after the call.
+            return unsafe { cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs), batch) };
         }
     }
     if n.div_ceil(GEMM_TILE as usize) > i32::MAX as usize || m.div_ceil(GEMM_TILE as usize) > 65535 {
@@ -813,33 +835,36 @@ unsafe fn gemm(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<
         shared_bytes: 0,
     };
     let u64a = |x: usize| KernelArg::U64(x as u64);
-    // SAFETY: the caller's contract above (every element the kernel reads or writes for i < m, j < n, k < kk lies
-    // in its slice; C overlaps neither input); thread (i, j) exits unless i < m and j < n; sizes fit u32 (checked
-    // against i32::MAX above); arguments match rsvd_gemm_f32.
-    unsafe {
-        gpu.launch(
-            MODULE,
-            "rsvd_gemm_f32",
-            shape,
-            &[
-                KernelArg::U32(m as u32),
-                KernelArg::U32(n as u32),
-                KernelArg::U32(kk as u32),
-                KernelArg::F32(1.0),
-                p_a,
-                u64a(a.rs),
-                u64a(a.cs),
-                p_b,
-                u64a(b.rs),
-                u64a(b.cs),
-                KernelArg::F32(0.0),
-                p_c,
-                u64a(c_rs),
-                u64a(c_cs),
-                KernelArg::U32(tf32 as u32),
-            ],
-        )
+    for p in 0..batch.count {
+        // SAFETY: the caller's contract above (every element the kernel reads or writes for product p, i < m,
+        // j < n, k < kk lies in its slice at the product's offset; C overlaps neither input); thread (i, j) exits
+        // unless i < m and j < n; sizes fit u32 (checked against i32::MAX above); arguments match rsvd_gemm_f32.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                "rsvd_gemm_f32",
+                shape,
+                &[
+                    KernelArg::U32(m as u32),
+                    KernelArg::U32(n as u32),
+                    KernelArg::U32(kk as u32),
+                    KernelArg::F32(1.0),
+                    p_a.offset_bytes(4 * p * batch.a),
+                    u64a(a.rs),
+                    u64a(a.cs),
+                    p_b.offset_bytes(4 * p * batch.b),
+                    u64a(b.rs),
+                    u64a(b.cs),
+                    KernelArg::F32(0.0),
+                    p_c.offset_bytes(4 * p * batch.c),
+                    u64a(c_rs),
+                    u64a(c_cs),
+                    KernelArg::U32(tf32 as u32),
+                ],
+            )?;
+        }
     }
+    Ok(())
 }
 
 fn ptr_bits(p: KernelArg) -> u64 {
@@ -876,47 +901,160 @@ fn blas_plan(m: usize, n: usize, k: usize, a: (usize, usize), b: (usize, usize),
     BlasPlan { swap, m, n, k, a_trans, lda, b_trans, ldb, ldc: c.1.max(m) }
 }
 
-/// The cuBLAS call for [`gemm`], laid out by [`blas_plan`].
+/// The cuBLAS call for [`gemm_batched`], laid out by [`blas_plan`]: `cublasGemmEx` for one product,
+/// `cublasGemmStridedBatchedEx` for more.
 ///
 /// # Safety
 /// The pointers are live device buffers of the handle's device, ordered on its stream, with every element that
-/// (m, n, k) and the strides address inside them, as [`gemm`] requires.
+/// (m, n, k), the strides and the batch address inside them, as [`gemm_batched`] requires.
 #[allow(clippy::too_many_arguments)]
-unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize)) -> Result<()> {
+unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch) -> Result<()> {
     use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
     let plan = blas_plan(m, n, kk, (a.1, a.2), (b.1, b.2), (c.1, c.2));
-    let (pa, pb) = if plan.swap { (b.0, a.0) } else { (a.0, b.0) };
+    let ((pa, sa), (pb, sb)) = if plan.swap { ((b.0, batch.b), (a.0, batch.a)) } else { ((a.0, batch.a), (b.0, batch.b)) };
     let trans = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
     let compute = if tf32 { cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32 } else { cublasComputeType_t::CUBLAS_COMPUTE_32F };
     let (alpha, beta) = (1f32, 0f32);
+    let (alpha, beta) = (&alpha as *const f32 as *const std::ffi::c_void, &beta as *const f32 as *const std::ffi::c_void);
+    let (pa, pb, pc) = (ptr_bits(pa) as *const std::ffi::c_void, ptr_bits(pb) as *const std::ffi::c_void, ptr_bits(c.0) as *mut std::ffi::c_void);
+    let f32t = cudaDataType::CUDA_R_32F;
+    let (ta, tb) = (trans(plan.a_trans), trans(plan.b_trans));
+    let (pm, pn, pk, lda, ldb, ldc) = (plan.m as i32, plan.n as i32, plan.k as i32, plan.lda as i32, plan.ldb as i32, plan.ldc as i32);
     // SAFETY: the pointers are live device buffers on the handle's stream (their guards are held by the caller
-    // for the duration of this call), and `gemm`'s contract puts every element addressed by (m, n, k, ld*) inside
-    // them; leading dimensions are at least the stored rows (DenseShape's ld >= inner extent, packed scratch);
-    // alpha/beta point at host f32 values that outlive the call.
+    // for the duration of this call), and `gemm_batched`'s contract puts every element addressed by (m, n, k, ld*,
+    // the batch strides) inside them; leading dimensions are at least the stored rows (DenseShape's ld >= inner
+    // extent, packed scratch); alpha/beta point at host f32 values that outlive the call.
     unsafe {
-        cudarc::cublas::result::gemm_ex(
-            *blas.handle(),
-            trans(plan.a_trans),
-            trans(plan.b_trans),
-            plan.m as i32,
-            plan.n as i32,
-            plan.k as i32,
-            &alpha as *const f32 as *const std::ffi::c_void,
-            ptr_bits(pa) as *const std::ffi::c_void,
-            cudaDataType::CUDA_R_32F,
-            plan.lda as i32,
-            ptr_bits(pb) as *const std::ffi::c_void,
-            cudaDataType::CUDA_R_32F,
-            plan.ldb as i32,
-            &beta as *const f32 as *const std::ffi::c_void,
-            ptr_bits(c.0) as *mut std::ffi::c_void,
-            cudaDataType::CUDA_R_32F,
-            plan.ldc as i32,
-            compute,
-            cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
-        )
+        if batch.count == 1 {
+            cudarc::cublas::result::gemm_ex(*blas.handle(), ta, tb, pm, pn, pk, alpha, pa, f32t, lda, pb, f32t, ldb, beta, pc, f32t, ldc, compute, cublasGemmAlgo_t::CUBLAS_GEMM_DFALT)
+        } else {
+            cudarc::cublas::result::gemm_strided_batched_ex(
+                *blas.handle(),
+                ta,
+                tb,
+                pm,
+                pn,
+                pk,
+                alpha,
+                pa,
+                f32t,
+                lda,
+                sa as i64,
+                pb,
+                f32t,
+                ldb,
+                sb as i64,
+                beta,
+                pc,
+                f32t,
+                ldc,
+                batch.c as i64,
+                batch.count as i32,
+                compute,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
+            )
+        }
     }
     .map_err(|e| Error::Cuda { op: "rsvd cublasGemmEx", detail: format!("{e:?}") })
+}
+
+/// `XᵀX` (l x l, f32) of a packed column-major X, left on the device. From [`GRAM_SPLIT_MIN_ROWS`] rows it is summed from row chunks:
+/// one strided batched product `X_pᵀX_p` per chunk of c rows (plus one for the remainder), then
+/// `rsvd_sum_slices_f32` adds the partial Gram matrices in chunk order (deterministic).
+fn device_gram(gpu: &Gpu, x: &DevMat) -> Result<DevMat> {
+    let (rows, l) = (x.rows, x.cols);
+    let xs = DeviceSlice::from(&x.buf);
+    if rows < GRAM_SPLIT_MIN_ROWS || l == 0 {
+        // SAFETY: the product writes all l x l elements (β = 0).
+        let mut g = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
+        let mut gv = DeviceSliceMut::from(&mut g.buf);
+        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer; G
+        // is the fresh packed l x l buffer, written at i + j l.
+        unsafe { gemm(gpu, false, l, l, rows, Operand { data: &xs, rs: rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: rows }, &mut gv, 1, l)? };
+        return Ok(g);
+    }
+    let chunks = (rows / GRAM_CHUNK_ROWS).min(GRAM_MAX_CHUNKS);
+    let c = rows / chunks;
+    let rem = rows - chunks * c;
+    let slots = chunks + usize::from(rem > 0);
+    let ll = l * l;
+    // SAFETY: the products below write every element of all `slots` l x l slices (β = 0).
+    let mut parts = unsafe { gpu.alloc_uninit::<f32>(slots * ll)? };
+    {
+        let mut pv = DeviceSliceMut::from(&mut parts);
+        // SAFETY: product p reads Xᵀ and X at p c + k + i rows for k < c, i < l: at most (chunks - 1) c + c - 1 +
+        // (l - 1) rows < rows l, inside X's packed buffer; it writes slice p of `parts` (p l² + i + j l, i, j < l),
+        // distinct per product and inside the slots l² elements; parts is fresh, so no overlap.
+        unsafe {
+            gemm_batched(
+                gpu,
+                false,
+                l,
+                l,
+                c,
+                Operand { data: &xs, rs: rows, cs: 1 },
+                Operand { data: &xs, rs: 1, cs: rows },
+                &mut pv,
+                1,
+                l,
+                Batch { count: chunks, a: c, b: c, c: ll },
+            )?;
+        }
+    }
+    if rem > 0 {
+        let tail = x.buf.slice(chunks * c..rows * l);
+        let mut last = parts.slice_mut(chunks * ll..slots * ll);
+        // SAFETY: the tail view starts at row chunks c of column 0; Xᵀ and X read its elements k + i rows for
+        // k < rem, i < l, at most rem - 1 + (l - 1) rows < its rows l - chunks c elements; the last slot is l²
+        // fresh elements, written at i + j l.
+        unsafe { gemm(gpu, false, l, l, rem, Operand { data: &tail, rs: rows, cs: 1 }, Operand { data: &tail, rs: 1, cs: rows }, &mut last, 1, l)? };
+    }
+    // SAFETY: rsvd_sum_slices_f32 writes all l² elements.
+    let mut g = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
+    sum_slices(gpu, &parts, ll, slots, &mut g.buf)?;
+    Ok(g)
+}
+
+/// [`device_gram`] for tests: `XᵀX` of the packed column-major rows x l matrix `x`, downloaded (l x l
+/// column-major).
+#[doc(hidden)]
+pub fn gram_on_device_for_tests(gpu: &Gpu, x: &[f32], rows: usize, l: usize) -> Result<Vec<f32>> {
+    check_len("rsvd gram", "x", rows * l, x.len())?;
+    let dx = DevMat { buf: gpu.upload(x)?, rows, cols: l };
+    let g = device_gram(gpu, &dx)?;
+    gpu.download(&g.buf)
+}
+
+/// From this many rows a device Gram matrix is summed from row chunks ([`device_gram`]): one
+/// `XᵀX` of a tall X gives cuBLAS an l x l output (one or a few tiles) and a k loop of `rows`, so a few thread blocks
+/// stream all of X: the H200 run of a5e77c2 measured ~28 µs per Gram at l = 26 and ~39 µs at l = 138 for 4096 rows
+/// (12 Grams per rSVD at q = 2: 0.34 and 0.47 ms). Chunks of [`GRAM_CHUNK_ROWS`] rows (at most [`GRAM_MAX_CHUNKS`])
+/// give that many times the blocks; the chunk count is a guess from tile counts, not measured.
+const GRAM_SPLIT_MIN_ROWS: usize = 1024;
+const GRAM_CHUNK_ROWS: usize = 128;
+const GRAM_MAX_CHUNKS: usize = 64;
+
+/// `out[e] = Σ_s parts[s · count + e]` for e < count, the slices added in order (kernel `rsvd_sum_slices_f32`).
+fn sum_slices(gpu: &Gpu, parts: &DeviceVec<f32>, count: usize, slices: usize, out: &mut DeviceVec<f32>) -> Result<()> {
+    const OP: &str = "rsvd sum slices";
+    check_len(OP, "parts", count * slices, parts.len())?;
+    check_len(OP, "out", count, out.len())?;
+    if slices > u32::MAX as usize {
+        return Err(Error::LengthMismatch { op: OP, what: "slices", expected: u32::MAX as usize, got: slices });
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    let pv = DeviceSlice::from(parts);
+    let (p_parts, _g0) = pv.kernel_ptr(gpu, OP, "parts")?;
+    let mut ov = DeviceSliceMut::from(out);
+    let (p_out, _g1) = ov.kernel_ptr_mut(gpu, OP, "out")?;
+    let blocks = count.div_ceil(256).min(1024) as u32;
+    let shape = LaunchShape { grid: (blocks, 1, 1), block: (256, 1, 1), shared_bytes: 0 };
+    // SAFETY: the kernel reads parts[s count + e] for s < slices, e < count (parts holds exactly count slices,
+    // checked) and writes out[e] for e < count (checked); out and parts are distinct buffers (one borrowed shared,
+    // one exclusively); the grid strides over count; arguments match rsvd_sum_slices_f32.
+    unsafe { gpu.launch(MODULE, "rsvd_sum_slices_f32", shape, &[p_parts, KernelArg::U64(count as u64), KernelArg::U32(slices as u32), p_out]) }
 }
 
 /// A packed column-major f32 matrix on the device.
@@ -999,11 +1137,9 @@ impl Engine for DeviceEngine<'_, '_> {
 }
 
 impl DeviceEngine<'_, '_> {
-    /// `XᵀX` (l x l, f32), left on the device.
+    /// `XᵀX` (l x l, f32), left on the device ([`device_gram`]).
     fn gram_on_device(&mut self, x: &DevMat) -> Result<DevMat> {
-        let xs = DeviceSlice::from(&x.buf);
-        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer.
-        unsafe { self.product(x.cols, x.cols, x.rows, Operand { data: &xs, rs: x.rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: x.rows }, false) }
+        device_gram(self.gpu, x)
     }
 
     /// `X · S` with both on the device (X rows x l, S l x k).

@@ -296,6 +296,8 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         }
         // The emulator's product engine: read-only operand loads and an fmaf chain.
         "rsvd_gemm_f32" => vec!["FFMA", "LDG.E.CONSTANT", "STG.E "],
+        // The partial Gram matrices summed in order: read-only loads, FADDs, plain stores.
+        "rsvd_sum_slices_f32" => vec!["LDG.E.CONSTANT", "FADD", "STG.E "],
         // A power-iteration basis's Gram matrix checked against I: global loads, per-column butterfly sums, the
         // OR-barrier, one status store.
         "rsvd_gram_check_f32" => vec!["LDG.E", "SHFL.BFLY", "BAR.RED.OR", "STG.E "],

@@ -350,7 +350,8 @@ fn bad_input_gets_typed_errors() {
 fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
     let mut rng = rng(test);
     for (name, gpu) in devices(test) {
-        for (m, n, r, a_col, out_col) in [(90, 60, 6, false, false), (50, 80, 5, true, true), (40, 30, 1, false, false)] {
+        // 1100 x 40: the Grams of the m-row bases are summed from row chunks (remainder included).
+        for (m, n, r, a_col, out_col) in [(90, 60, 6, false, false), (50, 80, 5, true, true), (40, 30, 1, false, false), (1100, 40, 4, false, true)] {
             let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::PowerLaw, m.min(n)));
             let at: Vec<T> = a.iter().map(|&x| T::from_f32(x as f32)).collect();
             let stored: Vec<f64> = at.iter().map(|x| x.to_f32() as f64).collect();
@@ -842,5 +843,36 @@ fn device_rsvd_with_the_sketch_clamped_to_the_smaller_dimension_is_the_optimal_t
         eprintln!("{name}: {q:?} {info:?}");
         assert_eq!(info.sketch_cols, n, "{name}");
         assert!(q.error_ratio <= 1.0 + 1e-3 && q.leading_rel <= 1e-5 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{name}: {q:?}");
+    }
+}
+
+/// The device Gram matrix XᵀX, summed from row chunks from 1024 rows (a batched product per chunk, the remainder
+/// rows apart, the partial matrices added in order): within f32 summation error of the f64 Gram, symmetric where
+/// the products are, and the same bits on a second call. Row counts below, at and above the split, with and
+/// without a remainder, and past the 64-chunk cap.
+#[test]
+fn device_gram_matches_f64_with_and_without_row_chunks() {
+    let mut rng = rng("rsvd_device_gram");
+    for (name, gpu) in devices("rsvd_device_gram") {
+        for (rows, l) in [(1000usize, 7usize), (1024, 3), (1100, 9), (4097, 5), (8197, 4), (9000, 1)] {
+            let x: Vec<f32> = (0..rows * l).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let g = sparse_lowrank::rsvd::gram_on_device_for_tests(&gpu, &x, rows, l).unwrap();
+            assert_eq!(g, sparse_lowrank::rsvd::gram_on_device_for_tests(&gpu, &x, rows, l).unwrap(), "{name} {rows}x{l}: not reproducible");
+            for i in 0..l {
+                for j in 0..l {
+                    let (mut exact, mut mass) = (0f64, 0f64);
+                    for k in 0..rows {
+                        let p = x[k + i * rows] as f64 * x[k + j * rows] as f64;
+                        exact += p;
+                        mass += p.abs();
+                    }
+                    // A chunk's k-long chain and the sum of at most 65 partials: (c + 65) u |mass|, c <= 1024 rows
+                    // per chunk here; plus the rounding of the result.
+                    let tol = (1100.0 + 65.0) * 2f64.powi(-24) * mass + 1e-6;
+                    let got = g[i + j * l] as f64;
+                    assert!((got - exact).abs() <= tol, "{name} {rows}x{l} ({i}, {j}): {got} vs {exact} (tol {tol:e})");
+                }
+            }
+        }
     }
 }
