@@ -568,9 +568,6 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
     }
 }
 
-/// Times `f` once more with the library switch `var=value` set (the earlier kernel of a changed path) and reports it
-/// as the baseline `label` from the same run; does nothing when the caller already set `var`.
-#[allow(clippy::too_many_arguments)]
 /// Whether an opt-in tensor-core kernel would run for a case (`uses` asked with this thread opted in).
 fn tensor_cores_eligible(uses: impl FnOnce() -> bool) -> bool {
     sparse_lowrank::opt_in_tensor_cores_on_this_thread(true);
@@ -579,6 +576,9 @@ fn tensor_cores_eligible(uses: impl FnOnce() -> bool) -> bool {
     eligible
 }
 
+/// Times `f` once more with the library switch `var=value` set (another kernel or path of the same op) and reports
+/// it as the baseline `label` from the same run; does nothing when the caller already set `var`.
+#[allow(clippy::too_many_arguments)]
 fn report_switched(gpu: &Gpu, case: &Case, var: &str, value: &str, label: &str, iters: usize, device: &str, f: impl FnMut() -> Result<()>) {
     if std::env::var_os(var).is_some() {
         return;
@@ -769,6 +769,7 @@ fn bench_rsvd(c: &mut Criterion) {
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
+                report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).

@@ -964,7 +964,8 @@ unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: 
 fn device_gram(gpu: &Gpu, x: &DevMat) -> Result<DevMat> {
     let (rows, l) = (x.rows, x.cols);
     let xs = DeviceSlice::from(&x.buf);
-    if rows < GRAM_SPLIT_MIN_ROWS || l == 0 {
+    // SLR_RSVD_PATH=onegram: one product at every size (the benchmark's same-run comparison).
+    if rows < GRAM_SPLIT_MIN_ROWS || l == 0 || crate::path_switch("SLR_RSVD_PATH", "onegram") {
         // SAFETY: the product writes all l x l elements (β = 0).
         let mut g = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
         let mut gv = DeviceSliceMut::from(&mut g.buf);

@@ -303,8 +303,10 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// (8 t each; G > 1 only while the longest row is short against the work, `VEC_BALANCE` in the source); from
 /// T = 64, unless one row is long enough to outlast the rest of the work (`WIDE_BALANCE`), the product runs with
 /// lanes across T (each output then the sequential fmaf chain of [`spmm_xst_cpu`]). `SLR_SPMM_PATH=vec` in the
-/// environment keeps the 8-t vector kernel with one lane per entry for every T > 2, for comparison. For a pattern
-/// a kernel made, the first such call reads its row offsets back once ([`DeviceCsrPattern::max_row_len`]).
+/// environment keeps the 8-t vector kernel with one lane per entry for every T > 2, for comparison. Every T
+/// chooses its kernel by the longest row: for a pattern a kernel made (`mask_to_csr`, `csr_transpose`,
+/// `topk_csr`), the first call reads its row offsets back once ([`DeviceCsrPattern::max_row_len`]; one
+/// synchronization, then cached), for an uploaded pattern never.
 ///
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
 /// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
