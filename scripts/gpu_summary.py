@@ -35,8 +35,8 @@ def main(path):
         for i, (bname, bms) in enumerate(bl):
             lead = f"{op:<12} {rows}x{cols:<6} {d:>5.2f} {dtype:<10} {t:>5} {r['time_ms']:>9.4f} {r['gbps']:>7.1f} {floor:>6.1f}%" if i == 0 else " " * 69
             print(f"{lead}  {bname:<22} {bms:>9.4f} {bms / r['time_ms']:>6.2f}")
-    # Same-run A/B: our earlier kernels timed with a library switch (labels "our ... (SLR_X=y)"). A ratio > 1
-    # means the current path is faster than the earlier one on that case; < 1 means the switch's path won there.
+    # Same-run A/B: our other kernels or paths timed with a library switch (labels "our ... (SLR_X=y)"). A ratio > 1
+    # means the default path is faster than the switched one on that case; < 1 means the switch's path won there.
     ab = {}
     for key, bl in base.items():
         if key not in ours:
@@ -46,7 +46,7 @@ def main(path):
                 ab.setdefault((key[0], bname), []).append((key, bms / ours[key]["time_ms"]))
     if ab:
         print()
-        print("A/B against our earlier kernels (earlier / current; > 1: the current path is faster)")
+        print("A/B against our other kernels and paths (switched / default; > 1: the default path is faster)")
         for (op, bname), rows in sorted(ab.items()):
             ratios = [x for _, x in rows]
             geo = 1.0
