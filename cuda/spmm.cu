@@ -441,12 +441,12 @@ __device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__
 // instead of 128, for 132 SMs) at the price of reading S once per 32 tokens; src/spmm.rs picks M. Warps: with
 // M = 64, warp w takes tokens 16w.. and all 64 outputs; with M = 32, tokens 16 (w / 2).. and outputs
 // 32 (w % 2).. Per stage [k0, k0 + 64):
-//   1. warp w densifies the tile's rows 16w..16w+15: zeroes them, then writes, for each row, those of the 32
-//      entries after the row's cursor (a window of columns and values) with column < k0 + 64. CSR columns ascend
-//      within a row, so they are a prefix of the 32 and the cursor advances by their count; a row with 32 of
-//      them in one stage (> 50% dense there) loads 32 more until it has passed;
-//   2. the next stage's windows (from the advanced cursors) and X pieces are loaded into registers, to arrive
-//      while this stage multiplies (a two-stage software pipeline: one wait on global memory per stage at most);
+//   1. thread r < 64 densifies tile row r: zeroes it, then stores its entries with column in [k0, k0 + 64) from
+//      two register windows of 8 entries each (densify_row), the rows in parallel. (Until 2026-11-27 each warp
+//      walked its 16 rows one at a time with a shuffle, a ballot and a 32-entry window per row: measured on an
+//      H200 its time did not depend on density, ~1.9 µs per block and stage, and it lost to the CUDA-core
+//      kernels in every case; this version is unmeasured);
+//   2. the next stage's X pieces are loaded into registers, to arrive while this stage multiplies;
 //   3. a stage in which no row of the tile has an entry is skipped by the whole block; otherwise this stage's
 //      X[t0:t0+M, k0:k0+64] (16-byte loads where X's rows are contiguous and 16-byte aligned, element loads
 //      otherwise: the same values) is stored to shared memory;
@@ -463,7 +463,6 @@ constexpr unsigned kTcK = 64;        // input features per stage
 constexpr unsigned kTcLd = 72;       // shared row stride of the S stage and of a [token][feature] X stage, in
                                      // elements (144 bytes: 16-byte aligned rows, fragment loads spread over banks)
 constexpr unsigned kTcThreads = 128;
-constexpr unsigned kTcRowsPerWarp = kTcTile / (kTcThreads / 32);  // 16 rows of the S tile per warp
 
 // The X stage of an M-token tile: lines of 8-element pieces along X's contiguous direction.
 template <unsigned M, bool kXColMajor>
@@ -474,56 +473,64 @@ struct XStage {
     static constexpr unsigned kPieces = M * kTcK / 8 / kTcThreads;  // pieces per thread per stage
 };
 
-// The entry windows of one warp's kTcRowsPerWarp rows of the S tile: for row i, the 32 entries from its cursor
-// (lane l: entry cursor + l; column ~0u and value 0 past the row's end). Lane i < kTcRowsPerWarp holds row i's
-// cursor and end. The 2 x kTcRowsPerWarp loads of a lane are independent, so they are in flight together.
+// Entries of one row of the S tile held in registers by the thread that owns the row (thread r < kTcTile of the
+// block owns tile row r): two windows of kTcWin consecutive entries from the row's cursor, `cur` then `nxt`
+// (column ~0u and value 0 past the row's end). CSR columns ascend within a row, so a stage's entries are the
+// window entries with column in [k0, k0 + kTcK); earlier stages' entries are below k0 and are skipped by the
+// test. When the stage reaches past cur's last entry, nxt becomes cur and the next kTcWin entries are loaded into
+// nxt: those loads are issued a window ahead of their use, so at low density the owner rarely waits on them.
+constexpr unsigned kTcWin = 8;
 template <typename T>
-__device__ __forceinline__ void load_windows(unsigned (&col)[kTcRowsPerWarp], T (&val)[kTcRowsPerWarp],
-                                             const unsigned* __restrict__ col_indices, const T* __restrict__ values,
-                                             unsigned cursor, unsigned end, unsigned lane) {
+struct RowWindows {
+    unsigned cur_col[kTcWin], nxt_col[kTcWin];
+    T cur_val[kTcWin], nxt_val[kTcWin];
+    unsigned next_load;  // first entry of the window after nxt
+    unsigned end;        // the row's end
+};
+
+template <typename T>
+__device__ __forceinline__ void load_window(unsigned (&col)[kTcWin], T (&val)[kTcWin],
+                                            const unsigned* __restrict__ col_indices, const T* __restrict__ values,
+                                            unsigned first, unsigned end) {
 #pragma unroll
-    for (unsigned i = 0; i < kTcRowsPerWarp; ++i) {
-        const unsigned e = __shfl_sync(0xffffffffu, cursor, i) + lane, stop = __shfl_sync(0xffffffffu, end, i);
-        col[i] = e < stop ? col_indices[e] : 0xffffffffu;
-        val[i] = e < stop ? values[e] : slr::from_f32<T>(0.0f);
+    for (unsigned u = 0; u < kTcWin; ++u) {
+        const unsigned e = first + u;
+        col[u] = e < end ? col_indices[e] : 0xffffffffu;
+        val[u] = e < end ? values[e] : slr::from_f32<T>(0.0f);
     }
 }
 
-// Step 1 of a stage for one warp: its kTcRowsPerWarp rows of the S tile densified into `stage` (row i at
-// stage + i * kTcLd, column c at c - k0), from the windows load_windows fetched at the rows' cursors. CSR columns
-// ascend within a row and every entry before k0 was taken by an earlier stage, so the window's entries with
-// column < k0 + kTcK are a prefix of it: the cursor (lane i's) advances by their count, and a window taken whole
-// (> 50% of the row dense in this stage) is followed by the next 32 entries, loaded here. Returns whether any
-// entry fell in the stage (the same in every lane).
+// Step 1 of a stage for the owner of one tile row: the row (kTcK elements at `row`) zeroed, then its entries with
+// column in [k0, k0 + kTcK) stored at column - k0, window after window. Returns whether any was stored. Each window
+// is tested whole (unrolled, so the registers never need a runtime index); the loop advances while the stage
+// reaches past the current window's last entry, which at 30% density is every ~8 entries and at 1-5% every few
+// stages.
 template <typename T>
-__device__ __forceinline__ bool densify_rows(T* stage, const unsigned (&col)[kTcRowsPerWarp],
-                                             const T (&val)[kTcRowsPerWarp], const unsigned* __restrict__ col_indices,
-                                             const T* __restrict__ values, unsigned& cursor, unsigned end, unsigned k0,
-                                             unsigned lane) {
+__device__ __forceinline__ bool densify_row(T* row, RowWindows<T>& w, const unsigned* __restrict__ col_indices,
+                                            const T* __restrict__ values, unsigned k0) {
     const unsigned k_end = k0 + kTcK;
 #pragma unroll
-    for (unsigned i = 0; i < kTcRowsPerWarp * kTcK / 8 / 32; ++i) {
-        const unsigned piece = lane + 32 * i;
-        *reinterpret_cast<uint4*>(stage + (piece / (kTcK / 8)) * kTcLd + (piece % (kTcK / 8)) * 8) = make_uint4(0, 0, 0, 0);
-    }
-    __syncwarp();
+    for (unsigned i = 0; i < kTcK / 8; ++i) reinterpret_cast<uint4*>(row)[i] = make_uint4(0, 0, 0, 0);
     bool any = false;
+    while (true) {
 #pragma unroll
-    for (unsigned i = 0; i < kTcRowsPerWarp; ++i) {
-        bool take = col[i] < k_end;
-        if (take) stage[i * kTcLd + (col[i] - k0)] = val[i];
-        unsigned taken = __popc(__ballot_sync(0xffffffffu, take));
-        unsigned total = taken;
-        while (taken == 32) {  // the row has more entries in this stage than one window: the next 32
-            const unsigned e = __shfl_sync(0xffffffffu, cursor, i) + total + lane, stop = __shfl_sync(0xffffffffu, end, i);
-            const unsigned c = e < stop ? col_indices[e] : 0xffffffffu;
-            take = c < k_end;
-            if (take) stage[i * kTcLd + (c - k0)] = values[e];
-            taken = __popc(__ballot_sync(0xffffffffu, take));
-            total += taken;
+        for (unsigned u = 0; u < kTcWin; ++u) {
+            const unsigned c = w.cur_col[u];
+            if (c >= k0 && c < k_end) {
+                row[c - k0] = w.cur_val[u];
+                any = true;
+            }
         }
-        if (lane == i) cursor += total;
-        any |= total > 0;
+        // The row's entries from here on lie at or beyond the next window; stop unless the stage reaches past this
+        // one's last entry (a column ~0u past the row's end never does).
+        if (w.cur_col[kTcWin - 1] >= k_end - 1) break;
+#pragma unroll
+        for (unsigned u = 0; u < kTcWin; ++u) {
+            w.cur_col[u] = w.nxt_col[u];
+            w.cur_val[u] = w.nxt_val[u];
+        }
+        load_window(w.nxt_col, w.nxt_val, col_indices, values, w.next_load, w.end);
+        w.next_load += kTcWin;
     }
     return any;
 }
@@ -558,32 +565,27 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
     const unsigned tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const unsigned o0 = blockIdx.x * kTcTile, t0 = blockIdx.y * M;
     const unsigned tg = warp / kOutGroups, og = warp % kOutGroups;  // this warp's tokens 16 tg.., outputs kNt 8 og..
-    // Lane i < kTcRowsPerWarp: cursor and end of tile row 16 * warp + i (empty past the matrix).
-    unsigned cursor = 0, end = 0;
+    // Thread r < kTcTile owns tile row r (empty past the matrix): its two windows from the row's start.
+    const bool owner = tid < kTcTile;
+    RowWindows<T> w;
     {
-        const unsigned o = o0 + warp * kTcRowsPerWarp + lane;
-        if (lane < kTcRowsPerWarp && o < s_rows) {
-            cursor = row_offsets[o];
-            end = row_offsets[o + 1];
-        }
+        const unsigned o = o0 + tid;
+        const unsigned lo = owner && o < s_rows ? row_offsets[o] : 0u, hi = owner && o < s_rows ? row_offsets[o + 1] : 0u;
+        w.end = hi;
+        load_window(w.cur_col, w.cur_val, col_indices, values, lo, hi);
+        load_window(w.nxt_col, w.nxt_val, col_indices, values, lo + kTcWin, hi);
+        w.next_load = lo + 2 * kTcWin;
     }
     float acc[kNt][4];
 #pragma unroll
     for (unsigned nt = 0; nt < kNt; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-    // Software pipeline: a stage's entry windows and X pieces are loaded into registers while the previous stage
-    // multiplies, so each stage waits on global memory at most once, behind the mma work of the one before.
-    unsigned col[kTcRowsPerWarp];
-    T val[kTcRowsPerWarp];
+    // Software pipeline for X: a stage's pieces are loaded into registers while the previous stage multiplies.
     uint4 xp[XS::kPieces];
-    if (in_count > 0) {
-        load_windows(col, val, col_indices, values, cursor, end, lane);
-        load_x_stage<T, M, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, 0, in_count, vec_x != 0);
-    }
+    if (in_count > 0) load_x_stage<T, M, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, 0, in_count, vec_x != 0);
     for (unsigned k0 = 0; k0 < in_count; k0 += kTcK) {
         const bool next = k0 + kTcK < in_count;
-        const bool mine = densify_rows(s_stage + warp * kTcRowsPerWarp * kTcLd, col, val, col_indices, values, cursor, end, k0, lane);
-        if (next) load_windows(col, val, col_indices, values, cursor, end, lane);  // the cursors now point past this stage
-        const bool any = __syncthreads_or(mine);  // every warp's rows are in s_stage; the last stage's reads are done
+        const bool mine = owner && densify_row(s_stage + tid * kTcLd, w, col_indices, values, k0);
+        const bool any = __syncthreads_or(mine);  // every row is in s_stage; the last stage's reads are done
         if (any) slr::stage_store<kTcThreads, XS::kLineElems>(x_stage, XS::kLd, xp);
         if (next) load_x_stage<T, M, kXColMajor>(xp, x, x_rs, x_cs, t0, t_count, k0 + kTcK, in_count, vec_x != 0);
         if (!any) continue;  // no entry of the tile in this stage (block-uniform): nothing to multiply

@@ -100,9 +100,11 @@ fn vec_lane_group<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>, t: usize, ldt: u
 /// mma.sync) when S averages at least one entry per `TC_AREA_PER_ENTRY` elements (1%): the dense-equivalent
 /// 2·T·out·in flops at tensor-core rates. Measured on an H200 (a5e77c2) it lost to the wide CUDA-core kernel in
 /// every case: 240 µs against 41 µs at T = 128, 1% of 11008 x 4096; 115 against 51 at 5% of 4096²; 818 against
-/// 623 at T = 2048. Its time hardly depends on density: per block and 64-feature stage it densifies 64 rows one
-/// at a time (a shuffle, a ballot and a window load each) behind two barriers, with 8 warps per SM, so it is
-/// bound by that latency (~1.4 µs per block-stage) long before the mma work. Hence off by default.
+/// 623 at T = 2048. Its time hardly depended on density: per block and 64-feature stage each warp densified its
+/// 16 rows one at a time (a shuffle, a ballot and a window load each) behind two barriers, with 8 warps per SM, so
+/// it was bound by that latency (~1.9 µs per block-stage) long before the mma work. Hence off by default. Since
+/// then the 64 rows of a tile are densified in parallel, one owner thread per row from register windows
+/// (unmeasured; the benchmark's "our tensor-core kernel" line will say whether it should become the default).
 const TC_T_MIN: usize = 64;
 const TC_AREA_PER_ENTRY: usize = 100;
 /// Outputs (and, for T >= TC_SMALL_TILE_T_MAX, tokens) per block of spmm_xst_tc (cuda/spmm.cu kTcTile); also the

@@ -181,8 +181,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "tile_mma_bf16" => vec!["HMMA.16816.F32.BF16", "LDG.E.U16.CONSTANT", "LDG.E ", "STG.E "],
         "tile_mma_f16" => vec!["HMMA.16816.F32 ", "LDG.E.U16.CONSTANT", "LDG.E ", "STG.E "],
         // Tensor-core spmm_xst: mma.sync m16n8k16, X staged by 16-byte loads and stores, the S tile zeroed by
-        // 16-byte stores and filled from ballot-counted windows, the empty-stage OR-barrier, 16-bit output stores.
-        k if k.starts_with("spmm_xst_tc") => vec!["HMMA.16816.F32", "LDG.E.128.CONSTANT", "STS.128", "STS.U16", "LDS", "VOTE.ANY", "BAR.SYNC", "BAR.RED.OR", "STG.E.U16"],
+        // 16-byte stores and filled by each row's owner thread from 16-bit register windows, the empty-stage
+        // OR-barrier, 16-bit output stores.
+        k if k.starts_with("spmm_xst_tc") => vec!["HMMA.16816.F32", "LDG.E.128.CONSTANT", "LDG.E.U16.CONSTANT", "STS.128", "STS.U16", "LDS", "BAR.SYNC", "BAR.RED.OR", "STG.E.U16"],
         // Fused multiply-adds; spmm_xst reduces across lanes with a butterfly, spmm_sb broadcasts entries.
         k if k.starts_with("spmm_xst_") && !k.starts_with("spmm_xst_vec") && !k.starts_with("spmm_xst_wide_") => vec!["FFMA", "SHFL.BFLY", "LDG.E.CONSTANT"],
         // Wide T: entries broadcast by index shuffle, 4 transposed X values per lane in one 8-byte load (16 bytes
