@@ -282,6 +282,14 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
     __shared__ unsigned seg[kTcTile][2];
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned r0 = blockIdx.y * kTcTile, c0 = blockIdx.x * kTcTile;
+    // Software pipeline: chunk k0 + kTcK is loaded into registers while chunk k0 multiplies. The first chunk's
+    // loads are issued before the rows' binary searches, which do not depend on them: the two latencies overlap
+    // instead of adding up (the searches are ~2 log2(row length) dependent loads; wasted only for an empty tile).
+    const bool vec_a = (vec_flags & 1u) != 0, vec_b = (vec_flags & 2u) != 0;
+    uint4 ap[kTcPieces], bp[kTcPieces];
+    // Lines are the operands' rows (r0.., c0..), pieces along K.
+    slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
+    slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, 0, k, vec_b);
     bool any = false;
     if (t < kTcTile) {
         unsigned lo = 0, hi = 0;
@@ -298,12 +306,6 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
     float acc[kTcTile / 8][4];
 #pragma unroll
     for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-    // Software pipeline: chunk k0 + kTcK is loaded into registers while chunk k0 multiplies.
-    const bool vec_a = (vec_flags & 1u) != 0, vec_b = (vec_flags & 2u) != 0;
-    uint4 ap[kTcPieces], bp[kTcPieces];
-    // Lines are the operands' rows (r0.., c0..), pieces along K.
-    slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
-    slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, 0, k, vec_b);
     for (unsigned k0 = 0; k0 < k; k0 += kTcK) {
         slr::stage_store<kTcThreads, kTcK>(a_stage, kTcLd, ap);
         slr::stage_store<kTcThreads, kTcK>(b_stage, kTcLd, bp);
