@@ -1,4 +1,4 @@
-// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Five kernels:
+// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Seven kernels:
 //
 //   rsvd_gaussian_f32:  Omega[i] = N(0, 1) for i in [0, count), from Philox4x32-10 keyed by the 64-bit seed with
 //                       counter (i / 4, 0, 0, 0); output word i % 4 of that call, each pair of words turned into
@@ -52,6 +52,9 @@
 //                       Y spanned and carries it to the next product as well as an orthonormal basis would. (The
 //                       element test alone allows ||G - I||_2 up to l / 100.) Launch: one block of 1024 threads, a
 //                       warp per column. Floor: l² words read once (l = 138: 76 KB), one barrier.
+//   rsvd_cholqr_factor_regs<M>_f32: rsvd_cholqr_factor_f32 for l <= 32 M (M = 1..5) with the triangle in registers
+//                       (cholqr_factor_regs below): bitwise the same outputs, shared memory 4 l floats.
+//   rsvd_sum_slices_f32: the partial Gram matrices of row chunks summed in order (below).
 #include "common.cuh"
 
 namespace {

@@ -246,8 +246,9 @@ __device__ __forceinline__ void transpose_impl(const T* __restrict__ src, unsign
 // loaded into registers while the current one multiplies (16-byte loads when
 // the operand's rows are K-contiguous and 16-byte aligned, element loads otherwise: the same values either way,
 // so the result does not depend on the layout), then every entry of the pattern inside the tile reads its value
-// from the finished tile (rows' segments of columns [c0, c0 + 64) found by binary search first; an empty tile
-// exits before loading anything). Work: 64 x 64 x K multiply-adds per non-empty tile whatever its entry count,
+// from the finished tile (rows' segments of columns [c0, c0 + 64) found by binary search, after the first K
+// chunk's loads are issued so that both latencies overlap; an empty tile then exits before any shared-memory or mma
+// work). Work: 64 x 64 x K multiply-adds per non-empty tile whatever its entry count,
 // so it is used where the pattern is dense enough (src/sddmm.rs); bytes: 128 rows x K x 2 per tile from L2 instead
 // of one B row per entry. Deterministic run to run; not bitwise the CUDA-core kernel or the CPU (the mma's
 // accumulation order is unspecified), within the same f32 bound.

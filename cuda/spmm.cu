@@ -11,10 +11,11 @@
 // rounded once to T. beta == 0 ignores the old output (a NaN there does not leak). Deterministic: every sum is
 // formed in a fixed order (no atomics).
 //
-// spmm_xst, T <= 2 (decode): one block per 8 rows of S; its 256 threads split the 8 rows' entries together
+// spmm_xst, T <= 2 (decode): one warp per row of S (spmm_xst_rowwarp, below) unless the longest row exceeds 4x the
+// mean + 64 (src/spmm.rs); then one block per 8 rows of S: its 256 threads split the 8 rows' entries together
 // (coalesced loads of values and columns, 4 entries per thread in flight), gather X[t, col(e)] and file per-row
 // partial sums in shared memory, which warp w sums for row w in a fixed order; lane t writes Y[t, o]. A long row
-// (skewed masks) is shared by 8 warps, not walked by one.
+// (skewed masks) is then shared by 8 warps, not walked by one.
 // spmm_xst, T > 2: X is first transposed (transpose_pad) into Xt (in x ldt, ldt = T rounded up to 8, padding
 // zero), so the T values an entry needs are contiguous: one 16-byte load gives 8 of them (two for f32). Then
 // spmm_xst_vec / vec2 / vec4 (G = 1, 2, 4 lanes per entry; ldt = 8, 16, >= 24): one warp per (row o of S, 8G
@@ -148,8 +149,9 @@ __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_o
     }
 }
 
-// The decode kernel before the block-shared one above, kept for same-run comparison (SLR_SPMM_PATH=warp): one warp
-// per row of S, lanes over the row's entries (4 in flight), the butterfly, lane t writes Y[t, o].
+// The decode kernel for rows of similar length (src/spmm.rs t_le2_uses_row_warps; on an H200 0.66-0.94x the block
+// kernel's time on uniform masks, 1.42x on a power-law one): one warp per row of S, lanes over the row's entries
+// (4 in flight), the butterfly, lane t writes Y[t, o].
 template <typename T>
 __device__ __forceinline__ void spmm_xst_rowwarp_impl(const unsigned* __restrict__ row_offsets,
                                               const unsigned* __restrict__ col_indices,
@@ -454,8 +456,9 @@ __device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__
 // Y's tile is then written from the accumulators: alpha * acc (+ beta * old when beta != 0), rounded once.
 // Deterministic run to run (fixed order per block, no atomics) and independent of X's layout; not bitwise the
 // CUDA-core kernels or the CPU (the mma's accumulation order is unspecified), within the same f32 bound.
-// Floor: dense-equivalent 2 * T * out * in flops on tensor cores (less the skipped stages): a win over the
-// CUDA-core kernels, whose gathers ran at ~2.6 TFLOP/s at T = 128 on the H200, from roughly 1% density. Bytes: S
+// Floor: dense-equivalent 2 * T * out * in flops on tensor cores (less the skipped stages); meant to beat the
+// CUDA-core kernels' gathers from roughly 1% density, which the earlier densification did not (opt-in until
+// measured, src/spmm.rs TC_T_MIN). Bytes: S
 // read once per M tokens (nnz * (4 + sizeof(T)) each, plus the window over-read, mostly L1 hits), X once per 64
 // outputs from L2 (T * in * sizeof(T) each; once from HBM), Y written once (read when beta != 0).
 constexpr unsigned kTcTile = 64;     // outputs (rows of S) per block

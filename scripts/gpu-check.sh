@@ -70,8 +70,9 @@ if command -v compute-sanitizer >/dev/null; then
     rc=$?
     note "compute-sanitizer $tool $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
   done
-  # rSVD's Cholesky/inverse kernel shares memory between 1024 threads: racecheck on its small-l tests only (l <= 33;
-  # at l = 138 racecheck did not finish in 140 s on an H200; the rest of test-rsvd is cuBLAS, which memcheck covers).
+  # rSVD's Cholesky/inverse kernels share memory between 1024 threads: racecheck on the `device_cholesky_small_`
+  # tests only (the packed kernel at l <= 40, the register kernels at every M up to l = 160; the packed kernel at
+  # l = 138 did not finish in 140 s on an H200; the rest of test-rsvd is cuBLAS, which memcheck covers).
   if [ -x "$B/bin/test-rsvd" ]; then
     echo "=== racecheck rsvd device_cholesky_small_" >> "$san_log"
     SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 timeout 60 compute-sanitizer --tool racecheck --error-exitcode 99 \

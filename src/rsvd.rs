@@ -129,7 +129,8 @@ pub struct RsvdInfo {
     /// Orthonormalizations that fell back to Householder QR on the host.
     pub householder: usize,
     /// The device ran the whole power iteration queued, with no host round trip before the small SVD: the l x l
-    /// steps of every CholeskyQR pass in `rsvd_cholqr_factor_f32`, one pass per power-iteration basis (counted in
+    /// steps of every CholeskyQR pass in one block's kernel (`rsvd_cholqr_factor_regs<M>_f32` for l ≤ 160, else
+    /// `rsvd_cholqr_factor_f32`), one pass per power-iteration basis (counted in
     /// `single_pass`, each checked within 1e-2 of orthonormal on the device), two for the last Q and Q₂ (module docs). False on the CPU reference,
     /// for l above [`QUEUED_MAX_SKETCH_COLS`], under `SLR_RSVD_PATH=host`, and when a basis needed the guarded
     /// path (then the host-driven algorithm ran from the start; the counts above are its own).
@@ -958,14 +959,15 @@ unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: 
     .map_err(|e| Error::Cuda { op: "rsvd cublasGemmEx", detail: format!("{e:?}") })
 }
 
-/// `XᵀX` (l x l, f32) of a packed column-major X, left on the device. From [`GRAM_SPLIT_MIN_ROWS`] rows it is summed from row chunks:
+/// `XᵀX` (l x l, f32) of a packed column-major X, left on the device. From [`GRAM_SPLIT_MIN_ROWS`] rows and up to
+/// l = [`GRAM_SPLIT_MAX_L`] it is summed from row chunks:
 /// one strided batched product `X_pᵀX_p` per chunk of c rows (plus one for the remainder), then
 /// `rsvd_sum_slices_f32` adds the partial Gram matrices in chunk order (deterministic).
 fn device_gram(gpu: &Gpu, x: &DevMat) -> Result<DevMat> {
     let (rows, l) = (x.rows, x.cols);
     let xs = DeviceSlice::from(&x.buf);
     // SLR_RSVD_PATH=onegram: one product at every size (the benchmark's same-run comparison).
-    if rows < GRAM_SPLIT_MIN_ROWS || l == 0 || crate::path_switch("SLR_RSVD_PATH", "onegram") {
+    if rows < GRAM_SPLIT_MIN_ROWS || l == 0 || l > GRAM_SPLIT_MAX_L || crate::path_switch("SLR_RSVD_PATH", "onegram") {
         // SAFETY: the product writes all l x l elements (β = 0).
         let mut g = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
         let mut gv = DeviceSliceMut::from(&mut g.buf);
@@ -1032,6 +1034,10 @@ pub fn gram_on_device_for_tests(gpu: &Gpu, x: &[f32], rows: usize, l: usize) -> 
 /// (12 Grams per rSVD at q = 2: 0.34 and 0.47 ms). Chunks of [`GRAM_CHUNK_ROWS`] rows (at most [`GRAM_MAX_CHUNKS`])
 /// give that many times the blocks; the chunk count is a guess from tile counts, not measured.
 const GRAM_SPLIT_MIN_ROWS: usize = 1024;
+/// Only while l is at most this: the queued path's sketches, whose l x l output is a few tiles. A wider Gram (the
+/// host-driven path's l > 320) already has hundreds of output tiles, and its partial matrices would take up to
+/// 64 l² floats of scratch (274 MB at l = 1034) for nothing; 64 slots at l = 320 are 26 MB.
+const GRAM_SPLIT_MAX_L: usize = QUEUED_MAX_SKETCH_COLS;
 const GRAM_CHUNK_ROWS: usize = 128;
 const GRAM_MAX_CHUNKS: usize = 64;
 

@@ -35,7 +35,7 @@
 //!   `m x n` pattern, ~1.6%; `sddmm_uses_tensor_cores`): one block per 64 x 64 tile of the pattern computes the whole dense tile
 //!   `A[r0.., :]·B[c0.., :]ᵀ` with mma.sync m16n8k16 (K staged through shared memory in chunks of 32, 16-byte loads
 //!   where the rows allow, element loads otherwise), then writes the tile's entries (found by binary search in
-//!   each row; empty tiles exit at once). Reads 128 rows of K per tile from L2 instead of one B row per entry, and
+//!   each row, while the first K chunk loads; empty tiles then exit). Reads 128 rows of K per tile from L2 instead of one B row per entry, and
 //!   runs the `64·64·K` multiply-adds at tensor-core rates: the regime where the CUDA-core kernel is L2-bound
 //!   (K = T = 128 and above at a few percent density; 0.31x dense at 5%, K = 128 on an H200). Measured on an
 //!   H200 it was nonetheless 1.08-1.25x slower than the CUDA-core kernel at 5% and K = 128 and 2048, so it runs

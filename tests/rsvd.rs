@@ -675,6 +675,25 @@ fn device_cholesky_small_l_register_kernel_is_bitwise_the_packed_kernel() {
     register_kernel_matches_packed(&[1, 2, 3, 31, 32, 33, 40]);
 }
 
+/// The register kernels with three to five rows per warp (l = 65 .. 160) alone, first pass on a Gaussian Gram:
+/// whitened to 1e-4, upper triangular, status 0. Named `small_` so that racecheck (scripts/gpu-check.sh) covers
+/// every register kernel (M = 1, 2 run in the test above) without the packed kernel's slow tracking at these l.
+#[test]
+fn device_cholesky_small_register_kernels_whiten_at_every_m() {
+    let mut rng = rng("rsvd_factor_regs_m");
+    for (name, gpu) in devices("rsvd_factor_regs_m") {
+        for l in [65usize, 97, 129, 160] {
+            let rows = 2 * l + 10;
+            let (g32, g) = gram_of_gaussian(&mut rng, rows, l);
+            let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, true).unwrap();
+            assert_eq!(status, 0, "{name} l={l}");
+            assert!((0..l).all(|j| r_inv[j + j * l] > 0.0 && (j + 1..l).all(|i| r_inv[i + j * l] == 0.0)), "{name} l={l}");
+            let dev = whitening_error(&g, &r_inv, l);
+            assert!(dev <= 1e-4, "{name} l={l}: max |R⁻ᵀGR⁻¹ − I| = {dev:e}");
+        }
+    }
+}
+
 #[test]
 fn device_cholesky_wide_l_register_kernel_is_bitwise_the_packed_kernel() {
     register_kernel_matches_packed(&[63, 64, 65, 96, 97, 127, 128, 129, 138, 159, 160]);

@@ -45,7 +45,7 @@ fn initial_output<T: Element>(rng: &mut StdRng, len: usize, beta: f32) -> Vec<T>
 
 fn check_xst<T: Element>(gpu: &Gpu, dev: &str, rng: &mut StdRng, max_dim: usize) {
     let (out_dim, in_dim) = (rng.gen_range(0..=max_dim), rng.gen_range(0..=max_dim));
-    // T = 0, 1, 2 take the block-shared decode kernel; 2 < T < 64 the transpose + 16-byte-load kernel (ldt = 8:
+    // T = 0, 1, 2 take a decode kernel (a warp per row, or for skewed rows the block-shared one); 2 < T < 64 the transpose + 16-byte-load kernel (ldt = 8:
     // one lane per entry; 16: two; 24 .. 64: four, 32 t per warp, idle lanes past ldt); T >= 64 the transpose +
     // wide kernel (lanes across t, 128 per warp: one or two t-chunks here).
     let t = match rng.gen_range(0..6) {
