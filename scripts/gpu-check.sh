@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs on a lent GPU machine, from the repository root, out of the bundle that scripts/gpu-bundle.sh built:
 #   bash target/gpu-bundle/gpu-check.sh
-# Every step is bounded; the whole took 7.2 minutes on an H200 (a5e77c2), up to ~8.5 with the longer racecheck
-# limits: give the device run timeout_s 540. Logs and results go to $OUT (at most 8 files come
-# back); a short table is printed last.
+# Every step is bounded; the whole took 7.2 minutes on an H200 (a5e77c2); with the longer racecheck limits since
+# then expect ~8.3: give the device run timeout_s 570. Logs and results go to $OUT (at most 8 files come back); a
+# short table is printed last.
 set -uo pipefail
 B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-/tmp/slr-gpu-out}"
