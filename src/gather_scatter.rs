@@ -146,6 +146,22 @@ pub fn gather<'a, T: Element, I: Index>(
 /// launched): shape or length mismatch, `dense` overlapping an input, buffers from another backend. Floor: reads
 /// `nnz * (4 + size_of::<TV>() + size_of::<TW>())` bytes plus the row offsets, writes `nnz * size_of::<TW>()`
 /// (a 32-byte sector of W per entry each way at low density).
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # use half::bf16;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// // A sparse update of a 2x3 bf16 weight: W[mask] += -lr * delta, the delta in f32 (one rounding per entry).
+/// let pattern = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(2, 3, &[(0, 1), (1, 2)])?)?;
+/// let mut w = gpu.upload(&[bf16::from_f32(1.0); 6])?;
+/// let delta = gpu.upload(&[0.5f32, -2.0])?;
+/// let lr = 0.25;
+/// scatter_add(&gpu, &pattern, &delta, -lr, DeviceMatMut::row_major(&mut w, 2, 3)?)?;
+/// let w = gpu.download(&w)?;
+/// assert_eq!((w[1].to_f32(), w[5].to_f32(), w[0].to_f32()), (0.875, 1.5, 1.0));
+/// # Ok(()) }
+/// ```
 pub fn scatter_add<'a, TW: Element, TV: ScatterDelta<TW>, I: Index>(
     gpu: &Gpu,
     pattern: &DeviceCsrPattern<I>,

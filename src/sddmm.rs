@@ -327,6 +327,20 @@ unsafe fn launch_transpose<T: Element>(gpu: &Gpu, src: Operand, rows: usize, k: 
 /// columns, K of `b` vs `a`), `out` length, K above `u32::MAX`, `out` overlapping an input, buffers from another
 /// backend. Floor: `2·nnz·K` flops; `(m + n)·K` elements, the indices and `nnz` outputs from memory, and `nnz·K`
 /// elements of B through L2.
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// // C[e] = <A[row(e)], B[col(e)]> at the pattern's two entries only (A: 2 x 2, B: 3 x 2, row-major).
+/// let pattern = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(2, 3, &[(0, 2), (1, 0)])?)?;
+/// let a = gpu.upload(&[1.0f32, 2.0, 3.0, 4.0])?;
+/// let b = gpu.upload(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0])?;
+/// let mut c = gpu.alloc_zeros::<f32>(2)?;
+/// sddmm(&gpu, &pattern, DeviceMatRef::row_major(&a, 2, 2)?, DeviceMatRef::row_major(&b, 3, 2)?, 1.0, 0.0, &mut c)?;
+/// assert_eq!(gpu.download(&c)?, vec![3.0, 3.0]);
+/// # Ok(()) }
+/// ```
 pub fn sddmm<'a, T: Element, I: Index>(
     gpu: &Gpu,
     pattern: &DeviceCsrPattern<I>,

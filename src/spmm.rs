@@ -313,6 +313,28 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// Floor (memory-bound for T up to a few dozen): S once, `nnz * (4 + size_of::<T>())` bytes, plus Y written
 /// (`T * out * size_of::<T>()`), X read (and for T > 2 transposed: `2 * T * in * size_of::<T>()` more);
 /// `2 * nnz * T` flops.
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// // S (2 x 3, out x in) = [[1, 0, 2], [0, 3, 0]]; X (1 token x 3) = [1, 1, 1]: Y = X Sᵀ = [3, 3].
+/// let s = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(2, 3, &[(0, 0), (0, 2), (1, 1)])?)?;
+/// let s_values = gpu.upload(&[1.0f32, 2.0, 3.0])?;
+/// let x = gpu.upload(&[1.0f32, 1.0, 1.0])?;
+/// let mut y = gpu.alloc_zeros::<f32>(2)?;
+/// spmm_xst(&gpu, &s, &s_values, DeviceMatRef::row_major(&x, 1, 3)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, 1, 2)?)?;
+/// assert_eq!(gpu.download(&y)?, vec![3.0, 3.0]);
+/// // The input gradient dX = dY S is spmm_xst with Sᵀ: the CSR transpose and its value permutation.
+/// let t = csr_transpose(&gpu, &s)?;
+/// let mut st_values = gpu.alloc_zeros::<f32>(3)?;
+/// transpose_values(&gpu, &t, &s_values, &mut st_values)?;
+/// let dy = gpu.upload(&[1.0f32, -1.0])?;
+/// let mut dx = gpu.alloc_zeros::<f32>(3)?;
+/// spmm_xst(&gpu, t.pattern(), &st_values, DeviceMatRef::row_major(&dy, 1, 2)?, 1.0, 0.0, DeviceMatMut::row_major(&mut dx, 1, 3)?)?;
+/// assert_eq!(gpu.download(&dx)?, vec![1.0, -3.0, 2.0]);
+/// # Ok(()) }
+/// ```
 pub fn spmm_xst<'a, T: Element, I: Index>(
     gpu: &Gpu,
     s: &DeviceCsrPattern<I>,
@@ -587,6 +609,20 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
 /// `u32::MAX`; C overlapping an input; buffers of another backend. Floor: S read once per 32 columns of B,
 /// `nnz * n * size_of::<T>()` bytes of B rows gathered (cache-resident when B is small), C written; `2 * nnz * n`
 /// flops.
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// // S (2 x 3) = [[1, 0, 2], [0, 3, 0]], B (3 x 2) row-major: C = S B.
+/// let s = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::from_coo(2, 3, &[(0, 0), (0, 2), (1, 1)])?)?;
+/// let s_values = gpu.upload(&[1.0f32, 2.0, 3.0])?;
+/// let b = gpu.upload(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let mut c = gpu.alloc_zeros::<f32>(4)?;
+/// spmm_sb(&gpu, &s, &s_values, DeviceMatRef::row_major(&b, 3, 2)?, 1.0, 0.0, DeviceMatMut::row_major(&mut c, 2, 2)?)?;
+/// assert_eq!(gpu.download(&c)?, vec![11.0, 14.0, 9.0, 12.0]);
+/// # Ok(()) }
+/// ```
 pub fn spmm_sb<'a, T: Element, I: Index>(
     gpu: &Gpu,
     s: &DeviceCsrPattern<I>,

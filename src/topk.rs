@@ -1033,6 +1033,24 @@ fn write_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>
 /// for rows of at most 11264 f32 / 22528 f16/bf16 keys). Floor: the keys are read once more than for the threshold
 /// (6 reads for f32, 4 for f16/bf16) and the mask written once (`n / 8` bytes); per row with such rows, one block
 /// per row reads its keys once into shared memory and does everything there (one read in all).
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # use half::bf16;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// // LIFT-style: the 2 largest magnitudes of a 2x3 bf16 weight; the tie at |1.5| goes to the lower flat index.
+/// let w: Vec<bf16> = [1.5f32, -0.25, -1.5, 0.5, 1.5, -2.0].iter().map(|&x| bf16::from_f32(x)).collect();
+/// let dw = gpu.upload(&w)?;
+/// let (mask, cuts) = topk_mask(&gpu, &dw, 2, 3, &TopkSpec::count(2))?;
+/// let mask = mask.download(&gpu)?;
+/// assert!(mask.get(1, 2) && mask.get(0, 0) && mask.count_ones() == 2);
+/// assert_eq!(cuts[0].threshold, Some(bf16::from_f32(1.5)));
+/// // The mask as a CSR pattern, for gather / scatter_add / spmm.
+/// let pattern: CsrPattern<u32> = mask.to_pattern()?;
+/// assert_eq!(pattern.nnz(), 2);
+/// # Ok(()) }
+/// ```
 pub fn topk_mask<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
     let keys = keys.into();
     mask_on_device("topk_mask", gpu, &keys, rows, cols, spec)
