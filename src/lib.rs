@@ -87,7 +87,7 @@ pub fn opt_in_tensor_cores_on_this_thread(on: bool) {
 }
 
 /// Whether this thread opted into the tensor-core kernels ([`opt_in_tensor_cores_on_this_thread`]) or the
-/// environment's `var` says `tc` (or `tc64` for SpMM's 64-token tiles).
+/// environment's `var` says `tc`.
 pub(crate) fn tensor_cores_opted_in(var: &str) -> bool {
-    TENSOR_CORES_OPTED_IN.with(|f| f.get()) || path_switch(var, "tc") || path_switch(var, "tc64")
+    TENSOR_CORES_OPTED_IN.with(|f| f.get()) || path_switch(var, "tc")
 }

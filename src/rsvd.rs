@@ -968,13 +968,8 @@ fn device_gram(gpu: &Gpu, x: &DevMat) -> Result<DevMat> {
     let xs = DeviceSlice::from(&x.buf);
     // SLR_RSVD_PATH=onegram: one product at every size (the benchmark's same-run comparison).
     if rows < GRAM_SPLIT_MIN_ROWS || l == 0 || l > GRAM_SPLIT_MAX_L || crate::path_switch("SLR_RSVD_PATH", "onegram") {
-        // SAFETY: the product writes all l x l elements (β = 0).
-        let mut g = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
-        let mut gv = DeviceSliceMut::from(&mut g.buf);
-        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer; G
-        // is the fresh packed l x l buffer, written at i + j l.
-        unsafe { gemm(gpu, false, l, l, rows, Operand { data: &xs, rs: rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: rows }, &mut gv, 1, l)? };
-        return Ok(g);
+        // SAFETY: Xᵀ (l x rows) and X (rows x l) address exactly the packed rows x l elements of X's buffer.
+        return unsafe { device_product(gpu, l, l, rows, Operand { data: &xs, rs: rows, cs: 1 }, Operand { data: &xs, rs: 1, cs: rows }, false) };
     }
     let chunks = (rows / GRAM_CHUNK_ROWS).min(GRAM_MAX_CHUNKS);
     let c = rows / chunks;
@@ -1013,7 +1008,7 @@ fn device_gram(gpu: &Gpu, x: &DevMat) -> Result<DevMat> {
         unsafe { gemm(gpu, false, l, l, rem, Operand { data: &tail, rs: rows, cs: 1 }, Operand { data: &tail, rs: 1, cs: rows }, &mut last, 1, l)? };
     }
     // SAFETY: rsvd_sum_slices_f32 writes all l² elements.
-    let mut g = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
+    let mut g = unsafe { new_dev_mat(gpu, l, l)? };
     sum_slices(gpu, &parts, ll, slots, &mut g.buf)?;
     Ok(g)
 }
@@ -1086,21 +1081,39 @@ impl DeviceEngine<'_, '_> {
     /// β = 0, which neither cuBLAS nor `rsvd_gemm_f32` reads, or the sketch kernel).
     unsafe fn new_mat(&self, rows: usize, cols: usize) -> Result<DevMat> {
         // SAFETY: the caller's contract.
-        Ok(DevMat { buf: unsafe { self.gpu.alloc_uninit(rows * cols)? }, rows, cols })
+        unsafe { new_dev_mat(self.gpu, rows, cols) }
     }
     /// A new m x n matrix `op(A) · op(B)`; `tf32` only for the products with the input A (see [`RsvdConfig::tf32`]).
     ///
     /// # Safety
     /// A's elements `(i, p)` for `i < m, p < k` and B's `(p, j)` for `p < k, j < n` lie inside their slices.
     unsafe fn product(&mut self, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, tf32: bool) -> Result<DevMat> {
-        // SAFETY: the product below writes all m x n elements (β = 0).
-        let mut out = unsafe { self.new_mat(m, n)? };
-        let mut view = DeviceSliceMut::from(&mut out.buf);
-        // SAFETY: the caller's contract covers A and B; C is the fresh packed m x n column-major buffer just
-        // allocated (element (i, j) at i + j * m), so it is in bounds and overlaps neither input.
-        unsafe { gemm(self.gpu, tf32, m, n, k, a, b, &mut view, 1, m)? };
-        Ok(out)
+        // SAFETY: the caller's contract.
+        unsafe { device_product(self.gpu, m, n, k, a, b, tf32) }
     }
+}
+
+/// A packed rows x cols matrix with unspecified contents.
+///
+/// # Safety
+/// The caller fills every element before anything reads it.
+unsafe fn new_dev_mat(gpu: &Gpu, rows: usize, cols: usize) -> Result<DevMat> {
+    // SAFETY: the caller's contract.
+    Ok(DevMat { buf: unsafe { gpu.alloc_uninit(rows * cols)? }, rows, cols })
+}
+
+/// A new packed m x n matrix `op(A) · op(B)` ([`gemm`]).
+///
+/// # Safety
+/// A's elements `(i, p)` for `i < m, p < k` and B's `(p, j)` for `p < k, j < n` lie inside their slices.
+unsafe fn device_product(gpu: &Gpu, m: usize, n: usize, k: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, tf32: bool) -> Result<DevMat> {
+    // SAFETY: the product below writes all m x n elements (β = 0).
+    let mut out = unsafe { new_dev_mat(gpu, m, n)? };
+    let mut view = DeviceSliceMut::from(&mut out.buf);
+    // SAFETY: the caller's contract covers A and B; C is the fresh packed m x n column-major buffer just
+    // allocated (element (i, j) at i + j * m), so it is in bounds and overlaps neither input.
+    unsafe { gemm(gpu, tf32, m, n, k, a, b, &mut view, 1, m)? };
+    Ok(out)
 }
 
 impl Engine for DeviceEngine<'_, '_> {
@@ -1159,7 +1172,7 @@ impl DeviceEngine<'_, '_> {
     }
 
     /// CholeskyQR of Y with the l x l steps on the device and nothing read back: passes of `G = YᵀY`, R⁻¹ from
-    /// `rsvd_cholqr_factor_f32`, `Y ← Y R⁻¹`; two status words go to `status[*slot]` and the next slot, which the
+    /// the factor kernel ([`factor_kernel`]), `Y ← Y R⁻¹`; two status words go to `status[*slot]` and the next slot, which the
     /// caller reads once, at the end. `one_pass` (a power-iteration basis, which only carries the subspace to the
     /// next product): one pass, then `rsvd_gram_check_f32` on the result's Gram matrix (every element within
     /// 1e-2 of I, the test a second pass applies on entry, and every column's deviations summing to at most 1/2,
@@ -1312,7 +1325,7 @@ fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first
 }
 
 /// The algorithm of [`run`] queued on the device with no host round trip until the small SVD: each basis by
-/// CholeskyQR through `rsvd_cholqr_factor_f32` (f32 Cholesky and inverse, in-kernel shift on the first pass), one
+/// CholeskyQR through the factor kernel ([`factor_kernel`]: f32 Cholesky and inverse, in-kernel shift on the first pass), one
 /// pass and a device check for the power-iteration bases, two for the last Q and Q₂ ([`DeviceEngine::orth_queued`]),
 /// then `R₂ = Q₂ᵀ Bᵀ` (one l x l product; `B = R₂ᵀ Q₂ᵀ` because Q₂ spans Bᵀ's columns to rounding), read back with
 /// the status words in one synchronization. `None` when a status asks for the guarded host path (a Cholesky that

@@ -134,7 +134,7 @@ pub fn spmm_xst_uses_tensor_cores<T: Element>(t: usize, out: usize, inn: usize, 
         && nnz.saturating_add(32) <= u32::MAX as usize
         && !path_forced("simt")
         && !path_forced("vec")
-        && crate::tensor_cores_opted_in("SLR_SPMM_PATH")
+        && (crate::tensor_cores_opted_in("SLR_SPMM_PATH") || path_forced("tc64"))
 }
 
 fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
@@ -446,6 +446,9 @@ fn spmm_xst_impl<T: Element, I: Index>(
         return spmm_xst_tensor_cores(op, gpu, s, &s_values, &x, alpha, beta, &mut y);
     }
     if t <= SCALAR_T_MAX {
+        if t == 0 || out == 0 {
+            return Ok(()); // an empty output: nothing to compute, and no reason to read the row lengths back
+        }
         let layout = [KernelArg::U64(xs.row_stride() as u64), KernelArg::U64(xs.col_stride() as u64)];
         // SAFETY: shapes checked above: X is t x in and every column of S is < in, so X[t', col(e)] is inside X
         // for t' < t; Y is t x out, written at (t', o) for t' < t, o < out; no aliasing (checked above); sizes
