@@ -30,12 +30,14 @@
 //   topk_select_mask_<dtype>: per tile, warp ballots give each key == K* its rank within the segment (tile offset
 //       from the scan + warps before it + lanes before it); a key is taken when > K* or == K* with rank < the
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
-// Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" below:
-//   topk_sample_bracket, topk_bracket_pass, scan_u32, topk_compact, then the passes above over the candidates
-//   alone, topk_scatter_bits); the passes above run over all keys only when its exact check fails. Over the
-//   candidates, the leading digits the bracket's lo and hi share are common to every candidate: the state starts
-//   with them (topk_init_state's prefix) and their passes are skipped (usually 1 of 4 for f32; all of them when
-//   lo = hi).
+// Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" and "The
+//   mask path's later levels" below: for the mask topk_sample_bracket, topk_bracket_pass, topk_bracket_refine
+//   (twice for f32, once for 16-bit keys), topk_bracket_tie_count, topk_bracket_take, one read-back; for the cut
+//   alone topk_sample_bracket, topk_bracket_count, topk_bracket_choose, topk_bracket_filter, topk_select_rows);
+//   the passes above run over all keys only when its exact check fails. When the cut path's chosen bin is too
+//   crowded for one block, the passes above run over its candidate list, and the leading digits the bracket's lo
+//   and hi share, common to every candidate, start the state (topk_init_state's prefix): their passes are
+//   skipped.
 // Per row with rows of at most 11264 f32 or 22528 f16/bf16 keys (src/topk.rs row_max_len), all of the above is one
 // launch instead:
 //   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and runs the same passes,
@@ -61,11 +63,13 @@ constexpr unsigned kSampleThreads = 1024;  // threads of the sample kernel's one
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 constexpr unsigned kCutBins = 1024;         // bins of the cut path's candidate histogram (src/topk.rs CUT_BINS)
+constexpr unsigned kRefineBins = 4096;      // bins of each later level of the mask path (src/topk.rs REFINE_BINS)
 // The cut path's words (one allocation, src/topk.rs CUT_*): bracket words, the candidate histogram, the choice
 // ("sel") and the selection state of the chosen bin's candidates.
 constexpr unsigned kSelBin = 0, kSelRank = 1, kSelBefore = 2, kSelKeyLo = 3, kSelKeyHi = 4, kSelCount = 5,
                    kSelStatus = 6, kSelFiltered = 7;
-constexpr unsigned kSelNeedsSelect = 0, kSelDone = 1, kSelInvalid = 2;
+constexpr unsigned kSelNeedsSelect = 0, kSelDone = 1, kSelInvalid = 2, kSelBroken = 3;
+constexpr unsigned kPassTicket = 6;  // bracket word counting the mask pass's finished blocks
 
 // Raw bits of each key type and what a NaN looks like in them.
 template <typename T> struct KeyBits;
@@ -428,10 +432,11 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 // fewer than k and keys >= lo at least k. One pass over all keys then counts the keys > hi (and sets their mask
 // bits: they are selected), and writes the keys in [lo, hi] with their flat indices to a per-block candidate
 // region, in flat-index order; the exact selection then runs on the candidates alone (a few percent of n). The
-// host checks the bracket with the exact counts (fewer than k above, at least k at or above lo, no region over
-// capacity) and otherwise falls back to the radix passes: the result never depends on the sample, only the speed.
+// bracket is checked on the device with the exact counts (fewer than k above, at least k at or above lo, no region
+// over capacity); the host reads the verdict and otherwise falls back to the radix passes: the result never
+// depends on the sample, only the speed.
 // Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates kept (the
-// regions' total in bracket_pass, the list's in bracket_count).
+// regions' total in bracket_pass, the list's in bracket_count), [6] bracket_pass's ticket.
 // The cut alone (topk_threshold) takes bracket_count instead of bracket_pass, which also bins the candidates
 // (kCutBins slices of [lo, hi]); then topk_bracket_choose (the bracket checked on the device, K*'s bin named;
 // final when the bin is one key), topk_bracket_filter_<dtype> (the bin's candidates) and topk_select_rows_<dtype>
@@ -503,28 +508,130 @@ __device__ __forceinline__ unsigned candidate_slot(unsigned u, unsigned warp) {
 #endif
 }
 
+// Whether this block is the last of its grid to get here (every thread calls it; `ticket` is a zeroed global
+// counter of this launch, `flag` one shared word). Each thread's earlier global writes and atomics are fenced
+// before its block takes a ticket, and the last block fences again before it reads: it then sees every other
+// block's results (read them with __ldcg, through L2). The result is the same whichever block is last.
+__device__ __forceinline__ bool last_block_of_grid(unsigned* ticket, unsigned* flag) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) *flag = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    __syncthreads();
+    const bool last = *flag != 0;
+    if (last) __threadfence();
+    return last;
+}
+
+// Exclusive scan of one value per thread over the block (kThreads); `warp_sums` is kThreads / 32 shared words,
+// free again on return. Every thread calls it.
+__device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned* warp_sums) {
+    const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const unsigned incl = slr::warp_inclusive_scan(v);
+    if (lane == 31) warp_sums[warp] = incl;
+    __syncthreads();
+    unsigned before = 0;
+    for (unsigned w = 0; w < warp; ++w) before += warp_sums[w];
+    __syncthreads();
+    return before + incl - v;
+}
+
+// Bin of a key in [lo, hi] among B equal slices of the key range: floor((key - lo) B / (hi - lo + 1)).
+// Bin b holds the keys lo + ceil(b W / B) .. lo + ceil((b + 1) W / B) - 1, W = hi - lo + 1 (empty when W < B and
+// the two bounds meet; a bin that holds a key is never empty).
+template <unsigned B> __device__ __forceinline__ unsigned range_bin(unsigned key, unsigned lo, unsigned hi) {
+    return (unsigned)(((unsigned long long)(key - lo) * B) / ((unsigned long long)(hi - lo) + 1ull));
+}
+template <unsigned B> __device__ __forceinline__ unsigned range_bin_first_key(unsigned b, unsigned lo, unsigned hi) {
+    const unsigned long long w = (unsigned long long)(hi - lo) + 1ull;
+    return lo + (unsigned)((b * w + B - 1) / B);
+}
+__device__ __forceinline__ unsigned cut_bin(unsigned key, unsigned lo, unsigned hi) { return range_bin<kCutBins>(key, lo, hi); }
+__device__ __forceinline__ unsigned cut_bin_first_key(unsigned b, unsigned lo, unsigned hi) {
+    return range_bin_first_key<kCutBins>(b, lo, hi);
+}
+
+// The bin of `hist` (B bins over [lo, hi], filled by other blocks of this launch: read through L2) holding the
+// candidate of rank `rank` (1 = the largest) in that range, found by one block: thread t sums the B / kThreads
+// bins B-1-t*per .. B-per-t*per (from the top), a block scan of the sums, then each thread walks its own bins.
+// The choice goes to `sel`: the bin's key range, the rank within it, the keys above it (`before` + candidates in
+// higher bins), its count, and status kSelDone when the bin is one key (then that key is K*, the rank the quota of
+// keys equal to it to take, the count all keys equal to it) or kSelNeedsSelect (a later level narrows it);
+// kSelBroken if no bin holds the rank (counts that disagree: a bug, reported by the host). `scratch`: kThreads / 32
+// + 4 shared words. Every thread of the block calls it.
+// Floor: B words read from L2, 8 written; one block's latency.
+template <unsigned B>
+__device__ __forceinline__ void narrow(const unsigned* hist, unsigned lo, unsigned hi, unsigned rank,
+                                       unsigned before, unsigned* __restrict__ sel, unsigned* scratch) {
+    static_assert(B % kThreads == 0, "whole bins per thread");
+    constexpr unsigned per = B / kThreads;
+    unsigned* pick = scratch + kThreads / 32;
+    const unsigned t = threadIdx.x;
+    unsigned c[per], sum = 0;
+#pragma unroll
+    for (unsigned j = 0; j < per; ++j) {
+        c[j] = __ldcg(&hist[B - 1 - (t * per + j)]);
+        sum += c[j];
+    }
+    if (t == 0) pick[0] = ~0u;  // ordered before the walk by the scan's barriers
+    unsigned acc = block_exclusive_scan(sum, scratch);
+#pragma unroll
+    for (unsigned j = 0; j < per; ++j) {
+        if (acc < rank && rank <= acc + c[j]) {  // exactly one thread and bin
+            pick[0] = B - 1 - (t * per + j);
+            pick[1] = acc;
+            pick[2] = c[j];
+        }
+        acc += c[j];
+    }
+    __syncthreads();
+    if (t != 0) return;
+    const unsigned b = pick[0];
+    if (b == ~0u) {
+        sel[kSelStatus] = kSelBroken;
+        return;
+    }
+    const unsigned key_lo = range_bin_first_key<B>(b, lo, hi);
+    const unsigned key_hi = b + 1 == B ? hi : range_bin_first_key<B>(b + 1, lo, hi) - 1u;
+    sel[kSelBin] = b;
+    sel[kSelRank] = rank - pick[1];
+    sel[kSelBefore] = before + pick[1];
+    sel[kSelKeyLo] = key_lo;
+    sel[kSelKeyHi] = key_hi;
+    sel[kSelCount] = pick[2];
+    sel[kSelStatus] = key_lo == key_hi ? kSelDone : kSelNeedsSelect;
+}
+
 // One block per kChunk consecutive keys: counts keys > hi (ORing their mask bits when words is not null) and NaNs
 // into the bracket words, and writes the keys in [lo, hi] (raw bits) with their flat indices to the block's region
 // of kChunkCap entries, in flat-index order (a round covers kLoadsInFlight * kThreads consecutive keys; within it
-// element u * kThreads + t, ranked by (u, warp, lane) through one scan of the 64 per-warp counts). Entries past
-// the capacity are counted, not written; the region's count (capped) goes to cand_counts[block].
+// element u * kThreads + t, ranked by (u, warp, lane) through one scan of the 64 per-warp counts), and counts
+// them in kCutBins slices of [lo, hi] (a shared histogram, one global add per non-empty bin into `hist`). Entries
+// past the capacity are counted, not written; the region's count (capped) goes to cand_counts[block]. The last
+// block to finish (bracket word kPassTicket) checks the bracket with the exact totals (no region over capacity,
+// fewer than k keys above hi, at least k at or above lo; otherwise kSelInvalid and the host falls back) and names
+// the slice holding K* in `sel` (narrow).
 // Floor: the keys read once, the candidates written once (a few percent of n), the mask's bits of the keys above.
 template <typename T>
-__device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigned n, unsigned flags,
+__device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
                                              unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,
                                              T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,
-                                             unsigned* __restrict__ cand_counts) {
+                                             unsigned* __restrict__ cand_counts, unsigned* __restrict__ hist,
+                                             unsigned* __restrict__ sel) {
     using Raw = typename KeyBits<T>::Raw;
     constexpr unsigned kWarps = kThreads / 32, kRound = kLoadsInFlight * kThreads;
     __shared__ unsigned offsets[kLoadsInFlight * kWarps];  // per (u, warp): candidates, then their exclusive offset
     __shared__ unsigned round_total;
     __shared__ unsigned totals[2];  // keys > hi, NaNs
+    __shared__ unsigned bins[kCutBins];
+    __shared__ unsigned scratch[kWarps + 4];  // the last block's choice
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned lo = bracket[0], hi = bracket[1];
     const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
     Raw* vals = reinterpret_cast<Raw*>(cand_vals) + (unsigned long long)blockIdx.x * kChunkCap;
     unsigned* idx = cand_idx + (unsigned long long)blockIdx.x * kChunkCap;
     if (t < 2) totals[t] = 0;
+    for (unsigned b = t; b < kCutBins; b += kThreads) bins[b] = 0;
+    __syncthreads();
     unsigned above = 0, nan = 0, written = 0;  // written: candidates of the rounds done (the same in every thread)
     for (unsigned round = start; round < end; round += kRound) {
         unsigned bits[kLoadsInFlight], cand[kLoadsInFlight];
@@ -539,8 +646,10 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
             nan += in && is_nan_bits<T>(bits[u]);
             unsigned a_ballot = __ballot_sync(0xffffffffu, a);
             if (words && lane == 0 && a_ballot) or_bits(words, i - lane, a_ballot);
-            cand[u] = __ballot_sync(0xffffffffu, in && key >= lo && key <= hi);
+            const bool c = in && key >= lo && key <= hi;
+            cand[u] = __ballot_sync(0xffffffffu, c);
             if (lane == 0) offsets[candidate_slot(u, warp)] = __popc(cand[u]);
+            if (c) atomicAdd(&bins[range_bin<kCutBins>(key, lo, hi)], 1u);
         }
         __syncthreads();
         if (warp == 0) {  // exclusive scan of the 64 counts in (u, warp) order: lane l holds entries 2l, 2l + 1
@@ -564,23 +673,26 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
         written += round_total;
         __syncthreads();  // offsets and round_total are rewritten next round
     }
-    add_block_totals(above, nan, totals, bracket);
+    add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
+    for (unsigned b = t; b < kCutBins; b += kThreads) {
+        if (bins[b]) atomicAdd(&hist[b], bins[b]);
+    }
     if (t == 0) {
         unsigned kept = min(written, kChunkCap);
         cand_counts[blockIdx.x] = kept;
         if (kept) atomicAdd(&bracket[5], kept);  // the candidates' total, read back with the other words
         if (written > kChunkCap) atomicAdd(&bracket[4], 1u);
     }
-}
-
-// Bin of a key in [lo, hi] among kCutBins equal slices of the key range: floor((key - lo) kCutBins / (hi - lo + 1)).
-// Bin b holds the keys lo + ceil(b W / kCutBins) .. lo + ceil((b + 1) W / kCutBins) - 1, W = hi - lo + 1.
-__device__ __forceinline__ unsigned cut_bin(unsigned key, unsigned lo, unsigned hi) {
-    return (unsigned)(((unsigned long long)(key - lo) * kCutBins) / ((unsigned long long)(hi - lo) + 1ull));
-}
-__device__ __forceinline__ unsigned cut_bin_first_key(unsigned b, unsigned lo, unsigned hi) {
-    const unsigned long long w = (unsigned long long)(hi - lo) + 1ull;
-    return lo + (unsigned)((b * w + kCutBins - 1) / kCutBins);
+    if (!last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps])) return;
+    // The last block: the bracket checked with the exact totals (every block's atomics are done and visible),
+    // then the level-1 bin holding K*.
+    const unsigned total_above = __ldcg(&bracket[2]), n_cand = __ldcg(&bracket[5]), over = __ldcg(&bracket[4]);
+    const bool valid = over == 0 && total_above < k && (unsigned long long)total_above + n_cand >= k;
+    if (!valid) {
+        if (t == 0) sel[kSelStatus] = kSelInvalid;
+        return;
+    }
+    narrow<kCutBins>(hist, lo, hi, k - total_above, total_above, sel, scratch);
 }
 
 // The bracket pass for the cut alone (topk_threshold): the same counts of keys above hi and NaNs, but the keys in
@@ -724,19 +836,131 @@ __device__ __forceinline__ void bracket_filter(const T* __restrict__ list, const
     }
 }
 
-// Block b copies its region's cand_counts[b] entries to offsets[b].. of the packed arrays (offsets: the exclusive
-// scan of cand_counts), so the packed candidates are in flat-index order.
-// Floor: the candidates read and written once, (sizeof(T) + 4) bytes each both ways.
+// ---- The mask path's later levels (after bracket_pass and its level-1 choice) ---------------------------------
+// Every candidate region holds its block's keys in [lo, hi] in flat-index order (bracket_pass). The level-1 choice
+// named the 1/1024 slice of [lo, hi] holding K*; each bracket_refine launch cuts the slice still named in `sel`
+// into kRefineBins and names the one holding K* (two levels always reach one key for f32, 1024 x 4096 x 4096 >=
+// 2^32; one for 16-bit keys, 1024 x 4096 >= 2^16; a launch finds the choice already final and returns). Then the
+// keys equal to K* are ranked in flat-index order only when the quota does not take them all (bracket_tie_count:
+// per-region counts and their exclusive scan), and bracket_take sets the candidates' bits: every key > K*, and the
+// keys == K* whose rank is below the quota. Nothing depends on which block finishes last or on the order of
+// atomics: the histograms are integer sums, ranks come from region order.
+
+// One block per candidate region: its candidates in the key range `sel` names, counted in kRefineBins slices of it
+// (a shared histogram, then one global add per non-empty bin); the last block narrows `sel` to the slice holding
+// K*. Returns at once unless `sel` still needs a level. Floor: the region's keys read once (from L2: a few percent
+// of n in all), kRefineBins words added per block that has candidates in range.
 template <typename T>
-__device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,
-                                        const unsigned* __restrict__ cand_counts,
-                                        const unsigned* __restrict__ offsets, T* __restrict__ packed_vals,
-                                        unsigned* __restrict__ packed_idx) {
-    const unsigned long long from = (unsigned long long)blockIdx.x * kChunkCap;
-    const unsigned count = cand_counts[blockIdx.x], to = offsets[blockIdx.x];
-    for (unsigned j = threadIdx.x; j < count; j += kThreads) {
-        packed_vals[to + j] = cand_vals[from + j];
-        packed_idx[to + j] = cand_idx[from + j];
+__device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,
+                                               unsigned flags, unsigned* __restrict__ sel, unsigned* __restrict__ hist,
+                                               unsigned* __restrict__ ticket) {
+    __shared__ unsigned bins[kRefineBins];
+    __shared__ unsigned scratch[kThreads / 32 + 4];
+    if (sel[kSelStatus] != kSelNeedsSelect) return;  // the same for every block: only the last block writes sel
+    const unsigned t = threadIdx.x;
+    const unsigned lo = sel[kSelKeyLo], hi = sel[kSelKeyHi], rank = sel[kSelRank], before = sel[kSelBefore];
+    for (unsigned b = t; b < kRefineBins; b += kThreads) bins[b] = 0;
+    __syncthreads();
+    const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
+    const unsigned count = cand_counts[blockIdx.x];
+    for (unsigned j = t; j < count; j += kThreads) {
+        const unsigned key = order_key<T>(load_bits(cand_vals, base + j), flags);
+        if (key >= lo && key <= hi) atomicAdd(&bins[range_bin<kRefineBins>(key, lo, hi)], 1u);
+    }
+    __syncthreads();
+    for (unsigned b = t; b < kRefineBins; b += kThreads) {
+        if (bins[b]) atomicAdd(&hist[b], bins[b]);
+    }
+    if (last_block_of_grid(ticket, &scratch[kThreads / 32])) narrow<kRefineBins>(hist, lo, hi, rank, before, sel, scratch);
+}
+
+// Whether the keys equal to K* need ranks: the choice is final and its quota leaves some of them out.
+__device__ __forceinline__ bool ties_need_ranks(const unsigned* sel) {
+    return sel[kSelStatus] == kSelDone && sel[kSelRank] < sel[kSelCount];
+}
+
+// One block per candidate region: the region's keys equal to K* counted into region_eq[block]; the last block turns
+// region_eq into its exclusive scan (region order is flat-index order), so region b's equal keys rank from
+// region_eq[b]. Returns at once unless ties_need_ranks. Floor: the candidates read once more (from L2), 8 bytes per
+// region.
+template <typename T>
+__device__ __forceinline__ void bracket_tie_count(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,
+                                                  unsigned flags, const unsigned* __restrict__ sel,
+                                                  unsigned* __restrict__ region_eq, unsigned* __restrict__ ticket) {
+    __shared__ unsigned scratch[kThreads / 32 + 4];
+    if (!ties_need_ranks(sel)) return;
+    const unsigned t = threadIdx.x, kstar = sel[kSelKeyLo];
+    const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
+    const unsigned count = cand_counts[blockIdx.x];
+    unsigned eq = 0;
+    for (unsigned j = t; j < count; j += kThreads) eq += order_key<T>(load_bits(cand_vals, base + j), flags) == kstar;
+    eq = slr::warp_sum(eq);
+    if (t == 0) scratch[0] = 0;
+    __syncthreads();
+    if (t % 32 == 0 && eq) atomicAdd(&scratch[0], eq);
+    __syncthreads();
+    if (t == 0) region_eq[blockIdx.x] = scratch[0];
+    if (!last_block_of_grid(ticket, &scratch[kThreads / 32])) return;
+    // Exclusive scan of gridDim.x counts in place: thread t owns a chunk of consecutive regions.
+    const unsigned regions = gridDim.x, chunk = (regions + kThreads - 1) / kThreads;
+    const unsigned from = min(regions, t * chunk), to = min(regions, from + chunk);
+    unsigned sum = 0;
+    for (unsigned r = from; r < to; ++r) sum += __ldcg(&region_eq[r]);
+    unsigned run = block_exclusive_scan(sum, scratch);
+    for (unsigned r = from; r < to; ++r) {
+        const unsigned c = __ldcg(&region_eq[r]);
+        region_eq[r] = run;
+        run += c;
+    }
+}
+
+// One block per candidate region, after the choice is final: sets the bit of every candidate > K*, and of every
+// candidate == K* when the quota takes them all, or else of those whose rank in flat-index order (region_eq[block]
+// from bracket_tie_count, then the region's earlier rounds, warps and lanes) is below the quota. Keys above the
+// bracket got theirs in bracket_pass. Floor: the candidates' keys and indices read once (from L2), one 8-byte OR
+// per taken candidate.
+template <typename T>
+__device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,
+                                             const unsigned* __restrict__ cand_counts, unsigned flags,
+                                             const unsigned* __restrict__ sel, const unsigned* __restrict__ region_eq,
+                                             unsigned long long* __restrict__ words) {
+    __shared__ unsigned warp_eq[kThreads / 32];
+    if (sel[kSelStatus] != kSelDone) return;
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    const unsigned kstar = sel[kSelKeyLo], quota = sel[kSelRank];
+    const bool ranked = ties_need_ranks(sel);
+    const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
+    const unsigned count = cand_counts[blockIdx.x];
+    unsigned eq_before = ranked ? region_eq[blockIdx.x] : 0u;  // equal keys before this round (every thread)
+    for (unsigned first = 0; first < count; first += kThreads) {  // block-uniform trip count
+        const unsigned j = first + t;
+        const bool in = j < count;
+        const unsigned key = in ? order_key<T>(load_bits(cand_vals, base + j), flags) : 0u;
+        const bool eq = in && key == kstar;
+        bool take = in && key > kstar;
+        if (ranked) {
+            const unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
+            if (lane == 0) warp_eq[warp] = __popc(eq_ballot);
+            __syncthreads();
+            unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below()), round_eq = 0;
+            for (unsigned w = 0; w < kThreads / 32; ++w) {
+                my_rank += w < warp ? warp_eq[w] : 0u;
+                round_eq += warp_eq[w];
+            }
+#ifdef SLR_FAULT_BRACKET_TAKE_RANK
+            take = take || (eq && my_rank <= quota);  // planted fault: one tie too many
+#else
+            take = take || (eq && my_rank < quota);
+#endif
+            eq_before += round_eq;
+            __syncthreads();  // warp_eq is rewritten next round
+        } else {
+            take = take || eq;
+        }
+        if (take) {
+            const unsigned i = cand_idx[base + j];
+            atomicOr(&words[i >> 6], 1ull << (i & 63));
+        }
     }
 }
 
@@ -777,11 +1001,31 @@ __device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const u
         sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket);                                          \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_bracket_pass_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                      \
+        topk_bracket_pass_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,          \
                                    unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,     \
                                    T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,                 \
-                                   unsigned* __restrict__ cand_counts) {                                       \
-        bracket_pass<T>(keys, n, flags, bracket, words, cand_vals, cand_idx, cand_counts);                     \
+                                   unsigned* __restrict__ cand_counts, unsigned* __restrict__ hist,            \
+                                   unsigned* __restrict__ sel) {                                               \
+        bracket_pass<T>(keys, n, flags, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel);       \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_bracket_refine_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,  \
+                                     unsigned flags, unsigned* __restrict__ sel, unsigned* __restrict__ hist,   \
+                                     unsigned* __restrict__ ticket) {                                           \
+        bracket_refine<T>(cand_vals, cand_counts, flags, sel, hist, ticket);                                   \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_bracket_tie_count_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts, \
+                                        unsigned flags, const unsigned* __restrict__ sel,                       \
+                                        unsigned* __restrict__ region_eq, unsigned* __restrict__ ticket) {      \
+        bracket_tie_count<T>(cand_vals, cand_counts, flags, sel, region_eq, ticket);                           \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_bracket_take_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,      \
+                                   const unsigned* __restrict__ cand_counts, unsigned flags,                    \
+                                   const unsigned* __restrict__ sel, const unsigned* __restrict__ region_eq,    \
+                                   unsigned long long* __restrict__ words) {                                    \
+        bracket_take<T>(cand_vals, cand_idx, cand_counts, flags, sel, region_eq, words);                       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                     \
@@ -794,12 +1038,6 @@ __device__ __forceinline__ void compact(const T* __restrict__ cand_vals, const u
                                      unsigned cap, unsigned flags, unsigned* __restrict__ sel,                  \
                                      T* __restrict__ out, unsigned out_cap) {                                   \
         bracket_filter<T>(list, bracket, cap, flags, sel, out, out_cap);                                       \
-    }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_compact_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,           \
-                              const unsigned* __restrict__ cand_counts, const unsigned* __restrict__ offsets,   \
-                              T* __restrict__ packed_vals, unsigned* __restrict__ packed_idx) {                 \
-        compact<T>(cand_vals, cand_idx, cand_counts, offsets, packed_vals, packed_idx);                        \
     }
 
 SLR_TOPK(float, f32)
@@ -809,9 +1047,11 @@ SLR_EMU_EXPORT(topk_select_mask_f32)
 SLR_EMU_EXPORT(topk_select_rows_f32)
 SLR_EMU_EXPORT(topk_sample_bracket_f32)
 SLR_EMU_EXPORT(topk_bracket_pass_f32)
+SLR_EMU_EXPORT(topk_bracket_refine_f32)
+SLR_EMU_EXPORT(topk_bracket_tie_count_f32)
+SLR_EMU_EXPORT(topk_bracket_take_f32)
 SLR_EMU_EXPORT(topk_bracket_count_f32)
 SLR_EMU_EXPORT(topk_bracket_filter_f32)
-SLR_EMU_EXPORT(topk_compact_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
 SLR_EMU_EXPORT(topk_tile_counts_f16)
@@ -819,9 +1059,11 @@ SLR_EMU_EXPORT(topk_select_mask_f16)
 SLR_EMU_EXPORT(topk_select_rows_f16)
 SLR_EMU_EXPORT(topk_sample_bracket_f16)
 SLR_EMU_EXPORT(topk_bracket_pass_f16)
+SLR_EMU_EXPORT(topk_bracket_refine_f16)
+SLR_EMU_EXPORT(topk_bracket_tie_count_f16)
+SLR_EMU_EXPORT(topk_bracket_take_f16)
 SLR_EMU_EXPORT(topk_bracket_count_f16)
 SLR_EMU_EXPORT(topk_bracket_filter_f16)
-SLR_EMU_EXPORT(topk_compact_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
 SLR_EMU_EXPORT(topk_tile_counts_bf16)
@@ -829,9 +1071,11 @@ SLR_EMU_EXPORT(topk_select_mask_bf16)
 SLR_EMU_EXPORT(topk_select_rows_bf16)
 SLR_EMU_EXPORT(topk_sample_bracket_bf16)
 SLR_EMU_EXPORT(topk_bracket_pass_bf16)
+SLR_EMU_EXPORT(topk_bracket_refine_bf16)
+SLR_EMU_EXPORT(topk_bracket_tie_count_bf16)
+SLR_EMU_EXPORT(topk_bracket_take_bf16)
 SLR_EMU_EXPORT(topk_bracket_count_bf16)
 SLR_EMU_EXPORT(topk_bracket_filter_bf16)
-SLR_EMU_EXPORT(topk_compact_bf16)
 
 extern "C" __global__ void __launch_bounds__(kCutBins)
     topk_bracket_choose(const unsigned* __restrict__ bracket, const unsigned* __restrict__ hist, unsigned k,
@@ -845,19 +1089,6 @@ extern "C" __global__ void __launch_bounds__(kThreads)
     choose(hist, shift, state);
 }
 SLR_EMU_EXPORT(topk_choose)
-
-// Candidate j's bit (set in cand_words by the selection among the candidates) goes to bit packed_idx[j] of the
-// matrix's mask. One thread per candidate. Floor: n_cand / 8 + 4 n_cand bytes read, one 8-byte OR per taken key.
-extern "C" __global__ void __launch_bounds__(kThreads)
-    topk_scatter_bits(const unsigned long long* __restrict__ cand_words, const unsigned* __restrict__ packed_idx,
-                      unsigned n_cand, unsigned long long* __restrict__ words) {
-    unsigned j = blockIdx.x * kThreads + threadIdx.x;
-    if (j < n_cand && ((cand_words[j >> 6] >> (j & 63)) & 1ull)) {
-        unsigned i = packed_idx[j];
-        atomicOr(&words[i >> 6], 1ull << (i & 63));
-    }
-}
-SLR_EMU_EXPORT(topk_scatter_bits)
 
 // Every segment's state words: zero, except word `word`, which gets `value` (k for a count, the key of a fixed
 // cut), and word 0, which gets `prefix` when `word` is not 0 (the key digits already known to be common to every

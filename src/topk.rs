@@ -95,10 +95,20 @@ const CUT_WORDS: usize = CUT_STATE + STATE_WORDS;
 const SEL_RANK: usize = 1;
 const SEL_BEFORE: usize = 2;
 const SEL_KEY_LO: usize = 3;
+const SEL_COUNT: usize = 5;
 const SEL_STATUS: usize = 6;
 const SEL_FILTERED: usize = 7;
 const SEL_DONE: u32 = 1;
 const SEL_INVALID: u32 = 2;
+/// Bins of each later level of the mask path (cuda/topk.cu kRefineBins).
+const REFINE_BINS: usize = 4096;
+/// The mask path's words, one zeroed allocation (cuda/topk.cu): the bracket words (word 6 the pass's ticket),
+/// the choice, one ticket per later launch, the level-1 histogram, one histogram per refinement level.
+const MASK_SEL: usize = STATE_WORDS;
+const MASK_TICKETS: usize = MASK_SEL + 8;
+const MASK_HIST1: usize = MASK_TICKETS + 8;
+const MASK_HIST2: usize = MASK_HIST1 + CUT_BINS;
+const MASK_PATH_WORDS: usize = MASK_HIST2 + 2 * REFINE_BINS;
 const FLAG_BY_VALUE: u32 = 1;
 const FLAG_SMALLEST: u32 = 2;
 
@@ -706,19 +716,23 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
 }
 
 /// Exact per-matrix top-k mask of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
-/// bracket"): the sample's two order statistics, one pass over the keys (the keys above the bracket counted and
-/// their bits set; the keys inside it written out with their indices, in flat-index order), then the exact radix
-/// selection over those candidates alone, and their taken bits scattered into the mask. `Ok(None)` when the
-/// exact counts show the bracket missed K* or a block's candidates overflowed its region: the caller then runs
-/// the radix passes over all keys (same result, slower). NaNs under [`NanPolicy::Error`] are reported here.
-/// Reads the keys about once (plus the sample), against 5-6 times for the radix passes.
+/// bracket" and "The mask path's later levels"), queued with one synchronization: the sample's two order
+/// statistics; one pass over the keys that sets the bits of the keys above the bracket, writes those inside it
+/// with their flat indices to per-block regions in flat-index order and counts them in 1024 slices of the
+/// bracket, its last block checking the bracket with the exact counts and naming the slice holding K*;
+/// `levels` narrowings of that slice over the regions (4096 slices each: two for f32, one for 16-bit keys, after
+/// which the slice is K* itself); the ranks of the keys equal to K* when the quota leaves some out (per-region
+/// counts and their scan); the candidates' bits; then one read-back of the words. `Ok(None)` when the exact counts
+/// show the bracket missed K* or a block's candidates overflowed its region: the caller then runs the radix passes
+/// over all keys (same result, slower). NaNs under [`NanPolicy::Error`] are reported here. Reads the keys once
+/// (plus the sample), against 5-6 times for the radix passes.
 fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<(DeviceVec<u64>, TopkCut<T>)>> {
     debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
     const _: () = assert!(BRACKET_MIN_N >= SAMPLES, "every sample stratum must hold a key");
     let blocks = n.div_ceil(CHUNK);
-    let mut bracket = gpu.alloc_zeros::<u32>(STATE_WORDS)?;
-    // SAFETY (both): topk_bracket_pass writes every region entry it counts (up to CHUNK_CAP per block) and every
-    // block's count; the compaction reads only the counted entries.
+    // SAFETY (all three): topk_bracket_pass writes every region entry it counts (up to CHUNK_CAP per block) and
+    // every block's count, and the later kernels read only the counted entries; topk_bracket_tie_count writes
+    // region_eq[b] for every region before topk_bracket_take reads it, and neither reads it otherwise.
     // The regions hold a quarter of n in entries (key + index): if the device cannot spare that, the radix passes,
     // which need far less, run instead.
     let regions = unsafe { (gpu.alloc_uninit::<T>(blocks * CHUNK_CAP), gpu.alloc_uninit::<u32>(blocks * CHUNK_CAP)) };
@@ -729,105 +743,90 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
             return Ok(None);
         }
     };
-    // SAFETY: every block of the pass writes its own count.
     let mut cand_counts = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
-    let mut words = gpu.alloc_zeros::<u64>(n.div_ceil(64))?;
-    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut bracket)?;
+    let mut region_eq = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
+    let mut words = gpu.alloc_zeros::<u32>(MASK_PATH_WORDS)?;
+    let mut mask = gpu.alloc_zeros::<u64>(n.div_ceil(64))?;
+    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
+    let levels = if T::DTYPE.size() == 4 { 2 } else { 1 };
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
-        let mut bview = DeviceSliceMut::from(&mut bracket);
-        let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
+        let mut wview = DeviceSliceMut::from(&mut words);
+        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "bracket words")?;
         let mut vview = DeviceSliceMut::from(&mut cand_vals);
         let (p_vals, _gv) = vview.kernel_ptr_mut(gpu, op, "candidate values")?;
         let mut iview = DeviceSliceMut::from(&mut cand_idx);
         let (p_idx, _gi) = iview.kernel_ptr_mut(gpu, op, "candidate indices")?;
         let mut cview = DeviceSliceMut::from(&mut cand_counts);
         let (p_counts, _gc) = cview.kernel_ptr_mut(gpu, op, "candidate counts")?;
-        let mut wview = DeviceSliceMut::from(&mut words);
-        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "mask")?;
-        let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        let mut eview = DeviceSliceMut::from(&mut region_eq);
+        let (p_eq, _ge) = eview.kernel_ptr_mut(gpu, op, "region tie counts")?;
+        let mut mview = DeviceSliceMut::from(&mut mask);
+        let (p_mask, _gm) = mview.kernel_ptr_mut(gpu, op, "mask")?;
+        let p_sel = p_words.offset_bytes(4 * MASK_SEL);
+        let regions_shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK)
-        // <= 2^17 fits the grid), adds to bracket words 2-4, writes at most CHUNK_CAP entries of its own region
-        // [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx (blocks * CHUNK_CAP each) and
-        // cand_counts[b] (blocks), and ORs bits of its own keys (flat indices below n) into words (ceil(n / 64),
-        // zeroed); every buffer is a fresh allocation distinct from the others and from keys; arguments match
-        // topk_bracket_pass_<dtype>.
+        // <= 2^17 fits the grid), adds to bracket words 2-6 and to the CUT_BINS level-1 histogram words, writes at
+        // most CHUNK_CAP entries of its own region [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx
+        // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), ORs bits of its own keys (flat indices below n)
+        // into the mask (ceil(n / 64) words, zeroed); the last block writes the 8 choice words; all words lie
+        // inside `words` (MASK_PATH_WORDS, zeroed, the layout of the MASK_* offsets); every buffer is a fresh
+        // allocation distinct from the others and from keys; arguments match topk_bracket_pass_<dtype>.
         unsafe {
             gpu.launch(
                 MODULE,
                 &kernel::<T>("bracket_pass"),
-                shape,
-                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_bracket, p_words, p_vals, p_idx, p_counts],
+                regions_shape,
+                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(k as u32), p_words, p_mask, p_vals, p_idx, p_counts, p_words.offset_bytes(4 * MASK_HIST1), p_sel],
             )?;
         }
+        for level in 0..levels {
+            let hist = p_words.offset_bytes(4 * (MASK_HIST2 + level * REFINE_BINS));
+            let ticket = p_words.offset_bytes(4 * (MASK_TICKETS + level));
+            // SAFETY: block b reads cand_counts[b] (blocks) and at most that many (<= CHUNK_CAP) entries of its
+            // region of cand_vals, all written by the pass; it adds to this level's REFINE_BINS histogram words and
+            // its ticket word, and the last block rewrites the 8 choice words, all inside `words` (zeroed,
+            // MASK_PATH_WORDS); arguments match topk_bracket_refine_<dtype>.
+            unsafe {
+                gpu.launch(MODULE, &kernel::<T>("bracket_refine"), regions_shape, &[p_vals, p_counts, KernelArg::U32(flags), p_sel, hist, ticket])?;
+            }
+        }
+        // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals, writes
+        // region_eq[b] (blocks entries), and the last block rewrites region_eq[0..blocks) in place; it reads the
+        // choice words and adds to one ticket word inside `words`; arguments match topk_bracket_tie_count_<dtype>.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel::<T>("bracket_tie_count"),
+                regions_shape,
+                &[p_vals, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_words.offset_bytes(4 * (MASK_TICKETS + 2))],
+            )?;
+        }
+        // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals and
+        // cand_idx (flat indices below n, written by the pass), region_eq[b] (written by the tie count whenever
+        // the choice makes this kernel read it) and the choice words, and ORs bits at those flat indices into the
+        // mask (ceil(n / 64) words); arguments match topk_bracket_take_<dtype>.
+        unsafe {
+            gpu.launch(MODULE, &kernel::<T>("bracket_take"), regions_shape, &[p_vals, p_idx, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_mask])?;
+        }
     }
-    // The regions' offsets stay on the device; their total is bracket word 5, read back with the counts (one
-    // synchronization).
-    let (offsets, _total) = crate::scan::exclusive_scan_u32_queued(gpu, &cand_counts)?;
-    let b = gpu.download(&bracket)?;
-    let (above, nans, overflowed, n_cand) = (b[2] as usize, b[3] as usize, b[4], b[5] as usize);
+    let w = gpu.download(&words)?;
+    let (above, nans) = (w[2] as usize, w[3] as usize);
     if nans > 0 && spec.nan == NanPolicy::Error {
         return Err(Error::NanKeys { op, what: "keys", count: nans });
     }
-    if overflowed != 0 || above >= k || above + n_cand < k || n_cand > n {
+    let sel = &w[MASK_SEL..MASK_SEL + 8];
+    if sel[SEL_STATUS] == SEL_INVALID {
         count_bracket_path(false);
         return Ok(None);
     }
-    // SAFETY (both): topk_compact writes all n_cand entries (the scan's total of the region counts).
-    let mut packed_vals = unsafe { gpu.alloc_uninit::<T>(n_cand)? };
-    let mut packed_idx = unsafe { gpu.alloc_uninit::<u32>(n_cand)? };
-    {
-        let vview = DeviceSlice::from(&cand_vals);
-        let (p_vals, _gv) = vview.kernel_ptr(gpu, op, "candidate values")?;
-        let iview = DeviceSlice::from(&cand_idx);
-        let (p_idx, _gi) = iview.kernel_ptr(gpu, op, "candidate indices")?;
-        let cview = DeviceSlice::from(&cand_counts);
-        let (p_counts, _gc) = cview.kernel_ptr(gpu, op, "candidate counts")?;
-        let oview = DeviceSlice::from(&offsets);
-        let (p_offsets, _go) = oview.kernel_ptr(gpu, op, "candidate offsets")?;
-        let mut pvview = DeviceSliceMut::from(&mut packed_vals);
-        let (p_pvals, _gpv) = pvview.kernel_ptr_mut(gpu, op, "packed values")?;
-        let mut piview = DeviceSliceMut::from(&mut packed_idx);
-        let (p_pidx, _gpi) = piview.kernel_ptr_mut(gpu, op, "packed indices")?;
-        let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
-        // SAFETY: block b copies cand_counts[b] <= CHUNK_CAP entries from its region of cand_vals / cand_idx to
-        // [offsets[b], offsets[b] + cand_counts[b]) of the packed arrays; offsets is the exclusive scan of the
-        // counts (blocks + 1 entries) whose total n_cand is the packed arrays' length, so the ranges are disjoint
-        // and in bounds; all buffers are distinct; arguments match topk_compact_<dtype>.
-        unsafe {
-            gpu.launch(MODULE, &kernel::<T>("compact"), shape, &[p_vals, p_idx, p_counts, p_offsets, p_pvals, p_pidx])?;
-        }
+    let (quota, before) = (sel[SEL_RANK] as usize, sel[SEL_BEFORE] as usize);
+    if sel[SEL_STATUS] != SEL_DONE || before + quota != k || quota == 0 || before < above || quota > sel[SEL_COUNT] as usize {
+        return Err(Error::Cuda { op, detail: format!("inconsistent bracket choice {sel:?} for k = {k} ({above} above the bracket)") });
     }
-    drop((cand_vals, cand_idx));
-    // The exact selection of the k - above largest among the candidates (in flat-index order, so ties resolve by
-    // the lowest flat index as everywhere).
-    let plan2 = Plan::Count(k - above);
-    let cand_keys = DeviceSlice::from(&packed_vals);
-    let mut cand_words = gpu.alloc_zeros::<u64>(n_cand.div_ceil(64))?;
-    let state = if n_cand <= row_max_len::<T>() {
-        select_rows_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, Some(&mut cand_words))?
-    } else {
-        let sel = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, KnownDigits::common::<T>(b[0], b[1]))?;
-        write_mask(op, gpu, &cand_keys, 1, n_cand, flags, &sel, &mut cand_words)?;
-        sel.state
-    };
-    {
-        let cwview = DeviceSlice::from(&cand_words);
-        let (p_cw, _gcw) = cwview.kernel_ptr(gpu, op, "candidate mask")?;
-        let piview = DeviceSlice::from(&packed_idx);
-        let (p_pidx, _gpi) = piview.kernel_ptr(gpu, op, "packed indices")?;
-        let mut wview = DeviceSliceMut::from(&mut words);
-        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "mask")?;
-        let shape = LaunchShape::linear(op, n_cand, THREADS)?;
-        // SAFETY: thread j < n_cand reads bit j of cand_words (ceil(n_cand / 64) words) and packed_idx[j]
-        // (n_cand entries, flat indices below n written by the compaction) and ORs bit packed_idx[j] into words
-        // (ceil(n / 64)); the buffers are distinct; arguments match topk_scatter_bits.
-        unsafe { gpu.launch(MODULE, "topk_scatter_bits", shape, &[p_cw, p_pidx, KernelArg::U32(n_cand as u32), p_words])? };
-    }
-    let mut cut = cuts_of(op, gpu, &state, 1, &plan2, spec)?.remove(0);
-    cut.count_beyond += above;
+    let cut = TopkCut { threshold: Some(element_of_key(sel[SEL_KEY_LO], flags)), count_beyond: before, count_equal_taken: quota };
     count_bracket_path(true);
-    Ok(Some((words, cut)))
+    Ok(Some((mask, cut)))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "cholqr_phase_sync", "cholqr_regs_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "cholqr_phase_sync", "cholqr_regs_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -313,6 +313,43 @@ fn bracket_candidates_out_of_flat_order_take_the_wrong_ties() {
                 assert!(agree < ks.len(), "{schedule:?}: the misordered candidates gave the right ties for every k {ks:?}");
             } else {
                 assert_eq!(agree, ks.len(), "{schedule:?}: k {ks:?}");
+            }
+        }
+    }
+}
+
+/// The mask path's last kernel takes the keys equal to K* whose flat-order rank is below the quota; with `<=`
+/// (planted fault `bracket_take_rank`) it takes one tie too many whenever the quota ends inside the run of equal
+/// keys. bf16 keys from 64 levels: the slice holding K* is one key, shared by ~1/64 of n.
+#[test]
+fn bracket_take_rank_off_by_one_takes_one_equal_key_too_many() {
+    use half::bf16;
+    let mut rng = rng("bracket_take_rank");
+    let (rows, cols) = (520, 512);
+    let n = rows * cols;
+    let keys: Vec<bf16> = (0..n).map(|_| bf16::from_f32(rng.gen_range(0..64) as f32 / 8.0 + 0.25)).collect();
+    let mut sorted: Vec<f32> = keys.iter().map(|x| x.to_f32()).collect();
+    sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    let k = loop {
+        let k = rng.gen_range(n / 10..n / 2);
+        if sorted[k - 1] == sorted[k] {
+            break k; // the quota ends inside a run of equal keys
+        }
+    };
+    let spec = TopkSpec::count(k);
+    let expect = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "bracket_take_rank").unwrap() } else { Gpu::emulated(schedule) };
+            let d = gpu.upload(&keys).unwrap();
+            let before = sparse_lowrank::topk::bracket_counts().0;
+            let (mask, _) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
+            assert_eq!(sparse_lowrank::topk::bracket_counts().0, before + 1, "{schedule:?}: the bracket path must run");
+            let mask = mask.download(&gpu).unwrap();
+            if faulty {
+                assert_eq!(mask.count_ones(), k + 1, "{schedule:?}: k {k}");
+            } else {
+                assert!(mask == expect, "{schedule:?}: k {k}");
             }
         }
     }

@@ -237,14 +237,22 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             vec![load, "STS", "MATCH.ANY", "ATOMS", "BAR.SYNC", "STG.E "]
         }
         // The bracket pass: keys once through the read-only path, ballots for the keys above (ORed into the mask)
-        // and the candidates (ranked by a warp scan of per-warp counts), candidate values and indices stored.
+        // and the candidates (ranked by a warp scan of per-warp counts), candidate values and indices stored, their
+        // slices counted by shared atomics, the last block's ticket and choice (block scan, stores).
         k if k.starts_with("topk_bracket_pass_") => {
             if narrow {
-                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E.U16", "STG.E "]
+                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E.U16", "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR"]
             } else {
-                vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E "]
+                vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR"]
             }
         }
+        // A refinement level: the region's candidates counted in shared slices, added to global memory, the last
+        // block's ticket and choice.
+        k if k.starts_with("topk_bracket_refine_") => vec!["ATOMS.", "BAR.SYNC", "ATOMG.E.ADD", "MEMBAR", "SHFL.UP", "STG.E "],
+        // The ties' per-region counts (warp sums by butterfly) and the last block's in-place scan.
+        k if k.starts_with("topk_bracket_tie_count_") => vec!["SHFL.BFLY", "ATOMG.E.ADD", "MEMBAR", "SHFL.UP", "STG.E "],
+        // The candidates' bits: ballots rank the equal keys, taken bits ORed as 64-bit words.
+        k if k.starts_with("topk_bracket_take_") => vec!["VOTE.ANY", "POPC", ".E.OR.64.STRONG.GPU"],
         // The cut-only bracket pass: keys once through the read-only path, ballots, per-(u, warp) counts scanned
         // by one warp (SHFL.UP) between barriers, one global atomic per block round, candidate values stored at
         // their width, the candidates' bins counted by shared atomics.
@@ -266,16 +274,6 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E "]
             }
         }
-        // Region to packed copy of the candidates: read-only loads, plain stores at the value's width.
-        k if k.starts_with("topk_compact_") => {
-            if narrow {
-                vec!["LDG.E.U16.CONSTANT", "STG.E.U16", "STG.E "]
-            } else {
-                vec!["LDG.E.CONSTANT", "STG.E "]
-            }
-        }
-        // Candidate bits to the matrix mask: 64-bit read-only word loads, 64-bit OR reductions.
-        "topk_scatter_bits" => vec!["LDG.E.64.CONSTANT", ".E.OR.64.STRONG.GPU"],
         // Suffix sums of 256 bins in shared memory between barriers.
         "topk_choose" => vec!["BAR.SYNC", "STS", "LDS"],
         // The plan's starting state, one plain store per word.
