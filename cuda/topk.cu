@@ -31,13 +31,10 @@
 //       from the scan + warps before it + lanes before it); a key is taken when > K* or == K* with rank < the
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
 // Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" and "The
-//   mask path's later levels" below: for the mask topk_sample_bracket, topk_bracket_pass, topk_bracket_refine
-//   (twice for f32, once for 16-bit keys), topk_bracket_tie_count, topk_bracket_take, one read-back; for the cut
-//   alone topk_sample_bracket, topk_bracket_count, topk_bracket_choose, topk_bracket_filter, topk_select_rows);
-//   the passes above run over all keys only when its exact check fails. When the cut path's chosen bin is too
-//   crowded for one block, the passes above run over its candidate list, and the leading digits the bracket's lo
-//   and hi share, common to every candidate, start the state (topk_init_state's prefix): their passes are
-//   skipped.
+//   later levels" below: topk_sample_bracket; for the mask topk_bracket_pass, for the cut alone
+//   topk_bracket_count; topk_bracket_refine twice for f32, once for 16-bit keys; for the mask
+//   topk_bracket_tie_count and topk_bracket_take; one read-back); the passes above run over all keys only when
+//   its exact check fails.
 // Per row with rows of at most 11264 f32 or 22528 f16/bf16 keys (src/topk.rs row_max_len), all of the above is one
 // launch instead:
 //   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and runs the same passes,
@@ -62,14 +59,14 @@ constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BR
 constexpr unsigned kSampleThreads = 1024;  // threads of the sample kernel's one block (src/topk.rs SAMPLE_THREADS)
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
-constexpr unsigned kCutBins = 1024;         // bins of the cut path's candidate histogram (src/topk.rs CUT_BINS)
-constexpr unsigned kRefineBins = 4096;      // bins of each later level of the mask path (src/topk.rs REFINE_BINS)
-// The cut path's words (one allocation, src/topk.rs CUT_*): bracket words, the candidate histogram, the choice
-// ("sel") and the selection state of the chosen bin's candidates.
+constexpr unsigned kCutBins = 1024;         // slices of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
+constexpr unsigned kRefineBins = 4096;      // slices of each later level (src/topk.rs REFINE_BINS)
+// The bracket paths' choice ("sel", 8 words of one allocation with the bracket words and histograms, src/topk.rs
+// MASK_*): the slice, the rank of K* within it, the keys above it, its key range and count, the status.
 constexpr unsigned kSelBin = 0, kSelRank = 1, kSelBefore = 2, kSelKeyLo = 3, kSelKeyHi = 4, kSelCount = 5,
-                   kSelStatus = 6, kSelFiltered = 7;
+                   kSelStatus = 6;
 constexpr unsigned kSelNeedsSelect = 0, kSelDone = 1, kSelInvalid = 2, kSelBroken = 3;
-constexpr unsigned kPassTicket = 6;  // bracket word counting the mask pass's finished blocks
+constexpr unsigned kPassTicket = 6;  // bracket word counting a bracket pass's finished blocks
 
 // Raw bits of each key type and what a NaN looks like in them.
 template <typename T> struct KeyBits;
@@ -437,10 +434,10 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 // depends on the sample, only the speed.
 // Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates kept (the
 // regions' total in bracket_pass, the list's in bracket_count), [6] bracket_pass's ticket.
-// The cut alone (topk_threshold) takes bracket_count instead of bracket_pass, which also bins the candidates
-// (kCutBins slices of [lo, hi]); then topk_bracket_choose (the bracket checked on the device, K*'s bin named;
-// final when the bin is one key), topk_bracket_filter_<dtype> (the bin's candidates) and topk_select_rows_<dtype>
-// with its length read on the device: no host decision between the launches.
+// The cut alone (topk_threshold) takes bracket_count instead of bracket_pass: one list of candidate values, no
+// indices, no mask. Both passes count their candidates in kCutBins slices of [lo, hi], and their last block checks
+// the bracket and names the slice holding K*; the later levels narrow it to K* on the device: no host decision
+// between the launches.
 
 // Sample position j of n (j < kSamples <= n): stratum j of n / kSamples elements, at a hashed offset inside it
 // (a fixed stride would hit one column of a matrix whose width divides it). src/topk.rs has the same function.
@@ -545,10 +542,6 @@ template <unsigned B> __device__ __forceinline__ unsigned range_bin_first_key(un
     const unsigned long long w = (unsigned long long)(hi - lo) + 1ull;
     return lo + (unsigned)((b * w + B - 1) / B);
 }
-__device__ __forceinline__ unsigned cut_bin(unsigned key, unsigned lo, unsigned hi) { return range_bin<kCutBins>(key, lo, hi); }
-__device__ __forceinline__ unsigned cut_bin_first_key(unsigned b, unsigned lo, unsigned hi) {
-    return range_bin_first_key<kCutBins>(b, lo, hi);
-}
 
 // The bin of `hist` (B bins over [lo, hi], filled by other blocks of this launch: read through L2) holding the
 // candidate of rank `rank` (1 = the largest) in that range, found by one block: thread t sums the B / kThreads
@@ -599,6 +592,22 @@ __device__ __forceinline__ void narrow(const unsigned* hist, unsigned lo, unsign
     sel[kSelKeyHi] = key_hi;
     sel[kSelCount] = pick[2];
     sel[kSelStatus] = key_lo == key_hi ? kSelDone : kSelNeedsSelect;
+}
+
+// The last block of a bracket pass (bracket_pass, bracket_count): the bracket checked with the exact totals (no
+// region over capacity, the list within `cap`, fewer than k keys above hi, at least k at or above lo; otherwise
+// kSelInvalid and the host falls back to the radix passes), then the level-1 slice holding K* (narrow). Every
+// thread of the block calls it.
+__device__ __forceinline__ void choose_level1(const unsigned* bracket, const unsigned* hist, unsigned k, unsigned cap,
+                                              unsigned* __restrict__ sel, unsigned* scratch) {
+    const unsigned lo = bracket[0], hi = bracket[1];
+    const unsigned above = __ldcg(&bracket[2]), n_cand = __ldcg(&bracket[5]), over = __ldcg(&bracket[4]);
+    const bool valid = over == 0 && n_cand <= cap && above < k && (unsigned long long)above + n_cand >= k;
+    if (!valid) {
+        if (threadIdx.x == 0) sel[kSelStatus] = kSelInvalid;
+        return;
+    }
+    narrow<kCutBins>(hist, lo, hi, k - above, above, sel, scratch);
 }
 
 // One block per kChunk consecutive keys: counts keys > hi (ORing their mask bits when words is not null) and NaNs
@@ -683,16 +692,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
         if (kept) atomicAdd(&bracket[5], kept);  // the candidates' total, read back with the other words
         if (written > kChunkCap) atomicAdd(&bracket[4], 1u);
     }
-    if (!last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps])) return;
-    // The last block: the bracket checked with the exact totals (every block's atomics are done and visible),
-    // then the level-1 bin holding K*.
-    const unsigned total_above = __ldcg(&bracket[2]), n_cand = __ldcg(&bracket[5]), over = __ldcg(&bracket[4]);
-    const bool valid = over == 0 && total_above < k && (unsigned long long)total_above + n_cand >= k;
-    if (!valid) {
-        if (t == 0) sel[kSelStatus] = kSelInvalid;
-        return;
-    }
-    narrow<kCutBins>(hist, lo, hi, k - total_above, total_above, sel, scratch);
+    if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps])) choose_level1(bracket, hist, k, ~0u, sel, scratch);
 }
 
 // The bracket pass for the cut alone (topk_threshold): the same counts of keys above hi and NaNs, but the keys in
@@ -702,14 +702,14 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
 // and round (kLoadsInFlight * kThreads keys): at a 2.7%-of-n bracket one atomic per warp holding a candidate made
 // ~300 k same-address atomics at 4096², serialized in L2 (~0.18 ms on an H200, more than the whole radix select);
 // this makes n / 2048 (8 k). Keys past `cap` are counted, not written (the choice then reports the bracket
-// invalid). Each candidate is also counted in its bin of [lo, hi] (cut_bin; a shared histogram per block, its
-// non-empty bins added to `hist`), so that topk_bracket_choose can name the bin holding K* without a pass over the
+// invalid). Each candidate is also counted in its slice of [lo, hi] (a shared histogram per block, its non-empty
+// bins added to `hist`), and the last block names the slice holding K* (choose_level1) without a pass over the
 // list.
 // Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 template <typename T>
-__device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags,
+__device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
                                               unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,
-                                              unsigned* __restrict__ hist) {
+                                              unsigned* __restrict__ hist, unsigned* __restrict__ sel) {
     using Raw = typename KeyBits<T>::Raw;
     constexpr unsigned kWarps = kThreads / 32, kRound = kLoadsInFlight * kThreads;
     static_assert(kLoadsInFlight * kWarps == 64, "one warp scans the round's (u, warp) counts two per lane");
@@ -717,6 +717,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     __shared__ unsigned bins[kCutBins];
     __shared__ unsigned offsets[kLoadsInFlight * kWarps];  // per (u, warp): candidates, then their exclusive offset
     __shared__ unsigned round_base;                        // the round's first list position
+    __shared__ unsigned scratch[kWarps + 4];               // the last block's choice
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned lo = bracket[0], hi = bracket[1];
     const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
@@ -737,7 +738,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
             bool c = in && key >= lo && key <= hi;
             cand[u] = __ballot_sync(0xffffffffu, c);
             if (lane == 0) offsets[u * kWarps + warp] = __popc(cand[u]);
-            if (c) atomicAdd(&bins[cut_bin(key, lo, hi)], 1u);
+            if (c) atomicAdd(&bins[range_bin<kCutBins>(key, lo, hi)], 1u);
         }
         __syncthreads();
         if (warp == 0) {  // exclusive scan of the 64 counts: lane l holds entries 2l, 2l + 1
@@ -761,98 +762,38 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     for (unsigned b = t; b < kCutBins; b += kThreads) {
         if (bins[b]) atomicAdd(&hist[b], bins[b]);
     }
+    if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps])) choose_level1(bracket, hist, k, cap, sel, scratch);
 }
 
-// One block of kCutBins threads after bracket_count: checks the bracket with the exact counts (no overflow of the
-// list, fewer than k keys above hi, at least k at or above lo; otherwise status kSelInvalid and the host falls
-// back), then finds the bin holding rank k - above among the candidates (suffix sums of the histogram from the
-// top bin, by a block scan) and writes `sel`: the bin, the rank within it, the keys beyond it (above + candidates
-// in higher bins), its key range and count, and status kSelDone when the bin is one key wide (then K* is that key
-// and the counts are final; 16-bit keys almost always) or kSelNeedsSelect. It also sets the selection state of the
-// bin's candidates for topk_select_rows ([1] = the rank within the bin, the rest 0).
-// Floor: kCutBins + 8 words read, 16 written; one block's latency.
-__device__ __forceinline__ void bracket_choose(const unsigned* __restrict__ bracket, const unsigned* __restrict__ hist,
-                                               unsigned k, unsigned cap, unsigned* __restrict__ sel,
-                                               unsigned* __restrict__ state) {
-    __shared__ unsigned warp_sums[kCutBins / 32];
-    const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32;
-    const unsigned lo = bracket[0], hi = bracket[1], above = bracket[2], n_cand = bracket[5];
-    const bool valid = n_cand <= cap && above < k && (unsigned long long)above + n_cand >= k;
-    // Thread t holds bin kCutBins - 1 - t: an inclusive scan in that order counts the candidates at or above it.
-    const unsigned b = kCutBins - 1 - t, c = hist[b];
-    unsigned incl = slr::warp_inclusive_scan(c);
-    if (lane == 31) warp_sums[warp] = incl;
-    __syncthreads();
-    unsigned before_warp = 0;
-    for (unsigned w = 0; w < warp; ++w) before_warp += warp_sums[w];
-    incl += before_warp;
-    const unsigned excl = incl - c, rank = valid ? k - above : 0u;
-    if (t < 8) state[t] = 0;
-    __syncthreads();
-    if (!valid) {
-        if (t == 0) sel[kSelStatus] = kSelInvalid;
-        return;
-    }
-    if (excl < rank && rank <= incl) {  // exactly one thread: the bin of the rank-th largest candidate
-        const unsigned key_lo = cut_bin_first_key(b, lo, hi);
-        const unsigned key_hi = b + 1 == kCutBins ? hi : cut_bin_first_key(b + 1, lo, hi) - 1u;
-        sel[kSelBin] = b;
-        sel[kSelRank] = rank - excl;
-        sel[kSelBefore] = above + excl;
-        sel[kSelKeyLo] = key_lo;
-        sel[kSelKeyHi] = key_hi;
-        sel[kSelCount] = c;
-        sel[kSelStatus] = key_lo == key_hi ? kSelDone : kSelNeedsSelect;
-        state[1] = rank - excl;
-    }
-}
-
-// The chosen bin's candidates from the list (n_cand of them, at most cap), appended to `out` through an atomic on
-// sel[kSelFiltered] in whatever order (the cut does not depend on it); past out_cap they are counted, not written.
-// Nothing when the choice is final or invalid. Grid-stride over the list.
-// Floor: the list read once (n_cand * sizeof(T)), the bin's candidates written once.
-template <typename T>
-__device__ __forceinline__ void bracket_filter(const T* __restrict__ list, const unsigned* __restrict__ bracket,
-                                               unsigned cap, unsigned flags, unsigned* __restrict__ sel,
-                                               T* __restrict__ out, unsigned out_cap) {
-    if (sel[kSelStatus] != kSelNeedsSelect) return;  // the same for every thread of the grid
-    const unsigned lo = bracket[0], hi = bracket[1], n_cand = min(bracket[5], cap), want = sel[kSelBin];
-    const unsigned lane = threadIdx.x % 32;
-    const unsigned step = gridDim.x * kThreads;
-    for (unsigned first = blockIdx.x * kThreads; first < n_cand; first += step) {  // warp-uniform trip count
-        const unsigned i = first + threadIdx.x;
-        const bool in = i < n_cand;
-        const unsigned bits = in ? load_bits(list, i) : 0u;
-        const unsigned key = order_key<T>(bits, flags);
-        const bool hit = in && cut_bin(key, lo, hi) == want;
-        const unsigned ballot = __ballot_sync(0xffffffffu, hit);
-        if (ballot) {
-            unsigned base = 0;
-            if (lane == 0) base = atomicAdd(&sel[kSelFiltered], (unsigned)__popc(ballot));
-            base = __shfl_sync(0xffffffffu, base, 0);
-            const unsigned pos = base + __popc(ballot & lanes_below());
-            if (hit && pos < out_cap) out[pos] = list[i];
-        }
-    }
-}
-
-// ---- The mask path's later levels (after bracket_pass and its level-1 choice) ---------------------------------
-// Every candidate region holds its block's keys in [lo, hi] in flat-index order (bracket_pass). The level-1 choice
+// ---- The later levels (after bracket_pass or bracket_count and the level-1 choice) -----------------------------
+// Every candidate region holds its block's keys in [lo, hi] in flat-index order (bracket_pass); the cut path's one
+// list (bracket_count) holds them in no order, read by bracket_refine in kChunkCap-entry shares. The level-1 choice
 // named the 1/1024 slice of [lo, hi] holding K*; each bracket_refine launch cuts the slice still named in `sel`
 // into kRefineBins and names the one holding K* (two levels always reach one key for f32, 1024 x 4096 x 4096 >=
-// 2^32; one for 16-bit keys, 1024 x 4096 >= 2^16; a launch finds the choice already final and returns). Then the
+// 2^32; one for 16-bit keys, 1024 x 4096 >= 2^16; a launch finds the choice already final and returns): the cut
+// is then final (K*, the keys above it, the quota). For the mask, the
 // keys equal to K* are ranked in flat-index order only when the quota does not take them all (bracket_tie_count:
 // per-region counts and their exclusive scan), and bracket_take sets the candidates' bits: every key > K*, and the
 // keys == K* whose rank is below the quota. Nothing depends on which block finishes last or on the order of
 // atomics: the histograms are integer sums, ranks come from region order.
 
-// One block per candidate region: its candidates in the key range `sel` names, counted in kRefineBins slices of it
+// Candidates of this block's region: cand_counts[block] for the mask path's regions; for the cut path's one list
+// (list_total: its length, within the list's capacity whenever a level runs), the block's kChunkCap-entry share.
+__device__ __forceinline__ unsigned region_count(const unsigned* __restrict__ cand_counts,
+                                                 const unsigned* __restrict__ list_total) {
+    if (list_total == nullptr) return cand_counts[blockIdx.x];
+    const unsigned long long first = (unsigned long long)blockIdx.x * kChunkCap, total = *list_total;
+    return total <= first ? 0u : (unsigned)min((unsigned long long)kChunkCap, total - first);
+}
+
+// One block per candidate region (or kChunkCap-entry share of the cut path's list): its candidates in the key range `sel` names, counted in kRefineBins slices of it
 // (a shared histogram, then one global add per non-empty bin); the last block narrows `sel` to the slice holding
 // K*. Returns at once unless `sel` still needs a level. Floor: the region's keys read once (from L2: a few percent
 // of n in all), kRefineBins words added per block that has candidates in range.
 template <typename T>
 __device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,
-                                               unsigned flags, unsigned* __restrict__ sel, unsigned* __restrict__ hist,
+                                               const unsigned* __restrict__ list_total, unsigned flags,
+                                               unsigned* __restrict__ sel, unsigned* __restrict__ hist,
                                                unsigned* __restrict__ ticket) {
     __shared__ unsigned bins[kRefineBins];
     __shared__ unsigned scratch[kThreads / 32 + 4];
@@ -862,7 +803,7 @@ __device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, 
     for (unsigned b = t; b < kRefineBins; b += kThreads) bins[b] = 0;
     __syncthreads();
     const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
-    const unsigned count = cand_counts[blockIdx.x];
+    const unsigned count = region_count(cand_counts, list_total);
     for (unsigned j = t; j < count; j += kThreads) {
         const unsigned key = order_key<T>(load_bits(cand_vals, base + j), flags);
         if (key >= lo && key <= hi) atomicAdd(&bins[range_bin<kRefineBins>(key, lo, hi)], 1u);
@@ -985,14 +926,7 @@ __device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, co
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
-                                  unsigned* __restrict__ state, unsigned long long* __restrict__ words,        \
-                                  const unsigned* __restrict__ len_on_device) {                                \
-        /* len_on_device: a length known only on the device (one segment; more than seg_len, the capacity,     \
-           means overflow: nothing is selected, and the host, which reads the length too, ignores the state). */ \
-        if (len_on_device != nullptr) {                                                                         \
-            const unsigned len = *len_on_device;                                                                \
-            seg_len = len <= seg_len ? len : 0u;                                                                \
-        }                                                                                                       \
+                                  unsigned* __restrict__ state, unsigned long long* __restrict__ words) {      \
         select_row<T>(keys, seg_len, flags, passes, state, words);                                             \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kSampleThreads)                                                \
@@ -1010,9 +944,10 @@ __device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, co
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_refine_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,  \
-                                     unsigned flags, unsigned* __restrict__ sel, unsigned* __restrict__ hist,   \
+                                     const unsigned* __restrict__ list_total, unsigned flags,                   \
+                                     unsigned* __restrict__ sel, unsigned* __restrict__ hist,                   \
                                      unsigned* __restrict__ ticket) {                                           \
-        bracket_refine<T>(cand_vals, cand_counts, flags, sel, hist, ticket);                                   \
+        bracket_refine<T>(cand_vals, cand_counts, list_total, flags, sel, hist, ticket);                       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_tie_count_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts, \
@@ -1028,16 +963,10 @@ __device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, co
         bracket_take<T>(cand_vals, cand_idx, cand_counts, flags, sel, region_eq, words);                       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_bracket_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                     \
+        topk_bracket_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,         \
                                     unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,        \
-                                    unsigned* __restrict__ hist) {                                              \
-        bracket_count<T>(keys, n, flags, bracket, list, cap, hist);                                            \
-    }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_bracket_filter_##SUFFIX(const T* __restrict__ list, const unsigned* __restrict__ bracket,          \
-                                     unsigned cap, unsigned flags, unsigned* __restrict__ sel,                  \
-                                     T* __restrict__ out, unsigned out_cap) {                                   \
-        bracket_filter<T>(list, bracket, cap, flags, sel, out, out_cap);                                       \
+                                    unsigned* __restrict__ hist, unsigned* __restrict__ sel) {                  \
+        bracket_count<T>(keys, n, flags, k, bracket, list, cap, hist, sel);                                    \
     }
 
 SLR_TOPK(float, f32)
@@ -1051,7 +980,6 @@ SLR_EMU_EXPORT(topk_bracket_refine_f32)
 SLR_EMU_EXPORT(topk_bracket_tie_count_f32)
 SLR_EMU_EXPORT(topk_bracket_take_f32)
 SLR_EMU_EXPORT(topk_bracket_count_f32)
-SLR_EMU_EXPORT(topk_bracket_filter_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
 SLR_EMU_EXPORT(topk_tile_counts_f16)
@@ -1063,7 +991,6 @@ SLR_EMU_EXPORT(topk_bracket_refine_f16)
 SLR_EMU_EXPORT(topk_bracket_tie_count_f16)
 SLR_EMU_EXPORT(topk_bracket_take_f16)
 SLR_EMU_EXPORT(topk_bracket_count_f16)
-SLR_EMU_EXPORT(topk_bracket_filter_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
 SLR_EMU_EXPORT(topk_tile_counts_bf16)
@@ -1075,14 +1002,6 @@ SLR_EMU_EXPORT(topk_bracket_refine_bf16)
 SLR_EMU_EXPORT(topk_bracket_tie_count_bf16)
 SLR_EMU_EXPORT(topk_bracket_take_bf16)
 SLR_EMU_EXPORT(topk_bracket_count_bf16)
-SLR_EMU_EXPORT(topk_bracket_filter_bf16)
-
-extern "C" __global__ void __launch_bounds__(kCutBins)
-    topk_bracket_choose(const unsigned* __restrict__ bracket, const unsigned* __restrict__ hist, unsigned k,
-                        unsigned cap, unsigned* __restrict__ sel, unsigned* __restrict__ state) {
-    bracket_choose(bracket, hist, k, cap, sel, state);
-}
-SLR_EMU_EXPORT(topk_bracket_choose)
 
 extern "C" __global__ void __launch_bounds__(kThreads)
     topk_choose(const unsigned* __restrict__ hist, unsigned shift, unsigned* __restrict__ state) {
@@ -1091,13 +1010,11 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 SLR_EMU_EXPORT(topk_choose)
 
 // Every segment's state words: zero, except word `word`, which gets `value` (k for a count, the key of a fixed
-// cut), and word 0, which gets `prefix` when `word` is not 0 (the key digits already known to be common to every
-// candidate: the passes then start below them). One thread per word; replaces an upload from the host, which
-// would wait for the stream. Floor: 32 bytes written per segment.
+// cut). One thread per word; replaces an upload from the host, which would wait for the stream. Floor: 32 bytes
+// written per segment.
 extern "C" __global__ void __launch_bounds__(kThreads)
-    topk_init_state(unsigned* __restrict__ state, unsigned long long words, unsigned word, unsigned value,
-                    unsigned prefix) {
+    topk_init_state(unsigned* __restrict__ state, unsigned long long words, unsigned word, unsigned value) {
     unsigned long long i = (unsigned long long)blockIdx.x * kThreads + threadIdx.x;
-    if (i < words) state[i] = i % kStateWords == word ? value : i % kStateWords == 0 ? prefix : 0u;
+    if (i < words) state[i] = i % kStateWords == word ? value : 0u;
 }
 SLR_EMU_EXPORT(topk_init_state)

@@ -34,17 +34,17 @@
 //!   (`topk_select_rows_<dtype>`, one launch).
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
 //!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank, widened by 4 binomial standard
-//!   deviations plus 8); one pass over all keys counts those above `hi` (and sets their mask bits) and writes those in
-//!   `[lo, hi]` with their flat indices (a few percent of n) to per-block regions in flat-index order; the exact
-//!   radix select then runs on those candidates alone, and their taken bits go to the mask. The exact counts
-//!   check the bracket (fewer than k above `hi`, at least k at or above `lo`, no region past its capacity of a
-//!   quarter of its keys); when the check fails (heavy ties at the cut, a layout that crowds the candidates,
-//!   an unlucky sample) the radix passes below run instead: same result, one wasted pass. For the cut alone
-//!   ([`topk_threshold`]) the pass appends the candidates' values to one list instead (no indices, any order:
-//!   the cut does not depend on it) and counts them in 1024 bins of `[lo, hi]`; one block picks the bin holding
-//!   K* (for 16-bit keys a bin is one key, so K* and the counts are then final), the bin's candidates are copied
-//!   out and selected in one block, and everything is read back once: five launches and one synchronization
-//!   (a bin too crowded for one block is finished by the radix passes over the list, a second one).
+//!   deviations plus 8); one pass over all keys counts those above `hi` (and sets their mask bits), writes those in
+//!   `[lo, hi]` with their flat indices (a few percent of n) to per-block regions in flat-index order, and counts
+//!   them in 1024 slices of `[lo, hi]`. The pass's last block checks the bracket with the exact counts (fewer than
+//!   k above `hi`, at least k at or above `lo`, no region past its capacity of a quarter of its keys) and names the
+//!   slice holding K*; later levels over the candidates cut that slice into 4096 each until it is one key (two
+//!   levels for f32, one for 16-bit keys): K* and the counts are then final. The keys equal to K* are ranked in
+//!   flat-index order (per-region counts and their scan) only when the quota leaves some of them out, and the
+//!   candidates' bits are set. All queued, one synchronization. When the check fails (heavy ties at the cut, a
+//!   layout that crowds the candidates, an unlucky sample) the radix passes below run instead: same result, one
+//!   wasted pass. For the cut alone ([`topk_threshold`]) the pass appends the candidates' values to one list instead
+//!   (no indices, no mask, any order: the cut does not depend on it), and the same levels run over the list.
 //! - **Otherwise** (smaller matrices, longer rows, thresholds): 8-bit radix passes over all keys in global
 //!   memory (a histogram per digit with the candidate filter fused in, a per-tile count, a ranked select).
 use crate::csr::DeviceCsrPattern;
@@ -83,32 +83,30 @@ const SAMPLE_THREADS: u32 = 1024;
 /// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
 const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
-/// Bins of the cut path's candidate histogram (cuda/topk.cu kCutBins).
+/// Slices of the bracket counted by the bracket passes (cuda/topk.cu kCutBins).
 const CUT_BINS: usize = 1024;
-/// The cut path's words, one allocation (cuda/topk.cu): bracket words, the histogram, the choice, the state of
-/// the chosen bin's selection.
-const CUT_HIST: usize = STATE_WORDS;
-const CUT_SEL: usize = CUT_HIST + CUT_BINS;
-const CUT_STATE: usize = CUT_SEL + 8;
-const CUT_WORDS: usize = CUT_STATE + STATE_WORDS;
+/// Slices of each later level (cuda/topk.cu kRefineBins).
+const REFINE_BINS: usize = 4096;
+/// Later levels after the bracket pass that always narrow the choice to one key: 1024 x 4096 x 4096 >= 2^32 for
+/// f32 keys, 1024 x 4096 >= 2^16 for 16-bit ones.
+fn refine_levels<T: TopkKey>() -> usize {
+    if T::DTYPE.size() == 4 { 2 } else { 1 }
+}
+/// The bracket paths' words, one zeroed allocation (cuda/topk.cu): the bracket words (word 6 the pass's ticket),
+/// the choice, one ticket per later launch, the level-1 histogram, one histogram per later level.
+const MASK_SEL: usize = STATE_WORDS;
+const MASK_TICKETS: usize = MASK_SEL + 8;
+const MASK_HIST1: usize = MASK_TICKETS + 8;
+const MASK_HIST2: usize = MASK_HIST1 + CUT_BINS;
+const MASK_PATH_WORDS: usize = MASK_HIST2 + 2 * REFINE_BINS;
 // The choice's words (cuda/topk.cu kSel*) and its status values.
 const SEL_RANK: usize = 1;
 const SEL_BEFORE: usize = 2;
 const SEL_KEY_LO: usize = 3;
 const SEL_COUNT: usize = 5;
 const SEL_STATUS: usize = 6;
-const SEL_FILTERED: usize = 7;
 const SEL_DONE: u32 = 1;
 const SEL_INVALID: u32 = 2;
-/// Bins of each later level of the mask path (cuda/topk.cu kRefineBins).
-const REFINE_BINS: usize = 4096;
-/// The mask path's words, one zeroed allocation (cuda/topk.cu): the bracket words (word 6 the pass's ticket),
-/// the choice, one ticket per later launch, the level-1 histogram, one histogram per refinement level.
-const MASK_SEL: usize = STATE_WORDS;
-const MASK_TICKETS: usize = MASK_SEL + 8;
-const MASK_HIST1: usize = MASK_TICKETS + 8;
-const MASK_HIST2: usize = MASK_HIST1 + CUT_BINS;
-const MASK_PATH_WORDS: usize = MASK_HIST2 + 2 * REFINE_BINS;
 const FLAG_BY_VALUE: u32 = 1;
 const FLAG_SMALLEST: u32 = 2;
 
@@ -420,17 +418,14 @@ fn kernel<T: TopkKey>(stage: &str) -> String {
     format!("topk_{stage}_{}", T::DTYPE.name())
 }
 
-/// Runs the digit passes (Count) and the tile counts: afterwards every segment's state holds K*, the quota of
-/// keys equal to K* to take, c_gt, the NaN count and the keys beyond K* counted directly.
 /// Every segment's state, as the plan starts it (word 1 = k for a count, word 0 = the key of a fixed cut, the
 /// rest zero), written on the device by `topk_init_state` (queued: no upload that would wait for the stream).
-fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan, known: KnownDigits) -> Result<DeviceVec<u32>> {
+fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> {
     const OP: &str = "topk state";
     let (word, value) = match *plan {
         Plan::Count(k) => (1u32, k as u32),
         Plan::Fixed { key, .. } => (0u32, key),
     };
-    let prefix = if word == 0 { 0 } else { known.prefix };
     let len = segs * STATE_WORDS;
     // SAFETY: topk_init_state below writes every one of the len words.
     let mut state = unsafe { gpu.alloc_uninit::<u32>(len)? };
@@ -441,33 +436,10 @@ fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan, known: KnownDigits) -> Res
         // SAFETY: thread i < len writes state[i] (len elements, a fresh allocation); arguments match
         // topk_init_state.
         unsafe {
-            gpu.launch(MODULE, "topk_init_state", shape, &[p_state, KernelArg::U64(len as u64), KernelArg::U32(word), KernelArg::U32(value), KernelArg::U32(prefix)])?
+            gpu.launch(MODULE, "topk_init_state", shape, &[p_state, KernelArg::U64(len as u64), KernelArg::U32(word), KernelArg::U32(value)])?
         };
     }
     Ok(state)
-}
-
-/// Leading 8-bit digits of the order key that every key of a selection shares, and their value: the bracket's
-/// candidates all lie in [lo, hi], so they share the digits lo and hi share, and the radix passes for those
-/// digits (each a histogram and a choice launch, with a one-bin histogram) are skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KnownDigits {
-    digits: u32,
-    prefix: u32,
-}
-
-impl KnownDigits {
-    const NONE: KnownDigits = KnownDigits { digits: 0, prefix: 0 };
-
-    /// The whole 8-bit digits, from the top of T's key width, on which `lo` and `hi` agree.
-    fn common<T: TopkKey>(lo: u32, hi: u32) -> KnownDigits {
-        let key_bits = 8 * T::DTYPE.size() as u32;
-        let agree = ((lo ^ hi) << (32 - key_bits)).leading_zeros().min(key_bits);
-        let digits = agree / 8;
-        let kept = 8 * digits;
-        let prefix = if kept == 0 { 0 } else { lo & !((1u64 << (key_bits - kept)) as u32).wrapping_sub(1) & T::ALL };
-        KnownDigits { digits, prefix }
-    }
 }
 
 /// `SLR_TOPK_PATH=radix` in the environment sends every selection down the radix passes over all keys (no
@@ -495,7 +467,7 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
 #[allow(clippy::too_many_arguments)]
 fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
     debug_assert!(seg_len <= row_max_len::<T>());
-    let mut state = initial_state(gpu, segs, plan, KnownDigits::NONE)?;
+    let mut state = initial_state(gpu, segs, plan)?;
     if segs * seg_len == 0 {
         return Ok(state);
     }
@@ -527,7 +499,7 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
             MODULE,
             &kernel::<T>("select_rows"),
             shape,
-            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), p_state, p_words, KernelArg::Ptr(0)],
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), p_state, p_words],
         )?;
     }
     }
@@ -602,28 +574,73 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     }
 }
 
+/// Launches the later levels of a bracket path (`topk_bracket_refine_<dtype>`, [`refine_levels`] of them) over
+/// `blocks` candidate regions: with `counts`, the mask path's regions (region b holds counts[b] entries from b *
+/// CHUNK_CAP); without, the cut path's one list, whose length is bracket word 5. Each narrows the choice in
+/// `words` by REFINE_BINS slices, or returns at once when it is final.
+#[allow(clippy::too_many_arguments)]
+fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, blocks: usize, flags: u32, p_vals: KernelArg, p_counts: Option<KernelArg>, p_words: KernelArg) -> Result<()> {
+    let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+    let (p_counts, p_total) = match p_counts {
+        Some(c) => (c, KernelArg::Ptr(0)),
+        None => (KernelArg::Ptr(0), p_words.offset_bytes(4 * 5)),
+    };
+    for level in 0..refine_levels::<T>() {
+        let hist = p_words.offset_bytes(4 * (MASK_HIST2 + level * REFINE_BINS));
+        let ticket = p_words.offset_bytes(4 * (MASK_TICKETS + level));
+        // SAFETY (the caller's buffers, see its comment): block b reads its region's entry count (counts[b], or its
+        // CHUNK_CAP share of the list's length, bracket word 5, which the choice only leaves open when it is within
+        // the list's capacity of blocks * CHUNK_CAP) and at most that many (<= CHUNK_CAP) entries of cand_vals
+        // from b * CHUNK_CAP, all written by the pass; it adds to this level's REFINE_BINS histogram words and
+        // its ticket word, and the last block rewrites the 8 choice words, all inside `words` (zeroed,
+        // MASK_PATH_WORDS; MASK_HIST2 + refine_levels * REFINE_BINS <= MASK_PATH_WORDS); a null count or list
+        // length is never read; arguments match topk_bracket_refine_<dtype>.
+        unsafe {
+            gpu.launch(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
+        }
+    }
+    Ok(())
+}
+
+/// The cut from a bracket path's words after the read-back: `Ok(None)` when the bracket failed its check (the
+/// caller falls back to the radix passes), the NaN error under [`NanPolicy::Error`], an error if the choice is
+/// not final or its counts disagree with k (a bug, never a fallback).
+fn cut_of_choice<T: TopkKey>(op: &'static str, w: &[u32], k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<TopkCut<T>>> {
+    let (above, nans) = (w[2] as usize, w[3] as usize);
+    if nans > 0 && spec.nan == NanPolicy::Error {
+        return Err(Error::NanKeys { op, what: "keys", count: nans });
+    }
+    let sel = &w[MASK_SEL..MASK_SEL + 8];
+    if sel[SEL_STATUS] == SEL_INVALID {
+        count_bracket_path(false);
+        return Ok(None);
+    }
+    let (quota, before) = (sel[SEL_RANK] as usize, sel[SEL_BEFORE] as usize);
+    if sel[SEL_STATUS] != SEL_DONE || before + quota != k || quota == 0 || before < above || quota > sel[SEL_COUNT] as usize {
+        return Err(Error::Cuda { op, detail: format!("inconsistent bracket choice {sel:?} for k = {k} ({above} above the bracket)") });
+    }
+    count_bracket_path(true);
+    Ok(Some(TopkCut { threshold: Some(element_of_key(sel[SEL_KEY_LO], flags)), count_beyond: before, count_equal_taken: quota }))
+}
+
 /// The cut alone (no mask) of a per-matrix count over `n >= BRACKET_MIN_N` keys through the sample bracket, queued
 /// with one synchronization: the sample; one pass over the keys that counts those above the bracket, appends those
-/// inside it to one list (values only, any order: the cut does not depend on it) and counts them in 1024 bins of
-/// the bracket's key range (`topk_bracket_count_<dtype>`); one block that checks the bracket with the exact counts
-/// and picks the bin holding K* (`topk_bracket_choose`: when that bin is one key wide, as it nearly always is for
-/// 16-bit keys, K* and the counts are final); the bin's candidates copied out (`topk_bracket_filter_<dtype>`) and
-/// selected in one block (`topk_select_rows_<dtype>` with the length read on the device); then one read-back of
-/// every word. `Ok(None)`: the bracket missed K* or the list overflowed (the caller runs the radix passes). A bin
-/// with more candidates than one block holds (heavy f32 ties inside it) is finished by the radix passes over the
-/// whole list (a second synchronization).
+/// inside it to one list (values only, any order: the cut does not depend on it) and counts them in 1024 slices
+/// of the bracket, its last block checking the bracket with the exact counts and naming the slice holding K*
+/// (`topk_bracket_count_<dtype>`); the later levels over the list, which narrow that slice to K* itself (two for
+/// f32, one for 16-bit keys); then one read-back. `Ok(None)`: the bracket missed K* or the list overflowed (the
+/// caller runs the radix passes).
 fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<TopkCut<T>>> {
     debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
     let blocks = n.div_ceil(CHUNK);
     let cap = blocks * CHUNK_CAP;
-    let small_cap = row_max_len::<T>();
-    // SAFETY (both): topk_bracket_count writes every list entry below the count it reports (capped at cap), and
-    // topk_bracket_filter every entry of `small` below its count (capped at small_cap); only those are read.
-    let (Ok(mut list), Ok(mut small)) = (unsafe { gpu.alloc_uninit::<T>(cap) }, unsafe { gpu.alloc_uninit::<T>(small_cap) }) else {
+    // SAFETY: topk_bracket_count writes every list entry below the count it reports (capped at cap), and the
+    // later levels read only those (the choice is invalid, and they return at once, when the count exceeds cap).
+    let Ok(mut list) = (unsafe { gpu.alloc_uninit::<T>(cap) }) else {
         count_bracket_path(false);
         return Ok(None);
     };
-    let mut words = gpu.alloc_zeros::<u32>(CUT_WORDS)?;
+    let mut words = gpu.alloc_zeros::<u32>(MASK_PATH_WORDS)?;
     launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
@@ -631,88 +648,23 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "bracket words")?;
         let mut lview = DeviceSliceMut::from(&mut list);
         let (p_list, _gl) = lview.kernel_ptr_mut(gpu, op, "candidate list")?;
-        let mut sview = DeviceSliceMut::from(&mut small);
-        let (p_small, _gs) = sview.kernel_ptr_mut(gpu, op, "bin candidates")?;
-        let (p_hist, p_sel, p_state) = (p_words.offset_bytes(4 * CUT_HIST), p_words.offset_bytes(4 * CUT_SEL), p_words.offset_bytes(4 * CUT_STATE));
         let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
-        // bracket words 2, 3 and 5 and to the CUT_BINS histogram words after them (all inside the CUT_WORDS zeroed
-        // words), and writes list entries only below cap (the list's length); the buffers are fresh and distinct
-        // from keys; arguments match topk_bracket_count_<dtype>.
+        // bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1 histogram words, the last block writes the 8
+        // choice words (all inside `words`, MASK_PATH_WORDS zeroed, the MASK_* layout), and writes list entries
+        // only below cap (the list's length); the buffers are fresh and distinct from keys; arguments match
+        // topk_bracket_count_<dtype>.
         unsafe {
             gpu.launch(
                 MODULE,
                 &kernel::<T>("bracket_count"),
                 shape,
-                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_words, p_list, KernelArg::U32(cap as u32), p_hist],
+                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(k as u32), p_words, p_list, KernelArg::U32(cap as u32), p_words.offset_bytes(4 * MASK_HIST1), p_words.offset_bytes(4 * MASK_SEL)],
             )?;
         }
-        let choose = LaunchShape { grid: (1, 1, 1), block: (CUT_BINS as u32, 1, 1), shared_bytes: 0 };
-        // SAFETY: one block of CUT_BINS threads reads the bracket words and the CUT_BINS histogram words and writes
-        // the 8 choice words and the STATE_WORDS state words, all inside `words` (CUT_WORDS, the layout above);
-        // k <= n < 2^31; arguments match topk_bracket_choose.
-        unsafe { gpu.launch(MODULE, "topk_bracket_choose", choose, &[p_words, p_hist, KernelArg::U32(k as u32), KernelArg::U32(cap as u32), p_sel, p_state])? };
-        let filter = LaunchShape { grid: (cap.div_ceil(8 * THREADS as usize).clamp(1, 1024) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
-        // SAFETY: the grid strides over list entries below min(bracket word 5, cap) (cap is the list's length),
-        // adds to the choice's filtered count and writes `small` only below small_cap (its length); list, small
-        // and words are distinct fresh buffers; arguments match topk_bracket_filter_<dtype>.
-        unsafe {
-            gpu.launch(
-                MODULE,
-                &kernel::<T>("bracket_filter"),
-                filter,
-                &[p_list, p_words, KernelArg::U32(cap as u32), KernelArg::U32(flags), p_sel, p_small, KernelArg::U32(small_cap as u32)],
-            )?;
-        }
-        let select = LaunchShape { grid: (1, 1, 1), block: (THREADS, 1, 1), shared_bytes: (small_cap * T::DTYPE.size()) as u32 };
-        // SAFETY: one block reads the length at the choice's filtered-count word and selects over min(that, 0 when
-        // it exceeds small_cap) entries of `small` (small_cap elements), in small_cap * size_of::<T>() bytes of
-        // dynamic shared memory (<= 44 KiB, row_max_len), and writes the STATE_WORDS state words inside `words`; no
-        // mask (null); arguments match topk_select_rows_<dtype>.
-        unsafe {
-            gpu.launch(
-                MODULE,
-                &kernel::<T>("select_rows"),
-                select,
-                &[p_small, KernelArg::U32(small_cap as u32), KernelArg::U32(flags), KernelArg::U32(T::DTYPE.size() as u32), p_state, KernelArg::Ptr(0), p_words.offset_bytes(4 * (CUT_SEL + SEL_FILTERED))],
-            )?;
-        }
+        launch_refine_levels::<T>(gpu, blocks, flags, p_list, None, p_words)?;
     }
-    let w = gpu.download(&words)?;
-    let (above, nans, n_cand) = (w[2] as usize, w[3] as usize, w[5] as usize);
-    if nans > 0 && spec.nan == NanPolicy::Error {
-        return Err(Error::NanKeys { op, what: "keys", count: nans });
-    }
-    let sel = &w[CUT_SEL..CUT_SEL + 8];
-    if sel[SEL_STATUS] == SEL_INVALID {
-        count_bracket_path(false);
-        return Ok(None);
-    }
-    let (rank, before) = (sel[SEL_RANK] as usize, sel[SEL_BEFORE] as usize);
-    if before + rank != k || rank == 0 {
-        return Err(Error::Cuda { op, detail: format!("inconsistent bracket choice {sel:?} for k = {k}") });
-    }
-    let cut = if sel[SEL_STATUS] == SEL_DONE {
-        // The bin is one key: K* itself; every candidate in it equals K*.
-        TopkCut { threshold: Some(element_of_key(sel[SEL_KEY_LO], flags)), count_beyond: before, count_equal_taken: rank }
-    } else if (sel[SEL_FILTERED] as usize) <= small_cap {
-        let state = &w[CUT_STATE..CUT_STATE + STATE_WORDS];
-        // As cuts_of checks: the passes' c_gt and the direct count agree, and the quota completes the bin's rank.
-        if state[2] != state[4] || state[4] as usize + state[1] as usize != rank {
-            return Err(Error::Cuda { op, detail: format!("inconsistent bin selection state {state:?} for rank {rank}") });
-        }
-        TopkCut { threshold: Some(element_of_key(state[0], flags)), count_beyond: before + state[4] as usize, count_equal_taken: state[1] as usize }
-    } else {
-        // More candidates in K*'s bin than one block holds: the radix passes over the whole list.
-        let plan2 = Plan::Count(k - above);
-        let cand_keys = list.slice(0..n_cand);
-        let state = select_on_device(op, gpu, &cand_keys, 1, n_cand, &plan2, flags, KnownDigits::common::<T>(w[0], w[1]))?.state;
-        let mut cut = cuts_of(op, gpu, &state, 1, &plan2, spec)?.remove(0);
-        cut.count_beyond += above;
-        cut
-    };
-    count_bracket_path(true);
-    Ok(Some(cut))
+    cut_of_choice(op, &gpu.download(&words)?, k, flags, spec)
 }
 
 /// Exact per-matrix top-k mask of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
@@ -748,7 +700,6 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     let mut words = gpu.alloc_zeros::<u32>(MASK_PATH_WORDS)?;
     let mut mask = gpu.alloc_zeros::<u64>(n.div_ceil(64))?;
     launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
-    let levels = if T::DTYPE.size() == 4 { 2 } else { 1 };
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
         let mut wview = DeviceSliceMut::from(&mut words);
@@ -780,17 +731,7 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
                 &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(k as u32), p_words, p_mask, p_vals, p_idx, p_counts, p_words.offset_bytes(4 * MASK_HIST1), p_sel],
             )?;
         }
-        for level in 0..levels {
-            let hist = p_words.offset_bytes(4 * (MASK_HIST2 + level * REFINE_BINS));
-            let ticket = p_words.offset_bytes(4 * (MASK_TICKETS + level));
-            // SAFETY: block b reads cand_counts[b] (blocks) and at most that many (<= CHUNK_CAP) entries of its
-            // region of cand_vals, all written by the pass; it adds to this level's REFINE_BINS histogram words and
-            // its ticket word, and the last block rewrites the 8 choice words, all inside `words` (zeroed,
-            // MASK_PATH_WORDS); arguments match topk_bracket_refine_<dtype>.
-            unsafe {
-                gpu.launch(MODULE, &kernel::<T>("bracket_refine"), regions_shape, &[p_vals, p_counts, KernelArg::U32(flags), p_sel, hist, ticket])?;
-            }
-        }
+        launch_refine_levels::<T>(gpu, blocks, flags, p_vals, Some(p_counts), p_words)?;
         // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals, writes
         // region_eq[b] (blocks entries), and the last block rewrites region_eq[0..blocks) in place; it reads the
         // choice words and adds to one ticket word inside `words`; arguments match topk_bracket_tie_count_<dtype>.
@@ -810,28 +751,14 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
             gpu.launch(MODULE, &kernel::<T>("bracket_take"), regions_shape, &[p_vals, p_idx, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_mask])?;
         }
     }
-    let w = gpu.download(&words)?;
-    let (above, nans) = (w[2] as usize, w[3] as usize);
-    if nans > 0 && spec.nan == NanPolicy::Error {
-        return Err(Error::NanKeys { op, what: "keys", count: nans });
-    }
-    let sel = &w[MASK_SEL..MASK_SEL + 8];
-    if sel[SEL_STATUS] == SEL_INVALID {
-        count_bracket_path(false);
-        return Ok(None);
-    }
-    let (quota, before) = (sel[SEL_RANK] as usize, sel[SEL_BEFORE] as usize);
-    if sel[SEL_STATUS] != SEL_DONE || before + quota != k || quota == 0 || before < above || quota > sel[SEL_COUNT] as usize {
-        return Err(Error::Cuda { op, detail: format!("inconsistent bracket choice {sel:?} for k = {k} ({above} above the bracket)") });
-    }
-    let cut = TopkCut { threshold: Some(element_of_key(sel[SEL_KEY_LO], flags)), count_beyond: before, count_equal_taken: quota };
-    count_bracket_path(true);
-    Ok(Some((mask, cut)))
+    Ok(cut_of_choice(op, &gpu.download(&words)?, k, flags, spec)?.map(|cut| (mask, cut)))
 }
 
+/// Runs the digit passes (Count) and the tile counts: afterwards every segment's state holds K*, the quota of
+/// keys equal to K* to take, c_gt, the NaN count and the keys beyond K* counted directly.
 #[allow(clippy::too_many_arguments)]
-fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, known: KnownDigits) -> Result<DeviceSelection> {
-    let mut state = initial_state(gpu, segs, plan, known)?;
+fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32) -> Result<DeviceSelection> {
+    let mut state = initial_state(gpu, segs, plan)?;
     let tiles_per_seg = seg_len.div_ceil(TILE);
     let mut counts = gpu.alloc_zeros::<u32>(segs * tiles_per_seg)?;
     let sel = |state, counts| DeviceSelection { state, counts, tiles_per_seg };
@@ -846,8 +773,7 @@ fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<
         let key_bits = 8 * T::DTYPE.size() as u32;
         // One zeroed buffer for every pass's histograms (one allocation and one memset, not one per pass).
         let mut hists = gpu.alloc_zeros::<u32>((key_bits / 8) as usize * segs * BINS)?;
-        // Digits every key shares (known.digits of them, in known.prefix) need no pass: the state starts with them.
-        for pass in known.digits + 1..=key_bits / 8 {
+        for pass in 1..=key_bits / 8 {
             let shift = key_bits - 8 * pass;
             let at = (pass - 1) as usize * segs * BINS;
             let mut hist_view = hists.slice_mut(at..at + segs * BINS);
@@ -928,15 +854,15 @@ fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, state: &DeviceVec<u32>, segs
 /// module docs for the order, the tie rule and NaN.
 ///
 /// `keys` is `rows x cols` row-major (`rows * cols <= 2^31 - 1`). Synchronizes once (the cuts are read back;
-/// twice in the rare per-matrix case of a crowded bin, see the module docs).
+/// twice when a sample bracket fails its check and the radix passes run, see the module docs).
 /// Errors (nothing launched): `keys.len() != rows * cols`, too many elements, `k > n` ([`Error::CountOutOfRange`];
 /// any `k > 0` of an empty matrix), fraction outside `[0, 1]`, NaN threshold; after the launches: NaNs in the keys
 /// under [`NanPolicy::Error`]. Floor: one read of the keys (`n * size_of::<T>()` bytes) on the per-row and
 /// sample-bracket paths (module docs; the bracket adds its 4096-key sample and the candidates, a few percent of
 /// n, written and read a few times); the radix passes read the keys once per 8-bit digit (4 for f32, 2 for
 /// f16/bf16, none for `Beyond` or k = 0) plus once to count. Scratch on the device: 1 KiB of histogram per
-/// digit pass and 32 B of state per segment, 4 B per 4096-element tile; the bracket's candidate regions, a
-/// quarter of the keys' count in entries of one key and one u32 index each.
+/// digit pass and 32 B of state per segment, 4 B per 4096-element tile; the bracket's candidate list, a quarter
+/// of the keys' count in keys, and 37 KiB of counts (for the mask: regions of one key and one u32 index each).
 ///
 /// ```no_run
 /// # use sparse_lowrank::*;
@@ -965,7 +891,7 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
         let state = select_rows_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), None)?;
         return cuts_of(OP, gpu, &state, segs, &plan, spec);
     }
-    let sel = select_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), KnownDigits::NONE)?;
+    let sel = select_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags())?;
     cuts_of(OP, gpu, &sel.state, segs, &plan, spec)
 }
 
@@ -985,7 +911,7 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
         let cuts = cuts_of(op, gpu, &state, segs, &plan, spec)?;
         return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts));
     }
-    let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags, KnownDigits::NONE)?;
+    let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags)?;
     write_mask(op, gpu, keys, segs, seg_len, flags, &sel, &mut words)?;
     let cuts = cuts_of(op, gpu, &sel.state, segs, &plan, spec)?;
     Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts))
@@ -1028,10 +954,12 @@ fn write_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>
 /// The selected entries as a bit-packed mask on the device (bit `r * cols + c`), with the cuts as in
 /// [`topk_threshold`]. Exactly the entries of [`topk_cpu`]'s mask.
 ///
-/// Same shapes and errors as [`topk_threshold`]; synchronizes twice (the scan total, the cuts; once per row
-/// for rows of at most 11264 f32 / 22528 f16/bf16 keys). Floor: the keys are read once more than for the threshold
-/// (6 reads for f32, 4 for f16/bf16) and the mask written once (`n / 8` bytes); per row with such rows, one block
-/// per row reads its keys once into shared memory and does everything there (one read in all).
+/// Same shapes and errors as [`topk_threshold`]; synchronizes once per matrix through the sample bracket and per
+/// row for rows of at most 11264 f32 / 22528 f16/bf16 keys, twice on the radix passes (the scan total, the cuts).
+/// Floor: on the bracket path the keys read once, the candidates (a few percent of n) written once and read a
+/// few times, the mask written once (`n / 8` bytes); per row with such rows, one block per row reads its keys
+/// once into shared memory and does everything there (one read in all); the radix passes read the keys once
+/// more than for the threshold (6 reads for f32, 4 for f16/bf16).
 ///
 /// ```no_run
 /// # use sparse_lowrank::*;
@@ -1066,9 +994,9 @@ pub struct TopkCsr<T> {
 /// The selected positions as a sorted [`DeviceCsrPattern<u32>`] with their values gathered from `keys`: the mask
 /// of [`topk_mask`], then `mask_to_csr` and `gather` on the device.
 ///
-/// Same shapes and errors as [`topk_threshold`]; synchronizes three times. Floor: [`topk_mask`]'s, plus the
-/// mask read twice, `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns, and `nnz` scattered reads of
-/// the keys.
+/// Same shapes and errors as [`topk_threshold`]; synchronizes once more than [`topk_mask`] (the entry count).
+/// Floor: [`topk_mask`]'s, plus the mask read twice, `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns,
+/// and `nnz` scattered reads of the keys.
 pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<TopkCsr<T>> {
     const OP: &str = "topk_csr";
     let keys = keys.into();
@@ -1082,21 +1010,6 @@ pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn known_digits_are_the_whole_digits_lo_and_hi_share() {
-        // f32 keys: 0x3f70_1234 and 0x3f7e_0000 agree on 0x3f7 (12 bits): one whole digit, 0x3f.
-        assert_eq!(KnownDigits::common::<f32>(0x3f70_1234, 0x3f7e_0000), KnownDigits { digits: 1, prefix: 0x3f00_0000 });
-        assert_eq!(KnownDigits::common::<f32>(0x3f70_1234, 0x3f70_12ff), KnownDigits { digits: 3, prefix: 0x3f70_1200 });
-        assert_eq!(KnownDigits::common::<f32>(0x1234_5678, 0x1234_5678), KnownDigits { digits: 4, prefix: 0x1234_5678 });
-        assert_eq!(KnownDigits::common::<f32>(0, u32::MAX), KnownDigits::NONE);
-        assert_eq!(KnownDigits::common::<f32>(0x7f00_0000, 0x8000_0000), KnownDigits::NONE);
-        // 16-bit keys live in the low 16 bits.
-        assert_eq!(KnownDigits::common::<bf16>(0x3f12, 0x3f80), KnownDigits { digits: 1, prefix: 0x3f00 });
-        assert_eq!(KnownDigits::common::<f16>(0x3c01, 0x3c01), KnownDigits { digits: 2, prefix: 0x3c01 });
-        assert_eq!(KnownDigits::common::<f16>(0x0001, 0xffff), KnownDigits::NONE);
-        assert_eq!(KnownDigits::common::<bf16>(0x00ff, 0x0100), KnownDigits::NONE);
-    }
 
     #[test]
     fn keys_order_like_the_values_and_invert() {

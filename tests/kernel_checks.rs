@@ -255,23 +255,12 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         k if k.starts_with("topk_bracket_take_") => vec!["VOTE.ANY", "POPC", ".E.OR.64.STRONG.GPU"],
         // The cut-only bracket pass: keys once through the read-only path, ballots, per-(u, warp) counts scanned
         // by one warp (SHFL.UP) between barriers, one global atomic per block round, candidate values stored at
-        // their width, the candidates' bins counted by shared atomics.
+        // their width, the candidates' bins counted by shared atomics, the last block's ticket and choice.
         k if k.starts_with("topk_bracket_count_") => {
             if narrow {
-                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "ATOMG.E.ADD", "STG.E.U16", "ATOMS."]
+                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "ATOMG.E.ADD", "STG.E.U16", "ATOMS.", "MEMBAR"]
             } else {
-                vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "ATOMG.E.ADD", "STG.E ", "ATOMS."]
-            }
-        }
-        // The cut path's choice: a block scan of the bin counts by shuffles and one barrier, the choice stored.
-        "topk_bracket_choose" => vec!["SHFL.UP", "BAR.SYNC", "STG.E "],
-        // The chosen bin's candidates: read-only list loads, ballots, one global atomic per warp round, the
-        // warp's base broadcast by shuffle, values stored at their width.
-        k if k.starts_with("topk_bracket_filter_") => {
-            if narrow {
-                vec!["LDG.E.U16.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E.U16"]
-            } else {
-                vec!["LDG.E.CONSTANT", "VOTE.ANY", "ATOMG.E.ADD", "SHFL.IDX", "STG.E "]
+                vec!["LDG.E.CONSTANT", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "ATOMG.E.ADD", "STG.E ", "ATOMS.", "MEMBAR"]
             }
         }
         // Suffix sums of 256 bins in shared memory between barriers.

@@ -434,12 +434,12 @@ fn a_bracket_of_one_tied_key_selects_without_radix_passes() {
     }
 }
 
-/// The cut path counts the bracket's candidates in 1024 bins of its key range and selects within K*'s bin in one
-/// block; a bin holding more candidates than one block takes (three adjacent f32 values sharing 21% of the keys,
-/// K* near the cluster's top so the bracket reaches past it and the bin is wide) is finished by the radix passes
-/// over the whole candidate list. Exact against the reference.
+/// The bracket paths count their candidates in 1024 slices of the bracket and narrow the slice holding K* by
+/// 4096 slices per later level until it is one key: a slice that holds a fifth of the keys (three adjacent f32
+/// values sharing 21% of them, K* near the cluster's top so the bracket reaches past it and the slice is wide)
+/// takes every level, for the cut, the mask and the CSR. Exact against the reference.
 #[test]
-fn a_crowded_bin_is_finished_by_the_radix_passes_over_the_candidates() {
+fn a_crowded_slice_is_narrowed_to_one_key_by_the_later_levels() {
     let mut rng = rng("topk_crowded_bin");
     for (dev, gpu) in devices("topk_crowded_bin") {
         let (rows, cols) = (rng.gen_range(520..600), 512);
