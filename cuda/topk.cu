@@ -61,6 +61,12 @@ constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (s
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 constexpr unsigned kCutBins = 1024;         // slices of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
 constexpr unsigned kRefineBins = 4096;      // slices of each later level (src/topk.rs REFINE_BINS)
+constexpr unsigned kRowDigitBits = 11;      // the per-row fast path's first digit: the key's top 11 bits
+constexpr unsigned kRowBins = 1u << kRowDigitBits;
+constexpr unsigned kRowCands = 512;         // candidates the per-row fast path ranks pair by pair
+// Bytes of select_row's dynamic shared memory after the row's keys (src/topk.rs ROW_EXTRA_BYTES): the first-digit
+// histogram and the candidates' keys and positions.
+constexpr unsigned kRowExtraBytes = kRowBins * 4 + kRowCands * 8;
 // The bracket paths' choice ("sel", 8 words of one allocation with the bracket words and histograms, src/topk.rs
 // MASK_*): the slice, the rank of K* within it, the keys above it, its key range and count, the status.
 constexpr unsigned kSelBin = 0, kSelRank = 1, kSelBefore = 2, kSelKeyLo = 3, kSelKeyHi = 4, kSelCount = 5,
@@ -264,6 +270,67 @@ __device__ __forceinline__ void or_bits(unsigned long long* __restrict__ words, 
     if (high) atomicOr(&words[w + 1], high);
 }
 
+// Whether this block is the last of its grid to get here (every thread calls it; `ticket` is a zeroed global
+// counter of this launch, `flag` one shared word). Each thread's earlier global writes and atomics are fenced
+// before its block takes a ticket, and the last block fences again before it reads: it then sees every other
+// block's results (read them with __ldcg, through L2). The result is the same whichever block is last.
+__device__ __forceinline__ bool last_block_of_grid(unsigned* ticket, unsigned* flag) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) *flag = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    __syncthreads();
+    const bool last = *flag != 0;
+    if (last) __threadfence();
+    return last;
+}
+
+// Exclusive scan of one value per thread over the block (kThreads); `warp_sums` is kThreads / 32 shared words,
+// free again on return. Every thread calls it.
+__device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned* warp_sums) {
+    const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const unsigned incl = slr::warp_inclusive_scan(v);
+    if (lane == 31) warp_sums[warp] = incl;
+    __syncthreads();
+    unsigned before = 0;
+    for (unsigned w = 0; w < warp; ++w) before += warp_sums[w];
+    __syncthreads();
+    return before + incl - v;
+}
+
+// The bin holding the item of rank `rank` (1 = the largest) among B bins of counts (`bins`, in shared memory, or
+// in global memory filled by other blocks of this launch, then read through L2), found by one block of kThreads:
+// thread t sums its B / kThreads bins from the top (B-1-t*per down to B-per-t*per), a block scan of the sums, then
+// each thread walks its own bins. Returns `pick` (inside `scratch`, kThreads / 32 + 4 shared words), readable by
+// every thread after the call's last barrier: [0] the bin (~0u when no bin holds the rank: counts that disagree),
+// [1] the items in higher bins, [2] the bin's count. Every thread of the block calls it.
+template <unsigned B, bool kGlobal>
+__device__ __forceinline__ const unsigned* pick_bin(const unsigned* bins, unsigned rank, unsigned* scratch) {
+    static_assert(B % kThreads == 0, "whole bins per thread");
+    constexpr unsigned per = B / kThreads;
+    unsigned* pick = scratch + kThreads / 32;
+    const unsigned t = threadIdx.x;
+    unsigned c[per], sum = 0;
+#pragma unroll
+    for (unsigned j = 0; j < per; ++j) {
+        const unsigned* at = &bins[B - 1 - (t * per + j)];
+        c[j] = kGlobal ? __ldcg(at) : *at;
+        sum += c[j];
+    }
+    if (t == 0) pick[0] = ~0u;  // ordered before the walk by the scan's barriers
+    unsigned acc = block_exclusive_scan(sum, scratch);
+#pragma unroll
+    for (unsigned j = 0; j < per; ++j) {
+        if (acc < rank && rank <= acc + c[j]) {  // exactly one thread and bin
+            pick[0] = B - 1 - (t * per + j);
+            pick[1] = acc;
+            pick[2] = c[j];
+        }
+        acc += c[j];
+    }
+    __syncthreads();
+    return pick;
+}
+
 template <typename T>
 __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned seg_len, unsigned tiles_per_seg,
                                             unsigned flags, const unsigned* __restrict__ state,
@@ -347,16 +414,31 @@ __device__ __forceinline__ unsigned kth_in_shared(const Slot* row_keys, unsigned
     return prefix;
 }
 
+// Where select_row's histogram starts in its dynamic shared memory: after the row's keys, 16-byte aligned.
+__host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, unsigned slot_bytes) {
+    return (seg_len * slot_bytes + 15u) & ~15u;
+}
+
 // The whole selection of one short segment (a row of at most 44 KiB of keys: 11264 f32, 22528 f16/bf16; src/topk.rs
 // row_max_len) in one block: the keys are read from global memory once into shared memory (as order keys at
-// their width), the digit passes run there (kth_in_shared), then
-// the ranks of the keys == K* come from ballots in flat-index order and the taken bits are ORed into the mask
-// (words may be null: the cut only). The state words end as the multi-kernel path leaves them: [0] K*,
-// [1] quota, [2] c_gt from the passes, [3] NaNs, [4] keys > K* counted directly. `passes` is key_bits / 8 for a
-// count (state [1] = k on entry) and 0 for a fixed key (state [0] = the key).
-// Launch: one block of kThreads per segment, seg_len * sizeof(T) bytes of dynamic shared memory.
-// Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; the passes over shared
-// memory cost seg_len / kThreads shared loads per thread each.
+// their width), then, for a count, radix select there with 11-bit digits (f32: 11, 11, 10 bits; 16-bit keys: 11,
+// 5), MSB first: each level counts the keys that share the digits fixed so far in kRowBins bins (plain shared
+// atomics: 11 bits spread a magnitude's exponent over 4 bins per binade, so a warp's keys rarely share a bin) and
+// one block scan names the bin holding the wanted rank. As soon as that bin holds at most kRowCands keys (after
+// one level for Gaussian-like rows: ~3% of a row near k = 1.6%), one pass over the row sets the bits of the keys
+// beyond it and copies its keys with their positions to shared memory, and each candidate's rank among them (keys
+// greater, or equal at a lower position: the reference's order) is counted pair by pair: those below the quota
+// are taken, the one of rank quota - 1 is K*. When every digit is fixed first (heavy ties: one key holds more than
+// kRowCands), K* is that key, and the keys equal to it are ranked by ballots in flat-index order, as for a fixed
+// key (`Beyond`, k = 0: no digits). The taken bits are ORed into the mask (words may be null: the cut only), and
+// the state words end as the multi-kernel path leaves them: [0] K*, [1] quota, [2] c_gt, [3] NaNs, [4] keys > K*
+// counted directly. `passes` is nonzero for a count (state [1] = k on entry) and 0 for a fixed key (state [0] =
+// the key).
+// Launch: one block of kThreads per segment, row_keys_bytes(seg_len, sizeof(Raw)) + kRowExtraBytes bytes of
+// dynamic shared memory.
+// Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; in shared memory one pass per
+// level and one to classify (seg_len / kThreads keys per thread each), and c^2 / kThreads comparisons for the
+// bin's c <= kRowCands keys.
 template <typename T>
 __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
                                            unsigned passes, unsigned* __restrict__ state,
@@ -366,57 +448,122 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     using Slot = typename KeyBits<T>::Raw;
     SLR_DYNAMIC_SMEM(unsigned char, row_bytes);
     Slot* row_keys = reinterpret_cast<Slot*>(row_bytes);
-    __shared__ unsigned bins[kBins];
+    unsigned* row_bins = reinterpret_cast<unsigned*>(row_bytes + row_keys_bytes(seg_len, sizeof(Slot)));
+    unsigned* cand_key = row_bins + kRowBins;
+    unsigned* cand_pos = cand_key + kRowCands;
     __shared__ unsigned warp_eq[kThreads / 32];
-    __shared__ unsigned chosen[2];  // digit, keys above it
-    __shared__ unsigned totals[2];  // NaNs, keys > K*
+    __shared__ unsigned totals[4];  // NaNs, keys > K*, candidates, candidates > K*
+    __shared__ unsigned scratch[kThreads / 32 + 4];
+    __shared__ unsigned kstar_shared;
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned long long base = (unsigned long long)blockIdx.x * seg_len;
     unsigned* s = state + (unsigned long long)blockIdx.x * kStateWords;
-    unsigned rank = s[1], c_gt = 0;
-    const unsigned prefix0 = s[0];
-    if (t < 2) totals[t] = 0;
+    constexpr unsigned key_bits = 8 * sizeof(T);
+    if (t < 4) totals[t] = 0;
     unsigned nan = 0;
     for (unsigned i = t; i < seg_len; i += kThreads) {
         unsigned bits = load_bits(keys, base + i);
         nan += is_nan_bits<T>(bits);
         row_keys[i] = (Slot)order_key<T>(bits, flags);
     }
-    __syncthreads();
-    const unsigned kstar = kth_in_shared(row_keys, seg_len, 8 * sizeof(T), passes, prefix0, rank, c_gt, bins, chosen);
-    const unsigned quota = rank;
-    unsigned gt = 0, eq_before = 0;  // eq_before: keys == K* in the rounds already done (the same in every thread)
-    for (unsigned first = 0; first < seg_len; first += kThreads) {
-        unsigned i = first + t;
-        bool in = i < seg_len;
-        unsigned key = in ? row_keys[i] : 0u;
-        bool eq = in && key == kstar;
-        gt += in && key > kstar;
-        unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
-        if (lane == 0) warp_eq[warp] = __popc(eq_ballot);
-        __syncthreads();
-        unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below()), round_eq = 0;
-        for (unsigned w = 0; w < kThreads / 32; ++w) {
-            my_rank += w < warp ? warp_eq[w] : 0;
-            round_eq += warp_eq[w];
+    // The digits fixed so far (`fixed` bits of `prefix`), the keys beyond them and the rank still to find.
+    unsigned prefix = passes != 0 ? 0u : s[0], fixed = passes != 0 ? 0u : ~0u, above = 0, rank = s[1];
+    unsigned bits_left = passes != 0 ? key_bits : 0u, in_bin = ~0u;
+    while (bits_left != 0 && in_bin > kRowCands) {  // block-uniform: every thread reads the same pick
+        const unsigned width = min(kRowDigitBits, bits_left), shift = bits_left - width;
+        for (unsigned b = t; b < kRowBins; b += kThreads) row_bins[b] = 0;
+        __syncthreads();  // also orders the row's stores (first level) and the last pick's reads before the zeroing
+        for (unsigned i = t; i < seg_len; i += kThreads) {
+            const unsigned key = row_keys[i];
+            if ((key & fixed) == prefix) atomicAdd(&row_bins[(key >> shift) & ((1u << width) - 1u)], 1u);
         }
-#ifdef SLR_FAULT_TOPK_TIE_RANK
-        bool take = in && (key > kstar || (eq && my_rank <= quota));  // planted fault: one tie too many
+        __syncthreads();
+        const unsigned* pick = pick_bin<kRowBins, false>(row_bins, rank, scratch);
+        prefix |= pick[0] << shift;
+        fixed |= ((1u << width) - 1u) << shift;
+        above += pick[1];
+        rank -= pick[1];
+        in_bin = pick[2];
+        bits_left = shift;
+    }
+    __syncthreads();  // the row's stores when no level ran; the last pick's reads before scratch is reused
+    unsigned gt = 0;
+    unsigned kstar;
+    if (bits_left != 0) {
+        // The bin holds at most kRowCands keys: bits of the keys beyond it, its keys copied out, pairwise ranks.
+        for (unsigned first = 0; first < seg_len; first += kThreads) {  // block-uniform trip count
+            const unsigned i = first + t;
+            const bool in = i < seg_len;
+            const unsigned key = in ? (unsigned)row_keys[i] : 0u;
+            const bool take = in && (key & fixed) > prefix;
+            gt += take;
+            const unsigned taken = __ballot_sync(0xffffffffu, take);
+            if (words && lane == 0 && taken) or_bits(words, base + first + warp * 32, taken);
+            if (in && (key & fixed) == prefix) {
+                const unsigned at = atomicAdd(&totals[2], 1u);  // < in_bin <= kRowCands
+                cand_key[at] = key;
+                cand_pos[at] = i;
+            }
+        }
+        __syncthreads();
+        for (unsigned c = t; c < in_bin; c += kThreads) {
+            const unsigned key = cand_key[c], pos = cand_pos[c];
+            unsigned r = 0;
+            for (unsigned j = 0; j < in_bin; ++j) {
+                const unsigned kj = cand_key[j];
+#ifdef SLR_FAULT_ROW_PAIR_RANK
+                r += kj > key || (kj == key && cand_pos[j] > pos);  // planted fault: ties ranked by the higher position
 #else
-        bool take = in && (key > kstar || (eq && my_rank < quota));
+                r += kj > key || (kj == key && cand_pos[j] < pos);
 #endif
-        unsigned taken = __ballot_sync(0xffffffffu, take);
-        if (words && lane == 0 && taken) or_bits(words, base + first + warp * 32, taken);
-        eq_before += round_eq;
-        __syncthreads();  // warp_eq is rewritten next round
+            }
+            if (r < rank && words) atomicOr(&words[(base + pos) >> 6], 1ull << ((base + pos) & 63));
+            if (r == rank - 1) kstar_shared = key;  // exactly one candidate: the ranks are distinct
+        }
+        __syncthreads();
+        kstar = kstar_shared;
+        unsigned gt_bin = 0;
+        for (unsigned c = t; c < in_bin; c += kThreads) gt_bin += cand_key[c] > kstar;
+        gt += gt_bin;
+        gt_bin = slr::warp_sum(gt_bin);
+        if (lane == 0 && gt_bin) atomicAdd(&totals[3], gt_bin);
+    } else {
+        // Every digit is fixed (or the key was): K* = prefix, the quota is what is left of the rank, and the keys
+        // equal to it are ranked in flat-index order by ballots.
+        kstar = prefix;
+        unsigned eq_before = 0;  // keys == K* in the rounds already done (the same in every thread)
+        for (unsigned first = 0; first < seg_len; first += kThreads) {
+            unsigned i = first + t;
+            bool in = i < seg_len;
+            unsigned key = in ? row_keys[i] : 0u;
+            bool eq = in && key == kstar;
+            gt += in && key > kstar;
+            unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
+            if (lane == 0) warp_eq[warp] = __popc(eq_ballot);
+            __syncthreads();
+            unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below()), round_eq = 0;
+            for (unsigned w = 0; w < kThreads / 32; ++w) {
+                my_rank += w < warp ? warp_eq[w] : 0;
+                round_eq += warp_eq[w];
+            }
+#ifdef SLR_FAULT_TOPK_TIE_RANK
+            bool take = in && (key > kstar || (eq && my_rank <= rank));  // planted fault: one tie too many
+#else
+            bool take = in && (key > kstar || (eq && my_rank < rank));
+#endif
+            unsigned taken = __ballot_sync(0xffffffffu, take);
+            if (words && lane == 0 && taken) or_bits(words, base + first + warp * 32, taken);
+            eq_before += round_eq;
+            __syncthreads();  // warp_eq is rewritten next round
+        }
     }
     if (nan) atomicAdd(&totals[0], nan);
     if (gt) atomicAdd(&totals[1], gt);
     __syncthreads();
     if (t == 0) {
         s[0] = kstar;
-        s[1] = quota;
-        s[2] = c_gt;
+        s[1] = rank - totals[3];
+        s[2] = above + totals[3];
         s[3] = totals[0];
         s[4] = totals[1];
     }
@@ -505,33 +652,6 @@ __device__ __forceinline__ unsigned candidate_slot(unsigned u, unsigned warp) {
 #endif
 }
 
-// Whether this block is the last of its grid to get here (every thread calls it; `ticket` is a zeroed global
-// counter of this launch, `flag` one shared word). Each thread's earlier global writes and atomics are fenced
-// before its block takes a ticket, and the last block fences again before it reads: it then sees every other
-// block's results (read them with __ldcg, through L2). The result is the same whichever block is last.
-__device__ __forceinline__ bool last_block_of_grid(unsigned* ticket, unsigned* flag) {
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) *flag = atomicAdd(ticket, 1u) == gridDim.x - 1;
-    __syncthreads();
-    const bool last = *flag != 0;
-    if (last) __threadfence();
-    return last;
-}
-
-// Exclusive scan of one value per thread over the block (kThreads); `warp_sums` is kThreads / 32 shared words,
-// free again on return. Every thread calls it.
-__device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned* warp_sums) {
-    const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const unsigned incl = slr::warp_inclusive_scan(v);
-    if (lane == 31) warp_sums[warp] = incl;
-    __syncthreads();
-    unsigned before = 0;
-    for (unsigned w = 0; w < warp; ++w) before += warp_sums[w];
-    __syncthreads();
-    return before + incl - v;
-}
-
 // Bin of a key in [lo, hi] among B equal slices of the key range: floor((key - lo) B / (hi - lo + 1)).
 // Bin b holds the keys lo + ceil(b W / B) .. lo + ceil((b + 1) W / B) - 1, W = hi - lo + 1 (empty when W < B and
 // the two bounds meet; a bin that holds a key is never empty).
@@ -555,29 +675,8 @@ template <unsigned B> __device__ __forceinline__ unsigned range_bin_first_key(un
 template <unsigned B>
 __device__ __forceinline__ void narrow(const unsigned* hist, unsigned lo, unsigned hi, unsigned rank,
                                        unsigned before, unsigned* __restrict__ sel, unsigned* scratch) {
-    static_assert(B % kThreads == 0, "whole bins per thread");
-    constexpr unsigned per = B / kThreads;
-    unsigned* pick = scratch + kThreads / 32;
-    const unsigned t = threadIdx.x;
-    unsigned c[per], sum = 0;
-#pragma unroll
-    for (unsigned j = 0; j < per; ++j) {
-        c[j] = __ldcg(&hist[B - 1 - (t * per + j)]);
-        sum += c[j];
-    }
-    if (t == 0) pick[0] = ~0u;  // ordered before the walk by the scan's barriers
-    unsigned acc = block_exclusive_scan(sum, scratch);
-#pragma unroll
-    for (unsigned j = 0; j < per; ++j) {
-        if (acc < rank && rank <= acc + c[j]) {  // exactly one thread and bin
-            pick[0] = B - 1 - (t * per + j);
-            pick[1] = acc;
-            pick[2] = c[j];
-        }
-        acc += c[j];
-    }
-    __syncthreads();
-    if (t != 0) return;
+    const unsigned* pick = pick_bin<B, true>(hist, rank, scratch);
+    if (threadIdx.x != 0) return;
     const unsigned b = pick[0];
     if (b == ~0u) {
         sel[kSelStatus] = kSelBroken;

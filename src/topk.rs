@@ -62,9 +62,18 @@ const BINS: usize = 256;
 const STATE_WORDS: usize = 8;
 /// Histogram blocks in flight over all segments, at most (each adds at most 256 counts to global memory).
 const HISTOGRAM_BLOCKS: usize = 2048;
-/// Shared memory for one row's keys in `topk_select_rows_<dtype>` (44 KiB: with the kernel's ~1 KiB of static
-/// shared memory, under the 48 KiB every target grants without opting in).
+/// Shared memory for one row's keys in `topk_select_rows_<dtype>` (44 KiB).
 const ROW_SMEM_BYTES: usize = 44 * 1024;
+/// Dynamic shared memory of `topk_select_rows_<dtype>` after the row's keys (cuda/topk.cu kRowExtraBytes): the
+/// fast path's 2048-bin histogram and 512 candidates' keys and positions. With the longest rows the launch is
+/// above 48 KiB and opts in (every target has at least 99 KiB per block).
+const ROW_EXTRA_BYTES: usize = 2048 * 4 + 512 * 8;
+
+/// Dynamic shared memory of `topk_select_rows_<dtype>` for rows of `seg_len` keys (cuda/topk.cu row_keys_bytes
+/// plus kRowExtraBytes).
+fn row_shared_bytes<T: TopkKey>(seg_len: usize) -> u32 {
+    ((seg_len * T::DTYPE.size()).div_ceil(16) * 16 + ROW_EXTRA_BYTES) as u32
+}
 
 /// Rows of at most this many keys are selected by one block each (`topk_select_rows_<dtype>`: the row read once
 /// into shared memory at its width: 11264 f32 keys, 22528 f16/bf16); longer rows, and whole matrices, take the
@@ -487,10 +496,12 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
         }
         None => (KernelArg::Ptr(0), None),
     };
-    let shape = LaunchShape { grid: (segs as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: (seg_len * T::DTYPE.size()) as u32 };
+    let shape = LaunchShape { grid: (segs as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: row_shared_bytes::<T>(seg_len) };
     // SAFETY: block b reads keys b * seg_len + i for i < seg_len (keys holds segs * seg_len elements, checked by
-    // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in seg_len * size_of::<T>() bytes of dynamic shared
-    // memory (the launch's, <= 44 KiB since seg_len <= row_max_len::<T>()), writes its own STATE_WORDS words of state (segs *
+    // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in the first seg_len * size_of::<T>() bytes of its
+    // dynamic shared memory (the launch's row_shared_bytes: that, rounded up to 16, plus the ROW_EXTRA_BYTES the
+    // kernel's histogram and at most 512 candidates use; <= 56 KiB since seg_len <= row_max_len::<T>(), within
+    // every target's opt-in limit), writes its own STATE_WORDS words of state (segs *
     // STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits only at flat indices of its own row,
     // all below segs * seg_len, into words (the caller allocates ceil(segs * seg_len / 64) zeroed words, distinct
     // from keys and state); a null mask is never dereferenced; arguments match topk_select_rows_<dtype>.

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "cholqr_phase_sync", "cholqr_regs_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "cholqr_phase_sync", "cholqr_regs_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -351,6 +351,30 @@ fn bracket_take_rank_off_by_one_takes_one_equal_key_too_many() {
             } else {
                 assert!(mask == expect, "{schedule:?}: k {k}");
             }
+        }
+    }
+}
+
+/// Per-row selection ranks the keys of the bin holding the k-th key pair by pair, ties by the lower position;
+/// ranking ties by the higher position (planted fault `row_pair_rank`) takes the wrong ones of a run of equal
+/// keys that the quota cuts. bf16 rows of 300 keys from 16 levels (every row's bin fits the pairwise path).
+#[test]
+fn per_row_pair_ranks_that_prefer_the_higher_position_take_the_wrong_ties() {
+    use half::bf16;
+    let mut rng = rng("row_pair_rank");
+    let (rows, cols) = (12, 300);
+    let keys: Vec<bf16> = (0..rows * cols).map(|_| bf16::from_f32(rng.gen_range(0..16) as f32 / 4.0 + 0.25)).collect();
+    let spec = TopkSpec::count(rng.gen_range(20..280)).per_row();
+    let expect = topk_cpu(&keys, rows, cols, &spec).unwrap().mask;
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "row_pair_rank").unwrap() } else { Gpu::emulated(schedule) };
+            let d = gpu.upload(&keys).unwrap();
+            let (mask, _) = topk_mask(&gpu, &d, rows, cols, &spec).unwrap();
+            let mask = mask.download(&gpu).unwrap();
+            // Same counts either way; only which equal keys are taken differs (12 rows: some quota ends inside a run).
+            assert_eq!(mask.count_ones(), expect.count_ones(), "{schedule:?}");
+            assert_eq!(mask == expect, !faulty, "{schedule:?}: faulty = {faulty}");
         }
     }
 }

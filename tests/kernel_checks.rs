@@ -224,11 +224,12 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "MATCH.ANY", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
             }
         }
-        // One block per row: the row read once (read-only path) into shared memory, the digit passes there with
-        // warp-aggregated shared atomics, ballots for the tie ranks, taken bits ORed into the mask's 64-bit words.
+        // One block per row: the row read once (read-only path) into shared memory, 11-bit digit levels there with
+        // plain shared atomics and a block scan (shuffles), ballots for the tie ranks, taken bits ORed into the
+        // mask's 64-bit words.
         k if k.starts_with("topk_select_rows_") => {
             let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
-            vec![load, "STS", "LDS", "MATCH.ANY", "ATOMS", "BAR.SYNC", "VOTE.ANY", ".E.OR.64.STRONG.GPU"]
+            vec![load, "STS", "LDS", "ATOMS", "SHFL.UP", "BAR.SYNC", "VOTE.ANY", ".E.OR.64.STRONG.GPU"]
         }
         // The bracket's sample: strided keys through the read-only path into shared memory, two in-shared radix
         // selects (warp-aggregated shared atomics, barriers).

@@ -204,7 +204,7 @@ impl Gpu {
                 .stream
                 .context()
                 .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
-                .map_or(STATIC_SHARED_LIMIT, |v| v.max(0) as u32),
+                .map_or(48 * 1024, |v| v.max(0) as u32),
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => 227 * 1024,
         }
@@ -460,9 +460,9 @@ impl Gpu {
             Backend::Cuda(b) => {
                 let (f, opted) = Self::cuda_function(b, module, kernel)?;
                 b.stream.context().bind_to_thread().map_err(cuda_err("launch"))?;
-                if shape.shared_bytes > STATIC_SHARED_LIMIT && shape.shared_bytes > opted {
-                    // Dynamic shared memory beyond 48 KiB must be opted into per function (sm_70+; up to 227 KiB
-                    // on sm_90); the launch below fails with a typed error if the card has less. The attribute is
+                if shape.shared_bytes > OPT_IN_ABOVE && shape.shared_bytes > opted {
+                    // Static plus dynamic shared memory beyond 48 KiB must be opted into per function (sm_70+; up
+                    // to 227 KiB on sm_90); the launch below fails with a typed error if the card has less. The attribute is
                     // set under the cache's lock and only ever raised (to what this launch needs, when more than
                     // recorded), so a concurrent launch of the same function that needs more can never find it
                     // lowered after its own check.
@@ -498,8 +498,10 @@ impl Gpu {
     }
 }
 
-/// Dynamic shared memory a launch gets without the per-function opt-in.
-const STATIC_SHARED_LIMIT: u32 = 48 * 1024;
+/// Dynamic shared memory above which a launch opts in per function: without it, static plus dynamic shared
+/// memory must stay within 48 KiB; this leaves 8 KiB for a kernel's static arrays (setting the attribute when
+/// it was not needed is harmless).
+const OPT_IN_ABOVE: u32 = 40 * 1024;
 
 /// Grid, block and dynamic shared memory of one launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
