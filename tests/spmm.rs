@@ -512,7 +512,8 @@ fn tensor_core_spmm_xst_matches_cpu_at_every_tile_edge() {
             }
             let nnz_at_least = (out_dim * in_dim).div_ceil(100);
             let s = random_pattern(&mut rng, out_dim, in_dim, density, skewed);
-            if s.nnz() >= nnz_at_least {
+            // SLR_SPMM_PATH (a benchmark switch) picks the kernel itself: the dispatch is then not checked.
+            if s.nnz() >= nnz_at_least && std::env::var_os("SLR_SPMM_PATH").is_none() {
                 assert!(spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out_dim, in_dim, s.nnz()), "T {t} {out_dim}x{in_dim}");
             }
         }
