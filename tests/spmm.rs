@@ -522,7 +522,7 @@ fn tensor_core_spmm_xst_matches_cpu_at_every_tile_edge() {
         let (t, out_dim, in_dim) = (70, 66, 200);
         let positions: Vec<(usize, usize)> = (0..out_dim).flat_map(|r| (130..200).filter(move |c| (r + c) % 7 != 0 || r % 5 == 0).map(move |c| (r, c))).collect();
         let s = CsrPattern::<u32>::from_coo(out_dim, in_dim, &positions).unwrap();
-        assert!(spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out_dim, in_dim, s.nnz()));
+        assert!(std::env::var_os("SLR_SPMM_PATH").is_some() || spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out_dim, in_dim, s.nnz()));
         let vals: Vec<bf16> = random_values(&mut rng, s.nnz());
         let x: Vec<bf16> = random_values(&mut rng, t * in_dim);
         let mut want = vec![bf16::ZERO; t * out_dim];
