@@ -56,7 +56,7 @@ constexpr unsigned kByValue = 1;   // flags bit 0: order by signed value (else b
 constexpr unsigned kSmallest = 2;  // flags bit 1: select the smallest (else the largest)
 constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per histogram round
 constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BRACKET_SAMPLES)
-constexpr unsigned kSampleThreads = 1024;  // threads of the sample kernel's one block (src/topk.rs SAMPLE_THREADS)
+constexpr unsigned kSampleThreads = 256;   // threads of the sample kernel's one block (src/topk.rs SAMPLE_THREADS)
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 constexpr unsigned kCutBins = 1024;         // slices of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
@@ -373,45 +373,39 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
     }
 }
 
-// The key of rank `rank` (1 = the largest) among the `len` order keys in shared memory, by the same digit passes
-// and choice as the multi-kernel path (MSB first, 8-bit digits, `passes` of them, starting from `prefix`); `c_gt`
-// gets the keys above the returned one. Every thread of the block (kBlock >= kBins threads) calls it and gets the
-// same results. The caller has a barrier between its stores to `row_keys` and this call. Uses `bins` and `chosen`
-// (shared) as scratch.
-template <unsigned kBlock = kThreads, typename Slot>
-__device__ __forceinline__ unsigned kth_in_shared(const Slot* row_keys, unsigned len, unsigned key_bits,
-                                                  unsigned passes, unsigned prefix, unsigned& rank, unsigned& c_gt,
-                                                  unsigned* bins, unsigned* chosen) {
-    static_assert(kBlock >= kBins && kBlock % 32 == 0, "one thread per bin, whole warps");
+// Radix select levels over `len` order keys in shared memory with kRowDigitBits-bit digits, MSB first (f32: 11, 11,
+// 10 bits; 16-bit keys: 11, 5): each level counts the keys that share the digits fixed so far in kRowBins bins
+// (`bins`, shared; plain atomics: 11 bits spread a magnitude's exponent over 4 bins per binade, so a warp's keys
+// rarely share a bin) and one block scan (pick_bin) names the bin holding the wanted rank. Stops when every digit is
+// fixed (then `prefix` is the key of that rank) or the bin holds at most `stop_at` keys. Every thread of the block
+// (kThreads) calls it and ends with the same state; the caller has a barrier between its stores to `keys` and
+// the call, and may reuse `bins` and `scratch` on return.
+struct DigitLevels {
+    unsigned prefix, fixed, above, rank, bits_left, in_bin;
+};
+template <typename Slot>
+__device__ __forceinline__ void digit_levels(const Slot* keys, unsigned len, unsigned stop_at, unsigned* bins,
+                                             unsigned* scratch, DigitLevels& lv) {
     const unsigned t = threadIdx.x;
-    c_gt = 0;
-    for (unsigned pass = 1; pass <= passes; ++pass) {
-        const unsigned shift = key_bits - 8 * pass, hi = higher_bits(shift);
-        if (t < kBins) bins[t] = 0;
-        if (t == 0) chosen[0] = chosen[1] = 0;
-        __syncthreads();
-        for (unsigned first = 0; first < len; first += kBlock) {
-            unsigned i = first + t;
-            unsigned key = i < len ? row_keys[i] : 0u;
-            add_to_bin(bins, i < len && (key & hi) == prefix, (key >> shift) & 0xffu);
+    while (lv.bits_left != 0 && lv.in_bin > stop_at) {  // block-uniform: every thread reads the same pick
+        const unsigned width = min(kRowDigitBits, lv.bits_left), shift = lv.bits_left - width;
+        const unsigned digit_mask = (1u << width) - 1u;
+        for (unsigned b = t; b < kRowBins; b += kThreads) bins[b] = 0;
+        __syncthreads();  // the last pick's reads are done before the zeroing
+        for (unsigned i = t; i < len; i += kThreads) {
+            const unsigned key = keys[i];
+            if ((key & lv.fixed) == lv.prefix) atomicAdd(&bins[(key >> shift) & digit_mask], 1u);
         }
         __syncthreads();
-        // Counts from the top digit (thread t < kBins: digit 255 - t), as in choose(); the scan reuses bins.
-        unsigned digit = kBins - 1 - t, c = t < kBins ? bins[digit] : 0u;
-        __syncthreads();
-        uint2 cnt = counts_from_top(bins, c);
-        unsigned above = cnt.x;
-        if (t < kBins && above < rank && rank <= cnt.y) {
-            chosen[0] = digit;
-            chosen[1] = above;
-        }
-        __syncthreads();
-        prefix |= chosen[0] << shift;
-        rank -= chosen[1];
-        c_gt += chosen[1];
-        __syncthreads();  // chosen and bins are rewritten by the next pass or call
+        const unsigned* pick = pick_bin<kRowBins, false>(bins, lv.rank, scratch);
+        lv.prefix |= pick[0] << shift;
+        lv.fixed |= digit_mask << shift;
+        lv.above += pick[1];
+        lv.rank -= pick[1];
+        lv.in_bin = pick[2];
+        lv.bits_left = shift;
     }
-    return prefix;
+    __syncthreads();  // the last pick's reads before scratch is reused
 }
 
 // Where select_row's histogram starts in its dynamic shared memory: after the row's keys, 16-byte aligned.
@@ -451,6 +445,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     unsigned* row_bins = reinterpret_cast<unsigned*>(row_bytes + row_keys_bytes(seg_len, sizeof(Slot)));
     unsigned* cand_key = row_bins + kRowBins;
     unsigned* cand_pos = cand_key + kRowCands;
+    static_assert(kRowBins * 4 + kRowCands * 4 * 2 == kRowExtraBytes, "the layout after the keys, as src/topk.rs sizes it");
     __shared__ unsigned warp_eq[kThreads / 32];
     __shared__ unsigned totals[4];  // NaNs, keys > K*, candidates, candidates > K*
     __shared__ unsigned scratch[kThreads / 32 + 4];
@@ -467,26 +462,10 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
         row_keys[i] = (Slot)order_key<T>(bits, flags);
     }
     // The digits fixed so far (`fixed` bits of `prefix`), the keys beyond them and the rank still to find.
-    unsigned prefix = passes != 0 ? 0u : s[0], fixed = passes != 0 ? 0u : ~0u, above = 0, rank = s[1];
-    unsigned bits_left = passes != 0 ? key_bits : 0u, in_bin = ~0u;
-    while (bits_left != 0 && in_bin > kRowCands) {  // block-uniform: every thread reads the same pick
-        const unsigned width = min(kRowDigitBits, bits_left), shift = bits_left - width;
-        for (unsigned b = t; b < kRowBins; b += kThreads) row_bins[b] = 0;
-        __syncthreads();  // also orders the row's stores (first level) and the last pick's reads before the zeroing
-        for (unsigned i = t; i < seg_len; i += kThreads) {
-            const unsigned key = row_keys[i];
-            if ((key & fixed) == prefix) atomicAdd(&row_bins[(key >> shift) & ((1u << width) - 1u)], 1u);
-        }
-        __syncthreads();
-        const unsigned* pick = pick_bin<kRowBins, false>(row_bins, rank, scratch);
-        prefix |= pick[0] << shift;
-        fixed |= ((1u << width) - 1u) << shift;
-        above += pick[1];
-        rank -= pick[1];
-        in_bin = pick[2];
-        bits_left = shift;
-    }
-    __syncthreads();  // the row's stores when no level ran; the last pick's reads before scratch is reused
+    DigitLevels lv{passes != 0 ? 0u : s[0], passes != 0 ? 0u : ~0u, 0u, s[1], passes != 0 ? key_bits : 0u, ~0u};
+    digit_levels(row_keys, seg_len, kRowCands, row_bins, scratch, lv);
+    const unsigned prefix = lv.prefix, fixed = lv.fixed, above = lv.above, in_bin = lv.in_bin, bits_left = lv.bits_left;
+    unsigned rank = lv.rank;
     unsigned gt = 0;
     unsigned kstar;
     if (bits_left != 0) {
@@ -596,33 +575,35 @@ __host__ __device__ __forceinline__ unsigned long long sample_position(unsigned 
     h *= 0xC2B2AE35u;
     h ^= h >> 16;
     unsigned long long lo = (unsigned long long)j * n / kSamples, hi = (unsigned long long)(j + 1) * n / kSamples;
-    return lo + h % (hi - lo);
+    return lo + h % (unsigned)(hi - lo);  // a stratum of n < 2^32 keys is below 2^20: a 32-bit remainder
 }
 
-// One block of kSampleThreads: the sample's order keys into shared memory (kSamples * 4 bytes, dynamic), then the
-// keys of ranks rank_hi and rank_lo (kth_in_shared twice). rank_hi = 0: no hi (nothing is "above"); rank_lo >
-// kSamples: lo = 0. Floor: kSamples scattered key reads (one 32-byte sector each, 128 KiB in all); the cost is one
-// block's latency: 4 loads and, per digit pass, 4 histogram rounds per thread (1024 threads; 16 with 256), then
-// the 256-bin scan.
+// One block of kSampleThreads (= kThreads): the sample's order keys into shared memory (kSamples * 4 bytes, dynamic,
+// then kRowBins * 4 bytes of histogram), then the keys of ranks rank_hi and rank_lo by digit_levels run to the
+// last digit (3 levels for f32, 2 for 16-bit keys, each). rank_hi = 0: no hi (nothing is "above"); rank_lo >
+// kSamples: lo = 0. Floor: kSamples scattered key reads (one 32-byte sector each, 128 KiB in all), all 16 of a
+// thread's loads issued before any is used (one DRAM latency, SASS-checked); then one block's latency: per level 16
+// shared atomics per thread and a 2048-bin block scan.
 template <typename T>
 __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsigned n, unsigned flags,
                                                unsigned rank_hi, unsigned rank_lo, unsigned* __restrict__ bracket) {
+    static_assert(kSampleThreads == kThreads, "digit_levels runs on kThreads threads");
     SLR_DYNAMIC_SMEM(unsigned, sample);
-    __shared__ unsigned bins[kBins];
-    __shared__ unsigned chosen[2];
+    unsigned* bins = sample + kSamples;
+    __shared__ unsigned scratch[kThreads / 32 + 4];
+    constexpr unsigned kPer = kSamples / kSampleThreads;
+    unsigned bits[kPer];
 #pragma unroll
-    for (unsigned j = threadIdx.x; j < kSamples; j += kSampleThreads) {  // 4 scattered loads per thread, in flight together
-        sample[j] = order_key<T>(load_bits(keys, sample_position(j, n)), flags);
-    }
-    __syncthreads();
+    for (unsigned u = 0; u < kPer; ++u) bits[u] = load_bits(keys, sample_position(threadIdx.x + u * kSampleThreads, n));
+#pragma unroll
+    for (unsigned u = 0; u < kPer; ++u) sample[threadIdx.x + u * kSampleThreads] = order_key<T>(bits[u], flags);
     const unsigned key_bits = 8 * sizeof(T), all = KeyBits<T>::kAll;
-    unsigned c_gt, rank = rank_hi;
-    unsigned hi = rank_hi == 0 ? all : kth_in_shared<kSampleThreads>(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
-    rank = rank_lo;
-    unsigned lo = rank_lo > kSamples ? 0u : kth_in_shared<kSampleThreads>(sample, kSamples, key_bits, key_bits / 8, 0u, rank, c_gt, bins, chosen);
+    DigitLevels hi{0u, 0u, 0u, rank_hi, key_bits, ~0u}, lo{0u, 0u, 0u, rank_lo, key_bits, ~0u};
+    if (rank_hi != 0) digit_levels(sample, kSamples, 0u, bins, scratch, hi);  // block-uniform conditions
+    if (rank_lo <= kSamples) digit_levels(sample, kSamples, 0u, bins, scratch, lo);
     if (threadIdx.x == 0) {
-        bracket[0] = lo;
-        bracket[1] = hi;
+        bracket[0] = rank_lo > kSamples ? 0u : lo.prefix;
+        bracket[1] = rank_hi == 0 ? all : hi.prefix;
     }
 }
 

@@ -87,8 +87,8 @@ const BRACKET_MIN_N: usize = 1 << 18;
 #[doc(hidden)]
 pub const BRACKET_SAMPLES: usize = 4096;
 const SAMPLES: usize = BRACKET_SAMPLES;
-/// Threads of the sample kernel's one block (cuda/topk.cu kSampleThreads): 4 sample keys per thread.
-const SAMPLE_THREADS: u32 = 1024;
+/// Threads of the sample kernel's one block (cuda/topk.cu kSampleThreads): 16 sample keys per thread.
+const SAMPLE_THREADS: u32 = 256;
 /// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
 const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
@@ -570,10 +570,10 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
     let mut bview = DeviceSliceMut::from(bracket);
     let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
-    let shape = LaunchShape { grid: (1, 1, 1), block: (SAMPLE_THREADS, 1, 1), shared_bytes: (SAMPLES * 4) as u32 };
+    let shape = LaunchShape { grid: (1, 1, 1), block: (SAMPLE_THREADS, 1, 1), shared_bytes: ((SAMPLES + 2048) * 4) as u32 };
     // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES; keys
-    // holds n, the callers' invariant), keeps their order keys in SAMPLES * 4 bytes of dynamic shared memory (the
-    // launch's) and writes bracket words 0 and 1 (the callers allocate STATE_WORDS, distinct from keys);
+    // holds n, the callers' invariant), keeps their order keys and a 2048-bin histogram in (SAMPLES + 2048) * 4
+    // bytes of dynamic shared memory (the launch's) and writes bracket words 0 and 1 (the callers allocate STATE_WORDS, distinct from keys);
     // arguments match topk_sample_bracket_<dtype>.
     unsafe {
         gpu.launch(

@@ -232,10 +232,10 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             vec![load, "STS", "LDS", "ATOMS", "SHFL.UP", "BAR.SYNC", "VOTE.ANY", ".E.OR.64.STRONG.GPU"]
         }
         // The bracket's sample: strided keys through the read-only path into shared memory, two in-shared radix
-        // selects (warp-aggregated shared atomics, barriers).
+        // selects by 11-bit digit levels (plain shared atomics, block scans by shuffles, barriers).
         k if k.starts_with("topk_sample_bracket_") => {
             let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
-            vec![load, "STS", "MATCH.ANY", "ATOMS", "BAR.SYNC", "STG.E "]
+            vec![load, "STS", "ATOMS", "SHFL.UP", "BAR.SYNC", "STG.E "]
         }
         // The bracket pass: keys once through the read-only path, ballots for the keys above (ORed into the mask)
         // and the candidates (ranked by a warp scan of per-warp counts), candidate values and indices stored, their
