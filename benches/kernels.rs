@@ -256,6 +256,9 @@ fn bench_spmm(c: &mut Criterion) {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "block", "our block-per-8-rows kernel", 20, &bench.device, &mut run_again);
                 } else {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, &mut run_again);
+                    if t < 64 {
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "vec_serial", "our vector kernel without load pipelining", 20, &bench.device, &mut run_again);
+                    }
                     if tensor_cores_eligible(|| spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz)) {
                         report_switched(gpu, &case, "SLR_SPMM_PATH", "tc", "our tensor-core kernel", 5, &bench.device, &mut run_again);
                         if t < 256 {

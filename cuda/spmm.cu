@@ -24,8 +24,9 @@
 // transpose_pad: 32x32 tiles through shared memory (one +1-padded tile per block).
 // spmm_xst, T >= 64: the same transpose, then spmm_xst_wide (one warp per (row o, 128 rows of X), lanes across
 // t, entries broadcast by shuffle; see its comment).
-// spmm_xst_vec's launch bounds name 2 blocks per SM: with the single-argument form ptxas (13.0, sm_80) capped the
-// f32 variant at 32 registers and spilled; the resource-report test guards this.
+// spmm_xst_vec's launch bounds name 4 blocks per SM (64 registers, no spills on sm_80-90; the `_serial` variants
+// kept for comparison name 2: with the single-argument form ptxas (13.0, sm_80) capped the f32 variant at 32
+// registers and spilled); the resource-report test guards this.
 // Floor (skinny T, the memory-bound decode/small-batch regime): read S once, nnz * (4 + sizeof(T)) + 4 * (out + 1)
 // bytes, plus X (T * in * sizeof(T), mostly cache-resident gathers) and Y (read if beta != 0, written:
 // T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
@@ -205,6 +206,26 @@ __device__ __forceinline__ void load8(const T* __restrict__ p, float (&v)[8]) {
     for (int i = 0; i < 8; ++i) v[i] = slr::to_f32(h[i]);
 }
 
+// Eight consecutive elements of Xt as loaded, converted to f32 only where they are used: 16 bytes (4 registers)
+// for 16-bit types, where load8's floats would hold 8.
+template <typename T> struct Raw8 {
+    uint4 v;
+    __device__ __forceinline__ void load(const T* __restrict__ p) { v = *reinterpret_cast<const uint4*>(p); }
+    __device__ __forceinline__ float at(int i) const { return slr::to_f32(reinterpret_cast<const T*>(&v)[i]); }
+};
+template <> struct Raw8<float> {
+    float4 a, b;
+    __device__ __forceinline__ void load(const float* __restrict__ p) {
+        a = reinterpret_cast<const float4*>(p)[0];
+        b = reinterpret_cast<const float4*>(p)[1];
+    }
+    __device__ __forceinline__ float at(int i) const {
+        const float4& h = i < 4 ? a : b;
+        const int j = i & 3;
+        return j == 0 ? h.x : j == 1 ? h.y : j == 2 ? h.z : h.w;
+    }
+};
+
 // spmm_xst for 3 <= T < 64 (and T >= 64 when the wide kernel is not taken): one warp per (row o of S, 8G
 // consecutive t of Xt), G in {1, 2, 4} lanes per entry. Lane `lane` serves entry slot lane / G of each step and
 // t = t0 + 8 (lane % G) .. + 7, one 16-byte load (two for f32) of Xt[col]: the G lanes of an entry read 16G
@@ -213,7 +234,12 @@ __device__ __forceinline__ void load8(const T* __restrict__ p, float (&v)[8]) {
 // per 8 t. Each lane adds its entries in the order slot, slot + 32/G, ... (kUnroll steps in flight); the
 // butterfly over the lanes with equal lane % G (xor offsets 16 .. G) sums them in a fixed order, and lane
 // j G + (lane % G) writes Y[t0 + 8 (lane % G) + j, o].
-template <typename T, unsigned G>
+// kPipelined (the default kernels): the next step's values and columns are loaded before this step's Xt rows are
+// used, so their DRAM latency overlaps the Xt gathers (one round trip per step instead of two in a row), and the Xt
+// rows stay as loaded (16 bytes, 4 registers, for 16-bit types) until their FMAs: 64 registers instead of 72 (4
+// blocks of 8 warps per SM instead of 3). Same FMAs in the same order: bitwise the serial kernel's results (the
+// `_serial` kernels, kept for the benchmark's comparison, `SLR_SPMM_PATH=vec_serial`).
+template <typename T, unsigned G, bool kPipelined>
 __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ row_offsets,
                                                   const unsigned* __restrict__ col_indices,
                                                   const T* __restrict__ values, unsigned s_rows,
@@ -231,6 +257,42 @@ __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ r
     const bool active = t0 < ldt;  // ldt is a multiple of 8: a lane's 8 t are all inside Xt's rows or all past them
     const unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    if constexpr (kPipelined) {
+        constexpr unsigned kStep = kSlots * kUnroll;
+        float s_next[kUnroll];
+        unsigned c_next[kUnroll];
+        auto fetch = [&](unsigned e0) {
+#pragma unroll
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                const unsigned e = e0 + kSlots * u;
+                s_next[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
+                c_next[u] = e < hi ? col_indices[e] : 0u;
+            }
+        };
+        fetch(lo + slot);
+        for (unsigned e0 = lo + slot; e0 < hi; e0 += kStep) {
+            float s[kUnroll];
+            unsigned c[kUnroll];
+#pragma unroll
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                s[u] = s_next[u];
+                c[u] = c_next[u];
+            }
+            Raw8<T> xr[kUnroll];
+#pragma unroll
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                if (active && e0 + kSlots * u < hi) xr[u].load(xt + ((unsigned long long)c[u] * ldt + t0));
+            }
+            if (e0 + kStep < hi) fetch(e0 + kStep);  // in flight with this step's Xt loads
+#pragma unroll
+            for (unsigned u = 0; u < kUnroll; ++u) {
+                if (active && e0 + kSlots * u < hi) {
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) acc[j] = fmaf(s[u], xr[u].at(j), acc[j]);
+                }
+            }
+        }
+    } else
     for (unsigned e0 = lo + slot; e0 < hi; e0 += kSlots * kUnroll) {
         float s[kUnroll];
         unsigned long long c[kUnroll];
@@ -634,15 +696,15 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
                                   alpha, beta);                                                                 \
     }
 
-// The vector kernel with G lanes per entry (spmm_xst_vec_impl), one extern "C" entry point per G.
-#define SLR_SPMM_XST_VEC(T, NAME, G)                                                                             \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 2) NAME(                                  \
+// The vector kernel with G lanes per entry (spmm_xst_vec_impl), one extern "C" entry point per G and variant.
+#define SLR_SPMM_XST_VEC(T, NAME, G, PIPELINED)                                                                  \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, PIPELINED ? 4 : 2) NAME(                  \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
         unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
         float beta) {                                                                                           \
-        spmm_xst_vec_impl<T, G>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs,     \
-                                alpha, beta);                                                                   \
+        spmm_xst_vec_impl<T, G, PIPELINED>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, \
+                                           y_cs, alpha, beta);                                                 \
     }
 
 #define SLR_SPMM(T, SUFFIX)                                                                                      \
@@ -669,9 +731,12 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
         unsigned long long c_cs, float alpha, float beta) {                                                     \
         spmm_sb_impl<T>(row_offsets, col_indices, values, s_rows, b, b_rs, b_cs, n, c, c_rs, c_cs, alpha, beta); \
     }                                                                                                           \
-    SLR_SPMM_XST_VEC(T, spmm_xst_vec_##SUFFIX, 1)                                                              \
-    SLR_SPMM_XST_VEC(T, spmm_xst_vec2_##SUFFIX, 2)                                                             \
-    SLR_SPMM_XST_VEC(T, spmm_xst_vec4_##SUFFIX, 4)                                                             \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec_##SUFFIX, 1, true)                                                        \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec2_##SUFFIX, 2, true)                                                       \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec4_##SUFFIX, 4, true)                                                       \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec_serial_##SUFFIX, 1, false)                                                \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec2_serial_##SUFFIX, 2, false)                                               \
+    SLR_SPMM_XST_VEC(T, spmm_xst_vec4_serial_##SUFFIX, 4, false)                                               \
     SLR_SPMM_SB_NARROW(T, spmm_sb_narrow4_##SUFFIX, 4)                                                         \
     SLR_SPMM_SB_NARROW(T, spmm_sb_narrow8_##SUFFIX, 8)                                                         \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_wide_##SUFFIX(                  \
@@ -714,6 +779,9 @@ SLR_EMU_EXPORT(spmm_sb_narrow8_f32)
 SLR_EMU_EXPORT(spmm_xst_vec_f32)
 SLR_EMU_EXPORT(spmm_xst_vec2_f32)
 SLR_EMU_EXPORT(spmm_xst_vec4_f32)
+SLR_EMU_EXPORT(spmm_xst_vec_serial_f32)
+SLR_EMU_EXPORT(spmm_xst_vec2_serial_f32)
+SLR_EMU_EXPORT(spmm_xst_vec4_serial_f32)
 SLR_EMU_EXPORT(spmm_xst_wide_f32)
 SLR_EMU_EXPORT(transpose_pad_f32)
 SLR_SPMM(__half, f16)
@@ -725,6 +793,9 @@ SLR_EMU_EXPORT(spmm_sb_narrow8_f16)
 SLR_EMU_EXPORT(spmm_xst_vec_f16)
 SLR_EMU_EXPORT(spmm_xst_vec2_f16)
 SLR_EMU_EXPORT(spmm_xst_vec4_f16)
+SLR_EMU_EXPORT(spmm_xst_vec_serial_f16)
+SLR_EMU_EXPORT(spmm_xst_vec2_serial_f16)
+SLR_EMU_EXPORT(spmm_xst_vec4_serial_f16)
 SLR_EMU_EXPORT(spmm_xst_wide_f16)
 SLR_EMU_EXPORT(transpose_pad_f16)
 SLR_SPMM(__nv_bfloat16, bf16)
@@ -736,6 +807,9 @@ SLR_EMU_EXPORT(spmm_sb_narrow8_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec2_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec4_bf16)
+SLR_EMU_EXPORT(spmm_xst_vec_serial_bf16)
+SLR_EMU_EXPORT(spmm_xst_vec2_serial_bf16)
+SLR_EMU_EXPORT(spmm_xst_vec4_serial_bf16)
 SLR_EMU_EXPORT(spmm_xst_wide_bf16)
 SLR_EMU_EXPORT(transpose_pad_bf16)
 SLR_SPMM_XST_TC(__half, f16)

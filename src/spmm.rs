@@ -146,9 +146,9 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
 }
 
 /// Whether `SLR_SPMM_PATH` names `path`: `block` (T <= 2: the block-per-8-rows kernel whatever the row lengths),
-/// `vec` (no wide kernel), `simt` (no tensor-core kernel even when opted in), `tc` (the tensor-core kernel where
-/// eligible) or `tc64` (that with 64-token tiles at every T), the benchmarks' switches for timing the other
-/// kernels in the same run.
+/// `vec` (no wide kernel), `vec_serial` (the vector kernels without their load pipelining), `simt` (no
+/// tensor-core kernel even when opted in), `tc` (the tensor-core kernel where eligible) or `tc64` (that with
+/// 64-token tiles at every T), the benchmarks' switches for timing the other kernels in the same run.
 fn path_forced(path: &str) -> bool {
     crate::path_switch("SLR_SPMM_PATH", path)
 }
@@ -519,6 +519,7 @@ fn spmm_xst_impl<T: Element, I: Index>(
         2 => "spmm_xst_vec2",
         _ => "spmm_xst_vec4",
     };
+    let variant = if path_forced("vec_serial") { "_serial" } else { "" };
     let warps = out.checked_mul(ldt.div_ceil(8 * lanes_per_entry)).ok_or(Error::LengthMismatch { op, what: "work items", expected: usize::MAX, got: out })?;
     // SAFETY: every column of S is < in, and a lane loads xt[col * ldt + t0 .. + 8] only when t0 < ldt, so (ldt
     // and t0 being multiples of 8) t0 + 8 <= ldt: inside the first in * ldt elements of xt and 16-byte aligned (a
@@ -526,7 +527,7 @@ fn spmm_xst_impl<T: Element, I: Index>(
     // validated shape; Y overlaps neither the caller's inputs (checked above) nor xt (fresh, or checked); sizes
     // fit u32; one warp per (row of S, 8G rows of X) with G = lanes_per_entry matching the kernel's template,
     // surplus warps return.
-    unsafe { launch_spmm(op, &format!("{kernel}_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
+    unsafe { launch_spmm(op, &format!("{kernel}{variant}_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) }
 }
 
 /// The tensor-core kernel of [`spmm_xst`] (f16/bf16; the caller checked [`spmm_xst_uses_tensor_cores`], shapes
