@@ -300,8 +300,9 @@ __device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned* w
 // The bin holding the item of rank `rank` (1 = the largest) among B bins of counts (`bins`, in shared memory, or
 // in global memory filled by other blocks of this launch, then read through L2), found by one block of kThreads:
 // thread t sums its B / kThreads bins from the top (B-1-t*per down to B-per-t*per), a block scan of the sums, then
-// each thread walks its own bins. Returns `pick` (inside `scratch`, kThreads / 32 + 4 shared words), readable by
-// every thread after the call's last barrier: [0] the bin (~0u when no bin holds the rank: counts that disagree),
+// each thread walks its own bins. Returns `pick` (words kThreads / 32 .. + 2 of `scratch`, kThreads / 32 + 4 shared
+// words; the last one is left for last_block_of_grid's flag), readable by every thread after the call's last
+// barrier: [0] the bin (~0u when no bin holds the rank: counts that disagree),
 // [1] the items in higher bins, [2] the bin's count. Every thread of the block calls it.
 template <unsigned B, bool kGlobal>
 __device__ __forceinline__ const unsigned* pick_bin(const unsigned* bins, unsigned rank, unsigned* scratch) {
@@ -379,7 +380,8 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
 // rarely share a bin) and one block scan (pick_bin) names the bin holding the wanted rank. Stops when every digit is
 // fixed (then `prefix` is the key of that rank) or the bin holds at most `stop_at` keys. Every thread of the block
 // (kThreads) calls it and ends with the same state; the caller has a barrier between its stores to `keys` and
-// the call, and may reuse `bins` and `scratch` on return.
+// the call (the loop's first barrier would also order them, but only when a level runs), and may reuse `bins`
+// and `scratch` on return.
 struct DigitLevels {
     unsigned prefix, fixed, above, rank, bits_left, in_bin;
 };
@@ -391,7 +393,7 @@ __device__ __forceinline__ void digit_levels(const Slot* keys, unsigned len, uns
         const unsigned width = min(kRowDigitBits, lv.bits_left), shift = lv.bits_left - width;
         const unsigned digit_mask = (1u << width) - 1u;
         for (unsigned b = t; b < kRowBins; b += kThreads) bins[b] = 0;
-        __syncthreads();  // the last pick's reads are done before the zeroing
+        __syncthreads();  // the zeroing before any count (the last pick's reads of bins precede its own barriers)
         for (unsigned i = t; i < len; i += kThreads) {
             const unsigned key = keys[i];
             if ((key & lv.fixed) == lv.prefix) atomicAdd(&bins[(key >> shift) & digit_mask], 1u);
@@ -461,6 +463,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
         nan += is_nan_bits<T>(bits);
         row_keys[i] = (Slot)order_key<T>(bits, flags);
     }
+    __syncthreads();  // the row's keys before any level reads them
     // The digits fixed so far (`fixed` bits of `prefix`), the keys beyond them and the rank still to find.
     DigitLevels lv{passes != 0 ? 0u : s[0], passes != 0 ? 0u : ~0u, 0u, s[1], passes != 0 ? key_bits : 0u, ~0u};
     digit_levels(row_keys, seg_len, kRowCands, row_bins, scratch, lv);
@@ -599,6 +602,7 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
     for (unsigned u = 0; u < kPer; ++u) sample[threadIdx.x + u * kSampleThreads] = order_key<T>(bits[u], flags);
     const unsigned key_bits = 8 * sizeof(T), all = KeyBits<T>::kAll;
     DigitLevels hi{0u, 0u, 0u, rank_hi, key_bits, ~0u}, lo{0u, 0u, 0u, rank_lo, key_bits, ~0u};
+    __syncthreads();  // the sample's keys before any level reads them
     if (rank_hi != 0) digit_levels(sample, kSamples, 0u, bins, scratch, hi);  // block-uniform conditions
     if (rank_lo <= kSamples) digit_levels(sample, kSamples, 0u, bins, scratch, lo);
     if (threadIdx.x == 0) {
@@ -772,7 +776,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
         if (kept) atomicAdd(&bracket[5], kept);  // the candidates' total, read back with the other words
         if (written > kChunkCap) atomicAdd(&bracket[4], 1u);
     }
-    if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps])) choose_level1(bracket, hist, k, ~0u, sel, scratch);
+    if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, ~0u, sel, scratch);
 }
 
 // The bracket pass for the cut alone (topk_threshold): the same counts of keys above hi and NaNs, but the keys in
@@ -842,7 +846,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     for (unsigned b = t; b < kCutBins; b += kThreads) {
         if (bins[b]) atomicAdd(&hist[b], bins[b]);
     }
-    if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps])) choose_level1(bracket, hist, k, cap, sel, scratch);
+    if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, cap, sel, scratch);
 }
 
 // ---- The later levels (after bracket_pass or bracket_count and the level-1 choice) -----------------------------
@@ -892,7 +896,7 @@ __device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, 
     for (unsigned b = t; b < kRefineBins; b += kThreads) {
         if (bins[b]) atomicAdd(&hist[b], bins[b]);
     }
-    if (last_block_of_grid(ticket, &scratch[kThreads / 32])) narrow<kRefineBins>(hist, lo, hi, rank, before, sel, scratch);
+    if (last_block_of_grid(ticket, &scratch[kThreads / 32 + 3])) narrow<kRefineBins>(hist, lo, hi, rank, before, sel, scratch);
 }
 
 // Whether the keys equal to K* need ranks: the choice is final and its quota leaves some of them out.
@@ -921,7 +925,7 @@ __device__ __forceinline__ void bracket_tie_count(const T* __restrict__ cand_val
     if (t % 32 == 0 && eq) atomicAdd(&scratch[0], eq);
     __syncthreads();
     if (t == 0) region_eq[blockIdx.x] = scratch[0];
-    if (!last_block_of_grid(ticket, &scratch[kThreads / 32])) return;
+    if (!last_block_of_grid(ticket, &scratch[kThreads / 32 + 3])) return;
     // Exclusive scan of gridDim.x counts in place: thread t owns a chunk of consecutive regions.
     const unsigned regions = gridDim.x, chunk = (regions + kThreads - 1) / kThreads;
     const unsigned from = min(regions, t * chunk), to = min(regions, from + chunk);

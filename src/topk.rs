@@ -66,7 +66,7 @@ const HISTOGRAM_BLOCKS: usize = 2048;
 const ROW_SMEM_BYTES: usize = 44 * 1024;
 /// Dynamic shared memory of `topk_select_rows_<dtype>` after the row's keys (cuda/topk.cu kRowExtraBytes): the
 /// fast path's 2048-bin histogram and 512 candidates' keys and positions. With the longest rows the launch is
-/// above 48 KiB and opts in (every target has at least 99 KiB per block).
+/// above 48 KiB and opts in (sm_80 and later grant at least 99 KiB per block).
 const ROW_EXTRA_BYTES: usize = 2048 * 4 + 512 * 8;
 
 /// Dynamic shared memory of `topk_select_rows_<dtype>` for rows of `seg_len` keys (cuda/topk.cu row_keys_bytes
@@ -573,8 +573,8 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     let shape = LaunchShape { grid: (1, 1, 1), block: (SAMPLE_THREADS, 1, 1), shared_bytes: ((SAMPLES + 2048) * 4) as u32 };
     // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES; keys
     // holds n, the callers' invariant), keeps their order keys and a 2048-bin histogram in (SAMPLES + 2048) * 4
-    // bytes of dynamic shared memory (the launch's) and writes bracket words 0 and 1 (the callers allocate STATE_WORDS, distinct from keys);
-    // arguments match topk_sample_bracket_<dtype>.
+    // bytes of dynamic shared memory (the launch's) and writes bracket words 0 and 1 (the callers allocate
+    // MASK_PATH_WORDS, distinct from keys); arguments match topk_sample_bracket_<dtype>.
     unsafe {
         gpu.launch(
             MODULE,
@@ -679,7 +679,7 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
 }
 
 /// Exact per-matrix top-k mask of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
-/// bracket" and "The mask path's later levels"), queued with one synchronization: the sample's two order
+/// bracket" and "The later levels"), queued with one synchronization: the sample's two order
 /// statistics; one pass over the keys that sets the bits of the keys above the bracket, writes those inside it
 /// with their flat indices to per-block regions in flat-index order and counts them in 1024 slices of the
 /// bracket, its last block checking the bracket with the exact counts and naming the slice holding K*;
@@ -873,7 +873,7 @@ fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, state: &DeviceVec<u32>, segs
 /// n, written and read a few times); the radix passes read the keys once per 8-bit digit (4 for f32, 2 for
 /// f16/bf16, none for `Beyond` or k = 0) plus once to count. Scratch on the device: 1 KiB of histogram per
 /// digit pass and 32 B of state per segment, 4 B per 4096-element tile; the bracket's candidate list, a quarter
-/// of the keys' count in keys, and 37 KiB of counts (for the mask: regions of one key and one u32 index each).
+/// of the keys' count in keys, and 36 KiB of counts (for the mask: regions of one key and one u32 index each).
 ///
 /// ```no_run
 /// # use sparse_lowrank::*;
