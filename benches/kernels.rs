@@ -425,6 +425,7 @@ fn bench_sddmm(c: &mut Criterion) {
                     )
                 };
                 bench.case(&mut group, format!("sddmm_weight_grad_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
+                report_switched(gpu, &case, "SLR_SDDMM_PATH", "serial", "our kernel without index prefetch", 20, &bench.device, &mut run);
                 if tensor_cores_eligible(|| sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz)) {
                     report_switched(gpu, &case, "SLR_SDDMM_PATH", "tc", "our tensor-core kernel", 20, &bench.device, &mut run);
                 }
@@ -445,6 +446,7 @@ fn bench_sddmm(c: &mut Criterion) {
                 };
                 let mut run = || sddmm(gpu, &dpat, DeviceMatRef::row_major(&d_a, rows, t)?, DeviceMatRef::row_major(&d_b, cols, t)?, 1.0, 0.0, &mut ds);
                 bench.case(&mut group, format!("sddmm_bf16/{rows}x{cols}/d{density}/T{t}"), &case, 20, &mut run);
+                report_switched(gpu, &case, "SLR_SDDMM_PATH", "serial", "our kernel without index prefetch", 20, &bench.device, &mut run);
                 if tensor_cores_eligible(|| sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<bf16>(rows, cols, t, nnz)) {
                     report_switched(gpu, &case, "SLR_SDDMM_PATH", "tc", "our tensor-core kernel", 20, &bench.device, &mut run);
                 }

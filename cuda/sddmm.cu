@@ -157,7 +157,12 @@ __device__ __forceinline__ void accumulate_slot_scalar(const Batch<T>& batch, un
     }
 }
 
-template <typename T>
+// kPipelined (the default kernels): inside a row segment, the next batch's column indices are loaded before this
+// batch's B rows are used, so that load's latency overlaps this batch's B gathers, FMAs and butterflies instead of
+// preceding the next batch's gathers (one dependent round trip per batch instead of two). Same FMAs in the same
+// order: bitwise the `sddmm_serial_<T>` kernels' results (kept for the benchmark's comparison,
+// `SLR_SDDMM_PATH=serial`).
+template <typename T, bool kPipelined>
 __device__ __forceinline__ void sddmm_impl(const T* __restrict__ a, unsigned long long a_rs, unsigned long long a_cs,
                                            const T* __restrict__ b, unsigned long long b_rs, unsigned long long b_cs,
                                            const unsigned* __restrict__ row_offsets,
@@ -183,20 +188,32 @@ __device__ __forceinline__ void sddmm_impl(const T* __restrict__ a, unsigned lon
     for (unsigned seg = (unsigned)first; seg < end;) {
         row = row_holding(row_offsets, row, rows, seg);
         const unsigned seg_end = min(end, row_offsets[row + 1]);
+        // Column of entry base + p * groups + group (consecutive groups take consecutive entries), 0 past seg_end.
+        unsigned next_col[kEntriesPerGroup];
+        auto fetch_cols = [&](unsigned long long base) {
+#pragma unroll
+            for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
+                const unsigned long long e = base + p * groups + group;
+                next_col[p] = e < seg_end ? col_indices[e] : 0u;
+            }
+        };
+        if (kPipelined) fetch_cols(seg);
         // 64-bit so that the last batch cannot wrap when nnz is close to 2^32.
         for (unsigned long long base = seg; base < seg_end; base += per_batch) {
             Batch<T> batch;
             batch.a_row = a + row * a_rs;
             unsigned entry[kEntriesPerGroup];
             float acc[kEntriesPerGroup];
+            if (!kPipelined) fetch_cols(base);
 #pragma unroll
             for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
                 const unsigned long long e = base + p * groups + group;  // consecutive groups take consecutive entries
                 batch.valid[p] = e < seg_end;
                 entry[p] = (unsigned)e;
-                batch.b_row[p] = batch.valid[p] ? b + col_indices[entry[p]] * b_rs : b;
+                batch.b_row[p] = batch.valid[p] ? b + (unsigned long long)next_col[p] * b_rs : b;
                 acc[p] = 0.0f;
             }
+            if (kPipelined && base + per_batch < seg_end) fetch_cols(base + per_batch);  // in flight with this batch
             for (unsigned s = member; s < slots; s += group_size) {
                 const unsigned k0 = s * V, k1 = min(k, k0 + V);
                 if (vector && k1 == k0 + V) {
@@ -345,14 +362,14 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
                          alpha, beta, c);                                                                       \
     }
 
-#define SLR_SDDMM(NAME, T)                                                                                       \
+#define SLR_SDDMM(NAME, T, PIPELINED)                                                                            \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)                                           \
         NAME(const T* __restrict__ a, unsigned long long a_rs, unsigned long long a_cs, const T* __restrict__ b, \
              unsigned long long b_rs, unsigned long long b_cs, const unsigned* __restrict__ row_offsets,          \
              const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz, unsigned k,                  \
              unsigned log2_group, float alpha, float beta, T* __restrict__ c) {                                  \
-        sddmm_impl<T>(a, a_rs, a_cs, b, b_rs, b_cs, row_offsets, col_indices, rows, nnz, k, log2_group, alpha,   \
-                      beta, c);                                                                                 \
+        sddmm_impl<T, PIPELINED>(a, a_rs, a_cs, b, b_rs, b_cs, row_offsets, col_indices, rows, nnz, k,          \
+                                 log2_group, alpha, beta, c);                                                   \
     }
 
 #define SLR_SDDMM_TRANSPOSE(NAME, T)                                                                             \
@@ -362,12 +379,18 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
         transpose_impl<T>(src, src_rs, src_cs, rows, cols, dst, dst_ld);                                        \
     }
 
-SLR_SDDMM(sddmm_f32, float)
+SLR_SDDMM(sddmm_f32, float, true)
 SLR_EMU_EXPORT(sddmm_f32)
-SLR_SDDMM(sddmm_f16, __half)
+SLR_SDDMM(sddmm_f16, __half, true)
 SLR_EMU_EXPORT(sddmm_f16)
-SLR_SDDMM(sddmm_bf16, __nv_bfloat16)
+SLR_SDDMM(sddmm_bf16, __nv_bfloat16, true)
 SLR_EMU_EXPORT(sddmm_bf16)
+SLR_SDDMM(sddmm_serial_f32, float, false)
+SLR_EMU_EXPORT(sddmm_serial_f32)
+SLR_SDDMM(sddmm_serial_f16, __half, false)
+SLR_EMU_EXPORT(sddmm_serial_f16)
+SLR_SDDMM(sddmm_serial_bf16, __nv_bfloat16, false)
+SLR_EMU_EXPORT(sddmm_serial_bf16)
 SLR_SDDMM_TC(sddmm_tc_f16, __half)
 SLR_EMU_EXPORT(sddmm_tc_f16)
 SLR_SDDMM_TC(sddmm_tc_bf16, __nv_bfloat16)

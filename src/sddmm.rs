@@ -40,6 +40,9 @@
 //!   (K = T = 128 and above at a few percent density; 0.31x dense at 5%, K = 128 on an H200). Measured on an
 //!   H200 it was nonetheless 1.08-1.25x slower than the CUDA-core kernel at 5% and K = 128 and 2048, so it runs
 //!   only when opted in (`SLR_SDDMM_PATH=tc`, for the benchmarks' comparison).
+//! - The CUDA-core kernel loads the next batch's column indices while the current batch's B rows arrive (one
+//!   dependent round trip per batch instead of two; unmeasured); `SLR_SDDMM_PATH=serial` runs it without, for the
+//!   benchmarks' comparison (bitwise the same results).
 //!
 //! # Floor
 //! `2·nnz·K` flops on CUDA cores, and from memory at least the A rows with entries and the B rows named by a
@@ -283,7 +286,10 @@ unsafe fn launch_sddmm<T: Element>(
     let entries_per_warp = ENTRIES_PER_GROUP_PER_WARP << (5 - log2_group);
     let launch = LaunchShape::linear(op, nnz.div_ceil(entries_per_warp) * 32, WARPS_PER_BLOCK * 32)?;
     // SAFETY: the caller's contract (see # Safety) is what the kernel trusts; the argument list matches SLR_SDDMM.
-    unsafe { gpu.launch(MODULE, &format!("sddmm_{}", T::DTYPE.name()), launch, &args(nnz, log2_group)) }
+    // `SLR_SDDMM_PATH=serial`: the kernel without its column-index prefetch (bitwise the same results), for the
+    // benchmarks' comparison.
+    let variant = if crate::path_switch("SLR_SDDMM_PATH", "serial") { "serial_" } else { "" };
+    unsafe { gpu.launch(MODULE, &format!("sddmm_{variant}{}", T::DTYPE.name()), launch, &args(nnz, log2_group)) }
 }
 
 /// Queues the transpose `dst[r * dst_ld + kk] = src[r * src.row_stride + kk * src.col_stride]`, `r < rows`, `kk < k`.
