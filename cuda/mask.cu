@@ -61,18 +61,30 @@ __device__ __forceinline__ void row_counts(const unsigned long long* __restrict_
 
 // col_indices[offsets[r] + k] = column of the k-th set bit of row r. Lanes take 32 consecutive columns at a time;
 // a ballot tells each lane how many set bits precede it, so writes stay in order and coalesced.
+// `cap` is col_indices' length: when the caller sized it from a count it did not read back from the scan (the
+// selection's exact count, src/topk.rs topk_csr), nothing is written at or past it, and the offsets are clamped
+// to it with offsets[rows] = cap, so the pattern stays in bounds for every later kernel even if the count and
+// the mask ever disagreed (a bug: the tests compare every pattern with the reference). With cap = the scan's
+// total, as mask_to_csr passes, nothing changes.
 __device__ __forceinline__ void row_columns(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
-                                            const unsigned* __restrict__ offsets, unsigned* __restrict__ col_indices) {
+                                            unsigned* __restrict__ offsets, unsigned* __restrict__ col_indices,
+                                            unsigned cap) {
     unsigned warp = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
     unsigned lane = threadIdx.x % 32;
     if (warp >= rows) return;
     unsigned long long row_start = (unsigned long long)warp * cols;
-    unsigned out = offsets[warp];
+    unsigned out = offsets[warp];  // only this warp reads or writes offsets[warp]
+    __syncwarp();
+    if (lane == 0) {
+        offsets[warp] = min(out, cap);
+        if (warp == rows - 1) offsets[rows] = cap;
+    }
     for (unsigned base = 0; base < cols; base += 32) {
         unsigned c = base + lane;
         bool set = c < cols && (bits_at(words, row_start + c) & 1ull);
         unsigned ballot = __ballot_sync(0xffffffffu, set);
-        if (set) col_indices[out + __popc(ballot & ((1u << lane) - 1))] = c;
+        unsigned at = out + __popc(ballot & ((1u << lane) - 1));
+        if (set && at < cap) col_indices[at] = c;
         out += __popc(ballot);
     }
 }
@@ -88,7 +100,7 @@ SLR_EMU_EXPORT(mask_row_counts)
 
 extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     mask_row_columns(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
-                     const unsigned* __restrict__ offsets, unsigned* __restrict__ col_indices) {
-    row_columns(words, rows, cols, offsets, col_indices);
+                     unsigned* __restrict__ offsets, unsigned* __restrict__ col_indices, unsigned cap) {
+    row_columns(words, rows, cols, offsets, col_indices, cap);
 }
 SLR_EMU_EXPORT(mask_row_columns)

@@ -179,6 +179,18 @@ const WARPS_PER_BLOCK: u32 = 8;
 /// # Ok(()) }
 /// ```
 pub fn mask_to_csr(gpu: &Gpu, mask: &DeviceBitMask) -> Result<DeviceCsrPattern<u32>> {
+    mask_to_csr_sized(gpu, mask, None)
+}
+
+/// [`mask_to_csr`] for a mask whose number of set bits the caller already knows exactly (top-k's selections):
+/// nothing is read back (no synchronization); the column array is sized from `nnz`, and the kernel keeps every
+/// write and offset within it whatever the mask holds (cuda/mask.cu row_columns), so a count that disagreed with
+/// the mask (a bug) would give a wrong pattern, never an out-of-bounds one.
+pub(crate) fn mask_to_csr_counted(gpu: &Gpu, mask: &DeviceBitMask, nnz: usize) -> Result<DeviceCsrPattern<u32>> {
+    mask_to_csr_sized(gpu, mask, Some(nnz))
+}
+
+fn mask_to_csr_sized(gpu: &Gpu, mask: &DeviceBitMask, known_nnz: Option<usize>) -> Result<DeviceCsrPattern<u32>> {
     const OP: &str = "mask_to_csr";
     let (rows, cols) = (mask.rows, mask.cols);
     for (what, value) in [("rows", rows), ("cols", cols)] {
@@ -201,8 +213,14 @@ pub fn mask_to_csr(gpu: &Gpu, mask: &DeviceBitMask) -> Result<DeviceCsrPattern<u
             gpu.launch(MASK_MODULE, "mask_row_counts", per_row, &[p_words, KernelArg::U32(rows as u32), KernelArg::U32(cols as u32), p_counts])?;
         }
     }
-    let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &counts)?;
-    let nnz = total as usize;
+    let (mut offsets, nnz) = match known_nnz {
+        // The queued scan's offsets are exact below 2^32: the callers' masks hold fewer than 2^31 bits.
+        Some(nnz) => (crate::scan::exclusive_scan_u32_queued(gpu, &counts)?.0, nnz),
+        None => {
+            let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &counts)?;
+            (offsets, total as usize)
+        }
+    };
     if nnz > u32::MAX as usize {
         return Err(CsrError::TooLargeForIndex { what: "nnz", value: nnz, max: u32::MAX as usize }.into());
     }
@@ -210,31 +228,75 @@ pub fn mask_to_csr(gpu: &Gpu, mask: &DeviceBitMask) -> Result<DeviceCsrPattern<u
         return Err(Error::Cuda { op: OP, detail: format!("scan produced {nnz} entries for a {rows}x{cols} mask") });
     }
     let mut col_indices = gpu.alloc_zeros::<u32>(nnz)?;
-    if rows > 0 && nnz > 0 {
+    // With a caller's count the kernel runs even for nnz = 0: it is what clamps the offsets to the count.
+    if rows > 0 && (nnz > 0 || known_nnz.is_some()) {
         let per_row = LaunchShape::linear(OP, rows * 32, WARPS_PER_BLOCK * 32)?;
         let (p_words, _g0) = words.kernel_ptr(gpu, OP, "mask")?;
-        let offsets_view = crate::device::DeviceSlice::from(&offsets);
-        let (p_offsets, _g1) = offsets_view.kernel_ptr(gpu, OP, "offsets")?;
+        let mut offsets_view = crate::device::DeviceSliceMut::from(&mut offsets);
+        let (p_offsets, _g1) = offsets_view.kernel_ptr_mut(gpu, OP, "offsets")?;
         let mut cols_view = crate::device::DeviceSliceMut::from(&mut col_indices);
         let (p_cols, _g2) = cols_view.kernel_ptr_mut(gpu, OP, "col_indices")?;
-        // SAFETY: as for mask_row_counts for the mask; offsets are the exclusive scan of the per-row popcounts
-        // just computed from the same mask, so row r writes exactly counts[r] columns at
-        // [offsets[r], offsets[r + 1]) within the nnz elements of col_indices; arguments match mask_row_columns.
+        // SAFETY: as for mask_row_counts for the mask; offsets (rows + 1 elements, the scan's) is read at r and
+        // written at r < rows and at rows by the last row's warp only; columns are written only at positions below
+        // nnz, the length of col_indices, passed as the kernel's cap (offsets are the exclusive scan of the per-row
+        // popcounts of the same mask, so with a right count each row writes exactly its counts[r] columns at
+        // [offsets[r], offsets[r + 1])); arguments match mask_row_columns.
         unsafe {
             gpu.launch(
                 MASK_MODULE,
                 "mask_row_columns",
                 per_row,
-                &[p_words, KernelArg::U32(rows as u32), KernelArg::U32(cols as u32), p_offsets, p_cols],
+                &[p_words, KernelArg::U32(rows as u32), KernelArg::U32(cols as u32), p_offsets, p_cols, KernelArg::U32(nnz as u32)],
             )?;
         }
     }
-    // Valid by construction: offsets are a scan from 0 to nnz of per-row counts and each row's columns are
-    // written in increasing order, all below `cols`; the tests check this against BitMask::to_pattern.
+    // Valid by construction: offsets are a scan from 0 to nnz of per-row counts (clamped to nnz by the kernel,
+    // a no-op when nnz is the scan's total or the caller's right count) and each row's columns are written in
+    // increasing order, all below `cols`; the tests check this against BitMask::to_pattern.
     let pattern = DeviceCsrPattern::from_trusted_parts(rows, cols, nnz, offsets, col_indices);
-    if cfg!(debug_assertions) {
-        // Debug builds re-validate on the host, so a kernel bug surfaces here rather than in a later kernel.
+    if cfg!(debug_assertions) && known_nnz.is_none() {
+        // Debug builds re-validate on the host, so a kernel bug surfaces here rather than in a later kernel (with
+        // a caller's count, which exists to avoid that read-back, the caller's tests compare the pattern).
         pattern.download(gpu)?;
     }
     Ok(pattern)
+}
+
+#[cfg(all(test, feature = "emulator"))]
+mod tests {
+    use super::*;
+
+    /// With the caller's count the pattern is sized from it and never read back; if that count disagreed with
+    /// the mask (a bug upstream), the offsets are clamped to it and nothing is written past the column array, so
+    /// every later kernel stays in bounds. A right count gives exactly mask_to_csr's pattern.
+    #[test]
+    fn a_counted_pattern_stays_in_bounds_whatever_the_count() {
+        let gpu = Gpu::emulated(crate::device::Schedule::RoundRobin);
+        let (rows, cols) = (37, 70);
+        let mut mask = BitMask::zeros(rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                if (r * 7 + c * 3) % 5 == 0 {
+                    mask.set(r, c, true);
+                }
+            }
+        }
+        let d = DeviceBitMask::upload(&gpu, &mask).unwrap();
+        let right = mask.count_ones();
+        let want = mask.to_pattern::<u32>().unwrap();
+        assert_eq!(mask_to_csr_counted(&gpu, &d, right).unwrap().download(&gpu).unwrap(), want);
+        let syncs = gpu.host_calls().synchronizations;
+        let _ = mask_to_csr_counted(&gpu, &d, right).unwrap();
+        assert_eq!(gpu.host_calls().synchronizations, syncs, "nothing is read back");
+        for wrong in [0, 1, right / 2, right - 1, right + 5] {
+            let p = mask_to_csr_counted(&gpu, &d, wrong).unwrap();
+            let offsets = gpu.download(p.row_offsets()).unwrap();
+            let columns = gpu.download(p.col_indices()).unwrap();
+            assert_eq!(columns.len(), wrong);
+            assert_eq!(offsets.len(), rows + 1);
+            assert_eq!(offsets[rows] as usize, wrong);
+            assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+            assert!(columns.iter().all(|&c| (c as usize) < cols));
+        }
+    }
 }

@@ -51,7 +51,7 @@ use crate::csr::DeviceCsrPattern;
 use crate::device::{DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
 use crate::error::{check_len, CsrError, Error, Result};
-use crate::mask::{mask_to_csr, BitMask, DeviceBitMask};
+use crate::mask::{BitMask, DeviceBitMask};
 use half::{bf16, f16};
 
 const MODULE: &str = "topk";
@@ -1005,14 +1005,16 @@ pub struct TopkCsr<T> {
 /// The selected positions as a sorted [`DeviceCsrPattern<u32>`] with their values gathered from `keys`: the mask
 /// of [`topk_mask`], then `mask_to_csr` and `gather` on the device.
 ///
-/// Same shapes and errors as [`topk_threshold`]; synchronizes once more than [`topk_mask`] (the entry count).
-/// Floor: [`topk_mask`]'s, plus the mask read twice, `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns,
+/// Same shapes and errors as [`topk_threshold`]; synchronizes as often as [`topk_mask`] (the entry count is the
+/// cuts' total, known without reading the scan back). Floor: [`topk_mask`]'s, plus the mask read twice, `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns,
 /// and `nnz` scattered reads of the keys.
 pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<TopkCsr<T>> {
     const OP: &str = "topk_csr";
     let keys = keys.into();
     let (mask, cuts) = mask_on_device(OP, gpu, &keys, rows, cols, spec)?;
-    let pattern = mask_to_csr(gpu, &mask)?;
+    // The mask holds exactly the cuts' selected entries: no need to wait for the scan's total.
+    let nnz = cuts.iter().map(TopkCut::selected).sum();
+    let pattern = crate::mask::mask_to_csr_counted(gpu, &mask, nnz)?;
     let mut values = gpu.alloc_zeros::<T>(pattern.nnz())?;
     crate::gather_scatter::gather(gpu, &pattern, DeviceMatRef::row_major(keys, rows, cols)?, &mut values)?;
     Ok(TopkCsr { pattern, values, cuts })

@@ -50,9 +50,9 @@ fn host_calls_count_what_the_handle_does_and_subtract() {
 }
 
 /// Per-matrix top-k of a large matrix: the cut alone waits for the device once (the sample bracket, the
-/// candidate pass, the device-side choice, the filter and the selection are queued back to back); the mask too
-/// (the sample, the pass with its choice, two narrowing levels for f32, the tie count and the bits); per-row top-k
-/// once, in two launches.
+/// candidate pass with its choice and two narrowing levels for f32 are queued back to back); the mask too (the
+/// same, then the tie count and the bits), and the CSR (the mask's count sizes it); per-row top-k once, in two
+/// launches.
 #[test]
 fn topk_waits_for_the_device_once_for_the_cut_and_for_the_mask() {
     if path_switched("SLR_TOPK_PATH") {
@@ -74,6 +74,11 @@ fn topk_waits_for_the_device_once_for_the_cut_and_for_the_mask() {
         });
         assert_eq!(mask.synchronizations, 1, "{dev}: {mask:?}");
         assert!(mask.launches <= 6 && mask.allocations <= 6, "{dev}: {mask:?}");
+        // The CSR: the mask's one read-back; its entry count is the cut's, so the scan's total is not read.
+        let csr = calls(&gpu, || {
+            topk_csr(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
+        });
+        assert_eq!(csr.synchronizations, 1, "{dev}: {csr:?}");
         let per_row = calls(&gpu, || {
             topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(64).per_row()).unwrap();
         });
