@@ -775,11 +775,23 @@ fn bench_rsvd(c: &mut Criterion) {
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
+                report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).
                     Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),
                     Err(e) => println!("    rsvd error unavailable: {e}"),
+                }
+                if std::env::var_os("SLR_RSVD_SMALL").is_none() {
+                    // Its accuracy and where its time goes, same run.
+                    std::env::set_var("SLR_RSVD_SMALL", "cusolver");
+                    match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                        Ok(ratio) => report_accuracy(&case, "ours, small eigenproblem on cuSOLVER", ratio, &bench.device),
+                        Err(e) => println!("    rsvd cuSOLVER small eigenproblem unavailable: {e}"),
+                    }
+                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                    std::env::remove_var("SLR_RSVD_SMALL");
+                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL=cusolver): {info}");
                 }
                 // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
                 let tf = RsvdConfig { tf32: true, ..cfg };

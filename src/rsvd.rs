@@ -564,6 +564,81 @@ fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut Rs
 /// σ_j = 1e-4·σ₁, while A's own f32 rounding already perturbs σ_j by ~6e-8·‖A‖. Measured 2-3x faster than faer's
 /// SVD of R₂ᵀ at l = 138-266 (docs/rsvd.md), which was the largest host step.
 fn small_svd(r2: &Mat<f64>, r: usize) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> {
+    small_svd_with(r2, r, host_eigen)
+}
+
+/// The symmetric eigendecomposition of the small SVD's Gram matrix on the host (faer, f64): eigenvalues in
+/// non-decreasing order and the eigenvectors as columns.
+fn host_eigen(g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+    let evd = g.self_adjoint_eigen(Side::Lower).map_err(|_| Error::NoConvergence { op: "rsvd", what: "small eigenproblem (faer)" })?;
+    let lam = evd.S().column_vector();
+    Ok(((0..g.nrows()).map(|i| lam[i]).collect(), evd.U().to_owned()))
+}
+
+/// Whether `SLR_RSVD_SMALL=cusolver` asks for the small eigenproblem on the device ([`device_eigen_cusolver`]):
+/// the benchmarks' comparison with faer on the host, not yet measured.
+fn small_eigen_on_device() -> bool {
+    crate::path_switch("SLR_RSVD_SMALL", "cusolver")
+}
+
+/// The small SVD's symmetric eigenproblem on the device by cuSOLVER's f64 divide and conquer
+/// (`cusolverDnDsyevd`): the l x l Gram matrix uploaded (l² doubles), the eigenvalues (non-decreasing, as faer
+/// gives them) and eigenvectors read back, one synchronization. Errors if libcusolver cannot be loaded (or on the
+/// emulator), or if cuSOLVER reports a failure (its `info`).
+fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+    use cudarc::cusolver::sys;
+    const OP: &str = "rsvd small eigenproblem (cuSOLVER)";
+    let l = g.nrows();
+    let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
+    let handle = gpu.cusolver_dn()?;
+    let col_major: Vec<f64> = (0..l * l).map(|i| g[(i % l, i / l)]).collect();
+    let mut a = gpu.upload(&col_major)?;
+    let mut w = gpu.alloc_zeros::<f64>(l)?;
+    let mut info = gpu.alloc_zeros::<i32>(1)?;
+    let status = |st: sys::cusolverStatus_t, what: &str| {
+        if st == sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS { Ok(()) } else { Err(Error::Cuda { op: OP, detail: format!("{what}: {st:?}") }) }
+    };
+    let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
+    {
+        let mut av = DeviceSliceMut::from(&mut a);
+        let (pa, _ga) = av.kernel_ptr_mut(gpu, OP, "a")?;
+        let mut wv = DeviceSliceMut::from(&mut w);
+        let (pw, _gw) = wv.kernel_ptr_mut(gpu, OP, "w")?;
+        let mut iv = DeviceSliceMut::from(&mut info);
+        let (pi, _gi) = iv.kernel_ptr_mut(gpu, OP, "info")?;
+        let mut lwork = 0i32;
+        // SAFETY: a holds n x n doubles (lda = n), w n doubles, both live device buffers of this stream; the call
+        // only reads their sizes' worth and writes lwork, a host i32.
+        status(unsafe { sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *const f64, n, ptr_bits(pw) as *const f64, &mut lwork) }, "bufferSize")?;
+        // SAFETY: cusolverDnDsyevd writes every one of the lwork workspace doubles it uses before reading them.
+        let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
+        let mut kv = DeviceSliceMut::from(&mut work);
+        let (pk, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
+        // SAFETY: a (n x n, lda = n, overwritten with the eigenvectors), w (n), work (lwork doubles, the size cuSOLVER
+        // asked for) and info (one i32) are distinct live device buffers, queued on the handle's stream (this Gpu's).
+        status(
+            unsafe { sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *mut f64, n, ptr_bits(pw) as *mut f64, ptr_bits(pk) as *mut f64, lwork, ptr_bits(pi) as *mut i32) },
+            "syevd",
+        )?;
+    }
+    let code = gpu.download(&info)?[0];
+    if code != 0 {
+        return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER syevd)" });
+    }
+    let (lam, vecs) = (gpu.download(&w)?, gpu.download(&a)?);
+    Ok((lam, Mat::from_fn(l, l, |i, j| vecs[i + j * l])))
+}
+
+/// Test access to [`device_eigen_cusolver`]: `g` is l x l column-major (symmetric; the lower triangle is read);
+/// returns the eigenvalues (non-decreasing) and the eigenvectors column-major.
+#[doc(hidden)]
+pub fn small_eigen_on_device_for_tests(gpu: &Gpu, g: &[f64], l: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    check_len("small_eigen_on_device_for_tests", "g", l * l, g.len())?;
+    let (lam, v) = device_eigen_cusolver(gpu, &Mat::from_fn(l, l, |i, j| g[i + j * l]))?;
+    Ok((lam, (0..l * l).map(|i| v[(i % l, i / l)]).collect()))
+}
+
+fn small_svd_with(r2: &Mat<f64>, r: usize, eigen: impl FnOnce(&Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)>) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> {
     const OP: &str = "rsvd";
     let l = r2.nrows();
     // Finite input can still overflow f32 in the products (entries near 1e19 and beyond): say so, not NaN.
@@ -572,9 +647,7 @@ fn small_svd(r2: &Mat<f64>, r: usize) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> 
         return Err(Error::NonFinite { op: OP, what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
     }
     let bbt = r2.transpose() * r2;
-    let evd = bbt.self_adjoint_eigen(Side::Lower).map_err(|_| Error::NoConvergence { op: OP, what: "small eigenproblem (faer)" })?;
-    let lam = evd.S().column_vector();
-    let vecs = evd.U();
+    let (lam, vecs) = eigen(&bbt)?;
     // Eigenvalues come in non-decreasing order: the leading ones are at the end.
     let sigma: Vec<f64> = (0..r).map(|j| lam[l - 1 - j].max(0.0).sqrt()).collect();
     let ur = Mat::from_fn(l, r, |i, j| vecs[(i, l - 1 - j)]);
@@ -1390,7 +1463,7 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         }
     }
     info.device_queued = true;
-    let (s, ur, vr) = small_svd(&r2, r)?;
+    let (s, ur, vr) = if small_eigen_on_device() { small_svd_with(&r2, r, |g| device_eigen_cusolver(e.gpu, g))? } else { small_svd(&r2, r)? };
     prof.lap(e, Step::SmallSvd)?;
     Ok(Some(Factors { q, ur, s, q2, vr }))
 }

@@ -895,3 +895,41 @@ fn device_gram_matches_f64_with_and_without_row_chunks() {
         }
     }
 }
+
+/// `SLR_RSVD_SMALL=cusolver` (a benchmark comparison) solves the small SVD's eigenproblem with cuSOLVER's f64
+/// divide and conquer on the device: on a CUDA device its eigenvalues match faer's to 1e-12 relative to the
+/// largest and its eigenvectors are orthonormal and satisfy G v = λ v to the same; the emulator (no cuSOLVER)
+/// refuses it with a typed error.
+#[test]
+fn small_eigenproblem_on_cusolver_matches_faer() {
+    let mut rng = rng("rsvd_cusolver_eigen");
+    let l = rng.gen_range(20..150);
+    let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
+    let g = r.transpose() * &r;
+    let col: Vec<f64> = (0..l * l).map(|i| g[(i % l, i / l)]).collect();
+    let want = g.self_adjoint_eigen(faer::Side::Lower).unwrap();
+    for (dev, gpu) in devices("rsvd_cusolver_eigen") {
+        match sparse_lowrank::rsvd::small_eigen_on_device_for_tests(&gpu, &col, l) {
+            Err(Error::LibraryMissing { .. }) if !gpu.is_cuda() => {}
+            Err(Error::LibraryMissing { library }) => eprintln!("{dev}: {library} not found: cuSOLVER comparison SKIPPED"),
+            Err(e) => panic!("{dev}: {e}"),
+            Ok((lam, v)) => {
+                assert!(gpu.is_cuda(), "{dev}: the emulator has no cuSOLVER");
+                let top = want.S().column_vector()[l - 1];
+                for (i, &got) in lam.iter().enumerate() {
+                    let w = want.S().column_vector()[i];
+                    assert!((got - w).abs() <= 1e-12 * top, "{dev}: eigenvalue {i}: {got} vs {w}");
+                }
+                let vm = Mat::<f64>::from_fn(l, l, |i, j| v[i + j * l]);
+                let orth = vm.transpose() * &vm;
+                let resid = &g * &vm - &vm * Mat::<f64>::from_fn(l, l, |i, j| if i == j { lam[i] } else { 0.0 });
+                for j in 0..l {
+                    for i in 0..l {
+                        assert!((orth[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs() <= 1e-12, "{dev}: VᵀV at ({i}, {j})");
+                        assert!(resid[(i, j)].abs() <= 1e-12 * top, "{dev}: G v - λ v at ({i}, {j})");
+                    }
+                }
+            }
+        }
+    }
+}

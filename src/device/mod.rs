@@ -103,6 +103,7 @@ struct CudaBackend {
     /// 0 before any opt-in), so the attribute is set once per size increase, not at every launch.
     functions: Mutex<HashMap<FunctionKey, (CudaFunction, u32)>>,
     blas: OnceLock<Arc<CudaBlas>>,
+    solver: OnceLock<Arc<cudarc::cusolver::DnHandle>>,
 }
 
 /// (module, kernel name) of a loaded function.
@@ -154,6 +155,7 @@ impl Gpu {
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
                 blas: OnceLock::new(),
+                solver: OnceLock::new(),
             }),
         })
     }
@@ -287,6 +289,27 @@ impl Gpu {
             }
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => Err(Error::LibraryMissing { library: "cuBLAS (not available on the emulator)" }),
+        }
+    }
+
+    /// A cuSOLVER dense handle on this stream, created on first use (for `rsvd`'s `SLR_RSVD_SMALL=cusolver`
+    /// comparison). Errors if libcusolver cannot be loaded or on the emulator.
+    pub(crate) fn cusolver_dn(&self) -> Result<Arc<cudarc::cusolver::DnHandle>> {
+        match &self.backend {
+            Backend::Cuda(b) => {
+                if let Some(h) = b.solver.get() {
+                    return Ok(h.clone());
+                }
+                // SAFETY: only attempts to dlopen libcusolver; no cuSOLVER function is called.
+                if !unsafe { cudarc::cusolver::sys::is_culib_present() } {
+                    return Err(Error::LibraryMissing { library: "cuSOLVER" });
+                }
+                b.stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: "cusolver", detail: format!("{e:?}") })?;
+                let h = cudarc::cusolver::DnHandle::new(b.stream.clone()).map_err(|e| Error::Cuda { op: "cusolver", detail: format!("{e:?}") })?;
+                Ok(b.solver.get_or_init(|| Arc::new(h)).clone())
+            }
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Err(Error::LibraryMissing { library: "cuSOLVER (not available on the emulator)" }),
         }
     }
 
