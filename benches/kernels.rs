@@ -776,6 +776,7 @@ fn bench_rsvd(c: &mut Criterion) {
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
+                report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver_jacobi", "our small eigenproblem on cuSOLVER syevj", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).

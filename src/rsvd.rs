@@ -575,17 +575,42 @@ fn host_eigen(g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
     Ok(((0..g.nrows()).map(|i| lam[i]).collect(), evd.U().to_owned()))
 }
 
-/// Whether `SLR_RSVD_SMALL=cusolver` asks for the small eigenproblem on the device ([`device_eigen_cusolver`]):
-/// the benchmarks' comparison with faer on the host, not yet measured.
-fn small_eigen_on_device() -> bool {
-    crate::path_switch("SLR_RSVD_SMALL", "cusolver")
+/// Which cuSOLVER solver `SLR_RSVD_SMALL` asks for the small eigenproblem on the device
+/// ([`device_eigen_cusolver`]): `cusolver` divide and conquer (syevd), `cusolver_jacobi` Jacobi (syevj); the
+/// benchmarks' comparison with faer on the host, not yet measured. `None`: faer.
+fn small_eigen_on_device() -> Option<DeviceEigen> {
+    if crate::path_switch("SLR_RSVD_SMALL", "cusolver") {
+        Some(DeviceEigen::DivideAndConquer)
+    } else if crate::path_switch("SLR_RSVD_SMALL", "cusolver_jacobi") {
+        Some(DeviceEigen::Jacobi)
+    } else {
+        None
+    }
 }
 
-/// The small SVD's symmetric eigenproblem on the device by cuSOLVER's f64 divide and conquer
-/// (`cusolverDnDsyevd`): the l x l Gram matrix uploaded (l² doubles), the eigenvalues (non-decreasing, as faer
+/// cuSOLVER's two dense symmetric eigensolvers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceEigen {
+    /// `cusolverDnDsyevd`.
+    DivideAndConquer,
+    /// `cusolverDnDsyevj` (tolerance: f64 machine epsilon, at most 100 sweeps).
+    Jacobi,
+}
+
+/// A cuSOLVER `syevjInfo_t`, destroyed on drop.
+struct SyevjParams(cudarc::cusolver::sys::syevjInfo_t);
+impl Drop for SyevjParams {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from cusolverDnCreateSyevjInfo and is destroyed once.
+        unsafe { cudarc::cusolver::sys::cusolverDnDestroySyevjInfo(self.0) };
+    }
+}
+
+/// The small SVD's symmetric eigenproblem on the device by cuSOLVER in f64, divide and conquer
+/// (`cusolverDnDsyevd`) or Jacobi (`cusolverDnDsyevj`): the l x l Gram matrix uploaded (l² doubles), the eigenvalues (non-decreasing, as faer
 /// gives them) and eigenvectors read back, one synchronization. Errors if libcusolver cannot be loaded (or on the
 /// emulator), or if cuSOLVER reports a failure (its `info`).
-fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result<(Vec<f64>, Mat<f64>)> {
     use cudarc::cusolver::sys;
     const OP: &str = "rsvd small eigenproblem (cuSOLVER)";
     let l = g.nrows();
@@ -599,6 +624,20 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)
         if st == sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS { Ok(()) } else { Err(Error::Cuda { op: OP, detail: format!("{what}: {st:?}") }) }
     };
     let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
+    // Jacobi's parameters live until the read-backs below have waited for the queued call.
+    let params = if solver == DeviceEigen::Jacobi {
+        let mut p: sys::syevjInfo_t = std::ptr::null_mut();
+        // SAFETY: creates a parameter object (host memory) into p.
+        status(unsafe { sys::cusolverDnCreateSyevjInfo(&mut p) }, "syevjInfo")?;
+        let p = SyevjParams(p);
+        // SAFETY: p is a live syevjInfo_t.
+        status(unsafe { sys::cusolverDnXsyevjSetTolerance(p.0, f64::EPSILON) }, "syevj tolerance")?;
+        // SAFETY: as above.
+        status(unsafe { sys::cusolverDnXsyevjSetMaxSweeps(p.0, 100) }, "syevj sweeps")?;
+        Some(p)
+    } else {
+        None
+    };
     {
         let mut av = DeviceSliceMut::from(&mut a);
         let (pa, _ga) = av.kernel_ptr_mut(gpu, OP, "a")?;
@@ -608,33 +647,51 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)
         let (pi, _gi) = iv.kernel_ptr_mut(gpu, OP, "info")?;
         let mut lwork = 0i32;
         // SAFETY: a holds n x n doubles (lda = n), w n doubles, both live device buffers of this stream; the call
-        // only reads their sizes' worth and writes lwork, a host i32.
-        status(unsafe { sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *const f64, n, ptr_bits(pw) as *const f64, &mut lwork) }, "bufferSize")?;
-        // SAFETY: cusolverDnDsyevd writes every one of the lwork workspace doubles it uses before reading them.
+        // only reads their sizes' worth and writes lwork, a host i32; params (Jacobi) is a live syevjInfo_t.
+        status(
+            unsafe {
+                match &params {
+                    None => sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *const f64, n, ptr_bits(pw) as *const f64, &mut lwork),
+                    Some(p) => sys::cusolverDnDsyevj_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *const f64, n, ptr_bits(pw) as *const f64, &mut lwork, p.0),
+                }
+            },
+            "bufferSize",
+        )?;
+        // SAFETY: the solver writes every one of the lwork workspace doubles it uses before reading them.
         let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
         let mut kv = DeviceSliceMut::from(&mut work);
         let (pk, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
         // SAFETY: a (n x n, lda = n, overwritten with the eigenvectors), w (n), work (lwork doubles, the size cuSOLVER
         // asked for) and info (one i32) are distinct live device buffers, queued on the handle's stream (this Gpu's).
         status(
-            unsafe { sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *mut f64, n, ptr_bits(pw) as *mut f64, ptr_bits(pk) as *mut f64, lwork, ptr_bits(pi) as *mut i32) },
-            "syevd",
+            unsafe {
+                let (a, w, work, info) = (ptr_bits(pa) as *mut f64, ptr_bits(pw) as *mut f64, ptr_bits(pk) as *mut f64, ptr_bits(pi) as *mut i32);
+                match &params {
+                    None => sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, a, n, w, work, lwork, info),
+                    Some(p) => sys::cusolverDnDsyevj(handle.cu(), jobz, uplo, n, a, n, w, work, lwork, info, p.0),
+                }
+            },
+            "eigensolver",
         )?;
     }
     let code = gpu.download(&info)?[0];
     if code != 0 {
-        return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER syevd)" });
+        return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER)" });
     }
     let (lam, vecs) = (gpu.download(&w)?, gpu.download(&a)?);
-    Ok((lam, Mat::from_fn(l, l, |i, j| vecs[i + j * l])))
+    // Non-decreasing eigenvalues, as faer gives them (syevd sorts; syevj's order is not relied on).
+    let mut order: Vec<usize> = (0..l).collect();
+    order.sort_by(|&x, &y| lam[x].total_cmp(&lam[y]));
+    Ok((order.iter().map(|&k| lam[k]).collect(), Mat::from_fn(l, l, |i, j| vecs[i + order[j] * l])))
 }
 
 /// Test access to [`device_eigen_cusolver`]: `g` is l x l column-major (symmetric; the lower triangle is read);
 /// returns the eigenvalues (non-decreasing) and the eigenvectors column-major.
 #[doc(hidden)]
-pub fn small_eigen_on_device_for_tests(gpu: &Gpu, g: &[f64], l: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+pub fn small_eigen_on_device_for_tests(gpu: &Gpu, g: &[f64], l: usize, jacobi: bool) -> Result<(Vec<f64>, Vec<f64>)> {
     check_len("small_eigen_on_device_for_tests", "g", l * l, g.len())?;
-    let (lam, v) = device_eigen_cusolver(gpu, &Mat::from_fn(l, l, |i, j| g[i + j * l]))?;
+    let solver = if jacobi { DeviceEigen::Jacobi } else { DeviceEigen::DivideAndConquer };
+    let (lam, v) = device_eigen_cusolver(gpu, &Mat::from_fn(l, l, |i, j| g[i + j * l]), solver)?;
     Ok((lam, (0..l * l).map(|i| v[(i % l, i / l)]).collect()))
 }
 
@@ -1463,7 +1520,10 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         }
     }
     info.device_queued = true;
-    let (s, ur, vr) = if small_eigen_on_device() { small_svd_with(&r2, r, |g| device_eigen_cusolver(e.gpu, g))? } else { small_svd(&r2, r)? };
+    let (s, ur, vr) = match small_eigen_on_device() {
+        Some(solver) => small_svd_with(&r2, r, |g| device_eigen_cusolver(e.gpu, g, solver))?,
+        None => small_svd(&r2, r)?,
+    };
     prof.lap(e, Step::SmallSvd)?;
     Ok(Some(Factors { q, ur, s, q2, vr }))
 }

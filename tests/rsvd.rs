@@ -896,10 +896,10 @@ fn device_gram_matches_f64_with_and_without_row_chunks() {
     }
 }
 
-/// `SLR_RSVD_SMALL=cusolver` (a benchmark comparison) solves the small SVD's eigenproblem with cuSOLVER's f64
-/// divide and conquer on the device: on a CUDA device its eigenvalues match faer's to 1e-12 relative to the
-/// largest and its eigenvectors are orthonormal and satisfy G v = λ v to the same; the emulator (no cuSOLVER)
-/// refuses it with a typed error.
+/// `SLR_RSVD_SMALL=cusolver` / `cusolver_jacobi` (benchmark comparisons) solve the small SVD's eigenproblem with
+/// cuSOLVER's f64 divide and conquer or Jacobi on the device: on a CUDA device the eigenvalues match faer's to
+/// 1e-12 relative to the largest and the eigenvectors are orthonormal and satisfy G v = λ v to the same; the
+/// emulator (no cuSOLVER) refuses them with a typed error.
 #[test]
 fn small_eigenproblem_on_cusolver_matches_faer() {
     let mut rng = rng("rsvd_cusolver_eigen");
@@ -908,8 +908,9 @@ fn small_eigenproblem_on_cusolver_matches_faer() {
     let g = r.transpose() * &r;
     let col: Vec<f64> = (0..l * l).map(|i| g[(i % l, i / l)]).collect();
     let want = g.self_adjoint_eigen(faer::Side::Lower).unwrap();
-    for (dev, gpu) in devices("rsvd_cusolver_eigen") {
-        match sparse_lowrank::rsvd::small_eigen_on_device_for_tests(&gpu, &col, l) {
+    for ((dev, gpu), jacobi) in devices("rsvd_cusolver_eigen").iter().flat_map(|d| [(d, false), (d, true)]) {
+        let dev = format!("{dev} ({})", if jacobi { "syevj" } else { "syevd" });
+        match sparse_lowrank::rsvd::small_eigen_on_device_for_tests(gpu, &col, l, jacobi) {
             Err(Error::LibraryMissing { .. }) if !gpu.is_cuda() => {}
             Err(Error::LibraryMissing { library }) => eprintln!("{dev}: {library} not found: cuSOLVER comparison SKIPPED"),
             Err(e) => panic!("{dev}: {e}"),
