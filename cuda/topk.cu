@@ -989,6 +989,73 @@ __device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, co
     }
 }
 
+// ---- k = n over a whole matrix: every entry is selected ----------------------------------------------------------
+// The cut is the smallest key K* (the n-th largest), with every key > K* beyond it and every key == K* taken.
+// topk_all_min_count_<dtype>: blocks stride over the keys keeping, per thread, the smallest order key seen and how
+// many keys equal it (and the NaN count); a block combines its threads' pairs (min of the mins, counts of the
+// keys equal to it summed) and writes its pair; the last block (ticket in words[3]) combines the blocks' pairs into
+// words[0] (K*) and words[1] (keys == K*); NaNs are added to words[2]. Then topk_all_bits sets every mask bit.
+// Floor: the keys read once; a few hundred bytes of pairs.
+__device__ __forceinline__ void combine_min(unsigned& m, unsigned& c, unsigned m2, unsigned c2) {
+    if (m2 < m) {
+        m = m2;
+        c = c2;
+    } else if (m2 == m) {
+        c += c2;
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsigned n, unsigned flags,
+                                              unsigned* __restrict__ words, unsigned* __restrict__ block_min,
+                                              unsigned* __restrict__ block_count) {
+    __shared__ unsigned warp_min[kThreads / 32], warp_cnt[kThreads / 32];
+    __shared__ unsigned flag;
+    const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32;
+    unsigned m = ~0u, c = 0, nan = 0;
+    for (unsigned long long i = (unsigned long long)blockIdx.x * kThreads + t; i < n; i += (unsigned long long)gridDim.x * kThreads) {
+        const unsigned bits = load_bits(keys, i);
+        nan += is_nan_bits<T>(bits);
+        combine_min(m, c, order_key<T>(bits, flags), 1u);
+    }
+    for (unsigned off = 16; off > 0; off >>= 1) {
+        const unsigned m2 = __shfl_xor_sync(0xffffffffu, m, off), c2 = __shfl_xor_sync(0xffffffffu, c, off);
+        combine_min(m, c, m2, c2);
+    }
+    nan = slr::warp_sum(nan);
+    if (lane == 0) {
+        warp_min[warp] = m;
+        warp_cnt[warp] = c;
+        if (nan) atomicAdd(&words[2], nan);
+    }
+    __syncthreads();
+    if (t == 0) {
+        for (unsigned w = 1; w < kThreads / 32; ++w) combine_min(m, c, warp_min[w], warp_cnt[w]);
+        block_min[blockIdx.x] = m;
+        block_count[blockIdx.x] = c;
+    }
+    if (!last_block_of_grid(&words[3], &flag)) return;
+    // The last block combines the blocks' pairs the same way: a stride per thread, the butterfly, thread 0.
+    m = ~0u;
+    c = 0;
+    for (unsigned b = t; b < gridDim.x; b += kThreads) combine_min(m, c, __ldcg(&block_min[b]), __ldcg(&block_count[b]));
+    for (unsigned off = 16; off > 0; off >>= 1) {
+        const unsigned m2 = __shfl_xor_sync(0xffffffffu, m, off), c2 = __shfl_xor_sync(0xffffffffu, c, off);
+        combine_min(m, c, m2, c2);
+    }
+    __syncthreads();  // the block's own warp pairs above were read before they are rewritten
+    if (lane == 0) {
+        warp_min[warp] = m;
+        warp_cnt[warp] = c;
+    }
+    __syncthreads();
+    if (t == 0) {
+        for (unsigned w = 1; w < kThreads / 32; ++w) combine_min(m, c, warp_min[w], warp_cnt[w]);
+        words[0] = m;
+        words[1] = c;
+    }
+}
+
 }  // namespace
 
 #define SLR_TOPK(T, SUFFIX)                                                                                      \
@@ -1040,6 +1107,12 @@ __device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, co
         bracket_tie_count<T>(cand_vals, cand_counts, flags, sel, region_eq, ticket);                           \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_all_min_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                     \
+                                    unsigned* __restrict__ words, unsigned* __restrict__ block_min,             \
+                                    unsigned* __restrict__ block_count) {                                       \
+        all_min_count<T>(keys, n, flags, words, block_min, block_count);                                       \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_take_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,      \
                                    const unsigned* __restrict__ cand_counts, unsigned flags,                    \
                                    const unsigned* __restrict__ sel, const unsigned* __restrict__ region_eq,    \
@@ -1063,6 +1136,7 @@ SLR_EMU_EXPORT(topk_bracket_pass_f32)
 SLR_EMU_EXPORT(topk_bracket_refine_f32)
 SLR_EMU_EXPORT(topk_bracket_tie_count_f32)
 SLR_EMU_EXPORT(topk_bracket_take_f32)
+SLR_EMU_EXPORT(topk_all_min_count_f32)
 SLR_EMU_EXPORT(topk_bracket_count_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
@@ -1074,6 +1148,7 @@ SLR_EMU_EXPORT(topk_bracket_pass_f16)
 SLR_EMU_EXPORT(topk_bracket_refine_f16)
 SLR_EMU_EXPORT(topk_bracket_tie_count_f16)
 SLR_EMU_EXPORT(topk_bracket_take_f16)
+SLR_EMU_EXPORT(topk_all_min_count_f16)
 SLR_EMU_EXPORT(topk_bracket_count_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
@@ -1085,6 +1160,7 @@ SLR_EMU_EXPORT(topk_bracket_pass_bf16)
 SLR_EMU_EXPORT(topk_bracket_refine_bf16)
 SLR_EMU_EXPORT(topk_bracket_tie_count_bf16)
 SLR_EMU_EXPORT(topk_bracket_take_bf16)
+SLR_EMU_EXPORT(topk_all_min_count_bf16)
 SLR_EMU_EXPORT(topk_bracket_count_bf16)
 
 extern "C" __global__ void __launch_bounds__(kThreads)
@@ -1102,3 +1178,14 @@ extern "C" __global__ void __launch_bounds__(kThreads)
     if (i < words) state[i] = i % kStateWords == word ? value : 0u;
 }
 SLR_EMU_EXPORT(topk_init_state)
+
+// Every bit of an n-bit mask set (the k = n selection): word i all ones, the last one only below bit n % 64 (bits
+// past n stay zero, as every mask keeps them). One thread per word. Floor: n / 8 bytes written.
+extern "C" __global__ void __launch_bounds__(kThreads)
+    topk_all_bits(unsigned long long* __restrict__ words, unsigned long long n) {
+    const unsigned long long i = (unsigned long long)blockIdx.x * kThreads + threadIdx.x, count = (n + 63) / 64;
+    if (i >= count) return;
+    const unsigned tail = (unsigned)(n % 64);
+    words[i] = (i + 1 == count && tail != 0) ? (1ull << tail) - 1ull : ~0ull;
+}
+SLR_EMU_EXPORT(topk_all_bits)

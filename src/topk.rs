@@ -45,6 +45,8 @@
 //!   layout that crowds the candidates, an unlucky sample) the radix passes below run instead: same result, one
 //!   wasted pass. For the cut alone ([`topk_threshold`]) the pass appends the candidates' values to one list instead
 //!   (no indices, no mask, any order: the cut does not depend on it), and the same levels run over the list.
+//! - **k = n over a whole matrix**: every entry; one pass finds the smallest key and its count (the cut) and the
+//!   mask is all ones.
 //! - **Otherwise** (smaller matrices, longer rows, thresholds): 8-bit radix passes over all keys in global
 //!   memory (a histogram per digit with the candidate filter fused in, a per-tile count, a ranked select).
 use crate::csr::DeviceCsrPattern;
@@ -585,6 +587,66 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     }
 }
 
+/// Whether the selection takes every entry of a non-empty matrix (a per-matrix count k = n): then the cut is the
+/// smallest key with its count, and the mask all ones ([`select_everything`]), one read of the keys instead of the
+/// radix passes. (Per row, k = cols costs what any k does: one launch.)
+fn selects_everything(scope: Scope, plan: Plan, n: usize) -> bool {
+    matches!((scope, plan), (Scope::Matrix, Plan::Count(k)) if k == n && n > 0) && !radix_forced()
+}
+
+/// The k = n selection of a whole matrix (`topk_all_min_count_<dtype>`, and `topk_all_bits` for the mask): the cut
+/// is K* = the smallest key, every key above it beyond it and every key equal to it taken. One read of the keys,
+/// one synchronization. NaNs under [`NanPolicy::Error`] are reported as everywhere.
+fn select_everything<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, flags: u32, spec: &TopkSpec<T>, with_mask: bool) -> Result<(Option<DeviceVec<u64>>, TopkCut<T>)> {
+    debug_assert!(n > 0 && n <= i32::MAX as usize && keys.len() == n);
+    let blocks = n.div_ceil(THREADS as usize * 8).clamp(1, 2048);
+    let mut words = gpu.alloc_zeros::<u32>(4)?;
+    // SAFETY (both): every block writes its own entry before the last block reads them all.
+    let mut block_min = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
+    let mut block_count = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
+    {
+        let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+        let mut wv = DeviceSliceMut::from(&mut words);
+        let (p_words, _gw) = wv.kernel_ptr_mut(gpu, op, "words")?;
+        let mut mv = DeviceSliceMut::from(&mut block_min);
+        let (p_min, _gm) = mv.kernel_ptr_mut(gpu, op, "block minima")?;
+        let mut cv = DeviceSliceMut::from(&mut block_count);
+        let (p_count, _gc) = cv.kernel_ptr_mut(gpu, op, "block counts")?;
+        let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: the grid strides over keys [0, n) (keys holds n), block b writes block_min[b] and block_count[b]
+        // (blocks entries each), every block adds to words[2] and words[3] and the last one writes words[0..2]
+        // (4 zeroed words); the buffers are fresh and distinct from keys; arguments match
+        // topk_all_min_count_<dtype>.
+        unsafe {
+            gpu.launch(MODULE, &kernel::<T>("all_min_count"), shape, &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_words, p_min, p_count])?;
+        }
+    }
+    let mask = if with_mask {
+        let count = n.div_ceil(64);
+        // SAFETY: topk_all_bits writes every one of the count words below.
+        let mut mask = unsafe { gpu.alloc_uninit::<u64>(count)? };
+        {
+            let mut mv = DeviceSliceMut::from(&mut mask);
+            let (p_mask, _gm) = mv.kernel_ptr_mut(gpu, op, "mask")?;
+            // SAFETY: thread i < ceil(n / 64) writes word i of the mask (that many words, a fresh allocation);
+            // arguments match topk_all_bits.
+            unsafe { gpu.launch(MODULE, "topk_all_bits", LaunchShape::linear(op, count, THREADS)?, &[p_mask, KernelArg::U64(n as u64)])? };
+        }
+        Some(mask)
+    } else {
+        None
+    };
+    let w = gpu.download(&words)?;
+    if w[2] > 0 && spec.nan == NanPolicy::Error {
+        return Err(Error::NanKeys { op, what: "keys", count: w[2] as usize });
+    }
+    let equal = w[1] as usize;
+    if equal == 0 || equal > n {
+        return Err(Error::Cuda { op, detail: format!("inconsistent minimum count {w:?} for n = {n}") });
+    }
+    Ok((mask, TopkCut { threshold: Some(element_of_key(w[0], flags)), count_beyond: n - equal, count_equal_taken: equal }))
+}
+
 /// Launches the later levels of a bracket path (`topk_bracket_refine_<dtype>`, [`refine_levels`] of them) over
 /// `blocks` candidate regions: with `counts`, the mask path's regions (region b holds counts[b] entries from b *
 /// CHUNK_CAP); without, the cut path's one list, whose length is bracket word 5. Each narrows the choice in
@@ -893,6 +955,9 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
     let keys = keys.into();
     let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(OP, spec, seg_len)?;
+    if selects_everything(spec.scope, plan, seg_len) {
+        return Ok(vec![select_everything(OP, gpu, &keys, seg_len, spec.flags(), spec, false)?.1]);
+    }
     if let Some(k) = bracket_k(spec.scope, plan, seg_len) {
         if let Some(cut) = bracket_cut(OP, gpu, &keys, seg_len, k, spec.flags(), spec)? {
             return Ok(vec![cut]);
@@ -911,6 +976,11 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let (segs, seg_len) = segments(op, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(op, spec, seg_len)?;
     let flags = spec.flags();
+    if selects_everything(spec.scope, plan, seg_len) {
+        if let (Some(words), cut) = select_everything(op, gpu, keys, seg_len, flags, spec, true)? {
+            return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
+        }
+    }
     if let Some(k) = bracket_k(spec.scope, plan, seg_len) {
         if let Some((words, cut)) = bracket_mask(op, gpu, keys, seg_len, k, flags, spec)? {
             return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));

@@ -252,6 +252,13 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         k if k.starts_with("topk_bracket_refine_") => vec!["ATOMS.", "BAR.SYNC", "ATOMG.E.ADD", "MEMBAR", "SHFL.UP", "STG.E "],
         // The ties' per-region counts (warp sums by butterfly) and the last block's in-place scan.
         k if k.starts_with("topk_bracket_tie_count_") => vec!["SHFL.BFLY", "ATOMG.E.ADD", "MEMBAR", "SHFL.UP", "STG.E "],
+        // k = n: keys once through the read-only path, per-thread minima and counts combined by butterflies, the
+        // last block's ticket; then every mask word stored (64-bit).
+        k if k.starts_with("topk_all_min_count_") => {
+            let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
+            vec![load, "SHFL.BFLY", "BAR.SYNC", "ATOMG.E.ADD", "MEMBAR", "STG.E "]
+        }
+        "topk_all_bits" => vec!["STG.E.64"],
         // The candidates' bits: ballots rank the equal keys, taken bits ORed as 64-bit words.
         k if k.starts_with("topk_bracket_take_") => vec!["VOTE.ANY", "POPC", ".E.OR.64.STRONG.GPU"],
         // The cut-only bracket pass: keys once through the read-only path, ballots, per-(u, warp) counts scanned

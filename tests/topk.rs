@@ -223,6 +223,36 @@ fn k_zero_k_n_and_empty_matrices_are_valid() {
     }
 }
 
+/// k = n over a whole matrix takes every entry: the mask is all ones and the cut is the smallest key, every key
+/// above it beyond it and every key equal to it taken (one read of the keys). Exact against the reference for
+/// every dtype and order, with ties at the minimum, over a grid of many blocks (more than 2048 x 2048 keys: the
+/// blocks stride), and NaN reported under the error policy.
+#[test]
+fn k_equal_to_n_takes_everything_and_cuts_at_the_smallest_key() {
+    let mut rng = rng("topk_k_eq_n");
+    for (dev, gpu) in devices("topk_k_eq_n") {
+        let (rows, cols) = (rng.gen_range(1..40), rng.gen_range(1..300));
+        let n = rows * cols;
+        let keys: Vec<f32> = draw(&mut rng, n, Dist::FewDistinct);
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(n));
+        check(&gpu, &dev, &keys, rows, cols, &TopkSpec::count(n).by(RankBy::Value).smallest());
+        let kb: Vec<bf16> = draw(&mut rng, n, Dist::Uniform);
+        check(&gpu, &dev, &kb, rows, cols, &TopkSpec::fraction(1.0).by(RankBy::Value));
+        let kh: Vec<f16> = draw(&mut rng, n, Dist::AllButFew);
+        check(&gpu, &dev, &kh, rows, cols, &TopkSpec::count(n).smallest());
+        let mut with_nan = keys.clone();
+        with_nan[rng.gen_range(0..n)] = f32::NAN;
+        check(&gpu, &dev, &with_nan, rows, cols, &TopkSpec::count(n).nan(NanPolicy::AboveInfinity));
+        check(&gpu, &dev, &with_nan, rows, cols, &TopkSpec::count(n));
+    }
+    // More keys than 2048 blocks of 2048 cover in one sweep: the blocks stride (one device, the emulator's
+    // round-robin schedule, to keep the test short).
+    let (rows, cols) = (2100, 2048);
+    let keys: Vec<bf16> = draw(&mut rng, rows * cols, Dist::FewDistinct);
+    let gpu = &devices("topk_k_eq_n_large")[0].1;
+    check(gpu, "large", &keys, rows, cols, &TopkSpec::count(rows * cols));
+}
+
 #[test]
 fn bad_input_gets_typed_errors() {
     let gpu = &devices("topk_errors")[0].1;
