@@ -562,6 +562,14 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         // one-block rows), as a baseline from the same run.
         report_switched(gpu, &case, "SLR_TOPK_PATH", "radix", "radix passes over all keys", 10, &bench.device, &mut run);
         report_pool_trimmed(gpu, &case, 10, &bench.device, &mut run);
+        if std::env::var_os("SLR_TOPK_PROFILE").is_none() {
+            // One more call with the per-step device times printed (CUDA events between the launches).
+            std::env::set_var("SLR_TOPK_PROFILE", "1");
+            if let Err(e) = run() {
+                println!("    {op} profile failed: {e}");
+            }
+            std::env::remove_var("SLR_TOPK_PROFILE");
+        }
     };
     for &f in fractions {
         run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));

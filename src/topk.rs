@@ -453,6 +453,13 @@ fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> 
     Ok(state)
 }
 
+/// `SLR_TOPK_PROFILE` in the environment: the bracket paths print the device time of each step of every call to
+/// stderr (CUDA events between the launches, nothing waits until the read-back; the benchmark sets it for one
+/// extra call per case).
+fn profiling() -> bool {
+    std::env::var_os("SLR_TOPK_PROFILE").is_some()
+}
+
 /// `SLR_TOPK_PATH=radix` in the environment sends every selection down the radix passes over all keys (no
 /// one-block rows, no sample bracket): for benchmarks that compare the paths, and for bisecting. The result is
 /// the same.
@@ -707,6 +714,8 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
     debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
     let blocks = n.div_ceil(CHUNK);
     let cap = blocks * CHUNK_CAP;
+    let mut laps = gpu.step_times(profiling());
+    laps.mark("start");
     // SAFETY: topk_bracket_count writes every list entry below the count it reports (capped at cap), and the
     // later levels read only those (the choice is invalid, and they return at once, when the count exceeds cap).
     let Ok(mut list) = (unsafe { gpu.alloc_uninit::<T>(cap) }) else {
@@ -714,7 +723,9 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         return Ok(None);
     };
     let mut words = gpu.alloc_zeros::<u32>(MASK_PATH_WORDS)?;
+    laps.mark("scratch");
     launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
+    laps.mark("sample");
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
         let mut wview = DeviceSliceMut::from(&mut words);
@@ -735,9 +746,14 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
                 &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(k as u32), p_words, p_list, KernelArg::U32(cap as u32), p_words.offset_bytes(4 * MASK_HIST1), p_words.offset_bytes(4 * MASK_SEL)],
             )?;
         }
+        laps.mark("pass");
         launch_refine_levels::<T>(gpu, blocks, flags, p_list, None, p_words)?;
+        laps.mark("levels");
     }
-    cut_of_choice(op, &gpu.download(&words)?, k, flags, spec)
+    let w = gpu.download(&words)?;
+    laps.mark("read-back");
+    laps.report(&format!("topk profile (cut, bracket, n = {n}, k = {k}, {})", T::DTYPE.name()));
+    cut_of_choice(op, &w, k, flags, spec)
 }
 
 /// Exact per-matrix top-k mask of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
@@ -755,6 +771,8 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     debug_assert!(n >= BRACKET_MIN_N && k >= 1 && k <= n && keys.len() == n);
     const _: () = assert!(BRACKET_MIN_N >= SAMPLES, "every sample stratum must hold a key");
     let blocks = n.div_ceil(CHUNK);
+    let mut laps = gpu.step_times(profiling());
+    laps.mark("start");
     // SAFETY (all three): topk_bracket_pass writes every region entry it counts (up to CHUNK_CAP per block) and
     // every block's count, and the later kernels read only the counted entries; topk_bracket_tie_count writes
     // region_eq[b] for every region before topk_bracket_take reads it, and neither reads it otherwise.
@@ -772,7 +790,9 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     let mut region_eq = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
     let mut words = gpu.alloc_zeros::<u32>(MASK_PATH_WORDS)?;
     let mut mask = gpu.alloc_zeros::<u64>(n.div_ceil(64))?;
+    laps.mark("scratch");
     launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
+    laps.mark("sample");
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
         let mut wview = DeviceSliceMut::from(&mut words);
@@ -804,7 +824,9 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
                 &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(k as u32), p_words, p_mask, p_vals, p_idx, p_counts, p_words.offset_bytes(4 * MASK_HIST1), p_sel],
             )?;
         }
+        laps.mark("pass");
         launch_refine_levels::<T>(gpu, blocks, flags, p_vals, Some(p_counts), p_words)?;
+        laps.mark("levels");
         // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals, writes
         // region_eq[b] (blocks entries), and the last block rewrites region_eq[0..blocks) in place; it reads the
         // choice words and adds to one ticket word inside `words`; arguments match topk_bracket_tie_count_<dtype>.
@@ -823,8 +845,12 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         unsafe {
             gpu.launch(MODULE, &kernel::<T>("bracket_take"), regions_shape, &[p_vals, p_idx, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_mask])?;
         }
+        laps.mark("ties and bits");
     }
-    Ok(cut_of_choice(op, &gpu.download(&words)?, k, flags, spec)?.map(|cut| (mask, cut)))
+    let w = gpu.download(&words)?;
+    laps.mark("read-back");
+    laps.report(&format!("topk profile (mask, bracket, n = {n}, k = {k}, {})", T::DTYPE.name()));
+    Ok(cut_of_choice(op, &w, k, flags, spec)?.map(|cut| (mask, cut)))
 }
 
 /// Runs the digit passes (Count) and the tile counts: afterwards every segment's state holds K*, the quota of
@@ -986,10 +1012,16 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
             return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
         }
     }
+    let mut laps = gpu.step_times(profiling());
+    laps.mark("start");
     let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
     if by_rows::<T>(spec.scope, seg_len) {
+        laps.mark("scratch");
         let state = select_rows_on_device(op, gpu, keys, segs, seg_len, &plan, flags, Some(&mut words))?;
+        laps.mark("rows");
         let cuts = cuts_of(op, gpu, &state, segs, &plan, spec)?;
+        laps.mark("read-back");
+        laps.report(&format!("topk profile (mask, per row, {segs} rows of {seg_len}, {})", T::DTYPE.name()));
         return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), cuts));
     }
     let sel = select_on_device(op, gpu, keys, segs, seg_len, &plan, flags)?;

@@ -436,6 +436,14 @@ impl Gpu {
         }
     }
 
+    /// Per-step device times of one call, for an op's profile switch (`SLR_TOPK_PROFILE`): with `on`, each
+    /// [`StepTimes::mark`] records a CUDA event on the stream (nothing waits), and [`StepTimes::report`] waits once
+    /// at the end and prints the milliseconds between consecutive marks (so each step includes the gap before its
+    /// first kernel: launch latency shows where it is paid). Host time on the emulator; nothing when off.
+    pub(crate) fn step_times(&self, on: bool) -> StepTimes<'_> {
+        StepTimes { gpu: self, on, marks: Vec::new() }
+    }
+
     /// The function and the dynamic shared memory it is opted into (see `CudaBackend::functions`).
     fn cuda_function(b: &CudaBackend, module: &'static str, kernel: &str) -> Result<(CudaFunction, u32)> {
         let key = (module, kernel.to_string());
@@ -518,6 +526,56 @@ impl Gpu {
             // SAFETY: as above; the emulator runs the host build of the same kernel with the same arguments.
             Backend::Emulated(e) => unsafe { e.launch(kernel, shape, &mut params) },
         }
+    }
+}
+
+/// See [`Gpu::step_times`].
+pub(crate) struct StepTimes<'g> {
+    gpu: &'g Gpu,
+    on: bool,
+    /// (step ending here, its device event when recorded, host time).
+    marks: Vec<(&'static str, Option<cudarc::driver::CudaEvent>, std::time::Instant)>,
+}
+
+impl StepTimes<'_> {
+    /// Ends the step named `what` here (its work is queued by now); the first mark only starts the clock. A
+    /// failure to record an event falls back to host time for that lap.
+    pub(crate) fn mark(&mut self, what: &'static str) {
+        if !self.on {
+            return;
+        }
+        let event = match &self.gpu.backend {
+            Backend::Cuda(b) => b.stream.record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)).ok(),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => None,
+        };
+        self.marks.push((what, event, std::time::Instant::now()));
+    }
+
+    /// Prints `label: step ms, ...` to stderr after waiting for the last mark.
+    pub(crate) fn report(&self, label: &str) {
+        if !self.on || self.marks.len() < 2 {
+            return;
+        }
+        if let Some((_, Some(last), _)) = self.marks.last() {
+            let _ = last.synchronize();
+        }
+        let steps: Vec<String> = self
+            .marks
+            .windows(2)
+            .map(|w| {
+                let ms = match (&w[0].1, &w[1].1) {
+                    (Some(a), Some(b)) => a.elapsed_ms(b).map(f64::from).unwrap_or(f64::NAN),
+                    _ => (w[1].2 - w[0].2).as_secs_f64() * 1e3,
+                };
+                format!("{} {ms:.4}", w[1].0)
+            })
+            .collect();
+        let total: f64 = match (&self.marks[0].1, &self.marks[self.marks.len() - 1].1) {
+            (Some(a), Some(b)) => a.elapsed_ms(b).map(f64::from).unwrap_or(f64::NAN),
+            _ => (self.marks[self.marks.len() - 1].2 - self.marks[0].2).as_secs_f64() * 1e3,
+        };
+        eprintln!("{label}: total {total:.4} ms = {} ms", steps.join(", "));
     }
 }
 
