@@ -440,6 +440,16 @@ impl Gpu {
     /// [`StepTimes::mark`] records a CUDA event on the stream (nothing waits), and [`StepTimes::report`] waits once
     /// at the end and prints the milliseconds between consecutive marks (so each step includes the gap before its
     /// first kernel: launch latency shows where it is paid). Host time on the emulator; nothing when off.
+    /// A CUDA event recorded on this handle's stream now (nothing waits for it); `None` on the emulator or if the
+    /// driver refuses. For profiles that time steps on the device.
+    pub(crate) fn event_now(&self) -> Option<cudarc::driver::CudaEvent> {
+        match &self.backend {
+            Backend::Cuda(b) => b.stream.record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)).ok(),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => None,
+        }
+    }
+
     pub(crate) fn step_times(&self, on: bool) -> StepTimes<'_> {
         StepTimes { gpu: self, on, marks: Vec::new() }
     }
@@ -544,12 +554,7 @@ impl StepTimes<'_> {
         if !self.on {
             return;
         }
-        let event = match &self.gpu.backend {
-            Backend::Cuda(b) => b.stream.record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)).ok(),
-            #[cfg(feature = "emulator")]
-            Backend::Emulated(_) => None,
-        };
-        self.marks.push((what, event, std::time::Instant::now()));
+        self.marks.push((what, self.gpu.event_now(), std::time::Instant::now()));
     }
 
     /// Prints `label: step ms, ...` to stderr after waiting for the last mark.
