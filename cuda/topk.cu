@@ -37,12 +37,12 @@
 //   its exact check fails.
 // Per row with rows of at most 11264 f32 or 22528 f16/bf16 keys (src/topk.rs row_max_len), all of the above is one
 // launch instead:
-//   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and runs the same passes,
-//       choice, counts and ranked selection there (select_row below); one read of the keys in all.
-// Floor: the keys are read once per digit pass plus twice more (counts, select): f32 6 reads (24 bytes per
-// element), f16/bf16 4 reads (8 bytes per element); the mask is written once (n / 8 bytes). The one-read floor
-// is n * sizeof(T) bytes; reading a filtered candidate list instead of all keys in later passes (AIR top-k) is
-// the next step if measurements call for it.
+//   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and selects there with
+//       11-bit digit levels and pairwise ranks of the few keys in K*'s bin (select_row below); one read in all.
+// Per matrix with k = n: topk_all_min_count_<dtype> (the smallest key and its count) and topk_all_bits.
+// Floor of the radix passes above: the keys are read once per digit pass plus twice more (counts, select): f32 6
+// reads (24 bytes per element), f16/bf16 4 reads (8 bytes per element); the mask is written once (n / 8 bytes).
+// The one-read floor is n * sizeof(T) bytes, which the bracket, per-row and k = n paths approach.
 #include "common.cuh"
 
 namespace {
