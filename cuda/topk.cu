@@ -694,7 +694,7 @@ __device__ __forceinline__ void choose_level1(const unsigned* bracket, const uns
     narrow<kCutBins>(hist, lo, hi, k - above, above, sel, scratch);
 }
 
-// One block per kChunk consecutive keys: counts keys > hi (ORing their mask bits when words is not null) and NaNs
+// One block per kChunk consecutive keys: counts keys > hi (ORing their mask bits into words) and NaNs
 // into the bracket words, and writes the keys in [lo, hi] (raw bits) with their flat indices to the block's region
 // of kChunkCap entries, in flat-index order (a round covers kLoadsInFlight * kThreads consecutive keys; within it
 // element u * kThreads + t, ranked by (u, warp, lane) through one scan of the 64 per-warp counts), and counts
@@ -738,7 +738,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
             above += a;
             nan += in && is_nan_bits<T>(bits[u]);
             unsigned a_ballot = __ballot_sync(0xffffffffu, a);
-            if (words && lane == 0 && a_ballot) or_bits(words, i - lane, a_ballot);
+            if (lane == 0 && a_ballot) or_bits(words, i - lane, a_ballot);
             const bool c = in && key >= lo && key <= hi;
             cand[u] = __ballot_sync(0xffffffffu, c);
             if (lane == 0) offsets[candidate_slot(u, warp)] = __popc(cand[u]);

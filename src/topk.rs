@@ -284,6 +284,14 @@ impl TopkKey for bf16 {
     }
 }
 
+/// [`Error::NanKeys`] when the keys held `count` NaNs and the policy refuses them.
+fn refuse_nans<T>(op: &'static str, count: usize, spec: &TopkSpec<T>) -> Result<()> {
+    if count > 0 && spec.nan == NanPolicy::Error {
+        return Err(Error::NanKeys { op, what: "keys", count });
+    }
+    Ok(())
+}
+
 fn is_nan<T: TopkKey>(x: T) -> bool {
     (x.to_raw() & !T::SIGN & T::ALL) > T::INF_ABS
 }
@@ -384,10 +392,7 @@ pub fn topk_cpu<T: TopkKey>(keys: &[T], rows: usize, cols: usize, spec: &TopkSpe
     const OP: &str = "topk_cpu";
     let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(OP, spec, seg_len)?;
-    let nans = keys.iter().filter(|&&x| is_nan(x)).count();
-    if nans > 0 && spec.nan == NanPolicy::Error {
-        return Err(Error::NanKeys { op: OP, what: "keys", count: nans });
-    }
+    refuse_nans(OP, keys.iter().filter(|&&x| is_nan(x)).count(), spec)?;
     let flags = spec.flags();
     let mut mask = BitMask::zeros(rows, cols);
     let mut cuts = Vec::with_capacity(segs);
@@ -644,9 +649,7 @@ fn select_everything<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice
         None
     };
     let w = gpu.download(&words)?;
-    if w[2] > 0 && spec.nan == NanPolicy::Error {
-        return Err(Error::NanKeys { op, what: "keys", count: w[2] as usize });
-    }
+    refuse_nans(op, w[2] as usize, spec)?;
     let equal = w[1] as usize;
     if equal == 0 || equal > n {
         return Err(Error::Cuda { op, detail: format!("inconsistent minimum count {w:?} for n = {n}") });
@@ -658,7 +661,6 @@ fn select_everything<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice
 /// `blocks` candidate regions: with `counts`, the mask path's regions (region b holds counts[b] entries from b *
 /// CHUNK_CAP); without, the cut path's one list, whose length is bracket word 5. Each narrows the choice in
 /// `words` by REFINE_BINS slices, or returns at once when it is final.
-#[allow(clippy::too_many_arguments)]
 fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, blocks: usize, flags: u32, p_vals: KernelArg, p_counts: Option<KernelArg>, p_words: KernelArg) -> Result<()> {
     let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
     let (p_counts, p_total) = match p_counts {
@@ -686,10 +688,8 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, blocks: usize, flags: u32, p_vals
 /// caller falls back to the radix passes), the NaN error under [`NanPolicy::Error`], an error if the choice is
 /// not final or its counts disagree with k (a bug, never a fallback).
 fn cut_of_choice<T: TopkKey>(op: &'static str, w: &[u32], k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<TopkCut<T>>> {
-    let (above, nans) = (w[2] as usize, w[3] as usize);
-    if nans > 0 && spec.nan == NanPolicy::Error {
-        return Err(Error::NanKeys { op, what: "keys", count: nans });
-    }
+    let above = w[2] as usize;
+    refuse_nans(op, w[3] as usize, spec)?;
     let sel = &w[MASK_SEL..MASK_SEL + 8];
     if sel[SEL_STATUS] == SEL_INVALID {
         count_bracket_path(false);
@@ -855,7 +855,6 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
 
 /// Runs the digit passes (Count) and the tile counts: afterwards every segment's state holds K*, the quota of
 /// keys equal to K* to take, c_gt, the NaN count and the keys beyond K* counted directly.
-#[allow(clippy::too_many_arguments)]
 fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32) -> Result<DeviceSelection> {
     let mut state = initial_state(gpu, segs, plan)?;
     let tiles_per_seg = seg_len.div_ceil(TILE);
@@ -922,10 +921,7 @@ fn select_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<
 /// Reads the states back (one synchronization) and turns them into cuts; applies the NaN policy.
 fn cuts_of<T: TopkKey>(op: &'static str, gpu: &Gpu, state: &DeviceVec<u32>, segs: usize, plan: &Plan, spec: &TopkSpec<T>) -> Result<Vec<TopkCut<T>>> {
     let state = gpu.download(state)?;
-    let nans: usize = (0..segs).map(|s| state[s * STATE_WORDS + 3] as usize).sum();
-    if nans > 0 && spec.nan == NanPolicy::Error {
-        return Err(Error::NanKeys { op, what: "keys", count: nans });
-    }
+    refuse_nans(op, (0..segs).map(|s| state[s * STATE_WORDS + 3] as usize).sum(), spec)?;
     let flags = spec.flags();
     (0..segs)
         .map(|s| {
@@ -1012,10 +1008,11 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
             return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
         }
     }
-    let mut laps = gpu.step_times(profiling());
+    let rows_path = by_rows::<T>(spec.scope, seg_len);
+    let mut laps = gpu.step_times(profiling() && rows_path);
     laps.mark("start");
     let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
-    if by_rows::<T>(spec.scope, seg_len) {
+    if rows_path {
         laps.mark("scratch");
         let state = select_rows_on_device(op, gpu, keys, segs, seg_len, &plan, flags, Some(&mut words))?;
         laps.mark("rows");

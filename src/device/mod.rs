@@ -436,10 +436,6 @@ impl Gpu {
         }
     }
 
-    /// Per-step device times of one call, for an op's profile switch (`SLR_TOPK_PROFILE`): with `on`, each
-    /// [`StepTimes::mark`] records a CUDA event on the stream (nothing waits), and [`StepTimes::report`] waits once
-    /// at the end and prints the milliseconds between consecutive marks (so each step includes the gap before its
-    /// first kernel: launch latency shows where it is paid). Host time on the emulator; nothing when off.
     /// A CUDA event recorded on this handle's stream now (nothing waits for it); `None` on the emulator or if the
     /// driver refuses. For profiles that time steps on the device.
     pub(crate) fn event_now(&self) -> Option<cudarc::driver::CudaEvent> {
@@ -450,6 +446,10 @@ impl Gpu {
         }
     }
 
+    /// Per-step device times of one call, for an op's profile switch (`SLR_TOPK_PROFILE`): with `on`, each
+    /// [`StepTimes::mark`] records a CUDA event on the stream (nothing waits), and [`StepTimes::report`] waits once
+    /// at the end and prints the milliseconds between consecutive marks (so each step includes the gap before its
+    /// first kernel: launch latency shows where it is paid). Host time on the emulator; nothing when off.
     pub(crate) fn step_times(&self, on: bool) -> StepTimes<'_> {
         StepTimes { gpu: self, on, marks: Vec::new() }
     }
@@ -503,8 +503,8 @@ impl Gpu {
                 b.stream.context().bind_to_thread().map_err(cuda_err("launch"))?;
                 if shape.shared_bytes > OPT_IN_ABOVE && shape.shared_bytes > opted {
                     // Static plus dynamic shared memory beyond 48 KiB must be opted into per function (sm_70+; up
-                    // to 227 KiB on sm_90); the launch below fails with a typed error if the card has less. The attribute is
-                    // set under the cache's lock and only ever raised (to what this launch needs, when more than
+                    // to 227 KiB on sm_90); the launch below fails with a typed error if the card has less. The
+                    // attribute is set under the cache's lock and only ever raised (to what this launch needs, when more than
                     // recorded), so a concurrent launch of the same function that needs more can never find it
                     // lowered after its own check.
                     let mut functions = b.functions.lock().unwrap_or_else(|p| p.into_inner());
