@@ -575,6 +575,8 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
     }
     run_case("topk_threshold", 0.05, TopkSpec::count((0.05 * n as f64).round() as usize));
+    // k = n: every entry (one pass for the smallest key and its count, the mask all ones).
+    run_case("topk_mask", 1.0, TopkSpec::count(n));
     run_case("topk_csr", 0.05, TopkSpec::count((0.05 * n as f64).round() as usize));
     if cols == 4096 {
         run_case("topk_mask_per_row", 64.0 / cols as f64, TopkSpec::count(64).per_row());

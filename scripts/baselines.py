@@ -207,6 +207,9 @@ def main():
                                   lambda k=k: torch.topk(w.abs().flatten(), k)))
                     cases.append(("topk_threshold", d, "torch.kthvalue(-|W|.flatten(), k)",
                                   lambda k=k: torch.kthvalue(-w.abs().flatten().float(), k)))
+            # k = n (ours: one pass for the smallest key and its count, the mask all ones).
+            cases.append(("topk_mask", 1.0, "torch.topk(|W|.flatten(), n)",
+                          lambda: torch.topk(w.abs().flatten(), n)))
             if cols == 4096:
                 cases.append(("topk_mask_per_row", 64 / cols, "torch.topk(|W|, 64, dim=1)",
                               lambda: torch.topk(w.abs(), 64, dim=1)))
