@@ -519,7 +519,8 @@ fn bench_tile_mma(c: &mut Criterion) {
 }
 
 /// Top-k by magnitude (radix select, cuda/topk.cu): the mask over a whole weight at k = 0.1%, 1%, 5%, 25%, the
-/// CSR output at 5%, and the per-row top 64 of rows of 4096 (the shapes with 4096 columns). `density` is k / n.
+/// CSR output at 5%, and the per-row top 64 of rows of 4096 (the shapes with 4096 columns) and of 14336. `density`
+/// is k / n.
 /// `bytes` is the one-read floor: the keys read once (n * size_of::<T>()); the design reads them 6 times for f32
 /// and 4 for bf16 (src/topk.rs), so of_floor near 1/6 (f32) or 1/4 (bf16) means the passes themselves run at
 /// full bandwidth.
@@ -529,13 +530,17 @@ fn bench_topk(c: &mut Criterion) {
     let fractions: &[f64] = if quick() { &[0.01, 0.05] } else { &[0.001, 0.01, 0.05, 0.25] };
     let mut group = Bench::group(c, "topk");
     for &(rows, cols) in shapes {
-        topk_cases::<f32>(&bench, &mut group, rows, cols, fractions);
-        topk_cases::<bf16>(&bench, &mut group, rows, cols, fractions);
+        topk_cases::<f32>(&bench, &mut group, rows, cols, fractions, false);
+        topk_cases::<bf16>(&bench, &mut group, rows, cols, fractions, false);
     }
+    // Rows longer than 44 KiB (LLaMA-3-8B's down_proj, 4096 x 14336): one block per row since 2026-11-27 (57 KiB of
+    // f32 keys, 28 KiB of bf16), the radix passes before (their same-run line); per row only.
+    topk_cases::<f32>(&bench, &mut group, 4096, 14336, &[], true);
+    topk_cases::<bf16>(&bench, &mut group, 4096, 14336, &[], true);
     group.finish();
 }
 
-fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, cols: usize, fractions: &[f64]) {
+fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, cols: usize, fractions: &[f64], per_row_only: bool) {
     let gpu = &bench.gpu;
     let n = rows * cols;
     // Roughly normal weights (sum of uniforms from a fixed LCG), rounded to T: bf16 gives many ties.
@@ -571,6 +576,10 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
             std::env::remove_var("SLR_TOPK_PROFILE");
         }
     };
+    if per_row_only {
+        run_case("topk_mask_per_row", 64.0 / cols as f64, TopkSpec::count(64).per_row());
+        return;
+    }
     for &f in fractions {
         run_case("topk_mask", f, TopkSpec::count((f * n as f64).round() as usize));
     }

@@ -35,8 +35,8 @@
 //   topk_bracket_count; topk_bracket_refine twice for f32, once for 16-bit keys; for the mask
 //   topk_bracket_tie_count and topk_bracket_take; one read-back); the passes above run over all keys only when
 //   its exact check fails.
-// Per row with rows of at most 11264 f32 or 22528 f16/bf16 keys (src/topk.rs row_max_len), all of the above is one
-// launch instead:
+// Per row with rows that fit one block's shared memory (src/topk.rs row_max_len: the device's opt-in limit less
+// 13 KiB, 55 k f32 keys on sm_90), all of the above is one launch instead:
 //   topk_select_rows_<dtype>: one block per row reads the row once into shared memory and selects there with
 //       11-bit digit levels and pairwise ranks of the few keys in K*'s bin (select_row below); one read in all.
 // Per matrix with k = n: topk_all_min_count_<dtype> (the smallest key and its count) and topk_all_bits.
@@ -410,13 +410,64 @@ __device__ __forceinline__ void digit_levels(const Slot* keys, unsigned len, uns
     __syncthreads();  // the last pick's reads before scratch is reused
 }
 
+constexpr unsigned kRowVecLoads = 4;  // 16-byte loads in flight per thread while a row is read
+
+// One row of keys into shared memory as order keys at their width (row_keys: 16-byte aligned); returns this
+// thread's count of NaNs. When the row starts 16-byte aligned (every row whose byte length is a multiple of 16),
+// 16-byte loads, kRowVecLoads in flight per thread (64 bytes: with one or two blocks of a long row per SM, one
+// key per load would keep 1-2 KB in flight per SM, far below what hides DRAM latency), each stored as one 16-byte
+// shared store of its order keys; the tail past the last whole vector, and a misaligned row, one key per load.
+template <typename T, typename Slot>
+__device__ __forceinline__ unsigned load_row(const T* __restrict__ row, unsigned seg_len, unsigned flags,
+                                             Slot* __restrict__ row_keys) {
+    static_assert(sizeof(Slot) == sizeof(T), "order keys at the keys' width");
+    constexpr unsigned kPerVec = 16 / sizeof(T);
+    unsigned nan = 0, done = 0;
+    if ((reinterpret_cast<unsigned long long>(row) & 15ull) == 0) {
+        const unsigned vecs = seg_len / kPerVec;
+        const uint4* __restrict__ src = reinterpret_cast<const uint4*>(row);
+        uint4* __restrict__ dst = reinterpret_cast<uint4*>(row_keys);
+        for (unsigned f = threadIdx.x; f < vecs; f += kThreads * kRowVecLoads) {
+            uint4 raw[kRowVecLoads];
+#pragma unroll
+            for (unsigned u = 0; u < kRowVecLoads; ++u) {
+                if (f + u * kThreads < vecs) raw[u] = __ldg(src + f + u * kThreads);
+            }
+#pragma unroll
+            for (unsigned u = 0; u < kRowVecLoads; ++u) {
+                if (f + u * kThreads >= vecs) continue;
+                const unsigned in[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+                unsigned out[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+                for (unsigned e = 0; e < kPerVec; ++e) {
+                    // Little-endian: key e of the vector is word e (32-bit) or half e % 2 of word e / 2 (16-bit).
+                    const unsigned bits = sizeof(T) == 4 ? in[e] : (in[e / 2] >> (16 * (e % 2))) & 0xffffu;
+                    nan += is_nan_bits<T>(bits);
+                    const unsigned key = order_key<T>(bits, flags);
+                    if (sizeof(T) == 4) out[e] = key;
+                    else out[e / 2] |= key << (16 * (e % 2));
+                }
+                dst[f + u * kThreads] = make_uint4(out[0], out[1], out[2], out[3]);
+            }
+        }
+        done = vecs * kPerVec;
+    }
+    using Raw = typename KeyBits<T>::Raw;
+    for (unsigned i = done + threadIdx.x; i < seg_len; i += kThreads) {
+        const unsigned bits = (unsigned)__ldg(reinterpret_cast<const Raw*>(row) + i);
+        nan += is_nan_bits<T>(bits);
+        row_keys[i] = (Slot)order_key<T>(bits, flags);
+    }
+    return nan;
+}
+
 // Where select_row's histogram starts in its dynamic shared memory: after the row's keys, 16-byte aligned.
 __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, unsigned slot_bytes) {
     return (seg_len * slot_bytes + 15u) & ~15u;
 }
 
-// The whole selection of one short segment (a row of at most 44 KiB of keys: 11264 f32, 22528 f16/bf16; src/topk.rs
-// row_max_len) in one block: the keys are read from global memory once into shared memory (as order keys at
+// The whole selection of one segment whose keys fit the block's shared memory (src/topk.rs row_max_len: up to the
+// device's opt-in limit less kRowExtraBytes and 1 KiB for the static arrays below) in one block: the keys are read from global memory once into shared memory (as order keys at
 // their width), then, for a count, radix select there with 11-bit digits (f32: 11, 11, 10 bits; 16-bit keys: 11,
 // 5), MSB first: each level counts the keys that share the digits fixed so far in kRowBins bins (plain shared
 // atomics: 11 bits spread a magnitude's exponent over 4 bins per binade, so a warp's keys rarely share a bin) and
@@ -427,9 +478,9 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 // are taken, the one of rank quota - 1 is K*. When every digit is fixed first (heavy ties: one key holds more than
 // kRowCands), K* is that key, and the keys equal to it are ranked by ballots in flat-index order, as for a fixed
 // key (`Beyond`, k = 0: no digits). The taken bits are ORed into the mask (words may be null: the cut only), and
-// the state words end as the multi-kernel path leaves them: [0] K*, [1] quota, [2] c_gt, [3] NaNs, [4] keys > K*
-// counted directly. `passes` is nonzero for a count (state [1] = k on entry) and 0 for a fixed key (state [0] =
-// the key).
+// the block writes its segment's kStateWords state words as the multi-kernel path leaves them: [0] K*, [1] quota,
+// [2] c_gt, [3] NaNs, [4] keys > K* counted directly, the rest 0 (no topk_init_state launch before it). `passes`
+// is nonzero for a count (`value` = k) and 0 for a fixed key (`value` = the key's order key).
 // Launch: one block of kThreads per segment, row_keys_bytes(seg_len, sizeof(Raw)) + kRowExtraBytes bytes of
 // dynamic shared memory.
 // Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; in shared memory one pass per
@@ -437,7 +488,7 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 // bin's c <= kRowCands keys.
 template <typename T>
 __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
-                                           unsigned passes, unsigned* __restrict__ state,
+                                           unsigned passes, unsigned value, unsigned* __restrict__ state,
                                            unsigned long long* __restrict__ words) {
     // Order keys at their width: 2 bytes for f16/bf16 (rows up to twice as long in the same shared memory).
     // (Declared as bytes: the instantiations for 2- and 4-byte slots share the one extern shared array.)
@@ -457,15 +508,11 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     unsigned* s = state + (unsigned long long)blockIdx.x * kStateWords;
     constexpr unsigned key_bits = 8 * sizeof(T);
     if (t < 4) totals[t] = 0;
-    unsigned nan = 0;
-    for (unsigned i = t; i < seg_len; i += kThreads) {
-        unsigned bits = load_bits(keys, base + i);
-        nan += is_nan_bits<T>(bits);
-        row_keys[i] = (Slot)order_key<T>(bits, flags);
-    }
+    unsigned nan = load_row(keys + base, seg_len, flags, row_keys);
     __syncthreads();  // the row's keys before any level reads them
     // The digits fixed so far (`fixed` bits of `prefix`), the keys beyond them and the rank still to find.
-    DigitLevels lv{passes != 0 ? 0u : s[0], passes != 0 ? 0u : ~0u, 0u, s[1], passes != 0 ? key_bits : 0u, ~0u};
+    DigitLevels lv{passes != 0 ? 0u : value, passes != 0 ? 0u : ~0u, 0u, passes != 0 ? value : 0u,
+                   passes != 0 ? key_bits : 0u, ~0u};
     digit_levels(row_keys, seg_len, kRowCands, row_bins, scratch, lv);
     const unsigned prefix = lv.prefix, fixed = lv.fixed, above = lv.above, in_bin = lv.in_bin, bits_left = lv.bits_left;
     unsigned rank = lv.rank;
@@ -548,6 +595,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
         s[2] = above + totals[3];
         s[3] = totals[0];
         s[4] = totals[1];
+        for (unsigned w = 5; w < kStateWords; ++w) s[w] = 0u;
     }
 }
 
@@ -888,9 +936,20 @@ __device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, 
     __syncthreads();
     const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
     const unsigned count = region_count(cand_counts, list_total);
-    for (unsigned j = t; j < count; j += kThreads) {
-        const unsigned key = order_key<T>(load_bits(cand_vals, base + j), flags);
-        if (key >= lo && key <= hi) atomicAdd(&bins[range_bin<kRefineBins>(key, lo, hi)], 1u);
+    // kLoadsInFlight loads per thread issued before any is used (a region of kChunkCap entries is 16 per thread:
+    // two dependent round trips instead of 16); the histogram does not depend on the order.
+    for (unsigned first = t; first < count; first += kThreads * kLoadsInFlight) {
+        unsigned bits[kLoadsInFlight];
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            const unsigned j = first + u * kThreads;
+            bits[u] = j < count ? load_bits(cand_vals, base + j) : 0u;
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            const unsigned key = order_key<T>(bits[u], flags);
+            if (first + u * kThreads < count && key >= lo && key <= hi) atomicAdd(&bins[range_bin<kRefineBins>(key, lo, hi)], 1u);
+        }
     }
     __syncthreads();
     for (unsigned b = t; b < kRefineBins; b += kThreads) {
@@ -1013,10 +1072,24 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     __shared__ unsigned flag;
     const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32;
     unsigned m = ~0u, c = 0, nan = 0;
-    for (unsigned long long i = (unsigned long long)blockIdx.x * kThreads + t; i < n; i += (unsigned long long)gridDim.x * kThreads) {
-        const unsigned bits = load_bits(keys, i);
-        nan += is_nan_bits<T>(bits);
-        combine_min(m, c, order_key<T>(bits, flags), 1u);
+    // Rounds of kLoadsInFlight independent loads per thread, all issued before any is used (one at a time kept
+    // ~8 KB in flight per SM for f32, ~4 KB for 16-bit keys: a fraction of the bandwidth). Min and count do not
+    // depend on the order.
+    const unsigned long long stride = (unsigned long long)gridDim.x * kThreads;
+    for (unsigned long long first = (unsigned long long)blockIdx.x * kThreads + t; first < n; first += stride * kLoadsInFlight) {
+        unsigned bits[kLoadsInFlight];
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            const unsigned long long i = first + u * stride;
+            bits[u] = i < n ? load_bits(keys, i) : 0u;
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+            if (first + u * stride < n) {
+                nan += is_nan_bits<T>(bits[u]);
+                combine_min(m, c, order_key<T>(bits[u], flags), 1u);
+            }
+        }
     }
     for (unsigned off = 16; off > 0; off >>= 1) {
         const unsigned m2 = __shfl_xor_sync(0xffffffffu, m, off), c2 = __shfl_xor_sync(0xffffffffu, c, off);
@@ -1077,8 +1150,9 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
-                                  unsigned* __restrict__ state, unsigned long long* __restrict__ words) {      \
-        select_row<T>(keys, seg_len, flags, passes, state, words);                                             \
+                                  unsigned value, unsigned* __restrict__ state,                                \
+                                  unsigned long long* __restrict__ words) {                                    \
+        select_row<T>(keys, seg_len, flags, passes, value, state, words);                                      \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kSampleThreads)                                                \
         topk_sample_bracket_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,  \

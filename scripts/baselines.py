@@ -187,12 +187,14 @@ def main():
     # per-row torch.topk(|W|, 64, dim=1). torch.topk returns indices, not a mask; the mask scatter is extra.
     shapes = [(4096, 4096), (4096, 11008), (14336, 4096)] if args.full else [(4096, 4096), (4096, 11008)]
     fractions = [0.001, 0.01, 0.05, 0.25] if args.full else [0.01, 0.05]
-    for rows, cols in shapes if want("topk") else []:
+    # (4096, 14336): rows of 14336 (LLaMA-3-8B's down_proj), the per-row case only (benches/kernels.rs).
+    for rows, cols in (shapes + [(4096, 14336)]) if want("topk") else []:
+        per_row_only = cols == 14336
         for dtype, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
             w = (torch.randn(rows, cols, device=dev, generator=gen) * 0.05).to(tdt)
             n = rows * cols
             cases = []
-            for d in fractions + ([0.05] if 0.05 not in fractions else []):
+            for d in ([] if per_row_only else fractions + ([0.05] if 0.05 not in fractions else [])):
                 k = round(d * n)
                 if d in fractions:
                     cases.append(("topk_mask", d, "torch.topk(|W|.flatten(), k)",
@@ -208,9 +210,10 @@ def main():
                     cases.append(("topk_threshold", d, "torch.kthvalue(-|W|.flatten(), k)",
                                   lambda k=k: torch.kthvalue(-w.abs().flatten().float(), k)))
             # k = n (ours: one pass for the smallest key and its count, the mask all ones).
-            cases.append(("topk_mask", 1.0, "torch.topk(|W|.flatten(), n)",
-                          lambda: torch.topk(w.abs().flatten(), n)))
-            if cols == 4096:
+            if not per_row_only:
+                cases.append(("topk_mask", 1.0, "torch.topk(|W|.flatten(), n)",
+                              lambda: torch.topk(w.abs().flatten(), n)))
+            if cols in (4096, 14336):
                 cases.append(("topk_mask_per_row", 64 / cols, "torch.topk(|W|, 64, dim=1)",
                               lambda: torch.topk(w.abs(), 64, dim=1)))
             for op, d, baseline, fn in cases:

@@ -29,8 +29,9 @@
 //! order). The CPU reference [`topk_cpu`] gives the mask and the cuts.
 //!
 //! # Device paths (all exact, all giving the reference's selection)
-//! - **Per row, rows of at most 11264 f32 or 22528 f16/bf16 keys**: one block per row reads its row once into
-//!   shared memory (at the keys' width) and does the radix passes, the tie ranks and the mask bits there
+//! - **Per row, rows whose keys fit one block's shared memory** (the device's opt-in limit less 13 KiB: on sm_90
+//!   55 k f32 keys or 110 k f16/bf16; sm_80 38 k / 77 k; sm_86/89 22 k / 44 k): one block per row reads its row
+//!   once into shared memory (at the keys' width) and does the radix passes, the tie ranks and the mask bits there
 //!   (`topk_select_rows_<dtype>`, one launch).
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
 //!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank, widened by 4 binomial standard
@@ -64,8 +65,10 @@ const BINS: usize = 256;
 const STATE_WORDS: usize = 8;
 /// Histogram blocks in flight over all segments, at most (each adds at most 256 counts to global memory).
 const HISTOGRAM_BLOCKS: usize = 2048;
-/// Shared memory for one row's keys in `topk_select_rows_<dtype>` (44 KiB).
-const ROW_SMEM_BYTES: usize = 44 * 1024;
+/// Static shared memory `topk_select_rows_<dtype>` may use besides its dynamic shared memory (112 bytes on sm_80-90
+/// with nvcc 13.0; tests/kernel_checks.rs holds every target's report to this): the opt-in limit counts both.
+#[doc(hidden)]
+pub const ROW_STATIC_SHARED_ALLOWANCE: usize = 1024;
 /// Dynamic shared memory of `topk_select_rows_<dtype>` after the row's keys (cuda/topk.cu kRowExtraBytes): the
 /// fast path's 2048-bin histogram and 512 candidates' keys and positions. With the longest rows the launch is
 /// above 48 KiB and opts in (sm_80 and later grant at least 99 KiB per block).
@@ -78,10 +81,25 @@ fn row_shared_bytes<T: TopkKey>(seg_len: usize) -> u32 {
 }
 
 /// Rows of at most this many keys are selected by one block each (`topk_select_rows_<dtype>`: the row read once
-/// into shared memory at its width: 11264 f32 keys, 22528 f16/bf16); longer rows, and whole matrices, take the
-/// multi-kernel radix passes.
-fn row_max_len<T: TopkKey>() -> usize {
-    ROW_SMEM_BYTES / T::DTYPE.size()
+/// into shared memory at its width), as long as the device lets one block opt into that much shared memory: on
+/// sm_90 (227 KiB) 55 k f32 keys or 110 k f16/bf16, on sm_80 (163 KiB) 38 k / 77 k, on sm_86/89 (99 KiB) 22 k / 44 k
+/// (rows of a 4096 x 14336 weight fit everywhere). Longer rows take the multi-kernel radix passes.
+///
+/// A row past 44 KiB leaves room for fewer blocks per SM (one at ~200 KiB), but each block still reads its row
+/// once, where the radix passes read every key once per 8-bit digit plus once to count (5 reads for f32, 3 for
+/// 16-bit keys) and launch two kernels per digit: with at least one row per SM the block per row moves a fifth
+/// (f32) to a third of the bytes; its in-shared passes (~5 over the row at 256 threads) are not the limit
+/// (unmeasured on a GPU: the bench's `topk_mask_per_row` case at rows of 14336 compares the two).
+fn row_max_len<T: TopkKey>(gpu: &Gpu) -> usize {
+    let budget = (gpu.max_dynamic_shared_bytes() as usize).saturating_sub(ROW_STATIC_SHARED_ALLOWANCE + ROW_EXTRA_BYTES);
+    // The keys' bytes are rounded up to 16 (row_shared_bytes): a whole number of 16-byte groups fits the budget.
+    (budget / 16 * 16) / T::DTYPE.size()
+}
+
+/// [`row_max_len`] for tests: the longest row the one-block-per-row path takes on this device.
+#[doc(hidden)]
+pub fn topk_row_max_len<T: TopkKey>(gpu: &Gpu) -> usize {
+    row_max_len::<T>(gpu)
 }
 /// Per-matrix counts over at least this many keys try the sample bracket first (`bracket_cut`, `bracket_mask`).
 const BRACKET_MIN_N: usize = 1 << 18;
@@ -473,8 +491,8 @@ fn radix_forced() -> bool {
 }
 
 /// Whether the one-block-per-row kernel handles this selection (per row, rows of at most [`row_max_len`]).
-fn by_rows<T: TopkKey>(scope: Scope, seg_len: usize) -> bool {
-    scope == Scope::PerRow && seg_len <= row_max_len::<T>() && !radix_forced()
+fn by_rows<T: TopkKey>(gpu: &Gpu, scope: Scope, seg_len: usize) -> bool {
+    scope == Scope::PerRow && seg_len <= row_max_len::<T>(gpu) && !radix_forced()
 }
 
 /// The k of a per-matrix count that tries the sample bracket first.
@@ -489,14 +507,16 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
 /// state as [`select_on_device`] does; with `words`, the taken bits are ORed into that (zeroed) mask.
 #[allow(clippy::too_many_arguments)]
 fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
-    debug_assert!(seg_len <= row_max_len::<T>());
-    let mut state = initial_state(gpu, segs, plan)?;
+    debug_assert!(seg_len <= row_max_len::<T>(gpu));
     if segs * seg_len == 0 {
-        return Ok(state);
+        return initial_state(gpu, segs, plan);
     }
-    let passes = match plan {
-        Plan::Count(_) => T::DTYPE.size() as u32,
-        Plan::Fixed { .. } => 0,
+    // The kernel writes every state word of its segment (no topk_init_state launch first).
+    // SAFETY: block b writes all STATE_WORDS words of segment b, for every b < segs (the grid), before any read.
+    let mut state = unsafe { gpu.alloc_uninit::<u32>(segs * STATE_WORDS)? };
+    let (passes, value) = match *plan {
+        Plan::Count(k) => (T::DTYPE.size() as u32, k as u32),
+        Plan::Fixed { key, .. } => (0, key),
     };
     {
     let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
@@ -514,8 +534,8 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     // SAFETY: block b reads keys b * seg_len + i for i < seg_len (keys holds segs * seg_len elements, checked by
     // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in the first seg_len * size_of::<T>() bytes of its
     // dynamic shared memory (the launch's row_shared_bytes: that, rounded up to 16, plus the ROW_EXTRA_BYTES the
-    // kernel's histogram and at most 512 candidates use; <= 56 KiB since seg_len <= row_max_len::<T>(), within
-    // every target's opt-in limit), writes its own STATE_WORDS words of state (segs *
+    // kernel's histogram and at most 512 candidates use; with the kernel's static shared memory within the device's
+    // opt-in limit since seg_len <= row_max_len::<T>(gpu), and `launch` opts in above 40 KiB), writes its own STATE_WORDS words of state (segs *
     // STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits only at flat indices of its own row,
     // all below segs * seg_len, into words (the caller allocates ceil(segs * seg_len / 64) zeroed words, distinct
     // from keys and state); a null mask is never dereferenced; arguments match topk_select_rows_<dtype>.
@@ -524,7 +544,7 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
             MODULE,
             &kernel::<T>("select_rows"),
             shape,
-            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), p_state, p_words],
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), KernelArg::U32(value), p_state, p_words],
         )?;
     }
     }
@@ -985,7 +1005,7 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
             return Ok(vec![cut]);
         }
     }
-    if by_rows::<T>(spec.scope, seg_len) {
+    if by_rows::<T>(gpu, spec.scope, seg_len) {
         let state = select_rows_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), None)?;
         return cuts_of(OP, gpu, &state, segs, &plan, spec);
     }
@@ -1008,7 +1028,7 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
             return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
         }
     }
-    let rows_path = by_rows::<T>(spec.scope, seg_len);
+    let rows_path = by_rows::<T>(gpu, spec.scope, seg_len);
     let mut laps = gpu.step_times(profiling() && rows_path);
     laps.mark("start");
     let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
@@ -1065,7 +1085,7 @@ fn write_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>
 /// [`topk_threshold`]. Exactly the entries of [`topk_cpu`]'s mask.
 ///
 /// Same shapes and errors as [`topk_threshold`]; synchronizes once per matrix through the sample bracket and per
-/// row for rows of at most 11264 f32 / 22528 f16/bf16 keys, twice on the radix passes (the scan total, the cuts).
+/// row for rows that fit one block's shared memory (module docs), twice on the radix passes (the scan total, the cuts).
 /// Floor: on the bracket path the keys read once, the candidates (a few percent of n) written once and read a
 /// few times, the mask written once (`n / 8` bytes); per row with such rows, one block per row reads its keys
 /// once into shared memory and does everything there (one read in all); the radix passes read the keys once

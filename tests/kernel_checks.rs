@@ -68,6 +68,21 @@ fn every_kernel_has_a_resource_row_per_target_with_zero_spills() {
     }
 }
 
+/// `topk_select_rows_<dtype>` sizes its dynamic shared memory to the device's opt-in limit less an allowance for its
+/// static arrays (src/topk.rs `row_max_len`): the static part must stay inside that allowance on every target, or
+/// the longest rows' launch would ask for more than the device grants.
+#[test]
+fn per_row_topk_static_shared_memory_fits_its_allowance() {
+    if !built_or_skip("topk_static_shared") {
+        return;
+    }
+    let rows: Vec<_> = kernels::resource_report().into_iter().filter(|r| r.kernel.starts_with("topk_select_rows_")).collect();
+    assert!(!rows.is_empty());
+    for r in rows {
+        assert!(r.shared_bytes as usize <= sparse_lowrank::topk::ROW_STATIC_SHARED_ALLOWANCE, "{r:?}");
+    }
+}
+
 /// cuobjdump: `CUOBJDUMP`, next to the nvcc that built the kernels, the project toolchain, or PATH.
 fn cuobjdump() -> Option<PathBuf> {
     let mut candidates = Vec::new();
@@ -224,12 +239,13 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "MATCH.ANY", "ATOMS", "BAR.SYNC", ".E.ADD.STRONG.GPU"]
             }
         }
-        // One block per row: the row read once (read-only path) into shared memory, 11-bit digit levels there with
-        // plain shared atomics and a block scan (shuffles), ballots for the tie ranks, taken bits ORed into the
-        // mask's 64-bit words.
+        // One block per row: the row read once into shared memory (16-byte loads and 16-byte shared stores of the
+        // order keys when aligned, single keys through the read-only path otherwise), 11-bit digit levels there
+        // with plain shared atomics and a block scan (shuffles), ballots for the tie ranks, taken bits ORed into
+        // the mask's 64-bit words.
         k if k.starts_with("topk_select_rows_") => {
             let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
-            vec![load, "STS", "LDS", "ATOMS", "SHFL.UP", "BAR.SYNC", "VOTE.ANY", ".E.OR.64.STRONG.GPU"]
+            vec!["LDG.E.128.CONSTANT", "STS.128", load, "STS", "LDS", "ATOMS", "SHFL.UP", "BAR.SYNC", "VOTE.ANY", ".E.OR.64.STRONG.GPU"]
         }
         // The bracket's sample: strided keys through the read-only path into shared memory, two in-shared radix
         // selects by 11-bit digit levels (plain shared atomics, block scans by shuffles, barriers).

@@ -368,17 +368,27 @@ fn many_tiles_of_ties_match_cpu_per_matrix_and_per_row() {
     }
 }
 
-/// Per-row selection has two device paths: rows of at most 44 KiB of keys (11264 f32, 22528 f16/bf16) are
-/// selected by one block each (the row in shared memory at its width), longer rows by the radix passes over
-/// global memory. Both edges for both widths, with ties and random magnitudes, every output, count and beyond
-/// modes, both directions.
+/// Per-row selection has two device paths: rows whose keys fit one block's shared memory (the device's opt-in limit
+/// less 13 KiB: 54784 f32 / 109568 f16/bf16 keys on sm_90 and on the emulator) are selected by one block each (the
+/// row in shared memory at its width), longer rows by the radix passes over global memory. Both edges for both
+/// widths, and a row just past the old 44 KiB limit (now a block with more than 48 KiB of shared memory, opted in),
+/// with ties and random magnitudes, every output, count and beyond modes, both directions.
 #[test]
 fn per_row_selection_matches_cpu_at_the_one_block_limit_and_past_it() {
-    fn edges<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng, limit: usize) {
-        for cols in [limit, limit + 1 + rng.gen_range(0..500)] {
+    fn edges<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng) {
+        let limit = sparse_lowrank::topk::topk_row_max_len::<T>(gpu);
+        assert!(limit * std::mem::size_of::<T>() >= 44 * 1024, "{dev}: one-block rows of {limit} keys");
+        let old_limit = 44 * 1024 / std::mem::size_of::<T>();
+        for cols in [old_limit + 1 + rng.gen_range(0..500), limit, limit + 1 + rng.gen_range(0..500)] {
             let rows = 2;
             for dist in [Dist::FewDistinct, Dist::Uniform] {
                 let keys: Vec<T> = draw(rng, rows * cols, dist);
+                // The path: the block per row is one launch for the cuts; the radix passes take several.
+                let d = gpu.upload(&keys).unwrap();
+                let before = gpu.host_calls();
+                topk_threshold(gpu, &d, rows, cols, &TopkSpec::count(cols / 2).per_row()).unwrap();
+                let launches = (gpu.host_calls() - before).launches;
+                assert_eq!(launches == 1, cols <= limit && !forced_radix(), "{dev}: rows of {cols} ({limit} fit): {launches} launches");
                 check(gpu, dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).per_row());
                 check(gpu, dev, &keys, rows, cols, &TopkSpec::count(rng.gen_range(1..cols)).by(RankBy::Value).smallest().per_row());
                 check(gpu, dev, &keys, rows, cols, &TopkSpec::beyond(keys[rng.gen_range(0..keys.len())]).per_row());
@@ -387,9 +397,41 @@ fn per_row_selection_matches_cpu_at_the_one_block_limit_and_past_it() {
     }
     let mut rng = rng("topk_row_paths");
     for (dev, gpu) in devices("topk_row_paths") {
-        edges::<f32>(&gpu, &dev, &mut rng, 11264);
-        edges::<bf16>(&gpu, &dev, &mut rng, 22528);
-        edges::<f16>(&gpu, &dev, &mut rng, 22528);
+        edges::<f32>(&gpu, &dev, &mut rng);
+        edges::<bf16>(&gpu, &dev, &mut rng);
+        edges::<f16>(&gpu, &dev, &mut rng);
+    }
+}
+
+/// The block per row reads a row with 16-byte loads when it starts 16-byte aligned and key by key otherwise: rows
+/// whose byte length is not a multiple of 16 alternate, a view that starts one element into its buffer misaligns
+/// every row, and the keys past a row's last whole vector take the scalar tail. Each against the CPU reference.
+#[test]
+fn per_row_selection_reads_aligned_misaligned_and_ragged_rows() {
+    fn rows_of<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng) {
+        for cols in [8usize, 9, 13, 64, 100, 257, 1000 + rng.gen_range(0..300)] {
+            let rows = 3;
+            let keys: Vec<T> = draw(rng, rows * cols + 1, Dist::Uniform);
+            let d = gpu.upload(&keys).unwrap();
+            let k = rng.gen_range(1..=cols);
+            for spec in [TopkSpec::count(k).per_row(), TopkSpec::count(k).by(RankBy::Value).smallest().per_row()] {
+                for offset in [0usize, 1] {
+                    let view = d.slice(offset..offset + rows * cols);
+                    let host = &keys[offset..offset + rows * cols];
+                    let expect = topk_cpu(host, rows, cols, &spec).unwrap();
+                    let ctx = format!("{dev}: {rows}x{cols} {:?} offset {offset} {spec:?}", T::DTYPE);
+                    let (mask, cuts) = topk_mask(gpu, view, rows, cols, &spec).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                    assert_eq!(mask.download(gpu).unwrap(), expect.mask, "{ctx}: mask");
+                    assert!(cuts.iter().zip(&expect.cuts).all(|(g, e)| same_cut(g, e)), "{ctx}: cuts");
+                }
+            }
+        }
+    }
+    let mut rng = rng("topk_row_alignment");
+    for (dev, gpu) in devices("topk_row_alignment") {
+        rows_of::<f32>(&gpu, &dev, &mut rng);
+        rows_of::<bf16>(&gpu, &dev, &mut rng);
+        rows_of::<f16>(&gpu, &dev, &mut rng);
     }
 }
 
