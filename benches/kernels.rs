@@ -567,6 +567,10 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         // one-block rows), as a baseline from the same run.
         report_switched(gpu, &case, "SLR_TOPK_PATH", "radix", "radix passes over all keys", 10, &bench.device, &mut run);
         report_pool_trimmed(gpu, &case, 10, &bench.device, &mut run);
+        if op != "topk_mask_per_row" {
+            // The bracket paths' kernels after the sample launched one after another, as before 2026-11-27.
+            report_switched(gpu, &case, "SLR_PDL", "off", "without programmatic dependent launch", 10, &bench.device, &mut run);
+        }
         if std::env::var_os("SLR_TOPK_PROFILE").is_none() {
             // One more call with the per-step device times printed (CUDA events between the launches).
             std::env::set_var("SLR_TOPK_PROFILE", "1");

@@ -28,6 +28,25 @@ template <> __device__ __forceinline__ float from_f32<float>(float x) { return x
 template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
+// Programmatic dependent launch (src/device/mod.rs `launch_after_previous`; sm_90 only). A kernel launched that
+// way may start while the previous kernel of the stream is still running: every thread must call
+// wait_for_previous_grid() before it reads anything an earlier stream operation wrote, before it writes anything
+// global, and before it exits (so that its grid's completion implies the previous one's: the chain stays
+// ordered). Before the wait it may only read inputs that were complete before the previous kernel started (the
+// op's arguments) and use its own shared memory. allow_next_grid() lets the next such launch be scheduled once
+// every block of this grid has called it or exited; it orders nothing (the next kernel's wait does). Both are
+// no-ops below sm_90, and on the emulator, where kernels run one after another.
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // Index of the CSR row that holds entry `e`: the largest r in [lo, hi] with row_offsets[r] <= e. Requires a
 // validated CSR (offsets non-decreasing, row_offsets[rows] = nnz > e) and row_offsets[lo] <= e. About
 // log2(hi - lo + 1) dependent loads of a small array that stays in L1/L2.

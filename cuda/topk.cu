@@ -643,6 +643,7 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
     unsigned* bins = sample + kSamples;
     __shared__ unsigned scratch[kThreads / 32 + 4];
     constexpr unsigned kPer = kSamples / kSampleThreads;
+    slr::allow_next_grid();  // the pass (launched after this kernel) may start loading its keys now
     unsigned bits[kPer];
 #pragma unroll
     for (unsigned u = 0; u < kPer; ++u) bits[u] = load_bits(keys, sample_position(threadIdx.x + u * kSampleThreads, n));
@@ -766,17 +767,23 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     __shared__ unsigned bins[kCutBins];
     __shared__ unsigned scratch[kWarps + 4];  // the last block's choice
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
-    const unsigned lo = bracket[0], hi = bracket[1];
     const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
     Raw* vals = reinterpret_cast<Raw*>(cand_vals) + (unsigned long long)blockIdx.x * kChunkCap;
     unsigned* idx = cand_idx + (unsigned long long)blockIdx.x * kChunkCap;
     if (t < 2) totals[t] = 0;
     for (unsigned b = t; b < kCutBins; b += kThreads) bins[b] = 0;
+    // Launched after the sample kernel (launch_after_previous): the first round's keys (an input, complete before
+    // the sample started) are loaded before the bracket is known, so they arrive while the sample finishes.
+    unsigned bits[kLoadsInFlight];
+    load_keys(keys, start + t, kThreads, end, bits);
+    slr::wait_for_previous_grid();  // the sample's bracket words and the zeroed words before it
+    slr::allow_next_grid();
+    const unsigned lo = bracket[0], hi = bracket[1];
     __syncthreads();
     unsigned above = 0, nan = 0, written = 0;  // written: candidates of the rounds done (the same in every thread)
     for (unsigned round = start; round < end; round += kRound) {
-        unsigned bits[kLoadsInFlight], cand[kLoadsInFlight];
-        load_keys(keys, round + t, kThreads, end, bits);
+        unsigned cand[kLoadsInFlight];
+        if (round != start) load_keys(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             unsigned i = round + u * kThreads + t;
@@ -851,16 +858,21 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     __shared__ unsigned round_base;                        // the round's first list position
     __shared__ unsigned scratch[kWarps + 4];               // the last block's choice
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
-    const unsigned lo = bracket[0], hi = bracket[1];
     const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
     Raw* out = reinterpret_cast<Raw*>(list);
     if (t < 2) totals[t] = 0;
     for (unsigned b = t; b < kCutBins; b += kThreads) bins[b] = 0;
+    // As in bracket_pass: the first round's keys in flight while the sample kernel finishes.
+    unsigned bits[kLoadsInFlight];
+    load_keys(keys, start + t, kThreads, end, bits);
+    slr::wait_for_previous_grid();
+    slr::allow_next_grid();
+    const unsigned lo = bracket[0], hi = bracket[1];
     __syncthreads();
     unsigned above = 0, nan = 0;
     for (unsigned round = start; round < end; round += kRound) {
-        unsigned bits[kLoadsInFlight], cand[kLoadsInFlight];
-        load_keys(keys, round + t, kThreads, end, bits);
+        unsigned cand[kLoadsInFlight];
+        if (round != start) load_keys(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             bool in = round + u * kThreads + t < end;
@@ -929,6 +941,8 @@ __device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, 
                                                unsigned* __restrict__ ticket) {
     __shared__ unsigned bins[kRefineBins];
     __shared__ unsigned scratch[kThreads / 32 + 4];
+    slr::wait_for_previous_grid();  // launch_after_previous: the pass's (or the previous level's) words
+    slr::allow_next_grid();
     if (sel[kSelStatus] != kSelNeedsSelect) return;  // the same for every block: only the last block writes sel
     const unsigned t = threadIdx.x;
     const unsigned lo = sel[kSelKeyLo], hi = sel[kSelKeyHi], rank = sel[kSelRank], before = sel[kSelBefore];
@@ -972,6 +986,8 @@ __device__ __forceinline__ void bracket_tie_count(const T* __restrict__ cand_val
                                                   unsigned flags, const unsigned* __restrict__ sel,
                                                   unsigned* __restrict__ region_eq, unsigned* __restrict__ ticket) {
     __shared__ unsigned scratch[kThreads / 32 + 4];
+    slr::wait_for_previous_grid();  // launch_after_previous: the last level's choice
+    slr::allow_next_grid();
     if (!ties_need_ranks(sel)) return;
     const unsigned t = threadIdx.x, kstar = sel[kSelKeyLo];
     const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
@@ -1009,6 +1025,8 @@ __device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, co
                                              const unsigned* __restrict__ sel, const unsigned* __restrict__ region_eq,
                                              unsigned long long* __restrict__ words) {
     __shared__ unsigned warp_eq[kThreads / 32];
+    slr::wait_for_previous_grid();  // launch_after_previous: the tie counts and the choice
+    slr::allow_next_grid();
     if (sel[kSelStatus] != kSelDone) return;
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned kstar = sel[kSelKeyLo], quota = sel[kSelRank];

@@ -478,7 +478,8 @@ fn initial_state(gpu: &Gpu, segs: usize, plan: &Plan) -> Result<DeviceVec<u32>> 
 
 /// `SLR_TOPK_PROFILE` in the environment: the bracket paths print the device time of each step of every call to
 /// stderr (CUDA events between the launches, nothing waits until the read-back; the benchmark sets it for one
-/// extra call per case).
+/// extra call per case). An event between two kernels also stands between a dependent launch and the kernel it
+/// would overlap, so profiled calls show the steps without that overlap.
 fn profiling() -> bool {
     std::env::var_os("SLR_TOPK_PROFILE").is_some()
 }
@@ -696,9 +697,10 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, blocks: usize, flags: u32, p_vals
         // from b * CHUNK_CAP, all written by the pass; it adds to this level's REFINE_BINS histogram words and
         // its ticket word, and the last block rewrites the 8 choice words, all inside `words` (zeroed,
         // MASK_PATH_WORDS; MASK_HIST2 + refine_levels * REFINE_BINS <= MASK_PATH_WORDS); a null count or list
-        // length is never read; arguments match topk_bracket_refine_<dtype>.
+        // length is never read; arguments match topk_bracket_refine_<dtype>. Dependent launch: every thread
+        // waits for the previous grid first (cuda/topk.cu bracket_refine), as launch_after_previous requires.
         unsafe {
-            gpu.launch(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
+            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
         }
     }
     Ok(())
@@ -757,9 +759,10 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         // bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1 histogram words, the last block writes the 8
         // choice words (all inside `words`, MASK_PATH_WORDS zeroed, the MASK_* layout), and writes list entries
         // only below cap (the list's length); the buffers are fresh and distinct from keys; arguments match
-        // topk_bracket_count_<dtype>.
+        // topk_bracket_count_<dtype>. Dependent launch: before waiting for the sample kernel each thread only
+        // zeroes shared bins and loads keys (the op's input, complete before the sample started).
         unsafe {
-            gpu.launch(
+            gpu.launch_after_previous(
                 MODULE,
                 &kernel::<T>("bracket_count"),
                 shape,
@@ -836,8 +839,10 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // into the mask (ceil(n / 64) words, zeroed); the last block writes the 8 choice words; all words lie
         // inside `words` (MASK_PATH_WORDS, zeroed, the layout of the MASK_* offsets); every buffer is a fresh
         // allocation distinct from the others and from keys; arguments match topk_bracket_pass_<dtype>.
+        // Dependent launch: before waiting for the sample kernel each thread only zeroes shared bins and loads
+        // keys (the op's input, complete before the sample started).
         unsafe {
-            gpu.launch(
+            gpu.launch_after_previous(
                 MODULE,
                 &kernel::<T>("bracket_pass"),
                 regions_shape,
@@ -850,8 +855,9 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals, writes
         // region_eq[b] (blocks entries), and the last block rewrites region_eq[0..blocks) in place; it reads the
         // choice words and adds to one ticket word inside `words`; arguments match topk_bracket_tie_count_<dtype>.
+        // Dependent launch: every thread waits for the previous grid first.
         unsafe {
-            gpu.launch(
+            gpu.launch_after_previous(
                 MODULE,
                 &kernel::<T>("bracket_tie_count"),
                 regions_shape,
@@ -861,9 +867,10 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals and
         // cand_idx (flat indices below n, written by the pass), region_eq[b] (written by the tie count whenever
         // the choice makes this kernel read it) and the choice words, and ORs bits at those flat indices into the
-        // mask (ceil(n / 64) words); arguments match topk_bracket_take_<dtype>.
+        // mask (ceil(n / 64) words); arguments match topk_bracket_take_<dtype>. Dependent launch: every thread
+        // waits for the previous grid first.
         unsafe {
-            gpu.launch(MODULE, &kernel::<T>("bracket_take"), regions_shape, &[p_vals, p_idx, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_mask])?;
+            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_take"), regions_shape, &[p_vals, p_idx, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_mask])?;
         }
         laps.mark("ties and bits");
     }

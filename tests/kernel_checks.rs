@@ -323,6 +323,41 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
     }
 }
 
+/// Kernels launched with programmatic dependent launch (`sparse_lowrank::device::AFTER_PREVIOUS_KERNELS`) may start
+/// while the previous kernel runs; their sm_90 code must wait for it (`griddepcontrol.wait`, SASS `ACQBULK`) before
+/// anything can leave the kernel: no `EXIT`, global store or atomic ahead of the first wait in the listing (an exit
+/// before it would end this grid before the previous one, and the next kernel's wait would no longer cover the
+/// chain). The sample kernel before the first of them lets it start early (`launch_dependents`, SASS `PREEXIT`).
+#[test]
+fn dependent_launch_kernels_wait_for_the_previous_grid_before_they_write_or_exit() {
+    if !built_or_skip("dependent_launch") {
+        return;
+    }
+    let tool = cuobjdump().expect("cuobjdump not found (scripts/install-toolchain.sh installs it; or set CUOBJDUMP)");
+    let mut checked = 0;
+    for module in kernels::MODULES {
+        for (arch, name, body) in sass_functions(&tool, module) {
+            if arch != "sm_90" {
+                continue;
+            }
+            if name.starts_with("topk_sample_bracket_") {
+                assert!(body.contains("PREEXIT"), "{name}: no launch_dependents (PREEXIT):\n{body}");
+            }
+            if !sparse_lowrank::device::AFTER_PREVIOUS_KERNELS.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            let wait = body.find("ACQBULK").unwrap_or_else(|| panic!("{name} on {arch}: no griddepcontrol.wait (ACQBULK):\n{body}"));
+            for early in ["EXIT", "STG", "ATOMG", "RED.", "REDG"] {
+                if let Some(at) = body.find(early) {
+                    assert!(at > wait, "{name} on {arch}: {early} before the first ACQBULK:\n{body}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= sparse_lowrank::device::AFTER_PREVIOUS_KERNELS.len(), "only {checked} dependent-launch kernels found");
+}
+
 #[test]
 fn sass_has_no_local_memory_and_the_intended_loads() {
     if !built_or_skip("sass") {

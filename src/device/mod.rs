@@ -104,6 +104,10 @@ struct CudaBackend {
     functions: Mutex<HashMap<FunctionKey, (CudaFunction, u32)>>,
     blas: OnceLock<Arc<CudaBlas>>,
     solver: OnceLock<Arc<cudarc::cusolver::DnHandle>>,
+    /// Whether [`Gpu::launch_after_previous`] may use programmatic dependent launch here: the device is sm_90,
+    /// whose machine code the fatbins hold (kernels compiled for it contain the `griddepcontrol.wait` their
+    /// contract needs; PTX JIT-compiled from compute_80 would not).
+    dependent_launch: bool,
 }
 
 /// (module, kernel name) of a loaded function.
@@ -148,9 +152,12 @@ impl Gpu {
         if !kernels::built() {
             return Err(Error::KernelsNotBuilt);
         }
+        let cc = stream.context().compute_capability().ok();
+        let dependent_launch = cc == Some((9, 0)) && kernels::ARCHS.contains(&"sm_90");
         Ok(Gpu {
             calls: CallCounters::default(),
             backend: Backend::Cuda(CudaBackend {
+                dependent_launch,
                 stream,
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
@@ -492,6 +499,30 @@ impl Gpu {
     /// launch shape, pointer arguments the kernel writes do not overlap ones it reads, and `args` match the
     /// kernel's parameter list in count, order and type.
     pub(crate) unsafe fn launch(&self, module: &'static str, kernel: &str, shape: LaunchShape, args: &[KernelArg]) -> Result<()> {
+        // SAFETY: the caller's contract, unchanged.
+        unsafe { self.launch_with(module, kernel, shape, args, false) }
+    }
+
+    /// [`Gpu::launch`] for a kernel that may start while the previous kernel of the stream still runs
+    /// (programmatic dependent launch, sm_90): its blocks can be scheduled as soon as every block of the previous
+    /// kernel has called `slr::allow_next_grid()` (or exited), which hides the launch gap between dependent kernels
+    /// and lets a prologue (loads of the op's inputs) overlap the previous kernel's tail. Elsewhere (other
+    /// devices, the emulator, `SLR_PDL=off`) an ordinary launch.
+    ///
+    /// # Safety
+    /// As for [`Gpu::launch`], and the kernel keeps the contract of `slr::wait_for_previous_grid()`
+    /// (cuda/common.cuh): every thread waits before it reads what an earlier stream operation wrote, before any
+    /// global write and before it exits; before the wait it only reads the op's inputs and its shared memory.
+    /// The kernel is listed in [`AFTER_PREVIOUS_KERNELS`] (tests/kernel_checks.rs checks its sm_90 machine code
+    /// waits).
+    pub(crate) unsafe fn launch_after_previous(&self, module: &'static str, kernel: &str, shape: LaunchShape, args: &[KernelArg]) -> Result<()> {
+        debug_assert!(AFTER_PREVIOUS_KERNELS.iter().any(|p| kernel.starts_with(p)), "{kernel} is not listed in AFTER_PREVIOUS_KERNELS");
+        // SAFETY: the caller's contract (the kernel waits for the previous grid before it depends on it).
+        unsafe { self.launch_with(module, kernel, shape, args, !crate::path_switch("SLR_PDL", "off")) }
+    }
+
+    /// See [`Gpu::launch`] and [`Gpu::launch_after_previous`] (`after_previous`).
+    unsafe fn launch_with(&self, module: &'static str, kernel: &str, shape: LaunchShape, args: &[KernelArg], after_previous: bool) -> Result<()> {
         // Every argument in its own 8-byte slot; the kernel reads as many bytes as its parameter type needs
         // (little-endian, so a u32 or f32 sits in the low bytes).
         self.calls.launches.fetch_add(1, Ordering::Relaxed);
@@ -518,6 +549,9 @@ impl Gpu {
                         entry.1 = shape.shared_bytes;
                     }
                 }
+                if after_previous && b.dependent_launch {
+                    return dependent_launch(&f, shape, b.stream.cu_stream(), &mut params).map_err(|e| Error::Cuda { op: "launch", detail: format!("{kernel} (dependent launch): {e}") });
+                }
                 // SAFETY: `params` holds one pointer per kernel parameter into `slots`, which outlives the
                 // call; the caller's contract covers what the kernel does with them.
                 unsafe {
@@ -537,6 +571,35 @@ impl Gpu {
             Backend::Emulated(e) => unsafe { e.launch(kernel, shape, &mut params) },
         }
     }
+}
+
+/// Kernels (name prefixes) that [`Gpu::launch_after_previous`] launches: each waits for the previous grid before it
+/// depends on it (cuda/common.cuh `wait_for_previous_grid`); tests/kernel_checks.rs checks their sm_90 code does.
+#[doc(hidden)]
+pub const AFTER_PREVIOUS_KERNELS: &[&str] = &["topk_bracket_pass_", "topk_bracket_count_", "topk_bracket_refine_", "topk_bracket_tie_count_", "topk_bracket_take_"];
+
+/// `cuLaunchKernelEx` with the programmatic stream serialization attribute (see [`Gpu::launch_after_previous`]).
+fn dependent_launch(f: &CudaFunction, shape: LaunchShape, stream: cudarc::driver::sys::CUstream, params: &mut [*mut c_void]) -> std::result::Result<(), cudarc::driver::DriverError> {
+    use cudarc::driver::sys;
+    // SAFETY: an all-zero CUlaunchAttribute is a valid value (id 0, zeroed union); the fields are set below.
+    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = sys::CUlaunchConfig {
+        gridDimX: shape.grid.0,
+        gridDimY: shape.grid.1,
+        gridDimZ: shape.grid.2,
+        blockDimX: shape.block.0,
+        blockDimY: shape.block.1,
+        blockDimZ: shape.block.2,
+        sharedMemBytes: shape.shared_bytes,
+        hStream: stream,
+        attrs: &mut attr,
+        numAttrs: 1,
+    };
+    // SAFETY: `config` and `attr` outlive the call; `params` holds one pointer per kernel parameter (the caller's
+    // contract, as for cuLaunchKernel); no `extra` array.
+    unsafe { sys::cuLaunchKernelEx(&config, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut()) }.result()
 }
 
 /// See [`Gpu::step_times`].
