@@ -32,7 +32,7 @@
 //! - **Per row, rows whose keys fit one block's shared memory** (the device's opt-in limit less 13 KiB: on sm_90
 //!   55 k f32 keys or 110 k f16/bf16; sm_80 38 k / 77 k; sm_86/89 22 k / 44 k): one block per row reads its row
 //!   once into shared memory (at the keys' width) and does the radix passes, the tie ranks and the mask bits there
-//!   (`topk_select_rows_<dtype>`, one launch).
+//!   (`topk_select_rows_<dtype>`, one launch). A whole matrix that small is one such row.
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
 //!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank, widened by 4 binomial standard
 //!   deviations plus 8); one pass over all keys counts those above `hi` (and sets their mask bits), writes those in
@@ -484,16 +484,29 @@ fn profiling() -> bool {
     std::env::var_os("SLR_TOPK_PROFILE").is_some()
 }
 
-/// `SLR_TOPK_PATH=radix` in the environment sends every selection down the radix passes over all keys (no
-/// one-block rows, no sample bracket): for benchmarks that compare the paths, and for bisecting. The result is
-/// the same.
+/// `SLR_TOPK_PATH=radix` in the environment (or [`force_radix_passes_on_this_thread`]) sends every selection down
+/// the radix passes over all keys (no one-block rows, no sample bracket): for benchmarks that compare the paths,
+/// for tests that hold both paths to the reference, and for bisecting. The result is the same.
 fn radix_forced() -> bool {
-    crate::path_switch("SLR_TOPK_PATH", "radix")
+    RADIX_FORCED.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "radix")
 }
 
-/// Whether the one-block-per-row kernel handles this selection (per row, rows of at most [`row_max_len`]).
-fn by_rows<T: TopkKey>(gpu: &Gpu, scope: Scope, seg_len: usize) -> bool {
-    scope == Scope::PerRow && seg_len <= row_max_len::<T>(gpu) && !radix_forced()
+thread_local! {
+    static RADIX_FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sends this thread's top-k calls down the radix passes (as `SLR_TOPK_PATH=radix` does for the process): for tests
+/// running in parallel threads, where an environment variable would switch the other tests too.
+#[doc(hidden)]
+pub fn force_radix_passes_on_this_thread(on: bool) {
+    RADIX_FORCED.with(|f| f.set(on));
+}
+
+/// Whether the one-block-per-row kernel handles this selection: per row, rows of at most [`row_max_len`] keys;
+/// per matrix, a matrix that small (one segment, one block: one launch and one read, where the radix passes take
+/// ~10 dependent launches of a few blocks each; up to 55 k f32 keys on sm_90, e.g. a 128 x 384 adapter).
+fn by_rows<T: TopkKey>(gpu: &Gpu, seg_len: usize) -> bool {
+    seg_len <= row_max_len::<T>(gpu) && !radix_forced()
 }
 
 /// The k of a per-matrix count that tries the sample bracket first.
@@ -1012,7 +1025,7 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
             return Ok(vec![cut]);
         }
     }
-    if by_rows::<T>(gpu, spec.scope, seg_len) {
+    if by_rows::<T>(gpu, seg_len) {
         let state = select_rows_on_device(OP, gpu, &keys, segs, seg_len, &plan, spec.flags(), None)?;
         return cuts_of(OP, gpu, &state, segs, &plan, spec);
     }
@@ -1035,7 +1048,7 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
             return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), vec![cut]));
         }
     }
-    let rows_path = by_rows::<T>(gpu, spec.scope, seg_len);
+    let rows_path = by_rows::<T>(gpu, seg_len);
     let mut laps = gpu.step_times(profiling() && rows_path);
     laps.mark("start");
     let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;

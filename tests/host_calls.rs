@@ -84,6 +84,12 @@ fn topk_waits_for_the_device_once_for_the_cut_and_for_the_mask() {
         });
         // One launch: the block per row writes its segment's state words itself (no topk_init_state first).
         assert_eq!((per_row.synchronizations, per_row.launches), (1, 1), "{dev}: {per_row:?}");
+        // A small matrix is one such row: one launch where the radix passes took ~10.
+        let small = gpu.upload(&keys[..96 * 128]).unwrap();
+        let matrix = calls(&gpu, || {
+            topk_mask(&gpu, &small, 96, 128, &TopkSpec::count(500)).unwrap();
+        });
+        assert_eq!((matrix.synchronizations, matrix.launches), (1, 1), "{dev}: {matrix:?}");
     }
 }
 

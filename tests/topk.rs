@@ -130,6 +130,11 @@ fn random_cases<T: TopkKey>(test: &str, cases: usize) {
             let keys: Vec<T> = draw(&mut rng, rows * cols, dist);
             let spec = random_spec::<T>(&mut rng, if per_row { cols } else { rows * cols }, per_row);
             check(&gpu, &format!("{dev} {dist:?}"), &keys, rows, cols, &spec);
+            // These sizes take the one-block path (a small matrix is one row); the radix passes, which larger
+            // matrices, longer rows and the bracket's fallback take, are held to the same reference here.
+            sparse_lowrank::topk::force_radix_passes_on_this_thread(true);
+            check(&gpu, &format!("{dev} {dist:?} radix passes"), &keys, rows, cols, &spec);
+            sparse_lowrank::topk::force_radix_passes_on_this_thread(false);
         }
     }
 }
