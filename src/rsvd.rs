@@ -705,7 +705,11 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
         )?;
     }
     let code = gpu.download(&info)?[0];
-    if code != 0 {
+    if code < 0 {
+        // -i: the i-th argument was wrong (a bug in this binding, not the input's fault).
+        return Err(Error::Cuda { op: "rsvd", detail: format!("cuSOLVER small eigenproblem: argument {} rejected (info {code})", -code) });
+    }
+    if code > 0 {
         return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER)" });
     }
     let (lam, vecs) = (gpu.download(&w)?, gpu.download(&a)?);
