@@ -58,6 +58,7 @@ constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per 
 constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BRACKET_SAMPLES)
 constexpr unsigned kSampleThreads = 256;   // threads of the sample kernel's one block (src/topk.rs SAMPLE_THREADS)
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
+static_assert(kChunk % 64 == 0, "a bracket pass block's chunk is whole mask words");
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 constexpr unsigned kCutBins = 1024;         // slices of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
 constexpr unsigned kRefineBins = 4096;      // slices of each later level (src/topk.rs REFINE_BINS)
@@ -637,7 +638,8 @@ __host__ __device__ __forceinline__ unsigned long long sample_position(unsigned 
 // shared atomics per thread and a 2048-bin block scan.
 template <typename T>
 __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsigned n, unsigned flags,
-                                               unsigned rank_hi, unsigned rank_lo, unsigned* __restrict__ bracket) {
+                                               unsigned rank_hi, unsigned rank_lo, unsigned* __restrict__ bracket,
+                                               unsigned path_words) {
     static_assert(kSampleThreads == kThreads, "digit_levels runs on kThreads threads");
     SLR_DYNAMIC_SMEM(unsigned, sample);
     unsigned* bins = sample + kSamples;
@@ -658,6 +660,9 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
         bracket[0] = rank_lo > kSamples ? 0u : lo.prefix;
         bracket[1] = rank_hi == 0 ? all : hi.prefix;
     }
+    // The rest of the path's words (counters, choice, tickets, histograms) start at zero: zeroed here instead of
+    // by a memset before this kernel (the next kernels wait for this one to finish).
+    for (unsigned w = 2 + threadIdx.x; w < path_words; w += kSampleThreads) bracket[w] = 0u;
 }
 
 // Adds a block's counts of keys above the bracket and of NaNs to bracket words 2 and 3: per-warp sums, one shared
@@ -776,9 +781,13 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     // the sample started) are loaded before the bracket is known, so they arrive while the sample finishes.
     unsigned bits[kLoadsInFlight];
     load_keys(keys, start + t, kThreads, end, bits);
-    slr::wait_for_previous_grid();  // the sample's bracket words and the zeroed words before it
+    slr::wait_for_previous_grid();  // the sample's bracket words and the words it zeroed
     slr::allow_next_grid();
     const unsigned lo = bracket[0], hi = bracket[1];
+    // This block's mask words (its chunk starts on a word: kChunk is a multiple of 64) start at zero before any bit
+    // is ORed in: no memset of the whole mask first. The barrier below orders these stores before the block's ORs;
+    // the take kernel's ORs come after this grid.
+    for (unsigned w = start / 64 + t; w < (end + 63) / 64; w += kThreads) words[w] = 0ull;
     __syncthreads();
     unsigned above = 0, nan = 0, written = 0;  // written: candidates of the rounds done (the same in every thread)
     for (unsigned round = start; round < end; round += kRound) {
@@ -1174,8 +1183,8 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kSampleThreads)                                                \
         topk_sample_bracket_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,  \
-                                     unsigned rank_lo, unsigned* __restrict__ bracket) {                       \
-        sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket);                                          \
+                                     unsigned rank_lo, unsigned* __restrict__ bracket, unsigned path_words) {  \
+        sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket, path_words);                              \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_pass_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,          \

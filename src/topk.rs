@@ -612,8 +612,10 @@ fn bracket_ranks(k: usize, n: usize) -> (u32, u32) {
     (hi as u32, lo as u32)
 }
 
-/// The sample bracket's two order statistics (`topk_sample_bracket_<dtype>`) into bracket words 0 and 1.
+/// The sample bracket's two order statistics (`topk_sample_bracket_<dtype>`) into bracket words 0 and 1; the kernel
+/// also zeroes the rest of the path's words (`bracket` holds MASK_PATH_WORDS, uninitialized before it).
 fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, bracket: &mut DeviceVec<u32>) -> Result<()> {
+    check_len(op, "bracket path words", MASK_PATH_WORDS, bracket.len())?;
     let (rank_hi, rank_lo) = bracket_ranks(k, n);
     let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
     let mut bview = DeviceSliceMut::from(bracket);
@@ -621,14 +623,14 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     let shape = LaunchShape { grid: (1, 1, 1), block: (SAMPLE_THREADS, 1, 1), shared_bytes: ((SAMPLES + 2048) * 4) as u32 };
     // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES; keys
     // holds n, the callers' invariant), keeps their order keys and a 2048-bin histogram in (SAMPLES + 2048) * 4
-    // bytes of dynamic shared memory (the launch's) and writes bracket words 0 and 1 (the callers allocate
-    // MASK_PATH_WORDS, distinct from keys); arguments match topk_sample_bracket_<dtype>.
+    // bytes of dynamic shared memory (the launch's) and writes bracket words 0 and 1 and zeroes words 2 ..
+    // MASK_PATH_WORDS (the length checked above; distinct from keys); arguments match topk_sample_bracket_<dtype>.
     unsafe {
         gpu.launch(
             MODULE,
             &kernel::<T>("sample_bracket"),
             shape,
-            &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(rank_hi), KernelArg::U32(rank_lo), p_bracket],
+            &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(rank_hi), KernelArg::U32(rank_lo), p_bracket, KernelArg::U32(MASK_PATH_WORDS as u32)],
         )
     }
 }
@@ -757,7 +759,8 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         count_bracket_path(false);
         return Ok(None);
     };
-    let mut words = gpu.alloc_zeros::<u32>(MASK_PATH_WORDS)?;
+    // SAFETY: the sample kernel, the first to run, writes words 0 and 1 and zeroes the rest.
+    let mut words = unsafe { gpu.alloc_uninit::<u32>(MASK_PATH_WORDS)? };
     laps.mark("scratch");
     launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
     laps.mark("sample");
@@ -770,7 +773,8 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
         // bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1 histogram words, the last block writes the 8
-        // choice words (all inside `words`, MASK_PATH_WORDS zeroed, the MASK_* layout), and writes list entries
+        // choice words (all inside `words`, MASK_PATH_WORDS zeroed by the sample kernel, the MASK_* layout), and
+        // writes list entries
         // only below cap (the list's length); the buffers are fresh and distinct from keys; arguments match
         // topk_bracket_count_<dtype>. Dependent launch: before waiting for the sample kernel each thread only
         // zeroes shared bins and loads keys (the op's input, complete before the sample started).
@@ -824,8 +828,10 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     };
     let mut cand_counts = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
     let mut region_eq = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
-    let mut words = gpu.alloc_zeros::<u32>(MASK_PATH_WORDS)?;
-    let mut mask = gpu.alloc_zeros::<u64>(n.div_ceil(64))?;
+    // SAFETY: the sample kernel, the first to run, writes words 0 and 1 and zeroes the rest; each block of the
+    // pass zeroes the mask words of its chunk (the chunks cover all ceil(n / 64) of them) before ORing bits in.
+    let mut words = unsafe { gpu.alloc_uninit::<u32>(MASK_PATH_WORDS)? };
+    let mut mask = unsafe { gpu.alloc_uninit::<u64>(n.div_ceil(64))? };
     laps.mark("scratch");
     launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
     laps.mark("sample");
@@ -848,9 +854,10 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK)
         // <= 2^17 fits the grid), adds to bracket words 2-6 and to the CUT_BINS level-1 histogram words, writes at
         // most CHUNK_CAP entries of its own region [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx
-        // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), ORs bits of its own keys (flat indices below n)
-        // into the mask (ceil(n / 64) words, zeroed); the last block writes the 8 choice words; all words lie
-        // inside `words` (MASK_PATH_WORDS, zeroed, the layout of the MASK_* offsets); every buffer is a fresh
+        // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), zeroes the mask words of its own chunk and ORs
+        // bits of its own keys (flat indices below n) into them (ceil(n / 64) words); the last block writes the 8
+        // choice words; all words lie inside `words` (MASK_PATH_WORDS, zeroed by the sample kernel, the layout of
+        // the MASK_* offsets); every buffer is a fresh
         // allocation distinct from the others and from keys; arguments match topk_bracket_pass_<dtype>.
         // Dependent launch: before waiting for the sample kernel each thread only zeroes shared bins and loads
         // keys (the op's input, complete before the sample started).

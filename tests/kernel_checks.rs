@@ -99,7 +99,10 @@ fn cuobjdump() -> Option<PathBuf> {
 
 /// SASS per (target, function) of one embedded fatbin.
 fn sass_functions(tool: &Path, module: &kernels::KernelModule) -> Vec<(String, String, String)> {
-    let dir = std::env::temp_dir().join(format!("slr-sass-{}", std::process::id()));
+    // One folder per call: tests run in parallel threads, and two writing the same file would race.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("slr-sass-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{}.fatbin", module.name));
     std::fs::write(&file, module.fatbin).unwrap();
@@ -136,7 +139,7 @@ fn sass_functions(tool: &Path, module: &kernels::KernelModule) -> Vec<(String, S
     if let Some((n, body)) = current.take() {
         result.push((arch, n, body));
     }
-    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
