@@ -143,6 +143,28 @@ __device__ __forceinline__ void load_keys(const T* __restrict__ keys, unsigned f
     }
 }
 
+// load_keys for the prologue of a kernel launched with launch_after_previous (the loads it issues before
+// slr::wait_for_previous_grid): L2-coherent loads (ld.global.cg), which ptxas keeps ahead of the wait; it moves
+// read-only (.nc) loads below it, and the loads would not overlap the previous kernel.
+template <typename T>
+__device__ __forceinline__ void load_keys_before_wait(const T* __restrict__ keys, unsigned first, unsigned step,
+                                                      unsigned end, unsigned (&bits)[kLoadsInFlight]) {
+    using Raw = typename KeyBits<T>::Raw;
+#pragma unroll
+    for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+        unsigned i = first + u * step;
+        bits[u] = i < end ? (unsigned)__ldcg(reinterpret_cast<const Raw*>(keys) + i) : 0u;
+    }
+}
+
+// A read, after slr::wait_for_previous_grid, of what an earlier grid of the stream wrote: L2-coherent
+// (ld.global.cg), never the read-only path, which assumes its data constant for the kernel's whole life (ptxas
+// may move such a load above the wait, while the previous grid is still writing).
+template <typename T> __device__ __forceinline__ T after_wait(const T* p) { return __ldcg(p); }
+template <typename T> __device__ __forceinline__ unsigned bits_after_wait(const T* vals, unsigned long long i) {
+    return (unsigned)__ldcg(reinterpret_cast<const typename KeyBits<T>::Raw*>(vals) + i);
+}
+
 template <typename T>
 __device__ __forceinline__ void histogram(const T* __restrict__ keys, unsigned seg_len, unsigned parts, unsigned flags,
                                           unsigned shift, const unsigned* __restrict__ state,
@@ -414,51 +436,55 @@ __device__ __forceinline__ void digit_levels(const Slot* keys, unsigned len, uns
 constexpr unsigned kRowVecLoads = 4;  // 16-byte loads in flight per thread while a row is read
 
 // One row of keys into shared memory as order keys at their width (row_keys: 16-byte aligned); returns this
-// thread's count of NaNs. When the row starts 16-byte aligned (every row whose byte length is a multiple of 16),
-// 16-byte loads, kRowVecLoads in flight per thread (64 bytes: with one or two blocks of a long row per SM, one
-// key per load would keep 1-2 KB in flight per SM, far below what hides DRAM latency), each stored as one 16-byte
-// shared store of its order keys; the tail past the last whole vector, and a misaligned row, one key per load.
+// thread's count of NaNs. The keys before the row's first 16-byte boundary (none when the row starts on one: every
+// row whose byte length is a multiple of 16, in a buffer of its own) one by one, then 16-byte loads, kRowVecLoads
+// in flight per thread (64 bytes: with one or two blocks of a long row per SM, one key per load would keep 1-2 KB
+// in flight per SM, far below what hides DRAM latency), then the tail past the last whole vector one by one. A
+// vector's order keys go to shared memory as one 16-byte store when the row starts aligned, key by key otherwise.
 template <typename T, typename Slot>
 __device__ __forceinline__ unsigned load_row(const T* __restrict__ row, unsigned seg_len, unsigned flags,
                                              Slot* __restrict__ row_keys) {
     static_assert(sizeof(Slot) == sizeof(T), "order keys at the keys' width");
-    constexpr unsigned kPerVec = 16 / sizeof(T);
-    unsigned nan = 0, done = 0;
-    if ((reinterpret_cast<unsigned long long>(row) & 15ull) == 0) {
-        const unsigned vecs = seg_len / kPerVec;
-        const uint4* __restrict__ src = reinterpret_cast<const uint4*>(row);
-        uint4* __restrict__ dst = reinterpret_cast<uint4*>(row_keys);
-        for (unsigned f = threadIdx.x; f < vecs; f += kThreads * kRowVecLoads) {
-            uint4 raw[kRowVecLoads];
-#pragma unroll
-            for (unsigned u = 0; u < kRowVecLoads; ++u) {
-                if (f + u * kThreads < vecs) raw[u] = __ldg(src + f + u * kThreads);
-            }
-#pragma unroll
-            for (unsigned u = 0; u < kRowVecLoads; ++u) {
-                if (f + u * kThreads >= vecs) continue;
-                const unsigned in[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
-                unsigned out[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-                for (unsigned e = 0; e < kPerVec; ++e) {
-                    // Little-endian: key e of the vector is word e (32-bit) or half e % 2 of word e / 2 (16-bit).
-                    const unsigned bits = sizeof(T) == 4 ? in[e] : (in[e / 2] >> (16 * (e % 2))) & 0xffffu;
-                    nan += is_nan_bits<T>(bits);
-                    const unsigned key = order_key<T>(bits, flags);
-                    if (sizeof(T) == 4) out[e] = key;
-                    else out[e / 2] |= key << (16 * (e % 2));
-                }
-                dst[f + u * kThreads] = make_uint4(out[0], out[1], out[2], out[3]);
-            }
-        }
-        done = vecs * kPerVec;
-    }
     using Raw = typename KeyBits<T>::Raw;
-    for (unsigned i = done + threadIdx.x; i < seg_len; i += kThreads) {
+    constexpr unsigned kPerVec = 16 / sizeof(T);
+    unsigned nan = 0;
+    auto one = [&](unsigned i) {
         const unsigned bits = (unsigned)__ldg(reinterpret_cast<const Raw*>(row) + i);
         nan += is_nan_bits<T>(bits);
         row_keys[i] = (Slot)order_key<T>(bits, flags);
+    };
+    // Keys before the first 16-byte boundary (the row starts on a key boundary, so this is a whole count).
+    const unsigned misaligned = (unsigned)(reinterpret_cast<unsigned long long>(row) & 15ull) / sizeof(T);
+    const unsigned head = min(seg_len, misaligned == 0 ? 0u : kPerVec - misaligned);
+    for (unsigned i = threadIdx.x; i < head; i += kThreads) one(i);
+    const unsigned vecs = (seg_len - head) / kPerVec;
+    const uint4* __restrict__ src = reinterpret_cast<const uint4*>(row + head);
+    for (unsigned f = threadIdx.x; f < vecs; f += kThreads * kRowVecLoads) {
+        uint4 raw[kRowVecLoads];
+#pragma unroll
+        for (unsigned u = 0; u < kRowVecLoads; ++u) {
+            if (f + u * kThreads < vecs) raw[u] = __ldg(src + f + u * kThreads);
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kRowVecLoads; ++u) {
+            const unsigned v = f + u * kThreads;
+            if (v >= vecs) continue;
+            const unsigned in[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+            unsigned out[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+            for (unsigned e = 0; e < kPerVec; ++e) {
+                // Little-endian: key e of the vector is word e (32-bit) or half e % 2 of word e / 2 (16-bit).
+                const unsigned bits = sizeof(T) == 4 ? in[e] : (in[e / 2] >> (16 * (e % 2))) & 0xffffu;
+                nan += is_nan_bits<T>(bits);
+                const unsigned key = order_key<T>(bits, flags);
+                if (head != 0) row_keys[head + v * kPerVec + e] = (Slot)key;
+                else if (sizeof(T) == 4) out[e] = key;
+                else out[e / 2] |= key << (16 * (e % 2));
+            }
+            if (head == 0) reinterpret_cast<uint4*>(row_keys)[v] = make_uint4(out[0], out[1], out[2], out[3]);
+        }
     }
+    for (unsigned i = head + vecs * kPerVec + threadIdx.x; i < seg_len; i += kThreads) one(i);
     return nan;
 }
 
@@ -780,7 +806,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     // Launched after the sample kernel (launch_after_previous): the first round's keys (an input, complete before
     // the sample started) are loaded before the bracket is known, so they arrive while the sample finishes.
     unsigned bits[kLoadsInFlight];
-    load_keys(keys, start + t, kThreads, end, bits);
+    load_keys_before_wait(keys, start + t, kThreads, end, bits);
     slr::wait_for_previous_grid();  // the sample's bracket words and the words it zeroed
     slr::allow_next_grid();
     const unsigned lo = bracket[0], hi = bracket[1];
@@ -873,7 +899,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     for (unsigned b = t; b < kCutBins; b += kThreads) bins[b] = 0;
     // As in bracket_pass: the first round's keys in flight while the sample kernel finishes.
     unsigned bits[kLoadsInFlight];
-    load_keys(keys, start + t, kThreads, end, bits);
+    load_keys_before_wait(keys, start + t, kThreads, end, bits);
     slr::wait_for_previous_grid();
     slr::allow_next_grid();
     const unsigned lo = bracket[0], hi = bracket[1];
@@ -932,10 +958,9 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
 
 // Candidates of this block's region: cand_counts[block] for the mask path's regions; for the cut path's one list
 // (list_total: its length, within the list's capacity whenever a level runs), the block's kChunkCap-entry share.
-__device__ __forceinline__ unsigned region_count(const unsigned* __restrict__ cand_counts,
-                                                 const unsigned* __restrict__ list_total) {
-    if (list_total == nullptr) return cand_counts[blockIdx.x];
-    const unsigned long long first = (unsigned long long)blockIdx.x * kChunkCap, total = *list_total;
+__device__ __forceinline__ unsigned region_count(const unsigned* cand_counts, const unsigned* list_total) {
+    if (list_total == nullptr) return after_wait(&cand_counts[blockIdx.x]);
+    const unsigned long long first = (unsigned long long)blockIdx.x * kChunkCap, total = after_wait(list_total);
     return total <= first ? 0u : (unsigned)min((unsigned long long)kChunkCap, total - first);
 }
 
@@ -944,17 +969,19 @@ __device__ __forceinline__ unsigned region_count(const unsigned* __restrict__ ca
 // K*. Returns at once unless `sel` still needs a level. Floor: the region's keys read once (from L2: a few percent
 // of n in all), kRefineBins words added per block that has candidates in range.
 template <typename T>
-__device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,
-                                               const unsigned* __restrict__ list_total, unsigned flags,
+__device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigned* cand_counts,
+                                               const unsigned* list_total, unsigned flags,
                                                unsigned* __restrict__ sel, unsigned* __restrict__ hist,
                                                unsigned* __restrict__ ticket) {
+    // Every pointer's data comes from the earlier grids of the chain: read with after_wait (not `.nc`).
     __shared__ unsigned bins[kRefineBins];
     __shared__ unsigned scratch[kThreads / 32 + 4];
     slr::wait_for_previous_grid();  // launch_after_previous: the pass's (or the previous level's) words
     slr::allow_next_grid();
-    if (sel[kSelStatus] != kSelNeedsSelect) return;  // the same for every block: only the last block writes sel
+    if (after_wait(&sel[kSelStatus]) != kSelNeedsSelect) return;  // the same for every block: only the last block writes sel
     const unsigned t = threadIdx.x;
-    const unsigned lo = sel[kSelKeyLo], hi = sel[kSelKeyHi], rank = sel[kSelRank], before = sel[kSelBefore];
+    const unsigned lo = after_wait(&sel[kSelKeyLo]), hi = after_wait(&sel[kSelKeyHi]);
+    const unsigned rank = after_wait(&sel[kSelRank]), before = after_wait(&sel[kSelBefore]);
     for (unsigned b = t; b < kRefineBins; b += kThreads) bins[b] = 0;
     __syncthreads();
     const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
@@ -966,7 +993,7 @@ __device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, 
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             const unsigned j = first + u * kThreads;
-            bits[u] = j < count ? load_bits(cand_vals, base + j) : 0u;
+            bits[u] = j < count ? bits_after_wait(cand_vals, base + j) : 0u;
         }
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
@@ -982,8 +1009,9 @@ __device__ __forceinline__ void bracket_refine(const T* __restrict__ cand_vals, 
 }
 
 // Whether the keys equal to K* need ranks: the choice is final and its quota leaves some of them out.
+// (After the wait: the choice comes from an earlier grid.)
 __device__ __forceinline__ bool ties_need_ranks(const unsigned* sel) {
-    return sel[kSelStatus] == kSelDone && sel[kSelRank] < sel[kSelCount];
+    return after_wait(&sel[kSelStatus]) == kSelDone && after_wait(&sel[kSelRank]) < after_wait(&sel[kSelCount]);
 }
 
 // One block per candidate region: the region's keys equal to K* counted into region_eq[block]; the last block turns
@@ -991,18 +1019,19 @@ __device__ __forceinline__ bool ties_need_ranks(const unsigned* sel) {
 // region_eq[b]. Returns at once unless ties_need_ranks. Floor: the candidates read once more (from L2), 8 bytes per
 // region.
 template <typename T>
-__device__ __forceinline__ void bracket_tie_count(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,
-                                                  unsigned flags, const unsigned* __restrict__ sel,
+__device__ __forceinline__ void bracket_tie_count(const T* cand_vals, const unsigned* cand_counts,
+                                                  unsigned flags, const unsigned* sel,
                                                   unsigned* __restrict__ region_eq, unsigned* __restrict__ ticket) {
+    // cand_vals, cand_counts and sel come from earlier grids of the chain: read with after_wait (not `.nc`).
     __shared__ unsigned scratch[kThreads / 32 + 4];
     slr::wait_for_previous_grid();  // launch_after_previous: the last level's choice
     slr::allow_next_grid();
     if (!ties_need_ranks(sel)) return;
-    const unsigned t = threadIdx.x, kstar = sel[kSelKeyLo];
+    const unsigned t = threadIdx.x, kstar = after_wait(&sel[kSelKeyLo]);
     const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
-    const unsigned count = cand_counts[blockIdx.x];
+    const unsigned count = after_wait(&cand_counts[blockIdx.x]);
     unsigned eq = 0;
-    for (unsigned j = t; j < count; j += kThreads) eq += order_key<T>(load_bits(cand_vals, base + j), flags) == kstar;
+    for (unsigned j = t; j < count; j += kThreads) eq += order_key<T>(bits_after_wait(cand_vals, base + j), flags) == kstar;
     eq = slr::warp_sum(eq);
     if (t == 0) scratch[0] = 0;
     __syncthreads();
@@ -1029,24 +1058,25 @@ __device__ __forceinline__ void bracket_tie_count(const T* __restrict__ cand_val
 // bracket got theirs in bracket_pass. Floor: the candidates' keys and indices read once (from L2), one 8-byte OR
 // per taken candidate.
 template <typename T>
-__device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,
-                                             const unsigned* __restrict__ cand_counts, unsigned flags,
-                                             const unsigned* __restrict__ sel, const unsigned* __restrict__ region_eq,
+__device__ __forceinline__ void bracket_take(const T* cand_vals, const unsigned* cand_idx,
+                                             const unsigned* cand_counts, unsigned flags,
+                                             const unsigned* sel, const unsigned* region_eq,
                                              unsigned long long* __restrict__ words) {
+    // Everything read here comes from earlier grids of the chain: after_wait (not `.nc`).
     __shared__ unsigned warp_eq[kThreads / 32];
     slr::wait_for_previous_grid();  // launch_after_previous: the tie counts and the choice
     slr::allow_next_grid();
-    if (sel[kSelStatus] != kSelDone) return;
+    if (after_wait(&sel[kSelStatus]) != kSelDone) return;
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
-    const unsigned kstar = sel[kSelKeyLo], quota = sel[kSelRank];
+    const unsigned kstar = after_wait(&sel[kSelKeyLo]), quota = after_wait(&sel[kSelRank]);
     const bool ranked = ties_need_ranks(sel);
     const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
-    const unsigned count = cand_counts[blockIdx.x];
-    unsigned eq_before = ranked ? region_eq[blockIdx.x] : 0u;  // equal keys before this round (every thread)
+    const unsigned count = after_wait(&cand_counts[blockIdx.x]);
+    unsigned eq_before = ranked ? after_wait(&region_eq[blockIdx.x]) : 0u;  // equal keys before this round (every thread)
     for (unsigned first = 0; first < count; first += kThreads) {  // block-uniform trip count
         const unsigned j = first + t;
         const bool in = j < count;
-        const unsigned key = in ? order_key<T>(load_bits(cand_vals, base + j), flags) : 0u;
+        const unsigned key = in ? order_key<T>(bits_after_wait(cand_vals, base + j), flags) : 0u;
         const bool eq = in && key == kstar;
         bool take = in && key > kstar;
         if (ranked) {
@@ -1069,7 +1099,7 @@ __device__ __forceinline__ void bracket_take(const T* __restrict__ cand_vals, co
             take = take || eq;
         }
         if (take) {
-            const unsigned i = cand_idx[base + j];
+            const unsigned i = after_wait(&cand_idx[base + j]);
             atomicOr(&words[i >> 6], 1ull << (i & 63));
         }
     }
@@ -1195,15 +1225,15 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
         bracket_pass<T>(keys, n, flags, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel);       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_bracket_refine_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts,  \
-                                     const unsigned* __restrict__ list_total, unsigned flags,                   \
+        topk_bracket_refine_##SUFFIX(const T* cand_vals, const unsigned* cand_counts,                           \
+                                     const unsigned* list_total, unsigned flags,                                \
                                      unsigned* __restrict__ sel, unsigned* __restrict__ hist,                   \
                                      unsigned* __restrict__ ticket) {                                           \
         bracket_refine<T>(cand_vals, cand_counts, list_total, flags, sel, hist, ticket);                       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_bracket_tie_count_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_counts, \
-                                        unsigned flags, const unsigned* __restrict__ sel,                       \
+        topk_bracket_tie_count_##SUFFIX(const T* cand_vals, const unsigned* cand_counts,                        \
+                                        unsigned flags, const unsigned* sel,                                    \
                                         unsigned* __restrict__ region_eq, unsigned* __restrict__ ticket) {      \
         bracket_tie_count<T>(cand_vals, cand_counts, flags, sel, region_eq, ticket);                           \
     }                                                                                                           \
@@ -1214,9 +1244,9 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
         all_min_count<T>(keys, n, flags, words, block_min, block_count);                                       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_bracket_take_##SUFFIX(const T* __restrict__ cand_vals, const unsigned* __restrict__ cand_idx,      \
-                                   const unsigned* __restrict__ cand_counts, unsigned flags,                    \
-                                   const unsigned* __restrict__ sel, const unsigned* __restrict__ region_eq,    \
+        topk_bracket_take_##SUFFIX(const T* cand_vals, const unsigned* cand_idx,                                \
+                                   const unsigned* cand_counts, unsigned flags,                                 \
+                                   const unsigned* sel, const unsigned* region_eq,                              \
                                    unsigned long long* __restrict__ words) {                                    \
         bracket_take<T>(cand_vals, cand_idx, cand_counts, flags, sel, region_eq, words);                       \
     }                                                                                                           \

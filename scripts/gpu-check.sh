@@ -47,6 +47,13 @@ for t in "$B"/bin/test-*; do
   note "tests $name: $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
 done
 
+# Top-k once more with programmatic dependent launch off (the bracket paths' ordinary launches, SLR_PDL=off): both
+# orderings of its kernel chain are then checked against the CPU on the GPU.
+echo "=== test-topk with SLR_PDL=off" >> "$tests_log"
+SLR_PDL=off SLR_REQUIRE_GPU=1 timeout 90 "$B/bin/test-topk" --test-threads=8 >> "$tests_log" 2>&1
+rc=$?
+note "tests test-topk (SLR_PDL=off): $( [ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)")"
+
 # 2b. The README's demo (one sparse fine-tuning step on a 4096x4096 bf16 weight), on the GPU.
 timeout 60 "$B/bin/demo" > "$OUT/demo.log" 2>&1
 rc=$?

@@ -106,8 +106,9 @@ struct CudaBackend {
     solver: OnceLock<Arc<cudarc::cusolver::DnHandle>>,
     /// Whether [`Gpu::launch_after_previous`] may use programmatic dependent launch here: the device is sm_90,
     /// whose machine code the fatbins hold (kernels compiled for it contain the `griddepcontrol.wait` their
-    /// contract needs; PTX JIT-compiled from compute_80 would not).
-    dependent_launch: bool,
+    /// contract needs; PTX JIT-compiled from compute_80 would not). Cleared if the driver ever refuses such a
+    /// launch (a tool or virtualization layer without it): from then on they are ordinary launches.
+    dependent_launch: std::sync::atomic::AtomicBool,
 }
 
 /// (module, kernel name) of a loaded function.
@@ -157,7 +158,7 @@ impl Gpu {
         Ok(Gpu {
             calls: CallCounters::default(),
             backend: Backend::Cuda(CudaBackend {
-                dependent_launch,
+                dependent_launch: std::sync::atomic::AtomicBool::new(dependent_launch),
                 stream,
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
@@ -549,8 +550,13 @@ impl Gpu {
                         entry.1 = shape.shared_bytes;
                     }
                 }
-                if after_previous && b.dependent_launch {
-                    return dependent_launch(&f, shape, b.stream.cu_stream(), &mut params).map_err(|e| Error::Cuda { op: "launch", detail: format!("{kernel} (dependent launch): {e}") });
+                if after_previous && b.dependent_launch.load(Ordering::Relaxed) {
+                    match dependent_launch(&f, shape, b.stream.cu_stream(), &mut params) {
+                        Ok(()) => return Ok(()),
+                        // Refused: launch it the ordinary way below (same kernel, same arguments; its wait then
+                        // returns at once), and do so from now on.
+                        Err(_) => b.dependent_launch.store(false, Ordering::Relaxed),
+                    }
                 }
                 // SAFETY: `params` holds one pointer per kernel parameter into `slots`, which outlives the
                 // call; the caller's contract covers what the kernel does with them.
