@@ -192,8 +192,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "scan_u32" => vec!["BAR.SYNC", "STS.64", "LDS.64"],
         // Tiles of 8 counts per thread (two 16-byte loads), warp scans by shuffle, warp totals in shared memory.
         "scan_tile_sums" | "scan_tiles" => vec!["LDG.E.128.CONSTANT", "SHFL.UP", "BAR.SYNC"],
-        // Ballot of 32 columns, then a prefix popcount per lane.
-        "mask_row_columns" => vec!["VOTE.ANY", "POPC"],
+        // 64-bit mask words loaded a lane each (one round trip per 2048 columns), broadcast by index shuffles;
+        // ballot of 32 columns, then a prefix popcount per lane.
+        "mask_row_columns" => vec!["LDG.E.64.CONSTANT", "SHFL.IDX", "VOTE.ANY", "POPC"],
         // One tensor-core mma.sync.m16n8k16 per warp (HMMA, f32 accumulators; every target is sm_80+); A and B
         // read through the read-only path as 16-bit loads, C read and written in place as f32.
         "tile_mma_bf16" => vec!["HMMA.16816.F32.BF16", "LDG.E.U16.CONSTANT", "LDG.E ", "STG.E "],

@@ -47,6 +47,20 @@ fn mask_to_csr_matches_cpu_on_random_masks() {
     }
 }
 
+/// Rows longer than the 2048 columns a warp loads at once (cuda/mask.cu row_columns): chunk edges at and around
+/// 2048, a partial last chunk, LLaMA widths, widths that start every row mid-word, densities 0 to 1, skewed rows.
+#[test]
+fn mask_to_csr_matches_cpu_on_rows_longer_than_a_warp_chunk() {
+    let mut rng = rng("mask_to_csr_long_rows");
+    for (dev, gpu) in devices("mask_to_csr_long_rows") {
+        for (case, cols) in [2047usize, 2048, 2049, 4096, 5461, 64 * 33 + 5, 11008, rng.gen_range(2050..9000)].into_iter().enumerate() {
+            let rows = rng.gen_range(1..7);
+            let density = [0.0, 1.0, rng.gen_range(0.0..1.0), rng.gen_range(0.0..0.05)][case % 4];
+            check(&gpu, &dev, &random_mask(&mut rng, rows, cols, density, case % 3 == 1));
+        }
+    }
+}
+
 #[test]
 fn mask_to_csr_handles_empty_single_row_and_more_rows_than_scan_threads() {
     let mut rng = rng("mask_to_csr_edges");
