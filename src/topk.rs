@@ -803,7 +803,8 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         launch_refine_levels::<T>(gpu, blocks, flags, p_list, None, p_words)?;
         laps.mark("levels");
     }
-    let w = gpu.download(&words)?;
+    // The bracket and choice words only (64 bytes; the histograms after them are 36 KiB the host never reads).
+    let w = gpu.download(words.slice(0..MASK_SEL + 8))?;
     laps.mark("read-back");
     laps.report(&format!("topk profile (cut, bracket, n = {n}, k = {k}, {})", T::DTYPE.name()));
     cut_of_choice(op, &w, k, flags, spec)
@@ -907,7 +908,8 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         }
         laps.mark("ties and bits");
     }
-    let w = gpu.download(&words)?;
+    // The bracket and choice words only (64 bytes; the histograms after them are 36 KiB the host never reads).
+    let w = gpu.download(words.slice(0..MASK_SEL + 8))?;
     laps.mark("read-back");
     laps.report(&format!("topk profile (mask, bracket, n = {n}, k = {k}, {})", T::DTYPE.name()));
     Ok(cut_of_choice(op, &w, k, flags, spec)?.map(|cut| (mask, cut)))
