@@ -494,8 +494,9 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 }
 
 // The whole selection of one segment whose keys fit the block's shared memory (src/topk.rs row_max_len: up to the
-// device's opt-in limit less kRowExtraBytes and 1 KiB for the static arrays below) in one block: the keys are read from global memory once into shared memory (as order keys at
-// their width), then, for a count, radix select there with 11-bit digits (f32: 11, 11, 10 bits; 16-bit keys: 11,
+// device's opt-in limit less kRowExtraBytes and 1 KiB for the static arrays below; a whole matrix that small is one
+// such segment) in one block: the keys are read from global memory once into shared memory (load_row, as order keys
+// at their width), then, for a count, radix select there with 11-bit digits (f32: 11, 11, 10 bits; 16-bit keys: 11,
 // 5), MSB first: each level counts the keys that share the digits fixed so far in kRowBins bins (plain shared
 // atomics: 11 bits spread a magnitude's exponent over 4 bins per binade, so a warp's keys rarely share a bin) and
 // one block scan names the bin holding the wanted rank. As soon as that bin holds at most kRowCands keys (after

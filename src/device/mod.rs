@@ -551,11 +551,14 @@ impl Gpu {
                     }
                 }
                 if after_previous && b.dependent_launch.load(Ordering::Relaxed) {
+                    use cudarc::driver::sys::cudaError_enum::{CUDA_ERROR_INVALID_VALUE, CUDA_ERROR_NOT_SUPPORTED};
                     match dependent_launch(&f, shape, b.stream.cu_stream(), &mut params) {
                         Ok(()) => return Ok(()),
-                        // Refused: launch it the ordinary way below (same kernel, same arguments; its wait then
-                        // returns at once), and do so from now on.
-                        Err(_) => b.dependent_launch.store(false, Ordering::Relaxed),
+                        // The attribute refused: launch it the ordinary way below (same kernel, same arguments;
+                        // its wait then returns at once), and do so from now on. Other errors (an earlier
+                        // kernel's fault reported here, for one) are the launch's.
+                        Err(e) if matches!(e.0, CUDA_ERROR_NOT_SUPPORTED | CUDA_ERROR_INVALID_VALUE) => b.dependent_launch.store(false, Ordering::Relaxed),
+                        Err(e) => return Err(Error::Cuda { op: "launch", detail: format!("{kernel} (dependent launch): {e}") }),
                     }
                 }
                 // SAFETY: `params` holds one pointer per kernel parameter into `slots`, which outlives the
