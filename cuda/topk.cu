@@ -508,7 +508,9 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 // key (`Beyond`, k = 0: no digits). The taken bits are ORed into the mask (words may be null: the cut only), and
 // the block writes its segment's kStateWords state words as the multi-kernel path leaves them: [0] K*, [1] quota,
 // [2] c_gt, [3] NaNs, [4] keys > K* counted directly, the rest 0 (no topk_init_state launch before it). `passes`
-// is nonzero for a count (`value` = k) and 0 for a fixed key (`value` = the key's order key).
+// is nonzero for a count (`value` = k) and 0 for a fixed key (`value` = the key's order key). `zero_words`
+// (only when seg_len is a multiple of 64, so every mask word belongs to one row): the block zeroes its row's
+// words before setting bits, and the mask may be uninitialized.
 // Launch: one block of kThreads per segment, row_keys_bytes(seg_len, sizeof(Raw)) + kRowExtraBytes bytes of
 // dynamic shared memory.
 // Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; in shared memory one pass per
@@ -517,7 +519,7 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 template <typename T>
 __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
                                            unsigned passes, unsigned value, unsigned* __restrict__ state,
-                                           unsigned long long* __restrict__ words) {
+                                           unsigned long long* __restrict__ words, unsigned zero_words) {
     // Order keys at their width: 2 bytes for f16/bf16 (rows up to twice as long in the same shared memory).
     // (Declared as bytes: the instantiations for 2- and 4-byte slots share the one extern shared array.)
     using Slot = typename KeyBits<T>::Raw;
@@ -537,6 +539,11 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     constexpr unsigned key_bits = 8 * sizeof(T);
     if (t < 4) totals[t] = 0;
     unsigned nan = load_row(keys + base, seg_len, flags, row_keys);
+    if (words && zero_words) {
+        // Rows of whole mask words (seg_len a multiple of 64): this row's words start at zero here, so the mask
+        // needs no memset first; the barrier below orders these stores before the block's ORs.
+        for (unsigned long long w = base / 64 + t; w < (base + seg_len) / 64; w += kThreads) words[w] = 0ull;
+    }
     __syncthreads();  // the row's keys before any level reads them
     // The digits fixed so far (`fixed` bits of `prefix`), the keys beyond them and the rank still to find.
     DigitLevels lv{passes != 0 ? 0u : value, passes != 0 ? 0u : ~0u, 0u, passes != 0 ? value : 0u,
@@ -1209,8 +1216,8 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
                                   unsigned value, unsigned* __restrict__ state,                                \
-                                  unsigned long long* __restrict__ words) {                                    \
-        select_row<T>(keys, seg_len, flags, passes, value, state, words);                                      \
+                                  unsigned long long* __restrict__ words, unsigned zero_words) {               \
+        select_row<T>(keys, seg_len, flags, passes, value, state, words, zero_words);                          \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kSampleThreads)                                                \
         topk_sample_bracket_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,  \

@@ -530,8 +530,15 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
     }
 }
 
+/// Whether the one-block-per-row kernel zeroes each row's mask words itself: rows of whole 64-bit words (no word
+/// shared by two rows, so no memset of the mask first).
+fn rows_zero_their_words(seg_len: usize) -> bool {
+    seg_len % 64 == 0
+}
+
 /// The whole selection of every row in one launch (`topk_select_rows_<dtype>`, one block per row), leaving the
-/// state as [`select_on_device`] does; with `words`, the taken bits are ORed into that (zeroed) mask.
+/// state as [`select_on_device`] does; with `words`, the taken bits are ORed into that mask, which must be zeroed
+/// unless [`rows_zero_their_words`] (then the kernel zeroes each row's words itself).
 #[allow(clippy::too_many_arguments)]
 fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
     debug_assert!(seg_len <= row_max_len::<T>(gpu));
@@ -562,16 +569,18 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in the first seg_len * size_of::<T>() bytes of its
     // dynamic shared memory (the launch's row_shared_bytes: that, rounded up to 16, plus the ROW_EXTRA_BYTES the
     // kernel's histogram and at most 512 candidates use; with the kernel's static shared memory within the device's
-    // opt-in limit since seg_len <= row_max_len::<T>(gpu), and `launch` opts in above 40 KiB), writes its own STATE_WORDS words of state (segs *
-    // STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits only at flat indices of its own row,
-    // all below segs * seg_len, into words (the caller allocates ceil(segs * seg_len / 64) zeroed words, distinct
-    // from keys and state); a null mask is never dereferenced; arguments match topk_select_rows_<dtype>.
+    // opt-in limit since seg_len <= row_max_len::<T>(gpu), and `launch` opts in above 40 KiB), writes its own
+    // STATE_WORDS words of state (segs * STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits
+    // only at flat indices of its own row, all below segs * seg_len, into words (the caller allocates
+    // ceil(segs * seg_len / 64) words, distinct from keys and state, zeroed unless rows_zero_their_words, when the
+    // block first zeroes its row's seg_len / 64 whole words); a null mask is never dereferenced; arguments match
+    // topk_select_rows_<dtype>.
     unsafe {
         gpu.launch(
             MODULE,
             &kernel::<T>("select_rows"),
             shape,
-            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), KernelArg::U32(value), p_state, p_words],
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), KernelArg::U32(value), p_state, p_words, KernelArg::U32(rows_zero_their_words(seg_len) as u32)],
         )?;
     }
     }
@@ -1073,7 +1082,14 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let rows_path = by_rows::<T>(gpu, seg_len);
     let mut laps = gpu.step_times(profiling() && rows_path);
     laps.mark("start");
-    let mut words = gpu.alloc_zeros::<u64>((rows * cols).div_ceil(64))?;
+    let n_words = (rows * cols).div_ceil(64);
+    let mut words = if rows_path && rows_zero_their_words(seg_len) && segs * seg_len > 0 {
+        // SAFETY: every row owns whole words (seg_len a multiple of 64), which its block zeroes before setting
+        // bits; the rows cover all n_words words.
+        unsafe { gpu.alloc_uninit::<u64>(n_words)? }
+    } else {
+        gpu.alloc_zeros::<u64>(n_words)?
+    };
     if rows_path {
         laps.mark("scratch");
         let state = select_rows_on_device(op, gpu, keys, segs, seg_len, &plan, flags, Some(&mut words))?;
