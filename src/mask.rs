@@ -198,7 +198,8 @@ fn mask_to_csr_sized(gpu: &Gpu, mask: &DeviceBitMask, known_nnz: Option<usize>) 
             return Err(CsrError::TooLargeForIndex { what, value, max: u32::MAX as usize }.into());
         }
     }
-    let mut counts = gpu.alloc_zeros::<u32>(rows)?;
+    // SAFETY: mask_row_counts writes counts[r] for every r < rows (one warp per row) before the scan reads them.
+    let mut counts = unsafe { gpu.alloc_uninit::<u32>(rows)? };
     let words = crate::device::DeviceSlice::from(&mask.words);
     if rows > 0 {
         let per_row = LaunchShape::linear(OP, rows * 32, WARPS_PER_BLOCK * 32)?;
@@ -227,6 +228,8 @@ fn mask_to_csr_sized(gpu: &Gpu, mask: &DeviceBitMask, known_nnz: Option<usize>) 
     if nnz > rows.saturating_mul(cols) {
         return Err(Error::Cuda { op: OP, detail: format!("scan produced {nnz} entries for a {rows}x{cols} mask") });
     }
+    // Zeroed, not left uninitialized: with a caller's count that disagreed with the mask (a bug) some positions
+    // would go unwritten, and zeros keep even that pattern's columns in range for later kernels.
     let mut col_indices = gpu.alloc_zeros::<u32>(nnz)?;
     // With a caller's count the kernel runs even for nnz = 0: it is what clamps the offsets to the count.
     if rows > 0 && (nnz > 0 || known_nnz.is_some()) {

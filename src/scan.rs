@@ -28,8 +28,10 @@ pub(crate) fn exclusive_scan_u32_queued(gpu: &Gpu, counts: &DeviceVec<u32>) -> R
     if n > TILE {
         return scan_tiled(gpu, counts);
     }
-    let mut offsets = gpu.alloc_zeros::<u32>(n + 1)?;
-    let mut total = gpu.alloc_zeros::<u64>(1)?;
+    // SAFETY (both): scan_u32 writes every one of the n + 1 offsets (thread t its chunk's, the last thread
+    // offsets[n]) and the total, whatever n (n = 0 included), before anything reads them. No memsets.
+    let mut offsets = unsafe { gpu.alloc_uninit::<u32>(n + 1)? };
+    let mut total = unsafe { gpu.alloc_uninit::<u64>(1)? };
     {
         let shape = LaunchShape { grid: (1, 1, 1), block: (THREADS, 1, 1), shared_bytes: THREADS * 8 };
         let counts_view = DeviceSlice::from(counts);
@@ -55,7 +57,8 @@ fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, Dev
     let n = counts.len();
     let tiles = n.div_ceil(TILE);
     let shape = LaunchShape { grid: (tiles as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
-    let mut tile_sums = gpu.alloc_zeros::<u32>(tiles)?;
+    // SAFETY: block b of scan_tile_sums writes tile_sums[b], for every b < tiles (the grid).
+    let mut tile_sums = unsafe { gpu.alloc_uninit::<u32>(tiles)? };
     {
         let counts_view = DeviceSlice::from(counts);
         let (p_counts, _g0) = counts_view.kernel_ptr(gpu, OP, "counts")?;
@@ -68,7 +71,8 @@ fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, Dev
         unsafe { gpu.launch(MODULE, "scan_tile_sums", shape, &[p_counts, KernelArg::U32(n as u32), p_sums])? };
     }
     let (tile_offsets, total) = exclusive_scan_u32_queued(gpu, &tile_sums)?;
-    let mut offsets = gpu.alloc_zeros::<u32>(n + 1)?;
+    // SAFETY: scan_tiles writes offsets[i] for every i < n (block b its tile's) and offsets[n] (the last block).
+    let mut offsets = unsafe { gpu.alloc_uninit::<u32>(n + 1)? };
     {
         let counts_view = DeviceSlice::from(counts);
         let (p_counts, _g0) = counts_view.kernel_ptr(gpu, OP, "counts")?;
