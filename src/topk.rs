@@ -1192,7 +1192,9 @@ pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, 
     // The mask holds exactly the cuts' selected entries: no need to wait for the scan's total.
     let nnz = cuts.iter().map(TopkCut::selected).sum();
     let pattern = crate::mask::mask_to_csr_counted(gpu, &mask, nnz)?;
-    let mut values = gpu.alloc_zeros::<T>(pattern.nnz())?;
+    // SAFETY: gather writes every one of the pattern's nnz values (one per entry) before anyone reads them; an
+    // error from it returns before `values` is handed out.
+    let mut values = unsafe { gpu.alloc_uninit::<T>(pattern.nnz())? };
     crate::gather_scatter::gather(gpu, &pattern, DeviceMatRef::row_major(keys, rows, cols)?, &mut values)?;
     Ok(TopkCsr { pattern, values, cuts })
 }
