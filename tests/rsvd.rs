@@ -537,8 +537,10 @@ fn tf32_mode_matches_f32_accuracy_because_only_the_power_iteration_is_rounded() 
     // TF32 rounds the range-finder and power-iteration products (on a GPU cuBLAS's tensor cores; on the CPU and
     // the emulator both factors truncated to TF32); the projection Bᵀ = AᵀQ stays f32, so s and V are f32 singular
     // triplets on a subspace that TF32 moves by ~1e-3 of what the sketch already leaves out. Bounds: the f32
-    // run's error ratio plus 1e-3 (measured differences ≤ 1e-4, docs/rsvd.md), the f32 leading-value bound (the
-    // projection's rounding, not TF32's 1e-3), and f32 orthonormality.
+    // run's error ratio plus 1e-3 (measured differences ≤ 1e-4, docs/rsvd.md), the f32 run's leading-value error
+    // plus the f32 leading-value bound (the projection's rounding, not TF32's 1e-3; relative to the f32 run because
+    // the method's own error in σ₁ varies with the seed: one seed gave 1.27e-5 in f32 itself), and f32
+    // orthonormality.
     let mut rng = rng("rsvd_tf32");
     for (kind, m, n, r, lead) in [(Spectrum::PowerLaw, 128, 96, 8, 1e-5), (Spectrum::PowerLawHalf, 96, 128, 8, 1e-2), (Spectrum::Flat, 100, 80, 6, f64::INFINITY)] {
         let a = with_spectrum(&mut rng, m, n, &spectrum(kind, m.min(n)));
@@ -553,7 +555,7 @@ fn tf32_mode_matches_f32_accuracy_because_only_the_power_iteration_is_rounded() 
         eprintln!("cpu {kind:?} f32: {exact:?}\ncpu {kind:?} tf32: {q:?}");
         // The emulation is really on: TF32 changes the bits (of U: a flat spectrum's s can agree).
         assert_ne!(u32_, u, "{kind:?}: TF32 emulation left U bitwise unchanged");
-        assert!(q.error_ratio <= exact.error_ratio + 1e-3 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= lead, "cpu {kind:?}: {q:?} (f32: {exact:?})");
+        assert!(q.error_ratio <= exact.error_ratio + 1e-3 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= exact.leading_rel + lead, "cpu {kind:?}: {q:?} (f32: {exact:?})");
         for (name, gpu) in devices("rsvd_tf32") {
             let da = gpu.upload(&a32).unwrap();
             let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
@@ -561,7 +563,7 @@ fn tf32_mode_matches_f32_accuracy_because_only_the_power_iteration_is_rounded() 
             rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &tf, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
             let qd = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
             eprintln!("{name} {kind:?} tf32: {qd:?}");
-            assert!(qd.error_ratio <= exact.error_ratio + 1e-3 && qd.u_orth <= 1e-5 && qd.v_orth <= 1e-5 && qd.leading_rel <= lead, "{name} {kind:?}: {qd:?} (f32: {exact:?})");
+            assert!(qd.error_ratio <= exact.error_ratio + 1e-3 && qd.u_orth <= 1e-5 && qd.v_orth <= 1e-5 && qd.leading_rel <= exact.leading_rel + lead, "{name} {kind:?}: {qd:?} (f32: {exact:?})");
             // Same TF32 model on the CPU and the emulator: the same singular values up to f32 rounding of the
             // products (a GPU's cuBLAS may round to nearest instead: its values differ by TF32's error), and the
             // emulator's model is really on (its f32 run gives other bits).
