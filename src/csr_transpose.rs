@@ -165,7 +165,8 @@ pub fn csr_transpose(gpu: &Gpu, s: &DeviceCsrPattern<u32>) -> Result<CsrTranspos
         }
     }
 
-    let mut counts = gpu.alloc_zeros::<u32>(n_words)?;
+    // SAFETY: csr_transpose_word_counts writes counts[w] for every w < n_words before the scan reads them.
+    let mut counts = unsafe { gpu.alloc_uninit::<u32>(n_words)? };
     {
         let words_view = DeviceSlice::from(&words);
         let (p_words, _g0) = words_view.kernel_ptr(gpu, OP, "mask")?;
@@ -191,7 +192,9 @@ pub fn csr_transpose(gpu: &Gpu, s: &DeviceCsrPattern<u32>) -> Result<CsrTranspos
         return Err(Error::Cuda { op: OP, detail: format!("the mask of Sᵀ has {total} bits set for {nnz} entries") });
     }
 
-    let mut perm = gpu.alloc_zeros::<u32>(nnz)?;
+    // SAFETY: csr_transpose_place writes perm[e] for every entry e < nnz. (cols_t stays zeroed: it is written at
+    // the positions perm names, all of [0, nnz) only because the mask's ranks are a permutation.)
+    let mut perm = unsafe { gpu.alloc_uninit::<u32>(nnz)? };
     let mut cols_t = gpu.alloc_zeros::<u32>(nnz)?;
     {
         let (p_off, _g0) = offsets.kernel_ptr(gpu, OP, "row_offsets")?;
@@ -219,7 +222,8 @@ pub fn csr_transpose(gpu: &Gpu, s: &DeviceCsrPattern<u32>) -> Result<CsrTranspos
         }
     }
 
-    let mut offsets_t = gpu.alloc_zeros::<u32>(cols + 1)?;
+    // SAFETY: csr_transpose_row_offsets writes offsets_t[c] for every c <= cols (the grid covers cols + 1).
+    let mut offsets_t = unsafe { gpu.alloc_uninit::<u32>(cols + 1)? };
     {
         let words_view = DeviceSlice::from(&words);
         let (p_words, _g0) = words_view.kernel_ptr(gpu, OP, "mask")?;
