@@ -533,7 +533,7 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
 /// Whether the one-block-per-row kernel zeroes each row's mask words itself: rows of whole 64-bit words (no word
 /// shared by two rows, so no memset of the mask first).
 fn rows_zero_their_words(seg_len: usize) -> bool {
-    seg_len % 64 == 0
+    seg_len.is_multiple_of(64)
 }
 
 /// The whole selection of every row in one launch (`topk_select_rows_<dtype>`, one block per row), leaving the
