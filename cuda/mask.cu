@@ -24,6 +24,19 @@ __device__ __forceinline__ unsigned long long bits_at(const unsigned long long* 
     return words[first >> 6] >> (first & 63);
 }
 
+// The 64 bits of the mask starting at bit `first` (bit 0 of the result is bit `first`), from one or two words;
+// bits at or past `end` are zero (end - first may be below 64 only at a row's end).
+__device__ __forceinline__ unsigned long long bits64_at(const unsigned long long* __restrict__ words,
+                                                        unsigned long long first, unsigned long long end) {
+    if (first >= end) return 0ull;
+    unsigned long long chunk = bits_at(words, first);
+    const unsigned taken = 64 - (unsigned)(first & 63);
+    const unsigned long long n = min(64ull, end - first);
+    if (taken < n) chunk |= words[(first >> 6) + 1] << taken;
+    if (n < 64) chunk &= (1ull << n) - 1;
+    return chunk;
+}
+
 // slr::warp_sum's butterfly, kept here so the planted wrong-lane fault stays in this file (faults never live in
 // shared headers: the faulty variant recompiles only this file).
 __device__ __forceinline__ unsigned warp_sum(unsigned v) {
@@ -37,8 +50,8 @@ __device__ __forceinline__ unsigned warp_sum(unsigned v) {
     return v;
 }
 
-// counts[r] = number of set bits in row r. Lanes walk the row's bit range in 64-bit steps; a step may straddle
-// two words, so each lane reads the (up to) 64 bits starting at its position from two words.
+// counts[r] = number of set bits in row r. Lanes walk the row's bit range in 64-bit steps (bits64_at: a step may
+// straddle two words).
 __device__ __forceinline__ void row_counts(const unsigned long long* __restrict__ words, unsigned rows, unsigned cols,
                                            unsigned* __restrict__ counts) {
     unsigned warp = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
@@ -46,30 +59,9 @@ __device__ __forceinline__ void row_counts(const unsigned long long* __restrict_
     if (warp >= rows) return;  // whole warps leave together: the shuffles below see full warps
     unsigned long long row_start = (unsigned long long)warp * cols;
     unsigned count = 0;
-    for (unsigned c = lane * 64; c < cols; c += 32 * 64) {
-        unsigned long long first = row_start + c;
-        unsigned n = min(64u, cols - c);
-        unsigned long long chunk = bits_at(words, first);
-        unsigned taken = 64 - (unsigned)(first & 63);
-        if (taken < n) chunk |= words[(first >> 6) + 1] << taken;
-        if (n < 64) chunk &= (1ull << n) - 1;
-        count += __popcll(chunk);
-    }
+    for (unsigned c = lane * 64; c < cols; c += 32 * 64) count += __popcll(bits64_at(words, row_start + c, row_start + cols));
     count = warp_sum(count);
     if (lane == 0) counts[warp] = count;
-}
-
-// The 64 bits of the mask starting at bit `first` (bit 0 of the result is bit `first`), from one or two words;
-// bits at or past `end` are zero (end - first may be below 64 only at a row's end).
-__device__ __forceinline__ unsigned long long bits64_at(const unsigned long long* __restrict__ words,
-                                                        unsigned long long first, unsigned long long end) {
-    if (first >= end) return 0ull;
-    unsigned long long chunk = bits_at(words, first);
-    const unsigned taken = 64 - (unsigned)(first & 63);
-    const unsigned long long n = min(64ull, end - first);
-    if (taken < n) chunk |= words[(first >> 6) + 1] << taken;
-    if (n < 64) chunk &= (1ull << n) - 1;
-    return chunk;
 }
 
 // col_indices[offsets[r] + k] = column of the k-th set bit of row r. The warp takes 2048 columns at a time: lane i

@@ -132,28 +132,22 @@ __device__ __forceinline__ void add_to_bin(unsigned* bins, bool cand, unsigned b
 }
 
 // kLoadsInFlight independent loads of raw key bits, keys[first + u * step] for first + u * step < end (0 past
-// it), issued together so that enough bytes are in flight.
-template <typename T>
+// it), issued together so that enough bytes are in flight. kBeforeWait: the prologue of a kernel launched with
+// launch_after_previous (the loads it issues before slr::wait_for_previous_grid) uses L2-coherent loads
+// (ld.global.cg), which ptxas keeps ahead of the wait; it moves read-only (.nc) loads below it, and the loads
+// would not overlap the previous kernel.
+template <bool kBeforeWait = false, typename T>
 __device__ __forceinline__ void load_keys(const T* __restrict__ keys, unsigned first, unsigned step, unsigned end,
                                           unsigned (&bits)[kLoadsInFlight]) {
-#pragma unroll
-    for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-        unsigned i = first + u * step;
-        bits[u] = i < end ? load_bits(keys, i) : 0u;
-    }
-}
-
-// load_keys for the prologue of a kernel launched with launch_after_previous (the loads it issues before
-// slr::wait_for_previous_grid): L2-coherent loads (ld.global.cg), which ptxas keeps ahead of the wait; it moves
-// read-only (.nc) loads below it, and the loads would not overlap the previous kernel.
-template <typename T>
-__device__ __forceinline__ void load_keys_before_wait(const T* __restrict__ keys, unsigned first, unsigned step,
-                                                      unsigned end, unsigned (&bits)[kLoadsInFlight]) {
     using Raw = typename KeyBits<T>::Raw;
 #pragma unroll
     for (unsigned u = 0; u < kLoadsInFlight; ++u) {
         unsigned i = first + u * step;
-        bits[u] = i < end ? (unsigned)__ldcg(reinterpret_cast<const Raw*>(keys) + i) : 0u;
+        if constexpr (kBeforeWait) {
+            bits[u] = i < end ? (unsigned)__ldcg(reinterpret_cast<const Raw*>(keys) + i) : 0u;
+        } else {
+            bits[u] = i < end ? load_bits(keys, i) : 0u;
+        }
     }
 }
 
@@ -814,7 +808,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     // Launched after the sample kernel (launch_after_previous): the first round's keys (an input, complete before
     // the sample started) are loaded before the bracket is known, so they arrive while the sample finishes.
     unsigned bits[kLoadsInFlight];
-    load_keys_before_wait(keys, start + t, kThreads, end, bits);
+    load_keys<true>(keys, start + t, kThreads, end, bits);
     slr::wait_for_previous_grid();  // the sample's bracket words and the words it zeroed
     slr::allow_next_grid();
     const unsigned lo = bracket[0], hi = bracket[1];
@@ -907,7 +901,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     for (unsigned b = t; b < kCutBins; b += kThreads) bins[b] = 0;
     // As in bracket_pass: the first round's keys in flight while the sample kernel finishes.
     unsigned bits[kLoadsInFlight];
-    load_keys_before_wait(keys, start + t, kThreads, end, bits);
+    load_keys<true>(keys, start + t, kThreads, end, bits);
     slr::wait_for_previous_grid();
     slr::allow_next_grid();
     const unsigned lo = bracket[0], hi = bracket[1];

@@ -427,7 +427,7 @@ pub fn topk_cpu<T: TopkKey>(keys: &[T], rows: usize, cols: usize, spec: &TopkSpe
                 order.clear();
                 order.extend(seg.iter().map(|&x| order_key(x, flags)));
                 let kstar = *order.select_nth_unstable_by(k - 1, |a, b| b.cmp(a)).1;
-                let beyond = seg.iter().filter(|&&x| order_key(x, flags) > kstar).count();
+                let beyond = order.iter().filter(|&&key| key > kstar).count();
                 let cut = TopkCut { threshold: Some(element_of_key(kstar, flags)), count_beyond: beyond, count_equal_taken: k - beyond };
                 (kstar, k - beyond, cut)
             }
@@ -796,10 +796,9 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
         // bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1 histogram words, the last block writes the 8
         // choice words (all inside `words`, MASK_PATH_WORDS zeroed by the sample kernel, the MASK_* layout), and
-        // writes list entries
-        // only below cap (the list's length); the buffers are fresh and distinct from keys; arguments match
-        // topk_bracket_count_<dtype>. Dependent launch: before waiting for the sample kernel each thread only
-        // zeroes shared bins and loads keys (the op's input, complete before the sample started).
+        // writes list entries only below cap (the list's length); the buffers are fresh and distinct from keys;
+        // arguments match topk_bracket_count_<dtype>. Dependent launch: before waiting for the sample kernel each
+        // thread only zeroes shared bins and loads keys (the op's input, complete before the sample started).
         unsafe {
             gpu.launch_after_previous(
                 MODULE,
@@ -880,8 +879,8 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), zeroes the mask words of its own chunk and ORs
         // bits of its own keys (flat indices below n) into them (ceil(n / 64) words); the last block writes the 8
         // choice words; all words lie inside `words` (MASK_PATH_WORDS, zeroed by the sample kernel, the layout of
-        // the MASK_* offsets); every buffer is a fresh
-        // allocation distinct from the others and from keys; arguments match topk_bracket_pass_<dtype>.
+        // the MASK_* offsets); every buffer is a fresh allocation distinct from the others and from keys; arguments
+        // match topk_bracket_pass_<dtype>.
         // Dependent launch: before waiting for the sample kernel each thread only zeroes shared bins and loads
         // keys (the op's input, complete before the sample started).
         unsafe {
