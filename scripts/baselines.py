@@ -70,7 +70,13 @@ def main():
     name = torch.cuda.get_device_name(0)
     gen = torch.Generator(device=dev).manual_seed(7)
     densities = [0.01, 0.05, 0.10, 0.30] if args.full else [0.01, 0.05]
-    rows_out = []
+    # Each record goes to the log and the JSON file as soon as it is measured: a run cut short by its time limit
+    # keeps what it finished.
+    json_file = open(args.json, "a", buffering=1)
+
+    def emit(rec):
+        print(json.dumps(rec), flush=True)
+        json_file.write(json.dumps(rec) + "\n")
     for rows, cols in [(4096, 4096), (11008, 4096)] if want("gather_scatter") else []:
         w = torch.randn(rows, cols, device=dev, generator=gen).to(torch.bfloat16)
         for d in densities:
@@ -89,8 +95,7 @@ def main():
                 ms = time_ms(fn)
                 rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, t=0, baseline=baseline,
                            time_ms=ms, device=name, nnz=nnz)
-                rows_out.append(rec)
-                print(json.dumps(rec), flush=True)
+                emit(rec)
     # SpMM forward Y = X W^T: dense cuBLAS (x @ w.T) and torch.sparse.mm on CSR (cuSPARSE SpMM underneath).
     ts = [1, 16, 128, 2048] if args.full else [1, 16, 128]
     for out, inn in [(4096, 4096), (11008, 4096), (4096, 11008)] if want("spmm") else []:
@@ -116,8 +121,7 @@ def main():
                         continue
                     rec = dict(op=op, rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
                                time_ms=ms, device=name)
-                    rows_out.append(rec)
-                    print(json.dumps(rec), flush=True)
+                    emit(rec)
     # SDDMM: what SLTrain/SpIEL-style code does today: form the dense gradient, then gather at the mask.
     #   sddmm_weight_grad: (dY^T X).view(-1)[flat]   (dY: T x out, X: T x in)
     #   sddmm:             (A B^T).view(-1)[flat]    (A: out x T, B: in x T)
@@ -148,8 +152,7 @@ def main():
                     ms = time_ms(fn, iters=20)
                     rec = dict(op=op, rows=out, cols=inn, density=d, dtype="bf16", t=t, baseline=baseline,
                                time_ms=ms, device=name)
-                    rows_out.append(rec)
-                    print(json.dumps(rec), flush=True)
+                    emit(rec)
     # CSR transpose (torch: CSR -> transposed CSR, cuSPARSE csr2csc underneath) and mask -> CSR (torch: a dense
     # bool mask's to_sparse_csr()).
     for rows, cols in [(4096, 4096), (11008, 4096)] if want("csr_transpose") else []:
@@ -171,8 +174,7 @@ def main():
                     continue
                 rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, t=0, baseline=baseline, time_ms=ms,
                            device=name)
-                rows_out.append(rec)
-                print(json.dumps(rec), flush=True)
+                emit(rec)
     # tile_mma: 65536 independent 16x16 x 16x8 bf16 products into f32.
     tiles = 1 << 16
     a = torch.randn(tiles, 16, 16, device=dev, generator=gen).to(torch.bfloat16)
@@ -180,8 +182,7 @@ def main():
     ms = time_ms(lambda: torch.bmm(a, b), iters=20)
     rec = dict(op="tile_mma", rows=tiles, cols=16, density=1.0, dtype="bf16", t=0, baseline="torch bmm (bf16 out)",
                time_ms=ms, device=name)
-    rows_out.append(rec)
-    print(json.dumps(rec), flush=True)
+    emit(rec)
     # Top-k by magnitude (ours: topk_mask, topk_threshold and topk_csr at 5%, topk_mask_per_row with k = 64): torch.topk on the
     # flattened |W| (values + indices, unsorted order not requested), torch.sort of the flattened |W|, and the
     # per-row torch.topk(|W|, 64, dim=1). torch.topk returns indices, not a mask; the mask scatter is extra.
@@ -224,8 +225,7 @@ def main():
                     continue
                 rec = dict(op=op, rows=rows, cols=cols, density=d, dtype=dtype, t=0, baseline=baseline,
                            time_ms=ms, device=name)
-                rows_out.append(rec)
-                print(json.dumps(rec), flush=True)
+                emit(rec)
     # Randomized SVD: the same shapes, ranks and matrix as benches/kernels.rs (bench_rsvd: dct_power_law, singular
     # values 1/(k+1) exactly); p and q are our defaults. Each method's error ratio (rank-r error / the optimum,
     # sqrt(sum_{k>=r} sigma_k^2)) is recorded next to its time.
@@ -241,14 +241,12 @@ def main():
                 rec = dict(op="rsvd", rows=rows, cols=cols, density=0.0, dtype=dtype, t=r, baseline=label,
                            time_ms=time_ms(lambda: torch.svd_lowrank(a.float(), q=q, niter=niter), iters=5),
                            device=name)
-                rows_out.append(rec)
-                print(json.dumps(rec), flush=True)
+                emit(rec)
                 u, s_, v = torch.svd_lowrank(a.float(), q=q, niter=niter)
                 ratio = error_ratio(a32, sigma, u[:, :r], s_[:r], v[:, :r])
                 rec = dict(op="rsvd", rows=rows, cols=cols, density=0.0, dtype=dtype, t=r, accuracy_of=label,
                            error_ratio=ratio, device=name)
-                rows_out.append(rec)
-                print(json.dumps(rec), flush=True)
+                emit(rec)
             # The exact SVD does not depend on r: one timing per shape and dtype, reported at t = 0 (quick mode: only
             # f32 4096x4096, since each call takes seconds).
             if not args.full and (dtype != "f32" or cols != 4096):
@@ -257,11 +255,8 @@ def main():
                        baseline="torch.linalg.svd full_matrices=False",
                        time_ms=time_ms(lambda: torch.linalg.svd(a.float(), full_matrices=False), iters=2),
                        device=name)
-            rows_out.append(rec)
-            print(json.dumps(rec), flush=True)
-    with open(args.json, "a") as f:
-        for r in rows_out:
-            f.write(json.dumps(r) + "\n")
+            emit(rec)
+    json_file.close()
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ def main():
     print(f"# cusolver: {g.path}", flush=True)
     p, niter = 10, 2
     ranks = [16, 64, 128, 256] if args.full else [16, 128]
-    out = []
+    # Each record is appended as soon as it is measured (a run cut short keeps what it finished).
+    json_file = open(args.json, "a", buffering=1)
     for rows, cols in [(4096, 4096), (4096, 11008)]:
         a32, sigma = dct_power_law(rows, cols, dev)
         for r in ranks:
@@ -141,10 +142,8 @@ def main():
                        error_ratio=ratio, device=name)
             for rec in (base, acc):
                 print(json.dumps(rec), flush=True)
-                out.append(rec)
-    with open(args.json, "a") as f:
-        for rec in out:
-            f.write(json.dumps(rec) + "\n")
+                json_file.write(json.dumps(rec) + "\n")
+    json_file.close()
 
 
 if __name__ == "__main__":
