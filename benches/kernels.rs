@@ -571,6 +571,9 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
             // The bracket paths' kernels after the sample launched one after another, as before 2026-11-27.
             report_switched(gpu, &case, "SLR_PDL", "off", "without programmatic dependent launch", 10, &bench.device, &mut run);
         }
+        // The read-back at the end of every top-k call into pageable memory, as before 2026-11-27 (now through a
+        // page-locked staging buffer).
+        report_switched(gpu, &case, "SLR_PINNED", "off", "read back into pageable memory", 10, &bench.device, &mut run);
         if std::env::var_os("SLR_TOPK_PROFILE").is_none() {
             // One more call with the per-step device times printed (CUDA events between the launches).
             std::env::set_var("SLR_TOPK_PROFILE", "1");

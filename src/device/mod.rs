@@ -109,6 +109,85 @@ struct CudaBackend {
     /// contract needs; PTX JIT-compiled from compute_80 would not). Cleared if the driver ever refuses such a
     /// launch (a tool or virtualization layer without it): from then on they are ordinary launches.
     dependent_launch: std::sync::atomic::AtomicBool,
+    /// Page-locked host memory that small downloads ([`Gpu::download`]) land in before they are copied into the
+    /// caller's `Vec`; allocated at the first such download, grown to the largest one so far.
+    staging: Mutex<Option<Staging>>,
+}
+
+/// Downloads of at most this many bytes go through [`CudaBackend::staging`]. Top-k's read-backs (64 bytes per
+/// matrix, 32 per row), the scan's total and rSVD's l x l factor (76 KB at l = 138, 410 KB at l = 320) fit; larger
+/// ones are bandwidth-bound, where the staging adds nothing.
+const STAGING_MAX_BYTES: usize = 1 << 20;
+
+/// Page-locked host memory (`cuMemHostAlloc`, not write-combined: the host reads it) of one context.
+struct Staging {
+    ptr: *mut c_void,
+    bytes: usize,
+    ctx: Arc<CudaContext>,
+}
+
+// SAFETY: `ptr` is owned by this struct alone (nothing else holds it) and is only dereferenced under the backend's
+// `staging` mutex; page-locked memory may be used and freed from any thread.
+unsafe impl Send for Staging {}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from cuMemHostAlloc in `ctx` (Staging::new) and is freed once, here; no copy into it
+        // is in flight (every download synchronizes the stream before it releases the mutex).
+        let _ = self.ctx.bind_to_thread().map(|_| unsafe { cudarc::driver::result::free_host(self.ptr) });
+    }
+}
+
+impl Staging {
+    /// `bytes` of page-locked host memory in `ctx`, or None if the driver refuses (the caller then downloads the
+    /// ordinary way).
+    fn new(ctx: &Arc<CudaContext>, bytes: usize) -> Option<Staging> {
+        ctx.bind_to_thread().ok()?;
+        // SAFETY: plain allocation of `bytes` (> 0) of host memory; flags 0 (cached, this context only).
+        let ptr = unsafe { cudarc::driver::result::malloc_host(bytes, 0) }.ok()?;
+        (!ptr.is_null()).then(|| Staging { ptr, bytes, ctx: ctx.clone() })
+    }
+}
+
+impl CudaBackend {
+    /// Copies `v` to the host through the page-locked staging buffer and waits for it; None (nothing queued) when
+    /// `v` is empty or larger than [`STAGING_MAX_BYTES`], the buffer cannot be allocated, or `SLR_PINNED=off`. A
+    /// copy from device to pageable memory goes through the driver's own bounce buffer and blocks the host
+    /// while it does; into page-locked memory it is one DMA.
+    fn download_staged<T: DeviceRepr + Copy>(&self, v: &CudaView<'_, T>) -> Result<Option<Vec<T>>> {
+        let len = v.len();
+        let bytes = len * std::mem::size_of::<T>();
+        if bytes == 0 || bytes > STAGING_MAX_BYTES || crate::path_switch("SLR_PINNED", "off") {
+            return Ok(None);
+        }
+        let mut staging = self.staging.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if staging.as_ref().is_none_or(|s| s.bytes < bytes) {
+            *staging = None;
+            *staging = Staging::new(self.stream.context(), bytes.next_power_of_two().max(4096));
+        }
+        let Some(buf) = staging.as_ref() else { return Ok(None) };
+        self.stream.context().bind_to_thread().map_err(cuda_err("download"))?;
+        {
+            let (src, _record) = v.device_ptr(&self.stream);
+            // SAFETY: `buf.ptr` points at `buf.bytes >= bytes` bytes of page-locked host memory that only this
+            // backend uses, and we hold its mutex until the copy below has completed (the stream synchronize);
+            // `src` is `len` elements of T = `bytes` bytes of a live device view borrowed for this call.
+            let dst = unsafe { std::slice::from_raw_parts_mut(buf.ptr as *mut u8, bytes) };
+            // SAFETY: as above; the copy is ordered after the kernels queued on this stream.
+            unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }.map_err(cuda_err("download"))?;
+        }
+        self.stream.synchronize().map_err(cuda_err("download"))?;
+        let mut out = Vec::<T>::with_capacity(len);
+        // SAFETY: the copy has completed (synchronized above), so `buf.ptr` holds `len` elements of T as the device
+        // had them (T: DeviceRepr is plain data, any bit pattern the device wrote is a value, as with the ordinary
+        // download); page-locked memory is page-aligned, so aligned for T; `out` has room for `len` and does not
+        // overlap it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf.ptr as *const T, out.as_mut_ptr(), len);
+            out.set_len(len);
+        }
+        Ok(Some(out))
+    }
 }
 
 /// (module, kernel name) of a loaded function.
@@ -164,6 +243,7 @@ impl Gpu {
                 functions: Mutex::new(HashMap::new()),
                 blas: OnceLock::new(),
                 solver: OnceLock::new(),
+                staging: Mutex::new(None),
             }),
         })
     }
@@ -390,6 +470,9 @@ impl Gpu {
         self.calls.synchronizations.fetch_add(1, Ordering::Relaxed);
         match (&self.backend, &src.inner) {
             (Backend::Cuda(b), SliceInner::Cuda(v)) => {
+                if let Some(out) = b.download_staged(v)? {
+                    return Ok(out);
+                }
                 let out = b.stream.clone_dtoh(v).map_err(cuda_err("download"))?;
                 b.stream.synchronize().map_err(cuda_err("download"))?;
                 Ok(out)
