@@ -60,7 +60,7 @@ constexpr unsigned kSampleThreads = 256;   // threads of the sample kernel's one
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 static_assert(kChunk % 64 == 0, "a bracket pass block's chunk is whole mask words");
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
-constexpr unsigned kCutBins = 1024;         // slices of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
+constexpr unsigned kCutBins = 1024;         // bins of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
 constexpr unsigned kRefineBins = 4096;      // slices of each later level (src/topk.rs REFINE_BINS)
 constexpr unsigned kRowDigitBits = 11;      // the per-row fast path's first digit: the key's top 11 bits
 constexpr unsigned kRowBins = 1u << kRowDigitBits;
@@ -136,20 +136,28 @@ __device__ __forceinline__ void add_to_bin(unsigned* bins, bool cand, unsigned b
 // launch_after_previous (the loads it issues before slr::wait_for_previous_grid) uses L2-coherent loads
 // (ld.global.cg), which ptxas keeps ahead of the wait; it moves read-only (.nc) loads below it, and the loads
 // would not overlap the previous kernel.
-template <bool kBeforeWait = false, typename T>
+// kChecked = false: the caller knows every first + u * step < end (a full round), so no bounds test.
+template <bool kBeforeWait = false, bool kChecked = true, typename T>
 __device__ __forceinline__ void load_keys(const T* __restrict__ keys, unsigned first, unsigned step, unsigned end,
                                           unsigned (&bits)[kLoadsInFlight]) {
     using Raw = typename KeyBits<T>::Raw;
 #pragma unroll
     for (unsigned u = 0; u < kLoadsInFlight; ++u) {
         unsigned i = first + u * step;
+        const bool in = !kChecked || i < end;
         if constexpr (kBeforeWait) {
-            bits[u] = i < end ? (unsigned)__ldcg(reinterpret_cast<const Raw*>(keys) + i) : 0u;
+            bits[u] = in ? (unsigned)__ldcg(reinterpret_cast<const Raw*>(keys) + i) : 0u;
         } else {
-            bits[u] = i < end ? load_bits(keys, i) : 0u;
+            bits[u] = in ? load_bits(keys, i) : 0u;
         }
     }
 }
+
+// A compile-time bool for the generic lambdas that instantiate a loop body twice (full rounds without bounds tests,
+// the last partial round with them).
+template <bool B> struct Flag {
+    static constexpr bool value = B;
+};
 
 // A read, after slr::wait_for_previous_grid, of what an earlier grid of the stream wrote: L2-coherent
 // (ld.global.cg), never the read-only path, which assumes its data constant for the kernel's whole life (ptxas
@@ -641,7 +649,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 // Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates kept (the
 // regions' total in bracket_pass, the list's in bracket_count), [6] bracket_pass's ticket.
 // The cut alone (topk_threshold) takes bracket_count instead of bracket_pass: one list of candidate values, no
-// indices, no mask. Both passes count their candidates in kCutBins slices of [lo, hi], and their last block checks
+// indices, no mask. Both passes count their candidates in at most kCutBins bins of [lo, hi], and their last block checks
 // the bracket and names the slice holding K*; the later levels narrow it to K* on the device: no host decision
 // between the launches.
 
@@ -719,16 +727,21 @@ __device__ __forceinline__ unsigned candidate_slot(unsigned u, unsigned warp) {
 #endif
 }
 
-// Bin of a key in [lo, hi] among B equal slices of the key range: floor((key - lo) B / (hi - lo + 1)).
-// Bin b holds the keys lo + ceil(b W / B) .. lo + ceil((b + 1) W / B) - 1, W = hi - lo + 1 (empty when W < B and
-// the two bounds meet; a bin that holds a key is never empty).
-template <unsigned B> __device__ __forceinline__ unsigned range_bin(unsigned key, unsigned lo, unsigned hi) {
-    return (unsigned)(((unsigned long long)(key - lo) * B) / ((unsigned long long)(hi - lo) + 1ull));
+// Bins of a key range [lo, hi] for a level of B (a power of two) bins: bin b holds the keys lo + (b << s) ..
+// min(hi, lo + ((b + 1) << s) - 1), with s = range_shift<B>(lo, hi) the smallest shift that leaves at most B bins
+// ((hi - lo) >> s < B): between B / 2 and B bins hold keys, each 2^s keys wide (the last one clipped at hi), and a
+// key's bin is one subtraction and one shift (the equal slices this replaced took a 64-bit division per candidate,
+// ~30 instructions and a call to a division routine when (key - lo) * B overflowed 32 bits: most of the pass's
+// instruction budget). Levels: 2^22-key bins at most after the pass's 1024 (2^32 / 2^10), 2^10 after one refine of
+// 4096, one key after two; 16-bit keys are down to one key after one refine. Every kernel of a level computes s
+// from the same (lo, hi), so they agree on the bins.
+template <unsigned B> __device__ __forceinline__ unsigned range_shift(unsigned lo, unsigned hi) {
+    static_assert(B >= 2 && (B & (B - 1)) == 0, "a power of two");
+    constexpr unsigned kLog = 31 - __builtin_clz(B);
+    const unsigned len = 32 - __clz(hi - lo);  // bit length of hi - lo (0 when lo == hi)
+    return len > kLog ? len - kLog : 0u;
 }
-template <unsigned B> __device__ __forceinline__ unsigned range_bin_first_key(unsigned b, unsigned lo, unsigned hi) {
-    const unsigned long long w = (unsigned long long)(hi - lo) + 1ull;
-    return lo + (unsigned)((b * w + B - 1) / B);
-}
+__device__ __forceinline__ unsigned range_bin(unsigned key, unsigned lo, unsigned shift) { return (key - lo) >> shift; }
 
 // The bin of `hist` (B bins over [lo, hi], filled by other blocks of this launch: read through L2) holding the
 // candidate of rank `rank` (1 = the largest) in that range, found by one block: thread t sums the B / kThreads
@@ -749,8 +762,9 @@ __device__ __forceinline__ void narrow(const unsigned* hist, unsigned lo, unsign
         sel[kSelStatus] = kSelBroken;
         return;
     }
-    const unsigned key_lo = range_bin_first_key<B>(b, lo, hi);
-    const unsigned key_hi = b + 1 == B ? hi : range_bin_first_key<B>(b + 1, lo, hi) - 1u;
+    const unsigned shift = range_shift<B>(lo, hi);
+    const unsigned key_lo = lo + (b << shift);  // b < B and shift <= 32 - log2(B): no overflow
+    const unsigned key_hi = (unsigned)min((unsigned long long)hi, (unsigned long long)lo + ((unsigned long long)(b + 1) << shift) - 1ull);
     sel[kSelBin] = b;
     sel[kSelRank] = rank - pick[1];
     sel[kSelBefore] = before + pick[1];
@@ -776,11 +790,13 @@ __device__ __forceinline__ void choose_level1(const unsigned* bracket, const uns
     narrow<kCutBins>(hist, lo, hi, k - above, above, sel, scratch);
 }
 
-// One block per kChunk consecutive keys: counts keys > hi (ORing their mask bits into words) and NaNs
+// One block per kChunk consecutive keys: counts keys > hi (storing their mask bits: each warp's ballot is one
+// 32-bit half of a mask word) and NaNs
 // into the bracket words, and writes the keys in [lo, hi] (raw bits) with their flat indices to the block's region
 // of kChunkCap entries, in flat-index order (a round covers kLoadsInFlight * kThreads consecutive keys; within it
 // element u * kThreads + t, ranked by (u, warp, lane) through one scan of the 64 per-warp counts), and counts
-// them in kCutBins slices of [lo, hi] (a shared histogram, one global add per non-empty bin into `hist`). Entries
+// them in at most kCutBins bins of [lo, hi] (range_shift; a shared histogram, one global add per non-empty bin into
+// `hist`). Full rounds (all but a chunk's last) run without bounds tests. Entries
 // past the capacity are counted, not written; the region's count (capped) goes to cand_counts[block]. The last
 // block to finish (bracket word kPassTicket) checks the bracket with the exact totals (no region over capacity,
 // fewer than k keys above hi, at least k at or above lo; otherwise kSelInvalid and the host falls back) and names
@@ -808,33 +824,51 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     // Launched after the sample kernel (launch_after_previous): the first round's keys (an input, complete before
     // the sample started) are loaded before the bracket is known, so they arrive while the sample finishes.
     unsigned bits[kLoadsInFlight];
-    load_keys<true>(keys, start + t, kThreads, end, bits);
+    if (start + kRound <= end) {
+        load_keys<true, false>(keys, start + t, kThreads, end, bits);
+    } else {
+        load_keys<true>(keys, start + t, kThreads, end, bits);
+    }
     slr::wait_for_previous_grid();  // the sample's bracket words and the words it zeroed
     slr::allow_next_grid();
     const unsigned lo = bracket[0], hi = bracket[1];
-    // This block's mask words (its chunk starts on a word: kChunk is a multiple of 64) start at zero before any bit
-    // is ORed in: no memset of the whole mask first. The barrier below orders these stores before the block's ORs;
-    // the take kernel's ORs come after this grid.
-    for (unsigned w = start / 64 + t; w < (end + 63) / 64; w += kThreads) words[w] = 0ull;
+    const unsigned shift = range_shift<kCutBins>(lo, hi);
+    const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, flags);  // every NaN's key, and no other key's
+    // The mask as 32-bit halves of its words (little-endian: half 2w is word w's bits 0-31). A warp's 32 keys of a
+    // round are 32 consecutive flat indices starting on a multiple of 32 (rounds start on multiples of kRound), so
+    // their bits are one half, which the warp's lane 0 stores whole: every half of this block's chunk is written
+    // exactly once in this grid (no memset of the mask first, no atomics), before the take kernel's ORs (a later
+    // grid). The last block's chunk may end in the low half of a word: the high half, past every key, is zeroed.
+    unsigned* halves = reinterpret_cast<unsigned*>(words);
+    if (t == 0 && end == n && (((end - 1) >> 5) & 1u) == 0) halves[((end - 1) >> 5) + 1] = 0u;
     __syncthreads();
     unsigned above = 0, nan = 0, written = 0;  // written: candidates of the rounds done (the same in every thread)
-    for (unsigned round = start; round < end; round += kRound) {
-        unsigned cand[kLoadsInFlight];
-        if (round != start) load_keys(keys, round + t, kThreads, end, bits);
+    // One round of kRound keys; kFull: all of them are below `end` (every round but a chunk's last partial one), so
+    // neither the loads nor the per-key tests check bounds.
+    auto round_body = [&](unsigned round, auto full) {
+        constexpr bool kFull = decltype(full)::value;
+        unsigned cand[kLoadsInFlight], a_ballot[kLoadsInFlight];
+        if (round != start) load_keys<false, !kFull>(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            unsigned i = round + u * kThreads + t;
-            bool in = i < end;
-            unsigned key = order_key<T>(bits[u], flags);
-            bool a = in && key > hi;
+            const unsigned warp_first = round + u * kThreads + warp * 32;  // flat index of lane 0's key
+            const bool in = kFull || warp_first + lane < end;
+            const unsigned key = order_key<T>(bits[u], flags);
+            const bool a = in && key > hi;
             above += a;
-            nan += in && is_nan_bits<T>(bits[u]);
-            unsigned a_ballot = __ballot_sync(0xffffffffu, a);
-            if (lane == 0 && a_ballot) or_bits(words, i - lane, a_ballot);
+            nan += in && key == nan_key;
+            a_ballot[u] = __ballot_sync(0xffffffffu, a);
             const bool c = in && key >= lo && key <= hi;
             cand[u] = __ballot_sync(0xffffffffu, c);
             if (lane == 0) offsets[candidate_slot(u, warp)] = __popc(cand[u]);
-            if (c) atomicAdd(&bins[range_bin<kCutBins>(key, lo, hi)], 1u);
+            if (c) atomicAdd(&bins[range_bin(key, lo, shift)], 1u);
+        }
+        if (lane == 0) {  // the warp's 8 halves: one base address, constant offsets
+            unsigned* warp_halves = halves + ((round + warp * 32) >> 5);
+#pragma unroll
+            for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+                if (kFull || round + u * kThreads + warp * 32 < end) warp_halves[u * (kThreads / 32)] = a_ballot[u];
+            }
         }
         __syncthreads();
         if (warp == 0) {  // exclusive scan of the 64 counts in (u, warp) order: lane l holds entries 2l, 2l + 1
@@ -857,6 +891,13 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
         }
         written += round_total;
         __syncthreads();  // offsets and round_total are rewritten next round
+    };
+    for (unsigned round = start; round < end; round += kRound) {
+        if (round + kRound <= end) {
+            round_body(round, Flag<true>{});
+        } else {
+            round_body(round, Flag<false>{});
+        }
     }
     add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
     for (unsigned b = t; b < kCutBins; b += kThreads) {
@@ -905,6 +946,8 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     slr::wait_for_previous_grid();
     slr::allow_next_grid();
     const unsigned lo = bracket[0], hi = bracket[1];
+    const unsigned shift = range_shift<kCutBins>(lo, hi);
+    const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, flags);  // every NaN's key, and no other key's
     __syncthreads();
     unsigned above = 0, nan = 0;
     for (unsigned round = start; round < end; round += kRound) {
@@ -915,11 +958,11 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
             bool in = round + u * kThreads + t < end;
             unsigned key = order_key<T>(bits[u], flags);
             above += in && key > hi;
-            nan += in && is_nan_bits<T>(bits[u]);
+            nan += in && key == nan_key;
             bool c = in && key >= lo && key <= hi;
             cand[u] = __ballot_sync(0xffffffffu, c);
             if (lane == 0) offsets[u * kWarps + warp] = __popc(cand[u]);
-            if (c) atomicAdd(&bins[range_bin<kCutBins>(key, lo, hi)], 1u);
+            if (c) atomicAdd(&bins[range_bin(key, lo, shift)], 1u);
         }
         __syncthreads();
         if (warp == 0) {  // exclusive scan of the 64 counts: lane l holds entries 2l, 2l + 1
@@ -949,9 +992,10 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
 // ---- The later levels (after bracket_pass or bracket_count and the level-1 choice) -----------------------------
 // Every candidate region holds its block's keys in [lo, hi] in flat-index order (bracket_pass); the cut path's one
 // list (bracket_count) holds them in no order, read by bracket_refine in kChunkCap-entry shares. The level-1 choice
-// named the 1/1024 slice of [lo, hi] holding K*; each bracket_refine launch cuts the slice still named in `sel`
-// into kRefineBins and names the one holding K* (two levels always reach one key for f32, 1024 x 4096 x 4096 >=
-// 2^32; one for 16-bit keys, 1024 x 4096 >= 2^16; a launch finds the choice already final and returns): the cut
+// named the bin of [lo, hi] (at most 1024, range_shift) holding K*; each bracket_refine launch cuts the bin still
+// named in `sel` into at most kRefineBins and names the one holding K* (two levels always reach one key for f32:
+// bins of at most 2^22 keys after the pass, 2^10 after one refine, 1 after two; one for 16-bit keys, 2^6 then 1; a
+// launch finds the choice already final and returns): the cut
 // is then final (K*, the keys above it, the quota). For the mask, the
 // keys equal to K* are ranked in flat-index order only when the quota does not take them all (bracket_tie_count:
 // per-region counts and their exclusive scan), and bracket_take sets the candidates' bits: every key > K*, and the
@@ -984,6 +1028,7 @@ __device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigne
     const unsigned t = threadIdx.x;
     const unsigned lo = after_wait(&sel[kSelKeyLo]), hi = after_wait(&sel[kSelKeyHi]);
     const unsigned rank = after_wait(&sel[kSelRank]), before = after_wait(&sel[kSelBefore]);
+    const unsigned shift = range_shift<kRefineBins>(lo, hi);
     for (unsigned b = t; b < kRefineBins; b += kThreads) bins[b] = 0;
     __syncthreads();
     const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
@@ -1000,7 +1045,7 @@ __device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigne
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             const unsigned key = order_key<T>(bits[u], flags);
-            if (first + u * kThreads < count && key >= lo && key <= hi) atomicAdd(&bins[range_bin<kRefineBins>(key, lo, hi)], 1u);
+            if (first + u * kThreads < count && key >= lo && key <= hi) atomicAdd(&bins[range_bin(key, lo, shift)], 1u);
         }
     }
     __syncthreads();

@@ -116,8 +116,9 @@ const CHUNK_CAP: usize = CHUNK / 4;
 const CUT_BINS: usize = 1024;
 /// Slices of each later level (cuda/topk.cu kRefineBins).
 const REFINE_BINS: usize = 4096;
-/// Later levels after the bracket pass that always narrow the choice to one key: 1024 x 4096 x 4096 >= 2^32 for
-/// f32 keys, 1024 x 4096 >= 2^16 for 16-bit ones.
+/// Later levels after the bracket pass that always narrow the choice to one key (cuda/topk.cu range_shift: bins of
+/// at most 2^22 keys after the pass's 1024, 2^10 after a refine of 4096, one key after two; 16-bit keys: 2^6, then
+/// one).
 fn refine_levels<T: TopkKey>() -> usize {
     if T::DTYPE.size() == 4 { 2 } else { 1 }
 }

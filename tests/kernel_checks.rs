@@ -144,6 +144,20 @@ fn sass_functions(tool: &Path, module: &kernels::KernelModule) -> Vec<(String, S
 }
 
 /// Instructions each kernel was written to use (substrings of SASS mnemonics, checked on every target).
+/// What a kernel's SASS must not contain, beyond local memory (checked for all): instructions its design removed
+/// from a hot loop.
+fn forbidden_instructions(kernel: &str) -> Vec<&'static str> {
+    match kernel {
+        // The top-k bracket levels bin a candidate by a subtraction and a shift (range_shift): the 64-bit division
+        // it replaced (a reciprocal, MUFU.RCP, and a call to the division routine) was most of the pass's
+        // instruction budget. The pass stores each warp's ballot of the keys above as one 32-bit half of a mask
+        // word: no atomic ORs on the mask.
+        k if k.starts_with("topk_bracket_pass_") => vec!["MUFU.RCP", ".E.OR.64"],
+        k if k.starts_with("topk_bracket_count_") || k.starts_with("topk_bracket_refine_") => vec!["MUFU.RCP"],
+        _ => vec![],
+    }
+}
+
 fn expected_instructions(kernel: &str) -> Vec<&'static str> {
     let narrow = kernel.ends_with("f16") || kernel.ends_with("bf16") || kernel.contains("f16_") || kernel.contains("bf16_");
     match kernel {
@@ -257,16 +271,17 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
             vec![load, "STS", "ATOMS", "SHFL.UP", "BAR.SYNC", "STG.E "]
         }
-        // The bracket pass: keys once through the read-only path, ballots for the keys above (ORed into the mask)
-        // and the candidates (ranked by a warp scan of per-warp counts), candidate values and indices stored, their
-        // slices counted by shared atomics, the last block's ticket and choice (block scan, stores).
-        // (The first round's keys by L2-coherent loads, .STRONG.GPU: the dependent launch's prologue, which
-        // ptxas keeps ahead of the wait; the later rounds by plain loads.)
+        // The bracket pass: keys once through the read-only path, ballots for the keys above (each stored whole as
+        // a 32-bit half of a mask word) and the candidates (ranked by a warp scan of per-warp counts), candidate
+        // values and indices stored, their slices counted by shared atomics, the last block's ticket and choice
+        // (block scan, stores). (The first round's keys by L2-coherent loads, .STRONG.GPU: the dependent launch's
+        // prologue, which ptxas keeps ahead of the wait; the later rounds by plain loads.) forbidden_instructions:
+        // no atomics on the mask, no division routine.
         k if k.starts_with("topk_bracket_pass_") => {
             if narrow {
-                vec!["LDG.E.U16.STRONG.GPU", "LDG.E.U16 ", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E.U16", "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR"]
+                vec!["LDG.E.U16.STRONG.GPU", "LDG.E.U16 ", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "STG.E.U16", "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR"]
             } else {
-                vec!["LDG.E.STRONG.GPU", "LDG.E ", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", ".E.OR.64.STRONG.GPU", "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR"]
+                vec!["LDG.E.STRONG.GPU", "LDG.E ", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR"]
             }
         }
         // A refinement level: the region's candidates counted in shared slices, added to global memory, the last
@@ -413,6 +428,9 @@ fn sass_has_no_local_memory_and_the_intended_loads() {
             }
             for want in expected_instructions(&name) {
                 assert!(body.contains(want), "{name} on {arch}: expected {want:?} in SASS:\n{body}");
+            }
+            for bad in forbidden_instructions(&name) {
+                assert!(!body.contains(bad), "{name} on {arch}: {bad:?} in SASS:\n{body}");
             }
         }
     }
