@@ -64,7 +64,14 @@ constexpr unsigned kCutBins = 1024;         // bins of [lo, hi] counted by the b
 constexpr unsigned kRefineBins = 4096;      // slices of each later level (src/topk.rs REFINE_BINS)
 constexpr unsigned kRowDigitBits = 11;      // the per-row fast path's first digit: the key's top 11 bits
 constexpr unsigned kRowBins = 1u << kRowDigitBits;
-constexpr unsigned kRowCands = 512;         // candidates the per-row fast path ranks pair by pair
+constexpr unsigned kRowCands = 512;         // room for the candidates the per-row fast path ranks pair by pair
+// The per-row digit levels stop once the wanted bin holds at most this many keys. Ranking c candidates pair by pair
+// costs ~c^2 / 32 x 11 warp instructions on c threads (c = 135, the first level's bin at k = 64 of 4096 Gaussian
+// keys: ~8 k per row, two thirds of the row's whole budget: the kernel was bound by instruction issue, not by its
+// one read), where one more digit level is one pass over the row in shared memory (~1.3 k at 4096 keys) and leaves
+// a handful. (512, the room above, kept the first level's bin whatever its size.)
+constexpr unsigned kRowPairwise = 64;
+static_assert(kRowPairwise <= kRowCands, "the candidates fit their arrays");
 // Bytes of select_row's dynamic shared memory after the row's keys (src/topk.rs ROW_EXTRA_BYTES): the first-digit
 // histogram and the candidates' keys and positions.
 constexpr unsigned kRowExtraBytes = kRowBins * 4 + kRowCands * 8;
@@ -501,12 +508,12 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 // at their width), then, for a count, radix select there with 11-bit digits (f32: 11, 11, 10 bits; 16-bit keys: 11,
 // 5), MSB first: each level counts the keys that share the digits fixed so far in kRowBins bins (plain shared
 // atomics: 11 bits spread a magnitude's exponent over 4 bins per binade, so a warp's keys rarely share a bin) and
-// one block scan names the bin holding the wanted rank. As soon as that bin holds at most kRowCands keys (after
-// one level for Gaussian-like rows: ~3% of a row near k = 1.6%), one pass over the row sets the bits of the keys
+// one block scan names the bin holding the wanted rank. As soon as that bin holds at most kRowPairwise keys (after
+// two levels for Gaussian-like rows: the first leaves ~3% of a row near k = 1.6%), one pass over the row sets the bits of the keys
 // beyond it and copies its keys with their positions to shared memory, and each candidate's rank among them (keys
 // greater, or equal at a lower position: the reference's order) is counted pair by pair: those below the quota
 // are taken, the one of rank quota - 1 is K*. When every digit is fixed first (heavy ties: one key holds more than
-// kRowCands), K* is that key, and the keys equal to it are ranked by ballots in flat-index order, as for a fixed
+// kRowPairwise), K* is that key, and the keys equal to it are ranked by ballots in flat-index order, as for a fixed
 // key (`Beyond`, k = 0: no digits). The taken bits are ORed into the mask (words may be null: the cut only), and
 // the block writes its segment's kStateWords state words as the multi-kernel path leaves them: [0] K*, [1] quota,
 // [2] c_gt, [3] NaNs, [4] keys > K* counted directly, the rest 0 (no topk_init_state launch before it). `passes`
@@ -517,7 +524,7 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 // dynamic shared memory.
 // Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; in shared memory one pass per
 // level and one to classify (seg_len / kThreads keys per thread each), and c^2 / kThreads comparisons for the
-// bin's c <= kRowCands keys.
+// bin's c <= kRowPairwise keys.
 template <typename T>
 __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
                                            unsigned passes, unsigned value, unsigned* __restrict__ state,
@@ -550,13 +557,13 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     // The digits fixed so far (`fixed` bits of `prefix`), the keys beyond them and the rank still to find.
     DigitLevels lv{passes != 0 ? 0u : value, passes != 0 ? 0u : ~0u, 0u, passes != 0 ? value : 0u,
                    passes != 0 ? key_bits : 0u, ~0u};
-    digit_levels(row_keys, seg_len, kRowCands, row_bins, scratch, lv);
+    digit_levels(row_keys, seg_len, kRowPairwise, row_bins, scratch, lv);
     const unsigned prefix = lv.prefix, fixed = lv.fixed, above = lv.above, in_bin = lv.in_bin, bits_left = lv.bits_left;
     unsigned rank = lv.rank;
     unsigned gt = 0;
     unsigned kstar;
     if (bits_left != 0) {
-        // The bin holds at most kRowCands keys: bits of the keys beyond it, its keys copied out, pairwise ranks.
+        // The bin holds at most kRowPairwise keys: bits of the keys beyond it, its keys copied out, pairwise ranks.
         for (unsigned first = 0; first < seg_len; first += kThreads) {  // block-uniform trip count
             const unsigned i = first + t;
             const bool in = i < seg_len;
@@ -566,7 +573,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
             const unsigned taken = __ballot_sync(0xffffffffu, take);
             if (words && lane == 0 && taken) or_bits(words, base + first + warp * 32, taken);
             if (in && (key & fixed) == prefix) {
-                const unsigned at = atomicAdd(&totals[2], 1u);  // < in_bin <= kRowCands
+                const unsigned at = atomicAdd(&totals[2], 1u);  // < in_bin <= kRowPairwise <= kRowCands
                 cand_key[at] = key;
                 cand_pos[at] = i;
             }
