@@ -18,7 +18,11 @@
 // a warp does 4 batches: chunk = (32 / G) * 16 entries (16 once K > 16V; more at small K, where an entry is only a
 // few loads). The warp walks its range one row segment at a time: in a segment all entries share their A row, so a
 // lane loads each 16-byte A vector once for its P entries (and with G < 32 the warp's groups read the same A
-// addresses: one transaction), while each entry's B row is read exactly once.
+// addresses: one transaction), while each entry's B row is read exactly once. A lane issues a slot's A vector and
+// its P B-row vectors together before the first FMA (one memory round trip per slot and batch; in the serial
+// variant's 16-bit kernels each B row waited for the previous entry's FMAs), and loads the next batch's column
+// indices while this batch computes.
+// Launch bounds of 4 blocks per SM (64 registers). The first row is found by a 32-way search of the whole warp.
 //
 // Summation order: K slot s (elements [s V, s V + V)) belongs to lane s mod G of the group; a lane accumulates its
 // slots in increasing order with fmaf, then the group combines its lanes' partial sums with an xor butterfly
@@ -127,18 +131,32 @@ struct Batch {
     bool valid[kEntriesPerGroup];
 };
 
-// One slot (elements [k0, k0 + V)) of the lane's dot products, read as one 16-byte load per row.
-template <typename T>
+// Operand loads are explicit __ldg (the read-only path, LDG.*.CONSTANT): nvcc stopped inferring it for plain loads
+// of the const __restrict__ operands once the kernel had the warp search's ballot (SASS, sm_90).
+//
+// One slot (elements [k0, k0 + V)) of the lane's dot products, read as one 16-byte load per row. kLoadsFirst: all
+// P + 1 loads (A, then the P B rows; an absent entry's slot is zero, not read) are issued before the first FMA, so
+// they are in flight together (one round trip per slot). Otherwise each B row is loaded inside its entry's branch:
+// for 16-bit types ptxas then issued B rows 1..3 each after the previous entry's FMAs (four round trips). The FMAs
+// are the same either way, entry by entry in the same order.
+template <typename T, bool kLoadsFirst>
 __device__ __forceinline__ void accumulate_slot_vector(const Batch<T>& batch, unsigned k0,
                                                        float (&acc)[kEntriesPerGroup]) {
     constexpr unsigned V = Slot<T>::kElems;
-    const uint4 a = *reinterpret_cast<const uint4*>(batch.a_row + k0);
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(batch.a_row + k0));
+    uint4 b[kEntriesPerGroup];
+    if (kLoadsFirst) {
+#pragma unroll
+        for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
+            b[p] = batch.valid[p] ? __ldg(reinterpret_cast<const uint4*>(batch.b_row[p] + k0)) : make_uint4(0, 0, 0, 0);
+        }
+    }
 #pragma unroll
     for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
         if (!batch.valid[p]) continue;
-        const uint4 b = *reinterpret_cast<const uint4*>(batch.b_row[p] + k0);
+        if (!kLoadsFirst) b[p] = __ldg(reinterpret_cast<const uint4*>(batch.b_row[p] + k0));
 #pragma unroll
-        for (unsigned j = 0; j < V; ++j) acc[p] = fmaf(slot_element<T>(a, j), slot_element<T>(b, j), acc[p]);
+        for (unsigned j = 0; j < V; ++j) acc[p] = fmaf(slot_element<T>(a, j), slot_element<T>(b[p], j), acc[p]);
     }
 }
 
@@ -149,18 +167,21 @@ __device__ __forceinline__ void accumulate_slot_scalar(const Batch<T>& batch, un
                                                        unsigned long long b_cs, unsigned k0, unsigned k1,
                                                        float (&acc)[kEntriesPerGroup]) {
     for (unsigned k = k0; k < k1; ++k) {
-        const float a = slr::to_f32(batch.a_row[k * a_cs]);
+        const float a = slr::to_f32(__ldg(batch.a_row + k * a_cs));
 #pragma unroll
         for (unsigned p = 0; p < kEntriesPerGroup; ++p) {
-            if (batch.valid[p]) acc[p] = fmaf(a, slr::to_f32(batch.b_row[p][k * b_cs]), acc[p]);
+            if (batch.valid[p]) acc[p] = fmaf(a, slr::to_f32(__ldg(batch.b_row[p] + k * b_cs)), acc[p]);
         }
     }
 }
 
 // kPipelined (the default kernels): inside a row segment, the next batch's column indices are loaded before this
 // batch's B rows are used, so that load's latency overlaps this batch's B gathers, FMAs and butterflies instead of
-// preceding the next batch's gathers (one dependent round trip per batch instead of two). Same FMAs in the same
-// order: bitwise the `sddmm_serial_<T>` kernels' results (kept for the benchmark's comparison,
+// preceding the next batch's gathers (one dependent round trip per batch instead of two); in each K slot the A
+// vector and all P B rows are loaded before the first FMA (16-bit types: kLoadsFirst; f32 gets this from ptxas
+// anyway), one round trip per slot where the B rows had followed one another; and the warp's first row is found by
+// a 32-way warp search (~3 dependent rounds of loads, not ~14). Same FMAs in the same order: bitwise the
+// `sddmm_serial_<T>` kernels' results (the previous kernels, unchanged, kept for the benchmark's comparison,
 // `SLR_SDDMM_PATH=serial`).
 template <typename T, bool kPipelined>
 __device__ __forceinline__ void sddmm_impl(const T* __restrict__ a, unsigned long long a_rs, unsigned long long a_cs,
@@ -183,8 +204,16 @@ __device__ __forceinline__ void sddmm_impl(const T* __restrict__ a, unsigned lon
                         (((unsigned long long)a | (unsigned long long)b | (a_rs * sizeof(T)) | (b_rs * sizeof(T))) &
                          15) == 0;
     const unsigned slots = (k + V - 1) / V;
+    // Loads first for 16-bit types only: f32's per-entry blocks (4 FMAs) are short enough that ptxas predicates them
+    // and issues all 5 loads before the first FMA by itself (SASS, sm_80-90), while explicit loads-first left it
+    // short of registers at 64 (one or two B rows issued after FMAs).
+    constexpr bool kLoadsFirst = kPipelined && sizeof(T) == 2;
 
-    unsigned row = slr::csr_row_of_entry(row_offsets, rows, (unsigned)first);
+    // The warp's first row. Pipelined: a 32-way search by the whole warp (~3 dependent rounds of loads at 11008 rows
+    // instead of ~14; all 32 lanes are here, since whole warps leave together above, and row_offsets[0] = 0 <=
+    // first). The same row either way.
+    unsigned row = kPipelined ? slr::csr_row_of_entry_warp(row_offsets, 0u, rows - 1, (unsigned)first)
+                              : slr::csr_row_of_entry(row_offsets, rows, (unsigned)first);
     for (unsigned seg = (unsigned)first; seg < end;) {
         row = row_holding(row_offsets, row, rows, seg);
         const unsigned seg_end = min(end, row_offsets[row + 1]);
@@ -217,7 +246,7 @@ __device__ __forceinline__ void sddmm_impl(const T* __restrict__ a, unsigned lon
             for (unsigned s = member; s < slots; s += group_size) {
                 const unsigned k0 = s * V, k1 = min(k, k0 + V);
                 if (vector && k1 == k0 + V) {
-                    accumulate_slot_vector(batch, k0, acc);
+                    accumulate_slot_vector<T, kLoadsFirst>(batch, k0, acc);
                 } else {
                     accumulate_slot_scalar(batch, a_cs, b_cs, k0, k1, acc);
                 }
@@ -362,8 +391,11 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
                          alpha, beta, c);                                                                       \
     }
 
-#define SLR_SDDMM(NAME, T, PIPELINED)                                                                            \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32)                                           \
+// BOUNDS: the pipelined kernels ask for 4 blocks per SM (64 registers, no spills on sm_80-90; without it their 5
+// slot loads in flight took 76 registers, 3 blocks, on sm_90 and spilled on sm_80); the serial ones keep the bound
+// they were measured with (their SASS is unchanged).
+#define SLR_SDDMM(NAME, T, PIPELINED, BOUNDS)                                                                    \
+    extern "C" __global__ void __launch_bounds__ BOUNDS                                                         \
         NAME(const T* __restrict__ a, unsigned long long a_rs, unsigned long long a_cs, const T* __restrict__ b, \
              unsigned long long b_rs, unsigned long long b_cs, const unsigned* __restrict__ row_offsets,          \
              const unsigned* __restrict__ col_indices, unsigned rows, unsigned nnz, unsigned k,                  \
@@ -379,17 +411,17 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
         transpose_impl<T>(src, src_rs, src_cs, rows, cols, dst, dst_ld);                                        \
     }
 
-SLR_SDDMM(sddmm_f32, float, true)
+SLR_SDDMM(sddmm_f32, float, true, (kWarpsPerBlock * 32, 4))
 SLR_EMU_EXPORT(sddmm_f32)
-SLR_SDDMM(sddmm_f16, __half, true)
+SLR_SDDMM(sddmm_f16, __half, true, (kWarpsPerBlock * 32, 4))
 SLR_EMU_EXPORT(sddmm_f16)
-SLR_SDDMM(sddmm_bf16, __nv_bfloat16, true)
+SLR_SDDMM(sddmm_bf16, __nv_bfloat16, true, (kWarpsPerBlock * 32, 4))
 SLR_EMU_EXPORT(sddmm_bf16)
-SLR_SDDMM(sddmm_serial_f32, float, false)
+SLR_SDDMM(sddmm_serial_f32, float, false, (kWarpsPerBlock * 32))
 SLR_EMU_EXPORT(sddmm_serial_f32)
-SLR_SDDMM(sddmm_serial_f16, __half, false)
+SLR_SDDMM(sddmm_serial_f16, __half, false, (kWarpsPerBlock * 32))
 SLR_EMU_EXPORT(sddmm_serial_f16)
-SLR_SDDMM(sddmm_serial_bf16, __nv_bfloat16, false)
+SLR_SDDMM(sddmm_serial_bf16, __nv_bfloat16, false, (kWarpsPerBlock * 32))
 SLR_EMU_EXPORT(sddmm_serial_bf16)
 SLR_SDDMM_TC(sddmm_tc_f16, __half)
 SLR_EMU_EXPORT(sddmm_tc_f16)

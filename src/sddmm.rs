@@ -41,8 +41,10 @@
 //!   H200 it was nonetheless 1.08-1.25x slower than the CUDA-core kernel at 5% and K = 128 and 2048, so it runs
 //!   only when opted in (`SLR_SDDMM_PATH=tc`, for the benchmarks' comparison).
 //! - The CUDA-core kernel loads the next batch's column indices while the current batch's B rows arrive (one
-//!   dependent round trip per batch instead of two; unmeasured); `SLR_SDDMM_PATH=serial` runs it without, for the
-//!   benchmarks' comparison (bitwise the same results).
+//!   dependent round trip per batch instead of two), issues a K slot's A and B loads together before its FMAs (one
+//!   round trip per slot instead of four for f16/bf16) and finds its warp's first row by a 32-way warp search;
+//!   unmeasured. `SLR_SDDMM_PATH=serial` runs the kernel without these, for the benchmarks' comparison (bitwise the
+//!   same results).
 //!
 //! # Floor
 //! `2·nnz·K` flops on CUDA cores, and from memory at least the A rows with entries and the B rows named by a
