@@ -151,10 +151,13 @@ __device__ __forceinline__ void spmm_xst_impl(const unsigned* __restrict__ row_o
 }
 
 // The decode kernel for rows of similar length (src/spmm.rs t_le2_uses_row_warps; on an H200 0.66-0.94x the block
-// kernel's time on uniform masks, 1.42x on a power-law one): one warp per row of S, lanes over the row's entries
-// (8 in flight per lane: a 5%-dense row of 4096 columns, ~205 entries, in one dependent step instead of two), the
-// butterfly, lane t writes Y[t, o]. Each lane still adds its entries in the order lane, lane + 32, ...: the
-// same sums as with 4 in flight.
+// kernel's time on uniform masks, 1.42x on a power-law one, measured before the gathers were batched): one warp per
+// row of S, lanes over the row's entries (8 in flight per lane: a 5%-dense row of 4096 columns, ~205 entries, in
+// one dependent step instead of two), the butterfly, lane t writes Y[t, o]. A step issues its 16 value/column loads,
+// then all its X gathers (up to 8 entries x 2 t) into registers, then the FMAs: two round trips per step, where the
+// gathers inside each entry's branch had run one entry after another (up to 8). Launch bounds of 5 blocks per SM
+// (48 registers, no spills on sm_80-90). Each lane still adds its entries in the order lane, lane + 32, ...: the
+// same sums as with 4 in flight, and as before the gathers were batched.
 template <typename T>
 __device__ __forceinline__ void spmm_xst_rowwarp_impl(const unsigned* __restrict__ row_offsets,
                                               const unsigned* __restrict__ col_indices,
@@ -181,12 +184,23 @@ __device__ __forceinline__ void spmm_xst_rowwarp_impl(const unsigned* __restrict
                 s[u] = e < hi ? slr::to_f32(values[e]) : 0.0f;
                 c[u] = e < hi ? col_indices[e] : 0u;
             }
+            // Every X gather of the step before the first FMA (absent ones zero, never used), so they are in flight
+            // together: with each gather inside its entry's branch, ptxas issued them one entry after another.
+            T xv[kRowWarpUnroll][kTileT];
+#pragma unroll
+            for (unsigned u = 0; u < kRowWarpUnroll; ++u) {
+#pragma unroll
+                for (unsigned j = 0; j < kTileT; ++j) {
+                    xv[u][j] = e0 + 32 * u < hi && t0 + j < t_count ? __ldg(x + ((t0 + j) * x_rs + c[u] * x_cs))
+                                                                    : slr::from_f32<T>(0.0f);
+                }
+            }
 #pragma unroll
             for (unsigned u = 0; u < kRowWarpUnroll; ++u) {
                 if (e0 + 32 * u < hi) {
 #pragma unroll
                     for (unsigned j = 0; j < kTileT; ++j) {
-                        if (t0 + j < t_count) acc[j] = fmaf(s[u], slr::to_f32(x[(t0 + j) * x_rs + c[u] * x_cs]), acc[j]);
+                        if (t0 + j < t_count) acc[j] = fmaf(s[u], slr::to_f32(xv[u][j]), acc[j]);
                     }
                 }
             }
@@ -719,7 +733,7 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
         spmm_xst_impl<T>(row_offsets, col_indices, values, s_rows, x, x_rs, x_cs, t_count, y, y_rs, y_cs,        \
                          alpha, beta);                                                                          \
     }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_rowwarp_##SUFFIX(               \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 5) spmm_xst_rowwarp_##SUFFIX(            \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, const T* __restrict__ x, unsigned long long x_rs,        \
         unsigned long long x_cs, unsigned t_count, T* __restrict__ y, unsigned long long y_rs,                  \
