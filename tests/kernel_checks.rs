@@ -439,3 +439,36 @@ fn sass_has_no_local_memory_and_the_intended_loads() {
         assert!(!expected_instructions(k).is_empty(), "kernel {k} has no SASS expectations in this test: add them");
     }
 }
+
+/// Loads a kernel was written to issue together, checked in its SASS on every target: the CUDA-core sddmm's K slot
+/// (A and the batch's 4 B rows, `LDG.E.128.CONSTANT`) all before the slot's first FMA, and the decode warp-per-row
+/// spmm_xst's step (2 row offsets, 8 values and 8 columns, 8 x 2 X gathers) all before its first FMA. With a load
+/// inside each entry's branch, ptxas had issued each entry's loads after the previous entry's FMAs (sddmm f16/bf16:
+/// 2 slot loads before the first FMA; spmm_xst_rowwarp: 20).
+#[test]
+fn batched_loads_are_issued_before_the_first_fma() {
+    if !built_or_skip("batched_loads") {
+        return;
+    }
+    let tool = cuobjdump().expect("cuobjdump not found (scripts/install-toolchain.sh installs it; or set CUOBJDUMP)");
+    let mut checked = 0;
+    for module in kernels::MODULES {
+        for (arch, name, body) in sass_functions(&tool, module) {
+            let code = instructions(&body);
+            let opcode = |t: &str| t.split(' ').next().unwrap_or("").to_string();
+            let (from, load, want) = if ["sddmm_f32", "sddmm_f16", "sddmm_bf16"].contains(&name.as_str()) {
+                // From the slot's first 16-byte load (the scalar slot code, with its own FMAs, comes earlier).
+                let first = code.iter().position(|(_, t)| opcode(t) == "LDG.E.128.CONSTANT").unwrap_or_else(|| panic!("{name} on {arch}: no 16-byte loads"));
+                (first, "LDG.E.128", 5)
+            } else if name.starts_with("spmm_xst_rowwarp_") {
+                (0, "LDG", 34)
+            } else {
+                continue;
+            };
+            let loads = code[from..].iter().take_while(|(_, t)| opcode(t) != "FFMA").filter(|(_, t)| opcode(t).starts_with(load)).count();
+            assert!(loads >= want, "{name} on {arch}: {loads} {load} before the first FFMA, expected {want}:\n{body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} kernels checked");
+}
