@@ -1009,21 +1009,26 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
 // keys == K* whose rank is below the quota. Nothing depends on which block finishes last or on the order of
 // atomics: the histograms are integer sums, ranks come from region order.
 
-// Candidates of this block's region: cand_counts[block] for the mask path's regions; for the cut path's one list
-// (list_total: its length, within the list's capacity whenever a level runs), the block's kChunkCap-entry share.
-__device__ __forceinline__ unsigned region_count(const unsigned* cand_counts, const unsigned* list_total) {
-    if (list_total == nullptr) return after_wait(&cand_counts[blockIdx.x]);
-    const unsigned long long first = (unsigned long long)blockIdx.x * kChunkCap, total = after_wait(list_total);
+// Candidates of region `region`: cand_counts[region] for the mask path's regions; for the cut path's one list
+// (list_total: its length, within the list's capacity whenever a level runs), its kChunkCap-entry share.
+__device__ __forceinline__ unsigned region_count(const unsigned* cand_counts, const unsigned* list_total,
+                                                 unsigned region) {
+    if (list_total == nullptr) return after_wait(&cand_counts[region]);
+    const unsigned long long first = (unsigned long long)region * kChunkCap, total = after_wait(list_total);
     return total <= first ? 0u : (unsigned)min((unsigned long long)kChunkCap, total - first);
 }
 
-// One block per candidate region (or kChunkCap-entry share of the cut path's list): its candidates in the key range `sel` names, counted in kRefineBins slices of it
-// (a shared histogram, then one global add per non-empty bin); the last block narrows `sel` to the slice holding
-// K*. Returns at once unless `sel` still needs a level. Floor: the region's keys read once (from L2: a few percent
-// of n in all), kRefineBins words added per block that has candidates in range.
+// One warp per candidate region (or kChunkCap-entry share of the cut path's list; `regions` of them, warp w of
+// block b takes region b * kThreads / 32 + w, then every gridDim.x * kThreads / 32 further): its candidates in the
+// key range `sel` names, counted in at most kRefineBins bins of it (range_shift; one shared histogram per block,
+// then one global add per non-empty bin); the last block narrows `sel` to the bin holding K*. Returns at once unless
+// `sel` still needs a level. A block per region had one region's ~500 candidates (2 per thread) behind a block's
+// fixed costs (4096 bins zeroed and flushed, a fence and a ticket) and 1024-2752 blocks in several waves; a warp
+// per region makes it 8 times fewer blocks, one wave. Floor: the regions' keys read once (from L2: a few percent of
+// n in all), kRefineBins words added per block that has candidates in range.
 template <typename T>
 __device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigned* cand_counts,
-                                               const unsigned* list_total, unsigned flags,
+                                               const unsigned* list_total, unsigned regions, unsigned flags,
                                                unsigned* __restrict__ sel, unsigned* __restrict__ hist,
                                                unsigned* __restrict__ ticket) {
     // Every pointer's data comes from the earlier grids of the chain: read with after_wait (not `.nc`).
@@ -1038,21 +1043,25 @@ __device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigne
     const unsigned shift = range_shift<kRefineBins>(lo, hi);
     for (unsigned b = t; b < kRefineBins; b += kThreads) bins[b] = 0;
     __syncthreads();
-    const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
-    const unsigned count = region_count(cand_counts, list_total);
-    // kLoadsInFlight loads per thread issued before any is used (a region of kChunkCap entries is 16 per thread:
-    // two dependent round trips instead of 16); the histogram does not depend on the order.
-    for (unsigned first = t; first < count; first += kThreads * kLoadsInFlight) {
-        unsigned bits[kLoadsInFlight];
+    constexpr unsigned kWarps = kThreads / 32;
+    const unsigned lane = t % 32;
+    for (unsigned region = blockIdx.x * kWarps + t / 32; region < regions; region += gridDim.x * kWarps) {
+        const unsigned long long base = (unsigned long long)region * kChunkCap;
+        const unsigned count = region_count(cand_counts, list_total, region);
+        // kLoadsInFlight loads per lane issued before any is used (a typical region's ~500 candidates in two
+        // dependent round trips); the histogram does not depend on the order.
+        for (unsigned first = lane; first < count; first += 32 * kLoadsInFlight) {
+            unsigned bits[kLoadsInFlight];
 #pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            const unsigned j = first + u * kThreads;
-            bits[u] = j < count ? bits_after_wait(cand_vals, base + j) : 0u;
-        }
+            for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+                const unsigned j = first + u * 32;
+                bits[u] = j < count ? bits_after_wait(cand_vals, base + j) : 0u;
+            }
 #pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            const unsigned key = order_key<T>(bits[u], flags);
-            if (first + u * kThreads < count && key >= lo && key <= hi) atomicAdd(&bins[range_bin(key, lo, shift)], 1u);
+            for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+                const unsigned key = order_key<T>(bits[u], flags);
+                if (first + u * 32 < count && key >= lo && key <= hi) atomicAdd(&bins[range_bin(key, lo, shift)], 1u);
+            }
         }
     }
     __syncthreads();
@@ -1280,10 +1289,10 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_refine_##SUFFIX(const T* cand_vals, const unsigned* cand_counts,                           \
-                                     const unsigned* list_total, unsigned flags,                                \
+                                     const unsigned* list_total, unsigned regions, unsigned flags,              \
                                      unsigned* __restrict__ sel, unsigned* __restrict__ hist,                   \
                                      unsigned* __restrict__ ticket) {                                           \
-        bracket_refine<T>(cand_vals, cand_counts, list_total, flags, sel, hist, ticket);                       \
+        bracket_refine<T>(cand_vals, cand_counts, list_total, regions, flags, sel, hist, ticket);              \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_tie_count_##SUFFIX(const T* cand_vals, const unsigned* cand_counts,                        \

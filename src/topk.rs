@@ -717,11 +717,13 @@ fn select_everything<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice
 }
 
 /// Launches the later levels of a bracket path (`topk_bracket_refine_<dtype>`, [`refine_levels`] of them) over
-/// `blocks` candidate regions: with `counts`, the mask path's regions (region b holds counts[b] entries from b *
-/// CHUNK_CAP); without, the cut path's one list, whose length is bracket word 5. Each narrows the choice in
-/// `words` by REFINE_BINS slices, or returns at once when it is final.
-fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, blocks: usize, flags: u32, p_vals: KernelArg, p_counts: Option<KernelArg>, p_words: KernelArg) -> Result<()> {
-    let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+/// `regions` candidate regions, one warp each (THREADS / 32 per block): with `counts`, the mask path's regions
+/// (region b holds counts[b] entries from b * CHUNK_CAP); without, the cut path's one list, whose length is bracket
+/// word 5. Each narrows the choice in `words` to one of at most REFINE_BINS bins, or returns at once when it is
+/// final.
+fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_vals: KernelArg, p_counts: Option<KernelArg>, p_words: KernelArg) -> Result<()> {
+    let warps_per_block = THREADS as usize / 32;
+    let shape = LaunchShape { grid: (regions.div_ceil(warps_per_block).max(1) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
     let (p_counts, p_total) = match p_counts {
         Some(c) => (c, KernelArg::Ptr(0)),
         None => (KernelArg::Ptr(0), p_words.offset_bytes(4 * 5)),
@@ -729,16 +731,18 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, blocks: usize, flags: u32, p_vals
     for level in 0..refine_levels::<T>() {
         let hist = p_words.offset_bytes(4 * (MASK_HIST2 + level * REFINE_BINS));
         let ticket = p_words.offset_bytes(4 * (MASK_TICKETS + level));
-        // SAFETY (the caller's buffers, see its comment): block b reads its region's entry count (counts[b], or its
-        // CHUNK_CAP share of the list's length, bracket word 5, which the choice only leaves open when it is within
-        // the list's capacity of blocks * CHUNK_CAP) and at most that many (<= CHUNK_CAP) entries of cand_vals
-        // from b * CHUNK_CAP, all written by the pass; it adds to this level's REFINE_BINS histogram words and
+        // SAFETY (the caller's buffers, see its comment): each warp reads, for its regions r < `regions` only (the
+        // kernel's loop bound), region r's entry count (counts[r], or its CHUNK_CAP share of the list's length,
+        // bracket word 5, which the choice only leaves open when it is within the list's capacity of regions *
+        // CHUNK_CAP) and at most that many (<= CHUNK_CAP) entries of cand_vals from r * CHUNK_CAP, all written by
+        // the pass; the grid's extra warps (regions not a multiple of THREADS / 32) read nothing; a block adds to
+        // this level's REFINE_BINS histogram words and
         // its ticket word, and the last block rewrites the 8 choice words, all inside `words` (zeroed,
         // MASK_PATH_WORDS; MASK_HIST2 + refine_levels * REFINE_BINS <= MASK_PATH_WORDS); a null count or list
         // length is never read; arguments match topk_bracket_refine_<dtype>. Dependent launch: every thread
         // waits for the previous grid first (cuda/topk.cu bracket_refine), as launch_after_previous requires.
         unsafe {
-            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
+            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(regions as u32), KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
         }
     }
     Ok(())
