@@ -1077,12 +1077,12 @@ __device__ __forceinline__ bool ties_need_ranks(const unsigned* sel) {
     return after_wait(&sel[kSelStatus]) == kSelDone && after_wait(&sel[kSelRank]) < after_wait(&sel[kSelCount]);
 }
 
-// One block per candidate region: the region's keys equal to K* counted into region_eq[block]; the last block turns
-// region_eq into its exclusive scan (region order is flat-index order), so region b's equal keys rank from
-// region_eq[b]. Returns at once unless ties_need_ranks. Floor: the candidates read once more (from L2), 8 bytes per
-// region.
+// One warp per candidate region (`regions` of them, as bracket_refine): the region's keys equal to K* counted into
+// region_eq[region]; the last block turns region_eq into its exclusive scan (region order is flat-index order), so
+// region r's equal keys rank from region_eq[r]. Returns at once unless ties_need_ranks. Floor: the candidates read
+// once more (from L2), 8 bytes per region.
 template <typename T>
-__device__ __forceinline__ void bracket_tie_count(const T* cand_vals, const unsigned* cand_counts,
+__device__ __forceinline__ void bracket_tie_count(const T* cand_vals, const unsigned* cand_counts, unsigned regions,
                                                   unsigned flags, const unsigned* sel,
                                                   unsigned* __restrict__ region_eq, unsigned* __restrict__ ticket) {
     // cand_vals, cand_counts and sel come from earlier grids of the chain: read with after_wait (not `.nc`).
@@ -1090,20 +1090,28 @@ __device__ __forceinline__ void bracket_tie_count(const T* cand_vals, const unsi
     slr::wait_for_previous_grid();  // launch_after_previous: the last level's choice
     slr::allow_next_grid();
     if (!ties_need_ranks(sel)) return;
-    const unsigned t = threadIdx.x, kstar = after_wait(&sel[kSelKeyLo]);
-    const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
-    const unsigned count = after_wait(&cand_counts[blockIdx.x]);
-    unsigned eq = 0;
-    for (unsigned j = t; j < count; j += kThreads) eq += order_key<T>(bits_after_wait(cand_vals, base + j), flags) == kstar;
-    eq = slr::warp_sum(eq);
-    if (t == 0) scratch[0] = 0;
-    __syncthreads();
-    if (t % 32 == 0 && eq) atomicAdd(&scratch[0], eq);
-    __syncthreads();
-    if (t == 0) region_eq[blockIdx.x] = scratch[0];
+    constexpr unsigned kWarps = kThreads / 32;
+    const unsigned t = threadIdx.x, lane = t % 32, kstar = after_wait(&sel[kSelKeyLo]);
+    for (unsigned region = blockIdx.x * kWarps + t / 32; region < regions; region += gridDim.x * kWarps) {
+        const unsigned long long base = (unsigned long long)region * kChunkCap;
+        const unsigned count = after_wait(&cand_counts[region]);
+        unsigned eq = 0;
+        for (unsigned first = lane; first < count; first += 32 * kLoadsInFlight) {
+            unsigned bits[kLoadsInFlight];
+#pragma unroll
+            for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+                const unsigned j = first + u * 32;
+                bits[u] = j < count ? bits_after_wait(cand_vals, base + j) : 0u;
+            }
+#pragma unroll
+            for (unsigned u = 0; u < kLoadsInFlight; ++u) eq += first + u * 32 < count && order_key<T>(bits[u], flags) == kstar;
+        }
+        eq = slr::warp_sum(eq);  // the whole warp: its lanes share the region loop
+        if (lane == 0) region_eq[region] = eq;
+    }
     if (!last_block_of_grid(ticket, &scratch[kThreads / 32 + 3])) return;
-    // Exclusive scan of gridDim.x counts in place: thread t owns a chunk of consecutive regions.
-    const unsigned regions = gridDim.x, chunk = (regions + kThreads - 1) / kThreads;
+    // Exclusive scan of the `regions` counts in place: thread t owns a chunk of consecutive regions.
+    const unsigned chunk = (regions + kThreads - 1) / kThreads;
     const unsigned from = min(regions, t * chunk), to = min(regions, from + chunk);
     unsigned sum = 0;
     for (unsigned r = from; r < to; ++r) sum += __ldcg(&region_eq[r]);
@@ -1115,56 +1123,74 @@ __device__ __forceinline__ void bracket_tie_count(const T* cand_vals, const unsi
     }
 }
 
-// One block per candidate region, after the choice is final: sets the bit of every candidate > K*, and of every
-// candidate == K* when the quota takes them all, or else of those whose rank in flat-index order (region_eq[block]
-// from bracket_tie_count, then the region's earlier rounds, warps and lanes) is below the quota. Keys above the
-// bracket got theirs in bracket_pass. Floor: the candidates' keys and indices read once (from L2), one 8-byte OR
-// per taken candidate.
+// One warp per candidate region (`regions`; region r is the bracket pass's block r, whose keys are the chunk
+// [r * kChunk, (r + 1) * kChunk)), after the choice is final: sets the bit of every candidate > K*, and of every
+// candidate == K* when the quota takes them all, or else of those whose rank in flat-index order (region_eq[r] from
+// bracket_tie_count, then the region's earlier candidates) is below the quota. The warp collects its region's bits
+// in shared memory (its chunk's kChunk / 32 halves, shared atomics), then ORs the nonzero halves into the mask with
+// plain loads and stores: chunks are whole mask words, so no other warp touches them, and the pass (an earlier
+// grid) wrote them; no global atomics (a taken candidate each: ~700 k at 4096 x 11008 and k = 5%). Keys above the
+// bracket got theirs in bracket_pass. Floor: the candidates' keys and indices read once (from L2), the chunks'
+// mask words with taken candidates read and written once.
 template <typename T>
 __device__ __forceinline__ void bracket_take(const T* cand_vals, const unsigned* cand_idx,
-                                             const unsigned* cand_counts, unsigned flags,
+                                             const unsigned* cand_counts, unsigned regions, unsigned flags,
                                              const unsigned* sel, const unsigned* region_eq,
                                              unsigned long long* __restrict__ words) {
     // Everything read here comes from earlier grids of the chain: after_wait (not `.nc`).
-    __shared__ unsigned warp_eq[kThreads / 32];
+    constexpr unsigned kWarps = kThreads / 32, kHalves = kChunk / 32;
+    __shared__ unsigned region_bits[kWarps][kHalves];
     slr::wait_for_previous_grid();  // launch_after_previous: the tie counts and the choice
     slr::allow_next_grid();
     if (after_wait(&sel[kSelStatus]) != kSelDone) return;
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned kstar = after_wait(&sel[kSelKeyLo]), quota = after_wait(&sel[kSelRank]);
     const bool ranked = ties_need_ranks(sel);
-    const unsigned long long base = (unsigned long long)blockIdx.x * kChunkCap;
-    const unsigned count = after_wait(&cand_counts[blockIdx.x]);
-    unsigned eq_before = ranked ? after_wait(&region_eq[blockIdx.x]) : 0u;  // equal keys before this round (every thread)
-    for (unsigned first = 0; first < count; first += kThreads) {  // block-uniform trip count
-        const unsigned j = first + t;
-        const bool in = j < count;
-        const unsigned key = in ? order_key<T>(bits_after_wait(cand_vals, base + j), flags) : 0u;
-        const bool eq = in && key == kstar;
-        bool take = in && key > kstar;
-        if (ranked) {
-            const unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
-            if (lane == 0) warp_eq[warp] = __popc(eq_ballot);
-            __syncthreads();
-            unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below()), round_eq = 0;
-            for (unsigned w = 0; w < kThreads / 32; ++w) {
-                my_rank += w < warp ? warp_eq[w] : 0u;
-                round_eq += warp_eq[w];
+    unsigned* bits = region_bits[warp];
+    for (unsigned region = blockIdx.x * kWarps + warp; region < regions; region += gridDim.x * kWarps) {
+        for (unsigned h = lane; h < kHalves; h += 32) bits[h] = 0u;
+        __syncwarp();
+        const unsigned long long base = (unsigned long long)region * kChunkCap;
+        const unsigned chunk_first = region * kChunk;  // < n < 2^32
+        const unsigned count = after_wait(&cand_counts[region]);
+        unsigned eq_before = ranked ? after_wait(&region_eq[region]) : 0u;  // equal keys before this group (every lane)
+        for (unsigned first = 0; first < count; first += 32 * kLoadsInFlight) {  // warp-uniform trip count
+            unsigned key[kLoadsInFlight], idx[kLoadsInFlight];
+#pragma unroll
+            for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+                const unsigned j = first + u * 32 + lane;
+                const bool in = j < count;
+                key[u] = in ? order_key<T>(bits_after_wait(cand_vals, base + j), flags) : 0u;
+                idx[u] = in ? after_wait(&cand_idx[base + j]) : 0u;
             }
+#pragma unroll
+            for (unsigned u = 0; u < kLoadsInFlight; ++u) {  // groups of 32 in flat-index order
+                const bool in = first + u * 32 + lane < count;
+                const bool eq = in && key[u] == kstar;
+                bool take = in && key[u] > kstar;
+                if (ranked) {
+                    const unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
+                    const unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below());
 #ifdef SLR_FAULT_BRACKET_TAKE_RANK
-            take = take || (eq && my_rank <= quota);  // planted fault: one tie too many
+                    take = take || (eq && my_rank <= quota);  // planted fault: one tie too many
 #else
-            take = take || (eq && my_rank < quota);
+                    take = take || (eq && my_rank < quota);
 #endif
-            eq_before += round_eq;
-            __syncthreads();  // warp_eq is rewritten next round
-        } else {
-            take = take || eq;
+                    eq_before += __popc(eq_ballot);
+                } else {
+                    take = take || eq;
+                }
+                const unsigned off = idx[u] - chunk_first;  // the pass put only its chunk's keys in the region
+                if (take && off < kChunk) atomicOr(&bits[off >> 5], 1u << (off & 31));
+            }
         }
-        if (take) {
-            const unsigned i = after_wait(&cand_idx[base + j]);
-            atomicOr(&words[i >> 6], 1ull << (i & 63));
+        __syncwarp();
+        unsigned* halves = reinterpret_cast<unsigned*>(words) + chunk_first / 32;
+        for (unsigned h = lane; h < kHalves; h += 32) {
+            const unsigned b = bits[h];
+            if (b) halves[h] = after_wait(&halves[h]) | b;
         }
+        __syncwarp();  // the bits are zeroed again for the warp's next region
     }
 }
 
@@ -1295,10 +1321,10 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
         bracket_refine<T>(cand_vals, cand_counts, list_total, regions, flags, sel, hist, ticket);              \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
-        topk_bracket_tie_count_##SUFFIX(const T* cand_vals, const unsigned* cand_counts,                        \
+        topk_bracket_tie_count_##SUFFIX(const T* cand_vals, const unsigned* cand_counts, unsigned regions,      \
                                         unsigned flags, const unsigned* sel,                                    \
                                         unsigned* __restrict__ region_eq, unsigned* __restrict__ ticket) {      \
-        bracket_tie_count<T>(cand_vals, cand_counts, flags, sel, region_eq, ticket);                           \
+        bracket_tie_count<T>(cand_vals, cand_counts, regions, flags, sel, region_eq, ticket);                  \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_all_min_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags,                     \
@@ -1308,10 +1334,10 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_take_##SUFFIX(const T* cand_vals, const unsigned* cand_idx,                                \
-                                   const unsigned* cand_counts, unsigned flags,                                 \
+                                   const unsigned* cand_counts, unsigned regions, unsigned flags,               \
                                    const unsigned* sel, const unsigned* region_eq,                              \
                                    unsigned long long* __restrict__ words) {                                    \
-        bracket_take<T>(cand_vals, cand_idx, cand_counts, flags, sel, region_eq, words);                       \
+        bracket_take<T>(cand_vals, cand_idx, cand_counts, regions, flags, sel, region_eq, words);              \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,         \

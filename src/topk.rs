@@ -878,11 +878,14 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         let (p_mask, _gm) = mview.kernel_ptr_mut(gpu, op, "mask")?;
         let p_sel = p_words.offset_bytes(4 * MASK_SEL);
         let regions_shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // The tie count and the take: one warp per region (THREADS / 32 regions per block).
+        let warps_shape = LaunchShape { grid: (blocks.div_ceil(THREADS as usize / 32) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK)
         // <= 2^17 fits the grid), adds to bracket words 2-6 and to the CUT_BINS level-1 histogram words, writes at
         // most CHUNK_CAP entries of its own region [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx
-        // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), zeroes the mask words of its own chunk and ORs
-        // bits of its own keys (flat indices below n) into them (ceil(n / 64) words); the last block writes the 8
+        // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), stores the 32-bit halves of its own chunk's mask
+        // words that hold its keys (flat indices below n; the last block also zeroes the high half of the mask's
+        // last word when n ends in its low half: all inside the ceil(n / 64) words); the last block writes the 8
         // choice words; all words lie inside `words` (MASK_PATH_WORDS, zeroed by the sample kernel, the layout of
         // the MASK_* offsets); every buffer is a fresh allocation distinct from the others and from keys; arguments
         // match topk_bracket_pass_<dtype>.
@@ -899,25 +902,28 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         laps.mark("pass");
         launch_refine_levels::<T>(gpu, blocks, flags, p_vals, Some(p_counts), p_words)?;
         laps.mark("levels");
-        // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals, writes
-        // region_eq[b] (blocks entries), and the last block rewrites region_eq[0..blocks) in place; it reads the
-        // choice words and adds to one ticket word inside `words`; arguments match topk_bracket_tie_count_<dtype>.
-        // Dependent launch: every thread waits for the previous grid first.
+        // SAFETY: the warp of region r < blocks (the kernel's loop bound; a grid of ceil(blocks / 8) blocks of 8
+        // warps, the extra ones read nothing) reads cand_counts[r] and at most that many entries of region r of
+        // cand_vals, writes region_eq[r] (blocks entries), and the last block rewrites region_eq[0..blocks) in
+        // place; it reads the choice words and adds to one ticket word inside `words`; arguments match
+        // topk_bracket_tie_count_<dtype>. Dependent launch: every thread waits for the previous grid first.
         unsafe {
             gpu.launch_after_previous(
                 MODULE,
                 &kernel::<T>("bracket_tie_count"),
-                regions_shape,
-                &[p_vals, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_words.offset_bytes(4 * (MASK_TICKETS + 2))],
+                warps_shape,
+                &[p_vals, p_counts, KernelArg::U32(blocks as u32), KernelArg::U32(flags), p_sel, p_eq, p_words.offset_bytes(4 * (MASK_TICKETS + 2))],
             )?;
         }
-        // SAFETY: block b reads cand_counts[b] and at most that many entries of its region of cand_vals and
-        // cand_idx (flat indices below n, written by the pass), region_eq[b] (written by the tie count whenever
-        // the choice makes this kernel read it) and the choice words, and ORs bits at those flat indices into the
-        // mask (ceil(n / 64) words); arguments match topk_bracket_take_<dtype>. Dependent launch: every thread
-        // waits for the previous grid first.
+        // SAFETY: the warp of region r < blocks (as above) reads cand_counts[r] and at most that many entries of
+        // region r of cand_vals and cand_idx (flat indices of the pass's chunk r, below n, written by the pass),
+        // region_eq[r] (written by the tie count whenever the choice makes this kernel read it) and the choice
+        // words, and reads and rewrites the mask halves of chunk r [r * CHUNK / 32, (r + 1) * CHUNK / 32) that
+        // receive a bit (only halves holding a taken index: inside the ceil(n / 64) words); chunks are whole mask
+        // words (CHUNK a multiple of 64), so no two warps touch the same word; arguments match
+        // topk_bracket_take_<dtype>. Dependent launch: every thread waits for the previous grid first.
         unsafe {
-            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_take"), regions_shape, &[p_vals, p_idx, p_counts, KernelArg::U32(flags), p_sel, p_eq, p_mask])?;
+            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_take"), warps_shape, &[p_vals, p_idx, p_counts, KernelArg::U32(blocks as u32), KernelArg::U32(flags), p_sel, p_eq, p_mask])?;
         }
         laps.mark("ties and bits");
     }

@@ -154,6 +154,9 @@ fn forbidden_instructions(kernel: &str) -> Vec<&'static str> {
         // word: no atomic ORs on the mask.
         k if k.starts_with("topk_bracket_pass_") => vec!["MUFU.RCP", ".E.OR.64"],
         k if k.starts_with("topk_bracket_count_") || k.starts_with("topk_bracket_refine_") => vec!["MUFU.RCP"],
+        // The take collects a region's bits in shared memory: one read-modify-write per mask half, no global
+        // atomic per taken candidate.
+        k if k.starts_with("topk_bracket_take_") => vec!["ATOMG", "RED."],
         _ => vec![],
     }
 }
@@ -296,8 +299,10 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             vec![load, "SHFL.BFLY", "BAR.SYNC", "ATOMG.E.ADD", "MEMBAR", "STG.E "]
         }
         "topk_all_bits" => vec!["STG.E.64"],
-        // The candidates' bits: ballots rank the equal keys, taken bits ORed as 64-bit words.
-        k if k.starts_with("topk_bracket_take_") => vec!["VOTE.ANY", "POPC", ".E.OR.64.STRONG.GPU"],
+        // The candidates' bits: ballots rank the equal keys, taken bits ORed into the warp's chunk in shared
+        // memory, then its nonzero halves ORed into the mask by plain loads and stores (forbidden_instructions: no
+        // global atomics).
+        k if k.starts_with("topk_bracket_take_") => vec!["VOTE.ANY", "POPC", "ATOMS.OR", "LDG.E.STRONG.GPU", "STG.E "],
         // The cut-only bracket pass: keys once through the read-only path, ballots, per-(u, warp) counts scanned
         // by one warp (SHFL.UP) between barriers, one global atomic per block round, candidate values stored at
         // their width, the candidates' bins counted by shared atomics, the last block's ticket and choice.
