@@ -517,9 +517,11 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 // key (`Beyond`, k = 0: no digits). The taken bits are ORed into the mask (words may be null: the cut only), and
 // the block writes its segment's kStateWords state words as the multi-kernel path leaves them: [0] K*, [1] quota,
 // [2] c_gt, [3] NaNs, [4] keys > K* counted directly, the rest 0 (no topk_init_state launch before it). `passes`
-// is nonzero for a count (`value` = k) and 0 for a fixed key (`value` = the key's order key). `zero_words`
-// (only when seg_len is a multiple of 64, so every mask word belongs to one row): the block zeroes its row's
-// words before setting bits, and the mask may be uninitialized.
+// is nonzero for a count (`value` = k) and 0 for a fixed key (`value` = the key's order key). `own_words`
+// (only when seg_len is a multiple of 64, so every mask word belongs to one row): each warp stores its ballot of
+// 32 keys as one whole 32-bit half of a mask word (the row's classifying pass visits every half once), so the mask
+// may be uninitialized and takes no atomics there (they were ~20 of the loop's ~60 instructions per 32 keys);
+// otherwise the bits are ORed into a zeroed mask (rows share words).
 // Launch: one block of kThreads per segment, row_keys_bytes(seg_len, sizeof(Raw)) + kRowExtraBytes bytes of
 // dynamic shared memory.
 // Floor: the keys read once (seg_len * sizeof(T) per row) and the mask written once; in shared memory one pass per
@@ -528,7 +530,7 @@ __host__ __device__ __forceinline__ unsigned row_keys_bytes(unsigned seg_len, un
 template <typename T>
 __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned seg_len, unsigned flags,
                                            unsigned passes, unsigned value, unsigned* __restrict__ state,
-                                           unsigned long long* __restrict__ words, unsigned zero_words) {
+                                           unsigned long long* __restrict__ words, unsigned own_words) {
     // Order keys at their width: 2 bytes for f16/bf16 (rows up to twice as long in the same shared memory).
     // (Declared as bytes: the instantiations for 2- and 4-byte slots share the one extern shared array.)
     using Slot = typename KeyBits<T>::Raw;
@@ -548,11 +550,18 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     constexpr unsigned key_bits = 8 * sizeof(T);
     if (t < 4) totals[t] = 0;
     unsigned nan = load_row(keys + base, seg_len, flags, row_keys);
-    if (words && zero_words) {
-        // Rows of whole mask words (seg_len a multiple of 64): this row's words start at zero here, so the mask
-        // needs no memset first; the barrier below orders these stores before the block's ORs.
-        for (unsigned long long w = base / 64 + t; w < (base + seg_len) / 64; w += kThreads) words[w] = 0ull;
-    }
+    // The bits of one round's 32 keys of this warp (flat indices base + first + warp * 32 + lane), from lane 0: a
+    // whole half stored when the row owns its words (every half of the row is written once, by the classifying
+    // loop of either branch below; the candidates' bits ORed in after its barrier), else ORed in.
+    auto set_bits = [&](unsigned first, unsigned taken) {
+        if (words == nullptr || lane != 0 || first + warp * 32 >= seg_len) return;
+        const unsigned long long at = base + first + warp * 32;
+        if (own_words) {
+            reinterpret_cast<unsigned*>(words)[at >> 5] = taken;
+        } else if (taken) {
+            or_bits(words, at, taken);
+        }
+    };
     __syncthreads();  // the row's keys before any level reads them
     // The digits fixed so far (`fixed` bits of `prefix`), the keys beyond them and the rank still to find.
     DigitLevels lv{passes != 0 ? 0u : value, passes != 0 ? 0u : ~0u, 0u, passes != 0 ? value : 0u,
@@ -570,8 +579,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
             const unsigned key = in ? (unsigned)row_keys[i] : 0u;
             const bool take = in && (key & fixed) > prefix;
             gt += take;
-            const unsigned taken = __ballot_sync(0xffffffffu, take);
-            if (words && lane == 0 && taken) or_bits(words, base + first + warp * 32, taken);
+            set_bits(first, __ballot_sync(0xffffffffu, take));
             if (in && (key & fixed) == prefix) {
                 const unsigned at = atomicAdd(&totals[2], 1u);  // < in_bin <= kRowPairwise <= kRowCands
                 cand_key[at] = key;
@@ -624,8 +632,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 #else
             bool take = in && (key > kstar || (eq && my_rank < rank));
 #endif
-            unsigned taken = __ballot_sync(0xffffffffu, take);
-            if (words && lane == 0 && taken) or_bits(words, base + first + warp * 32, taken);
+            set_bits(first, __ballot_sync(0xffffffffu, take));
             eq_before += round_eq;
             __syncthreads();  // warp_eq is rewritten next round
         }
@@ -1297,8 +1304,8 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
                                   unsigned value, unsigned* __restrict__ state,                                \
-                                  unsigned long long* __restrict__ words, unsigned zero_words) {               \
-        select_row<T>(keys, seg_len, flags, passes, value, state, words, zero_words);                          \
+                                  unsigned long long* __restrict__ words, unsigned own_words) {                \
+        select_row<T>(keys, seg_len, flags, passes, value, state, words, own_words);                           \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kSampleThreads)                                                \
         topk_sample_bracket_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,  \

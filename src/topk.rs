@@ -531,15 +531,15 @@ fn bracket_k(scope: Scope, plan: Plan, n: usize) -> Option<usize> {
     }
 }
 
-/// Whether the one-block-per-row kernel zeroes each row's mask words itself: rows of whole 64-bit words (no word
-/// shared by two rows, so no memset of the mask first).
-fn rows_zero_their_words(seg_len: usize) -> bool {
+/// Whether the one-block-per-row kernel writes each row's mask words whole itself: rows of whole 64-bit words (no
+/// word shared by two rows, so no memset of the mask first, and plain stores instead of atomic ORs).
+fn rows_own_their_words(seg_len: usize) -> bool {
     seg_len.is_multiple_of(64)
 }
 
 /// The whole selection of every row in one launch (`topk_select_rows_<dtype>`, one block per row), leaving the
 /// state as [`select_on_device`] does; with `words`, the taken bits are ORed into that mask, which must be zeroed
-/// unless [`rows_zero_their_words`] (then the kernel zeroes each row's words itself).
+/// unless [`rows_own_their_words`] (then the kernel writes every word of each row itself).
 #[allow(clippy::too_many_arguments)]
 fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, segs: usize, seg_len: usize, plan: &Plan, flags: u32, words: Option<&mut DeviceVec<u64>>) -> Result<DeviceVec<u32>> {
     debug_assert!(seg_len <= row_max_len::<T>(gpu));
@@ -573,15 +573,16 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     // opt-in limit since seg_len <= row_max_len::<T>(gpu), and `launch` opts in above 40 KiB), writes its own
     // STATE_WORDS words of state (segs * STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits
     // only at flat indices of its own row, all below segs * seg_len, into words (the caller allocates
-    // ceil(segs * seg_len / 64) words, distinct from keys and state, zeroed unless rows_zero_their_words, when the
-    // block first zeroes its row's seg_len / 64 whole words); a null mask is never dereferenced; arguments match
+    // ceil(segs * seg_len / 64) words, distinct from keys and state, zeroed unless rows_own_their_words, when the
+    // block stores every 32-bit half of its row's seg_len / 64 whole words, then ORs only its own candidates' bits
+    // into them); a null mask is never dereferenced; arguments match
     // topk_select_rows_<dtype>.
     unsafe {
         gpu.launch(
             MODULE,
             &kernel::<T>("select_rows"),
             shape,
-            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), KernelArg::U32(value), p_state, p_words, KernelArg::U32(rows_zero_their_words(seg_len) as u32)],
+            &[p_keys, KernelArg::U32(seg_len as u32), KernelArg::U32(flags), KernelArg::U32(passes), KernelArg::U32(value), p_state, p_words, KernelArg::U32(rows_own_their_words(seg_len) as u32)],
         )?;
     }
     }
@@ -1093,9 +1094,9 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
     let mut laps = gpu.step_times(profiling() && rows_path);
     laps.mark("start");
     let n_words = (rows * cols).div_ceil(64);
-    let mut words = if rows_path && rows_zero_their_words(seg_len) && segs * seg_len > 0 {
-        // SAFETY: every row owns whole words (seg_len a multiple of 64), which its block zeroes before setting
-        // bits; the rows cover all n_words words.
+    let mut words = if rows_path && rows_own_their_words(seg_len) && segs * seg_len > 0 {
+        // SAFETY: every row owns whole words (seg_len a multiple of 64), every 32-bit half of which its block
+        // stores (cuda/topk.cu select_row); the rows cover all n_words words.
         unsafe { gpu.alloc_uninit::<u64>(n_words)? }
     } else {
         gpu.alloc_zeros::<u64>(n_words)?
