@@ -248,8 +248,9 @@ fn bench_spmm(c: &mut Criterion) {
                 }
                 // The other kernels on the same case: for T <= 2 both decode kernels (one of them is the call's,
                 // by the row-length rule); for T > 2 the 8-t vector kernel with one lane per entry (instead of the
-                // lane-group vector kernel below 64, the wide one from 64), and where eligible the opt-in
-                // tensor-core kernel (32-token tiles below T = 256, and 64-token ones).
+                // lane-group vector kernel below 64, the wide one from 64), the previous (serial) form of the
+                // call's kernel, and where eligible the opt-in tensor-core kernel (32-token tiles below T = 256, and
+                // 64-token ones).
                 let mut run_again = || spmm_xst(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?);
                 if t <= 2 {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "warp", "our warp-per-row kernel", 20, &bench.device, &mut run_again);
@@ -258,6 +259,8 @@ fn bench_spmm(c: &mut Criterion) {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, &mut run_again);
                     if t < 64 {
                         report_switched(gpu, &case, "SLR_SPMM_PATH", "vec_serial", "our vector kernel without load pipelining", 20, &bench.device, &mut run_again);
+                    } else {
+                        report_switched(gpu, &case, "SLR_SPMM_PATH", "wide_serial", "our wide kernel without index prefetch, 8 gathers in flight", 20, &bench.device, &mut run_again);
                     }
                     if tensor_cores_eligible(|| spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz)) {
                         report_switched(gpu, &case, "SLR_SPMM_PATH", "tc", "our tensor-core kernel", 5, &bench.device, &mut run_again);

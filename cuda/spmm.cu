@@ -26,7 +26,7 @@
 // t, entries broadcast by shuffle; see its comment).
 // spmm_xst_vec's launch bounds name 4 blocks per SM (64 registers, no spills on sm_80-90; the `_serial` variants
 // kept for comparison name 2: with the single-argument form ptxas (13.0, sm_80) capped the f32 variant at 32
-// registers and spilled); the resource-report test guards this.
+// registers and spilled), as do spmm_xst_wide's (both variants); the resource-report test guards this.
 // Floor (skinny T, the memory-bound decode/small-batch regime): read S once, nnz * (4 + sizeof(T)) + 4 * (out + 1)
 // bytes, plus X (T * in * sizeof(T), mostly cache-resident gathers) and Y (read if beta != 0, written:
 // T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
@@ -360,19 +360,72 @@ __device__ __forceinline__ void load4(const T* __restrict__ p, float (&v)[4]) {
     for (int i = 0; i < 4; ++i) v[i] = slr::to_f32(h[i]);
 }
 
+// Four consecutive elements of Xt as loaded, converted to f32 only at their FMAs: 8 bytes (2 registers) for 16-bit
+// types, where load4's floats would hold 4.
+template <typename T> struct Raw4 {
+    uint2 v;
+    __device__ __forceinline__ void load(const T* __restrict__ p) { v = *reinterpret_cast<const uint2*>(p); }
+    __device__ __forceinline__ float at(int i) const { return slr::to_f32(reinterpret_cast<const T*>(&v)[i]); }
+};
+template <> struct Raw4<float> {
+    float4 v;
+    __device__ __forceinline__ void load(const float* __restrict__ p) { v = *reinterpret_cast<const float4*>(p); }
+    __device__ __forceinline__ float at(int i) const { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+};
+
 // spmm_xst for wide T (src/spmm.rs WIDE_T_MIN): one warp per (row o of S, 128 consecutive rows of X); lane l owns
 // t = t0 + 4l .. t0 + 4l + 3 of Xt (in x ldt). The warp loads 32 entries of the row at a time (coalesced) and
 // broadcasts each (value, column) by shuffle; every lane then reads its 4 values of Xt[col] (the warp reads 256
-// contiguous bytes for 16-bit types) and adds in entry order, kWideInFlight entries' loads in flight. No
-// cross-lane reduction: each output is the sequential fmaf chain of the CPU reference. Against the vector
-// kernel at T = 128: the S row is read once instead of T / 8 times, the gathered Xt bytes per entry drop from
-// T / 8 * (16 + 4 + sizeof(T)) to 2 * T (16-bit types), and the 8 butterflies per (row, 8 t) disappear.
+// contiguous bytes for 16-bit types) and adds in entry order. No cross-lane reduction: each output is the
+// sequential fmaf chain of the CPU reference. Against the vector kernel at T = 128: the S row is read once instead
+// of T / 8 times, the gathered Xt bytes per entry drop from T / 8 * (16 + 4 + sizeof(T)) to 2 * T (16-bit types),
+// and the 8 butterflies per (row, 8 t) disappear.
+// kPipelined (the default kernels): the next 32 entries' (value, column) pairs are loaded when a chunk starts, so
+// their latency overlaps the chunk's Xt gathers, and the gathered Xt values stay as loaded (Raw4: 2 registers per
+// entry for 16-bit types) until their FMAs, so 16 entries' gathers are in flight together (8 for f32, 4 registers
+// each) within 64 registers (launch bounds of 4 blocks per SM). Dependent L2 round trips per 32 entries: 2 for
+// 16-bit types (4 for f32), where the `_serial` kernels (the previous kernel, 8 gathers in flight with f32
+// conversion at the load, the chunk's pairs loaded only when it starts; `SLR_SPMM_PATH=wide_serial`) take 5: at
+// 5% of 4096 columns (~205 entries a row) ~15 round trips a warp instead of ~35. Same FMAs in the same order:
+// bitwise the serial kernel's results. What keeps it in 64 registers (ptxas 13.0 spilled 24-376 bytes without
+// each): a round reads its pairs from lanes 0 .. N - 1 (shifted down by shuffle after each round: no register per
+// source lane), and no gather is predicated (a lane past Xt's rows reads its row's first 4 elements and never
+// stores; a partial round's spare slots re-read entry 0's addresses), so ptxas keeps neither predicated addresses
+// nor the previous round's values live.
 // Floor: S once (nnz * (4 + sizeof(T))), Xt gathered nnz * T * sizeof(T) bytes (from L2: Xt is small), Y written
 // once; 2 * nnz * T flops.
 constexpr unsigned kWideT = 128;
-constexpr unsigned kWideInFlight = 8;
+constexpr unsigned kWideInFlight = 8;  // the serial kernels
+// Entries whose Xt gathers the pipelined kernel keeps in flight: 32 registers of raw Xt values for every type.
+template <typename T> __host__ __device__ constexpr unsigned wide_raw_in_flight() { return sizeof(T) == 2 ? 16 : 8; }
 
-template <typename T>
+// One round of the pipelined wide kernel: the entries whose (column, value) lanes 0 .. N - 1 of (my_c, my_s) hold
+// (when kPartial, only lanes below `count`, 1 <= count < N, are entries: the other slots gather entry 0's Xt row
+// again, the same addresses as its load, and skip their FMAs). The source lanes are constants (no register per lane
+// index) and no gather is predicated, so that ptxas issues all N before the first FMA, which then run in entry
+// order.
+template <typename T, unsigned N, bool kPartial>
+__device__ __forceinline__ void wide_round(unsigned count, unsigned my_c, float my_s, const T* __restrict__ xt_lane,
+                                           unsigned long long ldt, float (&acc)[4]) {
+    Raw4<T> xr[N];
+    const unsigned c0 = __shfl_sync(0xffffffffu, my_c, 0);
+#pragma unroll
+    for (unsigned u = 0; u < N; ++u) {
+        unsigned long long col = u == 0 ? c0 : __shfl_sync(0xffffffffu, my_c, u);
+        if (kPartial && u >= count) col = c0;
+        xr[u].load(xt_lane + col * ldt);
+    }
+#pragma unroll
+    for (unsigned u = 0; u < N; ++u) {
+        float s = __shfl_sync(0xffffffffu, my_s, u);
+        if (!kPartial || u < count) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[i] = fmaf(s, xr[u].at(i), acc[i]);
+        }
+    }
+}
+
+template <typename T, bool kPipelined>
 __device__ __forceinline__ void spmm_xst_wide_impl(const unsigned* __restrict__ row_offsets,
                                                    const unsigned* __restrict__ col_indices,
                                                    const T* __restrict__ values, unsigned s_rows,
@@ -387,28 +440,58 @@ __device__ __forceinline__ void spmm_xst_wide_impl(const unsigned* __restrict__ 
     bool active = t0 < ldt;  // ldt is a multiple of 8: a lane's 4 t are all inside Xt's rows or all past them
     unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (unsigned e0 = lo; e0 < hi; e0 += 32) {
-        unsigned here = min(32u, hi - e0);
-        float my_s = lane < here ? slr::to_f32(values[e0 + lane]) : 0.0f;
-        unsigned my_c = lane < here ? col_indices[e0 + lane] : 0u;
-        for (unsigned k0 = 0; k0 < here; k0 += kWideInFlight) {
-            float s[kWideInFlight], xv[kWideInFlight][4];
-#pragma unroll
-            for (unsigned u = 0; u < kWideInFlight; ++u) {
-                unsigned k = k0 + u;
-                s[u] = __shfl_sync(0xffffffffu, my_s, k & 31);
-                unsigned long long col = __shfl_sync(0xffffffffu, my_c, k & 31);
-                if (active && k < here) {
-                    load4(xt + (col * ldt + t0), xv[u]);
-                } else {
-                    xv[u][0] = xv[u][1] = xv[u][2] = xv[u][3] = 0.0f;
-                }
+    if constexpr (kPipelined) {
+        enum : unsigned { kInFlight = wide_raw_in_flight<T>() };
+        static_assert(32 % kInFlight == 0);
+        // Entry e0 + lane's value (as stored) and column for the chunk about to start, loaded one chunk ahead.
+        T v_next = lo + lane < hi ? values[lo + lane] : slr::from_f32<T>(0.0f);
+        unsigned c_next = lo + lane < hi ? col_indices[lo + lane] : 0u;
+        // An inactive lane (past Xt's rows) gathers row col's first 4 elements and never stores: no per-lane
+        // predicates in the loop, only the warp's bound on the chunk's entries.
+        const T* xt_lane = xt + (active ? t0 : 0u);
+        for (unsigned e0 = lo; e0 < hi; e0 += 32) {
+            const unsigned here = min(32u, hi - e0);
+            float my_s = slr::to_f32(v_next);
+            unsigned my_c = c_next;
+            if (e0 + 32 + lane < hi) {  // the next chunk's pairs, in flight with this chunk's gathers
+                v_next = values[e0 + 32 + lane];
+                c_next = col_indices[e0 + 32 + lane];
             }
+            // Rounds of kInFlight entries, each from lanes 0 .. kInFlight - 1 (the pairs move down after a round);
+            // only the chunk's last round can be partial.
+            unsigned left = here;
+#pragma unroll 1
+            for (; left >= kInFlight; left -= kInFlight) {
+                wide_round<T, kInFlight, false>(kInFlight, my_c, my_s, xt_lane, ldt, acc);
+                my_c = __shfl_down_sync(0xffffffffu, my_c, kInFlight);
+                my_s = __shfl_down_sync(0xffffffffu, my_s, kInFlight);
+            }
+            if (left > 0) wide_round<T, kInFlight, true>(left, my_c, my_s, xt_lane, ldt, acc);
+        }
+    } else {
+        for (unsigned e0 = lo; e0 < hi; e0 += 32) {
+            unsigned here = min(32u, hi - e0);
+            float my_s = lane < here ? slr::to_f32(values[e0 + lane]) : 0.0f;
+            unsigned my_c = lane < here ? col_indices[e0 + lane] : 0u;
+            for (unsigned k0 = 0; k0 < here; k0 += kWideInFlight) {
+                float s[kWideInFlight], xv[kWideInFlight][4];
 #pragma unroll
-            for (unsigned u = 0; u < kWideInFlight; ++u) {
-                if (k0 + u < here) {
+                for (unsigned u = 0; u < kWideInFlight; ++u) {
+                    unsigned k = k0 + u;
+                    s[u] = __shfl_sync(0xffffffffu, my_s, k & 31);
+                    unsigned long long col = __shfl_sync(0xffffffffu, my_c, k & 31);
+                    if (active && k < here) {
+                        load4(xt + (col * ldt + t0), xv[u]);
+                    } else {
+                        xv[u][0] = xv[u][1] = xv[u][2] = xv[u][3] = 0.0f;
+                    }
+                }
 #pragma unroll
-                    for (int i = 0; i < 4; ++i) acc[i] = fmaf(s[u], xv[u][i], acc[i]);
+                for (unsigned u = 0; u < kWideInFlight; ++u) {
+                    if (k0 + u < here) {
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) acc[i] = fmaf(s[u], xv[u][i], acc[i]);
+                    }
                 }
             }
         }
@@ -724,6 +807,17 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
                                            y_cs, alpha, beta);                                                 \
     }
 
+// The wide kernel (spmm_xst_wide_impl), pipelined or serial; 4 blocks of 8 warps per SM (64 registers).
+#define SLR_SPMM_XST_WIDE(T, NAME, PIPELINED)                                                                    \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 4) NAME(                                  \
+        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
+        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
+        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
+        float beta) {                                                                                           \
+        spmm_xst_wide_impl<T, PIPELINED>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs,   \
+                                         y_cs, alpha, beta);                                                   \
+    }
+
 #define SLR_SPMM(T, SUFFIX)                                                                                      \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_##SUFFIX(                       \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
@@ -756,14 +850,8 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
     SLR_SPMM_XST_VEC(T, spmm_xst_vec4_serial_##SUFFIX, 4, false)                                               \
     SLR_SPMM_SB_NARROW(T, spmm_sb_narrow4_##SUFFIX, 4)                                                         \
     SLR_SPMM_SB_NARROW(T, spmm_sb_narrow8_##SUFFIX, 8)                                                         \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) spmm_xst_wide_##SUFFIX(                  \
-        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
-        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
-        unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
-        float beta) {                                                                                           \
-        spmm_xst_wide_impl<T>(row_offsets, col_indices, values, s_rows, xt, ldt, t_count, y, y_rs, y_cs, alpha, \
-                              beta);                                                                            \
-    }                                                                                                           \
+    SLR_SPMM_XST_WIDE(T, spmm_xst_wide_##SUFFIX, true)                                                         \
+    SLR_SPMM_XST_WIDE(T, spmm_xst_wide_serial_##SUFFIX, false)                                                 \
     extern "C" __global__ void __launch_bounds__(256) transpose_pad_##SUFFIX(                                  \
         const T* __restrict__ x, unsigned long long x_rs, unsigned long long x_cs, unsigned rows,              \
         unsigned cols, T* __restrict__ xt, unsigned long long ldt) {                                            \
@@ -800,6 +888,7 @@ SLR_EMU_EXPORT(spmm_xst_vec_serial_f32)
 SLR_EMU_EXPORT(spmm_xst_vec2_serial_f32)
 SLR_EMU_EXPORT(spmm_xst_vec4_serial_f32)
 SLR_EMU_EXPORT(spmm_xst_wide_f32)
+SLR_EMU_EXPORT(spmm_xst_wide_serial_f32)
 SLR_EMU_EXPORT(transpose_pad_f32)
 SLR_SPMM(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_f16)
@@ -814,6 +903,7 @@ SLR_EMU_EXPORT(spmm_xst_vec_serial_f16)
 SLR_EMU_EXPORT(spmm_xst_vec2_serial_f16)
 SLR_EMU_EXPORT(spmm_xst_vec4_serial_f16)
 SLR_EMU_EXPORT(spmm_xst_wide_f16)
+SLR_EMU_EXPORT(spmm_xst_wide_serial_f16)
 SLR_EMU_EXPORT(transpose_pad_f16)
 SLR_SPMM(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(spmm_xst_bf16)
@@ -828,6 +918,7 @@ SLR_EMU_EXPORT(spmm_xst_vec_serial_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec2_serial_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec4_serial_bf16)
 SLR_EMU_EXPORT(spmm_xst_wide_bf16)
+SLR_EMU_EXPORT(spmm_xst_wide_serial_bf16)
 SLR_EMU_EXPORT(transpose_pad_bf16)
 SLR_SPMM_XST_TC(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_tc_f16)

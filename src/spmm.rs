@@ -31,11 +31,13 @@ const WIDE_T_MIN: usize = 64;
 const NARROW_N_MAX: usize = 8;
 /// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
 const WIDE_T: usize = 128;
-/// The wide kernel walks a row's entries with one warp (8 loads in flight): a row of L entries costs that warp about
-/// L / 8 L2 round trips (~62 L cycles), while the whole kernel is L2-bound at about nnz * 2T bytes / (~3200 bytes
-/// per cycle). It is used while the longest row's warp fits inside that, `L * WIDE_BALANCE <= nnz * T` (L <= ~1100
-/// at 5% of 4096x4096, T = 128; ~2900 at 5% of 11008 x 4096), or L <= 4T (small problems); otherwise the vector
-/// kernel, which spreads a row over 32 lanes and T / 8G warps, runs. Estimates from bytes, not yet measured.
+/// The wide kernel walks a row's entries with one warp: a row of L entries costs that warp about L / 16 L2 round
+/// trips for 16-bit types (16 gathers in flight, the next 32 entries' indices prefetched; L / 8 for f32), while the
+/// whole kernel is L2-bound at about nnz * 2T bytes / (~3200 bytes per cycle). It is used while the longest row's
+/// warp fits inside that, `L * WIDE_BALANCE <= nnz * T` (L <= ~1100 at 5% of 4096x4096, T = 128; ~2900 at 5% of
+/// 11008 x 4096), or L <= 4T (small problems); otherwise the vector kernel, which spreads a row over 32 lanes and
+/// T / 8G warps, runs. Estimates from bytes, not yet measured; the rule was set when 8 gathers were in flight
+/// (L / 8 + L / 32 round trips) and is kept as the conservative side until timed.
 const WIDE_BALANCE: usize = 100_000;
 const WIDE_ROW_PER_T: usize = 4;
 
@@ -146,11 +148,19 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
 }
 
 /// Whether `SLR_SPMM_PATH` names `path`: `block` (T <= 2: the block-per-8-rows kernel whatever the row lengths),
-/// `vec` (no wide kernel), `vec_serial` (the vector kernels without their load pipelining), `simt` (no
+/// `vec` (no wide kernel), `vec_serial` (the vector kernels without their load pipelining), `wide_serial` (the wide
+/// kernel without its index prefetch, 8 gathers in flight: the previous kernel), `simt` (no
 /// tensor-core kernel even when opted in), `tc` (the tensor-core kernel where eligible) or `tc64` (that with
 /// 64-token tiles at every T), the benchmarks' switches for timing the other kernels in the same run.
 fn path_forced(path: &str) -> bool {
     crate::path_switch("SLR_SPMM_PATH", path)
+}
+
+/// The wide kernel for `T`: `spmm_xst_wide_<T>`, or its serial form under `SLR_SPMM_PATH=wide_serial` (same FMAs in
+/// the same order: bitwise the same results).
+fn wide_kernel<T: Element>() -> String {
+    let variant = if path_forced("wide_serial") { "_serial" } else { "" };
+    format!("spmm_xst_wide{variant}_{}", T::DTYPE.name())
 }
 
 fn check_fits_u32(op: &'static str, what: &'static str, value: usize) -> Result<()> {
@@ -506,13 +516,14 @@ fn spmm_xst_impl<T: Element, I: Index>(
     let xt_view = xt_view.as_slice();
     if wide {
         let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op, what: "work items", expected: usize::MAX, got: out })?;
-        // SAFETY: every column of S is < in; lane l of the warp for t-chunk j loads xt[col * ldt + 128 j + 4 l ..
-        // + 4] only when 128 j + 4 l < ldt (then + 4 <= ldt, ldt being a multiple of 8), inside the in * ldt
-        // elements of xt and aligned to 4 elements (8 or 16 bytes; xt starts 16-byte aligned: a fresh allocation,
-        // or the caller's scratch, checked); Y is written at (t', o) with t' < t, o < out, inside its validated
-        // shape; Y overlaps neither the caller's inputs (checked above) nor xt (fresh, or checked); sizes fit
-        // u32; one warp per (row of S, 128 rows of X), surplus warps return.
-        return unsafe { launch_spmm(op, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) };
+        // SAFETY: every column of S is < in, and the kernel gathers only at columns of S's entries; lane l of the
+        // warp for t-chunk j loads xt[col * ldt + t' .. + 4] with t' = 128 j + 4 l when that is < ldt (then + 4 <=
+        // ldt, ldt being a multiple of 8), else t' = 0, inside the in * ldt elements of xt and aligned to 4 elements
+        // (8 or 16 bytes; xt starts 16-byte aligned: a fresh allocation, or the caller's scratch, checked); Y is
+        // written at (t', o) with t' < t, o < out, inside its validated shape; Y overlaps neither the caller's inputs
+        // (checked above) nor xt (fresh, or checked); sizes fit u32; one warp per (row of S, 128 rows of X), surplus
+        // warps return.
+        return unsafe { launch_spmm(op, &wide_kernel::<T>(), gpu, s, &s_values, &xt_view, &[KernelArg::U64(ldt as u64)], t, warps, alpha, beta, &mut y) };
     }
     let kernel = match lanes_per_entry {
         1 => "spmm_xst_vec",
@@ -667,13 +678,14 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         let warps = s.rows().checked_mul(n.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: s.rows() })?;
         // The wide kernel writes out[(j, r)] for (row r of S, column j): C seen as its transpose.
         let mut ct = c.into_transposed();
-        // SAFETY: every column of S is < k; lane l of the warp for j-chunk q loads b[col * ld + 128 q + 4 l .. + 4]
-        // only when 128 q + 4 l < ld, and the buffer holds (k - 1) * ld + round_up(n, 4) elements or more
-        // (checked above), so even the last row's padded 4-vector is inside it; ld is a multiple of 8 and the
-        // start 16-byte aligned, so the loads are aligned; C (m x n, validated) is written at (r, j) for j < n
-        // through its transposed view (the same elements); no aliasing (checked above); sizes fit u32; one warp
-        // per (row of S, 128 columns of B), surplus warps return.
-        return unsafe { launch_spmm(OP, &format!("spmm_xst_wide_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &[KernelArg::U64(ld as u64)], n, warps, alpha, beta, &mut ct) };
+        // SAFETY: every column of S is < k (the kernel gathers only at columns of S's entries); lane l of the warp
+        // for j-chunk q loads b[col * ld + 128 q + 4 l .. + 4] when 128 q + 4 l < ld, else b[col * ld .. + 4] (n >=
+        // 64), and the buffer holds (k - 1) * ld + round_up(n, 4) elements or more (checked above), so even the last
+        // row's padded 4-vector is inside it; ld is a multiple of 8 and the start 16-byte aligned, so the loads are
+        // aligned; C (m x n, validated) is written at (r, j) for j < n through its transposed view (the same
+        // elements); no aliasing (checked above); sizes fit u32; one warp per (row of S, 128 columns of B), surplus
+        // warps return.
+        return unsafe { launch_spmm(OP, &wide_kernel::<T>(), gpu, s, &s_values, b.data(), &[KernelArg::U64(ld as u64)], n, warps, alpha, beta, &mut ct) };
     }
     let layout = [KernelArg::U64(bs.row_stride() as u64), KernelArg::U64(bs.col_stride() as u64)];
     if (1..=NARROW_N_MAX).contains(&n) && !path_forced("vec") {
