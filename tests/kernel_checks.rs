@@ -449,18 +449,31 @@ fn sass_has_no_local_memory_and_the_intended_loads() {
 /// (A and the batch's 4 B rows, `LDG.E.128.CONSTANT`) all before the slot's first FMA, and the decode warp-per-row
 /// spmm_xst's step (2 row offsets, 8 values and 8 columns, 8 x 2 X gathers) all before its first FMA. With a load
 /// inside each entry's branch, ptxas had issued each entry's loads after the previous entry's FMAs (sddmm f16/bf16:
-/// 2 slot loads before the first FMA; spmm_xst_rowwarp: 20).
+/// 2 slot loads before the first FMA; spmm_xst_rowwarp: 20). The pipelined wide spmm_xst (`spmm_xst_wide_<T>`, not
+/// `_serial`): a round's 16 Xt gathers (`LDG.E.64`, 16-bit types; 8 `LDG.E.128` for f32) all before its first FMA,
+/// and the next chunk's value and column loads (with the row offsets and the first chunk's pair: 6 index loads)
+/// issued before it too (the serial kernel: 7 gathers, 4 index loads).
 #[test]
 fn batched_loads_are_issued_before_the_first_fma() {
     if !built_or_skip("batched_loads") {
         return;
     }
     let tool = cuobjdump().expect("cuobjdump not found (scripts/install-toolchain.sh installs it; or set CUOBJDUMP)");
-    let mut checked = 0;
+    let (mut checked, mut wide_checked) = (0, 0);
     for module in kernels::MODULES {
         for (arch, name, body) in sass_functions(&tool, module) {
             let code = instructions(&body);
             let opcode = |t: &str| t.split(' ').next().unwrap_or("").to_string();
+            if name.starts_with("spmm_xst_wide_") && !name.starts_with("spmm_xst_wide_serial_") {
+                let (gather, in_flight) = if name.ends_with("_f32") { ("LDG.E.128", 8) } else { ("LDG.E.64", 16) };
+                let before: Vec<String> = code.iter().map(|(_, t)| opcode(t)).take_while(|op| op != "FFMA").collect();
+                let gathers = before.iter().filter(|op| op.starts_with(gather)).count();
+                let index_loads = before.iter().filter(|op| op.starts_with("LDG") && !op.starts_with(gather)).count();
+                assert!(gathers >= in_flight, "{name} on {arch}: {gathers} {gather} before the first FFMA, expected {in_flight}:\n{body}");
+                assert!(index_loads >= 6, "{name} on {arch}: {index_loads} index loads before the first FFMA, expected 6 (the next chunk's prefetched):\n{body}");
+                wide_checked += 1;
+                continue;
+            }
             let (from, load, want) = if ["sddmm_f32", "sddmm_f16", "sddmm_bf16"].contains(&name.as_str()) {
                 // From the slot's first 16-byte load (the scalar slot code, with its own FMAs, comes earlier).
                 let first = code.iter().position(|(_, t)| opcode(t) == "LDG.E.128.CONSTANT").unwrap_or_else(|| panic!("{name} on {arch}: no 16-byte loads"));
@@ -476,4 +489,5 @@ fn batched_loads_are_issued_before_the_first_fma() {
         }
     }
     assert!(checked >= 6, "only {checked} kernels checked");
+    assert!(wide_checked >= 3, "only {wide_checked} pipelined wide kernels checked");
 }
