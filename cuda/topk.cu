@@ -680,9 +680,47 @@ __host__ __device__ __forceinline__ unsigned long long sample_position(unsigned 
     return lo + h % (unsigned)(hi - lo);  // a stratum of n < 2^32 keys is below 2^20: a 32-bit remainder
 }
 
+// digit_levels for two ranks of the same keys (the sample's hi and lo), to the last digit: while both still share
+// every digit fixed so far (always at the first level, where nothing is fixed), one histogram per level serves
+// both picks (one count of the keys instead of two); after that, each goes on alone with digit_levels. Every thread
+// of the block calls it.
+template <typename Slot>
+__device__ __forceinline__ void digit_levels_of_two(const Slot* keys, unsigned len, unsigned* bins, unsigned* scratch,
+                                                    DigitLevels& a, DigitLevels& b) {
+    const unsigned t = threadIdx.x;
+    while (a.bits_left != 0 && a.bits_left == b.bits_left && a.prefix == b.prefix) {  // block-uniform
+        const unsigned width = min(kRowDigitBits, a.bits_left), shift = a.bits_left - width;
+        const unsigned digit_mask = (1u << width) - 1u;
+        for (unsigned i = t; i < kRowBins; i += kThreads) bins[i] = 0;
+        __syncthreads();  // the zeroing before any count (the last picks' reads of bins precede their own barriers)
+        for (unsigned i = t; i < len; i += kThreads) {
+            const unsigned key = keys[i];
+            if ((key & a.fixed) == a.prefix) atomicAdd(&bins[(key >> shift) & digit_mask], 1u);
+        }
+        __syncthreads();
+        const unsigned* pick = pick_bin<kRowBins, false>(bins, a.rank, scratch);
+        const unsigned a_bin = pick[0], a_before = pick[1], a_count = pick[2];
+        __syncthreads();  // every thread has read a's pick before b's rewrites it
+        pick = pick_bin<kRowBins, false>(bins, b.rank, scratch);
+        // As digit_levels applies its pick.
+        auto apply = [&](DigitLevels& lv, unsigned bin, unsigned before, unsigned count) {
+            lv.prefix |= bin << shift;
+            lv.fixed |= digit_mask << shift;
+            lv.above += before;
+            lv.rank -= before;
+            lv.in_bin = count;
+            lv.bits_left = shift;
+        };
+        apply(a, a_bin, a_before, a_count);
+        apply(b, pick[0], pick[1], pick[2]);
+    }
+    __syncthreads();  // the last pick's reads before scratch is reused
+}
+
 // One block of kSampleThreads (= kThreads): the sample's order keys into shared memory (kSamples * 4 bytes, dynamic,
 // then kRowBins * 4 bytes of histogram), then the keys of ranks rank_hi and rank_lo by digit_levels run to the
-// last digit (3 levels for f32, 2 for 16-bit keys, each). rank_hi = 0: no hi (nothing is "above"); rank_lo >
+// last digit (3 levels for f32, 2 for 16-bit keys, each; the first, and any later one while both ranks sit in one
+// bin, counted once for both: digit_levels_of_two). rank_hi = 0: no hi (nothing is "above"); rank_lo >
 // kSamples: lo = 0. Floor: kSamples scattered key reads (one 32-byte sector each, 128 KiB in all), all 16 of a
 // thread's loads issued before any is used (one DRAM latency, SASS-checked); then one block's latency: per level 16
 // shared atomics per thread and a 2048-bin block scan.
@@ -704,7 +742,10 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
     const unsigned key_bits = 8 * sizeof(T), all = KeyBits<T>::kAll;
     DigitLevels hi{0u, 0u, 0u, rank_hi, key_bits, ~0u}, lo{0u, 0u, 0u, rank_lo, key_bits, ~0u};
     __syncthreads();  // the sample's keys before any level reads them
-    if (rank_hi != 0) digit_levels(sample, kSamples, 0u, bins, scratch, hi);  // block-uniform conditions
+    // Block-uniform conditions. Both ranks start with nothing fixed: their first level (and any later one while
+    // they share a bin) is counted once.
+    if (rank_hi != 0 && rank_lo <= kSamples) digit_levels_of_two(sample, kSamples, bins, scratch, hi, lo);
+    if (rank_hi != 0) digit_levels(sample, kSamples, 0u, bins, scratch, hi);
     if (rank_lo <= kSamples) digit_levels(sample, kSamples, 0u, bins, scratch, lo);
     if (threadIdx.x == 0) {
         bracket[0] = rank_lo > kSamples ? 0u : lo.prefix;
