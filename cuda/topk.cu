@@ -1066,6 +1066,18 @@ __device__ __forceinline__ unsigned region_count(const unsigned* cand_counts, co
     return total <= first ? 0u : (unsigned)min((unsigned long long)kChunkCap, total - first);
 }
 
+// kLoadsInFlight of a candidate region's keys for this lane: entries first + u * 32 of the region starting at
+// `base` (0 past `count`), all issued before any is used; read after the wait (an earlier grid wrote them).
+template <typename T>
+__device__ __forceinline__ void load_region_keys(const T* cand_vals, unsigned long long base, unsigned count,
+                                                 unsigned first, unsigned (&bits)[kLoadsInFlight]) {
+#pragma unroll
+    for (unsigned u = 0; u < kLoadsInFlight; ++u) {
+        const unsigned j = first + u * 32;
+        bits[u] = j < count ? bits_after_wait(cand_vals, base + j) : 0u;
+    }
+}
+
 // One warp per candidate region (or kChunkCap-entry share of the cut path's list; `regions` of them, warp w of
 // block b takes region b * kThreads / 32 + w, then every gridDim.x * kThreads / 32 further): its candidates in the
 // key range `sel` names, counted in at most kRefineBins bins of it (range_shift; one shared histogram per block,
@@ -1100,11 +1112,7 @@ __device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigne
         // dependent round trips); the histogram does not depend on the order.
         for (unsigned first = lane; first < count; first += 32 * kLoadsInFlight) {
             unsigned bits[kLoadsInFlight];
-#pragma unroll
-            for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-                const unsigned j = first + u * 32;
-                bits[u] = j < count ? bits_after_wait(cand_vals, base + j) : 0u;
-            }
+            load_region_keys(cand_vals, base, count, first, bits);
 #pragma unroll
             for (unsigned u = 0; u < kLoadsInFlight; ++u) {
                 const unsigned key = order_key<T>(bits[u], flags);
@@ -1146,11 +1154,7 @@ __device__ __forceinline__ void bracket_tie_count(const T* cand_vals, const unsi
         unsigned eq = 0;
         for (unsigned first = lane; first < count; first += 32 * kLoadsInFlight) {
             unsigned bits[kLoadsInFlight];
-#pragma unroll
-            for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-                const unsigned j = first + u * 32;
-                bits[u] = j < count ? bits_after_wait(cand_vals, base + j) : 0u;
-            }
+            load_region_keys(cand_vals, base, count, first, bits);
 #pragma unroll
             for (unsigned u = 0; u < kLoadsInFlight; ++u) eq += first + u * 32 < count && order_key<T>(bits[u], flags) == kstar;
         }
