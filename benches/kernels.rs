@@ -246,6 +246,15 @@ fn bench_spmm(c: &mut Criterion) {
                     Ok(dense_ms) => report_baseline(&case, "cuBLAS dense bf16", dense_ms, &bench.device),
                     Err(e) => println!("    cuBLAS baseline unavailable: {e}"),
                 }
+                if t > 2 {
+                    // The same call with the caller's scratch for the transposed activations (what a training loop
+                    // passes: no pool allocation and free per call), the default kernel.
+                    let mut scratch = gpu.alloc_zeros::<bf16>(spmm_xst_scratch_len(t, inn).max(1)).unwrap();
+                    match gpu.time_ms(20, || spmm_xst_with_scratch(gpu, &ds, &vals, DeviceMatRef::row_major(&x, t, inn)?, 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, out)?, &mut scratch)) {
+                        Ok(ms) => report_baseline(&case, "our call with caller scratch (spmm_xst_with_scratch)", ms, &bench.device),
+                        Err(e) => println!("    spmm_xst_with_scratch failed: {e}"),
+                    }
+                }
                 // The other kernels on the same case: for T <= 2 both decode kernels (one of them is the call's,
                 // by the row-length rule); for T > 2 the 8-t vector kernel with one lane per entry (instead of the
                 // lane-group vector kernel below 64, the wide one from 64), the previous (serial) form of the
@@ -259,7 +268,7 @@ fn bench_spmm(c: &mut Criterion) {
                     report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 8-t vector kernel", 20, &bench.device, &mut run_again);
                     if t < 64 {
                         report_switched(gpu, &case, "SLR_SPMM_PATH", "vec_serial", "our vector kernel without load pipelining", 20, &bench.device, &mut run_again);
-                    } else {
+                    } else if spmm::spmm_xst_uses_wide_kernel(gpu, &ds, t).unwrap_or(false) {
                         report_switched(gpu, &case, "SLR_SPMM_PATH", "wide_serial", "our wide kernel without index prefetch, 8 gathers in flight", 20, &bench.device, &mut run_again);
                     }
                     if tensor_cores_eligible(|| spmm::spmm_xst_uses_tensor_cores::<bf16>(t, out, inn, nnz)) {

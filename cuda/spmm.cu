@@ -437,7 +437,11 @@ __device__ __forceinline__ void spmm_xst_wide_impl(const unsigned* __restrict__ 
     unsigned lane = threadIdx.x % 32;
     if (warp >= (unsigned long long)s_rows * chunks) return;  // whole warps leave together
     unsigned o = (unsigned)(warp / chunks), t0 = (unsigned)(warp % chunks) * kWideT + 4 * lane;
-    bool active = t0 < ldt;  // ldt is a multiple of 8: a lane's 4 t are all inside Xt's rows or all past them
+    // A lane's 4 t are all below round_up(t_count, 4) or all past t_count (t0 is a multiple of 4): only those below
+    // are read (up to the rounded end, inside the buffer however far past it the row stride reaches; spmm_sb's B
+    // may be a column slice with ld well above n, where `t0 < ldt` read past its last row), and only t < t_count
+    // are stored.
+    bool active = t0 < t_count;
     unsigned lo = row_offsets[o], hi = row_offsets[o + 1];
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if constexpr (kPipelined) {

@@ -61,7 +61,7 @@ constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (s
 static_assert(kChunk % 64 == 0, "a bracket pass block's chunk is whole mask words");
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 constexpr unsigned kCutBins = 1024;         // bins of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
-constexpr unsigned kRefineBins = 4096;      // slices of each later level (src/topk.rs REFINE_BINS)
+constexpr unsigned kRefineBins = 4096;      // bins of each later level (src/topk.rs REFINE_BINS)
 constexpr unsigned kRowDigitBits = 11;      // the per-row fast path's first digit: the key's top 11 bits
 constexpr unsigned kRowBins = 1u << kRowDigitBits;
 constexpr unsigned kRowCands = 512;         // room for the candidates the per-row fast path ranks pair by pair
@@ -784,7 +784,8 @@ __device__ __forceinline__ unsigned candidate_slot(unsigned u, unsigned warp) {
 
 // Bins of a key range [lo, hi] for a level of B (a power of two) bins: bin b holds the keys lo + (b << s) ..
 // min(hi, lo + ((b + 1) << s) - 1), with s = range_shift<B>(lo, hi) the smallest shift that leaves at most B bins
-// ((hi - lo) >> s < B): between B / 2 and B bins hold keys, each 2^s keys wide (the last one clipped at hi), and a
+// ((hi - lo) >> s < B): at most B bins hold keys (more than B / 2 when s > 0; hi - lo + 1 single keys when s = 0),
+// each 2^s keys wide (the last one clipped at hi), and a
 // key's bin is one subtraction and one shift (the equal slices this replaced took a 64-bit division per candidate,
 // ~30 instructions and a call to a division routine when (key - lo) * B overflowed 32 bits: most of the pass's
 // instruction budget). Levels: 2^22-key bins at most after the pass's 1024 (2^32 / 2^10), 2^10 after one refine of

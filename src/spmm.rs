@@ -118,6 +118,14 @@ const TC_TILE: usize = 64;
 /// 64-token tiles for the benchmark's comparison.
 const TC_SMALL_TILE_T_MAX: usize = 256;
 
+/// Whether [`spmm_xst`] takes the wide kernel (`spmm_xst_wide_<dtype>`, lanes across T) for this pattern and T:
+/// from `WIDE_T_MIN` rows of X unless one row would outlast the rest of the work (`WIDE_BALANCE`), and not under
+/// `SLR_SPMM_PATH=vec`. May read the pattern's row offsets back once (its longest row). For benchmarks' labels.
+#[doc(hidden)]
+pub fn spmm_xst_uses_wide_kernel<I: Index>(gpu: &Gpu, s: &DeviceCsrPattern<I>, t: usize) -> Result<bool> {
+    Ok(t >= WIDE_T_MIN && !path_forced("vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE))
+}
+
 /// Whether [`spmm_xst`] runs on tensor cores for T rows of X and S of `out x in` with `nnz` entries: only when
 /// opted in on this thread or by `SLR_SPMM_PATH=tc`/`tc64` (see `TC_T_MIN` in the source). Then the result is deterministic run to run and independent of X's layout, but not
 /// bitwise that of the CUDA-core kernels, the CPU reference or another device (the mma's accumulation order is
@@ -471,7 +479,7 @@ fn spmm_xst_impl<T: Element, I: Index>(
         return Ok(());
     }
     // The kernel is chosen before anything is queued (max_row_len may read the row offsets back once).
-    let wide = t >= WIDE_T_MIN && !path_forced("vec") && s.max_row_len(gpu)? <= (WIDE_ROW_PER_T * t).max(s.nnz().saturating_mul(t) / WIDE_BALANCE);
+    let wide = spmm_xst_uses_wide_kernel(gpu, s, t)?;
     // T > 2: transpose X into Xt (in x ldt, ldt = T rounded up to 8, zero padding) so each entry's T values are
     // contiguous and 16-byte aligned, then the vector kernel.
     let lanes_per_entry = if wide { 1 } else { vec_lane_group(gpu, s, t, ldt)? };
@@ -517,8 +525,9 @@ fn spmm_xst_impl<T: Element, I: Index>(
     if wide {
         let warps = out.checked_mul(t.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op, what: "work items", expected: usize::MAX, got: out })?;
         // SAFETY: every column of S is < in, and the kernel gathers only at columns of S's entries; lane l of the
-        // warp for t-chunk j loads xt[col * ldt + t' .. + 4] with t' = 128 j + 4 l when that is < ldt (then + 4 <=
-        // ldt, ldt being a multiple of 8), else t' = 0, inside the in * ldt elements of xt and aligned to 4 elements
+        // warp for t-chunk j loads xt[col * ldt + t' .. + 4] with t' = 128 j + 4 l when that is < t (then + 4 <=
+        // round_up(t, 8) <= ldt), else t' = 0 (the pipelined kernel; the serial one loads nothing), inside the
+        // in * ldt elements of xt and aligned to 4 elements
         // (8 or 16 bytes; xt starts 16-byte aligned: a fresh allocation, or the caller's scratch, checked); Y is
         // written at (t', o) with t' < t, o < out, inside its validated shape; Y overlaps neither the caller's inputs
         // (checked above) nor xt (fresh, or checked); sizes fit u32; one warp per (row of S, 128 rows of X), surplus
@@ -679,9 +688,11 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         // The wide kernel writes out[(j, r)] for (row r of S, column j): C seen as its transpose.
         let mut ct = c.into_transposed();
         // SAFETY: every column of S is < k (the kernel gathers only at columns of S's entries); lane l of the warp
-        // for j-chunk q loads b[col * ld + 128 q + 4 l .. + 4] when 128 q + 4 l < ld, else b[col * ld .. + 4] (n >=
-        // 64), and the buffer holds (k - 1) * ld + round_up(n, 4) elements or more (checked above), so even the last
-        // row's padded 4-vector is inside it; ld is a multiple of 8 and the start 16-byte aligned, so the loads are
+        // for j-chunk q loads b[col * ld + 128 q + 4 l .. + 4] when 128 q + 4 l < n (so + 4 <= round_up(n, 4)), else
+        // b[col * ld .. + 4] (the pipelined kernel, n >= 64; the serial one loads nothing), and the buffer holds
+        // (k - 1) * ld + round_up(n, 4) elements or more (checked above), so even the last row's padded 4-vector is
+        // inside it, whatever ld (a column slice of a wider matrix has ld well above n); ld is a multiple of 8 and
+        // the start 16-byte aligned, so the loads are
         // aligned; C (m x n, validated) is written at (r, j) for j < n through its transposed view (the same
         // elements); no aliasing (checked above); sizes fit u32; one warp per (row of S, 128 columns of B), surplus
         // warps return.

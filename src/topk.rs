@@ -37,10 +37,10 @@
 //!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank, widened by 4 binomial standard
 //!   deviations plus 8); one pass over all keys counts those above `hi` (and sets their mask bits), writes those in
 //!   `[lo, hi]` with their flat indices (a few percent of n) to per-block regions in flat-index order, and counts
-//!   them in 1024 slices of `[lo, hi]`. The pass's last block checks the bracket with the exact counts (fewer than
-//!   k above `hi`, at least k at or above `lo`, no region past its capacity of a quarter of its keys) and names the
-//!   slice holding K*; later levels over the candidates cut that slice into 4096 each until it is one key (two
-//!   levels for f32, one for 16-bit keys): K* and the counts are then final. The keys equal to K* are ranked in
+//!   them in at most 1024 power-of-two-wide bins of `[lo, hi]`. The pass's last block checks the bracket with the
+//!   exact counts (fewer than k above `hi`, at least k at or above `lo`, no region past its capacity of a quarter
+//!   of its keys) and names the bin holding K*; later levels over the candidates cut that bin into at most 4096
+//!   each until it is one key (two levels for f32, one for 16-bit keys): K* and the counts are then final. The keys equal to K* are ranked in
 //!   flat-index order (per-region counts and their scan) only when the quota leaves some of them out, and the
 //!   candidates' bits are set. All queued, one synchronization. When the check fails (heavy ties at the cut, a
 //!   layout that crowds the candidates, an unlucky sample) the radix passes below run instead: same result, one
@@ -112,9 +112,9 @@ const SAMPLE_THREADS: u32 = 256;
 /// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
 const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
-/// Slices of the bracket counted by the bracket passes (cuda/topk.cu kCutBins).
+/// Bins (at most) of the bracket counted by the bracket passes (cuda/topk.cu kCutBins).
 const CUT_BINS: usize = 1024;
-/// Slices of each later level (cuda/topk.cu kRefineBins).
+/// Bins (at most) of each later level (cuda/topk.cu kRefineBins).
 const REFINE_BINS: usize = 4096;
 /// Later levels after the bracket pass that always narrow the choice to one key (cuda/topk.cu range_shift: bins of
 /// at most 2^22 keys after the pass's 1024, 2^10 after a refine of 4096, one key after two; 16-bit keys: 2^6, then
@@ -770,9 +770,9 @@ fn cut_of_choice<T: TopkKey>(op: &'static str, w: &[u32], k: usize, flags: u32, 
 
 /// The cut alone (no mask) of a per-matrix count over `n >= BRACKET_MIN_N` keys through the sample bracket, queued
 /// with one synchronization: the sample; one pass over the keys that counts those above the bracket, appends those
-/// inside it to one list (values only, any order: the cut does not depend on it) and counts them in 1024 slices
-/// of the bracket, its last block checking the bracket with the exact counts and naming the slice holding K*
-/// (`topk_bracket_count_<dtype>`); the later levels over the list, which narrow that slice to K* itself (two for
+/// inside it to one list (values only, any order: the cut does not depend on it) and counts them in at most 1024
+/// bins of the bracket, its last block checking the bracket with the exact counts and naming the bin holding K*
+/// (`topk_bracket_count_<dtype>`); the later levels over the list, which narrow that bin to K* itself (two for
 /// f32, one for 16-bit keys); then one read-back. `Ok(None)`: the bracket missed K* or the list overflowed (the
 /// caller runs the radix passes).
 fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, spec: &TopkSpec<T>) -> Result<Option<TopkCut<T>>> {
@@ -827,10 +827,10 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
 /// Exact per-matrix top-k mask of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
 /// bracket" and "The later levels"), queued with one synchronization: the sample's two order
 /// statistics; one pass over the keys that sets the bits of the keys above the bracket, writes those inside it
-/// with their flat indices to per-block regions in flat-index order and counts them in 1024 slices of the
-/// bracket, its last block checking the bracket with the exact counts and naming the slice holding K*;
-/// `levels` narrowings of that slice over the regions (4096 slices each: two for f32, one for 16-bit keys, after
-/// which the slice is K* itself); the ranks of the keys equal to K* when the quota leaves some out (per-region
+/// with their flat indices to per-block regions in flat-index order and counts them in at most 1024 bins of the
+/// bracket, its last block checking the bracket with the exact counts and naming the bin holding K*;
+/// `levels` narrowings of that bin over the regions (at most 4096 bins each: two for f32, one for 16-bit keys,
+/// after which the bin is K* itself); the ranks of the keys equal to K* when the quota leaves some out (per-region
 /// counts and their scan); the candidates' bits; then one read-back of the words. `Ok(None)` when the exact counts
 /// show the bracket missed K* or a block's candidates overflowed its region: the caller then runs the radix passes
 /// over all keys (same result, slower). NaNs under [`NanPolicy::Error`] are reported here. Reads the keys once
@@ -857,7 +857,9 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     let mut cand_counts = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
     let mut region_eq = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
     // SAFETY: the sample kernel, the first to run, writes words 0 and 1 and zeroes the rest; each block of the
-    // pass zeroes the mask words of its chunk (the chunks cover all ceil(n / 64) of them) before ORing bits in.
+    // pass stores every 32-bit half of its chunk's mask words that holds keys, and the last block zeroes the high
+    // half of the last word when n ends in its low half (the chunks cover all ceil(n / 64) words); later kernels
+    // only OR bits in.
     let mut words = unsafe { gpu.alloc_uninit::<u32>(MASK_PATH_WORDS)? };
     let mut mask = unsafe { gpu.alloc_uninit::<u64>(n.div_ceil(64))? };
     laps.mark("scratch");

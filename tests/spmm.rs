@@ -357,12 +357,19 @@ fn spmm_sb_with_narrow_b_is_bitwise_the_cpu_reference() {
 fn spmm_sb_with_wide_b_is_bitwise_the_cpu_reference() {
     let mut rng = rng("spmm_sb_wide");
     for (dev, gpu) in devices("spmm_sb_wide") {
-        for (n, ld, full_last_row) in [(64, 64, true), (70, 72, true), (70, 72, false), (128, 136, true), (200, 200, true)] {
+        // (n, ld, B's buffer ends right after its last row's n elements?): ld from n to well past round_up(n, 4),
+        // as a column slice of a wider matrix has it (the kernel once read a lane's 4 elements wherever they were
+        // below ld: past the buffer's end in B's last row).
+        for (n, ld, full_last_row) in [(64, 64, true), (70, 72, true), (70, 72, false), (128, 136, true), (200, 200, true), (100, 128, false), (64, 96, false), (130, 200, false)] {
             // bf16 below the tensor-core path's 1% density (redrawn until so), where the wide kernel runs.
             let (m, k) = (rng.gen_range(60..90), rng.gen_range(100..200));
             let s = loop {
                 let (density, skewed) = (rng.gen_range(0.001..0.008), rng.gen_bool(0.5));
                 let s = random_pattern(&mut rng, m, k, density, skewed);
+                // An entry in B's last row, whose reads end at the buffer's end.
+                let mut positions: Vec<(usize, usize)> = s.iter().map(|(_, r, c)| (r, c)).collect();
+                positions.push((rng.gen_range(0..m), k - 1));
+                let s = CsrPattern::<u32>::from_coo(m, k, &positions).unwrap();
                 if !spmm::spmm_xst_uses_tensor_cores::<bf16>(n, m, k, s.nnz()) {
                     break s;
                 }

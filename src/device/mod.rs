@@ -133,7 +133,8 @@ unsafe impl Send for Staging {}
 impl Drop for Staging {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from cuMemHostAlloc in `ctx` (Staging::new) and is freed once, here; no copy into it
-        // is in flight (every download synchronizes the stream before it releases the mutex).
+        // is in flight (every download synchronizes the stream before it releases the mutex, and a download whose
+        // synchronization fails leaks the buffer instead of letting it be dropped).
         let _ = self.ctx.bind_to_thread().map(|_| unsafe { cudarc::driver::result::free_host(self.ptr) });
     }
 }
@@ -176,7 +177,12 @@ impl CudaBackend {
             // SAFETY: as above; the copy is ordered after the kernels queued on this stream.
             unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }.map_err(cuda_err("download"))?;
         }
-        self.stream.synchronize().map_err(cuda_err("download"))?;
+        if let Err(e) = self.stream.synchronize() {
+            // The copy may still be queued (a failed synchronization leaves the context in an error state that
+            // normally discards it, but nothing promises so): the buffer is leaked, never freed under it.
+            std::mem::forget(staging.take());
+            return Err(cuda_err("download")(e));
+        }
         let mut out = Vec::<T>::with_capacity(len);
         // SAFETY: the copy has completed (synchronized above), so `buf.ptr` holds `len` elements of T as the device
         // had them (T: DeviceRepr is plain data, any bit pattern the device wrote is a value, as with the ordinary
