@@ -811,9 +811,12 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
                                            y_cs, alpha, beta);                                                 \
     }
 
-// The wide kernel (spmm_xst_wide_impl), pipelined or serial; 4 blocks of 8 warps per SM (64 registers).
+// The wide kernel (spmm_xst_wide_impl), pipelined or serial. Pipelined: 4 blocks of 8 warps per SM (64 registers).
+// Serial (the benchmark's baseline): no minimum, as the kernel it keeps was built; since its lanes test t < T
+// instead of t < ldt (spmm_sb's column slices) it takes 70-73 registers on sm_90 (3 blocks per SM; at 64 it
+// spilled), 61-64 elsewhere.
 #define SLR_SPMM_XST_WIDE(T, NAME, PIPELINED)                                                                    \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, 4) NAME(                                  \
+    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, PIPELINED ? 4 : 1) NAME(                  \
         const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
         const T* __restrict__ values, unsigned s_rows, const T* __restrict__ xt, unsigned long long ldt,        \
         unsigned t_count, T* __restrict__ y, unsigned long long y_rs, unsigned long long y_cs, float alpha,     \
