@@ -974,9 +974,10 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
 // counted per (u, warp), scanned by one warp, and given their place by one global atomic on bracket word 5 per block
 // and round (kLoadsInFlight * kThreads keys): at a 2.7%-of-n bracket one atomic per warp holding a candidate made
 // ~300 k same-address atomics at 4096², serialized in L2 (~0.18 ms on an H200, more than the whole radix select);
-// this makes n / 2048 (8 k), and each one's result is used a round later (the round's candidates are written after
-// the next round's scan), so its latency overlaps work instead of holding the block at a barrier. Full rounds run
-// without bounds tests (as in bracket_pass); launch bounds of 5 blocks per SM (48 registers). Keys past `cap` are counted, not written (the choice then reports the bracket
+// this makes n / 2048 (8 k). (Using each atomic's result one round later, to overlap its latency, was tried:
+// ptxas copies the result into the loop-carried register right after the atomic, waiting on it before the
+// barrier anyway, in its warp-aggregated form and in inline PTX alike; reverted.) Full rounds run without bounds
+// tests (as in bracket_pass); launch bounds of 5 blocks per SM. Keys past `cap` are counted, not written (the choice then reports the bracket
 // invalid). Each candidate is also counted in its slice of [lo, hi] (a shared histogram per block, its non-empty
 // bins added to `hist`), and the last block names the slice holding K* (choose_level1) without a pass over the
 // list.
@@ -990,9 +991,8 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     static_assert(kLoadsInFlight * kWarps == 64, "one warp scans the round's (u, warp) counts two per lane");
     __shared__ unsigned totals[2];  // keys > hi, NaNs
     __shared__ unsigned bins[kCutBins];
-    // Per (u, warp): candidates, then their exclusive offset; two sets, the round's and the previous round's.
-    __shared__ unsigned offsets[2][kLoadsInFlight * kWarps];
-    __shared__ unsigned round_base;                        // the previous round's first list position
+    __shared__ unsigned offsets[kLoadsInFlight * kWarps];  // per (u, warp): candidates, then their exclusive offset
+    __shared__ unsigned round_base;                        // the round's first list position
     __shared__ unsigned scratch[kWarps + 4];               // the last block's choice
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned start = blockIdx.x * kChunk, end = min(n, start + kChunk);
@@ -1013,23 +1013,8 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, flags);  // every NaN's key, and no other key's
     __syncthreads();
     unsigned above = 0, nan = 0;
-    // A round's place in the list comes from an atomic add on one word shared by every block (~8 k per call at
-    // 4096²): its result is used one round later, so that its latency (a contended round trip to L2) overlaps the
-    // next round's loads and classification instead of holding the whole block at a barrier. Warp 0's lane 31 keeps
-    // it (`pending`); the previous round's candidates (`prev_cand`, `prev_bits`) are written after the next scan.
-    unsigned prev_cand[kLoadsInFlight], prev_bits[kLoadsInFlight], pending = 0u;
-    bool have_prev = false;  // block-uniform
-    auto write_prev = [&](unsigned set) {
-#pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            if ((prev_cand[u] >> lane) & 1u) {
-                const unsigned pos = round_base + offsets[set][u * kWarps + warp] + __popc(prev_cand[u] & lanes_below());
-                if (pos < cap) out[pos] = (Raw)prev_bits[u];
-            }
-        }
-    };
     // One round of kRound keys; kFull: all below `end` (no bounds tests), as in bracket_pass.
-    auto round_body = [&](unsigned round, unsigned set, auto full) {
+    auto round_body = [&](unsigned round, auto full) {
         constexpr bool kFull = decltype(full)::value;
         unsigned cand[kLoadsInFlight];
         if (round != start) load_keys<false, !kFull>(keys, round + t, kThreads, end, bits);
@@ -1041,42 +1026,33 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
             nan += in && key == nan_key;
             const bool c = in && key >= lo && key <= hi;
             cand[u] = __ballot_sync(0xffffffffu, c);
-            if (lane == 0) offsets[set][u * kWarps + warp] = __popc(cand[u]);
+            if (lane == 0) offsets[u * kWarps + warp] = __popc(cand[u]);
             if (c) atomicAdd(&bins[range_bin(key, lo, shift)], 1u);
         }
-        __syncthreads();  // this round's counts in offsets[set]
+        __syncthreads();
         if (warp == 0) {  // exclusive scan of the 64 counts: lane l holds entries 2l, 2l + 1
-            unsigned a = offsets[set][2 * lane], b = offsets[set][2 * lane + 1], incl = slr::warp_inclusive_scan(a + b);
+            unsigned a = offsets[2 * lane], b = offsets[2 * lane + 1], incl = slr::warp_inclusive_scan(a + b);
             unsigned excl = incl - a - b;
-            offsets[set][2 * lane] = excl;
-            offsets[set][2 * lane + 1] = excl + a;
-            if (lane == 31) {
-                if (have_prev) round_base = pending;  // the previous round's atomic, long returned
-                pending = incl ? atomicAdd(&bracket[5], incl) : 0u;
-            }
+            offsets[2 * lane] = excl;
+            offsets[2 * lane + 1] = excl + a;
+            if (lane == 31) round_base = incl ? atomicAdd(&bracket[5], incl) : 0u;
         }
-        __syncthreads();  // round_base (the previous round's) and this round's offsets
-        if (have_prev) write_prev(set ^ 1u);
+        __syncthreads();
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
-            prev_cand[u] = cand[u];
-            prev_bits[u] = bits[u];
+            if ((cand[u] >> lane) & 1u) {
+                const unsigned pos = round_base + offsets[u * kWarps + warp] + __popc(cand[u] & lanes_below());
+                if (pos < cap) out[pos] = (Raw)bits[u];
+            }
         }
-        have_prev = true;
-        __syncthreads();  // offsets[set ^ 1] and round_base are rewritten next round
+        __syncthreads();  // offsets and round_base are rewritten next round
     };
-    unsigned set = 0;
-    for (unsigned round = start; round < end; round += kRound, set ^= 1u) {
+    for (unsigned round = start; round < end; round += kRound) {
         if (round + kRound <= end) {
-            round_body(round, set, Flag<true>{});
+            round_body(round, Flag<true>{});
         } else {
-            round_body(round, set, Flag<false>{});
+            round_body(round, Flag<false>{});
         }
-    }
-    if (have_prev) {  // the last round's candidates
-        if (warp == 0 && lane == 31) round_base = pending;
-        __syncthreads();
-        write_prev(set ^ 1u);
     }
     add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
     for (unsigned b = t; b < kCutBins; b += kThreads) {
