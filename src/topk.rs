@@ -717,14 +717,19 @@ fn select_everything<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice
     Ok((mask, TopkCut { threshold: Some(element_of_key(w[0], flags)), count_beyond: n - equal, count_equal_taken: equal }))
 }
 
+/// The launch of the candidate-stage kernels (refine levels, tie count, take): one warp per candidate region,
+/// THREADS / 32 regions per block; the kernels loop over regions below their `regions` argument.
+fn warp_per_region_shape(regions: usize) -> LaunchShape {
+    LaunchShape { grid: (regions.div_ceil(THREADS as usize / 32).max(1) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 }
+}
+
 /// Launches the later levels of a bracket path (`topk_bracket_refine_<dtype>`, [`refine_levels`] of them) over
 /// `regions` candidate regions, one warp each (THREADS / 32 per block): with `counts`, the mask path's regions
 /// (region b holds counts[b] entries from b * CHUNK_CAP); without, the cut path's one list, whose length is bracket
 /// word 5. Each narrows the choice in `words` to one of at most REFINE_BINS bins, or returns at once when it is
 /// final.
 fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_vals: KernelArg, p_counts: Option<KernelArg>, p_words: KernelArg) -> Result<()> {
-    let warps_per_block = THREADS as usize / 32;
-    let shape = LaunchShape { grid: (regions.div_ceil(warps_per_block).max(1) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+    let shape = warp_per_region_shape(regions);
     let (p_counts, p_total) = match p_counts {
         Some(c) => (c, KernelArg::Ptr(0)),
         None => (KernelArg::Ptr(0), p_words.offset_bytes(4 * 5)),
@@ -881,8 +886,7 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         let (p_mask, _gm) = mview.kernel_ptr_mut(gpu, op, "mask")?;
         let p_sel = p_words.offset_bytes(4 * MASK_SEL);
         let regions_shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
-        // The tie count and the take: one warp per region (THREADS / 32 regions per block).
-        let warps_shape = LaunchShape { grid: (blocks.div_ceil(THREADS as usize / 32) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        let warps_shape = warp_per_region_shape(blocks);
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK)
         // <= 2^17 fits the grid), adds to bracket words 2-6 and to the CUT_BINS level-1 histogram words, writes at
         // most CHUNK_CAP entries of its own region [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx
