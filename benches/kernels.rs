@@ -298,9 +298,9 @@ fn bench_spmm(c: &mut Criterion) {
                             spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
                         });
                     }
-                    if t == 16 {
-                        // n = 8: 8-lane groups, 4 rows per warp, against the 32-column kernel (24 lanes idle).
-                        let n8 = 8;
+                    // n = 4 (4-lane groups, 8 rows per warp) and n = 8 (the 32-column kernel since the sixth run,
+                    // where the 8-lane groups took 1.35-1.56x its time), each against the 32-column kernel.
+                    for n8 in if t == 16 { vec![4usize, 8] } else { Vec::new() } {
                         let b8 = gpu.upload(&vec![bf16::from_f32(0.5); inn * n8]).unwrap();
                         let mut c8 = gpu.alloc_zeros::<bf16>(out * n8).unwrap();
                         let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * n8 * (inn + out);
@@ -813,6 +813,7 @@ fn bench_rsvd(c: &mut Criterion) {
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
+                report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver_jacobi", "our small eigenproblem on cuSOLVER syevj", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);

@@ -32,7 +32,7 @@
 // T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
 // transposed tiles is the planned next step (docs/benchmarks.md).
 //
-// spmm_sb for n <= 8: spmm_sb_narrow{4,8} (one lane group of W = max(4, next_pow2(n)) per row, see below).
+// spmm_sb for n <= 4: spmm_sb_narrow4 (one lane group of 4 lanes per row, 8 rows per warp, see below).
 // spmm_sb launch otherwise: one warp per (row r of S, 32 consecutive columns j of B), 8 warps per block, 1-D grid. The warp
 // loads 32 entries of the row at a time and broadcasts each (value, column) by shuffle; every lane then reads
 // B[col, j] (coalesced across the warp for row-major B) and accumulates in entry order, so each output is the
@@ -562,8 +562,8 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
     }
 }
 
-// spmm_sb for narrow B (n <= 8): W = max(4, next_pow2(n)) lanes per row of S, 32 / W rows per warp, so no lane
-// idles for want of columns (one warp per 32 columns leaves 32 - n lanes idle). A lane group loads W entries of its
+// spmm_sb for narrow B (n <= 4; W = 8 lost to the 32-column kernel at n = 8 on an H200, src/spmm.rs NARROW_N_MAX):
+// W lanes per row of S, 32 / W rows per warp, so fewer lanes idle for want of columns (one warp per 32 columns leaves 32 - n lanes idle). A lane group loads W entries of its
 // row at a time and broadcasts each (value, column) by a width-W shuffle inside the group; lane j of the group
 // reads B[col, j] and accumulates in entry order: each output is the sequential fmaf chain of the CPU reference,
 // bitwise. Groups of a warp walk rows of different lengths, so every collective names its own group's lanes only.
@@ -856,7 +856,6 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
     SLR_SPMM_XST_VEC(T, spmm_xst_vec2_serial_##SUFFIX, 2, false)                                               \
     SLR_SPMM_XST_VEC(T, spmm_xst_vec4_serial_##SUFFIX, 4, false)                                               \
     SLR_SPMM_SB_NARROW(T, spmm_sb_narrow4_##SUFFIX, 4)                                                         \
-    SLR_SPMM_SB_NARROW(T, spmm_sb_narrow8_##SUFFIX, 8)                                                         \
     SLR_SPMM_XST_WIDE(T, spmm_xst_wide_##SUFFIX, true)                                                         \
     SLR_SPMM_XST_WIDE(T, spmm_xst_wide_serial_##SUFFIX, false)                                                 \
     extern "C" __global__ void __launch_bounds__(256) transpose_pad_##SUFFIX(                                  \
@@ -887,7 +886,6 @@ SLR_EMU_EXPORT(spmm_xst_f32)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_f32)
 SLR_EMU_EXPORT(spmm_sb_f32)
 SLR_EMU_EXPORT(spmm_sb_narrow4_f32)
-SLR_EMU_EXPORT(spmm_sb_narrow8_f32)
 SLR_EMU_EXPORT(spmm_xst_vec_f32)
 SLR_EMU_EXPORT(spmm_xst_vec2_f32)
 SLR_EMU_EXPORT(spmm_xst_vec4_f32)
@@ -902,7 +900,6 @@ SLR_EMU_EXPORT(spmm_xst_f16)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_f16)
 SLR_EMU_EXPORT(spmm_sb_f16)
 SLR_EMU_EXPORT(spmm_sb_narrow4_f16)
-SLR_EMU_EXPORT(spmm_sb_narrow8_f16)
 SLR_EMU_EXPORT(spmm_xst_vec_f16)
 SLR_EMU_EXPORT(spmm_xst_vec2_f16)
 SLR_EMU_EXPORT(spmm_xst_vec4_f16)
@@ -917,7 +914,6 @@ SLR_EMU_EXPORT(spmm_xst_bf16)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_bf16)
 SLR_EMU_EXPORT(spmm_sb_bf16)
 SLR_EMU_EXPORT(spmm_sb_narrow4_bf16)
-SLR_EMU_EXPORT(spmm_sb_narrow8_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec2_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec4_bf16)

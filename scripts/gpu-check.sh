@@ -107,26 +107,7 @@ note "gesvdr baseline: $(verdict $?) (${STEP_S} s)"
 san_log="$OUT/sanitizer.log"
 : > "$san_log"
 if command -v compute-sanitizer >/dev/null; then
-  # memcheck on every GPU property test; racecheck on the kernels that share memory between threads.
-  for spec in memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose memcheck:topk memcheck:rsvd racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose racecheck:topk; do
-    tool=${spec%%:*}; name=${spec#*:}
-    [ -x "$B/bin/test-$name" ] || continue
-    echo "=== $tool $name" >> "$san_log"
-    # racecheck of topk took ~85 s on an H200 (the bracket tests' large matrices); the rest finish well inside 40 s.
-    limit=40; [ "$spec" = racecheck:topk ] && limit=100
-    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded $limit compute-sanitizer --tool "$tool" --error-exitcode 99 \
-      "$B/bin/test-$name" --test-threads=1 >> "$san_log" 2>&1
-    rc=$?
-    note "compute-sanitizer $tool $name: $(verdict $rc) (${STEP_S} s)"
-    # compute-sanitizer under programmatic dependent launch is untried: a top-k failure is rerun without it, so a
-    # tool limitation is told apart from a kernel fault.
-    if [ "$name" = topk ] && [ $rc -ne 0 ] && [ $rc -ne 125 ] && [ "${SLR_PDL:-}" != off ]; then
-      echo "=== $tool $name with SLR_PDL=off" >> "$san_log"
-      SLR_PDL=off SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded $limit compute-sanitizer --tool "$tool" --error-exitcode 99 \
-        "$B/bin/test-$name" --test-threads=1 >> "$san_log" 2>&1
-      note "compute-sanitizer $tool $name (SLR_PDL=off): $(verdict $?) (${STEP_S} s)"
-    fi
-  done
+  # First (short, and it did not get its turn at the end in the sixth run):
   # rSVD's Cholesky/inverse kernels share memory between 1024 threads: racecheck on the `device_cholesky_small_`
   # tests only (the packed kernel at l <= 40, the register kernels at every M up to l = 160; the packed kernel at
   # l = 138 did not finish in 140 s on an H200; the rest of test-rsvd is cuBLAS, which memcheck covers).
@@ -137,6 +118,28 @@ if command -v compute-sanitizer >/dev/null; then
     rc=$?
     note "compute-sanitizer racecheck rsvd (device_cholesky_small_): $(verdict $rc) (${STEP_S} s)"
   fi
+  # memcheck on every GPU property test; racecheck on the kernels that share memory between threads.
+  for spec in memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose memcheck:topk memcheck:rsvd racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose racecheck:topk; do
+    tool=${spec%%:*}; name=${spec#*:}
+    [ -x "$B/bin/test-$name" ] || continue
+    echo "=== $tool $name" >> "$san_log"
+    # racecheck of topk: 17 of its 18 tests took ~95 s on an H200 (5f7e50a) and the f32 random-sizes test did not
+    # finish in the remaining 5 s; that one is skipped under racecheck (its f16 and bf16 twins run the same kernels
+    # on the same shapes), the rest finish well inside 40 s.
+    limit=40; skip=(); [ "$spec" = racecheck:topk ] && { limit=110; skip=(--skip topk_f32_matches_cpu_exactly); }
+    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded $limit compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      "$B/bin/test-$name" --test-threads=1 "${skip[@]}" >> "$san_log" 2>&1
+    rc=$?
+    note "compute-sanitizer $tool $name: $(verdict $rc) (${STEP_S} s)"
+    # compute-sanitizer under programmatic dependent launch is untried: a top-k failure is rerun without it, so a
+    # tool limitation is told apart from a kernel fault (not after a timeout: the rerun would time out too).
+    if [ "$name" = topk ] && [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc -ne 125 ] && [ "${SLR_PDL:-}" != off ]; then
+      echo "=== $tool $name with SLR_PDL=off" >> "$san_log"
+      SLR_PDL=off SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded $limit compute-sanitizer --tool "$tool" --error-exitcode 99 \
+        "$B/bin/test-$name" --test-threads=1 >> "$san_log" 2>&1
+      note "compute-sanitizer $tool $name (SLR_PDL=off): $(verdict $?) (${STEP_S} s)"
+    fi
+  done
 else
   note "compute-sanitizer: NOT FOUND"
 fi

@@ -605,16 +605,26 @@ fn host_eigen(g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
     Ok(((0..g.nrows()).map(|i| lam[i]).collect(), evd.U().to_owned()))
 }
 
-/// Which cuSOLVER solver `SLR_RSVD_SMALL` asks for the small eigenproblem on the device
-/// ([`device_eigen_cusolver`]): `cusolver` divide and conquer (syevd), `cusolver_jacobi` Jacobi (syevj); the
-/// benchmarks' comparison with faer on the host, not yet measured. `None`: faer.
-fn small_eigen_on_device() -> Option<DeviceEigen> {
+/// Smallest sketch width l whose small eigenproblem runs on the device (cuSOLVER syevd) by default. Measured on an
+/// H200 (sixth run, 5f7e50a, docs/benchmarks.md): at l = 138 syevd took the rSVD from 6.69 to 5.33 ms (4096², f32)
+/// and 8.14 to 7.05 ms (4096 x 11008, bf16), the host's faer eigensolver being ~1.3 ms of that host's time; at
+/// l = 26 it cost 0.13-0.18 ms more than faer (a fixed ~0.3 ms of cuSOLVER's launches and three read-backs). faer
+/// grows as l³, so the crossover is near (0.3 / 1.3)^(1/3) · 138 ≈ 85 (estimate, not measured between): from 96 on
+/// the device.
+const SMALL_EIGEN_DEVICE_MIN_L: usize = 96;
+
+/// Which solver takes the small eigenproblem of a queued (device) rSVD with sketch width `l`: `SLR_RSVD_SMALL`
+/// = `cusolver` (syevd) or `cusolver_jacobi` (syevj) forces the device, `faer` the host; otherwise syevd from
+/// [`SMALL_EIGEN_DEVICE_MIN_L`] on, faer below. `None`: faer on the host.
+fn small_eigen_on_device(l: usize) -> Option<DeviceEigen> {
     if crate::path_switch("SLR_RSVD_SMALL", "cusolver") {
         Some(DeviceEigen::DivideAndConquer)
     } else if crate::path_switch("SLR_RSVD_SMALL", "cusolver_jacobi") {
         Some(DeviceEigen::Jacobi)
-    } else {
+    } else if crate::path_switch("SLR_RSVD_SMALL", "faer") || l < SMALL_EIGEN_DEVICE_MIN_L {
         None
+    } else {
+        Some(DeviceEigen::DivideAndConquer)
     }
 }
 
@@ -1557,8 +1567,12 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         }
     }
     info.device_queued = true;
-    let (s, ur, vr) = match small_eigen_on_device() {
-        Some(solver) => small_svd_with(&r2, r, |g| device_eigen_cusolver(e.gpu, g, solver))?,
+    let (s, ur, vr) = match small_eigen_on_device(r2.nrows()) {
+        // Without cuSOLVER (not installed, or the emulator) the host solves it: the same factors to rounding.
+        Some(solver) => small_svd_with(&r2, r, |g| match device_eigen_cusolver(e.gpu, g, solver) {
+            Err(Error::LibraryMissing { .. }) => host_eigen(g),
+            other => other,
+        })?,
         None => small_svd(&r2, r)?,
     };
     prof.lap(e, Step::SmallSvd)?;

@@ -329,10 +329,9 @@ fn wide_t_spmm_xst_is_bitwise_the_cpu_reference() {
     }
 }
 
-/// spmm_sb up to n = 16 gives each row a group of W = max(4, next_pow2(n)) lanes, 32 / W rows per warp: at each
-/// group width's edges (n = 1, 4, 5, 8, 9, 16), with uniform and skewed rows (groups of one warp walking rows of
-/// very different lengths), both layouts, every dtype, bitwise the CPU's fmaf chains. n = 17 takes the 32-column
-/// kernel.
+/// spmm_sb up to n = 4 gives each row a group of 4 lanes, 8 rows per warp; from n = 5 the 32-column kernel runs:
+/// at the edges (n = 1, 4, 5, 8, 9, 16, 17), with uniform and skewed rows (groups of one warp walking rows of very
+/// different lengths), both layouts, every dtype, bitwise the CPU's fmaf chains.
 #[test]
 fn spmm_sb_with_narrow_b_is_bitwise_the_cpu_reference() {
     let mut rng = rng("spmm_sb_narrow");
