@@ -310,17 +310,19 @@ enum Step {
     SmallSvd,
     Final,
     DeviceFactor,
+    R2ReadBack,
 }
-const STEP_NAMES: [&str; 9] = [
+const STEP_NAMES: [&str; 10] = [
     "convert+count",
     "sketch",
     "products with A",
     "Gram (product; + download on the host path)",
     "host Cholesky/inverse",
     "Y·R⁻¹ (product; + upload on the host path)",
-    "small SVD (R₂ download + host)",
+    "small SVD (host products and eigensolver; + R₂ download on the host path)",
     "final products",
     "device Cholesky/inverse",
+    "R₂ product + read-back (device path)",
 ];
 
 /// Time per step, a diagnostic turned on by the environment variable `SLR_RSVD_PROFILE`; one line goes to stderr
@@ -332,7 +334,10 @@ const STEP_NAMES: [&str; 9] = [
 struct Profile {
     on: bool,
     last: std::time::Instant,
-    ms: [f64; 9],
+    ms: [f64; 10],
+    /// Host time inside the small SVD's eigensolver call (faer, or cuSOLVER with its transfers), a part of the
+    /// small SVD step.
+    eigen_ms: f64,
     /// Device laps: the event before the first, then (step, event ending it).
     start: Option<cudarc::driver::CudaEvent>,
     laps: Vec<(Step, cudarc::driver::CudaEvent)>,
@@ -343,7 +348,7 @@ impl Profile {
     fn from_env(gpu: Option<&Gpu>) -> Self {
         let on = std::env::var_os("SLR_RSVD_PROFILE").is_some();
         let start = if on { gpu.and_then(Gpu::event_now) } else { None };
-        Profile { on, last: std::time::Instant::now(), ms: [0.0; 9], start, laps: Vec::new() }
+        Profile { on, last: std::time::Instant::now(), ms: [0.0; 10], eigen_ms: 0.0, start, laps: Vec::new() }
     }
     /// Charges the time since the previous lap to `step`.
     fn lap<E: Engine>(&mut self, e: &mut E, step: Step) -> Result<()> {
@@ -376,7 +381,7 @@ impl Profile {
         }
         let total: f64 = self.ms.iter().sum();
         let steps: Vec<String> = STEP_NAMES.iter().zip(self.ms).map(|(n, t)| format!("{n} {t:.3}")).collect();
-        eprintln!("rsvd profile ({what}, l = {}): total {total:.3} ms = {} ms; {info:?}", info.sketch_cols, steps.join(", "));
+        eprintln!("rsvd profile ({what}, l = {}): total {total:.3} ms = {} ms (small SVD's eigensolver {:.3} ms); {info:?}", info.sketch_cols, steps.join(", "), self.eigen_ms);
     }
 }
 
@@ -1548,6 +1553,7 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let r2 = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
     let r2 = e.to_host(&r2)?;
     let words = e.gpu.download(&status)?;
+    prof.lap(e, Step::R2ReadBack)?;
     let (words, bad) = (&words[..slot], words[slot] as usize);
     debug_assert_eq!(slot, 2 * bases);
     if bad > 0 {
@@ -1567,14 +1573,20 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         }
     }
     info.device_queued = true;
-    let (s, ur, vr) = match small_eigen_on_device(r2.nrows()) {
-        // Without cuSOLVER (not installed, or the emulator) the host solves it: the same factors to rounding.
-        Some(solver) => small_svd_with(&r2, r, |g| match device_eigen_cusolver(e.gpu, g, solver) {
-            Err(Error::LibraryMissing { .. }) => host_eigen(g),
-            other => other,
-        })?,
-        None => small_svd(&r2, r)?,
-    };
+    let solver = small_eigen_on_device(r2.nrows());
+    let gpu = e.gpu;
+    let mut eigen_ms = 0.0;
+    let (s, ur, vr) = small_svd_with(&r2, r, |g| {
+        let t = std::time::Instant::now();
+        let out = match solver.map(|solver| device_eigen_cusolver(gpu, g, solver)) {
+            // Without cuSOLVER (not installed, or the emulator) the host solves it: the same factors to rounding.
+            None | Some(Err(Error::LibraryMissing { .. })) => host_eigen(g),
+            Some(other) => other,
+        };
+        eigen_ms = t.elapsed().as_secs_f64() * 1e3;
+        out
+    })?;
+    prof.eigen_ms += eigen_ms;
     prof.lap(e, Step::SmallSvd)?;
     Ok(Some(Factors { q, ur, s, q2, vr }))
 }
