@@ -636,10 +636,44 @@ fn bracket_ranks(k: usize, n: usize) -> (u32, u32) {
     (hi as u32, lo as u32)
 }
 
+/// Where a bracket path's scratch regions lie inside its one allocation, in u32 words: the path words first (the
+/// read-back takes their head), then (mask path) the per-region candidate counts and tie counts and the candidate
+/// indices, then the candidate keys (T, stored in u32 words); every region starts on a 256-byte boundary. One pool
+/// allocation instead of five (mask) or two (cut): the sixth run (H200, 5f7e50a) timed the profile's "scratch" lap,
+/// which is the allocations alone with the device idle, at 12-31 µs for the mask path's six and 7-10 µs for the cut
+/// path's two.
+struct BracketScratch {
+    counts: usize,
+    ties: usize,
+    idx: usize,
+    vals: usize,
+    total: usize,
+}
+
+impl BracketScratch {
+    fn new<T: TopkKey>(blocks: usize, mask: bool) -> Self {
+        const ALIGN: usize = 64; // u32 words: 256 bytes
+        let up = |x: usize| x.div_ceil(ALIGN) * ALIGN;
+        let cap = blocks * CHUNK_CAP;
+        let counts = up(MASK_PATH_WORDS);
+        let (ties, idx, vals) = if mask {
+            let ties = counts + up(blocks);
+            let idx = ties + up(blocks);
+            (ties, idx, idx + up(cap))
+        } else {
+            (counts, counts, counts)
+        };
+        let total = vals + up((cap * std::mem::size_of::<T>()).div_ceil(4));
+        BracketScratch { counts, ties, idx, vals, total }
+    }
+}
+
 /// The sample bracket's two order statistics (`topk_sample_bracket_<dtype>`) into bracket words 0 and 1; the kernel
 /// also zeroes the rest of the path's words (`bracket` holds MASK_PATH_WORDS, uninitialized before it).
 fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, k: usize, flags: u32, bracket: &mut DeviceVec<u32>) -> Result<()> {
-    check_len(op, "bracket path words", MASK_PATH_WORDS, bracket.len())?;
+    if bracket.len() < MASK_PATH_WORDS {
+        return Err(Error::LengthMismatch { op, what: "bracket path words", expected: MASK_PATH_WORDS, got: bracket.len() });
+    }
     let (rank_hi, rank_lo) = bracket_ranks(k, n);
     let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
     let mut bview = DeviceSliceMut::from(bracket);
@@ -648,7 +682,8 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES; keys
     // holds n, the callers' invariant), keeps their order keys and a 2048-bin histogram in (SAMPLES + 2048) * 4
     // bytes of dynamic shared memory (the launch's) and writes bracket words 0 and 1 and zeroes words 2 ..
-    // MASK_PATH_WORDS (the length checked above; distinct from keys); arguments match topk_sample_bracket_<dtype>.
+    // MASK_PATH_WORDS (at most the length, checked above; distinct from keys); arguments match
+    // topk_sample_bracket_<dtype>.
     unsafe {
         gpu.launch(
             MODULE,
@@ -786,29 +821,31 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
     let cap = blocks * CHUNK_CAP;
     let mut laps = gpu.step_times(profiling());
     laps.mark("start");
-    // SAFETY: topk_bracket_count writes every list entry below the count it reports (capped at cap), and the
-    // later levels read only those (the choice is invalid, and they return at once, when the count exceeds cap).
-    let Ok(mut list) = (unsafe { gpu.alloc_uninit::<T>(cap) }) else {
+    let layout = BracketScratch::new::<T>(blocks, false);
+    // SAFETY: one allocation, two regions (BracketScratch): the path words, of which the sample kernel, the first
+    // to run, writes words 0 and 1 and zeroes the rest (MASK_PATH_WORDS); the candidate list (cap keys from word
+    // layout.vals), of which topk_bracket_count writes every entry below the count it reports (capped at cap), and
+    // the later levels read only those (the choice is invalid, and they return at once, when the count exceeds
+    // cap). Nothing else is read. If the device cannot spare the list, the radix passes, which need far less, run.
+    let Ok(mut scratch) = (unsafe { gpu.alloc_uninit::<u32>(layout.total) }) else {
         count_bracket_path(false);
         return Ok(None);
     };
-    // SAFETY: the sample kernel, the first to run, writes words 0 and 1 and zeroes the rest.
-    let mut words = unsafe { gpu.alloc_uninit::<u32>(MASK_PATH_WORDS)? };
     laps.mark("scratch");
-    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
+    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut scratch)?;
     laps.mark("sample");
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
-        let mut wview = DeviceSliceMut::from(&mut words);
-        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "bracket words")?;
-        let mut lview = DeviceSliceMut::from(&mut list);
-        let (p_list, _gl) = lview.kernel_ptr_mut(gpu, op, "candidate list")?;
+        let mut sview = DeviceSliceMut::from(&mut scratch);
+        let (p_words, _gw) = sview.kernel_ptr_mut(gpu, op, "bracket scratch")?;
+        let p_list = p_words.offset_bytes(4 * layout.vals);
         let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
         // bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1 histogram words, the last block writes the 8
-        // choice words (all inside `words`, MASK_PATH_WORDS zeroed by the sample kernel, the MASK_* layout), and
-        // writes list entries only below cap (the list's length); the buffers are fresh and distinct from keys;
-        // arguments match topk_bracket_count_<dtype>. Dependent launch: before waiting for the sample kernel each
+        // choice words (all inside the path words, MASK_PATH_WORDS zeroed by the sample kernel, the MASK_* layout),
+        // and writes list entries only below cap (the list region holds cap keys of T from word layout.vals, 256-byte
+        // aligned, after the path words: BracketScratch); the scratch is fresh and distinct from keys; arguments
+        // match topk_bracket_count_<dtype>. Dependent launch: before waiting for the sample kernel each
         // thread only zeroes shared bins and loads keys (the op's input, complete before the sample started).
         unsafe {
             gpu.launch_after_previous(
@@ -823,7 +860,7 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         laps.mark("levels");
     }
     // The bracket and choice words only (64 bytes; the histograms after them are 36 KiB the host never reads).
-    let w = gpu.download(words.slice(0..MASK_SEL + 8))?;
+    let w = gpu.download(scratch.slice(0..MASK_SEL + 8))?;
     laps.mark("read-back");
     laps.report(&format!("topk profile (cut, bracket, n = {n}, k = {k}, {})", T::DTYPE.name()));
     cut_of_choice(op, &w, k, flags, spec)
@@ -846,42 +883,33 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
     let blocks = n.div_ceil(CHUNK);
     let mut laps = gpu.step_times(profiling());
     laps.mark("start");
-    // SAFETY (all three): topk_bracket_pass writes every region entry it counts (up to CHUNK_CAP per block) and
-    // every block's count, and the later kernels read only the counted entries; topk_bracket_tie_count writes
-    // region_eq[b] for every region before topk_bracket_take reads it, and neither reads it otherwise.
-    // The regions hold a quarter of n in entries (key + index): if the device cannot spare that, the radix passes,
-    // which need far less, run instead.
-    let regions = unsafe { (gpu.alloc_uninit::<T>(blocks * CHUNK_CAP), gpu.alloc_uninit::<u32>(blocks * CHUNK_CAP)) };
-    let (mut cand_vals, mut cand_idx) = match regions {
-        (Ok(v), Ok(i)) => (v, i),
-        _ => {
-            count_bracket_path(false);
-            return Ok(None);
-        }
+    let layout = BracketScratch::new::<T>(blocks, true);
+    // SAFETY: one allocation, five regions (BracketScratch), nothing read before it is written: the path words, of
+    // which the sample kernel, the first to run, writes words 0 and 1 and zeroes the rest (MASK_PATH_WORDS);
+    // the candidate counts and regions, of which topk_bracket_pass writes every block's count and every region
+    // entry it counts (up to CHUNK_CAP per block, key and index), and the later kernels read only the counted
+    // entries; the tie counts, which topk_bracket_tie_count writes for every region before topk_bracket_take reads
+    // them, and neither reads them otherwise. The regions hold a quarter of n in entries (key + index): if the
+    // device cannot spare that, the radix passes, which need far less, run instead.
+    let Ok(mut scratch) = (unsafe { gpu.alloc_uninit::<u32>(layout.total) }) else {
+        count_bracket_path(false);
+        return Ok(None);
     };
-    let mut cand_counts = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
-    let mut region_eq = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
-    // SAFETY: the sample kernel, the first to run, writes words 0 and 1 and zeroes the rest; each block of the
-    // pass stores every 32-bit half of its chunk's mask words that holds keys, and the last block zeroes the high
-    // half of the last word when n ends in its low half (the chunks cover all ceil(n / 64) words); later kernels
-    // only OR bits in.
-    let mut words = unsafe { gpu.alloc_uninit::<u32>(MASK_PATH_WORDS)? };
+    // SAFETY: each block of the pass stores every 32-bit half of its chunk's mask words that holds keys, and the
+    // last block zeroes the high half of the last word when n ends in its low half (the chunks cover all
+    // ceil(n / 64) words); later kernels only OR bits in.
     let mut mask = unsafe { gpu.alloc_uninit::<u64>(n.div_ceil(64))? };
     laps.mark("scratch");
-    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut words)?;
+    launch_sample_bracket(op, gpu, keys, n, k, flags, &mut scratch)?;
     laps.mark("sample");
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
-        let mut wview = DeviceSliceMut::from(&mut words);
-        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "bracket words")?;
-        let mut vview = DeviceSliceMut::from(&mut cand_vals);
-        let (p_vals, _gv) = vview.kernel_ptr_mut(gpu, op, "candidate values")?;
-        let mut iview = DeviceSliceMut::from(&mut cand_idx);
-        let (p_idx, _gi) = iview.kernel_ptr_mut(gpu, op, "candidate indices")?;
-        let mut cview = DeviceSliceMut::from(&mut cand_counts);
-        let (p_counts, _gc) = cview.kernel_ptr_mut(gpu, op, "candidate counts")?;
-        let mut eview = DeviceSliceMut::from(&mut region_eq);
-        let (p_eq, _ge) = eview.kernel_ptr_mut(gpu, op, "region tie counts")?;
+        let mut sview = DeviceSliceMut::from(&mut scratch);
+        let (p_words, _gw) = sview.kernel_ptr_mut(gpu, op, "bracket scratch")?;
+        // Disjoint regions of the scratch, each 256-byte aligned (BracketScratch): blocks counts, blocks tie
+        // counts, blocks * CHUNK_CAP indices and as many keys of T.
+        let (p_counts, p_eq) = (p_words.offset_bytes(4 * layout.counts), p_words.offset_bytes(4 * layout.ties));
+        let (p_idx, p_vals) = (p_words.offset_bytes(4 * layout.idx), p_words.offset_bytes(4 * layout.vals));
         let mut mview = DeviceSliceMut::from(&mut mask);
         let (p_mask, _gm) = mview.kernel_ptr_mut(gpu, op, "mask")?;
         let p_sel = p_words.offset_bytes(4 * MASK_SEL);
@@ -893,9 +921,10 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), stores the 32-bit halves of its own chunk's mask
         // words that hold its keys (flat indices below n; the last block also zeroes the high half of the mask's
         // last word when n ends in its low half: all inside the ceil(n / 64) words); the last block writes the 8
-        // choice words; all words lie inside `words` (MASK_PATH_WORDS, zeroed by the sample kernel, the layout of
-        // the MASK_* offsets); every buffer is a fresh allocation distinct from the others and from keys; arguments
-        // match topk_bracket_pass_<dtype>.
+        // choice words; all words lie inside the path words (MASK_PATH_WORDS, zeroed by the sample kernel, the
+        // layout of the MASK_* offsets); the regions named are disjoint parts of one fresh scratch allocation
+        // (BracketScratch: each sized as stated, none overlapping the path words), and the mask is another, both
+        // distinct from keys; arguments match topk_bracket_pass_<dtype>.
         // Dependent launch: before waiting for the sample kernel each thread only zeroes shared bins and loads
         // keys (the op's input, complete before the sample started).
         unsafe {
@@ -935,7 +964,7 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         laps.mark("ties and bits");
     }
     // The bracket and choice words only (64 bytes; the histograms after them are 36 KiB the host never reads).
-    let w = gpu.download(words.slice(0..MASK_SEL + 8))?;
+    let w = gpu.download(scratch.slice(0..MASK_SEL + 8))?;
     laps.mark("read-back");
     laps.report(&format!("topk profile (mask, bracket, n = {n}, k = {k}, {})", T::DTYPE.name()));
     Ok(cut_of_choice(op, &w, k, flags, spec)?.map(|cut| (mask, cut)))

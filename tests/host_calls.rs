@@ -68,12 +68,14 @@ fn topk_waits_for_the_device_once_for_the_cut_and_for_the_mask() {
             topk_threshold(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
         });
         assert_eq!(cut.synchronizations, 1, "{dev}: {cut:?}");
-        assert!(cut.launches <= 5 && cut.allocations <= 3, "{dev}: {cut:?}");
+        // One pool allocation for the path's scratch (the sixth run timed ~3-5 µs of host time per allocation).
+        assert!(cut.launches <= 5 && cut.allocations <= 1, "{dev}: {cut:?}");
         let mask = calls(&gpu, || {
             topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
         });
         assert_eq!(mask.synchronizations, 1, "{dev}: {mask:?}");
-        assert!(mask.launches <= 6 && mask.allocations <= 6, "{dev}: {mask:?}");
+        // The scratch and the mask.
+        assert!(mask.launches <= 6 && mask.allocations <= 2, "{dev}: {mask:?}");
         // The CSR: the mask's one read-back; its entry count is the cut's, so the scan's total is not read.
         let csr = calls(&gpu, || {
             topk_csr(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
