@@ -7,6 +7,10 @@
 # crash or a hang in one group loses only that group) and baselines, then the sanitizers with the time left.
 # Logs and results go to $OUT (at most 8 files come back); status.txt says each step's result and seconds; a
 # short table is printed last.
+# A short focused run (the session's device time left after a full one): SLR_CHECK_TESTS="rsvd topk" (test
+# executables, without the test- prefix; default all), SLR_CHECK_BENCH="rsvd:60 topk:40" (bench groups with their
+# limits; default all), SLR_CHECK_BASELINES=0 (no PyTorch/cuSOLVER baselines), SLR_CHECK_SANITIZE=rsvd (only the
+# rSVD sanitizer steps; 0: none).
 set -uo pipefail
 B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-/tmp/slr-gpu-out}"
@@ -60,6 +64,7 @@ tests_log="$OUT/tests.log"
 : > "$tests_log"
 for t in "$B"/bin/test-*; do
   name=$(basename "$t")
+  if [ -n "${SLR_CHECK_TESTS:-}" ] && ! [[ " $SLR_CHECK_TESTS " == *" ${name#test-} "* ]]; then continue; fi
   echo "=== $name" >> "$tests_log"
   SLR_REQUIRE_GPU=1 bounded 90 "$t" --test-threads=8 >> "$tests_log" 2>&1
   rc=$?
@@ -69,10 +74,13 @@ done
 
 # Top-k once more with programmatic dependent launch off (the bracket paths' ordinary launches, SLR_PDL=off): both
 # orderings of its kernel chain are then checked against the CPU on the GPU.
-echo "=== test-topk with SLR_PDL=off" >> "$tests_log"
-SLR_PDL=off SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 60 "$B/bin/test-topk" --test-threads=8 >> "$tests_log" 2>&1
-rc=$?
-note "tests test-topk (SLR_PDL=off): $(verdict $rc) (${STEP_S} s)"
+rc=0
+if [ -z "${SLR_CHECK_TESTS:-}" ] || [[ " $SLR_CHECK_TESTS " == *" topk "* ]]; then
+  echo "=== test-topk with SLR_PDL=off" >> "$tests_log"
+  SLR_PDL=off SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 60 "$B/bin/test-topk" --test-threads=8 >> "$tests_log" 2>&1
+  rc=$?
+  note "tests test-topk (SLR_PDL=off): $(verdict $rc) (${STEP_S} s)"
+fi
 # If top-k failed with dependent launches and passed without them, the benchmarks run without them (their
 # "without programmatic dependent launch" lines are then skipped): the timings of a broken path mean nothing.
 if [ "${topk_rc:-0}" -ne 0 ] && [ $rc -eq 0 ]; then
@@ -81,32 +89,38 @@ if [ "${topk_rc:-0}" -ne 0 ] && [ $rc -eq 0 ]; then
 fi
 
 # 2b. The README's demo (one sparse fine-tuning step on a 4096x4096 bf16 weight), on the GPU.
-bounded 60 "$B/bin/demo" > "$OUT/demo.log" 2>&1
-rc=$?
-note "demo: $(verdict $rc) (${STEP_S} s) $(grep -E 'running on|agreement' "$OUT/demo.log" | tr '\n' ' ')"
-cat "$OUT/demo.log" >> "$tests_log"
-rm -f "$OUT/demo.log"
+if [ -z "${SLR_CHECK_TESTS:-}" ]; then
+  bounded 60 "$B/bin/demo" > "$OUT/demo.log" 2>&1
+  rc=$?
+  note "demo: $(verdict $rc) (${STEP_S} s) $(grep -E 'running on|agreement' "$OUT/demo.log" | tr '\n' ' ')"
+  cat "$OUT/demo.log" >> "$tests_log"
+  rm -f "$OUT/demo.log"
+fi
 
 # 3. Benchmarks (quick mode, CUDA events), one process per group, and the PyTorch baselines for the same shapes.
 rm -f "$OUT/results.jsonl"
 : > "$OUT/bench.log"
-for spec in spmm:70 topk:80 rsvd:60 sddmm:50 gather_scatter:20 csr_transpose:20 mask_to_csr:20 tile_mma:15; do
+for spec in ${SLR_CHECK_BENCH:-spmm:70 topk:80 rsvd:60 sddmm:50 gather_scatter:20 csr_transpose:20 mask_to_csr:20 tile_mma:15}; do
   group=${spec%%:*}; limit=${spec#*:}
   echo "=== bench $group" >> "$OUT/bench.log"
   SLR_BENCH_ONLY=$group SLR_BENCH_QUICK=1 SLR_BENCH_JSON="$OUT/results.jsonl" bounded "$limit" "$B/bin/bench-kernels" --bench >> "$OUT/bench.log" 2>&1
   rc=$?
   note "bench $group: $(verdict $rc) (${STEP_S} s)"
 done
-PYTHONUNBUFFERED=1 bounded 75 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
-note "baselines: $(verdict $?) (${STEP_S} s)"
-# cuSOLVER's randomized SVD through ctypes, in its own process (a wrong binding cannot lose the rest).
-PYTHONUNBUFFERED=1 bounded 60 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
-note "gesvdr baseline: $(verdict $?) (${STEP_S} s)"
+if [ "${SLR_CHECK_BASELINES:-1}" != 0 ]; then
+  PYTHONUNBUFFERED=1 bounded 75 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
+  note "baselines: $(verdict $?) (${STEP_S} s)"
+  # cuSOLVER's randomized SVD through ctypes, in its own process (a wrong binding cannot lose the rest).
+  PYTHONUNBUFFERED=1 bounded 60 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
+  note "gesvdr baseline: $(verdict $?) (${STEP_S} s)"
+fi
 
 # 4. compute-sanitizer on the GPU property tests (CUDA device only, small sizes are the tests' own).
 san_log="$OUT/sanitizer.log"
 : > "$san_log"
-if command -v compute-sanitizer >/dev/null; then
+if [ "${SLR_CHECK_SANITIZE:-1}" = 0 ]; then
+  note "compute-sanitizer: skipped (SLR_CHECK_SANITIZE=0)"
+elif command -v compute-sanitizer >/dev/null; then
   # First (short, and it did not get its turn at the end in the sixth run):
   # rSVD's Cholesky/inverse kernels share memory between 1024 threads: racecheck on the `device_cholesky_small_`
   # tests only (the packed kernel at l <= 40, the register kernels at every M up to l = 160; the packed kernel at
@@ -119,7 +133,9 @@ if command -v compute-sanitizer >/dev/null; then
     note "compute-sanitizer racecheck rsvd (device_cholesky_small_): $(verdict $rc) (${STEP_S} s)"
   fi
   # memcheck on every GPU property test; racecheck on the kernels that share memory between threads.
-  for spec in memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose memcheck:topk memcheck:rsvd racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose racecheck:topk; do
+  specs="memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose memcheck:topk memcheck:rsvd racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose racecheck:topk"
+  [ "${SLR_CHECK_SANITIZE:-1}" = rsvd ] && specs="memcheck:rsvd"
+  for spec in $specs; do
     tool=${spec%%:*}; name=${spec#*:}
     [ -x "$B/bin/test-$name" ] || continue
     echo "=== $tool $name" >> "$san_log"
