@@ -52,8 +52,10 @@
 //                       Y spanned and carries it to the next product as well as an orthonormal basis would. (The
 //                       element test alone allows ||G - I||_2 up to l / 100.) Launch: one block of 1024 threads, a
 //                       warp per column. Floor: l² words read once (l = 138: 76 KB), one barrier.
-//   rsvd_cholqr_factor_regs<M>_f32: rsvd_cholqr_factor_f32 for l <= 32 M (M = 1..5) with the triangle in registers
-//                       (cholqr_factor_regs below): bitwise the same outputs, shared memory 4 l floats.
+//   rsvd_cholqr_factor_tiles_f32: rsvd_cholqr_factor_f32 for l <= 160, blocked in 32 x 32 tiles (cholqr_factor_tiles
+//                       below: right-looking block Cholesky with block Gauss-Jordan for the inverse, one warp per
+//                       diagonal factor, solve or product): the same outputs up to rounding (another summation order),
+//                       one block of 512 threads, up to 84.6 KB of shared memory, ~15 us at l = 138 by its count.
 //   rsvd_sum_slices_f32: the partial Gram matrices of row chunks summed in order (below).
 #include "common.cuh"
 
@@ -255,16 +257,17 @@ __device__ __forceinline__ bool factor_load(const float* __restrict__ g, unsigne
 
 // Sum of diag[0..l) in a fixed order (per-thread strided sums, warp butterflies, warps in order): the same value
 // in every thread.
+template <unsigned Threads>
 __device__ __forceinline__ float block_trace(const float* diag, unsigned l) {
-    __shared__ float partial[kFactorWarps];
+    __shared__ float partial[Threads / 32];
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float t = 0.0f;
-    for (unsigned i = threadIdx.x; i < l; i += kFactorThreads) t += diag[i];
+    for (unsigned i = threadIdx.x; i < l; i += Threads) t += diag[i];
     t = slr::warp_sum(t);
     if (lane == 0) partial[warp] = t;
     __syncthreads();
     float total = 0.0f;
-    for (unsigned w = 0; w < kFactorWarps; ++w) total += partial[w];
+    for (unsigned w = 0; w < Threads / 32; ++w) total += partial[w];
     return total;
 }
 
@@ -319,165 +322,360 @@ __device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, c
     return true;
 }
 
-// The same factorization and inverse as factor_load + factor_sweep + the R⁻¹ store, with the packed triangle held in
-// registers instead of shared memory, for l <= 32 M (M = 1..5: l <= 160, the sketches of r <= 150). Why: the
-// shared-memory sweep reads and writes every element of every later row at each step (about 3 shared accesses per
-// element: ~1.5 k warp-wide LDS/STS per step at l = 138), and one SM issues about one such instruction per clock,
-// so a step costs ~1.6 µs (measured on an H200: 0.22 ms per call at l = 138, 8 calls per rSVD). Here row i lives
-// in warp i % 32, slot m = i / 32, lane c holding columns c + 32 q (q <= m): an update is an FFMA on registers
-// with its multiplier (row k of X or column k of L, the same for every row of the warp) loaded once per q and
-// step, M shared loads per thread per step instead of ~3 per element.
-// Per step k: (1) the warp owning row k publishes it (S[k][0..k]) to `pivot_row`; barrier; every thread reads the
-// pivot (the guard as in factor_sweep), the lanes holding column k of a later row write L[i][k] = S[i][k] / L[k][k]
-// to `col`, and the threads stride over X[k][c] = S[k][c] / L[k][k] into `row` (row[k] = 1 / L[k][k]); barrier;
-// (2) each warp loads its M multipliers (row[j] for j <= k, col[j] beyond) and updates its rows: row k becomes
-// X's row k, rows i > k take S[i][j] = fmaf(-L[i][k], mult[j], S[i][j]) for j <= i (X[i][k] from -0: the product
-// alone). The same operations on the same values in the same order as factor_sweep: bitwise its results
-// (tests/rsvd.rs checks). Registers: M (M + 1) / 2 + M data words per thread (20 at M = 5).
-// Floor: ~l³/3 FMAs in all (l = 138: 0.9 M, nothing for 1024 threads), l² words read and written once; the cost is
-// l dependent steps of two barriers, a square root and three rounds of shared loads (~0.2 µs each on an H200 by
-// that count, unmeasured): ~30 µs at l = 138, where the packed kernel's shared-memory issue took ~220 µs.
-// All indices into v are compile-time after unrolling (a runtime index would put v in local memory; the SASS test
-// rejects LDL/STL).
-template <unsigned M>
-struct FactorRegs {
-    float v[M][M];  // v[m][q]: S[warp + 32 m][lane + 32 q], used for q <= m only
+// rsvd_cholqr_factor_tiles_f32 (l <= 160): the factorization and inverse of rsvd_cholqr_factor_f32, blocked in
+// 32 x 32 tiles so that a block column costs a few thousand instructions of a few warps instead of 32 column steps
+// of every thread (the per-column sweeps above issue ~1.6 µs of shared-memory or predicated register instructions
+// per column on an H200, ~0.23 ms per call at l = 138).
+//
+// Math (upper form: G = RᵀR, R = Lᵀ, Y = R⁻¹). G is padded to N = 32 M (M = ⌈l / 32⌉ <= 5) with the identity, so
+// the padded rows and columns of R and Y stay those of I (their off-diagonal entries exactly 0) and the valid part
+// never reads them; only the upper block triangle is stored: position (i, j), i <= j. Block step k = 0 .. M-1:
+//   D(k) one warp: R_kk = chol(S_kk) (S: G's Schur complement), 32 pivot steps in registers (below), with the pivot
+//        test and guard of factor_sweep on each valid pivot; R_kk and 1 / diag(R_kk) into `rkk` / `rkk_inv`;
+//   P(k) one warp per block of block row / column k, each a triangular solve against R_kk (solve_block):
+//          R_kj = R_kk⁻ᵀ S_kj              (j > k: block row k of R, into `rrow`),
+//          Y_kk = R_kk⁻¹                   (the solve of x R_kk = e_r per row r),
+//          Y_ck = T_ck R_kk⁻¹              (c < k: block column k of Y, from its accumulated T_ck below);
+//   U(k) one warp per 32 x 32 x 32 product (subtract_product):
+//          S_ij -= R_kiᵀ R_kj              (k < i <= j: the trailing update),
+//          T_ki  = -Y_kk R_ki              (i > k: starts block row k of the Y part),
+//          T_ci -= Y_ck R_ki               (c < k < i),
+//        so that T_ci = -Σ_{c<=k<i} Y_ck R_ki when P(i) finalizes Y_ci = T_ci R_ii⁻¹ (from Y R = I: block (c, i)).
+// This is blocked Gauss-Jordan on [R | I] (the block form of factor_sweep's elimination): Y fills the positions
+// whose R blocks are consumed, and the trailing update of the next diagonal block is done first, by the warp that
+// then factors it (D(k + 1) overlaps the rest of U(k): look-ahead).
+//
+// Layout (dynamic shared memory, floats): M (M + 1) / 2 positions of 32 x 33 (S and R blocks row-major with
+// stride 32, rows 16-byte aligned for broadcast float4 loads; T and Y blocks with stride 33, so that a row per
+// lane and a column per lane are both free of bank conflicts), `rrow` (M - 1 blocks of 32 x 32: block row k of
+// R during step k, so that U(k) can write T_ki where S_ki was), `rkk` (32 x 32), `rkk_inv` (32) and `diag` (32 M:
+// G's unshifted diagonal, 0 for padding): 84.6 KB at M = 5. Every lane access is a broadcast (all lanes one
+// address), a row of a stride-33 block or a column of either: no bank conflicts.
+//
+// Launch: one block of kTileThreads = 512 threads (16 warps: U(0) has 14 products at M = 5, one per warp, warp 0
+// doing the look-ahead; 512 leaves 128 registers per thread for a product's 32 accumulators and 32 operands).
+// Floor and cost (l = 138, M = 5): N³/3 = 1.37 M FMAs (Cholesky and inverse, 42.7 k warp FFMAs, ~11 k cycles of
+// the SM's four schedulers); the critical path is D(0), then per step P (~750 instructions per warp, the five
+// solves on four schedulers) and U (up to four ~1.4 k-instruction products per scheduler at k <= 1), with D(k + 1)
+// (32 pivots of ~60-70 cycles of shuffle, rsqrt and warp-barrier latency) hidden under U(k): ~30 k cycles, ~15 µs
+// at 1.98 GHz.
+constexpr unsigned kTileThreads = 512;
+constexpr unsigned kTileWarps = kTileThreads / 32;
+constexpr unsigned kTileMaxBlocks = 5;     // M <= 5: l <= 160 (src/rsvd.rs FACTOR_TILES_MAX_L)
+constexpr unsigned kSStride = 32;          // S and R blocks: row-major, 16-byte aligned rows
+constexpr unsigned kYStride = 33;          // T and Y blocks: conflict-free rows and columns per lane
+constexpr unsigned kPositionFloats = 32 * kYStride;
+constexpr unsigned kBlockFloats = 32 * kSStride;
+
+// The carve of the dynamic shared memory (src/rsvd.rs `tiles_shared_bytes` computes the same size).
+struct TileShared {
+    float* positions;  // position (i, j), i <= j, at j (j + 1) / 2 + i
+    float* rrow;       // R_kj (j > k) at slot j - 1
+    float* rkk;
+    float* rkk_inv;
+    float* diag;
+    unsigned m;
+
+    __device__ __forceinline__ explicit TileShared(float* smem, unsigned l) : m((l + 31) / 32) {
+        positions = smem;
+        rrow = positions + m * (m + 1) / 2 * kPositionFloats;
+        rkk = rrow + (m - 1) * kBlockFloats;
+        rkk_inv = rkk + kBlockFloats;
+        diag = rkk_inv + 32;
+    }
+    // Blocks as float offsets from `positions` (selected as integers, so that the pointers made from them stay
+    // shared-memory pointers: a select among pointers turned them generic, LD/ST instead of LDS/STS).
+    __device__ __forceinline__ unsigned pos_at(unsigned i, unsigned j) const { return (j * (j + 1) / 2 + i) * kPositionFloats; }
+    __device__ __forceinline__ unsigned r_row_at(unsigned j) const { return (m * (m + 1) / 2) * kPositionFloats + (j - 1) * kBlockFloats; }
+    __device__ __forceinline__ float* at(unsigned offset) const { return positions + offset; }
+    __device__ __forceinline__ float* pos(unsigned i, unsigned j) const { return at(pos_at(i, j)); }
+    __device__ __forceinline__ float* r_row(unsigned j) const { return at(r_row_at(j)); }
 };
 
-// Loads G's lower triangle (+ shift on the diagonal) into the registers, diag[i] = G[i][i] unshifted; ends with a
-// barrier; returns, in every thread, whether some |G[i][j] - delta_ij| exceeds 1e-2 or is NaN.
-template <unsigned M>
-__device__ __forceinline__ bool factor_regs_load(FactorRegs<M>& r, const float* __restrict__ g, unsigned l,
-                                                 float shift, float* diag) {
-    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    bool far = false;
+// v[e] <- this lane's row of a stride-33 block (rows33: t[lane * 33 + e]) or its column of a stride-32 one
+// (t[e * 32 + lane]). Immediate offsets: 32 LDS, conflict-free either way.
+__device__ __forceinline__ void lane_load(float (&v)[32], const float* t, bool rows33) {
+    const unsigned lane = threadIdx.x % 32;
+    if (rows33) {
 #pragma unroll
-    for (unsigned m = 0; m < M; ++m) {
-        const unsigned i = warp + 32 * m;
+        for (unsigned e = 0; e < 32; ++e) v[e] = t[lane * kYStride + e];
+    } else {
 #pragma unroll
-        for (unsigned q = 0; q <= m; ++q) {
-            const unsigned j = lane + 32 * q;
-            float v = 0.0f;
-            if (i < l && j <= i) {
-                v = g[i + (unsigned long long)j * l];
-                far |= !(fabsf(v - (i == j ? 1.0f : 0.0f)) <= 1e-2f);
-                if (i == j) {
-                    diag[i] = v;
-                    v += shift;
+        for (unsigned e = 0; e < 32; ++e) v[e] = t[e * kSStride + lane];
+    }
+}
+
+__device__ __forceinline__ void lane_store(const float (&v)[32], float* t, bool rows33) {
+    const unsigned lane = threadIdx.x % 32;
+    if (rows33) {
+#pragma unroll
+        for (unsigned e = 0; e < 32; ++e) t[lane * kYStride + e] = v[e];
+    } else {
+#pragma unroll
+        for (unsigned e = 0; e < 32; ++e) t[e * kSStride + lane] = v[e];
+    }
+}
+
+// Elements 4 q .. 4 q + 3 of a 16-byte aligned row, one broadcast LDS.128 (every lane the same address).
+__device__ __forceinline__ float4 row_quad(const float* row, unsigned q) { return reinterpret_cast<const float4*>(row)[q]; }
+
+__device__ __forceinline__ float quad_at(const float4& v, unsigned e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
+
+// The pivot test of factor_sweep: positive and finite and, with `guard` (a first pass's first try), above
+// 64 u G[k][k] (gkk unshifted; 0 for a padded index, whose pivot is 1).
+__device__ __forceinline__ bool pivot_ok(float piv, float gkk, bool guard) {
+    return piv > 0.0f && piv <= 3.402823466e38f && !(guard && !(piv > 64.0f * kU32Roundoff * gkk));
+}
+
+// D: S = RᵀR for one 32 x 32 diagonal block by one warp; lane j holds column j of S (a[i] = S[i][j], only i <= j
+// is read). Pivot step p: the pivot S[p][p] by shuffle, inv = rsqrt (MUFU.RSQ, within 2 ulp; a denormal pivot is
+// scaled first, so inv is finite for every positive finite pivot), row p of R (R[p][j] = S[p][j] inv, 0 left of
+// the diagonal) published to rkk[p][*] (one STS per lane, a warp barrier), and every lane's a[q] -= R[p][j] R[p][q]
+// for q > p (broadcast float4 reads of row p). The next pivot is lane p + 1's a[p + 1] after that update, taken by
+// shuffle from the lane's own R[p][p + 1] (the same fmaf on the same values), so the pivot chain does not wait for
+// the row's round trip through shared memory. Writes rkk_inv[p] = inv. Returns false (every lane: the pivot is a
+// shuffle) at the first pivot that fails pivot_ok. Cost: 32 x (~(32 - p) FFMA + (32 - p) / 4 LDS.128 + ~12), ~1 k
+// instructions, latency-bound at ~60-70 cycles per pivot (shuffle, rsqrt, FFMA).
+__device__ __forceinline__ bool factor_block(float (&a)[32], float* rkk, float* rkk_inv, const float* diag_k, bool guard) {
+    const unsigned lane = threadIdx.x % 32;
+    float my_inv = 0.0f;
+    float piv = __shfl_sync(0xffffffffu, a[0], 0);
+#pragma unroll
+    for (unsigned p = 0; p < 32; ++p) {
+        if (!pivot_ok(piv, diag_k[p], guard)) return false;
+        const float inv = rsqrtf(piv);
+        const float r = lane >= p ? a[p] * inv : 0.0f;
+        if (lane == p) my_inv = inv;
+        float* row = rkk + p * kSStride;
+        row[lane] = r;
+        __syncwarp();
+        if (p + 1 < 32) {
+            piv = __shfl_sync(0xffffffffu, fmaf(-r, r, a[p + 1]), p + 1);
+#pragma unroll
+            for (unsigned q4 = (p + 1) / 4; q4 < 8; ++q4) {
+                const float4 v = row_quad(row, q4);
+#pragma unroll
+                for (unsigned e = 0; e < 4; ++e) {
+                    const unsigned q = 4 * q4 + e;
+                    if (q > p) a[q] = fmaf(-r, quad_at(v, e), a[q]);
                 }
             }
-            r.v[m][q] = v;
+        }
+    }
+    rkk_inv[lane] = my_inv;
+    return true;
+}
+
+// P: x R = s for one row x (on entry s, on return x), R = R_kk upper triangular: x[p] = (s[p] - Σ_{q<p} x[q] R[q][p])
+// / R[p][p], right-looking (x[p] final, then removed from x[q], q > p). The same loop solves Rᵀ x = s for a
+// column. 496 FFMA, 32 FMUL, ~140 broadcast LDS.128 of R's rows; a dependent FMUL + FFMA per p.
+__device__ __forceinline__ void solve_block(float (&x)[32], const float* rkk, const float* rkk_inv) {
+#pragma unroll
+    for (unsigned p = 0; p < 32; ++p) {
+        x[p] *= quad_at(row_quad(rkk_inv, p / 4), p % 4);
+        const float* row = rkk + p * kSStride;
+#pragma unroll
+        for (unsigned q4 = (p + 1) / 4; q4 < 8; ++q4) {
+            const float4 v = row_quad(row, q4);
+#pragma unroll
+            for (unsigned e = 0; e < 4; ++e) {
+                const unsigned q = 4 * q4 + e;
+                if (q > p) x[q] = fmaf(-x[p], quad_at(v, e), x[q]);
+            }
+        }
+    }
+}
+
+// U: acc[q] -= Σ_p own[p] B[p][q], p ascending, own[p] = own[p * own_step] (this lane's row or column of a block),
+// B 32 x 32 row-major (stride 32) read by broadcast: 1024 FFMA, 256 LDS.128 and 32 LDS per warp. own is read as
+// it is used (loading all 32 first left too few registers for the float4s in flight: spills).
+__device__ __forceinline__ void subtract_product(float (&acc)[32], const float* own, unsigned own_step, const float* b) {
+#pragma unroll
+    for (unsigned p = 0; p < 32; ++p) {
+        const float o = own[p * own_step];
+#pragma unroll
+        for (unsigned q4 = 0; q4 < 8; ++q4) {
+            const float4 v = row_quad(b + p * kSStride, q4);
+#pragma unroll
+            for (unsigned e = 0; e < 4; ++e) acc[4 * q4 + e] = fmaf(-o, quad_at(v, e), acc[4 * q4 + e]);
+        }
+    }
+}
+
+// positions <- G (+ shift on the valid diagonal), padded to N = 32 M with the identity: block (i, j), i <= j, row-major
+// with stride 32 (entries below a diagonal block's diagonal: 0, unused); diag[x] <- G[x][x] unshifted (0 for x >= l).
+// Reads G's lower triangle only: G[y][x], y >= x, a column x per warp and its rows by lanes (coalesced), in two
+// rounds of five columns per warp whose 25 loads are all issued before their stores (ten columns at once spilled).
+// Ends with a barrier; returns, in every thread, whether some |G[y][x] - delta_xy| (lower triangle) exceeds 1e-2
+// or is NaN.
+__device__ __forceinline__ bool tiles_load(const TileShared& s, const float* __restrict__ g, unsigned l, float shift) {
+    constexpr unsigned kRounds = 2, kCols = kTileMaxBlocks * 32 / kTileWarps / kRounds;  // M = 5: 10 columns per warp
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32, n = 32 * s.m;
+    bool far = false;
+    for (unsigned round = 0; round < kRounds; ++round) {
+        float v[kCols][kTileMaxBlocks];
+#pragma unroll
+        for (unsigned c = 0; c < kCols; ++c) {
+            const unsigned x = warp + kTileWarps * (c + kCols * round);
+#pragma unroll
+            for (unsigned q = 0; q < kTileMaxBlocks; ++q) {
+                const unsigned y = 32 * q + lane;
+                v[c][q] = x == y ? 1.0f : 0.0f;
+                if (y >= x && y < l && x < l) v[c][q] = g[y + (unsigned long long)x * l];
+            }
+        }
+#pragma unroll
+        for (unsigned c = 0; c < kCols; ++c) {
+            const unsigned x = warp + kTileWarps * (c + kCols * round);
+#pragma unroll
+            for (unsigned q = 0; q < kTileMaxBlocks; ++q) {
+                const unsigned y = 32 * q + lane;
+                if (x >= n || y >= n || q < x / 32) continue;
+                float val = y < x ? 0.0f : v[c][q];
+                if (y >= x && y < l && x < l) far |= !(fabsf(val - (x == y ? 1.0f : 0.0f)) <= 1e-2f);
+                if (x == y) {
+                    s.diag[x] = x < l ? val : 0.0f;
+                    if (x < l) val += shift;
+                }
+                s.pos(x / 32, q)[(x % 32) * kSStride + lane] = val;
+            }
         }
     }
     return __syncthreads_or(far) != 0;
 }
 
-template <unsigned M>
-__device__ __forceinline__ bool factor_regs_sweep(FactorRegs<M>& r, float* pivot_row, float* col, float* row,
-                                                  const float* diag, unsigned l, bool guard) {
-    const unsigned tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    for (unsigned k = 0; k < l; ++k) {
-        const unsigned km = k / 32, kq = k / 32, kl = k % 32;  // row k: slot km of warp k % 32; column k: lane kl, q = kq
-        if (warp == k % 32) {
+// One product of U(k) (or warp 0's look-ahead): acc = the lane's vector of block `acc` (0 without one), minus
+// own · B with a product; then stored to block `out`, or, without one, factored as the next diagonal block (D).
+// rows33: T/Y jobs (a row per lane of stride-33 blocks); else S/R jobs (a column per lane of stride-32 blocks).
+// Blocks by offset (TileShared::at), the missing ones by flag.
+struct UpdateJob {
+    unsigned acc, own, b, out;
+    bool has_acc, has_product, has_out, rows33;
+};
+
+// Job t of U(k) (M blocks, T = M - 1 - k trailing ones): t < T (T + 1) / 2 the trailing update of (k + 1 + a,
+// k + 1 + b), t = b (b + 1) / 2 + a, a <= b (t = 0: the next diagonal block, factored after it by warp 0); then
+// T_ki = -Y_kk R_ki (i > k); then T_ci -= Y_ck R_ki (c < k < i). No integer division: t < 14.
+__device__ __forceinline__ UpdateJob update_job(const TileShared& s, unsigned k, unsigned t) {
+    const unsigned trailing = s.m - 1 - k;
+    const unsigned squares = trailing * (trailing + 1) / 2;
+    if (t < squares) {
+        unsigned b = 0;
+        while ((b + 1) * (b + 2) / 2 <= t) ++b;
+        const unsigned i = k + 1 + (t - b * (b + 1) / 2), j = k + 1 + b;
+        const unsigned out = s.pos_at(i, j);
+        return UpdateJob{out, s.r_row_at(j), s.r_row_at(i), out, true, true, t != 0, false};
+    }
+    t -= squares;
+    const bool start = t < trailing;  // T_ki = -Y_kk R_ki
+    unsigned c = k;
+    if (!start) {
+        t -= trailing;
+        for (c = 0; t >= trailing; ++c) t -= trailing;
+    }
+    const unsigned i = k + 1 + t;
+    return UpdateJob{s.pos_at(c, i), s.pos_at(c, k), s.r_row_at(i), s.pos_at(c, i), !start, true, true, true};
+}
+
+// U(k) jobs for the warps other than warp 0, ordered so that the first twelve land on schedulers 1-3 (warp w
+// issues on scheduler w % 4, warp 0's look-ahead on scheduler 0): warps 1, 2, 3, 5, ..., 15, then 4, 8, 12.
+__device__ __forceinline__ unsigned helper_index(unsigned warp) { return warp % 4 != 0 ? warp - 1 - warp / 4 : 11 + warp / 4; }
+
+// The blocked factorization and inverse (opening comment) over the loaded positions; afterwards position (i, j)
+// holds Y_ij with stride 33. Returns false, in every thread together (the failure flag is read after a barrier),
+// when some pivot failed pivot_ok.
+__device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
+    __shared__ unsigned failed;
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32, m = s.m;
+    if (threadIdx.x == 0) failed = 0;
+    for (unsigned k = 0; k < m; ++k) {
+        // D(k) by warp 0, after the last trailing update of block (k, k) (look-ahead); the rest of U(k - 1) by the
+        // other warps.
+        const unsigned jobs = k == 0 ? 1 : (m - k) * (m - k + 1) / 2 + (m - k) * k;
+        for (unsigned t = warp == 0 ? 0 : 1 + helper_index(warp); t < jobs; t += kTileWarps - 1) {
+            const UpdateJob job = k == 0 ? UpdateJob{0, 0, 0, 0, true, false, false, false} : update_job(s, k - 1, t);
+            float acc[32];
+            if (job.has_acc) {
+                lane_load(acc, s.at(job.acc), job.rows33);
+            } else {
 #pragma unroll
-            for (unsigned m = 0; m < M; ++m) {
-                if (m == km) {
-#pragma unroll
-                    for (unsigned q = 0; q <= m; ++q) {
-                        const unsigned j = lane + 32 * q;
-                        if (j <= k) pivot_row[j] = r.v[m][q];
-                    }
-                }
+                for (unsigned e = 0; e < 32; ++e) acc[e] = 0.0f;
             }
+            if (job.has_product) {
+                const float* own = s.at(job.own + (job.rows33 ? lane * kYStride : lane));
+                subtract_product(acc, own, job.rows33 ? 1 : kSStride, s.at(job.b));
+            }
+            if (job.has_out) {
+                lane_store(acc, s.at(job.out), job.rows33);
+            } else if (!factor_block(acc, s.rkk, s.rkk_inv, s.diag + 32 * k, guard) && lane == 0) {
+                failed = 1;
+            }
+            if (warp == 0) break;
         }
         __syncthreads();
-        const float piv = pivot_row[k];
-        if (!(piv > 0.0f && piv <= 3.402823466e38f) || (guard && !(piv > 64.0f * kU32Roundoff * diag[k]))) {
-            return false;
-        }
-        const float inv = 1.0f / sqrtf(piv);
-        if (lane == kl) {
+        if (failed) return false;
+        // P(k): warp t solves against R_kk: t < k: Y_tk = T_tk R_kk⁻¹; t = k: Y_kk = R_kk⁻¹; t > k: R_kt = R_kk⁻ᵀ S_kt.
+        if (warp < m) {
+            const unsigned t = warp;
+            const bool rows33 = t <= k;
+            float x[32];
+            if (t == k) {
 #pragma unroll
-            for (unsigned m = 0; m < M; ++m) {
-                const unsigned i = warp + 32 * m;
-#pragma unroll
-                for (unsigned q = 0; q <= m; ++q) {
-                    if (q == kq && i > k && i < l) col[i] = r.v[m][q] * inv;
-                }
+                for (unsigned e = 0; e < 32; ++e) x[e] = e == lane ? 1.0f : 0.0f;
+            } else {
+                lane_load(x, t < k ? s.pos(t, k) : s.pos(k, t), rows33);
             }
+            solve_block(x, s.rkk, s.rkk_inv);
+            lane_store(x, t <= k ? s.pos(t, k) : s.r_row(t), rows33);
         }
-        for (unsigned c = tid; c < k; c += kFactorThreads) row[c] = pivot_row[c] * inv;
-        if (tid == 0) row[k] = inv;
-#ifndef SLR_FAULT_CHOLQR_REGS_PHASE_SYNC  // planted fault for the emulator's mutation test: stale multipliers
+#ifndef SLR_FAULT_CHOLQR_TILES_SYNC  // planted fault for the emulator's mutation test: U reads R and Y blocks early
         __syncthreads();
 #endif
-        float mult[M];
-#pragma unroll
-        for (unsigned q = 0; q < M; ++q) {
-            const unsigned j = lane + 32 * q;
-            mult[q] = j <= k ? row[j] : j < l ? col[j] : 0.0f;
-        }
-#pragma unroll
-        for (unsigned m = 0; m < M; ++m) {
-            const unsigned i = warp + 32 * m;
-            if (i == k) {
-#pragma unroll
-                for (unsigned q = 0; q <= m; ++q) {
-                    if (lane + 32 * q <= k) r.v[m][q] = mult[q];
-                }
-            } else if (i > k && i < l) {
-                const float li = col[i];
-#pragma unroll
-                for (unsigned q = 0; q <= m; ++q) {
-                    const unsigned j = lane + 32 * q;
-                    if (j <= i) r.v[m][q] = fmaf(-li, mult[q], j == k ? -0.0f : r.v[m][q]);
-                }
-            }
-        }
     }
     return true;
 }
 
-template <unsigned M>
-__device__ __forceinline__ void cholqr_factor_regs(const float* __restrict__ g, unsigned l, unsigned rows,
-                                                   unsigned first_pass, float* __restrict__ r_inv,
-                                                   unsigned* __restrict__ status, unsigned slot) {
-    SLR_DYNAMIC_SMEM(float, smem);
-    float* pivot_row = smem;
-    float* col = pivot_row + l;
-    float* row = col + l;
-    float* diag = row + l;
-    FactorRegs<M> r;
-    unsigned st = 0;
-    const bool far = factor_regs_load<M>(r, g, l, 0.0f, diag);
-    if (!first_pass && far) st |= kStatusNotNearIdentity;
-    bool ok = factor_regs_sweep<M>(r, pivot_row, col, row, diag, l, first_pass != 0);
-    if (!ok && first_pass) {
-        const float shift = 8.0f * (sqrtf((float)rows) + (float)l) * kU32Roundoff * block_trace(diag, l);
-        st |= kStatusShifted;
-        __syncthreads();  // every thread has read its last pivot and diag before they are rewritten
-        factor_regs_load<M>(r, g, l, shift, diag);
-        ok = shift > 0.0f && shift <= 3.402823466e38f && factor_regs_sweep<M>(r, pivot_row, col, row, diag, l, false);
-    }
-    if (!ok) st |= kStatusFailed;
-    // R⁻¹ = Xᵀ: column b = row b of X (this warp's rows b = warp + 32 m, lanes along a); zeros below the diagonal;
-    // I after a failure.
+// R⁻¹ = Y (l x l column-major, zeros below the diagonal; I after a failure): column b by warps, rows a by lanes
+// (coalesced stores; reads of a stride-33 block's column, conflict-free).
+__device__ __forceinline__ void tiles_store(const TileShared& s, unsigned l, bool ok, float* __restrict__ r_inv) {
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-    for (unsigned m = 0; m < M; ++m) {
-        const unsigned b = warp + 32 * m;
-        if (b < l) {
-#pragma unroll
-            for (unsigned q = 0; q < M; ++q) {
-                const unsigned a = lane + 32 * q;
-                if (a < l) {
-                    float x = a == b ? 1.0f : 0.0f;
-                    if (q <= m && ok && a <= b) x = r.v[m][q];
-                    r_inv[a + (unsigned long long)b * l] = a > b ? 0.0f : x;
-                }
-            }
+    for (unsigned b = warp; b < l; b += kTileWarps) {
+        for (unsigned a = lane; a < l; a += 32) {
+            float v = a == b ? 1.0f : 0.0f;
+            if (ok && a <= b) v = s.pos(a / 32, b / 32)[(a % 32) * kYStride + b % 32];
+            r_inv[a + (unsigned long long)b * l] = v;
         }
     }
+}
+
+__device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g, unsigned l, unsigned rows,
+                                                    unsigned first_pass, float* __restrict__ r_inv,
+                                                    unsigned* __restrict__ status, unsigned slot) {
+    SLR_DYNAMIC_SMEM(float, smem);
+    const TileShared s(smem, l);
+    // One loop for the first try and the shifted retry (one copy of the load and the sweep in the code); st is
+    // the only value it carries across a sweep.
+    unsigned st = 0;
+    float shift = 0.0f;
+    for (;;) {
+        const bool far = tiles_load(s, g, l, shift);
+        if (!first_pass && far) st |= kStatusNotNearIdentity;
+        const bool first_try = first_pass && !(st & kStatusShifted);
+        if (tiles_sweep(s, first_try)) break;
+        if (!first_try) {
+            st |= kStatusFailed;
+            break;
+        }
+        shift = 8.0f * (sqrtf((float)rows) + (float)l) * kU32Roundoff * block_trace<kTileThreads>(s.diag, l);
+        st |= kStatusShifted;
+        if (!(shift > 0.0f && shift <= 3.402823466e38f)) {
+            st |= kStatusFailed;
+            break;
+        }
+        __syncthreads();  // every thread has read the failure flag and diag before they are rewritten
+    }
+    const bool ok = !(st & kStatusFailed);
+    tiles_store(s, l, ok, r_inv);
     if (threadIdx.x == 0) status[slot] = st;
 }
 
@@ -560,7 +758,7 @@ extern "C" __global__ void __launch_bounds__(kFactorThreads)
     if (!first_pass && far) st |= kStatusNotNearIdentity;
     bool ok = factor_sweep(s, col, row, diag, l, first_pass != 0);
     if (!ok && first_pass) {
-        const float shift = 8.0f * (sqrtf((float)rows) + (float)l) * kU32Roundoff * block_trace(diag, l);
+        const float shift = 8.0f * (sqrtf((float)rows) + (float)l) * kU32Roundoff * block_trace<kFactorThreads>(diag, l);
         st |= kStatusShifted;
         __syncthreads();  // every thread has read its last pivot before s is reloaded
         factor_load(g, l, shift, s, diag);
@@ -578,23 +776,12 @@ extern "C" __global__ void __launch_bounds__(kFactorThreads)
 }
 SLR_EMU_EXPORT(rsvd_cholqr_factor_f32)
 
-// rsvd_cholqr_factor_regs<M>_f32: rsvd_cholqr_factor_f32 for l <= 32 M with the triangle in registers
-// (cholqr_factor_regs above); same arguments, bitwise the same outputs; dynamic shared memory 4 l floats. The
-// explicit one block per SM: without it ptxas 13.0 held M = 3 to 32 registers on sm_80 and spilled 8 bytes.
-#define SLR_RSVD_FACTOR_REGS(M)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(kFactorThreads, 1)                                               \
-        rsvd_cholqr_factor_regs##M##_f32(const float* __restrict__ g, unsigned l, unsigned rows,                 \
-                                         unsigned first_pass, float* __restrict__ r_inv,                          \
-                                         unsigned* __restrict__ status, unsigned slot) {                          \
-        cholqr_factor_regs<M>(g, l, rows, first_pass, r_inv, status, slot);                                       \
-    }
-SLR_RSVD_FACTOR_REGS(1)
-SLR_EMU_EXPORT(rsvd_cholqr_factor_regs1_f32)
-SLR_RSVD_FACTOR_REGS(2)
-SLR_EMU_EXPORT(rsvd_cholqr_factor_regs2_f32)
-SLR_RSVD_FACTOR_REGS(3)
-SLR_EMU_EXPORT(rsvd_cholqr_factor_regs3_f32)
-SLR_RSVD_FACTOR_REGS(4)
-SLR_EMU_EXPORT(rsvd_cholqr_factor_regs4_f32)
-SLR_RSVD_FACTOR_REGS(5)
-SLR_EMU_EXPORT(rsvd_cholqr_factor_regs5_f32)
+// rsvd_cholqr_factor_tiles_f32: rsvd_cholqr_factor_f32 for l <= 160 (cholqr_factor_tiles above: blocked in 32 x 32
+// tiles); same arguments and outputs up to rounding; one block of kTileThreads threads, dynamic shared memory from
+// src/rsvd.rs `tiles_shared_bytes`. One block per SM: 128 registers per thread for a product's 64 live values.
+extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
+    rsvd_cholqr_factor_tiles_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,
+                                 float* __restrict__ r_inv, unsigned* __restrict__ status, unsigned slot) {
+    cholqr_factor_tiles(g, l, rows, first_pass, r_inv, status, slot);
+}
+SLR_EMU_EXPORT(rsvd_cholqr_factor_tiles_f32)

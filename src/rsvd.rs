@@ -26,8 +26,8 @@
 //! **Queued device path.** That guarded orth reads every Gram matrix back to the host (a round trip and a host
 //! factorization per pass, with the device idle meanwhile). [`rsvd`] first tries the same algorithm with no host
 //! step before the small SVD: each pass a Gram product, one block's kernel (f32 Cholesky of G and the inverse of
-//! its factor, with the first pass's pivot guard and shift done in the kernel: `rsvd_cholqr_factor_regs<M>_f32`
-//! with the triangle in registers for l ≤ 160, `rsvd_cholqr_factor_f32` in shared memory above) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
+//! its factor, with the first pass's pivot guard and shift done in the kernel: `rsvd_cholqr_factor_tiles_f32`,
+//! blocked in 32 x 32 tiles, for l ≤ 160, `rsvd_cholqr_factor_f32` on the packed triangle above) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
 //! power-iteration bases one, whose result's Gram matrix `rsvd_gram_check_f32` checks: every element within 1e-2
 //! of I (the test a second pass applies on entry) and every column's deviations summing to at most 1/2, which by
 //! Gershgorin keeps G's eigenvalues in [1/2, 3/2] and the basis's condition number ≤ √3, so it carries the
@@ -129,7 +129,7 @@ pub struct RsvdInfo {
     /// Orthonormalizations that fell back to Householder QR on the host.
     pub householder: usize,
     /// The device ran the whole power iteration queued, with no host round trip before the small SVD: the l x l
-    /// steps of every CholeskyQR pass in one block's kernel (`rsvd_cholqr_factor_regs<M>_f32` for l ≤ 160, else
+    /// steps of every CholeskyQR pass in one block's kernel (`rsvd_cholqr_factor_tiles_f32` for l ≤ 160, else
     /// `rsvd_cholqr_factor_f32`), one pass per power-iteration basis (counted in
     /// `single_pass`, each checked within 1e-2 of orthonormal on the device), two for the last Q and Q₂ (module docs). False on the CPU reference,
     /// for l above [`QUEUED_MAX_SKETCH_COLS`], under `SLR_RSVD_PATH=host`, and when a basis needed the guarded
@@ -1427,7 +1427,7 @@ pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
     Ok(gpu.download(&status)?[0])
 }
 
-/// Launches the factor kernel (`rsvd_cholqr_factor_regs<M>_f32` for l ≤ 160, else `rsvd_cholqr_factor_f32`) on the
+/// Launches the factor kernel (`rsvd_cholqr_factor_tiles_f32` for l ≤ 160, else `rsvd_cholqr_factor_f32`) on the
 /// l x l column-major Gram matrix in `g` (the first l² elements), writing
 /// a fresh l x l R⁻¹ and `status[slot]`. Errors: l = 0 or above [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too
 /// short, `rows` above u32, buffers of another backend.
@@ -1435,11 +1435,34 @@ fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pas
     factor_kernel_of(gpu, g, l, rows, first_pass, status, slot, false)
 }
 
-/// Widest l the register-resident factor kernels take (`rsvd_cholqr_factor_regs<M>_f32`, M = ⌈l / 32⌉ ≤ 5; the
-/// sketches of r ≤ 150): the packed shared-memory kernel's sweep is bound by shared-memory instructions (~1.6 µs per
-/// column step on an H200, 0.22 ms per call at l = 138), theirs by the step's two barriers. Same results, bit for
-/// bit (tests/rsvd.rs). Above it the packed kernel runs (l ≤ 320).
-const FACTOR_REGS_MAX_L: usize = 160;
+/// Widest l the tiled factor kernel takes (`rsvd_cholqr_factor_tiles_f32`: G padded to M = ⌈l / 32⌉ ≤ 5 blocks of
+/// 32; the sketches of r ≤ 150). The packed kernel's column sweep is bound by shared-memory instructions (~1.6 µs
+/// per column step on an H200, ~0.23 ms per call at l = 138); the tiled one does a block column's work in a few
+/// warps' solves and 32 x 32 x 32 products (~15 µs at l = 138 by its instruction count, cuda/rsvd.cu). Results
+/// agree up to rounding (tests/rsvd.rs). Above it the packed kernel runs (l ≤ 320).
+const FACTOR_TILES_MAX_L: usize = 160;
+
+/// Threads of `rsvd_cholqr_factor_tiles_f32`'s one block (its kTileThreads).
+const TILE_THREADS: u32 = 512;
+
+/// Dynamic shared memory of `rsvd_cholqr_factor_tiles_f32` (its TileShared carve), M = ⌈l / 32⌉: M (M + 1) / 2
+/// block positions of 32 x 33 floats, M - 1 blocks of R's block row and one for R_kk (32 x 32 each), 32 pivot
+/// reciprocals and the 32 M diagonal: 84.6 KB at M = 5, inside the 99 KB a block may opt into on sm_86/89.
+fn tiles_shared_bytes(l: usize) -> usize {
+    let m = l.div_ceil(32);
+    (m * (m + 1) / 2 * 32 * 33 + (m - 1) * 32 * 32 + 32 * 32 + 32 + 32 * m) * 4
+}
+
+/// The factor kernel for an l x l Gram matrix, its block size and dynamic shared memory: the tiled kernel for
+/// l ≤ [`FACTOR_TILES_MAX_L`] unless `packed` or `SLR_RSVD_PATH=packed` (the benchmark's same-run comparison),
+/// else the packed kernel.
+fn factor_kernel_choice(l: usize, packed: bool) -> (&'static str, u32, usize) {
+    if l <= FACTOR_TILES_MAX_L && !packed && !crate::path_switch("SLR_RSVD_PATH", "packed") {
+        ("rsvd_cholqr_factor_tiles_f32", TILE_THREADS, tiles_shared_bytes(l))
+    } else {
+        ("rsvd_cholqr_factor_f32", FACTOR_THREADS, factor_shared_bytes(l))
+    }
+}
 
 /// [`factor_kernel`], with `packed` forcing the packed shared-memory kernel at any l (tests compare the two).
 #[allow(clippy::too_many_arguments)]
@@ -1458,23 +1481,20 @@ fn factor_kernel_of(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_
         let (p_r, _g1) = rv.kernel_ptr_mut(gpu, OP, "r_inv")?;
         let mut sv = DeviceSliceMut::from(status);
         let (p_s, _g2) = sv.kernel_ptr_mut(gpu, OP, "status")?;
-        // SLR_RSVD_PATH=packed: the packed kernel at every l (the benchmark's same-run comparison).
-        let (kernel, shared) = if l <= FACTOR_REGS_MAX_L && !packed && !crate::path_switch("SLR_RSVD_PATH", "packed") {
-            (format!("rsvd_cholqr_factor_regs{}_f32", l.div_ceil(32)), 4 * l * 4)
-        } else {
-            ("rsvd_cholqr_factor_f32".to_string(), factor_shared_bytes(l))
-        };
-        let shape = LaunchShape { grid: (1, 1, 1), block: (FACTOR_THREADS, 1, 1), shared_bytes: shared as u32 };
+        let (kernel, threads, shared) = factor_kernel_choice(l, packed);
+        let shape = LaunchShape { grid: (1, 1, 1), block: (threads, 1, 1), shared_bytes: shared as u32 };
         // SAFETY: g holds at least l x l elements (checked) and the kernel reads G[i + j l] for i, j < l; R⁻¹ is a
         // fresh buffer of exactly l x l elements, written at a + b l for a, b < l; status has more than `slot`
-        // elements (checked) and only status[slot] is written; the dynamic shared memory is what the kernel
-        // carves: the packed one l (l + 1) / 2 + 3 l floats (≤ 209 KB for l ≤ 320, opted into by launch), the
-        // register one 4 l floats, launched only for l ≤ 32 M (M = ⌈l / 32⌉, its template size); no output
+        // elements (checked) and only status[slot] is written; the block size is the one each kernel's strides
+        // assume (1024 packed, 512 tiled) and the dynamic shared memory is what it carves: the packed one
+        // l (l + 1) / 2 + 3 l floats (≤ 209 KB for l ≤ 320), the tiled one `tiles_shared_bytes` (≤ 84.6 KB),
+        // launched only for l ≤ 160 (M ≤ 5 blocks, its register arrays' size), both opted into by launch above
+        // 40 KiB and within the device's limit where the queued path runs (`queued_path_enabled`); no output
         // overlaps an input (fresh R⁻¹; the status buffer is not an input); arguments match both kernels.
         unsafe {
             gpu.launch(
                 MODULE,
-                &kernel,
+                kernel,
                 shape,
                 &[p_g, KernelArg::U32(l as u32), KernelArg::U32(rows as u32), KernelArg::U32(first_pass as u32), p_r, p_s, KernelArg::U32(slot as u32)],
             )?;
@@ -1492,7 +1512,7 @@ pub fn cholqr_factor_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize, firs
     cholqr_factor_on_device_of(gpu, g, l, rows, first_pass, false)
 }
 
-/// [`cholqr_factor_on_device`] through the packed shared-memory kernel at any l ≤ 320 (the register kernels take
+/// [`cholqr_factor_on_device`] through the packed shared-memory kernel at any l ≤ 320 (the tiled kernel takes
 /// l ≤ 160 otherwise), for tests that compare the two.
 #[doc(hidden)]
 pub fn cholqr_factor_on_device_packed(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool) -> Result<(Vec<f32>, u32)> {
@@ -1597,13 +1617,14 @@ fn factor_shared_bytes(l: usize) -> usize {
     (l * (l + 1) / 2 + 3 * l) * 4
 }
 
-/// Whether [`rsvd`] tries [`run_queued`] first: l within one block's shared memory on this device (l ≤ 320 on
-/// sm_90, ≤ 284 on sm_80, ≤ 220 on sm_86/89), unless `SLR_RSVD_PATH=host` (the host-driven path, kept as the
-/// benchmark's same-run baseline).
+/// Whether [`rsvd`] tries [`run_queued`] first: the factor kernel's shared memory within one block's on this
+/// device (l ≤ 320 on sm_90, ≤ 284 on sm_80, ≤ 220 on sm_86/89 for the packed kernel; the tiled one's 84.6 KB at
+/// l ≤ 160 fits everywhere), unless `SLR_RSVD_PATH=host` (the host-driven path, kept as the benchmark's same-run
+/// baseline).
 fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
     l <= QUEUED_MAX_SKETCH_COLS
-        // + 1 KiB: the kernel's own static shared memory (128 bytes) counts against the same per-block limit.
-        && factor_shared_bytes(l) + 1024 <= gpu.max_dynamic_shared_bytes() as usize
+        // + 1 KiB: the kernel's own static shared memory (≤ 128 bytes) counts against the same per-block limit.
+        && factor_kernel_choice(l, false).2 + 1024 <= gpu.max_dynamic_shared_bytes() as usize
         && !crate::path_switch("SLR_RSVD_PATH", "host")
 }
 

@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "cholqr_phase_sync", "cholqr_regs_phase_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -408,10 +408,11 @@ fn cholqr_factor_without_its_phase_barrier_no_longer_whitens_the_gram_matrix() {
 }
 
 #[test]
-fn cholqr_register_factor_without_its_phase_barrier_no_longer_whitens_the_gram_matrix() {
-    // The register kernel (l <= 160) with the same barrier removed (planted fault `cholqr_regs_phase_sync`): the
-    // warps load their multipliers before column k of L and row k of L⁻¹ are written.
-    cholqr_phase_fault("cholqr_regs_phase_sync", "rsvd_cholqr_factor_regs3_f32", sparse_lowrank::rsvd::cholqr_factor_on_device);
+fn cholqr_tiled_factor_without_its_solve_barrier_no_longer_whitens_the_gram_matrix() {
+    // The tiled kernel (l <= 160) with the barrier between a block step's solves (block row k of R, block column k
+    // of R⁻¹) and its products removed (planted fault `cholqr_tiles_sync`): the trailing update and the inverse's
+    // products read R and R⁻¹ blocks before they are written (l in 70..96: three blocks of 32, every product kind).
+    cholqr_phase_fault("cholqr_tiles_sync", "rsvd_cholqr_factor_tiles_f32", sparse_lowrank::rsvd::cholqr_factor_on_device);
 }
 
 type FactorOnDevice = fn(&Gpu, &[f32], usize, usize, bool) -> Result<(Vec<f32>, u32)>;

@@ -157,6 +157,9 @@ fn forbidden_instructions(kernel: &str) -> Vec<&'static str> {
         // The take collects a region's bits in shared memory: one read-modify-write per mask half, no global
         // atomic per taken candidate.
         k if k.starts_with("topk_bracket_take_") => vec!["ATOMG", "RED."],
+        // The tiled Cholesky takes each pivot's reciprocal square root directly (MUFU.RSQ): no division, whose
+        // reciprocal and refinement would lengthen the diagonal factor's pivot-to-pivot chain.
+        "rsvd_cholqr_factor_tiles_f32" => vec!["MUFU.RCP"],
         _ => vec![],
     }
 }
@@ -342,9 +345,10 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         // The l x l Cholesky/inverse sweep: shared-memory loads, FMAs and stores between barriers, the square root
         // and reciprocal of each pivot, the OR-barrier of the near-identity check.
         "rsvd_cholqr_factor_f32" => vec!["BAR.SYNC", "BAR.RED.OR", "LDS", "STS", "FFMA", "MUFU.RSQ", "MUFU.RCP", "STG.E "],
-        // The same sweep with the triangle in registers: the pivot row, column and multipliers through shared
-        // memory between barriers, the rows' FMAs on registers (no LDL/STL: the test above), the same pivot math.
-        k if k.starts_with("rsvd_cholqr_factor_regs") => vec!["BAR.SYNC", "BAR.RED.OR", "LDS", "STS", "FFMA", "MUFU.RSQ", "MUFU.RCP", "STG.E "],
+        // The blocked factorization: read-only loads of G's lower triangle, the OR-barrier of the near-identity
+        // check and the block steps' barriers, the diagonal factor's pivot shuffles and reciprocal square roots,
+        // broadcast 16-byte loads of R's rows feeding the solves' and products' FMAs, R⁻¹ stored.
+        "rsvd_cholqr_factor_tiles_f32" => vec!["LDG.E.CONSTANT", "BAR.SYNC", "BAR.RED.OR", "SHFL.IDX", "MUFU.RSQ", "LDS.128", "STS", "FFMA", "STG.E "],
         _ => vec![],
     }
 }
