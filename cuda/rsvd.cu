@@ -421,10 +421,13 @@ __device__ __forceinline__ float4 row_quad(const float* row, unsigned q) { retur
 
 __device__ __forceinline__ float quad_at(const float4& v, unsigned e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
 
-// The pivot test of factor_sweep: positive and finite and, with `guard` (a first pass's first try), above
-// 64 u G[k][k] (gkk unshifted; 0 for a padded index, whose pivot is 1).
-__device__ __forceinline__ bool pivot_ok(float piv, float gkk, bool guard) {
-    return piv > 0.0f && piv <= 3.402823466e38f && !(guard && !(piv > 64.0f * kU32Roundoff * gkk));
+// The pivot test of factor_sweep: positive and finite and above guard_scale G[k][k], guard_scale = 64 u on a first
+// pass's first try (the guard), else 0 (gkk unshifted; 0 for a padded index, whose pivot is 1). A scale rather than
+// a flag, so that the unrolled diagonal factor is not compiled twice, once per flag value (ptxas did, and spilled).
+// Without the guard, 0 G[k][k] is NaN only when G[k][k] is infinite or NaN, and then so is the pivot: the same
+// verdict as factor_sweep's.
+__device__ __forceinline__ bool pivot_ok(float piv, float gkk, float guard_scale) {
+    return piv > 0.0f && piv <= 3.402823466e38f && piv > guard_scale * gkk;
 }
 
 // D: S = RᵀR for one 32 x 32 diagonal block by one warp; lane j holds column j of S (a[i] = S[i][j], only i <= j
@@ -434,21 +437,24 @@ __device__ __forceinline__ bool pivot_ok(float piv, float gkk, bool guard) {
 // for q > p (broadcast float4 reads of row p). The next pivot is lane p + 1's a[p + 1] after that update, taken by
 // shuffle from the lane's own R[p][p + 1] (the same fmaf on the same values), so the pivot chain does not wait for
 // the row's round trip through shared memory. Writes rkk_inv[p] = inv. Returns false (every lane: the pivot is a
-// shuffle) at the first pivot that fails pivot_ok. Cost: 32 x (~(32 - p) FFMA + (32 - p) / 4 LDS.128 + ~12), ~1 k
-// instructions, latency-bound at ~60-70 cycles per pivot (shuffle, rsqrt, FFMA).
-__device__ __forceinline__ bool factor_block(float (&a)[32], float* rkk, float* rkk_inv, const float* diag_k, bool guard) {
+// shuffle) at the first pivot that fails pivot_ok, tested at the end of its step (the row of a failed pivot is
+// garbage that the caller discards), so that neither the rsqrt nor the next pivot's shuffle waits for the branch.
+// (Not branching at all, with the verdicts and-ed, made ptxas compile the factor twice and spill.) Cost: 32 x (~(32 - p) FFMA + (32 - p) / 4 LDS.128
+// + ~12), ~1 k instructions, latency-bound at ~60 cycles per pivot (shuffle, rsqrt's denormal test, MUFU.RSQ,
+// FMUL, FFMA).
+__device__ __forceinline__ bool factor_block(float (&a)[32], float* rkk, float* rkk_inv, const float* diag_k, float guard_scale) {
     const unsigned lane = threadIdx.x % 32;
     float my_inv = 0.0f;
     float piv = __shfl_sync(0xffffffffu, a[0], 0);
 #pragma unroll
     for (unsigned p = 0; p < 32; ++p) {
-        if (!pivot_ok(piv, diag_k[p], guard)) return false;
         const float inv = rsqrtf(piv);
         const float r = lane >= p ? a[p] * inv : 0.0f;
         if (lane == p) my_inv = inv;
         float* row = rkk + p * kSStride;
         row[lane] = r;
         __syncwarp();
+        const bool good = pivot_ok(piv, diag_k[p], guard_scale);
         if (p + 1 < 32) {
             piv = __shfl_sync(0xffffffffu, fmaf(-r, r, a[p + 1]), p + 1);
 #pragma unroll
@@ -461,8 +467,10 @@ __device__ __forceinline__ bool factor_block(float (&a)[32], float* rkk, float* 
                 }
             }
         }
+        if (!good) return false;
     }
     rkk_inv[lane] = my_inv;
+    __syncwarp();  // the warp's own solve (Y_kk) reads every lane's rkk_inv next
     return true;
 }
 
@@ -502,45 +510,61 @@ __device__ __forceinline__ void subtract_product(float (&acc)[32], const float* 
     }
 }
 
-// positions <- G (+ shift on the valid diagonal), padded to N = 32 M with the identity: block (i, j), i <= j, row-major
-// with stride 32 (entries below a diagonal block's diagonal: 0, unused); diag[x] <- G[x][x] unshifted (0 for x >= l).
-// Reads G's lower triangle only: G[y][x], y >= x, a column x per warp and its rows by lanes (coalesced), in two
-// rounds of five columns per warp whose 25 loads are all issued before their stores (ten columns at once spilled).
-// Ends with a barrier; returns, in every thread, whether some |G[y][x] - delta_xy| (lower triangle) exceeds 1e-2
-// or is NaN.
+// Position u = j (j + 1) / 2 + i holds block (i, j), i <= j: its row and column for a compile-time u (the loops
+// over u below unroll, so every shared-memory address is a thread's base plus an immediate).
+__device__ __forceinline__ unsigned position_col(unsigned u) {
+    unsigned j = 0;
+    while ((j + 1) * (j + 2) / 2 <= u) ++j;
+    return j;
+}
+__device__ __forceinline__ unsigned position_row(unsigned u) { return u - position_col(u) * (position_col(u) + 1) / 2; }
+constexpr unsigned kMaxPositions = kTileMaxBlocks * (kTileMaxBlocks + 1) / 2;
+constexpr unsigned kRowsPerThread = 32 / kTileWarps;  // of each block: rows warp and warp + 16
+
+// positions <- G (+ shift on the valid diagonal), padded to N = 32 M with the identity: block (i, j), i <= j,
+// row-major with stride 32 (entries below a diagonal block's diagonal: 0, unused); diag[x] <- G[x][x] unshifted
+// (0 for x >= l). Reads G's lower triangle only: block (i, j) element (r, c) is G[32 j + c][32 i + r], lanes along
+// c (coalesced). A thread's 30 loads (two rows of each of the 15 blocks) are issued before any store (branch-free
+// predicated code), one round trip to L2 in all. Ends with a barrier; returns, in every thread, whether some
+// |G[y][x] - delta_xy| (lower triangle) exceeds 1e-2 or is NaN (padding and the zeroed entries pass the test).
 __device__ __forceinline__ bool tiles_load(const TileShared& s, const float* __restrict__ g, unsigned l, float shift) {
-    constexpr unsigned kRounds = 2, kCols = kTileMaxBlocks * 32 / kTileWarps / kRounds;  // M = 5: 10 columns per warp
-    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32, n = 32 * s.m;
-    bool far = false;
-    for (unsigned round = 0; round < kRounds; ++round) {
-        float v[kCols][kTileMaxBlocks];
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    // Element (r, c) = (warp + 16 h, lane) of block (i, j) is G[32 j + lane][32 i + warp + 16 h]: the thread's
+    // base index plus a multiple of 16 l (32-bit: l <= 160, l² < 2^15).
+    const unsigned base = lane + warp * l, l16 = kTileWarps * l;
+    float v[kMaxPositions][kRowsPerThread];
 #pragma unroll
-        for (unsigned c = 0; c < kCols; ++c) {
-            const unsigned x = warp + kTileWarps * (c + kCols * round);
+    for (unsigned u = 0; u < kMaxPositions; ++u) {
+        const unsigned i = position_row(u), j = position_col(u);
 #pragma unroll
-            for (unsigned q = 0; q < kTileMaxBlocks; ++q) {
-                const unsigned y = 32 * q + lane;
-                v[c][q] = x == y ? 1.0f : 0.0f;
-                if (y >= x && y < l && x < l) v[c][q] = g[y + (unsigned long long)x * l];
-            }
-        }
-#pragma unroll
-        for (unsigned c = 0; c < kCols; ++c) {
-            const unsigned x = warp + kTileWarps * (c + kCols * round);
-#pragma unroll
-            for (unsigned q = 0; q < kTileMaxBlocks; ++q) {
-                const unsigned y = 32 * q + lane;
-                if (x >= n || y >= n || q < x / 32) continue;
-                float val = y < x ? 0.0f : v[c][q];
-                if (y >= x && y < l && x < l) far |= !(fabsf(val - (x == y ? 1.0f : 0.0f)) <= 1e-2f);
-                if (x == y) {
-                    s.diag[x] = x < l ? val : 0.0f;
-                    if (x < l) val += shift;
-                }
-                s.pos(x / 32, q)[(x % 32) * kSStride + lane] = val;
-            }
+        for (unsigned h = 0; h < kRowsPerThread; ++h) {
+            const unsigned r = warp + kTileWarps * h, x = 32 * i + r, y = 32 * j + lane;
+            v[u][h] = x == y ? 1.0f : 0.0f;  // padding: the identity
+            if ((i < j || lane >= r) && x < l && y < l) v[u][h] = g[base + 32 * j + (2 * i + h) * l16];
         }
     }
+    const unsigned d = threadIdx.x;  // l <= 160 < kTileThreads: one diagonal element per thread
+    const float gd = d < l ? g[d + d * l] : 0.0f;
+    bool far = false;
+#pragma unroll
+    for (unsigned u = 0; u < kMaxPositions; ++u) {
+        const unsigned i = position_row(u), j = position_col(u);
+        if (j >= s.m) break;
+#pragma unroll
+        for (unsigned h = 0; h < kRowsPerThread; ++h) {
+            const unsigned r = warp + kTileWarps * h, x = 32 * i + r, y = 32 * j + lane;
+            float val = v[u][h];
+            if (i == j) {
+                val = lane < r ? 0.0f : val;
+                far |= !(fabsf(val - (x == y ? 1.0f : 0.0f)) <= 1e-2f);
+                if (x == y && x < l) val += shift;
+            } else {
+                far |= !(fabsf(val) <= 1e-2f);
+            }
+            s.positions[u * kPositionFloats + r * kSStride + lane] = val;
+        }
+    }
+    if (d < 32 * s.m) s.diag[d] = gd;
     return __syncthreads_or(far) != 0;
 }
 
@@ -553,29 +577,34 @@ struct UpdateJob {
     bool has_acc, has_product, has_out, rows33;
 };
 
-// Job t of U(k) (M blocks, T = M - 1 - k trailing ones): t < T (T + 1) / 2 the trailing update of (k + 1 + a,
-// k + 1 + b), t = b (b + 1) / 2 + a, a <= b (t = 0: the next diagonal block, factored after it by warp 0); then
-// T_ki = -Y_kk R_ki (i > k); then T_ci -= Y_ck R_ki (c < k < i). No integer division: t < 14.
+// Job t of phase A of step k, i.e. of U(k - 1) (M blocks, T = M - k trailing ones): t < T (T + 1) / 2 the
+// trailing update of (k + a, k + b), t = b (b + 1) / 2 + a, a <= b (t = 0: block (k, k), which warp 0 then factors:
+// not stored); then T_{k-1,i} = -Y_{k-1,k-1} R_{k-1,i} (i >= k); then T_ci -= Y_{c,k-1} R_{k-1,i} (c < k - 1 < i).
+// At k = 0 the one job is block (0, 0) as loaded. No integer division: t < 14.
 __device__ __forceinline__ UpdateJob update_job(const TileShared& s, unsigned k, unsigned t) {
-    const unsigned trailing = s.m - 1 - k;
+    if (k == 0) return UpdateJob{0, 0, 0, 0, true, false, false, false};
+    const unsigned prev = k - 1, trailing = s.m - k;
     const unsigned squares = trailing * (trailing + 1) / 2;
     if (t < squares) {
         unsigned b = 0;
         while ((b + 1) * (b + 2) / 2 <= t) ++b;
-        const unsigned i = k + 1 + (t - b * (b + 1) / 2), j = k + 1 + b;
+        const unsigned i = k + (t - b * (b + 1) / 2), j = k + b;
         const unsigned out = s.pos_at(i, j);
         return UpdateJob{out, s.r_row_at(j), s.r_row_at(i), out, true, true, t != 0, false};
     }
     t -= squares;
-    const bool start = t < trailing;  // T_ki = -Y_kk R_ki
-    unsigned c = k;
+    const bool start = t < trailing;  // T_{k-1,i} = -Y_{k-1,k-1} R_{k-1,i}
+    unsigned c = prev;
     if (!start) {
         t -= trailing;
         for (c = 0; t >= trailing; ++c) t -= trailing;
     }
-    const unsigned i = k + 1 + t;
-    return UpdateJob{s.pos_at(c, i), s.pos_at(c, k), s.r_row_at(i), s.pos_at(c, i), !start, true, true, true};
+    const unsigned i = k + t;
+    return UpdateJob{s.pos_at(c, i), s.pos_at(c, prev), s.r_row_at(i), s.pos_at(c, i), !start, true, true, true};
 }
+
+static_assert(kTileMaxBlocks * (kTileMaxBlocks - 1) / 2 + (kTileMaxBlocks - 1) <= kTileWarps,
+              "U(0), the largest step, must have a warp per product");
 
 // U(k) jobs for the warps other than warp 0, ordered so that the first twelve land on schedulers 1-3 (warp w
 // issues on scheduler w % 4, warp 0's look-ahead on scheduler 0): warps 1, 2, 3, 5, ..., 15, then 4, 8, 12.
@@ -587,14 +616,16 @@ __device__ __forceinline__ unsigned helper_index(unsigned warp) { return warp % 
 __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
     __shared__ unsigned failed;
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32, m = s.m;
+    const float guard_scale = guard ? 64.0f * kU32Roundoff : 0.0f;
     if (threadIdx.x == 0) failed = 0;
     for (unsigned k = 0; k < m; ++k) {
         // D(k) by warp 0, after the last trailing update of block (k, k) (look-ahead); the rest of U(k - 1) by the
-        // other warps.
+        // other warps, one product each (at most 14 at M = 5, step 0's).
         const unsigned jobs = k == 0 ? 1 : (m - k) * (m - k + 1) / 2 + (m - k) * k;
-        for (unsigned t = warp == 0 ? 0 : 1 + helper_index(warp); t < jobs; t += kTileWarps - 1) {
-            const UpdateJob job = k == 0 ? UpdateJob{0, 0, 0, 0, true, false, false, false} : update_job(s, k - 1, t);
-            float acc[32];
+        const unsigned t = warp == 0 ? 0 : 1 + helper_index(warp);
+        float acc[32];
+        if (t < jobs) {
+            const UpdateJob job = update_job(s, k, t);
             if (job.has_acc) {
                 lane_load(acc, s.at(job.acc), job.rows33);
             } else {
@@ -605,28 +636,31 @@ __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
                 const float* own = s.at(job.own + (job.rows33 ? lane * kYStride : lane));
                 subtract_product(acc, own, job.rows33 ? 1 : kSStride, s.at(job.b));
             }
-            if (job.has_out) {
-                lane_store(acc, s.at(job.out), job.rows33);
-            } else if (!factor_block(acc, s.rkk, s.rkk_inv, s.diag + 32 * k, guard) && lane == 0) {
+            if (job.has_out) lane_store(acc, s.at(job.out), job.rows33);
+        }
+        if (warp == 0) {
+            if (factor_block(acc, s.rkk, s.rkk_inv, s.diag + 32 * k, guard_scale)) {
+                // Y_kk = R_kk⁻¹ (x R_kk = e_r for row r), into block (k, k), which only this warp reads in this phase.
+                float x[32];
+#pragma unroll
+                for (unsigned e = 0; e < 32; ++e) x[e] = e == lane ? 1.0f : 0.0f;
+                solve_block(x, s.rkk, s.rkk_inv);
+                lane_store(x, s.pos(k, k), true);
+            } else if (lane == 0) {
                 failed = 1;
             }
-            if (warp == 0) break;
         }
         __syncthreads();
         if (failed) return false;
-        // P(k): warp t solves against R_kk: t < k: Y_tk = T_tk R_kk⁻¹; t = k: Y_kk = R_kk⁻¹; t > k: R_kt = R_kk⁻ᵀ S_kt.
-        if (warp < m) {
-            const unsigned t = warp;
-            const bool rows33 = t <= k;
+        // P(k): warps 1 .. M-1 (one per scheduler at M = 5) solve against R_kk, block t != k each:
+        // t < k: Y_tk = T_tk R_kk⁻¹ (rows); t > k: R_kt = R_kk⁻ᵀ S_kt (columns).
+        if (warp >= 1 && warp < m) {
+            const unsigned t = warp - 1 < k ? warp - 1 : warp;
+            const bool rows33 = t < k;
             float x[32];
-            if (t == k) {
-#pragma unroll
-                for (unsigned e = 0; e < 32; ++e) x[e] = e == lane ? 1.0f : 0.0f;
-            } else {
-                lane_load(x, t < k ? s.pos(t, k) : s.pos(k, t), rows33);
-            }
+            lane_load(x, rows33 ? s.pos(t, k) : s.pos(k, t), rows33);
             solve_block(x, s.rkk, s.rkk_inv);
-            lane_store(x, t <= k ? s.pos(t, k) : s.r_row(t), rows33);
+            lane_store(x, rows33 ? s.pos(t, k) : s.r_row(t), rows33);
         }
 #ifndef SLR_FAULT_CHOLQR_TILES_SYNC  // planted fault for the emulator's mutation test: U reads R and Y blocks early
         __syncthreads();
@@ -635,15 +669,24 @@ __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
     return true;
 }
 
-// R⁻¹ = Y (l x l column-major, zeros below the diagonal; I after a failure): column b by warps, rows a by lanes
-// (coalesced stores; reads of a stride-33 block's column, conflict-free).
+// R⁻¹ = Y (l x l column-major, zeros below the diagonal; I after a failure): block (I, J) of R⁻¹, element (r, c) =
+// R⁻¹[32 I + r][32 J + c] with r by lanes (coalesced stores; a stride-33 block's column: conflict-free reads), rows
+// c = warp and warp + 16; all 25 block pairs unrolled, so that the loads of a thread are issued together.
 __device__ __forceinline__ void tiles_store(const TileShared& s, unsigned l, bool ok, float* __restrict__ r_inv) {
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (unsigned b = warp; b < l; b += kTileWarps) {
-        for (unsigned a = lane; a < l; a += 32) {
-            float v = a == b ? 1.0f : 0.0f;
-            if (ok && a <= b) v = s.pos(a / 32, b / 32)[(a % 32) * kYStride + b % 32];
-            r_inv[a + (unsigned long long)b * l] = v;
+#pragma unroll
+    for (unsigned bi = 0; bi < kTileMaxBlocks; ++bi) {
+#pragma unroll
+        for (unsigned bj = 0; bj < kTileMaxBlocks; ++bj) {
+#pragma unroll
+            for (unsigned h = 0; h < kRowsPerThread; ++h) {
+                const unsigned c = warp + kTileWarps * h, a = 32 * bi + lane, b = 32 * bj + c;
+                if (a < l && b < l) {
+                    float v = a == b ? 1.0f : 0.0f;
+                    if (bi <= bj && ok && a <= b) v = s.positions[(bj * (bj + 1) / 2 + bi) * kPositionFloats + lane * kYStride + c];
+                    r_inv[a + (unsigned long long)b * l] = v;
+                }
+            }
         }
     }
 }
