@@ -494,18 +494,27 @@ __device__ __forceinline__ void solve_block(float (&x)[32], const float* rkk, co
     }
 }
 
-// U: acc[q] -= Σ_p own[p] B[p][q], p ascending, own[p] = own[p * own_step] (this lane's row or column of a block),
-// B 32 x 32 row-major (stride 32) read by broadcast: 1024 FFMA, 256 LDS.128 and 32 LDS per warp. own is read as
-// it is used (loading all 32 first left too few registers for the float4s in flight: spills).
-__device__ __forceinline__ void subtract_product(float (&acc)[32], const float* own, unsigned own_step, const float* b) {
+// U: acc[n][q] -= Σ_p own_n[p] B[p][q] for N = 1 or 2 products sharing B, p ascending; own_n[p] =
+// own_n[p * step_n] (this lane's row or column of a block), B 32 x 32 row-major (stride 32) read by broadcast. Per
+// p: 8 LDS.128 of B's row and N LDS feed 32 N FFMA. The shared-memory pipe returns about one register per lane
+// and cycle (a broadcast LDS.128 takes ~2 of its cycles), so a lone product (1024 FFMA, 256 LDS.128) needs ~600 of
+// the SM's pipe cycles per ~1.35 k instructions of its scheduler: four schedulers' products would queue on it.
+// Two products per warp share B's loads (~700 pipe cycles per 2.6 k instructions). own is read as it is used.
+// Fully unrolled: with the p loop rolled (acc's indices depend on q alone) ptxas 13.0 spilled at 128 registers.
+template <unsigned N>
+__device__ __forceinline__ void subtract_products(float (&acc)[2][32], const float* own0, unsigned step0,
+                                                  const float* own1, unsigned step1, const float* b) {
 #pragma unroll
     for (unsigned p = 0; p < 32; ++p) {
-        const float o = own[p * own_step];
+        const float o[2] = {own0[p * step0], N > 1 ? own1[p * step1] : 0.0f};
 #pragma unroll
         for (unsigned q4 = 0; q4 < 8; ++q4) {
             const float4 v = row_quad(b + p * kSStride, q4);
 #pragma unroll
-            for (unsigned e = 0; e < 4; ++e) acc[4 * q4 + e] = fmaf(-o, quad_at(v, e), acc[4 * q4 + e]);
+            for (unsigned e = 0; e < 4; ++e) {
+#pragma unroll
+                for (unsigned n = 0; n < N; ++n) acc[n][4 * q4 + e] = fmaf(-o[n], quad_at(v, e), acc[n][4 * q4 + e]);
+            }
         }
     }
 }
@@ -568,47 +577,71 @@ __device__ __forceinline__ bool tiles_load(const TileShared& s, const float* __r
     return __syncthreads_or(far) != 0;
 }
 
-// One product of U(k) (or warp 0's look-ahead): acc = the lane's vector of block `acc` (0 without one), minus
-// own · B with a product; then stored to block `out`, or, without one, factored as the next diagonal block (D).
-// rows33: T/Y jobs (a row per lane of stride-33 blocks); else S/R jobs (a column per lane of stride-32 blocks).
-// Blocks by offset (TileShared::at), the missing ones by flag.
-struct UpdateJob {
-    unsigned acc, own, b, out;
-    bool has_acc, has_product, has_out, rows33;
+// One product of phase A: block `acc` -= own · B, the lane's vector of it (from 0 without has_acc), stored back
+// (warp 0's is not: it factors it). rows33: T/Y products (a row per lane of stride-33 blocks); else S/R products
+// (a column per lane of stride-32 blocks). Blocks by offset (TileShared::at).
+struct Product {
+    unsigned acc, own;
+    bool has_acc, has_out, rows33;
 };
 
-// Job t of phase A of step k, i.e. of U(k - 1) (M blocks, T = M - k trailing ones): t < T (T + 1) / 2 the
-// trailing update of (k + a, k + b), t = b (b + 1) / 2 + a, a <= b (t = 0: block (k, k), which warp 0 then factors:
-// not stored); then T_{k-1,i} = -Y_{k-1,k-1} R_{k-1,i} (i >= k); then T_ci -= Y_{c,k-1} R_{k-1,i} (c < k - 1 < i).
-// At k = 0 the one job is block (0, 0) as loaded. No integer division: t < 14.
-__device__ __forceinline__ UpdateJob update_job(const TileShared& s, unsigned k, unsigned t) {
-    if (k == 0) return UpdateJob{0, 0, 0, 0, true, false, false, false};
-    const unsigned prev = k - 1, trailing = s.m - k;
-    const unsigned squares = trailing * (trailing + 1) / 2;
-    if (t < squares) {
-        unsigned b = 0;
-        while ((b + 1) * (b + 2) / 2 <= t) ++b;
-        const unsigned i = k + (t - b * (b + 1) / 2), j = k + b;
-        const unsigned out = s.pos_at(i, j);
-        return UpdateJob{out, s.r_row_at(j), s.r_row_at(i), out, true, true, t != 0, false};
+// A warp's work in phase A: `products` (0, 1 or 2) products sharing B = block `b`.
+struct UpdateJob {
+    bool valid;
+    unsigned products, b;
+    Product half[2];
+};
+
+// Product w of the group sharing B = R_{k-1,i} in phase A of step k (U(k - 1)), i >= k: first the trailing
+// updates S_ij -= R_{k-1,i}ᵀ R_{k-1,j}, j >= i (at i = k from j = k + 1: block (k, k) is warp 0's), then for
+// c = 0 .. k-1 T_ci -= Y_{c,k-1} R_{k-1,i}, which starts T_ci (from 0) at c = k - 1.
+__device__ __forceinline__ unsigned group_first_j(unsigned k, unsigned i) { return i == k ? k + 1 : i; }
+__device__ __forceinline__ unsigned group_size(const TileShared& s, unsigned k, unsigned i) { return s.m - group_first_j(k, i) + k; }
+__device__ __forceinline__ Product group_product(const TileShared& s, unsigned k, unsigned i, unsigned w) {
+    const unsigned j0 = group_first_j(k, i), trailing = s.m - j0;
+    if (w < trailing) {
+        return Product{s.pos_at(i, j0 + w), s.r_row_at(j0 + w), true, true, false};
     }
-    t -= squares;
-    const bool start = t < trailing;  // T_{k-1,i} = -Y_{k-1,k-1} R_{k-1,i}
-    unsigned c = prev;
-    if (!start) {
-        t -= trailing;
-        for (c = 0; t >= trailing; ++c) t -= trailing;
-    }
-    const unsigned i = k + t;
-    return UpdateJob{s.pos_at(c, i), s.pos_at(c, prev), s.r_row_at(i), s.pos_at(c, i), !start, true, true, true};
+    const unsigned c = w - trailing;
+    return Product{s.pos_at(c, i), s.pos_at(c, k - 1), c + 1 != k, true, true};
 }
 
-static_assert(kTileMaxBlocks * (kTileMaxBlocks - 1) / 2 + (kTileMaxBlocks - 1) <= kTileWarps,
-              "U(0), the largest step, must have a warp per product");
+// Job t of phase A of step k: t = 0 is warp 0's, block (k, k) after its last trailing update (none at k = 0), then
+// factored (D(k)); t >= 1 pairs the products of each group, groups i = k .. M-1 in order (an odd group's last
+// product alone). At M = 5: 7, 6, 4 and 2 helper jobs at k = 1 .. 4.
+__device__ __forceinline__ UpdateJob update_job(const TileShared& s, unsigned k, unsigned t) {
+    UpdateJob job{};
+    if (t == 0) {
+        const unsigned own = k > 0 ? s.r_row_at(k) : 0;
+        job = UpdateJob{true, k > 0 ? 1u : 0u, own, {}};
+        job.half[0] = Product{s.pos_at(k, k), own, true, false, false};
+        job.half[1] = job.half[0];
+        return job;
+    }
+    if (k == 0) return job;
+    t -= 1;
+    for (unsigned i = k; i < s.m; ++i) {
+        const unsigned n = group_size(s, k, i), pairs = (n + 1) / 2;
+        if (t < pairs) {
+            job.valid = true;
+            job.products = n - 2 * t >= 2 ? 2 : 1;
+            job.b = s.r_row_at(i);
+            job.half[0] = group_product(s, k, i, 2 * t);
+            job.half[1] = job.products == 2 ? group_product(s, k, i, 2 * t + 1) : job.half[0];
+            return job;
+        }
+        t -= pairs;
+    }
+    return job;
+}
 
-// U(k) jobs for the warps other than warp 0, ordered so that the first twelve land on schedulers 1-3 (warp w
-// issues on scheduler w % 4, warp 0's look-ahead on scheduler 0): warps 1, 2, 3, 5, ..., 15, then 4, 8, 12.
-__device__ __forceinline__ unsigned helper_index(unsigned warp) { return warp % 4 != 0 ? warp - 1 - warp / 4 : 11 + warp / 4; }
+// Helper job index of warps 1 .. 15: six jobs on schedulers 1-3 first (warp w issues on scheduler w % 4), the
+// seventh on scheduler 0 beside warp 0, then the rest round the schedulers (warps 1, 2, 3, 5, 6, 7, 4, 9, 10, 11,
+// 13, 14, 15, 8, 12). At M = 5 no scheduler gets more than two pairs.
+__device__ __forceinline__ unsigned helper_index(unsigned warp) {
+    const unsigned a = warp / 4, b = warp % 4;  // (a table indexed by warp would live in local memory)
+    return b != 0 ? 3 * a + b - 1 + (a >= 2 ? 1 : 0) : a == 1 ? 6 : 11 + a;
+}
 
 // The blocked factorization and inverse (opening comment) over the loaded positions; afterwards position (i, j)
 // holds Y_ij with stride 33. Returns false, in every thread together (the failure flag is read after a barrier),
@@ -620,26 +653,37 @@ __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
     if (threadIdx.x == 0) failed = 0;
     for (unsigned k = 0; k < m; ++k) {
         // D(k) by warp 0, after the last trailing update of block (k, k) (look-ahead); the rest of U(k - 1) by the
-        // other warps, one product each (at most 14 at M = 5, step 0's).
-        const unsigned jobs = k == 0 ? 1 : (m - k) * (m - k + 1) / 2 + (m - k) * k;
-        const unsigned t = warp == 0 ? 0 : 1 + helper_index(warp);
-        float acc[32];
-        if (t < jobs) {
-            const UpdateJob job = update_job(s, k, t);
-            if (job.has_acc) {
-                lane_load(acc, s.at(job.acc), job.rows33);
-            } else {
+        // other warps, in pairs of products sharing B.
+        const UpdateJob job = update_job(s, k, warp == 0 ? 0 : 1 + helper_index(warp));
+        float acc[2][32];
+        if (job.valid) {
 #pragma unroll
-                for (unsigned e = 0; e < 32; ++e) acc[e] = 0.0f;
+            for (unsigned h = 0; h < 2; ++h) {
+                const Product& pr = job.half[h];
+                if (h == 1 && job.products < 2) break;
+                if (pr.has_acc) {
+                    lane_load(acc[h], s.at(pr.acc), pr.rows33);
+                } else {
+#pragma unroll
+                    for (unsigned e = 0; e < 32; ++e) acc[h][e] = 0.0f;
+                }
             }
-            if (job.has_product) {
-                const float* own = s.at(job.own + (job.rows33 ? lane * kYStride : lane));
-                subtract_product(acc, own, job.rows33 ? 1 : kSStride, s.at(job.b));
+            const Product &p0 = job.half[0], &p1 = job.half[1];
+            const float* own0 = s.at(p0.own + (p0.rows33 ? lane * kYStride : lane));
+            const float* own1 = s.at(p1.own + (p1.rows33 ? lane * kYStride : lane));
+            const unsigned step0 = p0.rows33 ? 1 : kSStride, step1 = p1.rows33 ? 1 : kSStride;
+            if (job.products == 2) {
+                subtract_products<2>(acc, own0, step0, own1, step1, s.at(job.b));
+            } else if (job.products == 1) {
+                subtract_products<1>(acc, own0, step0, own1, step1, s.at(job.b));
             }
-            if (job.has_out) lane_store(acc, s.at(job.out), job.rows33);
+#pragma unroll
+            for (unsigned h = 0; h < 2; ++h) {
+                if (h < job.products && job.half[h].has_out) lane_store(acc[h], s.at(job.half[h].acc), job.half[h].rows33);
+            }
         }
         if (warp == 0) {
-            if (factor_block(acc, s.rkk, s.rkk_inv, s.diag + 32 * k, guard_scale)) {
+            if (factor_block(acc[0], s.rkk, s.rkk_inv, s.diag + 32 * k, guard_scale)) {
                 // Y_kk = R_kk⁻¹ (x R_kk = e_r for row r), into block (k, k), which only this warp reads in this phase.
                 float x[32];
 #pragma unroll
