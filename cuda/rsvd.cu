@@ -55,7 +55,7 @@
 //   rsvd_cholqr_factor_tiles_f32: rsvd_cholqr_factor_f32 for l <= 160, blocked in 32 x 32 tiles (cholqr_factor_tiles
 //                       below: right-looking block Cholesky with block Gauss-Jordan for the inverse, one warp per
 //                       diagonal factor, solve or product): the same outputs up to rounding (another summation order),
-//                       one block of 512 threads, up to 84.6 KB of shared memory, ~15 us at l = 138 by its count.
+//                       one block of 512 threads, up to 84.6 KB of shared memory, ~19 us at l = 138 by its count.
 //   rsvd_sum_slices_f32: the partial Gram matrices of row chunks summed in order (below).
 #include "common.cuh"
 
@@ -324,41 +324,48 @@ __device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, c
 
 // rsvd_cholqr_factor_tiles_f32 (l <= 160): the factorization and inverse of rsvd_cholqr_factor_f32, blocked in
 // 32 x 32 tiles so that a block column costs a few thousand instructions of a few warps instead of 32 column steps
-// of every thread (the per-column sweeps above issue ~1.6 µs of shared-memory or predicated register instructions
-// per column on an H200, ~0.23 ms per call at l = 138).
+// of every thread (the per-column sweeps issue ~1.6 µs of shared-memory or predicated register instructions per
+// column on an H200: ~0.24 ms per call at l = 138).
 //
 // Math (upper form: G = RᵀR, R = Lᵀ, Y = R⁻¹). G is padded to N = 32 M (M = ⌈l / 32⌉ <= 5) with the identity, so
 // the padded rows and columns of R and Y stay those of I (their off-diagonal entries exactly 0) and the valid part
 // never reads them; only the upper block triangle is stored: position (i, j), i <= j. Block step k = 0 .. M-1:
-//   D(k) one warp: R_kk = chol(S_kk) (S: G's Schur complement), 32 pivot steps in registers (below), with the pivot
-//        test and guard of factor_sweep on each valid pivot; R_kk and 1 / diag(R_kk) into `rkk` / `rkk_inv`;
-//   P(k) one warp per block of block row / column k, each a triangular solve against R_kk (solve_block):
-//          R_kj = R_kk⁻ᵀ S_kj              (j > k: block row k of R, into `rrow`),
-//          Y_kk = R_kk⁻¹                   (the solve of x R_kk = e_r per row r),
-//          Y_ck = T_ck R_kk⁻¹              (c < k: block column k of Y, from its accumulated T_ck below);
-//   U(k) one warp per 32 x 32 x 32 product (subtract_product):
-//          S_ij -= R_kiᵀ R_kj              (k < i <= j: the trailing update),
-//          T_ki  = -Y_kk R_ki              (i > k: starts block row k of the Y part),
-//          T_ci -= Y_ck R_ki               (c < k < i),
-//        so that T_ci = -Σ_{c<=k<i} Y_ck R_ki when P(i) finalizes Y_ci = T_ci R_ii⁻¹ (from Y R = I: block (c, i)).
-// This is blocked Gauss-Jordan on [R | I] (the block form of factor_sweep's elimination): Y fills the positions
-// whose R blocks are consumed, and the trailing update of the next diagonal block is done first, by the warp that
-// then factors it (D(k + 1) overlaps the rest of U(k): look-ahead).
+//   D(k)  R_kk = chol(S_kk) (S: G's Schur complement) by one warp, 32 pivot steps in registers (factor_block), the
+//         pivot test and guard of factor_sweep on each pivot; R_kk and 1 / diag(R_kk) into `rkk` / `rkk_inv`;
+//         then the same warp solves Y_kk = R_kk⁻¹ (x R_kk = e_r per row r; solve_block);
+//   P(k)  one warp per other block of block row / column k, a triangular solve against R_kk (solve_block):
+//           R_kj = R_kk⁻ᵀ S_kj              (j > k: block row k of R, into `rrow`),
+//           Y_ck = T_ck R_kk⁻¹              (c < k: block column k of Y, from its accumulated T_ck below);
+//   U(k)  32 x 32 x 32 products (subtract_products), two per warp where they share B = R_ki:
+//           S_ij -= R_kiᵀ R_kj              (k < i <= j: the trailing update),
+//           T_ki  = -Y_kk R_ki              (i > k: starts block row k of the Y part),
+//           T_ci -= Y_ck R_ki               (c < k < i),
+//         so that T_ci = -Σ_{c<=k<i} Y_ck R_ki when P(i) finalizes Y_ci = T_ci R_ii⁻¹ (from Y R = I: block (c, i)).
+// This is blocked Gauss-Jordan on [R | I], the block form of factor_sweep's elimination, with the same
+// multiply-adds in the same order (a block's products sum over p ascending as the column steps do; on the
+// emulator, whose rsqrtf is exact, the outputs are the packed kernel's bit for bit). Y fills the positions whose
+// R blocks are consumed. Phases between barriers: A(k) = U(k - 1) with D(k) (warp 0 first does the last trailing
+// update of block (k, k), then factors it: look-ahead, D(k) runs under the other products), then P(k).
 //
 // Layout (dynamic shared memory, floats): M (M + 1) / 2 positions of 32 x 33 (S and R blocks row-major with
 // stride 32, rows 16-byte aligned for broadcast float4 loads; T and Y blocks with stride 33, so that a row per
 // lane and a column per lane are both free of bank conflicts), `rrow` (M - 1 blocks of 32 x 32: block row k of
 // R during step k, so that U(k) can write T_ki where S_ki was), `rkk` (32 x 32), `rkk_inv` (32) and `diag` (32 M:
-// G's unshifted diagonal, 0 for padding): 84.6 KB at M = 5. Every lane access is a broadcast (all lanes one
-// address), a row of a stride-33 block or a column of either: no bank conflicts.
+// G's unshifted diagonal, 0 for padding): 84.6 KB at M = 5, under sm_86/89's 99 KB. Every lane access is a
+// broadcast (all lanes one address), a row of a stride-33 block or a column of either: no bank conflicts.
 //
-// Launch: one block of kTileThreads = 512 threads (16 warps: U(0) has 14 products at M = 5, one per warp, warp 0
-// doing the look-ahead; 512 leaves 128 registers per thread for a product's 32 accumulators and 32 operands).
-// Floor and cost (l = 138, M = 5): N³/3 = 1.37 M FMAs (Cholesky and inverse, 42.7 k warp FFMAs, ~11 k cycles of
-// the SM's four schedulers); the critical path is D(0), then per step P (~750 instructions per warp, the five
-// solves on four schedulers) and U (up to four ~1.4 k-instruction products per scheduler at k <= 1), with D(k + 1)
-// (32 pivots of ~60-70 cycles of shuffle, rsqrt and warp-barrier latency) hidden under U(k): ~30 k cycles, ~15 µs
-// at 1.98 GHz.
+// Launch: one block of kTileThreads = 512 threads. 16 warps: the largest step, A(1) at M = 5, has warp 0's product
+// and factor plus 7 pairs; 512 threads leave 128 registers per thread for a pair's 64 accumulators (ptxas 13.0:
+// 128 used, no spills, on sm_80/86/89/90).
+// Floor and cost (l = 138, M = 5; instruction counts from the sm_90 SASS): 56 k warp FFMAs in all (40 products of
+// 1024, 25 solves of 496, 5 factors of 527: 14 k cycles of the SM's four schedulers if perfectly spread). A product
+// is 1346 instructions (1024 FFMA, 256 broadcast LDS.128), a pair 2443, a solve ~900 (496 FFMA, 128 LDS.128), a
+// diagonal factor 1382 (527 FFMA, 32 SHFL, 32 MUFU.RSQ) but latency-bound (~65 cycles per pivot: shuffle, rsqrt's
+// denormal test, MUFU.RSQ, FMUL, FFMA: ~2.1 k cycles). The shared-memory pipe returns ~one register per lane and
+// cycle (a broadcast LDS.128 ~2 cycles, by measurements on sm_70-75). Per phase, the most loaded scheduler, the
+// pipe or warp 0's product + factor + solve: A(0..4) ~3.0, 6.2, 5.4, 5.2, 4.4 k cycles; P(k) ~1.45 k (four solves'
+// pipe cycles) x 5; the loads (~630 instructions per warp, one L2 round trip) ~3 k, the stores (~510) ~2 k, 11
+// barriers ~1 k: ~37 k cycles, ~19 µs at 1.98 GHz (unmeasured).
 constexpr unsigned kTileThreads = 512;
 constexpr unsigned kTileWarps = kTileThreads / 32;
 constexpr unsigned kTileMaxBlocks = 5;     // M <= 5: l <= 160 (src/rsvd.rs FACTOR_TILES_MAX_L)
@@ -439,9 +446,9 @@ __device__ __forceinline__ bool pivot_ok(float piv, float gkk, float guard_scale
 // the row's round trip through shared memory. Writes rkk_inv[p] = inv. Returns false (every lane: the pivot is a
 // shuffle) at the first pivot that fails pivot_ok, tested at the end of its step (the row of a failed pivot is
 // garbage that the caller discards), so that neither the rsqrt nor the next pivot's shuffle waits for the branch.
-// (Not branching at all, with the verdicts and-ed, made ptxas compile the factor twice and spill.) Cost: 32 x (~(32 - p) FFMA + (32 - p) / 4 LDS.128
-// + ~12), ~1 k instructions, latency-bound at ~60 cycles per pivot (shuffle, rsqrt's denormal test, MUFU.RSQ,
-// FMUL, FFMA).
+// (Not branching at all, with the verdicts and-ed, made ptxas compile the factor twice and spill.) Cost: 1382
+// instructions in the sm_90 SASS (527 FFMA, 120 LDS.128, 32 SHFL, 32 MUFU.RSQ), latency-bound at ~65 cycles per
+// pivot (shuffle, rsqrt's denormal test, MUFU.RSQ, FMUL, FFMA): ~2.1 k cycles.
 __device__ __forceinline__ bool factor_block(float (&a)[32], float* rkk, float* rkk_inv, const float* diag_k, float guard_scale) {
     const unsigned lane = threadIdx.x % 32;
     float my_inv = 0.0f;
@@ -474,9 +481,9 @@ __device__ __forceinline__ bool factor_block(float (&a)[32], float* rkk, float* 
     return true;
 }
 
-// P: x R = s for one row x (on entry s, on return x), R = R_kk upper triangular: x[p] = (s[p] - Σ_{q<p} x[q] R[q][p])
+// x R = s for one row x (on entry s, on return x), R = R_kk upper triangular: x[p] = (s[p] - Σ_{q<p} x[q] R[q][p])
 // / R[p][p], right-looking (x[p] final, then removed from x[q], q > p). The same loop solves Rᵀ x = s for a
-// column. 496 FFMA, 32 FMUL, ~140 broadcast LDS.128 of R's rows; a dependent FMUL + FFMA per p.
+// column. 496 FFMA, 32 FMUL, 128 broadcast LDS.128 of R's rows and 1 / diag(R); a dependent FMUL + FFMA per p.
 __device__ __forceinline__ void solve_block(float (&x)[32], const float* rkk, const float* rkk_inv) {
 #pragma unroll
     for (unsigned p = 0; p < 32; ++p) {
@@ -713,9 +720,9 @@ __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
     return true;
 }
 
-// R⁻¹ = Y (l x l column-major, zeros below the diagonal; I after a failure): block (I, J) of R⁻¹, element (r, c) =
-// R⁻¹[32 I + r][32 J + c] with r by lanes (coalesced stores; a stride-33 block's column: conflict-free reads), rows
-// c = warp and warp + 16; all 25 block pairs unrolled, so that the loads of a thread are issued together.
+// R⁻¹ = Y (l x l column-major, zeros below the diagonal; I after a failure): element (r, c) of block (I, J) is
+// R⁻¹[32 I + r][32 J + c], r by lanes (coalesced stores; a stride-33 block's column: conflict-free reads), c = warp
+// and warp + 16; all 25 block pairs unrolled, so that a thread's loads are issued together.
 __device__ __forceinline__ void tiles_store(const TileShared& s, unsigned l, bool ok, float* __restrict__ r_inv) {
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll

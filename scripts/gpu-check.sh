@@ -122,9 +122,9 @@ if [ "${SLR_CHECK_SANITIZE:-1}" = 0 ]; then
   note "compute-sanitizer: skipped (SLR_CHECK_SANITIZE=0)"
 elif command -v compute-sanitizer >/dev/null; then
   # First (short, and it did not get its turn at the end in the sixth run):
-  # rSVD's Cholesky/inverse kernels share memory between 1024 threads: racecheck on the `device_cholesky_small_`
-  # tests only (the packed kernel at l <= 40, the register kernels at every M up to l = 160; the packed kernel at
-  # l = 138 did not finish in 140 s on an H200; the rest of test-rsvd is cuBLAS, which memcheck covers).
+  # rSVD's Cholesky/inverse kernels share memory between threads: racecheck on the `device_cholesky_small_` tests
+  # only (the packed kernel at l <= 40, the tiled kernel at every M up to l = 160; the packed kernel at l = 138 did
+  # not finish in 140 s on an H200; the rest of test-rsvd is cuBLAS, which memcheck covers).
   if [ -x "$B/bin/test-rsvd" ]; then
     echo "=== racecheck rsvd device_cholesky_small_" >> "$san_log"
     SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 60 compute-sanitizer --tool racecheck --error-exitcode 99 \

@@ -1438,7 +1438,7 @@ fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pas
 /// Widest l the tiled factor kernel takes (`rsvd_cholqr_factor_tiles_f32`: G padded to M = ⌈l / 32⌉ ≤ 5 blocks of
 /// 32; the sketches of r ≤ 150). The packed kernel's column sweep is bound by shared-memory instructions (~1.6 µs
 /// per column step on an H200, ~0.23 ms per call at l = 138); the tiled one does a block column's work in a few
-/// warps' solves and 32 x 32 x 32 products (~15 µs at l = 138 by its instruction count, cuda/rsvd.cu). Results
+/// warps' solves and 32 x 32 x 32 products (~19 µs at l = 138 by its instruction count, cuda/rsvd.cu). Results
 /// agree up to rounding (tests/rsvd.rs). Above it the packed kernel runs (l ≤ 320).
 const FACTOR_TILES_MAX_L: usize = 160;
 

@@ -685,11 +685,12 @@ fn device_cholesky_small_l_tiled_kernel_agrees_with_the_packed_kernel() {
 }
 
 /// The tiled kernel with three to five blocks of 32 (l = 65 .. 160) alone: first pass on a Gaussian Gram whitened
-/// to 1e-4, upper triangular, status 0; a rank-3 Gram shifted (status 1, R⁻¹ finite and upper triangular with a
-/// positive diagonal) on its first pass and failed on a later one (2 | 4, R⁻¹ = I); the zero and NaN-poisoned ones
-/// failed (1 | 2, R⁻¹ = I). Named `small_` so that racecheck (scripts/gpu-check.sh) covers every block count
-/// (M = 1, 2 run in the test above) and the shift and failure paths without the packed kernel's slow tracking at
-/// these l.
+/// to 1e-4, upper triangular, status 0; a rank-3 Gram failed on a later pass (2 | 4, R⁻¹ = I); the zero and
+/// NaN-poisoned ones failed (1 | 2, R⁻¹ = I); and at l = 65 and 160 the rank-3 Gram's first pass shifted (status 1,
+/// R⁻¹ finite and upper triangular with a positive diagonal: a second full sweep). Named `small_` so that racecheck
+/// (scripts/gpu-check.sh) covers every block count (M = 1, 2 run in the test above, with every path) and the shift
+/// and failure paths without the packed kernel's slow tracking at these l; the failures end within the first
+/// blocks, and the shifted sweep runs at two l only, to keep racecheck's per-access cost (~6 full sweeps) small.
 #[test]
 fn device_cholesky_small_tiled_kernel_whitens_shifts_and_fails_at_every_m() {
     let mut rng = rng("rsvd_factor_tiles_m");
@@ -703,9 +704,11 @@ fn device_cholesky_small_tiled_kernel_whitens_shifts_and_fails_at_every_m() {
             let dev = whitening_error(&g, &r_inv, l);
             assert!(dev <= 1e-4, "{name} l={l}: max |R⁻ᵀGR⁻¹ − I| = {dev:e}");
             let deficient = rank3_gram(&mut rng, rows, l);
-            let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &deficient, l, rows, true).unwrap();
-            assert_eq!(status, 1, "{name} l={l}: rank 3 shifted, not failed");
-            assert!(r_inv.iter().all(|x| x.is_finite()) && upper_with_positive_diagonal(&r_inv, l), "{name} l={l}");
+            if l == 65 || l == 160 {
+                let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &deficient, l, rows, true).unwrap();
+                assert_eq!(status, 1, "{name} l={l}: rank 3 shifted, not failed");
+                assert!(r_inv.iter().all(|x| x.is_finite()) && upper_with_positive_diagonal(&r_inv, l), "{name} l={l}");
+            }
             let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &deficient, l, rows, false).unwrap();
             assert_eq!(status, 2 | 4, "{name} l={l}: rank 3 on a later pass");
             assert!(is_identity(&r_inv, l), "{name} l={l}");
