@@ -166,23 +166,6 @@ template <bool B> struct Flag {
     static constexpr bool value = B;
 };
 
-// The bracket passes' software pipeline: the keys of the round starting at `round` (kLoadsInFlight per thread,
-// element round + u * kThreads + t), loaded at the top of the round before it, so that their DRAM latency overlaps
-// that round's classification, scan and candidate writes instead of following them (the sixth run, H200: the f32
-// pass ran at 2.6x and the bf16 pass at 5x the one-read floor with equal times, i.e. a block's loads and its work
-// took turns). Nothing is loaded past the chunk (`end`); a round past `end` loads nothing.
-template <typename T>
-__device__ __forceinline__ void prefetch_round(const T* __restrict__ keys, unsigned round, unsigned t, unsigned end,
-                                               unsigned (&next)[kLoadsInFlight]) {
-    constexpr unsigned kRound = kLoadsInFlight * kThreads;
-    if (round >= end) return;
-    if (round + kRound <= end) {
-        load_keys<false, false>(keys, round + t, kThreads, end, next);
-    } else {
-        load_keys<false, true>(keys, round + t, kThreads, end, next);
-    }
-}
-
 // A read, after slr::wait_for_previous_grid, of what an earlier grid of the stream wrote: L2-coherent
 // (ld.global.cg), never the read-only path, which assumes its data constant for the kernel's whole life (ptxas
 // may move such a load above the wait, while the previous grid is still writing).
@@ -874,8 +857,6 @@ __device__ __forceinline__ void choose_level1(const unsigned* bracket, const uns
 // block to finish (bracket word kPassTicket) checks the bracket with the exact totals (no region over capacity,
 // fewer than k keys above hi, at least k at or above lo; otherwise kSelInvalid and the host falls back) and names
 // the slice holding K* in `sel` (narrow).
-// Each round's keys are loaded during the round before (prefetch_round); launch bounds of 5 blocks per SM (48
-// registers with both rounds' keys, no spills on sm_80-90).
 // Floor: the keys read once, the candidates written once (a few percent of n), the mask's bits of the keys above.
 template <typename T>
 __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
@@ -918,13 +899,12 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     if (t == 0 && end == n && (((end - 1) >> 5) & 1u) == 0) halves[((end - 1) >> 5) + 1] = 0u;
     __syncthreads();
     unsigned above = 0, nan = 0, written = 0;  // written: candidates of the rounds done (the same in every thread)
-    unsigned next[kLoadsInFlight];  // the next round's keys, loaded while this round is classified and written
-    // One round of kRound keys (in `bits`, loaded by the previous round or before the wait); kFull: all of them are
-    // below `end` (every round but a chunk's last partial one), so the per-key tests do not check bounds.
+    // One round of kRound keys; kFull: all of them are below `end` (every round but a chunk's last partial one), so
+    // neither the loads nor the per-key tests check bounds.
     auto round_body = [&](unsigned round, auto full) {
         constexpr bool kFull = decltype(full)::value;
         unsigned cand[kLoadsInFlight], a_ballot[kLoadsInFlight];
-        prefetch_round(keys, round + kRound, t, end, next);
+        if (round != start) load_keys<false, !kFull>(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             const unsigned warp_first = round + u * kThreads + warp * 32;  // flat index of lane 0's key
@@ -966,8 +946,6 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
             }
         }
         written += round_total;
-#pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) bits[u] = next[u];
         __syncthreads();  // offsets and round_total are rewritten next round
     };
     for (unsigned round = start; round < end; round += kRound) {
@@ -1035,12 +1013,11 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, flags);  // every NaN's key, and no other key's
     __syncthreads();
     unsigned above = 0, nan = 0;
-    unsigned next[kLoadsInFlight];  // the next round's keys, in flight during this one (as in bracket_pass)
-    // One round of kRound keys (in `bits`); kFull: all below `end` (no bounds tests), as in bracket_pass.
+    // One round of kRound keys; kFull: all below `end` (no bounds tests), as in bracket_pass.
     auto round_body = [&](unsigned round, auto full) {
         constexpr bool kFull = decltype(full)::value;
         unsigned cand[kLoadsInFlight];
-        prefetch_round(keys, round + kRound, t, end, next);
+        if (round != start) load_keys<false, !kFull>(keys, round + t, kThreads, end, bits);
 #pragma unroll
         for (unsigned u = 0; u < kLoadsInFlight; ++u) {
             const bool in = kFull || round + u * kThreads + t < end;
@@ -1068,8 +1045,6 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
                 if (pos < cap) out[pos] = (Raw)bits[u];
             }
         }
-#pragma unroll
-        for (unsigned u = 0; u < kLoadsInFlight; ++u) bits[u] = next[u];
         __syncthreads();  // offsets and round_base are rewritten next round
     };
     for (unsigned round = start; round < end; round += kRound) {
@@ -1399,7 +1374,7 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
                                      unsigned rank_lo, unsigned* __restrict__ bracket, unsigned path_words) {  \
         sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket, path_words);                              \
     }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(kThreads, 5)                                                   \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_pass_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,          \
                                    unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,     \
                                    T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,                 \
