@@ -9,6 +9,7 @@ use half::{bf16, f16};
 use rand::prelude::*;
 use rand_distr_lite::normal;
 use sparse_lowrank::*;
+use std::io::Write;
 
 /// A few Gaussian draws without another dependency (Box-Muller in f64; test inputs only).
 mod rand_distr_lite {
@@ -369,7 +370,17 @@ fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
             } else {
                 (DeviceMatMut::row_major(&mut du, m, r).unwrap(), DeviceMatMut::row_major(&mut dvt, r, n).unwrap())
             };
+            // In the GPU check (SLR_REQUIRE_GPU=1), progress lines the test harness does not capture (a direct write,
+            // not eprintln!): if a call never returns (the seventh GPU run stopped at its time limit inside this
+            // test's bf16/f16 run), the log names the case.
+            let progress = std::env::var("SLR_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            if progress {
+                let _ = writeln!(std::io::stderr(), "[progress] {test} {name} {m}x{n} r={r}: device rsvd");
+            }
             let info = rsvd(&gpu, av, &cfg, uv, &mut s, vtv).unwrap();
+            if progress {
+                let _ = writeln!(std::io::stderr(), "[progress] {test} {name} {m}x{n} r={r}: returned {info:?}");
+            }
             let (mut u, mut vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
             if out_col {
                 u = (0..m * r).map(|i| u[(i % r) * m + i / r]).collect();
