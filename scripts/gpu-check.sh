@@ -59,14 +59,17 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
 done
 ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublas\.so' | head -n 4 | tee -a "$OUT/machine.txt"
 
-# 2. Every test executable, with skips turned into failures (SLR_REQUIRE_GPU=1).
+# 2. Every test executable, with skips turned into failures (SLR_REQUIRE_GPU=1), on the CUDA device only
+# (SLR_DEVICES=cuda): the emulator's schedules run in every CI test run already, and on the GPU machine's host they
+# were slow (test-rsvd 43 s in the sixth run, and past its 90 s limit in the seventh, inside the bf16/f16 test that
+# then passed on the CUDA device alone in 4 s under memcheck).
 tests_log="$OUT/tests.log"
 : > "$tests_log"
 for t in "$B"/bin/test-*; do
   name=$(basename "$t")
   if [ -n "${SLR_CHECK_TESTS:-}" ] && ! [[ " $SLR_CHECK_TESTS " == *" ${name#test-} "* ]]; then continue; fi
   echo "=== $name" >> "$tests_log"
-  SLR_REQUIRE_GPU=1 bounded 90 "$t" --test-threads=8 >> "$tests_log" 2>&1
+  SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 90 "$t" --test-threads=8 >> "$tests_log" 2>&1
   rc=$?
   [ "$name" = test-topk ] && topk_rc=$rc
   note "tests $name: $(verdict $rc) (${STEP_S} s)"

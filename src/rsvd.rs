@@ -619,19 +619,17 @@ fn host_eigen(g: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
 const SMALL_EIGEN_DEVICE_MIN_L: usize = 96;
 
 /// Which solver takes the small eigenproblem of a queued (device) rSVD with sketch width `l`: `SLR_RSVD_SMALL`
-/// = `cusolver` (syevd) or `cusolver_jacobi` (syevj) forces the device; otherwise (and with `faer`) faer on the
-/// host (`None`). The measured rule, syevd from [`SMALL_EIGEN_DEVICE_MIN_L`] on, is suspended (see the body).
+/// = `cusolver` (syevd) or `cusolver_jacobi` (syevj) forces the device, `faer` the host; otherwise syevd from
+/// [`SMALL_EIGEN_DEVICE_MIN_L`] on, faer below. `None`: faer on the host.
 fn small_eigen_on_device(l: usize) -> Option<DeviceEigen> {
     if crate::path_switch("SLR_RSVD_SMALL", "cusolver") {
         Some(DeviceEigen::DivideAndConquer)
     } else if crate::path_switch("SLR_RSVD_SMALL", "cusolver_jacobi") {
         Some(DeviceEigen::Jacobi)
-    } else {
-        // Measured faster from l ~ 96 (SMALL_EIGEN_DEVICE_MIN_L) but off by default until a GPU run explains a
-        // hang: the seventh run's test-rsvd stopped at its 90 s limit inside the bf16/f16 device-vs-CPU test, whose
-        // new l = 100 case was the only one to reach syevd by default (the f32 twin, same shapes, passed).
-        let _ = (l, SMALL_EIGEN_DEVICE_MIN_L, crate::path_switch("SLR_RSVD_SMALL", "faer"));
+    } else if crate::path_switch("SLR_RSVD_SMALL", "faer") || l < SMALL_EIGEN_DEVICE_MIN_L {
         None
+    } else {
+        Some(DeviceEigen::DivideAndConquer)
     }
 }
 
