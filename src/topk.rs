@@ -1259,6 +1259,38 @@ pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, 
 mod tests {
     use super::*;
 
+    /// The bracket paths' scratch regions (BracketScratch) are disjoint, each inside the allocation, in the order
+    /// the path words, counts, tie counts, indices, keys, and every region starts on a 256-byte boundary (the kernels'
+    /// 16-byte key loads need that much): for both key widths, both paths and block counts from 1 to past 2^17.
+    #[test]
+    fn bracket_scratch_regions_are_disjoint_aligned_and_inside_the_allocation() {
+        fn check<T: TopkKey>() {
+            for blocks in [1usize, 2, 63, 64, 65, 1000, 2752, (1 << 17) + 3] {
+                let cap = blocks * CHUNK_CAP;
+                for mask in [false, true] {
+                    let l = BracketScratch::new::<T>(blocks, mask);
+                    let vals_words = (cap * std::mem::size_of::<T>()).div_ceil(4);
+                    let mut regions = vec![(0usize, MASK_PATH_WORDS), (l.vals, vals_words)];
+                    if mask {
+                        regions.extend([(l.counts, blocks), (l.ties, blocks), (l.idx, cap)]);
+                    }
+                    regions.sort();
+                    for w in regions.windows(2) {
+                        assert!(w[0].0 + w[0].1 <= w[1].0, "{blocks} blocks, mask {mask}: {w:?} overlap");
+                    }
+                    let last = regions.last().unwrap();
+                    assert!(last.0 + last.1 <= l.total, "{blocks} blocks, mask {mask}: past the allocation");
+                    for (start, _) in regions {
+                        assert_eq!(start % 64, 0, "{blocks} blocks, mask {mask}: region at word {start}");
+                    }
+                }
+            }
+        }
+        check::<f32>();
+        check::<half::bf16>();
+        check::<half::f16>();
+    }
+
     #[test]
     fn keys_order_like_the_values_and_invert() {
         let xs = [f32::NEG_INFINITY, -2.0, -1.0, -1e-40, -0.0, 0.0, 1e-40, 1.0, 2.0, f32::INFINITY];
