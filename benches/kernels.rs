@@ -862,6 +862,21 @@ fn bench_rsvd(c: &mut Criterion) {
             }
         }
     }
+    // The l x l Cholesky/inverse kernel alone (the queued path's factor launch, first pass, on the Gram matrix of a
+    // Gaussian 2l x l basis), for the sketches of r = 16 and 128: the rSVD profile's "device Cholesky/inverse" lap
+    // (~60 µs per call at l = 138 in the seventh run, against ~19 µs estimated for the tiled kernel) includes host
+    // time whenever the device waits for the next launch; this times back-to-back launches only. Case t = l.
+    let mut rng = StdRng::seed_from_u64(5);
+    for l in [26usize, 138] {
+        let rows = 2 * l + 10;
+        let y: Vec<f64> = (0..rows * l).map(|_| rng.gen_range(-1.0f64..1.0)).collect();
+        let g: Vec<f32> = (0..l * l).map(|e| (0..rows).map(|k| y[k * l + e % l] * y[k * l + e / l]).sum::<f64>() as f32).collect();
+        let (Ok(dg), Ok(mut status)) = (gpu.upload(&g), gpu.alloc_zeros::<u32>(1)) else { continue };
+        let case = Case { op: "rsvd_factor", rows: l, cols: l, density: 0.0, dtype: "f32", t: l, bytes: 2 * l * l * 4, flops: l * l * l * 2 / 3 };
+        let mut run = || sparse_lowrank::rsvd::cholqr_factor_launch_for_bench(gpu, &dg, l, rows, &mut status);
+        bench.case(&mut group, format!("rsvd_factor/l{l}"), &case, 20, &mut run);
+        report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 20, &bench.device, &mut run);
+    }
     group.finish();
 }
 

@@ -1519,6 +1519,15 @@ pub fn cholqr_factor_on_device_packed(gpu: &Gpu, g: &[f32], l: usize, rows: usiz
     cholqr_factor_on_device_of(gpu, g, l, rows, first_pass, true)
 }
 
+/// One launch of the queued path's factor kernel (first pass) on an l x l Gram matrix already on the device, the
+/// output R⁻¹ discarded and the status written to `status[0]`: the benchmark's isolated kernel time (the rSVD
+/// profile's laps include host time when the device idles). `SLR_RSVD_PATH=packed` selects the packed kernel as in
+/// the queued path. Errors as [`cholqr_factor_on_device`].
+#[doc(hidden)]
+pub fn cholqr_factor_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, status: &mut DeviceVec<u32>) -> Result<()> {
+    factor_kernel_of(gpu, g, l, rows, true, status, 0, false).map(|_| ())
+}
+
 fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool, packed: bool) -> Result<(Vec<f32>, u32)> {
     let dg = gpu.upload(g)?;
     let mut status = gpu.alloc_zeros::<u32>(1)?;

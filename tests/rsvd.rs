@@ -837,6 +837,27 @@ fn device_cholesky_whitens(ls: &[usize]) {
     }
 }
 
+/// The benchmark's isolated factor launch (`cholqr_factor_launch_for_bench`) runs the queued path's kernel: on a
+/// well-conditioned Gram matrix its status is 0, on the zero matrix it reports the failure (status 2 | 1: shifted,
+/// then failed), the same words as `cholqr_factor_on_device`.
+#[test]
+fn device_cholesky_small_l_bench_launch_is_the_queued_factor_kernel() {
+    let mut rng = rng("rsvd_factor_bench_launch");
+    for (name, gpu) in devices("rsvd_factor_bench_launch") {
+        let l = 26;
+        let rows = 2 * l + 10;
+        let (g32, _) = gram_of_gaussian(&mut rng, rows, l);
+        for (g, want) in [(g32, 0u32), (vec![0f32; l * l], 3)] {
+            let dg = gpu.upload(&g).unwrap();
+            let mut status = gpu.alloc_zeros::<u32>(1).unwrap();
+            sparse_lowrank::rsvd::cholqr_factor_launch_for_bench(&gpu, &dg, l, rows, &mut status).unwrap();
+            let got = gpu.download(&status).unwrap()[0];
+            assert_eq!(got, want, "{name}");
+            assert_eq!(got, sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g, l, rows, true).unwrap().1, "{name}");
+        }
+    }
+}
+
 #[test]
 fn device_gram_check_accepts_near_identity_and_flags_the_rest() {
     // rsvd_gram_check_f32, the acceptance test of a one-pass power-iteration basis: every |G_ij − δ_ij| ≤ 1e-2 and
