@@ -416,28 +416,43 @@ __device__ __forceinline__ void select_mask(const T* __restrict__ keys, unsigned
 // and `scratch` on return.
 struct DigitLevels {
     unsigned prefix, fixed, above, rank, bits_left, in_bin;
+    // The next level's digit: its width and shift.
+    __device__ __forceinline__ unsigned next_shift() const { return bits_left - min(kRowDigitBits, bits_left); }
+    __device__ __forceinline__ unsigned next_mask() const { return (1u << min(kRowDigitBits, bits_left)) - 1u; }
+    // Fixes the next digit to `bin`, which a pick found holding the rank with `before` keys above it and `count` in
+    // it.
+    __device__ __forceinline__ void apply(unsigned bin, unsigned before, unsigned count) {
+        const unsigned shift = next_shift();
+        prefix |= bin << shift;
+        fixed |= next_mask() << shift;
+        above += before;
+        rank -= before;
+        in_bin = count;
+        bits_left = shift;
+    }
 };
+
+// bins <- the histogram of the next digit of lv over the keys that match its fixed digits. Every thread of the
+// block calls it; it begins and ends with a barrier.
+template <typename Slot>
+__device__ __forceinline__ void count_next_digit(const Slot* keys, unsigned len, unsigned* bins, const DigitLevels& lv) {
+    const unsigned t = threadIdx.x, shift = lv.next_shift(), digit_mask = lv.next_mask();
+    for (unsigned b = t; b < kRowBins; b += kThreads) bins[b] = 0;
+    __syncthreads();  // the zeroing before any count (the last pick's reads of bins precede its own barriers)
+    for (unsigned i = t; i < len; i += kThreads) {
+        const unsigned key = keys[i];
+        if ((key & lv.fixed) == lv.prefix) atomicAdd(&bins[(key >> shift) & digit_mask], 1u);
+    }
+    __syncthreads();
+}
+
 template <typename Slot>
 __device__ __forceinline__ void digit_levels(const Slot* keys, unsigned len, unsigned stop_at, unsigned* bins,
                                              unsigned* scratch, DigitLevels& lv) {
-    const unsigned t = threadIdx.x;
     while (lv.bits_left != 0 && lv.in_bin > stop_at) {  // block-uniform: every thread reads the same pick
-        const unsigned width = min(kRowDigitBits, lv.bits_left), shift = lv.bits_left - width;
-        const unsigned digit_mask = (1u << width) - 1u;
-        for (unsigned b = t; b < kRowBins; b += kThreads) bins[b] = 0;
-        __syncthreads();  // the zeroing before any count (the last pick's reads of bins precede its own barriers)
-        for (unsigned i = t; i < len; i += kThreads) {
-            const unsigned key = keys[i];
-            if ((key & lv.fixed) == lv.prefix) atomicAdd(&bins[(key >> shift) & digit_mask], 1u);
-        }
-        __syncthreads();
+        count_next_digit(keys, len, bins, lv);
         const unsigned* pick = pick_bin<kRowBins, false>(bins, lv.rank, scratch);
-        lv.prefix |= pick[0] << shift;
-        lv.fixed |= digit_mask << shift;
-        lv.above += pick[1];
-        lv.rank -= pick[1];
-        lv.in_bin = pick[2];
-        lv.bits_left = shift;
+        lv.apply(pick[0], pick[1], pick[2]);
     }
     __syncthreads();  // the last pick's reads before scratch is reused
 }
@@ -687,32 +702,14 @@ __host__ __device__ __forceinline__ unsigned long long sample_position(unsigned 
 template <typename Slot>
 __device__ __forceinline__ void digit_levels_of_two(const Slot* keys, unsigned len, unsigned* bins, unsigned* scratch,
                                                     DigitLevels& a, DigitLevels& b) {
-    const unsigned t = threadIdx.x;
     while (a.bits_left != 0 && a.bits_left == b.bits_left && a.prefix == b.prefix) {  // block-uniform
-        const unsigned width = min(kRowDigitBits, a.bits_left), shift = a.bits_left - width;
-        const unsigned digit_mask = (1u << width) - 1u;
-        for (unsigned i = t; i < kRowBins; i += kThreads) bins[i] = 0;
-        __syncthreads();  // the zeroing before any count (the last picks' reads of bins precede their own barriers)
-        for (unsigned i = t; i < len; i += kThreads) {
-            const unsigned key = keys[i];
-            if ((key & a.fixed) == a.prefix) atomicAdd(&bins[(key >> shift) & digit_mask], 1u);
-        }
-        __syncthreads();
+        count_next_digit(keys, len, bins, a);  // a's and b's fixed digits are the same
         const unsigned* pick = pick_bin<kRowBins, false>(bins, a.rank, scratch);
         const unsigned a_bin = pick[0], a_before = pick[1], a_count = pick[2];
         __syncthreads();  // every thread has read a's pick before b's rewrites it
         pick = pick_bin<kRowBins, false>(bins, b.rank, scratch);
-        // As digit_levels applies its pick.
-        auto apply = [&](DigitLevels& lv, unsigned bin, unsigned before, unsigned count) {
-            lv.prefix |= bin << shift;
-            lv.fixed |= digit_mask << shift;
-            lv.above += before;
-            lv.rank -= before;
-            lv.in_bin = count;
-            lv.bits_left = shift;
-        };
-        apply(a, a_bin, a_before, a_count);
-        apply(b, pick[0], pick[1], pick[2]);
+        a.apply(a_bin, a_before, a_count);
+        b.apply(pick[0], pick[1], pick[2]);
     }
     __syncthreads();  // the last pick's reads before scratch is reused
 }
