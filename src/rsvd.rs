@@ -1628,7 +1628,7 @@ fn factor_shared_bytes(l: usize) -> usize {
 
 /// Whether [`rsvd`] tries [`run_queued`] first: the factor kernel's shared memory within one block's on this
 /// device (l ≤ 320 on sm_90, ≤ 284 on sm_80, ≤ 220 on sm_86/89 for the packed kernel; the tiled one's 84.6 KB at
-/// l ≤ 160 fits everywhere), unless `SLR_RSVD_PATH=host` (the host-driven path, kept as the benchmark's same-run
+/// l ≤ 160 fits every target the crate builds, sm_80 and later), unless `SLR_RSVD_PATH=host` (the host-driven path, kept as the benchmark's same-run
 /// baseline).
 fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
     l <= QUEUED_MAX_SKETCH_COLS
