@@ -32,7 +32,7 @@
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
 // Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" and "The
 //   later levels" below: topk_sample_bracket; for the mask topk_bracket_pass, for the cut alone
-//   topk_bracket_count; topk_bracket_refine twice for f32, once for 16-bit keys; for the mask
+//   topk_bracket_count (the streaming pass; topk_bracket_count_rounds under SLR_TOPK_PATH=rounds); topk_bracket_refine twice for f32, once for 16-bit keys; for the mask
 //   topk_bracket_tie_count and topk_bracket_take; one read-back); the passes above run over all keys only when
 //   its exact check fails.
 // Per row with rows that fit one block's shared memory (src/topk.rs row_max_len: the device's opt-in limit less
@@ -677,8 +677,8 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
 // depends on the sample, only the speed.
 // Bracket words: [0] lo, [1] hi, [2] keys > hi, [3] NaNs, [4] regions over capacity, [5] candidates kept (the
 // regions' total in bracket_pass, the list's in bracket_count), [6] bracket_pass's ticket.
-// The cut alone (topk_threshold) takes bracket_count instead of bracket_pass: one list of candidate values, no
-// indices, no mask. Both passes count their candidates in at most kCutBins bins of [lo, hi], and their last block checks
+// The cut alone (topk_threshold) takes bracket_count (or bracket_count_rounds) instead of bracket_pass: one list of
+// candidate values, no indices, no mask. Both passes count their candidates in at most kCutBins bins of [lo, hi], and their last block checks
 // the bracket and names the slice holding K*; the later levels narrow it to K* on the device: no host decision
 // between the launches.
 
@@ -965,7 +965,8 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, ~0u, sel, scratch);
 }
 
-// The bracket pass for the cut alone (topk_threshold): the same counts of keys above hi and NaNs, but the keys in
+// The round-based bracket pass for the cut alone (`topk_bracket_count_rounds_<dtype>`, the A/B baseline of
+// bracket_count below under SLR_TOPK_PATH=rounds): the same counts of keys above hi and NaNs, but the keys in
 // [lo, hi] are appended to one list (values only) in whatever order the blocks' rounds arrive: the k-th key and the
 // counts do not depend on the order, only which keys are in the list, and that is fixed. A round's candidates are
 // counted per (u, warp), scanned by one warp, and given their place by one global atomic on bracket word 5 per block
@@ -980,7 +981,7 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
 // list.
 // Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 template <typename T>
-__device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
+__device__ __forceinline__ void bracket_count_rounds(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
                                               unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,
                                               unsigned* __restrict__ hist, unsigned* __restrict__ sel) {
     using Raw = typename KeyBits<T>::Raw;
@@ -1056,6 +1057,192 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
         if (bins[b]) atomicAdd(&hist[b], bins[b]);
     }
     if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, cap, sel, scratch);
+}
+
+// ---- The cut's streaming pass (bracket_count, the default of topk_threshold) -----------------------------------
+// What bracket_count_rounds measured (H200, ba5ddb2, 4096 x 11008, k = 5%): 110-119 µs f32 and 93-109 µs bf16,
+// 2.6x and 5x the one-read floor, the same time at half the bytes: bound by its rounds, not by memory. Each round
+// of 2048 keys has three barriers, a one-warp scan and a global atomic whose result the whole block waits for, and
+// 2752 blocks of 16 k keys run in 4.2 waves of 660 (the last one 17% full). This pass has no barrier in its loop:
+// - a fixed grid (src/topk.rs: multiprocessors x kStreamBlocksPerSm blocks, at most one per round) strides over
+//   rounds of kStreamVecs 16-byte vectors per thread (4 f32 or 8 16-bit keys per vector: a quarter or an eighth of
+//   the load instructions), the next round's loads issued before this round's keys are classified;
+// - each thread appends its candidates (keys in [lo, hi], raw bits) to its own kStreamSlots slots in shared memory
+//   (slot s of thread t at s * kThreads + t: no bank conflicts, no scan, no atomic); when a lane of the warp could
+//   not hold another vector's keys, the warp moves its slots to the list together (warp scan, one global atomic per
+//   flush, ~kStreamSlots / 2 x 32 candidates each) and counts them in the block's bins (shared atomics);
+// - the keys before the first 16-byte boundary and after the last whole vector (fewer than 2 vectors' worth) are
+//   one key per thread of block 0.
+// Per key in the loop: the order key, the count above, the NaN count, the range test and a predicated slot store
+// (~10-12 instructions: within the issue budget of the H200's bandwidth for f32, ~28 per key, and near it for
+// 16-bit keys, ~14). kFlags: the order (flags) as a constant, so the key map has no branches.
+// Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
+constexpr unsigned kStreamVecs = 4;         // 16-byte vectors per thread per round
+constexpr unsigned kStreamBlocksPerSm = 4;  // blocks per multiprocessor of the grid (src/topk.rs STREAM_BLOCKS_PER_SM)
+template <typename T> struct StreamSlots {
+    // 16 KiB of slots per block: 16 f32 or 32 16-bit keys per thread, at least 3 vectors' worth (flushes every
+    // ~1/2 fill: ~256 candidates per global atomic for f32, ~384 for 16-bit keys).
+    static constexpr unsigned value = 16384 / kThreads / sizeof(typename KeyBits<T>::Raw);
+};
+
+// Loads of one round's vectors for this thread: vector round * kThreads * kStreamVecs + u * kThreads + t, for
+// those below nvec (zeros past it, never classified). kBeforeWait: L2-coherent loads, which ptxas keeps above
+// slr::wait_for_previous_grid (load_keys explains).
+template <bool kBeforeWait>
+__device__ __forceinline__ void load_stream_round(const uint4* __restrict__ vecs, unsigned round, unsigned nvec,
+                                                  uint4 (&v)[kStreamVecs]) {
+#pragma unroll
+    for (unsigned u = 0; u < kStreamVecs; ++u) {
+        const unsigned long long i = ((unsigned long long)round * kStreamVecs + u) * kThreads + threadIdx.x;
+        if (i >= nvec) {
+            v[u] = make_uint4(0u, 0u, 0u, 0u);
+        } else if constexpr (kBeforeWait) {
+            v[u] = __ldcg(vecs + i);
+        } else {
+            v[u] = __ldg(vecs + i);  // read-only path: the keys are an input of the op
+        }
+    }
+}
+
+// Key e of a 16-byte vector of raw key bits (little-endian: element order).
+template <typename T> __device__ __forceinline__ unsigned vector_key_bits(const uint4& v, unsigned e) {
+    constexpr unsigned kPerWord = 4 / sizeof(typename KeyBits<T>::Raw);
+    const unsigned c = e / kPerWord, word = c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;  // e is a constant
+    if constexpr (kPerWord == 1) {
+        return word;
+    } else {
+        return (e & 1u) ? word >> 16 : word & 0xffffu;
+    }
+}
+
+// The shared arrays of bracket_count_stream (declared once by its caller: one set for the four orders).
+template <typename T> struct StreamShared {
+    typename KeyBits<T>::Raw slots[StreamSlots<T>::value * kThreads];  // thread t's slot s at s * kThreads + t
+    unsigned bins[kCutBins];
+    unsigned totals[2];                // keys > hi, NaNs
+    unsigned scratch[kThreads / 32 + 4];  // the last block's choice
+};
+
+// Where bracket_count_stream's keys lie: [head scalars][nvec 16-byte vectors][scalars from `tail` to n]: head <
+// kVec keys up to the first 16-byte boundary (device allocations are aligned; a view may start anywhere on its
+// element size), fewer than kVec after the last whole vector; `rounds` of kThreads * kStreamVecs vectors.
+template <typename T> struct StreamLayout {
+    unsigned head, nvec, tail, rounds;
+    const uint4* vecs;
+    __device__ __forceinline__ StreamLayout(const T* keys, unsigned n) {
+        using Raw = typename KeyBits<T>::Raw;
+        constexpr unsigned kVec = 16 / sizeof(Raw);
+        const Raw* raw = reinterpret_cast<const Raw*>(keys);
+        const unsigned misalign = (unsigned)(reinterpret_cast<unsigned long long>(raw) & 15u);
+        head = min(n, (unsigned)(((16u - misalign) & 15u) / sizeof(Raw)));
+        nvec = (n - head) / kVec;
+        tail = head + nvec * kVec;
+        rounds = (nvec + kThreads * kStreamVecs - 1) / (kThreads * kStreamVecs);
+        vecs = reinterpret_cast<const uint4*>(raw + head);
+    }
+};
+
+// The pass after its prologue (bracket_count: the first round's keys in `v`, the bins and totals zeroed, the wait
+// for the sample kernel done), with the order as a constant.
+template <typename T, unsigned kFlags>
+__device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys, unsigned n, unsigned k,
+                                                     unsigned* __restrict__ bracket, T* __restrict__ list,
+                                                     unsigned cap, unsigned* __restrict__ hist,
+                                                     unsigned* __restrict__ sel, StreamShared<T>& sh,
+                                                     const StreamLayout<T>& at, uint4 (&v)[kStreamVecs]) {
+    using Raw = typename KeyBits<T>::Raw;
+    constexpr unsigned kWarps = kThreads / 32, kVec = 16 / sizeof(Raw), kSlots = StreamSlots<T>::value;
+    static_assert(kSlots >= 2 * kVec, "room for the scalar keys and a vector before the first flush test");
+    Raw* slots = sh.slots;
+    unsigned* bins = sh.bins;
+    const unsigned t = threadIdx.x, lane = t % 32;
+    Raw* out = reinterpret_cast<Raw*>(list);
+    const unsigned head = at.head, nvec = at.nvec, tail = at.tail, rounds = at.rounds;
+    const uint4* vecs = at.vecs;
+    const unsigned lo = bracket[0], hi = bracket[1], range = hi - lo;  // lo <= hi
+    const unsigned shift = range_shift<kCutBins>(lo, hi);
+    const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, kFlags);  // every NaN's key, and no other key's
+    unsigned above = 0, nan = 0;
+    // This thread's next free slot (an index into `slots`, not a pointer: ptxas keeps an index in the shared
+    // window, a pointer became a generic 64-bit one); past `slot_limit` a vector's keys may not fit.
+    const unsigned slot_limit = t + (kSlots - kVec) * kThreads;
+    unsigned slot = t;
+    auto classify = [&](unsigned bits) {
+        const unsigned key = order_key<T>(bits, kFlags);
+        above += key > hi;
+        nan += key == nan_key;
+        if (key - lo <= range) {  // lo <= key <= hi
+            slots[slot] = (Raw)bits;
+            slot += kThreads;
+        }
+    };
+    // The warp's slots to the list (all 32 lanes call it): one global atomic for the warp's total, each lane's
+    // entries at its exclusive offset; entries past `cap` are counted, not written (the choice then reports the
+    // bracket invalid). Each entry is also counted in its bin of [lo, hi].
+    auto flush = [&]() {
+        const unsigned filled = (slot - t) / kThreads;
+        const unsigned incl = slr::warp_inclusive_scan(filled), total = __shfl_sync(0xffffffffu, incl, 31);
+        unsigned base = 0;
+        if (lane == 31 && total) base = atomicAdd(&bracket[5], total);
+        base = __shfl_sync(0xffffffffu, base, 31) + incl - filled;
+        for (unsigned s = 0; s < filled; ++s) {
+            const unsigned bits = slots[s * kThreads + t];
+            atomicAdd(&bins[range_bin(order_key<T>(bits, kFlags), lo, shift)], 1u);
+            if (base + s < cap) out[base + s] = (Raw)bits;
+        }
+        slot = t;
+    };
+    // The scalar keys (head and tail: fewer than 2 * kVec <= kThreads), one per thread of block 0; plain loads (an
+    // input of the op). At most one slot is filled after this.
+    if (blockIdx.x == 0 && t < head + (n - tail)) classify(load_bits(keys, t < head ? t : tail + (t - head)));
+    for (unsigned round = blockIdx.x; round < rounds; round += gridDim.x) {  // block-uniform
+        uint4 next[kStreamVecs];
+        load_stream_round<false>(vecs, round + gridDim.x, round + gridDim.x < rounds ? nvec : 0u, next);
+        const bool full = ((unsigned long long)round + 1) * kThreads * kStreamVecs <= nvec;  // block-uniform
+#pragma unroll
+        for (unsigned u = 0; u < kStreamVecs; ++u) {
+            if (full || ((unsigned long long)round * kStreamVecs + u) * kThreads + t < nvec) {
+#pragma unroll
+                for (unsigned e = 0; e < kVec; ++e) classify(vector_key_bits<T>(v[u], e));
+            }
+            // Before the next vector: room for kVec more keys in every lane.
+            if (__any_sync(0xffffffffu, slot > slot_limit)) flush();
+        }
+#pragma unroll
+        for (unsigned u = 0; u < kStreamVecs; ++u) v[u] = next[u];
+    }
+    flush();
+    add_block_totals(above, nan, sh.totals, bracket);  // its barrier also orders the bins' last update before the reads
+    for (unsigned b = t; b < kCutBins; b += kThreads) {
+        if (bins[b]) atomicAdd(&hist[b], bins[b]);
+    }
+    if (last_block_of_grid(&bracket[kPassTicket], &sh.scratch[kWarps + 3])) choose_level1(bracket, hist, k, cap, sel, sh.scratch);
+}
+
+// The streaming pass: its prologue (the same for every order), then bracket_count_stream with the order as a
+// constant (flags: kByValue | kSmallest). The dispatch comes after the wait, so that every path from the entry
+// reaches the one griddepcontrol.wait before anything else (tests/kernel_checks.rs).
+template <typename T>
+__device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
+                                              unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,
+                                              unsigned* __restrict__ hist, unsigned* __restrict__ sel) {
+    __shared__ StreamShared<T> sh;
+    const StreamLayout<T> at(keys, n);
+    // Launched after the sample kernel (launch_after_previous): the first round's keys (an input, complete before
+    // the sample started) are loaded before the bracket is known, so they arrive while the sample finishes.
+    uint4 v[kStreamVecs];
+    load_stream_round<true>(at.vecs, blockIdx.x, at.nvec, v);
+    if (threadIdx.x < 2) sh.totals[threadIdx.x] = 0;
+    for (unsigned b = threadIdx.x; b < kCutBins; b += kThreads) sh.bins[b] = 0;
+    slr::wait_for_previous_grid();  // the sample's bracket words and the words it zeroed
+    slr::allow_next_grid();
+    __syncthreads();  // the bins zeroed before any flush counts into them
+    switch (flags & (kByValue | kSmallest)) {
+        case 0: bracket_count_stream<T, 0>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
+        case kByValue: bracket_count_stream<T, kByValue>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
+        case kSmallest: bracket_count_stream<T, kSmallest>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
+        default: bracket_count_stream<T, kByValue | kSmallest>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
+    }
 }
 
 // ---- The later levels (after bracket_pass or bracket_count and the level-1 choice) -----------------------------
@@ -1406,6 +1593,12 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
         bracket_take<T>(cand_vals, cand_idx, cand_counts, regions, flags, sel, region_eq, words);              \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads, 5)                                                   \
+        topk_bracket_count_rounds_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,  \
+                                           unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap, \
+                                           unsigned* __restrict__ hist, unsigned* __restrict__ sel) {           \
+        bracket_count_rounds<T>(keys, n, flags, k, bracket, list, cap, hist, sel);                             \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads, kStreamBlocksPerSm)                                  \
         topk_bracket_count_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,         \
                                     unsigned* __restrict__ bracket, T* __restrict__ list, unsigned cap,        \
                                     unsigned* __restrict__ hist, unsigned* __restrict__ sel) {                  \
@@ -1424,6 +1617,7 @@ SLR_EMU_EXPORT(topk_bracket_tie_count_f32)
 SLR_EMU_EXPORT(topk_bracket_take_f32)
 SLR_EMU_EXPORT(topk_all_min_count_f32)
 SLR_EMU_EXPORT(topk_bracket_count_f32)
+SLR_EMU_EXPORT(topk_bracket_count_rounds_f32)
 SLR_TOPK(__half, f16)
 SLR_EMU_EXPORT(topk_histogram_f16)
 SLR_EMU_EXPORT(topk_tile_counts_f16)
@@ -1436,6 +1630,7 @@ SLR_EMU_EXPORT(topk_bracket_tie_count_f16)
 SLR_EMU_EXPORT(topk_bracket_take_f16)
 SLR_EMU_EXPORT(topk_all_min_count_f16)
 SLR_EMU_EXPORT(topk_bracket_count_f16)
+SLR_EMU_EXPORT(topk_bracket_count_rounds_f16)
 SLR_TOPK(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(topk_histogram_bf16)
 SLR_EMU_EXPORT(topk_tile_counts_bf16)
@@ -1448,6 +1643,7 @@ SLR_EMU_EXPORT(topk_bracket_tie_count_bf16)
 SLR_EMU_EXPORT(topk_bracket_take_bf16)
 SLR_EMU_EXPORT(topk_all_min_count_bf16)
 SLR_EMU_EXPORT(topk_bracket_count_bf16)
+SLR_EMU_EXPORT(topk_bracket_count_rounds_bf16)
 
 extern "C" __global__ void __launch_bounds__(kThreads)
     topk_choose(const unsigned* __restrict__ hist, unsigned shift, unsigned* __restrict__ state) {

@@ -114,6 +114,10 @@ const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
 /// Bins (at most) of the bracket counted by the bracket passes (cuda/topk.cu kCutBins).
 const CUT_BINS: usize = 1024;
+/// Blocks per multiprocessor of the cut's streaming pass (cuda/topk.cu kStreamBlocksPerSm, its launch bounds), and
+/// the 16-byte vectors per thread in one of its rounds (kStreamVecs).
+const STREAM_BLOCKS_PER_SM: usize = 4;
+const STREAM_VECS: usize = 4;
 /// Bins (at most) of each later level (cuda/topk.cu kRefineBins).
 const REFINE_BINS: usize = 4096;
 /// Later levels after the bracket pass that always narrow the choice to one key (cuda/topk.cu range_shift: bins of
@@ -507,6 +511,21 @@ fn radix_forced() -> bool {
 
 thread_local! {
     static RADIX_FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static ROUND_COUNT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `SLR_TOPK_PATH=rounds` in the environment (or [`use_round_count_on_this_thread`]): the cut's bracket pass is
+/// the round-based kernel (`topk_bracket_count_rounds_<dtype>`) instead of the streaming one, for the benchmarks'
+/// same-run comparison and for tests that hold both to the reference. The result is the same.
+fn round_count_forced() -> bool {
+    ROUND_COUNT.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "rounds")
+}
+
+/// Sends this thread's cut-only bracket passes through the round-based kernel (as `SLR_TOPK_PATH=rounds` does for
+/// the process): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_round_count_on_this_thread(on: bool) {
+    ROUND_COUNT.with(|f| f.set(on));
 }
 
 /// Sends this thread's top-k calls down the radix passes (as `SLR_TOPK_PATH=radix` does for the process): for tests
@@ -839,18 +858,33 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         let mut sview = DeviceSliceMut::from(&mut scratch);
         let (p_words, _gw) = sview.kernel_ptr_mut(gpu, op, "bracket scratch")?;
         let p_list = p_words.offset_bytes(4 * layout.vals);
-        let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
-        // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks <= 2^17), adds to
-        // bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1 histogram words, the last block writes the 8
-        // choice words (all inside the path words, MASK_PATH_WORDS zeroed by the sample kernel, the MASK_* layout),
-        // and writes list entries only below cap (the list region holds cap keys of T from word layout.vals, 256-byte
-        // aligned, after the path words: BracketScratch); the scratch is fresh and distinct from keys; arguments
-        // match topk_bracket_count_<dtype>. Dependent launch: before waiting for the sample kernel each
-        // thread only zeroes shared bins and loads keys (the op's input, complete before the sample started).
+        // The streaming pass (topk_bracket_count_<dtype>): a fixed grid of at most STREAM_BLOCKS_PER_SM blocks per
+        // multiprocessor and one per round of THREADS * STREAM_VECS 16-byte vectors; `SLR_TOPK_PATH=rounds` (or
+        // [`use_round_count_on_this_thread`]) takes the round-based pass it replaced (one block per CHUNK keys),
+        // the A/B baseline of the benchmarks. Both fill the same list and words.
+        let rounds_pass = round_count_forced();
+        let (kernel_name, grid) = if rounds_pass {
+            (kernel::<T>("bracket_count_rounds"), blocks)
+        } else {
+            let vec_keys = 16 / std::mem::size_of::<T>();
+            let rounds = n.div_ceil(THREADS as usize * STREAM_VECS * vec_keys);
+            (kernel::<T>("bracket_count"), rounds.clamp(1, gpu.multiprocessor_count() as usize * STREAM_BLOCKS_PER_SM))
+        };
+        let shape = LaunchShape { grid: (grid as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: the round-based pass: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (grid = blocks =
+        // ceil(n / CHUNK) <= 2^17); the streaming pass: the grid strides over keys [0, n) (16-byte loads only of
+        // whole vectors inside it, from its first 16-byte boundary; the keys before and after one by one), any grid
+        // size >= 1. keys holds n. Either adds to bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1
+        // histogram words, its last block writes the 8 choice words (all inside the path words, MASK_PATH_WORDS
+        // zeroed by the sample kernel, the MASK_* layout), and writes list entries only below cap (the list region
+        // holds cap keys of T from word layout.vals, 256-byte aligned, after the path words: BracketScratch); the
+        // scratch is fresh and distinct from keys; arguments match topk_bracket_count_<dtype> and
+        // topk_bracket_count_rounds_<dtype>. Dependent launch: before waiting for the sample kernel each thread
+        // only zeroes shared memory and loads keys (the op's input, complete before the sample started).
         unsafe {
             gpu.launch_after_previous(
                 MODULE,
-                &kernel::<T>("bracket_count"),
+                &kernel_name,
                 shape,
                 &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(k as u32), p_words, p_list, KernelArg::U32(cap as u32), p_words.offset_bytes(4 * MASK_HIST1), p_words.offset_bytes(4 * MASK_SEL)],
             )?;

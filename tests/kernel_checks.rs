@@ -306,10 +306,19 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         // memory, then its nonzero halves ORed into the mask by plain loads and stores (forbidden_instructions: no
         // global atomics).
         k if k.starts_with("topk_bracket_take_") => vec!["VOTE.ANY", "POPC", "ATOMS.OR", "LDG.E.STRONG.GPU", "STG.E "],
-        // The cut-only bracket pass: keys once through the read-only path, ballots, per-(u, warp) counts scanned
-        // by one warp (SHFL.UP) between barriers, one global atomic per block round, candidate values stored at
-        // their width, the candidates' bins counted by shared atomics, the last block's ticket and choice.
-        k if k.starts_with("topk_bracket_count_") => {
+        // The cut-only streaming pass: 16-byte key loads (L2-coherent before the wait, read-only path after it),
+        // candidates kept in the thread's shared slots at their width, a warp's flush (vote, scan by SHFL.UP, one
+        // global atomic, values stored at their width, bins counted by shared atomics), the last block's ticket and
+        // choice; no barrier in the loop (not checked here: the loop has none in the source).
+        k if k.starts_with("topk_bracket_count_") && !k.starts_with("topk_bracket_count_rounds_") => {
+            let (slot, store) = if narrow { ("STS.U16", "STG.E.U16") } else { ("STS ", "STG.E ") };
+            vec!["LDG.E.128.STRONG.GPU", "LDG.E.128.CONSTANT", slot, "VOTE.ANY", "SHFL.UP", "ATOMG.E.ADD", store, "ATOMS.", "MEMBAR", "BAR.SYNC"]
+        }
+        // The round-based cut-only pass (the A/B baseline): keys once through the read-only path, ballots,
+        // per-(u, warp) counts scanned by one warp (SHFL.UP) between barriers, one global atomic per block round,
+        // candidate values stored at their width, the candidates' bins counted by shared atomics, the last block's
+        // ticket and choice.
+        k if k.starts_with("topk_bracket_count_rounds_") => {
             if narrow {
                 vec!["LDG.E.U16.STRONG.GPU", "LDG.E.U16 ", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "ATOMG.E.ADD", "STG.E.U16", "ATOMS.", "MEMBAR"]
             } else {

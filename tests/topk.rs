@@ -479,6 +479,65 @@ fn large_matrices_take_the_sample_bracket_and_match_cpu_exactly() {
     }
 }
 
+/// The cut's streaming pass reads whole 16-byte vectors from a view's first 16-byte boundary, and the keys before
+/// it and after the last whole vector one by one: views starting 0 to 7 elements into their buffer, ragged lengths
+/// (the last round partial), every dtype and order, NaNs at the first and last positions and inside (from the
+/// view at offset 3 on; ranked above infinity, or the error naming their count). Each cut exact against the reference and taken by the bracket, and
+/// the round-based pass it replaced (`SLR_TOPK_PATH=rounds`, the benchmarks' baseline) gives the same cut.
+#[test]
+fn the_cut_pass_reads_misaligned_and_ragged_matrices_and_agrees_with_the_round_pass() {
+    fn cuts_of<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng) {
+        let (rows, cols) = (rng.gen_range(513..530), 512 + rng.gen_range(1..16));
+        let n = rows * cols;
+        let mut keys: Vec<T> = draw(rng, n + 8, Dist::Uniform);
+        for offset in [0usize, 1, 3, 7] {
+            let with_nan = offset == 3;
+            if with_nan {
+                for i in [offset, offset + n - 1, offset + rng.gen_range(0..n)] {
+                    keys[i] = T::from_f32(f32::NAN);
+                }
+            }
+            let d = gpu.upload(&keys).unwrap();
+            let host = &keys[offset..offset + n];
+            let mut spec = TopkSpec::count(rng.gen_range(1..n / 4)).by(if rng.gen() { RankBy::Magnitude } else { RankBy::Value });
+            if rng.gen() {
+                spec = spec.smallest();
+            }
+            if with_nan && rng.gen() {
+                spec = spec.nan(NanPolicy::AboveInfinity);
+            }
+            let ctx = format!("{dev}: {rows}x{cols} {:?} offset {offset} {spec:?}", T::DTYPE);
+            let expect = topk_cpu(host, rows, cols, &spec);
+            for rounds in [false, true] {
+                let before = bracket_counts();
+                sparse_lowrank::topk::use_round_count_on_this_thread(rounds);
+                let got = topk_threshold(gpu, d.slice(offset..offset + n), rows, cols, &spec);
+                sparse_lowrank::topk::use_round_count_on_this_thread(false);
+                let ctx = format!("{ctx} (round pass: {rounds})");
+                match &expect {
+                    Ok(e) => {
+                        let got = got.unwrap_or_else(|err| panic!("{ctx}: {err}"));
+                        assert!(same_cut(&got[0], &e.cuts[0]), "{ctx}: device {:?} cpu {:?}", got[0], e.cuts[0]);
+                    }
+                    Err(e) => {
+                        let norm = |s: String| s.replace("topk_cpu", "OP").replace("topk_threshold", "OP");
+                        assert_eq!(norm(format!("{:?}", err(got))), norm(format!("{e:?}")), "{ctx}");
+                    }
+                }
+                if !forced_radix() && expect.is_ok() {  // (a NaN error returns before the path is counted)
+                    assert_eq!(bracket_counts().0 - before.0, 1, "{ctx}: the bracket was not taken");
+                }
+            }
+        }
+    }
+    let mut rng = rng("topk_cut_alignment");
+    for (dev, gpu) in devices("topk_cut_alignment") {
+        cuts_of::<f32>(&gpu, &dev, &mut rng);
+        cuts_of::<bf16>(&gpu, &dev, &mut rng);
+        cuts_of::<f16>(&gpu, &dev, &mut rng);
+    }
+}
+
 /// When the sample's bracket is one key (lo = hi: a block of ties around the k-th rank), every candidate shares
 /// all digits, so the selection over them runs no histogram pass at all (the state starts at K*); with 15% of the
 /// keys tied the candidates outnumber one block's capacity, so this is the multi-block selection. Exact against

@@ -320,6 +320,21 @@ impl Gpu {
         }
     }
 
+    /// The device's multiprocessor count, for kernels that size a fixed grid to the machine (132 on an H100 SXM and
+    /// an H200). 1 if the driver cannot say. The emulator reports 4, so that such grids stride several rounds per
+    /// block on test-sized inputs (its blocks run one after another: the count has no cost there).
+    pub(crate) fn multiprocessor_count(&self) -> u32 {
+        match &self.backend {
+            Backend::Cuda(b) => b
+                .stream
+                .context()
+                .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                .map_or(1, |v| v.max(1) as u32),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => 4,
+        }
+    }
+
     /// Sets how many bytes of freed memory the device's current memory pool may hold before it returns memory to
     /// the driver (`CU_MEMPOOL_ATTR_RELEASE_THRESHOLD`).
     ///
