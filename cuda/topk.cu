@@ -843,6 +843,8 @@ __device__ __forceinline__ void choose_level1(const unsigned* bracket, const uns
     narrow<kCutBins>(hist, lo, hi, k - above, above, sel, scratch);
 }
 
+// The round-based mask pass (`topk_bracket_pass_rounds_<dtype>`, the A/B baseline of bracket_pass below under
+// SLR_TOPK_PATH=rounds, and the pass for keys that do not start on a 16-byte boundary).
 // One block per kChunk consecutive keys: counts keys > hi (storing their mask bits: each warp's ballot is one
 // 32-bit half of a mask word) and NaNs
 // into the bracket words, and writes the keys in [lo, hi] (raw bits) with their flat indices to the block's region
@@ -856,7 +858,7 @@ __device__ __forceinline__ void choose_level1(const unsigned* bracket, const uns
 // the slice holding K* in `sel` (narrow).
 // Floor: the keys read once, the candidates written once (a few percent of n), the mask's bits of the keys above.
 template <typename T>
-__device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
+__device__ __forceinline__ void bracket_pass_rounds(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
                                              unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,
                                              T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,
                                              unsigned* __restrict__ cand_counts, unsigned* __restrict__ hist,
@@ -1245,6 +1247,213 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     }
 }
 
+// ---- The mask's streaming pass (bracket_pass, the default of topk_mask and topk_csr) ---------------------------
+// The same outputs as bracket_pass_rounds (per chunk of kChunk keys: the mask halves of the keys above hi, the
+// candidates in [lo, hi] with their flat indices in flat-index order in the chunk's region, its count; the totals,
+// the level-1 bins, the last block's choice), but one warp per chunk instead of one block, so that nothing in the
+// loop waits for a barrier (bracket_count_rounds and this pass's predecessor spent most of their time on three
+// barriers per round of 2048 keys: the same time for bf16 as for f32 on the H200). Each lane reads kVecs
+// (PassVecs: 4 for f32, 2 for 16-bit keys) 16-byte vectors per iteration (the next iteration's issued before this
+// one is classified); the warp's iteration covers kVecs * 32 * kVec consecutive keys, vector (u, lane) holding keys
+// start + ((it * kVecs + u) * 32 + lane) * kVec + e, which is flat-index order (u, lane, e). Per vector u:
+// the mask bits of the keys above hi, kVec per lane, ORed across the 32 / kVec lanes of one 32-bit half by
+// shuffles, stored by the first of them; the candidates' places by warp scans of per-lane counts (two u per
+// 32-bit word, 16 bits each), then each lane stores its candidates in (u, e) order, predicated. Requires the keys
+// on a 16-byte boundary (src/topk.rs takes bracket_pass_rounds otherwise); a chunk starts on a multiple of kChunk
+// keys, so on one too; the last vector of the matrix may be partial (loaded key by key).
+// Cost per key in the loop (SASS, sm_90): the classification of bracket_count_stream plus the predicated
+// candidate stores (value, index, bin): ~25 instructions for f32 (the H200's bandwidth leaves ~28 per key) and for
+// 16-bit keys (~14): f32 near the one-read floor, 16-bit keys issue-bound at roughly half of it.
+// Occupancy: one warp per 16 k keys, 1024 warps at 4096 x 4096 (7.8 per multiprocessor of an H200, 4 KiB in flight
+// each: about the bytes in flight the bandwidth needs).
+// Floor: the keys read once, the candidates written once with their indices, the mask written once.
+// Blocks per multiprocessor the mask's streaming pass is compiled for (80 registers per thread: 64 spilled). Its
+// grid is one warp per chunk: 344 blocks at 4096 x 11008 fit 132 multiprocessors in one wave at 3 per SM.
+constexpr unsigned kPassBlocksPerSm = 3;
+// 16-byte vectors per lane per iteration of the mask's streaming pass: 16 keys per lane either way (32 for 16-bit
+// keys spilled at 80 registers).
+template <typename T> struct PassVecs {
+    static constexpr unsigned value = sizeof(typename KeyBits<T>::Raw) == 4 ? 4 : 2;
+};
+
+template <typename T>
+__device__ __forceinline__ void load_chunk_vectors(const T* __restrict__ keys, unsigned long long first_vec_key,
+                                                   unsigned end, uint4 (&v)[PassVecs<T>::value], bool before_wait) {
+    using Raw = typename KeyBits<T>::Raw;
+    constexpr unsigned kVec = 16 / sizeof(Raw);
+    const Raw* raw = reinterpret_cast<const Raw*>(keys);
+#pragma unroll
+    for (unsigned u = 0; u < PassVecs<T>::value; ++u) {
+        const unsigned long long first = first_vec_key + (unsigned long long)u * 32 * kVec;
+        if (first + kVec <= end) {
+            const uint4* p = reinterpret_cast<const uint4*>(raw + first);
+            v[u] = before_wait ? __ldcg(p) : __ldg(p);
+        } else {
+            // The matrix's last, partial vector (or none): key by key, zeros past `end`.
+            Raw part[kVec];
+#pragma unroll
+            for (unsigned e = 0; e < kVec; ++e) part[e] = first + e < end ? (before_wait ? __ldcg(raw + first + e) : raw[first + e]) : Raw(0);
+            unsigned w[4];
+#pragma unroll
+            for (unsigned c = 0; c < 4; ++c) {
+                if constexpr (kVec == 4) {
+                    w[c] = part[c];
+                } else {
+                    w[c] = (unsigned)part[2 * c] | ((unsigned)part[2 * c + 1] << 16);
+                }
+            }
+            v[u] = make_uint4(w[0], w[1], w[2], w[3]);
+        }
+    }
+}
+
+template <typename T, unsigned kFlags>
+__device__ __forceinline__ void bracket_pass_stream(const T* __restrict__ keys, unsigned n, unsigned k,
+                                                    unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,
+                                                    T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,
+                                                    unsigned* __restrict__ cand_counts, unsigned* __restrict__ hist,
+                                                    unsigned* __restrict__ sel, unsigned* bins, unsigned* totals,
+                                                    unsigned* scratch, uint4 (&v)[PassVecs<T>::value]) {
+    using Raw = typename KeyBits<T>::Raw;
+    constexpr unsigned kWarps = kThreads / 32, kVec = 16 / sizeof(Raw), kLanesPerHalf = 32 / kVec;
+    constexpr unsigned kVecs = PassVecs<T>::value, kIterKeys = kVecs * 32 * kVec;
+    static_assert(kVecs % 2 == 0 && kVecs * kVec <= 32, "pairs of 16-bit counts; one candidate bit per key");
+    static_assert(kChunk % kIterKeys == 0, "whole iterations per chunk");
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    const unsigned chunk = blockIdx.x * kWarps + warp;
+    const unsigned long long start = (unsigned long long)chunk * kChunk;
+    const unsigned end = (unsigned)min((unsigned long long)n, start + kChunk);  // start >= n: no chunk (empty)
+    const unsigned lo = bracket[0], hi = bracket[1], range = hi - lo;
+    const unsigned shift = range_shift<kCutBins>(lo, hi);
+    const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, kFlags);
+    Raw* vals = reinterpret_cast<Raw*>(cand_vals) + (unsigned long long)chunk * kChunkCap;
+    unsigned* idx = cand_idx + (unsigned long long)chunk * kChunkCap;
+    unsigned* halves = reinterpret_cast<unsigned*>(words);
+    unsigned above = 0, nan = 0, written = 0;  // written: the chunk's candidates so far (the same in every lane)
+    if (start < n) {  // warp-uniform
+        // The last chunk may end in the low half of a word: the high half, past every key, is zeroed.
+        if (lane == 0 && end == n && (((end - 1) >> 5) & 1u) == 0) halves[((end - 1) >> 5) + 1] = 0u;
+        const unsigned iters = (unsigned)((end - start + kIterKeys - 1) / kIterKeys);
+        for (unsigned it = 0; it < iters; ++it) {
+            const unsigned long long iter_first = start + (unsigned long long)it * kIterKeys;
+            uint4 next[kVecs];
+            if (it + 1 < iters) load_chunk_vectors<T>(keys, iter_first + kIterKeys + lane * kVec, end, next, false);
+            const bool full = iter_first + kIterKeys <= end;  // warp-uniform: no key past `end`
+            unsigned counts[kVecs], cand_bits = 0;  // bit u * kVec + e: key e of vector u is a candidate
+#pragma unroll
+            for (unsigned u = 0; u < kVecs; ++u) {
+                const unsigned long long first = iter_first + ((unsigned long long)u * 32 + lane) * kVec;
+                unsigned above_bits = 0;
+                counts[u] = 0;
+#pragma unroll
+                for (unsigned e = 0; e < kVec; ++e) {
+                    const bool in = full || first + e < end;
+                    const unsigned key = order_key<T>(vector_key_bits<T>(v[u], e), kFlags);
+                    const bool a = in && key > hi, c = in && key - lo <= range;
+                    above += a;
+                    nan += in && key == nan_key;
+                    above_bits |= (unsigned)a << e;
+                    cand_bits |= (unsigned)c << (u * kVec + e);
+                    counts[u] += c;
+                }
+                // This vector's bits into its 32-bit half: lanes l .. l + kLanesPerHalf - 1 share one.
+                unsigned half = above_bits << ((lane % kLanesPerHalf) * kVec);
+#pragma unroll
+                for (unsigned d = 1; d < kLanesPerHalf; d <<= 1) half |= __shfl_xor_sync(0xffffffffu, half, d);
+                if (lane % kLanesPerHalf == 0 && first < end) halves[first >> 5] = half;
+            }
+            // Places in flat-index order (u, lane, e): the candidates of vectors before u, then of lanes before
+            // this one in vector u; one warp scan per pair of vectors (u | u + 1 << 16: each field at most 32 * kVec).
+            unsigned place[kVecs], total = written;
+#ifdef SLR_FAULT_BRACKET_ORDER
+            // Planted fault: lane-major (lane, u, e), so candidates leave flat-index order.
+            unsigned mine = 0;
+#pragma unroll
+            for (unsigned u = 0; u < kVecs; ++u) mine += counts[u];
+            const unsigned incl = slr::warp_inclusive_scan(mine);
+            place[0] = written + incl - mine;
+#pragma unroll
+            for (unsigned u = 1; u < kVecs; ++u) place[u] = place[u - 1] + counts[u - 1];
+            total += __shfl_sync(0xffffffffu, incl, 31);
+#else
+#pragma unroll
+            for (unsigned u = 0; u < kVecs; u += 2) {
+                const unsigned pair = counts[u] | (counts[u + 1] << 16), incl = slr::warp_inclusive_scan(pair);
+                const unsigned sum = __shfl_sync(0xffffffffu, incl, 31), excl = incl - pair;
+                place[u] = total + (excl & 0xffffu);
+                place[u + 1] = total + (sum & 0xffffu) + (excl >> 16);
+                total += (sum & 0xffffu) + (sum >> 16);
+            }
+#endif
+            total -= written;  // this iteration's candidates
+            const bool room = written + total <= kChunkCap;  // warp-uniform: every place below the capacity
+#pragma unroll
+            for (unsigned u = 0; u < kVecs; ++u) {
+                const unsigned long long first = iter_first + ((unsigned long long)u * 32 + lane) * kVec;
+                unsigned pos = place[u];
+#pragma unroll
+                for (unsigned e = 0; e < kVec; ++e) {
+                    if ((cand_bits >> (u * kVec + e)) & 1u) {
+                        const unsigned bits = vector_key_bits<T>(v[u], e);
+                        atomicAdd(&bins[range_bin(order_key<T>(bits, kFlags), lo, shift)], 1u);
+                        if (room || pos < kChunkCap) {
+                            vals[pos] = (Raw)bits;
+                            idx[pos] = (unsigned)(first + e);
+                        }
+                        ++pos;
+                    }
+                }
+            }
+            written += total;
+#pragma unroll
+            for (unsigned u = 0; u < kVecs; ++u) v[u] = next[u];
+        }
+        if (lane == 0) {
+            const unsigned kept = min(written, kChunkCap);
+            cand_counts[chunk] = kept;
+            if (kept) atomicAdd(&bracket[5], kept);
+            if (written > kChunkCap) atomicAdd(&bracket[4], 1u);
+        }
+    }
+    add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
+    for (unsigned b = t; b < kCutBins; b += kThreads) {
+        if (bins[b]) atomicAdd(&hist[b], bins[b]);
+    }
+    if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, ~0u, sel, scratch);
+}
+
+// The streaming mask pass: its prologue (the first iteration's keys loaded before the wait; bins and totals
+// zeroed), then bracket_pass_stream with the order as a constant (the dispatch after the wait, as in
+// bracket_count).
+template <typename T>
+__device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,
+                                             unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,
+                                             T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,
+                                             unsigned* __restrict__ cand_counts, unsigned* __restrict__ hist,
+                                             unsigned* __restrict__ sel) {
+    constexpr unsigned kVec = 16 / sizeof(typename KeyBits<T>::Raw);
+    __shared__ unsigned bins[kCutBins];
+    __shared__ unsigned totals[2];
+    __shared__ unsigned scratch[kThreads / 32 + 4];
+    const unsigned chunk = blockIdx.x * (kThreads / 32) + threadIdx.x / 32;
+    const unsigned long long start = (unsigned long long)chunk * kChunk;
+    uint4 v[PassVecs<T>::value];
+    if (start < n) {
+        load_chunk_vectors<T>(keys, start + (threadIdx.x % 32) * kVec, (unsigned)min((unsigned long long)n, start + kChunk), v, true);
+    }
+    if (threadIdx.x < 2) totals[threadIdx.x] = 0;
+    for (unsigned b = threadIdx.x; b < kCutBins; b += kThreads) bins[b] = 0;
+    slr::wait_for_previous_grid();
+    slr::allow_next_grid();
+    __syncthreads();  // the bins zeroed before any warp counts into them
+    switch (flags & (kByValue | kSmallest)) {
+        case 0: bracket_pass_stream<T, 0>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
+        case kByValue: bracket_pass_stream<T, kByValue>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
+        case kSmallest: bracket_pass_stream<T, kSmallest>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
+        default: bracket_pass_stream<T, kByValue | kSmallest>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
+    }
+}
+
 // ---- The later levels (after bracket_pass or bracket_count and the level-1 choice) -----------------------------
 // Every candidate region holds its block's keys in [lo, hi] in flat-index order (bracket_pass); the cut path's one
 // list (bracket_count) holds them in no order, read by bracket_refine in kChunkCap-entry shares. The level-1 choice
@@ -1559,6 +1768,14 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
         sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket, path_words);                              \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_bracket_pass_rounds_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,   \
+                                          unsigned* __restrict__ bracket, unsigned long long* __restrict__ words, \
+                                          T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,          \
+                                          unsigned* __restrict__ cand_counts, unsigned* __restrict__ hist,     \
+                                          unsigned* __restrict__ sel) {                                        \
+        bracket_pass_rounds<T>(keys, n, flags, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel); \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads, kPassBlocksPerSm)                                    \
         topk_bracket_pass_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,          \
                                    unsigned* __restrict__ bracket, unsigned long long* __restrict__ words,     \
                                    T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,                 \
@@ -1612,6 +1829,7 @@ SLR_EMU_EXPORT(topk_select_mask_f32)
 SLR_EMU_EXPORT(topk_select_rows_f32)
 SLR_EMU_EXPORT(topk_sample_bracket_f32)
 SLR_EMU_EXPORT(topk_bracket_pass_f32)
+SLR_EMU_EXPORT(topk_bracket_pass_rounds_f32)
 SLR_EMU_EXPORT(topk_bracket_refine_f32)
 SLR_EMU_EXPORT(topk_bracket_tie_count_f32)
 SLR_EMU_EXPORT(topk_bracket_take_f32)
@@ -1625,6 +1843,7 @@ SLR_EMU_EXPORT(topk_select_mask_f16)
 SLR_EMU_EXPORT(topk_select_rows_f16)
 SLR_EMU_EXPORT(topk_sample_bracket_f16)
 SLR_EMU_EXPORT(topk_bracket_pass_f16)
+SLR_EMU_EXPORT(topk_bracket_pass_rounds_f16)
 SLR_EMU_EXPORT(topk_bracket_refine_f16)
 SLR_EMU_EXPORT(topk_bracket_tie_count_f16)
 SLR_EMU_EXPORT(topk_bracket_take_f16)
@@ -1638,6 +1857,7 @@ SLR_EMU_EXPORT(topk_select_mask_bf16)
 SLR_EMU_EXPORT(topk_select_rows_bf16)
 SLR_EMU_EXPORT(topk_sample_bracket_bf16)
 SLR_EMU_EXPORT(topk_bracket_pass_bf16)
+SLR_EMU_EXPORT(topk_bracket_pass_rounds_bf16)
 SLR_EMU_EXPORT(topk_bracket_refine_bf16)
 SLR_EMU_EXPORT(topk_bracket_tie_count_bf16)
 SLR_EMU_EXPORT(topk_bracket_take_bf16)

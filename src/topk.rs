@@ -514,15 +514,16 @@ thread_local! {
     static ROUND_COUNT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// `SLR_TOPK_PATH=rounds` in the environment (or [`use_round_count_on_this_thread`]): the cut's bracket pass is
-/// the round-based kernel (`topk_bracket_count_rounds_<dtype>`) instead of the streaming one, for the benchmarks'
-/// same-run comparison and for tests that hold both to the reference. The result is the same.
+/// `SLR_TOPK_PATH=rounds` in the environment (or [`use_round_count_on_this_thread`]): the bracket paths' pass over
+/// the keys is the round-based kernel (`topk_bracket_count_rounds_<dtype>` for the cut, `topk_bracket_pass_rounds_`
+/// for the mask) instead of the streaming one, for the benchmarks' same-run comparison and for tests that hold both
+/// to the reference. The result is the same.
 fn round_count_forced() -> bool {
     ROUND_COUNT.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "rounds")
 }
 
-/// Sends this thread's cut-only bracket passes through the round-based kernel (as `SLR_TOPK_PATH=rounds` does for
-/// the process): for tests running in parallel threads.
+/// Sends this thread's bracket passes through the round-based kernels (as `SLR_TOPK_PATH=rounds` does for the
+/// process): for tests running in parallel threads.
 #[doc(hidden)]
 pub fn use_round_count_on_this_thread(on: bool) {
     ROUND_COUNT.with(|f| f.set(on));
@@ -947,10 +948,22 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         let mut mview = DeviceSliceMut::from(&mut mask);
         let (p_mask, _gm) = mview.kernel_ptr_mut(gpu, op, "mask")?;
         let p_sel = p_words.offset_bytes(4 * MASK_SEL);
-        let regions_shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // The streaming pass (topk_bracket_pass_<dtype>) takes one warp per chunk and 16-byte loads from the keys'
+        // first element; keys that do not start on a 16-byte boundary (a view into a buffer), or
+        // `SLR_TOPK_PATH=rounds` (the benchmarks' baseline; [`use_round_count_on_this_thread`]), take the
+        // round-based pass, one block per chunk. Both fill the same regions, counts, mask halves and words.
+        let rounds_pass = round_count_forced() || !keys.addr_range(gpu).aligned_to(16);
+        let (pass_kernel, pass_shape) = if rounds_pass {
+            (kernel::<T>("bracket_pass_rounds"), LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 })
+        } else {
+            (kernel::<T>("bracket_pass"), warp_per_region_shape(blocks))
+        };
         let warps_shape = warp_per_region_shape(blocks);
-        // SAFETY: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK)
-        // <= 2^17 fits the grid), adds to bracket words 2-6 and to the CUT_BINS level-1 histogram words, writes at
+        // SAFETY: chunk b (block b of the round-based pass; warp b % 8 of block b / 8 of the streaming pass, whose
+        // grid's extra warps have no chunk and read nothing; its 16-byte loads start on the keys' 16-byte boundary,
+        // checked above, at multiples of CHUNK keys, and the last partial vector is read key by key below n)
+        // reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK) <= 2^17 fits the
+        // grid), adds to bracket words 2-6 and to the CUT_BINS level-1 histogram words, writes at
         // most CHUNK_CAP entries of its own region [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx
         // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), stores the 32-bit halves of its own chunk's mask
         // words that hold its keys (flat indices below n; the last block also zeroes the high half of the mask's
@@ -958,14 +971,14 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // choice words; all words lie inside the path words (MASK_PATH_WORDS, zeroed by the sample kernel, the
         // layout of the MASK_* offsets); the regions named are disjoint parts of one fresh scratch allocation
         // (BracketScratch: each sized as stated, none overlapping the path words), and the mask is another, both
-        // distinct from keys; arguments match topk_bracket_pass_<dtype>.
+        // distinct from keys; arguments match topk_bracket_pass_<dtype> and topk_bracket_pass_rounds_<dtype>.
         // Dependent launch: before waiting for the sample kernel each thread only zeroes shared bins and loads
         // keys (the op's input, complete before the sample started).
         unsafe {
             gpu.launch_after_previous(
                 MODULE,
-                &kernel::<T>("bracket_pass"),
-                regions_shape,
+                &pass_kernel,
+                pass_shape,
                 &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(k as u32), p_words, p_mask, p_vals, p_idx, p_counts, p_words.offset_bytes(4 * MASK_HIST1), p_sel],
             )?;
         }

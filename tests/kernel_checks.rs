@@ -277,13 +277,21 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
             vec![load, "STS", "ATOMS", "SHFL.UP", "BAR.SYNC", "STG.E "]
         }
-        // The bracket pass: keys once through the read-only path, ballots for the keys above (each stored whole as
+        // The mask's streaming pass: one warp per chunk, 16-byte key loads (L2-coherent before the wait, read-only
+        // path after it), the mask halves ORed across lanes by shuffles (SHFL.BFLY) and stored whole, the candidates
+        // placed by warp scans (SHFL.UP) and stored at their width with their indices, bins by shared atomics, one
+        // barrier at the end, the last block's ticket and choice.
+        k if k.starts_with("topk_bracket_pass_") && !k.starts_with("topk_bracket_pass_rounds_") => {
+            let store = if narrow { "STG.E.U16" } else { "STG.E " };
+            vec!["LDG.E.128.STRONG.GPU", "LDG.E.128.CONSTANT", "SHFL.BFLY", "SHFL.UP", store, "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR", "BAR.SYNC"]
+        }
+        // The round-based bracket pass (the A/B baseline): keys once through the read-only path, ballots for the keys above (each stored whole as
         // a 32-bit half of a mask word) and the candidates (ranked by a warp scan of per-warp counts), candidate
         // values and indices stored, their slices counted by shared atomics, the last block's ticket and choice
         // (block scan, stores). (The first round's keys by L2-coherent loads, .STRONG.GPU: the dependent launch's
         // prologue, which ptxas keeps ahead of the wait; the later rounds by plain loads.) forbidden_instructions:
         // no atomics on the mask, no division routine.
-        k if k.starts_with("topk_bracket_pass_") => {
+        k if k.starts_with("topk_bracket_pass_rounds_") => {
             if narrow {
                 vec!["LDG.E.U16.STRONG.GPU", "LDG.E.U16 ", "VOTE.ANY", "SHFL.UP", "BAR.SYNC", "STG.E.U16", "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR"]
             } else {

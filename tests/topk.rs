@@ -479,18 +479,20 @@ fn large_matrices_take_the_sample_bracket_and_match_cpu_exactly() {
     }
 }
 
-/// The cut's streaming pass reads whole 16-byte vectors from a view's first 16-byte boundary, and the keys before
-/// it and after the last whole vector one by one: views starting 0 to 7 elements into their buffer, ragged lengths
-/// (the last round partial), every dtype and order, NaNs at the first and last positions and inside (from the
-/// view at offset 3 on; ranked above infinity, or the error naming their count). Each cut exact against the reference and taken by the bracket, and
-/// the round-based pass it replaced (`SLR_TOPK_PATH=rounds`, the benchmarks' baseline) gives the same cut.
+/// The streaming passes read 16-byte vectors: the cut's from a view's first 16-byte boundary (the keys before it and
+/// after the last whole vector one by one), the mask's from a 16-byte aligned start (a misaligned view takes the
+/// round-based pass; the matrix's last, partial vector key by key). Views starting 0 to 8 elements into their
+/// buffer, ragged lengths (the last round or chunk partial), every dtype and order, NaNs at the first and last
+/// positions and inside (from the view at offset 3 on; ranked above infinity, or the error naming their count).
+/// Each cut and mask exact against the reference and taken by the bracket, with the streaming passes and with the
+/// round-based ones they replaced (`SLR_TOPK_PATH=rounds`, the benchmarks' baseline).
 #[test]
-fn the_cut_pass_reads_misaligned_and_ragged_matrices_and_agrees_with_the_round_pass() {
+fn the_bracket_passes_read_misaligned_and_ragged_matrices_and_agree_with_the_round_passes() {
     fn cuts_of<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng) {
         let (rows, cols) = (rng.gen_range(513..530), 512 + rng.gen_range(1..16));
         let n = rows * cols;
         let mut keys: Vec<T> = draw(rng, n + 8, Dist::Uniform);
-        for offset in [0usize, 1, 3, 7] {
+        for offset in [0usize, 1, 3, 7, 8] {
             let with_nan = offset == 3;
             if with_nan {
                 for i in [offset, offset + n - 1, offset + rng.gen_range(0..n)] {
@@ -512,20 +514,25 @@ fn the_cut_pass_reads_misaligned_and_ragged_matrices_and_agrees_with_the_round_p
                 let before = bracket_counts();
                 sparse_lowrank::topk::use_round_count_on_this_thread(rounds);
                 let got = topk_threshold(gpu, d.slice(offset..offset + n), rows, cols, &spec);
+                let got_mask = topk_mask(gpu, d.slice(offset..offset + n), rows, cols, &spec);
                 sparse_lowrank::topk::use_round_count_on_this_thread(false);
-                let ctx = format!("{ctx} (round pass: {rounds})");
+                let ctx = format!("{ctx} (round passes: {rounds})");
                 match &expect {
                     Ok(e) => {
                         let got = got.unwrap_or_else(|err| panic!("{ctx}: {err}"));
                         assert!(same_cut(&got[0], &e.cuts[0]), "{ctx}: device {:?} cpu {:?}", got[0], e.cuts[0]);
+                        let (mask, cuts) = got_mask.unwrap_or_else(|err| panic!("{ctx}: {err}"));
+                        assert!(same_cut(&cuts[0], &e.cuts[0]), "{ctx}: mask cut {:?} cpu {:?}", cuts[0], e.cuts[0]);
+                        assert!(mask.download(gpu).unwrap() == e.mask, "{ctx}: mask");
                     }
                     Err(e) => {
-                        let norm = |s: String| s.replace("topk_cpu", "OP").replace("topk_threshold", "OP");
+                        let norm = |s: String| ["topk_cpu", "topk_threshold", "topk_mask"].iter().fold(s, |s, op| s.replace(op, "OP"));
                         assert_eq!(norm(format!("{:?}", err(got))), norm(format!("{e:?}")), "{ctx}");
+                        assert_eq!(norm(format!("{:?}", err(got_mask))), norm(format!("{e:?}")), "{ctx}: mask");
                     }
                 }
                 if !forced_radix() && expect.is_ok() {  // (a NaN error returns before the path is counted)
-                    assert_eq!(bracket_counts().0 - before.0, 1, "{ctx}: the bracket was not taken");
+                    assert_eq!(bracket_counts().0 - before.0, 2, "{ctx}: the bracket was not taken");
                 }
             }
         }
