@@ -653,7 +653,7 @@ impl Drop for SyevjParams {
 
 /// The small SVD's symmetric eigenproblem on the device by cuSOLVER in f64, divide and conquer
 /// (`cusolverDnDsyevd`) or Jacobi (`cusolverDnDsyevj`): the l x l Gram matrix uploaded (l² doubles), the eigenvalues (non-decreasing, as faer
-/// gives them) and eigenvectors read back, one synchronization. Errors if libcusolver cannot be loaded (or on the
+/// gives them), eigenvectors and status read back together, one synchronization. Errors if libcusolver cannot be loaded (or on the
 /// emulator), or if cuSOLVER reports a failure (its `info`).
 fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result<(Vec<f64>, Mat<f64>)> {
     use cudarc::cusolver::sys;
@@ -661,15 +661,20 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
     let l = g.nrows();
     let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
     let handle = gpu.cusolver_dn()?;
-    let col_major: Vec<f64> = (0..l * l).map(|i| g[(i % l, i / l)]).collect();
-    let mut a = gpu.upload(&col_major)?;
-    let mut w = gpu.alloc_zeros::<f64>(l)?;
-    let mut info = gpu.alloc_zeros::<i32>(1)?;
+    // One buffer for the solver's three outputs, so that one upload starts them and one read-back returns them
+    // (three read-backs, each a synchronization and a copy, were part of the ~1.3 ms the seventh run measured for
+    // this call at l = 138): [0, l²) the matrix, overwritten with the eigenvectors; [l², l² + l) the eigenvalues;
+    // slot l² + l holds `info` (an i32 in the low 4 bytes of an f64 slot, little-endian; zero before the call).
+    let (w_at, info_at) = (l * l, l * l + l);
+    let mut host: Vec<f64> = Vec::with_capacity(info_at + 1);
+    host.extend((0..l * l).map(|i| g[(i % l, i / l)]));
+    host.resize(info_at + 1, 0.0);
+    let mut out = gpu.upload(&host)?;
     let status = |st: sys::cusolverStatus_t, what: &str| {
         if st == sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS { Ok(()) } else { Err(Error::Cuda { op: OP, detail: format!("{what}: {st:?}") }) }
     };
     let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
-    // Jacobi's parameters live until the read-backs below have waited for the queued call.
+    // Jacobi's parameters live until the read-back below has waited for the queued call.
     let params = if solver == DeviceEigen::Jacobi {
         let mut p: sys::syevjInfo_t = std::ptr::null_mut();
         // SAFETY: creates a parameter object (host memory) into p.
@@ -684,15 +689,13 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
         None
     };
     {
-        let mut av = DeviceSliceMut::from(&mut a);
-        let (pa, _ga) = av.kernel_ptr_mut(gpu, OP, "a")?;
-        let mut wv = DeviceSliceMut::from(&mut w);
-        let (pw, _gw) = wv.kernel_ptr_mut(gpu, OP, "w")?;
-        let mut iv = DeviceSliceMut::from(&mut info);
-        let (pi, _gi) = iv.kernel_ptr_mut(gpu, OP, "info")?;
+        let mut ov = DeviceSliceMut::from(&mut out);
+        let (pa, _go) = ov.kernel_ptr_mut(gpu, OP, "eigensolver outputs")?;
+        let (pw, pi) = (pa.offset_bytes(8 * w_at), pa.offset_bytes(8 * info_at));
         let mut lwork = 0i32;
-        // SAFETY: a holds n x n doubles (lda = n), w n doubles, both live device buffers of this stream; the call
-        // only reads their sizes' worth and writes lwork, a host i32; params (Jacobi) is a live syevjInfo_t.
+        // SAFETY: `out` holds n x n doubles from pa (lda = n) and n more from pw, a live device buffer of this
+        // stream; the call only reads their sizes' worth and writes lwork, a host i32; params (Jacobi) is a live
+        // syevjInfo_t.
         status(
             unsafe {
                 match &params {
@@ -706,8 +709,10 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
         let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
         let mut kv = DeviceSliceMut::from(&mut work);
         let (pk, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
-        // SAFETY: a (n x n, lda = n, overwritten with the eigenvectors), w (n), work (lwork doubles, the size cuSOLVER
-        // asked for) and info (one i32) are distinct live device buffers, queued on the handle's stream (this Gpu's).
+        // SAFETY: a (n x n doubles from pa, lda = n, overwritten with the eigenvectors), w (n doubles from pw) and
+        // info (one i32 at pi, 8-byte aligned) are disjoint parts of `out` (l² + l + 1 doubles), work (lwork
+        // doubles, the size cuSOLVER asked for) is another live device buffer; queued on the handle's stream (this
+        // Gpu's).
         status(
             unsafe {
                 let (a, w, work, info) = (ptr_bits(pa) as *mut f64, ptr_bits(pw) as *mut f64, ptr_bits(pk) as *mut f64, ptr_bits(pi) as *mut i32);
@@ -719,7 +724,8 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
             "eigensolver",
         )?;
     }
-    let code = gpu.download(&info)?[0];
+    let got = gpu.download(&out)?;
+    let code = got[info_at].to_bits() as u32 as i32;
     if code < 0 {
         // -i: the i-th argument was wrong (a bug in this binding, not the input's fault).
         return Err(Error::Cuda { op: "rsvd", detail: format!("cuSOLVER small eigenproblem: argument {} rejected (info {code})", -code) });
@@ -727,7 +733,7 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
     if code > 0 {
         return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER)" });
     }
-    let (lam, vecs) = (gpu.download(&w)?, gpu.download(&a)?);
+    let (vecs, lam) = (&got[..w_at], &got[w_at..info_at]);
     // Non-decreasing eigenvalues, as faer gives them (syevd sorts; syevj's order is not relied on).
     let mut order: Vec<usize> = (0..l).collect();
     order.sort_by(|&x, &y| lam[x].total_cmp(&lam[y]));
