@@ -727,23 +727,19 @@ fn selects_everything(scope: Scope, plan: Plan, n: usize) -> bool {
 fn select_everything<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, n: usize, flags: u32, spec: &TopkSpec<T>, with_mask: bool) -> Result<(Option<DeviceVec<u64>>, TopkCut<T>)> {
     debug_assert!(n > 0 && n <= i32::MAX as usize && keys.len() == n);
     let blocks = n.div_ceil(THREADS as usize * 8).clamp(1, 2048);
-    let mut words = gpu.alloc_zeros::<u32>(4)?;
-    // SAFETY (both): every block writes its own entry before the last block reads them all.
-    let mut block_min = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
-    let mut block_count = unsafe { gpu.alloc_uninit::<u32>(blocks)? };
+    // One allocation (zeroed: the four result words take atomic adds; the per-block entries are written before
+    // they are read either way): words [0, 4), block minima [4, 4 + blocks), block counts after them.
+    let mut words = gpu.alloc_zeros::<u32>(4 + 2 * blocks)?;
     {
         let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
         let mut wv = DeviceSliceMut::from(&mut words);
         let (p_words, _gw) = wv.kernel_ptr_mut(gpu, op, "words")?;
-        let mut mv = DeviceSliceMut::from(&mut block_min);
-        let (p_min, _gm) = mv.kernel_ptr_mut(gpu, op, "block minima")?;
-        let mut cv = DeviceSliceMut::from(&mut block_count);
-        let (p_count, _gc) = cv.kernel_ptr_mut(gpu, op, "block counts")?;
+        let (p_min, p_count) = (p_words.offset_bytes(4 * 4), p_words.offset_bytes(4 * (4 + blocks)));
         let shape = LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: the grid strides over keys [0, n) (keys holds n), block b writes block_min[b] and block_count[b]
-        // (blocks entries each), every block adds to words[2] and words[3] and the last one writes words[0..2]
-        // (4 zeroed words); the buffers are fresh and distinct from keys; arguments match
-        // topk_all_min_count_<dtype>.
+        // (blocks entries each, words [4, 4 + blocks) and [4 + blocks, 4 + 2 * blocks)), every block adds to
+        // words[2] and words[3] and the last one writes words[0..2] (zeroed); one fresh allocation of 4 + 2 *
+        // blocks words, distinct from keys; arguments match topk_all_min_count_<dtype>.
         unsafe {
             gpu.launch(MODULE, &kernel::<T>("all_min_count"), shape, &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), p_words, p_min, p_count])?;
         }
@@ -763,7 +759,7 @@ fn select_everything<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice
     } else {
         None
     };
-    let w = gpu.download(&words)?;
+    let w = gpu.download(words.slice(0..4))?;
     refuse_nans(op, w[2] as usize, spec)?;
     let equal = w[1] as usize;
     if equal == 0 || equal > n {
