@@ -1069,15 +1069,16 @@ __device__ __forceinline__ void bracket_count_rounds(const T* __restrict__ keys,
 // - a fixed grid (src/topk.rs: multiprocessors x kStreamBlocksPerSm blocks, at most one per round) strides over
 //   rounds of kStreamVecs 16-byte vectors per thread (4 f32 or 8 16-bit keys per vector: a quarter or an eighth of
 //   the load instructions), the next round's loads issued before this round's keys are classified;
-// - each thread appends its candidates (keys in [lo, hi], raw bits) to its own kStreamSlots slots in shared memory
+// - each thread appends its candidates (keys in [lo, hi], raw bits) to its own StreamSlots slots in shared memory
 //   (slot s of thread t at s * kThreads + t: no bank conflicts, no scan, no atomic); when a lane of the warp could
 //   not hold another vector's keys, the warp moves its slots to the list together (warp scan, one global atomic per
-//   flush, ~kStreamSlots / 2 x 32 candidates each) and counts them in the block's bins (shared atomics);
+//   flush, ~StreamSlots / 2 x 32 candidates each) and counts them in the block's bins (shared atomics);
 // - the keys before the first 16-byte boundary and after the last whole vector (fewer than 2 vectors' worth) are
 //   one key per thread of block 0.
 // Per key in the loop: the order key, the count above, the NaN count, the range test and a predicated slot store
-// (~10-12 instructions: within the issue budget of the H200's bandwidth for f32, ~28 per key, and near it for
-// 16-bit keys, ~14). kFlags: the order (flags) as a constant, so the key map has no branches.
+// (SASS, sm_90: ~15-17 instructions, 64 registers, no spills: within the issue budget of the H200's bandwidth for
+// f32, ~28 per key, and just over it for 16-bit keys, ~14). kFlags: the order (flags) as a constant, so the key
+// map has no branches.
 // Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 constexpr unsigned kStreamVecs = 4;         // 16-byte vectors per thread per round
 constexpr unsigned kStreamBlocksPerSm = 4;  // blocks per multiprocessor of the grid (src/topk.rs STREAM_BLOCKS_PER_SM)
