@@ -825,6 +825,8 @@ fn bench_rsvd(c: &mut Criterion) {
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver_jacobi", "our small eigenproblem on cuSOLVER syevj", 5, &bench.device, &mut run);
+                // Opt-in since 2026-11-27 (written without a GPU): the small SVD's products on the device too.
+                report_switched(gpu, &case, "SLR_RSVD_SMALL", "device", "our small SVD entirely on the device (syevd + f64 cuBLAS)", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).

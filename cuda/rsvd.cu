@@ -57,6 +57,7 @@
 //                       diagonal factor, solve or product): the same outputs up to rounding (another summation order),
 //                       one block of 512 threads, up to 84.6 KB of shared memory, ~19 us at l = 138 by its count.
 //   rsvd_sum_slices_f32: the partial Gram matrices of row chunks summed in order (below).
+//   rsvd_widen_f32:     R₂ to f64 for the small SVD's device products (below).
 #include "common.cuh"
 
 namespace {
@@ -794,6 +795,17 @@ SLR_RSVD_TO_F32(rsvd_to_f32_f16, __half)
 SLR_EMU_EXPORT(rsvd_to_f32_f16)
 SLR_RSVD_TO_F32(rsvd_to_f32_bf16, __nv_bfloat16)
 SLR_EMU_EXPORT(rsvd_to_f32_bf16)
+
+// rsvd_widen_f32: dst[i] = (double)src[i] for i < count (exact): R₂ in f64 for the small SVD's device products
+// (src/rsvd.rs small_svd_device). Grid-stride, 256 threads. Floor: 12 bytes per element (l = 138: 0.2 MB).
+extern "C" __global__ void __launch_bounds__(kThreads)
+    rsvd_widen_f32(const float* __restrict__ src, double* __restrict__ dst, unsigned long long count) {
+    for (unsigned long long i = (unsigned long long)blockIdx.x * kThreads + threadIdx.x; i < count;
+         i += (unsigned long long)gridDim.x * kThreads) {
+        dst[i] = (double)src[i];
+    }
+}
+SLR_EMU_EXPORT(rsvd_widen_f32)
 
 extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
     rsvd_gemm_f32(unsigned m, unsigned n, unsigned k, float alpha, const float* __restrict__ a,

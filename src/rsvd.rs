@@ -633,6 +633,31 @@ fn small_eigen_on_device(l: usize) -> Option<DeviceEigen> {
     }
 }
 
+/// `SLR_RSVD_SMALL=device` (or [`use_device_small_svd_on_this_thread`]): the whole small SVD on the device
+/// ([`small_svd_device`]: syevd at every l, and its three l x l products as f64 cuBLAS products instead of on the
+/// host). Opt-in: written without a GPU (2026-11-27), not yet measured or run on one.
+fn small_svd_products_on_device() -> bool {
+    DEVICE_SMALL_SVD.with(|f| f.get()) || crate::path_switch("SLR_RSVD_SMALL", "device")
+}
+
+thread_local! {
+    static DEVICE_SMALL_SVD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static DEVICE_SMALL_SVD_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Sends this thread's queued rSVD calls through [`small_svd_device`] (as `SLR_RSVD_SMALL=device` does for the
+/// process): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_device_small_svd_on_this_thread(on: bool) {
+    DEVICE_SMALL_SVD.with(|f| f.set(on));
+}
+
+/// How many small SVDs this thread ran entirely on the device ([`small_svd_device`]): a diagnostic for tests.
+#[doc(hidden)]
+pub fn device_small_svd_runs() -> usize {
+    DEVICE_SMALL_SVD_RUNS.with(|c| c.get())
+}
+
 /// cuSOLVER's two dense symmetric eigensolvers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DeviceEigen {
@@ -771,14 +796,23 @@ fn small_svd_with(r2: &Mat<f64>, r: usize, eigen: impl FnOnce(&Mat<f64>) -> Resu
             vr[(i, j)] *= scale;
         }
     }
+    let dev = max_dev_from_identity(&(vr.transpose() * &vr));
+    Ok(finish_small_svd(&sigma, ur, vr, dev))
+}
+
+/// The small SVD's last step, shared by the host products and [`small_svd_device`]: σ in f32 and Ṽ_r (scaled by
+/// 1/σ, zero columns for σ_j ≤ ε₆₄·σ₁) kept as it is when `dev` (max |Ṽ_rᵀṼ_r − I|) is within
+/// SMALL_SVD_ORTHONORMAL, else re-orthonormalized by a Householder QR with a non-negative diagonal.
+fn finish_small_svd(sigma: &[f64], ur: Mat<f64>, vr: Mat<f64>, dev: f64) -> (Vec<f32>, Mat<f64>, Mat<f64>) {
+    let (l, r) = (vr.nrows(), vr.ncols());
     let sigma32 = sigma.iter().map(|&x| x as f32).collect();
     // Ṽ_r is orthonormal in exact arithmetic; in f64 it deviates by ~l·ε₆₄·(σ₁/σ_j)², nothing an f32 factor could
     // show unless the spectrum spans many decades (or a column was zeroed). So the Householder QR runs only when
     // Ṽ_rᵀṼ_r is farther than SMALL_SVD_ORTHONORMAL from I (otherwise its R would be I to that accuracy, with a
     // positive diagonal: the same factor). In the CPU reference's profile (1024², σ_j = 1/j) that took the small
     // SVD from ~1.44 to ~1.28 ms at l = 138 and from ~5.9 to ~5.4 ms at l = 266 on the 2-core development machine.
-    if max_dev_from_identity(&(vr.transpose() * &vr)) <= SMALL_SVD_ORTHONORMAL && !force_small_svd_qr() {
-        return Ok((sigma32, ur, vr));
+    if dev <= SMALL_SVD_ORTHONORMAL && !force_small_svd_qr() {
+        return (sigma32, ur, vr);
     }
     let qr = vr.qr();
     let mut vq = qr.compute_thin_Q();
@@ -790,7 +824,160 @@ fn small_svd_with(r2: &Mat<f64>, r: usize, eigen: impl FnOnce(&Mat<f64>) -> Resu
             }
         }
     }
-    Ok((sigma32, ur, vq))
+    (sigma32, ur, vq)
+}
+
+/// `rsvd_widen_f32` over `x` (the widening [`small_svd_device`] launches), read back: for tests.
+#[doc(hidden)]
+pub fn widen_on_device_for_tests(gpu: &Gpu, x: &[f32]) -> Result<Vec<f64>> {
+    const OP: &str = "widen_on_device_for_tests";
+    let dx = gpu.upload(x)?;
+    let mut out = gpu.alloc_zeros::<f64>(x.len())?;
+    if x.is_empty() {
+        return Ok(Vec::new());
+    }
+    {
+        let dxs = DeviceSlice::from(&dx);
+        let (p_x, _gx) = dxs.kernel_ptr(gpu, OP, "x")?;
+        let mut ov = DeviceSliceMut::from(&mut out);
+        let (p_o, _go) = ov.kernel_ptr_mut(gpu, OP, "out")?;
+        // SAFETY: reads x.len() floats of dx and writes as many doubles of out (both that long, distinct);
+        // arguments match rsvd_widen_f32.
+        unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(OP, x.len(), 256)?, &[p_x, p_o, KernelArg::U64(x.len() as u64)])? };
+    }
+    gpu.download(&out)
+}
+
+/// The small SVD of R₂ (l x l f32, packed column-major on the device) with every O(l³) step on the device, in f64:
+/// R₂ widened (`rsvd_widen_f32`), G = R₂ᵀR₂ (cuBLAS, f64), G's eigendecomposition in place (cuSOLVER syevd),
+/// P = R₂·Ũ and its Gram PᵀP (cuBLAS, f64), then one read-back of R₂, Ũ, λ, `info`, P and PᵀP (about 4l² + l
+/// doubles). The eigensolver is syevd (the default from l = 96; syevj never beat it). The host keeps the O(l²) rest: the order of the eigenvalues, σ, the columns of Ũ_r and of
+/// Ṽ_r = P_r Σ_r⁻¹, Ṽ_rᵀṼ_r from PᵀP's entries scaled by 1/(σ_iσ_j), and [`finish_small_svd`]. The same
+/// factors as [`small_svd_with`] over the downloaded R₂ up to f64 rounding (another summation order). Replaces the R₂
+/// read-back, the upload of G and the host's three f64 products: the seventh run (H200, ba5ddb2) put those host
+/// steps at ~0.37 ms of the small SVD's 1.65-1.74 ms at l = 138 (the GPU machine's host runs faer several times
+/// slower than the development machine). Errors as [`device_eigen_cusolver`] (LibraryMissing without cuBLAS or
+/// cuSOLVER, or on the emulator), and NonFinite when R₂ holds non-finite values.
+fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> {
+    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+    use cudarc::cusolver::sys;
+    const OP: &str = "rsvd small SVD (device)";
+    let l = r2.rows;
+    if r2.cols != l || r2.buf.len() != l * l || r > l {
+        return Err(Error::LengthMismatch { op: OP, what: "R₂ (l x l)", expected: l * l, got: r2.buf.len() });
+    }
+    let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
+    let blas = gpu.cublas()?;
+    let handle = gpu.cusolver_dn()?;
+    let ll = l * l;
+    // One buffer, zeroed (`info` must start at 0): R₂ in f64, G then Ũ (syevd's in-place output), λ, info (an i32
+    // in the low bytes of an f64 slot), P = R₂Ũ, PᵀP.
+    // Regions start on even doubles (16 bytes), as cuBLAS prefers.
+    let even = |x: usize| x.div_ceil(2) * 2;
+    let (at_g, at_w) = (even(ll), even(ll) + even(ll));
+    let at_info = at_w + l;
+    let at_p = even(at_info + 1);
+    let at_pp = at_p + even(ll);
+    let total = at_pp + ll;
+    let mut buf = gpu.alloc_zeros::<f64>(total)?;
+    let status = |st: sys::cusolverStatus_t, what: &str| {
+        if st == sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS { Ok(()) } else { Err(Error::Cuda { op: OP, detail: format!("{what}: {st:?}") }) }
+    };
+    {
+        let r2s = DeviceSlice::from(&r2.buf);
+        let (p_r32, _gr) = r2s.kernel_ptr(gpu, OP, "R₂")?;
+        let mut bv = DeviceSliceMut::from(&mut buf);
+        let (p_r, _gb) = bv.kernel_ptr_mut(gpu, OP, "small SVD buffer")?;
+        let (p_g, p_w, p_info, p_p, p_pp) = (p_r.offset_bytes(8 * at_g), p_r.offset_bytes(8 * at_w), p_r.offset_bytes(8 * at_info), p_r.offset_bytes(8 * at_p), p_r.offset_bytes(8 * at_pp));
+        // SAFETY: reads the l² floats of R₂ (its buffer holds exactly l², checked above) and writes the first l²
+        // doubles of `buf` (`total` >= l² doubles), a distinct fresh buffer; arguments match rsvd_widen_f32.
+        unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(OP, ll, 256)?, &[p_r32, p_r, KernelArg::U64(ll as u64)])? };
+        // C (l x l, ldc = l) = op(A) · op(B), A and B l x l with ld = l, all f64 regions of `buf`.
+        let dgemm = |ta: bool, a: KernelArg, b: KernelArg, c: KernelArg| -> Result<()> {
+            let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+            let (alpha, beta) = (1f64, 0f64);
+            let f64t = cudaDataType::CUDA_R_64F;
+            // SAFETY: a, b and c each address l x l doubles (ld = l) inside `buf` (the disjoint regions above, R₂ at
+            // 0, G/Ũ at at_g, P at at_p, PᵀP at at_pp, each l² long, the last ending at `total`), c overlapping
+            // neither a nor b;
+            // queued on the handle's stream (this Gpu's); alpha and beta are host f64 values that outlive the call.
+            unsafe {
+                cudarc::cublas::result::gemm_ex(
+                    *blas.handle(),
+                    op(ta),
+                    op(false),
+                    n,
+                    n,
+                    n,
+                    &alpha as *const f64 as *const std::ffi::c_void,
+                    ptr_bits(a) as *const std::ffi::c_void,
+                    f64t,
+                    n,
+                    ptr_bits(b) as *const std::ffi::c_void,
+                    f64t,
+                    n,
+                    &beta as *const f64 as *const std::ffi::c_void,
+                    ptr_bits(c) as *mut std::ffi::c_void,
+                    f64t,
+                    n,
+                    cublasComputeType_t::CUBLAS_COMPUTE_64F,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
+                )
+            }
+            .map_err(|e| Error::Cuda { op: OP, detail: format!("cublasGemmEx (f64): {e:?}") })
+        };
+        dgemm(true, p_r, p_r, p_g)?; // G = R₂ᵀ R₂
+        let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
+        let mut lwork = 0i32;
+        // SAFETY: G (n x n doubles, lda = n) and λ (n doubles) lie inside `buf`; the call reads only sizes and writes
+        // lwork, a host i32.
+        status(
+            unsafe { sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(p_g) as *const f64, n, ptr_bits(p_w) as *const f64, &mut lwork) },
+            "bufferSize",
+        )?;
+        // SAFETY: the solver writes every one of the lwork workspace doubles it uses before reading them.
+        let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
+        let mut kv = DeviceSliceMut::from(&mut work);
+        let (p_k, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
+        // SAFETY: G (overwritten with Ũ), λ and info (8-byte aligned) are disjoint parts of `buf`; work holds the
+        // lwork doubles cuSOLVER asked for; queued on the handle's stream (this Gpu's), after the product that
+        // wrote G.
+        status(
+            unsafe {
+                let (a, w, k, i) = (ptr_bits(p_g) as *mut f64, ptr_bits(p_w) as *mut f64, ptr_bits(p_k) as *mut f64, ptr_bits(p_info) as *mut i32);
+                sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, a, n, w, k, lwork, i)
+            },
+            "eigensolver",
+        )?;
+        dgemm(false, p_r, p_g, p_p)?; // P = R₂ Ũ
+        dgemm(true, p_p, p_p, p_pp)?; // PᵀP
+        // `work` is freed here, stream-ordered after the solver that uses it.
+    }
+    let h = gpu.download(&buf)?;
+    let bad = h[..ll].iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        return Err(Error::NonFinite { op: "rsvd", what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
+    }
+    let code = h[at_info].to_bits() as u32 as i32;
+    if code < 0 {
+        return Err(Error::Cuda { op: "rsvd", detail: format!("cuSOLVER small eigenproblem: argument {} rejected (info {code})", -code) });
+    }
+    if code > 0 {
+        return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER)" });
+    }
+    let lam = &h[at_w..at_w + l];
+    // Column of Ũ (and P) holding the j-th largest eigenvalue (syevd sorts them ascending; not relied on).
+    let mut order: Vec<usize> = (0..l).collect();
+    order.sort_by(|&x, &y| lam[x].total_cmp(&lam[y]));
+    let col: Vec<usize> = (0..r).map(|j| order[l - 1 - j]).collect();
+    let sigma: Vec<f64> = col.iter().map(|&c| lam[c].max(0.0).sqrt()).collect();
+    let tiny = sigma.first().map_or(0.0, |s| s * f64::EPSILON);
+    let scale: Vec<f64> = sigma.iter().map(|&s| if s > tiny { 1.0 / s } else { 0.0 }).collect();
+    let ur = Mat::from_fn(l, r, |i, j| h[at_g + i + col[j] * l]);
+    let vr = Mat::from_fn(l, r, |i, j| h[at_p + i + col[j] * l] * scale[j]);
+    let vtv = Mat::from_fn(r, r, |i, j| h[at_pp + col[i] + col[j] * l] * scale[i] * scale[j]);
+    DEVICE_SMALL_SVD_RUNS.with(|c| c.set(c.get() + 1));
+    Ok(finish_small_svd(&sigma, ur, vr, max_dev_from_identity(&vtv)))
 }
 
 /// How far from orthonormal (max |ṼᵀṼ − I|) the small SVD's Ṽ_r may be and skip its Householder QR: far below
@@ -1585,8 +1772,9 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let q2 = orth(e, &bt, Goal::WithR, &mut status, &mut slot, prof)?;
     let (q2s, bts) = (DeviceSlice::from(&q2.buf), DeviceSlice::from(&bt.buf));
     // SAFETY: Q₂ᵀ (l x n) reads the packed n x l Q₂ through swapped strides, Bᵀ is packed n x l.
-    let r2 = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
-    let r2 = e.to_host(&r2)?;
+    let r2_dev = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
+    // `SLR_RSVD_SMALL=device`: R₂ stays on the device for small_svd_device (no read-back of it here).
+    let r2 = if small_svd_products_on_device() { None } else { Some(e.to_host(&r2_dev)?) };
     let words = e.gpu.download(&status)?;
     prof.lap(e, Step::R2ReadBack)?;
     let (words, bad) = (&words[..slot], words[slot] as usize);
@@ -1608,8 +1796,21 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         }
     }
     info.device_queued = true;
-    let solver = small_eigen_on_device(r2.nrows());
     let gpu = e.gpu;
+    let Some(r2) = r2 else {
+        // SLR_RSVD_SMALL=device (R₂ was not read back).
+        let t = std::time::Instant::now();
+        let out = match small_svd_device(gpu, &r2_dev, r) {
+            // Without cuBLAS or cuSOLVER (not installed, or the emulator): R₂ to the host, and the host products.
+            Err(Error::LibraryMissing { .. }) => small_svd_with(&e.to_host(&r2_dev)?, r, host_eigen),
+            other => other,
+        };
+        prof.eigen_ms += t.elapsed().as_secs_f64() * 1e3;
+        let (s, ur, vr) = out?;
+        prof.lap(e, Step::SmallSvd)?;
+        return Ok(Some(Factors { q, ur, s, q2, vr }));
+    };
+    let solver = small_eigen_on_device(r2.nrows());
     let mut eigen_ms = 0.0;
     let (s, ur, vr) = small_svd_with(&r2, r, |g| {
         let t = std::time::Instant::now();

@@ -344,6 +344,8 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         // Philox's 32x32 -> 64-bit multiplies, the IEEE square root (MUFU.RSQ + refinement) and division (MUFU.RCP
         // + refinement) of Box-Muller, fmaf polynomials, plain stores of the normals.
         "rsvd_gaussian_f32" => vec!["IMAD.WIDE.U32", "MUFU.RSQ", "MUFU.RCP", "FFMA", "STG.E "],
+        // R₂ widened for the small SVD's f64 products: a read-only load, the exact conversion, a 64-bit store.
+        "rsvd_widen_f32" => vec!["LDG.E.CONSTANT", "F2F.F64.F32", "STG.E.64"],
         // Read-only loads at the input's width, f32 stores, the per-warp butterfly of the non-finite count.
         k if k.starts_with("rsvd_to_f32_") => {
             if narrow {

@@ -980,6 +980,82 @@ fn device_gram_matches_f64_with_and_without_row_chunks() {
     }
 }
 
+/// The device small SVD's widening of R₂ to f64 is exact: every f32 (random magnitudes over the whole range,
+/// ±0, ±inf, subnormals) becomes the same value as an f64, bit for bit, at lengths around the grid's stride.
+#[test]
+fn widening_r2_to_f64_is_exact() {
+    let mut rng = rng("rsvd_widen");
+    for (name, gpu) in devices("rsvd_widen") {
+        for len in [1usize, 255, 256, 257, 138 * 138, rng.gen_range(1000..70000)] {
+            let mut x: Vec<f32> = (0..len).map(|_| f32::from_bits(rng.gen::<u32>() & 0xff7f_ffff)).collect();
+            for (i, v) in [0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(1), -f32::MIN_POSITIVE].into_iter().enumerate() {
+                if i < len {
+                    x[i] = v;
+                }
+            }
+            let got = sparse_lowrank::rsvd::widen_on_device_for_tests(&gpu, &x).unwrap();
+            assert_eq!(got.len(), len, "{name}");
+            for (i, (&a, &b)) in x.iter().zip(&got).enumerate() {
+                assert_eq!((a as f64).to_bits(), b.to_bits(), "{name} len {len} at {i}: {a:e}");
+            }
+        }
+    }
+}
+
+/// `SLR_RSVD_SMALL=device` (opt-in): the whole small SVD on the device (R₂ widened, the f64 products R₂ᵀR₂, R₂Ũ
+/// and its Gram by cuBLAS around syevd, one read-back). On a CUDA device with cuBLAS and cuSOLVER it must run (the
+/// thread's counter moves) and give what the default path gives: singular values within 1e-6 relative to σ₁ (both
+/// are f64 to ~1e-13 before the f32 rounding of R₂'s products, which they share), the same error ratio to 1e-4,
+/// and factors orthonormal to 1e-5; with the spectrum's tail and the rank-5-plus-noise case (r = 20 of a rank-5
+/// matrix: zeroed columns and the Householder completion) too. Without cuSOLVER (the emulator) the host products
+/// run instead and the results are bitwise the default's. Sketch widths 26 (r = 16) and 138 (r = 128, syevd's
+/// default range).
+#[test]
+fn small_svd_entirely_on_the_device_matches_the_default_path() {
+    let mut rng = rng("rsvd_small_svd_device");
+    for (name, gpu) in devices("rsvd_small_svd_device") {
+        for (kind, m, n, r) in [(Spectrum::PowerLaw, 300, 200, 16), (Spectrum::PowerLawHalf, 400, 300, 128), (Spectrum::Rank5PlusNoise, 120, 90, 20)] {
+            let a = with_spectrum(&mut rng, m, n, &spectrum(kind, n));
+            let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+            let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+            let cfg = seeded_config(&mut rng, r);
+            let da = gpu.upload(&a32).unwrap();
+            let run = |on_device: bool| {
+                let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+                let mut s = vec![0f32; r];
+                sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(on_device);
+                let before = sparse_lowrank::rsvd::device_small_svd_runs();
+                let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+                sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(false);
+                let ran = sparse_lowrank::rsvd::device_small_svd_runs() - before;
+                let info = info.unwrap_or_else(|e| panic!("{name} {kind:?} r={r} (device small SVD: {on_device}): {e}"));
+                (gpu.download(&du).unwrap(), s, gpu.download(&dvt).unwrap(), info, ran)
+            };
+            let (u0, s0, vt0, info0, _) = run(false);
+            let (u1, s1, vt1, info1, ran) = run(true);
+            let ctx = format!("{name} {kind:?} {m}x{n} r={r}: {info0:?} / {info1:?}");
+            if !info1.device_queued {
+                assert_eq!(ran, 0, "{ctx}: only the queued path has R₂ on the device");
+            } else if gpu.is_cuda() {
+                if ran == 0 {
+                    eprintln!("{ctx}: cuBLAS or cuSOLVER not found: device small SVD SKIPPED");
+                }
+            } else {
+                assert_eq!(ran, 0, "{ctx}: the emulator has no cuSOLVER");
+            }
+            if ran == 0 {
+                assert!(u0 == u1 && s0 == s1 && vt0 == vt1, "{ctx}: the fallback must be the default path exactly");
+                continue;
+            }
+            let (q0, q1) = (quality(&stored, m, n, r, &u0, &s0, &vt0), quality(&stored, m, n, r, &u1, &s1, &vt1));
+            for j in 0..r {
+                assert!((s0[j] - s1[j]).abs() as f64 <= 1e-6 * s0[0] as f64, "{ctx}: σ_{j} {} vs {}", s1[j], s0[j]);
+            }
+            assert!((q0.error_ratio - q1.error_ratio).abs() <= 1e-4 * q0.error_ratio && q1.u_orth <= 1e-5 && q1.v_orth <= 1e-5, "{ctx}: {q0:?} vs {q1:?}");
+        }
+    }
+}
+
 /// `SLR_RSVD_SMALL=cusolver` / `cusolver_jacobi` (benchmark comparisons) solve the small SVD's eigenproblem with
 /// cuSOLVER's f64 divide and conquer or Jacobi on the device: on a CUDA device the eigenvalues match faer's to
 /// 1e-12 relative to the largest and the eigenvectors are orthonormal and satisfy G v = λ v to the same; the
