@@ -1401,10 +1401,13 @@ pub fn gram_on_device_for_tests(gpu: &Gpu, x: &[f32], rows: usize, l: usize) -> 
 /// (12 Grams per rSVD at q = 2: 0.34 and 0.47 ms). Chunks of [`GRAM_CHUNK_ROWS`] rows (at most [`GRAM_MAX_CHUNKS`])
 /// give that many times the blocks; the chunk count is a guess from tile counts, not measured.
 const GRAM_SPLIT_MIN_ROWS: usize = 1024;
-/// Only while l is at most this: the queued path's sketches, whose l x l output is a few tiles. A wider Gram (the
-/// host-driven path's l > 320) already has hundreds of output tiles, and its partial matrices would take up to
-/// 64 l² floats of scratch (274 MB at l = 1034) for nothing; 64 slots at l = 320 are 26 MB.
-const GRAM_SPLIT_MAX_L: usize = QUEUED_MAX_SKETCH_COLS;
+/// Only while l is at most this. Measured on an H200 (`SLR_RSVD_PATH=onegram`, the whole rSVD's time with one
+/// product over ours): at l = 138 (r = 128) one product was as fast or faster in all eight cases of two runs
+/// (sixth run 0.98-1.01x, seventh 0.94-0.99x: the chunks cost up to 6% of the call), at l = 26 (r = 16) the chunks
+/// were even or ahead (0.90-1.04x, mostly 1.00-1.04). So from 2026-11-27 only narrow sketches are chunked: 64, between the two
+/// measured widths (the crossover itself is not measured). A wide Gram has enough output tiles of its own, and
+/// its partial matrices would take up to 64 l² floats of scratch.
+const GRAM_SPLIT_MAX_L: usize = 64;
 const GRAM_CHUNK_ROWS: usize = 128;
 const GRAM_MAX_CHUNKS: usize = 64;
 
