@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -350,6 +350,39 @@ fn bracket_take_rank_off_by_one_takes_one_equal_key_too_many() {
                 assert_eq!(mask.count_ones(), k + 1, "{schedule:?}: k {k}");
             } else {
                 assert!(mask == expect, "{schedule:?}: k {k}");
+            }
+        }
+    }
+}
+
+/// The cut's streaming bracket pass keeps each thread's candidates in shared-memory slots and moves them to the
+/// list when a lane runs short of room, and once more at the end; without that last move (planted fault
+/// `stream_final_flush`) the candidates still in the slots are lost from the list and its count, so the choice
+/// either misses K* (the cut differs from the reference) or sees fewer than k keys at or above lo (the bracket
+/// fails its exact check and the radix passes run): either way not the exact cut by the bracket.
+#[test]
+fn a_streaming_cut_pass_without_its_final_flush_loses_candidates() {
+    let mut rng = rng("stream_final_flush");
+    let (rows, cols) = (530, 512);
+    let keys: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+    let ks: Vec<usize> = (0..3).map(|_| rng.gen_range(rows * cols / 50..rows * cols / 5)).collect();
+    let expect: Vec<_> = ks.iter().map(|&k| topk_cpu(&keys, rows, cols, &TopkSpec::count(k)).unwrap().cuts[0].clone()).collect();
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "stream_final_flush").unwrap() } else { Gpu::emulated(schedule) };
+            let d = gpu.upload(&keys).unwrap();
+            let mut exact_by_bracket = 0;
+            for (&k, want) in ks.iter().zip(&expect) {
+                let before = sparse_lowrank::topk::bracket_counts().0;
+                let cut = topk_threshold(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
+                let taken = sparse_lowrank::topk::bracket_counts().0 > before;
+                let same = cut[0].threshold.map(f32::to_bits) == want.threshold.map(f32::to_bits) && cut[0].count_beyond == want.count_beyond && cut[0].count_equal_taken == want.count_equal_taken;
+                exact_by_bracket += (taken && same) as usize;
+            }
+            if faulty {
+                assert_eq!(exact_by_bracket, 0, "{schedule:?}: the lost candidates went unnoticed for k {ks:?}");
+            } else {
+                assert_eq!(exact_by_bracket, ks.len(), "{schedule:?}: k {ks:?}");
             }
         }
     }
