@@ -144,8 +144,10 @@ elif command -v compute-sanitizer >/dev/null; then
     echo "=== $tool $name" >> "$san_log"
     # racecheck of topk: 17 of its 18 tests took ~95 s on an H200 (5f7e50a) and the f32 random-sizes test did not
     # finish in the remaining 5 s; that one is skipped under racecheck (its f16 and bf16 twins run the same kernels
-    # on the same shapes), the rest finish well inside 40 s.
-    limit=40; skip=(); [ "$spec" = racecheck:topk ] && { limit=110; skip=(--skip topk_f32_matches_cpu_exactly); }
+    # on the same shapes), the rest finish well inside 40 s. The alignment test of the bracket passes (60 selections
+    # over 270 k keys, 2026-11-27) is skipped there too: the same streaming kernels run under racecheck in
+    # large_matrices_take_the_sample_bracket_and_match_cpu_exactly, and memcheck keeps it (its ragged edges).
+    limit=40; skip=(); [ "$spec" = racecheck:topk ] && { limit=110; skip=(--skip topk_f32_matches_cpu_exactly --skip the_bracket_passes_read_misaligned); }
     SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded $limit compute-sanitizer --tool "$tool" --error-exitcode 99 \
       "$B/bin/test-$name" --test-threads=1 "${skip[@]}" >> "$san_log" 2>&1
     rc=$?
