@@ -16,6 +16,9 @@ B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-/tmp/slr-gpu-out}"
 mkdir -p "$OUT"
 export SLR_SOURCE_DIR="$PWD"
+# The test executables carry the emulator, whose kernels' static shared arrays are thread-local: ~2 MB of static
+# TLS, carved out of every thread's stack (.cargo/config.toml sets the same for cargo test).
+export RUST_MIN_STACK="${RUST_MIN_STACK:-16777216}"
 status="$OUT/status.txt"
 # The executables travel compressed (scripts/gpu-bundle.sh): xz through python3's tarfile, else the gzip copy
 # through tar; unpacked next to this script.
