@@ -676,12 +676,91 @@ impl Drop for SyevjParams {
     }
 }
 
+impl SyevjParams {
+    /// Parameters for syevj: tolerance f64 machine epsilon, at most 100 sweeps.
+    fn new() -> Result<Self> {
+        use cudarc::cusolver::sys;
+        let mut p: sys::syevjInfo_t = std::ptr::null_mut();
+        // SAFETY: creates a parameter object (host memory) into p.
+        solver_status(unsafe { sys::cusolverDnCreateSyevjInfo(&mut p) }, "syevjInfo")?;
+        let p = SyevjParams(p);
+        // SAFETY: p is a live syevjInfo_t.
+        solver_status(unsafe { sys::cusolverDnXsyevjSetTolerance(p.0, f64::EPSILON) }, "syevj tolerance")?;
+        // SAFETY: as above.
+        solver_status(unsafe { sys::cusolverDnXsyevjSetMaxSweeps(p.0, 100) }, "syevj sweeps")?;
+        Ok(p)
+    }
+}
+
+/// A cuSOLVER call's status as a Result.
+fn solver_status(st: cudarc::cusolver::sys::cusolverStatus_t, what: &str) -> Result<()> {
+    if st == cudarc::cusolver::sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err(Error::Cuda { op: "rsvd small eigenproblem (cuSOLVER)", detail: format!("{what}: {st:?}") })
+    }
+}
+
+/// Queues cuSOLVER's f64 symmetric eigensolver (vectors, lower triangle) on the n x n matrix at `a` (lda = n,
+/// overwritten with the eigenvectors as columns), the eigenvalues into `w` (n doubles) and its status into `info`
+/// (one i32): syevd, or syevj with `jacobi`'s parameters. The workspace it asks for is allocated here and freed
+/// stream-ordered after the call. Nothing is read back (see [`eigensolver_info`]).
+///
+/// # Safety
+/// `a` (n² doubles), `w` (n doubles) and `info` (one i32, 4-byte aligned) are disjoint live device memory of this
+/// Gpu, whose stream is `handle`'s; `jacobi` is a live parameter object.
+unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i32, a: KernelArg, w: KernelArg, info: KernelArg, jacobi: Option<&SyevjParams>) -> Result<()> {
+    use cudarc::cusolver::sys;
+    let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
+    let (pa, pw, pi) = (ptr_bits(a) as *mut f64, ptr_bits(w) as *mut f64, ptr_bits(info) as *mut i32);
+    let mut lwork = 0i32;
+    // SAFETY: the caller's contract on a and w; the call only reads their sizes and writes lwork, a host i32.
+    solver_status(
+        unsafe {
+            match jacobi {
+                None => sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork),
+                Some(p) => sys::cusolverDnDsyevj_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork, p.0),
+            }
+        },
+        "bufferSize",
+    )?;
+    // SAFETY: the solver writes every one of the lwork workspace doubles it uses before reading them.
+    let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
+    let mut kv = DeviceSliceMut::from(&mut work);
+    let (pk, _gk) = kv.kernel_ptr_mut(gpu, "rsvd small eigenproblem (cuSOLVER)", "work")?;
+    // SAFETY: the caller's contract on a, w and info; work holds the lwork doubles cuSOLVER asked for, another live
+    // buffer; queued on the handle's stream (this Gpu's), after whatever wrote `a`.
+    solver_status(
+        unsafe {
+            let pk = ptr_bits(pk) as *mut f64;
+            match jacobi {
+                None => sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi),
+                Some(p) => sys::cusolverDnDsyevj(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi, p.0),
+            }
+        },
+        "eigensolver",
+    )
+}
+
+/// cuSOLVER's `info` after the read-back (an i32 in the low 4 bytes of an f64 slot that was zero before the
+/// call): 0, or the error it means.
+fn eigensolver_info(slot: f64) -> Result<()> {
+    let code = slot.to_bits() as u32 as i32;
+    if code < 0 {
+        // -i: the i-th argument was wrong (a bug in this binding, not the input's fault).
+        return Err(Error::Cuda { op: "rsvd", detail: format!("cuSOLVER small eigenproblem: argument {} rejected (info {code})", -code) });
+    }
+    if code > 0 {
+        return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER)" });
+    }
+    Ok(())
+}
+
 /// The small SVD's symmetric eigenproblem on the device by cuSOLVER in f64, divide and conquer
 /// (`cusolverDnDsyevd`) or Jacobi (`cusolverDnDsyevj`): the l x l Gram matrix uploaded (l² doubles), the eigenvalues (non-decreasing, as faer
 /// gives them), eigenvectors and status read back together, one synchronization. Errors if libcusolver cannot be loaded (or on the
 /// emulator), or if cuSOLVER reports a failure (its `info`).
 fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result<(Vec<f64>, Mat<f64>)> {
-    use cudarc::cusolver::sys;
     const OP: &str = "rsvd small eigenproblem (cuSOLVER)";
     let l = g.nrows();
     let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
@@ -695,69 +774,17 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
     host.extend((0..l * l).map(|i| g[(i % l, i / l)]));
     host.resize(info_at + 1, 0.0);
     let mut out = gpu.upload(&host)?;
-    let status = |st: sys::cusolverStatus_t, what: &str| {
-        if st == sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS { Ok(()) } else { Err(Error::Cuda { op: OP, detail: format!("{what}: {st:?}") }) }
-    };
-    let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
     // Jacobi's parameters live until the read-back below has waited for the queued call.
-    let params = if solver == DeviceEigen::Jacobi {
-        let mut p: sys::syevjInfo_t = std::ptr::null_mut();
-        // SAFETY: creates a parameter object (host memory) into p.
-        status(unsafe { sys::cusolverDnCreateSyevjInfo(&mut p) }, "syevjInfo")?;
-        let p = SyevjParams(p);
-        // SAFETY: p is a live syevjInfo_t.
-        status(unsafe { sys::cusolverDnXsyevjSetTolerance(p.0, f64::EPSILON) }, "syevj tolerance")?;
-        // SAFETY: as above.
-        status(unsafe { sys::cusolverDnXsyevjSetMaxSweeps(p.0, 100) }, "syevj sweeps")?;
-        Some(p)
-    } else {
-        None
-    };
+    let params = if solver == DeviceEigen::Jacobi { Some(SyevjParams::new()?) } else { None };
     {
         let mut ov = DeviceSliceMut::from(&mut out);
         let (pa, _go) = ov.kernel_ptr_mut(gpu, OP, "eigensolver outputs")?;
-        let (pw, pi) = (pa.offset_bytes(8 * w_at), pa.offset_bytes(8 * info_at));
-        let mut lwork = 0i32;
-        // SAFETY: `out` holds n x n doubles from pa (lda = n) and n more from pw, a live device buffer of this
-        // stream; the call only reads their sizes' worth and writes lwork, a host i32; params (Jacobi) is a live
-        // syevjInfo_t.
-        status(
-            unsafe {
-                match &params {
-                    None => sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *const f64, n, ptr_bits(pw) as *const f64, &mut lwork),
-                    Some(p) => sys::cusolverDnDsyevj_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(pa) as *const f64, n, ptr_bits(pw) as *const f64, &mut lwork, p.0),
-                }
-            },
-            "bufferSize",
-        )?;
-        // SAFETY: the solver writes every one of the lwork workspace doubles it uses before reading them.
-        let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
-        let mut kv = DeviceSliceMut::from(&mut work);
-        let (pk, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
-        // SAFETY: a (n x n doubles from pa, lda = n, overwritten with the eigenvectors), w (n doubles from pw) and
-        // info (one i32 at pi, 8-byte aligned) are disjoint parts of `out` (l² + l + 1 doubles), work (lwork
-        // doubles, the size cuSOLVER asked for) is another live device buffer; queued on the handle's stream (this
-        // Gpu's).
-        status(
-            unsafe {
-                let (a, w, work, info) = (ptr_bits(pa) as *mut f64, ptr_bits(pw) as *mut f64, ptr_bits(pk) as *mut f64, ptr_bits(pi) as *mut i32);
-                match &params {
-                    None => sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, a, n, w, work, lwork, info),
-                    Some(p) => sys::cusolverDnDsyevj(handle.cu(), jobz, uplo, n, a, n, w, work, lwork, info, p.0),
-                }
-            },
-            "eigensolver",
-        )?;
+        // SAFETY: a (n x n doubles from pa, lda = n), w (n doubles at w_at) and info (the i32 at info_at, 8-byte
+        // aligned) are disjoint parts of `out` (l² + l + 1 doubles), a live buffer of this Gpu's stream.
+        unsafe { queue_eigensolver(gpu, &handle, n, pa, pa.offset_bytes(8 * w_at), pa.offset_bytes(8 * info_at), params.as_ref())? };
     }
     let got = gpu.download(&out)?;
-    let code = got[info_at].to_bits() as u32 as i32;
-    if code < 0 {
-        // -i: the i-th argument was wrong (a bug in this binding, not the input's fault).
-        return Err(Error::Cuda { op: "rsvd", detail: format!("cuSOLVER small eigenproblem: argument {} rejected (info {code})", -code) });
-    }
-    if code > 0 {
-        return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER)" });
-    }
+    eigensolver_info(got[info_at])?;
     let (vecs, lam) = (&got[..w_at], &got[w_at..info_at]);
     // Non-decreasing eigenvalues, as faer gives them (syevd sorts; syevj's order is not relied on).
     let mut order: Vec<usize> = (0..l).collect();
@@ -860,7 +887,6 @@ pub fn widen_on_device_for_tests(gpu: &Gpu, x: &[f32]) -> Result<Vec<f64>> {
 /// cuSOLVER, or on the emulator), and NonFinite when R₂ holds non-finite values.
 fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> {
     use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
-    use cudarc::cusolver::sys;
     const OP: &str = "rsvd small SVD (device)";
     let l = r2.rows;
     if r2.cols != l || r2.buf.len() != l * l || r > l {
@@ -880,9 +906,6 @@ fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f
     let at_pp = at_p + even(ll);
     let total = at_pp + ll;
     let mut buf = gpu.alloc_zeros::<f64>(total)?;
-    let status = |st: sys::cusolverStatus_t, what: &str| {
-        if st == sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS { Ok(()) } else { Err(Error::Cuda { op: OP, detail: format!("{what}: {st:?}") }) }
-    };
     {
         let r2s = DeviceSlice::from(&r2.buf);
         let (p_r32, _gr) = r2s.kernel_ptr(gpu, OP, "R₂")?;
@@ -927,44 +950,19 @@ fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f
             .map_err(|e| Error::Cuda { op: OP, detail: format!("cublasGemmEx (f64): {e:?}") })
         };
         dgemm(true, p_r, p_r, p_g)?; // G = R₂ᵀ R₂
-        let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
-        let mut lwork = 0i32;
-        // SAFETY: G (n x n doubles, lda = n) and λ (n doubles) lie inside `buf`; the call reads only sizes and writes
-        // lwork, a host i32.
-        status(
-            unsafe { sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, ptr_bits(p_g) as *const f64, n, ptr_bits(p_w) as *const f64, &mut lwork) },
-            "bufferSize",
-        )?;
-        // SAFETY: the solver writes every one of the lwork workspace doubles it uses before reading them.
-        let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
-        let mut kv = DeviceSliceMut::from(&mut work);
-        let (p_k, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
-        // SAFETY: G (overwritten with Ũ), λ and info (8-byte aligned) are disjoint parts of `buf`; work holds the
-        // lwork doubles cuSOLVER asked for; queued on the handle's stream (this Gpu's), after the product that
-        // wrote G.
-        status(
-            unsafe {
-                let (a, w, k, i) = (ptr_bits(p_g) as *mut f64, ptr_bits(p_w) as *mut f64, ptr_bits(p_k) as *mut f64, ptr_bits(p_info) as *mut i32);
-                sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, a, n, w, k, lwork, i)
-            },
-            "eigensolver",
-        )?;
+        // SAFETY: G (l² doubles at at_g, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at at_info,
+        // 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu's stream; queued after the
+        // product that wrote G.
+        unsafe { queue_eigensolver(gpu, &handle, n, p_g, p_w, p_info, None)? };
         dgemm(false, p_r, p_g, p_p)?; // P = R₂ Ũ
         dgemm(true, p_p, p_p, p_pp)?; // PᵀP
-        // `work` is freed here, stream-ordered after the solver that uses it.
     }
     let h = gpu.download(&buf)?;
     let bad = h[..ll].iter().filter(|x| !x.is_finite()).count();
     if bad > 0 {
         return Err(Error::NonFinite { op: "rsvd", what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
     }
-    let code = h[at_info].to_bits() as u32 as i32;
-    if code < 0 {
-        return Err(Error::Cuda { op: "rsvd", detail: format!("cuSOLVER small eigenproblem: argument {} rejected (info {code})", -code) });
-    }
-    if code > 0 {
-        return Err(Error::NoConvergence { op: "rsvd", what: "small eigenproblem (cuSOLVER)" });
-    }
+    eigensolver_info(h[at_info])?;
     let lam = &h[at_w..at_w + l];
     // Column of Ũ (and P) holding the j-th largest eigenvalue (syevd sorts them ascending; not relied on).
     let mut order: Vec<usize> = (0..l).collect();
