@@ -20,10 +20,11 @@ export SLR_SOURCE_DIR="$PWD"
 # TLS, carved out of every thread's stack (.cargo/config.toml sets the same for cargo test).
 export RUST_MIN_STACK="${RUST_MIN_STACK:-16777216}"
 status="$OUT/status.txt"
-# The executables travel compressed (scripts/gpu-bundle.sh): xz through python3's tarfile, else the gzip copy
-# through tar; unpacked next to this script.
+# The executables travel compressed (scripts/gpu-bundle.sh): xz through python3's tarfile, else through tar with
+# xz, else the gzip copy (when the bundle has room for it) through tar; unpacked next to this script.
 if [ ! -d "$B/bin" ]; then
   python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$B/bin.tar.xz" "$B" 2>/dev/null \
+    || { rm -rf "$B/bin"; tar -xJf "$B/bin.tar.xz" -C "$B" 2>/dev/null; } \
     || { rm -rf "$B/bin"; tar -xzf "$B/bin.tar.gz" -C "$B"; } \
     || echo "could not unpack the executables (bin.tar.xz, bin.tar.gz)"
   chmod +x "$B"/bin/* 2>/dev/null
