@@ -753,11 +753,13 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
     for (unsigned w = 2 + threadIdx.x; w < path_words; w += kSampleThreads) bracket[w] = 0u;
 }
 
-// Adds a block's counts of keys above the bracket and of NaNs to bracket words 2 and 3: per-warp sums, one shared
-// atomic per warp into `totals` (2 shared words zeroed before a barrier every thread has passed), one global
-// atomic per word. Every thread of the block calls it.
-__device__ __forceinline__ void add_block_totals(unsigned above, unsigned nan, unsigned* totals,
-                                                 unsigned* __restrict__ bracket) {
+// The end of a bracket pass's block: its counts of keys above the bracket and of NaNs added to bracket words 2 and 3
+// (per-warp sums, one shared atomic per warp into `totals`, 2 shared words zeroed before a barrier every thread has
+// passed, then one global atomic per word), and its non-empty bins of the bracket (`bins`, kCutBins shared words)
+// added to `hist`. The barrier orders every thread's last bin update before the bins are read. Every thread of the
+// block calls it.
+__device__ __forceinline__ void add_block_counts(unsigned above, unsigned nan, unsigned* totals, const unsigned* bins,
+                                                 unsigned* __restrict__ bracket, unsigned* __restrict__ hist) {
     above = slr::warp_sum(above);
     nan = slr::warp_sum(nan);
     if (threadIdx.x % 32 == 0 && above) atomicAdd(&totals[0], above);
@@ -766,6 +768,9 @@ __device__ __forceinline__ void add_block_totals(unsigned above, unsigned nan, u
     if (threadIdx.x == 0) {
         if (totals[0]) atomicAdd(&bracket[2], totals[0]);
         if (totals[1]) atomicAdd(&bracket[3], totals[1]);
+    }
+    for (unsigned b = threadIdx.x; b < kCutBins; b += kThreads) {
+        if (bins[b]) atomicAdd(&hist[b], bins[b]);
     }
 }
 
@@ -954,10 +959,7 @@ __device__ __forceinline__ void bracket_pass_rounds(const T* __restrict__ keys, 
             round_body(round, Flag<false>{});
         }
     }
-    add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
-    for (unsigned b = t; b < kCutBins; b += kThreads) {
-        if (bins[b]) atomicAdd(&hist[b], bins[b]);
-    }
+    add_block_counts(above, nan, totals, bins, bracket, hist);
     if (t == 0) {
         unsigned kept = min(written, kChunkCap);
         cand_counts[blockIdx.x] = kept;
@@ -1054,11 +1056,22 @@ __device__ __forceinline__ void bracket_count_rounds(const T* __restrict__ keys,
             round_body(round, Flag<false>{});
         }
     }
-    add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
-    for (unsigned b = t; b < kCutBins; b += kThreads) {
-        if (bins[b]) atomicAdd(&hist[b], bins[b]);
-    }
+    add_block_counts(above, nan, totals, bins, bracket, hist);
     if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, cap, sel, scratch);
+}
+
+// Calls f(order) with the order bits of `flags` (kByValue | kSmallest) as a compile-time constant
+// (std::integral_constant-like: decltype(order)::value), so that a kernel body's key map has no branches.
+template <unsigned kFlags> struct Order {
+    static constexpr unsigned value = kFlags;
+};
+template <typename F> __device__ __forceinline__ void with_order(unsigned flags, F&& f) {
+    switch (flags & (kByValue | kSmallest)) {
+        case 0: f(Order<0>{}); break;
+        case kByValue: f(Order<kByValue>{}); break;
+        case kSmallest: f(Order<kSmallest>{}); break;
+        default: f(Order<kByValue | kSmallest>{}); break;
+    }
 }
 
 // ---- The cut's streaming pass (bracket_count, the default of topk_threshold) -----------------------------------
@@ -1217,10 +1230,7 @@ __device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys,
 #ifndef SLR_FAULT_STREAM_FINAL_FLUSH  // planted fault: the candidates still in the slots at the end are lost
     flush();
 #endif
-    add_block_totals(above, nan, sh.totals, bracket);  // its barrier also orders the bins' last update before the reads
-    for (unsigned b = t; b < kCutBins; b += kThreads) {
-        if (bins[b]) atomicAdd(&hist[b], bins[b]);
-    }
+    add_block_counts(above, nan, sh.totals, bins, bracket, hist);
     if (last_block_of_grid(&bracket[kPassTicket], &sh.scratch[kWarps + 3])) choose_level1(bracket, hist, k, cap, sel, sh.scratch);
 }
 
@@ -1242,12 +1252,9 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     slr::wait_for_previous_grid();  // the sample's bracket words and the words it zeroed
     slr::allow_next_grid();
     __syncthreads();  // the bins zeroed before any flush counts into them
-    switch (flags & (kByValue | kSmallest)) {
-        case 0: bracket_count_stream<T, 0>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
-        case kByValue: bracket_count_stream<T, kByValue>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
-        case kSmallest: bracket_count_stream<T, kSmallest>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
-        default: bracket_count_stream<T, kByValue | kSmallest>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v); break;
-    }
+    with_order(flags, [&](auto order) {
+        bracket_count_stream<T, decltype(order)::value>(keys, n, k, bracket, list, cap, hist, sel, sh, at, v);
+    });
 }
 
 // ---- The mask's streaming pass (bracket_pass, the default of topk_mask and topk_csr) ---------------------------
@@ -1418,10 +1425,7 @@ __device__ __forceinline__ void bracket_pass_stream(const T* __restrict__ keys, 
             if (written > kChunkCap) atomicAdd(&bracket[4], 1u);
         }
     }
-    add_block_totals(above, nan, totals, bracket);  // its barrier also orders the bins' last update before the reads
-    for (unsigned b = t; b < kCutBins; b += kThreads) {
-        if (bins[b]) atomicAdd(&hist[b], bins[b]);
-    }
+    add_block_counts(above, nan, totals, bins, bracket, hist);
     if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, ~0u, sel, scratch);
 }
 
@@ -1449,12 +1453,9 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
     slr::wait_for_previous_grid();
     slr::allow_next_grid();
     __syncthreads();  // the bins zeroed before any warp counts into them
-    switch (flags & (kByValue | kSmallest)) {
-        case 0: bracket_pass_stream<T, 0>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
-        case kByValue: bracket_pass_stream<T, kByValue>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
-        case kSmallest: bracket_pass_stream<T, kSmallest>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
-        default: bracket_pass_stream<T, kByValue | kSmallest>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v); break;
-    }
+    with_order(flags, [&](auto order) {
+        bracket_pass_stream<T, decltype(order)::value>(keys, n, k, bracket, words, cand_vals, cand_idx, cand_counts, hist, sel, bins, totals, scratch, v);
+    });
 }
 
 // ---- The later levels (after bracket_pass or bracket_count and the level-1 choice) -----------------------------
