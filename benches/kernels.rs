@@ -298,9 +298,10 @@ fn bench_spmm(c: &mut Criterion) {
                             spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
                         });
                     }
-                    // n = 4 (4-lane groups, 8 rows per warp) and n = 8 (the 32-column kernel since the sixth run,
-                    // where the 8-lane groups took 1.35-1.56x its time), each against the 32-column kernel.
-                    for n8 in if t == 16 { vec![4usize, 8] } else { Vec::new() } {
+                    // n = 1 and 2 (4-lane groups, 8 rows per warp) and n = 8 (the 32-column kernel since the sixth
+                    // run, where the 8-lane groups took 1.35-1.56x its time; at n = 4 since the eighth, where the
+                    // 4-lane groups took 1.6-1.7x), each against the 32-column kernel.
+                    for n8 in if t == 16 { vec![1usize, 2, 8] } else { Vec::new() } {
                         let b8 = gpu.upload(&vec![bf16::from_f32(0.5); inn * n8]).unwrap();
                         let mut c8 = gpu.alloc_zeros::<bf16>(out * n8).unwrap();
                         let bytes = nnz * (4 + 2) + 4 * (out + 1) + 2 * n8 * (inn + out);
@@ -578,11 +579,14 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         // The same call down the radix passes over all keys (the path before the sample bracket and the
         // one-block rows), as a baseline from the same run.
         report_switched(gpu, &case, "SLR_TOPK_PATH", "radix", "radix passes over all keys", 10, &bench.device, &mut run);
-        if op != "topk_mask_per_row" && density < 1.0 {
-            // The bracket paths' round-based passes (one block per 16 k keys, three barriers per round of 2048; the
-            // cut's with a global atomic per round), replaced by the streaming passes on 2026-11-27 (not yet
-            // measured on a GPU then).
+        if op == "topk_threshold" && density < 1.0 {
+            // The cut's round-based pass (one block per 16 k keys, three barriers and a global atomic per round of
+            // 2048), replaced by the streaming pass on 2026-11-27 (1.1-1.8x faster on the H200, eighth run).
             report_switched(gpu, &case, "SLR_TOPK_PATH", "rounds", "round-based bracket pass", 10, &bench.device, &mut run);
+        } else if op != "topk_mask_per_row" && density < 1.0 {
+            // The mask's streaming pass (one warp per 16 k keys), 2-22% slower than the round-based default on the
+            // H200 (eighth run); timed in the same run while it stays.
+            report_switched(gpu, &case, "SLR_TOPK_PATH", "stream_mask", "streaming mask pass (one warp per chunk)", 10, &bench.device, &mut run);
         }
         report_pool_trimmed(gpu, &case, 10, &bench.device, &mut run);
         if op != "topk_mask_per_row" {

@@ -32,7 +32,7 @@
 // T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
 // transposed tiles is the planned next step (docs/benchmarks.md).
 //
-// spmm_sb for n <= 4: spmm_sb_narrow4 (one lane group of 4 lanes per row, 8 rows per warp, see below).
+// spmm_sb for n <= 2 (src/spmm.rs NARROW_N_MAX; the kernel takes n <= 4): spmm_sb_narrow4 (one lane group of 4 lanes per row, 8 rows per warp, see below).
 // spmm_sb launch otherwise: one warp per (row r of S, 32 consecutive columns j of B), 8 warps per block, 1-D grid. The warp
 // loads 32 entries of the row at a time and broadcasts each (value, column) by shuffle; every lane then reads
 // B[col, j] (coalesced across the warp for row-major B) and accumulates in entry order, so each output is the
@@ -562,7 +562,8 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
     }
 }
 
-// spmm_sb for narrow B (n <= 4; W = 8 lost to the 32-column kernel at n = 8 on an H200, src/spmm.rs NARROW_N_MAX):
+// spmm_sb for narrow B (n <= 4; used for n <= 2: W = 8 lost to the 32-column kernel at n = 8 on an H200, W = 4 at
+// n = 4, src/spmm.rs NARROW_N_MAX):
 // W lanes per row of S, 32 / W rows per warp, so fewer lanes idle for want of columns (one warp per 32 columns leaves 32 - n lanes idle). A lane group loads W entries of its
 // row at a time and broadcasts each (value, column) by a width-W shuffle inside the group; lane j of the group
 // reads B[col, j] and accumulates in entry order: each output is the sequential fmaf chain of the CPU reference,

@@ -1257,7 +1257,7 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     });
 }
 
-// ---- The mask's streaming pass (bracket_pass, the default of topk_mask and topk_csr) ---------------------------
+// ---- The mask's streaming pass (bracket_pass; topk_mask and topk_csr under SLR_TOPK_PATH=stream_mask) -----------
 // The same outputs as bracket_pass_rounds (per chunk of kChunk keys: the mask halves of the keys above hi, the
 // candidates in [lo, hi] with their flat indices in flat-index order in the chunk's region, its count; the totals,
 // the level-1 bins, the last block's choice), but one warp per chunk instead of one block, so that nothing in the

@@ -9,7 +9,8 @@
 # short table is printed last.
 # A short focused run (the session's device time left after a full one): SLR_CHECK_TESTS="rsvd topk" (test
 # executables, without the test- prefix; default all), SLR_CHECK_BENCH="rsvd:60 topk:40" (bench groups with their
-# limits; default all), SLR_CHECK_BASELINES=0 (no PyTorch/cuSOLVER baselines), SLR_CHECK_SANITIZE=rsvd (only the
+# limits; default all), SLR_CHECK_BASELINES=0 (no PyTorch/cuSOLVER baselines; SLR_CHECK_BASELINES_ONLY="topk,spmm" limits
+# the PyTorch ones to those groups), SLR_CHECK_SANITIZE=rsvd (only the
 # rSVD sanitizer steps; 0: none).
 set -uo pipefail
 B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -115,7 +116,7 @@ for spec in ${SLR_CHECK_BENCH:-spmm:70 topk:80 rsvd:60 sddmm:50 gather_scatter:2
   note "bench $group: $(verdict $rc) (${STEP_S} s)"
 done
 if [ "${SLR_CHECK_BASELINES:-1}" != 0 ]; then
-  PYTHONUNBUFFERED=1 bounded 75 python3 "$B/baselines.py" --json "$OUT/results.jsonl" > "$OUT/baselines.log" 2>&1
+  PYTHONUNBUFFERED=1 bounded 75 python3 "$B/baselines.py" --json "$OUT/results.jsonl" ${SLR_CHECK_BASELINES_ONLY:+--only "$SLR_CHECK_BASELINES_ONLY"} > "$OUT/baselines.log" 2>&1
   note "baselines: $(verdict $?) (${STEP_S} s)"
   # cuSOLVER's randomized SVD through ctypes, in its own process (a wrong binding cannot lose the rest).
   PYTHONUNBUFFERED=1 bounded 60 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
@@ -142,6 +143,8 @@ elif command -v compute-sanitizer >/dev/null; then
   # memcheck on every GPU property test; racecheck on the kernels that share memory between threads.
   specs="memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose memcheck:topk memcheck:rsvd racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose racecheck:topk"
   [ "${SLR_CHECK_SANITIZE:-1}" = rsvd ] && specs="memcheck:rsvd"
+  # SLR_CHECK_SANITIZE_SPECS="memcheck:topk racecheck:topk ...": these steps, in this order, instead.
+  [ -n "${SLR_CHECK_SANITIZE_SPECS:-}" ] && specs="$SLR_CHECK_SANITIZE_SPECS"
   for spec in $specs; do
     tool=${spec%%:*}; name=${spec#*:}
     [ -x "$B/bin/test-$name" ] || continue

@@ -633,22 +633,34 @@ fn small_eigen_on_device(l: usize) -> Option<DeviceEigen> {
     }
 }
 
-/// `SLR_RSVD_SMALL=device` (or [`use_device_small_svd_on_this_thread`]): the whole small SVD on the device
-/// ([`small_svd_device`]: syevd at every l, and its three l x l products as f64 cuBLAS products instead of on the
-/// host). Opt-in: written without a GPU (2026-11-27), not yet measured or run on one.
-fn small_svd_products_on_device() -> bool {
-    DEVICE_SMALL_SVD.with(|f| f.get()) || crate::path_switch("SLR_RSVD_SMALL", "device")
+/// Whether the small SVD of a queued rSVD with sketch width `l` runs entirely on the device ([`small_svd_device`]:
+/// syevd, and its three l x l products as f64 cuBLAS products instead of on the host): by default from
+/// [`SMALL_EIGEN_DEVICE_MIN_L`] on, where syevd already takes the eigenproblem. Measured on an H200 (eighth run,
+/// 006fb66, docs/benchmarks.md, same run): at l = 138 it took the rSVD from 3.86 to 3.46 ms (4096², bf16), 3.79 to
+/// 3.47 (4096², f32), 5.13 to 4.98 (4096 x 11008, bf16) and 5.46 to 5.00 ms (f32), 0.90-0.97x; at l = 26, where
+/// faer is the default eigensolver, it cost 5-16% (syevd's fixed launches). `SLR_RSVD_SMALL=device` (or
+/// [`use_device_small_svd_on_this_thread`]`(Some(true))`) forces it at every l; any other `SLR_RSVD_SMALL`
+/// (`cusolver`: syevd with the products on the host, `cusolver_jacobi`, `faer`) or `Some(false)` turns it off.
+fn small_svd_products_on_device(l: usize) -> bool {
+    if let Some(on) = DEVICE_SMALL_SVD.with(|f| f.get()) {
+        return on;
+    }
+    match std::env::var_os("SLR_RSVD_SMALL") {
+        Some(v) => v == "device",
+        None => l >= SMALL_EIGEN_DEVICE_MIN_L,
+    }
 }
 
 thread_local! {
-    static DEVICE_SMALL_SVD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static DEVICE_SMALL_SVD: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
     static DEVICE_SMALL_SVD_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Sends this thread's queued rSVD calls through [`small_svd_device`] (as `SLR_RSVD_SMALL=device` does for the
-/// process): for tests running in parallel threads.
+/// Sends this thread's queued rSVD calls through [`small_svd_device`] (`Some(true)`, as `SLR_RSVD_SMALL=device`
+/// does for the process), through the host's products (`Some(false)`), or back to the default by sketch width
+/// (`None`): for tests running in parallel threads.
 #[doc(hidden)]
-pub fn use_device_small_svd_on_this_thread(on: bool) {
+pub fn use_device_small_svd_on_this_thread(on: Option<bool>) {
     DEVICE_SMALL_SVD.with(|f| f.set(on));
 }
 
@@ -878,7 +890,8 @@ pub fn widen_on_device_for_tests(gpu: &Gpu, x: &[f32]) -> Result<Vec<f64>> {
 /// The small SVD of R₂ (l x l f32, packed column-major on the device) with every O(l³) step on the device, in f64:
 /// R₂ widened (`rsvd_widen_f32`), G = R₂ᵀR₂ (cuBLAS, f64), G's eigendecomposition in place (cuSOLVER syevd),
 /// P = R₂·Ũ and its Gram PᵀP (cuBLAS, f64), then one read-back of R₂, Ũ, λ, `info`, P and PᵀP (about 4l² + l
-/// doubles). The eigensolver is syevd (the default from l = 96; syevj never beat it). The host keeps the O(l²) rest: the order of the eigenvalues, σ, the columns of Ũ_r and of
+/// doubles). The default from l = 96 ([`small_svd_products_on_device`]). The eigensolver is syevd (syevj never beat
+/// it). The host keeps the O(l²) rest: the order of the eigenvalues, σ, the columns of Ũ_r and of
 /// Ṽ_r = P_r Σ_r⁻¹, Ṽ_rᵀṼ_r from PᵀP's entries scaled by 1/(σ_iσ_j), and [`finish_small_svd`]. The same
 /// factors as [`small_svd_with`] over the downloaded R₂ up to f64 rounding (another summation order). Replaces the R₂
 /// read-back, the upload of G and the host's three f64 products: the seventh run (H200, ba5ddb2) put those host
@@ -1774,8 +1787,9 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let (q2s, bts) = (DeviceSlice::from(&q2.buf), DeviceSlice::from(&bt.buf));
     // SAFETY: Q₂ᵀ (l x n) reads the packed n x l Q₂ through swapped strides, Bᵀ is packed n x l.
     let r2_dev = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
-    // `SLR_RSVD_SMALL=device`: R₂ stays on the device for small_svd_device (no read-back of it here).
-    let r2 = if small_svd_products_on_device() { None } else { Some(e.to_host(&r2_dev)?) };
+    // The small SVD entirely on the device (from l = 96, or `SLR_RSVD_SMALL=device`): R₂ stays there for
+    // small_svd_device (no read-back of it here).
+    let r2 = if small_svd_products_on_device(l) { None } else { Some(e.to_host(&r2_dev)?) };
     let words = e.gpu.download(&status)?;
     prof.lap(e, Step::R2ReadBack)?;
     let (words, bad) = (&words[..slot], words[slot] as usize);
@@ -1799,7 +1813,7 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     info.device_queued = true;
     let gpu = e.gpu;
     let Some(r2) = r2 else {
-        // SLR_RSVD_SMALL=device (R₂ was not read back).
+        // The small SVD on the device (R₂ was not read back).
         let t = std::time::Instant::now();
         let out = match small_svd_device(gpu, &r2_dev, r) {
             // Without cuBLAS or cuSOLVER (not installed, or the emulator): R₂ to the host, and the host products.

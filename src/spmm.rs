@@ -28,9 +28,10 @@ const WIDE_T_MIN: usize = 64;
 /// warp) instead of a warp per 32 columns; `SLR_SPMM_PATH=vec` keeps the 32-column kernel, for comparison. It was
 /// 16 until an H200 run (a5e77c2) timed n = 16 at 1% and 5% of 4096²: the 32-column kernel (half its lanes idle)
 /// took 0.83x and 0.76x the 16-lane groups' time; then 8 until the next (5f7e50a) timed n = 8: the 32-column kernel
-/// took 0.74x and 0.64x the 8-lane groups' time (1% and 5% of 4096²). n <= 4 is not measured yet (the benchmark
-/// now has n = 4).
-const NARROW_N_MAX: usize = 4;
+/// took 0.74x and 0.64x the 8-lane groups' time (1% and 5% of 4096²); then 4 until the eighth run (006fb66) timed
+/// n = 4: the 32-column kernel took 0.62x and 0.58x the 4-lane groups' time. n <= 2 is not measured yet (the
+/// benchmark now has n = 1 and 2).
+const NARROW_N_MAX: usize = 2;
 /// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
 const WIDE_T: usize = 128;
 /// The wide kernel walks a row's entries with one warp: a row of L entries costs that warp about L / 16 L2 round
@@ -706,7 +707,7 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         let lanes = 4;
         let warps = s.rows().div_ceil(32 / lanes);
         // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
-        // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n <= 4 and m fits u32 (S's
+        // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n <= 2 and m fits u32 (S's
         // index type); one group of `lanes` lanes per row of S, 32 / lanes rows per warp, surplus groups return;
         // the kernel's W is `lanes`.
         return unsafe { launch_spmm(OP, &format!("spmm_sb_narrow{lanes}_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &layout, n, warps, alpha, beta, &mut c) };

@@ -512,12 +512,34 @@ fn radix_forced() -> bool {
 thread_local! {
     static RADIX_FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static ROUND_COUNT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static STREAM_MASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `SLR_TOPK_PATH=stream_mask` in the environment (or [`use_streaming_mask_pass_on_this_thread`]): the mask path's
+/// pass over the keys is the streaming kernel (`topk_bracket_pass_<dtype>`, one warp per chunk) instead of the
+/// round-based one (`topk_bracket_pass_rounds_<dtype>`, one block per chunk), the default. Measured on an H200
+/// (eighth run, 006fb66, same run): the streaming mask pass made topk_mask and topk_csr 2-22% slower in every case
+/// (its pass lap 118-131 µs for f32 at 4096 x 11008; the seventh run's round-based pass took 110-119 µs): one warp
+/// per 16 k keys is 8-21 warps per multiprocessor, too few to hide its loads and shuffles. It stays for the
+/// benchmarks' same-run
+/// comparison and for tests; the cut's streaming pass (bracket_count), 1.1-1.8x faster than its round-based one, is
+/// the default there. `SLR_TOPK_PATH=rounds` wins over this switch.
+fn streaming_mask_forced() -> bool {
+    STREAM_MASK.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "stream_mask")
+}
+
+/// Sends this thread's mask passes through the streaming kernel (as `SLR_TOPK_PATH=stream_mask` does for the
+/// process): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_streaming_mask_pass_on_this_thread(on: bool) {
+    STREAM_MASK.with(|f| f.set(on));
 }
 
 /// `SLR_TOPK_PATH=rounds` in the environment (or [`use_round_count_on_this_thread`]): the bracket paths' pass over
-/// the keys is the round-based kernel (`topk_bracket_count_rounds_<dtype>` for the cut, `topk_bracket_pass_rounds_`
-/// for the mask) instead of the streaming one, for the benchmarks' same-run comparison and for tests that hold both
-/// to the reference. The result is the same.
+/// the keys is the round-based kernel (`topk_bracket_count_rounds_<dtype>` for the cut; for the mask
+/// `topk_bracket_pass_rounds_` is the default, and this also overrides [`streaming_mask_forced`]) instead of the
+/// streaming one, for the benchmarks' same-run comparison and for tests that hold both to the reference. The result
+/// is the same.
 fn round_count_forced() -> bool {
     ROUND_COUNT.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "rounds")
 }
@@ -944,11 +966,11 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         let mut mview = DeviceSliceMut::from(&mut mask);
         let (p_mask, _gm) = mview.kernel_ptr_mut(gpu, op, "mask")?;
         let p_sel = p_words.offset_bytes(4 * MASK_SEL);
-        // The streaming pass (topk_bracket_pass_<dtype>) takes one warp per chunk and 16-byte loads from the keys'
-        // first element; keys that do not start on a 16-byte boundary (a view into a buffer), or
-        // `SLR_TOPK_PATH=rounds` (the benchmarks' baseline; [`use_round_count_on_this_thread`]), take the
-        // round-based pass, one block per chunk. Both fill the same regions, counts, mask halves and words.
-        let rounds_pass = round_count_forced() || !keys.addr_range(gpu).aligned_to(16);
+        // The round-based pass (topk_bracket_pass_rounds_<dtype>, one block per chunk) by default; the streaming
+        // pass (topk_bracket_pass_<dtype>: one warp per chunk, 16-byte loads from the keys' first element) under
+        // `SLR_TOPK_PATH=stream_mask` ([`streaming_mask_forced`], slower on the H200) when the keys start on a
+        // 16-byte boundary. Both fill the same regions, counts, mask halves and words.
+        let rounds_pass = !streaming_mask_forced() || round_count_forced() || !keys.addr_range(gpu).aligned_to(16);
         let (pass_kernel, pass_shape) = if rounds_pass {
             (kernel::<T>("bracket_pass_rounds"), LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 })
         } else {

@@ -1002,16 +1002,17 @@ fn widening_r2_to_f64_is_exact() {
     }
 }
 
-/// `SLR_RSVD_SMALL=device` (opt-in): the whole small SVD on the device (R₂ widened, the f64 products R₂ᵀR₂, R₂Ũ
-/// and its Gram by cuBLAS around syevd, one read-back). On a CUDA device with cuBLAS and cuSOLVER it must run (the
-/// thread's counter moves) and give what the default path gives: singular values within 1e-6 relative to σ₁ (both
+/// The whole small SVD on the device (R₂ widened, the f64 products R₂ᵀR₂, R₂Ũ and its Gram by cuBLAS around
+/// syevd, one read-back; the default from l = 96, forced here at every l) against the host's products (forced off:
+/// syevd or faer by l, as before). On a CUDA device with cuBLAS and cuSOLVER it must run (the
+/// thread's counter moves) and give what the host products give: singular values within 1e-6 relative to σ₁ (both
 /// are f64 to ~1e-13 before the f32 rounding of R₂'s products, which they share), the same error ratio to 1e-4,
 /// and factors orthonormal to 1e-5; with the spectrum's tail and the rank-5-plus-noise case (r = 20 of a rank-5
 /// matrix: zeroed columns and the Householder completion) too. Without cuSOLVER (the emulator) the host products
-/// run instead and the results are bitwise the default's. Sketch widths 26 (r = 16) and 138 (r = 128, syevd's
-/// default range).
+/// run instead and the results are bitwise the host path's. Sketch widths 26 (r = 16) and 138 (r = 128, the device
+/// path's default range).
 #[test]
-fn small_svd_entirely_on_the_device_matches_the_default_path() {
+fn small_svd_entirely_on_the_device_matches_the_host_products() {
     let mut rng = rng("rsvd_small_svd_device");
     for (name, gpu) in devices("rsvd_small_svd_device") {
         for (kind, m, n, r) in [(Spectrum::PowerLaw, 300, 200, 16), (Spectrum::PowerLawHalf, 400, 300, 128), (Spectrum::Rank5PlusNoise, 120, 90, 20)] {
@@ -1023,10 +1024,10 @@ fn small_svd_entirely_on_the_device_matches_the_default_path() {
             let run = |on_device: bool| {
                 let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
                 let mut s = vec![0f32; r];
-                sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(on_device);
+                sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(Some(on_device));
                 let before = sparse_lowrank::rsvd::device_small_svd_runs();
                 let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
-                sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(false);
+                sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(None);
                 let ran = sparse_lowrank::rsvd::device_small_svd_runs() - before;
                 let info = info.unwrap_or_else(|e| panic!("{name} {kind:?} r={r} (device small SVD: {on_device}): {e}"));
                 (gpu.download(&du).unwrap(), s, gpu.download(&dvt).unwrap(), info, ran)
@@ -1044,7 +1045,7 @@ fn small_svd_entirely_on_the_device_matches_the_default_path() {
                 assert_eq!(ran, 0, "{ctx}: the emulator has no cuSOLVER");
             }
             if ran == 0 {
-                assert!(u0 == u1 && s0 == s1 && vt0 == vt1, "{ctx}: the fallback must be the default path exactly");
+                assert!(u0 == u1 && s0 == s1 && vt0 == vt1, "{ctx}: the fallback must be the host path exactly");
                 continue;
             }
             let (q0, q1) = (quality(&stored, m, n, r, &u0, &s0, &vt0), quality(&stored, m, n, r, &u1, &s1, &vt1));
