@@ -298,9 +298,8 @@ fn bench_spmm(c: &mut Criterion) {
                             spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b, inn, t)?, 1.0, 0.0, DeviceMatMut::row_major(&mut cm, out, t)?)
                         });
                     }
-                    // n = 1 and 2 (4-lane groups, 8 rows per warp) and n = 8 (the 32-column kernel since the sixth
-                    // run, where the 8-lane groups took 1.35-1.56x its time; at n = 4 since the eighth, where the
-                    // 4-lane groups took 1.6-1.7x), each against the 32-column kernel.
+                    // Narrow B (n = 1, 2, 8): the 32-column kernel with most lanes idle (lane-group kernels lost to
+                    // it at every n measured on the H200 and are gone).
                     for n8 in if t == 16 { vec![1usize, 2, 8] } else { Vec::new() } {
                         let b8 = gpu.upload(&vec![bf16::from_f32(0.5); inn * n8]).unwrap();
                         let mut c8 = gpu.alloc_zeros::<bf16>(out * n8).unwrap();
@@ -308,7 +307,6 @@ fn bench_spmm(c: &mut Criterion) {
                         let case = Case { op: "spmm_sb", rows: out, cols: inn, density, dtype: "bf16", t: n8, bytes, flops: 2 * nnz * n8 };
                         let mut run8 = || spmm_sb(gpu, &ds, &vals, DeviceMatRef::row_major(&b8, inn, n8)?, 1.0, 0.0, DeviceMatMut::row_major(&mut c8, out, n8)?);
                         bench.case(&mut group, format!("spmm_sb_bf16/{out}x{inn}/d{density}/n{n8}"), &case, 20, &mut run8);
-                        report_switched(gpu, &case, "SLR_SPMM_PATH", "vec", "our 32-column kernel", 20, &bench.device, &mut run8);
                     }
                 }
             }
@@ -592,6 +590,12 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
         if op != "topk_mask_per_row" {
             // The bracket paths' kernels after the sample launched one after another, as before 2026-11-27.
             report_switched(gpu, &case, "SLR_PDL", "off", "without programmatic dependent launch", 10, &bench.device, &mut run);
+        }
+        if op == "topk_threshold" {
+            // Which launch made the cut slower with dependent launches (f32: 0.79-0.87x without them, H200, eighth
+            // and ninth runs; bf16 0.98-1.09x): the pass's (overlapping the sample) or the levels'.
+            report_switched(gpu, &case, "SLR_PDL_OFF_FOR", "topk_bracket_count_", "dependent launch off for the cut pass only", 10, &bench.device, &mut run);
+            report_switched(gpu, &case, "SLR_PDL_OFF_FOR", "topk_bracket_refine_", "dependent launch off for the levels only", 10, &bench.device, &mut run);
         }
         // The read-back at the end of every top-k call into pageable memory, as before 2026-11-27 (now through a
         // page-locked staging buffer).

@@ -32,8 +32,7 @@
 // T * out * sizeof(T)); 2 * nnz * T flops. Large T is compute/gather-bound here: a tensor-core kernel over
 // transposed tiles is the planned next step (docs/benchmarks.md).
 //
-// spmm_sb for n <= 2 (src/spmm.rs NARROW_N_MAX; the kernel takes n <= 4): spmm_sb_narrow4 (one lane group of 4 lanes per row, 8 rows per warp, see below).
-// spmm_sb launch otherwise: one warp per (row r of S, 32 consecutive columns j of B), 8 warps per block, 1-D grid. The warp
+// spmm_sb below n = 64 (or B's rows not 16-byte vectors; above, the wide kernel): one warp per (row r of S, 32 consecutive columns j of B), 8 warps per block, 1-D grid. The warp
 // loads 32 entries of the row at a time and broadcasts each (value, column) by shuffle; every lane then reads
 // B[col, j] (coalesced across the warp for row-major B) and accumulates in entry order, so each output is the
 // sequential fmaf chain the CPU reference computes: bitwise equal to it. Floor: S read once per 32-column tile,
@@ -562,46 +561,6 @@ __device__ __forceinline__ void spmm_sb_impl(const unsigned* __restrict__ row_of
     }
 }
 
-// spmm_sb for narrow B (n <= 4; used for n <= 2: W = 8 lost to the 32-column kernel at n = 8 on an H200, W = 4 at
-// n = 4, src/spmm.rs NARROW_N_MAX):
-// W lanes per row of S, 32 / W rows per warp, so fewer lanes idle for want of columns (one warp per 32 columns leaves 32 - n lanes idle). A lane group loads W entries of its
-// row at a time and broadcasts each (value, column) by a width-W shuffle inside the group; lane j of the group
-// reads B[col, j] and accumulates in entry order: each output is the sequential fmaf chain of the CPU reference,
-// bitwise. Groups of a warp walk rows of different lengths, so every collective names its own group's lanes only.
-// Floor: S read once, nnz * n * sizeof(T) bytes of B rows gathered (cache-resident when B is small), C written.
-template <typename T, unsigned W>
-__device__ __forceinline__ void spmm_sb_narrow_impl(const unsigned* __restrict__ row_offsets,
-                                                    const unsigned* __restrict__ col_indices,
-                                                    const T* __restrict__ values, unsigned s_rows,
-                                                    const T* __restrict__ b, unsigned long long b_rs,
-                                                    unsigned long long b_cs, unsigned n, T* __restrict__ c,
-                                                    unsigned long long c_rs, unsigned long long c_cs, float alpha,
-                                                    float beta) {
-    static_assert(W == 4 || W == 8 || W == 16, "a power of two between 4 and 16 lanes per row");
-    constexpr unsigned kRowsPerWarp = 32 / W;
-    const unsigned lane = threadIdx.x % 32, group = lane / W, j = lane % W;
-    const unsigned group_mask = ((1u << W) - 1u) << (group * W);
-    const unsigned long long r = ((unsigned long long)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32) * kRowsPerWarp + group;
-    if (r >= s_rows) return;  // whole groups leave together
-    const unsigned lo = row_offsets[r], hi = row_offsets[r + 1];
-    float acc = 0.0f;
-    for (unsigned e0 = lo; e0 < hi; e0 += W) {  // the same trip count in every lane of the group
-        const unsigned here = min(W, hi - e0);
-        const float my_s = j < here ? slr::to_f32(values[e0 + j]) : 0.0f;
-        const unsigned my_c = j < here ? col_indices[e0 + j] : 0u;
-        for (unsigned k = 0; k < here; ++k) {
-            const float sv = __shfl_sync(group_mask, my_s, k, W);
-            const unsigned long long col = __shfl_sync(group_mask, my_c, k, W);
-            if (j < n) acc = fmaf(sv, slr::to_f32(b[col * b_rs + j * b_cs]), acc);
-        }
-    }
-    if (j < n) {
-        T* out = c + (r * c_rs + j * c_cs);
-        *out = combine(acc, alpha, beta, out);
-    }
-}
-
-
 // ---- Tensor-core spmm_xst (f16/bf16, T >= 64; src/spmm.rs tensor_core_path) --------------------------------------
 // spmm_xst_tc<M>_<T>: one block of 4 warps per M x 64 tile of Y (M = 64 or 32 tokens t0.., 64 outputs o0..),
 // computed as the dense product X[t0:t0+M, :] · S[o0:o0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32
@@ -790,17 +749,6 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
 
 }  // namespace
 
-// spmm_sb for narrow B with W lanes per row (spmm_sb_narrow_impl), one extern "C" entry point per W.
-#define SLR_SPMM_SB_NARROW(T, NAME, W)                                                                           \
-    extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32) NAME(                                     \
-        const unsigned* __restrict__ row_offsets, const unsigned* __restrict__ col_indices,                     \
-        const T* __restrict__ values, unsigned s_rows, const T* __restrict__ b, unsigned long long b_rs,        \
-        unsigned long long b_cs, unsigned n, T* __restrict__ c, unsigned long long c_rs,                        \
-        unsigned long long c_cs, float alpha, float beta) {                                                     \
-        spmm_sb_narrow_impl<T, W>(row_offsets, col_indices, values, s_rows, b, b_rs, b_cs, n, c, c_rs, c_cs,   \
-                                  alpha, beta);                                                                 \
-    }
-
 // The vector kernel with G lanes per entry (spmm_xst_vec_impl), one extern "C" entry point per G and variant.
 #define SLR_SPMM_XST_VEC(T, NAME, G, PIPELINED)                                                                  \
     extern "C" __global__ void __launch_bounds__(kWarpsPerBlock * 32, PIPELINED ? 4 : 2) NAME(                  \
@@ -856,7 +804,6 @@ __device__ __forceinline__ void spmm_xst_tc_impl(const unsigned* __restrict__ ro
     SLR_SPMM_XST_VEC(T, spmm_xst_vec_serial_##SUFFIX, 1, false)                                                \
     SLR_SPMM_XST_VEC(T, spmm_xst_vec2_serial_##SUFFIX, 2, false)                                               \
     SLR_SPMM_XST_VEC(T, spmm_xst_vec4_serial_##SUFFIX, 4, false)                                               \
-    SLR_SPMM_SB_NARROW(T, spmm_sb_narrow4_##SUFFIX, 4)                                                         \
     SLR_SPMM_XST_WIDE(T, spmm_xst_wide_##SUFFIX, true)                                                         \
     SLR_SPMM_XST_WIDE(T, spmm_xst_wide_serial_##SUFFIX, false)                                                 \
     extern "C" __global__ void __launch_bounds__(256) transpose_pad_##SUFFIX(                                  \
@@ -886,7 +833,6 @@ SLR_SPMM(float, f32)
 SLR_EMU_EXPORT(spmm_xst_f32)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_f32)
 SLR_EMU_EXPORT(spmm_sb_f32)
-SLR_EMU_EXPORT(spmm_sb_narrow4_f32)
 SLR_EMU_EXPORT(spmm_xst_vec_f32)
 SLR_EMU_EXPORT(spmm_xst_vec2_f32)
 SLR_EMU_EXPORT(spmm_xst_vec4_f32)
@@ -900,7 +846,6 @@ SLR_SPMM(__half, f16)
 SLR_EMU_EXPORT(spmm_xst_f16)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_f16)
 SLR_EMU_EXPORT(spmm_sb_f16)
-SLR_EMU_EXPORT(spmm_sb_narrow4_f16)
 SLR_EMU_EXPORT(spmm_xst_vec_f16)
 SLR_EMU_EXPORT(spmm_xst_vec2_f16)
 SLR_EMU_EXPORT(spmm_xst_vec4_f16)
@@ -914,7 +859,6 @@ SLR_SPMM(__nv_bfloat16, bf16)
 SLR_EMU_EXPORT(spmm_xst_bf16)
 SLR_EMU_EXPORT(spmm_xst_rowwarp_bf16)
 SLR_EMU_EXPORT(spmm_sb_bf16)
-SLR_EMU_EXPORT(spmm_sb_narrow4_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec2_bf16)
 SLR_EMU_EXPORT(spmm_xst_vec4_bf16)

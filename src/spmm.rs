@@ -24,14 +24,6 @@ const SCALAR_T_MAX: usize = 2;
 /// its lanes busy) instead of the vector kernel (one warp per 8G t). Unmeasured on a GPU so far: a guess from the
 /// bytes each gathers (cuda/spmm.cu); `SLR_SPMM_PATH=vec` forces the vector kernel with G = 1, for comparison.
 const WIDE_T_MIN: usize = 64;
-/// Up to this many columns of B, spmm_sb gives each row a group of 4 lanes (8 rows per
-/// warp) instead of a warp per 32 columns; `SLR_SPMM_PATH=vec` keeps the 32-column kernel, for comparison. It was
-/// 16 until an H200 run (a5e77c2) timed n = 16 at 1% and 5% of 4096²: the 32-column kernel (half its lanes idle)
-/// took 0.83x and 0.76x the 16-lane groups' time; then 8 until the next (5f7e50a) timed n = 8: the 32-column kernel
-/// took 0.74x and 0.64x the 8-lane groups' time (1% and 5% of 4096²); then 4 until the eighth run (006fb66) timed
-/// n = 4: the 32-column kernel took 0.62x and 0.58x the 4-lane groups' time. n <= 2 is not measured yet (the
-/// benchmark now has n = 1 and 2).
-const NARROW_N_MAX: usize = 2;
 /// Rows of X per warp of the wide kernel (cuda/spmm.cu kWideT).
 const WIDE_T: usize = 128;
 /// The wide kernel walks a row's entries with one warp: a row of L entries costs that warp about L / 16 L2 round
@@ -702,16 +694,10 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
         return unsafe { launch_spmm(OP, &wide_kernel::<T>(), gpu, s, &s_values, b.data(), &[KernelArg::U64(ld as u64)], n, warps, alpha, beta, &mut ct) };
     }
     let layout = [KernelArg::U64(bs.row_stride() as u64), KernelArg::U64(bs.col_stride() as u64)];
-    if (1..=NARROW_N_MAX).contains(&n) && !path_forced("vec") {
-        // Narrow B: 4 lanes per row, 8 rows per warp (any layout of B and C).
-        let lanes = 4;
-        let warps = s.rows().div_ceil(32 / lanes);
-        // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
-        // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n <= 2 and m fits u32 (S's
-        // index type); one group of `lanes` lanes per row of S, 32 / lanes rows per warp, surplus groups return;
-        // the kernel's W is `lanes`.
-        return unsafe { launch_spmm(OP, &format!("spmm_sb_narrow{lanes}_{}", T::DTYPE.name()), gpu, s, &s_values, b.data(), &layout, n, warps, alpha, beta, &mut c) };
-    }
+    // One warp per 32 columns at every n below the wide kernel's range, however narrow B: lane groups of 16, 8 and
+    // 4 lanes per row (several rows per warp, fewer idle lanes) each lost to it on an H200 at n = 16 (a5e77c2:
+    // this kernel took 0.76-0.83x their time), 8 (5f7e50a: 0.64-0.74x), 4 (006fb66: 0.58-0.62x), 2 and 1 (c2ade3a:
+    // 0.57-0.69x), at 1% and 5% of 4096², and were removed.
     // SAFETY: shapes checked above: B is k x n with every column of S < k, read at (col(e), j) for j < n; C is
     // m x n, written at (r, j) for r < m, j < n; no aliasing (checked above); n fits u32 (checked), m and k by
     // S's index type; one warp per (row, 32 columns), surplus warps return.
