@@ -596,6 +596,9 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
             // and ninth runs; bf16 0.98-1.09x): the pass's (overlapping the sample) or the levels'.
             report_switched(gpu, &case, "SLR_PDL_OFF_FOR", "topk_bracket_count_", "dependent launch off for the cut pass only", 10, &bench.device, &mut run);
             report_switched(gpu, &case, "SLR_PDL_OFF_FOR", "topk_bracket_refine_", "dependent launch off for the levels only", 10, &bench.device, &mut run);
+            // The later levels over the list in 4096-entry shares (until 2026-11-27; now 512, src/topk.rs
+            // LIST_SHARE).
+            report_switched(gpu, &case, "SLR_TOPK_PATH", "wide_shares", "later levels over 4096-entry list shares", 10, &bench.device, &mut run);
         }
         // The read-back at the end of every top-k call into pageable memory, as before 2026-11-27 (now through a
         // page-locked staging buffer).

@@ -1471,13 +1471,14 @@ __device__ __forceinline__ void bracket_pass(const T* __restrict__ keys, unsigne
 // keys == K* whose rank is below the quota. Nothing depends on which block finishes last or on the order of
 // atomics: the histograms are integer sums, ranks come from region order.
 
-// Candidates of region `region`: cand_counts[region] for the mask path's regions; for the cut path's one list
-// (list_total: its length, within the list's capacity whenever a level runs), its kChunkCap-entry share.
+// Candidates of region `region`: cand_counts[region] for the mask path's regions (`share` = kChunkCap, their
+// stride); for the cut path's one list (list_total: its length, within the list's capacity whenever a level runs),
+// its `share`-entry share (src/topk.rs LIST_SHARE).
 __device__ __forceinline__ unsigned region_count(const unsigned* cand_counts, const unsigned* list_total,
-                                                 unsigned region) {
+                                                 unsigned region, unsigned share) {
     if (list_total == nullptr) return after_wait(&cand_counts[region]);
-    const unsigned long long first = (unsigned long long)region * kChunkCap, total = after_wait(list_total);
-    return total <= first ? 0u : (unsigned)min((unsigned long long)kChunkCap, total - first);
+    const unsigned long long first = (unsigned long long)region * share, total = after_wait(list_total);
+    return total <= first ? 0u : (unsigned)min((unsigned long long)share, total - first);
 }
 
 // kLoadsInFlight of a candidate region's keys for this lane: entries first + u * 32 of the region starting at
@@ -1492,19 +1493,22 @@ __device__ __forceinline__ void load_region_keys(const T* cand_vals, unsigned lo
     }
 }
 
-// One warp per candidate region (or kChunkCap-entry share of the cut path's list; `regions` of them, warp w of
+// One warp per candidate region (or `share`-entry share of the cut path's list; `regions` of them, warp w of
 // block b takes region b * kThreads / 32 + w, then every gridDim.x * kThreads / 32 further): its candidates in the
 // key range `sel` names, counted in at most kRefineBins bins of it (range_shift; one shared histogram per block,
 // then one global add per non-empty bin); the last block narrows `sel` to the bin holding K*. Returns at once unless
 // `sel` still needs a level. A block per region had one region's ~500 candidates (2 per thread) behind a block's
 // fixed costs (4096 bins zeroed and flushed, a fence and a ticket) and 1024-2752 blocks in several waves; a warp
-// per region makes it 8 times fewer blocks, one wave. Floor: the regions' keys read once (from L2: a few percent of
-// n in all), kRefineBins words added per block that has candidates in range.
+// per region makes it 8 times fewer blocks, one wave. The cut path's list is filled from its start, so with shares
+// of kChunkCap entries its ~1-2% of n sat in the first few dozen blocks, each warp walking 4096 entries in 16
+// dependent rounds of loads (~10 µs per f32 level on the H200, eighth run); src/topk.rs gives it shares of
+// LIST_SHARE entries (two rounds) and caps the grid, the warps striding over the shares. Floor: the regions' keys
+// read once (from L2: a few percent of n in all), kRefineBins words added per block that has candidates in range.
 template <typename T>
 __device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigned* cand_counts,
-                                               const unsigned* list_total, unsigned regions, unsigned flags,
-                                               unsigned* __restrict__ sel, unsigned* __restrict__ hist,
-                                               unsigned* __restrict__ ticket) {
+                                               const unsigned* list_total, unsigned regions, unsigned share,
+                                               unsigned flags, unsigned* __restrict__ sel,
+                                               unsigned* __restrict__ hist, unsigned* __restrict__ ticket) {
     // Every pointer's data comes from the earlier grids of the chain: read with after_wait (not `.nc`).
     __shared__ unsigned bins[kRefineBins];
     __shared__ unsigned scratch[kThreads / 32 + 4];
@@ -1520,8 +1524,8 @@ __device__ __forceinline__ void bracket_refine(const T* cand_vals, const unsigne
     constexpr unsigned kWarps = kThreads / 32;
     const unsigned lane = t % 32;
     for (unsigned region = blockIdx.x * kWarps + t / 32; region < regions; region += gridDim.x * kWarps) {
-        const unsigned long long base = (unsigned long long)region * kChunkCap;
-        const unsigned count = region_count(cand_counts, list_total, region);
+        const unsigned long long base = (unsigned long long)region * share;
+        const unsigned count = region_count(cand_counts, list_total, region, share);
         // kLoadsInFlight loads per lane issued before any is used (a typical region's ~500 candidates in two
         // dependent round trips); the histogram does not depend on the order.
         for (unsigned first = lane; first < count; first += 32 * kLoadsInFlight) {
@@ -1789,10 +1793,10 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_refine_##SUFFIX(const T* cand_vals, const unsigned* cand_counts,                           \
-                                     const unsigned* list_total, unsigned regions, unsigned flags,              \
-                                     unsigned* __restrict__ sel, unsigned* __restrict__ hist,                   \
+                                     const unsigned* list_total, unsigned regions, unsigned share,              \
+                                     unsigned flags, unsigned* __restrict__ sel, unsigned* __restrict__ hist,   \
                                      unsigned* __restrict__ ticket) {                                           \
-        bracket_refine<T>(cand_vals, cand_counts, list_total, regions, flags, sel, hist, ticket);              \
+        bracket_refine<T>(cand_vals, cand_counts, list_total, regions, share, flags, sel, hist, ticket);       \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_tie_count_##SUFFIX(const T* cand_vals, const unsigned* cand_counts, unsigned regions,      \

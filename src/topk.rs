@@ -112,6 +112,17 @@ const SAMPLE_THREADS: u32 = 256;
 /// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
 const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
+/// Entries of the cut path's one candidate list per warp of a later level (cuda/topk.cu bracket_refine), and the most
+/// blocks per multiprocessor those launches get (their warps stride over the shares). The list holds ~1-2% of n from
+/// its start; in CHUNK_CAP shares (as until 2026-11-27) it sat in a few dozen blocks, each warp walking 4096 entries
+/// in 16 dependent rounds: ~10 µs per f32 level on the H200 (eighth run, levels lap 20-26 µs for two). 512 entries
+/// are two rounds of 8 loads per lane. `SLR_TOPK_PATH=wide_shares` keeps CHUNK_CAP, for the benchmarks' comparison.
+/// Two blocks per multiprocessor: 2112 warps on an H200 take a 1.4 M-entry list (5% of 4096 x 11008) in one or two
+/// shares each; on the emulator (4 multiprocessors: 64 warps, 32 K entries per stride) the crowded-slice test's
+/// ~60 K-entry list makes the warps stride.
+const LIST_SHARE: usize = 512;
+const LIST_BLOCKS_PER_SM: usize = 2;
+const _: () = assert!(CHUNK_CAP % LIST_SHARE == 0);
 /// Bins (at most) of the bracket counted by the bracket passes (cuda/topk.cu kCutBins).
 const CUT_BINS: usize = 1024;
 /// Blocks per multiprocessor of the cut's streaming pass (cuda/topk.cu kStreamBlocksPerSm, its launch bounds), and
@@ -513,6 +524,14 @@ thread_local! {
     static RADIX_FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static ROUND_COUNT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static STREAM_MASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static LIST_GRID_CAP: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Caps the grid of this thread's cut-path later levels at `blocks` blocks (`None`: LIST_BLOCKS_PER_SM per
+/// multiprocessor), so that tests make their warps stride over the list's shares with lists of test size.
+#[doc(hidden)]
+pub fn cap_list_levels_grid_on_this_thread(blocks: Option<usize>) {
+    LIST_GRID_CAP.with(|c| c.set(blocks));
 }
 
 /// `SLR_TOPK_PATH=stream_mask` in the environment (or [`use_streaming_mask_pass_on_this_thread`]): the mask path's
@@ -802,7 +821,19 @@ fn warp_per_region_shape(regions: usize) -> LaunchShape {
 /// word 5. Each narrows the choice in `words` to one of at most REFINE_BINS bins, or returns at once when it is
 /// final.
 fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_vals: KernelArg, p_counts: Option<KernelArg>, p_words: KernelArg) -> Result<()> {
-    let shape = warp_per_region_shape(regions);
+    // The cut path's list (capacity regions * CHUNK_CAP) in LIST_SHARE-entry shares on a grid of at most
+    // LIST_BLOCKS_PER_SM blocks per multiprocessor (the kernel's warps stride over the shares).
+    let (regions, share, shape) = match p_counts {
+        Some(_) => (regions, CHUNK_CAP, warp_per_region_shape(regions)),
+        None if crate::path_switch("SLR_TOPK_PATH", "wide_shares") => (regions, CHUNK_CAP, warp_per_region_shape(regions)),
+        None => {
+            let shares = regions * (CHUNK_CAP / LIST_SHARE);
+            let mut shape = warp_per_region_shape(shares);
+            let cap = LIST_GRID_CAP.with(|c| c.get()).unwrap_or(gpu.multiprocessor_count() as usize * LIST_BLOCKS_PER_SM);
+            shape.grid.0 = shape.grid.0.min(cap.max(1) as u32);
+            (shares, LIST_SHARE, shape)
+        }
+    };
     let (p_counts, p_total) = match p_counts {
         Some(c) => (c, KernelArg::Ptr(0)),
         None => (KernelArg::Ptr(0), p_words.offset_bytes(4 * 5)),
@@ -811,17 +842,18 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_val
         let hist = p_words.offset_bytes(4 * (MASK_HIST2 + level * REFINE_BINS));
         let ticket = p_words.offset_bytes(4 * (MASK_TICKETS + level));
         // SAFETY (the caller's buffers, see its comment): each warp reads, for its regions r < `regions` only (the
-        // kernel's loop bound), region r's entry count (counts[r], or its CHUNK_CAP share of the list's length,
-        // bracket word 5, which the choice only leaves open when it is within the list's capacity of regions *
-        // CHUNK_CAP) and at most that many (<= CHUNK_CAP) entries of cand_vals from r * CHUNK_CAP, all written by
-        // the pass; the grid's extra warps (regions not a multiple of THREADS / 32) read nothing; a block adds to
+        // kernel's loop bound, striding by the grid's warps), region r's entry count (counts[r], share = CHUNK_CAP;
+        // or its `share`-entry share of the list's length, bracket word 5, which the choice only leaves open when it
+        // is within the list's capacity of the caller's regions * CHUNK_CAP = `regions` * `share` here, CHUNK_CAP
+        // a multiple of LIST_SHARE) and at most that many (<= share) entries of cand_vals from r * share, all
+        // written by the pass; warps past the last region read nothing; a block adds to
         // this level's REFINE_BINS histogram words and
         // its ticket word, and the last block rewrites the 8 choice words, all inside `words` (zeroed,
         // MASK_PATH_WORDS; MASK_HIST2 + refine_levels * REFINE_BINS <= MASK_PATH_WORDS); a null count or list
         // length is never read; arguments match topk_bracket_refine_<dtype>. Dependent launch: every thread
         // waits for the previous grid first (cuda/topk.cu bracket_refine), as launch_after_previous requires.
         unsafe {
-            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(regions as u32), KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
+            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(regions as u32), KernelArg::U32(share as u32), KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
         }
     }
     Ok(())

@@ -548,6 +548,39 @@ fn the_bracket_passes_read_misaligned_and_ragged_matrices_and_agree_with_the_rou
     }
 }
 
+/// The cut's later levels read its candidate list in 512-entry shares, their warps striding over the shares when
+/// the list outgrows the grid (2 blocks per multiprocessor; at 45 M keys the list is ~1.4 M entries). Here the grid
+/// is capped at one block (8 warps, 4096 entries per stride) so lists of test size take 3-20 strides: uniform f32
+/// keys (two levels that count real candidates, K* in the middle of its slice), k from 0.1% to 25%, both orders;
+/// each cut exact against the reference and taken by the bracket.
+#[test]
+fn the_cut_levels_stride_over_the_list_in_shares() {
+    let mut rng = rng("topk_list_shares");
+    for (dev, gpu) in devices("topk_list_shares") {
+        let (rows, cols) = (rng.gen_range(520..600), 512);
+        let n = rows * cols;
+        let keys: Vec<f32> = draw(&mut rng, n, Dist::Uniform);
+        let d = gpu.upload(&keys).unwrap();
+        for k in [n / 1000, n / 20, n / 4, rng.gen_range(1..n)] {
+            let mut spec = TopkSpec::count(k).by(if rng.gen() { RankBy::Magnitude } else { RankBy::Value });
+            if rng.gen() {
+                spec = spec.smallest();
+            }
+            let ctx = format!("{dev}: {rows}x{cols} {spec:?}");
+            let expect = topk_cpu(&keys, rows, cols, &spec).unwrap();
+            let before = bracket_counts();
+            sparse_lowrank::topk::cap_list_levels_grid_on_this_thread(Some(1));
+            let got = topk_threshold(&gpu, &d, rows, cols, &spec);
+            sparse_lowrank::topk::cap_list_levels_grid_on_this_thread(None);
+            let got = got.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            assert!(same_cut(&got[0], &expect.cuts[0]), "{ctx}: device {:?} cpu {:?}", got[0], expect.cuts[0]);
+            if !forced_radix() {
+                assert_eq!(bracket_counts().0 - before.0, 1, "{ctx}: the bracket was not taken");
+            }
+        }
+    }
+}
+
 /// When the sample's bracket is one key (lo = hi: a block of ties around the k-th rank), every candidate shares
 /// all digits, so the selection over them runs no histogram pass at all (the state starts at K*); with 15% of the
 /// keys tied the candidates outnumber one block's capacity, so this is the multi-block selection. Exact against
