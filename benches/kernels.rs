@@ -592,12 +592,8 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
             report_switched(gpu, &case, "SLR_PDL", "off", "without programmatic dependent launch", 10, &bench.device, &mut run);
         }
         if op == "topk_threshold" {
-            // Which launch made the cut slower with dependent launches (f32: 0.79-0.87x without them, H200, eighth
-            // and ninth runs; bf16 0.98-1.09x): the pass's (overlapping the sample) or the levels'.
-            report_switched(gpu, &case, "SLR_PDL_OFF_FOR", "topk_bracket_count_", "dependent launch off for the cut pass only", 10, &bench.device, &mut run);
-            report_switched(gpu, &case, "SLR_PDL_OFF_FOR", "topk_bracket_refine_", "dependent launch off for the levels only", 10, &bench.device, &mut run);
             // The later levels over the list in 4096-entry shares (until 2026-11-27; now 512, src/topk.rs
-            // LIST_SHARE).
+            // LIST_SHARE: 0.77-0.85x the time for f32 on the H200, tenth run).
             report_switched(gpu, &case, "SLR_TOPK_PATH", "wide_shares", "later levels over 4096-entry list shares", 10, &bench.device, &mut run);
         }
         // The read-back at the end of every top-k call into pageable memory, as before 2026-11-27 (now through a

@@ -834,6 +834,11 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_val
             (shares, LIST_SHARE, shape)
         }
     };
+    // The cut path's levels are ordinary launches: with programmatic dependent launch the f32 cut (two levels) took
+    // 1.05-1.07x its time (H200, tenth run, ddf76e3: `SLR_PDL_OFF_FOR=topk_bracket_refine_` 0.934-0.951x at 4096²
+    // and 4096 x 11008, 1% and 5%; bf16's one level 0.96-1.01x, neutral). Not explained. The mask path's levels
+    // keep it (not measured apart).
+    let dependent = p_counts.is_some();
     let (p_counts, p_total) = match p_counts {
         Some(c) => (c, KernelArg::Ptr(0)),
         None => (KernelArg::Ptr(0), p_words.offset_bytes(4 * 5)),
@@ -850,10 +855,16 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_val
         // this level's REFINE_BINS histogram words and
         // its ticket word, and the last block rewrites the 8 choice words, all inside `words` (zeroed,
         // MASK_PATH_WORDS; MASK_HIST2 + refine_levels * REFINE_BINS <= MASK_PATH_WORDS); a null count or list
-        // length is never read; arguments match topk_bracket_refine_<dtype>. Dependent launch: every thread
-        // waits for the previous grid first (cuda/topk.cu bracket_refine), as launch_after_previous requires.
+        // length is never read; arguments match topk_bracket_refine_<dtype>. Dependent launch (the mask path):
+        // every thread waits for the previous grid first (cuda/topk.cu bracket_refine), as launch_after_previous
+        // requires; for the cut path an ordinary launch, after which that wait returns at once.
+        let args = [p_vals, p_counts, p_total, KernelArg::U32(regions as u32), KernelArg::U32(share as u32), KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket];
         unsafe {
-            gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_refine"), shape, &[p_vals, p_counts, p_total, KernelArg::U32(regions as u32), KernelArg::U32(share as u32), KernelArg::U32(flags), p_words.offset_bytes(4 * MASK_SEL), hist, ticket])?;
+            if dependent {
+                gpu.launch_after_previous(MODULE, &kernel::<T>("bracket_refine"), shape, &args)?;
+            } else {
+                gpu.launch(MODULE, &kernel::<T>("bracket_refine"), shape, &args)?;
+            }
         }
     }
     Ok(())
