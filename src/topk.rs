@@ -835,9 +835,9 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_val
         }
     };
     // The cut path's levels are ordinary launches: with programmatic dependent launch the f32 cut (two levels) took
-    // 1.05-1.07x its time (H200, tenth run, ddf76e3: `SLR_PDL_OFF_FOR=topk_bracket_refine_` 0.934-0.951x at 4096²
-    // and 4096 x 11008, 1% and 5%; bf16's one level 0.96-1.01x, neutral). Not explained. The mask path's levels
-    // keep it (not measured apart).
+    // 1.05-1.07x its time (H200, tenth run, ddf76e3: the levels launched without it, by a per-kernel switch since
+    // removed, took 0.934-0.951x at 4096² and 4096 x 11008, 1% and 5%; bf16's one level 0.96-1.01x, neutral). Not
+    // explained. The mask path's levels keep it (not measured apart).
     let dependent = p_counts.is_some();
     let (p_counts, p_total) = match p_counts {
         Some(c) => (c, KernelArg::Ptr(0)),

@@ -626,8 +626,7 @@ impl Gpu {
     /// (programmatic dependent launch, sm_90): its blocks can be scheduled as soon as every block of the previous
     /// kernel has called `slr::allow_next_grid()` (or exited), which hides the launch gap between dependent kernels
     /// and lets a prologue (loads of the op's inputs) overlap the previous kernel's tail. Elsewhere (other
-    /// devices, the emulator, `SLR_PDL=off`, or a kernel whose name starts with one of the comma-separated prefixes
-    /// in `SLR_PDL_OFF_FOR`: a benchmark switch that tells which launch gains or loses) an ordinary launch.
+    /// devices, the emulator, `SLR_PDL=off`) an ordinary launch.
     ///
     /// # Safety
     /// As for [`Gpu::launch`], and the kernel keeps the contract of `slr::wait_for_previous_grid()`
@@ -638,8 +637,7 @@ impl Gpu {
     pub(crate) unsafe fn launch_after_previous(&self, module: &'static str, kernel: &str, shape: LaunchShape, args: &[KernelArg]) -> Result<()> {
         debug_assert!(AFTER_PREVIOUS_KERNELS.iter().any(|p| kernel.starts_with(p)), "{kernel} is not listed in AFTER_PREVIOUS_KERNELS");
         // SAFETY: the caller's contract (the kernel waits for the previous grid before it depends on it).
-        let off_for = std::env::var("SLR_PDL_OFF_FOR").is_ok_and(|v| v.split(',').any(|p| !p.is_empty() && kernel.starts_with(p)));
-        unsafe { self.launch_with(module, kernel, shape, args, !off_for && !crate::path_switch("SLR_PDL", "off")) }
+        unsafe { self.launch_with(module, kernel, shape, args, !crate::path_switch("SLR_PDL", "off")) }
     }
 
     /// See [`Gpu::launch`] and [`Gpu::launch_after_previous`] (`after_previous`).
