@@ -591,10 +591,10 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
             // The bracket paths' kernels after the sample launched one after another, as before 2026-11-27.
             report_switched(gpu, &case, "SLR_PDL", "off", "without programmatic dependent launch", 10, &bench.device, &mut run);
         }
-        if op == "topk_threshold" {
-            // The later levels over the list in 4096-entry shares (until 2026-11-27; now 512, src/topk.rs
-            // LIST_SHARE: 0.77-0.85x the time for f32 on the H200, tenth run).
-            report_switched(gpu, &case, "SLR_TOPK_PATH", "wide_shares", "later levels over 4096-entry list shares", 10, &bench.device, &mut run);
+        if op != "topk_mask_per_row" && density < 1.0 {
+            // The sample's two keys by the one-block digit-level kernel (until 2026-11-28; now the 128-block
+            // ranking kernel, src/topk.rs sample_levels_forced).
+            report_switched(gpu, &case, "SLR_TOPK_PATH", "sample_levels", "sample by one-block digit levels", 10, &bench.device, &mut run);
         }
         // The read-back at the end of every top-k call into pageable memory, as before 2026-11-27 (now through a
         // page-locked staging buffer).

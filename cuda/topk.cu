@@ -31,7 +31,7 @@
 //       from the scan + warps before it + lanes before it); a key is taken when > K* or == K* with rank < the
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
 // Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" and "The
-//   later levels" below: topk_sample_bracket; for the mask topk_bracket_pass, for the cut alone
+//   later levels" below: topk_sample_ranks, or topk_sample_bracket under SLR_TOPK_PATH=sample_levels; for the mask topk_bracket_pass, for the cut alone
 //   topk_bracket_count (the streaming pass; topk_bracket_count_rounds under SLR_TOPK_PATH=rounds); topk_bracket_refine twice for f32, once for 16-bit keys; for the mask
 //   topk_bracket_tie_count and topk_bracket_take; one read-back); the passes above run over all keys only when
 //   its exact check fails.
@@ -57,6 +57,7 @@ constexpr unsigned kSmallest = 2;  // flags bit 1: select the smallest (else the
 constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per histogram round
 constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BRACKET_SAMPLES)
 constexpr unsigned kSampleThreads = 256;   // threads of the sample kernel's one block (src/topk.rs SAMPLE_THREADS)
+constexpr unsigned kRankBlocks = kSamples / 32;  // blocks of sample_ranks, 32 sample keys each (src/topk.rs RANK_BLOCKS)
 constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 static_assert(kChunk % 64 == 0, "a bracket pass block's chunk is whole mask words");
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
@@ -714,7 +715,8 @@ __device__ __forceinline__ void digit_levels_of_two(const Slot* keys, unsigned l
     __syncthreads();  // the last pick's reads before scratch is reused
 }
 
-// One block of kSampleThreads (= kThreads): the sample's order keys into shared memory (kSamples * 4 bytes, dynamic,
+// The digit-level sample kernel (`SLR_TOPK_PATH=sample_levels`; sample_ranks below is the default). One block of
+// kSampleThreads (= kThreads): the sample's order keys into shared memory (kSamples * 4 bytes, dynamic,
 // then kRowBins * 4 bytes of histogram), then the keys of ranks rank_hi and rank_lo by digit_levels run to the
 // last digit (3 levels for f32, 2 for 16-bit keys, each; the first, and any later one while both ranks sit in one
 // bin, counted once for both: digit_levels_of_two). rank_hi = 0: no hi (nothing is "above"); rank_lo >
@@ -751,6 +753,76 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
     // The rest of the path's words (counters, choice, tickets, histograms) start at zero: zeroed here instead of
     // by a memset before this kernel (the next kernels wait for this one to finish).
     for (unsigned w = 2 + threadIdx.x; w < path_words; w += kSampleThreads) bracket[w] = 0u;
+}
+
+// The same two order statistics of the same sample by counting instead of digit levels (the default sample kernel;
+// sample_bracket above is `SLR_TOPK_PATH=sample_levels`, the benchmarks' comparison). Sample key j gets the composite
+// c_j = order_key << 12 | (kSamples - 1 - j): all distinct, larger key first, then lower j. Its 0-based rank is the
+// number of composites above it, and the key of 1-based rank r is that of the one composite with r - 1 above it:
+// the key digit_levels picks (ties decide which j holds rank r, never its key). Grid kRankBlocks blocks of kThreads:
+// every block orders all kSamples keys into shared memory, block b ranks samples [32b, 32b + 32), one per lane,
+// warp w counting the composites of slice [512w, 512w + 512) above its lane's (all lanes read the same composite:
+// a broadcast), and warp 0 sums the eight counts. No level, scan or atomic: one load latency, one counting loop and
+// two barriers, where sample_bracket runs up to 5 digit levels one after another on one block (the H200's profiles:
+// 15-21 µs for the sample lap). Floor: 4096^2 = 16.8 M composite comparisons (~3 instructions each, 32-bit
+// composites for 16-bit keys ~2: see the loop): ~1.6 M warp instructions, ~1.6 µs over 128 multiprocessors at 4 per cycle; the
+// loads are 128 x 4096 scattered sectors (16.8 MB from L2 after the first block's DRAM reads, ~1-2 µs). Each block
+// also zeroes its share of path words 2 .. path_words.
+template <typename T> struct RankComposite { using Type = unsigned; };            // 16-bit key << 12: 28 bits
+template <> struct RankComposite<float> { using Type = unsigned long long; };     // 32-bit key << 12: 44 bits
+
+template <typename T>
+__device__ __forceinline__ void sample_ranks(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,
+                                             unsigned rank_lo, unsigned* __restrict__ bracket, unsigned path_words) {
+    using Comp = typename RankComposite<T>::Type;
+    static_assert(kSamples == kRankBlocks * 32 && kSamples % kThreads == 0, "one sample key per lane of a block");
+    __shared__ __align__(16) Comp comp[kSamples];
+    __shared__ unsigned above[kThreads / 32][32];
+    constexpr unsigned kPer = kSamples / kThreads, kSlice = kSamples / (kThreads / 32);
+    const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+    slr::allow_next_grid();  // the pass (launched after this kernel) may start loading its keys now
+    unsigned bits[kPer];
+#pragma unroll
+    for (unsigned u = 0; u < kPer; ++u) bits[u] = load_bits(keys, sample_position(t + u * kThreads, n));
+#pragma unroll
+    for (unsigned u = 0; u < kPer; ++u) {
+        const unsigned j = t + u * kThreads;
+        comp[j] = (Comp)order_key<T>(bits[u], flags) << 12 | (Comp)(kSamples - 1 - j);
+    }
+    // The rest of the path's words (counters, choice, tickets, histograms) start at zero, the grid striding over
+    // them (the next kernels wait for this one to finish).
+    for (unsigned w = 2 + blockIdx.x * kThreads + t; w < path_words; w += kRankBlocks * kThreads) bracket[w] = 0u;
+    __syncthreads();  // every composite before any is counted
+    const Comp mine = comp[blockIdx.x * 32 + lane];
+    const Comp* slice = comp + warp * kSlice;
+    // c > mine exactly when mine - c wraps, i.e. sets the top bit: composites are below 2^44 (2^28), far from it.
+    // Two counts: two independent dependency chains (one subtract and one shift-add per pair, SASS-checked).
+    constexpr unsigned kTop = 8 * sizeof(Comp) - 1;
+    unsigned count0 = 0, count1 = 0;
+#pragma unroll 8
+    for (unsigned i = 0; i < kSlice; i += 2) {
+#ifdef SLR_FAULT_SAMPLE_RANK_TIES
+        count0 += (slice[i] >> 12) > (mine >> 12);  // planted fault: equal keys share a rank (the tie order dropped)
+        count1 += (slice[i + 1] >> 12) > (mine >> 12);
+#else
+        count0 += (unsigned)((mine - slice[i]) >> kTop);
+        count1 += (unsigned)((mine - slice[i + 1]) >> kTop);
+#endif
+    }
+    above[warp][lane] = count0 + count1;
+    __syncthreads();  // every warp's count before warp 0 sums them
+    if (warp != 0) return;
+    unsigned rank0 = 0;
+#pragma unroll
+    for (unsigned w = 0; w < kThreads / 32; ++w) rank0 += above[w][lane];
+    const unsigned key = (unsigned)(mine >> 12);
+    // Exactly one lane of the grid holds each 0-based rank below kSamples: one writer per word.
+    if (rank_hi != 0 && rank0 == rank_hi - 1) bracket[1] = key;
+    if (rank_lo != 0 && rank_lo <= kSamples && rank0 == rank_lo - 1) bracket[0] = key;
+    if (blockIdx.x == 0 && lane == 0) {
+        if (rank_hi == 0) bracket[1] = KeyBits<T>::kAll;
+        if (rank_lo == 0 || rank_lo > kSamples) bracket[0] = 0u;
+    }
 }
 
 // The end of a bracket pass's block: its counts of keys above the bracket and of NaNs added to bracket words 2 and 3
@@ -1776,6 +1848,11 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
         sample_bracket<T>(keys, n, flags, rank_hi, rank_lo, bracket, path_words);                              \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
+        topk_sample_ranks_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned rank_hi,    \
+                                   unsigned rank_lo, unsigned* __restrict__ bracket, unsigned path_words) {    \
+        sample_ranks<T>(keys, n, flags, rank_hi, rank_lo, bracket, path_words);                                \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_bracket_pass_rounds_##SUFFIX(const T* __restrict__ keys, unsigned n, unsigned flags, unsigned k,   \
                                           unsigned* __restrict__ bracket, unsigned long long* __restrict__ words, \
                                           T* __restrict__ cand_vals, unsigned* __restrict__ cand_idx,          \
@@ -1836,6 +1913,7 @@ SLR_EMU_EXPORT(topk_tile_counts_f32)
 SLR_EMU_EXPORT(topk_select_mask_f32)
 SLR_EMU_EXPORT(topk_select_rows_f32)
 SLR_EMU_EXPORT(topk_sample_bracket_f32)
+SLR_EMU_EXPORT(topk_sample_ranks_f32)
 SLR_EMU_EXPORT(topk_bracket_pass_f32)
 SLR_EMU_EXPORT(topk_bracket_pass_rounds_f32)
 SLR_EMU_EXPORT(topk_bracket_refine_f32)
@@ -1850,6 +1928,7 @@ SLR_EMU_EXPORT(topk_tile_counts_f16)
 SLR_EMU_EXPORT(topk_select_mask_f16)
 SLR_EMU_EXPORT(topk_select_rows_f16)
 SLR_EMU_EXPORT(topk_sample_bracket_f16)
+SLR_EMU_EXPORT(topk_sample_ranks_f16)
 SLR_EMU_EXPORT(topk_bracket_pass_f16)
 SLR_EMU_EXPORT(topk_bracket_pass_rounds_f16)
 SLR_EMU_EXPORT(topk_bracket_refine_f16)
@@ -1864,6 +1943,7 @@ SLR_EMU_EXPORT(topk_tile_counts_bf16)
 SLR_EMU_EXPORT(topk_select_mask_bf16)
 SLR_EMU_EXPORT(topk_select_rows_bf16)
 SLR_EMU_EXPORT(topk_sample_bracket_bf16)
+SLR_EMU_EXPORT(topk_sample_ranks_bf16)
 SLR_EMU_EXPORT(topk_bracket_pass_bf16)
 SLR_EMU_EXPORT(topk_bracket_pass_rounds_bf16)
 SLR_EMU_EXPORT(topk_bracket_refine_bf16)

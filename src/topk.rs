@@ -107,8 +107,10 @@ const BRACKET_MIN_N: usize = 1 << 18;
 #[doc(hidden)]
 pub const BRACKET_SAMPLES: usize = 4096;
 const SAMPLES: usize = BRACKET_SAMPLES;
-/// Threads of the sample kernel's one block (cuda/topk.cu kSampleThreads): 16 sample keys per thread.
+/// Threads of the digit-level sample kernel's one block (cuda/topk.cu kSampleThreads): 16 sample keys per thread.
 const SAMPLE_THREADS: u32 = 256;
+/// Blocks of the ranking sample kernel (cuda/topk.cu kRankBlocks, `sample_ranks`): 32 sample keys ranked per block.
+const RANK_BLOCKS: u32 = (SAMPLES / 32) as u32;
 /// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
 const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
@@ -116,7 +118,8 @@ const CHUNK_CAP: usize = CHUNK / 4;
 /// blocks per multiprocessor those launches get (their warps stride over the shares). The list holds ~1-2% of n from
 /// its start; in CHUNK_CAP shares (as until 2026-11-27) it sat in a few dozen blocks, each warp walking 4096 entries
 /// in 16 dependent rounds: ~10 µs per f32 level on the H200 (eighth run, levels lap 20-26 µs for two). 512 entries
-/// are two rounds of 8 loads per lane. `SLR_TOPK_PATH=wide_shares` keeps CHUNK_CAP, for the benchmarks' comparison.
+/// are two rounds of 8 loads per lane: 0.76-0.85x the f32 cut's time of CHUNK_CAP shares (tenth run; that switch,
+/// `SLR_TOPK_PATH=wide_shares`, is gone).
 /// Two blocks per multiprocessor: 2112 warps on an H200 take a 1.4 M-entry list (5% of 4096 x 11008) in one or two
 /// shares each; on the emulator (4 multiprocessors: 64 warps, 32 K entries per stride) the crowded-slice test's
 /// ~60 K-entry list makes the warps stride.
@@ -525,6 +528,24 @@ thread_local! {
     static ROUND_COUNT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static STREAM_MASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static LIST_GRID_CAP: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    static SAMPLE_LEVELS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `SLR_TOPK_PATH=sample_levels` in the environment (or [`use_sample_levels_on_this_thread`]): the sample bracket's
+/// two order statistics come from the one-block digit-level kernel (`topk_sample_bracket_<dtype>`, up to five
+/// histogram levels one after another on one multiprocessor: the sample lap was 15-21 µs on an H200, tenth run)
+/// instead of the ranking kernel (`topk_sample_ranks_<dtype>`, 128 blocks, each composite counted against all
+/// 4096: no level, no scan), the default since 2026-11-28. Both give the same two keys (tests/topk.rs); the
+/// switch is for the benchmarks' same-run comparison and for tests.
+fn sample_levels_forced() -> bool {
+    SAMPLE_LEVELS.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "sample_levels")
+}
+
+/// Sends this thread's sample brackets through the digit-level kernel (as `SLR_TOPK_PATH=sample_levels` does for
+/// the process): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_sample_levels_on_this_thread(on: bool) {
+    SAMPLE_LEVELS.with(|f| f.set(on));
 }
 
 /// Caps the grid of this thread's cut-path later levels at `blocks` blocks (`None`: LIST_BLOCKS_PER_SM per
@@ -735,24 +756,67 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     if bracket.len() < MASK_PATH_WORDS {
         return Err(Error::LengthMismatch { op, what: "bracket path words", expected: MASK_PATH_WORDS, got: bracket.len() });
     }
+    if n < SAMPLES || keys.len() < n {
+        return Err(Error::LengthMismatch { op, what: "sampled keys", expected: n.max(SAMPLES), got: keys.len() });
+    }
     let (rank_hi, rank_lo) = bracket_ranks(k, n);
     let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
     let mut bview = DeviceSliceMut::from(bracket);
     let (p_bracket, _gb) = bview.kernel_ptr_mut(gpu, op, "bracket")?;
-    let shape = LaunchShape { grid: (1, 1, 1), block: (SAMPLE_THREADS, 1, 1), shared_bytes: ((SAMPLES + 2048) * 4) as u32 };
-    // SAFETY: one block reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES; keys
-    // holds n, the callers' invariant), keeps their order keys and a 2048-bin histogram in (SAMPLES + 2048) * 4
-    // bytes of dynamic shared memory (the launch's) and writes bracket words 0 and 1 and zeroes words 2 ..
-    // MASK_PATH_WORDS (at most the length, checked above; distinct from keys); arguments match
-    // topk_sample_bracket_<dtype>.
+    let (name, shape) = if sample_levels_forced() {
+        ("sample_bracket", LaunchShape { grid: (1, 1, 1), block: (SAMPLE_THREADS, 1, 1), shared_bytes: ((SAMPLES + 2048) * 4) as u32 })
+    } else {
+        ("sample_ranks", LaunchShape { grid: (RANK_BLOCKS, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 })
+    };
+    // SAFETY: either kernel reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES;
+    // keys holds at least n, both checked above) and writes bracket words 0 and 1 and zeroes words 2 ..
+    // MASK_PATH_WORDS (at most the length, checked above; distinct from keys). topk_sample_bracket_<dtype>: one
+    // block, its order keys and a 2048-bin histogram in (SAMPLES + 2048) * 4 bytes of dynamic shared memory (the
+    // launch's); topk_sample_ranks_<dtype>: RANK_BLOCKS = SAMPLES / 32 blocks of THREADS (the grid its zeroing
+    // stride and its ranked keys assume), static shared memory only. Arguments match both.
     unsafe {
         gpu.launch(
             MODULE,
-            &kernel::<T>("sample_bracket"),
+            &kernel::<T>(name),
             shape,
             &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(flags), KernelArg::U32(rank_hi), KernelArg::U32(rank_lo), p_bracket, KernelArg::U32(MASK_PATH_WORDS as u32)],
         )
     }
+}
+
+/// The sample bracket's keys `(lo, hi)` for a count of `k` over `keys` (the order keys of src/topk.rs, words 0
+/// and 1 of the bracket path), as the device's sample kernel writes them (`levels`: the digit-level kernel, else
+/// the ranking one), and whether it zeroed path words 2 .. MASK_PATH_WORDS (they start poisoned here). For tests.
+#[doc(hidden)]
+pub fn sample_bracket_keys<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, k: usize, spec: &TopkSpec<T>, levels: bool) -> Result<(u32, u32, bool)> {
+    let op = "sample_bracket_keys";
+    let keys = keys.into();
+    let n = keys.len();
+    if n < SAMPLES || n > u32::MAX as usize || k > n {
+        return Err(Error::LengthMismatch { op, what: "keys (at least the sample, at most 2^32 - 1)", expected: SAMPLES, got: n });
+    }
+    let mut words = gpu.upload(&vec![0xDEAD_BEEFu32; MASK_PATH_WORDS])?;
+    let before = SAMPLE_LEVELS.with(|f| f.replace(levels));
+    let launched = launch_sample_bracket(op, gpu, &keys, n, k, spec.flags(), &mut words);
+    SAMPLE_LEVELS.with(|f| f.set(before));
+    launched?;
+    let w = gpu.download(&words)?;
+    Ok((w[0], w[1], w[2..].iter().all(|&x| x == 0)))
+}
+
+/// What [`sample_bracket_keys`] must give: the order keys of the sample (positions [`bracket_sample_position`]),
+/// sorted from the largest, at the 1-based ranks [`bracket_ranks`] names (no upper rank: hi = all ones; no lower:
+/// lo = 0). The reference for tests.
+#[doc(hidden)]
+pub fn sample_bracket_keys_cpu<T: TopkKey>(keys: &[T], k: usize, spec: &TopkSpec<T>) -> (u32, u32) {
+    let n = keys.len();
+    let flags = spec.flags();
+    let mut sample: Vec<u32> = (0..SAMPLES).map(|j| order_key(keys[bracket_sample_position(j, n)], flags)).collect();
+    sample.sort_unstable_by(|a, b| b.cmp(a));
+    let (rank_hi, rank_lo) = bracket_ranks(k, n);
+    let hi = if rank_hi == 0 { T::ALL } else { sample[rank_hi as usize - 1] };
+    let lo = if rank_lo as usize > SAMPLES { 0 } else { sample[rank_lo as usize - 1] };
+    (lo, hi)
 }
 
 /// Whether the selection takes every entry of a non-empty matrix (a per-matrix count k = n): then the cut is the
@@ -825,7 +889,6 @@ fn launch_refine_levels<T: TopkKey>(gpu: &Gpu, regions: usize, flags: u32, p_val
     // LIST_BLOCKS_PER_SM blocks per multiprocessor (the kernel's warps stride over the shares).
     let (regions, share, shape) = match p_counts {
         Some(_) => (regions, CHUNK_CAP, warp_per_region_shape(regions)),
-        None if crate::path_switch("SLR_TOPK_PATH", "wide_shares") => (regions, CHUNK_CAP, warp_per_region_shape(regions)),
         None => {
             let shares = regions * (CHUNK_CAP / LIST_SHARE);
             let mut shape = warp_per_region_shape(shares);

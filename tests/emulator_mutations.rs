@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "sample_rank_ties", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -370,7 +370,7 @@ fn a_streaming_cut_pass_without_its_final_flush_loses_candidates() {
     let (rows, cols) = (530, 512);
     let keys: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
     let ks: Vec<usize> = (0..3).map(|_| rng.gen_range(rows * cols / 50..rows * cols / 5)).collect();
-    let expect: Vec<_> = ks.iter().map(|&k| topk_cpu(&keys, rows, cols, &TopkSpec::count(k)).unwrap().cuts[0].clone()).collect();
+    let expect: Vec<_> = ks.iter().map(|&k| topk_cpu(&keys, rows, cols, &TopkSpec::count(k)).unwrap().cuts[0]).collect();
     for schedule in schedules(&mut rng) {
         for faulty in [false, true] {
             let gpu = if faulty { Gpu::emulated_with_fault(schedule, "stream_final_flush").unwrap() } else { Gpu::emulated(schedule) };
@@ -412,6 +412,34 @@ fn per_row_pair_ranks_that_prefer_the_higher_position_take_the_wrong_ties() {
             // Same counts either way; only which equal keys are taken differs (12 rows: some quota ends inside a run).
             assert_eq!(mask.count_ones(), expect.count_ones(), "{schedule:?}");
             assert_eq!(mask == expect, !faulty, "{schedule:?}: faulty = {faulty}");
+        }
+    }
+}
+
+/// The ranking sample kernel orders equal keys by their sample index, so every rank below 4096 is held by exactly
+/// one sample key; ranking by the key alone (planted fault `sample_rank_ties`) lets a run of equal keys share the
+/// rank of its first, and a bracket rank inside the run is then held by none (the bracket word is never written).
+/// Keys from 8 levels: every bracket rank but the few at a run's start falls inside a run. The result of a top-k
+/// call would not show it (a wrong bracket falls back to the radix passes): the sample's keys are compared.
+#[test]
+fn sample_ranks_that_let_equal_keys_share_a_rank_leave_the_bracket_unwritten() {
+    use half::bf16;
+    let mut rng = rng("sample_rank_ties");
+    let n = 3 * sparse_lowrank::topk::BRACKET_SAMPLES + rng.gen_range(0..1000);
+    let keys: Vec<bf16> = (0..n).map(|_| bf16::from_f32(rng.gen_range(0..8) as f32 / 4.0 + 0.25)).collect();
+    let spec = TopkSpec::count(1);
+    let ks: Vec<usize> = (0..4).map(|_| rng.gen_range(n / 10..n / 2)).collect();
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "sample_rank_ties").unwrap() } else { Gpu::emulated(schedule) };
+            let d = gpu.upload(&keys).unwrap();
+            let mut all_right = true;
+            for &k in &ks {
+                let expect = sparse_lowrank::topk::sample_bracket_keys_cpu(&keys, k, &spec);
+                let (lo, hi, _) = sparse_lowrank::topk::sample_bracket_keys(&gpu, &d, k, &spec, false).unwrap();
+                all_right &= (lo, hi) == expect;
+            }
+            assert_eq!(all_right, !faulty, "{schedule:?}: faulty = {faulty}");
         }
     }
 }

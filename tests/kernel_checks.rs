@@ -157,6 +157,8 @@ fn forbidden_instructions(kernel: &str) -> Vec<&'static str> {
         // The take collects a region's bits in shared memory: one read-modify-write per mask half, no global
         // atomic per taken candidate.
         k if k.starts_with("topk_bracket_take_") => vec!["ATOMG", "RED."],
+        // The ranking sample counts composites, each block on its own: no atomic anywhere.
+        k if k.starts_with("topk_sample_ranks_") => vec!["ATOMS", "ATOMG", "RED."],
         // The tiled Cholesky takes each pivot's reciprocal square root directly (MUFU.RSQ): no division, whose
         // reciprocal and refinement would lengthen the diagonal factor's pivot-to-pivot chain.
         "rsvd_cholqr_factor_tiles_f32" => vec!["MUFU.RCP"],
@@ -276,6 +278,13 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         k if k.starts_with("topk_sample_bracket_") => {
             let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
             vec![load, "STS", "ATOMS", "SHFL.UP", "BAR.SYNC", "STG.E "]
+        }
+        // The ranking sample: strided keys through the read-only path, composites into shared memory, counted by
+        // 16-byte shared loads (four or two composites each, a broadcast to the warp), two barriers, plain stores of
+        // the two keys; no atomics (forbidden_instructions).
+        k if k.starts_with("topk_sample_ranks_") => {
+            let load = if narrow { "LDG.E.U16.CONSTANT" } else { "LDG.E.CONSTANT" };
+            vec![load, "STS", "LDS.128", "BAR.SYNC", "STG.E "]
         }
         // The mask's streaming pass: one warp per chunk, 16-byte key loads (L2-coherent before the wait, read-only
         // path after it), the mask halves ORed across lanes by shuffles (SHFL.BFLY) and stored whole, the candidates
@@ -397,7 +406,8 @@ fn instructions(body: &str) -> Vec<(u64, String)> {
 /// the previous one, and the next kernel's wait would no longer cover the chain), and no read-only-path load
 /// (`LDG.*.CONSTANT`: ptxas may move those across the wait, and the previous grid may still be writing). The
 /// pass kernels must issue global loads there (their first round of keys, which is what overlaps the sample). The
-/// sample kernel before the first of them lets it start early (`launch_dependents`, SASS `PREEXIT`).
+/// sample kernels before the first of them let it start early (`launch_dependents`, SASS `PREEXIT`); the ranking
+/// one issues all 16 of a thread's key loads before its first shared store.
 #[test]
 fn dependent_launch_kernels_wait_for_the_previous_grid_before_they_write_or_exit() {
     if !built_or_skip("dependent_launch") {
@@ -412,8 +422,14 @@ fn dependent_launch_kernels_wait_for_the_previous_grid_before_they_write_or_exit
             }
             let code = instructions(&body);
             let opcode = |text: &str| text.split([' ', '.']).next().unwrap_or("").to_string();
-            if name.starts_with("topk_sample_bracket_") {
+            if name.starts_with("topk_sample_bracket_") || name.starts_with("topk_sample_ranks_") {
                 assert!(code.iter().any(|(_, t)| opcode(t) == "PREEXIT"), "{name}: no launch_dependents (PREEXIT):\n{body}");
+            }
+            // The ranking sample's 16 scattered key loads per thread all issue before its first shared store: one
+            // DRAM (or L2) latency per block, not sixteen.
+            if name.starts_with("topk_sample_ranks_") {
+                let loads = code.iter().map(|(_, t)| opcode(t)).take_while(|op| !op.starts_with("STS")).filter(|op| op.starts_with("LDG")).count();
+                assert!(loads >= 16, "{name} on {arch}: {loads} key loads before the first shared store, expected 16:\n{body}");
             }
             if !sparse_lowrank::device::AFTER_PREVIOUS_KERNELS.iter().any(|p| name.starts_with(p)) {
                 continue;

@@ -479,6 +479,53 @@ fn large_matrices_take_the_sample_bracket_and_match_cpu_exactly() {
     }
 }
 
+/// The sample bracket's two keys, from the ranking kernel (the default: every sample composite counted against all
+/// 4096) and from the digit-level one (`SLR_TOPK_PATH=sample_levels`), each exactly the reference's (the sample's
+/// order keys sorted, at the ranks the host asks for), with the rest of the path words zeroed: every dtype, by
+/// magnitude and by value, both directions, heavy ties (a tie rule that let equal keys share a rank would leave a
+/// rank unheld), NaNs, k at both ends (no upper rank at k = 1, no lower rank at k = n) and between, n from the
+/// sample's size up. The bracket only sets the speed (a wrong one falls back to the radix passes), so this is the
+/// test that sees a wrong sample.
+#[test]
+fn the_sample_kernels_find_the_sample_keys_of_the_bracket_ranks() {
+    fn case<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng) {
+        let n = match rng.gen_range(0..3) {
+            0 => BRACKET_SAMPLES,
+            1 => rng.gen_range(BRACKET_SAMPLES + 1..3 * BRACKET_SAMPLES),
+            _ => rng.gen_range(200_000..300_000),
+        };
+        let dist = DISTS[rng.gen_range(0..DISTS.len())];
+        let mut keys: Vec<T> = draw(rng, n, dist);
+        if rng.gen_bool(0.3) {
+            for _ in 0..rng.gen_range(1..40) {
+                keys[bracket_sample_position(rng.gen_range(0..BRACKET_SAMPLES), n)] = T::from_f32(f32::NAN);
+            }
+        }
+        let d = gpu.upload(&keys).unwrap();
+        let mut spec = TopkSpec::count(1).by(if rng.gen() { RankBy::Magnitude } else { RankBy::Value });
+        if rng.gen() {
+            spec = spec.smallest();
+        }
+        for k in [1, n, rng.gen_range(1..n / 50 + 2), rng.gen_range(1..=n)] {
+            let expect = sparse_lowrank::topk::sample_bracket_keys_cpu(&keys, k, &spec);
+            for levels in [false, true] {
+                let (lo, hi, zeroed) = sparse_lowrank::topk::sample_bracket_keys(gpu, d.slice(0..n), k, &spec, levels).unwrap();
+                let ctx = format!("{dev}: {:?} n {n} {dist:?} k {k} {spec:?} levels {levels}", T::DTYPE);
+                assert_eq!((lo, hi), expect, "{ctx}: (lo, hi)");
+                assert!(zeroed, "{ctx}: path words not zeroed");
+            }
+        }
+    }
+    let mut rng = rng("topk_sample_keys");
+    for (dev, gpu) in devices("topk_sample_keys") {
+        for _ in 0..3 {
+            case::<f32>(&gpu, &dev, &mut rng);
+            case::<bf16>(&gpu, &dev, &mut rng);
+            case::<f16>(&gpu, &dev, &mut rng);
+        }
+    }
+}
+
 /// The streaming passes read 16-byte vectors: the cut's from a view's first 16-byte boundary (the keys before it and
 /// after the last whole vector one by one), the mask's from a 16-byte aligned start (a misaligned view takes the
 /// round-based pass; the matrix's last, partial vector key by key). Views starting 0 to 8 elements into their
