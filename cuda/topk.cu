@@ -760,7 +760,7 @@ __device__ __forceinline__ void sample_bracket(const T* __restrict__ keys, unsig
 // c_j = order_key << 12 | (kSamples - 1 - j): all distinct, larger key first, then lower j. Its 0-based rank is the
 // number of composites above it, and the key of 1-based rank r is that of the one composite with r - 1 above it:
 // the key digit_levels picks (ties decide which j holds rank r, never its key). Grid kRankBlocks blocks of kThreads:
-// every block orders all kSamples keys into shared memory, block b ranks samples [32b, 32b + 32), one per lane,
+// every block orders all kSamples keys into dynamic shared memory, block b ranks samples [32b, 32b + 32), one per lane,
 // warp w counting the composites of slice [512w, 512w + 512) above its lane's (all lanes read the same composite:
 // a broadcast), and warp 0 sums the eight counts. No level, scan or atomic: one load latency, one counting loop and
 // two barriers, where sample_bracket runs up to 5 digit levels one after another on one block (the H200's profiles:
@@ -776,7 +776,8 @@ __device__ __forceinline__ void sample_ranks(const T* __restrict__ keys, unsigne
                                              unsigned rank_lo, unsigned* __restrict__ bracket, unsigned path_words) {
     using Comp = typename RankComposite<T>::Type;
     static_assert(kSamples == kRankBlocks * 32 && kSamples % kThreads == 0, "one sample key per lane of a block");
-    __shared__ __align__(16) Comp comp[kSamples];
+    SLR_DYNAMIC_SMEM(unsigned, comp_words);  // kSamples composites: kSamples * sizeof(Comp) bytes, the launch's
+    Comp* comp = reinterpret_cast<Comp*>(comp_words);
     __shared__ unsigned above[kThreads / 32][32];
     constexpr unsigned kPer = kSamples / kThreads, kSlice = kSamples / (kThreads / 32);
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;

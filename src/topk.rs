@@ -766,14 +766,17 @@ fn launch_sample_bracket<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     let (name, shape) = if sample_levels_forced() {
         ("sample_bracket", LaunchShape { grid: (1, 1, 1), block: (SAMPLE_THREADS, 1, 1), shared_bytes: ((SAMPLES + 2048) * 4) as u32 })
     } else {
-        ("sample_ranks", LaunchShape { grid: (RANK_BLOCKS, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 })
+        // Composites of the sample in dynamic shared memory: 44-bit (u64) for f32 keys, 28-bit (u32) for 16-bit.
+        let composite_bytes = if std::mem::size_of::<T>() == 4 { 8 } else { 4 };
+        ("sample_ranks", LaunchShape { grid: (RANK_BLOCKS, 1, 1), block: (THREADS, 1, 1), shared_bytes: (SAMPLES * composite_bytes) as u32 })
     };
     // SAFETY: either kernel reads keys at SAMPLES positions below n (sample_position(j, n) < n for n >= SAMPLES;
     // keys holds at least n, both checked above) and writes bracket words 0 and 1 and zeroes words 2 ..
     // MASK_PATH_WORDS (at most the length, checked above; distinct from keys). topk_sample_bracket_<dtype>: one
     // block, its order keys and a 2048-bin histogram in (SAMPLES + 2048) * 4 bytes of dynamic shared memory (the
     // launch's); topk_sample_ranks_<dtype>: RANK_BLOCKS = SAMPLES / 32 blocks of THREADS (the grid its zeroing
-    // stride and its ranked keys assume), static shared memory only. Arguments match both.
+    // stride and its ranked keys assume), SAMPLES composites of 8 (f32) or 4 bytes in the launch's dynamic shared
+    // memory (cuda/topk.cu RankComposite). Arguments match both.
     unsafe {
         gpu.launch(
             MODULE,
