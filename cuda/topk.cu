@@ -65,14 +65,14 @@ constexpr unsigned kCutBins = 1024;         // bins of [lo, hi] counted by the b
 constexpr unsigned kRefineBins = 4096;      // bins of each later level (src/topk.rs REFINE_BINS)
 constexpr unsigned kRowDigitBits = 11;      // the per-row fast path's first digit: the key's top 11 bits
 constexpr unsigned kRowBins = 1u << kRowDigitBits;
-constexpr unsigned kRowCands = 512;         // room for the candidates the per-row fast path ranks pair by pair
 // The per-row digit levels stop once the wanted bin holds at most this many keys. Ranking c candidates pair by pair
 // costs ~c^2 / 32 x 11 warp instructions on c threads (c = 135, the first level's bin at k = 64 of 4096 Gaussian
 // keys: ~8 k per row, two thirds of the row's whole budget: the kernel was bound by instruction issue, not by its
 // one read), where one more digit level is one pass over the row in shared memory (~1.3 k at 4096 keys) and leaves
-// a handful. (512, the room above, kept the first level's bin whatever its size.)
+// a handful. (Until 2026-11-28 the candidates had room for 512, from when the first level's bin was ranked
+// whatever its size: 3.5 KiB of every row block's shared memory that nothing used.)
 constexpr unsigned kRowPairwise = 64;
-static_assert(kRowPairwise <= kRowCands, "the candidates fit their arrays");
+constexpr unsigned kRowCands = kRowPairwise;  // room for the candidates the per-row fast path ranks pair by pair
 // Bytes of select_row's dynamic shared memory after the row's keys (src/topk.rs ROW_EXTRA_BYTES): the first-digit
 // histogram and the candidates' keys and positions.
 constexpr unsigned kRowExtraBytes = kRowBins * 4 + kRowCands * 8;

@@ -29,8 +29,8 @@
 //! order). The CPU reference [`topk_cpu`] gives the mask and the cuts.
 //!
 //! # Device paths (all exact, all giving the reference's selection)
-//! - **Per row, rows whose keys fit one block's shared memory** (the device's opt-in limit less 13 KiB: on sm_90
-//!   55 k f32 keys or 110 k f16/bf16; sm_80 38 k / 77 k; sm_86/89 22 k / 44 k): one block per row reads its row
+//! - **Per row, rows whose keys fit one block's shared memory** (the device's opt-in limit less 9.5 KiB: on sm_90
+//!   55 k f32 keys or 111 k f16/bf16; sm_80 39 k / 78 k; sm_86/89 22 k / 45 k): one block per row reads its row
 //!   once into shared memory (at the keys' width) and does the radix passes, the tie ranks and the mask bits there
 //!   (`topk_select_rows_<dtype>`, one launch). A whole matrix that small is one such row.
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
@@ -70,9 +70,9 @@ const HISTOGRAM_BLOCKS: usize = 2048;
 #[doc(hidden)]
 pub const ROW_STATIC_SHARED_ALLOWANCE: usize = 1024;
 /// Dynamic shared memory of `topk_select_rows_<dtype>` after the row's keys (cuda/topk.cu kRowExtraBytes): the
-/// fast path's 2048-bin histogram and 512 candidates' keys and positions. With the longest rows the launch is
+/// fast path's 2048-bin histogram and 64 candidates' keys and positions. With the longest rows the launch is
 /// above 48 KiB and opts in (sm_80 and later grant at least 99 KiB per block).
-const ROW_EXTRA_BYTES: usize = 2048 * 4 + 512 * 8;
+const ROW_EXTRA_BYTES: usize = 2048 * 4 + 64 * 8;
 
 /// Dynamic shared memory of `topk_select_rows_<dtype>` for rows of `seg_len` keys (cuda/topk.cu row_keys_bytes
 /// plus kRowExtraBytes).
@@ -82,7 +82,7 @@ fn row_shared_bytes<T: TopkKey>(seg_len: usize) -> u32 {
 
 /// Rows of at most this many keys are selected by one block each (`topk_select_rows_<dtype>`: the row read once
 /// into shared memory at its width), as long as the device lets one block opt into that much shared memory: on
-/// sm_90 (227 KiB) 55 k f32 keys or 110 k f16/bf16, on sm_80 (163 KiB) 38 k / 77 k, on sm_86/89 (99 KiB) 22 k / 44 k
+/// sm_90 (227 KiB) 55 k f32 keys or 111 k f16/bf16, on sm_80 (163 KiB) 39 k / 78 k, on sm_86/89 (99 KiB) 22 k / 45 k
 /// (rows of a 4096 x 14336 weight fit everywhere). Longer rows take the multi-kernel radix passes.
 ///
 /// A row past 44 KiB leaves room for fewer blocks per SM (one at ~200 KiB), but each block still reads its row
@@ -651,7 +651,7 @@ fn select_rows_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceS
     // SAFETY: block b reads keys b * seg_len + i for i < seg_len (keys holds segs * seg_len elements, checked by
     // `segments`; segs <= 2^31 - 1 fits the grid), keeps them in the first seg_len * size_of::<T>() bytes of its
     // dynamic shared memory (the launch's row_shared_bytes: that, rounded up to 16, plus the ROW_EXTRA_BYTES the
-    // kernel's histogram and at most 512 candidates use; with the kernel's static shared memory within the device's
+    // kernel's histogram and at most 64 candidates use; with the kernel's static shared memory within the device's
     // opt-in limit since seg_len <= row_max_len::<T>(gpu), and `launch` opts in above 40 KiB), writes its own
     // STATE_WORDS words of state (segs * STATE_WORDS, a fresh allocation) and, when the mask is given, ORs bits
     // only at flat indices of its own row, all below segs * seg_len, into words (the caller allocates
