@@ -831,9 +831,10 @@ fn bench_rsvd(c: &mut Criterion) {
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
-                report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver_jacobi", "our small eigenproblem on cuSOLVER syevj", 5, &bench.device, &mut run);
-                // Opt-in since 2026-11-27 (written without a GPU): the small SVD's products on the device too.
-                report_switched(gpu, &case, "SLR_RSVD_SMALL", "device", "our small SVD entirely on the device (syevd + f64 cuBLAS)", 5, &bench.device, &mut run);
+                // Opt-in since 2026-11-28 (written without a GPU): the device small SVD with our one-block eigensolver
+                // instead of syevd (l <= 160). (syevj, never faster than syevd on the H200, and the device small SVD
+                // at every l, the default from l = 96 since the eighth run, are no longer timed.)
+                report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our one-block eigensolver", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).
@@ -850,6 +851,15 @@ fn bench_rsvd(c: &mut Criterion) {
                     let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
                     std::env::remove_var("SLR_RSVD_SMALL");
                     println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL=cusolver): {info}");
+                    // The same for our one-block eigensolver.
+                    std::env::set_var("SLR_RSVD_SMALL", "own");
+                    match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                        Ok(ratio) => report_accuracy(&case, "ours, small eigenproblem on our one-block eigensolver", ratio, &bench.device),
+                        Err(e) => println!("    rsvd one-block small eigenproblem unavailable: {e}"),
+                    }
+                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                    std::env::remove_var("SLR_RSVD_SMALL");
+                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL=own): {info}");
                 }
                 // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
                 let tf = RsvdConfig { tf32: true, ..cfg };
@@ -894,6 +904,24 @@ fn bench_rsvd(c: &mut Criterion) {
         let mut run = || sparse_lowrank::rsvd::cholqr_factor_launch_for_bench(gpu, &dg, l, rows, &mut status);
         bench.case(&mut group, format!("rsvd_factor/l{l}"), &case, 20, &mut run);
         report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 20, &bench.device, &mut run);
+    }
+    // The small SVD's eigenproblem alone, on the Gram matrix of a triangular R with a power-law diagonal (σ_j = 1/j,
+    // like the rSVD's R₂): our one-block eigensolver (rsvd_small_eigh_f64, `SLR_RSVD_SMALL=own`) and cuSOLVER's
+    // syevd (the default), each back to back from the same matrix (widened from f32 first, ~2 µs, in both).
+    // Case t = l; flops ~ (4/3 + 2) l³ (tridiagonalization and back-transform).
+    for l in [26usize, 138] {
+        let g: Vec<f32> = {
+            let r: Vec<f64> = (0..l * l).map(|e| { let (i, j) = (e % l, e / l); if i == j { 1.0 / (j + 1) as f64 } else if i < j { rng.gen_range(-0.05f64..0.05) / (j + 1) as f64 } else { 0.0 } }).collect();
+            (0..l * l).map(|e| (0..l).map(|k| r[k + (e % l) * l] * r[k + (e / l) * l]).sum::<f64>() as f32).collect()
+        };
+        let (Ok(dg), Ok(mut work)) = (gpu.upload(&g), gpu.alloc_zeros::<f64>(l * l + l + 2)) else { continue };
+        let case = Case { op: "rsvd_eigh", rows: l, cols: l, density: 0.0, dtype: "f64", t: l, bytes: 2 * l * l * 8, flops: 10 * l * l * l / 3 };
+        let mut run = || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, true);
+        bench.case(&mut group, format!("rsvd_eigh/l{l}"), &case, 20, &mut run);
+        match gpu.time_ms(20, || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, false)) {
+            Ok(ms) => report_baseline(&case, "cuSOLVER syevd on the same matrix", ms, &bench.device),
+            Err(e) => println!("    syevd unavailable: {e}"),
+        }
     }
     group.finish();
 }

@@ -774,6 +774,413 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
     if (threadIdx.x == 0) status[slot] = st;
 }
 
+// ---- The small SVD's symmetric eigenproblem on one block (rsvd_small_eigh_f64) -------------------------------------
+// G = Ũ Λ Ũᵀ for the l x l f64 Gram matrix G = R₂ᵀR₂ of the small SVD (l <= kEighMaxL; src/rsvd.rs
+// small_svd_device under `SLR_RSVD_SMALL=own`), on one block of kEighThreads threads with the matrix in shared memory,
+// in four phases whose steps are each parallel over l (cuSOLVER's syevd took ~1.2-1.3 ms at l = 138 on the H200:
+// its tridiagonalization is ~l launches):
+//  1. Householder tridiagonalization (lower, as LAPACK's dsytd2): for k = 0 .. l-3 the reflector H_k = I - τ v vᵀ
+//     that zeroes A[k+2:, k], then A₂ = A[k+1:, k+1:] ← H_k A₂ H_k as A₂ - v wᵀ - w vᵀ with p = τ A₂ v and
+//     w = p - (τ/2)(pᵀv) v. 4/3 l³ flops; the floor is shared-memory traffic, A₂ read twice and written once per
+//     step: Σ 3·8·m² bytes ≈ 8 l³ bytes, ~22 M at l = 138, ~170 k clocks at 128 B per clock.
+//  2. The eigenvalues of the tridiagonal T by multisection on Sturm counts (the number of negative pivots of
+//     T - xI = LDLᵀ is the number of eigenvalues below x, as LAPACK's dstebz): kEighSplit threads per eigenvalue
+//     count at kEighSplit interior points of its interval, which shrinks (kEighSplit + 1)-fold per round; kEighRounds
+//     rounds take the Gershgorin interval below ε‖T‖ (absolute accuracy ~ε‖T‖, as dstebz). Floor: the chain of
+//     kEighRounds · l dependent divisions per thread (~28 · 138 · ~70 clocks ≈ 270 k clocks at l = 138).
+//  3. The eigenvectors of T by inverse iteration, one thread per eigenvalue: Gaussian elimination with partial
+//     pivoting of T - λI (as LAPACK's dlagtf; pivots below ε‖T‖ raised to it, as dlagts), kEighIters solves from
+//     a pseudo-random start. Inverse iteration leaves vectors of eigenvalues closer than ~ε‖T‖/δ to each other off
+//     orthogonal by δ, so eigenvalues within kEighCluster·‖T‖ of their neighbour form clusters whose vectors warp 0
+//     iterates again one after another, orthogonalized against the cluster's earlier ones (modified Gram-Schmidt,
+//     as LAPACK's dstein). The factors and right-hand sides live in global scratch (4 l² doubles, one column per
+//     thread: coalesced across the threads).
+//  4. Ũ = H_0 ⋯ H_{l-3} Z, the reflectors (saved to global scratch after phase 1) applied to Z in shared memory from
+//     the last; each warp owns every kEighWarps-th column of Z: no barrier between the l - 2 steps.
+// Output as cusolverDnDsyevd's: Ũ column-major over G (ld = l), λ ascending, info 0. Reads only G's lower triangle.
+// Deterministic: fixed reduction orders, no atomics.
+constexpr unsigned kEighThreads = 512;
+constexpr unsigned kEighWarps = kEighThreads / 32;
+constexpr unsigned kEighMaxL = 160;  // src/rsvd.rs EIGH_MAX_L; shared memory: eigh_shared_doubles below
+constexpr unsigned kEighSplit = 3;   // interior points (threads) per eigenvalue per multisection round
+constexpr unsigned kEighRounds = 28; // 4^28 = 2^56: from the Gershgorin width (<= 2·‖T‖·l) below ε‖T‖ for l <= 160
+constexpr unsigned kEighIters = 2;   // inverse-iteration solves per eigenvector
+constexpr double kEighCluster = 1e-6;  // neighbours closer than this times ‖T‖ are iterated as a cluster
+constexpr unsigned kEighParts = 3;   // column parts of phase 1's matrix-vector product per row
+constexpr unsigned kEighColsPerWarp = (kEighMaxL + kEighWarps - 1) / kEighWarps;
+constexpr unsigned kEighRowsPerLane = (kEighMaxL + 31) / 32;
+constexpr unsigned kEighColGroup = 5;  // phase 4's columns per round of a warp (kEighColsPerWarp = 10: two rounds)
+static_assert(kEighColsPerWarp % kEighColGroup == 0, "whole groups");
+static_assert(kEighSplit * kEighMaxL <= kEighThreads && kEighParts * kEighMaxL <= kEighThreads,
+              "one thread per (eigenvalue, point) and per (row, part)");
+constexpr double kF64Eps = 1.1102230246251565e-16;  // 2^-53
+constexpr double kF64Min = 2.2250738585072014e-308;
+
+// Shared layout of rsvd_small_eigh_f64 in doubles (src/rsvd.rs eigh_shared_bytes): A (l x ld, ld = l | 1, odd:
+// a column walk by a warp touches distinct bank pairs), 9 vectors of kEighMaxL, kEighParts partial products of
+// kEighMaxL, kEighSplit multisection points of kEighMaxL, 2 x kEighWarps reduction slots and 8 scalars; then
+// kEighSplit x kEighMaxL unsigned counts.
+__host__ __device__ constexpr unsigned eigh_shared_doubles(unsigned l) {
+    return l * (l | 1u) + (9 + kEighParts + kEighSplit) * kEighMaxL + 2 * kEighWarps + 8;
+}
+
+__device__ __forceinline__ double eigh_warp_sum(double x) {
+#pragma unroll
+    for (unsigned d = 16; d >= 1; d >>= 1) x += __shfl_xor_sync(0xffffffffu, x, d);
+    return x;
+}
+
+// Sum over the block in a fixed order (warp butterflies, then the warps' sums in warp order); every thread calls it
+// and gets the sum. Two barriers: `red` is free again on return.
+__device__ __forceinline__ double eigh_block_sum(double x, double* red) {
+    x = eigh_warp_sum(x);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
+    __syncthreads();
+    double s = 0.0;
+    for (unsigned w = 0; w < kEighWarps; ++w) s += red[w];
+    __syncthreads();
+    return s;
+}
+
+// The number of eigenvalues of T (diagonal dg, squared off-diagonal e2) below x: negative pivots of T - xI = LDLᵀ,
+// a pivot smaller in magnitude than pivmin taken as -pivmin (dstebz's guard against a zero pivot).
+__device__ __forceinline__ unsigned eigh_sturm_count(const double* dg, const double* e2, unsigned l, double x,
+                                                     double pivmin) {
+    double q = dg[0] - x;
+    if (fabs(q) < pivmin) q = -pivmin;
+    unsigned c = q < 0.0;
+    for (unsigned i = 1; i < l; ++i) {
+        q = (dg[i] - x) - e2[i - 1] / q;
+        if (fabs(q) < pivmin) q = -pivmin;
+        c += q < 0.0;
+    }
+    return c;
+}
+
+// One inverse-iteration solve (T - λI) x = y for column `j` of the scratch (element i of array a at
+// f[(a * l + i) * l + j]: a = 0, 1, 2 the rows of U (diagonal, first and second superdiagonal), a = 3 the right-hand
+// side, overwritten with x / ‖x‖). Gaussian elimination with row interchanges (dlagtf), pivots below `tiny` raised
+// to it in the back substitution (dlagts with a perturbation). Returns nothing: x is normalized in place.
+__device__ __forceinline__ void eigh_inverse_solve(const double* dg, const double* off, unsigned l, double lam, double tiny,
+                                   double* __restrict__ f, unsigned j) {
+    auto at = [&](unsigned a, unsigned i) -> double& { return f[((unsigned long long)a * l + i) * l + j]; };
+    double p = dg[0] - lam, q = l > 1 ? off[0] : 0.0, r = 0.0;  // row i's entries at columns i, i + 1, i + 2
+    double y = at(3, 0);
+    for (unsigned i = 0; i + 1 < l; ++i) {
+        const double b = off[i], a1 = dg[i + 1] - lam, c1 = i + 2 < l ? off[i + 1] : 0.0;  // row i + 1
+        const double yn = at(3, i + 1);
+        if (fabs(b) > fabs(p)) {  // row i + 1 is the pivot row; the old row i is eliminated below it
+            const double mult = p / b;
+            at(0, i) = b;
+            at(1, i) = a1;
+            at(2, i) = c1;
+            at(3, i) = yn;
+            const double np = q - mult * a1, nq = r - mult * c1, ny = y - mult * yn;
+            p = np;
+            q = nq;
+            y = ny;
+        } else {
+            const double mult = p != 0.0 ? b / p : 0.0;  // p = 0 here only with b = 0: nothing to eliminate
+            at(0, i) = p;
+            at(1, i) = q;
+            at(2, i) = r;
+            at(3, i) = y;
+            p = a1 - mult * q;
+            q = c1 - mult * r;
+            y = yn - mult * y;
+        }
+        r = 0.0;
+    }
+    at(0, l - 1) = p;
+    // Back substitution, the norm on the way.
+    double x1 = 0.0, x2 = 0.0, norm2 = 0.0;  // x_{i+1}, x_{i+2}
+    for (unsigned i = l; i-- > 0;) {
+        double d = at(0, i);
+        if (fabs(d) < tiny) d = d < 0.0 ? -tiny : tiny;
+        const double rhs = i + 1 == l ? y : at(3, i);
+        const double u1 = i + 1 < l ? at(1, i) : 0.0, u2 = i + 2 < l ? at(2, i) : 0.0;
+        const double x = (rhs - u1 * x1 - u2 * x2) / d;
+        at(3, i) = x;
+        norm2 = fma(x, x, norm2);
+        x2 = x1;
+        x1 = x;
+    }
+    const double scale = norm2 > 0.0 ? 1.0 / sqrt(norm2) : 0.0;
+    for (unsigned i = 0; i < l; ++i) at(3, i) *= scale;
+}
+
+// A start vector entry for inverse iteration in [-1, 1): a hash of (i, j), the same on every run.
+__device__ __forceinline__ double eigh_start(unsigned i, unsigned j) {
+    unsigned h = (i * 0x9E3779B1u) ^ (j * 0x85EBCA77u) ^ 0x6A09E667u;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    h *= 0x297A2D39u;
+    h ^= h >> 15;
+    return (double)h * (2.0 / 4294967296.0) - 1.0;
+}
+
+__device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, double* __restrict__ w, int* __restrict__ info,
+                           double* __restrict__ scratch) {
+    SLR_DYNAMIC_SMEM(float, smem);  // float, as the other kernels of this file declare it (one extern array)
+    static_assert(eigh_shared_doubles(kEighMaxL) * 8 + kEighSplit * kEighMaxL * 4 <= 232448, "sm_90's opt-in limit");
+    const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32, ld = l | 1u;
+    double* A = reinterpret_cast<double*>(smem);                              // l x ld, column-major; later Z
+    double* v = A + l * ld;                         // the reflector of the current step (rows k+1 ..)
+    double* p = v + kEighMaxL;                      // τ A₂ v, then w
+    double* dg = p + kEighMaxL;                     // T's diagonal
+    double* off = dg + kEighMaxL;                   // T's off-diagonal (off[i] = T[i+1][i])
+    double* e2 = off + kEighMaxL;                   // off²
+    double* lam = e2 + kEighMaxL;                   // eigenvalues, ascending
+    double* lo = lam + kEighMaxL;                   // multisection intervals
+    double* hi = lo + kEighMaxL;
+    double* tau = hi + kEighMaxL;                   // the reflectors' τ
+    double* partial = tau + kEighMaxL;              // kEighParts x kEighMaxL
+    double* xs = partial + kEighParts * kEighMaxL;  // kEighSplit x kEighMaxL multisection points
+    double* red = xs + kEighSplit * kEighMaxL;      // 2 x kEighWarps
+    double* scal = red + 2 * kEighWarps;            // 8 scalars
+    unsigned* cnt = reinterpret_cast<unsigned*>(scal + 8);  // kEighSplit x kEighMaxL
+    double* h = scratch;                            // l x l: reflector k in column k (rows k+1 ..)
+    double* f = scratch + (unsigned long long)l * l;  // 4 x l x l: inverse iteration
+
+    // G's lower triangle, mirrored.
+    for (unsigned j = warp; j < l; j += kEighWarps) {
+        for (unsigned i = lane; i < l; i += 32) A[i + j * ld] = i >= j ? g[i + (unsigned long long)j * l] : g[j + (unsigned long long)i * l];
+    }
+    __syncthreads();
+
+    // ---- 1. Tridiagonalization.
+    for (unsigned k = 0; k + 2 < l; ++k) {
+        const unsigned m = l - k - 1;  // rows and columns k+1 .. l-1
+        double* col = A + k * ld + k + 1;
+        double s = 0.0;
+        for (unsigned i = 1 + t; i < m; i += kEighThreads) s = fma(col[i], col[i], s);
+        s = eigh_block_sum(s, red);
+        const double alpha = col[0];
+        double tk = 0.0, beta = alpha, scale = 0.0;
+        if (s > 0.0) {  // block-uniform
+            const double norm = sqrt(fma(alpha, alpha, s));
+            beta = alpha >= 0.0 ? -norm : norm;
+            tk = (beta - alpha) / beta;
+            scale = 1.0 / (alpha - beta);
+        }
+        for (unsigned i = t; i < m; i += kEighThreads) v[i] = i == 0 ? 1.0 : col[i] * scale;
+        __syncthreads();  // v whole; every thread has read alpha
+        if (tk != 0.0) {
+            const unsigned chunk = (m + kEighParts - 1) / kEighParts;
+            for (unsigned idx = t; idx < m * kEighParts; idx += kEighThreads) {
+                const unsigned i = idx % m, part = idx / m, j0 = part * chunk, j1 = min(m, j0 + chunk);
+                const double* row = A + (k + 1 + i) + (k + 1) * ld;  // A₂[i][j] = row[j * ld]
+                double acc = 0.0;
+                for (unsigned jj = j0; jj < j1; ++jj) acc = fma(row[jj * ld], v[jj], acc);
+                partial[part * kEighMaxL + i] = acc;
+            }
+            __syncthreads();
+            double pv = 0.0;
+            for (unsigned i = t; i < m; i += kEighThreads) {
+                double pi = 0.0;
+                for (unsigned part = 0; part < kEighParts; ++part) pi += partial[part * kEighMaxL + i];
+                pi *= tk;
+                p[i] = pi;
+                pv = fma(pi, v[i], pv);
+            }
+            pv = eigh_block_sum(pv, red);  // its barriers also publish p
+            const double kk = -0.5 * tk * pv;
+            for (unsigned i = t; i < m; i += kEighThreads) p[i] = fma(kk, v[i], p[i]);
+            __syncthreads();
+            // A₂ -= v wᵀ + w vᵀ: warps over columns, lanes over rows (no index division), each lane's v and w
+            // entries in registers.
+            double vi[kEighRowsPerLane], wi[kEighRowsPerLane];
+#pragma unroll
+            for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                const unsigned i = lane + 32 * q;
+                vi[q] = i < m ? v[i] : 0.0;
+                wi[q] = i < m ? p[i] : 0.0;
+            }
+            for (unsigned j = warp; j < m; j += kEighWarps) {
+                const double vj = v[j], wj = p[j];
+                double* a = A + (k + 1) + (k + 1 + j) * ld;
+#pragma unroll
+                for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                    const unsigned i = lane + 32 * q;
+                    if (i < m) a[i] = fma(-vi[q], wj, fma(-wi[q], vj, a[i]));
+                }
+            }
+        }
+        if (t == 0) {
+            dg[k] = A[k + k * ld];
+            off[k] = beta;
+            tau[k] = tk;
+        }
+        for (unsigned i = t; i < m; i += kEighThreads) h[(unsigned long long)k * l + k + 1 + i] = v[i];
+        __syncthreads();  // A₂ updated and v saved before the next step rewrites v
+    }
+    if (t == 0) {
+        if (l >= 2) {
+            dg[l - 2] = A[(l - 2) + (l - 2) * ld];
+            off[l - 2] = A[(l - 1) + (l - 2) * ld];
+            tau[l - 2] = 0.0;
+        }
+        dg[l - 1] = A[(l - 1) + (l - 1) * ld];
+        tau[l - 1] = 0.0;
+        // Gershgorin interval, ‖T‖ and the pivot guard.
+        double gl = dg[0], gu = dg[0], emax2 = 0.0;
+        for (unsigned i = 0; i < l; ++i) {
+            const double rad = (i > 0 ? fabs(off[i - 1]) : 0.0) + (i + 1 < l ? fabs(off[i]) : 0.0);
+            gl = fmin(gl, dg[i] - rad);
+            gu = fmax(gu, dg[i] + rad);
+            if (i + 1 < l) {
+                e2[i] = off[i] * off[i];
+                emax2 = fmax(emax2, e2[i]);
+            }
+        }
+        const double tnorm = fmax(fabs(gl), fabs(gu));
+        const double pivmin = kF64Min * fmax(1.0, emax2);
+        const double widen = 2.0 * kF64Eps * tnorm * l + 2.0 * pivmin;
+        scal[0] = gl - widen;
+        scal[1] = gu + widen;
+        scal[2] = pivmin;
+        scal[3] = tnorm;
+    }
+    __syncthreads();
+
+    // ---- 2. Eigenvalues: multisection.
+    const double pivmin = scal[2], tnorm = scal[3];
+    if (t < l) {
+        lo[t] = scal[0];
+        hi[t] = scal[1];
+    }
+    __syncthreads();
+    for (unsigned round = 0; round < kEighRounds; ++round) {
+        if (t < kEighSplit * l) {
+            const unsigned j = t % l, s = t / l;
+            const double x = lo[j] + (hi[j] - lo[j]) * ((double)(s + 1) / (double)(kEighSplit + 1));
+            xs[s * kEighMaxL + j] = x;
+            cnt[s * kEighMaxL + j] = eigh_sturm_count(dg, e2, l, x, pivmin);
+        }
+        __syncthreads();
+        if (t < l) {  // eigenvalue t (0-based, ascending) lies where the count passes t
+            for (unsigned s = 0; s < kEighSplit; ++s) {
+                if (cnt[s * kEighMaxL + t] <= t) {
+                    lo[t] = xs[s * kEighMaxL + t];
+                } else {
+                    hi[t] = xs[s * kEighMaxL + t];
+                    break;
+                }
+            }
+        }
+        __syncthreads();
+    }
+    if (t < l) lam[t] = 0.5 * (lo[t] + hi[t]);
+    __syncthreads();
+
+    // ---- 3. Eigenvectors of T: inverse iteration, one thread each, into Z (A's place).
+    const double tiny = fmax(kF64Eps * tnorm, pivmin);
+    double* Z = A;
+    if (t < l) {
+        for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = eigh_start(i, t);
+        for (unsigned it = 0; it < kEighIters; ++it) eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t);
+        for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t];
+    }
+    __syncthreads();
+    // Clusters: warp 0 iterates each member after the first again, orthogonal to the members before it.
+    if (warp == 0) {
+        const double gap = kEighCluster * tnorm;
+        unsigned start = 0;
+        for (unsigned j = 1; j <= l; ++j) {
+            if (j < l && lam[j] - lam[j - 1] <= gap) continue;  // j still in the cluster that began at start
+            for (unsigned c = start + 1; c < j; ++c) {  // the cluster [start, j), if it has two members or more
+                for (unsigned it = 0; it < kEighIters; ++it) {
+                    for (unsigned i = lane; i < l; i += 32) f[(3ull * l + i) * l + c] = Z[i + c * ld];
+                    __syncwarp();
+                    if (lane == 0) eigh_inverse_solve(dg, off, l, lam[c], tiny, f, c);
+                    __syncwarp();
+                    double y[kEighRowsPerLane];
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                        const unsigned i = lane + 32 * q;
+                        y[q] = i < l ? f[(3ull * l + i) * l + c] : 0.0;
+                    }
+                    for (unsigned b = start; b < c; ++b) {
+                        double dot = 0.0;
+#pragma unroll
+                        for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                            const unsigned i = lane + 32 * q;
+                            if (i < l) dot = fma(y[q], Z[i + b * ld], dot);
+                        }
+                        dot = eigh_warp_sum(dot);
+#pragma unroll
+                        for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                            const unsigned i = lane + 32 * q;
+                            if (i < l) y[q] = fma(-dot, Z[i + b * ld], y[q]);
+                        }
+                    }
+                    double n2 = 0.0;
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) n2 = fma(y[q], y[q], n2);
+                    n2 = eigh_warp_sum(n2);
+                    const double sc = n2 > 0.0 ? 1.0 / sqrt(n2) : 0.0;
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                        const unsigned i = lane + 32 * q;
+                        if (i < l) Z[i + c * ld] = y[q] * sc;
+                    }
+                    __syncwarp();
+                }
+            }
+            start = j;
+        }
+    }
+    __syncthreads();
+
+    // ---- 4. Ũ = H_0 ⋯ H_{l-3} Z: each warp applies the reflectors, last first, to its own columns.
+    for (unsigned k = l >= 3 ? l - 3 : 0; l >= 3; --k) {  // k = l-3 .. 0
+        const double tk = tau[k];
+        if (tk != 0.0) {  // block-uniform
+            double vr[kEighRowsPerLane];  // v at rows lane + 32q (zero above row k+1; row k+1 holds 1)
+#pragma unroll
+            for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                const unsigned i = lane + 32 * q;
+                vr[q] = (i > k && i < l) ? h[(unsigned long long)k * l + i] : 0.0;
+            }
+            // kEighColGroup columns at a time: their dot products' butterflies interleave (one latency for the
+            // group, not one per column).
+            for (unsigned c0 = 0; c0 < kEighColsPerWarp; c0 += kEighColGroup) {
+                double dot[kEighColGroup];
+#pragma unroll
+                for (unsigned cc = 0; cc < kEighColGroup; ++cc) {
+                    const unsigned c = warp + (c0 + cc) * kEighWarps;
+                    double acc = 0.0;
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                        const unsigned i = lane + 32 * q;
+                        if (c < l && i < l) acc = fma(vr[q], Z[i + c * ld], acc);
+                    }
+                    dot[cc] = acc;
+                }
+#pragma unroll
+                for (unsigned cc = 0; cc < kEighColGroup; ++cc) dot[cc] = tk * eigh_warp_sum(dot[cc]);
+#pragma unroll
+                for (unsigned cc = 0; cc < kEighColGroup; ++cc) {
+                    const unsigned c = warp + (c0 + cc) * kEighWarps;
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                        const unsigned i = lane + 32 * q;
+                        if (c < l && i < l && i > k) Z[i + c * ld] = fma(-dot[cc], vr[q], Z[i + c * ld]);
+                    }
+                }
+            }
+        }
+        if (k == 0) break;
+    }
+    __syncthreads();
+    for (unsigned j = warp; j < l; j += kEighWarps) {
+        for (unsigned i = lane; i < l; i += 32) g[i + (unsigned long long)j * l] = Z[i + j * ld];
+    }
+    if (t < l) w[t] = lam[t];
+    if (t == 0) *info = 0;
+}
+
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(kThreads)
@@ -891,3 +1298,13 @@ extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
     cholqr_factor_tiles(g, l, rows, first_pass, r_inv, status, slot);
 }
 SLR_EMU_EXPORT(rsvd_cholqr_factor_tiles_f32)
+
+// The small SVD's eigenproblem on one block (small_eigh above): G (l x l f64, column-major, lower triangle read) is
+// overwritten with Ũ, w gets λ ascending, info 0; scratch holds 5 l² doubles; l <= kEighMaxL; one block of
+// kEighThreads threads with eigh_shared_doubles(l) * 8 + kEighSplit * kEighMaxL * 4 bytes of dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(kEighThreads, 1)
+    rsvd_small_eigh_f64(double* __restrict__ g, unsigned l, double* __restrict__ w, int* __restrict__ info,
+                        double* __restrict__ scratch) {
+    small_eigh(g, l, w, info, scratch);
+}
+SLR_EMU_EXPORT(rsvd_small_eigh_f64)

@@ -645,8 +645,11 @@ fn small_svd_products_on_device(l: usize) -> bool {
     if let Some(on) = DEVICE_SMALL_SVD.with(|f| f.get()) {
         return on;
     }
+    if OWN_EIGH.with(|f| f.get()) {
+        return true;
+    }
     match std::env::var_os("SLR_RSVD_SMALL") {
-        Some(v) => v == "device",
+        Some(v) => v == "device" || v == "own",
         None => l >= SMALL_EIGEN_DEVICE_MIN_L,
     }
 }
@@ -752,6 +755,100 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
         },
         "eigensolver",
     )
+}
+
+/// Largest sketch width the one-block eigensolver takes (cuda/rsvd.cu kEighMaxL): the l x (l | 1) matrix in f64
+/// shared memory, with its vectors, is 222 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 138; sm_86/89 99
+/// KiB: l <= 107, [`own_eigh_fits`]).
+pub(crate) const EIGH_MAX_L: usize = 160;
+const EIGH_THREADS: u32 = 512;
+
+/// Dynamic shared memory of `rsvd_small_eigh_f64` at sketch width `l` (cuda/rsvd.cu eigh_shared_doubles, in bytes,
+/// plus the multisection counts).
+fn eigh_shared_bytes(l: usize) -> usize {
+    const SPLIT: usize = 3;
+    const PARTS: usize = 3;
+    const WARPS: usize = EIGH_THREADS as usize / 32;
+    8 * (l * (l | 1) + (9 + PARTS + SPLIT) * EIGH_MAX_L + 2 * WARPS + 8) + 4 * SPLIT * EIGH_MAX_L
+}
+
+/// Whether the one-block eigensolver can take a sketch width `l` on this device (its shared memory).
+fn own_eigh_fits(gpu: &Gpu, l: usize) -> bool {
+    (1..=EIGH_MAX_L).contains(&l) && eigh_shared_bytes(l) <= gpu.max_dynamic_shared_bytes() as usize
+}
+
+/// `SLR_RSVD_SMALL=own` (or [`use_own_eigensolver_on_this_thread`]): the small SVD runs on the device
+/// ([`small_svd_device`]) with its eigenproblem on our one-block kernel (`rsvd_small_eigh_f64`: Householder
+/// tridiagonalization, multisection, inverse iteration, the back-transform; cuda/rsvd.cu) instead of cuSOLVER's
+/// syevd, where the width fits ([`own_eigh_fits`]). Opt-in until a GPU has timed it against syevd (~1.2-1.3 ms at
+/// l = 138 on the H200, eighth run; the kernel's floors add up to ~0.3 ms, unmeasured).
+fn own_eigensolver_requested() -> bool {
+    OWN_EIGH.with(|f| f.get()) || crate::path_switch("SLR_RSVD_SMALL", "own")
+}
+
+thread_local! {
+    static OWN_EIGH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sends this thread's device small SVDs through our one-block eigensolver (as `SLR_RSVD_SMALL=own` does for the
+/// process): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_own_eigensolver_on_this_thread(on: bool) {
+    OWN_EIGH.with(|f| f.set(on));
+}
+
+/// Queues `rsvd_small_eigh_f64` on the l x l matrix at `a` (column-major, lda = l, lower triangle read, overwritten
+/// with the eigenvectors as columns), the eigenvalues (ascending) into `w` (l doubles) and 0 into `info` (one i32),
+/// as [`queue_eigensolver`] does with syevd. Its scratch (5 l² doubles) is allocated here and freed stream-ordered
+/// after the launch.
+///
+/// # Safety
+/// `a` (l² doubles), `w` (l doubles) and `info` (one i32, 4-byte aligned) are disjoint live device memory of this
+/// Gpu; `own_eigh_fits(gpu, l)` holds.
+unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, info: KernelArg) -> Result<()> {
+    const OP: &str = "rsvd small eigenproblem (one block)";
+    if !own_eigh_fits(gpu, l) {
+        return Err(Error::LengthMismatch { op: OP, what: "sketch width (shared memory)", expected: EIGH_MAX_L, got: l });
+    }
+    // SAFETY: the kernel writes every scratch element it reads first: the reflectors (rows k+1.. of column k,
+    // k <= l-3) in phase 1 before phase 4 reads them, and each inverse-iteration column (its start vector, then
+    // the factors of each solve) before reading it.
+    let mut scratch = unsafe { gpu.alloc_uninit::<f64>(5 * l * l)? };
+    let mut sv = DeviceSliceMut::from(&mut scratch);
+    let (p_s, _gs) = sv.kernel_ptr_mut(gpu, OP, "scratch")?;
+    let shape = LaunchShape { grid: (1, 1, 1), block: (EIGH_THREADS, 1, 1), shared_bytes: eigh_shared_bytes(l) as u32 };
+    // SAFETY: one block of EIGH_THREADS threads reads the lower triangle of the l² doubles at `a` and overwrites all
+    // of them, writes l doubles at `w` and one i32 at `info` (the caller's contract: disjoint live memory), and uses
+    // the 5 l² scratch doubles just allocated (distinct from them) and eigh_shared_bytes(l) bytes of dynamic shared
+    // memory, within the device's opt-in limit (own_eigh_fits, checked above; l <= EIGH_MAX_L = kEighMaxL, the
+    // bound its per-lane arrays assume); arguments match rsvd_small_eigh_f64.
+    unsafe { gpu.launch(MODULE, "rsvd_small_eigh_f64", shape, &[a, KernelArg::U32(l as u32), w, info, p_s]) }
+}
+
+/// The eigendecomposition of the symmetric l x l matrix `g` (column-major; its lower triangle is read) by the
+/// one-block device eigensolver ([`own_eigensolver_requested`]): eigenvalues ascending and the eigenvectors as
+/// columns (column-major). For tests, on the emulator and on a GPU.
+#[doc(hidden)]
+pub fn own_eigensolver_on_device(gpu: &Gpu, g: &[f64], l: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    const OP: &str = "own_eigensolver_on_device";
+    if g.len() != l * l || !own_eigh_fits(gpu, l) {
+        return Err(Error::LengthMismatch { op: OP, what: "l x l matrix (l within the kernel's shared memory)", expected: l * l, got: g.len() });
+    }
+    // [0, l²) the matrix, then the eigenvalues, then info (an i32 in an f64 slot), on even doubles.
+    let (at_w, at_info) = (l * l, l * l + l);
+    let mut host = g.to_vec();
+    host.resize(at_info + 1, 0.0);
+    let mut buf = gpu.upload(&host)?;
+    {
+        let mut bv = DeviceSliceMut::from(&mut buf);
+        let (p, _g) = bv.kernel_ptr_mut(gpu, OP, "matrix")?;
+        // SAFETY: the matrix (l² doubles at 0), the eigenvalues (l at l²) and info (the slot at l² + l, 8-byte
+        // aligned) are disjoint parts of one live buffer of at_info + 1 doubles; own_eigh_fits checked above.
+        unsafe { queue_own_eigensolver(gpu, l, p, p.offset_bytes(8 * at_w), p.offset_bytes(8 * at_info))? };
+    }
+    let h = gpu.download(&buf)?;
+    eigensolver_info(h[at_info])?;
+    Ok((h[at_w..at_w + l].to_vec(), h[..l * l].to_vec()))
 }
 
 /// cuSOLVER's `info` after the read-back (an i32 in the low 4 bytes of an f64 slot that was zero before the
@@ -907,7 +1004,8 @@ fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f
     }
     let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
     let blas = gpu.cublas()?;
-    let handle = gpu.cusolver_dn()?;
+    let own_eigh = own_eigensolver_requested() && own_eigh_fits(gpu, l);
+    let handle = if own_eigh { None } else { Some(gpu.cusolver_dn()?) };
     let ll = l * l;
     // One buffer, zeroed (`info` must start at 0): R₂ in f64, G then Ũ (syevd's in-place output), λ, info (an i32
     // in the low bytes of an f64 slot), P = R₂Ũ, PᵀP.
@@ -966,7 +1064,12 @@ fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f
         // SAFETY: G (l² doubles at at_g, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at at_info,
         // 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu's stream; queued after the
         // product that wrote G.
-        unsafe { queue_eigensolver(gpu, &handle, n, p_g, p_w, p_info, None)? };
+        match &handle {
+            // SAFETY: as above; own_eigh_fits(gpu, l) holds (own_eigh).
+            None => unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info)? },
+            // SAFETY: as above.
+            Some(handle) => unsafe { queue_eigensolver(gpu, handle, n, p_g, p_w, p_info, None)? },
+        }
         dgemm(false, p_r, p_g, p_p)?; // P = R₂ Ũ
         dgemm(true, p_p, p_p, p_pp)?; // PᵀP
     }
@@ -1733,6 +1836,39 @@ pub fn cholqr_factor_on_device_packed(gpu: &Gpu, g: &[f32], l: usize, rows: usiz
 #[doc(hidden)]
 pub fn cholqr_factor_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, status: &mut DeviceVec<u32>) -> Result<()> {
     factor_kernel_of(gpu, g, l, rows, true, status, 0, false).map(|_| ())
+}
+
+/// One small eigenproblem on the device without transfers, for the benchmark's isolated timing: the l x l f32 Gram
+/// matrix `g` widened into `work` (`rsvd_widen_f32`, so that every call starts from the same matrix), then our
+/// one-block eigensolver (`own`) or cuSOLVER's syevd on it; eigenvectors, eigenvalues and info stay in `work`
+/// (at least l² + l + 2 doubles). Errors as [`queue_own_eigensolver`] and [`queue_eigensolver`].
+#[doc(hidden)]
+pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool) -> Result<()> {
+    const OP: &str = "small_eigh_launch_for_bench";
+    let (at_w, at_info) = (l * l, l * l + l);
+    if g.len() != l * l || work.len() < at_info + 2 {
+        return Err(Error::LengthMismatch { op: OP, what: "Gram matrix and work", expected: l * l, got: g.len() });
+    }
+    let handle = if own { None } else { Some(gpu.cusolver_dn()?) };
+    let gs = DeviceSlice::from(g);
+    let (p_g, _gg) = gs.kernel_ptr(gpu, OP, "Gram matrix")?;
+    let mut wv = DeviceSliceMut::from(work);
+    let (p_w, _gw) = wv.kernel_ptr_mut(gpu, OP, "work")?;
+    // SAFETY: reads the l² floats of g (checked) and writes the first l² doubles of work (at least l² + l + 2,
+    // checked), a distinct buffer; arguments match rsvd_widen_f32.
+    unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(OP, l * l, 256)?, &[p_g, p_w, KernelArg::U64((l * l) as u64)])? };
+    // The info slot on an even double (8-byte aligned either way).
+    let (a, w, info) = (p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info));
+    match &handle {
+        // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work.
+        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info) },
+        // SAFETY: as above; l fits i32 (it fitted the Gram matrix's allocation as l² floats... checked below).
+        Some(h) => {
+            let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "l", expected: i32::MAX as usize, got: l })?;
+            // SAFETY: as above; queued on this Gpu's stream, after the widening.
+            unsafe { queue_eigensolver(gpu, h, n, a, w, info, None) }
+        }
+    }
 }
 
 fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool, packed: bool) -> Result<(Vec<f32>, u32)> {

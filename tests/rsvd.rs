@@ -1021,39 +1021,109 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
             let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
             let cfg = seeded_config(&mut rng, r);
             let da = gpu.upload(&a32).unwrap();
-            let run = |on_device: bool| {
+            let run = |on_device: bool, own: bool| {
                 let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
                 let mut s = vec![0f32; r];
                 sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(Some(on_device));
+                sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(own);
                 let before = sparse_lowrank::rsvd::device_small_svd_runs();
                 let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
                 sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(None);
+                sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(false);
                 let ran = sparse_lowrank::rsvd::device_small_svd_runs() - before;
-                let info = info.unwrap_or_else(|e| panic!("{name} {kind:?} r={r} (device small SVD: {on_device}): {e}"));
+                let info = info.unwrap_or_else(|e| panic!("{name} {kind:?} r={r} (device small SVD: {on_device}, own eigensolver: {own}): {e}"));
                 (gpu.download(&du).unwrap(), s, gpu.download(&dvt).unwrap(), info, ran)
             };
-            let (u0, s0, vt0, info0, _) = run(false);
-            let (u1, s1, vt1, info1, ran) = run(true);
-            let ctx = format!("{name} {kind:?} {m}x{n} r={r}: {info0:?} / {info1:?}");
-            if !info1.device_queued {
-                assert_eq!(ran, 0, "{ctx}: only the queued path has R₂ on the device");
-            } else if gpu.is_cuda() {
-                if ran == 0 {
-                    eprintln!("{ctx}: cuBLAS or cuSOLVER not found: device small SVD SKIPPED");
+            let (u0, s0, vt0, info0, _) = run(false, false);
+            // The device small SVD with syevd, then with our one-block eigensolver (`SLR_RSVD_SMALL=own`): both
+            // held to the host products alike.
+            for own in [false, true] {
+                let (u1, s1, vt1, info1, ran) = run(true, own);
+                let name = format!("{name} (own eigensolver: {own})");
+                let ctx = format!("{name} {kind:?} {m}x{n} r={r}: {info0:?} / {info1:?}");
+                if !info1.device_queued {
+                    assert_eq!(ran, 0, "{ctx}: only the queued path has R₂ on the device");
+                } else if gpu.is_cuda() {
+                    if ran == 0 {
+                        eprintln!("{ctx}: cuBLAS or cuSOLVER not found: device small SVD SKIPPED");
+                    }
+                } else {
+                    assert_eq!(ran, 0, "{ctx}: the emulator has no cuSOLVER");
                 }
-            } else {
-                assert_eq!(ran, 0, "{ctx}: the emulator has no cuSOLVER");
+                if ran == 0 {
+                    assert!(u0 == u1 && s0 == s1 && vt0 == vt1, "{ctx}: the fallback must be the host path exactly");
+                    continue;
+                }
+                let (q0, q1) = (quality(&stored, m, n, r, &u0, &s0, &vt0), quality(&stored, m, n, r, &u1, &s1, &vt1));
+                for j in 0..r {
+                    assert!((s0[j] - s1[j]).abs() as f64 <= 1e-6 * s0[0] as f64, "{ctx}: σ_{j} {} vs {}", s1[j], s0[j]);
+                }
+                assert!((q0.error_ratio - q1.error_ratio).abs() <= 1e-4 * q0.error_ratio && q1.u_orth <= 1e-5 && q1.v_orth <= 1e-5, "{ctx}: {q0:?} vs {q1:?}");
             }
-            if ran == 0 {
-                assert!(u0 == u1 && s0 == s1 && vt0 == vt1, "{ctx}: the fallback must be the host path exactly");
-                continue;
-            }
-            let (q0, q1) = (quality(&stored, m, n, r, &u0, &s0, &vt0), quality(&stored, m, n, r, &u1, &s1, &vt1));
-            for j in 0..r {
-                assert!((s0[j] - s1[j]).abs() as f64 <= 1e-6 * s0[0] as f64, "{ctx}: σ_{j} {} vs {}", s1[j], s0[j]);
-            }
-            assert!((q0.error_ratio - q1.error_ratio).abs() <= 1e-4 * q0.error_ratio && q1.u_orth <= 1e-5 && q1.v_orth <= 1e-5, "{ctx}: {q0:?} vs {q1:?}");
         }
+    }
+}
+
+/// Our one-block f64 eigensolver (`rsvd_small_eigh_f64`, `SLR_RSVD_SMALL=own`) against faer, on the emulator and a
+/// GPU: eigenvalues (ascending) within 10·l·ε·‖G‖ of faer's (the backward error of a Householder tridiagonalization
+/// is a few l·ε·‖G‖; multisection adds ~2ε‖T‖), eigenvectors orthonormal to 1e-10 and with ‖G v − λ v‖ within
+/// 10·l·ε·‖G‖ entrywise. Matrices: Gram matrices RᵀR of random triangular R (the rSVD's own kind, eigenvalues
+/// spread over many decades), a power-law spectrum λ_i = 1/i, a rank-5 Gram matrix (an eigenvalue 0 of multiplicity
+/// l − 5: one cluster, iterated with re-orthogonalization), repeated eigenvalues {1, 2, 3} in a rotated basis, an
+/// indefinite symmetric matrix, a diagonal one (no reflector does anything) and one with a zero off-diagonal block
+/// (T splits); widths 1, 2, 3, random, and 160, the kernel's largest.
+#[test]
+fn the_one_block_eigensolver_matches_faer() {
+    let mut rng = rng("rsvd_own_eigen");
+    let orthogonal = |rng: &mut StdRng, l: usize| -> Mat<f64> {
+        let x = Mat::<f64>::from_fn(l, l, |_, _| rng.gen_range(-1.0..1.0));
+        x.qr().compute_Q()
+    };
+    let with_eigenvalues = |rng: &mut StdRng, lam: &[f64]| -> Mat<f64> {
+        let q = orthogonal(rng, lam.len());
+        let d = Mat::<f64>::from_fn(lam.len(), lam.len(), |i, j| if i == j { lam[i] } else { 0.0 });
+        let g = &q * d * q.transpose();
+        Mat::<f64>::from_fn(lam.len(), lam.len(), |i, j| 0.5 * (g[(i, j)] + g[(j, i)]))
+    };
+    let mut cases: Vec<(String, Mat<f64>)> = Vec::new();
+    for l in [1usize, 2, 3, rng.gen_range(20..150), 160] {
+        let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
+        cases.push((format!("RᵀR l={l}"), r.transpose() * &r));
+    }
+    let l = rng.gen_range(100..=160);
+    cases.push(("power law".into(), with_eigenvalues(&mut rng, &(1..=l).map(|i| 1.0 / i as f64).collect::<Vec<_>>())));
+    let b = Mat::<f64>::from_fn(5, 64, |_, _| rng.gen_range(-1.0..1.0));
+    cases.push(("rank 5".into(), b.transpose() * &b));
+    cases.push(("repeated {1, 2, 3}".into(), with_eigenvalues(&mut rng, &(0..45).map(|i| (1 + i % 3) as f64).collect::<Vec<_>>())));
+    let x = Mat::<f64>::from_fn(70, 70, |_, _| rng.gen_range(-1.0..1.0));
+    cases.push(("indefinite".into(), Mat::<f64>::from_fn(70, 70, |i, j| x[(i, j)] + x[(j, i)])));
+    cases.push(("diagonal".into(), Mat::<f64>::from_fn(33, 33, |i, j| if i == j { rng.gen_range(-2.0..2.0) } else { 0.0 })));
+    let y = Mat::<f64>::from_fn(40, 40, |_, _| rng.gen_range(-1.0..1.0));
+    cases.push(("two blocks".into(), Mat::<f64>::from_fn(40, 40, |i, j| if (i < 17) == (j < 17) { y[(i, j)] + y[(j, i)] } else { 0.0 })));
+    for (dev, gpu) in devices("rsvd_own_eigen") {
+        for (what, g) in &cases {
+            let l = g.nrows();
+            let col: Vec<f64> = (0..l * l).map(|i| g[(i % l, i / l)]).collect();
+            let want = g.self_adjoint_eigen(faer::Side::Lower).unwrap();
+            let (lam, v) = sparse_lowrank::rsvd::own_eigensolver_on_device(&gpu, &col, l).unwrap_or_else(|e| panic!("{dev} {what}: {e}"));
+            let norm = (0..l).map(|i| want.S().column_vector()[i].abs()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+            let tol = 10.0 * l as f64 * f64::EPSILON * norm;
+            for (i, &got) in lam.iter().enumerate() {
+                let w = want.S().column_vector()[i];
+                assert!((got - w).abs() <= tol, "{dev} {what}: eigenvalue {i}: {got} vs {w} (tolerance {tol:e})");
+            }
+            let vm = Mat::<f64>::from_fn(l, l, |i, j| v[i + j * l]);
+            let orth = vm.transpose() * &vm;
+            let resid = g * &vm - &vm * Mat::<f64>::from_fn(l, l, |i, j| if i == j { lam[i] } else { 0.0 });
+            for j in 0..l {
+                for i in 0..l {
+                    let o = (orth[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs();
+                    assert!(o <= 1e-10, "{dev} {what}: VᵀV − I at ({i}, {j}) is {o:e}");
+                    assert!(resid[(i, j)].abs() <= tol, "{dev} {what}: G v − λ v at ({i}, {j}) is {:e} (tolerance {tol:e})", resid[(i, j)]);
+                }
+            }
+        }
+        assert!(sparse_lowrank::rsvd::own_eigensolver_on_device(&gpu, &vec![0.0; 161 * 161], 161).is_err(), "{dev}: l = 161 is past the kernel's shared memory");
     }
 }
 
