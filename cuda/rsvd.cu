@@ -791,9 +791,9 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
 //  3. The eigenvectors of T by inverse iteration, one thread per eigenvalue: Gaussian elimination with partial
 //     pivoting of T - λI (as LAPACK's dlagtf; pivots below ε‖T‖ raised to it, as dlagts), kEighIters solves from
 //     a pseudo-random start. Inverse iteration leaves vectors of eigenvalues closer than ~ε‖T‖/δ to each other off
-//     orthogonal by δ, so eigenvalues within kEighCluster·‖T‖ of their neighbour form clusters whose vectors warp 0
-//     iterates again one after another, orthogonalized against the cluster's earlier ones (modified Gram-Schmidt,
-//     as LAPACK's dstein). The factors and right-hand sides live in global scratch (4 l² doubles, one column per
+//     orthogonal by δ, so eigenvalues within kEighCluster·‖T‖ of their neighbour form clusters whose vectors are
+//     orthonormalized (modified Gram-Schmidt in eigenvalue order, a warp per cluster), solved again in parallel and
+//     orthonormalized again (LAPACK's dstein re-solves them one after another instead: ~c sequential solves). The factors and right-hand sides live in global scratch (4 l² doubles, one column per
 //     thread: coalesced across the threads).
 //  4. Ũ = H_0 ⋯ H_{l-3} Z, the reflectors (saved to global scratch after phase 1) applied to Z in shared memory from
 //     the last; each warp owns every kEighWarps-th column of Z: no barrier between the l - 2 steps.
@@ -1083,55 +1083,80 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
         for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t];
     }
     __syncthreads();
-    // Clusters: warp 0 iterates each member after the first again, orthogonal to the members before it.
-    if (warp == 0) {
+    // Clusters (runs of eigenvalues within kEighCluster·‖T‖ of the previous one): thread 0 lists them (first and
+    // last + 1 member, in `cnt`, free after phase 2); then twice: each cluster's vectors orthonormalized in order by
+    // modified Gram-Schmidt (warp c % kEighWarps takes cluster c), and after the first time each member solved again
+    // from its orthonormalized vector (one thread each, in parallel). Each member was solved with its own shift, so it
+    // is its own eigenvector to ~ε‖T‖/gap, which Gram-Schmidt removes; within a degenerate cluster (gap ~ε‖T‖) the
+    // members are independent combinations of the eigenspace (different starts), which it makes orthonormal; the
+    // second solve and pass clean up what the first pass amplified. Cost ~ c²/2 warp dot products per cluster of c
+    // (none for well-separated spectra).
+    unsigned* cl = cnt;  // cl[2c], cl[2c + 1]: cluster c's members [first, last + 1)
+    if (t == 0) {
         const double gap = kEighCluster * tnorm;
-        unsigned start = 0;
+        unsigned count = 0, start = 0;
         for (unsigned j = 1; j <= l; ++j) {
-            if (j < l && lam[j] - lam[j - 1] <= gap) continue;  // j still in the cluster that began at start
-            for (unsigned c = start + 1; c < j; ++c) {  // the cluster [start, j), if it has two members or more
-                for (unsigned it = 0; it < kEighIters; ++it) {
-                    for (unsigned i = lane; i < l; i += 32) f[(3ull * l + i) * l + c] = Z[i + c * ld];
-                    __syncwarp();
-                    if (lane == 0) eigh_inverse_solve(dg, off, l, lam[c], tiny, f, c);
-                    __syncwarp();
-                    double y[kEighRowsPerLane];
-#pragma unroll
-                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                        const unsigned i = lane + 32 * q;
-                        y[q] = i < l ? f[(3ull * l + i) * l + c] : 0.0;
-                    }
-                    for (unsigned b = start; b < c; ++b) {
-                        double dot = 0.0;
-#pragma unroll
-                        for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                            const unsigned i = lane + 32 * q;
-                            if (i < l) dot = fma(y[q], Z[i + b * ld], dot);
-                        }
-                        dot = eigh_warp_sum(dot);
-#pragma unroll
-                        for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                            const unsigned i = lane + 32 * q;
-                            if (i < l) y[q] = fma(-dot, Z[i + b * ld], y[q]);
-                        }
-                    }
-                    double n2 = 0.0;
-#pragma unroll
-                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) n2 = fma(y[q], y[q], n2);
-                    n2 = eigh_warp_sum(n2);
-                    const double sc = n2 > 0.0 ? 1.0 / sqrt(n2) : 0.0;
-#pragma unroll
-                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                        const unsigned i = lane + 32 * q;
-                        if (i < l) Z[i + c * ld] = y[q] * sc;
-                    }
-                    __syncwarp();
-                }
+            if (j < l && lam[j] - lam[j - 1] <= gap) continue;  // j still in the run that began at start
+            if (j - start >= 2) {
+                cl[2 * count] = start;
+                cl[2 * count + 1] = j;
+                ++count;
             }
             start = j;
         }
+        scal[4] = (double)count;
     }
     __syncthreads();
+    const unsigned clusters = (unsigned)scal[4];  // at most l / 2 <= kEighSplit * kEighMaxL / 2 entries' worth
+    for (unsigned pass = 0; clusters != 0 && pass < 2; ++pass) {  // block-uniform
+        if (pass == 1 && t < l) {
+            bool member = false;
+            for (unsigned c = 0; c < clusters; ++c) member |= t >= cl[2 * c] && t < cl[2 * c + 1];
+            if (member) {
+                for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = Z[i + t * ld];
+                eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t);
+                for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t];
+            }
+        }
+        __syncthreads();  // the members solved again before any warp orthogonalizes them
+        for (unsigned c = warp; c < clusters; c += kEighWarps) {
+            const unsigned first = cl[2 * c], end = cl[2 * c + 1];
+            for (unsigned j = first; j < end; ++j) {
+                double y[kEighRowsPerLane];
+#pragma unroll
+                for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                    const unsigned i = lane + 32 * q;
+                    y[q] = i < l ? Z[i + j * ld] : 0.0;
+                }
+                for (unsigned b = first; b < j; ++b) {
+                    double dot = 0.0;
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                        const unsigned i = lane + 32 * q;
+                        if (i < l) dot = fma(y[q], Z[i + b * ld], dot);
+                    }
+                    dot = eigh_warp_sum(dot);
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                        const unsigned i = lane + 32 * q;
+                        if (i < l) y[q] = fma(-dot, Z[i + b * ld], y[q]);
+                    }
+                }
+                double n2 = 0.0;
+#pragma unroll
+                for (unsigned q = 0; q < kEighRowsPerLane; ++q) n2 = fma(y[q], y[q], n2);
+                n2 = eigh_warp_sum(n2);
+                const double sc = n2 > 0.0 ? 1.0 / sqrt(n2) : 0.0;
+#pragma unroll
+                for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                    const unsigned i = lane + 32 * q;
+                    if (i < l) Z[i + j * ld] = y[q] * sc;
+                }
+                __syncwarp();  // column j complete before the next member reads it
+            }
+        }
+        __syncthreads();
+    }
 
     // ---- 4. Ũ = H_0 ⋯ H_{l-3} Z: each warp applies the reflectors, last first, to its own columns.
     for (unsigned k = l >= 3 ? l - 3 : 0; l >= 3; --k) {  // k = l-3 .. 0
