@@ -857,25 +857,30 @@ __device__ __forceinline__ unsigned eigh_sturm_count(const double* dg, const dou
     return c;
 }
 
-// One inverse-iteration solve (T - λI) x = y for column `j` of the scratch (element i of array a at
+// One inverse-iteration solve (T - λI) x = in_scale · y for column `j` of the scratch (element i of array a at
 // f[(a * l + i) * l + j]: a = 0, 1, 2 the rows of U (diagonal, first and second superdiagonal), a = 3 the right-hand
-// side, overwritten with x / ‖x‖). Gaussian elimination with row interchanges (dlagtf), pivots below `tiny` raised
-// to it in the back substitution (dlagts with a perturbation). Returns nothing: x is normalized in place.
-__device__ __forceinline__ void eigh_inverse_solve(const double* dg, const double* off, unsigned l, double lam, double tiny,
-                                   double* __restrict__ f, unsigned j) {
+// side y, overwritten with x). Gaussian elimination with row interchanges (dlagtf), pivots below `tiny` raised to it
+// in the back substitution (dlagts with a perturbation). Returns 1 / ‖x‖: x is not rescaled in memory (the next
+// solve or the copy into Z applies it as it reads). Each step's loads are issued a step ahead of the division
+// chain that uses them (the scratch is in L2, not shared memory).
+__device__ __forceinline__ double eigh_inverse_solve(const double* dg, const double* off, unsigned l, double lam,
+                                                     double tiny, double* __restrict__ f, unsigned j,
+                                                     double in_scale) {
     auto at = [&](unsigned a, unsigned i) -> double& { return f[((unsigned long long)a * l + i) * l + j]; };
     double p = dg[0] - lam, q = l > 1 ? off[0] : 0.0, r = 0.0;  // row i's entries at columns i, i + 1, i + 2
-    double y = at(3, 0);
+    double y = at(3, 0) * in_scale;
+    double yn = l > 1 ? at(3, 1) * in_scale : 0.0;  // the next row's right-hand side, loaded a step ahead
     for (unsigned i = 0; i + 1 < l; ++i) {
         const double b = off[i], a1 = dg[i + 1] - lam, c1 = i + 2 < l ? off[i + 1] : 0.0;  // row i + 1
-        const double yn = at(3, i + 1);
+        const double y1 = yn;
+        if (i + 2 < l) yn = at(3, i + 2) * in_scale;
         if (fabs(b) > fabs(p)) {  // row i + 1 is the pivot row; the old row i is eliminated below it
             const double mult = p / b;
             at(0, i) = b;
             at(1, i) = a1;
             at(2, i) = c1;
-            at(3, i) = yn;
-            const double np = q - mult * a1, nq = r - mult * c1, ny = y - mult * yn;
+            at(3, i) = y1;
+            const double np = q - mult * a1, nq = r - mult * c1, ny = y - mult * y1;
             p = np;
             q = nq;
             y = ny;
@@ -887,26 +892,31 @@ __device__ __forceinline__ void eigh_inverse_solve(const double* dg, const doubl
             at(3, i) = y;
             p = a1 - mult * q;
             q = c1 - mult * r;
-            y = yn - mult * y;
+            y = y1 - mult * y;
         }
         r = 0.0;
     }
-    at(0, l - 1) = p;
-    // Back substitution, the norm on the way.
+    // Back substitution from row l - 1 (its pivot p and right-hand side y still in registers), the norm on the way;
+    // row i - 1's factors loaded while row i divides.
+    double d_next = p, rhs_next = y, u1_next = 0.0, u2_next = 0.0;
     double x1 = 0.0, x2 = 0.0, norm2 = 0.0;  // x_{i+1}, x_{i+2}
     for (unsigned i = l; i-- > 0;) {
-        double d = at(0, i);
+        double d = d_next;
+        const double rhs = rhs_next, u1 = u1_next, u2 = u2_next;
+        if (i > 0) {
+            d_next = at(0, i - 1);
+            rhs_next = at(3, i - 1);
+            u1_next = at(1, i - 1);
+            u2_next = i + 1 < l ? at(2, i - 1) : 0.0;
+        }
         if (fabs(d) < tiny) d = d < 0.0 ? -tiny : tiny;
-        const double rhs = i + 1 == l ? y : at(3, i);
-        const double u1 = i + 1 < l ? at(1, i) : 0.0, u2 = i + 2 < l ? at(2, i) : 0.0;
         const double x = (rhs - u1 * x1 - u2 * x2) / d;
         at(3, i) = x;
         norm2 = fma(x, x, norm2);
         x2 = x1;
         x1 = x;
     }
-    const double scale = norm2 > 0.0 ? 1.0 / sqrt(norm2) : 0.0;
-    for (unsigned i = 0; i < l; ++i) at(3, i) *= scale;
+    return norm2 > 0.0 ? 1.0 / sqrt(norm2) : 0.0;
 }
 
 // A start vector entry for inverse iteration in [-1, 1): a hash of (i, j), the same on every run.
@@ -1079,8 +1089,9 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
     double* Z = A;
     if (t < l) {
         for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = eigh_start(i, t);
-        for (unsigned it = 0; it < kEighIters; ++it) eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t);
-        for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t];
+        double scale = 1.0;
+        for (unsigned it = 0; it < kEighIters; ++it) scale = eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t, scale);
+        for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t] * scale;
     }
     __syncthreads();
     // Clusters (runs of eigenvalues within kEighCluster·‖T‖ of the previous one): thread 0 lists them (first and
@@ -1114,8 +1125,8 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
             for (unsigned c = 0; c < clusters; ++c) member |= t >= cl[2 * c] && t < cl[2 * c + 1];
             if (member) {
                 for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = Z[i + t * ld];
-                eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t);
-                for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t];
+                const double scale = eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t, 1.0);
+                for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t] * scale;
             }
         }
         __syncthreads();  // the members solved again before any warp orthogonalizes them
