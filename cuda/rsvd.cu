@@ -960,12 +960,25 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
     __syncthreads();
 
     // ---- 1. Tridiagonalization.
+    // ‖A[k+2:, k]‖² of the next step's column, by warp 0 (its lanes own those rows in the update below, which
+    // writes that column: j = 0 of A₂), published by the step's last barrier: no block reduction for it.
+    auto tail_norm2 = [&](unsigned k) {
+        __syncwarp();  // the column's rows were written by other lanes of this warp
+        double s2 = 0.0;
+#pragma unroll
+        for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+            const unsigned i = lane + 32 * q;  // row k + 1 + i of column k, i >= 1
+            if (i >= 1 && k + 1 + i < l) s2 = fma(A[(k + 1 + i) + k * ld], A[(k + 1 + i) + k * ld], s2);
+        }
+        s2 = eigh_warp_sum(s2);
+        if (lane == 0) scal[5] = s2;
+    };
+    if (warp == 0 && l >= 3) tail_norm2(0);
+    __syncthreads();
     for (unsigned k = 0; k + 2 < l; ++k) {
         const unsigned m = l - k - 1;  // rows and columns k+1 .. l-1
         double* col = A + k * ld + k + 1;
-        double s = 0.0;
-        for (unsigned i = 1 + t; i < m; i += kEighThreads) s = fma(col[i], col[i], s);
-        s = eigh_block_sum(s, red);
+        const double s = scal[5];  // rewritten by warp 0 only after the barrier below
         const double alpha = col[0];
         double tk = 0.0, beta = alpha, scale = 0.0;
         if (s > 0.0) {  // block-uniform
@@ -996,19 +1009,17 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
             }
             pv = eigh_block_sum(pv, red);  // its barriers also publish p
             const double kk = -0.5 * tk * pv;
-            for (unsigned i = t; i < m; i += kEighThreads) p[i] = fma(kk, v[i], p[i]);
-            __syncthreads();
-            // A₂ -= v wᵀ + w vᵀ: warps over columns, lanes over rows (no index division), each lane's v and w
-            // entries in registers.
+            // A₂ -= v wᵀ + w vᵀ with w = p + kk·v formed where it is used: warps over columns, lanes over rows (no
+            // index division), each lane's v and w entries in registers.
             double vi[kEighRowsPerLane], wi[kEighRowsPerLane];
 #pragma unroll
             for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                 const unsigned i = lane + 32 * q;
                 vi[q] = i < m ? v[i] : 0.0;
-                wi[q] = i < m ? p[i] : 0.0;
+                wi[q] = i < m ? fma(kk, v[i], p[i]) : 0.0;
             }
             for (unsigned j = warp; j < m; j += kEighWarps) {
-                const double vj = v[j], wj = p[j];
+                const double vj = v[j], wj = fma(kk, vj, p[j]);
                 double* a = A + (k + 1) + (k + 1 + j) * ld;
 #pragma unroll
                 for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
@@ -1017,13 +1028,14 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
                 }
             }
         }
+        if (warp == 0 && k + 3 < l) tail_norm2(k + 1);  // column k + 1 is final for this step (warp 0 wrote it)
         if (t == 0) {
             dg[k] = A[k + k * ld];
             off[k] = beta;
             tau[k] = tk;
         }
         for (unsigned i = t; i < m; i += kEighThreads) h[(unsigned long long)k * l + k + 1 + i] = v[i];
-        __syncthreads();  // A₂ updated and v saved before the next step rewrites v
+        __syncthreads();  // A₂ updated, v saved and the next norm published before the next step
     }
     if (t == 0) {
         if (l >= 2) {
