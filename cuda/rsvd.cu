@@ -787,7 +787,8 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
 //     T - xI = LDLᵀ is the number of eigenvalues below x, as LAPACK's dstebz): kEighSplit threads per eigenvalue
 //     count at kEighSplit interior points of its interval, which shrinks (kEighSplit + 1)-fold per round; kEighRounds
 //     rounds take the Gershgorin interval below ε‖T‖ (absolute accuracy ~ε‖T‖, as dstebz). Floor: the chain of
-//     kEighRounds · l dependent divisions per thread (~28 · 138 · ~70 clocks ≈ 270 k clocks at l = 138).
+//     kEighRounds · l steps per thread, one fma, a compare and a select each (eigh_sturm_count; ~28 · 138 · ~18
+//     clocks ≈ 70 k clocks at l = 138; the pivot form's division made it ~125 clocks per step).
 //  3. The eigenvectors of T by inverse iteration, one thread per eigenvalue: Gaussian elimination with partial
 //     pivoting of T - λI (as LAPACK's dlagtf; pivots below ε‖T‖ raised to it, as dlagts), kEighIters solves from
 //     a pseudo-random start. Inverse iteration leaves vectors of eigenvalues closer than ~ε‖T‖/δ to each other off
@@ -842,17 +843,30 @@ __device__ __forceinline__ double eigh_block_sum(double x, double* red) {
     return s;
 }
 
-// The number of eigenvalues of T (diagonal dg, squared off-diagonal e2) below x: negative pivots of T - xI = LDLᵀ,
-// a pivot smaller in magnitude than pivmin taken as -pivmin (dstebz's guard against a zero pivot).
-__device__ __forceinline__ unsigned eigh_sturm_count(const double* dg, const double* e2, unsigned l, double x,
-                                                     double pivmin) {
-    double q = dg[0] - x;
-    if (fabs(q) < pivmin) q = -pivmin;
-    unsigned c = q < 0.0;
+// The number of eigenvalues of T below x, from T/‖T‖ (diagonal dgn, squared off-diagonal e2n) and xn = x/‖T‖: the
+// sign changes along the leading principal minors p_0 = 1, p_i = (dgn_i - xn) p_{i-1} - e2n_{i-1} p_{i-2} of
+// T/‖T‖ - xn·I (Sturm; the same count as the negative pivots of its LDLᵀ, p_i / p_{i-1}, as LAPACK's dstebz
+// counts, but without a division: one fma per step on the dependent chain instead of an f64 division, ~10x shorter;
+// the SASS of the pivot form spent ~13 dependent operations per step). A zero minor takes the sign opposite to the
+// one before it (the pivot form's -pivmin), as a value 2^-60 times that one; every 16 steps both carried minors are
+// rescaled by a power of two (exact), so that neither overflows nor underflows (|dgn - xn| <= 3 and e2n <= 1 grow
+// them by at most 2^26 in 16 steps).
+__device__ __forceinline__ unsigned eigh_sturm_count(const double* dgn, const double* e2n, unsigned l, double xn) {
+    double prev = 1.0, p = dgn[0] - xn;
+    if (p == 0.0) p = -0x1p-60;
+    unsigned c = p < 0.0;
     for (unsigned i = 1; i < l; ++i) {
-        q = (dg[i] - x) - e2[i - 1] / q;
-        if (fabs(q) < pivmin) q = -pivmin;
-        c += q < 0.0;
+        double next = fma(dgn[i] - xn, p, -e2n[i - 1] * prev);
+        if (next == 0.0) next = -0x1p-60 * p;
+        c += (next < 0.0) != (p < 0.0);
+        prev = p;
+        p = next;
+        if ((i & 15u) == 0) {
+            int e;
+            frexp(p, &e);
+            p = ldexp(p, -e);
+            prev = ldexp(prev, -e);
+        }
     }
     return c;
 }
@@ -1068,9 +1082,14 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
 
     // ---- 2. Eigenvalues: multisection.
     const double pivmin = scal[2], tnorm = scal[3];
+    const double inv_norm = tnorm > 0.0 ? 1.0 / tnorm : 1.0;
+    double* dgn = v;  // T/‖T‖ for the Sturm counts (v and p are free after phase 1)
+    double* e2n = p;
     if (t < l) {
         lo[t] = scal[0];
         hi[t] = scal[1];
+        dgn[t] = dg[t] * inv_norm;
+        if (t + 1 < l) e2n[t] = e2[t] * inv_norm * inv_norm;
     }
     __syncthreads();
     for (unsigned round = 0; round < kEighRounds; ++round) {
@@ -1078,7 +1097,7 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
             const unsigned j = t % l, s = t / l;
             const double x = lo[j] + (hi[j] - lo[j]) * ((double)(s + 1) / (double)(kEighSplit + 1));
             xs[s * kEighMaxL + j] = x;
-            cnt[s * kEighMaxL + j] = eigh_sturm_count(dg, e2, l, x, pivmin);
+            cnt[s * kEighMaxL + j] = eigh_sturm_count(dgn, e2n, l, x * inv_norm);
         }
         __syncthreads();
         if (t < l) {  // eigenvalue t (0-based, ascending) lies where the count passes t
