@@ -842,24 +842,18 @@ fn bench_rsvd(c: &mut Criterion) {
                     Err(e) => println!("    rsvd error unavailable: {e}"),
                 }
                 if std::env::var_os("SLR_RSVD_SMALL").is_none() {
-                    // Its accuracy and where its time goes, same run.
-                    std::env::set_var("SLR_RSVD_SMALL", "cusolver");
-                    match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
-                        Ok(ratio) => report_accuracy(&case, "ours, small eigenproblem on cuSOLVER", ratio, &bench.device),
-                        Err(e) => println!("    rsvd cuSOLVER small eigenproblem unavailable: {e}"),
+                    // The small eigenproblem on syevd (forced at every l) and on our one-block eigensolver: each one's
+                    // accuracy and where its time goes, same run.
+                    for (small, on) in [("cusolver", "cuSOLVER"), ("own", "our one-block eigensolver")] {
+                        std::env::set_var("SLR_RSVD_SMALL", small);
+                        match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                            Ok(ratio) => report_accuracy(&case, &format!("ours, small eigenproblem on {on}"), ratio, &bench.device),
+                            Err(e) => println!("    rsvd small eigenproblem on {on} unavailable: {e}"),
+                        }
+                        let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                        std::env::remove_var("SLR_RSVD_SMALL");
+                        println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL={small}): {info}");
                     }
-                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
-                    std::env::remove_var("SLR_RSVD_SMALL");
-                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL=cusolver): {info}");
-                    // The same for our one-block eigensolver.
-                    std::env::set_var("SLR_RSVD_SMALL", "own");
-                    match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
-                        Ok(ratio) => report_accuracy(&case, "ours, small eigenproblem on our one-block eigensolver", ratio, &bench.device),
-                        Err(e) => println!("    rsvd one-block small eigenproblem unavailable: {e}"),
-                    }
-                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
-                    std::env::remove_var("SLR_RSVD_SMALL");
-                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL=own): {info}");
                 }
                 // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
                 let tf = RsvdConfig { tf32: true, ..cfg };
