@@ -758,8 +758,8 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
 }
 
 /// Largest sketch width the one-block eigensolver takes (cuda/rsvd.cu kEighMaxL): the l x (l | 1) matrix in f64
-/// shared memory, with its vectors, is 222 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 138; sm_86/89 99
-/// KiB: l <= 107, [`own_eigh_fits`]).
+/// shared memory, with its vectors, is 222 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 134; sm_86/89 99
+/// KiB: l <= 99, [`own_eigh_fits`]).
 pub(crate) const EIGH_MAX_L: usize = 160;
 const EIGH_THREADS: u32 = 512;
 
