@@ -781,8 +781,9 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
 // its tridiagonalization is ~l launches):
 //  1. Householder tridiagonalization (lower, as LAPACK's dsytd2): for k = 0 .. l-3 the reflector H_k = I - τ v vᵀ
 //     that zeroes A[k+2:, k], then A₂ = A[k+1:, k+1:] ← H_k A₂ H_k as A₂ - v wᵀ - w vᵀ with p = τ A₂ v and
-//     w = p - (τ/2)(pᵀv) v. 4/3 l³ flops; the floor is shared-memory traffic, A₂ read twice and written once per
-//     step: Σ 3·8·m² bytes ≈ 8 l³ bytes, ~22 M at l = 138, ~170 k clocks at 128 B per clock.
+//     w = p - (τ/2)(pᵀv) v, on A₂'s lower triangle only (the product reads the upper half from it). 4/3 l³ flops;
+//     the floor is shared-memory traffic, A₂ read whole once and its lower half read and written once per step:
+//     Σ 2·8·m² bytes ≈ 5.3 l³ bytes, ~14 M at l = 138, ~110 k clocks at 128 B per clock.
 //  2. The eigenvalues of the tridiagonal T by multisection on Sturm counts (the number of negative pivots of
 //     T - xI = LDLᵀ is the number of eigenvalues below x, as LAPACK's dstebz): kEighSplit threads per eigenvalue
 //     count at kEighSplit interior points of its interval, which shrinks (kEighSplit + 1)-fold per round; kEighRounds
@@ -1007,9 +1008,13 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
             const unsigned chunk = (m + kEighParts - 1) / kEighParts;
             for (unsigned idx = t; idx < m * kEighParts; idx += kEighThreads) {
                 const unsigned i = idx % m, part = idx / m, j0 = part * chunk, j1 = min(m, j0 + chunk);
-                const double* row = A + (k + 1 + i) + (k + 1) * ld;  // A₂[i][j] = row[j * ld]
+                // Only A₂'s lower triangle is kept: A₂[i][j] = row[j * ld] for j <= i, = coli[j] for j >= i.
+                const double* row = A + (k + 1 + i) + (k + 1) * ld;
+                const double* coli = A + (k + 1) + (k + 1 + i) * ld;
+                const unsigned mid = min(j1, i + 1);
                 double acc = 0.0;
-                for (unsigned jj = j0; jj < j1; ++jj) acc = fma(row[jj * ld], v[jj], acc);
+                for (unsigned jj = j0; jj < mid; ++jj) acc = fma(row[jj * ld], v[jj], acc);
+                for (unsigned jj = max(j0, i + 1); jj < j1; ++jj) acc = fma(coli[jj], v[jj], acc);
                 partial[part * kEighMaxL + i] = acc;
             }
             __syncthreads();
@@ -1038,7 +1043,7 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
 #pragma unroll
                 for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                     const unsigned i = lane + 32 * q;
-                    if (i < m) a[i] = fma(-vi[q], wj, fma(-wi[q], vj, a[i]));
+                    if (i < m && i >= j) a[i] = fma(-vi[q], wj, fma(-wi[q], vj, a[i]));  // lower triangle only
                 }
             }
         }
