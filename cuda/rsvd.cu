@@ -913,19 +913,20 @@ __device__ __forceinline__ double eigh_inverse_solve(const double* dg, const dou
     }
     // Back substitution from row l - 1 (its pivot p and right-hand side y still in registers), the norm on the way;
     // row i - 1's factors loaded while row i divides.
-    double d_next = p, rhs_next = y, u1_next = 0.0, u2_next = 0.0;
+    // The pivots' reciprocals are formed a step ahead too: the division leaves the x chain (two fmas and a product
+    // per step instead of a division).
+    auto reciprocal = [&](double d) { return 1.0 / (fabs(d) < tiny ? (d < 0.0 ? -tiny : tiny) : d); };
+    double rcp_next = reciprocal(p), rhs_next = y, u1_next = 0.0, u2_next = 0.0;
     double x1 = 0.0, x2 = 0.0, norm2 = 0.0;  // x_{i+1}, x_{i+2}
     for (unsigned i = l; i-- > 0;) {
-        double d = d_next;
-        const double rhs = rhs_next, u1 = u1_next, u2 = u2_next;
+        const double rcp = rcp_next, rhs = rhs_next, u1 = u1_next, u2 = u2_next;
         if (i > 0) {
-            d_next = at(0, i - 1);
+            rcp_next = reciprocal(at(0, i - 1));
             rhs_next = at(3, i - 1);
             u1_next = at(1, i - 1);
             u2_next = i + 1 < l ? at(2, i - 1) : 0.0;
         }
-        if (fabs(d) < tiny) d = d < 0.0 ? -tiny : tiny;
-        const double x = (rhs - u1 * x1 - u2 * x2) / d;
+        const double x = (rhs - u1 * x1 - u2 * x2) * rcp;
         at(3, i) = x;
         norm2 = fma(x, x, norm2);
         x2 = x1;
