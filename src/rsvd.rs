@@ -781,7 +781,7 @@ fn own_eigh_fits(gpu: &Gpu, l: usize) -> bool {
 /// ([`small_svd_device`]) with its eigenproblem on our one-block kernel (`rsvd_small_eigh_f64`: Householder
 /// tridiagonalization, multisection, inverse iteration, the back-transform; cuda/rsvd.cu) instead of cuSOLVER's
 /// syevd, where the width fits ([`own_eigh_fits`]). Opt-in until a GPU has timed it against syevd (~1.2-1.3 ms at
-/// l = 138 on the H200, eighth run; the kernel's floors add up to ~0.3 ms, unmeasured).
+/// l = 138 on the H200, eighth run; the kernel is estimated at ~0.2-0.25 ms from its SASS and floors, docs/rsvd.md).
 fn own_eigensolver_requested() -> bool {
     OWN_EIGH.with(|f| f.get()) || crate::path_switch("SLR_RSVD_SMALL", "own")
 }
@@ -1860,12 +1860,13 @@ pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut Dev
     // The info slot on an even double (8-byte aligned either way).
     let (a, w, info) = (p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info));
     match &handle {
-        // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work.
+        // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work, a
+        // live buffer of this Gpu; queue_own_eigensolver checks that l fits the kernel.
         None => unsafe { queue_own_eigensolver(gpu, l, a, w, info) },
-        // SAFETY: as above; l fits i32 (it fitted the Gram matrix's allocation as l² floats... checked below).
         Some(h) => {
             let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "l", expected: i32::MAX as usize, got: l })?;
-            // SAFETY: as above; queued on this Gpu's stream, after the widening.
+            // SAFETY: the same disjoint parts of work; h is this Gpu's cuSOLVER handle (its stream), so the call
+            // is queued after the widening.
             unsafe { queue_eigensolver(gpu, h, n, a, w, info, None) }
         }
     }
