@@ -30,7 +30,7 @@
 //!
 //! # Device paths (all exact, all giving the reference's selection)
 //! - **Per row, rows whose keys fit one block's shared memory** (the device's opt-in limit less 9.5 KiB: on sm_90
-//!   55 k f32 keys or 111 k f16/bf16; sm_80 39 k / 78 k; sm_86/89 22 k / 45 k): one block per row reads its row
+//!   55 k f32 keys or 111 k f16/bf16; sm_80 39 k / 78 k; sm_86/89 23 k / 46 k): one block per row reads its row
 //!   once into shared memory (at the keys' width) and does the radix passes, the tie ranks and the mask bits there
 //!   (`topk_select_rows_<dtype>`, one launch). A whole matrix that small is one such row.
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
@@ -82,7 +82,7 @@ fn row_shared_bytes<T: TopkKey>(seg_len: usize) -> u32 {
 
 /// Rows of at most this many keys are selected by one block each (`topk_select_rows_<dtype>`: the row read once
 /// into shared memory at its width), as long as the device lets one block opt into that much shared memory: on
-/// sm_90 (227 KiB) 55 k f32 keys or 111 k f16/bf16, on sm_80 (163 KiB) 39 k / 78 k, on sm_86/89 (99 KiB) 22 k / 45 k
+/// sm_90 (227 KiB) 55 k f32 keys or 111 k f16/bf16, on sm_80 (163 KiB) 39 k / 78 k, on sm_86/89 (99 KiB) 23 k / 46 k
 /// (rows of a 4096 x 14336 weight fit everywhere). Longer rows take the multi-kernel radix passes.
 ///
 /// A row past 44 KiB leaves room for fewer blocks per SM (one at ~200 KiB), but each block still reads its row
