@@ -916,6 +916,16 @@ fn bench_rsvd(c: &mut Criterion) {
             Ok(ms) => report_baseline(&case, "cuSOLVER syevd on the same matrix", ms, &bench.device),
             Err(e) => println!("    syevd unavailable: {e}"),
         }
+        match sparse_lowrank::rsvd::own_eigensolver_phase_clocks(gpu, &dg, l) {
+            Ok((share, total)) => println!(
+                "    rsvd_eigh l{l} phases of {total} clocks: tridiagonalization {:.0}%, eigenvalues {:.0}%, eigenvectors {:.0}%, back-transform {:.0}%",
+                100.0 * share[0],
+                100.0 * share[1],
+                100.0 * share[2],
+                100.0 * share[3]
+            ),
+            Err(e) => println!("    rsvd_eigh phases unavailable: {e}"),
+        }
     }
     group.finish();
 }

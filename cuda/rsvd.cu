@@ -947,7 +947,13 @@ __device__ __forceinline__ double eigh_start(unsigned i, unsigned j) {
 }
 
 __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, double* __restrict__ w, int* __restrict__ info,
-                           double* __restrict__ scratch) {
+                           double* __restrict__ scratch, unsigned long long* __restrict__ clocks) {
+    // clocks (optional): thread 0's clock64() at the start and after each of the four phases (5 values), for the
+    // benchmark's breakdown of where the kernel's time goes.
+    auto stamp = [&](unsigned at) {
+        if (clocks != nullptr && threadIdx.x == 0) clocks[at] = (unsigned long long)clock64();
+    };
+    stamp(0);
     SLR_DYNAMIC_SMEM(float, smem);  // float, as the other kernels of this file declare it (one extern array)
     static_assert(eigh_shared_doubles(kEighMaxL) * 8 + kEighSplit * kEighMaxL * 4 <= 232448, "sm_90's opt-in limit");
     const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32, ld = l | 1u;
@@ -1086,6 +1092,7 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
     }
     __syncthreads();
 
+    stamp(1);
     // ---- 2. Eigenvalues: multisection.
     const double pivmin = scal[2], tnorm = scal[3];
     const double inv_norm = tnorm > 0.0 ? 1.0 / tnorm : 1.0;
@@ -1121,6 +1128,7 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
     if (t < l) lam[t] = 0.5 * (lo[t] + hi[t]);
     __syncthreads();
 
+    stamp(2);
     // ---- 3. Eigenvectors of T: inverse iteration, one thread each, into Z (A's place).
     const double tiny = fmax(kF64Eps * tnorm, pivmin);
     double* Z = A;
@@ -1206,6 +1214,7 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
         __syncthreads();
     }
 
+    stamp(3);
     // ---- 4. Ũ = H_0 ⋯ H_{l-3} Z: each warp applies the reflectors, last first, to its own columns.
     for (unsigned k = l >= 3 ? l - 3 : 0; l >= 3; --k) {  // k = l-3 .. 0
         const double tk = tau[k];
@@ -1252,6 +1261,7 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
     }
     if (t < l) w[t] = lam[t];
     if (t == 0) *info = 0;
+    stamp(4);
 }
 
 }  // namespace
@@ -1373,11 +1383,12 @@ extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
 SLR_EMU_EXPORT(rsvd_cholqr_factor_tiles_f32)
 
 // The small SVD's eigenproblem on one block (small_eigh above): G (l x l f64, column-major, lower triangle read) is
-// overwritten with Ũ, w gets λ ascending, info 0; scratch holds 5 l² doubles; l <= kEighMaxL; one block of
-// kEighThreads threads with eigh_shared_doubles(l) * 8 + kEighSplit * kEighMaxL * 4 bytes of dynamic shared memory.
+// overwritten with Ũ, w gets λ ascending, info 0; scratch holds 5 l² doubles; clocks is null or 5 words for the
+// phases' clock64() stamps. l <= kEighMaxL; one block of kEighThreads threads with eigh_shared_doubles(l) * 8 +
+// kEighSplit * kEighMaxL * 4 bytes of dynamic shared memory.
 extern "C" __global__ void __launch_bounds__(kEighThreads, 1)
     rsvd_small_eigh_f64(double* __restrict__ g, unsigned l, double* __restrict__ w, int* __restrict__ info,
-                        double* __restrict__ scratch) {
-    small_eigh(g, l, w, info, scratch);
+                        double* __restrict__ scratch, unsigned long long* __restrict__ clocks) {
+    small_eigh(g, l, w, info, scratch, clocks);
 }
 SLR_EMU_EXPORT(rsvd_small_eigh_f64)

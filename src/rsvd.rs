@@ -804,8 +804,8 @@ pub fn use_own_eigensolver_on_this_thread(on: bool) {
 ///
 /// # Safety
 /// `a` (l² doubles), `w` (l doubles) and `info` (one i32, 4-byte aligned) are disjoint live device memory of this
-/// Gpu; `own_eigh_fits(gpu, l)` holds.
-unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, info: KernelArg) -> Result<()> {
+/// Gpu; `clocks`, if given, 5 more u64 words of it (the phases' clock stamps, [`own_eigensolver_phase_clocks`]).
+unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, info: KernelArg, clocks: Option<KernelArg>) -> Result<()> {
     const OP: &str = "rsvd small eigenproblem (one block)";
     if !own_eigh_fits(gpu, l) {
         return Err(Error::LengthMismatch { op: OP, what: "sketch width (shared memory)", expected: EIGH_MAX_L, got: l });
@@ -821,8 +821,9 @@ unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg,
     // of them, writes l doubles at `w` and one i32 at `info` (the caller's contract: disjoint live memory), and uses
     // the 5 l² scratch doubles just allocated (distinct from them) and eigh_shared_bytes(l) bytes of dynamic shared
     // memory, within the device's opt-in limit (own_eigh_fits, checked above; l <= EIGH_MAX_L = kEighMaxL, the
-    // bound its per-lane arrays assume); arguments match rsvd_small_eigh_f64.
-    unsafe { gpu.launch(MODULE, "rsvd_small_eigh_f64", shape, &[a, KernelArg::U32(l as u32), w, info, p_s]) }
+    // bound its per-lane arrays assume); thread 0 writes 5 words at `clocks` when it is not null (the caller's
+    // contract); arguments match rsvd_small_eigh_f64.
+    unsafe { gpu.launch(MODULE, "rsvd_small_eigh_f64", shape, &[a, KernelArg::U32(l as u32), w, info, p_s, clocks.unwrap_or(KernelArg::Ptr(0))]) }
 }
 
 /// The eigendecomposition of the symmetric l x l matrix `g` (column-major; its lower triangle is read) by the
@@ -844,7 +845,7 @@ pub fn own_eigensolver_on_device(gpu: &Gpu, g: &[f64], l: usize) -> Result<(Vec<
         let (p, _g) = bv.kernel_ptr_mut(gpu, OP, "matrix")?;
         // SAFETY: the matrix (l² doubles at 0), the eigenvalues (l at l²) and info (the slot at l² + l, 8-byte
         // aligned) are disjoint parts of one live buffer of at_info + 1 doubles; own_eigh_fits checked above.
-        unsafe { queue_own_eigensolver(gpu, l, p, p.offset_bytes(8 * at_w), p.offset_bytes(8 * at_info))? };
+        unsafe { queue_own_eigensolver(gpu, l, p, p.offset_bytes(8 * at_w), p.offset_bytes(8 * at_info), None)? };
     }
     let h = gpu.download(&buf)?;
     eigensolver_info(h[at_info])?;
@@ -1066,7 +1067,7 @@ fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f
         // product that wrote G.
         match &handle {
             // SAFETY: as above; own_eigh_fits(gpu, l) holds (own_eigh).
-            None => unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info)? },
+            None => unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info, None)? },
             // SAFETY: as above.
             Some(handle) => unsafe { queue_eigensolver(gpu, handle, n, p_g, p_w, p_info, None)? },
         }
@@ -1862,7 +1863,7 @@ pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut Dev
     match &handle {
         // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work, a
         // live buffer of this Gpu; queue_own_eigensolver checks that l fits the kernel.
-        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info) },
+        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info, None) },
         Some(h) => {
             let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "l", expected: i32::MAX as usize, got: l })?;
             // SAFETY: the same disjoint parts of work; h is this Gpu's cuSOLVER handle (its stream), so the call
@@ -1870,6 +1871,39 @@ pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut Dev
             unsafe { queue_eigensolver(gpu, h, n, a, w, info, None) }
         }
     }
+}
+
+/// Where the one-block eigensolver's time goes on this device: its four phases' shares of the kernel's clock
+/// cycles (thread 0's clock64() after each: tridiagonalization, eigenvalues, eigenvectors with the cluster pass,
+/// back-transform) for the l x l f32 Gram matrix `g` (widened first), and the kernel's total cycles. For the
+/// benchmark's breakdown; on the emulator the "clock" is nanoseconds of host time.
+#[doc(hidden)]
+pub fn own_eigensolver_phase_clocks(gpu: &Gpu, g: &DeviceVec<f32>, l: usize) -> Result<([f64; 4], u64)> {
+    const OP: &str = "own_eigensolver_phase_clocks";
+    if g.len() != l * l {
+        return Err(Error::LengthMismatch { op: OP, what: "Gram matrix", expected: l * l, got: g.len() });
+    }
+    // [0, l²) the matrix, then λ, info, and 5 clock words (as doubles' bits).
+    let (at_w, at_info, at_clocks) = (l * l, l * l + l, l * l + l + 2);
+    let mut work = gpu.alloc_zeros::<f64>(at_clocks + 5)?;
+    {
+        let gs = DeviceSlice::from(g);
+        let (p_g, _gg) = gs.kernel_ptr(gpu, OP, "Gram matrix")?;
+        let mut wv = DeviceSliceMut::from(&mut work);
+        let (p_w, _gw) = wv.kernel_ptr_mut(gpu, OP, "work")?;
+        // SAFETY: reads the l² floats of g (checked) and writes the first l² doubles of work (l² + l + 7), a
+        // distinct buffer; arguments match rsvd_widen_f32.
+        unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(OP, l * l, 256)?, &[p_g, p_w, KernelArg::U64((l * l) as u64)])? };
+        // SAFETY: the matrix (l² doubles), λ (l), info (one slot) and the 5 clock words (8 bytes each) are disjoint
+        // parts of work; queue_own_eigensolver checks that l fits the kernel.
+        unsafe { queue_own_eigensolver(gpu, l, p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info), Some(p_w.offset_bytes(8 * at_clocks)))? };
+    }
+    let h = gpu.download(&work)?;
+    eigensolver_info(h[at_info])?;
+    let c: Vec<u64> = h[at_clocks..at_clocks + 5].iter().map(|x| x.to_bits()).collect();
+    let total = c[4].saturating_sub(c[0]);
+    let share = |i: usize| if total == 0 { 0.0 } else { c[i + 1].saturating_sub(c[i]) as f64 / total as f64 };
+    Ok(([share(0), share(1), share(2), share(3)], total))
 }
 
 fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool, packed: bool) -> Result<(Vec<f32>, u32)> {

@@ -1127,6 +1127,23 @@ fn the_one_block_eigensolver_matches_faer() {
     }
 }
 
+/// The one-block eigensolver's phase clocks (the benchmark's breakdown): four shares of a positive total that add
+/// up to one, on every device.
+#[test]
+fn the_one_block_eigensolver_reports_its_phases() {
+    let mut rng = rng("rsvd_own_eigen_phases");
+    let l = rng.gen_range(20..60);
+    let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
+    let g = r.transpose() * &r;
+    let g32: Vec<f32> = (0..l * l).map(|i| g[(i % l, i / l)] as f32).collect();
+    for (dev, gpu) in devices("rsvd_own_eigen_phases") {
+        let dg = gpu.upload(&g32).unwrap();
+        let (share, total) = sparse_lowrank::rsvd::own_eigensolver_phase_clocks(&gpu, &dg, l).unwrap();
+        assert!(total > 0, "{dev}: no clocks");
+        assert!(share.iter().all(|&x| (0.0..=1.0).contains(&x)) && (share.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{dev}: {share:?}");
+    }
+}
+
 /// `SLR_RSVD_SMALL=cusolver` / `cusolver_jacobi` (benchmark comparisons) solve the small SVD's eigenproblem with
 /// cuSOLVER's f64 divide and conquer or Jacobi on the device: on a CUDA device the eigenvalues match faer's to
 /// 1e-12 relative to the largest and the eigenvectors are orthonormal and satisfy G v = λ v to the same; the
