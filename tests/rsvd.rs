@@ -1066,8 +1066,10 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
 
 /// Our one-block f64 eigensolver (`rsvd_small_eigh_f64`, `SLR_RSVD_SMALL=own`) against faer, on the emulator and a
 /// GPU: eigenvalues (ascending) within 10·l·ε·‖G‖ of faer's (the backward error of a Householder tridiagonalization
-/// is a few l·ε·‖G‖; multisection adds ~2ε‖T‖), eigenvectors orthonormal to 1e-10 and with ‖G v − λ v‖ within
-/// 10·l·ε·‖G‖ entrywise. Matrices: Gram matrices RᵀR of random triangular R (the rSVD's own kind, eigenvalues
+/// is a few l·ε·‖G‖; multisection adds ~2ε‖T‖), ‖G v − λ v‖ within 10·l·ε·‖G‖ entrywise, and eigenvectors
+/// orthonormal to 1e-9: inverse iteration leaves two vectors off orthogonal by ~c·ε‖T‖/gap, and eigenvalues closer
+/// than 1e-6‖T‖ are re-orthogonalized as a cluster, so ~c · 1.1e-10 with c a small constant (1.05e-10 seen at
+/// l = 160; the rSVD's own check on Ṽ_r is 1e-9, syevd's vectors are orthonormal to ~1e-15). Matrices: Gram matrices RᵀR of random triangular R (the rSVD's own kind, eigenvalues
 /// spread over many decades), a power-law spectrum λ_i = 1/i, a rank-5 Gram matrix (an eigenvalue 0 of multiplicity
 /// l − 5: one cluster, iterated with re-orthogonalization), repeated eigenvalues {1, 2, 3} in a rotated basis, an
 /// indefinite symmetric matrix, a diagonal one (no reflector does anything) and one with a zero off-diagonal block
@@ -1118,7 +1120,7 @@ fn the_one_block_eigensolver_matches_faer() {
             for j in 0..l {
                 for i in 0..l {
                     let o = (orth[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs();
-                    assert!(o <= 1e-10, "{dev} {what}: VᵀV − I at ({i}, {j}) is {o:e}");
+                    assert!(o <= 1e-9, "{dev} {what}: VᵀV − I at ({i}, {j}) is {o:e}");
                     assert!(resid[(i, j)].abs() <= tol, "{dev} {what}: G v − λ v at ({i}, {j}) is {:e} (tolerance {tol:e})", resid[(i, j)]);
                 }
             }
