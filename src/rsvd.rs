@@ -1845,27 +1845,33 @@ pub fn cholqr_factor_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, r
 /// (at least l² + l + 2 doubles). Errors as [`queue_own_eigensolver`] and [`queue_eigensolver`].
 #[doc(hidden)]
 pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool) -> Result<()> {
-    const OP: &str = "small_eigh_launch_for_bench";
+    widen_then_eigh("small_eigh_launch_for_bench", gpu, g, work, l, own, None)
+}
+
+/// `g` (l x l f32) widened into work[0, l²), then the eigenvalues into work[l², l² + l) and info into slot l² + l by
+/// our eigensolver (`own`, with its 5 phase clocks into the slots from `clocks_at` when given) or syevd.
+fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool, clocks_at: Option<usize>) -> Result<()> {
     let (at_w, at_info) = (l * l, l * l + l);
-    if g.len() != l * l || work.len() < at_info + 2 {
-        return Err(Error::LengthMismatch { op: OP, what: "Gram matrix and work", expected: l * l, got: g.len() });
+    let needed = clocks_at.map_or(at_info + 2, |c| (c + 5).max(at_info + 2));
+    if g.len() != l * l || work.len() < needed || clocks_at.is_some_and(|c| c < at_info + 1 || !own) {
+        return Err(Error::LengthMismatch { op, what: "Gram matrix and work", expected: l * l, got: g.len() });
     }
     let handle = if own { None } else { Some(gpu.cusolver_dn()?) };
     let gs = DeviceSlice::from(g);
-    let (p_g, _gg) = gs.kernel_ptr(gpu, OP, "Gram matrix")?;
+    let (p_g, _gg) = gs.kernel_ptr(gpu, op, "Gram matrix")?;
     let mut wv = DeviceSliceMut::from(work);
-    let (p_w, _gw) = wv.kernel_ptr_mut(gpu, OP, "work")?;
-    // SAFETY: reads the l² floats of g (checked) and writes the first l² doubles of work (at least l² + l + 2,
-    // checked), a distinct buffer; arguments match rsvd_widen_f32.
-    unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(OP, l * l, 256)?, &[p_g, p_w, KernelArg::U64((l * l) as u64)])? };
-    // The info slot on an even double (8-byte aligned either way).
+    let (p_w, _gw) = wv.kernel_ptr_mut(gpu, op, "work")?;
+    // SAFETY: reads the l² floats of g (checked) and writes the first l² doubles of work (longer, checked), a
+    // distinct buffer; arguments match rsvd_widen_f32.
+    unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(op, l * l, 256)?, &[p_g, p_w, KernelArg::U64((l * l) as u64)])? };
     let (a, w, info) = (p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info));
     match &handle {
-        // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work, a
-        // live buffer of this Gpu; queue_own_eigensolver checks that l fits the kernel.
-        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info, None) },
+        // SAFETY: the matrix (l² doubles), the eigenvalues (l), info (one slot) and the clock slots (5, from
+        // clocks_at > l² + l) are disjoint parts of work, a live buffer of this Gpu long enough for them (checked);
+        // queue_own_eigensolver checks that l fits the kernel.
+        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info, clocks_at.map(|c| p_w.offset_bytes(8 * c))) },
         Some(h) => {
-            let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "l", expected: i32::MAX as usize, got: l })?;
+            let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op, what: "l", expected: i32::MAX as usize, got: l })?;
             // SAFETY: the same disjoint parts of work; h is this Gpu's cuSOLVER handle (its stream), so the call
             // is queued after the widening.
             unsafe { queue_eigensolver(gpu, h, n, a, w, info, None) }
@@ -1879,25 +1885,10 @@ pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut Dev
 /// benchmark's breakdown; on the emulator the "clock" is nanoseconds of host time.
 #[doc(hidden)]
 pub fn own_eigensolver_phase_clocks(gpu: &Gpu, g: &DeviceVec<f32>, l: usize) -> Result<([f64; 4], u64)> {
-    const OP: &str = "own_eigensolver_phase_clocks";
-    if g.len() != l * l {
-        return Err(Error::LengthMismatch { op: OP, what: "Gram matrix", expected: l * l, got: g.len() });
-    }
     // [0, l²) the matrix, then λ, info, and 5 clock words (as doubles' bits).
-    let (at_w, at_info, at_clocks) = (l * l, l * l + l, l * l + l + 2);
+    let (at_info, at_clocks) = (l * l + l, l * l + l + 2);
     let mut work = gpu.alloc_zeros::<f64>(at_clocks + 5)?;
-    {
-        let gs = DeviceSlice::from(g);
-        let (p_g, _gg) = gs.kernel_ptr(gpu, OP, "Gram matrix")?;
-        let mut wv = DeviceSliceMut::from(&mut work);
-        let (p_w, _gw) = wv.kernel_ptr_mut(gpu, OP, "work")?;
-        // SAFETY: reads the l² floats of g (checked) and writes the first l² doubles of work (l² + l + 7), a
-        // distinct buffer; arguments match rsvd_widen_f32.
-        unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(OP, l * l, 256)?, &[p_g, p_w, KernelArg::U64((l * l) as u64)])? };
-        // SAFETY: the matrix (l² doubles), λ (l), info (one slot) and the 5 clock words (8 bytes each) are disjoint
-        // parts of work; queue_own_eigensolver checks that l fits the kernel.
-        unsafe { queue_own_eigensolver(gpu, l, p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info), Some(p_w.offset_bytes(8 * at_clocks)))? };
-    }
+    widen_then_eigh("own_eigensolver_phase_clocks", gpu, g, &mut work, l, true, Some(at_clocks))?;
     let h = gpu.download(&work)?;
     eigensolver_info(h[at_info])?;
     let c: Vec<u64> = h[at_clocks..at_clocks + 5].iter().map(|x| x.to_bits()).collect();

@@ -1064,6 +1064,13 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
     }
 }
 
+/// RᵀR for an l x l upper triangle R of uniform entries in [-1, 1): the small SVD's kind of Gram matrix, its
+/// eigenvalues spread over many decades.
+fn random_triangle_gram(rng: &mut StdRng, l: usize) -> Mat<f64> {
+    let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
+    r.transpose() * &r
+}
+
 /// Our one-block f64 eigensolver (`rsvd_small_eigh_f64`, `SLR_RSVD_SMALL=own`) against faer, on the emulator and a
 /// GPU: eigenvalues (ascending) within 10·l·ε·‖G‖ of faer's (the backward error of a Householder tridiagonalization
 /// is a few l·ε·‖G‖; multisection adds ~2ε‖T‖), ‖G v − λ v‖ within 10·l·ε·‖G‖ entrywise, and eigenvectors
@@ -1089,8 +1096,7 @@ fn the_one_block_eigensolver_matches_faer() {
     };
     let mut cases: Vec<(String, Mat<f64>)> = Vec::new();
     for l in [1usize, 2, 3, rng.gen_range(20..150), 160] {
-        let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
-        cases.push((format!("RᵀR l={l}"), r.transpose() * &r));
+        cases.push((format!("RᵀR l={l}"), random_triangle_gram(&mut rng, l)));
     }
     let l = rng.gen_range(100..=160);
     cases.push(("power law".into(), with_eigenvalues(&mut rng, &(1..=l).map(|i| 1.0 / i as f64).collect::<Vec<_>>())));
@@ -1135,8 +1141,7 @@ fn the_one_block_eigensolver_matches_faer() {
 fn the_one_block_eigensolver_reports_its_phases() {
     let mut rng = rng("rsvd_own_eigen_phases");
     let l = rng.gen_range(20..60);
-    let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
-    let g = r.transpose() * &r;
+    let g = random_triangle_gram(&mut rng, l);
     let g32: Vec<f32> = (0..l * l).map(|i| g[(i % l, i / l)] as f32).collect();
     for (dev, gpu) in devices("rsvd_own_eigen_phases") {
         let dg = gpu.upload(&g32).unwrap();
@@ -1154,8 +1159,7 @@ fn the_one_block_eigensolver_reports_its_phases() {
 fn small_eigenproblem_on_cusolver_matches_faer() {
     let mut rng = rng("rsvd_cusolver_eigen");
     let l = rng.gen_range(20..150);
-    let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
-    let g = r.transpose() * &r;
+    let g = random_triangle_gram(&mut rng, l);
     let col: Vec<f64> = (0..l * l).map(|i| g[(i % l, i / l)]).collect();
     let want = g.self_adjoint_eigen(faer::Side::Lower).unwrap();
     for ((dev, gpu), jacobi) in devices("rsvd_cusolver_eigen").iter().flat_map(|d| [(d, false), (d, true)]) {
