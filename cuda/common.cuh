@@ -104,4 +104,23 @@ __device__ __forceinline__ unsigned warp_inclusive_scan(unsigned v) {
     return v;
 }
 
+// Any bitwise function of three words in one instruction (PTX lop3; the compiler does not always find it): bit i
+// of kLut is the result for the input bits (a, b, c) = (i >> 2 & 1, i >> 1 & 1, i & 1), i.e. the function applied
+// to a = 0xF0, b = 0xCC, c = 0xAA.
+template <unsigned kLut>
+__device__ __forceinline__ unsigned lop3(unsigned a, unsigned b, unsigned c) {
+    static_assert(kLut < 256, "an 8-bit truth table");
+#ifdef SLR_EMULATE
+    unsigned r = 0;
+    for (unsigned i = 0; i < 8; ++i) {
+        if (kLut >> i & 1) r |= (i & 4 ? a : ~a) & (i & 2 ? b : ~b) & (i & 1 ? c : ~c);
+    }
+    return r;
+#else
+    unsigned r;
+    asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(r) : "r"(a), "r"(b), "r"(c), "n"(kLut));
+    return r;
+#endif
+}
+
 }  // namespace slr

@@ -1161,10 +1161,14 @@ template <typename F> __device__ __forceinline__ void with_order(unsigned flags,
 //   flush, ~StreamSlots / 2 x 32 candidates each) and counts them in the block's bins (shared atomics);
 // - the keys before the first 16-byte boundary and after the last whole vector (fewer than 2 vectors' worth) are
 //   one key per thread of block 0.
-// Per key in the loop: the order key, the count above, the NaN count, the range test and a predicated slot store
-// (SASS, sm_90: ~15-17 instructions, 64 registers, no spills: within the issue budget of the H200's bandwidth for
-// f32, ~28 per key, and just over it for 16-bit keys, ~14). kFlags: the order (flags) as a constant, so the key
-// map has no branches.
+// Per key in the loop: the tests of WordTests (below) on a 32-bit word at a time, two 16-bit keys per subtraction,
+// no order-key map; the counts above hi and of NaNs; an unpredicated slot store whose slot advances by the
+// in-range bit. SASS, sm_90, per 16-byte vector with its loop overhead (64 registers, no spills): 16-bit keys 85
+// (magnitude) / 101 (value) instructions for 8 keys, f32 50-54 / 66-72 for 4; with the order-key map (until
+// 2026-11-28) 130-137 / 213-221 and 68-71 / 87-92. The H200's bandwidth leaves ~28 issue slots per f32 key and
+// ~14 per 16-bit key, and these are integer instructions, which sm_90 runs on two 16-lane pipes (a warp's
+// instruction takes 2 cycles on one): the 16-bit pass measured 2x its floor at ~16 per key (tenth run), f32 1.4x
+// at ~17. kFlags: the order (flags) as a constant.
 // Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 constexpr unsigned kStreamVecs = 4;         // 16-byte vectors per thread per round
 constexpr unsigned kStreamBlocksPerSm = 4;  // blocks per multiprocessor of the grid (src/topk.rs STREAM_BLOCKS_PER_SM)
@@ -1231,6 +1235,71 @@ template <typename T> struct StreamLayout {
     }
 };
 
+// The tests of bracket_count_stream on the keys of one 32-bit word (two 16-bit keys or one f32), without the order
+// key map (the pass was bound by instruction issue: ~16 instructions per key by magnitude and ~27 by value for
+// 16-bit keys, SASS sm_90, where the H200's bandwidth leaves ~14). Every test the pass makes on a key is
+// "key >= K" for a K of the largest order's key space, K from 0 to 2^b (b = 16 or 32 key bits; the smallest
+// order's keys are the complements: key <= hi is key_L >= ~hi, key >= lo is not key_L >= ~lo + 1). With the sign
+// bit of each key replaced by a guard bit, x = w | guard, and t <= 2^(b-1), the halves of x - t * 0x10001 never
+// borrow from each other, and the top bit of a key's part of x - t is set exactly when its |bits| >= t: both
+// 16-bit keys of a word in one subtraction.
+// - By magnitude (key_L = |bits|): key_L >= K is |bits| >= K.
+// - By value (key_L = |bits| | top for a sign bit s = 0, top - 1 - |bits| for s = 1, top = 2^(b-1); -0 is +0):
+//   for K > top, key_L >= K is !s and |bits| >= K - top; for K < top, it is !s or not |bits| >= top - K (zero
+//   passes: 0 >= top - K never holds); K = top is K = top - 1 (no key is top - 1: it would be -0). One
+//   three-input logic op of (s, the test bit, a block-uniform mask saying which form) per test.
+// NaNs: every NaN's key is that of |bits| = top - 1 (magnitude) or the largest (value: a NaN's sign bit is ignored,
+// s & !nan), and a NaN's |bits| is anything above the infinity's kInfAbs. A threshold t between kInfAbs + 1 and
+// top - 1 is lowered to kInfAbs + 1 (no other key lies there, and every NaN then passes it as top - 1 would); one
+// from top up is top (nothing passes it), so every test is exact for every bit pattern, NaNs included, and the NaN
+// count is the test |bits| >= kInfAbs + 1. tests/topk.rs runs the pass on all 65536 bit patterns of both 16-bit
+// types, and on f32 edge patterns, in every order against a spread of brackets.
+template <typename T, unsigned kFlags> struct WordTests {
+    using K = KeyBits<T>;
+    static constexpr unsigned kKeys = 4 / sizeof(typename K::Raw);  // keys per 32-bit word
+    static constexpr unsigned kTop = K::kSign, kRep = kKeys == 2 ? 0x10001u : 1u, kGuard = kTop * kRep;
+    unsigned ta, tb, ma, mb;  // replicated subtrahends and value-order forms of the tests p and q below
+    static __device__ __forceinline__ unsigned clamped(unsigned long long t) {  // t in [0, 2^b]
+        return (t >= kTop ? kTop : (unsigned)min(t, (unsigned long long)K::kInfAbs + 1)) * kRep;
+    }
+    // The subtrahend and form of the test key_L >= k.
+    static __device__ __forceinline__ void test_of(unsigned long long k, unsigned& t, unsigned& m) {
+        if constexpr (kFlags & kByValue) {
+#ifndef SLR_FAULT_WORD_TEST_ZERO_KEY  // planted fault: key_L >= top in the K < top form, so -0 fails it
+            if (k == kTop) k = kTop - 1;
+#endif
+            m = k > kTop ? ~0u : 0u;
+            t = clamped(k > kTop ? k - kTop : kTop - k);
+        } else {
+            m = 0;
+            t = clamped(k);
+        }
+    }
+    __device__ __forceinline__ WordTests(unsigned lo, unsigned hi) {  // lo <= hi, keys of the order kFlags
+        if constexpr (kFlags & kSmallest) {
+            test_of((unsigned long long)K::kAll - hi, ta, ma);      // p: key <= hi
+            test_of((unsigned long long)K::kAll + 1 - lo, tb, mb);  // q: key < lo
+        } else {
+            test_of(lo, ta, ma);                            // p: key >= lo
+            test_of((unsigned long long)hi + 1, tb, mb);  // q: key > hi
+        }
+    }
+    // The top bit of each key's part: p, q and NaN. Then lo <= key <= hi is p & ~q, key > hi is q (largest) or ~p.
+    __device__ __forceinline__ void tests(unsigned w, unsigned& p, unsigned& q, unsigned& nan) const {
+        const unsigned x = w | kGuard;
+        nan = x - clamped(K::kInfAbs + 1);
+        if constexpr (kFlags & kByValue) {
+            // (s, d, m) -> m ? !s & d : !(s & d), the truth table 0x1D (slr::lop3).
+            const unsigned s = w & ~nan;
+            p = slr::lop3<0x1D>(s, x - ta, ma);
+            q = slr::lop3<0x1D>(s, x - tb, mb);
+        } else {
+            p = x - ta;
+            q = x - tb;
+        }
+    }
+};
+
 // The pass after its prologue (bracket_count: the first round's keys in `v`, the bins and totals zeroed, the wait
 // for the sample kernel done), with the order as a constant.
 template <typename T, unsigned kFlags>
@@ -1242,7 +1311,7 @@ __device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys,
     using Raw = typename KeyBits<T>::Raw;
     constexpr unsigned kWarps = kThreads / 32, kVec = 16 / sizeof(Raw), kSlots = StreamSlots<T>::value;
     static_assert(kSlots >= 2 * kVec, "room for the scalar keys and a vector before the first flush test");
-    Raw* slots = sh.slots;
+    Raw* const slots = sh.slots;
     unsigned* bins = sh.bins;
     const unsigned t = threadIdx.x, lane = t % 32;
     Raw* out = reinterpret_cast<Raw*>(list);
@@ -1252,24 +1321,56 @@ __device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys,
     const unsigned shift = range_shift<kCutBins>(lo, hi);
     const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, kFlags);  // every NaN's key, and no other key's
     unsigned above = 0, nan = 0;
-    // This thread's next free slot (an index into `slots`, not a pointer: ptxas keeps an index in the shared
-    // window, a pointer became a generic 64-bit one); past `slot_limit` a vector's keys may not fit.
-    const unsigned slot_limit = t + (kSlots - kVec) * kThreads;
-    unsigned slot = t;
+    // The vectors' keys are tested a 32-bit word at a time (WordTests above); for 16-bit keys, per half, the counts
+    // of keys above hi and of NaNs (8-bit fields, added into above and nan after every round).
+    using Tests = WordTests<T, kFlags>;
+    const Tests tests(lo, hi);
+    unsigned counts2 = 0;
+    // This thread's next free slot, as a byte offset into `slots` (an offset, not a pointer: ptxas keeps an
+    // offset in the shared window, a pointer became a generic 64-bit one; bytes, not an index, so that a store
+    // needs no address arithmetic); past `slot_limit` a vector's keys may not fit.
+    constexpr unsigned kStep = kThreads * sizeof(Raw);  // bytes from one of a thread's slots to its next
+    const unsigned first_slot = t * sizeof(Raw), slot_limit = first_slot + (kSlots - kVec) * kStep;
+    unsigned slot = first_slot;
+    auto slot_at = [&](unsigned bytes) -> Raw& { return *reinterpret_cast<Raw*>(reinterpret_cast<char*>(slots) + bytes); };
     auto classify = [&](unsigned bits) {
         const unsigned key = order_key<T>(bits, kFlags);
         above += key > hi;
         nan += key == nan_key;
         if (key - lo <= range) {  // lo <= key <= hi
-            slots[slot] = (Raw)bits;
-            slot += kThreads;
+            slot_at(slot) = (Raw)bits;
+            slot += kStep;
+        }
+    };
+    // The keys of one 32-bit word: the top bit of each key's part of the tests (WordTests). Top bits become counts
+    // by one multiply-high each (umulhi(b << 15 | c << 31, 2^17) = b | c << 16; for f32, a shift-add). Each key is
+    // written to the next free slot, which advances only past a key in range (the top bit of its part of p & ~q,
+    // moved to the slot step by a multiply-high): no predicates (ptxas predicated the shared address computation
+    // itself, 3 more instructions per store).
+    auto classify_word = [&](unsigned w) {
+        unsigned p, q, n;
+        tests.tests(w, p, q, n);
+        const unsigned up = (kFlags & kSmallest) ? ~p : q;
+        auto in = [&](unsigned top) { return slr::lop3<0x20>(p, q, top); };  // p & ~q & top (as ~x + t, ptxas: 1 more)
+        if constexpr (Tests::kKeys == 2) {
+            counts2 = __umulhi(up & Tests::kGuard, 1u << 17) + counts2;
+            counts2 = __umulhi(n & Tests::kGuard, 1u << 25) + counts2;
+            slot_at(slot) = (Raw)w;
+            slot = __umulhi(in(0x8000u), kStep << 17) + slot;
+            slot_at(slot) = (Raw)(w >> 16);
+            slot = __umulhi(in(0x80000000u), kStep << 1) + slot;
+        } else {
+            above += up >> 31;
+            nan += n >> 31;
+            slot_at(slot) = (Raw)w;
+            slot = __umulhi(in(0x80000000u), kStep << 1) + slot;
         }
     };
     // The warp's slots to the list (all 32 lanes call it): one global atomic for the warp's total, each lane's
     // entries at its exclusive offset; entries past `cap` are counted, not written (the choice then reports the
     // bracket invalid). Each entry is also counted in its bin of [lo, hi].
     auto flush = [&]() {
-        const unsigned filled = (slot - t) / kThreads;
+        const unsigned filled = (slot - first_slot) / kStep;
         const unsigned incl = slr::warp_inclusive_scan(filled), total = __shfl_sync(0xffffffffu, incl, 31);
         unsigned base = 0;
         if (lane == 31 && total) base = atomicAdd(&bracket[5], total);
@@ -1279,7 +1380,7 @@ __device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys,
             atomicAdd(&bins[range_bin(order_key<T>(bits, kFlags), lo, shift)], 1u);
             if (base + s < cap) out[base + s] = (Raw)bits;
         }
-        slot = t;
+        slot = first_slot;
     };
     // The scalar keys (head and tail: fewer than 2 * kVec <= kThreads), one per thread of block 0; plain loads (an
     // input of the op). At most one slot is filled after this.
@@ -1291,11 +1392,18 @@ __device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys,
 #pragma unroll
         for (unsigned u = 0; u < kStreamVecs; ++u) {
             if (full || ((unsigned long long)round * kStreamVecs + u) * kThreads + t < nvec) {
-#pragma unroll
-                for (unsigned e = 0; e < kVec; ++e) classify(vector_key_bits<T>(v[u], e));
+                classify_word(v[u].x);
+                classify_word(v[u].y);
+                classify_word(v[u].z);
+                classify_word(v[u].w);
             }
             // Before the next vector: room for kVec more keys in every lane.
             if (__any_sync(0xffffffffu, slot > slot_limit)) flush();
+        }
+        if constexpr (Tests::kKeys == 2) {  // at most 4 * kStreamVecs per 8-bit field since the last round
+            above += (counts2 & 0xffu) + ((counts2 >> 16) & 0xffu);
+            nan += ((counts2 >> 8) & 0xffu) + (counts2 >> 24);
+            counts2 = 0;
         }
 #pragma unroll
         for (unsigned u = 0; u < kStreamVecs; ++u) v[u] = next[u];

@@ -822,6 +822,95 @@ pub fn sample_bracket_keys_cpu<T: TopkKey>(keys: &[T], k: usize, spec: &TopkSpec
     (lo, hi)
 }
 
+/// What the cut's bracket pass finds over `keys` for a bracket `[lo, hi]` of order keys given here (in the op, the
+/// sample kernel's): the count of keys above hi (bracket word 2), of NaNs (word 3), the level-1 histogram of the
+/// candidates (CUT_BINS words), and the candidates' raw bits (keys with lo <= key <= hi), sorted. `rounds`: the
+/// round-based pass (`topk_bracket_count_rounds_<dtype>`), else the streaming one (`topk_bracket_count_<dtype>`,
+/// whose word tests replace the order-key map: cuda/topk.cu WordTests). The list has room for every key, so no
+/// bracket overflows it. For tests.
+#[doc(hidden)]
+#[allow(clippy::type_complexity)]
+pub fn bracket_pass_for_test<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, lo: u32, hi: u32, spec: &TopkSpec<T>, rounds: bool) -> Result<(u32, u32, Vec<u32>, Vec<u32>)> {
+    let op = "bracket_pass_for_test";
+    let keys = keys.into();
+    let n = keys.len();
+    if n == 0 || n > u32::MAX as usize {
+        return Err(Error::LengthMismatch { op, what: "keys (1 to 2^32 - 1)", expected: 1, got: n });
+    }
+    if lo > hi || hi > T::ALL {
+        return Err(Error::LengthMismatch { op, what: "bracket (lo <= hi <= the largest key)", expected: T::ALL as usize, got: hi as usize });
+    }
+    let mut words = vec![0u32; MASK_PATH_WORDS];
+    words[0] = lo;
+    words[1] = hi;
+    let mut words = gpu.upload(&words)?;
+    let mut list = gpu.alloc_zeros::<u32>((n * T::DTYPE.size()).div_ceil(4))?;
+    {
+        let (p_keys, _gk) = keys.kernel_ptr(gpu, op, "keys")?;
+        let mut wview = DeviceSliceMut::from(&mut words);
+        let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "bracket words")?;
+        let mut lview = DeviceSliceMut::from(&mut list);
+        let (p_list, _gl) = lview.kernel_ptr_mut(gpu, op, "list")?;
+        let grid = if rounds {
+            n.div_ceil(CHUNK)
+        } else {
+            n.div_ceil(THREADS as usize * STREAM_VECS * (16 / T::DTYPE.size())).clamp(1, gpu.multiprocessor_count() as usize * STREAM_BLOCKS_PER_SM)
+        };
+        let name = kernel::<T>(if rounds { "bracket_count_rounds" } else { "bracket_count" });
+        let shape = LaunchShape { grid: (grid as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: as in bracket_cut: the pass reads keys [0, n) (n keys here), adds to words 2, 3, 5, 6 and the
+        // CUT_BINS histogram words at MASK_HIST1 and writes the 8 choice words at MASK_SEL (all inside the
+        // MASK_PATH_WORDS words uploaded, zero but for lo and hi), and list entries below cap = n (the list holds
+        // n keys of T, rounded up to whole words); k = 1 <= n; buffers fresh and distinct.
+        unsafe {
+            gpu.launch(
+                MODULE,
+                &name,
+                shape,
+                &[p_keys, KernelArg::U32(n as u32), KernelArg::U32(spec.flags()), KernelArg::U32(1), p_words, p_list, KernelArg::U32(n as u32), p_words.offset_bytes(4 * MASK_HIST1), p_words.offset_bytes(4 * MASK_SEL)],
+            )?;
+        }
+    }
+    let w = gpu.download(&words)?;
+    let count = w[5] as usize;
+    let raw = gpu.download(&list)?;
+    let mut cands: Vec<u32> = match T::DTYPE.size() {
+        4 => raw[..count].to_vec(),
+        _ => raw.iter().flat_map(|&x| [x & 0xffff, x >> 16]).take(count).collect(),
+    };
+    cands.sort_unstable();
+    Ok((w[2], w[3], w[MASK_HIST1..MASK_HIST1 + CUT_BINS].to_vec(), cands))
+}
+
+/// The order key of `x` under `spec` (src/topk.rs order_key; cuda/topk.cu has the same map). For tests.
+#[doc(hidden)]
+pub fn order_key_for_test<T: TopkKey>(x: T, spec: &TopkSpec<T>) -> u32 {
+    order_key(x, spec.flags())
+}
+
+/// What [`bracket_pass_for_test`] must give, from the order keys (src/topk.rs order_key): keys above hi, NaNs, the
+/// histogram (bin (key - lo) >> s, s the smallest shift leaving at most CUT_BINS bins of [lo, hi]) and the sorted
+/// raw bits of the keys in [lo, hi]. The reference for tests.
+#[doc(hidden)]
+pub fn bracket_pass_cpu<T: TopkKey>(keys: &[T], lo: u32, hi: u32, spec: &TopkSpec<T>) -> (u32, u32, Vec<u32>, Vec<u32>) {
+    let flags = spec.flags();
+    let len = 32 - (hi - lo).leading_zeros();
+    let log = CUT_BINS.trailing_zeros();
+    let shift = len.saturating_sub(log);
+    let (mut above, mut nan, mut hist, mut cands) = (0u32, 0u32, vec![0u32; CUT_BINS], Vec::new());
+    for &x in keys {
+        let key = order_key(x, flags);
+        above += (key > hi) as u32;
+        nan += ((x.to_raw() & !T::SIGN & T::ALL) > T::INF_ABS) as u32;
+        if lo <= key && key <= hi {
+            hist[((key - lo) >> shift) as usize] += 1;
+            cands.push(x.to_raw());
+        }
+    }
+    cands.sort_unstable();
+    (above, nan, hist, cands)
+}
+
 /// Whether the selection takes every entry of a non-empty matrix (a per-matrix count k = n): then the cut is the
 /// smallest key with its count, and the mask all ones ([`select_everything`]), one read of the keys instead of the
 /// radix passes. (Per row, k = cols costs what any k does: one launch.)

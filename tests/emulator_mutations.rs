@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "sample_rank_ties", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "sample_rank_ties", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush", "word_test_zero_key"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -387,6 +387,43 @@ fn a_streaming_cut_pass_without_its_final_flush_loses_candidates() {
                 assert_eq!(exact_by_bracket, 0, "{schedule:?}: the lost candidates went unnoticed for k {ks:?}");
             } else {
                 assert_eq!(exact_by_bracket, ks.len(), "{schedule:?}: k {ks:?}");
+            }
+        }
+    }
+}
+
+/// The cut's streaming pass tests "key >= K" by value as a sign and one |bits| test, in one of two forms by K
+/// against the key of zero (0x8000 for 16-bit keys); K = 0x8000 itself must take the form for K = 0x7fff (no key is
+/// 0x7fff), since in its own form the test reads as "sign clear", which -0 (the key of zero, like +0) fails. With
+/// that remap left out (planted fault `word_test_zero_key`) a bracket that starts at zero loses the -0 keys from
+/// its candidates. bf16 by value, zeros of both signs among random keys, brackets [0x8000, hi].
+#[test]
+fn a_cut_pass_whose_zero_key_test_takes_the_sign_loses_negative_zeros() {
+    use half::bf16;
+    let mut rng = rng("word_test_zero_key");
+    let keys: Vec<bf16> = (0..5000)
+        .map(|i| match i % 5 {
+            0 => bf16::from_f32(-0.0),
+            1 => bf16::from_f32(0.0),
+            _ => bf16::from_f32(rng.gen_range(-2.0f32..2.0)),
+        })
+        .collect();
+    let spec = TopkSpec::count(1).by(RankBy::Value);
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "word_test_zero_key").unwrap() } else { Gpu::emulated(schedule) };
+            let d = gpu.upload(&keys).unwrap();
+            for hi in [0x8000, 0x8000 + rng.gen_range(1..0x4000u32)] {
+                let got = sparse_lowrank::topk::bracket_pass_for_test(&gpu, &d, 0x8000, hi, &spec, false).unwrap();
+                let want = sparse_lowrank::topk::bracket_pass_cpu(&keys, 0x8000, hi, &spec);
+                let zeros_taken = got.3.iter().filter(|&&b| b == 0x8000).count();
+                if faulty {
+                    assert_eq!(zeros_taken, 0, "{schedule:?}: [0x8000, {hi:#x}] kept -0");
+                    assert!(got.3.len() < want.3.len(), "{schedule:?}: [0x8000, {hi:#x}]");
+                } else {
+                    assert_eq!(zeros_taken, 1000, "{schedule:?}: [0x8000, {hi:#x}]");
+                    assert!(got == want, "{schedule:?}: [0x8000, {hi:#x}]");
+                }
             }
         }
     }

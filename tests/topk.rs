@@ -595,6 +595,71 @@ fn the_bracket_passes_read_misaligned_and_ragged_matrices_and_agree_with_the_rou
     }
 }
 
+/// The cut's streaming pass tests each key against the bracket without the order-key map (cuda/topk.cu WordTests:
+/// two 16-bit keys per subtraction, guard bits in place of the signs, thresholds clamped at the NaNs' keys): its
+/// counts of keys above hi and of NaNs, its level-1 histogram and its candidate list must be the reference's
+/// exactly, for every bit pattern of f16 and bf16 (all 65536 of each, shuffled, in an aligned view and in one
+/// starting a key past 16 bytes, so that the first and last keys take the one-key path) and for f32 edge patterns
+/// (zeros of both signs, the smallest and largest subnormals and normals, infinities, NaNs of every kind, random
+/// bits), in all four orders, with brackets at and around the keys where the tests change form: zero, 0x7fff and
+/// 0x8000 (value order: the key of -0 would be 0x7fff), infinity and the NaN keys, the two ends, random ones.
+#[test]
+fn the_cut_pass_tests_every_bit_pattern_against_brackets_exactly() {
+    fn brackets<T: TopkKey>(rng: &mut StdRng, keys: &[T], spec: &TopkSpec<T>) -> Vec<(u32, u32)> {
+        let (all, top) = (T::ALL, T::SIGN);  // the largest key, and the sign bit
+        let specials = [0.0f32, -0.0, 1.0, -1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, 1e-40, -1e-40];
+        let mut at: Vec<u32> = specials.iter().map(|&x| sparse_lowrank::topk::order_key_for_test(T::from_f32(x), spec)).collect();
+        at.extend([0, 1, top - 2, top - 1, top, top + 1, all - 1, all]);
+        at.extend((0..4).map(|_| sparse_lowrank::topk::order_key_for_test(keys[rng.gen_range(0..keys.len())], spec)));
+        let mut out = vec![(0, all), (0, 0), (all, all), (top - 1, top), (top, top)];
+        for _ in 0..10 {
+            let (a, b) = (at[rng.gen_range(0..at.len())], at[rng.gen_range(0..at.len())]);
+            let (a, b) = (a.min(b), a.max(b));
+            out.push((a, b));
+            out.push((a.saturating_sub(rng.gen_range(0..3)), b.saturating_add(rng.gen_range(0..3)).min(all)));
+        }
+        let (a, b) = (rng.gen_range(0..=all), rng.gen_range(0..=all));
+        out.push((a.min(b), a.max(b)));
+        out
+    }
+    fn passes<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng, keys: &[T]) {
+        let d = gpu.upload(keys).unwrap();
+        for flags in 0..4 {
+            let mut spec = TopkSpec::count(1).by(if flags & 1 != 0 { RankBy::Value } else { RankBy::Magnitude });
+            if flags & 2 != 0 {
+                spec = spec.smallest();
+            }
+            for (case, (lo, hi)) in brackets(rng, keys, &spec).into_iter().enumerate() {
+                // Alternately the whole buffer (16-byte aligned) and a view from its 9th key (a key after the boundary).
+                let first = if case % 2 == 0 { 0 } else { 9 };
+                let ctx = format!("{dev}: {:?} n {} from {first} {spec:?} bracket [{lo:#x}, {hi:#x}]", T::DTYPE, keys.len() - first);
+                let got = sparse_lowrank::topk::bracket_pass_for_test(gpu, d.slice(first..keys.len()), lo, hi, &spec, false).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                let want = sparse_lowrank::topk::bracket_pass_cpu(&keys[first..], lo, hi, &spec);
+                assert_eq!((got.0, got.1), (want.0, want.1), "{ctx}: (keys above hi, NaNs)");
+                assert_eq!(got.3.len(), want.3.len(), "{ctx}: candidates");
+                assert!(got.3 == want.3, "{ctx}: the candidates' bits differ");
+                assert!(got.2 == want.2, "{ctx}: the level-1 histogram differs");
+            }
+        }
+    }
+    let mut rng = rng("topk_cut_pass_patterns");
+    for (dev, gpu) in devices("topk_cut_pass_patterns") {
+        let mut every: Vec<u16> = (0..=u16::MAX).collect();
+        every.shuffle(&mut rng);
+        every.extend((0..rng.gen_range(1..40)).map(|_| rng.gen::<u16>()));  // a ragged end
+        passes::<f16>(&gpu, &dev, &mut rng, &every.iter().map(|&b| f16::from_bits(b)).collect::<Vec<_>>());
+        passes::<bf16>(&gpu, &dev, &mut rng, &every.iter().map(|&b| bf16::from_bits(b)).collect::<Vec<_>>());
+        let edges = [
+            0u32, 0x8000_0000, 1, 0x8000_0001, 0x007f_ffff, 0x807f_ffff, 0x0080_0000, 0x8080_0000, 0x3f80_0000, 0xbf80_0000,
+            0x7f7f_ffff, 0xff7f_ffff, 0x7f80_0000, 0xff80_0000, 0x7f80_0001, 0xff80_0001, 0x7fc0_0000, 0xffc0_0000, 0x7fff_ffff,
+            0xffff_ffff, 0x7fff_fffe, 0x8000_0002,
+        ];
+        let mut bits: Vec<u32> = (0..20_000).map(|i| if i % 3 == 0 { edges[rng.gen_range(0..edges.len())] } else { rng.gen() }).collect();
+        bits.extend((0..rng.gen_range(1..20)).map(|_| rng.gen::<u32>()));
+        passes::<f32>(&gpu, &dev, &mut rng, &bits.iter().map(|&b| f32::from_bits(b)).collect::<Vec<_>>());
+    }
+}
+
 /// The cut's later levels read its candidate list in 512-entry shares, their warps striding over the shares when
 /// the list outgrows the grid (2 blocks per multiprocessor; at 45 M keys the list is ~1.4 M entries). Here the grid
 /// is capped at one block (8 warps, 4096 entries per stride) so lists of test size take 3-20 strides: uniform f32
