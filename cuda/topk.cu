@@ -573,9 +573,9 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     // The bits of one round's 32 keys of this warp (flat indices base + first + warp * 32 + lane), from lane 0: a
     // whole half stored when the row owns its words (every half of the row is written once, by the classifying
     // loop of either branch below; the candidates' bits ORed in after its barrier), else ORed in.
-    auto set_bits = [&](unsigned first, unsigned taken) {
-        if (words == nullptr || lane != 0 || first + warp * 32 >= seg_len) return;
-        const unsigned long long at = base + first + warp * 32;
+    auto set_bits = [&](unsigned off, unsigned taken) {  // off: the row offset of lane 0's key
+        if (words == nullptr || lane != 0 || off >= seg_len) return;
+        const unsigned long long at = base + off;
         if (own_words) {
             reinterpret_cast<unsigned*>(words)[at >> 5] = taken;
         } else if (taken) {
@@ -599,7 +599,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
             const unsigned key = in ? (unsigned)row_keys[i] : 0u;
             const bool take = in && (key & fixed) > prefix;
             gt += take;
-            set_bits(first, __ballot_sync(0xffffffffu, take));
+            set_bits(first + warp * 32, __ballot_sync(0xffffffffu, take));
             if (in && (key & fixed) == prefix) {
                 const unsigned at = atomicAdd(&totals[2], 1u);  // < in_bin <= kRowPairwise <= kRowCands
                 cand_key[at] = key;
@@ -607,10 +607,16 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
             }
         }
         __syncthreads();
-        for (unsigned c = t; c < in_bin; c += kThreads) {
-            const unsigned key = cand_key[c], pos = cand_pos[c];
+        // Candidate c's rank by kPairLanes lanes (adjacent, one warp), each comparing it with every kPairLanes-th
+        // candidate, their counts summed by shuffles: in_bin / kPairLanes dependent steps instead of in_bin.
+        constexpr unsigned kPairLanes = kThreads / kRowPairwise;
+        static_assert(kPairLanes >= 1 && 32 % kPairLanes == 0 && kRowCands >= kRowPairwise, "lane groups inside a warp");
+        {
+            const unsigned c = t / kPairLanes, sub = t % kPairLanes;  // c < kRowPairwise (the whole block)
+            const bool mine = c < in_bin;
+            const unsigned key = mine ? cand_key[c] : 0u, pos = mine ? cand_pos[c] : 0u;
             unsigned r = 0;
-            for (unsigned j = 0; j < in_bin; ++j) {
+            for (unsigned j = sub; j < in_bin; j += kPairLanes) {
                 const unsigned kj = cand_key[j];
 #ifdef SLR_FAULT_ROW_PAIR_RANK
                 r += kj > key || (kj == key && cand_pos[j] > pos);  // planted fault: ties ranked by the higher position
@@ -618,8 +624,12 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
                 r += kj > key || (kj == key && cand_pos[j] < pos);
 #endif
             }
-            if (r < rank && words) atomicOr(&words[(base + pos) >> 6], 1ull << ((base + pos) & 63));
-            if (r == rank - 1) kstar_shared = key;  // exactly one candidate: the ranks are distinct
+#pragma unroll
+            for (unsigned d = 1; d < kPairLanes; d <<= 1) r += __shfl_xor_sync(0xffffffffu, r, d);
+            if (mine && sub == 0) {
+                if (r < rank && words) atomicOr(&words[(base + pos) >> 6], 1ull << ((base + pos) & 63));
+                if (r == rank - 1) kstar_shared = key;  // exactly one candidate: the ranks are distinct
+            }
         }
         __syncthreads();
         kstar = kstar_shared;
@@ -630,31 +640,38 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
         if (lane == 0 && gt_bin) atomicAdd(&totals[3], gt_bin);
     } else {
         // Every digit is fixed (or the key was): K* = prefix, the quota is what is left of the rank, and the keys
-        // equal to it are ranked in flat-index order by ballots.
+        // equal to it are ranked in flat-index order by ballots. Each warp owns a contiguous stretch of the row
+        // (whole 32-key groups), so flat-index order is warp order: one pass counts each warp's equal keys, one
+        // barrier shares the counts, a second pass ranks and takes (until 2026-11-28 the warps interleaved by
+        // 256-key rounds, two barriers per round: 32 per bf16 row of 4096, which always ends here).
         kstar = prefix;
-        unsigned eq_before = 0;  // keys == K* in the rounds already done (the same in every thread)
-        for (unsigned first = 0; first < seg_len; first += kThreads) {
-            unsigned i = first + t;
-            bool in = i < seg_len;
-            unsigned key = in ? row_keys[i] : 0u;
-            bool eq = in && key == kstar;
-            gt += in && key > kstar;
-            unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
-            if (lane == 0) warp_eq[warp] = __popc(eq_ballot);
-            __syncthreads();
-            unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below()), round_eq = 0;
-            for (unsigned w = 0; w < kThreads / 32; ++w) {
-                my_rank += w < warp ? warp_eq[w] : 0;
-                round_eq += warp_eq[w];
-            }
+        const unsigned stretch = (seg_len + kThreads - 1) / kThreads * 32;  // keys per warp, a multiple of 32
+        const unsigned w_first = min(seg_len, warp * stretch), w_end = min(seg_len, w_first + stretch);
+        unsigned eq_before = 0;  // keys == K* before this warp's stretch, then before its current group
+        for (unsigned first = w_first; first < w_end; first += 32) {  // warp-uniform trip count
+            const unsigned i = first + lane;
+            const unsigned key = i < w_end ? row_keys[i] : 0u;
+            gt += i < w_end && key > kstar;
+            eq_before += __popc(__ballot_sync(0xffffffffu, i < w_end && key == kstar));
+        }
+        if (lane == 0) warp_eq[warp] = eq_before;
+        __syncthreads();
+        eq_before = 0;
+        for (unsigned w = 0; w < warp; ++w) eq_before += warp_eq[w];
+        for (unsigned first = w_first; first < w_end; first += 32) {
+            const unsigned i = first + lane;
+            const bool in = i < w_end;
+            const unsigned key = in ? row_keys[i] : 0u;
+            const bool eq = in && key == kstar;
+            const unsigned eq_ballot = __ballot_sync(0xffffffffu, eq);
+            const unsigned my_rank = eq_before + __popc(eq_ballot & lanes_below());
 #ifdef SLR_FAULT_TOPK_TIE_RANK
-            bool take = in && (key > kstar || (eq && my_rank <= rank));  // planted fault: one tie too many
+            const bool take = in && (key > kstar || (eq && my_rank <= rank));  // planted fault: one tie too many
 #else
-            bool take = in && (key > kstar || (eq && my_rank < rank));
+            const bool take = in && (key > kstar || (eq && my_rank < rank));
 #endif
             set_bits(first, __ballot_sync(0xffffffffu, take));
-            eq_before += round_eq;
-            __syncthreads();  // warp_eq is rewritten next round
+            eq_before += __popc(eq_ballot);
         }
     }
     if (nan) atomicAdd(&totals[0], nan);
@@ -1531,7 +1548,7 @@ __device__ __forceinline__ void bracket_pass_stream(const T* __restrict__ keys, 
     if (start < n) {  // warp-uniform
         // The mask bytes past the last key up to the end of its 64-bit word: no lane writes them below.
         if (lane == 0 && end == n) {
-            for (unsigned b = (end + 7) / 8; b < (end + 63) / 64 * 8; ++b) mask_bytes[b] = 0;
+            for (unsigned long long b = (end + 7ull) / 8; b < (end + 63ull) / 64 * 8; ++b) mask_bytes[b] = 0;
         }
         const unsigned iters = (unsigned)((end - start + kIterKeys - 1) / kIterKeys);
         for (unsigned it = 0; it < iters; ++it) {
