@@ -120,6 +120,20 @@ template <typename T> __device__ __forceinline__ unsigned order_key(unsigned bit
     return (flags & kSmallest) ? (~key & K::kAll) : key;
 }
 
+// Calls f(order) with the order bits of `flags` (kByValue | kSmallest) as a compile-time constant
+// (std::integral_constant-like: decltype(order)::value), so that a kernel body's key map has no branches.
+template <unsigned kFlags> struct Order {
+    static constexpr unsigned value = kFlags;
+};
+template <typename F> __device__ __forceinline__ void with_order(unsigned flags, F&& f) {
+    switch (flags & (kByValue | kSmallest)) {
+        case 0: f(Order<0>{}); break;
+        case kByValue: f(Order<kByValue>{}); break;
+        case kSmallest: f(Order<kSmallest>{}); break;
+        default: f(Order<kByValue | kSmallest>{}); break;
+    }
+}
+
 template <typename T> __device__ __forceinline__ unsigned load_bits(const T* __restrict__ keys, unsigned long long i) {
     return (unsigned)reinterpret_cast<const typename KeyBits<T>::Raw*>(keys)[i];
 }
@@ -470,9 +484,10 @@ constexpr unsigned kRowVecLoads = 4;  // 16-byte loads in flight per thread whil
 // in flight per thread (64 bytes: with one or two blocks of a long row per SM, one key per load would keep 1-2 KB
 // in flight per SM, far below what hides DRAM latency), then the tail past the last whole vector one by one. A
 // vector's order keys go to shared memory as one 16-byte store when the row starts aligned, key by key otherwise.
-template <typename T, typename Slot>
-__device__ __forceinline__ unsigned load_row(const T* __restrict__ row, unsigned seg_len, unsigned flags,
+template <typename T, typename Slot, unsigned kFlags>
+__device__ __forceinline__ unsigned load_row(const T* __restrict__ row, unsigned seg_len, Order<kFlags>,
                                              Slot* __restrict__ row_keys) {
+    constexpr unsigned flags = kFlags;
     static_assert(sizeof(Slot) == sizeof(T), "order keys at the keys' width");
     using Raw = typename KeyBits<T>::Raw;
     constexpr unsigned kPerVec = 16 / sizeof(T);
@@ -569,7 +584,10 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     unsigned* s = state + (unsigned long long)blockIdx.x * kStateWords;
     constexpr unsigned key_bits = 8 * sizeof(T);
     if (t < 4) totals[t] = 0;
-    unsigned nan = load_row(keys + base, seg_len, flags, row_keys);
+    // The order as a compile-time constant while the keys are mapped (the map's branches on a runtime flag were
+    // ~10 of the ~15 instructions per key of the load).
+    unsigned nan = 0;
+    with_order(flags, [&](auto order) { nan = load_row(keys + base, seg_len, order, row_keys); });
     // The bits of one round's 32 keys of this warp (flat indices base + first + warp * 32 + lane), from lane 0: a
     // whole half stored when the row owns its words (every half of the row is written once, by the classifying
     // loop of either branch below; the candidates' bits ORed in after its barrier), else ORed in.
@@ -1152,20 +1170,6 @@ __device__ __forceinline__ void bracket_count_rounds(const T* __restrict__ keys,
     }
     add_block_counts(above, nan, totals, bins, bracket, hist);
     if (last_block_of_grid(&bracket[kPassTicket], &scratch[kWarps + 3])) choose_level1(bracket, hist, k, cap, sel, scratch);
-}
-
-// Calls f(order) with the order bits of `flags` (kByValue | kSmallest) as a compile-time constant
-// (std::integral_constant-like: decltype(order)::value), so that a kernel body's key map has no branches.
-template <unsigned kFlags> struct Order {
-    static constexpr unsigned value = kFlags;
-};
-template <typename F> __device__ __forceinline__ void with_order(unsigned flags, F&& f) {
-    switch (flags & (kByValue | kSmallest)) {
-        case 0: f(Order<0>{}); break;
-        case kByValue: f(Order<kByValue>{}); break;
-        case kSmallest: f(Order<kSmallest>{}); break;
-        default: f(Order<kByValue | kSmallest>{}); break;
-    }
 }
 
 // ---- The cut's streaming pass (bracket_count, the default of topk_threshold) -----------------------------------
