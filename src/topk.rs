@@ -804,6 +804,19 @@ pub fn sample_bracket_keys_cpu<T: TopkKey>(keys: &[T], k: usize, spec: &TopkSpec
     (lo, hi)
 }
 
+/// The cut's pass over `n` keys: the streaming kernel (`topk_bracket_count_<dtype>`) on a fixed grid of at most
+/// STREAM_BLOCKS_PER_SM blocks per multiprocessor and one per round of THREADS * STREAM_VECS 16-byte vectors, or with
+/// `rounds` the round-based one (`topk_bracket_count_rounds_<dtype>`, one block per CHUNK keys).
+fn cut_pass_launch<T: TopkKey>(gpu: &Gpu, n: usize, rounds: bool) -> (String, LaunchShape) {
+    let (name, grid) = if rounds {
+        (kernel::<T>("bracket_count_rounds"), n.div_ceil(CHUNK))
+    } else {
+        let per_round = THREADS as usize * STREAM_VECS * (16 / T::DTYPE.size());
+        (kernel::<T>("bracket_count"), n.div_ceil(per_round).clamp(1, gpu.multiprocessor_count() as usize * STREAM_BLOCKS_PER_SM))
+    };
+    (name, LaunchShape { grid: (grid as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 })
+}
+
 /// What the cut's bracket pass finds over `keys` for a bracket `[lo, hi]` of order keys given here (in the op, the
 /// sample kernel's): the count of keys above hi (bracket word 2), of NaNs (word 3), the level-1 histogram of the
 /// candidates (CUT_BINS words), and the candidates' raw bits (keys with lo <= key <= hi), sorted. `rounds`: the
@@ -833,13 +846,7 @@ pub fn bracket_pass_for_test<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSl
         let (p_words, _gw) = wview.kernel_ptr_mut(gpu, op, "bracket words")?;
         let mut lview = DeviceSliceMut::from(&mut list);
         let (p_list, _gl) = lview.kernel_ptr_mut(gpu, op, "list")?;
-        let grid = if rounds {
-            n.div_ceil(CHUNK)
-        } else {
-            n.div_ceil(THREADS as usize * STREAM_VECS * (16 / T::DTYPE.size())).clamp(1, gpu.multiprocessor_count() as usize * STREAM_BLOCKS_PER_SM)
-        };
-        let name = kernel::<T>(if rounds { "bracket_count_rounds" } else { "bracket_count" });
-        let shape = LaunchShape { grid: (grid as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        let (name, shape) = cut_pass_launch::<T>(gpu, n, rounds);
         // SAFETY: as in bracket_cut: the pass reads keys [0, n) (n keys here), adds to words 2, 3, 5, 6 and the
         // CUT_BINS histogram words at MASK_HIST1 and writes the 8 choice words at MASK_SEL (all inside the
         // MASK_PATH_WORDS words uploaded, zero but for lo and hi), and list entries below cap = n (the list holds
@@ -1057,19 +1064,10 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         let mut sview = DeviceSliceMut::from(&mut scratch);
         let (p_words, _gw) = sview.kernel_ptr_mut(gpu, op, "bracket scratch")?;
         let p_list = p_words.offset_bytes(4 * layout.vals);
-        // The streaming pass (topk_bracket_count_<dtype>): a fixed grid of at most STREAM_BLOCKS_PER_SM blocks per
-        // multiprocessor and one per round of THREADS * STREAM_VECS 16-byte vectors; `SLR_TOPK_PATH=rounds` (or
-        // [`use_round_count_on_this_thread`]) takes the round-based pass it replaced (one block per CHUNK keys),
-        // the A/B baseline of the benchmarks. Both fill the same list and words.
-        let rounds_pass = round_count_forced();
-        let (kernel_name, grid) = if rounds_pass {
-            (kernel::<T>("bracket_count_rounds"), blocks)
-        } else {
-            let vec_keys = 16 / std::mem::size_of::<T>();
-            let rounds = n.div_ceil(THREADS as usize * STREAM_VECS * vec_keys);
-            (kernel::<T>("bracket_count"), rounds.clamp(1, gpu.multiprocessor_count() as usize * STREAM_BLOCKS_PER_SM))
-        };
-        let shape = LaunchShape { grid: (grid as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        // The streaming pass, or under `SLR_TOPK_PATH=rounds` (or [`use_round_count_on_this_thread`]) the
+        // round-based pass it replaced, the A/B baseline of the benchmarks ([`cut_pass_launch`]). Both fill the
+        // same list and words.
+        let (kernel_name, shape) = cut_pass_launch::<T>(gpu, n, round_count_forced());
         // SAFETY: the round-based pass: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (grid = blocks =
         // ceil(n / CHUNK) <= 2^21); the streaming pass: the grid strides over keys [0, n) (16-byte loads only of
         // whole vectors inside it, from its first 16-byte boundary; the keys before and after one by one), any grid
