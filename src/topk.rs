@@ -129,7 +129,7 @@ const CHUNK_CAP: usize = CHUNK / 4;
 /// ~60 K-entry list makes the warps stride.
 const LIST_SHARE: usize = 512;
 const LIST_BLOCKS_PER_SM: usize = 2;
-const _: () = assert!(CHUNK_CAP % LIST_SHARE == 0);
+const _: () = assert!(CHUNK_CAP.is_multiple_of(LIST_SHARE));
 /// Bins (at most) of the bracket counted by the bracket passes (cuda/topk.cu kCutBins).
 const CUT_BINS: usize = 1024;
 /// Blocks per multiprocessor of the cut's streaming pass (cuda/topk.cu kStreamBlocksPerSm, its launch bounds), and
