@@ -1991,18 +1991,24 @@ __device__ __forceinline__ void all_min_count(const T* __restrict__ keys, unsign
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_histogram_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned parts, unsigned flags,   \
                                 unsigned shift, const unsigned* __restrict__ state, unsigned* __restrict__ hist) { \
-        histogram<T>(keys, seg_len, parts, flags, shift, state, hist);                                         \
+        with_order(flags, [&](auto order) {  /* the order constant in the key map */                           \
+            histogram<T>(keys, seg_len, parts, decltype(order)::value, shift, state, hist);                    \
+        });                                                                                                     \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_tile_counts_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned tiles_per_seg,         \
                                   unsigned flags, unsigned* __restrict__ state, unsigned* __restrict__ counts) { \
-        tile_counts<T>(keys, seg_len, tiles_per_seg, flags, state, counts);                                    \
+        with_order(flags, [&](auto order) {                                                                     \
+            tile_counts<T>(keys, seg_len, tiles_per_seg, decltype(order)::value, state, counts);               \
+        });                                                                                                     \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_select_mask_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned tiles_per_seg,         \
                                   unsigned flags, const unsigned* __restrict__ state,                          \
                                   const unsigned* __restrict__ offsets, unsigned long long* __restrict__ words) { \
-        select_mask<T>(keys, seg_len, tiles_per_seg, flags, state, offsets, words);                            \
+        with_order(flags, [&](auto order) {                                                                     \
+            select_mask<T>(keys, seg_len, tiles_per_seg, decltype(order)::value, state, offsets, words);       \
+        });                                                                                                     \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(kThreads)                                                      \
         topk_select_rows_##SUFFIX(const T* __restrict__ keys, unsigned seg_len, unsigned flags, unsigned passes, \
