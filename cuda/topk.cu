@@ -1191,9 +1191,10 @@ __device__ __forceinline__ void bracket_count_rounds(const T* __restrict__ keys,
 // in-range bit. SASS, sm_90, per 16-byte vector with its loop overhead (64 registers, no spills): 16-bit keys 85
 // (magnitude) / 101 (value) instructions for 8 keys, f32 50-54 / 66-72 for 4; with the order-key map (until
 // 2026-11-28) 130-137 / 213-221 and 68-71 / 87-92. The H200's bandwidth leaves ~28 issue slots per f32 key and
-// ~14 per 16-bit key, and these are integer instructions, which sm_90 runs on two 16-lane pipes (a warp's
-// instruction takes 2 cycles on one): the 16-bit pass measured 2x its floor at ~16 per key (tenth run), f32 1.4x
-// at ~17. kFlags: the order (flags) as a constant.
+// ~14 per 16-bit key, and these are integer instructions, of which the CUDA programming guide lists 64 results per
+// clock per multiprocessor on sm_90 (32-bit add, logic, shift, compare), half the rate at which warps issue: the
+// 16-bit pass measured 2x its floor at ~16 per key (tenth run), f32 1.4x at ~17. kFlags: the order (flags) as a
+// constant.
 // Floor: the keys read once (n * sizeof(T)), the candidates' values written once (a few percent of that).
 constexpr unsigned kStreamVecs = 4;         // 16-byte vectors per thread per round
 constexpr unsigned kStreamBlocksPerSm = 4;  // blocks per multiprocessor of the grid (src/topk.rs STREAM_BLOCKS_PER_SM)
@@ -1377,7 +1378,8 @@ __device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys,
         unsigned p, q, n;
         tests.tests(w, p, q, n);
         const unsigned up = (kFlags & kSmallest) ? ~p : q;
-        auto in = [&](unsigned top) { return slr::lop3<0x20>(p, q, top); };  // p & ~q & top (as ~x + t, ptxas: 1 more)
+        // p & ~q & top in one op (written out, it compiled as ~x + t and two ANDs: one more per word).
+        auto in = [&](unsigned top) { return slr::lop3<0x20>(p, q, top); };
         if constexpr (Tests::kKeys == 2) {
             counts2 = __umulhi(up & Tests::kGuard, 1u << 17) + counts2;
             counts2 = __umulhi(n & Tests::kGuard, 1u << 25) + counts2;
