@@ -484,10 +484,9 @@ constexpr unsigned kRowVecLoads = 4;  // 16-byte loads in flight per thread whil
 // in flight per thread (64 bytes: with one or two blocks of a long row per SM, one key per load would keep 1-2 KB
 // in flight per SM, far below what hides DRAM latency), then the tail past the last whole vector one by one. A
 // vector's order keys go to shared memory as one 16-byte store when the row starts aligned, key by key otherwise.
-template <typename T, typename Slot, unsigned kFlags>
-__device__ __forceinline__ unsigned load_row(const T* __restrict__ row, unsigned seg_len, Order<kFlags>,
+template <typename T, typename Slot>
+__device__ __forceinline__ unsigned load_row(const T* __restrict__ row, unsigned seg_len, unsigned flags,
                                              Slot* __restrict__ row_keys) {
-    constexpr unsigned flags = kFlags;
     static_assert(sizeof(Slot) == sizeof(T), "order keys at the keys' width");
     using Raw = typename KeyBits<T>::Raw;
     constexpr unsigned kPerVec = 16 / sizeof(T);
@@ -587,7 +586,7 @@ __device__ __forceinline__ void select_row(const T* __restrict__ keys, unsigned 
     // The order as a compile-time constant while the keys are mapped (the map's branches on a runtime flag were
     // ~10 of the ~15 instructions per key of the load).
     unsigned nan = 0;
-    with_order(flags, [&](auto order) { nan = load_row(keys + base, seg_len, order, row_keys); });
+    with_order(flags, [&](auto order) { nan = load_row(keys + base, seg_len, decltype(order)::value, row_keys); });
     // The bits of one round's 32 keys of this warp (flat indices base + first + warp * 32 + lane), from lane 0: a
     // whole half stored when the row owns its words (every half of the row is written once, by the classifying
     // loop of either branch below; the candidates' bits ORed in after its barrier), else ORed in.
@@ -1311,7 +1310,15 @@ template <typename T, unsigned kFlags> struct WordTests {
             test_of((unsigned long long)hi + 1, tb, mb);  // q: key > hi
         }
     }
-    // The top bit of each key's part: p, q and NaN. Then lo <= key <= hi is p & ~q, key > hi is q (largest) or ~p.
+    // From the tests below, the top bit of each key's part of: key > hi (q for the largest, ~p for the smallest),
+    // and lo <= key <= hi (p & ~q, one op; written out it compiled as ~x + t and two ANDs), both masked by `top`.
+    static __device__ __forceinline__ unsigned above(unsigned p, unsigned q, unsigned top) {
+        return ((kFlags & kSmallest) ? ~p : q) & top;
+    }
+    static __device__ __forceinline__ unsigned inside(unsigned p, unsigned q, unsigned top) {
+        return slr::lop3<0x20>(p, q, top);
+    }
+    // The top bit of each key's part: p, q and NaN.
     __device__ __forceinline__ void tests(unsigned w, unsigned& p, unsigned& q, unsigned& nan) const {
         const unsigned x = w | kGuard;
         nan = x - clamped(K::kInfAbs + 1);
@@ -1377,21 +1384,18 @@ __device__ __forceinline__ void bracket_count_stream(const T* __restrict__ keys,
     auto classify_word = [&](unsigned w) {
         unsigned p, q, n;
         tests.tests(w, p, q, n);
-        const unsigned up = (kFlags & kSmallest) ? ~p : q;
-        // p & ~q & top in one op (written out, it compiled as ~x + t and two ANDs: one more per word).
-        auto in = [&](unsigned top) { return slr::lop3<0x20>(p, q, top); };
         if constexpr (Tests::kKeys == 2) {
-            counts2 = __umulhi(up & Tests::kGuard, 1u << 17) + counts2;
+            counts2 = __umulhi(Tests::above(p, q, Tests::kGuard), 1u << 17) + counts2;
             counts2 = __umulhi(n & Tests::kGuard, 1u << 25) + counts2;
             slot_at(slot) = (Raw)w;
-            slot = __umulhi(in(0x8000u), kStep << 17) + slot;
+            slot = __umulhi(Tests::inside(p, q, 0x8000u), kStep << 17) + slot;
             slot_at(slot) = (Raw)(w >> 16);
-            slot = __umulhi(in(0x80000000u), kStep << 1) + slot;
+            slot = __umulhi(Tests::inside(p, q, 0x80000000u), kStep << 1) + slot;
         } else {
-            above += up >> 31;
+            above += Tests::above(p, q, Tests::kGuard) >> 31;
             nan += n >> 31;
             slot_at(slot) = (Raw)w;
-            slot = __umulhi(in(0x80000000u), kStep << 1) + slot;
+            slot = __umulhi(Tests::inside(p, q, 0x80000000u), kStep << 1) + slot;
         }
     };
     // The warp's slots to the list (all 32 lanes call it): one global atomic for the warp's total, each lane's
@@ -1575,10 +1579,9 @@ __device__ __forceinline__ void bracket_pass_stream(const T* __restrict__ keys, 
                 for (unsigned c = 0; c < 4; ++c) {
                     unsigned p, q, nn;
                     tests.tests(w4[c], p, q, nn);
-                    const unsigned up = (kFlags & kSmallest) ? ~p : q;
                     const unsigned to_bit = 1u << (32 - 15 - (kPerWord == 2 ? 0u : 16u) + c * kPerWord);
-                    above_bits = __umulhi(up & Tests::kGuard, to_bit) + above_bits;
-                    in_bits = __umulhi(slr::lop3<0x20>(p, q, Tests::kGuard), to_bit) + in_bits;  // p & ~q
+                    above_bits = __umulhi(Tests::above(p, q, Tests::kGuard), to_bit) + above_bits;
+                    in_bits = __umulhi(Tests::inside(p, q, Tests::kGuard), to_bit) + in_bits;
                     if constexpr (kPerWord == 2) {
                         nan2 = __umulhi(nn & Tests::kGuard, 1u << 17) + nan2;
                     } else {

@@ -890,7 +890,7 @@ pub fn bracket_pass_cpu<T: TopkKey>(keys: &[T], lo: u32, hi: u32, spec: &TopkSpe
     for &x in keys {
         let key = order_key(x, flags);
         above += (key > hi) as u32;
-        nan += ((x.to_raw() & !T::SIGN & T::ALL) > T::INF_ABS) as u32;
+        nan += is_nan(x) as u32;
         if lo <= key && key <= hi {
             hist[((key - lo) >> shift) as usize] += 1;
             cands.push(x.to_raw());
