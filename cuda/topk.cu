@@ -31,7 +31,7 @@
 //       from the scan + warps before it + lanes before it); a key is taken when > K* or == K* with rank < the
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
 // Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" and "The
-//   later levels" below: topk_sample_ranks, or topk_sample_bracket under SLR_TOPK_PATH=sample_levels; for the mask topk_bracket_pass (topk_bracket_pass_rounds for keys off a 16-byte boundary or under SLR_TOPK_PATH=rounds), for the cut alone
+//   later levels" below: topk_sample_ranks, or topk_sample_bracket under SLR_TOPK_PATH=sample_levels; for the mask topk_bracket_pass, for the cut alone
 //   topk_bracket_count (the streaming pass; topk_bracket_count_rounds under SLR_TOPK_PATH=rounds); topk_bracket_refine twice for f32, once for 16-bit keys; for the mask
 //   topk_bracket_tie_count and topk_bracket_take; one read-back); the passes above run over all keys only when
 //   its exact check fails.
@@ -58,7 +58,7 @@ constexpr unsigned kLoadsInFlight = 8;  // independent key loads per thread per 
 constexpr unsigned kSamples = 4096;     // sample of the bracket (src/topk.rs BRACKET_SAMPLES)
 constexpr unsigned kSampleThreads = 256;   // threads of the sample kernel's one block (src/topk.rs SAMPLE_THREADS)
 constexpr unsigned kRankBlocks = kSamples / 32;  // blocks of sample_ranks, 32 sample keys each (src/topk.rs RANK_BLOCKS)
-constexpr unsigned kChunk = 2048;       // keys per chunk of the bracket passes (src/topk.rs CHUNK)
+constexpr unsigned kChunk = 16384;      // keys per block of the bracket pass (src/topk.rs CHUNK)
 static_assert(kChunk % 64 == 0, "a bracket pass block's chunk is whole mask words");
 constexpr unsigned kChunkCap = kChunk / 4;  // candidate entries per block region (src/topk.rs CHUNK_CAP)
 constexpr unsigned kCutBins = 1024;         // bins of [lo, hi] counted by the bracket passes (src/topk.rs CUT_BINS)
@@ -332,18 +332,14 @@ __device__ __forceinline__ bool last_block_of_grid(unsigned* ticket, unsigned* f
 }
 
 // Exclusive scan of one value per thread over the block (kThreads); `warp_sums` is kThreads / 32 shared words,
-// free again on return; `total` (if given) receives the block's sum in every thread. Every thread calls it.
-__device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned* warp_sums, unsigned* total = nullptr) {
+// free again on return. Every thread calls it.
+__device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned* warp_sums) {
     const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const unsigned incl = slr::warp_inclusive_scan(v);
     if (lane == 31) warp_sums[warp] = incl;
     __syncthreads();
-    unsigned before = 0, all = 0;
-    for (unsigned w = 0; w < kThreads / 32; ++w) {
-        before += w < warp ? warp_sums[w] : 0u;
-        all += warp_sums[w];
-    }
-    if (total) *total = all;
+    unsigned before = 0;
+    for (unsigned w = 0; w < warp; ++w) before += warp_sums[w];
     __syncthreads();
     return before + incl - v;
 }
@@ -1222,11 +1218,10 @@ __device__ __forceinline__ void load_stream_round(const uint4* __restrict__ vecs
     }
 }
 
-// Key e of a 16-byte vector of raw key bits (little-endian: element order); e need not be a compile-time constant
-// (selects, no indexed registers).
+// Key e of a 16-byte vector of raw key bits (little-endian: element order).
 template <typename T> __device__ __forceinline__ unsigned vector_key_bits(const uint4& v, unsigned e) {
     constexpr unsigned kPerWord = 4 / sizeof(typename KeyBits<T>::Raw);
-    const unsigned c = e / kPerWord, word = c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
+    const unsigned c = e / kPerWord, word = c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;  // e is a constant
     if constexpr (kPerWord == 1) {
         return word;
     } else {
@@ -1470,32 +1465,31 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
     });
 }
 
-// ---- The mask's streaming pass (bracket_pass; topk_mask and topk_csr when the keys are 16-byte aligned) -----------
-// The same outputs as bracket_pass_rounds (per chunk of kChunk keys: the mask bits of the keys above hi, the
+// ---- The mask's streaming pass (bracket_pass; topk_mask and topk_csr under SLR_TOPK_PATH=stream_mask) -----------
+// The same outputs as bracket_pass_rounds (per chunk of kChunk keys: the mask halves of the keys above hi, the
 // candidates in [lo, hi] with their flat indices in flat-index order in the chunk's region, its count; the totals,
 // the level-1 bins, the last block's choice), but one warp per chunk instead of one block, so that nothing in the
 // loop waits for a barrier (bracket_count_rounds and this pass's predecessor spent most of their time on three
 // barriers per round of 2048 keys: the same time for bf16 as for f32 on the H200). Each lane reads kVecs
 // (PassVecs: 4 for f32, 2 for 16-bit keys) 16-byte vectors per iteration (the next iteration's issued before this
-// one is classified); the warp's iteration covers kVecs * 32 * kVec = 512 consecutive keys, vector (u, lane)
-// holding keys start + ((it * kVecs + u) * 32 + lane) * kVec + e, which is flat-index order (u, lane, e). Per vector
-// u: the word tests of the cut's pass (WordTests: no order-key map) give the vector's above and candidate bits
-// (one multiply-high and add per word each); the above bits are one mask byte per lane (f32: two lanes' nibbles);
-// the candidates' places come from warp scans of per-lane counts (two u per 32-bit word, 16 bits each), then each
-// lane stores its candidates lowest key first, looping over its set bits (a few percent of keys; not a predicated
-// body per key). Requires the keys on a 16-byte boundary (src/topk.rs takes bracket_pass_rounds otherwise); a chunk
-// starts on a multiple of kChunk keys, so on one too; the last vector of the matrix may be partial (loaded key by
-// key).
-// History: with 16 k-key chunks, the order-key map and a predicated candidate body per key (~25 instructions per
-// key, SASS sm_90) this pass lost to the round-based one by 2-22% (H200, eighth run): one warp per 16 k keys is
-// 8-21 warps per multiprocessor, too few to hide a chunk's 32 dependent iterations. Now chunks are 2048 keys (4
-// iterations; 8192 warps at 4096 x 4096) and the classification ~10 instructions per key.
+// one is classified); the warp's iteration covers kVecs * 32 * kVec consecutive keys, vector (u, lane) holding keys
+// start + ((it * kVecs + u) * 32 + lane) * kVec + e, which is flat-index order (u, lane, e). Per vector u:
+// the mask bits of the keys above hi, kVec per lane, ORed across the 32 / kVec lanes of one 32-bit half by
+// shuffles, stored by the first of them; the candidates' places by warp scans of per-lane counts (two u per
+// 32-bit word, 16 bits each), then each lane stores its candidates in (u, e) order, predicated. Requires the keys
+// on a 16-byte boundary (src/topk.rs takes bracket_pass_rounds otherwise); a chunk starts on a multiple of kChunk
+// keys, so on one too; the last vector of the matrix may be partial (loaded key by key).
+// Cost per key in the loop (SASS, sm_90): the classification of bracket_count_stream plus the predicated
+// candidate stores (value, index, bin): ~25 instructions for f32 (the H200's bandwidth leaves ~28 per key) and for
+// 16-bit keys (~14): f32 near the one-read floor, 16-bit keys issue-bound at roughly half of it.
+// Occupancy: one warp per 16 k keys, 1024 warps at 4096 x 4096 (7.8 per multiprocessor of an H200, 4 KiB in flight
+// each: about the bytes in flight the bandwidth needs).
 // Floor: the keys read once, the candidates written once with their indices, the mask written once.
-// Blocks per multiprocessor the mask's streaming pass is compiled for (72-80 registers per thread, no spills). Its
-// grid is one warp per chunk: 2752 blocks of 8 warps at 4096 x 11008.
+// Blocks per multiprocessor the mask's streaming pass is compiled for (80 registers per thread: 64 spilled). Its
+// grid is one warp per chunk: 344 blocks at 4096 x 11008 fit 132 multiprocessors in one wave at 3 per SM.
 constexpr unsigned kPassBlocksPerSm = 3;
 // 16-byte vectors per lane per iteration of the mask's streaming pass: 16 keys per lane either way (32 for 16-bit
-// keys spilled at 80 registers with the order-key map).
+// keys spilled at 80 registers).
 template <typename T> struct PassVecs {
     static constexpr unsigned value = sizeof(typename KeyBits<T>::Raw) == 4 ? 4 : 2;
 };
@@ -1539,78 +1533,53 @@ __device__ __forceinline__ void bracket_pass_stream(const T* __restrict__ keys, 
                                                     unsigned* __restrict__ sel, unsigned* bins, unsigned* totals,
                                                     unsigned* scratch, uint4 (&v)[PassVecs<T>::value]) {
     using Raw = typename KeyBits<T>::Raw;
-    using Tests = WordTests<T, kFlags>;
-    constexpr unsigned kWarps = kThreads / 32, kVec = 16 / sizeof(Raw), kPerWord = Tests::kKeys;
+    constexpr unsigned kWarps = kThreads / 32, kVec = 16 / sizeof(Raw), kLanesPerHalf = 32 / kVec;
     constexpr unsigned kVecs = PassVecs<T>::value, kIterKeys = kVecs * 32 * kVec;
-    static_assert(kVecs % 2 == 0 && kVec <= 8, "pairs of 16-bit counts; a vector's bits in one byte");
+    static_assert(kVecs % 2 == 0 && kVecs * kVec <= 32, "pairs of 16-bit counts; one candidate bit per key");
     static_assert(kChunk % kIterKeys == 0, "whole iterations per chunk");
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned chunk = blockIdx.x * kWarps + warp;
     const unsigned long long start = (unsigned long long)chunk * kChunk;
     const unsigned end = (unsigned)min((unsigned long long)n, start + kChunk);  // start >= n: no chunk (empty)
-    const unsigned lo = bracket[0], hi = bracket[1];
+    const unsigned lo = bracket[0], hi = bracket[1], range = hi - lo;
     const unsigned shift = range_shift<kCutBins>(lo, hi);
-    const Tests tests(lo, hi);
+    const unsigned nan_key = order_key<T>(KeyBits<T>::kAll, kFlags);
     Raw* vals = reinterpret_cast<Raw*>(cand_vals) + (unsigned long long)chunk * kChunkCap;
     unsigned* idx = cand_idx + (unsigned long long)chunk * kChunkCap;
-    unsigned char* mask_bytes = reinterpret_cast<unsigned char*>(words);
+    unsigned* halves = reinterpret_cast<unsigned*>(words);
     unsigned above = 0, nan = 0, written = 0;  // written: the chunk's candidates so far (the same in every lane)
     if (start < n) {  // warp-uniform
-        // The mask bytes past the last key up to the end of its 64-bit word: no lane writes them below.
-        if (lane == 0 && end == n) {
-            for (unsigned long long b = (end + 7ull) / 8; b < (end + 63ull) / 64 * 8; ++b) mask_bytes[b] = 0;
-        }
+        // The last chunk may end in the low half of a word: the high half, past every key, is zeroed.
+        if (lane == 0 && end == n && (((end - 1) >> 5) & 1u) == 0) halves[((end - 1) >> 5) + 1] = 0u;
         const unsigned iters = (unsigned)((end - start + kIterKeys - 1) / kIterKeys);
         for (unsigned it = 0; it < iters; ++it) {
             const unsigned long long iter_first = start + (unsigned long long)it * kIterKeys;
             uint4 next[kVecs];
             if (it + 1 < iters) load_chunk_vectors<T>(keys, iter_first + kIterKeys + lane * kVec, end, next, false);
             const bool full = iter_first + kIterKeys <= end;  // warp-uniform: no key past `end`
-            unsigned counts[kVecs], cand_bits[kVecs], nan2 = 0;  // cand_bits[u]: bit e = key e of vector u
+            unsigned counts[kVecs], cand_bits = 0;  // bit u * kVec + e: key e of vector u is a candidate
 #pragma unroll
             for (unsigned u = 0; u < kVecs; ++u) {
                 const unsigned long long first = iter_first + ((unsigned long long)u * 32 + lane) * kVec;
-                // The tests of each word (WordTests); the top bit of key h of word c goes to bit c * kPerWord + h of
-                // the vector's above and candidate bits, by one multiply-high and add each (for 16-bit keys the high
-                // key lands at bit 16 + 2c and is folded down below).
-                unsigned above_bits = 0, in_bits = 0;
-                const unsigned w4[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
+                unsigned above_bits = 0;
+                counts[u] = 0;
 #pragma unroll
-                for (unsigned c = 0; c < 4; ++c) {
-                    unsigned p, q, nn;
-                    tests.tests(w4[c], p, q, nn);
-                    const unsigned to_bit = 1u << (32 - 15 - (kPerWord == 2 ? 0u : 16u) + c * kPerWord);
-                    above_bits = __umulhi(Tests::above(p, q, Tests::kGuard), to_bit) + above_bits;
-                    in_bits = __umulhi(Tests::inside(p, q, Tests::kGuard), to_bit) + in_bits;
-                    if constexpr (kPerWord == 2) {
-                        nan2 = __umulhi(nn & Tests::kGuard, 1u << 17) + nan2;
-                    } else {
-                        nan2 += nn >> 31;
-                    }
+                for (unsigned e = 0; e < kVec; ++e) {
+                    const bool in = full || first + e < end;
+                    const unsigned key = order_key<T>(vector_key_bits<T>(v[u], e), kFlags);
+                    const bool a = in && key > hi, c = in && key - lo <= range;
+                    above += a;
+                    nan += in && key == nan_key;
+                    above_bits |= (unsigned)a << e;
+                    cand_bits |= (unsigned)c << (u * kVec + e);
+                    counts[u] += c;
                 }
-                if constexpr (kPerWord == 2) {
-                    above_bits = (above_bits | above_bits >> 15) & 0xffu;
-                    in_bits = (in_bits | in_bits >> 15) & 0xffu;
-                }
-                if (!full) {  // keys past `end` (zeros in v) are neither above nor candidates
-                    const unsigned valid = first >= end ? 0u : end - first >= kVec ? (1u << kVec) - 1 : (1u << (end - first)) - 1;
-                    above_bits &= valid;
-                    in_bits &= valid;
-                }
-                above += __popc(above_bits);
-                cand_bits[u] = in_bits;
-                counts[u] = __popc(in_bits);
-                // The mask: a byte per 8 keys (first is a multiple of kVec; for f32 a lane's 4 bits join its odd
-                // neighbour's). Keys past `end` write no byte (the last chunk's tail bytes are zeroed above).
-                if constexpr (kVec == 8) {
-                    if (first < end) mask_bytes[first >> 3] = (unsigned char)above_bits;
-                } else {
-                    const unsigned pair = above_bits | __shfl_down_sync(0xffffffffu, above_bits, 1) << 4;
-                    if (lane % 2 == 0 && first < end) mask_bytes[first >> 3] = (unsigned char)pair;
-                }
+                // This vector's bits into its 32-bit half: lanes l .. l + kLanesPerHalf - 1 share one.
+                unsigned half = above_bits << ((lane % kLanesPerHalf) * kVec);
+#pragma unroll
+                for (unsigned d = 1; d < kLanesPerHalf; d <<= 1) half |= __shfl_xor_sync(0xffffffffu, half, d);
+                if (lane % kLanesPerHalf == 0 && first < end) halves[first >> 5] = half;
             }
-            if constexpr (kPerWord == 2) nan2 = (nan2 & 0xffffu) + (nan2 >> 16);
-            nan += nan2;  // zeros past `end` are no NaNs
             // Places in flat-index order (u, lane, e): the candidates of vectors before u, then of lanes before
             // this one in vector u; one warp scan per pair of vectors (u | u + 1 << 16: each field at most 32 * kVec).
             unsigned place[kVecs], total = written;
@@ -1635,18 +1604,21 @@ __device__ __forceinline__ void bracket_pass_stream(const T* __restrict__ keys, 
             }
 #endif
             total -= written;  // this iteration's candidates
-            // Each lane's candidates, lowest key first (a few percent of keys: a loop over the set bits, not a
-            // predicated body per key).
+            const bool room = written + total <= kChunkCap;  // warp-uniform: every place below the capacity
 #pragma unroll
             for (unsigned u = 0; u < kVecs; ++u) {
                 const unsigned long long first = iter_first + ((unsigned long long)u * 32 + lane) * kVec;
                 unsigned pos = place[u];
-                for (unsigned m = cand_bits[u]; m; m &= m - 1, ++pos) {
-                    const unsigned e = __ffs(m) - 1, bits = vector_key_bits<T>(v[u], e);
-                    atomicAdd(&bins[range_bin(order_key<T>(bits, kFlags), lo, shift)], 1u);
-                    if (pos < kChunkCap) {
-                        vals[pos] = (Raw)bits;
-                        idx[pos] = (unsigned)(first + e);
+#pragma unroll
+                for (unsigned e = 0; e < kVec; ++e) {
+                    if ((cand_bits >> (u * kVec + e)) & 1u) {
+                        const unsigned bits = vector_key_bits<T>(v[u], e);
+                        atomicAdd(&bins[range_bin(order_key<T>(bits, kFlags), lo, shift)], 1u);
+                        if (room || pos < kChunkCap) {
+                            vals[pos] = (Raw)bits;
+                            idx[pos] = (unsigned)(first + e);
+                        }
+                        ++pos;
                     }
                 }
             }
@@ -1816,25 +1788,16 @@ __device__ __forceinline__ void bracket_tie_count(const T* cand_vals, const unsi
         if (lane == 0) region_eq[region] = eq;
     }
     if (!last_block_of_grid(ticket, &scratch[kThreads / 32 + 3])) return;
-    // Exclusive scan of the `regions` counts in place, a tile of kThreads * 4 at a time (thread t its 4 consecutive
-    // counts, loaded together; one block scan per tile): 22 tiles at 4096 x 11008 (22 k regions of 2048 keys). A
-    // chunk of regions per thread, read and rewritten one after another, was ~86 dependent L2 round trips there.
-    unsigned carry = 0;
-    for (unsigned base = 0; base < regions; base += kThreads * 4) {  // block-uniform
-        const unsigned first = base + 4 * t;
-        unsigned c[4], sum = 0;
-#pragma unroll
-        for (unsigned j = 0; j < 4; ++j) {
-            c[j] = first + j < regions ? __ldcg(&region_eq[first + j]) : 0u;
-            sum += c[j];
-        }
-        unsigned tile_total, run = carry + block_exclusive_scan(sum, scratch, &tile_total);
-#pragma unroll
-        for (unsigned j = 0; j < 4; ++j) {
-            if (first + j < regions) region_eq[first + j] = run;
-            run += c[j];
-        }
-        carry += tile_total;
+    // Exclusive scan of the `regions` counts in place: thread t owns a chunk of consecutive regions.
+    const unsigned chunk = (regions + kThreads - 1) / kThreads;
+    const unsigned from = min(regions, t * chunk), to = min(regions, from + chunk);
+    unsigned sum = 0;
+    for (unsigned r = from; r < to; ++r) sum += __ldcg(&region_eq[r]);
+    unsigned run = block_exclusive_scan(sum, scratch);
+    for (unsigned r = from; r < to; ++r) {
+        const unsigned c = __ldcg(&region_eq[r]);
+        region_eq[r] = run;
+        run += c;
     }
 }
 
@@ -1860,7 +1823,7 @@ __device__ __forceinline__ void bracket_take(const T* cand_vals, const unsigned*
     if (after_wait(&sel[kSelStatus]) != kSelDone) return;
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
     const unsigned kstar = after_wait(&sel[kSelKeyLo]), quota = after_wait(&sel[kSelRank]);
-    const unsigned ranked = ties_need_ranks(sel) ? 1u : 0u;  // (a bool here was spilled to the stack on sm_86)
+    const bool ranked = ties_need_ranks(sel);
     unsigned* bits = region_bits[warp];
     for (unsigned region = blockIdx.x * kWarps + warp; region < regions; region += gridDim.x * kWarps) {
         for (unsigned h = lane; h < kHalves; h += 32) bits[h] = 0u;

@@ -10,8 +10,9 @@
 # A short focused run (the session's device time left after a full one): SLR_CHECK_TESTS="rsvd topk" (test
 # executables, without the test- prefix; default all), SLR_CHECK_BENCH="rsvd:60 topk:40" (bench groups with their
 # limits; default all), SLR_CHECK_BASELINES=0 (no PyTorch/cuSOLVER baselines; SLR_CHECK_BASELINES_ONLY="topk,spmm" limits
-# the PyTorch ones to those groups), SLR_CHECK_SANITIZE=rsvd (only the
-# rSVD sanitizer steps; 0: none).
+# the PyTorch ones to those groups, and runs cuSOLVER's gesvdr only when it names rsvd), SLR_CHECK_SANITIZE=rsvd (only
+# the rSVD sanitizer steps; 0: none), SLR_CHECK_RSVD_RACECHECK=0 (not the two rSVD racecheck steps that otherwise
+# run first).
 set -uo pipefail
 B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-/tmp/slr-gpu-out}"
@@ -118,9 +119,12 @@ done
 if [ "${SLR_CHECK_BASELINES:-1}" != 0 ]; then
   PYTHONUNBUFFERED=1 bounded 75 python3 "$B/baselines.py" --json "$OUT/results.jsonl" ${SLR_CHECK_BASELINES_ONLY:+--only "$SLR_CHECK_BASELINES_ONLY"} > "$OUT/baselines.log" 2>&1
   note "baselines: $(verdict $?) (${STEP_S} s)"
-  # cuSOLVER's randomized SVD through ctypes, in its own process (a wrong binding cannot lose the rest).
-  PYTHONUNBUFFERED=1 bounded 60 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
-  note "gesvdr baseline: $(verdict $?) (${STEP_S} s)"
+  # cuSOLVER's randomized SVD through ctypes, in its own process (a wrong binding cannot lose the rest); only when
+  # the rSVD baselines are asked for.
+  if [ -z "${SLR_CHECK_BASELINES_ONLY:-}" ] || [[ ",$SLR_CHECK_BASELINES_ONLY," == *",rsvd,"* ]]; then
+    PYTHONUNBUFFERED=1 bounded 60 python3 "$B/gesvdr_baseline.py" --json "$OUT/results.jsonl" >> "$OUT/baselines.log" 2>&1
+    note "gesvdr baseline: $(verdict $?) (${STEP_S} s)"
+  fi
 fi
 
 # 4. compute-sanitizer on the GPU property tests (CUDA device only, small sizes are the tests' own).
@@ -133,7 +137,8 @@ elif command -v compute-sanitizer >/dev/null; then
   # rSVD's Cholesky/inverse kernels share memory between threads: racecheck on the `device_cholesky_small_` tests
   # only (the packed kernel at l <= 40, the tiled kernel at every M up to l = 160; the packed kernel at l = 138 did
   # not finish in 140 s on an H200; the rest of test-rsvd is cuBLAS, which memcheck covers).
-  if [ -x "$B/bin/test-rsvd" ]; then
+  # (SLR_CHECK_RSVD_RACECHECK=0 skips these two steps.)
+  if [ -x "$B/bin/test-rsvd" ] && [ "${SLR_CHECK_RSVD_RACECHECK:-1}" != 0 ]; then
     echo "=== racecheck rsvd device_cholesky_small_" >> "$san_log"
     SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 60 compute-sanitizer --tool racecheck --error-exitcode 99 \
       "$B/bin/test-rsvd" --test-threads=1 device_cholesky_small_ >> "$san_log" 2>&1

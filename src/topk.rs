@@ -36,7 +36,7 @@
 //! - **Per matrix, counts over at least 2^18 keys**: a sample bracket. A deterministic stratified sample of 4096
 //!   keys gives two keys `lo <= hi` around the k-th (the expected sample rank, widened by 4 binomial standard
 //!   deviations plus 8); one pass over all keys counts those above `hi` (and sets their mask bits), writes those in
-//!   `[lo, hi]` with their flat indices (a few percent of n) to per-chunk regions (2048 keys each) in flat-index order, and counts
+//!   `[lo, hi]` with their flat indices (a few percent of n) to per-block regions in flat-index order, and counts
 //!   them in at most 1024 power-of-two-wide bins of `[lo, hi]`. The pass's last block checks the bracket with the
 //!   exact counts (fewer than k above `hi`, at least k at or above `lo`, no region past its capacity of a quarter
 //!   of its keys) and names the bin holding K*; later levels over the candidates cut that bin into at most 4096
@@ -111,12 +111,8 @@ const SAMPLES: usize = BRACKET_SAMPLES;
 const SAMPLE_THREADS: u32 = 256;
 /// Blocks of the ranking sample kernel (cuda/topk.cu kRankBlocks, `sample_ranks`): 32 sample keys ranked per block.
 const RANK_BLOCKS: u32 = (SAMPLES / 32) as u32;
-/// Keys per chunk of the bracket passes and candidate entries per chunk's region (cuda/topk.cu kChunk, kChunkCap):
-/// the mask's streaming pass takes a chunk per warp. 2048 since 2026-11-28 (was 16384: one warp per 16 k keys left
-/// 8-21 warps per multiprocessor, too few to hide a chunk's 32 dependent iterations, and the streaming mask pass lost
-/// to the round-based one by 2-22% on the H200, eighth run); the later levels, tie counts and take run a warp per
-/// region of a quarter of that.
-const CHUNK: usize = 2048;
+/// Keys per block of the bracket pass and candidate entries per block region (cuda/topk.cu kChunk, kChunkCap).
+const CHUNK: usize = 16384;
 const CHUNK_CAP: usize = CHUNK / 4;
 /// Entries of the cut path's one candidate list per warp of a later level (cuda/topk.cu bracket_refine), and the most
 /// blocks per multiprocessor those launches get (their warps stride over the shares). The list holds ~1-2% of n from
@@ -530,6 +526,7 @@ fn radix_forced() -> bool {
 thread_local! {
     static RADIX_FORCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static ROUND_COUNT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static STREAM_MASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static LIST_GRID_CAP: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
     static SAMPLE_LEVELS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -558,10 +555,31 @@ pub fn cap_list_levels_grid_on_this_thread(blocks: Option<usize>) {
     LIST_GRID_CAP.with(|c| c.set(blocks));
 }
 
+/// `SLR_TOPK_PATH=stream_mask` in the environment (or [`use_streaming_mask_pass_on_this_thread`]): the mask path's
+/// pass over the keys is the streaming kernel (`topk_bracket_pass_<dtype>`, one warp per chunk) instead of the
+/// round-based one (`topk_bracket_pass_rounds_<dtype>`, one block per chunk), the default. Measured on an H200
+/// (eighth run, 006fb66, same run): the streaming mask pass made topk_mask and topk_csr 2-22% slower in every case
+/// (its pass lap 118-131 µs for f32 at 4096 x 11008; the seventh run's round-based pass took 110-119 µs): one warp
+/// per 16 k keys is 8-21 warps per multiprocessor, too few to hide its loads and shuffles. It stays for the
+/// benchmarks' same-run
+/// comparison and for tests; the cut's streaming pass (bracket_count), 1.1-1.8x faster than its round-based one, is
+/// the default there. `SLR_TOPK_PATH=rounds` wins over this switch.
+fn streaming_mask_forced() -> bool {
+    STREAM_MASK.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "stream_mask")
+}
+
+/// Sends this thread's mask passes through the streaming kernel (as `SLR_TOPK_PATH=stream_mask` does for the
+/// process): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_streaming_mask_pass_on_this_thread(on: bool) {
+    STREAM_MASK.with(|f| f.set(on));
+}
+
 /// `SLR_TOPK_PATH=rounds` in the environment (or [`use_round_count_on_this_thread`]): the bracket paths' pass over
-/// the keys is the round-based kernel (`topk_bracket_count_rounds_<dtype>` for the cut, `topk_bracket_pass_rounds_`
-/// for the mask) instead of the streaming one, for the benchmarks' same-run comparison and for tests that hold both
-/// to the reference. The result is the same.
+/// the keys is the round-based kernel (`topk_bracket_count_rounds_<dtype>` for the cut; for the mask
+/// `topk_bracket_pass_rounds_` is the default, and this also overrides [`streaming_mask_forced`]) instead of the
+/// streaming one, for the benchmarks' same-run comparison and for tests that hold both to the reference. The result
+/// is the same.
 fn round_count_forced() -> bool {
     ROUND_COUNT.with(|f| f.get()) || crate::path_switch("SLR_TOPK_PATH", "rounds")
 }
@@ -1069,7 +1087,7 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
         // same list and words.
         let (kernel_name, shape) = cut_pass_launch::<T>(gpu, n, round_count_forced());
         // SAFETY: the round-based pass: block b reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (grid = blocks =
-        // ceil(n / CHUNK) <= 2^21); the streaming pass: the grid strides over keys [0, n) (16-byte loads only of
+        // ceil(n / CHUNK) <= 2^17); the streaming pass: the grid strides over keys [0, n) (16-byte loads only of
         // whole vectors inside it, from its first 16-byte boundary; the keys before and after one by one), any grid
         // size >= 1. keys holds n. Either adds to bracket words 2, 3, 5 and 6 and to the CUT_BINS level-1
         // histogram words, its last block writes the 8 choice words (all inside the path words, MASK_PATH_WORDS
@@ -1100,7 +1118,7 @@ fn bracket_cut<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T
 /// Exact per-matrix top-k mask of `n >= BRACKET_MIN_N` keys through a sample bracket (cuda/topk.cu, "Sample
 /// bracket" and "The later levels"), queued with one synchronization: the sample's two order
 /// statistics; one pass over the keys that sets the bits of the keys above the bracket, writes those inside it
-/// with their flat indices to per-chunk regions (2048 keys) in flat-index order and counts them in at most 1024 bins of the
+/// with their flat indices to per-block regions in flat-index order and counts them in at most 1024 bins of the
 /// bracket, its last block checking the bracket with the exact counts and naming the bin holding K*;
 /// `levels` narrowings of that bin over the regions (at most 4096 bins each: two for f32, one for 16-bit keys,
 /// after which the bin is K* itself); the ranks of the keys equal to K* when the quota leaves some out (per-region
@@ -1126,8 +1144,8 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         count_bracket_path(false);
         return Ok(None);
     };
-    // SAFETY: the pass stores every 32-bit half (round-based) or byte (streaming) of its chunk's mask words that
-    // holds keys, and the last chunk's block or warp zeroes the rest of the mask's last word (the chunks cover all
+    // SAFETY: each block of the pass stores every 32-bit half of its chunk's mask words that holds keys, and the
+    // last block zeroes the high half of the last word when n ends in its low half (the chunks cover all
     // ceil(n / 64) words); later kernels only OR bits in.
     let mut mask = unsafe { gpu.alloc_uninit::<u64>(n.div_ceil(64))? };
     laps.mark("scratch");
@@ -1144,12 +1162,11 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         let mut mview = DeviceSliceMut::from(&mut mask);
         let (p_mask, _gm) = mview.kernel_ptr_mut(gpu, op, "mask")?;
         let p_sel = p_words.offset_bytes(4 * MASK_SEL);
-        // The streaming pass (topk_bracket_pass_<dtype>: one warp per chunk, 16-byte loads from the keys' first
-        // element, the word tests of the cut's pass) when the keys start on a 16-byte boundary; otherwise, and under
-        // `SLR_TOPK_PATH=rounds` ([`round_count_forced`], the benchmarks' baseline), the round-based pass
-        // (topk_bracket_pass_rounds_<dtype>, one block per chunk, a key per thread per load). Both fill the same
-        // regions, counts, mask bits and words.
-        let rounds_pass = round_count_forced() || !keys.addr_range(gpu).aligned_to(16);
+        // The round-based pass (topk_bracket_pass_rounds_<dtype>, one block per chunk) by default; the streaming
+        // pass (topk_bracket_pass_<dtype>: one warp per chunk, 16-byte loads from the keys' first element) under
+        // `SLR_TOPK_PATH=stream_mask` ([`streaming_mask_forced`], slower on the H200) when the keys start on a
+        // 16-byte boundary. Both fill the same regions, counts, mask halves and words.
+        let rounds_pass = !streaming_mask_forced() || round_count_forced() || !keys.addr_range(gpu).aligned_to(16);
         let (pass_kernel, pass_shape) = if rounds_pass {
             (kernel::<T>("bracket_pass_rounds"), LaunchShape { grid: (blocks as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 })
         } else {
@@ -1159,13 +1176,12 @@ fn bracket_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, 
         // SAFETY: chunk b (block b of the round-based pass; warp b % 8 of block b / 8 of the streaming pass, whose
         // grid's extra warps have no chunk and read nothing; its 16-byte loads start on the keys' 16-byte boundary,
         // checked above, at multiples of CHUNK keys, and the last partial vector is read key by key below n)
-        // reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK) <= 2^21 fits the
+        // reads keys [b * CHUNK, min(n, (b + 1) * CHUNK)) (keys holds n; blocks = ceil(n / CHUNK) <= 2^17 fits the
         // grid), adds to bracket words 2-6 and to the CUT_BINS level-1 histogram words, writes at
         // most CHUNK_CAP entries of its own region [b * CHUNK_CAP, (b + 1) * CHUNK_CAP) of cand_vals and cand_idx
-        // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), stores the 32-bit halves (round-based) or bytes
-        // (streaming) of its own chunk's mask words that hold its keys (flat indices below n; the last chunk's
-        // block or warp also zeroes the rest of the mask's last word: all inside the ceil(n / 64) words); the
-        // last block writes the 8
+        // (blocks * CHUNK_CAP each) and cand_counts[b] (blocks), stores the 32-bit halves of its own chunk's mask
+        // words that hold its keys (flat indices below n; the last block also zeroes the high half of the mask's
+        // last word when n ends in its low half: all inside the ceil(n / 64) words); the last block writes the 8
         // choice words; all words lie inside the path words (MASK_PATH_WORDS, zeroed by the sample kernel, the
         // layout of the MASK_* offsets); the regions named are disjoint parts of one fresh scratch allocation
         // (BracketScratch: each sized as stated, none overlapping the path words), and the mask is another, both
@@ -1506,11 +1522,11 @@ mod tests {
 
     /// The bracket paths' scratch regions (BracketScratch) are disjoint, each inside the allocation, in the order
     /// the path words, counts, tie counts, indices, keys, and every region starts on a 256-byte boundary (the kernels'
-    /// 16-byte key loads need that much): for both key widths, both paths and block counts from 1 to past 2^21.
+    /// 16-byte key loads need that much): for both key widths, both paths and block counts from 1 to past 2^17.
     #[test]
     fn bracket_scratch_regions_are_disjoint_aligned_and_inside_the_allocation() {
         fn check<T: TopkKey>() {
-            for blocks in [1usize, 2, 63, 64, 65, 1000, 22016, (1 << 21) + 3] {
+            for blocks in [1usize, 2, 63, 64, 65, 1000, 2752, (1 << 17) + 3] {
                 let cap = blocks * CHUNK_CAP;
                 for mask in [false, true] {
                     let l = BracketScratch::new::<T>(blocks, mask);

@@ -298,21 +298,21 @@ fn bracket_candidates_out_of_flat_order_take_the_wrong_ties() {
         }
     }
     let expect: Vec<_> = ks.iter().map(|&k| topk_cpu(&keys, rows, cols, &TopkSpec::count(k)).unwrap().mask).collect();
-    // Both mask passes carry the fault: the streaming default and the round-based one (`SLR_TOPK_PATH=rounds`).
-    for (schedule, rounds) in schedules(&mut rng).into_iter().flat_map(|s| [(s, false), (s, true)]) {
+    // Both mask passes carry the fault: the round-based default and the streaming one (`SLR_TOPK_PATH=stream_mask`).
+    for (schedule, stream_mask) in schedules(&mut rng).into_iter().flat_map(|s| [(s, false), (s, true)]) {
         for faulty in [false, true] {
             let gpu = if faulty { Gpu::emulated_with_fault(schedule, "bracket_order").unwrap() } else { Gpu::emulated(schedule) };
             let d = gpu.upload(&keys).unwrap();
             let mut agree = 0;
-            sparse_lowrank::topk::use_round_count_on_this_thread(rounds);
+            sparse_lowrank::topk::use_streaming_mask_pass_on_this_thread(stream_mask);
             for (&k, want) in ks.iter().zip(&expect) {
                 let before = sparse_lowrank::topk::bracket_counts().0;
                 let (mask, _) = topk_mask(&gpu, &d, rows, cols, &TopkSpec::count(k)).unwrap();
                 assert_eq!(sparse_lowrank::topk::bracket_counts().0, before + 1, "{schedule:?}: the bracket path must run");
                 agree += (mask.download(&gpu).unwrap() == *want) as usize;
             }
-            sparse_lowrank::topk::use_round_count_on_this_thread(false);
-            let ctx = format!("{schedule:?} (round-based mask pass: {rounds})");
+            sparse_lowrank::topk::use_streaming_mask_pass_on_this_thread(false);
+            let ctx = format!("{schedule:?} (streaming mask pass: {stream_mask})");
             if faulty {
                 assert!(agree < ks.len(), "{ctx}: the misordered candidates gave the right ties for every k {ks:?}");
             } else {

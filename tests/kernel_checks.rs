@@ -289,13 +289,12 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             vec![load, "STS", "LDS.128", "BAR.SYNC", "STG.E "]
         }
         // The mask's streaming pass: one warp per chunk, 16-byte key loads (L2-coherent before the wait, read-only
-        // path after it), the word tests' bits gathered by multiply-high (IMAD.HI) and counted (POPC), the mask one
-        // byte per lane (STG.E.U8; f32 lanes pair their nibbles by SHFL.DOWN), the candidates placed by warp scans
-        // (SHFL.UP) and stored at their width with their indices from a loop over the set bits (FLO: the lowest, by
-        // __ffs), bins by shared atomics, one barrier at the end, the last block's ticket and choice.
+        // path after it), the mask halves ORed across lanes by shuffles (SHFL.BFLY) and stored whole, the candidates
+        // placed by warp scans (SHFL.UP) and stored at their width with their indices, bins by shared atomics, one
+        // barrier at the end, the last block's ticket and choice.
         k if k.starts_with("topk_bracket_pass_") && !k.starts_with("topk_bracket_pass_rounds_") => {
-            let (store, pair) = if narrow { ("STG.E.U16", "STG.E.U8") } else { ("STG.E ", "SHFL.DOWN") };
-            vec!["LDG.E.128.STRONG.GPU", "LDG.E.128.CONSTANT", "IMAD.HI", "POPC", "STG.E.U8", pair, "FLO", "SHFL.UP", store, "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR", "BAR.SYNC"]
+            let store = if narrow { "STG.E.U16" } else { "STG.E " };
+            vec!["LDG.E.128.STRONG.GPU", "LDG.E.128.CONSTANT", "SHFL.BFLY", "SHFL.UP", store, "STG.E ", "ATOMS.", "ATOMG.E.ADD", "MEMBAR", "BAR.SYNC"]
         }
         // The round-based bracket pass (the A/B baseline): keys once through the read-only path, ballots for the keys above (each stored whole as
         // a 32-bit half of a mask word) and the candidates (ranked by a warp scan of per-warp counts), candidate

@@ -531,9 +531,9 @@ fn the_sample_kernels_find_the_sample_keys_of_the_bracket_ranks() {
 /// round-based pass; the matrix's last, partial vector key by key). Views starting 0 to 8 elements into their
 /// buffer, ragged lengths (the last round or chunk partial), every dtype and order, NaNs at the first and last
 /// positions and inside (from the view at offset 3 on; ranked above infinity, or the error naming their count).
-/// Each cut and mask exact against the reference and taken by the bracket, with the default passes (streaming for
-/// both where the keys are 16-byte aligned) and with both round-based (`SLR_TOPK_PATH=rounds`, the benchmarks'
-/// comparison).
+/// Each cut and mask exact against the reference and taken by the bracket, with the default passes (the cut's
+/// streaming, the mask's round-based), with both round-based (`SLR_TOPK_PATH=rounds`) and with the mask's streaming
+/// pass (`SLR_TOPK_PATH=stream_mask`, the benchmarks' comparison).
 #[test]
 fn the_bracket_passes_read_misaligned_and_ragged_matrices_and_agree_with_the_round_passes() {
     fn cuts_of<T: TopkKey>(gpu: &Gpu, dev: &str, rng: &mut StdRng) {
@@ -558,13 +558,15 @@ fn the_bracket_passes_read_misaligned_and_ragged_matrices_and_agree_with_the_rou
             }
             let ctx = format!("{dev}: {rows}x{cols} {:?} offset {offset} {spec:?}", T::DTYPE);
             let expect = topk_cpu(host, rows, cols, &spec);
-            for rounds in [false, true] {
+            for (rounds, stream_mask) in [(false, false), (true, false), (false, true)] {
                 let before = bracket_counts();
                 sparse_lowrank::topk::use_round_count_on_this_thread(rounds);
+                sparse_lowrank::topk::use_streaming_mask_pass_on_this_thread(stream_mask);
                 let got = topk_threshold(gpu, d.slice(offset..offset + n), rows, cols, &spec);
                 let got_mask = topk_mask(gpu, d.slice(offset..offset + n), rows, cols, &spec);
                 sparse_lowrank::topk::use_round_count_on_this_thread(false);
-                let ctx = format!("{ctx} (round passes: {rounds})");
+                sparse_lowrank::topk::use_streaming_mask_pass_on_this_thread(false);
+                let ctx = format!("{ctx} (round passes: {rounds}, streaming mask pass: {stream_mask})");
                 match &expect {
                     Ok(e) => {
                         let got = got.unwrap_or_else(|err| panic!("{ctx}: {err}"));
