@@ -25,6 +25,7 @@ DECLARE_ENTRY(warp_reduce_wrong_lane)
 DECLARE_ENTRY(warp_misc)
 DECLARE_ENTRY(warp_vote)
 DECLARE_ENTRY(oob_read)
+DECLARE_ENTRY(oob_write)
 DECLARE_ENTRY(copy_f32)
 DECLARE_ENTRY(dyn_overrun)
 DECLARE_ENTRY(stack_overflow)
@@ -316,6 +317,19 @@ void test_faults() {
                     contains(r.err, "offset 400");
     check("(e) read past the end of an slr_emu_alloc buffer is reported", ok, first_line(r.err));
     check("(e) the next launch on the same thread works", copy_works(1000, 0) && copy_works(333, 1));
+  }
+  {
+    // 10 floats: 40 bytes, rounded to 48; out[10] lands in the rounding, out[-1] in the page before the start.
+    Buf<float> dout(10);
+    Result r = launch(slr_emu__oob_write, g1(1, 32), 0, 3, dout.p, 10u, 0);
+    check("(e) a store past the end inside the 16-byte rounding is reported",
+          r.rc != 0 && contains(r.err, "oob_write") && contains(r.err, "after the end of") && contains(r.err, "offsets 40 to 43"),
+          first_line(r.err));
+    r = launch(slr_emu__oob_write, g1(1, 32), 0, 3, dout.p, 10u, 1);
+    check("(e) a store before the start of a buffer is reported",
+          r.rc != 0 && contains(r.err, "before the start of") && contains(r.err, "offsets -4 to -1"), first_line(r.err));
+    r = launch(slr_emu__oob_write, g1(1, 8), 0, 3, dout.p, 10u, 1);
+    check("(e) the rounding was restored: an in-bounds launch passes", r.rc == 0, first_line(r.err));
   }
   {
     float* p = static_cast<float*>(slr_emu_alloc(64 * sizeof(float)));

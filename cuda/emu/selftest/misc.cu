@@ -9,6 +9,16 @@ extern "C" __global__ void oob_read(const float* __restrict__ in, unsigned n, fl
 }
 SLR_EMU_EXPORT(oob_read)
 
+// Bug on purpose: thread n stores one element past the end (inside the 16-byte rounding when n * 4 is not a
+// multiple of 16, so no fault), and thread n + 1 one element before the start when `before` is set.
+extern "C" __global__ void oob_write(float* out, unsigned n, int before) {
+  const unsigned i = threadIdx.x;
+  if (i < n) out[i] = 1.0f;
+  if (i == n) out[n] = 2.0f;
+  if (i == n + 1 && before) out[-1] = 3.0f;
+}
+SLR_EMU_EXPORT(oob_write)
+
 // Correct version of the above (used to check that the next launch works).
 extern "C" __global__ void copy_f32(const float* __restrict__ in, unsigned n, float* __restrict__ out) {
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
