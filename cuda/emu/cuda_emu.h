@@ -474,18 +474,31 @@ SLR_EMU_ATOMIC_SCOPED_(atomicCAS)
 #undef SLR_EMU_ATOMIC_SCOPED_
 
 // ---------------------------------------------------------------------------------------------
-// Memory access intrinsics: cache hints mean nothing on the CPU.
+// Memory access intrinsics: cache hints mean nothing on the CPU. Each checks its address's alignment to
+// the type's, as the GPU does (a misaligned vector access faults there): x86 has no such fault, and g++
+// copies a 16-byte vector type as four 4-byte moves, so without the check a misaligned uint4 load would
+// pass here and fault on the device. (Plain dereferences of vector pointers are not checked.)
 // ---------------------------------------------------------------------------------------------
-template <class T> inline T __ldg(const T* p) { return *p; }
-template <class T> inline T __ldca(const T* p) { return *p; }
-template <class T> inline T __ldcg(const T* p) { return *p; }
-template <class T> inline T __ldcs(const T* p) { return *p; }
-template <class T> inline T __ldlu(const T* p) { return *p; }
-template <class T> inline T __ldcv(const T* p) { return *p; }
-template <class T> inline void __stwb(T* p, T v) { *p = v; }
-template <class T> inline void __stcg(T* p, T v) { *p = v; }
-template <class T> inline void __stcs(T* p, T v) { *p = v; }
-template <class T> inline void __stwt(T* p, T v) { *p = v; }
+namespace slr_emu {
+namespace detail {
+template <class T> inline void check_aligned(const volatile T* p, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % alignof(T) != 0) trap(what);
+}
+}  // namespace detail
+}  // namespace slr_emu
+#define SLR_EMU_ALIGNED_(p, op) \
+  ::slr_emu::detail::check_aligned(p, "misaligned address in " op " (not a multiple of the type's alignment: the GPU faults)")
+template <class T> inline T __ldg(const T* p) { SLR_EMU_ALIGNED_(p, "__ldg"); return *p; }
+template <class T> inline T __ldca(const T* p) { SLR_EMU_ALIGNED_(p, "__ldca"); return *p; }
+template <class T> inline T __ldcg(const T* p) { SLR_EMU_ALIGNED_(p, "__ldcg"); return *p; }
+template <class T> inline T __ldcs(const T* p) { SLR_EMU_ALIGNED_(p, "__ldcs"); return *p; }
+template <class T> inline T __ldlu(const T* p) { SLR_EMU_ALIGNED_(p, "__ldlu"); return *p; }
+template <class T> inline T __ldcv(const T* p) { SLR_EMU_ALIGNED_(p, "__ldcv"); return *p; }
+template <class T> inline void __stwb(T* p, T v) { SLR_EMU_ALIGNED_(p, "__stwb"); *p = v; }
+template <class T> inline void __stcg(T* p, T v) { SLR_EMU_ALIGNED_(p, "__stcg"); *p = v; }
+template <class T> inline void __stcs(T* p, T v) { SLR_EMU_ALIGNED_(p, "__stcs"); *p = v; }
+template <class T> inline void __stwt(T* p, T v) { SLR_EMU_ALIGNED_(p, "__stwt"); *p = v; }
+#undef SLR_EMU_ALIGNED_
 
 // ---------------------------------------------------------------------------------------------
 // Integer intrinsics (bit-exact with the device definitions).

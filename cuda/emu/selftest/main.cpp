@@ -26,6 +26,7 @@ DECLARE_ENTRY(warp_misc)
 DECLARE_ENTRY(warp_vote)
 DECLARE_ENTRY(oob_read)
 DECLARE_ENTRY(oob_write)
+DECLARE_ENTRY(misaligned_ldg)
 DECLARE_ENTRY(copy_f32)
 DECLARE_ENTRY(dyn_overrun)
 DECLARE_ENTRY(stack_overflow)
@@ -330,6 +331,15 @@ void test_faults() {
           r.rc != 0 && contains(r.err, "before the start of") && contains(r.err, "offsets -4 to -1"), first_line(r.err));
     r = launch(slr_emu__oob_write, g1(1, 8), 0, 3, dout.p, 10u, 1);
     check("(e) the rounding was restored: an in-bounds launch passes", r.rc == 0, first_line(r.err));
+  }
+  {
+    Buf<float> din(16), dout(32);
+    din.fill(1.0f);
+    Result r = launch(slr_emu__misaligned_ldg, g1(1, 32), 0, 0, static_cast<const float*>(din.p), 1u, dout.p);
+    check("(e) a misaligned 16-byte __ldg is reported", r.rc != 0 && contains(r.err, "misaligned address in __ldg"),
+          first_line(r.err));
+    r = launch(slr_emu__misaligned_ldg, g1(1, 32), 0, 0, static_cast<const float*>(din.p), 4u, dout.p);
+    check("(e) an aligned 16-byte __ldg passes", r.rc == 0, first_line(r.err));
   }
   {
     float* p = static_cast<float*>(slr_emu_alloc(64 * sizeof(float)));

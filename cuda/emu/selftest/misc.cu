@@ -19,6 +19,14 @@ extern "C" __global__ void oob_write(float* out, unsigned n, int before) {
 }
 SLR_EMU_EXPORT(oob_write)
 
+// Bug on purpose: a 16-byte vector load through __ldg from `offset` floats into the buffer (misaligned unless
+// offset % 4 == 0).
+extern "C" __global__ void misaligned_ldg(const float* __restrict__ in, unsigned offset, float* __restrict__ out) {
+  const uint4 v = __ldg(reinterpret_cast<const uint4*>(in + offset));
+  out[threadIdx.x] = __uint_as_float(v.x ^ v.y ^ v.z ^ v.w);
+}
+SLR_EMU_EXPORT(misaligned_ldg)
+
 // Correct version of the above (used to check that the next launch works).
 extern "C" __global__ void copy_f32(const float* __restrict__ in, unsigned n, float* __restrict__ out) {
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
