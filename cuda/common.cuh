@@ -123,4 +123,21 @@ __device__ __forceinline__ unsigned lop3(unsigned a, unsigned b, unsigned c) {
 #endif
 }
 
+// A whole vector (uint4, float4, uint2, ...) at p, which must be aligned to the vector's size: loaded or stored by
+// the plain access on the device (the same instruction as *p). Under the emulator the address's alignment is
+// checked first: the GPU faults on a misaligned vector access, x86 does not, and g++ copies a 16-byte vector by
+// 4-byte moves, so a misaligned plain access would pass there unnoticed.
+template <typename V> __device__ __forceinline__ V load_vec(const V* p) {
+#ifdef SLR_EMULATE
+    ::slr_emu::detail::check_aligned(p, "misaligned address in a vector load (slr::load_vec; the GPU faults)");
+#endif
+    return *p;
+}
+template <typename V> __device__ __forceinline__ void store_vec(V* p, const V& v) {
+#ifdef SLR_EMULATE
+    ::slr_emu::detail::check_aligned(p, "misaligned address in a vector store (slr::store_vec; the GPU faults)");
+#endif
+    *p = v;
+}
+
 }  // namespace slr

@@ -319,7 +319,7 @@ __device__ __forceinline__ uint4 stage_piece_load(const T* __restrict__ src, uns
                                                   unsigned outer_count, unsigned inner, unsigned inner_count,
                                                   bool vec) {
     if (vec && outer < outer_count && inner + 8 <= inner_count) {
-        return *reinterpret_cast<const uint4*>(src + outer * outer_stride + inner);
+        return slr::load_vec(reinterpret_cast<const uint4*>(src + outer * outer_stride + inner));
     }
     unsigned w[4];
 #pragma unroll
@@ -358,7 +358,7 @@ __device__ __forceinline__ void stage_store(T* dst, unsigned ld, const uint4 (&p
 #pragma unroll
     for (unsigned p = 0; p < kPieces; ++p) {
         const unsigned i = threadIdx.x + kThreads * p;
-        *reinterpret_cast<uint4*>(dst + (i / (kLineElems / 8)) * ld + (i % (kLineElems / 8)) * 8) = pieces[p];
+        slr::store_vec(reinterpret_cast<uint4*>(dst + (i / (kLineElems / 8)) * ld + (i % (kLineElems / 8)) * 8), pieces[p]);
     }
 }
 

@@ -425,7 +425,7 @@ __device__ __forceinline__ void lane_store(const float (&v)[32], float* t, bool 
 }
 
 // Elements 4 q .. 4 q + 3 of a 16-byte aligned row, one broadcast LDS.128 (every lane the same address).
-__device__ __forceinline__ float4 row_quad(const float* row, unsigned q) { return reinterpret_cast<const float4*>(row)[q]; }
+__device__ __forceinline__ float4 row_quad(const float* row, unsigned q) { return slr::load_vec(reinterpret_cast<const float4*>(row) + q); }
 
 __device__ __forceinline__ float quad_at(const float4& v, unsigned e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
 

@@ -61,7 +61,7 @@ __device__ __forceinline__ unsigned load_counts(const unsigned* __restrict__ cou
     unsigned long long base = (unsigned long long)tile * kTile + threadIdx.x * kPerThread;
     if (base + kPerThread <= n) {
         // Tiles start at multiples of 8192 counts and threads at multiples of 8: 32-byte aligned.
-        uint4 a = reinterpret_cast<const uint4*>(counts + base)[0], b = reinterpret_cast<const uint4*>(counts + base)[1];
+        uint4 a = slr::load_vec(reinterpret_cast<const uint4*>(counts + base)), b = slr::load_vec(reinterpret_cast<const uint4*>(counts + base) + 1);
         c[0] = a.x; c[1] = a.y; c[2] = a.z; c[3] = a.w; c[4] = b.x; c[5] = b.y; c[6] = b.z; c[7] = b.w;
     } else {
 #pragma unroll

@@ -211,12 +211,12 @@ __device__ __forceinline__ void spmm_xst_rowwarp_impl(const unsigned* __restrict
 // Eight consecutive elements starting at p (16-byte aligned) as f32: one 16-byte load for 16-bit types, two for
 // f32.
 __device__ __forceinline__ void load8(const float* __restrict__ p, float (&v)[8]) {
-    float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    const float4 a = slr::load_vec(reinterpret_cast<const float4*>(p)), b = slr::load_vec(reinterpret_cast<const float4*>(p) + 1);
     v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
 }
 template <typename T>
 __device__ __forceinline__ void load8(const T* __restrict__ p, float (&v)[8]) {
-    uint4 raw = *reinterpret_cast<const uint4*>(p);
+    uint4 raw = slr::load_vec(reinterpret_cast<const uint4*>(p));
     const T* h = reinterpret_cast<const T*>(&raw);
 #pragma unroll
     for (int i = 0; i < 8; ++i) v[i] = slr::to_f32(h[i]);
@@ -226,14 +226,14 @@ __device__ __forceinline__ void load8(const T* __restrict__ p, float (&v)[8]) {
 // for 16-bit types, where load8's floats would hold 8.
 template <typename T> struct Raw8 {
     uint4 v;
-    __device__ __forceinline__ void load(const T* __restrict__ p) { v = *reinterpret_cast<const uint4*>(p); }
+    __device__ __forceinline__ void load(const T* __restrict__ p) { v = slr::load_vec(reinterpret_cast<const uint4*>(p)); }
     __device__ __forceinline__ float at(int i) const { return slr::to_f32(reinterpret_cast<const T*>(&v)[i]); }
 };
 template <> struct Raw8<float> {
     float4 a, b;
     __device__ __forceinline__ void load(const float* __restrict__ p) {
-        a = reinterpret_cast<const float4*>(p)[0];
-        b = reinterpret_cast<const float4*>(p)[1];
+        a = slr::load_vec(reinterpret_cast<const float4*>(p));
+        b = slr::load_vec(reinterpret_cast<const float4*>(p) + 1);
     }
     __device__ __forceinline__ float at(int i) const {
         const float4& h = i < 4 ? a : b;
@@ -348,12 +348,12 @@ __device__ __forceinline__ void spmm_xst_vec_impl(const unsigned* __restrict__ r
 // Four consecutive elements starting at p (aligned to 4 elements) as f32: one 16-byte load for f32, one 8-byte
 // load for 16-bit types.
 __device__ __forceinline__ void load4(const float* __restrict__ p, float (&v)[4]) {
-    float4 a = *reinterpret_cast<const float4*>(p);
+    float4 a = slr::load_vec(reinterpret_cast<const float4*>(p));
     v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
 }
 template <typename T>
 __device__ __forceinline__ void load4(const T* __restrict__ p, float (&v)[4]) {
-    uint2 raw = *reinterpret_cast<const uint2*>(p);
+    uint2 raw = slr::load_vec(reinterpret_cast<const uint2*>(p));
     const T* h = reinterpret_cast<const T*>(&raw);
 #pragma unroll
     for (int i = 0; i < 4; ++i) v[i] = slr::to_f32(h[i]);
@@ -363,12 +363,12 @@ __device__ __forceinline__ void load4(const T* __restrict__ p, float (&v)[4]) {
 // types, where load4's floats would hold 4.
 template <typename T> struct Raw4 {
     uint2 v;
-    __device__ __forceinline__ void load(const T* __restrict__ p) { v = *reinterpret_cast<const uint2*>(p); }
+    __device__ __forceinline__ void load(const T* __restrict__ p) { v = slr::load_vec(reinterpret_cast<const uint2*>(p)); }
     __device__ __forceinline__ float at(int i) const { return slr::to_f32(reinterpret_cast<const T*>(&v)[i]); }
 };
 template <> struct Raw4<float> {
     float4 v;
-    __device__ __forceinline__ void load(const float* __restrict__ p) { v = *reinterpret_cast<const float4*>(p); }
+    __device__ __forceinline__ void load(const float* __restrict__ p) { v = slr::load_vec(reinterpret_cast<const float4*>(p)); }
     __device__ __forceinline__ float at(int i) const { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 };
 
@@ -639,7 +639,7 @@ __device__ __forceinline__ bool densify_row(T* row, RowWindows<T>& w, const unsi
                                             const T* __restrict__ values, unsigned k0) {
     const unsigned k_end = k0 + kTcK;
 #pragma unroll
-    for (unsigned i = 0; i < kTcK / 8; ++i) reinterpret_cast<uint4*>(row)[i] = make_uint4(0, 0, 0, 0);
+    for (unsigned i = 0; i < kTcK / 8; ++i) slr::store_vec(reinterpret_cast<uint4*>(row) + i, make_uint4(0, 0, 0, 0));
     bool any = false;
     while (true) {
 #pragma unroll

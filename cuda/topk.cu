@@ -520,7 +520,7 @@ __device__ __forceinline__ unsigned load_row(const T* __restrict__ row, unsigned
                 else if (sizeof(T) == 4) out[e] = key;
                 else out[e / 2] |= key << (16 * (e % 2));
             }
-            if (head == 0) reinterpret_cast<uint4*>(row_keys)[v] = make_uint4(out[0], out[1], out[2], out[3]);
+            if (head == 0) slr::store_vec(reinterpret_cast<uint4*>(row_keys) + v, make_uint4(out[0], out[1], out[2], out[3]));
         }
     }
     for (unsigned i = head + vecs * kPerVec + threadIdx.x; i < seg_len; i += kThreads) one(i);

@@ -351,7 +351,8 @@ fn spmm_sb_with_narrow_b_is_bitwise_the_cpu_reference() {
 /// spmm_sb from n = 64 with row-major B whose rows are 16-byte aligned takes the wide kernel (4 columns per lane;
 /// for f16/bf16 below the tensor-core path's 1% density): still bitwise the CPU reference's fmaf chains. One and two 128-column chunks, ld = n and ld padded to a
 /// multiple of 8, a buffer that ends exactly at the last row's n-th element (no room for the padded vector: the
-/// 32-column kernel then runs), C in both layouts, beta = 0 over a NaN-poisoned C.
+/// 32-column kernel then runs), B one element off a 16-byte boundary (the 32-column kernel too), C in both layouts,
+/// beta = 0 over a NaN-poisoned C.
 #[test]
 fn spmm_sb_with_wide_b_is_bitwise_the_cpu_reference() {
     let mut rng = rng("spmm_sb_wide");
@@ -376,17 +377,25 @@ fn spmm_sb_with_wide_b_is_bitwise_the_cpu_reference() {
             let s_vals: Vec<bf16> = random_values(&mut rng, s.nnz());
             let len = if full_last_row { k * ld } else { (k - 1) * ld + n };
             let b: Vec<bf16> = random_values(&mut rng, len);
-            let cs = random_layout(&mut rng, m, n);
-            let (alpha, beta) = alpha_beta(&mut rng);
-            let c0: Vec<bf16> = initial_output(&mut rng, cs.required_len(), beta);
-            let mut expect = c0.clone();
-            spmm_sb_cpu(&s, &s_vals, MatRef::new(&b, k, n, ld, Layout::RowMajor).unwrap(), alpha, beta, MatMut::new(&mut expect, m, n, cs.ld, cs.layout).unwrap()).unwrap();
-            let (ds, dv, db) = (DeviceCsrPattern::upload(&gpu, &s).unwrap(), gpu.upload(&s_vals).unwrap(), gpu.upload(&b).unwrap());
-            let mut dc = gpu.upload(&c0).unwrap();
-            spmm_sb(&gpu, &ds, &dv, DeviceMatRef::new(&db, k, n, ld, Layout::RowMajor).unwrap(), alpha, beta, DeviceMatMut::new(&mut dc, m, n, cs.ld, cs.layout).unwrap()).unwrap();
-            let got = gpu.download(&dc).unwrap();
-            let bad = got.iter().zip(&expect).position(|(g, e)| !same_bits(*g, *e));
-            assert!(bad.is_none(), "{dev}: n {n} ld {ld} full {full_last_row} S {m}x{k} C {:?}: element {bad:?} differs", cs.layout);
+            let (ds, dv) = (DeviceCsrPattern::upload(&gpu, &s).unwrap(), gpu.upload(&s_vals).unwrap());
+            // B at the start of its buffer (16-byte aligned: the wide kernel), and one element in (2 bytes off a
+            // 16-byte boundary: the 32-column kernel; the wide kernel's vector loads would fault on a GPU and, through
+            // slr::load_vec, on the emulator).
+            for offset in [0usize, 1] {
+                let cs = random_layout(&mut rng, m, n);
+                let (alpha, beta) = alpha_beta(&mut rng);
+                let c0: Vec<bf16> = initial_output(&mut rng, cs.required_len(), beta);
+                let mut expect = c0.clone();
+                spmm_sb_cpu(&s, &s_vals, MatRef::new(&b, k, n, ld, Layout::RowMajor).unwrap(), alpha, beta, MatMut::new(&mut expect, m, n, cs.ld, cs.layout).unwrap()).unwrap();
+                let mut placed: Vec<bf16> = random_values(&mut rng, offset);
+                placed.extend_from_slice(&b);
+                let db = gpu.upload(&placed).unwrap();
+                let mut dc = gpu.upload(&c0).unwrap();
+                spmm_sb(&gpu, &ds, &dv, DeviceMatRef::new(db.slice(offset..offset + b.len()), k, n, ld, Layout::RowMajor).unwrap(), alpha, beta, DeviceMatMut::new(&mut dc, m, n, cs.ld, cs.layout).unwrap()).unwrap();
+                let got = gpu.download(&dc).unwrap();
+                let bad = got.iter().zip(&expect).position(|(g, e)| !same_bits(*g, *e));
+                assert!(bad.is_none(), "{dev}: n {n} ld {ld} full {full_last_row} offset {offset} S {m}x{k} C {:?}: element {bad:?} differs", cs.layout);
+            }
         }
     }
 }

@@ -477,7 +477,8 @@ SLR_EMU_ATOMIC_SCOPED_(atomicCAS)
 // Memory access intrinsics: cache hints mean nothing on the CPU. Each checks its address's alignment to
 // the type's, as the GPU does (a misaligned vector access faults there): x86 has no such fault, and g++
 // copies a 16-byte vector type as four 4-byte moves, so without the check a misaligned uint4 load would
-// pass here and fault on the device. (Plain dereferences of vector pointers are not checked.)
+// pass here and fault on the device. (Plain dereferences of vector pointers are not checked: kernels use these or
+// slr::load_vec / slr::store_vec of cuda/common.cuh, which check the same way.)
 // ---------------------------------------------------------------------------------------------
 namespace slr_emu {
 namespace detail {
