@@ -787,9 +787,10 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
 //  2. The eigenvalues of the tridiagonal T by multisection on Sturm counts (the number of negative pivots of
 //     T - xI = LDLᵀ is the number of eigenvalues below x, as LAPACK's dstebz): kEighSplit threads per eigenvalue
 //     count at kEighSplit interior points of its interval, which shrinks (kEighSplit + 1)-fold per round; kEighRounds
-//     rounds take the Gershgorin interval below ε‖T‖ (absolute accuracy ~ε‖T‖, as dstebz). Floor: the chain of
-//     kEighRounds · l steps per thread, one fma, a compare and a select each (eigh_sturm_count; ~28 · 138 · ~18
-//     clocks ≈ 70 k clocks at l = 138; the pivot form's division made it ~125 clocks per step).
+//     rounds take the Gershgorin interval below ε‖T‖ (absolute accuracy ~ε‖T‖, as dstebz). Measured (H200,
+//     8b963b3) ~140 clocks per step with a compare and two selects on each step's chain (~540 k clocks at l = 138,
+//     18% of the kernel); eigh_sturm_count now has one fma per step on its chain (the signs compared as integers),
+//     unmeasured: its floor is the FP64 issue of 3 operations per step for 13 warps (~28 · 138 · ~20 clocks ≈ 77 k).
 //  3. The eigenvectors of T by inverse iteration, one thread per eigenvalue: Gaussian elimination with partial
 //     pivoting of T - λI (as LAPACK's dlagtf; pivots below ε‖T‖ raised to it, as dlagts), kEighIters solves from
 //     a pseudo-random start. Inverse iteration leaves vectors of eigenvalues closer than ~ε‖T‖/δ to each other off
@@ -844,22 +845,24 @@ __device__ __forceinline__ double eigh_block_sum(double x, double* red) {
     return s;
 }
 
-// The number of eigenvalues of T below x, from T/‖T‖ (diagonal dgn, squared off-diagonal e2n) and xn = x/‖T‖: the
-// sign changes along the leading principal minors p_0 = 1, p_i = (dgn_i - xn) p_{i-1} - e2n_{i-1} p_{i-2} of
-// T/‖T‖ - xn·I (Sturm; the same count as the negative pivots of its LDLᵀ, p_i / p_{i-1}, as LAPACK's dstebz
-// counts, but without a division: one fma per step on the dependent chain instead of an f64 division, ~10x shorter;
-// the SASS of the pivot form spent ~13 dependent operations per step). A zero minor takes the sign opposite to the
-// one before it (the pivot form's -pivmin), as a value 2^-60 times that one; every 16 steps both carried minors are
-// rescaled by a power of two (exact), so that neither overflows nor underflows (|dgn - xn| <= 3 and e2n <= 1 grow
-// them by at most 2^26 in 16 steps).
+// The number of eigenvalues of T below x, from T/‖T‖ (diagonal dgn, squared off-diagonal e2n, each at least 2^-120)
+// and xn = x/‖T‖: the sign changes along the leading principal minors p_0 = 1, p_i = (dgn_i - xn) p_{i-1} -
+// e2n_{i-1} p_{i-2} of T/‖T‖ - xn·I (Sturm; the same count as the negative pivots of its LDLᵀ, as LAPACK's dstebz
+// counts, without a division). Signs are the minors' sign bits, compared as integers off the dependent chain, which
+// is one fma per step: an exact zero minor p_i (+0 or -0) then counts its sign change one step early or late, and
+// p_{i+1} = -e2n_i p_{i-1} is nonzero and of the sign that makes the pair's total right (e2n > 0). The floor on e2n
+// (eigh setup: an off-diagonal of at least 2^-60‖T‖, moving eigenvalues by at most that, below ε‖T‖/100) keeps two
+// minors in a row from being zero. Every 16 steps both carried minors are rescaled by a power of two (exact), so
+// that neither overflows nor underflows (|dgn - xn| <= 3 and e2n <= 1 grow them by at most 2^26 in 16 steps; they
+// shrink fast only where xn sits within ~2^-60 of many diagonal entries in a row, as with the zero replacement this
+// had before). (Until 2026-11-28 a zero minor was replaced by -2^-60 times the one before: a compare and two selects
+// on the chain; phase 2 measured ~140 clocks per step on the H200, 8b963b3.)
 __device__ __forceinline__ unsigned eigh_sturm_count(const double* dgn, const double* e2n, unsigned l, double xn) {
     double prev = 1.0, p = dgn[0] - xn;
-    if (p == 0.0) p = -0x1p-60;
-    unsigned c = p < 0.0;
+    unsigned c = (unsigned)__double2hiint(p) >> 31;  // p_0 = 1 is positive
     for (unsigned i = 1; i < l; ++i) {
-        double next = fma(dgn[i] - xn, p, -e2n[i - 1] * prev);
-        if (next == 0.0) next = -0x1p-60 * p;
-        c += (next < 0.0) != (p < 0.0);
+        const double next = fma(dgn[i] - xn, p, -e2n[i - 1] * prev);
+        c += (unsigned)(__double2hiint(next) ^ __double2hiint(p)) >> 31;
         prev = p;
         p = next;
         if ((i & 15u) == 0) {
@@ -1102,7 +1105,7 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
         lo[t] = scal[0];
         hi[t] = scal[1];
         dgn[t] = dg[t] * inv_norm;
-        if (t + 1 < l) e2n[t] = e2[t] * inv_norm * inv_norm;
+        if (t + 1 < l) e2n[t] = fmax(e2[t] * inv_norm * inv_norm, 0x1p-120);  // eigh_sturm_count: no zero off-diagonal
     }
     __syncthreads();
     for (unsigned round = 0; round < kEighRounds; ++round) {
