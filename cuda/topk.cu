@@ -31,7 +31,7 @@
 //       from the scan + warps before it + lanes before it); a key is taken when > K* or == K* with rank < the
 //       quota. Set bits go into the bit-packed mask by atomicOr (bits are distinct, so the result is exact).
 // Per matrix with a count over at least 2^18 keys, the sample bracket runs first (see "Sample bracket" and "The
-//   later levels" below: topk_sample_ranks, or topk_sample_bracket under SLR_TOPK_PATH=sample_levels; for the mask topk_bracket_pass, for the cut alone
+//   later levels" below: topk_sample_ranks, or topk_sample_bracket under SLR_TOPK_PATH=sample_levels; for the mask topk_bracket_pass_rounds (the streaming topk_bracket_pass under SLR_TOPK_PATH=stream_mask), for the cut alone
 //   topk_bracket_count (the streaming pass; topk_bracket_count_rounds under SLR_TOPK_PATH=rounds); topk_bracket_refine twice for f32, once for 16-bit keys; for the mask
 //   topk_bracket_tie_count and topk_bracket_take; one read-back); the passes above run over all keys only when
 //   its exact check fails.
@@ -1485,8 +1485,9 @@ __device__ __forceinline__ void bracket_count(const T* __restrict__ keys, unsign
 // Occupancy: one warp per 16 k keys, 1024 warps at 4096 x 4096 (7.8 per multiprocessor of an H200, 4 KiB in flight
 // each: about the bytes in flight the bandwidth needs).
 // Floor: the keys read once, the candidates written once with their indices, the mask written once.
-// Blocks per multiprocessor the mask's streaming pass is compiled for (80 registers per thread: 64 spilled). Its
-// grid is one warp per chunk: 344 blocks at 4096 x 11008 fit 132 multiprocessors in one wave at 3 per SM.
+// Blocks per multiprocessor the mask's streaming pass is compiled for (72-80 registers per thread, no spills; at a
+// 64-register bound it spilled). Its grid is one warp per chunk: 344 blocks at 4096 x 11008 fit 132
+// multiprocessors in one wave at 3 per SM.
 constexpr unsigned kPassBlocksPerSm = 3;
 // 16-byte vectors per lane per iteration of the mask's streaming pass: 16 keys per lane either way (32 for 16-bit
 // keys spilled at 80 registers).
