@@ -900,7 +900,7 @@ fn bench_rsvd(c: &mut Criterion) {
         report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 20, &bench.device, &mut run);
     }
     // The small SVD's eigenproblem alone, on the Gram matrix of a triangular R with a power-law diagonal (σ_j = 1/j,
-    // like the rSVD's R₂): our one-block eigensolver (rsvd_small_eigh_f64, `SLR_RSVD_SMALL=own`) and cuSOLVER's
+    // like the rSVD's R₂): our eigensolver (rsvd_eigh_*_f64, `SLR_RSVD_SMALL=own`) and cuSOLVER's
     // syevd (the default), each back to back from the same matrix (widened from f32 first, ~2 µs, in both).
     // Case t = l; flops ~ (4/3 + 2) l³ (tridiagonalization and back-transform).
     for l in [26usize, 138] {
@@ -916,13 +916,10 @@ fn bench_rsvd(c: &mut Criterion) {
             Ok(ms) => report_baseline(&case, "cuSOLVER syevd on the same matrix", ms, &bench.device),
             Err(e) => println!("    syevd unavailable: {e}"),
         }
-        match sparse_lowrank::rsvd::own_eigensolver_phase_clocks(gpu, &dg, l) {
-            Ok((share, total)) => println!(
-                "    rsvd_eigh l{l} phases of {total} clocks: tridiagonalization {:.0}%, eigenvalues {:.0}%, eigenvectors {:.0}%, back-transform {:.0}%",
-                100.0 * share[0],
-                100.0 * share[1],
-                100.0 * share[2],
-                100.0 * share[3]
+        match sparse_lowrank::rsvd::own_eigensolver_phase_ms(gpu, &dg, l, 20) {
+            Ok(ms) => println!(
+                "    rsvd_eigh l{l} phases (ms, each kernel's share of the call): tridiagonalization {:.4}, eigenvalues {:.4}, eigenvectors {:.4}, clusters {:.4}, back-transform {:.4}",
+                ms[0], ms[1], ms[2], ms[3], ms[4]
             ),
             Err(e) => println!("    rsvd_eigh phases unavailable: {e}"),
         }

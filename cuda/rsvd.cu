@@ -774,57 +774,92 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
     if (threadIdx.x == 0) status[slot] = st;
 }
 
-// ---- The small SVD's symmetric eigenproblem on one block (rsvd_small_eigh_f64) -------------------------------------
+// ---- The small SVD's symmetric eigenproblem (rsvd_eigh_*_f64: five kernels) ---------------------------------------
 // G = Ũ Λ Ũᵀ for the l x l f64 Gram matrix G = R₂ᵀR₂ of the small SVD (l <= kEighMaxL; src/rsvd.rs
-// small_svd_device under `SLR_RSVD_SMALL=own`), on one block of kEighThreads threads with the matrix in shared memory,
-// in four phases whose steps are each parallel over l (cuSOLVER's syevd took ~1.2-1.3 ms at l = 138 on the H200:
-// its tridiagonalization is ~l launches):
-//  1. Householder tridiagonalization (lower, as LAPACK's dsytd2): for k = 0 .. l-3 the reflector H_k = I - τ v vᵀ
-//     that zeroes A[k+2:, k], then A₂ = A[k+1:, k+1:] ← H_k A₂ H_k as A₂ - v wᵀ - w vᵀ with p = τ A₂ v and
-//     w = p - (τ/2)(pᵀv) v, on A₂'s lower triangle only (the product reads the upper half from it). 4/3 l³ flops;
-//     the floor is shared-memory traffic, A₂ read whole once and its lower half read and written once per step:
-//     Σ 2·8·m² bytes ≈ 5.3 l³ bytes, ~14 M at l = 138, ~110 k clocks at 128 B per clock.
-//  2. The eigenvalues of the tridiagonal T by multisection on Sturm counts (the number of negative pivots of
-//     T - xI = LDLᵀ is the number of eigenvalues below x, as LAPACK's dstebz): kEighSplit threads per eigenvalue
-//     count at kEighSplit interior points of its interval, which shrinks (kEighSplit + 1)-fold per round; kEighRounds
-//     rounds take the Gershgorin interval below ε‖T‖ (absolute accuracy ~ε‖T‖, as dstebz). Measured (H200,
-//     8b963b3) ~140 clocks per step with a compare and two selects on each step's chain (~540 k clocks at l = 138,
-//     18% of the kernel); eigh_sturm_count now has one fma per step on its chain (the signs compared as integers),
-//     unmeasured: its floor is the FP64 issue of 3 operations per step for 13 warps (~28 · 138 · ~20 clocks ≈ 77 k).
-//  3. The eigenvectors of T by inverse iteration, one thread per eigenvalue: Gaussian elimination with partial
-//     pivoting of T - λI (as LAPACK's dlagtf; pivots below ε‖T‖ raised to it, as dlagts), kEighIters solves from
-//     a pseudo-random start. Inverse iteration leaves vectors of eigenvalues closer than ~ε‖T‖/δ to each other off
-//     orthogonal by δ, so eigenvalues within kEighCluster·‖T‖ of their neighbour form clusters whose vectors are
-//     orthonormalized (modified Gram-Schmidt in eigenvalue order, a warp per cluster), solved again in parallel and
-//     orthonormalized again (LAPACK's dstein re-solves them one after another instead: ~c sequential solves). The factors and right-hand sides live in global scratch (4 l² doubles, one column per
-//     thread: coalesced across the threads).
-//  4. Ũ = H_0 ⋯ H_{l-3} Z, the reflectors (saved to global scratch after phase 1) applied to Z in shared memory from
-//     the last; each warp owns every kEighWarps-th column of Z: no barrier between the l - 2 steps.
+// small_svd_device under `SLR_RSVD_SMALL=own`), in place of cuSOLVER's syevd (1.08 ms at l = 138 on the H200, eleventh
+// run). Five kernels queued back to back; only the first runs on one block, the other phases are independent per
+// eigenvalue or per column and spread over the device:
+//  1. rsvd_eigh_tridiag_f64, one block of kEighThreads with G in shared memory: Householder tridiagonalization
+//     (lower, as LAPACK's dsytd2): for k = 0 .. l-3 the reflector H_k = I - τ v vᵀ that zeroes A[k+2:, k], then
+//     A₂ = A[k+1:, k+1:] ← H_k A₂ H_k as A₂ - v wᵀ - w vᵀ with p = τ A₂ v and w = p - (τ/2)(pᵀv) v, on A₂'s lower
+//     triangle only (the product reads the upper half from it). 4/3 l³ flops; shared-memory traffic ~5.3 l³ bytes
+//     (A₂ read whole once and its lower half read and written once per step). T (diagonal, off-diagonal), the τs,
+//     the reflectors and T's Gershgorin interval go to global scratch. Measured inside the one-block kernel this
+//     replaces (H200, 8b963b3): ~7 k clocks per step at l = 138 (~0.5 ms), ~4 k at l = 26: a fixed cost per step
+//     (five barriers, the reflector's square root and divisions, serial sums), not its traffic.
+//  2. rsvd_eigh_values_f64, a warp per eigenvalue: multisection on Sturm counts (the number of eigenvalues of T
+//     below x, as LAPACK's dstebz counts): the 32 lanes count at 32 interior points of the eigenvalue's interval,
+//     which shrinks 33-fold per round; kEighValueRounds rounds (33^13 > 2^65) take the Gershgorin interval (width
+//     <= 2‖T‖·l + its widening, l <= 160) below ε‖T‖ (absolute accuracy ~ε‖T‖, as dstebz). Each lane runs l steps of
+//     one fma on its dependent chain per round: ~13 · l steps of a ~10-20 clock chain, ~20-40 k clocks at l = 138
+//     (estimate; the one-block kernel spent ~540 k clocks on 28 rounds of 3 points, ~140 clocks per step, with 13
+//     warps sharing one SM's FP64 units).
+//  3. rsvd_eigh_vectors_f64, 32 threads per block, one thread per eigenvalue: inverse iteration, Gaussian
+//     elimination with partial pivoting of T - λI (as LAPACK's dlagtf; pivots below ε‖T‖ raised to it, as dlagts),
+//     kEighIters solves from a pseudo-random start, the factors in the block's shared memory (4 l doubles per
+//     thread; the one-block kernel kept them in L2: an L2 round trip per elimination step on the chain, ~2.3 k
+//     clocks per step measured). Estimate ~2 · 2 · l steps of a division chain (forward) or two fmas (backward):
+//     ~50-100 k clocks at l = 138. Writes Z (T's eigenvectors) into G's place.
+//  4. rsvd_eigh_clusters_f64, one block, which returns at once when no two eigenvalues are within
+//     kEighCluster·‖T‖ of each other: inverse iteration leaves vectors of eigenvalues closer than ~ε‖T‖/δ off
+//     orthogonal by δ, so each such cluster is orthonormalized (modified Gram-Schmidt in eigenvalue order, a warp
+//     per cluster), its members solved again in parallel and orthonormalized again (LAPACK's dstein re-solves them
+//     one after another instead). Z stays in global memory (L2) here: only clustered spectra pay for it.
+//  5. rsvd_eigh_back_f64, a warp per column: Ũ = H_0 ⋯ H_{l-3} Z, each block with every reflector in shared
+//     memory (packed, ~l²/2 doubles), each warp applying them, last first, to its own column in registers: ~l
+//     steps of a warp dot product (5 fmas, 5 shuffles) and an axpy, ~25-35 k clocks at l = 138 (estimate; the
+//     one-block kernel took ~900 k clocks, 16 warps with 10 columns each and a reflector loaded from L2 per step).
 // Output as cusolverDnDsyevd's: Ũ column-major over G (ld = l), λ ascending, info 0. Reads only G's lower triangle.
-// Deterministic: fixed reduction orders, no atomics.
+// Deterministic: fixed reduction orders, no atomics. Scratch (src/rsvd.rs eigh_scratch_doubles): [0, l²) the
+// reflectors (reflector k in column k, rows k+1 ..), [l², 5 l²) the cluster kernel's inverse iteration, then T's
+// diagonal, off-diagonal and τ (l each) and 4 scalars (Gershgorin interval, pivot guard, ‖T‖): eigh_tri below.
 constexpr unsigned kEighThreads = 512;
 constexpr unsigned kEighWarps = kEighThreads / 32;
-constexpr unsigned kEighMaxL = 160;  // src/rsvd.rs EIGH_MAX_L; shared memory: eigh_shared_doubles below
-constexpr unsigned kEighSplit = 3;   // interior points (threads) per eigenvalue per multisection round
-constexpr unsigned kEighRounds = 28; // 4^28 = 2^56: from the Gershgorin width (<= 2·‖T‖·l) below ε‖T‖ for l <= 160
+constexpr unsigned kEighMaxL = 160;  // src/rsvd.rs EIGH_MAX_L; shared memory: eigh_*_shared_doubles below
+constexpr unsigned kEighValueWarps = 4;      // rsvd_eigh_values_f64: eigenvalues (warps) per block
+constexpr unsigned kEighValueRounds = 13;    // 33^13 = 2^65.6 > the Gershgorin width over ε‖T‖ (<= 2^62 for l <= 160)
+constexpr unsigned kEighVectorThreads = 32;  // rsvd_eigh_vectors_f64: eigenvalues (threads) per block
+constexpr unsigned kEighBackWarps = 4;       // rsvd_eigh_back_f64: columns (warps) per block
 constexpr unsigned kEighIters = 2;   // inverse-iteration solves per eigenvector
 constexpr double kEighCluster = 1e-6;  // neighbours closer than this times ‖T‖ are iterated as a cluster
 constexpr unsigned kEighParts = 3;   // column parts of phase 1's matrix-vector product per row
-constexpr unsigned kEighColsPerWarp = (kEighMaxL + kEighWarps - 1) / kEighWarps;
 constexpr unsigned kEighRowsPerLane = (kEighMaxL + 31) / 32;
-constexpr unsigned kEighColGroup = 5;  // phase 4's columns per round of a warp (kEighColsPerWarp = 10: two rounds)
-static_assert(kEighColsPerWarp % kEighColGroup == 0, "whole groups");
-static_assert(kEighSplit * kEighMaxL <= kEighThreads && kEighParts * kEighMaxL <= kEighThreads,
-              "one thread per (eigenvalue, point) and per (row, part)");
+static_assert(kEighParts * kEighMaxL <= kEighThreads, "one thread per (row, part)");
+static_assert(kEighMaxL <= kEighThreads, "the cluster kernel's thread per eigenvalue");
 constexpr double kF64Eps = 1.1102230246251565e-16;  // 2^-53
 constexpr double kF64Min = 2.2250738585072014e-308;
 
-// Shared layout of rsvd_small_eigh_f64 in doubles (src/rsvd.rs eigh_shared_bytes): A (l x ld, ld = l | 1, odd:
-// a column walk by a warp touches distinct bank pairs), 9 vectors of kEighMaxL, kEighParts partial products of
-// kEighMaxL, kEighSplit multisection points of kEighMaxL, 2 x kEighWarps reduction slots and 8 scalars; then
-// kEighSplit x kEighMaxL unsigned counts.
-__host__ __device__ constexpr unsigned eigh_shared_doubles(unsigned l) {
-    return l * (l | 1u) + (9 + kEighParts + kEighSplit) * kEighMaxL + 2 * kEighWarps + 8;
+// Dynamic shared memory of the kernels that take it, in doubles (src/rsvd.rs eigh_shared_bytes mirrors these).
+// rsvd_eigh_tridiag_f64: A (l x ld, ld = l | 1, odd: a column walk by a warp touches distinct bank pairs), the
+// reflector v and the product p (kEighMaxL each), kEighParts partial products of kEighMaxL, 2 x kEighWarps
+// reduction slots and 8 scalars.
+__host__ __device__ constexpr unsigned eigh_tridiag_shared_doubles(unsigned l) {
+    return l * (l | 1u) + (2 + kEighParts) * kEighMaxL + 2 * kEighWarps + 8;
+}
+// rsvd_eigh_vectors_f64: 4 l doubles per thread (the elimination's three rows of U and the right-hand side,
+// element i of array a of thread j at (a l + i) 32 + j: consecutive threads, consecutive doubles), then T's diagonal
+// and off-diagonal.
+__host__ __device__ constexpr unsigned eigh_vectors_shared_doubles(unsigned l) {
+    return 4 * l * kEighVectorThreads + 2 * l;
+}
+// rsvd_eigh_back_f64: the reflectors packed by column (column k's rows k+1 .. l-1 from eigh_packed(k, l)), then the τs.
+__host__ __device__ constexpr unsigned eigh_back_shared_doubles(unsigned l) {
+    return l * (l - 1) / 2 + l;
+}
+static_assert(eigh_vectors_shared_doubles(kEighMaxL) * 8 <= 232448 && eigh_back_shared_doubles(kEighMaxL) * 8 <= 232448,
+              "sm_90's opt-in limit");
+__device__ __forceinline__ unsigned eigh_packed(unsigned k, unsigned l) { return k * (l - 1) - k * (k - 1) / 2; }
+
+// T and its bounds in the scratch, after the reflectors and the cluster kernel's columns.
+struct EighTri {
+    double* dg;    // T's diagonal (l)
+    double* off;   // T's off-diagonal, off[i] = T[i+1][i] (l - 1 used)
+    double* tau;   // the reflectors' τ (l; 0 for the last two)
+    double* scal;  // Gershgorin interval widened (lo, hi), the pivot guard, ‖T‖
+};
+__device__ __forceinline__ EighTri eigh_tri(double* scratch, unsigned l) {
+    double* base = scratch + 5ull * l * l;
+    return {base, base + l, base + 2 * l, base + 3 * l};
 }
 
 __device__ __forceinline__ double eigh_warp_sum(double x) {
@@ -875,16 +910,16 @@ __device__ __forceinline__ unsigned eigh_sturm_count(const double* dgn, const do
     return c;
 }
 
-// One inverse-iteration solve (T - λI) x = in_scale · y for column `j` of the scratch (element i of array a at
-// f[(a * l + i) * l + j]: a = 0, 1, 2 the rows of U (diagonal, first and second superdiagonal), a = 3 the right-hand
-// side y, overwritten with x). Gaussian elimination with row interchanges (dlagtf), pivots below `tiny` raised to it
+// One inverse-iteration solve (T - λI) x = in_scale · y for column `j` of `f` (element i of array a at
+// f[(a * l + i) * stride + j]: a = 0, 1, 2 the rows of U (diagonal, first and second superdiagonal), a = 3 the
+// right-hand side y, overwritten with x; shared memory in rsvd_eigh_vectors_f64, global scratch in the cluster kernel). Gaussian elimination with row interchanges (dlagtf), pivots below `tiny` raised to it
 // in the back substitution (dlagts with a perturbation). Returns 1 / ‖x‖: x is not rescaled in memory (the next
 // solve or the copy into Z applies it as it reads). Each step's loads are issued a step ahead of the division
-// chain that uses them (the scratch is in L2, not shared memory).
+// chain that uses them.
 __device__ __forceinline__ double eigh_inverse_solve(const double* dg, const double* off, unsigned l, double lam,
-                                                     double tiny, double* __restrict__ f, unsigned j,
-                                                     double in_scale) {
-    auto at = [&](unsigned a, unsigned i) -> double& { return f[((unsigned long long)a * l + i) * l + j]; };
+                                                     double tiny, double* __restrict__ f, unsigned stride,
+                                                     unsigned j, double in_scale) {
+    auto at = [&](unsigned a, unsigned i) -> double& { return f[((unsigned long long)a * l + i) * stride + j]; };
     double p = dg[0] - lam, q = l > 1 ? off[0] : 0.0, r = 0.0;  // row i's entries at columns i, i + 1, i + 2
     double y = at(3, 0) * in_scale;
     double yn = l > 1 ? at(3, 1) * in_scale : 0.0;  // the next row's right-hand side, loaded a step ahead
@@ -949,42 +984,26 @@ __device__ __forceinline__ double eigh_start(unsigned i, unsigned j) {
     return (double)h * (2.0 / 4294967296.0) - 1.0;
 }
 
-__device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, double* __restrict__ w, int* __restrict__ info,
-                           double* __restrict__ scratch, unsigned long long* __restrict__ clocks) {
-    // clocks (optional): thread 0's clock64() at the start and after each of the four phases (5 values), for the
-    // benchmark's breakdown of where the kernel's time goes.
-    auto stamp = [&](unsigned at) {
-        if (clocks != nullptr && threadIdx.x == 0) clocks[at] = (unsigned long long)clock64();
-    };
-    stamp(0);
+// Phase 1 (rsvd_eigh_tridiag_f64): G's lower triangle into shared memory, mirrored; the tridiagonalization; T, the
+// τs, the reflectors and the Gershgorin interval into the scratch.
+__device__ __forceinline__ void eigh_tridiag(const double* __restrict__ g, unsigned l, double* __restrict__ scratch) {
     SLR_DYNAMIC_SMEM(float, smem);  // float, as the other kernels of this file declare it (one extern array)
-    static_assert(eigh_shared_doubles(kEighMaxL) * 8 + kEighSplit * kEighMaxL * 4 <= 232448, "sm_90's opt-in limit");
+    static_assert(eigh_tridiag_shared_doubles(kEighMaxL) * 8 <= 232448, "sm_90's opt-in limit");
     const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32, ld = l | 1u;
-    double* A = reinterpret_cast<double*>(smem);                              // l x ld, column-major; later Z
-    double* v = A + l * ld;                         // the reflector of the current step (rows k+1 ..)
-    double* p = v + kEighMaxL;                      // τ A₂ v, then w
-    double* dg = p + kEighMaxL;                     // T's diagonal
-    double* off = dg + kEighMaxL;                   // T's off-diagonal (off[i] = T[i+1][i])
-    double* e2 = off + kEighMaxL;                   // off²
-    double* lam = e2 + kEighMaxL;                   // eigenvalues, ascending
-    double* lo = lam + kEighMaxL;                   // multisection intervals
-    double* hi = lo + kEighMaxL;
-    double* tau = hi + kEighMaxL;                   // the reflectors' τ
-    double* partial = tau + kEighMaxL;              // kEighParts x kEighMaxL
-    double* xs = partial + kEighParts * kEighMaxL;  // kEighSplit x kEighMaxL multisection points
-    double* red = xs + kEighSplit * kEighMaxL;      // 2 x kEighWarps
-    double* scal = red + 2 * kEighWarps;            // 8 scalars
-    unsigned* cnt = reinterpret_cast<unsigned*>(scal + 8);  // kEighSplit x kEighMaxL
-    double* h = scratch;                            // l x l: reflector k in column k (rows k+1 ..)
-    double* f = scratch + (unsigned long long)l * l;  // 4 x l x l: inverse iteration
+    double* A = reinterpret_cast<double*>(smem);      // l x ld, column-major
+    double* v = A + l * ld;                           // the reflector of the current step (rows k+1 ..)
+    double* p = v + kEighMaxL;                        // τ A₂ v
+    double* partial = p + kEighMaxL;                  // kEighParts x kEighMaxL
+    double* red = partial + kEighParts * kEighMaxL;   // 2 x kEighWarps
+    double* scal = red + 2 * kEighWarps;              // 8 scalars
+    const EighTri tri = eigh_tri(scratch, l);
+    double* h = scratch;                              // l x l: reflector k in column k (rows k+1 ..)
 
-    // G's lower triangle, mirrored.
     for (unsigned j = warp; j < l; j += kEighWarps) {
         for (unsigned i = lane; i < l; i += 32) A[i + j * ld] = i >= j ? g[i + (unsigned long long)j * l] : g[j + (unsigned long long)i * l];
     }
     __syncthreads();
 
-    // ---- 1. Tridiagonalization.
     // ‖A[k+2:, k]‖² of the next step's column, by warp 0 (its lanes own those rows in the update below, which
     // writes that column: j = 0 of A₂), published by the step's last barrier: no block reduction for it.
     auto tail_norm2 = [&](unsigned k) {
@@ -1059,103 +1078,116 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
         }
         if (warp == 0 && k + 3 < l) tail_norm2(k + 1);  // column k + 1 is final for this step (warp 0 wrote it)
         if (t == 0) {
-            dg[k] = A[k + k * ld];
-            off[k] = beta;
-            tau[k] = tk;
+            tri.dg[k] = A[k + k * ld];
+            tri.off[k] = beta;
+            tri.tau[k] = tk;
         }
         for (unsigned i = t; i < m; i += kEighThreads) h[(unsigned long long)k * l + k + 1 + i] = v[i];
         __syncthreads();  // A₂ updated, v saved and the next norm published before the next step
     }
     if (t == 0) {
         if (l >= 2) {
-            dg[l - 2] = A[(l - 2) + (l - 2) * ld];
-            off[l - 2] = A[(l - 1) + (l - 2) * ld];
-            tau[l - 2] = 0.0;
+            tri.dg[l - 2] = A[(l - 2) + (l - 2) * ld];
+            tri.off[l - 2] = A[(l - 1) + (l - 2) * ld];
+            tri.tau[l - 2] = 0.0;
         }
-        dg[l - 1] = A[(l - 1) + (l - 1) * ld];
-        tau[l - 1] = 0.0;
-        // Gershgorin interval, ‖T‖ and the pivot guard.
-        double gl = dg[0], gu = dg[0], emax2 = 0.0;
+        tri.dg[l - 1] = A[(l - 1) + (l - 1) * ld];
+        tri.off[l - 1] = 0.0;  // not part of T; written so that no kernel reads an unwritten slot
+        tri.tau[l - 1] = 0.0;
+        // Gershgorin interval, ‖T‖ and the pivot guard (thread 0 wrote every dg and off above).
+        double gl = tri.dg[0], gu = tri.dg[0], emax2 = 0.0;
         for (unsigned i = 0; i < l; ++i) {
-            const double rad = (i > 0 ? fabs(off[i - 1]) : 0.0) + (i + 1 < l ? fabs(off[i]) : 0.0);
-            gl = fmin(gl, dg[i] - rad);
-            gu = fmax(gu, dg[i] + rad);
-            if (i + 1 < l) {
-                e2[i] = off[i] * off[i];
-                emax2 = fmax(emax2, e2[i]);
-            }
+            const double rad = (i > 0 ? fabs(tri.off[i - 1]) : 0.0) + (i + 1 < l ? fabs(tri.off[i]) : 0.0);
+            gl = fmin(gl, tri.dg[i] - rad);
+            gu = fmax(gu, tri.dg[i] + rad);
+            if (i + 1 < l) emax2 = fmax(emax2, tri.off[i] * tri.off[i]);
         }
         const double tnorm = fmax(fabs(gl), fabs(gu));
         const double pivmin = kF64Min * fmax(1.0, emax2);
         const double widen = 2.0 * kF64Eps * tnorm * l + 2.0 * pivmin;
-        scal[0] = gl - widen;
-        scal[1] = gu + widen;
-        scal[2] = pivmin;
-        scal[3] = tnorm;
+        tri.scal[0] = gl - widen;
+        tri.scal[1] = gu + widen;
+        tri.scal[2] = pivmin;
+        tri.scal[3] = tnorm;
     }
-    __syncthreads();
+}
 
-    stamp(1);
-    // ---- 2. Eigenvalues: multisection.
-    const double pivmin = scal[2], tnorm = scal[3];
-    const double inv_norm = tnorm > 0.0 ? 1.0 / tnorm : 1.0;
-    double* dgn = v;  // T/‖T‖ for the Sturm counts (v and p are free after phase 1)
-    double* e2n = p;
-    if (t < l) {
-        lo[t] = scal[0];
-        hi[t] = scal[1];
-        dgn[t] = dg[t] * inv_norm;
-        if (t + 1 < l) e2n[t] = fmax(e2[t] * inv_norm * inv_norm, 0x1p-120);  // eigh_sturm_count: no zero off-diagonal
+// Phase 2 (rsvd_eigh_values_f64): eigenvalue j = blockIdx.x · kEighValueWarps + warp into w[j]. Every block scales T
+// by 1/‖T‖ into shared memory (the Sturm counts' form), then each warp multisects its eigenvalue's interval:
+// lane s counts at lo + (hi - lo)(s + 1)/33, and the interval becomes the pair of neighbouring points (or ends)
+// between which the count passes j (the first lane whose count exceeds j, by ballot). Every lane computes the same
+// lo and hi, so the result does not depend on timing.
+__device__ __forceinline__ void eigh_values(unsigned l, double* __restrict__ scratch, double* __restrict__ w) {
+    __shared__ double dgn[kEighMaxL], e2n[kEighMaxL];
+    const EighTri tri = eigh_tri(scratch, l);
+    const double tnorm = tri.scal[3], inv_norm = tnorm > 0.0 ? 1.0 / tnorm : 1.0;
+    for (unsigned i = threadIdx.x; i < l; i += blockDim.x) {
+        dgn[i] = tri.dg[i] * inv_norm;
+        // eigh_sturm_count: no zero off-diagonal.
+        if (i + 1 < l) e2n[i] = fmax(tri.off[i] * tri.off[i] * inv_norm * inv_norm, 0x1p-120);
     }
     __syncthreads();
-    for (unsigned round = 0; round < kEighRounds; ++round) {
-        if (t < kEighSplit * l) {
-            const unsigned j = t % l, s = t / l;
-            const double x = lo[j] + (hi[j] - lo[j]) * ((double)(s + 1) / (double)(kEighSplit + 1));
-            xs[s * kEighMaxL + j] = x;
-            cnt[s * kEighMaxL + j] = eigh_sturm_count(dgn, e2n, l, x * inv_norm);
-        }
-        __syncthreads();
-        if (t < l) {  // eigenvalue t (0-based, ascending) lies where the count passes t
-            for (unsigned s = 0; s < kEighSplit; ++s) {
-                if (cnt[s * kEighMaxL + t] <= t) {
-                    lo[t] = xs[s * kEighMaxL + t];
-                } else {
-                    hi[t] = xs[s * kEighMaxL + t];
-                    break;
-                }
-            }
-        }
-        __syncthreads();
+    const unsigned lane = threadIdx.x % 32, j = blockIdx.x * kEighValueWarps + threadIdx.x / 32;
+    if (j >= l) return;  // whole warps: the ballot and shuffles below see full warps
+    double lo = tri.scal[0], hi = tri.scal[1];
+    const double frac = (double)(lane + 1) / 33.0;
+    for (unsigned round = 0; round < kEighValueRounds; ++round) {
+        const double x = lo + (hi - lo) * frac;
+        const unsigned count = eigh_sturm_count(dgn, e2n, l, x * inv_norm);
+        const unsigned above = __ballot_sync(0xffffffffu, count > j);  // points with more than j eigenvalues below
+        const unsigned s = above != 0u ? (unsigned)__ffs((int)above) - 1u : 32u;
+        const double x_below = __shfl_sync(0xffffffffu, x, (s + 31u) % 32u);  // lane s - 1's point (s > 0)
+        const double x_above = __shfl_sync(0xffffffffu, x, s % 32u);          // lane s's point (s < 32)
+        if (s > 0) lo = x_below;
+        if (s < 32) hi = x_above;
     }
-    if (t < l) lam[t] = 0.5 * (lo[t] + hi[t]);
-    __syncthreads();
+    if (lane == 0) w[j] = 0.5 * (lo + hi);
+}
 
-    stamp(2);
-    // ---- 3. Eigenvectors of T: inverse iteration, one thread each, into Z (A's place).
-    const double tiny = fmax(kF64Eps * tnorm, pivmin);
-    double* Z = A;
-    if (t < l) {
-        for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = eigh_start(i, t);
-        double scale = 1.0;
-        for (unsigned it = 0; it < kEighIters; ++it) scale = eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t, scale);
-        for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t] * scale;
+// Phase 3 (rsvd_eigh_vectors_f64): eigenvector t = blockIdx.x · kEighVectorThreads + thread of T by inverse
+// iteration, its factors in this block's shared memory, into column t of g (Z).
+__device__ __forceinline__ void eigh_vectors(double* __restrict__ g, unsigned l, const double* __restrict__ w,
+                                             double* __restrict__ scratch) {
+    SLR_DYNAMIC_SMEM(float, smem);
+    double* f = reinterpret_cast<double*>(smem);  // eigh_vectors_shared_doubles
+    double* dg = f + 4ull * l * kEighVectorThreads;
+    double* off = dg + l;
+    const EighTri tri = eigh_tri(scratch, l);
+    for (unsigned i = threadIdx.x; i < l; i += kEighVectorThreads) {
+        dg[i] = tri.dg[i];
+        off[i] = tri.off[i];
     }
     __syncthreads();
-    // Clusters (runs of eigenvalues within kEighCluster·‖T‖ of the previous one): thread 0 lists them (first and
-    // last + 1 member, in `cnt`, free after phase 2); then twice: each cluster's vectors orthonormalized in order by
-    // modified Gram-Schmidt (warp c % kEighWarps takes cluster c), and after the first time each member solved again
-    // from its orthonormalized vector (one thread each, in parallel). Each member was solved with its own shift, so it
-    // is its own eigenvector to ~ε‖T‖/gap, which Gram-Schmidt removes; within a degenerate cluster (gap ~ε‖T‖) the
-    // members are independent combinations of the eigenspace (different starts), which it makes orthonormal; the
-    // second solve and pass clean up what the first pass amplified. Cost ~ c²/2 warp dot products per cluster of c
-    // (none for well-separated spectra).
-    unsigned* cl = cnt;  // cl[2c], cl[2c + 1]: cluster c's members [first, last + 1)
+    const unsigned j = threadIdx.x, t = blockIdx.x * kEighVectorThreads + j;
+    if (t >= l) return;
+    const double tiny = fmax(kF64Eps * tri.scal[3], tri.scal[2]);
+    for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * kEighVectorThreads + j] = eigh_start(i, t);
+    double scale = 1.0;
+    const double lam = w[t];
+    for (unsigned it = 0; it < kEighIters; ++it) scale = eigh_inverse_solve(dg, off, l, lam, tiny, f, kEighVectorThreads, j, scale);
+    for (unsigned i = 0; i < l; ++i) g[i + (unsigned long long)t * l] = f[(3ull * l + i) * kEighVectorThreads + j] * scale;
+}
+
+// Phase 4 (rsvd_eigh_clusters_f64, one block of kEighThreads): clusters are runs of eigenvalues within
+// kEighCluster·‖T‖ of the previous one; thread 0 lists them (first and last + 1 member). Then twice: each cluster's
+// vectors orthonormalized in order by modified Gram-Schmidt (warp c % kEighWarps takes cluster c), and after the
+// first time each member solved again from its orthonormalized vector (one thread each, in parallel). Each member
+// was solved with its own shift, so it is its own eigenvector to ~ε‖T‖/gap, which Gram-Schmidt removes; within a
+// degenerate cluster (gap ~ε‖T‖) the members are independent combinations of the eigenspace (different starts),
+// which it makes orthonormal; the second solve and pass clean up what the first pass amplified. Cost ~c²/2 warp dot
+// products per cluster of c (none for well-separated spectra), on Z in global memory.
+__device__ __forceinline__ void eigh_clusters(double* __restrict__ g, unsigned l, const double* __restrict__ w,
+                                              double* __restrict__ scratch) {
+    __shared__ unsigned cl[kEighMaxL + 1];  // cl[2c], cl[2c + 1]: cluster c's members [first, last + 1); cl[l]: count
+    __shared__ double dg[kEighMaxL], off[kEighMaxL];
+    const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32;
+    const EighTri tri = eigh_tri(scratch, l);
+    const double tnorm = tri.scal[3];
     if (t == 0) {
         const double gap = kEighCluster * tnorm;
         unsigned count = 0, start = 0;
         for (unsigned j = 1; j <= l; ++j) {
-            if (j < l && lam[j] - lam[j - 1] <= gap) continue;  // j still in the run that began at start
+            if (j < l && w[j] - w[j - 1] <= gap) continue;  // j still in the run that began at start
             if (j - start >= 2) {
                 cl[2 * count] = start;
                 cl[2 * count + 1] = j;
@@ -1163,18 +1195,26 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
             }
             start = j;
         }
-        scal[4] = (double)count;
+        cl[kEighMaxL] = count;  // at most l / 2 clusters: 2·count <= l <= kEighMaxL
+    }
+    for (unsigned i = t; i < l; i += kEighThreads) {
+        dg[i] = tri.dg[i];
+        off[i] = tri.off[i];
     }
     __syncthreads();
-    const unsigned clusters = (unsigned)scal[4];  // at most l / 2 <= kEighSplit * kEighMaxL / 2 entries' worth
-    for (unsigned pass = 0; clusters != 0 && pass < 2; ++pass) {  // block-uniform
+    const unsigned clusters = cl[kEighMaxL];
+    if (clusters == 0) return;  // block-uniform
+    const double tiny = fmax(kF64Eps * tnorm, tri.scal[2]);
+    double* f = scratch + (unsigned long long)l * l;  // 4 x l x l, column t for eigenvalue t
+    double* Z = g;
+    for (unsigned pass = 0; pass < 2; ++pass) {
         if (pass == 1 && t < l) {
             bool member = false;
             for (unsigned c = 0; c < clusters; ++c) member |= t >= cl[2 * c] && t < cl[2 * c + 1];
             if (member) {
-                for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = Z[i + t * ld];
-                const double scale = eigh_inverse_solve(dg, off, l, lam[t], tiny, f, t, 1.0);
-                for (unsigned i = 0; i < l; ++i) Z[i + t * ld] = f[(3ull * l + i) * l + t] * scale;
+                for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = Z[i + (unsigned long long)t * l];
+                const double scale = eigh_inverse_solve(dg, off, l, w[t], tiny, f, l, t, 1.0);
+                for (unsigned i = 0; i < l; ++i) Z[i + (unsigned long long)t * l] = f[(3ull * l + i) * l + t] * scale;
             }
         }
         __syncthreads();  // the members solved again before any warp orthogonalizes them
@@ -1185,20 +1225,20 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
 #pragma unroll
                 for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                     const unsigned i = lane + 32 * q;
-                    y[q] = i < l ? Z[i + j * ld] : 0.0;
+                    y[q] = i < l ? Z[i + (unsigned long long)j * l] : 0.0;
                 }
                 for (unsigned b = first; b < j; ++b) {
                     double dot = 0.0;
 #pragma unroll
                     for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                         const unsigned i = lane + 32 * q;
-                        if (i < l) dot = fma(y[q], Z[i + b * ld], dot);
+                        if (i < l) dot = fma(y[q], Z[i + (unsigned long long)b * l], dot);
                     }
                     dot = eigh_warp_sum(dot);
 #pragma unroll
                     for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                         const unsigned i = lane + 32 * q;
-                        if (i < l) y[q] = fma(-dot, Z[i + b * ld], y[q]);
+                        if (i < l) y[q] = fma(-dot, Z[i + (unsigned long long)b * l], y[q]);
                     }
                 }
                 double n2 = 0.0;
@@ -1209,62 +1249,64 @@ __device__ __forceinline__ void small_eigh(double* __restrict__ g, unsigned l, d
 #pragma unroll
                 for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                     const unsigned i = lane + 32 * q;
-                    if (i < l) Z[i + j * ld] = y[q] * sc;
+                    if (i < l) Z[i + (unsigned long long)j * l] = y[q] * sc;
                 }
                 __syncwarp();  // column j complete before the next member reads it
             }
         }
         __syncthreads();
     }
+}
 
-    stamp(3);
-    // ---- 4. Ũ = H_0 ⋯ H_{l-3} Z: each warp applies the reflectors, last first, to its own columns.
-    for (unsigned k = l >= 3 ? l - 3 : 0; l >= 3; --k) {  // k = l-3 .. 0
+// Phase 5 (rsvd_eigh_back_f64): column c = blockIdx.x · kEighBackWarps + warp of Ũ = H_0 ⋯ H_{l-3} Z, in place in g;
+// block 0 also writes info = 0.
+__device__ __forceinline__ void eigh_back(double* __restrict__ g, unsigned l, double* __restrict__ scratch,
+                                          int* __restrict__ info) {
+    SLR_DYNAMIC_SMEM(float, smem);
+    double* hv = reinterpret_cast<double*>(smem);  // eigh_back_shared_doubles: reflector k at eigh_packed(k, l)
+    double* tau = hv + l * (l - 1) / 2;
+    const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32;
+    const EighTri tri = eigh_tri(scratch, l);
+    for (unsigned k = warp; k + 2 < l; k += kEighBackWarps) {
+        const unsigned base = eigh_packed(k, l);
+        for (unsigned i = lane; i + k + 1 < l; i += 32) hv[base + i] = scratch[(unsigned long long)k * l + k + 1 + i];
+    }
+    for (unsigned i = t; i < l; i += kEighBackWarps * 32) tau[i] = tri.tau[i];
+    __syncthreads();
+    if (blockIdx.x == 0 && t == 0) *info = 0;
+    const unsigned c = blockIdx.x * kEighBackWarps + warp;
+    if (c >= l || l < 3) return;
+    double* z_col = g + (unsigned long long)c * l;
+    double z[kEighRowsPerLane];
+#pragma unroll
+    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+        const unsigned i = lane + 32 * q;
+        z[q] = i < l ? z_col[i] : 0.0;
+    }
+    for (unsigned k = l - 3;; --k) {
         const double tk = tau[k];
-        if (tk != 0.0) {  // block-uniform
-            double vr[kEighRowsPerLane];  // v at rows lane + 32q (zero above row k+1; row k+1 holds 1)
+        if (tk != 0.0) {  // warp-uniform
+            const double* vk = hv + eigh_packed(k, l) - (k + 1);  // vk[i]: row i of reflector k, i in [k + 1, l)
+            double dot = 0.0;
 #pragma unroll
             for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                 const unsigned i = lane + 32 * q;
-                vr[q] = (i > k && i < l) ? h[(unsigned long long)k * l + i] : 0.0;
+                if (i > k && i < l) dot = fma(vk[i], z[q], dot);
             }
-            // kEighColGroup columns at a time: their dot products' butterflies interleave (one latency for the
-            // group, not one per column).
-            for (unsigned c0 = 0; c0 < kEighColsPerWarp; c0 += kEighColGroup) {
-                double dot[kEighColGroup];
+            dot = tk * eigh_warp_sum(dot);
 #pragma unroll
-                for (unsigned cc = 0; cc < kEighColGroup; ++cc) {
-                    const unsigned c = warp + (c0 + cc) * kEighWarps;
-                    double acc = 0.0;
-#pragma unroll
-                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                        const unsigned i = lane + 32 * q;
-                        if (c < l && i < l) acc = fma(vr[q], Z[i + c * ld], acc);
-                    }
-                    dot[cc] = acc;
-                }
-#pragma unroll
-                for (unsigned cc = 0; cc < kEighColGroup; ++cc) dot[cc] = tk * eigh_warp_sum(dot[cc]);
-#pragma unroll
-                for (unsigned cc = 0; cc < kEighColGroup; ++cc) {
-                    const unsigned c = warp + (c0 + cc) * kEighWarps;
-#pragma unroll
-                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                        const unsigned i = lane + 32 * q;
-                        if (c < l && i < l && i > k) Z[i + c * ld] = fma(-dot[cc], vr[q], Z[i + c * ld]);
-                    }
-                }
+            for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                const unsigned i = lane + 32 * q;
+                if (i > k && i < l) z[q] = fma(-dot, vk[i], z[q]);
             }
         }
         if (k == 0) break;
     }
-    __syncthreads();
-    for (unsigned j = warp; j < l; j += kEighWarps) {
-        for (unsigned i = lane; i < l; i += 32) g[i + (unsigned long long)j * l] = Z[i + j * ld];
+#pragma unroll
+    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+        const unsigned i = lane + 32 * q;
+        if (i < l) z_col[i] = z[q];
     }
-    if (t < l) w[t] = lam[t];
-    if (t == 0) *info = 0;
-    stamp(4);
 }
 
 }  // namespace
@@ -1385,13 +1427,35 @@ extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
 }
 SLR_EMU_EXPORT(rsvd_cholqr_factor_tiles_f32)
 
-// The small SVD's eigenproblem on one block (small_eigh above): G (l x l f64, column-major, lower triangle read) is
-// overwritten with Ũ, w gets λ ascending, info 0; scratch holds 5 l² doubles; clocks is null or 5 words for the
-// phases' clock64() stamps. l <= kEighMaxL; one block of kEighThreads threads with eigh_shared_doubles(l) * 8 +
-// kEighSplit * kEighMaxL * 4 bytes of dynamic shared memory.
+// The small SVD's eigenproblem (the five phases above), queued in this order by src/rsvd.rs queue_own_eigensolver on
+// G (l x l f64, column-major, lower triangle read, overwritten with Ũ), w (λ ascending), info (0) and the scratch
+// (eigh_tri: 5 l² + 3 l + 4 doubles); l <= kEighMaxL. Grids and dynamic shared memory as their comments say.
 extern "C" __global__ void __launch_bounds__(kEighThreads, 1)
-    rsvd_small_eigh_f64(double* __restrict__ g, unsigned l, double* __restrict__ w, int* __restrict__ info,
-                        double* __restrict__ scratch, unsigned long long* __restrict__ clocks) {
-    small_eigh(g, l, w, info, scratch, clocks);
+    rsvd_eigh_tridiag_f64(const double* __restrict__ g, unsigned l, double* __restrict__ scratch) {
+    eigh_tridiag(g, l, scratch);
 }
-SLR_EMU_EXPORT(rsvd_small_eigh_f64)
+SLR_EMU_EXPORT(rsvd_eigh_tridiag_f64)
+// Grid ceil(l / kEighValueWarps) blocks of kEighValueWarps warps; no dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(kEighValueWarps * 32)
+    rsvd_eigh_values_f64(unsigned l, double* __restrict__ scratch, double* __restrict__ w) {
+    eigh_values(l, scratch, w);
+}
+SLR_EMU_EXPORT(rsvd_eigh_values_f64)
+// Grid ceil(l / kEighVectorThreads) blocks of kEighVectorThreads; eigh_vectors_shared_doubles(l) · 8 bytes.
+extern "C" __global__ void __launch_bounds__(kEighVectorThreads)
+    rsvd_eigh_vectors_f64(double* __restrict__ g, unsigned l, const double* __restrict__ w, double* __restrict__ scratch) {
+    eigh_vectors(g, l, w, scratch);
+}
+SLR_EMU_EXPORT(rsvd_eigh_vectors_f64)
+// One block of kEighThreads; no dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(kEighThreads, 1)
+    rsvd_eigh_clusters_f64(double* __restrict__ g, unsigned l, const double* __restrict__ w, double* __restrict__ scratch) {
+    eigh_clusters(g, l, w, scratch);
+}
+SLR_EMU_EXPORT(rsvd_eigh_clusters_f64)
+// Grid ceil(l / kEighBackWarps) blocks of kEighBackWarps warps; eigh_back_shared_doubles(l) · 8 bytes.
+extern "C" __global__ void __launch_bounds__(kEighBackWarps * 32)
+    rsvd_eigh_back_f64(double* __restrict__ g, unsigned l, double* __restrict__ scratch, int* __restrict__ info) {
+    eigh_back(g, l, scratch, info);
+}
+SLR_EMU_EXPORT(rsvd_eigh_back_f64)

@@ -144,14 +144,14 @@ elif command -v compute-sanitizer >/dev/null; then
       "$B/bin/test-rsvd" --test-threads=1 device_cholesky_small_ >> "$san_log" 2>&1
     rc=$?
     note "compute-sanitizer racecheck rsvd (device_cholesky_small_): $(verdict $rc) (${STEP_S} s)"
-    # The one-block eigensolver (2026-11-28, never run on a GPU before): its matrix, vectors and reductions live in
-    # shared memory between barriers and warp syncs. Its faer test (l = 1 to 160, twelve matrices) under racecheck;
-    # a timeout says only that it did not finish.
-    echo "=== racecheck rsvd the_one_block_eigensolver" >> "$san_log"
+    # Our eigensolver (five kernels since 2026-11-28; the one-block version passed in the eleventh run): its matrix,
+    # factors, reflectors and reductions live in shared memory between barriers and warp syncs. Its faer test (l = 1
+    # to 160, twelve matrices) under racecheck; a timeout says only that it did not finish.
+    echo "=== racecheck rsvd the_eigensolver_matches_faer" >> "$san_log"
     SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 90 compute-sanitizer --tool racecheck --error-exitcode 99 \
-      "$B/bin/test-rsvd" --test-threads=1 the_one_block_eigensolver >> "$san_log" 2>&1
+      "$B/bin/test-rsvd" --test-threads=1 the_eigensolver_matches_faer >> "$san_log" 2>&1
     rc=$?
-    note "compute-sanitizer racecheck rsvd (the_one_block_eigensolver): $(verdict $rc) (${STEP_S} s)"
+    note "compute-sanitizer racecheck rsvd (the_eigensolver_matches_faer): $(verdict $rc) (${STEP_S} s)"
   fi
   # memcheck on every GPU property test; racecheck on the kernels that share memory between threads.
   specs="memcheck:gather_scatter memcheck:mask_to_csr memcheck:spmm memcheck:tile_mma memcheck:sddmm memcheck:csr_transpose memcheck:topk memcheck:rsvd racecheck:gather_scatter racecheck:mask_to_csr racecheck:spmm racecheck:sddmm racecheck:csr_transpose racecheck:topk"

@@ -757,31 +757,46 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
     )
 }
 
-/// Largest sketch width the one-block eigensolver takes (cuda/rsvd.cu kEighMaxL): the l x (l | 1) matrix in f64
-/// shared memory, with its vectors, is 222 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 134; sm_86/89 99
-/// KiB: l <= 99, [`own_eigh_fits`]).
+/// Largest sketch width our eigensolver takes (cuda/rsvd.cu kEighMaxL): its tridiagonalization holds the l x (l | 1)
+/// matrix in one block's f64 shared memory, 206 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 141; sm_86/89 99
+/// KiB: l <= 109, [`own_eigh_fits`]).
 pub(crate) const EIGH_MAX_L: usize = 160;
 const EIGH_THREADS: u32 = 512;
+const EIGH_VALUE_WARPS: usize = 4;
+const EIGH_VECTOR_THREADS: usize = 32;
+const EIGH_BACK_WARPS: usize = 4;
+/// The eigensolver's kernels, in the order they are queued (cuda/rsvd.cu, "The small SVD's symmetric eigenproblem").
+const EIGH_PHASES: [&str; 5] = ["rsvd_eigh_tridiag_f64", "rsvd_eigh_values_f64", "rsvd_eigh_vectors_f64", "rsvd_eigh_clusters_f64", "rsvd_eigh_back_f64"];
 
-/// Dynamic shared memory of `rsvd_small_eigh_f64` at sketch width `l` (cuda/rsvd.cu eigh_shared_doubles, in bytes,
-/// plus the multisection counts).
-fn eigh_shared_bytes(l: usize) -> usize {
-    const SPLIT: usize = 3;
+/// Dynamic shared memory in bytes of the eigensolver's kernels at sketch width `l` (cuda/rsvd.cu
+/// eigh_tridiag_shared_doubles, eigh_vectors_shared_doubles, eigh_back_shared_doubles), l >= 1: tridiagonalization,
+/// eigenvectors, back-transform (the other two take none).
+fn eigh_shared_bytes(l: usize) -> [usize; 3] {
     const PARTS: usize = 3;
     const WARPS: usize = EIGH_THREADS as usize / 32;
-    8 * (l * (l | 1) + (9 + PARTS + SPLIT) * EIGH_MAX_L + 2 * WARPS + 8) + 4 * SPLIT * EIGH_MAX_L
+    [
+        8 * (l * (l | 1) + (2 + PARTS) * EIGH_MAX_L + 2 * WARPS + 8),
+        8 * (4 * l * EIGH_VECTOR_THREADS + 2 * l),
+        8 * (l * (l - 1) / 2 + l),
+    ]
 }
 
-/// Whether the one-block eigensolver can take a sketch width `l` on this device (its shared memory).
+/// Scratch doubles of the eigensolver (cuda/rsvd.cu eigh_tri): the reflectors (l²), the cluster kernel's inverse
+/// iteration (4 l²), T and the τs (3 l) and 4 scalars.
+fn eigh_scratch_doubles(l: usize) -> usize {
+    5 * l * l + 3 * l + 4
+}
+
+/// Whether our eigensolver can take a sketch width `l` on this device (its kernels' shared memory).
 fn own_eigh_fits(gpu: &Gpu, l: usize) -> bool {
-    (1..=EIGH_MAX_L).contains(&l) && eigh_shared_bytes(l) <= gpu.max_dynamic_shared_bytes() as usize
+    (1..=EIGH_MAX_L).contains(&l) && eigh_shared_bytes(l).iter().all(|&b| b <= gpu.max_dynamic_shared_bytes() as usize)
 }
 
 /// `SLR_RSVD_SMALL=own` (or [`use_own_eigensolver_on_this_thread`]): the small SVD runs on the device
-/// ([`small_svd_device`]) with its eigenproblem on our one-block kernel (`rsvd_small_eigh_f64`: Householder
-/// tridiagonalization, multisection, inverse iteration, the back-transform; cuda/rsvd.cu) instead of cuSOLVER's
-/// syevd, where the width fits ([`own_eigh_fits`]). Opt-in until a GPU has timed it against syevd (~1.2-1.3 ms at
-/// l = 138 on the H200, eighth run; the kernel is estimated at ~0.2-0.25 ms from its SASS and floors, docs/rsvd.md).
+/// ([`small_svd_device`]) with its eigenproblem on our kernels (Householder tridiagonalization on one block, then
+/// multisection, inverse iteration and the back-transform spread over the device; cuda/rsvd.cu) instead of
+/// cuSOLVER's syevd, where the width fits ([`own_eigh_fits`]). Opt-in until a GPU has timed it against syevd (1.08
+/// ms at l = 138 on the H200, eleventh run, where the earlier one-block version of ours took 1.51 ms).
 fn own_eigensolver_requested() -> bool {
     OWN_EIGH.with(|f| f.get()) || crate::path_switch("SLR_RSVD_SMALL", "own")
 }
@@ -790,44 +805,59 @@ thread_local! {
     static OWN_EIGH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Sends this thread's device small SVDs through our one-block eigensolver (as `SLR_RSVD_SMALL=own` does for the
+/// Sends this thread's device small SVDs through our eigensolver (as `SLR_RSVD_SMALL=own` does for the
 /// process): for tests running in parallel threads.
 #[doc(hidden)]
 pub fn use_own_eigensolver_on_this_thread(on: bool) {
     OWN_EIGH.with(|f| f.set(on));
 }
 
-/// Queues `rsvd_small_eigh_f64` on the l x l matrix at `a` (column-major, lda = l, lower triangle read, overwritten
-/// with the eigenvectors as columns), the eigenvalues (ascending) into `w` (l doubles) and 0 into `info` (one i32),
-/// as [`queue_eigensolver`] does with syevd. Its scratch (5 l² doubles) is allocated here and freed stream-ordered
-/// after the launch.
+/// Queues our eigensolver's kernels on the l x l matrix at `a` (column-major, lda = l, lower triangle read,
+/// overwritten with the eigenvectors as columns), the eigenvalues (ascending) into `w` (l doubles) and 0 into `info`
+/// (one i32), as [`queue_eigensolver`] does with syevd: the first `phases` of [`EIGH_PHASES`] (all five for the
+/// result; fewer for the benchmark's per-phase times, [`own_eigensolver_phase_ms`]). Its scratch
+/// ([`eigh_scratch_doubles`]) is allocated here and freed stream-ordered after the launches.
 ///
 /// # Safety
 /// `a` (l² doubles), `w` (l doubles) and `info` (one i32, 4-byte aligned) are disjoint live device memory of this
-/// Gpu; `clocks`, if given, 5 more u64 words of it (the phases' clock stamps, [`own_eigensolver_phase_clocks`]).
-unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, info: KernelArg, clocks: Option<KernelArg>) -> Result<()> {
-    const OP: &str = "rsvd small eigenproblem (one block)";
+/// Gpu.
+unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, info: KernelArg, phases: usize) -> Result<()> {
+    const OP: &str = "rsvd small eigenproblem";
     if !own_eigh_fits(gpu, l) {
         return Err(Error::LengthMismatch { op: OP, what: "sketch width (shared memory)", expected: EIGH_MAX_L, got: l });
     }
-    // SAFETY: the kernel writes every scratch element it reads first: the reflectors (rows k+1.. of column k,
-    // k <= l-3) in phase 1 before phase 4 reads them, and each inverse-iteration column (its start vector, then
-    // the factors of each solve) before reading it.
-    let mut scratch = unsafe { gpu.alloc_uninit::<f64>(5 * l * l)? };
+    // SAFETY: the kernels write every scratch element they read first: rsvd_eigh_tridiag_f64 writes T, the τs, the
+    // scalars (all l slots of each) and the reflectors (rows k+1.. of column k, k <= l-3), the only reflector
+    // entries rsvd_eigh_back_f64 reads; the cluster kernel writes each inverse-iteration column before reading it.
+    let mut scratch = unsafe { gpu.alloc_uninit::<f64>(eigh_scratch_doubles(l))? };
     let mut sv = DeviceSliceMut::from(&mut scratch);
     let (p_s, _gs) = sv.kernel_ptr_mut(gpu, OP, "scratch")?;
-    let shape = LaunchShape { grid: (1, 1, 1), block: (EIGH_THREADS, 1, 1), shared_bytes: eigh_shared_bytes(l) as u32 };
-    // SAFETY: one block of EIGH_THREADS threads reads the lower triangle of the l² doubles at `a` and overwrites all
-    // of them, writes l doubles at `w` and one i32 at `info` (the caller's contract: disjoint live memory), and uses
-    // the 5 l² scratch doubles just allocated (distinct from them) and eigh_shared_bytes(l) bytes of dynamic shared
-    // memory, within the device's opt-in limit (own_eigh_fits, checked above; l <= EIGH_MAX_L = kEighMaxL, the
-    // bound its per-lane arrays assume); thread 0 writes 5 words at `clocks` when it is not null (the caller's
-    // contract); arguments match rsvd_small_eigh_f64.
-    unsafe { gpu.launch(MODULE, "rsvd_small_eigh_f64", shape, &[a, KernelArg::U32(l as u32), w, info, p_s, clocks.unwrap_or(KernelArg::Ptr(0))]) }
+    let [tridiag_bytes, vectors_bytes, back_bytes] = eigh_shared_bytes(l);
+    let l32 = KernelArg::U32(l as u32);
+    let blocks = |per: usize| l.div_ceil(per) as u32;
+    let launches: [(LaunchShape, Vec<KernelArg>); 5] = [
+        (LaunchShape { grid: (1, 1, 1), block: (EIGH_THREADS, 1, 1), shared_bytes: tridiag_bytes as u32 }, vec![a, l32, p_s]),
+        (LaunchShape { grid: (blocks(EIGH_VALUE_WARPS), 1, 1), block: (32 * EIGH_VALUE_WARPS as u32, 1, 1), shared_bytes: 0 }, vec![l32, p_s, w]),
+        (LaunchShape { grid: (blocks(EIGH_VECTOR_THREADS), 1, 1), block: (EIGH_VECTOR_THREADS as u32, 1, 1), shared_bytes: vectors_bytes as u32 }, vec![a, l32, w, p_s]),
+        (LaunchShape { grid: (1, 1, 1), block: (EIGH_THREADS, 1, 1), shared_bytes: 0 }, vec![a, l32, w, p_s]),
+        (LaunchShape { grid: (blocks(EIGH_BACK_WARPS), 1, 1), block: (32 * EIGH_BACK_WARPS as u32, 1, 1), shared_bytes: back_bytes as u32 }, vec![a, l32, p_s, info]),
+    ];
+    for ((shape, args), name) in launches.into_iter().zip(EIGH_PHASES).take(phases) {
+        // SAFETY: each kernel's arguments match its signature (cuda/rsvd.cu): the l² doubles at `a`, the l at `w`
+        // and the i32 at `info` (the caller's contract: disjoint live memory) and the scratch just allocated
+        // (eigh_scratch_doubles(l), distinct from them); grids cover l eigenvalues or columns per the kernels'
+        // constants (EIGH_VALUE_WARPS = kEighValueWarps, EIGH_VECTOR_THREADS = kEighVectorThreads, EIGH_BACK_WARPS
+        // = kEighBackWarps; threads past l return after the blocks' one barrier), dynamic shared memory as
+        // eigh_shared_bytes(l), within the device's opt-in limit (own_eigh_fits, checked above; l <= EIGH_MAX_L =
+        // kEighMaxL, the bound the kernels' per-lane arrays and static shared arrays assume). Queued in order on
+        // this Gpu's stream, each kernel reads what the ones before it wrote.
+        unsafe { gpu.launch(MODULE, name, shape, &args)? };
+    }
+    Ok(())
 }
 
 /// The eigendecomposition of the symmetric l x l matrix `g` (column-major; its lower triangle is read) by the
-/// one-block device eigensolver ([`own_eigensolver_requested`]): eigenvalues ascending and the eigenvectors as
+/// device eigensolver ([`own_eigensolver_requested`]): eigenvalues ascending and the eigenvectors as
 /// columns (column-major). For tests, on the emulator and on a GPU.
 #[doc(hidden)]
 pub fn own_eigensolver_on_device(gpu: &Gpu, g: &[f64], l: usize) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -845,7 +875,7 @@ pub fn own_eigensolver_on_device(gpu: &Gpu, g: &[f64], l: usize) -> Result<(Vec<
         let (p, _g) = bv.kernel_ptr_mut(gpu, OP, "matrix")?;
         // SAFETY: the matrix (l² doubles at 0), the eigenvalues (l at l²) and info (the slot at l² + l, 8-byte
         // aligned) are disjoint parts of one live buffer of at_info + 1 doubles; own_eigh_fits checked above.
-        unsafe { queue_own_eigensolver(gpu, l, p, p.offset_bytes(8 * at_w), p.offset_bytes(8 * at_info), None)? };
+        unsafe { queue_own_eigensolver(gpu, l, p, p.offset_bytes(8 * at_w), p.offset_bytes(8 * at_info), EIGH_PHASES.len())? };
     }
     let h = gpu.download(&buf)?;
     eigensolver_info(h[at_info])?;
@@ -1067,7 +1097,7 @@ fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f
         // product that wrote G.
         match &handle {
             // SAFETY: as above; own_eigh_fits(gpu, l) holds (own_eigh).
-            None => unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info, None)? },
+            None => unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info, EIGH_PHASES.len())? },
             // SAFETY: as above.
             Some(handle) => unsafe { queue_eigensolver(gpu, handle, n, p_g, p_w, p_info, None)? },
         }
@@ -1841,19 +1871,18 @@ pub fn cholqr_factor_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, r
 
 /// One small eigenproblem on the device without transfers, for the benchmark's isolated timing: the l x l f32 Gram
 /// matrix `g` widened into `work` (`rsvd_widen_f32`, so that every call starts from the same matrix), then our
-/// one-block eigensolver (`own`) or cuSOLVER's syevd on it; eigenvectors, eigenvalues and info stay in `work`
-/// (at least l² + l + 2 doubles). Errors as [`queue_own_eigensolver`] and [`queue_eigensolver`].
+/// eigensolver (`own`) or cuSOLVER's syevd on it; eigenvectors, eigenvalues and info stay in `work` (at least
+/// l² + l + 2 doubles). Errors as [`queue_own_eigensolver`] and [`queue_eigensolver`].
 #[doc(hidden)]
 pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool) -> Result<()> {
-    widen_then_eigh("small_eigh_launch_for_bench", gpu, g, work, l, own, None)
+    widen_then_eigh("small_eigh_launch_for_bench", gpu, g, work, l, own, EIGH_PHASES.len())
 }
 
 /// `g` (l x l f32) widened into work[0, l²), then the eigenvalues into work[l², l² + l) and info into slot l² + l by
-/// our eigensolver (`own`, with its 5 phase clocks into the slots from `clocks_at` when given) or syevd.
-fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool, clocks_at: Option<usize>) -> Result<()> {
+/// our eigensolver (`own`: its first `phases` kernels; 0 stops after the widening) or syevd.
+fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool, phases: usize) -> Result<()> {
     let (at_w, at_info) = (l * l, l * l + l);
-    let needed = clocks_at.map_or(at_info + 2, |c| (c + 5).max(at_info + 2));
-    if g.len() != l * l || work.len() < needed || clocks_at.is_some_and(|c| c < at_info + 1 || !own) {
+    if g.len() != l * l || work.len() < at_info + 2 {
         return Err(Error::LengthMismatch { op, what: "Gram matrix and work", expected: l * l, got: g.len() });
     }
     let handle = if own { None } else { Some(gpu.cusolver_dn()?) };
@@ -1866,10 +1895,9 @@ fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut D
     unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(op, l * l, 256)?, &[p_g, p_w, KernelArg::U64((l * l) as u64)])? };
     let (a, w, info) = (p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info));
     match &handle {
-        // SAFETY: the matrix (l² doubles), the eigenvalues (l), info (one slot) and the clock slots (5, from
-        // clocks_at > l² + l) are disjoint parts of work, a live buffer of this Gpu long enough for them (checked);
-        // queue_own_eigensolver checks that l fits the kernel.
-        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info, clocks_at.map(|c| p_w.offset_bytes(8 * c))) },
+        // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work, a
+        // live buffer of this Gpu long enough for them (checked); queue_own_eigensolver checks that l fits.
+        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info, phases) },
         Some(h) => {
             let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op, what: "l", expected: i32::MAX as usize, got: l })?;
             // SAFETY: the same disjoint parts of work; h is this Gpu's cuSOLVER handle (its stream), so the call
@@ -1879,22 +1907,22 @@ fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut D
     }
 }
 
-/// Where the one-block eigensolver's time goes on this device: its four phases' shares of the kernel's clock
-/// cycles (thread 0's clock64() after each: tridiagonalization, eigenvalues, eigenvectors with the cluster pass,
-/// back-transform) for the l x l f32 Gram matrix `g` (widened first), and the kernel's total cycles. For the
-/// benchmark's breakdown; on the emulator the "clock" is nanoseconds of host time.
+/// Where our eigensolver's time goes on this device: milliseconds of each of its five kernels (tridiagonalization,
+/// eigenvalues, eigenvectors, clusters, back-transform; [`EIGH_PHASES`]) for the l x l f32 Gram matrix `g`, each the
+/// difference between the times of the calls that stop after it and before it (`iters` calls each, all starting
+/// with the widening; a difference below zero, timing noise, reads 0). For the benchmark's breakdown; on the
+/// emulator these are host times. The full call's result is checked (info 0).
 #[doc(hidden)]
-pub fn own_eigensolver_phase_clocks(gpu: &Gpu, g: &DeviceVec<f32>, l: usize) -> Result<([f64; 4], u64)> {
-    // [0, l²) the matrix, then λ, info, and 5 clock words (as doubles' bits).
-    let (at_info, at_clocks) = (l * l + l, l * l + l + 2);
-    let mut work = gpu.alloc_zeros::<f64>(at_clocks + 5)?;
-    widen_then_eigh("own_eigensolver_phase_clocks", gpu, g, &mut work, l, true, Some(at_clocks))?;
+pub fn own_eigensolver_phase_ms(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, iters: usize) -> Result<[f64; 5]> {
+    const OP: &str = "own_eigensolver_phase_ms";
+    let mut work = gpu.alloc_zeros::<f64>(l * l + l + 2)?;
+    let mut upto = [0.0f64; 6];
+    for (phases, t) in upto.iter_mut().enumerate() {
+        *t = gpu.time_ms(iters, || widen_then_eigh(OP, gpu, g, &mut work, l, true, phases))?;
+    }
     let h = gpu.download(&work)?;
-    eigensolver_info(h[at_info])?;
-    let c: Vec<u64> = h[at_clocks..at_clocks + 5].iter().map(|x| x.to_bits()).collect();
-    let total = c[4].saturating_sub(c[0]);
-    let share = |i: usize| if total == 0 { 0.0 } else { c[i + 1].saturating_sub(c[i]) as f64 / total as f64 };
-    Ok(([share(0), share(1), share(2), share(3)], total))
+    eigensolver_info(h[l * l + l])?;
+    Ok(std::array::from_fn(|i| (upto[i + 1] - upto[i]).max(0.0)))
 }
 
 fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first_pass: bool, packed: bool) -> Result<(Vec<f32>, u32)> {

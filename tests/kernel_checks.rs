@@ -162,8 +162,8 @@ fn forbidden_instructions(kernel: &str) -> Vec<&'static str> {
         // The tiled Cholesky takes each pivot's reciprocal square root directly (MUFU.RSQ): no division, whose
         // reciprocal and refinement would lengthen the diagonal factor's pivot-to-pivot chain.
         "rsvd_cholqr_factor_tiles_f32" => vec!["MUFU.RCP"],
-        // The one-block eigensolver reduces in fixed orders (warp butterflies, warps in order): no atomics.
-        "rsvd_small_eigh_f64" => vec!["ATOMS", "ATOMG", "RED."],
+        // The eigensolver reduces in fixed orders (warp butterflies, warps in order, ballots): no atomics.
+        k if k.starts_with("rsvd_eigh_") => vec!["ATOMS", "ATOMG", "RED."],
         _ => vec![],
     }
 }
@@ -378,9 +378,16 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         // The blocked factorization: read-only loads of G's lower triangle, the OR-barrier of the near-identity
         // check and the block steps' barriers, the diagonal factor's pivot shuffles and reciprocal square roots,
         // broadcast 16-byte loads of R's rows feeding the solves' and products' FMAs, R⁻¹ stored.
-        // The one-block f64 eigensolver: the matrix in shared memory (8-byte accesses), f64 arithmetic with
-        // divisions (MUFU.RCP64H seeds them), warp butterflies, barriers, the scratch and outputs in global memory.
-        "rsvd_small_eigh_f64" => vec!["LDS.64", "STS.64", "DFMA", "DADD", "MUFU.RCP64H", "SHFL.BFLY", "BAR.SYNC", "LDG.E.64", "STG.E.64"],
+        // The f64 eigensolver's kernels. Tridiagonalization: the matrix in shared memory (8-byte accesses), f64
+        // arithmetic with a square root and divisions (MUFU.RSQ64H, MUFU.RCP64H seed them), warp butterflies,
+        // barriers, T and the reflectors stored to the scratch. Eigenvalues: T in shared memory, the Sturm counts'
+        // fmas, the multisection's ballot and shuffles. Eigenvectors: the elimination's factors in shared memory,
+        // its divisions. Back-transform: the reflectors from shared memory, the warp dot products' butterflies.
+        "rsvd_eigh_tridiag_f64" => vec!["LDS.64", "STS.64", "DFMA", "DADD", "MUFU.RSQ64H", "MUFU.RCP64H", "SHFL.BFLY", "BAR.SYNC", "LDG.E.64", "STG.E.64"],
+        "rsvd_eigh_values_f64" => vec!["LDS.64", "DFMA", "VOTE.ANY", "SHFL.IDX", "BAR.SYNC", "STG.E.64"],
+        "rsvd_eigh_vectors_f64" => vec!["LDS.64", "STS.64", "DFMA", "MUFU.RCP64H", "BAR.SYNC", "STG.E.64"],
+        "rsvd_eigh_clusters_f64" => vec!["SHFL.BFLY", "BAR.SYNC", "LDG.E.64", "STG.E.64"],
+        "rsvd_eigh_back_f64" => vec!["LDS.64", "STS.64", "DFMA", "SHFL.BFLY", "BAR.SYNC", "LDG.E.64", "STG.E.64"],
         "rsvd_cholqr_factor_tiles_f32" => vec!["LDG.E.CONSTANT", "BAR.SYNC", "BAR.RED.OR", "SHFL.IDX", "MUFU.RSQ", "LDS.128", "STS", "FFMA", "STG.E "],
         _ => vec![],
     }

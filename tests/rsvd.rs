@@ -1071,7 +1071,7 @@ fn random_triangle_gram(rng: &mut StdRng, l: usize) -> Mat<f64> {
     r.transpose() * &r
 }
 
-/// Our one-block f64 eigensolver (`rsvd_small_eigh_f64`, `SLR_RSVD_SMALL=own`) against faer, on the emulator and a
+/// Our f64 eigensolver (`rsvd_eigh_*_f64`, `SLR_RSVD_SMALL=own`) against faer, on the emulator and a
 /// GPU: eigenvalues (ascending) within 10·l·ε·‖G‖ of faer's (the backward error of a Householder tridiagonalization
 /// is a few l·ε·‖G‖; multisection adds ~2ε‖T‖), ‖G v − λ v‖ within 10·l·ε·‖G‖ entrywise, and eigenvectors
 /// orthonormal to 1e-9: inverse iteration leaves two vectors off orthogonal by ~c·ε‖T‖/gap, and eigenvalues closer
@@ -1082,7 +1082,7 @@ fn random_triangle_gram(rng: &mut StdRng, l: usize) -> Mat<f64> {
 /// indefinite symmetric matrix, a diagonal one (no reflector does anything) and one with a zero off-diagonal block
 /// (T splits); widths 1, 2, 3, random, and 160, the kernel's largest.
 #[test]
-fn the_one_block_eigensolver_matches_faer() {
+fn the_eigensolver_matches_faer() {
     let mut rng = rng("rsvd_own_eigen");
     let orthogonal = |rng: &mut StdRng, l: usize| -> Mat<f64> {
         let x = Mat::<f64>::from_fn(l, l, |_, _| rng.gen_range(-1.0..1.0));
@@ -1135,19 +1135,18 @@ fn the_one_block_eigensolver_matches_faer() {
     }
 }
 
-/// The one-block eigensolver's phase clocks (the benchmark's breakdown): four shares of a positive total that add
-/// up to one, on every device.
+/// Our eigensolver's per-kernel times (the benchmark's breakdown): five non-negative times, some positive, and
+/// the full call's result intact, on every device.
 #[test]
-fn the_one_block_eigensolver_reports_its_phases() {
+fn the_eigensolver_reports_its_phases() {
     let mut rng = rng("rsvd_own_eigen_phases");
     let l = rng.gen_range(20..60);
     let g = random_triangle_gram(&mut rng, l);
     let g32: Vec<f32> = (0..l * l).map(|i| g[(i % l, i / l)] as f32).collect();
     for (dev, gpu) in devices("rsvd_own_eigen_phases") {
         let dg = gpu.upload(&g32).unwrap();
-        let (share, total) = sparse_lowrank::rsvd::own_eigensolver_phase_clocks(&gpu, &dg, l).unwrap();
-        assert!(total > 0, "{dev}: no clocks");
-        assert!(share.iter().all(|&x| (0.0..=1.0).contains(&x)) && (share.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{dev}: {share:?}");
+        let ms = sparse_lowrank::rsvd::own_eigensolver_phase_ms(&gpu, &dg, l, 2).unwrap();
+        assert!(ms.iter().all(|&x| x.is_finite() && x >= 0.0) && ms.iter().sum::<f64>() > 0.0, "{dev}: {ms:?}");
     }
 }
 
