@@ -831,10 +831,10 @@ fn bench_rsvd(c: &mut Criterion) {
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
-                // Opt-in since 2026-11-28 (written without a GPU): the device small SVD with our one-block eigensolver
-                // instead of syevd (l <= 160). (syevj, never faster than syevd on the H200, and the device small SVD
+                // Opt-in since 2026-11-28: the device small SVD with our eigensolver instead of syevd (l <= 160; one
+                // block in the eleventh run, five kernels since). (syevj, never faster than syevd on the H200, and the device small SVD
                 // at every l, the default from l = 96 since the eighth run, are no longer timed.)
-                report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our one-block eigensolver", 5, &bench.device, &mut run);
+                report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our own eigensolver", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).
@@ -842,9 +842,9 @@ fn bench_rsvd(c: &mut Criterion) {
                     Err(e) => println!("    rsvd error unavailable: {e}"),
                 }
                 if std::env::var_os("SLR_RSVD_SMALL").is_none() {
-                    // The small eigenproblem on syevd (forced at every l) and on our one-block eigensolver: each one's
+                    // The small eigenproblem on syevd (forced at every l) and on our eigensolver: each one's
                     // accuracy and where its time goes, same run.
-                    for (small, on) in [("cusolver", "cuSOLVER"), ("own", "our one-block eigensolver")] {
+                    for (small, on) in [("cusolver", "cuSOLVER"), ("own", "our own eigensolver")] {
                         std::env::set_var("SLR_RSVD_SMALL", small);
                         match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                             Ok(ratio) => report_accuracy(&case, &format!("ours, small eigenproblem on {on}"), ratio, &bench.device),

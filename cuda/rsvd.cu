@@ -822,19 +822,16 @@ constexpr unsigned kEighVectorThreads = 32;  // rsvd_eigh_vectors_f64: eigenvalu
 constexpr unsigned kEighBackWarps = 4;       // rsvd_eigh_back_f64: columns (warps) per block
 constexpr unsigned kEighIters = 2;   // inverse-iteration solves per eigenvector
 constexpr double kEighCluster = 1e-6;  // neighbours closer than this times ‖T‖ are iterated as a cluster
-constexpr unsigned kEighParts = 3;   // column parts of phase 1's matrix-vector product per row
 constexpr unsigned kEighRowsPerLane = (kEighMaxL + 31) / 32;
-static_assert(kEighParts * kEighMaxL <= kEighThreads, "one thread per (row, part)");
 static_assert(kEighMaxL <= kEighThreads, "the cluster kernel's thread per eigenvalue");
 constexpr double kF64Eps = 1.1102230246251565e-16;  // 2^-53
 constexpr double kF64Min = 2.2250738585072014e-308;
 
 // Dynamic shared memory of the kernels that take it, in doubles (src/rsvd.rs eigh_shared_bytes mirrors these).
 // rsvd_eigh_tridiag_f64: A (l x ld, ld = l | 1, odd: a column walk by a warp touches distinct bank pairs), the
-// reflector v and the product p (kEighMaxL each), kEighParts partial products of kEighMaxL, 2 x kEighWarps
-// reduction slots and 8 scalars.
+// product p (kEighMaxL), the warps' parts of pᵀv (kEighWarps) and 8 scalars.
 __host__ __device__ constexpr unsigned eigh_tridiag_shared_doubles(unsigned l) {
-    return l * (l | 1u) + (2 + kEighParts) * kEighMaxL + 2 * kEighWarps + 8;
+    return l * (l | 1u) + kEighMaxL + kEighWarps + 8;
 }
 // rsvd_eigh_vectors_f64: 4 l doubles per thread (the elimination's three rows of U and the right-hand side,
 // element i of array a of thread j at (a l + i) 32 + j: consecutive threads, consecutive doubles), then T's diagonal
@@ -866,18 +863,6 @@ __device__ __forceinline__ double eigh_warp_sum(double x) {
 #pragma unroll
     for (unsigned d = 16; d >= 1; d >>= 1) x += __shfl_xor_sync(0xffffffffu, x, d);
     return x;
-}
-
-// Sum over the block in a fixed order (warp butterflies, then the warps' sums in warp order); every thread calls it
-// and gets the sum. Two barriers: `red` is free again on return.
-__device__ __forceinline__ double eigh_block_sum(double x, double* red) {
-    x = eigh_warp_sum(x);
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = x;
-    __syncthreads();
-    double s = 0.0;
-    for (unsigned w = 0; w < kEighWarps; ++w) s += red[w];
-    __syncthreads();
-    return s;
 }
 
 // The number of eigenvalues of T below x, from T/‖T‖ (diagonal dgn, squared off-diagonal e2n, each at least 2^-120)
@@ -986,16 +971,32 @@ __device__ __forceinline__ double eigh_start(unsigned i, unsigned j) {
 
 // Phase 1 (rsvd_eigh_tridiag_f64): G's lower triangle into shared memory, mirrored; the tridiagonalization; T, the
 // τs, the reflectors and the Gershgorin interval into the scratch.
+//
+// A step has two barriers (the one-block kernel before it had five, measured ~4 k clocks per step at l = 26 with
+// almost no arithmetic, ~7 k at l = 138, H200 8b963b3):
+//  - step start: every thread reads the step's reflector scalars (τ, the scale of v, β), which warp 0 formed at the
+//    end of the step before; v_j = A[k+1+j][k] · scale (v_0 = 1) is recomputed from column k wherever it is needed
+//    (column k is final: no step writes it again), so v is never published;
+//  - the product p = τ A₂ v: a warp per row (rows warp, warp + kEighWarps, ...; kEighRowBatch rows at a time so that
+//    their butterflies interleave), lanes along the row, the upper half read from the lower triangle; each warp
+//    stores its rows of p and its part of pᵀv (rows in increasing order); barrier 1;
+//  - pᵀv summed by every thread from the warps' parts (fixed order), w = p - (τ/2)(pᵀv) v formed where used, and
+//    the symmetric rank-2 update of A₂'s lower triangle, warps over columns, lanes over rows. Warp 0 owns column 0 of
+//    A₂ (column k + 1 of A) alone, updates it and then forms the next step's scalars from it (a warp sum, the square
+//    root and two divisions) while the other warps update the other columns: that latency is off the block's
+//    critical path. Barrier 2.
+// The floor is shared-memory traffic (A₂ read whole once and its lower half read and written once per step,
+// Σ 16 m² bytes ≈ 5.3 l³: ~110 k clocks at l = 138 at 128 bytes per clock); the chain per step is a load, the
+// product's butterflies, a barrier, a 16-term sum, the update's load-fma-store, a barrier.
+constexpr unsigned kEighRowBatch = 5;  // rows of the product per warp whose butterflies interleave
 __device__ __forceinline__ void eigh_tridiag(const double* __restrict__ g, unsigned l, double* __restrict__ scratch) {
     SLR_DYNAMIC_SMEM(float, smem);  // float, as the other kernels of this file declare it (one extern array)
     static_assert(eigh_tridiag_shared_doubles(kEighMaxL) * 8 <= 232448, "sm_90's opt-in limit");
     const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32, ld = l | 1u;
     double* A = reinterpret_cast<double*>(smem);      // l x ld, column-major
-    double* v = A + l * ld;                           // the reflector of the current step (rows k+1 ..)
-    double* p = v + kEighMaxL;                        // τ A₂ v
-    double* partial = p + kEighMaxL;                  // kEighParts x kEighMaxL
-    double* red = partial + kEighParts * kEighMaxL;   // 2 x kEighWarps
-    double* scal = red + 2 * kEighWarps;              // 8 scalars
+    double* p = A + l * ld;                           // τ A₂ v (rows of A₂)
+    double* red = p + kEighMaxL;                      // kEighWarps parts of pᵀv
+    double* scal = red + kEighWarps;                  // the step's τ, scale, β
     const EighTri tri = eigh_tri(scratch, l);
     double* h = scratch;                              // l x l: reflector k in column k (rows k+1 ..)
 
@@ -1004,86 +1005,130 @@ __device__ __forceinline__ void eigh_tridiag(const double* __restrict__ g, unsig
     }
     __syncthreads();
 
-    // ‖A[k+2:, k]‖² of the next step's column, by warp 0 (its lanes own those rows in the update below, which
-    // writes that column: j = 0 of A₂), published by the step's last barrier: no block reduction for it.
-    auto tail_norm2 = [&](unsigned k) {
+    // The reflector of column k (H_k zeroes A[k+2:, k]), by warp 0 once that column is final: α = A[k+1][k],
+    // s = ‖A[k+2:, k]‖², β = -sign(α)·√(α² + s), τ = (β - α)/β, v = [1, A[k+2:, k] / (α - β)] (dlarfg without its
+    // rescaling loop); τ = 0 when s = 0 (nothing to zero). Every lane computes the same bits; lane 0 publishes them.
+    auto reflector = [&](unsigned k) {
         __syncwarp();  // the column's rows were written by other lanes of this warp
         double s2 = 0.0;
 #pragma unroll
         for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-            const unsigned i = lane + 32 * q;  // row k + 1 + i of column k, i >= 1
-            if (i >= 1 && k + 1 + i < l) s2 = fma(A[(k + 1 + i) + k * ld], A[(k + 1 + i) + k * ld], s2);
+            const unsigned i = lane + 32 * q;  // row k + 2 + i
+            if (k + 2 + i < l) s2 = fma(A[(k + 2 + i) + k * ld], A[(k + 2 + i) + k * ld], s2);
         }
         s2 = eigh_warp_sum(s2);
-        if (lane == 0) scal[5] = s2;
-    };
-    if (warp == 0 && l >= 3) tail_norm2(0);
-    __syncthreads();
-    for (unsigned k = 0; k + 2 < l; ++k) {
-        const unsigned m = l - k - 1;  // rows and columns k+1 .. l-1
-        double* col = A + k * ld + k + 1;
-        const double s = scal[5];  // rewritten by warp 0 only after the barrier below
-        const double alpha = col[0];
+        const double alpha = A[(k + 1) + k * ld];
         double tk = 0.0, beta = alpha, scale = 0.0;
-        if (s > 0.0) {  // block-uniform
-            const double norm = sqrt(fma(alpha, alpha, s));
+        if (s2 > 0.0) {
+            const double norm = sqrt(fma(alpha, alpha, s2));
             beta = alpha >= 0.0 ? -norm : norm;
             tk = (beta - alpha) / beta;
             scale = 1.0 / (alpha - beta);
         }
-        for (unsigned i = t; i < m; i += kEighThreads) v[i] = i == 0 ? 1.0 : col[i] * scale;
-        __syncthreads();  // v whole; every thread has read alpha
+        if (lane == 0) {
+            scal[0] = tk;
+            scal[1] = scale;
+            scal[2] = beta;
+        }
+    };
+    if (warp == 0 && l >= 3) reflector(0);
+    __syncthreads();
+    for (unsigned k = 0; k + 2 < l; ++k) {
+        const unsigned m = l - k - 1;  // rows and columns k+1 .. l-1
+        const double* col = A + k * ld + k + 1;  // column k below the diagonal: v_i = col[i] · scale for i >= 1
+        const double tk = scal[0], scale = scal[1], beta = scal[2];  // rewritten by warp 0 only after barrier 1
+        double vr[kEighRowsPerLane];  // v at rows (and columns) lane + 32q of A₂
+#pragma unroll
+        for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+            const unsigned i = lane + 32 * q;
+            vr[q] = i == 0 ? 1.0 : i < m ? col[i] * scale : 0.0;
+        }
+        if (tk != 0.0) {  // block-uniform
+            double pv = 0.0;  // this warp's part of pᵀv, its rows in increasing order (the same bits in every lane)
+            for (unsigned i0 = warp; i0 < m; i0 += kEighWarps * kEighRowBatch) {
+                // All kEighRowBatch x kEighRowsPerLane loads first, unpredicated (indices clamped into A₂; a clamped
+                // column meets v_j = 0, a clamped row is discarded), so that they are in flight together.
+                double x[kEighRowBatch][kEighRowsPerLane];
+#pragma unroll
+                for (unsigned r = 0; r < kEighRowBatch; ++r) {
+                    const unsigned i = min(i0 + r * kEighWarps, m - 1);
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                        const unsigned j = min(lane + 32 * q, m - 1);
+                        // Only A₂'s lower triangle is kept: A₂[i][j] is stored at (i, j) for j <= i, at (j, i) above.
+                        x[r][q] = A[(k + 1 + max(i, j)) + (k + 1 + min(i, j)) * ld];
+                    }
+                }
+                double acc[kEighRowBatch];
+#pragma unroll
+                for (unsigned r = 0; r < kEighRowBatch; ++r) {
+                    acc[r] = 0.0;
+#pragma unroll
+                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) acc[r] = fma(x[r][q], vr[q], acc[r]);
+                }
+#pragma unroll
+                for (unsigned r = 0; r < kEighRowBatch; ++r) acc[r] = eigh_warp_sum(acc[r]);
+#pragma unroll
+                for (unsigned r = 0; r < kEighRowBatch; ++r) {
+                    const unsigned i = i0 + r * kEighWarps;
+                    if (i < m) {
+                        const double pi = tk * acc[r];
+                        if (lane == 0) p[i] = pi;
+                        pv = fma(pi, i == 0 ? 1.0 : col[i] * scale, pv);
+                    }
+                }
+            }
+            if (lane == 0) red[warp] = pv;
+        }
+        __syncthreads();  // barrier 1: p and the parts of pᵀv published; every thread has read the scalars
         if (tk != 0.0) {
-            const unsigned chunk = (m + kEighParts - 1) / kEighParts;
-            for (unsigned idx = t; idx < m * kEighParts; idx += kEighThreads) {
-                const unsigned i = idx % m, part = idx / m, j0 = part * chunk, j1 = min(m, j0 + chunk);
-                // Only A₂'s lower triangle is kept: A₂[i][j] = row[j * ld] for j <= i, = coli[j] for j >= i.
-                const double* row = A + (k + 1 + i) + (k + 1) * ld;
-                const double* coli = A + (k + 1) + (k + 1 + i) * ld;
-                const unsigned mid = min(j1, i + 1);
-                double acc = 0.0;
-                for (unsigned jj = j0; jj < mid; ++jj) acc = fma(row[jj * ld], v[jj], acc);
-                for (unsigned jj = max(j0, i + 1); jj < j1; ++jj) acc = fma(coli[jj], v[jj], acc);
-                partial[part * kEighMaxL + i] = acc;
-            }
-            __syncthreads();
-            double pv = 0.0;
-            for (unsigned i = t; i < m; i += kEighThreads) {
-                double pi = 0.0;
-                for (unsigned part = 0; part < kEighParts; ++part) pi += partial[part * kEighMaxL + i];
-                pi *= tk;
-                p[i] = pi;
-                pv = fma(pi, v[i], pv);
-            }
-            pv = eigh_block_sum(pv, red);  // its barriers also publish p
-            const double kk = -0.5 * tk * pv;
-            // A₂ -= v wᵀ + w vᵀ with w = p + kk·v formed where it is used: warps over columns, lanes over rows (no
-            // index division), each lane's v and w entries in registers.
-            double vi[kEighRowsPerLane], wi[kEighRowsPerLane];
+            // pᵀv from the warps' parts: a fixed pairwise tree (kEighWarps = 16 terms), the same bits everywhere.
+            static_assert(kEighWarps == 16, "the tree below");
+            double part[8];
+#pragma unroll
+            for (unsigned w = 0; w < 8; ++w) part[w] = red[w] + red[w + 8];
+#pragma unroll
+            for (unsigned w = 0; w < 4; ++w) part[w] += part[w + 4];
+#pragma unroll
+            for (unsigned w = 0; w < 2; ++w) part[w] += part[w + 2];
+            const double kk = -0.5 * tk * (part[0] + part[1]);
+            // A₂ -= v wᵀ + w vᵀ with w = p + kk·v: warps over columns, lanes over rows (each lane's v and w entries
+            // in registers), the lower triangle only.
+            double wr[kEighRowsPerLane];
 #pragma unroll
             for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                 const unsigned i = lane + 32 * q;
-                vi[q] = i < m ? v[i] : 0.0;
-                wi[q] = i < m ? fma(kk, v[i], p[i]) : 0.0;
+                wr[q] = i < m ? fma(kk, vr[q], p[i]) : 0.0;
             }
-            for (unsigned j = warp; j < m; j += kEighWarps) {
-                const double vj = v[j], wj = fma(kk, vj, p[j]);
+            // Warp 0 takes column 0 alone (then the next reflector); warps 1 .. kEighWarps - 1 the other columns.
+            const unsigned j_first = warp, j_step = warp == 0 ? m : kEighWarps - 1;
+            for (unsigned j = j_first; j < m; j += j_step) {
+                const double vj = j == 0 ? 1.0 : col[j] * scale, wj = fma(kk, vj, p[j]);
                 double* a = A + (k + 1) + (k + 1 + j) * ld;
 #pragma unroll
                 for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                     const unsigned i = lane + 32 * q;
-                    if (i < m && i >= j) a[i] = fma(-vi[q], wj, fma(-wi[q], vj, a[i]));  // lower triangle only
+                    if (i < m && i >= j) a[i] = fma(-vr[q], wj, fma(-wr[q], vj, a[i]));
                 }
+                // Column 0 of A₂ (column k + 1 of A, warp 0's only column) is final: the next step's reflector now.
+                if (j == 0 && k + 3 < l) reflector(k + 1);
             }
+        } else if (warp == 0 && k + 3 < l) {
+            reflector(k + 1);  // nothing to update: column k + 1 is as the step before left it
         }
-        if (warp == 0 && k + 3 < l) tail_norm2(k + 1);  // column k + 1 is final for this step (warp 0 wrote it)
         if (t == 0) {
             tri.dg[k] = A[k + k * ld];
             tri.off[k] = beta;
             tri.tau[k] = tk;
         }
-        for (unsigned i = t; i < m; i += kEighThreads) h[(unsigned long long)k * l + k + 1 + i] = v[i];
-        __syncthreads();  // A₂ updated, v saved and the next norm published before the next step
+        if (warp == kEighWarps - 1) {  // the reflector into the scratch (warp 0 has the next one to form)
+#pragma unroll
+            for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                const unsigned i = lane + 32 * q;
+                if (i < m) h[(unsigned long long)k * l + k + 1 + i] = vr[q];
+            }
+        }
+        __syncthreads();  // barrier 2: A₂ updated and the next step's scalars published
     }
     if (t == 0) {
         if (l >= 2) {

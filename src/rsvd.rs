@@ -758,8 +758,8 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
 }
 
 /// Largest sketch width our eigensolver takes (cuda/rsvd.cu kEighMaxL): its tridiagonalization holds the l x (l | 1)
-/// matrix in one block's f64 shared memory, 206 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 141; sm_86/89 99
-/// KiB: l <= 109, [`own_eigh_fits`]).
+/// matrix in one block's f64 shared memory, 203 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 143; sm_86/89 99
+/// KiB: l <= 97, where the eigenvector kernel's 4l doubles per thread are the limit; [`own_eigh_fits`]).
 pub(crate) const EIGH_MAX_L: usize = 160;
 const EIGH_THREADS: u32 = 512;
 const EIGH_VALUE_WARPS: usize = 4;
@@ -772,10 +772,9 @@ const EIGH_PHASES: [&str; 5] = ["rsvd_eigh_tridiag_f64", "rsvd_eigh_values_f64",
 /// eigh_tridiag_shared_doubles, eigh_vectors_shared_doubles, eigh_back_shared_doubles), l >= 1: tridiagonalization,
 /// eigenvectors, back-transform (the other two take none).
 fn eigh_shared_bytes(l: usize) -> [usize; 3] {
-    const PARTS: usize = 3;
     const WARPS: usize = EIGH_THREADS as usize / 32;
     [
-        8 * (l * (l | 1) + (2 + PARTS) * EIGH_MAX_L + 2 * WARPS + 8),
+        8 * (l * (l | 1) + EIGH_MAX_L + WARPS + 8),
         8 * (4 * l * EIGH_VECTOR_THREADS + 2 * l),
         8 * (l * (l - 1) / 2 + l),
     ]

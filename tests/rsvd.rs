@@ -1035,7 +1035,7 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
                 (gpu.download(&du).unwrap(), s, gpu.download(&dvt).unwrap(), info, ran)
             };
             let (u0, s0, vt0, info0, _) = run(false, false);
-            // The device small SVD with syevd, then with our one-block eigensolver (`SLR_RSVD_SMALL=own`): both
+            // The device small SVD with syevd, then with our eigensolver (`SLR_RSVD_SMALL=own`): both
             // held to the host products alike.
             for own in [false, true] {
                 let (u1, s1, vt1, info1, ran) = run(true, own);
