@@ -902,23 +902,33 @@ fn bench_rsvd(c: &mut Criterion) {
     // The small SVD's eigenproblem alone, on the Gram matrix of a triangular R with a power-law diagonal (σ_j = 1/j,
     // like the rSVD's R₂): our eigensolver (rsvd_eigh_*_f64, `SLR_RSVD_SMALL=own`) and cuSOLVER's
     // syevd (the default), each back to back from the same matrix (widened from f32 first, ~2 µs, in both).
-    // Case t = l; flops ~ (4/3 + 2) l³ (tridiagonalization and back-transform).
-    for l in [26usize, 138] {
+    // Case t = the matrix's rank (l when full); flops ~ (4/3 + 2) l³ (tridiagonalization and back-transform). The third case, "l138r16", is the
+    // Gram matrix of a rank-16 R plus 1e-7 noise (the rSVD of a rank-16 update asked for r = 128): 122 eigenvalues
+    // within 1e-6‖T‖ of each other, one cluster, our eigensolver's worst case (its cluster pass orthonormalizes
+    // them one after another in one warp, twice).
+    for (l, rank) in [(26usize, 26usize), (138, 138), (138, 16)] {
         let g: Vec<f32> = {
-            let r: Vec<f64> = (0..l * l).map(|e| { let (i, j) = (e % l, e / l); if i == j { 1.0 / (j + 1) as f64 } else if i < j { rng.gen_range(-0.05f64..0.05) / (j + 1) as f64 } else { 0.0 } }).collect();
+            let r: Vec<f64> = (0..l * l)
+                .map(|e| {
+                    let (i, j) = (e % l, e / l);
+                    let x = if i == j { 1.0 / (j + 1) as f64 } else if i < j { rng.gen_range(-0.05f64..0.05) / (j + 1) as f64 } else { 0.0 };
+                    if i < rank { x } else { 1e-7 * rng.gen_range(-1.0f64..1.0) * (i <= j) as u8 as f64 }
+                })
+                .collect();
             (0..l * l).map(|e| (0..l).map(|k| r[k + (e % l) * l] * r[k + (e / l) * l]).sum::<f64>() as f32).collect()
         };
+        let label = if rank == l { format!("l{l}") } else { format!("l{l}r{rank}") };
         let (Ok(dg), Ok(mut work)) = (gpu.upload(&g), gpu.alloc_zeros::<f64>(l * l + l + 2)) else { continue };
-        let case = Case { op: "rsvd_eigh", rows: l, cols: l, density: 0.0, dtype: "f64", t: l, bytes: 2 * l * l * 8, flops: 10 * l * l * l / 3 };
+        let case = Case { op: "rsvd_eigh", rows: l, cols: l, density: 0.0, dtype: "f64", t: rank, bytes: 2 * l * l * 8, flops: 10 * l * l * l / 3 };
         let mut run = || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, true);
-        bench.case(&mut group, format!("rsvd_eigh/l{l}"), &case, 20, &mut run);
+        bench.case(&mut group, format!("rsvd_eigh/{label}"), &case, 20, &mut run);
         match gpu.time_ms(20, || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, false)) {
             Ok(ms) => report_baseline(&case, "cuSOLVER syevd on the same matrix", ms, &bench.device),
             Err(e) => println!("    syevd unavailable: {e}"),
         }
         match sparse_lowrank::rsvd::own_eigensolver_phase_ms(gpu, &dg, l, 20) {
             Ok(ms) => println!(
-                "    rsvd_eigh l{l} phases (ms, each kernel's share of the call): tridiagonalization {:.4}, eigenvalues {:.4}, eigenvectors {:.4}, clusters {:.4}, back-transform {:.4}",
+                "    rsvd_eigh {label} phases (ms, each kernel's share of the call): tridiagonalization {:.4}, eigenvalues {:.4}, eigenvectors {:.4}, clusters {:.4}, back-transform {:.4}",
                 ms[0], ms[1], ms[2], ms[3], ms[4]
             ),
             Err(e) => println!("    rsvd_eigh phases unavailable: {e}"),

@@ -77,6 +77,8 @@ const ENTRIES_PER_GROUP_PER_WARP: usize = 16;
 /// Transpose tile edge and the thread rows that walk it (`kTile`, `kTileRows`).
 const TILE: u32 = 32;
 const TILE_ROWS: u32 = 8;
+/// sddmm_transpose_vec's tile (cuda/sddmm.cu kVecTile; 16 x 16 threads, 4 elements each).
+const VEC_TILE: u32 = 64;
 /// Tensor-core kernel (`sddmm_tc_<T>`): output tile side, threads per block.
 const TC_TILE: usize = 64;
 const TC_THREADS: u32 = 128;
@@ -300,6 +302,30 @@ unsafe fn launch_sddmm<T: Element>(
 /// `src` addresses `rows x k` elements at its strides inside a live buffer of `gpu`'s backend; `dst` has at least
 /// `(rows - 1) * dst_ld + k` elements there, `dst_ld >= k`, and does not overlap `src`; `rows`, `k` > 0 and fit in u32.
 unsafe fn launch_transpose<T: Element>(gpu: &Gpu, src: Operand, rows: usize, k: usize, dst: KernelArg, dst_ld: usize) -> Result<()> {
+    // 4 elements per access (sddmm_transpose_vec) where r is contiguous in the source and every 4-element group
+    // on both sides starts on a 4 · sizeof(T) boundary: the weight gradient's dY and X as frameworks store them.
+    let quad = 4 * std::mem::size_of::<T>();
+    let aligned = |p: KernelArg, stride: usize| matches!(p, KernelArg::Ptr(a) if a.is_multiple_of(quad as u64)) && (stride * std::mem::size_of::<T>()).is_multiple_of(quad);
+    // (k + 64 within u32: the kernel forms its destination column in 32 bits.)
+    if src.row_stride == 1 && aligned(src.ptr, src.col_stride) && aligned(dst, dst_ld) && k <= (u32::MAX - 64) as usize {
+        let grid_x = u32::try_from(rows.div_ceil(VEC_TILE as usize))
+            .map_err(|_| Error::LengthMismatch { op: "sddmm_transpose", what: "rows (grid too large)", expected: u32::MAX as usize, got: rows })?;
+        let grid_y = k.div_ceil(VEC_TILE as usize).min(MAX_GRID_Y) as u32;
+        let launch = LaunchShape { grid: (grid_x, grid_y, 1), block: (VEC_TILE / 4, VEC_TILE / 4, 1), shared_bytes: 0 };
+        let kernel = format!("sddmm_transpose_vec_{}", T::DTYPE.name());
+        // SAFETY: the caller's contract (see # Safety), with unit row stride in the source and the 4-element
+        // alignment of both pointers and strides just checked (the kernel's 8- or 16-byte accesses start only at
+        // r and k multiples of 4 and cover whole groups below rows and k; the rest are element accesses); the
+        // argument list matches SLR_SDDMM_TRANSPOSE_VEC.
+        return unsafe {
+            gpu.launch(
+                MODULE,
+                &kernel,
+                launch,
+                &[src.ptr, KernelArg::U64(src.col_stride as u64), KernelArg::U32(rows as u32), KernelArg::U32(k as u32), dst, KernelArg::U64(dst_ld as u64)],
+            )
+        };
+    }
     let grid_x = u32::try_from(rows.div_ceil(TILE as usize))
         .map_err(|_| Error::LengthMismatch { op: "sddmm_transpose", what: "rows (grid too large)", expected: u32::MAX as usize, got: rows })?;
     let grid_y = k.div_ceil(TILE as usize).min(MAX_GRID_Y) as u32;

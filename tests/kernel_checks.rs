@@ -190,6 +190,16 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
                 vec!["LDG.E.CONSTANT", "LDG.E ", "STG.E ", "VOTE.ANY", "FLO.U32", "STS", "LDS"]
             }
         }
+        // The 4-element transpose: 8-byte (16-bit) or 16-byte (f32) read-only loads and plain stores of whole
+        // groups (a 64-bit destination column in the address had split the 16-byte store into four), the tile in
+        // shared memory between barriers.
+        k if k.starts_with("sddmm_transpose_vec_") => {
+            if narrow {
+                vec!["LDG.E.64.CONSTANT", "STS", "BAR.SYNC", "LDS", "STG.E.64"]
+            } else {
+                vec!["LDG.E.128.CONSTANT", "STS", "BAR.SYNC", "LDS", "STG.E.128"]
+            }
+        }
         // Tiled transpose through shared memory between barriers; read-only loads of the source.
         k if k.starts_with("sddmm_transpose_") => {
             if narrow {
