@@ -802,9 +802,9 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
 //     ~50-100 k clocks at l = 138. Writes Z (T's eigenvectors) into G's place.
 //  4. rsvd_eigh_clusters_f64, one block, which returns at once when no two eigenvalues are within
 //     kEighCluster·‖T‖ of each other: inverse iteration leaves vectors of eigenvalues closer than ~ε‖T‖/δ off
-//     orthogonal by δ, so each such cluster is orthonormalized (modified Gram-Schmidt in eigenvalue order, a warp
-//     per cluster), its members solved again in parallel and orthonormalized again (LAPACK's dstein re-solves them
-//     one after another instead). Z stays in global memory (L2) here: only clustered spectra pay for it.
+//     orthogonal by δ, so each such cluster is orthonormalized (Gram-Schmidt in eigenvalue order by the whole
+//     block, Z in shared memory), its members solved again in parallel and orthonormalized again (LAPACK's dstein
+//     re-solves them one after another instead). Only clustered spectra pay for it.
 //  5. rsvd_eigh_back_f64, a warp per column: Ũ = H_0 ⋯ H_{l-3} Z, each block with every reflector in shared
 //     memory (packed, ~l²/2 doubles), each warp applying them, last first, to its own column in registers: ~l
 //     steps of a warp dot product (5 fmas, 5 shuffles) and an axpy, ~25-35 k clocks at l = 138 (estimate; the
@@ -1214,17 +1214,37 @@ __device__ __forceinline__ void eigh_vectors(double* __restrict__ g, unsigned l,
 }
 
 // Phase 4 (rsvd_eigh_clusters_f64, one block of kEighThreads): clusters are runs of eigenvalues within
-// kEighCluster·‖T‖ of the previous one; thread 0 lists them (first and last + 1 member). Then twice: each cluster's
-// vectors orthonormalized in order by modified Gram-Schmidt (warp c % kEighWarps takes cluster c), and after the
-// first time each member solved again from its orthonormalized vector (one thread each, in parallel). Each member
-// was solved with its own shift, so it is its own eigenvector to ~ε‖T‖/gap, which Gram-Schmidt removes; within a
-// degenerate cluster (gap ~ε‖T‖) the members are independent combinations of the eigenspace (different starts),
-// which it makes orthonormal; the second solve and pass clean up what the first pass amplified. Cost ~c²/2 warp dot
-// products per cluster of c (none for well-separated spectra), on Z in global memory.
+// kEighCluster·‖T‖ of the previous one; thread 0 lists them (first and last + 1 member) and the kernel returns at
+// once when there are none. Otherwise Z comes into shared memory (eigh_clusters_shared_doubles), and twice: the
+// block orthonormalizes each cluster's vectors in order, and after the first time each member is solved again
+// from its orthonormalized vector (one thread each, in parallel, factors in global scratch). Each member was
+// solved with its own shift, so it is its own eigenvector to ~ε‖T‖/gap, which the orthonormalization removes;
+// within a degenerate cluster (gap ~ε‖T‖) the members are independent combinations of the eigenspace (different
+// starts), which it makes orthonormal; the second solve and pass clean up what the first pass amplified.
+// Orthonormalizing member j: classical Gram-Schmidt twice against the members before it ("twice is enough":
+// orthogonal to working precision like modified Gram-Schmidt), each time the dot products by all warps at once
+// (warp w takes members first + w, first + w + kEighWarps, ...), the update y -= Σ_b (z_bᵀy) z_b by three threads
+// per row over thirds of the members, then y / ‖y‖. About 8 barriers per member. (Until 2026-11-28 a warp ran
+// modified Gram-Schmidt on each cluster with Z in L2: ~c²/2 dependent warp dot products per pass, milliseconds for
+// the ~120-member cluster of a rank-16 matrix at l = 138.)
+constexpr unsigned kEighClusterParts = 3;  // threads per row in the Gram-Schmidt update
+static_assert(kEighClusterParts * kEighMaxL <= kEighThreads, "three threads per row");
+// rsvd_eigh_clusters_f64: Z (l x l), y, kEighClusterParts partial sums and the dot products (kEighMaxL each), 8
+// scalars.
+__host__ __device__ constexpr unsigned eigh_clusters_shared_doubles(unsigned l) {
+    return l * l + (2 + kEighClusterParts) * kEighMaxL + 8;
+}
+static_assert(eigh_clusters_shared_doubles(kEighMaxL) * 8 <= 232448, "sm_90's opt-in limit");
 __device__ __forceinline__ void eigh_clusters(double* __restrict__ g, unsigned l, const double* __restrict__ w,
                                               double* __restrict__ scratch) {
     __shared__ unsigned cl[kEighMaxL + 1];  // cl[2c], cl[2c + 1]: cluster c's members [first, last + 1); cl[l]: count
     __shared__ double dg[kEighMaxL], off[kEighMaxL];
+    SLR_DYNAMIC_SMEM(float, smem);
+    double* Z = reinterpret_cast<double*>(smem);  // l x l, column-major (column t: eigenvector t)
+    double* y = Z + l * l;                        // the member being orthonormalized
+    double* part = y + kEighMaxL;                 // kEighClusterParts x kEighMaxL
+    double* dots = part + kEighClusterParts * kEighMaxL;
+    double* scal = dots + kEighMaxL;
     const unsigned t = threadIdx.x, lane = t % 32, warp = t / 32;
     const EighTri tri = eigh_tri(scratch, l);
     const double tnorm = tri.scal[3];
@@ -1249,58 +1269,71 @@ __device__ __forceinline__ void eigh_clusters(double* __restrict__ g, unsigned l
     __syncthreads();
     const unsigned clusters = cl[kEighMaxL];
     if (clusters == 0) return;  // block-uniform
+    for (unsigned e = t; e < l * l; e += kEighThreads) Z[e] = g[e];
     const double tiny = fmax(kF64Eps * tnorm, tri.scal[2]);
     double* f = scratch + (unsigned long long)l * l;  // 4 x l x l, column t for eigenvalue t
-    double* Z = g;
+    __syncthreads();
     for (unsigned pass = 0; pass < 2; ++pass) {
         if (pass == 1 && t < l) {
             bool member = false;
             for (unsigned c = 0; c < clusters; ++c) member |= t >= cl[2 * c] && t < cl[2 * c + 1];
             if (member) {
-                for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = Z[i + (unsigned long long)t * l];
+                for (unsigned i = 0; i < l; ++i) f[(3ull * l + i) * l + t] = Z[i + t * l];
                 const double scale = eigh_inverse_solve(dg, off, l, w[t], tiny, f, l, t, 1.0);
-                for (unsigned i = 0; i < l; ++i) Z[i + (unsigned long long)t * l] = f[(3ull * l + i) * l + t] * scale;
+                for (unsigned i = 0; i < l; ++i) Z[i + t * l] = f[(3ull * l + i) * l + t] * scale;
             }
         }
-        __syncthreads();  // the members solved again before any warp orthogonalizes them
-        for (unsigned c = warp; c < clusters; c += kEighWarps) {
+        __syncthreads();  // the members solved again before they are orthonormalized
+        for (unsigned c = 0; c < clusters; ++c) {
             const unsigned first = cl[2 * c], end = cl[2 * c + 1];
             for (unsigned j = first; j < end; ++j) {
-                double y[kEighRowsPerLane];
+                if (t < l) y[t] = Z[t + j * l];
+                __syncthreads();
+                for (unsigned rep = 0; rep < 2 && j > first; ++rep) {  // block-uniform
+                    for (unsigned b = first + warp; b < j; b += kEighWarps) {
+                        double d = 0.0;
 #pragma unroll
-                for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                    const unsigned i = lane + 32 * q;
-                    y[q] = i < l ? Z[i + (unsigned long long)j * l] : 0.0;
+                        for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                            const unsigned i = lane + 32 * q;
+                            if (i < l) d = fma(Z[i + b * l], y[i], d);
+                        }
+                        d = eigh_warp_sum(d);
+                        if (lane == 0) dots[b - first] = d;
+                    }
+                    __syncthreads();
+                    if (t < kEighClusterParts * l) {  // part p of row i: members [first + p·n/3, first + (p+1)·n/3)
+                        const unsigned i = t % l, p = t / l, n = j - first;
+                        const unsigned b0 = first + p * n / kEighClusterParts, b1 = first + (p + 1) * n / kEighClusterParts;
+                        double s = 0.0;
+                        for (unsigned b = b0; b < b1; ++b) s = fma(dots[b - first], Z[i + b * l], s);
+                        part[p * kEighMaxL + i] = s;
+                    }
+                    __syncthreads();
+                    if (t < l) {
+                        double s = 0.0;
+#pragma unroll
+                        for (unsigned p = 0; p < kEighClusterParts; ++p) s += part[p * kEighMaxL + t];
+                        y[t] -= s;
+                    }
+                    __syncthreads();
                 }
-                for (unsigned b = first; b < j; ++b) {
-                    double dot = 0.0;
+                if (warp == 0) {
+                    double n2 = 0.0;
 #pragma unroll
                     for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                         const unsigned i = lane + 32 * q;
-                        if (i < l) dot = fma(y[q], Z[i + (unsigned long long)b * l], dot);
+                        if (i < l) n2 = fma(y[i], y[i], n2);
                     }
-                    dot = eigh_warp_sum(dot);
-#pragma unroll
-                    for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                        const unsigned i = lane + 32 * q;
-                        if (i < l) y[q] = fma(-dot, Z[i + (unsigned long long)b * l], y[q]);
-                    }
+                    n2 = eigh_warp_sum(n2);
+                    if (lane == 0) scal[0] = n2 > 0.0 ? 1.0 / sqrt(n2) : 0.0;
                 }
-                double n2 = 0.0;
-#pragma unroll
-                for (unsigned q = 0; q < kEighRowsPerLane; ++q) n2 = fma(y[q], y[q], n2);
-                n2 = eigh_warp_sum(n2);
-                const double sc = n2 > 0.0 ? 1.0 / sqrt(n2) : 0.0;
-#pragma unroll
-                for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
-                    const unsigned i = lane + 32 * q;
-                    if (i < l) Z[i + (unsigned long long)j * l] = y[q] * sc;
-                }
-                __syncwarp();  // column j complete before the next member reads it
+                __syncthreads();
+                if (t < l) Z[t + j * l] = y[t] * scal[0];
+                __syncthreads();  // member j final before the next one reads it (and before y is rewritten)
             }
         }
-        __syncthreads();
     }
+    for (unsigned e = t; e < l * l; e += kEighThreads) g[e] = Z[e];
 }
 
 // Phase 5 (rsvd_eigh_back_f64): column c = blockIdx.x · kEighBackWarps + warp of Ũ = H_0 ⋯ H_{l-3} Z, in place in g;
@@ -1492,7 +1525,7 @@ extern "C" __global__ void __launch_bounds__(kEighVectorThreads)
     eigh_vectors(g, l, w, scratch);
 }
 SLR_EMU_EXPORT(rsvd_eigh_vectors_f64)
-// One block of kEighThreads; no dynamic shared memory.
+// One block of kEighThreads; eigh_clusters_shared_doubles(l) · 8 bytes.
 extern "C" __global__ void __launch_bounds__(kEighThreads, 1)
     rsvd_eigh_clusters_f64(double* __restrict__ g, unsigned l, const double* __restrict__ w, double* __restrict__ scratch) {
     eigh_clusters(g, l, w, scratch);

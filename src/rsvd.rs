@@ -758,8 +758,9 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
 }
 
 /// Largest sketch width our eigensolver takes (cuda/rsvd.cu kEighMaxL): its tridiagonalization holds the l x (l | 1)
-/// matrix in one block's f64 shared memory, 203 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 143; sm_86/89 99
-/// KiB: l <= 97, where the eigenvector kernel's 4l doubles per thread are the limit; [`own_eigh_fits`]).
+/// matrix in one block's f64 shared memory, 203 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 141, where the
+/// cluster kernel's l x l is the limit; sm_86/89 99 KiB: l <= 97, where the eigenvector kernel's 4l doubles per
+/// thread are; [`own_eigh_fits`]).
 pub(crate) const EIGH_MAX_L: usize = 160;
 const EIGH_THREADS: u32 = 512;
 const EIGH_VALUE_WARPS: usize = 4;
@@ -769,13 +770,16 @@ const EIGH_BACK_WARPS: usize = 4;
 const EIGH_PHASES: [&str; 5] = ["rsvd_eigh_tridiag_f64", "rsvd_eigh_values_f64", "rsvd_eigh_vectors_f64", "rsvd_eigh_clusters_f64", "rsvd_eigh_back_f64"];
 
 /// Dynamic shared memory in bytes of the eigensolver's kernels at sketch width `l` (cuda/rsvd.cu
-/// eigh_tridiag_shared_doubles, eigh_vectors_shared_doubles, eigh_back_shared_doubles), l >= 1: tridiagonalization,
-/// eigenvectors, back-transform (the other two take none).
-fn eigh_shared_bytes(l: usize) -> [usize; 3] {
+/// eigh_tridiag_shared_doubles, eigh_vectors_shared_doubles, eigh_clusters_shared_doubles,
+/// eigh_back_shared_doubles), l >= 1: tridiagonalization, eigenvectors, clusters, back-transform (the eigenvalues'
+/// kernel takes none).
+fn eigh_shared_bytes(l: usize) -> [usize; 4] {
     const WARPS: usize = EIGH_THREADS as usize / 32;
+    const CLUSTER_PARTS: usize = 3;
     [
         8 * (l * (l | 1) + EIGH_MAX_L + WARPS + 8),
         8 * (4 * l * EIGH_VECTOR_THREADS + 2 * l),
+        8 * (l * l + (2 + CLUSTER_PARTS) * EIGH_MAX_L + 8),
         8 * (l * (l - 1) / 2 + l),
     ]
 }
@@ -831,14 +835,14 @@ unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg,
     let mut scratch = unsafe { gpu.alloc_uninit::<f64>(eigh_scratch_doubles(l))? };
     let mut sv = DeviceSliceMut::from(&mut scratch);
     let (p_s, _gs) = sv.kernel_ptr_mut(gpu, OP, "scratch")?;
-    let [tridiag_bytes, vectors_bytes, back_bytes] = eigh_shared_bytes(l);
+    let [tridiag_bytes, vectors_bytes, clusters_bytes, back_bytes] = eigh_shared_bytes(l);
     let l32 = KernelArg::U32(l as u32);
     let blocks = |per: usize| l.div_ceil(per) as u32;
     let launches: [(LaunchShape, Vec<KernelArg>); 5] = [
         (LaunchShape { grid: (1, 1, 1), block: (EIGH_THREADS, 1, 1), shared_bytes: tridiag_bytes as u32 }, vec![a, l32, p_s]),
         (LaunchShape { grid: (blocks(EIGH_VALUE_WARPS), 1, 1), block: (32 * EIGH_VALUE_WARPS as u32, 1, 1), shared_bytes: 0 }, vec![l32, p_s, w]),
         (LaunchShape { grid: (blocks(EIGH_VECTOR_THREADS), 1, 1), block: (EIGH_VECTOR_THREADS as u32, 1, 1), shared_bytes: vectors_bytes as u32 }, vec![a, l32, w, p_s]),
-        (LaunchShape { grid: (1, 1, 1), block: (EIGH_THREADS, 1, 1), shared_bytes: 0 }, vec![a, l32, w, p_s]),
+        (LaunchShape { grid: (1, 1, 1), block: (EIGH_THREADS, 1, 1), shared_bytes: clusters_bytes as u32 }, vec![a, l32, w, p_s]),
         (LaunchShape { grid: (blocks(EIGH_BACK_WARPS), 1, 1), block: (32 * EIGH_BACK_WARPS as u32, 1, 1), shared_bytes: back_bytes as u32 }, vec![a, l32, p_s, info]),
     ];
     for ((shape, args), name) in launches.into_iter().zip(EIGH_PHASES).take(phases) {
