@@ -758,7 +758,7 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
 }
 
 /// Largest sketch width our eigensolver takes (cuda/rsvd.cu kEighMaxL): its tridiagonalization holds the l x (l | 1)
-/// matrix in one block's f64 shared memory, 203 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 141, where the
+/// matrix in one block's f64 shared memory, 203 KiB at 160 (sm_90 grants 227; sm_80 163 KiB: l <= 139, where the
 /// cluster kernel's l x l is the limit; sm_86/89 99 KiB: l <= 97, where the eigenvector kernel's 4l doubles per
 /// thread are; [`own_eigh_fits`]).
 pub(crate) const EIGH_MAX_L: usize = 160;
@@ -769,17 +769,19 @@ const EIGH_BACK_WARPS: usize = 4;
 /// The eigensolver's kernels, in the order they are queued (cuda/rsvd.cu, "The small SVD's symmetric eigenproblem").
 const EIGH_PHASES: [&str; 5] = ["rsvd_eigh_tridiag_f64", "rsvd_eigh_values_f64", "rsvd_eigh_vectors_f64", "rsvd_eigh_clusters_f64", "rsvd_eigh_back_f64"];
 
-/// Dynamic shared memory in bytes of the eigensolver's kernels at sketch width `l` (cuda/rsvd.cu
+/// Shared memory in bytes of the eigensolver's kernels at sketch width `l` (dynamic, cuda/rsvd.cu
 /// eigh_tridiag_shared_doubles, eigh_vectors_shared_doubles, eigh_clusters_shared_doubles,
-/// eigh_back_shared_doubles), l >= 1: tridiagonalization, eigenvectors, clusters, back-transform (the eigenvalues'
-/// kernel takes none).
+/// eigh_back_shared_doubles; the cluster kernel's static arrays added, since the device's limit is on the sum),
+/// l >= 1: tridiagonalization, eigenvectors, clusters, back-transform (the eigenvalues' kernel takes 2.5 KiB of
+/// static memory only).
 fn eigh_shared_bytes(l: usize) -> [usize; 4] {
     const WARPS: usize = EIGH_THREADS as usize / 32;
     const CLUSTER_PARTS: usize = 3;
     [
         8 * (l * (l | 1) + EIGH_MAX_L + WARPS + 8),
         8 * (4 * l * EIGH_VECTOR_THREADS + 2 * l),
-        8 * (l * l + (2 + CLUSTER_PARTS) * EIGH_MAX_L + 8),
+        // + 4 KiB: its static arrays (3.2 KiB, ptxas) count against the same per-block limit.
+        8 * (l * l + (2 + CLUSTER_PARTS) * EIGH_MAX_L + 8) + 4096,
         8 * (l * (l - 1) / 2 + l),
     ]
 }
@@ -836,6 +838,7 @@ unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg,
     let mut sv = DeviceSliceMut::from(&mut scratch);
     let (p_s, _gs) = sv.kernel_ptr_mut(gpu, OP, "scratch")?;
     let [tridiag_bytes, vectors_bytes, clusters_bytes, back_bytes] = eigh_shared_bytes(l);
+    let clusters_bytes = clusters_bytes - 4096; // the launch asks for the dynamic part only
     let l32 = KernelArg::U32(l as u32);
     let blocks = |per: usize| l.div_ceil(per) as u32;
     let launches: [(LaunchShape, Vec<KernelArg>); 5] = [
