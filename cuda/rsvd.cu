@@ -1100,18 +1100,52 @@ __device__ __forceinline__ void eigh_tridiag(const double* __restrict__ g, unsig
                 const unsigned i = lane + 32 * q;
                 wr[q] = i < m ? fma(kk, vr[q], p[i]) : 0.0;
             }
-            // Warp 0 takes column 0 alone (then the next reflector); warps 1 .. kEighWarps - 1 the other columns.
-            const unsigned j_first = warp, j_step = warp == 0 ? m : kEighWarps - 1;
-            for (unsigned j = j_first; j < m; j += j_step) {
-                const double vj = j == 0 ? 1.0 : col[j] * scale, wj = fma(kk, vj, p[j]);
-                double* a = A + (k + 1) + (k + 1 + j) * ld;
+            // Column j: a[i] -= v_i w_j + w_i v_j for rows i >= j, the lane's rows lane + 32q. A column's old values
+            // and its v_j, w_j are loaded first (ColumnUpdate), then stored updated.
+            struct ColumnUpdate {
+                double x[kEighRowsPerLane];
+                double vj, wj;
+            };
+            auto column = [&](unsigned j) { return A + (k + 1) + (k + 1 + j) * ld; };
+            auto load_column = [&](unsigned j, ColumnUpdate& c) {
 #pragma unroll
                 for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
                     const unsigned i = lane + 32 * q;
-                    if (i < m && i >= j) a[i] = fma(-vr[q], wj, fma(-wr[q], vj, a[i]));
+                    c.x[q] = i < m && i >= j ? column(j)[i] : 0.0;
                 }
-                // Column 0 of A₂ (column k + 1 of A, warp 0's only column) is final: the next step's reflector now.
-                if (j == 0 && k + 3 < l) reflector(k + 1);
+                c.vj = j == 0 ? 1.0 : col[j] * scale;
+                c.wj = fma(kk, c.vj, p[j]);
+            };
+            auto store_column = [&](unsigned j, const ColumnUpdate& c) {
+#pragma unroll
+                for (unsigned q = 0; q < kEighRowsPerLane; ++q) {
+                    const unsigned i = lane + 32 * q;
+                    if (i < m && i >= j) column(j)[i] = fma(-vr[q], c.wj, fma(-wr[q], c.vj, c.x[q]));
+                }
+            };
+            if (warp == 0) {
+                // Column 0 of A₂ (column k + 1 of A) alone, then the next step's reflector from it.
+                ColumnUpdate c;
+                load_column(0, c);
+                store_column(0, c);
+                if (k + 3 < l) reflector(k + 1);
+            } else {
+                // Warps 1 .. kEighWarps - 1 the other columns, two at a time: both columns' loads are issued
+                // before either's stores (the compiler cannot move a load past a store to the same array).
+                constexpr unsigned step = kEighWarps - 1;
+                unsigned j = warp;
+                for (; j + step < m; j += 2 * step) {
+                    ColumnUpdate c0, c1;
+                    load_column(j, c0);
+                    load_column(j + step, c1);
+                    store_column(j, c0);
+                    store_column(j + step, c1);
+                }
+                if (j < m) {
+                    ColumnUpdate c;
+                    load_column(j, c);
+                    store_column(j, c);
+                }
             }
         } else if (warp == 0 && k + 3 < l) {
             reflector(k + 1);  // nothing to update: column k + 1 is as the step before left it
