@@ -871,7 +871,7 @@ __device__ __forceinline__ double eigh_warp_sum(double x) {
 // counts, without a division). Signs are the minors' sign bits, compared as integers off the dependent chain, which
 // is one fma per step: an exact zero minor p_i (+0 or -0) then counts its sign change one step early or late, and
 // p_{i+1} = -e2n_i p_{i-1} is nonzero and of the sign that makes the pair's total right (e2n > 0). The floor on e2n
-// (eigh setup: an off-diagonal of at least 2^-60‖T‖, moving eigenvalues by at most that, below ε‖T‖/100) keeps two
+// (eigh_values: an off-diagonal of at least 2^-60‖T‖, moving eigenvalues by at most that, below ε‖T‖/100) keeps two
 // minors in a row from being zero. Every 16 steps both carried minors are rescaled by a power of two (exact), so
 // that neither overflows nor underflows (|dgn - xn| <= 3 and e2n <= 1 grow them by at most 2^26 in 16 steps; they
 // shrink fast only where xn sits within ~2^-60 of many diagonal entries in a row, as with the zero replacement this

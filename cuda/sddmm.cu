@@ -272,39 +272,31 @@ __device__ __forceinline__ void sddmm_impl(const T* __restrict__ a, unsigned lon
 constexpr unsigned kVecTile = 64;     // sddmm_transpose_vec: r and k per tile
 constexpr unsigned kVecThreadsX = 16; // threads along the contiguous direction (4 elements each)
 constexpr unsigned kVecThreadsY = 16;
+// Blocks per SM the kernel is compiled for: 8 x 256 threads fill an SM (2048), so the bytes in flight are the most
+// the SM can have (32 registers; the shared tile, 16.6 KB, would allow 13 blocks).
+constexpr unsigned kVecBlocksPerSm = 8;
 
 // 4 elements of T as one access: 8 bytes for 16-bit T (a 64-bit integer), 16 for f32.
 template <typename T> struct Quad { using type = unsigned long long; };
 template <> struct Quad<float> { using type = float4; };
 
-// A 16-bit element's bits to f32 and back (exact both ways for values that came from T).
-__device__ __forceinline__ float bits_to_f32(unsigned short b, __half) { return __half2float(__ushort_as_half(b)); }
-__device__ __forceinline__ float bits_to_f32(unsigned short b, __nv_bfloat16) { return __uint_as_float((unsigned)b << 16); }
-__device__ __forceinline__ unsigned f32_to_bits(float x, __half) { return __half_as_ushort(__float2half_rn(x)); }
-__device__ __forceinline__ unsigned f32_to_bits(float x, __nv_bfloat16) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
-
+// The 4 elements of a Quad as f32 and back (exact both ways for values that came from T); memcpy, which nvcc turns
+// into register moves, reinterprets the bytes without breaking the host compiler's aliasing rules (emulator).
 template <typename T>
 __device__ __forceinline__ void quad_to_f32(const typename Quad<T>::type& q, float (&out)[4]) {
+    T e[4];
+    memcpy(e, &q, sizeof(e));
 #pragma unroll
-    for (unsigned i = 0; i < 4; ++i) out[i] = bits_to_f32((unsigned short)(q >> (16 * i)), T());  // element 0 lowest
-}
-template <>
-__device__ __forceinline__ void quad_to_f32<float>(const float4& q, float (&out)[4]) {
-    out[0] = q.x;
-    out[1] = q.y;
-    out[2] = q.z;
-    out[3] = q.w;
+    for (unsigned i = 0; i < 4; ++i) out[i] = slr::to_f32(e[i]);
 }
 template <typename T>
 __device__ __forceinline__ typename Quad<T>::type f32_to_quad(const float (&in)[4]) {
-    unsigned long long q = 0;
+    T e[4];
 #pragma unroll
-    for (unsigned i = 0; i < 4; ++i) q |= (unsigned long long)f32_to_bits(in[i], T()) << (16 * i);
+    for (unsigned i = 0; i < 4; ++i) e[i] = slr::from_f32<T>(in[i]);
+    typename Quad<T>::type q;
+    memcpy(&q, e, sizeof(q));
     return q;
-}
-template <>
-__device__ __forceinline__ float4 f32_to_quad<float>(const float (&in)[4]) {
-    return make_float4(in[0], in[1], in[2], in[3]);
 }
 
 // dst[r * dst_ld + k] = src[r + k * src_cs] for r < rows, k < cols; src and dst 4-element aligned, src_cs and dst_ld
@@ -329,10 +321,7 @@ __device__ __forceinline__ void transpose_vec_impl(const T* __restrict__ src, un
             if (k < cols && r + 3 < rows) {
                 q[pass] = __ldg(reinterpret_cast<const Q*>(src + r + k * src_cs));
             } else {
-                if (k < cols) {
-#pragma unroll 1
-                    for (unsigned i = 0; i < 4 && r + i < rows; ++i) v[i] = slr::to_f32(src[r + i + k * src_cs]);
-                }
+                for (unsigned i = 0; k < cols && i < 4 && r + i < rows; ++i) v[i] = slr::to_f32(src[r + i + k * src_cs]);
                 q[pass] = f32_to_quad<T>(v);
             }
         }
@@ -344,26 +333,22 @@ __device__ __forceinline__ void transpose_vec_impl(const T* __restrict__ src, un
             for (unsigned i = 0; i < 4; ++i) tile[ty + kVecThreadsY * pass][4 * tx + i] = v[i];
         }
         __syncthreads();
-        // Write: destination row r0 + ty + 16p, elements k0 + 4tx .. + 3; a group that crosses k = cols (the last
-        // tile's) element by element in a loop of its own (written as an else branch, the element stores matched
-        // the vector store's parts and the compiler merged the two into element stores: PTX, sm_90).
-        // k in 32 bits (the host keeps cols + 64 within u32): with a 64-bit k in the address NVVM split each
-        // 16-byte store into four 4-byte stores (PTX, sm_90).
+        // Write: destination row r0 + ty + 16p, elements k0 + 4tx .. + 3 (element by element where the group
+        // crosses k = cols). k in 32 bits (the host keeps cols + 64 within u32): with a 64-bit k in the address NVVM
+        // split each 16-byte store into four 4-byte stores (PTX, sm_90).
         const unsigned k = (unsigned)k0 + 4 * tx;
-        if (k + 3 < cols) {
 #pragma unroll
-            for (unsigned pass = 0; pass < kVecTile / kVecThreadsY; ++pass) {
-                const unsigned rl = ty + kVecThreadsY * pass;
-                if (r0 + rl >= rows) break;
-                float v[4];
+        for (unsigned pass = 0; pass < kVecTile / kVecThreadsY; ++pass) {
+            const unsigned rl = ty + kVecThreadsY * pass;
+            if (r0 + rl >= rows || k >= cols) break;
+            float v[4];
 #pragma unroll
-                for (unsigned i = 0; i < 4; ++i) v[i] = tile[4 * tx + i][rl];
+            for (unsigned i = 0; i < 4; ++i) v[i] = tile[4 * tx + i][rl];
+            if (k + 3 < cols) {
                 slr::store_vec(reinterpret_cast<Q*>(dst + (r0 + rl) * dst_ld + k), f32_to_quad<T>(v));
-            }
-        }
-        if (k < cols && k + 3 >= cols) {
-            for (unsigned rl = ty; rl < kVecTile && r0 + rl < rows; rl += kVecThreadsY) {
-                for (unsigned i = 0; k + i < cols; ++i) dst[(r0 + rl) * dst_ld + k + i] = slr::from_f32<T>(tile[4 * tx + i][rl]);
+            } else {  // at most 3 elements: not unrolled (ptxas made 31 predicated stores of it per row)
+#pragma unroll 1
+                for (unsigned i = 0; k + i < cols; ++i) dst[(r0 + rl) * dst_ld + k + i] = slr::from_f32<T>(v[i]);
             }
         }
         __syncthreads();  // the next tile overwrites what slower threads may still be reading
@@ -538,7 +523,7 @@ SLR_SDDMM_TC(sddmm_tc_bf16, __nv_bfloat16)
 SLR_EMU_EXPORT(sddmm_tc_bf16)
 
 #define SLR_SDDMM_TRANSPOSE_VEC(NAME, T)                                                                         \
-    extern "C" __global__ void __launch_bounds__(kVecThreadsX * kVecThreadsY)                                   \
+    extern "C" __global__ void __launch_bounds__(kVecThreadsX * kVecThreadsY, kVecBlocksPerSm)                  \
         NAME(const T* __restrict__ src, unsigned long long src_cs, unsigned rows, unsigned cols,                 \
              T* __restrict__ dst, unsigned long long dst_ld) {                                                   \
         transpose_vec_impl<T>(src, src_cs, rows, cols, dst, dst_ld);                                              \

@@ -769,22 +769,24 @@ const EIGH_BACK_WARPS: usize = 4;
 /// The eigensolver's kernels, in the order they are queued (cuda/rsvd.cu, "The small SVD's symmetric eigenproblem").
 const EIGH_PHASES: [&str; 5] = ["rsvd_eigh_tridiag_f64", "rsvd_eigh_values_f64", "rsvd_eigh_vectors_f64", "rsvd_eigh_clusters_f64", "rsvd_eigh_back_f64"];
 
-/// Shared memory in bytes of the eigensolver's kernels at sketch width `l` (dynamic, cuda/rsvd.cu
+/// Dynamic shared memory in bytes of the eigensolver's kernels at sketch width `l` (cuda/rsvd.cu
 /// eigh_tridiag_shared_doubles, eigh_vectors_shared_doubles, eigh_clusters_shared_doubles,
-/// eigh_back_shared_doubles; the cluster kernel's static arrays added, since the device's limit is on the sum),
-/// l >= 1: tridiagonalization, eigenvectors, clusters, back-transform (the eigenvalues' kernel takes 2.5 KiB of
-/// static memory only).
+/// eigh_back_shared_doubles), l >= 1: tridiagonalization, eigenvectors, clusters, back-transform (the eigenvalues'
+/// kernel takes none).
 fn eigh_shared_bytes(l: usize) -> [usize; 4] {
     const WARPS: usize = EIGH_THREADS as usize / 32;
     const CLUSTER_PARTS: usize = 3;
     [
         8 * (l * (l | 1) + EIGH_MAX_L + WARPS + 8),
         8 * (4 * l * EIGH_VECTOR_THREADS + 2 * l),
-        // + 4 KiB: its static arrays (3.2 KiB, ptxas) count against the same per-block limit.
-        8 * (l * l + (2 + CLUSTER_PARTS) * EIGH_MAX_L + 8) + 4096,
+        8 * (l * l + (2 + CLUSTER_PARTS) * EIGH_MAX_L + 8),
         8 * (l * (l - 1) / 2 + l),
     ]
 }
+
+/// Static shared memory of the same kernels, rounded up (ptxas: the cluster kernel's arrays are 3.2 KiB, the
+/// others have none); the device's per-block limit is on static plus dynamic.
+const EIGH_STATIC_SHARED_BYTES: [usize; 4] = [0, 0, 4096, 0];
 
 /// Scratch doubles of the eigensolver (cuda/rsvd.cu eigh_tri): the reflectors (l²), the cluster kernel's inverse
 /// iteration (4 l²), T and the τs (3 l) and 4 scalars.
@@ -794,7 +796,8 @@ fn eigh_scratch_doubles(l: usize) -> usize {
 
 /// Whether our eigensolver can take a sketch width `l` on this device (its kernels' shared memory).
 fn own_eigh_fits(gpu: &Gpu, l: usize) -> bool {
-    (1..=EIGH_MAX_L).contains(&l) && eigh_shared_bytes(l).iter().all(|&b| b <= gpu.max_dynamic_shared_bytes() as usize)
+    (1..=EIGH_MAX_L).contains(&l)
+        && eigh_shared_bytes(l).iter().zip(EIGH_STATIC_SHARED_BYTES).all(|(&b, fixed)| b + fixed <= gpu.max_dynamic_shared_bytes() as usize)
 }
 
 /// `SLR_RSVD_SMALL=own` (or [`use_own_eigensolver_on_this_thread`]): the small SVD runs on the device
@@ -838,7 +841,6 @@ unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg,
     let mut sv = DeviceSliceMut::from(&mut scratch);
     let (p_s, _gs) = sv.kernel_ptr_mut(gpu, OP, "scratch")?;
     let [tridiag_bytes, vectors_bytes, clusters_bytes, back_bytes] = eigh_shared_bytes(l);
-    let clusters_bytes = clusters_bytes - 4096; // the launch asks for the dynamic part only
     let l32 = KernelArg::U32(l as u32);
     let blocks = |per: usize| l.div_ceil(per) as u32;
     let launches: [(LaunchShape, Vec<KernelArg>); 5] = [
