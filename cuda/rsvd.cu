@@ -809,6 +809,9 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
 //     memory (packed, ~l²/2 doubles), each warp applying them, last first, to its own column in registers: ~l
 //     steps of a warp dot product (5 fmas, 5 shuffles) and an axpy, ~25-35 k clocks at l = 138 (estimate; the
 //     one-block kernel took ~900 k clocks, 16 warps with 10 columns each and a reflector loaded from L2 per step).
+// Floors at l = 138 (all far below the latency chains above, which are what these kernels' times are made of):
+// global traffic ~l² doubles each way for phases 1, 3 and 5 (0.15 MB), less for 2 and 4; flops 4/3 l³ (phase 1),
+// ~13 · 32 · l² fmas (2), ~8 l² (3), ~4 c² l per cluster of c (4), 2 l³ (5).
 // Output as cusolverDnDsyevd's: Ũ column-major over G (ld = l), λ ascending, info 0. Reads only G's lower triangle.
 // Deterministic: fixed reduction orders, no atomics. Scratch (src/rsvd.rs eigh_scratch_doubles): [0, l²) the
 // reflectors (reflector k in column k, rows k+1 ..), [l², 5 l²) the cluster kernel's inverse iteration, then T's

@@ -51,7 +51,8 @@
 // weight gradient's two transposes took ~50 µs for 67 MB of traffic at T = 2048, 4096² (sixth run: sddmm_weight_grad
 // 0.152 ms against sddmm's 0.102 on the packed operands), ~1.3 TB/s, latency-bound by bytes in flight; 4x the bytes
 // in flight per thread should bring it near the ~4 TB/s copy rate (unmeasured). Tile edges (rows or k not a
-// multiple of 4 at the end) take element accesses. Same values (a copy through exact f32).
+// multiple of 4 at the end) take element accesses. Same values (a copy through exact f32). Floor as the element
+// kernel's: rows * cols * sizeof(T) bytes read and the same written.
 #include "common.cuh"
 #include "mma.cuh"
 
