@@ -830,6 +830,9 @@ fn bench_rsvd(c: &mut Criterion) {
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);
+                // syevd with R₂ read back and the products and finish on the host: since 2026-11-28 (seventeenth
+                // session) also the same-run baseline of the default's device finish (our f64 kernels around syevd,
+                // σ and a status read back), which replaced cuBLAS f64 products and a 610 KB read-back at l = 138.
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
                 // Opt-in since 2026-11-28: the device small SVD with our eigensolver instead of syevd (l <= 160; one
                 // block in the eleventh run, five kernels since). (syevj, never faster than syevd on the H200, and the device small SVD

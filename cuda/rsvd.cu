@@ -1,4 +1,4 @@
-// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Seven kernels:
+// Randomized SVD (src/rsvd.rs): the hand-written device pieces around cuBLAS's products. Its kernels:
 //
 //   rsvd_gaussian_f32:  Omega[i] = N(0, 1) for i in [0, count), from Philox4x32-10 keyed by the 64-bit seed with
 //                       counter (i / 4, 0, 0, 0); output word i % 4 of that call, each pair of words turned into
@@ -57,7 +57,9 @@
 //                       diagonal factor, solve or product): the same outputs up to rounding (another summation order),
 //                       one block of 512 threads, up to 84.6 KB of shared memory, ~19 us at l = 138 by its count.
 //   rsvd_sum_slices_f32: the partial Gram matrices of row chunks summed in order (below).
-//   rsvd_widen_f32:     R₂ to f64 for the small SVD's device products (below).
+//   rsvd_widen_f32:     an f32 matrix to f64 (the benchmark's eigensolver calls; below).
+//   rsvd_small_gram_f64, rsvd_small_vectors_f64, rsvd_small_check_f64: the small SVD's products and checks around
+//                       the eigensolver, in f64 on the device (below).
 #include "common.cuh"
 
 namespace {
@@ -1424,6 +1426,101 @@ __device__ __forceinline__ void eigh_back(double* __restrict__ g, unsigned l, do
     }
 }
 
+// The small SVD's finish on the device (src/rsvd.rs small_svd_device), around the eigensolver (syevd or ours):
+//   rsvd_small_gram_f64:    G = R₂ᵀR₂ in f64 from the l x l f32 R₂ (column-major), both triangles: G[i + j l] =
+//                           sum_{k<l} R₂[k + i l] R₂[k + j l], k ascending by fma (the same products in the same order
+//                           for (i, j) and (j, i): G is exactly symmetric; f32 x f32 is exact in f64), and
+//                           counts[0] += the number of non-finite entries of R₂ (thread e checks entry e; an integer
+//                           atomic, exact). A thread per entry of G, 256 per block. Floor: l³ FMAs (l = 138: 2.6 M,
+//                           ~0.1 µs of the H200's FP64 rate, so latency: one l-long dependent chain per thread, ~1-2
+//                           µs) and l² floats read (76 KB, from L2 after the first touch), l² doubles written.
+//   rsvd_small_vectors_f64: block j < r, for the j-th largest eigenvalue: its column c (ties: the higher column first,
+//                           as the host's stable sort gives them; a thread per candidate counts the eigenvalues ahead
+//                           of it), σ_j = sqrt(max(λ_c, 0)), Ũ_r[:, j] = Ũ[:, c] in f32, Ṽ_r[:, j] = R₂ Ũ[:, c] / σ_j
+//                           (zero when σ_j <= ε₆₄ σ₁, as the host does) in f64 (v64, for the check) and f32, σ_j in
+//                           f64. A non-finite eigenvalue (or a column found by no thread) sets kSmallNotFinite in
+//                           counts[1] and the block writes nothing more. 128 threads, a row each (coalesced down R₂'s
+//                           columns). Floor: l² r FMAs (l = 138, r = 128: 2.4 M) and r l² comparisons; ~2 l² r/2
+//                           bytes of L2 reads (R₂ once per block, 9.8 MB at r = 128, ~3 µs at L2 rate).
+//   rsvd_small_check_f64:   counts[1] |= kSmallNotOrthonormal if some |Ṽ_rᵀṼ_r - I| entry exceeds
+//                           kSmallOrthonormal (NaN included): a thread per pair a <= b < r, an l-long f64 dot. Floor: l r² / 2 FMAs (1.1 M).
+// The host reads counts, σ and the eigensolver's info back in one transfer: non-finite R₂ is an error,
+// kSmallNotOrthonormal sends Ṽ_r to the host's Householder QR, kSmallNotFinite to the host's eigensolver.
+constexpr unsigned kSmallThreads = 128;
+constexpr unsigned kSmallNotFinite = 1u;
+constexpr unsigned kSmallNotOrthonormal = 2u;
+constexpr double kSmallOrthonormal = 1e-9;  // src/rsvd.rs SMALL_SVD_ORTHONORMAL
+
+__device__ __forceinline__ void small_gram(const float* __restrict__ r2, unsigned l, double* __restrict__ g,
+                                           unsigned* __restrict__ counts) {
+    const unsigned e = blockIdx.x * kThreads + threadIdx.x;
+    if (e >= l * l) return;
+    if (nonfinite(r2[e])) atomicAdd(&counts[0], 1u);
+    const unsigned i = e % l, j = e / l;
+    const float* ri = r2 + (unsigned long long)i * l;
+    const float* rj = r2 + (unsigned long long)j * l;
+    double acc = 0.0;
+    for (unsigned k = 0; k < l; ++k) acc = fma((double)ri[k], (double)rj[k], acc);
+    g[e] = acc;
+}
+
+__device__ __forceinline__ void small_vectors(const float* __restrict__ r2, const double* __restrict__ u,
+                                              const double* __restrict__ w, unsigned l, double* __restrict__ v64,
+                                              float* __restrict__ ur, float* __restrict__ vr,
+                                              double* __restrict__ sigma, unsigned* __restrict__ counts) {
+    __shared__ unsigned picked[2];  // the column of the j-th largest eigenvalue, of the largest
+    const unsigned j = blockIdx.x, t = threadIdx.x;
+    if (t == 0) picked[0] = picked[1] = l;
+    __syncthreads();
+    bool finite = true;
+    for (unsigned c = t; c < l; c += kSmallThreads) {
+        const double wc = w[c];
+        finite &= fabs(wc) <= 1.7976931348623157e308;
+        unsigned ahead = 0;  // eigenvalues before column c in descending order, ties by descending column
+        for (unsigned d = 0; d < l; ++d) {
+            const double wd = w[d];
+            ahead += (wd > wc || (wd == wc && d > c)) ? 1u : 0u;
+        }
+        if (ahead == j) picked[0] = c;
+        if (ahead == 0) picked[1] = c;
+    }
+    if (!finite) atomicOr(&counts[1], kSmallNotFinite);
+    __syncthreads();
+    const unsigned c = picked[0], c0 = picked[1];
+    if (c >= l || c0 >= l) {  // block-uniform: only with NaN eigenvalues
+        if (t == 0) atomicOr(&counts[1], kSmallNotFinite);
+        return;
+    }
+    // As the host computes them (IEEE square roots and division: the same σ_j and scale for the same λ).
+    const double s = sqrt(fmax(w[c], 0.0)), s0 = sqrt(fmax(w[c0], 0.0));
+    const double sc = s > s0 * 2.220446049250313e-16 ? 1.0 / s : 0.0;
+    if (t == 0) sigma[j] = s;
+    const double* uc = u + (unsigned long long)c * l;
+    for (unsigned i = t; i < l; i += kSmallThreads) {
+        double acc = 0.0;
+        for (unsigned k = 0; k < l; ++k) acc = fma((double)r2[i + (unsigned long long)k * l], uc[k], acc);
+        const double v = acc * sc;
+        const unsigned long long at = i + (unsigned long long)j * l;
+        v64[at] = v;
+        vr[at] = (float)v;
+        ur[at] = (float)uc[i];
+    }
+}
+
+__device__ __forceinline__ void small_check(const double* __restrict__ v64, unsigned l, unsigned r,
+                                            unsigned* __restrict__ counts) {
+    const unsigned e = blockIdx.x * kThreads + threadIdx.x;
+    if (e >= r * r) return;
+    const unsigned a = e % r, b = e / r;
+    if (a > b) return;
+    const double* va = v64 + (unsigned long long)a * l;
+    const double* vb = v64 + (unsigned long long)b * l;
+    double dot = 0.0;
+    for (unsigned i = 0; i < l; ++i) dot = fma(va[i], vb[i], dot);
+    const double dev = fabs(dot - (a == b ? 1.0 : 0.0));
+    if (!(dev <= kSmallOrthonormal)) atomicOr(&counts[1], kSmallNotOrthonormal);
+}
+
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(kThreads)
@@ -1446,8 +1543,8 @@ SLR_EMU_EXPORT(rsvd_to_f32_f16)
 SLR_RSVD_TO_F32(rsvd_to_f32_bf16, __nv_bfloat16)
 SLR_EMU_EXPORT(rsvd_to_f32_bf16)
 
-// rsvd_widen_f32: dst[i] = (double)src[i] for i < count (exact): R₂ in f64 for the small SVD's device products
-// (src/rsvd.rs small_svd_device). Grid-stride, 256 threads. Floor: 12 bytes per element (l = 138: 0.2 MB).
+// rsvd_widen_f32: dst[i] = (double)src[i] for i < count (exact): an f32 Gram matrix in f64 for the benchmark's and
+// tests' eigensolver calls (src/rsvd.rs widen_then_eigh). Grid-stride, 256 threads. Floor: 12 bytes per element.
 extern "C" __global__ void __launch_bounds__(kThreads)
     rsvd_widen_f32(const float* __restrict__ src, double* __restrict__ dst, unsigned long long count) {
     for (unsigned long long i = (unsigned long long)blockIdx.x * kThreads + threadIdx.x; i < count;
@@ -1456,6 +1553,29 @@ extern "C" __global__ void __launch_bounds__(kThreads)
     }
 }
 SLR_EMU_EXPORT(rsvd_widen_f32)
+
+extern "C" __global__ void __launch_bounds__(kThreads)
+    rsvd_small_gram_f64(const float* __restrict__ r2, unsigned l, double* __restrict__ g,
+                        unsigned* __restrict__ counts) {
+    small_gram(r2, l, g, counts);
+}
+SLR_EMU_EXPORT(rsvd_small_gram_f64)
+
+// The minimum of 4 blocks per SM is a hint ptxas needs: without it, on sm_80 it held the kernel at 32 registers and
+// spilled the values live across the square roots' and division's slow-path calls (72 registers with it, no spills).
+extern "C" __global__ void __launch_bounds__(kSmallThreads, 4)
+    rsvd_small_vectors_f64(const float* __restrict__ r2, const double* __restrict__ u, const double* __restrict__ w,
+                           unsigned l, double* __restrict__ v64, float* __restrict__ ur, float* __restrict__ vr,
+                           double* __restrict__ sigma, unsigned* __restrict__ counts) {
+    small_vectors(r2, u, w, l, v64, ur, vr, sigma, counts);
+}
+SLR_EMU_EXPORT(rsvd_small_vectors_f64)
+
+extern "C" __global__ void __launch_bounds__(kThreads)
+    rsvd_small_check_f64(const double* __restrict__ v64, unsigned l, unsigned r, unsigned* __restrict__ counts) {
+    small_check(v64, l, r, counts);
+}
+SLR_EMU_EXPORT(rsvd_small_check_f64)
 
 extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
     rsvd_gemm_f32(unsigned m, unsigned n, unsigned k, float alpha, const float* __restrict__ a,

@@ -135,6 +135,12 @@ pub struct RsvdInfo {
     /// for l above [`QUEUED_MAX_SKETCH_COLS`], under `SLR_RSVD_PATH=host`, and when a basis needed the guarded
     /// path (then the host-driven algorithm ran from the start; the counts above are its own).
     pub device_queued: bool,
+    /// The small SVD ran on the device (from l = 96 on a queued run: R₂ᵀR₂, the eigensolver, Ũ_r and Ṽ_r there,
+    /// only σ and a status read back; docs/rsvd.md), not on the host.
+    pub small_svd_on_device: bool,
+    /// On that device path, Ṽ_r was more than 1e-9 from orthonormal (a spectrum spanning many decades within the
+    /// first r, or σ_j = 0) and the host re-orthonormalized it (Householder QR) from the device's eigenvectors.
+    pub small_svd_host_finish: bool,
 }
 
 /// Widest sketch whose l x l factorization fits one block's shared memory ((l (l + 1) / 2 + 3 l) f32 words ≤
@@ -385,13 +391,13 @@ impl Profile {
     }
 }
 
-/// The factors before the last products: `U = q · ur`, `V = q2 · vr`.
+/// The factors before the last products: `U = q · ur`, `V = q2 · vr` (ur and vr l x r, in the engine's f32).
 struct Factors<M> {
     q: M,
-    ur: Mat<f64>,
+    ur: M,
     s: Vec<f32>,
     q2: M,
-    vr: Mat<f64>,
+    vr: M,
 }
 
 /// Upper-triangular R with `G = RᵀR`, if G is numerically positive definite: `None` when faer's Cholesky fails
@@ -586,6 +592,7 @@ fn run<E: Engine>(e: &mut E, m: usize, n: usize, cfg: &RsvdConfig, info: &mut Rs
     let r2 = r2.expect("Goal::WithR returns R on every path");
     // B = Qᵀ A = R₂ᵀ Q₂ᵀ; the SVD of the small R₂ᵀ gives B's.
     let (s, ur, vr) = small_svd(&r2, r)?;
+    let (ur, vr) = (e.from_host(&ur)?, e.from_host(&vr)?);
     prof.lap(e, Step::SmallSvd)?;
     Ok(Factors { q, ur, s, q2, vr })
 }
@@ -634,7 +641,8 @@ fn small_eigen_on_device(l: usize) -> Option<DeviceEigen> {
 }
 
 /// Whether the small SVD of a queued rSVD with sketch width `l` runs entirely on the device ([`small_svd_device`]:
-/// syevd, and its three l x l products as f64 cuBLAS products instead of on the host): by default from
+/// syevd, with its products and checks in our f64 kernels instead of on the host; measured below with cuBLAS f64
+/// products and the finish on the host, the version before 2026-11-28's): by default from
 /// [`SMALL_EIGEN_DEVICE_MIN_L`] on, where syevd already takes the eigenproblem. Measured on an H200 (eighth run,
 /// 006fb66, docs/benchmarks.md, same run): at l = 138 it took the rSVD from 3.86 to 3.46 ms (4096², bf16), 3.79 to
 /// 3.47 (4096², f32), 5.13 to 4.98 (4096 x 11008, bf16) and 5.46 to 5.00 ms (f32), 0.90-0.97x; at l = 26, where
@@ -1002,7 +1010,8 @@ fn finish_small_svd(sigma: &[f64], ur: Mat<f64>, vr: Mat<f64>, dev: f64) -> (Vec
     (sigma32, ur, vq)
 }
 
-/// `rsvd_widen_f32` over `x` (the widening [`small_svd_device`] launches), read back: for tests.
+/// `rsvd_widen_f32` over `x` (the widening of the benchmark's eigensolver calls, [`small_eigh_launch_for_bench`]),
+/// read back: for tests.
 #[doc(hidden)]
 pub fn widen_on_device_for_tests(gpu: &Gpu, x: &[f32]) -> Result<Vec<f64>> {
     const OP: &str = "widen_on_device_for_tests";
@@ -1023,114 +1032,162 @@ pub fn widen_on_device_for_tests(gpu: &Gpu, x: &[f32]) -> Result<Vec<f64>> {
     gpu.download(&out)
 }
 
-/// The small SVD of R₂ (l x l f32, packed column-major on the device) with every O(l³) step on the device, in f64:
-/// R₂ widened (`rsvd_widen_f32`), G = R₂ᵀR₂ (cuBLAS, f64), G's eigendecomposition in place (cuSOLVER syevd),
-/// P = R₂·Ũ and its Gram PᵀP (cuBLAS, f64), then one read-back of R₂, Ũ, λ, `info`, P and PᵀP (about 4l² + l
-/// doubles). The default from l = 96 ([`small_svd_products_on_device`]). The eigensolver is syevd (syevj never beat
-/// it). The host keeps the O(l²) rest: the order of the eigenvalues, σ, the columns of Ũ_r and of
-/// Ṽ_r = P_r Σ_r⁻¹, Ṽ_rᵀṼ_r from PᵀP's entries scaled by 1/(σ_iσ_j), and [`finish_small_svd`]. The same
-/// factors as [`small_svd_with`] over the downloaded R₂ up to f64 rounding (another summation order). Replaces the R₂
-/// read-back, the upload of G and the host's three f64 products: the seventh run (H200, ba5ddb2) put those host
-/// steps at ~0.37 ms of the small SVD's 1.65-1.74 ms at l = 138 (the GPU machine's host runs faer several times
-/// slower than the development machine). Errors as [`device_eigen_cusolver`] (LibraryMissing without cuBLAS or
-/// cuSOLVER, or on the emulator), and NonFinite when R₂ holds non-finite values.
-fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<(Vec<f32>, Mat<f64>, Mat<f64>)> {
-    use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+/// The small SVD's factors left on the device for the final products: σ (f32, on the host), Ũ_r and Ṽ_r (l x r
+/// f32, packed column-major), and whether Ṽ_r was finished on the host ([`small_svd_device`]).
+struct DeviceSmallSvd {
+    s: Vec<f32>,
+    ur: DevMat,
+    vr: DevMat,
+    host_finish: bool,
+}
+
+/// Status bits of `rsvd_small_vectors_f64` / `rsvd_small_check_f64` (cuda/rsvd.cu kSmallNotFinite,
+/// kSmallNotOrthonormal).
+const SMALL_NOT_FINITE: u32 = 1;
+const SMALL_NOT_ORTHONORMAL: u32 = 2;
+
+/// The small SVD of R₂ (l x l f32, packed column-major on the device) entirely on the device, in f64, with one
+/// read-back of r + 2 doubles: `rsvd_small_gram_f64` (G = R₂ᵀR₂ and the count of non-finite R₂ entries), the
+/// eigensolver in place on G (cuSOLVER syevd, or ours with `SLR_RSVD_SMALL=own` where it fits),
+/// `rsvd_small_vectors_f64` (the r largest eigenvalues' columns, σ_j, Ũ_r and Ṽ_r = R₂Ũ_rΣ_r⁻¹ in f32 for the
+/// final products) and `rsvd_small_check_f64` (whether Ṽ_rᵀṼ_r is within SMALL_SVD_ORTHONORMAL of I); then σ, the
+/// eigensolver's `info` and the kernels' status come back together. The default from l = 96
+/// ([`small_svd_products_on_device`]). The same factors as [`small_svd_with`] on the downloaded R₂ up to f64
+/// rounding (another summation order), except the Householder QR of [`finish_small_svd`], which stays on the
+/// host: when the check fails, Ũ, λ and R₂ come back and the host finishes from the device's eigenvectors
+/// ([`small_svd_with`]); a non-finite eigenvalue (no input gives one; a solver failure) sends the whole small SVD to
+/// the host's eigensolver. Replaces the previous version's read-back of R₂, Ũ, λ, P = R₂Ũ and PᵀP (4l² doubles,
+/// 610 KB at l = 138), its host O(l²) steps, its three f64 cuBLAS products and the upload of Ũ_r and Ṽ_r.
+/// Errors: LibraryMissing when syevd is asked for without libcusolver (or on the emulator; nothing is queued
+/// then), NonFinite when R₂ holds non-finite values (f32 overflow in the products), NoConvergence from syevd.
+fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<DeviceSmallSvd> {
     const OP: &str = "rsvd small SVD (device)";
     let l = r2.rows;
-    if r2.cols != l || r2.buf.len() != l * l || r > l {
-        return Err(Error::LengthMismatch { op: OP, what: "R₂ (l x l)", expected: l * l, got: r2.buf.len() });
+    if r2.cols != l || r2.buf.len() != l * l || r == 0 || r > l {
+        return Err(Error::LengthMismatch { op: OP, what: "R₂ (l x l, r <= l)", expected: l * l, got: r2.buf.len() });
     }
     let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
-    let blas = gpu.cublas()?;
     let own_eigh = own_eigensolver_requested() && own_eigh_fits(gpu, l);
+    // Before anything is queued: without cuSOLVER the caller takes the host's small SVD.
     let handle = if own_eigh { None } else { Some(gpu.cusolver_dn()?) };
     let ll = l * l;
-    // One buffer, zeroed (`info` must start at 0): R₂ in f64, G then Ũ (syevd's in-place output), λ, info (an i32
-    // in the low bytes of an f64 slot), P = R₂Ũ, PᵀP.
-    // Regions start on even doubles (16 bytes), as cuBLAS prefers.
+    // One zeroed f64 buffer (`info` and the counts must start at 0): G, then Ũ in place (at 0), λ, info (an i32 in
+    // an f64 slot), the counts slot (u32 non-finite count of R₂, u32 status bits), σ (r), Ṽ_r in f64 (l x r).
+    // Regions start on even doubles (16 bytes).
     let even = |x: usize| x.div_ceil(2) * 2;
-    let (at_g, at_w) = (even(ll), even(ll) + even(ll));
+    let at_w = even(ll);
     let at_info = at_w + l;
-    let at_p = even(at_info + 1);
-    let at_pp = at_p + even(ll);
-    let total = at_pp + ll;
+    let at_counts = at_info + 1;
+    let at_sigma = at_counts + 1;
+    let at_v = even(at_sigma + r);
+    let total = at_v + l * r;
     let mut buf = gpu.alloc_zeros::<f64>(total)?;
+    // SAFETY: rsvd_small_vectors_f64 writes all l x r entries of both (each of its r blocks its column's l rows)
+    // unless it finds a non-finite eigenvalue, which the status word reports; both are then replaced below before
+    // anything reads them.
+    let (mut ur, mut vr) = unsafe { (new_dev_mat(gpu, l, r)?, new_dev_mat(gpu, l, r)?) };
     {
         let r2s = DeviceSlice::from(&r2.buf);
-        let (p_r32, _gr) = r2s.kernel_ptr(gpu, OP, "R₂")?;
+        let (p_r2, _gr) = r2s.kernel_ptr(gpu, OP, "R₂")?;
         let mut bv = DeviceSliceMut::from(&mut buf);
-        let (p_r, _gb) = bv.kernel_ptr_mut(gpu, OP, "small SVD buffer")?;
-        let (p_g, p_w, p_info, p_p, p_pp) = (p_r.offset_bytes(8 * at_g), p_r.offset_bytes(8 * at_w), p_r.offset_bytes(8 * at_info), p_r.offset_bytes(8 * at_p), p_r.offset_bytes(8 * at_pp));
-        // SAFETY: reads the l² floats of R₂ (its buffer holds exactly l², checked above) and writes the first l²
-        // doubles of `buf` (`total` >= l² doubles), a distinct fresh buffer; arguments match rsvd_widen_f32.
-        unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(OP, ll, 256)?, &[p_r32, p_r, KernelArg::U64(ll as u64)])? };
-        // C (l x l, ldc = l) = op(A) · op(B), A and B l x l with ld = l, all f64 regions of `buf`.
-        let dgemm = |ta: bool, a: KernelArg, b: KernelArg, c: KernelArg| -> Result<()> {
-            let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
-            let (alpha, beta) = (1f64, 0f64);
-            let f64t = cudaDataType::CUDA_R_64F;
-            // SAFETY: a, b and c each address l x l doubles (ld = l) inside `buf` (the disjoint regions above, R₂ at
-            // 0, G/Ũ at at_g, P at at_p, PᵀP at at_pp, each l² long, the last ending at `total`), c overlapping
-            // neither a nor b;
-            // queued on the handle's stream (this Gpu's); alpha and beta are host f64 values that outlive the call.
-            unsafe {
-                cudarc::cublas::result::gemm_ex(
-                    *blas.handle(),
-                    op(ta),
-                    op(false),
-                    n,
-                    n,
-                    n,
-                    &alpha as *const f64 as *const std::ffi::c_void,
-                    ptr_bits(a) as *const std::ffi::c_void,
-                    f64t,
-                    n,
-                    ptr_bits(b) as *const std::ffi::c_void,
-                    f64t,
-                    n,
-                    &beta as *const f64 as *const std::ffi::c_void,
-                    ptr_bits(c) as *mut std::ffi::c_void,
-                    f64t,
-                    n,
-                    cublasComputeType_t::CUBLAS_COMPUTE_64F,
-                    cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
-                )
-            }
-            .map_err(|e| Error::Cuda { op: OP, detail: format!("cublasGemmEx (f64): {e:?}") })
-        };
-        dgemm(true, p_r, p_r, p_g)?; // G = R₂ᵀ R₂
-        // SAFETY: G (l² doubles at at_g, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at at_info,
-        // 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu's stream; queued after the
-        // product that wrote G.
+        let (p_g, _gb) = bv.kernel_ptr_mut(gpu, OP, "small SVD buffer")?;
+        let mut urv = DeviceSliceMut::from(&mut ur.buf);
+        let (p_ur, _gu) = urv.kernel_ptr_mut(gpu, OP, "Ũ_r")?;
+        let mut vrv = DeviceSliceMut::from(&mut vr.buf);
+        let (p_vr, _gv) = vrv.kernel_ptr_mut(gpu, OP, "Ṽ_r")?;
+        let (p_w, p_info, p_counts, p_sigma, p_v) =
+            (p_g.offset_bytes(8 * at_w), p_g.offset_bytes(8 * at_info), p_g.offset_bytes(8 * at_counts), p_g.offset_bytes(8 * at_sigma), p_g.offset_bytes(8 * at_v));
+        let (l32, r32) = (KernelArg::U32(l as u32), KernelArg::U32(r as u32));
+        // SAFETY: reads the l² floats of R₂ (its buffer holds exactly l², checked above), writes G (the first l²
+        // doubles of `buf`) and adds to the count (the u32 at at_counts), disjoint regions of `buf` (total > l² +
+        // 2); one thread per entry of G (LaunchShape::linear over l², 256 = kThreads); arguments match
+        // rsvd_small_gram_f64.
+        unsafe { gpu.launch(MODULE, "rsvd_small_gram_f64", LaunchShape::linear(OP, ll, 256)?, &[p_r2, l32, p_g, p_counts])? };
         match &handle {
-            // SAFETY: as above; own_eigh_fits(gpu, l) holds (own_eigh).
+            // SAFETY: G (l² doubles at 0, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at at_info,
+            // 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu's stream; queued after the
+            // kernel that wrote G; own_eigh_fits(gpu, l) holds (own_eigh).
             None => unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info, EIGH_PHASES.len())? },
             // SAFETY: as above.
             Some(handle) => unsafe { queue_eigensolver(gpu, handle, n, p_g, p_w, p_info, None)? },
         }
-        dgemm(false, p_r, p_g, p_p)?; // P = R₂ Ũ
-        dgemm(true, p_p, p_p, p_pp)?; // PᵀP
+        let vectors = LaunchShape { grid: (r as u32, 1, 1), block: (SMALL_THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: block j < r reads R₂ (l² floats), Ũ (l² doubles at 0) and λ (l at at_w), written by the
+        // eigensolver queued before it, and writes row i < l of column j of Ṽ_r in f64 (at_v + i + j l < total),
+        // of Ũ_r and Ṽ_r in f32 (l x r floats each, fresh buffers), σ_j (at_sigma + j < at_v) and status bits (the
+        // second u32 of the counts slot); none of the written regions overlaps a read one. Arguments match
+        // rsvd_small_vectors_f64; SMALL_THREADS = kSmallThreads, the kernel's launch bound.
+        unsafe { gpu.launch(MODULE, "rsvd_small_vectors_f64", vectors, &[p_r2, p_g, p_w, l32, p_v, p_ur, p_vr, p_sigma, p_counts])? };
+        // SAFETY: reads the l x r doubles of Ṽ_r at at_v (written by the kernel before) and ORs into the counts
+        // slot's second u32; one thread per pair (linear over r²); arguments match rsvd_small_check_f64.
+        unsafe { gpu.launch(MODULE, "rsvd_small_check_f64", LaunchShape::linear(OP, r * r, 256)?, &[p_v, l32, r32, p_counts])? };
     }
-    let h = gpu.download(&buf)?;
-    let bad = h[..ll].iter().filter(|x| !x.is_finite()).count();
+    let h = gpu.download(buf.slice(at_info..at_sigma + r))?;
+    let counts = h[1].to_bits();
+    let (bad, status) = (counts as u32 as usize, (counts >> 32) as u32);
     if bad > 0 {
         return Err(Error::NonFinite { op: "rsvd", what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
     }
-    eigensolver_info(h[at_info])?;
-    let lam = &h[at_w..at_w + l];
-    // Column of Ũ (and P) holding the j-th largest eigenvalue (syevd sorts them ascending; not relied on).
-    let mut order: Vec<usize> = (0..l).collect();
-    order.sort_by(|&x, &y| lam[x].total_cmp(&lam[y]));
-    let col: Vec<usize> = (0..r).map(|j| order[l - 1 - j]).collect();
-    let sigma: Vec<f64> = col.iter().map(|&c| lam[c].max(0.0).sqrt()).collect();
-    let tiny = sigma.first().map_or(0.0, |s| s * f64::EPSILON);
-    let scale: Vec<f64> = sigma.iter().map(|&s| if s > tiny { 1.0 / s } else { 0.0 }).collect();
-    let ur = Mat::from_fn(l, r, |i, j| h[at_g + i + col[j] * l]);
-    let vr = Mat::from_fn(l, r, |i, j| h[at_p + i + col[j] * l] * scale[j]);
-    let vtv = Mat::from_fn(r, r, |i, j| h[at_pp + col[i] + col[j] * l] * scale[i] * scale[j]);
+    eigensolver_info(h[0])?;
+    debug_assert_eq!(status & !(SMALL_NOT_FINITE | SMALL_NOT_ORTHONORMAL), 0, "unknown status bits");
     DEVICE_SMALL_SVD_RUNS.with(|c| c.set(c.get() + 1));
-    Ok(finish_small_svd(&sigma, ur, vr, max_dev_from_identity(&vtv)))
+    if status == 0 {
+        let s = h[2..2 + r].iter().map(|&x| x as f32).collect();
+        return Ok(DeviceSmallSvd { s, ur, vr, host_finish: false });
+    }
+    // Ṽ_r off orthonormal (a spectrum over many decades, or zeroed columns): the host's Householder QR on the
+    // device's eigenvectors; a non-finite eigenvalue: the host's eigensolver.
+    let r2h = {
+        let x = gpu.download(&r2.buf)?;
+        Mat::from_fn(l, l, |i, j| x[i + j * l] as f64)
+    };
+    let (s, urh, vrh) = if status & SMALL_NOT_FINITE != 0 {
+        small_svd_with(&r2h, r, host_eigen)?
+    } else {
+        let x = gpu.download(buf.slice(0..at_w + l))?;
+        small_svd_with(&r2h, r, |_| Ok((x[at_w..at_w + l].to_vec(), Mat::from_fn(l, l, |i, j| x[i + j * l]))))?
+    };
+    Ok(DeviceSmallSvd { s, ur: dev_mat_from_host(gpu, &urh)?, vr: dev_mat_from_host(gpu, &vrh)?, host_finish: true })
+}
+
+/// Threads per block of `rsvd_small_vectors_f64` (cuda/rsvd.cu kSmallThreads).
+const SMALL_THREADS: u32 = 128;
+
+/// σ, Ũ_r and Ṽ_r (l x r column-major) read back, and whether the host finished Ṽ_r ([`small_svd_on_device_for_tests`]).
+#[doc(hidden)]
+pub type SmallSvdForTests = (Vec<f32>, Vec<f32>, Vec<f32>, bool);
+
+/// [`small_svd_device`] on an l x l f32 R₂ (column-major) uploaded from `r2`, read back: σ, Ũ_r and Ṽ_r (l x r
+/// column-major) and whether the host finished Ṽ_r. Our eigensolver with `own`, else syevd. For tests.
+#[doc(hidden)]
+pub fn small_svd_on_device_for_tests(gpu: &Gpu, r2: &[f32], l: usize, r: usize, own: bool) -> Result<SmallSvdForTests> {
+    if r2.len() != l * l {
+        return Err(Error::LengthMismatch { op: "small_svd_on_device_for_tests", what: "R₂ (l x l)", expected: l * l, got: r2.len() });
+    }
+    let dev = DevMat { buf: gpu.upload(r2)?, rows: l, cols: l };
+    let was = OWN_EIGH.with(|f| f.replace(own));
+    let out = small_svd_device(gpu, &dev, r);
+    OWN_EIGH.with(|f| f.set(was));
+    let out = out?;
+    Ok((out.s, gpu.download(&out.ur.buf)?, gpu.download(&out.vr.buf)?, out.host_finish))
+}
+
+/// The host's small SVD of the same R₂ ([`small_svd`]: faer's eigensolver, the host's products): σ, Ũ_r and Ṽ_r
+/// (l x r column-major, f32 as the final products take them). For tests.
+#[doc(hidden)]
+pub fn small_svd_on_host_for_tests(r2: &[f32], l: usize, r: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    if r2.len() != l * l || r == 0 || r > l {
+        return Err(Error::LengthMismatch { op: "small_svd_on_host_for_tests", what: "R₂ (l x l, r <= l)", expected: l * l, got: r2.len() });
+    }
+    let (s, ur, vr) = small_svd(&Mat::from_fn(l, l, |i, j| r2[i + j * l] as f64), r)?;
+    let cols = |x: &Mat<f64>| (0..r).flat_map(|j| (0..l).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
+    Ok((s, cols(&ur), cols(&vr)))
+}
+
+/// A host matrix as a packed column-major f32 device matrix.
+fn dev_mat_from_host(gpu: &Gpu, x: &Mat<f64>) -> Result<DevMat> {
+    let host: Vec<f32> = (0..x.ncols()).flat_map(|j| (0..x.nrows()).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
+    Ok(DevMat { buf: gpu.upload(&host)?, rows: x.nrows(), cols: x.ncols() })
 }
 
 /// How far from orthonormal (max |ṼᵀṼ − I|) the small SVD's Ṽ_r may be and skip its Householder QR: far below
@@ -1276,8 +1333,8 @@ pub fn rsvd_cpu<T: Element>(a: MatRef<'_, T>, cfg: &RsvdConfig, mut u: MatMut<'_
     let mut prof = Profile::from_env(None);
     prof.lap(&mut e, Step::Convert)?;
     let f = run(&mut e, m, n, cfg, &mut info, &mut prof)?;
-    let uu = &f.q * to_f32(&f.ur);
-    let vv = &f.q2 * to_f32(&f.vr);
+    let uu = &f.q * &f.ur;
+    let vv = &f.q2 * &f.vr;
     for j in 0..cfg.rank {
         for i in 0..m {
             *u.get_mut(i, j) = uu[(i, j)];
@@ -1676,8 +1733,7 @@ impl Engine for DeviceEngine<'_, '_> {
         Ok(Mat::from_fn(x.rows, x.cols, |i, j| h[i + j * x.rows] as f64))
     }
     fn from_host(&mut self, x: &Mat<f64>) -> Result<DevMat> {
-        let host: Vec<f32> = (0..x.ncols()).flat_map(|j| (0..x.nrows()).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
-        Ok(DevMat { buf: self.gpu.upload(&host)?, rows: x.nrows(), cols: x.ncols() })
+        dev_mat_from_host(self.gpu, x)
     }
     fn sync(&mut self) -> Result<()> {
         self.gpu.synchronize()
@@ -2013,13 +2069,21 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let Some(r2) = r2 else {
         // The small SVD on the device (R₂ was not read back).
         let t = std::time::Instant::now();
-        let out = match small_svd_device(gpu, &r2_dev, r) {
-            // Without cuBLAS or cuSOLVER (not installed, or the emulator): R₂ to the host, and the host products.
-            Err(Error::LibraryMissing { .. }) => small_svd_with(&e.to_host(&r2_dev)?, r, host_eigen),
-            other => other,
+        let (s, ur, vr) = match small_svd_device(gpu, &r2_dev, r) {
+            Ok(d) => {
+                info.small_svd_on_device = true;
+                info.small_svd_host_finish = d.host_finish;
+                (d.s, d.ur, d.vr)
+            }
+            // Without cuSOLVER (not installed, or the emulator, unless our eigensolver was asked for): R₂ to the
+            // host, and the host's small SVD.
+            Err(Error::LibraryMissing { .. }) => {
+                let (s, ur, vr) = small_svd_with(&e.to_host(&r2_dev)?, r, host_eigen)?;
+                (s, e.from_host(&ur)?, e.from_host(&vr)?)
+            }
+            Err(other) => return Err(other),
         };
         prof.eigen_ms += t.elapsed().as_secs_f64() * 1e3;
-        let (s, ur, vr) = out?;
         prof.lap(e, Step::SmallSvd)?;
         return Ok(Some(Factors { q, ur, s, q2, vr }));
     };
@@ -2036,6 +2100,7 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         out
     })?;
     prof.eigen_ms += eigen_ms;
+    let (ur, vr) = (e.from_host(&ur)?, e.from_host(&vr)?);
     prof.lap(e, Step::SmallSvd)?;
     Ok(Some(Factors { q, ur, s, q2, vr }))
 }
@@ -2181,11 +2246,10 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     };
     let r = cfg.rank;
     let (us, vs) = (u.shape(), vt.shape());
-    let ur = e.from_host(&f.ur)?;
-    let vr = e.from_host(&f.vr)?;
+    let (ur, vr) = (&f.ur, &f.vr);
     let (qs, urs, q2s, vrs) = (DeviceSlice::from(&f.q.buf), DeviceSlice::from(&ur.buf), DeviceSlice::from(&f.q2.buf), DeviceSlice::from(&vr.buf));
     // U (m x r) = Q (m x l) · Ũ_r (l x r), written in U's own layout.
-    // SAFETY: Q is packed m x l, Ũ_r packed l x r (uploaded above); U's shape (m x r) was validated against its
+    // SAFETY: Q is packed m x l, Ũ_r packed l x r (uploaded, or written whole by rsvd_small_vectors_f64); U's shape (m x r) was validated against its
     // buffer, and U overlaps neither (fresh internal buffers; A and Vᵀ were checked above).
     unsafe { gemm(gpu, false, m, r, f.q.cols, Operand { data: &qs, rs: 1, cs: m }, Operand { data: &urs, rs: 1, cs: ur.rows }, u.data_mut(), us.row_stride(), us.col_stride())? };
     // Vᵀ (r x n) = Ṽ_rᵀ (r x l) · Q₂ᵀ (l x n).

@@ -399,6 +399,13 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "rsvd_eigh_clusters_f64" => vec!["SHFL.BFLY", "BAR.SYNC", "LDG.E.64", "STG.E.64"],
         "rsvd_eigh_back_f64" => vec!["LDS.64", "STS.64", "DFMA", "SHFL.BFLY", "BAR.SYNC", "LDG.E.64", "STG.E.64"],
         "rsvd_cholqr_factor_tiles_f32" => vec!["LDG.E.CONSTANT", "BAR.SYNC", "BAR.RED.OR", "SHFL.IDX", "MUFU.RSQ", "LDS.128", "STS", "FFMA", "STG.E "],
+        // The small SVD's finish: f32 R₂ widened in registers into f64 FMA chains. The Gram: read-only loads, the
+        // exact conversion, 64-bit stores and the non-finite count's atomic add. The vectors: the chosen column
+        // through shared memory after a barrier, the square root and reciprocal of σ, f64 and f32 stores. The
+        // check: f64 dot products and the flag's atomic OR.
+        "rsvd_small_gram_f64" => vec!["LDG.E.CONSTANT", "F2F.F64.F32", "DFMA", "STG.E.64", ".E.ADD"],
+        "rsvd_small_vectors_f64" => vec!["BAR.SYNC", "LDS", "F2F.F64.F32", "DFMA", "MUFU.RSQ64H", "MUFU.RCP64H", "STG.E.64", "STG.E "],
+        "rsvd_small_check_f64" => vec!["LDG.E.64", "DFMA", ".E.OR"],
         _ => vec![],
     }
 }

@@ -1002,15 +1002,16 @@ fn widening_r2_to_f64_is_exact() {
     }
 }
 
-/// The whole small SVD on the device (R₂ widened, the f64 products R₂ᵀR₂, R₂Ũ and its Gram by cuBLAS around
-/// syevd, one read-back; the default from l = 96, forced here at every l) against the host's products (forced off:
-/// syevd or faer by l, as before). On a CUDA device with cuBLAS and cuSOLVER it must run (the
-/// thread's counter moves) and give what the host products give: singular values within 1e-6 relative to σ₁ (both
-/// are f64 to ~1e-13 before the f32 rounding of R₂'s products, which they share), the same error ratio to 1e-4,
-/// and factors orthonormal to 1e-5; with the spectrum's tail and the rank-5-plus-noise case (r = 20 of a rank-5
-/// matrix: zeroed columns and the Householder completion) too. Without cuSOLVER (the emulator) the host products
-/// run instead and the results are bitwise the host path's. Sketch widths 26 (r = 16) and 138 (r = 128, the device
-/// path's default range).
+/// The whole small SVD on the device (small_svd_device: R₂ᵀR₂, the eigensolver, Ũ_r, Ṽ_r and its check by our
+/// f64 kernels, σ and the status read back; the default from l = 96, forced here at every l) against the host's
+/// products (forced off: syevd or faer by l, as before), with syevd and with our eigensolver (`SLR_RSVD_SMALL=own`).
+/// Where it runs (the thread's counter moves) it must give what the host products give: singular values within 1e-6
+/// relative to σ₁ (both are f64 to ~1e-13 before the f32 rounding of R₂'s products, which they share), the same
+/// error ratio to 1e-4, and factors orthonormal to 1e-5. It must run with our eigensolver on every device, and with
+/// syevd on a CUDA device that has cuSOLVER; the emulator has no cuSOLVER, so there the syevd variant falls back to
+/// the host path and must be bitwise the host path's. Sketch widths 26 (r = 16) and 138 (r = 128, the device path's
+/// default range); the rank-5-plus-noise case (r = 20 of a rank-5 matrix) leaves the queued path and never
+/// reaches it.
 #[test]
 fn small_svd_entirely_on_the_device_matches_the_host_products() {
     let mut rng = rng("rsvd_small_svd_device");
@@ -1043,9 +1044,11 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
                 let ctx = format!("{name} {kind:?} {m}x{n} r={r}: {info0:?} / {info1:?}");
                 if !info1.device_queued {
                     assert_eq!(ran, 0, "{ctx}: only the queued path has R₂ on the device");
+                } else if own {
+                    assert_eq!(ran, 1, "{ctx}: our eigensolver needs no library: the device small SVD must run");
                 } else if gpu.is_cuda() {
                     if ran == 0 {
-                        eprintln!("{ctx}: cuBLAS or cuSOLVER not found: device small SVD SKIPPED");
+                        eprintln!("{ctx}: cuSOLVER not found: device small SVD with syevd SKIPPED");
                     }
                 } else {
                     assert_eq!(ran, 0, "{ctx}: the emulator has no cuSOLVER");
@@ -1061,6 +1064,89 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
                 assert!((q0.error_ratio - q1.error_ratio).abs() <= 1e-4 * q0.error_ratio && q1.u_orth <= 1e-5 && q1.v_orth <= 1e-5, "{ctx}: {q0:?} vs {q1:?}");
             }
         }
+    }
+}
+
+/// The device small SVD alone (`small_svd_on_device_for_tests`, our eigensolver and syevd) on an R₂ from a
+/// prescribed spectrum, against the host's (`small_svd_on_host_for_tests`, faer):
+/// - σ_j 1 down to 1e-1 (l = 40, r = 30): Ṽ_r is orthonormal to f64 rounding, so the device finishes it
+///   (`host_finish` false);
+/// - σ_j 1 down to 1e-6 plus an exact zero (l = 24, r = 20): Ṽ_rᵀṼ_r is ~l·ε₆₄·1e12 off I, past the 1e-9 check,
+///   so the host's Householder QR finishes it from the device's eigenvectors (`host_finish` true).
+///
+/// Both: σ within 1e-6·σ₁ of the host's (f64 eigensolvers; the squared problem's ε₆₄σ₁² absolute error is far
+/// below), Ũ_r and Ṽ_r orthonormal to 1e-5 (f32 factors of f64-orthonormal columns), R₂ᵀṼ_r = Ũ_rΣ_r to 1e-5·σ₁
+/// (f32 rounding of both sides), and the leading 5 columns of each equal to the host's up to sign (|cos| ≥ 1 − 1e-6:
+/// well separated, σ_j/σ_{j+1} ≥ 1.06). A NaN in R₂ is a NonFinite error that counts it; r > l a typed error. The
+/// emulator has no cuSOLVER: there the syevd variant must be LibraryMissing, and our eigensolver must run.
+#[test]
+fn small_svd_on_the_device_matches_the_host_and_finishes_on_the_host_only_when_needed() {
+    let mut rng = rng("rsvd_small_svd_finish");
+    let r2_with = |rng: &mut StdRng, sigma: &[f64]| -> Vec<f32> {
+        let l = sigma.len();
+        let (w, z) = (random_orthonormal(rng, l, l), random_orthonormal(rng, l, l));
+        let a = Mat::<f64>::from_fn(l, l, |i, j| w[(i, j)] * sigma[j]) * z.transpose();
+        let r = a.qr().thin_R().to_owned();
+        (0..l * l).map(|e| r[(e % l, e / l)] as f32).collect()
+    };
+    let gentle: Vec<f64> = (0..40).map(|i| 10f64.powf(-(i as f64) / 39.0)).collect();
+    let steep: Vec<f64> = (0..24).map(|i| if i == 23 { 0.0 } else { 10f64.powf(-6.0 * i as f64 / 22.0) }).collect();
+    let cases = [("σ 1 to 0.1", r2_with(&mut rng, &gentle), 40usize, 30usize, false), ("σ 1 to 1e-6 and 0", r2_with(&mut rng, &steep), 24, 20, true)];
+    for (dev, gpu) in devices("rsvd_small_svd_finish") {
+        for (what, r2, l, r, host_finish) in &cases {
+            let (l, r) = (*l, *r);
+            let (hs, hu, hv) = sparse_lowrank::rsvd::small_svd_on_host_for_tests(r2, l, r).unwrap();
+            for own in [true, false] {
+                let ctx = format!("{dev} {what} (own eigensolver: {own})");
+                let (s, u, v, finished_on_host) = match sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, r2, l, r, own) {
+                    Err(Error::LibraryMissing { .. }) if !own => {
+                        assert!(!gpu.is_cuda(), "{ctx}: cuSOLVER missing on a CUDA device");
+                        eprintln!("{ctx}: no cuSOLVER: syevd variant SKIPPED");
+                        continue;
+                    }
+                    other => other.unwrap_or_else(|e| panic!("{ctx}: {e}")),
+                };
+                assert_eq!(finished_on_host, *host_finish, "{ctx}: which side finished Ṽ_r");
+                for j in 0..r {
+                    assert!((s[j] - hs[j]).abs() as f64 <= 1e-6 * hs[0] as f64, "{ctx}: σ_{j} {} vs host {}", s[j], hs[j]);
+                }
+                let col = |x: &[f32], j: usize| -> Vec<f64> { x[j * l..(j + 1) * l].iter().map(|&y| y as f64).collect() };
+                let dot = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+                for (name, x) in [("Ũ_r", &u), ("Ṽ_r", &v)] {
+                    for a in 0..r {
+                        for b in 0..r {
+                            let g = dot(&col(x, a), &col(x, b)) - if a == b { 1.0 } else { 0.0 };
+                            assert!(g.abs() <= 1e-5, "{ctx}: {name}ᵀ{name} − I at ({a}, {b}) is {g:e}");
+                        }
+                    }
+                }
+                for j in 0..r {
+                    let vj = col(&v, j);
+                    for i in 0..l {
+                        // (R₂ᵀ Ṽ_r)[i, j] = Σ_k R₂[k, i] Ṽ_r[k, j]
+                        let lhs: f64 = (0..l).map(|k| r2[k + i * l] as f64 * vj[k]).sum();
+                        let want = u[i + j * l] as f64 * s[j] as f64;
+                        assert!((lhs - want).abs() <= 1e-5 * s[0] as f64, "{ctx}: (R₂ᵀṼ_r − Ũ_rΣ_r)[{i}, {j}] = {:e}", lhs - want);
+                    }
+                }
+                for j in 0..5 {
+                    for (name, x, hx) in [("Ũ_r", &u, &hu), ("Ṽ_r", &v, &hv)] {
+                        let c = dot(&col(x, j), &col(hx, j)).abs();
+                        assert!(c >= 1.0 - 1e-6, "{ctx}: column {j} of {name} against the host's: |cos| = {c}");
+                    }
+                }
+            }
+        }
+        // A NaN in R₂: a typed error that counts it, from either eigensolver (our kernels count before any
+        // eigensolver result is used).
+        let mut bad = cases[0].1.clone();
+        bad[7] = f32::NAN;
+        bad[100] = f32::INFINITY;
+        match sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, &bad, 40, 30, true) {
+            Err(Error::NonFinite { count, .. }) => assert_eq!(count, 2, "{dev}"),
+            other => panic!("{dev}: NaN and inf in R₂ gave {:?}", other.map(|x| x.3)),
+        }
+        assert!(sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, &cases[0].1, 40, 41, true).is_err(), "{dev}: r > l");
     }
 }
 
