@@ -675,7 +675,8 @@ pub fn use_device_small_svd_on_this_thread(on: Option<bool>) {
     DEVICE_SMALL_SVD.with(|f| f.set(on));
 }
 
-/// How many small SVDs this thread ran entirely on the device ([`small_svd_device`]): a diagnostic for tests.
+/// How many small SVDs this thread ran on the device ([`small_svd_device`]; the host may have finished Ṽ_r, as
+/// [`RsvdInfo::small_svd_host_finish`] reports): a diagnostic for tests.
 #[doc(hidden)]
 pub fn device_small_svd_runs() -> usize {
     DEVICE_SMALL_SVD_RUNS.with(|c| c.get())
