@@ -381,21 +381,28 @@ __device__ __forceinline__ void transpose_impl(const T* __restrict__ src, unsign
 }
 
 // ---- Tensor-core SDDMM (f16/bf16, src/sddmm.rs tensor_core_path) -----------------------------------------------
-// One block of 4 warps per 64 x 64 tile of the output (rows r0.., columns c0.. of the pattern): the dense tile
-// A[r0:r0+64, :] · B[c0:c0+64, :]ᵀ on tensor cores (mma.sync m16n8k16, f32 accumulation; warp w owns tile rows
-// 16w..16w+15, all 64 columns as 8 fragments of 8), K in chunks of 32 staged in shared memory, the next chunk
-// loaded into registers while the current one multiplies (16-byte loads when
-// the operand's rows are K-contiguous and 16-byte aligned, element loads otherwise: the same values either way,
-// so the result does not depend on the layout), then every entry of the pattern inside the tile reads its value
-// from the finished tile (rows' segments of columns [c0, c0 + 64) found by binary search, after the first K
-// chunk's loads are issued so that both latencies overlap; an empty tile then exits before any shared-memory or mma
-// work). Work: 64 x 64 x K multiply-adds per non-empty tile whatever its entry count,
-// so it is used where the pattern is dense enough (src/sddmm.rs); bytes: 128 rows x K x 2 per tile from L2 instead
-// of one B row per entry. Deterministic run to run; not bitwise the CUDA-core kernel or the CPU (the mma's
-// accumulation order is unspecified), within the same f32 bound.
-constexpr unsigned kTcTile = 64;   // output rows and columns per block
-constexpr unsigned kTcK = 32;      // K per shared-memory stage
-constexpr unsigned kTcLd = 40;     // shared row stride in elements (80 bytes: fragment loads spread over banks)
+// One block of 4 warps per strip of kTcStripTiles 64 x 64 tiles of the output, left to right along one 64-row band
+// (rows r0.., columns c0.. of each tile): the dense tile A[r0:r0+64, :] · B[c0:c0+64, :]ᵀ on tensor cores
+// (mma.sync m16n8k16, f32 accumulation; warp w owns tile rows 16w..16w+15, all 64 columns as 8 fragments of 8), K in
+// chunks of 32 staged in shared memory, the next chunk loaded into registers while the current one multiplies
+// (16-byte loads when the operand's rows are K-contiguous and 16-byte aligned, element loads otherwise: the same
+// values either way, so the result does not depend on the layout), then every entry of the pattern inside the tile
+// reads its value from the finished tile. Each row keeps a cursor into its entries: one binary search per row for
+// the strip's first column (after the first chunk's loads are issued, so both latencies overlap), then per tile a
+// warp reads 32 of the row's column indices from the cursor at once, writes those inside the tile (a prefix: the
+// columns are sorted) and moves the cursor past them; a tile no row's cursor points into is skipped before any
+// shared-memory or mma work, and the next tile's first chunk is in flight during a tile's writes. (2026-11-28: the
+// one-tile-per-block version searched each row twice per tile, ~2 log2(row length) dependent L2 loads, ~20 at 5% of
+// 4096 columns, before any work: a likely part of its 104 µs against the CUDA-core kernel's 83 at 4096², K = 128,
+// 5% on an H200, a5e77c2; unmeasured since.) Work: 64 x 64 x K multiply-adds per non-empty tile whatever its entry
+// count, so it is used where the pattern is dense enough (src/sddmm.rs); bytes: 128 rows x K x 2 per tile from L2
+// instead of one B row per entry. Each tile's products are the one-tile version's, in the same order: the same
+// bits. Deterministic run to run; not bitwise the CUDA-core kernel or the CPU (the mma's accumulation order is
+// unspecified), within the same f32 bound.
+constexpr unsigned kTcTile = 64;        // output rows and columns per tile
+constexpr unsigned kTcStripTiles = 4;   // tiles per block, along the columns (src/sddmm.rs TC_STRIP_TILES)
+constexpr unsigned kTcK = 32;           // K per shared-memory stage
+constexpr unsigned kTcLd = 40;          // shared row stride in elements (80 bytes: fragment loads spread over banks)
 constexpr unsigned kTcThreads = 128;
 
 // First index in [lo, hi) with col_indices[index] >= key (hi if none).
@@ -421,56 +428,89 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
     __shared__ __align__(16) T a_stage[kTcTile * kTcLd];
     __shared__ __align__(16) T b_stage[kTcTile * kTcLd];
     __shared__ float tile[kTcTile][kTcTile + 1];
-    __shared__ unsigned seg[kTcTile][2];
+    __shared__ unsigned cursor[kTcTile], row_end[kTcTile];
     const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
-    const unsigned r0 = blockIdx.y * kTcTile, c0 = blockIdx.x * kTcTile;
-    // Software pipeline: chunk k0 + kTcK is loaded into registers while chunk k0 multiplies. The first chunk's
-    // loads are issued before the rows' binary searches, which do not depend on them: the two latencies overlap
-    // instead of adding up (the searches are ~2 log2(row length) dependent loads; wasted only for an empty tile).
+    const unsigned r0 = blockIdx.y * kTcTile;
+    const unsigned tiles = (cols + kTcTile - 1) / kTcTile;
+    const unsigned first = blockIdx.x * kTcStripTiles;
+    const unsigned last = min(first + kTcStripTiles, tiles);  // one past
     const bool vec_a = (vec_flags & 1u) != 0, vec_b = (vec_flags & 2u) != 0;
-    uint4 ap[kTcPieces], bp[kTcPieces];
+    // Software pipeline: chunk k0 + kTcK is loaded into registers while chunk k0 multiplies; a tile's first chunk
+    // while the tile before writes its entries (or, for the strip's first tile, while the rows are searched).
     // Lines are the operands' rows (r0.., c0..), pieces along K.
+    uint4 ap[kTcPieces], bp[kTcPieces];
     slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
-    slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, 0, k, vec_b);
-    bool any = false;
+    slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, first * kTcTile, cols, 0, k, vec_b);
+    bool loaded = true;  // ap and bp hold the first chunk of the tile about to be computed
+    unsigned cur = 0, end = 0;  // thread t < 64: row r0 + t's cursor and end, for the first tile's test
+    if (t < kTcTile && r0 + t < rows) {
+        end = row_offsets[r0 + t + 1];
+        cur = first_col_at_least(col_indices, row_offsets[r0 + t], end, (unsigned long long)first * kTcTile);
+    }
     if (t < kTcTile) {
-        unsigned lo = 0, hi = 0;
-        if (r0 + t < rows) {
-            const unsigned s = row_offsets[r0 + t], e = row_offsets[r0 + t + 1];
-            lo = first_col_at_least(col_indices, s, e, c0);
-            hi = first_col_at_least(col_indices, lo, e, (unsigned long long)c0 + kTcTile);
-        }
-        seg[t][0] = lo;
-        seg[t][1] = hi;
-        any = hi > lo;
+        cursor[t] = cur;
+        row_end[t] = end;
     }
-    if (!__syncthreads_or(any)) return;  // no entry in this tile (the whole block leaves)
-    float acc[kTcTile / 8][4];
+    for (unsigned ti = first; ti < last; ++ti) {
+        const unsigned c0 = ti * kTcTile;
+        if (ti != first && t < kTcTile) {  // the cursors the previous tile's writes left (ordered by its barrier)
+            cur = cursor[t];
+            end = row_end[t];
+        }
+        const bool any = t < kTcTile && cur < end && col_indices[cur] < c0 + kTcTile;
+        if (!__syncthreads_or(any)) {  // no entry in this tile: skip it (block-uniform)
+            loaded = false;
+            continue;
+        }
+        if (!loaded) {
+            slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
+            slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, 0, k, vec_b);
+        }
+        float acc[kTcTile / 8][4];
 #pragma unroll
-    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-    for (unsigned k0 = 0; k0 < k; k0 += kTcK) {
-        slr::stage_store<kTcThreads, kTcK>(a_stage, kTcLd, ap);
-        slr::stage_store<kTcThreads, kTcK>(b_stage, kTcLd, bp);
+        for (unsigned nt = 0; nt < kTcTile / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+        for (unsigned k0 = 0; k0 < k; k0 += kTcK) {
+            slr::stage_store<kTcThreads, kTcK>(a_stage, kTcLd, ap);
+            slr::stage_store<kTcThreads, kTcK>(b_stage, kTcLd, bp);
 #ifndef SLR_FAULT_SDDMM_TC_STAGE_SYNC  // planted fault for the emulator's mutation test: fragments read half-staged rows
-        __syncthreads();
+            __syncthreads();
 #endif
-        if (k0 + kTcK < k) {  // the next chunk's loads, in flight during this chunk's mma
-            slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, k0 + kTcK, k, vec_a);
-            slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, k0 + kTcK, k, vec_b);
+            if (k0 + kTcK < k) {  // the next chunk's loads, in flight during this chunk's mma
+                slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, k0 + kTcK, k, vec_a);
+                slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0, cols, k0 + kTcK, k, vec_b);
+            }
+#pragma unroll
+            for (unsigned kk = 0; kk < kTcK; kk += 16) {
+                unsigned af[4];
+                slr::mma_load_a_row_major(af, a_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
+                slr::mma_strip_step<T>(acc, af, b_stage, kTcLd, kk, lane);
+            }
+            __syncthreads();  // the next stage overwrites what slower warps may still be reading
         }
 #pragma unroll
-        for (unsigned kk = 0; kk < kTcK; kk += 16) {
-            unsigned af[4];
-            slr::mma_load_a_row_major(af, a_stage + (16 * warp) * kTcLd + kk, kTcLd, lane);
-            slr::mma_strip_step<T>(acc, af, b_stage, kTcLd, kk, lane);
+        for (unsigned nt = 0; nt < kTcTile / 8; ++nt) slr::mma_store_d_row_major(&tile[16 * warp][8 * nt], kTcTile + 1, lane, acc[nt]);
+        __syncthreads();  // the whole tile before any entry reads it
+        loaded = ti + 1 < last;
+        if (loaded) {  // the next tile's first chunk, in flight during this tile's writes
+            slr::stage_load<kTcThreads, kTcK>(ap, a, a_rs, a_cs, r0, rows, 0, k, vec_a);
+            slr::stage_load<kTcThreads, kTcK>(bp, b, b_rs, b_cs, c0 + kTcTile, cols, 0, k, vec_b);
         }
-        __syncthreads();  // the next stage overwrites what slower warps may still be reading
-    }
-#pragma unroll
-    for (unsigned nt = 0; nt < kTcTile / 8; ++nt) slr::mma_store_d_row_major(&tile[16 * warp][8 * nt], kTcTile + 1, lane, acc[nt]);
-    __syncthreads();
-    for (unsigned r = warp; r < kTcTile; r += kTcThreads / 32) {
-        for (unsigned e = seg[r][0] + lane; e < seg[r][1]; e += 32) store_entry(c + e, tile[r][col_indices[e] - c0], alpha, beta);
+        // Row r's entries in this tile: a prefix of those from its cursor (columns sorted), 32 at a time.
+        for (unsigned r = warp; r < kTcTile; r += kTcThreads / 32) {
+            unsigned e0 = cursor[r];
+            const unsigned e_end = row_end[r];
+            for (;;) {
+                const unsigned e = e0 + lane;
+                const unsigned col = e < e_end ? col_indices[e] : 0xffffffffu;
+                const bool inside = col < c0 + kTcTile;
+                if (inside) store_entry(c + e, tile[r][col - c0], alpha, beta);
+                const unsigned taken = __popc(__ballot_sync(0xffffffffu, inside));
+                e0 += taken;
+                if (taken < 32) break;
+            }
+            if (lane == 0) cursor[r] = e0;
+        }
+        __syncthreads();  // the cursors and the tile's reads before the next tile's test and stores
     }
 }
 

@@ -32,10 +32,12 @@
 //!   column-major (`T` contiguous) is used in place and needs no scratch.
 //!
 //! - **Tensor cores**, opt-in and off by default (f16/bf16, K ≥ 64, at least one entry per 64 elements of the
-//!   `m x n` pattern, ~1.6%; `sddmm_uses_tensor_cores`): one block per 64 x 64 tile of the pattern computes the whole dense tile
-//!   `A[r0.., :]·B[c0.., :]ᵀ` with mma.sync m16n8k16 (K staged through shared memory in chunks of 32, 16-byte loads
-//!   where the rows allow, element loads otherwise), then writes the tile's entries (found by binary search in
-//!   each row, while the first K chunk loads; empty tiles then exit). Reads 128 rows of K per tile from L2 instead of one B row per entry, and
+//!   `m x n` pattern, ~1.6%; `sddmm_uses_tensor_cores`): one block per strip of four 64 x 64 tiles along a band
+//!   of 64 rows computes each tile's whole dense product `A[r0.., :]·B[c0.., :]ᵀ` with mma.sync m16n8k16 (K staged
+//!   through shared memory in chunks of 32, 16-byte loads where the rows allow, element loads otherwise), then
+//!   writes the tile's entries: each row keeps a cursor into its sorted entries (one binary search per row and
+//!   strip, while the first K chunk loads), a warp reads 32 column indices from it at once and writes those inside
+//!   the tile; empty tiles are skipped, and the next tile's first chunk loads during a tile's writes. Reads 128 rows of K per tile from L2 instead of one B row per entry, and
 //!   runs the `64·64·K` multiply-adds at tensor-core rates: the regime where the CUDA-core kernel is L2-bound
 //!   (K = T = 128 and above at a few percent density; 0.31x dense at 5%, K = 128 on an H200). Measured on an
 //!   H200 it was nonetheless 1.08-1.25x slower than the CUDA-core kernel at 5% and K = 128 and 2048, so it runs
@@ -79,8 +81,10 @@ const TILE: u32 = 32;
 const TILE_ROWS: u32 = 8;
 /// sddmm_transpose_vec's tile (cuda/sddmm.cu kVecTile; 16 x 16 threads, 4 elements each).
 const VEC_TILE: u32 = 64;
-/// Tensor-core kernel (`sddmm_tc_<T>`): output tile side, threads per block.
+/// Tensor-core kernel (`sddmm_tc_<T>`): output tile side, tiles per block (a strip along the columns, cuda/sddmm.cu
+/// kTcStripTiles), threads per block.
 const TC_TILE: usize = 64;
+const TC_STRIP_TILES: usize = 4;
 const TC_THREADS: u32 = 128;
 /// The tensor-core kernel computes every output of a non-empty 64 x 64 tile (64·64·K multiply-adds on tensor
 /// cores, the tile's A and B rows read once) where the CUDA-core kernel reads one B row per entry from L2. Opted in
@@ -278,12 +282,13 @@ unsafe fn launch_sddmm<T: Element>(
             _ => false,
         };
         let flags = vec(&a) as u32 | (vec(&b) as u32) << 1;
-        let launch = LaunchShape { grid: (cols.div_ceil(TC_TILE) as u32, rows.div_ceil(TC_TILE) as u32, 1), block: (TC_THREADS, 1, 1), shared_bytes: 0 };
-        // SAFETY: the caller's contract; block (x, y) reads A rows y·64.. and B rows x·64.. only below rows / cols
-        // and K elements only below k (zero past them), row_offsets[r..=r + 1] for its rows r < rows and
-        // col_indices inside those rows' ranges, and writes out[e] for the pattern's entries e in its tile
+        let launch = LaunchShape { grid: (cols.div_ceil(TC_TILE).div_ceil(TC_STRIP_TILES) as u32, rows.div_ceil(TC_TILE) as u32, 1), block: (TC_THREADS, 1, 1), shared_bytes: 0 };
+        // SAFETY: the caller's contract; block (x, y) reads A rows y·64.. and B rows of its tiles' columns
+        // (x·4·64.., 4 = TC_STRIP_TILES = kTcStripTiles) only below rows / cols and K elements only below k (zero
+        // past them), row_offsets[r..=r + 1] for its rows r < rows and col_indices only inside those rows' ranges
+        // (cursors move within [row start, row end)), and writes out[e] for the pattern's entries e in its tiles
         // (e < nnz); 16-byte loads only where `flags` says the rows allow them; grid sizes checked by
-        // sddmm_uses_tensor_cores; the argument list matches SLR_SDDMM_TC.
+        // sddmm_uses_tensor_cores (fewer blocks along x than tiles); the argument list matches SLR_SDDMM_TC.
         return unsafe { gpu.launch(MODULE, &format!("sddmm_tc_{}", T::DTYPE.name()), launch, &args(cols, flags)) };
     }
     let log2_group = log2_group::<T>(k as usize);

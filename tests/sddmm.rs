@@ -594,9 +594,11 @@ fn buffers_from_another_backend_are_rejected_before_any_launch() {
 }
 
 /// The tensor-core kernel (f16/bf16, K >= 64, at least one entry per 64 tile elements): ragged tiles (m, n not
-/// multiples of 64), K tails (not multiples of 32), empty tiles (entries only in a band of rows), skewed rows,
-/// alpha/beta with a NaN-poisoned output at beta = 0, within the f32 bound of the CPU reference, and bitwise the same
-/// for row-major aligned, shifted (no 16-byte alignment) and column-major (K strided) operands.
+/// multiples of 64), K tails (not multiples of 32), empty tiles (entries only in a band of rows; empty column tiles
+/// inside a block's strip of four, between full ones), strips after the first (n up to 450: two strips), rows with
+/// more than 32 entries in one tile (density 0.6-0.9: a warp takes several rounds of 32 column indices), skewed
+/// rows, alpha/beta with a NaN-poisoned output at beta = 0, within the f32 bound of the CPU reference, and bitwise
+/// the same for row-major aligned, shifted (no 16-byte alignment) and column-major (K strided) operands.
 #[test]
 fn tensor_core_sddmm_matches_cpu_within_bound_for_every_layout() {
     if std::env::var_os("SLR_SDDMM_PATH").is_some() {
@@ -606,9 +608,17 @@ fn tensor_core_sddmm_matches_cpu_within_bound_for_every_layout() {
     sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     let mut rng = rng("sddmm_tensor_cores");
     for (dev, gpu) in devices("sddmm_tensor_cores") {
-        for (case, k) in [64usize, 72, 100, 136].into_iter().enumerate() {
-            let (m, n) = (rng.gen_range(75..110), rng.gen_range(20..100));
-            let pattern = if case == 2 {
+        for (case, k) in [64usize, 72, 100, 136, 64, 96].into_iter().enumerate() {
+            let (m, n) = (rng.gen_range(75..110), if case < 4 { rng.gen_range(20..100) } else { rng.gen_range(300..450) });
+            let pattern = if case == 4 {
+                // Dense rows (more than 32 entries of a row in most tiles) over two strips of column tiles.
+                let density = rng.gen_range(0.6..0.9);
+                random_pattern(&mut rng, m, n, density, false)
+            } else if case == 5 {
+                // Column tiles 1, 4, 7, ... empty: the strip skips a tile and reloads its next one's first chunk.
+                let kept: Vec<(usize, usize)> = (0..m).flat_map(|r| (0..n).filter(move |c| (c / 64) % 3 != 1 && (r * 7 + c) % 3 == 0).map(move |c| (r, c))).collect();
+                CsrPattern::<u32>::from_coo(m, n, &kept).unwrap()
+            } else if case == 2 {
                 // Entries only in rows 70.. (every other column): the first row of tiles is empty, and the density
                 // stays above the tensor-core threshold (m >= 75: (m - 70)·n/2 >= m·n/64).
                 let band: Vec<(usize, usize)> = (70..m).flat_map(|r| (0..n).filter(move |c| (r + c) % 2 == 0).map(move |c| (r, c))).collect();
