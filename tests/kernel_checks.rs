@@ -209,8 +209,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
             }
         }
         // Tensor-core SDDMM: mma.sync m16n8k16 (HMMA.16816.F32), 16-byte staging of A and B rows into shared
-        // memory between barriers, the empty-tile OR-barrier, outputs stored at their 16-bit width.
-        k if k.starts_with("sddmm_tc_") => vec!["HMMA.16816.F32", "LDG.E.128.CONSTANT", "STS.128", "LDS", "BAR.SYNC", "BAR.RED.OR", "STG.E.U16"],
+        // memory between barriers, the empty-tile OR-barrier, a tile's entries taken 32 column indices at a time
+        // (ballot and population count move the row's cursor), outputs stored at their 16-bit width.
+        k if k.starts_with("sddmm_tc_") => vec!["HMMA.16816.F32", "LDG.E.128.CONSTANT", "STS.128", "LDS", "BAR.SYNC", "BAR.RED.OR", "VOTE.ANY", "POPC", "STG.E.U16"],
         // 16-byte read-only loads of A and B rows, f32 FMAs, the lane-group butterfly; the output is read (beta != 0)
         // and written at its width.
         k if k.starts_with("sddmm_") => {
