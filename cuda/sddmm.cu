@@ -274,8 +274,13 @@ constexpr unsigned kVecTile = 64;     // sddmm_transpose_vec: r and k per tile
 constexpr unsigned kVecThreadsX = 16; // threads along the contiguous direction (4 elements each)
 constexpr unsigned kVecThreadsY = 16;
 // Blocks per SM the kernel is compiled for: 8 x 256 threads fill an SM (2048), so the bytes in flight are the most
-// the SM can have (32 registers; the shared tile, 16.6 KB, would allow 13 blocks).
+// the SM can have (32 registers; the shared tile, 16.6 KB, would allow 13 blocks). sm_86/87/89 hold 1536 threads per
+// SM: 6 blocks there (ptxas ignored 8 with a warning).
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
+constexpr unsigned kVecBlocksPerSm = 6;
+#else
 constexpr unsigned kVecBlocksPerSm = 8;
+#endif
 
 // 4 elements of T as one access: 8 bytes for 16-bit T (a 64-bit integer), 16 for f32.
 template <typename T> struct Quad { using type = unsigned long long; };
