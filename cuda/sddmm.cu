@@ -462,7 +462,8 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
             cur = cursor[t];
             end = row_end[t];
         }
-        const bool any = t < kTcTile && cur < end && col_indices[cur] < c0 + kTcTile;
+        const unsigned long long c_end = (unsigned long long)c0 + kTcTile;  // 64-bit: cols may reach 2^32 - 1
+        const bool any = t < kTcTile && cur < end && col_indices[cur] < c_end;
         if (!__syncthreads_or(any)) {  // no entry in this tile: skip it (block-uniform)
             loaded = false;
             continue;
@@ -505,9 +506,9 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
             unsigned e0 = cursor[r];
             const unsigned e_end = row_end[r];
             for (;;) {
-                const unsigned e = e0 + lane;
-                const unsigned col = e < e_end ? col_indices[e] : 0xffffffffu;
-                const bool inside = col < c0 + kTcTile;
+                const unsigned long long e = (unsigned long long)e0 + lane;  // no wrap when nnz is near 2^32
+                const bool inside = e < e_end && col_indices[e] < c_end;
+                const unsigned col = inside ? col_indices[e] : c0;
                 if (inside) store_entry(c + e, tile[r][col - c0], alpha, beta);
                 const unsigned taken = __popc(__ballot_sync(0xffffffffu, inside));
                 e0 += taken;
