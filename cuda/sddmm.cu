@@ -507,8 +507,8 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
             const unsigned e_end = row_end[r];
             for (;;) {
                 const unsigned long long e = (unsigned long long)e0 + lane;  // no wrap when nnz is near 2^32
-                const bool inside = e < e_end && col_indices[e] < c_end;
-                const unsigned col = inside ? col_indices[e] : c0;
+                const unsigned col = e < e_end ? col_indices[e] : 0u;
+                const bool inside = e < e_end && col < c_end;
                 if (inside) store_entry(c + e, tile[r][col - c0], alpha, beta);
                 const unsigned taken = __popc(__ballot_sync(0xffffffffu, inside));
                 e0 += taken;

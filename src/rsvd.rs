@@ -1181,14 +1181,17 @@ pub fn small_svd_on_host_for_tests(r2: &[f32], l: usize, r: usize) -> Result<(Ve
         return Err(Error::LengthMismatch { op: "small_svd_on_host_for_tests", what: "R₂ (l x l, r <= l)", expected: l * l, got: r2.len() });
     }
     let (s, ur, vr) = small_svd(&Mat::from_fn(l, l, |i, j| r2[i + j * l] as f64), r)?;
-    let cols = |x: &Mat<f64>| (0..r).flat_map(|j| (0..l).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
-    Ok((s, cols(&ur), cols(&vr)))
+    Ok((s, col_major_f32(&ur), col_major_f32(&vr)))
+}
+
+/// A host matrix's entries in f32, packed column-major.
+fn col_major_f32(x: &Mat<f64>) -> Vec<f32> {
+    (0..x.ncols()).flat_map(|j| (0..x.nrows()).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect()
 }
 
 /// A host matrix as a packed column-major f32 device matrix.
 fn dev_mat_from_host(gpu: &Gpu, x: &Mat<f64>) -> Result<DevMat> {
-    let host: Vec<f32> = (0..x.ncols()).flat_map(|j| (0..x.nrows()).map(move |i| (i, j))).map(|(i, j)| x[(i, j)] as f32).collect();
-    Ok(DevMat { buf: gpu.upload(&host)?, rows: x.nrows(), cols: x.ncols() })
+    Ok(DevMat { buf: gpu.upload(&col_major_f32(x))?, rows: x.nrows(), cols: x.ncols() })
 }
 
 /// How far from orthonormal (max |ṼᵀṼ − I|) the small SVD's Ṽ_r may be and skip its Householder QR: far below
