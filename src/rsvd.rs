@@ -60,6 +60,7 @@
 //! `r + p > min(m, n)` is not an error: l is clamped to `min(m, n)` (the sketch then spans A's whole range, and
 //! the result is the optimal rank-r truncation up to rounding).
 use faer::{Mat, Par, Side};
+use half::bf16;
 
 use crate::dense::{DenseShape, MatMut, MatRef};
 use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
@@ -141,6 +142,10 @@ pub struct RsvdInfo {
     /// On that device path, Ṽ_r was more than 1e-9 from orthonormal (a spectrum spanning many decades within the
     /// first r, or σ_j = 0) and the host re-orthonormalized it (Householder QR) from the device's eigenvectors.
     pub small_svd_host_finish: bool,
+    /// Products with A that ran on bf16 tensor cores with their f32 factor split exactly into three bf16 slices
+    /// ([`split_bf16_product`]; bf16 A under `SLR_RSVD_GEMM=bf16x3`): the 2q + 1 power-iteration products when
+    /// on, else 0. The projection `Bᵀ = Aᵀ Q` stays an f32 product.
+    pub bf16x3_products: usize,
 }
 
 /// Widest sketch whose l x l factorization fits one block's shared memory ((l (l + 1) / 2 + 3 l) f32 words ≤
@@ -1394,23 +1399,77 @@ struct Batch {
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_batched(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: Operand<'_, '_>, b: Operand<'_, '_>, c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize, batch: Batch) -> Result<()> {
     const OP: &str = "rsvd gemm";
+    let (p_a, _ga) = a.data.kernel_ptr(gpu, OP, "a")?;
+    let (p_b, _gb) = b.data.kernel_ptr(gpu, OP, "b")?;
+    let (p_c, _gc) = c.kernel_ptr_mut(gpu, OP, "c")?;
+    let inputs = if tf32 { GemmInputs::Tf32 } else { GemmInputs::F32 };
+    // SAFETY: gemm_batched's contract is gemm_ptrs' for these f32 buffers; the guards above keep the buffers' stream
+    // ordering until after the call.
+    unsafe { gemm_ptrs(gpu, inputs, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs), batch) }
+}
+
+/// What the factors of a product are and how cuBLAS may multiply them (C is always f32, accumulated in f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GemmInputs {
+    /// f32 factors, f32 arithmetic (sgemm).
+    F32,
+    /// f32 factors that cuBLAS may round to TF32 for the tensor cores ([`RsvdConfig::tf32`]).
+    Tf32,
+    /// bf16 factors on bf16 tensor cores: every product of two bf16 values is exact in f32 ([`split_bf16_product`]).
+    Bf16,
+}
+
+impl GemmInputs {
+    fn element_bytes(self) -> usize {
+        match self {
+            GemmInputs::F32 | GemmInputs::Tf32 => 4,
+            GemmInputs::Bf16 => 2,
+        }
+    }
+}
+
+/// `C (m x n, f32) = op(A) · op(B)` with bf16 A and B, each given by strides ([`gemm`]'s rules): cuBLAS's bf16 x bf16
+/// → f32 product on a GPU, `rsvd_gemm_bf16` on the emulator or without libcublas.
+///
+/// # Safety
+/// Every element `(i, k)` of A for `i < m, k < kk`, `(k, j)` of B and `(i, j)` of C, at `i * rs + j * cs` of its
+/// slice, lies inside that slice; C overlaps neither A nor B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_bf16(gpu: &Gpu, m: usize, n: usize, kk: usize, a: (&DeviceSlice<'_, bf16>, usize, usize), b: (&DeviceSlice<'_, bf16>, usize, usize), c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize) -> Result<()> {
+    const OP: &str = "rsvd gemm bf16";
+    let (p_a, _ga) = a.0.kernel_ptr(gpu, OP, "a")?;
+    let (p_b, _gb) = b.0.kernel_ptr(gpu, OP, "b")?;
+    let (p_c, _gc) = c.kernel_ptr_mut(gpu, OP, "c")?;
+    // SAFETY: this function's contract is gemm_ptrs' for these bf16 factors and f32 C (one product); the guards
+    // keep the buffers' stream ordering until after the call.
+    unsafe { gemm_ptrs(gpu, GemmInputs::Bf16, m, n, kk, (p_a, a.1, a.2), (p_b, b.1, b.2), (p_c, c_rs, c_cs), Batch { count: 1, a: 0, b: 0, c: 0 }) }
+}
+
+/// The launch behind [`gemm_batched`] and [`gemm_bf16`]: cuBLAS when the device has it, else one of our plain
+/// kernels per product (`rsvd_gemm_f32`, or `rsvd_gemm_bf16` for [`GemmInputs::Bf16`]).
+///
+/// # Safety
+/// The pointers are live buffers of `gpu` (their guards held by the caller) whose elements are `inputs`' type
+/// for A and B and f32 for C; for every p < count, every element `(i, k)` of A for `i < m, k < kk`, at
+/// `p * batch.a + i * rs + k * cs` elements from its pointer, lies inside its buffer, likewise B's `(k, j)` and C's
+/// `(i, j)`; C's elements of different products are distinct; C overlaps neither A nor B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_ptrs(gpu: &Gpu, inputs: GemmInputs, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch) -> Result<()> {
+    const OP: &str = "rsvd gemm";
     if m == 0 || n == 0 || batch.count == 0 {
         return Ok(());
     }
-    for v in [m, n, kk, a.rs, a.cs, b.rs, b.cs, c_rs, c_cs, batch.count] {
+    for v in [m, n, kk, a.1, a.2, b.1, b.2, c.1, c.2, batch.count] {
         if v > i32::MAX as usize {
             return Err(Error::LengthMismatch { op: OP, what: "dimension or leading dimension (cuBLAS takes i32)", expected: i32::MAX as usize, got: v });
         }
     }
-    let (p_a, _ga) = a.data.kernel_ptr(gpu, OP, "a")?;
-    let (p_b, _gb) = b.data.kernel_ptr(gpu, OP, "b")?;
-    let (p_c, _gc) = c.kernel_ptr_mut(gpu, OP, "c")?;
     if let Some(stream) = gpu.cuda_stream() {
         stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: OP, detail: e.to_string() })?;
         if let Ok(blas) = gpu.cublas() {
             gpu.count_library_call();
-            // SAFETY: gemm_batched's contract; the guards keep the buffers' stream ordering until after the call.
-            return unsafe { cublas_gemm(&blas, tf32, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs), batch) };
+            // SAFETY: gemm_ptrs' contract, which is cublas_gemm's.
+            return unsafe { cublas_gemm(&blas, inputs, m, n, kk, a, b, c, batch) };
         }
     }
     if n.div_ceil(GEMM_TILE as usize) > i32::MAX as usize || m.div_ceil(GEMM_TILE as usize) > 65535 {
@@ -1422,33 +1481,24 @@ unsafe fn gemm_batched(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: 
         shared_bytes: 0,
     };
     let u64a = |x: usize| KernelArg::U64(x as u64);
+    let eb = inputs.element_bytes();
     for p in 0..batch.count {
+        let (pa, pb, pc) = (a.0.offset_bytes(eb * p * batch.a), b.0.offset_bytes(eb * p * batch.b), c.0.offset_bytes(4 * p * batch.c));
+        let (dims, (a_rs, a_cs), (b_rs, b_cs), (c_rs, c_cs)) = ([m, n, kk].map(|x| KernelArg::U32(x as u32)), (u64a(a.1), u64a(a.2)), (u64a(b.1), u64a(b.2)), (u64a(c.1), u64a(c.2)));
         // SAFETY: the caller's contract above (every element the kernel reads or writes for product p, i < m,
-        // j < n, k < kk lies in its slice at the product's offset; C overlaps neither input); thread (i, j) exits
-        // unless i < m and j < n; sizes fit u32 (checked against i32::MAX above); arguments match rsvd_gemm_f32.
+        // j < n, k < kk lies in its buffer at the product's offset, counted in elements of each operand's type;
+        // C overlaps neither input); thread (i, j) exits unless i < m and j < n; sizes fit u32 (checked against
+        // i32::MAX above); the arguments match rsvd_gemm_f32's or rsvd_gemm_bf16's parameter lists.
         unsafe {
-            gpu.launch(
-                MODULE,
-                "rsvd_gemm_f32",
-                shape,
-                &[
-                    KernelArg::U32(m as u32),
-                    KernelArg::U32(n as u32),
-                    KernelArg::U32(kk as u32),
-                    KernelArg::F32(1.0),
-                    p_a.offset_bytes(4 * p * batch.a),
-                    u64a(a.rs),
-                    u64a(a.cs),
-                    p_b.offset_bytes(4 * p * batch.b),
-                    u64a(b.rs),
-                    u64a(b.cs),
-                    KernelArg::F32(0.0),
-                    p_c.offset_bytes(4 * p * batch.c),
-                    u64a(c_rs),
-                    u64a(c_cs),
-                    KernelArg::U32(tf32 as u32),
-                ],
-            )?;
+            match inputs {
+                GemmInputs::F32 | GemmInputs::Tf32 => gpu.launch(
+                    MODULE,
+                    "rsvd_gemm_f32",
+                    shape,
+                    &[dims[0], dims[1], dims[2], KernelArg::F32(1.0), pa, a_rs, a_cs, pb, b_rs, b_cs, KernelArg::F32(0.0), pc, c_rs, c_cs, KernelArg::U32((inputs == GemmInputs::Tf32) as u32)],
+                )?,
+                GemmInputs::Bf16 => gpu.launch(MODULE, "rsvd_gemm_bf16", shape, &[dims[0], dims[1], dims[2], pa, a_rs, a_cs, pb, b_rs, b_cs, pc, c_rs, c_cs])?,
+            }
         }
     }
     Ok(())
@@ -1493,14 +1543,17 @@ fn blas_plan(m: usize, n: usize, k: usize, a: (usize, usize), b: (usize, usize),
 ///
 /// # Safety
 /// The pointers are live device buffers of the handle's device, ordered on its stream, with every element that
-/// (m, n, k), the strides and the batch address inside them, as [`gemm_batched`] requires.
+/// (m, n, k), the strides and the batch address inside them, as [`gemm_ptrs`] requires.
 #[allow(clippy::too_many_arguments)]
-unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch) -> Result<()> {
+unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, inputs: GemmInputs, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch) -> Result<()> {
     use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
     let plan = blas_plan(m, n, kk, (a.1, a.2), (b.1, b.2), (c.1, c.2));
     let ((pa, sa), (pb, sb)) = if plan.swap { ((b.0, batch.b), (a.0, batch.a)) } else { ((a.0, batch.a), (b.0, batch.b)) };
     let trans = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
-    let compute = if tf32 { cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32 } else { cublasComputeType_t::CUBLAS_COMPUTE_32F };
+    let compute = if inputs == GemmInputs::Tf32 { cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32 } else { cublasComputeType_t::CUBLAS_COMPUTE_32F };
+    // bf16 A and B with f32 C and CUBLAS_COMPUTE_32F is one of cublasGemmEx's listed combinations (tensor cores,
+    // f32 accumulation).
+    let in_t = if inputs == GemmInputs::Bf16 { cudaDataType::CUDA_R_16BF } else { cudaDataType::CUDA_R_32F };
     let (alpha, beta) = (1f32, 0f32);
     let (alpha, beta) = (&alpha as *const f32 as *const std::ffi::c_void, &beta as *const f32 as *const std::ffi::c_void);
     let (pa, pb, pc) = (ptr_bits(pa) as *const std::ffi::c_void, ptr_bits(pb) as *const std::ffi::c_void, ptr_bits(c.0) as *mut std::ffi::c_void);
@@ -1508,12 +1561,12 @@ unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: 
     let (ta, tb) = (trans(plan.a_trans), trans(plan.b_trans));
     let (pm, pn, pk, lda, ldb, ldc) = (plan.m as i32, plan.n as i32, plan.k as i32, plan.lda as i32, plan.ldb as i32, plan.ldc as i32);
     // SAFETY: the pointers are live device buffers on the handle's stream (their guards are held by the caller
-    // for the duration of this call), and `gemm_batched`'s contract puts every element addressed by (m, n, k, ld*,
+    // for the duration of this call), and `gemm_ptrs`' contract puts every element addressed by (m, n, k, ld*,
     // the batch strides) inside them; leading dimensions are at least the stored rows (DenseShape's ld >= inner
     // extent, packed scratch); alpha/beta point at host f32 values that outlive the call.
     unsafe {
         if batch.count == 1 {
-            cudarc::cublas::result::gemm_ex(*blas.handle(), ta, tb, pm, pn, pk, alpha, pa, f32t, lda, pb, f32t, ldb, beta, pc, f32t, ldc, compute, cublasGemmAlgo_t::CUBLAS_GEMM_DFALT)
+            cudarc::cublas::result::gemm_ex(*blas.handle(), ta, tb, pm, pn, pk, alpha, pa, in_t, lda, pb, in_t, ldb, beta, pc, f32t, ldc, compute, cublasGemmAlgo_t::CUBLAS_GEMM_DFALT)
         } else {
             cudarc::cublas::result::gemm_strided_batched_ex(
                 *blas.handle(),
@@ -1524,11 +1577,11 @@ unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, tf32: bool, m: usize, n: 
                 pk,
                 alpha,
                 pa,
-                f32t,
+                in_t,
                 lda,
                 sa as i64,
                 pb,
-                f32t,
+                in_t,
                 ldb,
                 sb as i64,
                 beta,
@@ -1648,6 +1701,114 @@ fn sum_slices(gpu: &Gpu, parts: &DeviceVec<f32>, count: usize, slices: usize, ou
     unsafe { gpu.launch(MODULE, "rsvd_sum_slices_f32", shape, &[p_parts, KernelArg::U64(count as u64), KernelArg::U32(slices as u32), p_out]) }
 }
 
+/// `SLR_RSVD_GEMM=bf16x3` (or [`use_bf16x3_products_on_this_thread`]): a bf16 A's power-iteration products run as
+/// [`split_bf16_product`] on bf16 tensor cores instead of f32 products with A's f32 copy. Opt-in until a GPU has
+/// timed it against sgemm (6 sgemm products with A took 0.92 ms at 4096², l = 138 on the H200, eleventh run: ~30
+/// TFLOP/s on CUDA cores; the split product does 3x those flops on tensor cores with a 15x higher peak).
+fn bf16x3_products_requested() -> bool {
+    BF16X3_PRODUCTS.with(|f| f.get()).unwrap_or_else(|| crate::path_switch("SLR_RSVD_GEMM", "bf16x3"))
+}
+
+thread_local! {
+    static BF16X3_PRODUCTS: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sends this thread's rSVD calls with a bf16 A through [`split_bf16_product`] for the power iteration
+/// (`Some(true)`, as `SLR_RSVD_GEMM=bf16x3` does for the process), through f32 products (`Some(false)`), or back to
+/// the environment's choice (`None`): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_bf16x3_products_on_this_thread(on: Option<bool>) {
+    BF16X3_PRODUCTS.with(|f| f.set(on));
+}
+
+/// `op(A) · X` (rows x l, f32) for a bf16 A, on bf16 tensor cores and as accurate as an f32 product: X (k x l,
+/// packed f32) is split exactly into three bf16 slices, X = X₁ + X₂ + X₃ (`rsvd_split_bf16x3`: X₁ = rn(X),
+/// X₂ = rn(X - X₁), X₃ the exact rest); one bf16 x bf16 → f32 product `op(A) · [X₃ | X₂ | X₁]` (rows x 3l) forms
+/// every term A_ip·X_s,pj exactly (8 x 8 significand bits fit f32's 24); `rsvd_sum_slices_f32` then adds the
+/// three parts, the two small ones first. So the result differs from the exact A·X only by the f32 accumulation
+/// (as sgemm's does; on tensor cores in their own order and rounding inside a k block) and two additions.
+///
+/// Floor: 3 x 2·rows·k·l flops on bf16 tensor cores (989 TFLOP/s dense peak on an H100/H200 SXM, against 67 for
+/// f32 FMA): at 4096², l = 138, 13.9 GFLOP, ~14 µs at peak, where one sgemm with A measured ~150 µs (H200,
+/// eleventh run, 0.92 ms for six). A is read as stored (bf16, 2 bytes an element: 34 MB at 4096²); the split
+/// moves 10·k·l bytes (5.6 MB at k = 4096) and the sum 16·rows·l (9 MB).
+///
+/// # Safety
+/// A's elements `(i, p)` for `i < rows, p < x.rows`, at `i * rs + p * cs` of its slice, lie inside that slice.
+unsafe fn split_bf16_product(gpu: &Gpu, rows: usize, a: (&DeviceSlice<'_, bf16>, usize, usize), x: &DevMat) -> Result<DevMat> {
+    let (k, l) = (x.rows, x.cols);
+    // SAFETY: split_bf16x3 writes all 3·k·l elements.
+    let mut slices = unsafe { gpu.alloc_uninit::<bf16>(3 * k * l)? };
+    split_bf16x3(gpu, &x.buf, &mut slices)?;
+    // SAFETY: the product below writes all rows x 3l elements (β = 0).
+    let mut parts = unsafe { gpu.alloc_uninit::<f32>(rows * 3 * l)? };
+    {
+        let sv = DeviceSlice::from(&slices);
+        let mut pv = DeviceSliceMut::from(&mut parts);
+        // SAFETY: A's elements are in bounds by the caller's contract; the slices are the packed column-major
+        // k x 3l matrix [X₃ | X₂ | X₁] (element (p, j) at p + j·k < 3·k·l), the parts the fresh packed column-major
+        // rows x 3l matrix (element (i, j) at i + j·rows), which overlaps neither input.
+        unsafe { gemm_bf16(gpu, rows, 3 * l, k, a, (&sv, 1, k), &mut pv, 1, rows)? };
+    }
+    // SAFETY: sum_slices writes all rows·l elements.
+    let mut out = unsafe { new_dev_mat(gpu, rows, l)? };
+    sum_slices(gpu, &parts, rows * l, 3, &mut out.buf)?;
+    Ok(out)
+}
+
+/// `out = [X₃ | X₂ | X₁]` with X = X₁ + X₂ + X₃ exactly (kernel `rsvd_split_bf16x3`); out holds 3·x.len() values.
+fn split_bf16x3(gpu: &Gpu, x: &DeviceVec<f32>, out: &mut DeviceVec<bf16>) -> Result<()> {
+    const OP: &str = "rsvd split bf16x3";
+    let count = x.len();
+    check_len(OP, "out", 3 * count, out.len())?;
+    if count == 0 {
+        return Ok(());
+    }
+    let xv = DeviceSlice::from(x);
+    let (p_x, _g0) = xv.kernel_ptr(gpu, OP, "x")?;
+    let mut ov = DeviceSliceMut::from(out);
+    let (p_out, _g1) = ov.kernel_ptr_mut(gpu, OP, "out")?;
+    let shape = LaunchShape { grid: (count.div_ceil(256).min(4096) as u32, 1, 1), block: (256, 1, 1), shared_bytes: 0 };
+    // SAFETY: the kernel reads x[i] and writes out[i], out[count + i], out[2 count + i] for i < count (out holds
+    // 3·count, checked); x and out are distinct buffers (one borrowed shared, one exclusively); the grid strides
+    // over count; arguments match rsvd_split_bf16x3.
+    unsafe { gpu.launch(MODULE, "rsvd_split_bf16x3", shape, &[p_x, KernelArg::U64(count as u64), p_out]) }
+}
+
+/// `op(A)` of a stored A with shape `s`: (rows, cols, row stride, column stride) of A, or of `Aᵀ` (the strides
+/// swapped) with `transpose`.
+fn op_a(s: DenseShape, transpose: bool) -> (usize, usize, usize, usize) {
+    if transpose {
+        (s.cols, s.rows, s.col_stride(), s.row_stride())
+    } else {
+        (s.rows, s.cols, s.row_stride(), s.col_stride())
+    }
+}
+
+/// [`split_bf16_product`] of the bf16 matrix `a` (its shape's layout and ld; `Aᵀ` with `transpose`) and the packed
+/// column-major f32 `x`, read back: the tests' handle on the product and its cuBLAS call.
+#[doc(hidden)]
+pub fn split_bf16_product_for_tests(gpu: &Gpu, a: DeviceMatRef<'_, bf16>, transpose: bool, x: &[f32], l: usize) -> Result<Vec<f32>> {
+    const OP: &str = "split_bf16_product_for_tests";
+    let s = a.shape();
+    let (rows, k, rs, cs) = op_a(s, transpose);
+    check_len(OP, "x (k x l)", k * l, x.len())?;
+    let xm = DevMat { buf: gpu.upload(x)?, rows: k, cols: l };
+    // SAFETY: the shape was validated against a's buffer (DeviceMatRef), so (i, p) for i < rows, p < k at
+    // i·rs + p·cs is inside it.
+    let out = unsafe { split_bf16_product(gpu, rows, (a.data(), rs, cs), &xm)? };
+    gpu.download(&out.buf)
+}
+
+/// The three slices [`split_bf16x3`] writes for `x`, read back (X₃, then X₂, then X₁).
+#[doc(hidden)]
+pub fn split_bf16x3_for_tests(gpu: &Gpu, x: &[f32]) -> Result<Vec<bf16>> {
+    let xv = gpu.upload(x)?;
+    let mut out = gpu.alloc_zeros::<bf16>(3 * x.len())?;
+    split_bf16x3(gpu, &xv, &mut out)?;
+    gpu.download(&out)
+}
+
 /// A packed column-major f32 matrix on the device.
 struct DevMat {
     buf: DeviceVec<f32>,
@@ -1660,6 +1821,11 @@ struct DeviceEngine<'g, 'a> {
     tf32: bool,
     a: DeviceSlice<'a, f32>,
     a_shape: DenseShape,
+    /// A as the caller stored it, when it is bf16 and its power-iteration products are to run as
+    /// [`split_bf16_product`] (`SLR_RSVD_GEMM=bf16x3`).
+    a_bf16: Option<(DeviceSlice<'a, bf16>, DenseShape)>,
+    /// Products run through `a_bf16` so far ([`RsvdInfo::bf16x3_products`]).
+    bf16x3_products: usize,
 }
 
 impl DeviceEngine<'_, '_> {
@@ -1714,9 +1880,17 @@ impl Engine for DeviceEngine<'_, '_> {
         Ok(out)
     }
     fn a_mul(&mut self, x: &DevMat, transpose: bool, product: Product) -> Result<DevMat> {
+        if let (Product::PowerIteration, Some((ab, s))) = (product, &self.a_bf16) {
+            let (rows, k, rs, cs) = op_a(*s, transpose);
+            debug_assert_eq!(x.rows, k);
+            self.bf16x3_products += 1;
+            // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the caller's shape, validated against its
+            // buffer (DeviceMatRef); X is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
+            return unsafe { split_bf16_product(self.gpu, rows, (ab, rs, cs), x) };
+        }
         let tf32 = self.tf32 && product == Product::PowerIteration;
         let s = self.a_shape;
-        let (rows, k, rs, cs) = if transpose { (s.cols, s.rows, s.col_stride(), s.row_stride()) } else { (s.rows, s.cols, s.row_stride(), s.col_stride()) };
+        let (rows, k, rs, cs) = op_a(s, transpose);
         let xs = DeviceSlice::from(&x.buf);
         let a = self.a.reborrow();
         debug_assert_eq!(x.rows, k);
@@ -2235,9 +2409,10 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     }
     let (a_f32, a_shape) = match &converted {
         Some(buf) => (DeviceSlice::from(buf), DenseShape::packed(m, n, ash.layout)),
-        None => (a.data().as_f32().ok_or(Error::WrongDevice { op: OP, what: "a (not f32)" })?, ash),
+        None => (a.data().as_element::<f32>().ok_or(Error::WrongDevice { op: OP, what: "a (not f32)" })?, ash),
     };
-    let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape };
+    let a_bf16 = if bf16x3_products_requested() { a.data().as_element::<bf16>().map(|d| (d, ash)) } else { None };
+    let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape, a_bf16, bf16x3_products: 0 };
     let mut info = RsvdInfo::default();
     prof.lap(&mut e, Step::Convert)?;
     let queued = if queued_path { run_queued(&mut e, m, n, cfg, status, &mut info, &mut prof)? } else { None };
@@ -2245,9 +2420,11 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
         Some(f) => f,
         None => {
             info = RsvdInfo::default();
+            e.bf16x3_products = 0;
             run(&mut e, m, n, cfg, &mut info, &mut prof)?
         }
     };
+    info.bf16x3_products = e.bf16x3_products;
     let r = cfg.rank;
     let (us, vs) = (u.shape(), vt.shape());
     let (ur, vr) = (&f.ur, &f.vr);

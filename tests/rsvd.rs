@@ -349,6 +349,12 @@ fn bad_input_gets_typed_errors() {
 /// The device path on every device against the CPU reference with the same seed, for one dtype, tall and wide,
 /// A and the outputs in both layouts.
 fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
+    device_matches_cpu_with::<T>(test, tol_s, false);
+}
+
+/// [`device_matches_cpu`], with the power iteration's products as exact bf16 slices on bf16 tensor cores when
+/// `bf16x3` (a bf16 A only; asserted to have run for all 2q + 1 of them).
+fn device_matches_cpu_with<T: Element>(test: &str, tol_s: f64, bf16x3: bool) {
     let mut rng = rng(test);
     for (name, gpu) in devices(test) {
         // 1100 x 40: the Grams of the m-row bases are summed from row chunks (remainder included). 260 x 200, r = 90:
@@ -383,9 +389,13 @@ fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
             // vectors, check) runs in the pipeline for every dtype, layout and width.
             let own = !gpu.is_cuda();
             sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(own);
+            sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(Some(bf16x3));
             let info = rsvd(&gpu, av, &cfg, uv, &mut s, vtv);
+            sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(None);
             sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(false);
             let info = info.unwrap();
+            let split = if bf16x3 { 2 * cfg.power_iters + 1 } else { 0 };
+            assert_eq!(info.bf16x3_products, split, "{name} {m}x{n} r={r}: {info:?}");
             if own && info.device_queued {
                 assert!(info.small_svd_on_device, "{name} {m}x{n} r={r}: our eigensolver's device small SVD did not run: {info:?}");
             }
@@ -424,6 +434,81 @@ fn device_rsvd_matches_the_cpu_reference_f32() {
 fn device_rsvd_matches_the_cpu_reference_bf16_and_f16() {
     device_matches_cpu::<bf16>("rsvd_device_bf16", 1e-4);
     device_matches_cpu::<f16>("rsvd_device_f16", 1e-4);
+}
+
+#[test]
+fn device_rsvd_with_the_power_iteration_on_bf16_slices_matches_the_cpu_reference() {
+    // The same cases and bounds as the f32-product run above: the split products are f32-accurate (only the
+    // accumulation rounds), so nothing may move beyond what rounding moves.
+    device_matches_cpu_with::<bf16>("rsvd_device_bf16x3", 1e-4, true);
+}
+
+/// x with a full 24-bit significand, magnitudes over 20 decades, and the values the split must get right: zeros,
+/// bf16 ties (1 + 2^-8 is halfway between two bf16 values), values that round up to the next power of two, the
+/// extremes of the normal range.
+fn split_inputs(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..n).map(|_| (normal(rng) * 10f64.powf(rng.gen_range(-10.0..10.0))) as f32).collect();
+    x.extend([0.0, -0.0, 1.0 + 1.0 / 256.0, -(1.0 + 3.0 / 256.0), 1.999_999_9, -0.999_999_94, f32::MIN_POSITIVE * 4.0, 1e37, -3.0e38, 1.0 / 3.0]);
+    x
+}
+
+#[test]
+fn bf16x3_split_is_exact_and_its_first_slice_rounds_to_nearest() {
+    // X = X₁ + X₂ + X₃ exactly (checked in f64, where the sum of three bf16 values of these magnitudes is exact),
+    // X₁ = rn(X) and X₂ = rn(X - X₁) as half's round-to-nearest-even gives them, X₃ within 2^-16 |X| (the bound
+    // the exactness argument rests on; cuda/rsvd.cu split_bf16x3_impl).
+    let mut rng = rng("rsvd_split_bf16x3");
+    for (name, gpu) in devices("rsvd_split_bf16x3") {
+        let count = 1000 + rng.gen_range(0..100);
+        let x = split_inputs(&mut rng, count);
+        let n = x.len();
+        let out = sparse_lowrank::rsvd::split_bf16x3_for_tests(&gpu, &x).unwrap();
+        for (i, &v) in x.iter().enumerate() {
+            let (x3, x2, x1) = (out[i], out[n + i], out[2 * n + i]);
+            assert_eq!(x1.to_bits(), bf16::from_f32(v).to_bits(), "{name} x = {v:e}: X1");
+            assert_eq!(x2.to_bits(), bf16::from_f32(v - x1.to_f32()).to_bits(), "{name} x = {v:e}: X2");
+            let sum = x1.to_f64() + x2.to_f64() + x3.to_f64();
+            assert_eq!(sum, v as f64, "{name} x = {v:e}: X1 + X2 + X3 = {sum:e} ({x1}, {x2}, {x3})");
+            assert!(x3.to_f64().abs() <= v.abs() as f64 * 2f64.powi(-16), "{name} x = {v:e}: X3 = {x3}");
+        }
+    }
+}
+
+#[test]
+fn bf16x3_product_matches_the_exact_product_for_every_layout() {
+    // op(A) · X with bf16 A (row- or column-major, padded leading dimension, A or Aᵀ) against the exact product in
+    // f64. Bound per element: 2 (k + 2) u Σ_p |a_ip x_pj| (u = 2^-24): every term is exact, the k-term f32
+    // accumulation of each slice and the two additions of slices round (k + 2) times at most, doubled because
+    // tensor cores may truncate where sgemm rounds to nearest. At k = 3 that is 10u; X₃ dropped would leave
+    // ~2^-18 = 64u, a slice misplaced far more.
+    let mut rng = rng("rsvd_bf16x3_product");
+    for (name, gpu) in devices("rsvd_bf16x3_product") {
+        for &(rows, k, l, col_major, pad, transpose) in &[(37, 3, 5, false, 0, false), (29, 3, 4, true, 3, false), (5, 3, 7, false, 2, true), (40, 300, 6, true, 0, true), (300, 41, 3, false, 5, false), (1, 1, 1, false, 0, false)] {
+            // A is stored as (m x n) with op(A) = rows x k.
+            let (m, n) = if transpose { (k, rows) } else { (rows, k) };
+            let ld = if col_major { m } else { n } + pad;
+            let len = if col_major { ld * n } else { ld * m };
+            let stored: Vec<bf16> = (0..len).map(|_| bf16::from_f32(normal(&mut rng) as f32)).collect();
+            let at = |i: usize, j: usize| stored[if col_major { i + j * ld } else { i * ld + j }].to_f64();
+            let da = gpu.upload(&stored).unwrap();
+            let layout = if col_major { Layout::ColMajor } else { Layout::RowMajor };
+            let av = DeviceMatRef::new(&da, m, n, ld, layout).unwrap();
+            // Full-significand values over 20 decades (split_inputs' random part; its extremes would overflow).
+            let x = split_inputs(&mut rng, k * l);
+            let x = &x[..k * l];
+            let got = sparse_lowrank::rsvd::split_bf16_product_for_tests(&gpu, av, transpose, x, l).unwrap();
+            let u = 2f64.powi(-24);
+            for i in 0..rows {
+                for j in 0..l {
+                    let a_ip = |p: usize| if transpose { at(p, i) } else { at(i, p) };
+                    let exact: f64 = (0..k).map(|p| a_ip(p) * x[p + j * k] as f64).sum();
+                    let scale: f64 = (0..k).map(|p| (a_ip(p) * x[p + j * k] as f64).abs()).sum();
+                    let err = (got[i + j * rows] as f64 - exact).abs();
+                    assert!(err <= 2.0 * (k + 2) as f64 * u * scale, "{name} {rows}x{k}x{l} col_major={col_major} pad={pad} transpose={transpose} ({i}, {j}): {} vs {exact} (err {err:e}, scale {scale:e})", got[i + j * rows]);
+                }
+            }
+        }
+    }
 }
 
 #[test]

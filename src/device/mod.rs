@@ -1018,18 +1018,20 @@ impl<'a, T> DeviceSlice<'a, T> {
             SliceInner::Host { ptr, len, .. } => DeviceSlice { inner: SliceInner::Host { ptr: *ptr, len: *len, _borrow: PhantomData } },
         }
     }
-    /// The same elements as f32, when `T` is f32 (`None` otherwise).
-    pub(crate) fn as_f32(&self) -> Option<DeviceSlice<'a, f32>>
+    /// The same elements typed as `U`, when `T` is `U`'s element type (`None` otherwise): a generic caller's view
+    /// of its buffer as the concrete type a launch needs (an f32 A read in place, a bf16 A handed to cuBLAS).
+    pub(crate) fn as_element<U: crate::element::Element>(&self) -> Option<DeviceSlice<'a, U>>
     where
         T: crate::element::Element,
     {
-        if T::DTYPE != crate::element::DType::F32 {
+        if T::DTYPE != U::DTYPE {
             return None;
         }
         match &self.inner {
-            // SAFETY: T is f32 (checked above), so the view's bytes are len f32 values.
-            SliceInner::Cuda(v) => unsafe { v.transmute::<f32>(v.len()) }.map(|v| DeviceSlice { inner: SliceInner::Cuda(v) }),
-            SliceInner::Host { ptr, len, .. } => Some(DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const f32, len: *len, _borrow: PhantomData } }),
+            // SAFETY: T and U are the same element type (their DTYPE tags are equal, and each tag belongs to one
+            // sealed type), so the view's bytes are len values of U.
+            SliceInner::Cuda(v) => unsafe { v.transmute::<U>(v.len()) }.map(|v| DeviceSlice { inner: SliceInner::Cuda(v) }),
+            SliceInner::Host { ptr, len, .. } => Some(DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const U, len: *len, _borrow: PhantomData } }),
         }
     }
     /// The device address to pass to a kernel, with the guard that orders this read after earlier writes.
