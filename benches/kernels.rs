@@ -843,22 +843,14 @@ fn bench_rsvd(c: &mut Criterion) {
                     // Opt-in since 2026-11-28 (eighteenth session): the 2q + 1 power-iteration products on bf16 tensor
                     // cores, their f32 factor split exactly into three bf16 slices (one product with 3l columns, the
                     // parts summed; the projection stays sgemm). Its time, alone and with our eigensolver (the two
-                    // opt-ins together: the whole call without syevd and with 5 of 6 products off sgemm), its error
-                    // and its profile, same run.
+                    // opt-ins together: the whole call without syevd and with 5 of 6 products off sgemm); its error
+                    // and profile below, same run.
                     report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "our power iteration on bf16 tensor cores, X in three exact bf16 slices", 5, &bench.device, &mut run);
                     if std::env::var_os("SLR_RSVD_SMALL").is_none() {
                         std::env::set_var("SLR_RSVD_SMALL", "own");
                         report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "the same with our own eigensolver (SLR_RSVD_SMALL=own)", 5, &bench.device, &mut run);
                         std::env::remove_var("SLR_RSVD_SMALL");
                     }
-                    std::env::set_var("SLR_RSVD_GEMM", "bf16x3");
-                    match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
-                        Ok(ratio) => report_accuracy(&case, "ours, power iteration on bf16 slices", ratio, &bench.device),
-                        Err(e) => println!("    rsvd bf16x3 error unavailable: {e}"),
-                    }
-                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
-                    std::env::remove_var("SLR_RSVD_GEMM");
-                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_GEMM=bf16x3): {info}");
                 }
                 match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                     // For bf16 A the error is against the f32 matrix (the input's rounding included).
@@ -878,6 +870,17 @@ fn bench_rsvd(c: &mut Criterion) {
                         std::env::remove_var("SLR_RSVD_SMALL");
                         println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL={small}): {info}");
                     }
+                }
+                if dtype == "bf16" && std::env::var_os("SLR_RSVD_GEMM").is_none() {
+                    // The split products' error ratio and profile (their time is reported above).
+                    std::env::set_var("SLR_RSVD_GEMM", "bf16x3");
+                    match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                        Ok(ratio) => report_accuracy(&case, "ours, power iteration on bf16 slices", ratio, &bench.device),
+                        Err(e) => println!("    rsvd bf16x3 error unavailable: {e}"),
+                    }
+                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                    std::env::remove_var("SLR_RSVD_GEMM");
+                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_GEMM=bf16x3): {info}");
                 }
                 // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
                 let tf = RsvdConfig { tf32: true, ..cfg };
