@@ -846,9 +846,12 @@ fn bench_rsvd(c: &mut Criterion) {
                     // opt-ins together: the whole call without syevd and with 5 of 6 products off sgemm); its error
                     // and profile below, same run.
                     report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "our power iteration on bf16 tensor cores, X in three exact bf16 slices", 5, &bench.device, &mut run);
+                    // The projection split too, and no f32 copy of A (`SLR_RSVD_GEMM=bf16x3_all`).
+                    report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3_all", "every product with A on bf16 tensor cores, no f32 copy of A", 5, &bench.device, &mut run);
                     if std::env::var_os("SLR_RSVD_SMALL").is_none() {
                         std::env::set_var("SLR_RSVD_SMALL", "own");
-                        report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "the same with our own eigensolver (SLR_RSVD_SMALL=own)", 5, &bench.device, &mut run);
+                        report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "the power iteration on bf16 slices with our own eigensolver (SLR_RSVD_SMALL=own)", 5, &bench.device, &mut run);
+                        report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3_all", "every product on bf16 slices with our own eigensolver (SLR_RSVD_SMALL=own)", 5, &bench.device, &mut run);
                         std::env::remove_var("SLR_RSVD_SMALL");
                     }
                 }
@@ -872,15 +875,17 @@ fn bench_rsvd(c: &mut Criterion) {
                     }
                 }
                 if dtype == "bf16" && std::env::var_os("SLR_RSVD_GEMM").is_none() {
-                    // The split products' error ratio and profile (their time is reported above).
-                    std::env::set_var("SLR_RSVD_GEMM", "bf16x3");
-                    match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
-                        Ok(ratio) => report_accuracy(&case, "ours, power iteration on bf16 slices", ratio, &bench.device),
-                        Err(e) => println!("    rsvd bf16x3 error unavailable: {e}"),
+                    // The split products' error ratios and profiles (their times are reported above).
+                    for (mode, who) in [("bf16x3", "ours, power iteration on bf16 slices"), ("bf16x3_all", "ours, every product on bf16 slices")] {
+                        std::env::set_var("SLR_RSVD_GEMM", mode);
+                        match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                            Ok(ratio) => report_accuracy(&case, who, ratio, &bench.device),
+                            Err(e) => println!("    rsvd {mode} error unavailable: {e}"),
+                        }
+                        let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                        std::env::remove_var("SLR_RSVD_GEMM");
+                        println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_GEMM={mode}): {info}");
                     }
-                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
-                    std::env::remove_var("SLR_RSVD_GEMM");
-                    println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_GEMM=bf16x3): {info}");
                 }
                 // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
                 let tf = RsvdConfig { tf32: true, ..cfg };

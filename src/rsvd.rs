@@ -143,8 +143,8 @@ pub struct RsvdInfo {
     /// first r, or σ_j = 0) and the host re-orthonormalized it (Householder QR) from the device's eigenvectors.
     pub small_svd_host_finish: bool,
     /// Products with A that ran on bf16 tensor cores with their f32 factor split exactly into three bf16 slices
-    /// ([`split_bf16_product`]; bf16 A under `SLR_RSVD_GEMM=bf16x3`): the 2q + 1 power-iteration products when
-    /// on, else 0. The projection `Bᵀ = Aᵀ Q` stays an f32 product.
+    /// ([`split_bf16_product`]; bf16 A only): the 2q + 1 power-iteration products under `SLR_RSVD_GEMM=bf16x3`,
+    /// all 2q + 2 (the projection `Bᵀ = Aᵀ Q` too) under `SLR_RSVD_GEMM=bf16x3_all`, else 0.
     pub bf16x3_products: usize,
 }
 
@@ -1701,24 +1701,46 @@ fn sum_slices(gpu: &Gpu, parts: &DeviceVec<f32>, count: usize, slices: usize, ou
     unsafe { gpu.launch(MODULE, "rsvd_sum_slices_f32", shape, &[p_parts, KernelArg::U64(count as u64), KernelArg::U32(slices as u32), p_out]) }
 }
 
-/// `SLR_RSVD_GEMM=bf16x3` (or [`use_bf16x3_products_on_this_thread`]): a bf16 A's power-iteration products run as
-/// [`split_bf16_product`] on bf16 tensor cores instead of f32 products with A's f32 copy. Opt-in until a GPU has
-/// timed it against sgemm (6 sgemm products with A took 0.92 ms at 4096², l = 138 on the H200, eleventh run: ~30
-/// TFLOP/s on CUDA cores; the split product does 3x those flops on tensor cores with a 15x higher peak).
-fn bf16x3_products_requested() -> bool {
-    BF16X3_PRODUCTS.with(|f| f.get()).unwrap_or_else(|| crate::path_switch("SLR_RSVD_GEMM", "bf16x3"))
+/// Which products with a bf16 A run as [`split_bf16_product`] on bf16 tensor cores instead of f32 products with
+/// A's f32 copy (`SLR_RSVD_GEMM`; ignored for f32 and f16 A).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitProducts {
+    /// None (the default): every product with A is an sgemm on A's f32 copy.
+    Off,
+    /// The 2q + 1 power-iteration products (`SLR_RSVD_GEMM=bf16x3`); the projection `Bᵀ = Aᵀ Q` stays sgemm.
+    PowerIteration,
+    /// All 2q + 2, the projection included (`SLR_RSVD_GEMM=bf16x3_all`): no f32 copy of A is made (m·n·4 bytes of
+    /// scratch and its write saved), and s and V then carry the tensor cores' accumulation error too.
+    All,
+}
+
+/// The [`SplitProducts`] this thread asked for ([`use_bf16x3_products_on_this_thread`]), else `SLR_RSVD_GEMM`'s.
+/// Opt-in until a GPU has timed them against sgemm (6 sgemm products with A took 0.92 ms at 4096², l = 138 on the
+/// H200, eleventh run: ~30 TFLOP/s on CUDA cores; the split product does 3x those flops on tensor cores with a 15x
+/// higher peak).
+fn split_products_requested() -> SplitProducts {
+    SPLIT_PRODUCTS.with(|f| f.get()).unwrap_or_else(|| {
+        if crate::path_switch("SLR_RSVD_GEMM", "bf16x3") {
+            SplitProducts::PowerIteration
+        } else if crate::path_switch("SLR_RSVD_GEMM", "bf16x3_all") {
+            SplitProducts::All
+        } else {
+            SplitProducts::Off
+        }
+    })
 }
 
 thread_local! {
-    static BF16X3_PRODUCTS: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    static SPLIT_PRODUCTS: std::cell::Cell<Option<SplitProducts>> = const { std::cell::Cell::new(None) };
 }
 
-/// Sends this thread's rSVD calls with a bf16 A through [`split_bf16_product`] for the power iteration
-/// (`Some(true)`, as `SLR_RSVD_GEMM=bf16x3` does for the process), through f32 products (`Some(false)`), or back to
-/// the environment's choice (`None`): for tests running in parallel threads.
+/// Sets which products of this thread's rSVD calls with a bf16 A run as [`split_bf16_product`] (`Some`, as
+/// `SLR_RSVD_GEMM` does for the process), or returns to the environment's choice (`None`): for tests running in
+/// parallel threads.
 #[doc(hidden)]
-pub fn use_bf16x3_products_on_this_thread(on: Option<bool>) {
-    BF16X3_PRODUCTS.with(|f| f.set(on));
+pub fn use_bf16x3_products_on_this_thread(mode: Option<SplitProducts>) {
+    SPLIT_PRODUCTS.with(|f| f.set(mode));
 }
 
 /// `op(A) · X` (rows x l, f32) for a bf16 A, on bf16 tensor cores and as accurate as an f32 product: X (k x l,
@@ -1819,11 +1841,13 @@ struct DevMat {
 struct DeviceEngine<'g, 'a> {
     gpu: &'g Gpu,
     tf32: bool,
-    a: DeviceSlice<'a, f32>,
-    a_shape: DenseShape,
-    /// A as the caller stored it, when it is bf16 and its power-iteration products are to run as
-    /// [`split_bf16_product`] (`SLR_RSVD_GEMM=bf16x3`).
+    /// A as f32 (in place, or the converted copy) for the sgemm products; `None` when every product with A runs
+    /// through `a_bf16` ([`SplitProducts::All`]).
+    a: Option<(DeviceSlice<'a, f32>, DenseShape)>,
+    /// A as the caller stored it, when it is bf16 and some of its products are to run as [`split_bf16_product`].
     a_bf16: Option<(DeviceSlice<'a, bf16>, DenseShape)>,
+    /// The projection runs through `a_bf16` too ([`SplitProducts::All`]), not only the power iteration.
+    split_projection: bool,
     /// Products run through `a_bf16` so far ([`RsvdInfo::bf16x3_products`]).
     bf16x3_products: usize,
 }
@@ -1880,19 +1904,23 @@ impl Engine for DeviceEngine<'_, '_> {
         Ok(out)
     }
     fn a_mul(&mut self, x: &DevMat, transpose: bool, product: Product) -> Result<DevMat> {
-        if let (Product::PowerIteration, Some((ab, s))) = (product, &self.a_bf16) {
-            let (rows, k, rs, cs) = op_a(*s, transpose);
-            debug_assert_eq!(x.rows, k);
-            self.bf16x3_products += 1;
-            // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the caller's shape, validated against its
-            // buffer (DeviceMatRef); X is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
-            return unsafe { split_bf16_product(self.gpu, rows, (ab, rs, cs), x) };
+        if let Some((ab, s)) = &self.a_bf16 {
+            if product == Product::PowerIteration || self.split_projection {
+                let (rows, k, rs, cs) = op_a(*s, transpose);
+                debug_assert_eq!(x.rows, k);
+                self.bf16x3_products += 1;
+                // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the caller's shape, validated against its
+                // buffer (DeviceMatRef); X is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row
+                // matrices).
+                return unsafe { split_bf16_product(self.gpu, rows, (ab, rs, cs), x) };
+            }
         }
         let tf32 = self.tf32 && product == Product::PowerIteration;
-        let s = self.a_shape;
-        let (rows, k, rs, cs) = op_a(s, transpose);
+        // rsvd() makes the f32 view whenever some product needs it (SplitProducts::All is the only case without).
+        let Some((a, s)) = &self.a else { return Err(Error::WrongDevice { op: "rsvd", what: "a (no f32 copy for an f32 product)" }) };
+        let (rows, k, rs, cs) = op_a(*s, transpose);
         let xs = DeviceSlice::from(&x.buf);
-        let a = self.a.reborrow();
+        let a = a.reborrow();
         debug_assert_eq!(x.rows, k);
         // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the shape validated against its buffer; X is the
         // packed k x l matrix of its buffer (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
@@ -2386,7 +2414,9 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     check_no_alias(OP, ("vt", vt.data_mut().addr_range(gpu)), &[("a", a_range)])?;
 
     let mut prof = Profile::from_env(Some(gpu));
-    let converted = if T::DTYPE == crate::element::DType::F32 {
+    let split = if T::DTYPE == crate::element::DType::BF16 { split_products_requested() } else { SplitProducts::Off };
+    // No f32 copy for f32 A (read in place) or when every product with a bf16 A is split (the pass only counts).
+    let converted = if T::DTYPE == crate::element::DType::F32 || split == SplitProducts::All {
         None
     } else {
         // SAFETY: rsvd_to_f32_<T> writes every one of the m * n elements (row o, column k at o * inner + k).
@@ -2407,12 +2437,12 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
             return Err(Error::NonFinite { op: OP, what: "a", count: bad });
         }
     }
-    let (a_f32, a_shape) = match &converted {
-        Some(buf) => (DeviceSlice::from(buf), DenseShape::packed(m, n, ash.layout)),
-        None => (a.data().as_element::<f32>().ok_or(Error::WrongDevice { op: OP, what: "a (not f32)" })?, ash),
+    let a_f32 = match &converted {
+        Some(buf) => Some((DeviceSlice::from(buf), DenseShape::packed(m, n, ash.layout))),
+        None => a.data().as_element::<f32>().map(|d| (d, ash)),
     };
-    let a_bf16 = if bf16x3_products_requested() { a.data().as_element::<bf16>().map(|d| (d, ash)) } else { None };
-    let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_shape, a_bf16, bf16x3_products: 0 };
+    let a_bf16 = if split == SplitProducts::Off { None } else { a.data().as_element::<bf16>().map(|d| (d, ash)) };
+    let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_bf16, split_projection: split == SplitProducts::All, bf16x3_products: 0 };
     let mut info = RsvdInfo::default();
     prof.lap(&mut e, Step::Convert)?;
     let queued = if queued_path { run_queued(&mut e, m, n, cfg, status, &mut info, &mut prof)? } else { None };

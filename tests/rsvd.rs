@@ -9,6 +9,7 @@ use half::{bf16, f16};
 use rand::prelude::*;
 use rand_distr_lite::normal;
 use sparse_lowrank::*;
+use sparse_lowrank::rsvd::SplitProducts;
 use std::io::Write;
 
 /// A few Gaussian draws without another dependency (Box-Muller in f64; test inputs only).
@@ -349,12 +350,12 @@ fn bad_input_gets_typed_errors() {
 /// The device path on every device against the CPU reference with the same seed, for one dtype, tall and wide,
 /// A and the outputs in both layouts.
 fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
-    device_matches_cpu_with::<T>(test, tol_s, false);
+    device_matches_cpu_with::<T>(test, tol_s, SplitProducts::Off);
 }
 
-/// [`device_matches_cpu`], with the power iteration's products as exact bf16 slices on bf16 tensor cores when
-/// `bf16x3` (a bf16 A only; asserted to have run for all 2q + 1 of them).
-fn device_matches_cpu_with<T: Element>(test: &str, tol_s: f64, bf16x3: bool) {
+/// [`device_matches_cpu`], with the products `split` names as exact bf16 slices on bf16 tensor cores (a bf16 A only;
+/// asserted to have run for all 2q + 1 or 2q + 2 of them).
+fn device_matches_cpu_with<T: Element>(test: &str, tol_s: f64, split: SplitProducts) {
     let mut rng = rng(test);
     for (name, gpu) in devices(test) {
         // 1100 x 40: the Grams of the m-row bases are summed from row chunks (remainder included). 260 x 200, r = 90:
@@ -389,13 +390,17 @@ fn device_matches_cpu_with<T: Element>(test: &str, tol_s: f64, bf16x3: bool) {
             // vectors, check) runs in the pipeline for every dtype, layout and width.
             let own = !gpu.is_cuda();
             sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(own);
-            sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(Some(bf16x3));
+            sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(Some(split));
             let info = rsvd(&gpu, av, &cfg, uv, &mut s, vtv);
             sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(None);
             sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(false);
             let info = info.unwrap();
-            let split = if bf16x3 { 2 * cfg.power_iters + 1 } else { 0 };
-            assert_eq!(info.bf16x3_products, split, "{name} {m}x{n} r={r}: {info:?}");
+            let products = match split {
+                SplitProducts::Off => 0,
+                SplitProducts::PowerIteration => 2 * cfg.power_iters + 1,
+                SplitProducts::All => 2 * cfg.power_iters + 2,
+            };
+            assert_eq!(info.bf16x3_products, products, "{name} {m}x{n} r={r}: {info:?}");
             if own && info.device_queued {
                 assert!(info.small_svd_on_device, "{name} {m}x{n} r={r}: our eigensolver's device small SVD did not run: {info:?}");
             }
@@ -440,7 +445,14 @@ fn device_rsvd_matches_the_cpu_reference_bf16_and_f16() {
 fn device_rsvd_with_the_power_iteration_on_bf16_slices_matches_the_cpu_reference() {
     // The same cases and bounds as the f32-product run above: the split products are f32-accurate (only the
     // accumulation rounds), so nothing may move beyond what rounding moves.
-    device_matches_cpu_with::<bf16>("rsvd_device_bf16x3", 1e-4, true);
+    device_matches_cpu_with::<bf16>("rsvd_device_bf16x3", 1e-4, SplitProducts::PowerIteration);
+}
+
+#[test]
+fn device_rsvd_with_every_product_on_bf16_slices_matches_the_cpu_reference() {
+    // The projection split too (no f32 copy of A): s and V then carry the tensor cores' accumulation error, which
+    // the same bounds must absorb (an f32 product's error, up to ~2x where a tensor core truncates).
+    device_matches_cpu_with::<bf16>("rsvd_device_bf16x3_all", 1e-4, SplitProducts::All);
 }
 
 /// x with a full 24-bit significand, magnitudes over 20 decades, and the values the split must get right: zeros,
