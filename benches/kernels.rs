@@ -839,13 +839,13 @@ fn bench_rsvd(c: &mut Criterion) {
                 // at every l, the default from l = 96 since the eighth run, are no longer timed.)
                 report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our own eigensolver", 5, &bench.device, &mut run);
                 report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
-                if dtype == "bf16" && std::env::var_os("SLR_RSVD_GEMM").is_none() {
+                if std::env::var_os("SLR_RSVD_GEMM").is_none() {
                     // Opt-in since 2026-11-28 (eighteenth session): the 2q + 1 power-iteration products on bf16 tensor
-                    // cores, their f32 factor split exactly into three bf16 slices (one product with 3l columns, the
-                    // parts summed; the projection stays sgemm). Its time, alone and with our eigensolver (the two
-                    // opt-ins together: the whole call without syevd and with 5 of 6 products off sgemm); its error
-                    // and profile below, same run.
-                    report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "our power iteration on bf16 tensor cores, X in three exact bf16 slices", 5, &bench.device, &mut run);
+                    // cores, X split exactly into three bf16 slices and A used as its exact slices (a bf16 A as stored,
+                    // an f32 A split in three: 3 or 6 products of slices, the parts summed; the projection stays
+                    // sgemm). Its time, alone and with our eigensolver (the two opt-ins together: the whole call
+                    // without syevd and with 5 of 6 products off sgemm); its error and profile below, same run.
+                    report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "our power iteration on bf16 tensor cores, A and X in exact bf16 slices", 5, &bench.device, &mut run);
                     // The projection split too, and no f32 copy of A (`SLR_RSVD_GEMM=bf16x3_all`).
                     report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3_all", "every product with A on bf16 tensor cores, no f32 copy of A", 5, &bench.device, &mut run);
                     if std::env::var_os("SLR_RSVD_SMALL").is_none() {
@@ -874,7 +874,7 @@ fn bench_rsvd(c: &mut Criterion) {
                         println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL={small}): {info}");
                     }
                 }
-                if dtype == "bf16" && std::env::var_os("SLR_RSVD_GEMM").is_none() {
+                if std::env::var_os("SLR_RSVD_GEMM").is_none() {
                     // The split products' error ratios and profiles (their times are reported above).
                     for (mode, who) in [("bf16x3", "ours, power iteration on bf16 slices"), ("bf16x3_all", "ours, every product on bf16 slices")] {
                         std::env::set_var("SLR_RSVD_GEMM", mode);

@@ -58,8 +58,8 @@
 //                       one block of 512 threads, up to 84.6 KB of shared memory, ~19 us at l = 138 by its count.
 //   rsvd_sum_slices_f32: the partial Gram matrices of row chunks summed in order (below); also the three slices
 //                       of a split product (rsvd_split_bf16x3).
-//   rsvd_split_bf16x3:  X (f32) = X1 + X2 + X3 exactly, three bf16 slices, for the power iteration's products with
-//                       a bf16 A on bf16 tensor cores (below).
+//   rsvd_split_bf16x3:  X (f32) = X1 + X2 + X3 exactly, three bf16 slices, for the products with A on bf16 tensor
+//                       cores (below); rsvd_split_a_<f32|f16>: A's exact bf16 slices for the same products.
 //   rsvd_gemm_bf16:     rsvd_gemm_f32 with bf16 A and B (the emulator's engine for those products).
 //   rsvd_widen_f32:     an f32 matrix to f64 (the benchmark's eigensolver calls; below).
 //   rsvd_small_gram_f64, rsvd_small_vectors_f64, rsvd_small_check_f64: the small SVD's products and checks around
@@ -246,7 +246,7 @@ __device__ __forceinline__ void gemm_bf16_impl(unsigned m, unsigned n, unsigned 
                                                unsigned long long a_cs,
                                                const __nv_bfloat16* __restrict__ b, unsigned long long b_rs,
                                                unsigned long long b_cs, float* __restrict__ c,
-                                               unsigned long long c_rs, unsigned long long c_cs) {
+                                               unsigned long long c_rs, unsigned long long c_cs, float beta) {
     unsigned j = blockIdx.x * kGemmTile + threadIdx.x;
     unsigned i = blockIdx.y * kGemmTile + threadIdx.y;
     if (i >= m || j >= n) return;
@@ -254,27 +254,56 @@ __device__ __forceinline__ void gemm_bf16_impl(unsigned m, unsigned n, unsigned 
     for (unsigned p = 0; p < k; ++p) {
         acc = fmaf(slr::to_f32(a[i * a_rs + p * a_cs]), slr::to_f32(b[p * b_rs + j * b_cs]), acc);
     }
-    c[i * c_rs + j * c_cs] = acc;
+    float* out = c + (i * c_rs + j * c_cs);
+    *out = beta == 0.0f ? acc : fmaf(beta, *out, acc);
 }
 
-// X = X1 + X2 + X3 exactly, with X1 = rn_bf16(X), X2 = rn_bf16(X - X1), X3 = X - X1 - X2. Why exact: for a normal
-// f32 x with exponent e (ulp 2^(e-23)), x - X1 is a multiple of 2^(e-23) of magnitude <= 2^(e-8) (half a bf16 ulp),
-// so it is exact in f32 (<= 16 significant bits); after X2 takes its leading 8 bits the remainder is a multiple of
-// 2^(e-23) below 2^(e-16): at most 8 significant bits, so X3 holds it exactly too. (bf16 has f32's exponent range;
-// only |x| within a bf16 ulp of FLT_MAX, which no sketch or orthonormal basis reaches, would overflow X1.)
-// Written slices: out[2 count + i] = X1, out[count + i] = X2, out[i] = X3, smallest first, so that
-// rsvd_sum_slices_f32 adds the products' two small parts before the large one.
+// x = hi + mid + lo exactly, with hi = rn_bf16(x), mid = rn_bf16(x - hi), lo = x - hi - mid. Why exact: for a
+// normal f32 x with exponent e (ulp 2^(e-23)), x - hi is a multiple of 2^(e-23) of magnitude <= 2^(e-8) (half a
+// bf16 ulp), so it is exact in f32 (<= 16 significant bits); after mid takes its leading 8 bits the remainder is a
+// multiple of 2^(e-23) below 2^(e-16): at most 8 significant bits, so lo holds it exactly too. (bf16 has f32's
+// exponent range; only |x| within a bf16 ulp of FLT_MAX overflows hi, and then the products are not finite either
+// way.) An f16 x has 11 significand bits, so its lo is 0.
+struct Bf16Split {
+    __nv_bfloat16 hi, mid, lo;
+};
+__device__ __forceinline__ Bf16Split split_bf16x3(float x) {
+    Bf16Split p;
+    p.hi = __float2bfloat16_rn(x);
+    const float rest = x - __bfloat162float(p.hi);
+    p.mid = __float2bfloat16_rn(rest);
+    p.lo = __float2bfloat16_rn(rest - __bfloat162float(p.mid));
+    return p;
+}
+
+// X's slices for the split product, smallest first so that rsvd_sum_slices_f32 adds the products' small parts
+// before the large one: out[i] = lo, out[count + i] = mid, out[2 count + i] = hi.
 __device__ __forceinline__ void split_bf16x3_impl(const float* __restrict__ x, unsigned long long count,
                                                   __nv_bfloat16* __restrict__ out) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)kThreads + threadIdx.x; i < count;
          i += (unsigned long long)gridDim.x * kThreads) {
-        const float v = x[i];
-        const __nv_bfloat16 hi = __float2bfloat16_rn(v);
-        const float rest = v - __bfloat162float(hi);
-        const __nv_bfloat16 mid = __float2bfloat16_rn(rest);
-        out[2 * count + i] = hi;
-        out[count + i] = mid;
-        out[i] = __float2bfloat16_rn(rest - __bfloat162float(mid));
+        const Bf16Split p = split_bf16x3(x[i]);
+        out[2 * count + i] = p.hi;
+        out[count + i] = p.mid;
+        out[i] = p.lo;
+    }
+}
+
+// A's slices (T = f32: 3, f16: 2, whose third piece is always 0), largest first, packed in A's storage order:
+// out[s * outer * inner + o * inner + k] = piece s of src[o * ld + k]. Same traversal as to_f32_impl.
+template <typename T, unsigned Slices>
+__device__ __forceinline__ void split_a_impl(const T* __restrict__ src, unsigned long long outer,
+                                             unsigned long long inner, unsigned long long ld,
+                                             __nv_bfloat16* __restrict__ out) {
+    const unsigned long long count = outer * inner;
+    for (unsigned long long o = blockIdx.x; o < outer; o += gridDim.x) {
+        for (unsigned long long k = threadIdx.x; k < inner; k += kThreads) {
+            const Bf16Split p = split_bf16x3(slr::to_f32(src[o * ld + k]));
+            const unsigned long long at = o * inner + k;
+            out[at] = p.hi;
+            out[count + at] = p.mid;
+            if (Slices == 3) out[2 * count + at] = p.lo;
+        }
     }
 }
 
@@ -1646,25 +1675,43 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 }
 SLR_EMU_EXPORT(rsvd_sum_slices_f32)
 
-// rsvd_gemm_bf16: rsvd_gemm_f32's C = A B (alpha 1, beta 0) with bf16 A and B; same launch shape.
+// rsvd_gemm_bf16: rsvd_gemm_f32's C = A B + beta C (alpha 1; C not read when beta = 0) with bf16 A and B; same
+// launch shape.
 extern "C" __global__ void __launch_bounds__(kGemmTile * kGemmTile)
     rsvd_gemm_bf16(unsigned m, unsigned n, unsigned k, const __nv_bfloat16* __restrict__ a, unsigned long long a_rs,
                    unsigned long long a_cs, const __nv_bfloat16* __restrict__ b, unsigned long long b_rs,
-                   unsigned long long b_cs, float* __restrict__ c, unsigned long long c_rs, unsigned long long c_cs) {
-    gemm_bf16_impl(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs);
+                   unsigned long long b_cs, float* __restrict__ c, unsigned long long c_rs, unsigned long long c_cs,
+                   float beta) {
+    gemm_bf16_impl(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, c_rs, c_cs, beta);
 }
 SLR_EMU_EXPORT(rsvd_gemm_bf16)
 
 // rsvd_split_bf16x3: X (count f32 values) into three bf16 slices X3 | X2 | X1 with X1 + X2 + X3 = X exactly
-// (split_bf16x3_impl above), for the power-iteration products with a bf16 A (src/rsvd.rs split_bf16_product):
-// A X = A X1 + A X2 + A X3, each a bf16 x bf16 product on tensor cores whose every term is exact in f32, so the
-// only rounding left is the f32 accumulation's, as in an f32 GEMM. Grid-stride, 256 threads. Floor: 4 bytes read
-// and 6 written per element (11008 x 138: 15 MB, ~4 us at 4 TB/s).
+// (split_bf16x3 above), for the products with A on bf16 tensor cores (src/rsvd.rs split_bf16_product): every term
+// A_s X_t is exact in f32, so the only rounding left is the f32 accumulation's, as in an f32 GEMM. Grid-stride,
+// 256 threads. Floor: 4 bytes read and 6 written per element (11008 x 138: 15 MB, ~4 us at 4 TB/s).
 extern "C" __global__ void __launch_bounds__(kThreads)
     rsvd_split_bf16x3(const float* __restrict__ x, unsigned long long count, __nv_bfloat16* __restrict__ out) {
     split_bf16x3_impl(x, count, out);
 }
 SLR_EMU_EXPORT(rsvd_split_bf16x3)
+
+// rsvd_split_a_f32 / rsvd_split_a_f16: an f32 A into its 3 exact bf16 slices, an f16 A into 2 (split_a_impl), packed
+// in A's storage order, for the same products with an f32 or f16 A (a bf16 A is its own single slice). Launch as
+// rsvd_to_f32_<T> (min(outer, 4096) blocks of 256 threads). Floor: 4 + 6 bytes per f32 element (4096 x 11008: 450
+// MB, ~0.11 ms at 4 TB/s), 2 + 4 per f16 element.
+extern "C" __global__ void __launch_bounds__(kThreads)
+    rsvd_split_a_f32(const float* __restrict__ src, unsigned long long outer, unsigned long long inner,
+                     unsigned long long ld, __nv_bfloat16* __restrict__ out) {
+    split_a_impl<float, 3>(src, outer, inner, ld, out);
+}
+SLR_EMU_EXPORT(rsvd_split_a_f32)
+extern "C" __global__ void __launch_bounds__(kThreads)
+    rsvd_split_a_f16(const __half* __restrict__ src, unsigned long long outer, unsigned long long inner,
+                     unsigned long long ld, __nv_bfloat16* __restrict__ out) {
+    split_a_impl<__half, 2>(src, outer, inner, ld, out);
+}
+SLR_EMU_EXPORT(rsvd_split_a_f16)
 
 extern "C" __global__ void __launch_bounds__(kFactorThreads)
     rsvd_gram_check_f32(const float* __restrict__ g, unsigned l, unsigned* __restrict__ status, unsigned slot) {

@@ -142,9 +142,9 @@ pub struct RsvdInfo {
     /// On that device path, Ṽ_r was more than 1e-9 from orthonormal (a spectrum spanning many decades within the
     /// first r, or σ_j = 0) and the host re-orthonormalized it (Householder QR) from the device's eigenvectors.
     pub small_svd_host_finish: bool,
-    /// Products with A that ran on bf16 tensor cores with their f32 factor split exactly into three bf16 slices
-    /// ([`split_bf16_product`]; bf16 A only): the 2q + 1 power-iteration products under `SLR_RSVD_GEMM=bf16x3`,
-    /// all 2q + 2 (the projection `Bᵀ = Aᵀ Q` too) under `SLR_RSVD_GEMM=bf16x3_all`, else 0.
+    /// Products with A that ran on bf16 tensor cores with A and their f32 factor as exact bf16 slices
+    /// ([`split_bf16_product`]): the 2q + 1 power-iteration products under `SLR_RSVD_GEMM=bf16x3`, all 2q + 2 (the
+    /// projection `Bᵀ = Aᵀ Q` too) under `SLR_RSVD_GEMM=bf16x3_all`, else 0.
     pub bf16x3_products: usize,
 }
 
@@ -1405,7 +1405,7 @@ unsafe fn gemm_batched(gpu: &Gpu, tf32: bool, m: usize, n: usize, kk: usize, a: 
     let inputs = if tf32 { GemmInputs::Tf32 } else { GemmInputs::F32 };
     // SAFETY: gemm_batched's contract is gemm_ptrs' for these f32 buffers; the guards above keep the buffers' stream
     // ordering until after the call.
-    unsafe { gemm_ptrs(gpu, inputs, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs), batch) }
+    unsafe { gemm_ptrs(gpu, inputs, m, n, kk, (p_a, a.rs, a.cs), (p_b, b.rs, b.cs), (p_c, c_rs, c_cs), batch, 0.0) }
 }
 
 /// What the factors of a product are and how cuBLAS may multiply them (C is always f32, accumulated in f32).
@@ -1428,25 +1428,28 @@ impl GemmInputs {
     }
 }
 
-/// `C (m x n, f32) = op(A) · op(B)` with bf16 A and B, each given by strides ([`gemm`]'s rules): cuBLAS's bf16 x bf16
-/// → f32 product on a GPU, `rsvd_gemm_bf16` on the emulator or without libcublas.
+/// `C (m x n, f32) = op(A) · op(B) + β·C` with bf16 A and B, each given by an element offset into its slice and
+/// strides ([`gemm`]'s rules; C not read when β = 0): cuBLAS's bf16 x bf16 → f32 product on a GPU, `rsvd_gemm_bf16`
+/// on the emulator or without libcublas.
 ///
 /// # Safety
-/// Every element `(i, k)` of A for `i < m, k < kk`, `(k, j)` of B and `(i, j)` of C, at `i * rs + j * cs` of its
-/// slice, lies inside that slice; C overlaps neither A nor B.
+/// Every element `(i, k)` of A for `i < m, k < kk`, `(k, j)` of B and `(i, j)` of C, at `offset + i * rs + j * cs`
+/// of its slice, lies inside that slice; C overlaps neither A nor B.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_bf16(gpu: &Gpu, m: usize, n: usize, kk: usize, a: (&DeviceSlice<'_, bf16>, usize, usize), b: (&DeviceSlice<'_, bf16>, usize, usize), c: &mut DeviceSliceMut<'_, f32>, c_rs: usize, c_cs: usize) -> Result<()> {
+unsafe fn gemm_bf16(gpu: &Gpu, m: usize, n: usize, kk: usize, a: (&DeviceSlice<'_, bf16>, usize, usize, usize), b: (&DeviceSlice<'_, bf16>, usize, usize, usize), c: (&mut DeviceSliceMut<'_, f32>, usize, usize, usize), beta: f32) -> Result<()> {
     const OP: &str = "rsvd gemm bf16";
     let (p_a, _ga) = a.0.kernel_ptr(gpu, OP, "a")?;
     let (p_b, _gb) = b.0.kernel_ptr(gpu, OP, "b")?;
-    let (p_c, _gc) = c.kernel_ptr_mut(gpu, OP, "c")?;
-    // SAFETY: this function's contract is gemm_ptrs' for these bf16 factors and f32 C (one product); the guards
-    // keep the buffers' stream ordering until after the call.
-    unsafe { gemm_ptrs(gpu, GemmInputs::Bf16, m, n, kk, (p_a, a.1, a.2), (p_b, b.1, b.2), (p_c, c_rs, c_cs), Batch { count: 1, a: 0, b: 0, c: 0 }) }
+    let (p_c, _gc) = c.0.kernel_ptr_mut(gpu, OP, "c")?;
+    let (p_a, p_b, p_c) = (p_a.offset_bytes(2 * a.1), p_b.offset_bytes(2 * b.1), p_c.offset_bytes(4 * c.1));
+    // SAFETY: this function's contract is gemm_ptrs' for these bf16 factors and f32 C (one product, pointers moved
+    // to the offsets); the guards keep the buffers' stream ordering until after the call.
+    unsafe { gemm_ptrs(gpu, GemmInputs::Bf16, m, n, kk, (p_a, a.2, a.3), (p_b, b.2, b.3), (p_c, c.2, c.3), Batch { count: 1, a: 0, b: 0, c: 0 }, beta) }
 }
 
-/// The launch behind [`gemm_batched`] and [`gemm_bf16`]: cuBLAS when the device has it, else one of our plain
-/// kernels per product (`rsvd_gemm_f32`, or `rsvd_gemm_bf16` for [`GemmInputs::Bf16`]).
+/// The launch behind [`gemm_batched`] and [`gemm_bf16`]: `C = op(A)·op(B) + β·C` (C not read when β = 0) by cuBLAS
+/// when the device has it, else one of our plain kernels per product (`rsvd_gemm_f32`, or `rsvd_gemm_bf16` for
+/// [`GemmInputs::Bf16`]).
 ///
 /// # Safety
 /// The pointers are live buffers of `gpu` (their guards held by the caller) whose elements are `inputs`' type
@@ -1454,7 +1457,7 @@ unsafe fn gemm_bf16(gpu: &Gpu, m: usize, n: usize, kk: usize, a: (&DeviceSlice<'
 /// `p * batch.a + i * rs + k * cs` elements from its pointer, lies inside its buffer, likewise B's `(k, j)` and C's
 /// `(i, j)`; C's elements of different products are distinct; C overlaps neither A nor B.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_ptrs(gpu: &Gpu, inputs: GemmInputs, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch) -> Result<()> {
+unsafe fn gemm_ptrs(gpu: &Gpu, inputs: GemmInputs, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch, beta: f32) -> Result<()> {
     const OP: &str = "rsvd gemm";
     if m == 0 || n == 0 || batch.count == 0 {
         return Ok(());
@@ -1469,7 +1472,7 @@ unsafe fn gemm_ptrs(gpu: &Gpu, inputs: GemmInputs, m: usize, n: usize, kk: usize
         if let Ok(blas) = gpu.cublas() {
             gpu.count_library_call();
             // SAFETY: gemm_ptrs' contract, which is cublas_gemm's.
-            return unsafe { cublas_gemm(&blas, inputs, m, n, kk, a, b, c, batch) };
+            return unsafe { cublas_gemm(&blas, inputs, m, n, kk, a, b, c, batch, beta) };
         }
     }
     if n.div_ceil(GEMM_TILE as usize) > i32::MAX as usize || m.div_ceil(GEMM_TILE as usize) > 65535 {
@@ -1495,9 +1498,9 @@ unsafe fn gemm_ptrs(gpu: &Gpu, inputs: GemmInputs, m: usize, n: usize, kk: usize
                     MODULE,
                     "rsvd_gemm_f32",
                     shape,
-                    &[dims[0], dims[1], dims[2], KernelArg::F32(1.0), pa, a_rs, a_cs, pb, b_rs, b_cs, KernelArg::F32(0.0), pc, c_rs, c_cs, KernelArg::U32((inputs == GemmInputs::Tf32) as u32)],
+                    &[dims[0], dims[1], dims[2], KernelArg::F32(1.0), pa, a_rs, a_cs, pb, b_rs, b_cs, KernelArg::F32(beta), pc, c_rs, c_cs, KernelArg::U32((inputs == GemmInputs::Tf32) as u32)],
                 )?,
-                GemmInputs::Bf16 => gpu.launch(MODULE, "rsvd_gemm_bf16", shape, &[dims[0], dims[1], dims[2], pa, a_rs, a_cs, pb, b_rs, b_cs, pc, c_rs, c_cs])?,
+                GemmInputs::Bf16 => gpu.launch(MODULE, "rsvd_gemm_bf16", shape, &[dims[0], dims[1], dims[2], pa, a_rs, a_cs, pb, b_rs, b_cs, pc, c_rs, c_cs, KernelArg::F32(beta)])?,
             }
         }
     }
@@ -1545,7 +1548,7 @@ fn blas_plan(m: usize, n: usize, k: usize, a: (usize, usize), b: (usize, usize),
 /// The pointers are live device buffers of the handle's device, ordered on its stream, with every element that
 /// (m, n, k), the strides and the batch address inside them, as [`gemm_ptrs`] requires.
 #[allow(clippy::too_many_arguments)]
-unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, inputs: GemmInputs, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch) -> Result<()> {
+unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, inputs: GemmInputs, m: usize, n: usize, kk: usize, a: (KernelArg, usize, usize), b: (KernelArg, usize, usize), c: (KernelArg, usize, usize), batch: Batch, beta: f32) -> Result<()> {
     use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
     let plan = blas_plan(m, n, kk, (a.1, a.2), (b.1, b.2), (c.1, c.2));
     let ((pa, sa), (pb, sb)) = if plan.swap { ((b.0, batch.b), (a.0, batch.a)) } else { ((a.0, batch.a), (b.0, batch.b)) };
@@ -1554,7 +1557,7 @@ unsafe fn cublas_gemm(blas: &cudarc::cublas::CudaBlas, inputs: GemmInputs, m: us
     // bf16 A and B with f32 C and CUBLAS_COMPUTE_32F is one of cublasGemmEx's listed combinations (tensor cores,
     // f32 accumulation).
     let in_t = if inputs == GemmInputs::Bf16 { cudaDataType::CUDA_R_16BF } else { cudaDataType::CUDA_R_32F };
-    let (alpha, beta) = (1f32, 0f32);
+    let alpha = 1f32;
     let (alpha, beta) = (&alpha as *const f32 as *const std::ffi::c_void, &beta as *const f32 as *const std::ffi::c_void);
     let (pa, pb, pc) = (ptr_bits(pa) as *const std::ffi::c_void, ptr_bits(pb) as *const std::ffi::c_void, ptr_bits(c.0) as *mut std::ffi::c_void);
     let f32t = cudaDataType::CUDA_R_32F;
@@ -1701,8 +1704,8 @@ fn sum_slices(gpu: &Gpu, parts: &DeviceVec<f32>, count: usize, slices: usize, ou
     unsafe { gpu.launch(MODULE, "rsvd_sum_slices_f32", shape, &[p_parts, KernelArg::U64(count as u64), KernelArg::U32(slices as u32), p_out]) }
 }
 
-/// Which products with a bf16 A run as [`split_bf16_product`] on bf16 tensor cores instead of f32 products with
-/// A's f32 copy (`SLR_RSVD_GEMM`; ignored for f32 and f16 A).
+/// Which products with A run as [`split_bf16_product`] on bf16 tensor cores (A and X as exact bf16 slices) instead
+/// of f32 products with A in f32 (`SLR_RSVD_GEMM`).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SplitProducts {
@@ -1710,8 +1713,9 @@ pub enum SplitProducts {
     Off,
     /// The 2q + 1 power-iteration products (`SLR_RSVD_GEMM=bf16x3`); the projection `Bᵀ = Aᵀ Q` stays sgemm.
     PowerIteration,
-    /// All 2q + 2, the projection included (`SLR_RSVD_GEMM=bf16x3_all`): no f32 copy of A is made (m·n·4 bytes of
-    /// scratch and its write saved), and s and V then carry the tensor cores' accumulation error too.
+    /// All 2q + 2, the projection included (`SLR_RSVD_GEMM=bf16x3_all`): no f32 copy of an f16 or bf16 A is made
+    /// (m·n·4 bytes of scratch and its write saved), and s and V then carry the tensor cores' accumulation error too.
+    /// Either mode splits an f32 A into 3 slices (m·n·6 bytes of scratch) and an f16 A into 2 (m·n·4).
     All,
 }
 
@@ -1743,34 +1747,105 @@ pub fn use_bf16x3_products_on_this_thread(mode: Option<SplitProducts>) {
     SPLIT_PRODUCTS.with(|f| f.set(mode));
 }
 
-/// `op(A) · X` (rows x l, f32) for a bf16 A, on bf16 tensor cores and as accurate as an f32 product: X (k x l,
-/// packed f32) is split exactly into three bf16 slices, X = X₁ + X₂ + X₃ (`rsvd_split_bf16x3`: X₁ = rn(X),
-/// X₂ = rn(X - X₁), X₃ the exact rest); one bf16 x bf16 → f32 product `op(A) · [X₃ | X₂ | X₁]` (rows x 3l) forms
-/// every term A_ip·X_s,pj exactly (8 x 8 significand bits fit f32's 24); `rsvd_sum_slices_f32` then adds the
-/// three parts, the two small ones first. So the result differs from the exact A·X only by the f32 accumulation
-/// (as sgemm's does; on tensor cores in their own order and rounding inside a k block) and two additions.
+/// A as exact bf16 slices for [`split_bf16_product`], A = A₁ + … + A_slices: slice s (s = 0 the largest) at
+/// element `s * stride` of `data`, laid out by `shape`. A bf16 A is its own single slice (read as stored); an f16 A
+/// has two and an f32 A three, packed in A's storage order by `rsvd_split_a_<dtype>` ([`split_a`]).
+struct SplitA<'a> {
+    data: DeviceSlice<'a, bf16>,
+    slices: usize,
+    stride: usize,
+    shape: DenseShape,
+}
+
+/// How many exact bf16 slices an element type needs: 1 for bf16, 2 for f16 (11 significand bits), 3 for f32 (24).
+fn a_slices(dtype: crate::element::DType) -> usize {
+    match dtype {
+        crate::element::DType::BF16 => 1,
+        crate::element::DType::F16 => 2,
+        crate::element::DType::F32 => 3,
+    }
+}
+
+/// An f16 or f32 A's exact bf16 slices, packed in A's storage order (`rsvd_split_a_<dtype>`; slice s at s·m·n);
+/// `None` for a bf16 A, which is its own slice. Queued: nothing waits.
+fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<DeviceVec<bf16>>> {
+    const OP: &str = "rsvd split a";
+    let slices = a_slices(T::DTYPE);
+    if slices == 1 {
+        return Ok(None);
+    }
+    let s = a.shape();
+    let (outer, inner) = match s.layout {
+        crate::dense::Layout::RowMajor => (s.rows, s.cols),
+        crate::dense::Layout::ColMajor => (s.cols, s.rows),
+    };
+    // SAFETY: rsvd_split_a_<T> writes every element of every slice (row o, column k of slice s at
+    // s·outer·inner + o·inner + k), unless A is empty (then there is nothing to read).
+    let mut out = unsafe { gpu.alloc_uninit::<bf16>(slices * outer * inner)? };
+    if outer * inner == 0 {
+        return Ok(Some(out));
+    }
+    {
+        let (p_src, _g0) = a.data().kernel_ptr(gpu, OP, "a")?;
+        let mut ov = DeviceSliceMut::from(&mut out);
+        let (p_out, _g1) = ov.kernel_ptr_mut(gpu, OP, "a slices")?;
+        let shape = LaunchShape { grid: (outer.clamp(1, 4096) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
+        let u64a = |x: usize| KernelArg::U64(x as u64);
+        // SAFETY: A's shape was validated against its buffer (DeviceMatRef), so src[o * ld + k] for o < outer,
+        // k < inner is inside it; out is the fresh buffer of slices·outer·inner elements allocated above (the kernel
+        // writes T's slice count: 3 for f32, 2 for f16, as a_slices says), overlapping nothing; arguments match
+        // rsvd_split_a_<dtype>.
+        unsafe { gpu.launch(MODULE, &format!("rsvd_split_a_{}", T::DTYPE.name()), shape, &[p_src, u64a(outer), u64a(inner), u64a(s.ld), p_out])? };
+    }
+    Ok(Some(out))
+}
+
+/// The [`SplitA`] view of A: A itself when it is bf16 (`owned` is then `None`), else the slices [`split_a`] wrote.
+fn split_view<'s, T: Element>(a: &'s DeviceMatRef<'_, T>, owned: Option<&'s DeviceVec<bf16>>) -> Option<SplitA<'s>> {
+    let s = a.shape();
+    match owned {
+        Some(buf) => Some(SplitA { data: DeviceSlice::from(buf), slices: a_slices(T::DTYPE), stride: s.rows * s.cols, shape: DenseShape::packed(s.rows, s.cols, s.layout) }),
+        None => a.data().as_element::<bf16>().map(|d| SplitA { data: d, slices: 1, stride: 0, shape: s }),
+    }
+}
+
+/// `op(A) · X` (rows x l, f32) on bf16 tensor cores, as accurate as an f32 product: X (k x l, packed f32) is split
+/// exactly into three bf16 slices, X = X₁ + X₂ + X₃ (`rsvd_split_bf16x3`: X₁ = rn(X), X₂ = rn(X - X₁), X₃ the exact
+/// rest), A is given as its exact bf16 slices A₁ (+ A₂ (+ A₃)) ([`SplitA`]), and every term A_s·X_t with s + t ≤ 4
+/// is formed exactly (8 x 8 significand bits fit f32's 24) by bf16 x bf16 → f32 products:
+/// `P = op(A₁)·[X₃ | X₂ | X₁]`, then `P[:, l..] += op(A₂)·[X₂ | X₁]` and `P[:, 2l..] += op(A₃)·X₁` for an f16 or f32 A,
+/// and `rsvd_sum_slices_f32` adds P's three column blocks, the small ones first. The terms left out (A₂X₃, A₃X₂,
+/// A₃X₃: f32 A only) are below 2·2⁻²⁴·|A||X| per term, so the result differs from the exact A·X by about what an f32
+/// product's own rounding leaves: the f32 accumulation (on tensor cores in their own order, possibly truncating
+/// inside a k block), the additions of the parts and those terms.
 ///
-/// Floor: 3 x 2·rows·k·l flops on bf16 tensor cores (989 TFLOP/s dense peak on an H100/H200 SXM, against 67 for
-/// f32 FMA): at 4096², l = 138, 13.9 GFLOP, ~14 µs at peak, where one sgemm with A measured ~150 µs (H200,
-/// eleventh run, 0.92 ms for six). A is read as stored (bf16, 2 bytes an element: 34 MB at 4096²); the split
-/// moves 10·k·l bytes (5.6 MB at k = 4096) and the sum 16·rows·l (9 MB).
+/// Floor: (3, 5, 6 for bf16, f16, f32 A) x 2·rows·k·l flops on bf16 tensor cores (989 TFLOP/s dense peak on an
+/// H100/H200 SXM, against 67 for f32 FMA): at 4096², l = 138 and a bf16 A, 13.9 GFLOP, ~14 µs at peak, where one
+/// sgemm with A measured ~150 µs (H200, eleventh run, 0.92 ms for six). A's slices are read as stored (2 bytes an
+/// element each: 34 MB at 4096²); the split of X moves 10·k·l bytes (5.6 MB at k = 4096) and the sum 16·rows·l
+/// (9 MB).
 ///
 /// # Safety
-/// A's elements `(i, p)` for `i < rows, p < x.rows`, at `i * rs + p * cs` of its slice, lie inside that slice.
-unsafe fn split_bf16_product(gpu: &Gpu, rows: usize, a: (&DeviceSlice<'_, bf16>, usize, usize), x: &DevMat) -> Result<DevMat> {
+/// Every slice's elements `(i, p)` for `i < rows, p < x.rows`, at `s * a.stride + i * rs + p * cs` of `a.data`,
+/// lie inside it.
+unsafe fn split_bf16_product(gpu: &Gpu, rows: usize, a: &SplitA<'_>, rs: usize, cs: usize, x: &DevMat) -> Result<DevMat> {
     let (k, l) = (x.rows, x.cols);
     // SAFETY: split_bf16x3 writes all 3·k·l elements.
-    let mut slices = unsafe { gpu.alloc_uninit::<bf16>(3 * k * l)? };
-    split_bf16x3(gpu, &x.buf, &mut slices)?;
-    // SAFETY: the product below writes all rows x 3l elements (β = 0).
+    let mut xs = unsafe { gpu.alloc_uninit::<bf16>(3 * k * l)? };
+    split_bf16x3(gpu, &x.buf, &mut xs)?;
+    // SAFETY: the first product below writes all rows x 3l elements (β = 0) before the others add to them.
     let mut parts = unsafe { gpu.alloc_uninit::<f32>(rows * 3 * l)? };
     {
-        let sv = DeviceSlice::from(&slices);
+        let xv = DeviceSlice::from(&xs);
         let mut pv = DeviceSliceMut::from(&mut parts);
-        // SAFETY: A's elements are in bounds by the caller's contract; the slices are the packed column-major
-        // k x 3l matrix [X₃ | X₂ | X₁] (element (p, j) at p + j·k < 3·k·l), the parts the fresh packed column-major
-        // rows x 3l matrix (element (i, j) at i + j·rows), which overlaps neither input.
-        unsafe { gemm_bf16(gpu, rows, 3 * l, k, a, (&sv, 1, k), &mut pv, 1, rows)? };
+        for s in 0..a.slices.min(3) {
+            // SAFETY: slice s of A is in bounds by the caller's contract; X's slices are the packed column-major
+            // k x 3l matrix [X₃ | X₂ | X₁] (element (p, j) at p + j·k < 3·k·l), of which this product reads the last
+            // 3 - s blocks (from column s·l); the parts are the fresh packed column-major rows x 3l matrix (element
+            // (i, j) at i + j·rows), of which it writes (s = 0) or adds to (β = 1) the same last 3 - s blocks; the
+            // parts overlap neither input.
+            unsafe { gemm_bf16(gpu, rows, (3 - s) * l, k, (&a.data, s * a.stride, rs, cs), (&xv, s * l * k, 1, k), (&mut pv, s * l * rows, 1, rows), if s == 0 { 0.0 } else { 1.0 })? };
+        }
     }
     // SAFETY: sum_slices writes all rows·l elements.
     let mut out = unsafe { new_dev_mat(gpu, rows, l)? };
@@ -1807,19 +1882,33 @@ fn op_a(s: DenseShape, transpose: bool) -> (usize, usize, usize, usize) {
     }
 }
 
-/// [`split_bf16_product`] of the bf16 matrix `a` (its shape's layout and ld; `Aᵀ` with `transpose`) and the packed
-/// column-major f32 `x`, read back: the tests' handle on the product and its cuBLAS call.
+/// [`split_bf16_product`] of the matrix `a` (its shape's layout and ld; `Aᵀ` with `transpose`; an f16 or f32 A split
+/// first, as `rsvd` does) and the packed column-major f32 `x`, read back: the tests' handle on the product and its
+/// cuBLAS calls.
 #[doc(hidden)]
-pub fn split_bf16_product_for_tests(gpu: &Gpu, a: DeviceMatRef<'_, bf16>, transpose: bool, x: &[f32], l: usize) -> Result<Vec<f32>> {
-    const OP: &str = "split_bf16_product_for_tests";
-    let s = a.shape();
-    let (rows, k, rs, cs) = op_a(s, transpose);
+pub fn split_product_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, transpose: bool, x: &[f32], l: usize) -> Result<Vec<f32>> {
+    const OP: &str = "split_product_for_tests";
+    let (rows, k, _, _) = op_a(a.shape(), transpose);
     check_len(OP, "x (k x l)", k * l, x.len())?;
     let xm = DevMat { buf: gpu.upload(x)?, rows: k, cols: l };
-    // SAFETY: the shape was validated against a's buffer (DeviceMatRef), so (i, p) for i < rows, p < k at
-    // i·rs + p·cs is inside it.
-    let out = unsafe { split_bf16_product(gpu, rows, (a.data(), rs, cs), &xm)? };
+    let owned = split_a(gpu, &a)?;
+    let view = split_view(&a, owned.as_ref()).ok_or(Error::WrongDevice { op: OP, what: "a" })?;
+    let (_, _, rs, cs) = op_a(view.shape, transpose);
+    // SAFETY: the view's shape is A's, validated against its buffer (DeviceMatRef), or the packed shape of the
+    // slices split_a wrote (each m·n elements at s·m·n), so (i, p) for i < rows, p < k at s·stride + i·rs + p·cs is
+    // inside the data.
+    let out = unsafe { split_bf16_product(gpu, rows, &view, rs, cs, &xm)? };
     gpu.download(&out.buf)
+}
+
+/// The exact bf16 slices [`split_a`] writes for an f16 or f32 `a` (largest first, each packed in A's storage order),
+/// read back; empty for a bf16 A.
+#[doc(hidden)]
+pub fn split_a_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>) -> Result<Vec<bf16>> {
+    match split_a(gpu, &a)? {
+        Some(buf) => gpu.download(&buf),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// The three slices [`split_bf16x3`] writes for `x`, read back (X₃, then X₂, then X₁).
@@ -1844,8 +1933,8 @@ struct DeviceEngine<'g, 'a> {
     /// A as f32 (in place, or the converted copy) for the sgemm products; `None` when every product with A runs
     /// through `a_bf16` ([`SplitProducts::All`]).
     a: Option<(DeviceSlice<'a, f32>, DenseShape)>,
-    /// A as the caller stored it, when it is bf16 and some of its products are to run as [`split_bf16_product`].
-    a_bf16: Option<(DeviceSlice<'a, bf16>, DenseShape)>,
+    /// A's exact bf16 slices, when some of its products are to run as [`split_bf16_product`].
+    a_bf16: Option<SplitA<'a>>,
     /// The projection runs through `a_bf16` too ([`SplitProducts::All`]), not only the power iteration.
     split_projection: bool,
     /// Products run through `a_bf16` so far ([`RsvdInfo::bf16x3_products`]).
@@ -1904,15 +1993,15 @@ impl Engine for DeviceEngine<'_, '_> {
         Ok(out)
     }
     fn a_mul(&mut self, x: &DevMat, transpose: bool, product: Product) -> Result<DevMat> {
-        if let Some((ab, s)) = &self.a_bf16 {
+        if let Some(split) = &self.a_bf16 {
             if product == Product::PowerIteration || self.split_projection {
-                let (rows, k, rs, cs) = op_a(*s, transpose);
+                let (rows, k, rs, cs) = op_a(split.shape, transpose);
                 debug_assert_eq!(x.rows, k);
                 self.bf16x3_products += 1;
-                // SAFETY: A (or Aᵀ, strides swapped) is rows x k inside the caller's shape, validated against its
-                // buffer (DeviceMatRef); X is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row
-                // matrices).
-                return unsafe { split_bf16_product(self.gpu, rows, (ab, rs, cs), x) };
+                // SAFETY: every slice of A (or Aᵀ, strides swapped) is rows x k inside its shape: A's own,
+                // validated against its buffer (DeviceMatRef), or the packed m x n slices split_a wrote at s·m·n; X
+                // is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
+                return unsafe { split_bf16_product(self.gpu, rows, split, rs, cs, x) };
             }
         }
         let tf32 = self.tf32 && product == Product::PowerIteration;
@@ -2414,8 +2503,8 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     check_no_alias(OP, ("vt", vt.data_mut().addr_range(gpu)), &[("a", a_range)])?;
 
     let mut prof = Profile::from_env(Some(gpu));
-    let split = if T::DTYPE == crate::element::DType::BF16 { split_products_requested() } else { SplitProducts::Off };
-    // No f32 copy for f32 A (read in place) or when every product with a bf16 A is split (the pass only counts).
+    let split = split_products_requested();
+    // No f32 copy for f32 A (read in place) or when every product with A is split (the pass only counts).
     let converted = if T::DTYPE == crate::element::DType::F32 || split == SplitProducts::All {
         None
     } else {
@@ -2441,7 +2530,8 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
         Some(buf) => Some((DeviceSlice::from(buf), DenseShape::packed(m, n, ash.layout))),
         None => a.data().as_element::<f32>().map(|d| (d, ash)),
     };
-    let a_bf16 = if split == SplitProducts::Off { None } else { a.data().as_element::<bf16>().map(|d| (d, ash)) };
+    let owned_slices = if split == SplitProducts::Off { None } else { split_a(gpu, &a)? };
+    let a_bf16 = if split == SplitProducts::Off { None } else { split_view(&a, owned_slices.as_ref()) };
     let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_bf16, split_projection: split == SplitProducts::All, bf16x3_products: 0 };
     let mut info = RsvdInfo::default();
     prof.lap(&mut e, Step::Convert)?;

@@ -380,11 +380,16 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         "rsvd_gemm_f32" => vec!["FFMA", "LDG.E.CONSTANT", "STG.E "],
         // The partial Gram matrices summed in order: read-only loads, FADDs, plain stores.
         "rsvd_sum_slices_f32" => vec!["LDG.E.CONSTANT", "FADD", "STG.E "],
-        // The emulator's bf16 product engine: 16-bit read-only loads widened by shifts, an fmaf chain, f32 stores.
+        // The emulator's bf16 product engine: 16-bit read-only loads widened by shifts, an fmaf chain, f32 stores
+        // (and C's load when β ≠ 0).
         "rsvd_gemm_bf16" => vec!["LDG.E.U16.CONSTANT", "FFMA", "STG.E "],
         // The exact split into three bf16 slices: read-only f32 loads, round-to-nearest conversions (F2FP.BF16...),
         // the two exact subtractions, 16-bit stores.
         "rsvd_split_bf16x3" => vec!["LDG.E.CONSTANT", "F2FP.BF16", "FADD", "STG.E.U16"],
+        // A's exact slices: read-only loads at A's width (f16 widened by HADD2.F32), the same conversions and
+        // subtractions, 16-bit stores.
+        "rsvd_split_a_f32" => vec!["LDG.E.CONSTANT", "F2FP.BF16", "FADD", "STG.E.U16"],
+        "rsvd_split_a_f16" => vec!["LDG.E.U16.CONSTANT", "HADD2.F32", "F2FP.BF16", "FADD", "STG.E.U16"],
         // A power-iteration basis's Gram matrix checked against I: global loads, per-column butterfly sums, the
         // OR-barrier, one status store.
         "rsvd_gram_check_f32" => vec!["LDG.E", "SHFL.BFLY", "BAR.RED.OR", "STG.E "],

@@ -353,8 +353,8 @@ fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
     device_matches_cpu_with::<T>(test, tol_s, SplitProducts::Off);
 }
 
-/// [`device_matches_cpu`], with the products `split` names as exact bf16 slices on bf16 tensor cores (a bf16 A only;
-/// asserted to have run for all 2q + 1 or 2q + 2 of them).
+/// [`device_matches_cpu`], with the products `split` names on bf16 tensor cores, A and X as exact bf16 slices
+/// (asserted to have run for all 2q + 1 or 2q + 2 of them).
 fn device_matches_cpu_with<T: Element>(test: &str, tol_s: f64, split: SplitProducts) {
     let mut rng = rng(test);
     for (name, gpu) in devices(test) {
@@ -455,6 +455,15 @@ fn device_rsvd_with_every_product_on_bf16_slices_matches_the_cpu_reference() {
     device_matches_cpu_with::<bf16>("rsvd_device_bf16x3_all", 1e-4, SplitProducts::All);
 }
 
+#[test]
+fn device_rsvd_of_f32_and_f16_inputs_on_bf16_slices_matches_the_cpu_reference() {
+    // An f32 A in three exact bf16 slices, an f16 A in two (six and five products of slices per product with A).
+    for split in [SplitProducts::PowerIteration, SplitProducts::All] {
+        device_matches_cpu_with::<f32>("rsvd_device_f32_split", 1e-4, split);
+        device_matches_cpu_with::<f16>("rsvd_device_f16_split", 1e-4, split);
+    }
+}
+
 /// x with a full 24-bit significand, magnitudes over 20 decades, and the values the split must get right: zeros,
 /// bf16 ties (1 + 2^-8 is halfway between two bf16 values), values that round up to the next power of two, the
 /// extremes of the normal range.
@@ -487,36 +496,86 @@ fn bf16x3_split_is_exact_and_its_first_slice_rounds_to_nearest() {
 }
 
 #[test]
-fn bf16x3_product_matches_the_exact_product_for_every_layout() {
-    // op(A) · X with bf16 A (row- or column-major, padded leading dimension, A or Aᵀ) against the exact product in
-    // f64. Bound per element: 2 (k + 2) u Σ_p |a_ip x_pj| (u = 2^-24): every term is exact, the k-term f32
-    // accumulation of each slice and the two additions of slices round (k + 2) times at most, doubled because
-    // tensor cores may truncate where sgemm rounds to nearest. At k = 3 that is 10u; X₃ dropped would leave
+fn split_of_f32_and_f16_matrices_into_bf16_slices_is_exact() {
+    // A = A₁ + A₂ (+ A₃) exactly, each slice packed in A's storage order, A₁ = rn(A); for f16 two slices suffice.
+    let mut rng = rng("rsvd_split_a");
+    for (name, gpu) in devices("rsvd_split_a") {
+        for &(m, n, col_major, pad) in &[(7usize, 5usize, false, 3usize), (4, 9, true, 0), (1, 1, false, 0)] {
+            let ld = if col_major { m } else { n } + pad;
+            let len = if col_major { ld * n } else { ld * m };
+            let layout = if col_major { Layout::ColMajor } else { Layout::RowMajor };
+            let vals = split_inputs(&mut rng, len);
+            let a32: Vec<f32> = vals[vals.len() - len..].to_vec();
+            // f16 over its whole range, subnormals (below 6.1e-5) included.
+            let a16: Vec<f16> = (0..len).map(|_| f16::from_f64(normal(&mut rng) * 10f64.powf(rng.gen_range(-7.0..4.5)))).collect();
+            let stored = |i: usize, j: usize| if col_major { i + j * ld } else { i * ld + j };
+            let packed = |i: usize, j: usize| if col_major { i + j * m } else { i * n + j };
+            let d32 = gpu.upload(&a32).unwrap();
+            let s32 = sparse_lowrank::rsvd::split_a_for_tests(&gpu, DeviceMatRef::new(&d32, m, n, ld, layout).unwrap()).unwrap();
+            let d16 = gpu.upload(&a16).unwrap();
+            let s16 = sparse_lowrank::rsvd::split_a_for_tests(&gpu, DeviceMatRef::new(&d16, m, n, ld, layout).unwrap()).unwrap();
+            assert_eq!((s32.len(), s16.len()), (3 * m * n, 2 * m * n), "{name}");
+            for i in 0..m {
+                for j in 0..n {
+                    let (v, at) = (a32[stored(i, j)], packed(i, j));
+                    assert_eq!(s32[at].to_bits(), bf16::from_f32(v).to_bits(), "{name} f32 ({i}, {j}) = {v:e}: A1");
+                    let sum = s32[at].to_f64() + s32[m * n + at].to_f64() + s32[2 * m * n + at].to_f64();
+                    assert_eq!(sum, v as f64, "{name} f32 ({i}, {j}) = {v:e}");
+                    let h = a16[stored(i, j)];
+                    assert_eq!(s16[at].to_f64() + s16[m * n + at].to_f64(), h.to_f64(), "{name} f16 ({i}, {j}) = {h}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn split_product_matches_the_exact_product_for_every_layout_and_dtype() {
+    // op(A) · X with A bf16 (its own slice), f16 (two slices) or f32 (three), row- or column-major, padded leading
+    // dimension, A or Aᵀ, against the exact product in f64. Bound per element: 2 (k + 3) u Σ_p |a_ip x_pj| (u =
+    // 2^-24): every term kept is exact; the k-term f32 accumulation of each part and the additions of parts round
+    // (k + 2) times at most, doubled because tensor cores may truncate where sgemm rounds to nearest; the terms
+    // left out for an f32 A (A₂X₃, A₃X₂, A₃X₃) add at most 2u. At k = 3 that is 12u; X₃ dropped would leave
     // ~2^-18 = 64u, a slice misplaced far more.
-    let mut rng = rng("rsvd_bf16x3_product");
-    for (name, gpu) in devices("rsvd_bf16x3_product") {
+    let mut rng = rng("rsvd_split_product");
+    for (name, gpu) in devices("rsvd_split_product") {
         for &(rows, k, l, col_major, pad, transpose) in &[(37, 3, 5, false, 0, false), (29, 3, 4, true, 3, false), (5, 3, 7, false, 2, true), (40, 300, 6, true, 0, true), (300, 41, 3, false, 5, false), (1, 1, 1, false, 0, false)] {
             // A is stored as (m x n) with op(A) = rows x k.
             let (m, n) = if transpose { (k, rows) } else { (rows, k) };
             let ld = if col_major { m } else { n } + pad;
             let len = if col_major { ld * n } else { ld * m };
-            let stored: Vec<bf16> = (0..len).map(|_| bf16::from_f32(normal(&mut rng) as f32)).collect();
-            let at = |i: usize, j: usize| stored[if col_major { i + j * ld } else { i * ld + j }].to_f64();
-            let da = gpu.upload(&stored).unwrap();
             let layout = if col_major { Layout::ColMajor } else { Layout::RowMajor };
-            let av = DeviceMatRef::new(&da, m, n, ld, layout).unwrap();
             // Full-significand values over 20 decades (split_inputs' random part; its extremes would overflow).
             let x = split_inputs(&mut rng, k * l);
             let x = &x[..k * l];
-            let got = sparse_lowrank::rsvd::split_bf16_product_for_tests(&gpu, av, transpose, x, l).unwrap();
-            let u = 2f64.powi(-24);
-            for i in 0..rows {
-                for j in 0..l {
-                    let a_ip = |p: usize| if transpose { at(p, i) } else { at(i, p) };
-                    let exact: f64 = (0..k).map(|p| a_ip(p) * x[p + j * k] as f64).sum();
-                    let scale: f64 = (0..k).map(|p| (a_ip(p) * x[p + j * k] as f64).abs()).sum();
-                    let err = (got[i + j * rows] as f64 - exact).abs();
-                    assert!(err <= 2.0 * (k + 2) as f64 * u * scale, "{name} {rows}x{k}x{l} col_major={col_major} pad={pad} transpose={transpose} ({i}, {j}): {} vs {exact} (err {err:e}, scale {scale:e})", got[i + j * rows]);
+            let a32: Vec<f32> = (0..len).map(|_| (normal(&mut rng) * 10f64.powf(rng.gen_range(-3.0..3.0))) as f32).collect();
+            let a16: Vec<f16> = a32.iter().map(|&v| f16::from_f32(v)).collect();
+            let ab: Vec<bf16> = a32.iter().map(|&v| bf16::from_f32(v)).collect();
+            for dtype in ["bf16", "f16", "f32"] {
+                let (stored, got): (Vec<f64>, Vec<f32>) = match dtype {
+                    "bf16" => {
+                        let d = gpu.upload(&ab).unwrap();
+                        (ab.iter().map(|v| v.to_f64()).collect(), sparse_lowrank::rsvd::split_product_for_tests(&gpu, DeviceMatRef::new(&d, m, n, ld, layout).unwrap(), transpose, x, l).unwrap())
+                    }
+                    "f16" => {
+                        let d = gpu.upload(&a16).unwrap();
+                        (a16.iter().map(|v| v.to_f64()).collect(), sparse_lowrank::rsvd::split_product_for_tests(&gpu, DeviceMatRef::new(&d, m, n, ld, layout).unwrap(), transpose, x, l).unwrap())
+                    }
+                    _ => {
+                        let d = gpu.upload(&a32).unwrap();
+                        (a32.iter().map(|&v| v as f64).collect(), sparse_lowrank::rsvd::split_product_for_tests(&gpu, DeviceMatRef::new(&d, m, n, ld, layout).unwrap(), transpose, x, l).unwrap())
+                    }
+                };
+                let at = |i: usize, j: usize| stored[if col_major { i + j * ld } else { i * ld + j }];
+                let u = 2f64.powi(-24);
+                for i in 0..rows {
+                    for j in 0..l {
+                        let a_ip = |p: usize| if transpose { at(p, i) } else { at(i, p) };
+                        let exact: f64 = (0..k).map(|p| a_ip(p) * x[p + j * k] as f64).sum();
+                        let scale: f64 = (0..k).map(|p| (a_ip(p) * x[p + j * k] as f64).abs()).sum();
+                        let err = (got[i + j * rows] as f64 - exact).abs();
+                        assert!(err <= 2.0 * (k + 3) as f64 * u * scale, "{name} {dtype} {rows}x{k}x{l} col_major={col_major} pad={pad} transpose={transpose} ({i}, {j}): {} vs {exact} (err {err:e}, scale {scale:e})", got[i + j * rows]);
+                    }
                 }
             }
         }
