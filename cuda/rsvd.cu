@@ -289,13 +289,15 @@ __device__ __forceinline__ void split_bf16x3_impl(const float* __restrict__ x, u
     }
 }
 
-// A's slices (T = f32: 3, f16: 2, whose third piece is always 0), largest first, packed in A's storage order:
-// out[s * outer * inner + o * inner + k] = piece s of src[o * ld + k]. Same traversal as to_f32_impl.
+// A's slices (T = f32: 3, f16: 2, whose third piece is always 0), largest first, each packed in A's storage order
+// and `stride` elements apart (>= outer * inner; src/rsvd.rs rounds it up to 16 bytes so every slice starts
+// aligned for the tensor cores' vector loads): out[s * stride + o * inner + k] = piece s of src[o * ld + k]. Same
+// traversal as to_f32_impl.
 template <typename T, unsigned Slices>
 __device__ __forceinline__ void split_a_impl(const T* __restrict__ src, unsigned long long outer,
                                              unsigned long long inner, unsigned long long ld,
-                                             __nv_bfloat16* __restrict__ out) {
-    const unsigned long long count = outer * inner;
+                                             unsigned long long stride, __nv_bfloat16* __restrict__ out) {
+    const unsigned long long count = stride;
     for (unsigned long long o = blockIdx.x; o < outer; o += gridDim.x) {
         for (unsigned long long k = threadIdx.x; k < inner; k += kThreads) {
             const Bf16Split p = split_bf16x3(slr::to_f32(src[o * ld + k]));
@@ -1697,19 +1699,19 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 SLR_EMU_EXPORT(rsvd_split_bf16x3)
 
 // rsvd_split_a_f32 / rsvd_split_a_f16: an f32 A into its 3 exact bf16 slices, an f16 A into 2 (split_a_impl), packed
-// in A's storage order, for the same products with an f32 or f16 A (a bf16 A is its own single slice). Launch as
+// in A's storage order `stride` elements apart, for the same products with an f32 or f16 A (a bf16 A is its own single slice). Launch as
 // rsvd_to_f32_<T> (min(outer, 4096) blocks of 256 threads). Floor: 4 + 6 bytes per f32 element (4096 x 11008: 450
 // MB, ~0.11 ms at 4 TB/s), 2 + 4 per f16 element.
 extern "C" __global__ void __launch_bounds__(kThreads)
     rsvd_split_a_f32(const float* __restrict__ src, unsigned long long outer, unsigned long long inner,
-                     unsigned long long ld, __nv_bfloat16* __restrict__ out) {
-    split_a_impl<float, 3>(src, outer, inner, ld, out);
+                     unsigned long long ld, unsigned long long stride, __nv_bfloat16* __restrict__ out) {
+    split_a_impl<float, 3>(src, outer, inner, ld, stride, out);
 }
 SLR_EMU_EXPORT(rsvd_split_a_f32)
 extern "C" __global__ void __launch_bounds__(kThreads)
     rsvd_split_a_f16(const __half* __restrict__ src, unsigned long long outer, unsigned long long inner,
-                     unsigned long long ld, __nv_bfloat16* __restrict__ out) {
-    split_a_impl<__half, 2>(src, outer, inner, ld, out);
+                     unsigned long long ld, unsigned long long stride, __nv_bfloat16* __restrict__ out) {
+    split_a_impl<__half, 2>(src, outer, inner, ld, stride, out);
 }
 SLR_EMU_EXPORT(rsvd_split_a_f16)
 

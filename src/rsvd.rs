@@ -1766,8 +1766,14 @@ fn a_slices(dtype: crate::element::DType) -> usize {
     }
 }
 
-/// An f16 or f32 A's exact bf16 slices, packed in A's storage order (`rsvd_split_a_<dtype>`; slice s at s·m·n);
-/// `None` for a bf16 A, which is its own slice. Queued: nothing waits.
+/// Elements between A's bf16 slices: m·n rounded up to 8 (16 bytes), so that every slice starts where the tensor
+/// cores' 16-byte loads need it (cuBLAS runs slower kernels on a misaligned operand).
+fn a_slice_stride(m: usize, n: usize) -> usize {
+    (m * n).next_multiple_of(8)
+}
+
+/// An f16 or f32 A's exact bf16 slices, packed in A's storage order (`rsvd_split_a_<dtype>`; slice s at
+/// s·[`a_slice_stride`]); `None` for a bf16 A, which is its own slice. Queued: nothing waits.
 fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<DeviceVec<bf16>>> {
     const OP: &str = "rsvd split a";
     let slices = a_slices(T::DTYPE);
@@ -1779,9 +1785,11 @@ fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<Devi
         crate::dense::Layout::RowMajor => (s.rows, s.cols),
         crate::dense::Layout::ColMajor => (s.cols, s.rows),
     };
+    let stride = a_slice_stride(outer, inner);
     // SAFETY: rsvd_split_a_<T> writes every element of every slice (row o, column k of slice s at
-    // s·outer·inner + o·inner + k), unless A is empty (then there is nothing to read).
-    let mut out = unsafe { gpu.alloc_uninit::<bf16>(slices * outer * inner)? };
+    // s·stride + o·inner + k); the up to 7 elements of padding after each slice are never read (every product
+    // addresses only (i, p) with i·rs + p·cs < m·n); an empty A has nothing to read.
+    let mut out = unsafe { gpu.alloc_uninit::<bf16>(slices * stride)? };
     if outer * inner == 0 {
         return Ok(Some(out));
     }
@@ -1792,10 +1800,10 @@ fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<Devi
         let shape = LaunchShape { grid: (outer.clamp(1, 4096) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         let u64a = |x: usize| KernelArg::U64(x as u64);
         // SAFETY: A's shape was validated against its buffer (DeviceMatRef), so src[o * ld + k] for o < outer,
-        // k < inner is inside it; out is the fresh buffer of slices·outer·inner elements allocated above (the kernel
-        // writes T's slice count: 3 for f32, 2 for f16, as a_slices says), overlapping nothing; arguments match
-        // rsvd_split_a_<dtype>.
-        unsafe { gpu.launch(MODULE, &format!("rsvd_split_a_{}", T::DTYPE.name()), shape, &[p_src, u64a(outer), u64a(inner), u64a(s.ld), p_out])? };
+        // k < inner is inside it; out is the fresh buffer of slices·stride elements allocated above, written at
+        // s·stride + o·inner + k < slices·stride (the kernel writes T's slice count: 3 for f32, 2 for f16, as
+        // a_slices says; stride ≥ outer·inner), overlapping nothing; arguments match rsvd_split_a_<dtype>.
+        unsafe { gpu.launch(MODULE, &format!("rsvd_split_a_{}", T::DTYPE.name()), shape, &[p_src, u64a(outer), u64a(inner), u64a(s.ld), u64a(stride), p_out])? };
     }
     Ok(Some(out))
 }
@@ -1804,7 +1812,7 @@ fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<Devi
 fn split_view<'s, T: Element>(a: &'s DeviceMatRef<'_, T>, owned: Option<&'s DeviceVec<bf16>>) -> Option<SplitA<'s>> {
     let s = a.shape();
     match owned {
-        Some(buf) => Some(SplitA { data: DeviceSlice::from(buf), slices: a_slices(T::DTYPE), stride: s.rows * s.cols, shape: DenseShape::packed(s.rows, s.cols, s.layout) }),
+        Some(buf) => Some(SplitA { data: DeviceSlice::from(buf), slices: a_slices(T::DTYPE), stride: a_slice_stride(s.rows, s.cols), shape: DenseShape::packed(s.rows, s.cols, s.layout) }),
         None => a.data().as_element::<bf16>().map(|d| SplitA { data: d, slices: 1, stride: 0, shape: s }),
     }
 }
@@ -1895,14 +1903,14 @@ pub fn split_product_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, tr
     let view = split_view(&a, owned.as_ref()).ok_or(Error::WrongDevice { op: OP, what: "a" })?;
     let (_, _, rs, cs) = op_a(view.shape, transpose);
     // SAFETY: the view's shape is A's, validated against its buffer (DeviceMatRef), or the packed shape of the
-    // slices split_a wrote (each m·n elements at s·m·n), so (i, p) for i < rows, p < k at s·stride + i·rs + p·cs is
-    // inside the data.
+    // slices split_a wrote (each m·n elements at s·stride, stride ≥ m·n), so (i, p) for i < rows, p < k at
+    // s·stride + i·rs + p·cs is inside the data.
     let out = unsafe { split_bf16_product(gpu, rows, &view, rs, cs, &xm)? };
     gpu.download(&out.buf)
 }
 
-/// The exact bf16 slices [`split_a`] writes for an f16 or f32 `a` (largest first, each packed in A's storage order),
-/// read back; empty for a bf16 A.
+/// The exact bf16 slices [`split_a`] writes for an f16 or f32 `a` (largest first, each packed in A's storage order,
+/// m·n rounded up to 8 elements apart), read back; empty for a bf16 A.
 #[doc(hidden)]
 pub fn split_a_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>) -> Result<Vec<bf16>> {
     match split_a(gpu, &a)? {
@@ -1999,8 +2007,8 @@ impl Engine for DeviceEngine<'_, '_> {
                 debug_assert_eq!(x.rows, k);
                 self.bf16x3_products += 1;
                 // SAFETY: every slice of A (or Aᵀ, strides swapped) is rows x k inside its shape: A's own,
-                // validated against its buffer (DeviceMatRef), or the packed m x n slices split_a wrote at s·m·n; X
-                // is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
+                // validated against its buffer (DeviceMatRef), or the packed m x n slices split_a wrote at
+                // s·stride (stride ≥ m·n); X is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
                 return unsafe { split_bf16_product(self.gpu, rows, split, rs, cs, x) };
             }
         }

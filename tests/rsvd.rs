@@ -514,15 +514,17 @@ fn split_of_f32_and_f16_matrices_into_bf16_slices_is_exact() {
             let s32 = sparse_lowrank::rsvd::split_a_for_tests(&gpu, DeviceMatRef::new(&d32, m, n, ld, layout).unwrap()).unwrap();
             let d16 = gpu.upload(&a16).unwrap();
             let s16 = sparse_lowrank::rsvd::split_a_for_tests(&gpu, DeviceMatRef::new(&d16, m, n, ld, layout).unwrap()).unwrap();
-            assert_eq!((s32.len(), s16.len()), (3 * m * n, 2 * m * n), "{name}");
+            // Slices m·n rounded up to 8 elements apart (16-byte aligned starts).
+            let stride = (m * n).next_multiple_of(8);
+            assert_eq!((s32.len(), s16.len()), (3 * stride, 2 * stride), "{name}");
             for i in 0..m {
                 for j in 0..n {
                     let (v, at) = (a32[stored(i, j)], packed(i, j));
                     assert_eq!(s32[at].to_bits(), bf16::from_f32(v).to_bits(), "{name} f32 ({i}, {j}) = {v:e}: A1");
-                    let sum = s32[at].to_f64() + s32[m * n + at].to_f64() + s32[2 * m * n + at].to_f64();
+                    let sum = s32[at].to_f64() + s32[stride + at].to_f64() + s32[2 * stride + at].to_f64();
                     assert_eq!(sum, v as f64, "{name} f32 ({i}, {j}) = {v:e}");
                     let h = a16[stored(i, j)];
-                    assert_eq!(s16[at].to_f64() + s16[m * n + at].to_f64(), h.to_f64(), "{name} f16 ({i}, {j}) = {h}");
+                    assert_eq!(s16[at].to_f64() + s16[stride + at].to_f64(), h.to_f64(), "{name} f16 ({i}, {j}) = {h}");
                 }
             }
         }
@@ -669,8 +671,22 @@ fn measure_host_steps() {
 
 #[test]
 fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() {
-    let mut rng = rng("rsvd_device_spectra");
-    for (name, gpu) in devices("rsvd_device_spectra") {
+    near_optimal_on_every_spectrum("rsvd_device_spectra", SplitProducts::Off);
+}
+
+#[test]
+fn device_rsvd_on_bf16_slices_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() {
+    // Every product with the f32 A on bf16 slices (A in three): the same bounds, the exponential spectrum's optimum
+    // included (where TF32 stops near 1e-4·‖A‖_F), and the rank-3 input's fallback to the host-driven path, whose
+    // products are split too.
+    near_optimal_on_every_spectrum("rsvd_device_spectra_split", SplitProducts::All);
+}
+
+fn near_optimal_on_every_spectrum(test: &str, split: SplitProducts) {
+    let mut rng = rng(test);
+    sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(Some(split));
+    let split_products = |cfg: &RsvdConfig| if split == SplitProducts::All { 2 * cfg.power_iters + 2 } else { 0 };
+    for (name, gpu) in devices(test) {
         for (kind, r, lead) in [(Spectrum::PowerLaw, 8, 1e-4), (Spectrum::PowerLawHalf, 8, 1e-2), (Spectrum::Exponential, 8, 1e-4), (Spectrum::Flat, 8, f64::INFINITY), (Spectrum::Rank5PlusNoise, 20, 1e-5)] {
             let (m, n) = (96, 72);
             let a = with_spectrum(&mut rng, m, n, &spectrum(kind, n));
@@ -683,6 +699,7 @@ fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() 
             let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
             let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
             eprintln!("{name} {kind:?} r={r}: {q:?} {info:?}");
+            assert_eq!(info.bf16x3_products, split_products(&cfg), "{name} {kind:?}: {info:?}");
             assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.leading_rel <= lead, "{name} {kind:?}: {q:?}");
             // Well-conditioned sketches (cond(Y) ≲ 20 here) run queued on the device: the 2q = 4 power-iteration
             // bases by one CholeskyQR pass (checked orthonormal to 1e-2 on the device), the last Q and Q₂ by
@@ -698,10 +715,13 @@ fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() 
         let da = gpu.upload(&a32).unwrap();
         let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
         let mut s = vec![0f32; r];
-        let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &seeded_config(&mut rng, r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        let cfg = seeded_config(&mut rng, r);
+        let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
         let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
         let q = quality(&stored, m, n, r, &gpu.download(&du).unwrap(), &s, &gpu.download(&dvt).unwrap());
         eprintln!("{name} rank 3, r = 20: {q:?} {info:?}");
+        // The host-driven rerun's own products (the discarded queued attempt's are not counted).
+        assert_eq!(info.bf16x3_products, split_products(&cfg), "{name}: {info:?}");
         assert!(info.householder + info.shifted_cholesky_qr > 0, "{name}: {info:?}");
         // Two Cholesky passes cannot make a rank-3 basis of 30 columns orthonormal: the queued path's status sends
         // it back to the host-driven path.
@@ -709,6 +729,7 @@ fn device_rsvd_is_near_optimal_on_every_spectrum_and_survives_rank_deficiency() 
         assert!(q.u_orth <= 1e-5 && q.v_orth <= 1e-5 && q.error_ratio <= 1.0, "{name}: {q:?}");
         assert!(((s[0] - 3.0) / 3.0).abs() < 1e-5 && (s[2] - 1.0).abs() < 1e-5 && s[3] < 1e-5, "{name}: {s:?}");
     }
+    sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(None);
 }
 
 #[test]
