@@ -913,6 +913,14 @@ fn bench_rsvd(c: &mut Criterion) {
                     Ok(g) => report_baseline(&case, &format!("cuBLAS sgemm A*Omega x{products} (GEMM floor)"), g * products as f64, &bench.device),
                     Err(e) => println!("    cuBLAS GEMM floor unavailable: {e}"),
                 }
+                if dtype == "bf16" {
+                    // The split product alone (`SLR_RSVD_GEMM=bf16x3`'s per-product cost with its split of X and sum
+                    // of parts; Omega's zeros time as any values do), against the sgemm line above.
+                    match gpu.time_ms(10, || sparse_lowrank::rsvd::split_product_launch_for_bench(gpu, DeviceMatRef::row_major(&d16, m, n)?, &omega, l)) {
+                        Ok(g) => report_baseline(&case, &format!("our split bf16 product A*Omega x{products} (SLR_RSVD_GEMM floor)"), g * products as f64, &bench.device),
+                        Err(e) => println!("    split bf16 product unavailable: {e}"),
+                    }
+                }
             }
         }
     }

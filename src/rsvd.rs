@@ -1834,13 +1834,14 @@ fn split_view<'s, T: Element>(a: &'s DeviceMatRef<'_, T>, owned: Option<&'s Devi
 /// (9 MB).
 ///
 /// # Safety
-/// Every slice's elements `(i, p)` for `i < rows, p < x.rows`, at `s * a.stride + i * rs + p * cs` of `a.data`,
-/// lie inside it.
-unsafe fn split_bf16_product(gpu: &Gpu, rows: usize, a: &SplitA<'_>, rs: usize, cs: usize, x: &DevMat) -> Result<DevMat> {
-    let (k, l) = (x.rows, x.cols);
+/// Every slice's elements `(i, p)` for `i < rows, p < k`, at `s * a.stride + i * rs + p * cs` of `a.data`, lie
+/// inside it. (X, packed k x l, is checked.)
+#[allow(clippy::too_many_arguments)]
+unsafe fn split_bf16_product(gpu: &Gpu, rows: usize, a: &SplitA<'_>, rs: usize, cs: usize, x: &DeviceVec<f32>, k: usize, l: usize) -> Result<DevMat> {
+    check_len("rsvd split product", "x (k x l)", k * l, x.len())?;
     // SAFETY: split_bf16x3 writes all 3·k·l elements.
     let mut xs = unsafe { gpu.alloc_uninit::<bf16>(3 * k * l)? };
-    split_bf16x3(gpu, &x.buf, &mut xs)?;
+    split_bf16x3(gpu, x, &mut xs)?;
     // SAFETY: the first product below writes all rows x 3l elements (β = 0) before the others add to them.
     let mut parts = unsafe { gpu.alloc_uninit::<f32>(rows * 3 * l)? };
     {
@@ -1898,15 +1899,27 @@ pub fn split_product_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, tr
     const OP: &str = "split_product_for_tests";
     let (rows, k, _, _) = op_a(a.shape(), transpose);
     check_len(OP, "x (k x l)", k * l, x.len())?;
-    let xm = DevMat { buf: gpu.upload(x)?, rows: k, cols: l };
+    let xd = gpu.upload(x)?;
     let owned = split_a(gpu, &a)?;
     let view = split_view(&a, owned.as_ref()).ok_or(Error::WrongDevice { op: OP, what: "a" })?;
     let (_, _, rs, cs) = op_a(view.shape, transpose);
     // SAFETY: the view's shape is A's, validated against its buffer (DeviceMatRef), or the packed shape of the
     // slices split_a wrote (each m·n elements at s·stride, stride ≥ m·n), so (i, p) for i < rows, p < k at
     // s·stride + i·rs + p·cs is inside the data.
-    let out = unsafe { split_bf16_product(gpu, rows, &view, rs, cs, &xm)? };
+    let out = unsafe { split_bf16_product(gpu, rows, &view, rs, cs, &xd, k, l)? };
     gpu.download(&out.buf)
+}
+
+/// Queues one [`split_bf16_product`] `A·X` of a bf16 A (its own single slice; `x`: the packed n x l f32 factor) and
+/// drops the result: the benchmark's time per split product, next to one cuBLAS sgemm's (the GEMM floor line).
+#[doc(hidden)]
+pub fn split_product_launch_for_bench(gpu: &Gpu, a: DeviceMatRef<'_, bf16>, x: &DeviceVec<f32>, l: usize) -> Result<()> {
+    let view = split_view(&a, None).ok_or(Error::WrongDevice { op: "split_product_launch_for_bench", what: "a" })?;
+    let (rows, k, rs, cs) = op_a(view.shape, false);
+    // SAFETY: the view is A itself, whose shape was validated against its buffer (DeviceMatRef), so (i, p) for
+    // i < rows, p < k at i·rs + p·cs is inside it (one slice, stride 0); X's length is checked inside.
+    unsafe { split_bf16_product(gpu, rows, &view, rs, cs, x, k, l)? };
+    Ok(())
 }
 
 /// The exact bf16 slices [`split_a`] writes for an f16 or f32 `a` (largest first, each packed in A's storage order,
@@ -2009,7 +2022,7 @@ impl Engine for DeviceEngine<'_, '_> {
                 // SAFETY: every slice of A (or Aᵀ, strides swapped) is rows x k inside its shape: A's own,
                 // validated against its buffer (DeviceMatRef), or the packed m x n slices split_a wrote at
                 // s·stride (stride ≥ m·n); X is k x l (the algorithm only multiplies A by n-row and Aᵀ by m-row matrices).
-                return unsafe { split_bf16_product(self.gpu, rows, split, rs, cs, x) };
+                return unsafe { split_bf16_product(self.gpu, rows, split, rs, cs, &x.buf, x.rows, x.cols) };
             }
         }
         let tf32 = self.tf32 && product == Product::PowerIteration;
