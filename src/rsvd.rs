@@ -143,7 +143,7 @@ pub struct RsvdInfo {
     /// first r, or σ_j = 0) and the host re-orthonormalized it (Householder QR) from the device's eigenvectors.
     pub small_svd_host_finish: bool,
     /// Products with A that ran on bf16 tensor cores with A and their f32 factor as exact bf16 slices
-    /// ([`split_bf16_product`]): the 2q + 1 power-iteration products under `SLR_RSVD_GEMM=bf16x3`, all 2q + 2 (the
+    /// (docs/rsvd.md, "Products on bf16 tensor cores"): the 2q + 1 power-iteration products under `SLR_RSVD_GEMM=bf16x3`, all 2q + 2 (the
     /// projection `Bᵀ = Aᵀ Q` too) under `SLR_RSVD_GEMM=bf16x3_all`, else 0.
     pub bf16x3_products: usize,
 }
@@ -1739,7 +1739,7 @@ thread_local! {
     static SPLIT_PRODUCTS: std::cell::Cell<Option<SplitProducts>> = const { std::cell::Cell::new(None) };
 }
 
-/// Sets which products of this thread's rSVD calls with a bf16 A run as [`split_bf16_product`] (`Some`, as
+/// Sets which products of this thread's rSVD calls run as [`split_bf16_product`] (`Some`, as
 /// `SLR_RSVD_GEMM` does for the process), or returns to the environment's choice (`None`): for tests running in
 /// parallel threads.
 #[doc(hidden)]
@@ -2486,7 +2486,10 @@ fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option
 /// when s is written (the host steps synchronize the stream; U and Vᵀ are queued on it).
 ///
 /// Same sketch bits as [`rsvd_cpu`] for the same seed, so both compute the same factorization up to rounding
-/// (TF32 aside). f16/bf16 A is converted once to an f32 scratch of m·n elements; f32 A is read in place.
+/// (TF32 aside). f16/bf16 A is converted once to an f32 scratch of m·n elements; f32 A is read in place. Under the
+/// opt-in `SLR_RSVD_GEMM=bf16x3` (`bf16x3_all`) the power iteration's (every) product with A runs on bf16 tensor
+/// cores at f32 accuracy, A and X as exact bf16 slices (docs/rsvd.md); A's slices take m·n·6 bytes of
+/// scratch for f32 A, m·n·4 for f16, none for bf16 (read as stored), and `bf16x3_all` drops the f32 scratch.
 ///
 /// Errors (nothing written): A empty; rank 0 or above `min(m, n)`; U, s, Vᵀ of the wrong shape; U or Vᵀ
 /// overlapping A or each other; A holding NaN/inf (`NonFinite` with the count, found on the device); products
