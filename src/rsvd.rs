@@ -103,8 +103,9 @@ pub struct RsvdConfig {
     /// has decayed below that by the r-th value (exponential, σ_64 = 3e-5·σ₁) the error stops near 1e-4·‖A‖_F
     /// instead of reaching the optimum (ratio 2.3 there, 1.0001 with f32). The CPU reference and the emulator
     /// model it by truncating both factors of those products to TF32 (the larger of the two conversion errors).
-    /// Under the opt-in `SLR_RSVD_GEMM=bf16x3` (or `bf16x3_all`) those products run on bf16 tensor cores at f32
-    /// accuracy instead (A and X as exact bf16 slices, docs/rsvd.md), whatever this flag says.
+    /// Under the opt-in `SLR_RSVD_GEMM=bf16x3` (or `bf16x3_all`) the device's [`rsvd`] runs those products on bf16
+    /// tensor cores at f32 accuracy instead (A and X as exact bf16 slices, docs/rsvd.md), whatever this flag says;
+    /// the CPU reference ignores that variable.
     pub tf32: bool,
 }
 
