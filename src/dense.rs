@@ -46,7 +46,8 @@ impl DenseShape {
         }
     }
 
-    fn outer(&self) -> usize {
+    /// Rows of a row-major matrix, columns of a column-major one: the count of contiguous runs.
+    pub(crate) fn outer(&self) -> usize {
         match self.layout {
             Layout::RowMajor => self.rows,
             Layout::ColMajor => self.cols,

@@ -1784,10 +1784,7 @@ fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<Devi
         return Ok(None);
     }
     let s = a.shape();
-    let (outer, inner) = match s.layout {
-        crate::dense::Layout::RowMajor => (s.rows, s.cols),
-        crate::dense::Layout::ColMajor => (s.cols, s.rows),
-    };
+    let (outer, inner) = (s.outer(), s.inner());
     let stride = a_slice_stride(outer, inner);
     // SAFETY: rsvd_split_a_<T> writes every element of every slice (row o, column k of slice s at
     // s·stride + o·inner + k); the up to 7 elements of padding after each slice are never read (every product
@@ -2446,10 +2443,7 @@ fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
 fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option<&mut DeviceVec<f32>>, counter: &mut DeviceVec<u32>, slot: usize) -> Result<()> {
     const OP: &str = "rsvd";
     let s = a.shape();
-    let (outer, inner) = match s.layout {
-        crate::dense::Layout::RowMajor => (s.rows, s.cols),
-        crate::dense::Layout::ColMajor => (s.cols, s.rows),
-    };
+    let (outer, inner) = (s.outer(), s.inner());
     if slot >= counter.len() {
         return Err(Error::LengthMismatch { op: OP, what: "non-finite counter slot", expected: counter.len(), got: slot });
     }
