@@ -47,6 +47,22 @@ __device__ __forceinline__ void allow_next_grid() {
 #endif
 }
 
+// An optimization barrier on a value (nothing is emitted): the compiler may not assume it equals what was assigned,
+// so that nothing computed from it is hoisted above this point (ptxas had moved a wide kernel's loop-invariant
+// load and store addresses above a loop and kept them live, and spilled, through a register-tight sweep). Pass an
+// integer the addresses depend on, not the pointer: a pointer through the barrier loses its address space (generic
+// LD/ST instead of LDG/STG). A no-op on the emulator, which compiles no inline PTX.
+template <typename T>
+__device__ __forceinline__ void opaque(T& x) {
+#ifndef SLR_EMULATE
+    if constexpr (sizeof(T) == 8) {
+        asm volatile("" : "+l"(x));
+    } else {
+        asm volatile("" : "+r"(x));
+    }
+#endif
+}
+
 // Index of the CSR row that holds entry `e`: the largest r in [lo, hi] with row_offsets[r] <= e. Requires a
 // validated CSR (offsets non-decreasing, row_offsets[rows] = nnz > e) and row_offsets[lo] <= e. About
 // log2(hi - lo + 1) dependent loads of a small array that stays in L1/L2.

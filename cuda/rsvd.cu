@@ -444,9 +444,20 @@ __device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, c
 // pipe or warp 0's product + factor + solve: A(0..4) ~3.0, 6.2, 5.4, 5.2, 4.4 k cycles; P(k) ~1.45 k (four solves'
 // pipe cycles) x 5; the loads (~630 instructions per warp, one L2 round trip) ~3 k, the stores (~510) ~2 k, 11
 // barriers ~1 k: ~37 k cycles, ~19 µs at 1.98 GHz (unmeasured).
+//
+// Wide sketches (rsvd_cholqr_factor_tiles9_f32, 160 < l <= 288, M <= 9; sm_90 only: 222.9 KB of shared memory at
+// M = 9, under its 227 KB): the same code with two changes that the M <= 5 kernel compiles away. Phase A has up to
+// 23 helper jobs (M = 9, k = 1) for 15 helper warps, so a helper takes jobs t, t + 15, ... (kTileRounds rounds; one
+// at M <= 5), and the load runs in groups of 15 positions (30 registers of loads in flight, one L2 round trip per
+// group: 3 at M = 9). Cost at l = 266 (M = 9; estimate, the M = 5 one was 2.1x low): 122 pairs of products
+// (~75 k cycles of issue over four schedulers), 9 diagonal factors (~19 k), 9 P phases of 8 solves (~26 k), loads
+// and stores (~15 k): ~135 k cycles, ~70 µs at 1.98 GHz; the packed kernel's column sweep takes ~l³ shared-memory
+// work (0.21 ms measured at l = 138, so ~0.8-1.5 ms at l = 266 by l² to l³ scaling), eight calls per rSVD.
 constexpr unsigned kTileThreads = 512;
 constexpr unsigned kTileWarps = kTileThreads / 32;
-constexpr unsigned kTileMaxBlocks = 5;     // M <= 5: l <= 160 (src/rsvd.rs FACTOR_TILES_MAX_L)
+constexpr unsigned kTileMaxBlocks = 5;      // rsvd_cholqr_factor_tiles_f32: M <= 5, l <= 160 (src/rsvd.rs FACTOR_TILES_MAX_L)
+constexpr unsigned kTileWideMaxBlocks = 9;  // rsvd_cholqr_factor_tiles9_f32: M <= 9, l <= 288 (FACTOR_TILES_WIDE_MAX_L)
+constexpr unsigned kTileLoadGroup = 15;     // positions loaded before any is stored (M = 5: all of them)
 constexpr unsigned kSStride = 32;          // S and R blocks: row-major, 16-byte aligned rows
 constexpr unsigned kYStride = 33;          // T and Y blocks: conflict-free rows and columns per lane
 constexpr unsigned kPositionFloats = 32 * kYStride;
@@ -612,50 +623,87 @@ __device__ __forceinline__ unsigned position_col(unsigned u) {
     return j;
 }
 __device__ __forceinline__ unsigned position_row(unsigned u) { return u - position_col(u) * (position_col(u) + 1) / 2; }
-constexpr unsigned kMaxPositions = kTileMaxBlocks * (kTileMaxBlocks + 1) / 2;
 constexpr unsigned kRowsPerThread = 32 / kTileWarps;  // of each block: rows warp and warp + 16
+
+// One element (r, c) = (warp + 16 h, lane) of block (i, j), i <= j, of the padded G: G[32 j + c][32 i + r] from
+// G's lower triangle (0 below a diagonal block's diagonal: never read), the identity's where padded.
+__device__ __forceinline__ float tiles_element(const float* __restrict__ g, unsigned l, unsigned i, unsigned j, unsigned h) {
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const unsigned r = warp + kTileWarps * h, x = 32 * i + r, y = 32 * j + lane;
+    float v = x == y ? 1.0f : 0.0f;  // padding: the identity
+    // The thread's base index lane + warp l plus a multiple of 16 l (32-bit: l <= 288, l² < 2^17).
+    if ((i < j || lane >= r) && x < l && y < l) v = g[lane + warp * l + 32 * j + (2 * i + h) * (kTileWarps * l)];
+    return v;
+}
+
+// The position (i, j) value as stored: a diagonal block's entries below its diagonal zeroed, the shift on G's
+// valid diagonal; `far` |= the entry is farther than 1e-2 from I's (or NaN).
+__device__ __forceinline__ float tiles_entry(float val, unsigned l, unsigned i, unsigned j, unsigned h, float shift, bool& far) {
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const unsigned r = warp + kTileWarps * h, x = 32 * i + r, y = 32 * j + lane;
+    if (i == j) {
+        val = lane < r ? 0.0f : val;
+        far |= !(fabsf(val - (x == y ? 1.0f : 0.0f)) <= 1e-2f);
+        if (x == y && x < l) val += shift;
+    } else {
+        far |= !(fabsf(val) <= 1e-2f);
+    }
+    return val;
+}
 
 // positions <- G (+ shift on the valid diagonal), padded to N = 32 M with the identity: block (i, j), i <= j,
 // row-major with stride 32 (entries below a diagonal block's diagonal: 0, unused); diag[x] <- G[x][x] unshifted
 // (0 for x >= l). Reads G's lower triangle only: block (i, j) element (r, c) is G[32 j + c][32 i + r], lanes along
-// c (coalesced). A thread's 30 loads (two rows of each of the 15 blocks) are issued before any store (branch-free
-// predicated code), one round trip to L2 in all. Ends with a barrier; returns, in every thread, whether some
-// |G[y][x] - delta_xy| (lower triangle) exceeds 1e-2 or is NaN (padding and the zeroed entries pass the test).
+// c (coalesced). M <= 5: a thread's 30 loads (two rows of each of the 15 blocks) are issued before any store
+// (branch-free predicated code), one round trip to L2 in all. The wide kernel (M <= 9) takes the positions in a
+// loop of groups of kTileLoadGroup (30 loads in flight, one round trip per group, 3 at M = 9), the group's blocks
+// walked from its first; unrolled, the 90 loads' hoisted addresses spilled. Ends with a barrier; returns, in every
+// thread, whether some |G[y][x] - delta_xy| (lower triangle) exceeds 1e-2 or is NaN (padding and the zeroed
+// entries pass the test).
+template <unsigned MaxBlocks>
 __device__ __forceinline__ bool tiles_load(const TileShared& s, const float* __restrict__ g, unsigned l, float shift) {
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    // Element (r, c) = (warp + 16 h, lane) of block (i, j) is G[32 j + lane][32 i + warp + 16 h]: the thread's
-    // base index plus a multiple of 16 l (32-bit: l <= 160, l² < 2^15).
-    const unsigned base = lane + warp * l, l16 = kTileWarps * l;
-    float v[kMaxPositions][kRowsPerThread];
-#pragma unroll
-    for (unsigned u = 0; u < kMaxPositions; ++u) {
-        const unsigned i = position_row(u), j = position_col(u);
-#pragma unroll
-        for (unsigned h = 0; h < kRowsPerThread; ++h) {
-            const unsigned r = warp + kTileWarps * h, x = 32 * i + r, y = 32 * j + lane;
-            v[u][h] = x == y ? 1.0f : 0.0f;  // padding: the identity
-            if ((i < j || lane >= r) && x < l && y < l) v[u][h] = g[base + 32 * j + (2 * i + h) * l16];
-        }
-    }
-    const unsigned d = threadIdx.x;  // l <= 160 < kTileThreads: one diagonal element per thread
-    const float gd = d < l ? g[d + d * l] : 0.0f;
+    const unsigned d = threadIdx.x;  // l <= 288 < kTileThreads: one diagonal element per thread
     bool far = false;
+    float gd;
+    if constexpr (MaxBlocks <= kTileMaxBlocks) {
+        constexpr unsigned kPositions = MaxBlocks * (MaxBlocks + 1) / 2;
+        float v[kPositions][kRowsPerThread];
 #pragma unroll
-    for (unsigned u = 0; u < kMaxPositions; ++u) {
-        const unsigned i = position_row(u), j = position_col(u);
-        if (j >= s.m) break;
+        for (unsigned u = 0; u < kPositions; ++u) {
 #pragma unroll
-        for (unsigned h = 0; h < kRowsPerThread; ++h) {
-            const unsigned r = warp + kTileWarps * h, x = 32 * i + r, y = 32 * j + lane;
-            float val = v[u][h];
-            if (i == j) {
-                val = lane < r ? 0.0f : val;
-                far |= !(fabsf(val - (x == y ? 1.0f : 0.0f)) <= 1e-2f);
-                if (x == y && x < l) val += shift;
-            } else {
-                far |= !(fabsf(val) <= 1e-2f);
+            for (unsigned h = 0; h < kRowsPerThread; ++h) v[u][h] = tiles_element(g, l, position_row(u), position_col(u), h);
+        }
+        gd = d < l ? g[d + d * l] : 0.0f;
+#pragma unroll
+        for (unsigned u = 0; u < kPositions; ++u) {
+            const unsigned i = position_row(u), j = position_col(u);
+            if (j >= s.m) break;
+#pragma unroll
+            for (unsigned h = 0; h < kRowsPerThread; ++h) {
+                s.positions[u * kPositionFloats + (warp + kTileWarps * h) * kSStride + lane] = tiles_entry(v[u][h], l, i, j, h, shift, far);
             }
-            s.positions[u * kPositionFloats + r * kSStride + lane] = val;
+        }
+    } else {
+        constexpr unsigned kPositions = MaxBlocks * (MaxBlocks + 1) / 2;
+        gd = d < l ? g[d + d * l] : 0.0f;
+#pragma unroll
+        for (unsigned u0 = 0; u0 < kPositions; u0 += kTileLoadGroup) {
+            float v[kTileLoadGroup][kRowsPerThread];
+#pragma unroll
+            for (unsigned du = 0; du < kTileLoadGroup && u0 + du < kPositions; ++du) {
+#pragma unroll
+                for (unsigned h = 0; h < kRowsPerThread; ++h) v[du][h] = tiles_element(g, l, position_row(u0 + du), position_col(u0 + du), h);
+            }
+#pragma unroll
+            for (unsigned du = 0; du < kTileLoadGroup && u0 + du < kPositions; ++du) {
+                const unsigned u = u0 + du, i = position_row(u), j = position_col(u);
+                if (j >= s.m) break;
+#pragma unroll
+                for (unsigned h = 0; h < kRowsPerThread; ++h) {
+                    s.positions[u * kPositionFloats + (warp + kTileWarps * h) * kSStride + lane] = tiles_entry(v[du][h], l, i, j, h, shift, far);
+                }
+            }
         }
     }
     if (d < 32 * s.m) s.diag[d] = gd;
@@ -728,9 +776,42 @@ __device__ __forceinline__ unsigned helper_index(unsigned warp) {
     return b != 0 ? 3 * a + b - 1 + (a >= 2 ? 1 : 0) : a == 1 ? 6 : 11 + a;
 }
 
+// One phase-A job (UpdateJob) of this warp: its products' accumulators loaded (or zeroed), own · B subtracted, the
+// results stored back where has_out (warp 0's block (k, k) stays in acc[0] for its factor).
+__device__ __forceinline__ void run_update_job(const TileShared& s, const UpdateJob& job, float (&acc)[2][32]) {
+    const unsigned lane = threadIdx.x % 32;
+#pragma unroll
+    for (unsigned h = 0; h < 2; ++h) {
+        const Product& pr = job.half[h];
+        if (h == 1 && job.products < 2) break;
+        if (pr.has_acc) {
+            lane_load(acc[h], s.at(pr.acc), pr.rows33);
+        } else {
+#pragma unroll
+            for (unsigned e = 0; e < 32; ++e) acc[h][e] = 0.0f;
+        }
+    }
+    const Product &p0 = job.half[0], &p1 = job.half[1];
+    const float* own0 = s.at(p0.own + (p0.rows33 ? lane * kYStride : lane));
+    const float* own1 = s.at(p1.own + (p1.rows33 ? lane * kYStride : lane));
+    const unsigned step0 = p0.rows33 ? 1 : kSStride, step1 = p1.rows33 ? 1 : kSStride;
+    if (job.products == 2) {
+        subtract_products<2>(acc, own0, step0, own1, step1, s.at(job.b));
+    } else if (job.products == 1) {
+        subtract_products<1>(acc, own0, step0, own1, step1, s.at(job.b));
+    }
+#pragma unroll
+    for (unsigned h = 0; h < 2; ++h) {
+        if (h < job.products && job.half[h].has_out) lane_store(acc[h], s.at(job.half[h].acc), job.half[h].rows33);
+    }
+}
+
 // The blocked factorization and inverse (opening comment) over the loaded positions; afterwards position (i, j)
 // holds Y_ij with stride 33. Returns false, in every thread together (the failure flag is read after a barrier),
 // when some pivot failed pivot_ok.
+// Rounds: the helper jobs a warp may take per phase, ⌈(most helper jobs) / 15⌉: 1 for M <= 5 (at most 7 jobs),
+// 2 for M <= 9 (at most 23, at k = 1).
+template <unsigned Rounds>
 __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
     __shared__ unsigned failed;
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32, m = s.m;
@@ -738,33 +819,17 @@ __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
     if (threadIdx.x == 0) failed = 0;
     for (unsigned k = 0; k < m; ++k) {
         // D(k) by warp 0, after the last trailing update of block (k, k) (look-ahead); the rest of U(k - 1) by the
-        // other warps, in pairs of products sharing B.
-        const UpdateJob job = update_job(s, k, warp == 0 ? 0 : 1 + helper_index(warp));
+        // other warps, in pairs of products sharing B: helper jobs t, t + 15, ... (jobs are numbered without gaps,
+        // so the first invalid one ends a warp's list). Warp 0 keeps its acc[0] for the factor.
         float acc[2][32];
-        if (job.valid) {
-#pragma unroll
-            for (unsigned h = 0; h < 2; ++h) {
-                const Product& pr = job.half[h];
-                if (h == 1 && job.products < 2) break;
-                if (pr.has_acc) {
-                    lane_load(acc[h], s.at(pr.acc), pr.rows33);
-                } else {
-#pragma unroll
-                    for (unsigned e = 0; e < 32; ++e) acc[h][e] = 0.0f;
-                }
-            }
-            const Product &p0 = job.half[0], &p1 = job.half[1];
-            const float* own0 = s.at(p0.own + (p0.rows33 ? lane * kYStride : lane));
-            const float* own1 = s.at(p1.own + (p1.rows33 ? lane * kYStride : lane));
-            const unsigned step0 = p0.rows33 ? 1 : kSStride, step1 = p1.rows33 ? 1 : kSStride;
-            if (job.products == 2) {
-                subtract_products<2>(acc, own0, step0, own1, step1, s.at(job.b));
-            } else if (job.products == 1) {
-                subtract_products<1>(acc, own0, step0, own1, step1, s.at(job.b));
-            }
-#pragma unroll
-            for (unsigned h = 0; h < 2; ++h) {
-                if (h < job.products && job.half[h].has_out) lane_store(acc[h], s.at(job.half[h].acc), job.half[h].rows33);
+        const UpdateJob job = update_job(s, k, warp == 0 ? 0 : 1 + helper_index(warp));
+        if (job.valid) run_update_job(s, job, acc);
+        if (Rounds > 1 && warp != 0 && job.valid) {
+#pragma unroll 1
+            for (unsigned round = 1; round < Rounds; ++round) {
+                const UpdateJob more = update_job(s, k, 1 + helper_index(warp) + (kTileWarps - 1) * round);
+                if (!more.valid) break;
+                run_update_job(s, more, acc);
             }
         }
         if (warp == 0) {
@@ -800,13 +865,14 @@ __device__ __forceinline__ bool tiles_sweep(const TileShared& s, bool guard) {
 
 // R⁻¹ = Y (l x l column-major, zeros below the diagonal; I after a failure): element (r, c) of block (I, J) is
 // R⁻¹[32 I + r][32 J + c], r by lanes (coalesced stores; a stride-33 block's column: conflict-free reads), c = warp
-// and warp + 16; all 25 block pairs unrolled, so that a thread's loads are issued together.
+// and warp + 16; all MaxBlocks² block pairs unrolled, so that a thread's loads are issued together.
+template <unsigned MaxBlocks>
 __device__ __forceinline__ void tiles_store(const TileShared& s, unsigned l, bool ok, float* __restrict__ r_inv) {
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll(MaxBlocks > kTileMaxBlocks ? 1 : MaxBlocks)  // the wide kernel: a loop over bi (spills unrolled)
+    for (unsigned bi = 0; bi < MaxBlocks; ++bi) {
 #pragma unroll
-    for (unsigned bi = 0; bi < kTileMaxBlocks; ++bi) {
-#pragma unroll
-        for (unsigned bj = 0; bj < kTileMaxBlocks; ++bj) {
+        for (unsigned bj = 0; bj < MaxBlocks; ++bj) {
 #pragma unroll
             for (unsigned h = 0; h < kRowsPerThread; ++h) {
                 const unsigned c = warp + kTileWarps * h, a = 32 * bi + lane, b = 32 * bj + c;
@@ -820,6 +886,9 @@ __device__ __forceinline__ void tiles_store(const TileShared& s, unsigned l, boo
     }
 }
 
+// MaxBlocks: the largest M the instantiation takes (kTileMaxBlocks or kTileWideMaxBlocks); helper rounds from the
+// most helper jobs of a phase at that M (7 at M = 5, 23 at M = 9).
+template <unsigned MaxBlocks>
 __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g, unsigned l, unsigned rows,
                                                     unsigned first_pass, float* __restrict__ r_inv,
                                                     unsigned* __restrict__ status, unsigned slot) {
@@ -830,10 +899,14 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
     unsigned st = 0;
     float shift = 0.0f;
     for (;;) {
-        const bool far = tiles_load(s, g, l, shift);
+        // The wide kernel's load addresses computed here, every try (from an opaque l): hoisted above the loop,
+        // they lived through the sweep and spilled. (Not the pointer: through the barrier it became generic.)
+        unsigned l_here = l;
+        if constexpr (MaxBlocks > kTileMaxBlocks) slr::opaque(l_here);
+        const bool far = tiles_load<MaxBlocks>(s, g, l_here, shift);
         if (!first_pass && far) st |= kStatusNotNearIdentity;
         const bool first_try = first_pass && !(st & kStatusShifted);
-        if (tiles_sweep(s, first_try)) break;
+        if (tiles_sweep<(MaxBlocks <= kTileMaxBlocks ? 1 : 2)>(s, first_try)) break;
         if (!first_try) {
             st |= kStatusFailed;
             break;
@@ -847,7 +920,9 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
         __syncthreads();  // every thread has read the failure flag and diag before they are rewritten
     }
     const bool ok = !(st & kStatusFailed);
-    tiles_store(s, l, ok, r_inv);
+    unsigned l_out = l;  // the same for the store's addresses
+    if constexpr (MaxBlocks > kTileMaxBlocks) slr::opaque(l_out);
+    tiles_store<MaxBlocks>(s, l_out, ok, r_inv);
     if (threadIdx.x == 0) status[slot] = st;
 }
 
@@ -1771,9 +1846,24 @@ SLR_EMU_EXPORT(rsvd_cholqr_factor_f32)
 extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
     rsvd_cholqr_factor_tiles_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,
                                  float* __restrict__ r_inv, unsigned* __restrict__ status, unsigned slot) {
-    cholqr_factor_tiles(g, l, rows, first_pass, r_inv, status, slot);
+    cholqr_factor_tiles<kTileMaxBlocks>(g, l, rows, first_pass, r_inv, status, slot);
 }
 SLR_EMU_EXPORT(rsvd_cholqr_factor_tiles_f32)
+
+// rsvd_cholqr_factor_tiles9_f32: the same for 160 < l <= 288 (M <= 9, two helper rounds, the load in groups; see
+// kTileWideMaxBlocks). sm_90 machine code only: 222.9 KB of shared memory at M = 9 fits no other target, and
+// ptxas 13.0 spilled it on sm_80/86/89 (96 bytes of stack), so there the body is a trap and src/rsvd.rs
+// factor_kernel_choice launches it only where the sm_90 code runs (compute capability 9.0; the emulator).
+extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
+    rsvd_cholqr_factor_tiles9_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,
+                                  float* __restrict__ r_inv, unsigned* __restrict__ status, unsigned slot) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ == 900
+    cholqr_factor_tiles<kTileWideMaxBlocks>(g, l, rows, first_pass, r_inv, status, slot);
+#else
+    __trap();
+#endif
+}
+SLR_EMU_EXPORT(rsvd_cholqr_factor_tiles9_f32)
 
 // The small SVD's eigenproblem (the five phases above), queued in this order by src/rsvd.rs queue_own_eigensolver on
 // G (l x l f64, column-major, lower triangle read, overwritten with Ũ), w (λ ascending), info (0) and the scratch

@@ -27,7 +27,8 @@
 //! factorization per pass, with the device idle meanwhile). [`rsvd`] first tries the same algorithm with no host
 //! step before the small SVD: each pass a Gram product, one block's kernel (f32 Cholesky of G and the inverse of
 //! its factor, with the first pass's pivot guard and shift done in the kernel: `rsvd_cholqr_factor_tiles_f32`,
-//! blocked in 32 x 32 tiles, for l ≤ 160, `rsvd_cholqr_factor_f32` on the packed triangle above) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
+//! blocked in 32 x 32 tiles, for l ≤ 160, `rsvd_cholqr_factor_tiles9_f32` for l ≤ 288 on sm_90,
+//! `rsvd_cholqr_factor_f32` on the packed triangle above) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
 //! power-iteration bases one, whose result's Gram matrix `rsvd_gram_check_f32` checks: every element within 1e-2
 //! of I (the test a second pass applies on entry) and every column's deviations summing to at most 1/2, which by
 //! Gershgorin keeps G's eigenvalues in [1/2, 3/2] and the basis's condition number ≤ √3, so it carries the
@@ -133,8 +134,8 @@ pub struct RsvdInfo {
     /// Orthonormalizations that fell back to Householder QR on the host.
     pub householder: usize,
     /// The device ran the whole power iteration queued, with no host round trip before the small SVD: the l x l
-    /// steps of every CholeskyQR pass in one block's kernel (`rsvd_cholqr_factor_tiles_f32` for l ≤ 160, else
-    /// `rsvd_cholqr_factor_f32`), one pass per power-iteration basis (counted in
+    /// steps of every CholeskyQR pass in one block's kernel (`rsvd_cholqr_factor_tiles_f32` for l ≤ 160,
+    /// `rsvd_cholqr_factor_tiles9_f32` for l ≤ 288 on sm_90, else `rsvd_cholqr_factor_f32`), one pass per power-iteration basis (counted in
     /// `single_pass`, each checked within 1e-2 of orthonormal on the device), two for the last Q and Q₂ (module docs). False on the CPU reference,
     /// for l above [`QUEUED_MAX_SKETCH_COLS`], under `SLR_RSVD_PATH=host`, and when a basis needed the guarded
     /// path (then the host-driven algorithm ran from the start; the counts above are its own).
@@ -2148,7 +2149,8 @@ pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
     Ok(gpu.download(&status)?[0])
 }
 
-/// Launches the factor kernel (`rsvd_cholqr_factor_tiles_f32` for l ≤ 160, else `rsvd_cholqr_factor_f32`) on the
+/// Launches the factor kernel ([`factor_kernel_choice`]: tiled for l ≤ 160, wide tiled for l ≤ 288 on sm_90, else
+/// packed) on the
 /// l x l column-major Gram matrix in `g` (the first l² elements), writing
 /// a fresh l x l R⁻¹ and `status[slot]`. Errors: l = 0 or above [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too
 /// short, `rows` above u32, buffers of another backend.
@@ -2159,27 +2161,38 @@ fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pas
 /// Widest l the tiled factor kernel takes (`rsvd_cholqr_factor_tiles_f32`: G padded to M = ⌈l / 32⌉ ≤ 5 blocks of
 /// 32; the sketches of r ≤ 150). The packed kernel's column sweep is bound by shared-memory instructions (~1.6 µs
 /// per column step on an H200, ~0.23 ms per call at l = 138); the tiled one does a block column's work in a few
-/// warps' solves and 32 x 32 x 32 products (~19 µs at l = 138 by its instruction count, cuda/rsvd.cu). Results
-/// agree up to rounding (tests/rsvd.rs). Above it the packed kernel runs (l ≤ 320).
+/// warps' solves and 32 x 32 x 32 products (~19 µs at l = 138 by its instruction count, 40 µs measured on the
+/// H200, cuda/rsvd.cu). Results agree up to rounding (tests/rsvd.rs).
 const FACTOR_TILES_MAX_L: usize = 160;
+
+/// Widest l the wide tiled kernel takes (`rsvd_cholqr_factor_tiles9_f32`, M ≤ 9: the sketches of r ≤ 278, among
+/// them r = 256's l = 266), where its sm_90 machine code runs and its 222.9 KB of shared memory fit (an H100 or
+/// H200; see [`factor_kernel_choice`]). Above it, and elsewhere, the packed kernel runs (l ≤ 320).
+const FACTOR_TILES_WIDE_MAX_L: usize = 288;
 
 /// Threads of `rsvd_cholqr_factor_tiles_f32`'s one block (its kTileThreads).
 const TILE_THREADS: u32 = 512;
 
-/// Dynamic shared memory of `rsvd_cholqr_factor_tiles_f32` (its TileShared carve), M = ⌈l / 32⌉: M (M + 1) / 2
-/// block positions of 32 x 33 floats, M - 1 blocks of R's block row and one for R_kk (32 x 32 each), 32 pivot
-/// reciprocals and the 32 M diagonal: 84.6 KB at M = 5, inside the 99 KB a block may opt into on sm_86/89.
+/// Dynamic shared memory of the tiled kernels (their TileShared carve), M = ⌈l / 32⌉: M (M + 1) / 2 block positions
+/// of 32 x 33 floats, M - 1 blocks of R's block row and one for R_kk (32 x 32 each), 32 pivot reciprocals and the
+/// 32 M diagonal: 84.6 KB at M = 5 (inside the 99 KB a block may opt into on sm_86/89), 222.9 KB at M = 9 (inside
+/// sm_90's 227 KB).
 fn tiles_shared_bytes(l: usize) -> usize {
     let m = l.div_ceil(32);
     (m * (m + 1) / 2 * 32 * 33 + (m - 1) * 32 * 32 + 32 * 32 + 32 + 32 * m) * 4
 }
 
-/// The factor kernel for an l x l Gram matrix, its block size and dynamic shared memory: the tiled kernel for
-/// l ≤ [`FACTOR_TILES_MAX_L`] unless `packed` or `SLR_RSVD_PATH=packed` (the benchmark's same-run comparison),
-/// else the packed kernel.
-fn factor_kernel_choice(l: usize, packed: bool) -> (&'static str, u32, usize) {
-    if l <= FACTOR_TILES_MAX_L && !packed && !crate::path_switch("SLR_RSVD_PATH", "packed") {
+/// The factor kernel for an l x l Gram matrix on `gpu`, its block size and dynamic shared memory: unless `packed`
+/// or `SLR_RSVD_PATH=packed` (the benchmark's same-run comparison), the tiled kernel for l ≤
+/// [`FACTOR_TILES_MAX_L`], the wide tiled kernel for l ≤ [`FACTOR_TILES_WIDE_MAX_L`] where its sm_90 code runs
+/// ([`Gpu::runs_sm90_code`]; on other targets its body is a trap) and its shared memory (plus 1 KiB for the static
+/// part) fits the device's opt-in limit; else the packed kernel.
+fn factor_kernel_choice(gpu: &Gpu, l: usize, packed: bool) -> (&'static str, u32, usize) {
+    let tiled = !packed && !crate::path_switch("SLR_RSVD_PATH", "packed");
+    if tiled && l <= FACTOR_TILES_MAX_L {
         ("rsvd_cholqr_factor_tiles_f32", TILE_THREADS, tiles_shared_bytes(l))
+    } else if tiled && l <= FACTOR_TILES_WIDE_MAX_L && gpu.runs_sm90_code() && tiles_shared_bytes(l) + 1024 <= gpu.max_dynamic_shared_bytes() as usize {
+        ("rsvd_cholqr_factor_tiles9_f32", TILE_THREADS, tiles_shared_bytes(l))
     } else {
         ("rsvd_cholqr_factor_f32", FACTOR_THREADS, factor_shared_bytes(l))
     }
@@ -2202,16 +2215,18 @@ fn factor_kernel_of(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_
         let (p_r, _g1) = rv.kernel_ptr_mut(gpu, OP, "r_inv")?;
         let mut sv = DeviceSliceMut::from(status);
         let (p_s, _g2) = sv.kernel_ptr_mut(gpu, OP, "status")?;
-        let (kernel, threads, shared) = factor_kernel_choice(l, packed);
+        let (kernel, threads, shared) = factor_kernel_choice(gpu, l, packed);
         let shape = LaunchShape { grid: (1, 1, 1), block: (threads, 1, 1), shared_bytes: shared as u32 };
         // SAFETY: g holds at least l x l elements (checked) and the kernel reads G[i + j l] for i, j < l; R⁻¹ is a
         // fresh buffer of exactly l x l elements, written at a + b l for a, b < l; status has more than `slot`
         // elements (checked) and only status[slot] is written; the block size is the one each kernel's strides
         // assume (1024 packed, 512 tiled) and the dynamic shared memory is what it carves: the packed one
-        // l (l + 1) / 2 + 3 l floats (≤ 209 KB for l ≤ 320), the tiled one `tiles_shared_bytes` (≤ 84.6 KB),
-        // launched only for l ≤ 160 (M ≤ 5 blocks, its register arrays' size), both opted into by launch above
-        // 40 KiB and within the device's limit where the queued path runs (`queued_path_enabled`); no output
-        // overlaps an input (fresh R⁻¹; the status buffer is not an input); arguments match both kernels.
+        // l (l + 1) / 2 + 3 l floats (≤ 209 KB for l ≤ 320), the tiled ones `tiles_shared_bytes`, launched only
+        // for the M their code unrolls for (`factor_kernel_choice`: l ≤ 160, M ≤ 5, ≤ 84.6 KB; the wide one
+        // l ≤ 288, M ≤ 9, ≤ 222.9 KB, only where its sm_90 code runs and that fits the device's limit), all
+        // opted into by launch above 40 KiB and within the device's limit where the queued path runs
+        // (`queued_path_enabled`); no output overlaps an input (fresh R⁻¹; the status buffer is not an input);
+        // arguments match all three kernels.
         unsafe {
             gpu.launch(
                 MODULE,
@@ -2222,6 +2237,13 @@ fn factor_kernel_of(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_
         }
     }
     Ok(r_inv)
+}
+
+/// The factor kernel an l x l step launches on `gpu` (`factor_kernel_choice`, without the packed override), for
+/// tests.
+#[doc(hidden)]
+pub fn factor_kernel_for_tests(gpu: &Gpu, l: usize) -> &'static str {
+    factor_kernel_choice(gpu, l, false).0
 }
 
 /// One CholeskyQR pass's l x l step on the device, for tests: `g` is an l x l column-major Gram matrix; returns
@@ -2434,7 +2456,7 @@ fn factor_shared_bytes(l: usize) -> usize {
 fn queued_path_enabled(gpu: &Gpu, l: usize) -> bool {
     l <= QUEUED_MAX_SKETCH_COLS
         // + 1 KiB: the kernel's own static shared memory (≤ 128 bytes) counts against the same per-block limit.
-        && factor_kernel_choice(l, false).2 + 1024 <= gpu.max_dynamic_shared_bytes() as usize
+        && factor_kernel_choice(gpu, l, false).2 + 1024 <= gpu.max_dynamic_shared_bytes() as usize
         && !crate::path_switch("SLR_RSVD_PATH", "host")
 }
 

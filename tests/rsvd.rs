@@ -897,9 +897,21 @@ fn device_cholesky_small_l_tiled_kernel_agrees_with_the_packed_kernel() {
 /// blocks, and the shifted sweep runs at two l only, to keep racecheck's per-access cost (~6 full sweeps) small.
 #[test]
 fn device_cholesky_small_tiled_kernel_whitens_shifts_and_fails_at_every_m() {
+    tiled_kernel_whitens_shifts_and_fails(&[65, 97, 129, 160], &[65, 160]);
+}
+
+/// The same for the wide tiled kernel at M = 6 .. 9 (l = 161 .. 288; the packed kernel where the wide one does not
+/// run), the shifted sweep at M = 6 and 9. Not `small_`: racecheck's per-access tracking of these sizes would take
+/// minutes.
+#[test]
+fn device_cholesky_wide_tiled_kernel_whitens_shifts_and_fails_at_every_m() {
+    tiled_kernel_whitens_shifts_and_fails(&[161, 193, 225, 288], &[161, 288]);
+}
+
+fn tiled_kernel_whitens_shifts_and_fails(ls: &[usize], shifted_at: &[usize]) {
     let mut rng = rng("rsvd_factor_tiles_m");
     for (name, gpu) in devices("rsvd_factor_tiles_m") {
-        for l in [65usize, 97, 129, 160] {
+        for &l in ls {
             let rows = 2 * l + 10;
             let (g32, g) = gram_of_gaussian(&mut rng, rows, l);
             let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, true).unwrap();
@@ -908,7 +920,7 @@ fn device_cholesky_small_tiled_kernel_whitens_shifts_and_fails_at_every_m() {
             let dev = whitening_error(&g, &r_inv, l);
             assert!(dev <= 1e-4, "{name} l={l}: max |R⁻ᵀGR⁻¹ − I| = {dev:e}");
             let deficient = rank3_gram(&mut rng, rows, l);
-            if l == 65 || l == 160 {
+            if shifted_at.contains(&l) {
                 let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &deficient, l, rows, true).unwrap();
                 assert_eq!(status, 1, "{name} l={l}: rank 3 shifted, not failed");
                 assert!(r_inv.iter().all(|x| x.is_finite()) && upper_with_positive_diagonal(&r_inv, l), "{name} l={l}");
@@ -930,6 +942,32 @@ fn device_cholesky_small_tiled_kernel_whitens_shifts_and_fails_at_every_m() {
 #[test]
 fn device_cholesky_wide_l_tiled_kernel_agrees_with_the_packed_kernel() {
     tiled_kernel_matches_packed(&[63, 64, 65, 96, 97, 127, 128, 129, 138, 159, 160]);
+}
+
+/// The wide tiled kernel (`rsvd_cholqr_factor_tiles9_f32`, 160 < l ≤ 288, M = 6 .. 9: two helper rounds from M = 7,
+/// the load in groups) against the packed one, as above: bit for bit on the emulator, 1e-4 of max |R⁻¹| on a GPU;
+/// the same statuses. Where it runs: on the emulator and on an sm_90 device for every l here, elsewhere the
+/// packed kernel (then this compares the packed kernel with itself).
+#[test]
+fn device_cholesky_widest_l_tiled_kernel_agrees_with_the_packed_kernel() {
+    tiled_kernel_matches_packed(&[161, 192, 193, 224, 266, 288]);
+}
+
+/// The factor kernel each l gets: the tiled one to l = 160, the wide tiled one to 288 where the sm_90 code runs (the
+/// emulator models sm_90; a CUDA device of compute capability 9.0), else the packed one.
+#[test]
+fn device_cholesky_kernel_choice_by_l_and_target() {
+    for (name, gpu) in devices("rsvd_factor_choice") {
+        let sm90 = !gpu.is_cuda() || gpu.describe().contains("(sm_90,");
+        for (l, want) in [(1, "tiles"), (138, "tiles"), (160, "tiles"), (161, "tiles9"), (266, "tiles9"), (288, "tiles9"), (289, "packed"), (320, "packed")] {
+            let want = match want {
+                "tiles" => "rsvd_cholqr_factor_tiles_f32",
+                "tiles9" if sm90 => "rsvd_cholqr_factor_tiles9_f32",
+                _ => "rsvd_cholqr_factor_f32",
+            };
+            assert_eq!(sparse_lowrank::rsvd::factor_kernel_for_tests(&gpu, l), want, "{name} l={l}");
+        }
+    }
 }
 
 /// R⁻¹ (l x l column-major) upper triangular with a positive diagonal.

@@ -306,6 +306,18 @@ impl Gpu {
         }
     }
 
+    /// Whether kernels run from their sm_90 machine code here: a compute capability 9.0 device with sm_90 in the
+    /// built targets, or the emulator (which models sm_90). Kernels whose other targets' bodies are stubs (the
+    /// wide tiled Cholesky, `rsvd_cholqr_factor_tiles9_f32`) launch only where this holds; elsewhere, newer cards
+    /// included, the driver would JIT the compute_80 PTX, whose body is the stub.
+    pub(crate) fn runs_sm90_code(&self) -> bool {
+        match &self.backend {
+            Backend::Cuda(b) => b.stream.context().compute_capability().ok() == Some((9, 0)) && kernels::ARCHS.contains(&"sm_90"),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => true,
+        }
+    }
+
     /// The most dynamic shared memory one block may opt into, in bytes (227 KiB on sm_90, 163 KiB on sm_80,
     /// 99 KiB on sm_86/89; the emulator models sm_90). 48 KiB if the driver cannot say.
     pub(crate) fn max_dynamic_shared_bytes(&self) -> u32 {
