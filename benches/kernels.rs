@@ -788,7 +788,9 @@ fn bench_rsvd(c: &mut Criterion) {
     let Some(bench) = Bench::open("rsvd") else { return };
     let gpu = &bench.gpu;
     let shapes: &[(usize, usize)] = &[(4096, 4096), (4096, 11008)];
-    let ranks: &[usize] = if quick() { &[16, 128] } else { &[16, 64, 128, 256] };
+    // Every rank of the grid in quick mode too; r = 64 and 256 there with the short list of lines
+    // (`grid_only` below), so that one GPU check reports the whole grid within its time.
+    let ranks: &[usize] = &[16, 64, 128, 256];
     let mut group = Bench::group(c, "rsvd");
     group.sample_size(10);
     for &(m, n) in shapes {
@@ -826,6 +828,26 @@ fn bench_rsvd(c: &mut Criterion) {
                 };
                 let mut run = || call(&cfg, &mut du, &mut s, &mut dvt);
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
+                if quick() && !matches!(r, 16 | 128) {
+                    // The grid's other ranks in quick mode: our time, the packed Cholesky kernel (at r = 256, l =
+                    // 266, the same-run comparison of the wide tiled kernel), the split power iteration, our error
+                    // and where the time goes, and the GEMM floor.
+                    report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
+                    report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "our power iteration on bf16 tensor cores, A and X in exact bf16 slices", 5, &bench.device, &mut run);
+                    match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                        Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),
+                        Err(e) => println!("    rsvd error unavailable: {e}"),
+                    }
+                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
+                    println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
+                    let omega = gpu.alloc_zeros::<f32>(n * l).unwrap();
+                    let mut y = gpu.alloc_zeros::<f32>(m * l).unwrap();
+                    match gpu.time_ms(10, || cublas_sgemm_a_omega(gpu, &d32, &omega, &mut y, m, n, l)) {
+                        Ok(g) => report_baseline(&case, &format!("cuBLAS sgemm A*Omega x{products} (GEMM floor)"), g * products as f64, &bench.device),
+                        Err(e) => println!("    cuBLAS GEMM floor unavailable: {e}"),
+                    }
+                    continue;
+                }
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
@@ -925,11 +947,12 @@ fn bench_rsvd(c: &mut Criterion) {
         }
     }
     // The l x l Cholesky/inverse kernel alone (the queued path's factor launch, first pass, on the Gram matrix of a
-    // Gaussian 2l x l basis), for the sketches of r = 16 and 128: the rSVD profile's "device Cholesky/inverse" lap
-    // (~60 µs per call at l = 138 in the seventh run, against ~19 µs estimated for the tiled kernel) includes host
-    // time whenever the device waits for the next launch; this times back-to-back launches only. Case t = l.
+    // Gaussian 2l x l basis), for the sketches of r = 16, 128 and 256: the rSVD profile's "device Cholesky/inverse"
+    // lap (~60 µs per call at l = 138 in the seventh run, against ~19 µs estimated for the tiled kernel) includes
+    // host time whenever the device waits for the next launch; this times back-to-back launches only. Case t = l.
+    // At l = 266 ours is the wide tiled kernel (sm_90; estimated ~70 µs) against the packed one.
     let mut rng = StdRng::seed_from_u64(5);
-    for l in [26usize, 138] {
+    for l in [26usize, 138, 266] {
         let rows = 2 * l + 10;
         let y: Vec<f64> = (0..rows * l).map(|_| rng.gen_range(-1.0f64..1.0)).collect();
         let g: Vec<f32> = (0..l * l).map(|e| (0..rows).map(|k| y[k * l + e % l] * y[k * l + e / l]).sum::<f64>() as f32).collect();

@@ -230,7 +230,7 @@ def main():
     # values 1/(k+1) exactly); p and q are our defaults. Each method's error ratio (rank-r error / the optimum,
     # sqrt(sum_{k>=r} sigma_k^2)) is recorded next to its time.
     p, niter = 10, 2
-    ranks = [16, 64, 128, 256] if args.full else [16, 128]
+    ranks = [16, 64, 128, 256]  # the grid, quick mode too (as benches/kernels.rs bench_rsvd)
     for rows, cols in [(4096, 4096), (4096, 11008)] if want("rsvd") else []:
         a32, sigma = dct_power_law(rows, cols, dev)
         a16 = a32.to(torch.bfloat16)
