@@ -292,21 +292,29 @@ __device__ __forceinline__ void split_bf16x3_impl(const float* __restrict__ x, u
 // A's slices (T = f32: 3, f16: 2, whose third piece is always 0), largest first, each packed in A's storage order
 // and `stride` elements apart (>= outer * inner; src/rsvd.rs rounds it up to 16 bytes so every slice starts
 // aligned for the tensor cores' vector loads): out[s * stride + o * inner + k] = piece s of src[o * ld + k]. Same
-// traversal as to_f32_impl.
+// traversal as to_f32_impl; with nonfinite_count (not null) it also adds A's non-finite entries there, as
+// to_f32_impl does, so that a split A is read once (the count-only pass it replaces read it a second time).
 template <typename T, unsigned Slices>
 __device__ __forceinline__ void split_a_impl(const T* __restrict__ src, unsigned long long outer,
                                              unsigned long long inner, unsigned long long ld,
-                                             unsigned long long stride, __nv_bfloat16* __restrict__ out) {
+                                             unsigned long long stride, __nv_bfloat16* __restrict__ out,
+                                             unsigned* __restrict__ nonfinite_count) {
     const unsigned long long count = stride;
+    unsigned mine = 0;
     for (unsigned long long o = blockIdx.x; o < outer; o += gridDim.x) {
         for (unsigned long long k = threadIdx.x; k < inner; k += kThreads) {
-            const Bf16Split p = split_bf16x3(slr::to_f32(src[o * ld + k]));
+            const float v = slr::to_f32(src[o * ld + k]);
+            mine += nonfinite(v) ? 1u : 0u;
+            const Bf16Split p = split_bf16x3(v);
             const unsigned long long at = o * inner + k;
             out[at] = p.hi;
             out[count + at] = p.mid;
             if (Slices == 3) out[2 * count + at] = p.lo;
         }
     }
+    if (nonfinite_count == nullptr) return;
+    mine = slr::warp_sum(mine);
+    if (threadIdx.x % 32 == 0 && mine != 0) atomicAdd(nonfinite_count, mine);
 }
 
 // Packed lower triangle, row by row: row i starts at tri(i), element (i, j) for j <= i at tri(i) + j.
@@ -1774,19 +1782,21 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 SLR_EMU_EXPORT(rsvd_split_bf16x3)
 
 // rsvd_split_a_f32 / rsvd_split_a_f16: an f32 A into its 3 exact bf16 slices, an f16 A into 2 (split_a_impl), packed
-// in A's storage order `stride` elements apart, for the same products with an f32 or f16 A (a bf16 A is its own single slice). Launch as
-// rsvd_to_f32_<T> (min(outer, 4096) blocks of 256 threads). Floor: 4 + 6 bytes per f32 element (4096 x 11008: 450
-// MB, ~0.11 ms at 4 TB/s), 2 + 4 per f16 element.
+// in A's storage order `stride` elements apart, for the same products with an f32 or f16 A (a bf16 A is its own single slice),
+// and, with nonfinite_count, A's non-finite count added there. Launch as rsvd_to_f32_<T> (min(outer, 4096) blocks of
+// 256 threads). Floor: 4 + 6 bytes per f32 element (4096 x 11008: 450 MB, ~0.11 ms at 4 TB/s), 2 + 4 per f16 element.
 extern "C" __global__ void __launch_bounds__(kThreads)
     rsvd_split_a_f32(const float* __restrict__ src, unsigned long long outer, unsigned long long inner,
-                     unsigned long long ld, unsigned long long stride, __nv_bfloat16* __restrict__ out) {
-    split_a_impl<float, 3>(src, outer, inner, ld, stride, out);
+                     unsigned long long ld, unsigned long long stride, __nv_bfloat16* __restrict__ out,
+                     unsigned* __restrict__ nonfinite_count) {
+    split_a_impl<float, 3>(src, outer, inner, ld, stride, out, nonfinite_count);
 }
 SLR_EMU_EXPORT(rsvd_split_a_f32)
 extern "C" __global__ void __launch_bounds__(kThreads)
     rsvd_split_a_f16(const __half* __restrict__ src, unsigned long long outer, unsigned long long inner,
-                     unsigned long long ld, unsigned long long stride, __nv_bfloat16* __restrict__ out) {
-    split_a_impl<__half, 2>(src, outer, inner, ld, stride, out);
+                     unsigned long long ld, unsigned long long stride, __nv_bfloat16* __restrict__ out,
+                     unsigned* __restrict__ nonfinite_count) {
+    split_a_impl<__half, 2>(src, outer, inner, ld, stride, out, nonfinite_count);
 }
 SLR_EMU_EXPORT(rsvd_split_a_f16)
 

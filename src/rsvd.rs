@@ -1777,8 +1777,10 @@ fn a_slice_stride(m: usize, n: usize) -> usize {
 }
 
 /// An f16 or f32 A's exact bf16 slices, packed in A's storage order (`rsvd_split_a_<dtype>`; slice s at
-/// s·[`a_slice_stride`]); `None` for a bf16 A, which is its own slice. Queued: nothing waits.
-fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<DeviceVec<bf16>>> {
+/// s·[`a_slice_stride`]); `None` for a bf16 A, which is its own slice. With `count` = (counter, slot), the same
+/// pass adds A's non-finite entries to `counter[slot]` (which the caller zeroed), as [`convert_and_count`] would
+/// (not for a bf16 A, which this does not read). Queued: nothing waits.
+fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, count: Option<(&mut DeviceVec<u32>, usize)>) -> Result<Option<DeviceVec<bf16>>> {
     const OP: &str = "rsvd split a";
     let slices = a_slices(T::DTYPE);
     if slices == 1 {
@@ -1787,6 +1789,11 @@ fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<Devi
     let s = a.shape();
     let (outer, inner) = (s.outer(), s.inner());
     let stride = a_slice_stride(outer, inner);
+    if let Some((counter, slot)) = &count {
+        if *slot >= counter.len() {
+            return Err(Error::LengthMismatch { op: OP, what: "non-finite counter slot", expected: counter.len(), got: *slot });
+        }
+    }
     // SAFETY: rsvd_split_a_<T> writes every element of every slice (row o, column k of slice s at
     // s·stride + o·inner + k); the up to 7 elements of padding after each slice are never read (every product
     // addresses only (i, p) with i·rs + p·cs < m·n); an empty A has nothing to read.
@@ -1798,13 +1805,23 @@ fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>) -> Result<Option<Devi
         let (p_src, _g0) = a.data().kernel_ptr(gpu, OP, "a")?;
         let mut ov = DeviceSliceMut::from(&mut out);
         let (p_out, _g1) = ov.kernel_ptr_mut(gpu, OP, "a slices")?;
+        let mut cview = count.map(|(counter, slot)| (DeviceSliceMut::from(counter), slot));
+        let (p_cnt, _g2) = match cview.as_mut() {
+            Some((c, slot)) => {
+                let (p, g) = c.kernel_ptr_mut(gpu, OP, "non-finite counter")?;
+                (p.offset_bytes(*slot * std::mem::size_of::<u32>()), Some(g))
+            }
+            None => (KernelArg::Ptr(0), None),
+        };
         let shape = LaunchShape { grid: (outer.clamp(1, 4096) as u32, 1, 1), block: (THREADS, 1, 1), shared_bytes: 0 };
         let u64a = |x: usize| KernelArg::U64(x as u64);
         // SAFETY: A's shape was validated against its buffer (DeviceMatRef), so src[o * ld + k] for o < outer,
         // k < inner is inside it; out is the fresh buffer of slices·stride elements allocated above, written at
         // s·stride + o·inner + k < slices·stride (the kernel writes T's slice count: 3 for f32, 2 for f16, as
-        // a_slices says; stride ≥ outer·inner), overlapping nothing; arguments match rsvd_split_a_<dtype>.
-        unsafe { gpu.launch(MODULE, &format!("rsvd_split_a_{}", T::DTYPE.name()), shape, &[p_src, u64a(outer), u64a(inner), u64a(s.ld), u64a(stride), p_out])? };
+        // a_slices says; stride ≥ outer·inner), overlapping nothing; the count, when asked for, goes to
+        // counter[slot] (slot < len, checked above), a word of a buffer that is neither A nor the slices, and a
+        // null counter is never dereferenced; arguments match rsvd_split_a_<dtype>.
+        unsafe { gpu.launch(MODULE, &format!("rsvd_split_a_{}", T::DTYPE.name()), shape, &[p_src, u64a(outer), u64a(inner), u64a(s.ld), u64a(stride), p_out, p_cnt])? };
     }
     Ok(Some(out))
 }
@@ -1901,7 +1918,7 @@ pub fn split_product_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, tr
     let (rows, k, _, _) = op_a(a.shape(), transpose);
     check_len(OP, "x (k x l)", k * l, x.len())?;
     let xd = gpu.upload(x)?;
-    let owned = split_a(gpu, &a)?;
+    let owned = split_a(gpu, &a, None)?;
     let view = split_view(&a, owned.as_ref()).ok_or(Error::WrongDevice { op: OP, what: "a" })?;
     let (_, _, rs, cs) = op_a(view.shape, transpose);
     // SAFETY: the view's shape is A's, validated against its buffer (DeviceMatRef), or the packed shape of the
@@ -1927,7 +1944,7 @@ pub fn split_product_launch_for_bench(gpu: &Gpu, a: DeviceMatRef<'_, bf16>, x: &
 /// m·n rounded up to 8 elements apart), read back; empty for a bf16 A.
 #[doc(hidden)]
 pub fn split_a_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>) -> Result<Vec<bf16>> {
-    match split_a(gpu, &a)? {
+    match split_a(gpu, &a, None)? {
         Some(buf) => gpu.download(&buf),
         None => Ok(Vec::new()),
     }
@@ -2562,7 +2579,14 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     let bases = 2 * cfg.power_iters + 2;
     let mut status = gpu.alloc_zeros::<u32>(if queued_path { 2 * bases + 1 } else { 1 })?;
     let count_slot = status.len() - 1;
-    convert_and_count(gpu, &a, converted.as_mut(), &mut status, count_slot)?;
+    // Where A is split and needs no f32 copy (an f32 A, or an f16 A with every product split), the split counts the
+    // non-finite entries in the same read of A; otherwise the conversion pass does (and only counts when no copy
+    // is needed).
+    let count_in_split = split != SplitProducts::Off && converted.is_none() && a_slices(T::DTYPE) > 1;
+    if !count_in_split {
+        convert_and_count(gpu, &a, converted.as_mut(), &mut status, count_slot)?;
+    }
+    let owned_slices = if split == SplitProducts::Off { None } else { split_a(gpu, &a, count_in_split.then_some((&mut status, count_slot)))? };
     if !queued_path {
         let bad = gpu.download(&status)?[count_slot] as usize;
         if bad > 0 {
@@ -2573,7 +2597,6 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
         Some(buf) => Some((DeviceSlice::from(buf), DenseShape::packed(m, n, ash.layout))),
         None => a.data().as_element::<f32>().map(|d| (d, ash)),
     };
-    let owned_slices = if split == SplitProducts::Off { None } else { split_a(gpu, &a)? };
     let a_bf16 = if split == SplitProducts::Off { None } else { split_view(&a, owned_slices.as_ref()) };
     let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_bf16, split_projection: split == SplitProducts::All, bf16x3_products: 0 };
     let mut info = RsvdInfo::default();

@@ -347,6 +347,46 @@ fn bad_input_gets_typed_errors() {
     }
 }
 
+/// Under the split products A's non-finite entries are counted where A is read: by the split itself for an f32 A
+/// (both modes) and an f16 A with every product split (no f32 copy), by the conversion pass otherwise. Every
+/// dtype and mode, both layouts, NaN and both infinities at random places, counted exactly (3 of them, and 5 with
+/// two more), before U and Vᵀ are written. A count the split missed (its counter not passed) fails this.
+#[test]
+fn device_rsvd_on_bf16_slices_counts_non_finite_entries_where_it_reads_a() {
+    fn check<T: Element>(gpu: &Gpu, name: &str, rng: &mut StdRng, to: impl Fn(f32) -> T) {
+        let (m, n, r) = (24, 17, 3);
+        for mode in [SplitProducts::PowerIteration, SplitProducts::All] {
+            sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(Some(mode));
+            for col_major in [false, true] {
+                let mut a: Vec<f32> = (0..m * n).map(|_| normal(rng) as f32).collect();
+                let mut places: Vec<usize> = (0..m * n).collect();
+                places.shuffle(rng);
+                let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::INFINITY];
+                for count in [3usize, 5] {
+                    for (k, &at) in places[..count].iter().enumerate() {
+                        a[at] = specials[k];
+                    }
+                    let d = gpu.upload(&a.iter().map(|&x| to(x)).collect::<Vec<T>>()).unwrap();
+                    let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+                    let mut s = vec![0f32; r];
+                    let a_ref = if col_major { DeviceMatRef::col_major(&d, m, n) } else { DeviceMatRef::row_major(&d, m, n) }.unwrap();
+                    let e = rsvd(gpu, a_ref, &RsvdConfig::new(r), DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+                    let what = format!("{name} {} {mode:?} col_major={col_major}", T::DTYPE.name());
+                    assert_eq!(e, Err(Error::NonFinite { op: "rsvd", what: "a", count }), "{what}");
+                    assert!(gpu.download(&du).unwrap().iter().chain(gpu.download(&dvt).unwrap().iter()).all(|&v| v == 0.0), "{what}: a refused call wrote U or Vt");
+                }
+            }
+        }
+        sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(None);
+    }
+    let mut rng = rng("rsvd_split_nonfinite");
+    for (name, gpu) in devices("rsvd_split_nonfinite") {
+        check::<f32>(&gpu, &name, &mut rng, |x| x);
+        check::<f16>(&gpu, &name, &mut rng, f16::from_f32);
+        check::<bf16>(&gpu, &name, &mut rng, bf16::from_f32);
+    }
+}
+
 /// The device path on every device against the CPU reference with the same seed, for one dtype, tall and wide,
 /// A and the outputs in both layouts.
 fn device_matches_cpu<T: Element>(test: &str, tol_s: f64) {
