@@ -144,6 +144,13 @@ elif command -v compute-sanitizer >/dev/null; then
       "$B/bin/test-rsvd" --test-threads=1 device_cholesky_small_ >> "$san_log" 2>&1
     rc=$?
     note "compute-sanitizer racecheck rsvd (device_cholesky_small_): $(verdict $rc) (${STEP_S} s)"
+    # The wide tiled kernel (l <= 288, sm_90; since 2026-11-28): one sweep at M = 9, whose two helper rounds the
+    # tests above never reach (they stop at M = 5).
+    echo "=== racecheck rsvd device_cholesky_wide_racecheck_" >> "$san_log"
+    SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 60 compute-sanitizer --tool racecheck --error-exitcode 99 \
+      "$B/bin/test-rsvd" --test-threads=1 device_cholesky_wide_racecheck_ >> "$san_log" 2>&1
+    rc=$?
+    note "compute-sanitizer racecheck rsvd (device_cholesky_wide_racecheck_): $(verdict $rc) (${STEP_S} s)"
     # Our eigensolver (five kernels since 2026-11-28; the one-block version passed in the eleventh run): its matrix,
     # factors, reflectors and reductions live in shared memory between barriers and warp syncs. Its faer test (l = 1
     # to 160, twelve matrices) under racecheck; a timeout says only that it did not finish.

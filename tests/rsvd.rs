@@ -989,6 +989,24 @@ fn device_cholesky_wide_tiled_kernel_whitens_shifts_and_fails_at_every_m() {
     tiled_kernel_whitens_shifts_and_fails(&[161, 193, 225, 288], &[161, 288]);
 }
 
+/// One sweep of the wide tiled kernel at M = 9 (l = 288: both helper rounds, every load group), whitening a Gaussian
+/// Gram to 1e-4 with status 0: the GPU check's racecheck step for that kernel (scripts/gpu-check.sh runs the
+/// `device_cholesky_wide_racecheck_` tests under racecheck; the other wide tests would take minutes there).
+#[test]
+fn device_cholesky_wide_racecheck_one_sweep_at_m9() {
+    let mut rng = rng("rsvd_factor_tiles_m9");
+    for (name, gpu) in devices("rsvd_factor_tiles_m9") {
+        let l = 288;
+        let rows = 2 * l + 10;
+        let (g32, g) = gram_of_gaussian(&mut rng, rows, l);
+        let (r_inv, status) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g32, l, rows, true).unwrap();
+        assert_eq!(status, 0, "{name}");
+        assert!(upper_with_positive_diagonal(&r_inv, l), "{name}");
+        let dev = whitening_error(&g, &r_inv, l);
+        assert!(dev <= 1e-4, "{name}: max |R⁻ᵀGR⁻¹ − I| = {dev:e}");
+    }
+}
+
 fn tiled_kernel_whitens_shifts_and_fails(ls: &[usize], shifted_at: &[usize]) {
     let mut rng = rng("rsvd_factor_tiles_m");
     for (name, gpu) in devices("rsvd_factor_tiles_m") {
