@@ -372,19 +372,27 @@ fn device_rsvd_at_r_256_runs_queued_and_matches_the_cpu_reference() {
         let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
         assert!(info.device_queued, "{name}: {info:?}");
         let (u, vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
-        let q = quality(&stored, m, n, r, &u, &s, &vt);
-        eprintln!("{name} {m}x{n} r={r}: {q:?} {info:?}");
-        assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{name}: {q:?}");
-        for i in 0..r {
-            let rel = ((s[i] - cs[i]) as f64).abs() / cs[i] as f64;
-            assert!(rel <= 1e-4, "{name}: s[{i}] {} vs cpu {} (rel {rel})", s[i], cs[i]);
-        }
-        for i in 0..2 {
-            let dot: f64 = (0..m).map(|k| u[k * r + i] as f64 * cu[k * r + i] as f64).sum();
-            assert!((dot.abs() - 1.0).abs() < 1e-3, "{name}: u_{i} · cpu u_{i} = {dot}");
-            let dotv: f64 = (0..n).map(|k| vt[i * n + k] as f64 * cvt[i * n + k] as f64).sum();
-            assert!((dotv.abs() - 1.0).abs() < 1e-3, "{name}: v_{i} · cpu v_{i} = {dotv}");
-        }
+        assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), 1e-4);
+    }
+}
+
+/// Device factors (U m x r and Vᵀ r x n, row-major) against the CPU reference's on the same A (`stored`, f64
+/// row-major): error ratio ≤ 1.05, ‖UᵀU − I‖_F and ‖VᵀV − I‖_F ≤ 1e-5, every singular value within `tol_s`
+/// (relative) of the CPU's, and the same leading two singular vectors (|cos| within 1e-3 of 1).
+fn assert_matches_cpu(what: &str, stored: &[f64], (m, n, r): (usize, usize, usize), (u, s, vt): (&[f32], &[f32], &[f32]), (cu, cs, cvt): (&[f32], &[f32], &[f32]), tol_s: f64) {
+    let q = quality(stored, m, n, r, u, s, vt);
+    eprintln!("{what}: {q:?}");
+    assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{what}: {q:?}");
+    for i in 0..r {
+        let rel = ((s[i] - cs[i]) as f64).abs() / cs[i] as f64;
+        assert!(rel <= tol_s, "{what}: s[{i}] {} vs cpu {} (rel {rel})", s[i], cs[i]);
+    }
+    // Same subspace as the CPU: |u_i · cpu_u_i| ≈ 1 for the well-separated leading vectors.
+    for i in 0..r.min(2) {
+        let dot: f64 = (0..m).map(|k| u[k * r + i] as f64 * cu[k * r + i] as f64).sum();
+        assert!((dot.abs() - 1.0).abs() < 1e-3, "{what}: u_{i} · cpu u_{i} = {dot}");
+        let dotv: f64 = (0..n).map(|k| vt[i * n + k] as f64 * cvt[i * n + k] as f64).sum();
+        assert!((dotv.abs() - 1.0).abs() < 1e-3, "{what}: v_{i} · cpu v_{i} = {dotv}");
     }
 }
 
@@ -493,20 +501,8 @@ fn device_matches_cpu_with<T: Element>(test: &str, tol_s: f64, split: SplitProdu
                 u = (0..m * r).map(|i| u[(i % r) * m + i / r]).collect();
                 vt = (0..r * n).map(|i| vt[(i % n) * r + i / n]).collect();
             }
-            let q = quality(&stored, m, n, r, &u, &s, &vt);
-            eprintln!("{name} {m}x{n} r={r}: {q:?} {info:?} (cpu {cinfo:?})");
-            assert!(q.error_ratio <= 1.05 && q.u_orth <= 1e-5 && q.v_orth <= 1e-5, "{name}: {q:?}");
-            for i in 0..r {
-                let rel = ((s[i] - cs[i]) as f64).abs() / cs[i] as f64;
-                assert!(rel <= tol_s, "{name}: s[{i}] {} vs cpu {} (rel {rel})", s[i], cs[i]);
-            }
-            // Same subspace as the CPU: |u_i · cpu_u_i| ≈ 1 for the well-separated leading vectors.
-            for i in 0..r.min(2) {
-                let dot: f64 = (0..m).map(|k| u[k * r + i] as f64 * cu[k * r + i] as f64).sum();
-                assert!((dot.abs() - 1.0).abs() < 1e-3, "{name}: u_{i} · cpu u_{i} = {dot}");
-                let dotv: f64 = (0..n).map(|k| vt[i * n + k] as f64 * cvt[i * n + k] as f64).sum();
-                assert!((dotv.abs() - 1.0).abs() < 1e-3, "{name}: v_{i} · cpu v_{i} = {dotv}");
-            }
+            eprintln!("{name} {m}x{n} r={r}: {info:?} (cpu {cinfo:?})");
+            assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), tol_s);
         }
     }
 }
