@@ -455,9 +455,9 @@ __device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, c
 //
 // Wide sketches (rsvd_cholqr_factor_tiles9_f32, 160 < l <= 288, M <= 9; sm_90 only: 222.9 KB of shared memory at
 // M = 9, under its 227 KB): the same code with two changes that the M <= 5 kernel compiles away. Phase A has up to
-// 23 helper jobs (M = 9, k = 1) for 15 helper warps, so a helper takes jobs t, t + 15, ... (kTileRounds rounds; one
-// at M <= 5), and the load runs in groups of 15 positions (30 registers of loads in flight, one L2 round trip per
-// group: 3 at M = 9). Cost at l = 266 (M = 9; estimate, the M = 5 one was 2.1x low): 122 pairs of products
+// 23 helper jobs (M = 9, k = 1) for 15 helper warps, so a helper takes jobs t, t + 15, ... (two rounds; one at
+// M <= 5), and the load's groups of 15 positions (30 registers of loads in flight, one L2 round trip per group) are
+// three at M = 9, one at M <= 5. Cost at l = 266 (M = 9; estimate, the M = 5 one was 2.1x low): 122 pairs of products
 // (~75 k cycles of issue over four schedulers), 9 diagonal factors (~19 k), 9 P phases of 8 solves (~26 k), loads
 // and stores (~15 k): ~135 k cycles, ~70 µs at 1.98 GHz; the packed kernel's column sweep takes ~l³ shared-memory
 // work (0.21 ms measured at l = 138, so ~0.8-1.5 ms at l = 266 by l² to l³ scaling), eight calls per rSVD.
@@ -662,55 +662,34 @@ __device__ __forceinline__ float tiles_entry(float val, unsigned l, unsigned i, 
 // positions <- G (+ shift on the valid diagonal), padded to N = 32 M with the identity: block (i, j), i <= j,
 // row-major with stride 32 (entries below a diagonal block's diagonal: 0, unused); diag[x] <- G[x][x] unshifted
 // (0 for x >= l). Reads G's lower triangle only: block (i, j) element (r, c) is G[32 j + c][32 i + r], lanes along
-// c (coalesced). M <= 5: a thread's 30 loads (two rows of each of the 15 blocks) are issued before any store
-// (branch-free predicated code), one round trip to L2 in all. The wide kernel (M <= 9) takes the positions in a
-// loop of groups of kTileLoadGroup (30 loads in flight, one round trip per group, 3 at M = 9), the group's blocks
-// walked from its first; unrolled, the 90 loads' hoisted addresses spilled. Ends with a barrier; returns, in every
-// thread, whether some |G[y][x] - delta_xy| (lower triangle) exceeds 1e-2 or is NaN (padding and the zeroed
+// c (coalesced). The positions in groups of kTileLoadGroup = 15, unrolled: a thread's 30 loads of a group (two rows
+// of each block) are issued before any of its stores (branch-free predicated code), one round trip to L2 per
+// group: one in all at M <= 5 (15 positions), three for the wide kernel at M = 9. Ends with a barrier; returns, in
+// every thread, whether some |G[y][x] - delta_xy| (lower triangle) exceeds 1e-2 or is NaN (padding and the zeroed
 // entries pass the test).
 template <unsigned MaxBlocks>
 __device__ __forceinline__ bool tiles_load(const TileShared& s, const float* __restrict__ g, unsigned l, float shift) {
+    constexpr unsigned kPositions = MaxBlocks * (MaxBlocks + 1) / 2;
     const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const unsigned d = threadIdx.x;  // l <= 288 < kTileThreads: one diagonal element per thread
     bool far = false;
-    float gd;
-    if constexpr (MaxBlocks <= kTileMaxBlocks) {
-        constexpr unsigned kPositions = MaxBlocks * (MaxBlocks + 1) / 2;
-        float v[kPositions][kRowsPerThread];
+    float gd = 0.0f;
 #pragma unroll
-        for (unsigned u = 0; u < kPositions; ++u) {
+    for (unsigned u0 = 0; u0 < kPositions; u0 += kTileLoadGroup) {
+        float v[kTileLoadGroup][kRowsPerThread];
 #pragma unroll
-            for (unsigned h = 0; h < kRowsPerThread; ++h) v[u][h] = tiles_element(g, l, position_row(u), position_col(u), h);
+        for (unsigned du = 0; du < kTileLoadGroup && u0 + du < kPositions; ++du) {
+#pragma unroll
+            for (unsigned h = 0; h < kRowsPerThread; ++h) v[du][h] = tiles_element(g, l, position_row(u0 + du), position_col(u0 + du), h);
         }
-        gd = d < l ? g[d + d * l] : 0.0f;
+        if (u0 == 0) gd = d < l ? g[d + d * l] : 0.0f;
 #pragma unroll
-        for (unsigned u = 0; u < kPositions; ++u) {
-            const unsigned i = position_row(u), j = position_col(u);
+        for (unsigned du = 0; du < kTileLoadGroup && u0 + du < kPositions; ++du) {
+            const unsigned u = u0 + du, i = position_row(u), j = position_col(u);
             if (j >= s.m) break;
 #pragma unroll
             for (unsigned h = 0; h < kRowsPerThread; ++h) {
-                s.positions[u * kPositionFloats + (warp + kTileWarps * h) * kSStride + lane] = tiles_entry(v[u][h], l, i, j, h, shift, far);
-            }
-        }
-    } else {
-        constexpr unsigned kPositions = MaxBlocks * (MaxBlocks + 1) / 2;
-        gd = d < l ? g[d + d * l] : 0.0f;
-#pragma unroll
-        for (unsigned u0 = 0; u0 < kPositions; u0 += kTileLoadGroup) {
-            float v[kTileLoadGroup][kRowsPerThread];
-#pragma unroll
-            for (unsigned du = 0; du < kTileLoadGroup && u0 + du < kPositions; ++du) {
-#pragma unroll
-                for (unsigned h = 0; h < kRowsPerThread; ++h) v[du][h] = tiles_element(g, l, position_row(u0 + du), position_col(u0 + du), h);
-            }
-#pragma unroll
-            for (unsigned du = 0; du < kTileLoadGroup && u0 + du < kPositions; ++du) {
-                const unsigned u = u0 + du, i = position_row(u), j = position_col(u);
-                if (j >= s.m) break;
-#pragma unroll
-                for (unsigned h = 0; h < kRowsPerThread; ++h) {
-                    s.positions[u * kPositionFloats + (warp + kTileWarps * h) * kSStride + lane] = tiles_entry(v[du][h], l, i, j, h, shift, far);
-                }
+                s.positions[u * kPositionFloats + (warp + kTileWarps * h) * kSStride + lane] = tiles_entry(v[du][h], l, i, j, h, shift, far);
             }
         }
     }
@@ -900,6 +879,7 @@ template <unsigned MaxBlocks>
 __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g, unsigned l, unsigned rows,
                                                     unsigned first_pass, float* __restrict__ r_inv,
                                                     unsigned* __restrict__ status, unsigned slot) {
+    constexpr unsigned kRounds = MaxBlocks <= kTileMaxBlocks ? 1 : 2;  // tiles_sweep's helper rounds
     SLR_DYNAMIC_SMEM(float, smem);
     const TileShared s(smem, l);
     // One loop for the first try and the shifted retry (one copy of the load and the sweep in the code); st is
@@ -914,7 +894,7 @@ __device__ __forceinline__ void cholqr_factor_tiles(const float* __restrict__ g,
         const bool far = tiles_load<MaxBlocks>(s, g, l_here, shift);
         if (!first_pass && far) st |= kStatusNotNearIdentity;
         const bool first_try = first_pass && !(st & kStatusShifted);
-        if (tiles_sweep<(MaxBlocks <= kTileMaxBlocks ? 1 : 2)>(s, first_try)) break;
+        if (tiles_sweep<kRounds>(s, first_try)) break;
         if (!first_try) {
             st |= kStatusFailed;
             break;
