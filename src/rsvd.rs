@@ -1790,9 +1790,7 @@ fn split_a<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, count: Option<(&mut D
     let (outer, inner) = (s.outer(), s.inner());
     let stride = a_slice_stride(outer, inner);
     if let Some((counter, slot)) = &count {
-        if *slot >= counter.len() {
-            return Err(Error::LengthMismatch { op: OP, what: "non-finite counter slot", expected: counter.len(), got: *slot });
-        }
+        check_slot(OP, "non-finite counter slot", counter.len(), *slot)?;
     }
     // SAFETY: rsvd_split_a_<T> writes every element of every slice (row o, column k of slice s at
     // s·stride + o·inner + k); the up to 7 elements of padding after each slice are never read (every product
@@ -2131,8 +2129,13 @@ fn check_gram_and_slot(op: &'static str, g: &DeviceVec<f32>, l: usize, status: &
         return Err(Error::LengthMismatch { op, what: "sketch columns l (1..=QUEUED_MAX_SKETCH_COLS)", expected: QUEUED_MAX_SKETCH_COLS, got: l });
     }
     check_len(op, "g (l x l)", l * l, g.len())?;
-    if slot >= status.len() {
-        return Err(Error::LengthMismatch { op, what: "status slot", expected: status.len(), got: slot });
+    check_slot(op, "status slot", status.len(), slot)
+}
+
+/// `slot` indexes a status or counter buffer of `len` words (a kernel writes that word).
+fn check_slot(op: &'static str, what: &'static str, len: usize, slot: usize) -> Result<()> {
+    if slot >= len {
+        return Err(Error::LengthMismatch { op, what, expected: len, got: slot });
     }
     Ok(())
 }
@@ -2483,9 +2486,7 @@ fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option
     const OP: &str = "rsvd";
     let s = a.shape();
     let (outer, inner) = (s.outer(), s.inner());
-    if slot >= counter.len() {
-        return Err(Error::LengthMismatch { op: OP, what: "non-finite counter slot", expected: counter.len(), got: slot });
-    }
+    check_slot(OP, "non-finite counter slot", counter.len(), slot)?;
     {
         let (p_src, _g0) = a.data().kernel_ptr(gpu, OP, "a")?;
         let mut cview = DeviceSliceMut::from(counter);
