@@ -789,7 +789,7 @@ fn bench_rsvd(c: &mut Criterion) {
     let gpu = &bench.gpu;
     let shapes: &[(usize, usize)] = &[(4096, 4096), (4096, 11008)];
     // Every rank of the grid in quick mode too; r = 64 and 256 there with the short list of lines
-    // (`grid_only` below), so that one GPU check reports the whole grid within its time.
+    // (`all_lines` below), so that one GPU check reports the whole grid within its time.
     let ranks: &[usize] = &[16, 64, 128, 256];
     let mut group = Bench::group(c, "rsvd");
     group.sample_size(10);
@@ -828,39 +828,27 @@ fn bench_rsvd(c: &mut Criterion) {
                 };
                 let mut run = || call(&cfg, &mut du, &mut s, &mut dvt);
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
-                if quick() && !matches!(r, 16 | 128) {
-                    // The grid's other ranks in quick mode: our time, the packed Cholesky kernel (at r = 256, l =
-                    // 266, the same-run comparison of the wide tiled kernel), the split power iteration, our error
-                    // and where the time goes, and the GEMM floor.
-                    report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
-                    report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "our power iteration on bf16 tensor cores, A and X in exact bf16 slices", 5, &bench.device, &mut run);
-                    match run().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
-                        Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),
-                        Err(e) => println!("    rsvd error unavailable: {e}"),
-                    }
-                    let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
-                    println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
-                    let omega = gpu.alloc_zeros::<f32>(n * l).unwrap();
-                    let mut y = gpu.alloc_zeros::<f32>(m * l).unwrap();
-                    match gpu.time_ms(10, || cublas_sgemm_a_omega(gpu, &d32, &omega, &mut y, m, n, l)) {
-                        Ok(g) => report_baseline(&case, &format!("cuBLAS sgemm A*Omega x{products} (GEMM floor)"), g * products as f64, &bench.device),
-                        Err(e) => println!("    cuBLAS GEMM floor unavailable: {e}"),
-                    }
-                    continue;
+                // The grid's other ranks in quick mode (r = 64 and 256) get the short list: our time, the packed
+                // Cholesky kernel (at r = 256, l = 266, the same-run comparison of the wide tiled kernel), the split
+                // power iteration, our error, our profile and the GEMM floor.
+                let all_lines = !quick() || matches!(r, 16 | 128);
+                if all_lines {
+                    report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 }
-                report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
-                report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
-                report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);
-                // syevd with R₂ read back and the products and finish on the host: since 2026-11-28 (seventeenth
-                // session) also the same-run baseline of the default's device finish (our f64 kernels around syevd,
-                // σ and a status read back), which replaced cuBLAS f64 products and a 610 KB read-back at l = 138.
-                report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
-                // Opt-in since 2026-11-28: the device small SVD with our eigensolver instead of syevd (l <= 160; one
-                // block in the eleventh run, five kernels since). (syevj, never faster than syevd on the H200, and the device small SVD
-                // at every l, the default from l = 96 since the eighth run, are no longer timed.)
-                report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our own eigensolver", 5, &bench.device, &mut run);
-                report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
+                if all_lines {
+                    report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
+                    report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);
+                    // syevd with R₂ read back and the products and finish on the host: since 2026-11-28 (seventeenth
+                    // session) also the same-run baseline of the default's device finish (our f64 kernels around syevd,
+                    // σ and a status read back), which replaced cuBLAS f64 products and a 610 KB read-back at l = 138.
+                    report_switched(gpu, &case, "SLR_RSVD_SMALL", "cusolver", "our small eigenproblem on cuSOLVER syevd", 5, &bench.device, &mut run);
+                    // Opt-in since 2026-11-28: the device small SVD with our eigensolver instead of syevd (l <= 160; one
+                    // block in the eleventh run, five kernels since). (syevj, never faster than syevd on the H200, and the device small SVD
+                    // at every l, the default from l = 96 since the eighth run, are no longer timed.)
+                    report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our own eigensolver", 5, &bench.device, &mut run);
+                    report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
+                }
                 if std::env::var_os("SLR_RSVD_GEMM").is_none() {
                     // Opt-in since 2026-11-28 (eighteenth session): the 2q + 1 power-iteration products on bf16 tensor
                     // cores, X split exactly into three bf16 slices and A used as its exact slices (a bf16 A as stored,
@@ -868,6 +856,8 @@ fn bench_rsvd(c: &mut Criterion) {
                     // sgemm). Its time, alone and with our eigensolver (the two opt-ins together: the whole call
                     // without syevd and with 5 of 6 products off sgemm); its error and profile below, same run.
                     report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3", "our power iteration on bf16 tensor cores, A and X in exact bf16 slices", 5, &bench.device, &mut run);
+                }
+                if all_lines && std::env::var_os("SLR_RSVD_GEMM").is_none() {
                     // The projection split too, and no f32 copy of A (`SLR_RSVD_GEMM=bf16x3_all`).
                     report_switched(gpu, &case, "SLR_RSVD_GEMM", "bf16x3_all", "every product with A on bf16 tensor cores, no f32 copy of A", 5, &bench.device, &mut run);
                     if std::env::var_os("SLR_RSVD_SMALL").is_none() {
@@ -882,7 +872,7 @@ fn bench_rsvd(c: &mut Criterion) {
                     Ok(ratio) => report_accuracy(&case, "ours", ratio, &bench.device),
                     Err(e) => println!("    rsvd error unavailable: {e}"),
                 }
-                if std::env::var_os("SLR_RSVD_SMALL").is_none() {
+                if all_lines && std::env::var_os("SLR_RSVD_SMALL").is_none() {
                     // The small eigenproblem on syevd (forced at every l) and on our eigensolver: each one's
                     // accuracy and where its time goes, same run.
                     for (small, on) in [("cusolver", "cuSOLVER"), ("own", "our own eigensolver")] {
@@ -896,7 +886,7 @@ fn bench_rsvd(c: &mut Criterion) {
                         println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_SMALL={small}): {info}");
                     }
                 }
-                if std::env::var_os("SLR_RSVD_GEMM").is_none() {
+                if all_lines && std::env::var_os("SLR_RSVD_GEMM").is_none() {
                     // The split products' error ratios and profiles (their times are reported above).
                     for (mode, who) in [("bf16x3", "ours, power iteration on bf16 slices"), ("bf16x3_all", "ours, every product on bf16 slices")] {
                         std::env::set_var("SLR_RSVD_GEMM", mode);
@@ -909,20 +899,22 @@ fn bench_rsvd(c: &mut Criterion) {
                         println!("    rsvd {dtype} {m}x{n} r={r} (SLR_RSVD_GEMM={mode}): {info}");
                     }
                 }
-                // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
-                let tf = RsvdConfig { tf32: true, ..cfg };
-                let mut run_tf32 = || call(&tf, &mut du, &mut s, &mut dvt);
-                match gpu.time_ms(5, &mut run_tf32) {
-                    Ok(ms) => report_baseline(&case, "our call with tf32 = true (TF32 power iteration, f32 projection)", ms, &bench.device),
-                    Err(e) => println!("    rsvd tf32 failed: {e}"),
-                }
-                match run_tf32().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
-                    Ok(ratio) => report_accuracy(&case, "ours, tf32 = true", ratio, &bench.device),
-                    Err(e) => println!("    rsvd tf32 error unavailable: {e}"),
+                if all_lines {
+                    // The opt-in TF32 power iteration (the projection stays f32): its time and its error, same run.
+                    let tf = RsvdConfig { tf32: true, ..cfg };
+                    let mut run_tf32 = || call(&tf, &mut du, &mut s, &mut dvt);
+                    match gpu.time_ms(5, &mut run_tf32) {
+                        Ok(ms) => report_baseline(&case, "our call with tf32 = true (TF32 power iteration, f32 projection)", ms, &bench.device),
+                        Err(e) => println!("    rsvd tf32 failed: {e}"),
+                    }
+                    match run_tf32().and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
+                        Ok(ratio) => report_accuracy(&case, "ours, tf32 = true", ratio, &bench.device),
+                        Err(e) => println!("    rsvd tf32 error unavailable: {e}"),
+                    }
                 }
                 let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
                 println!("    rsvd {dtype} {m}x{n} r={r}: {info}");
-                if std::env::var_os("SLR_RSVD_PATH").is_none() {
+                if all_lines && std::env::var_os("SLR_RSVD_PATH").is_none() {
                     // The host-driven path's profile too, for the same-run comparison of where the time goes.
                     std::env::set_var("SLR_RSVD_PATH", "host");
                     let info = run_info(gpu, &d32, &d16, dtype, m, n, &cfg);
@@ -935,7 +927,7 @@ fn bench_rsvd(c: &mut Criterion) {
                     Ok(g) => report_baseline(&case, &format!("cuBLAS sgemm A*Omega x{products} (GEMM floor)"), g * products as f64, &bench.device),
                     Err(e) => println!("    cuBLAS GEMM floor unavailable: {e}"),
                 }
-                if dtype == "bf16" {
+                if all_lines && dtype == "bf16" {
                     // The split product alone (`SLR_RSVD_GEMM=bf16x3`'s per-product cost with its split of X and sum
                     // of parts; Omega's zeros time as any values do), against the sgemm line above.
                     match gpu.time_ms(10, || sparse_lowrank::rsvd::split_product_launch_for_bench(gpu, DeviceMatRef::row_major(&d16, m, n)?, &omega, l)) {
