@@ -457,7 +457,9 @@ __device__ __forceinline__ bool factor_sweep(float* s, float* col, float* row, c
 // M = 9, under its 227 KB): the same code with two changes that the M <= 5 kernel compiles away. Phase A has up to
 // 23 helper jobs (M = 9, k = 1) for 15 helper warps, so a helper takes jobs t, t + 15, ... (two rounds; one at
 // M <= 5), and the load's groups of 15 positions (30 registers of loads in flight, one L2 round trip per group) are
-// three at M = 9, one at M <= 5. Cost at l = 266 (M = 9; estimate, the M = 5 one was 2.1x low): 122 pairs of products
+// three at M = 9, one at M <= 5. Floor at M = 9: ~290 k warp FFMAs (244 products of 1024, 72 solves of 496, 9
+// factors of 527), ~73 k cycles of the SM's four schedulers, ~37 µs; the bytes (G read, R⁻¹ written: 2 l² x 4 B,
+// 0.57 MB at l = 266) are negligible. Cost at l = 266 (M = 9; estimate, the M = 5 one was 2.1x low): 122 pairs of products
 // (~75 k cycles of issue over four schedulers), 9 diagonal factors (~19 k), 9 P phases of 8 solves (~26 k), loads
 // and stores (~15 k): ~135 k cycles, ~70 µs at 1.98 GHz; the packed kernel's column sweep takes ~l³ shared-memory
 // work (0.21 ms measured at l = 138, so ~0.8-1.5 ms at l = 266 by l² to l³ scaling), eight calls per rSVD.
