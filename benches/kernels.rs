@@ -836,6 +836,13 @@ fn bench_rsvd(c: &mut Criterion) {
                     report_switched(gpu, &case, "SLR_RSVD_PATH", "host", "our host-driven CholeskyQR", 5, &bench.device, &mut run);
                 }
                 report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 5, &bench.device, &mut run);
+                if matches!(r, 128 | 256) {
+                    // Since 2026-11-28 (twentieth session) the last Q's and Q₂'s second passes take X = I − (G − I)/2
+                    // where G is within 2⁻¹² of I (near_identity_step; the profile's info counts them); this forces
+                    // the Cholesky kernel there, as before: the same-run A/B of that change (~35 µs per pass
+                    // expected at l = 138, more at l = 266).
+                    report_switched(gpu, &case, "SLR_RSVD_PATH", "cholesky2", "our second passes by the Cholesky kernel", 5, &bench.device, &mut run);
+                }
                 if all_lines {
                     report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);
                     report_switched(gpu, &case, "SLR_RSVD_SMALL", "faer", "our small eigenproblem on the host (faer)", 5, &bench.device, &mut run);

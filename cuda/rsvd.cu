@@ -52,6 +52,19 @@
 //                       Y spanned and carries it to the next product as well as an orthonormal basis would. (The
 //                       element test alone allows ||G - I||_2 up to l / 100.) Launch: one block of 1024 threads, a
 //                       warp per column. Floor: l² words read once (l = 138: 76 KB), one barrier.
+//   rsvd_near_identity_step_f32: a later CholeskyQR pass's l x l step when its G is already near I: with
+//                       E = G - I and ||E||_F^2 <= 2^-24 (summed in a fixed order: every thread of the block takes
+//                       the same decision, bit for bit run to run), x = I - E / 2 (one fmaf per element) and
+//                       status[slot] = kStatusNearIdentityStep; else nothing written to x and status[slot] = 0.
+//                       X G X = I - (3/4) E² + (1/4) E³ (E symmetric), within (3/4) 2^-24 ~ 4.5e-8 of I before
+//                       X's own rounding: the orthonormality a Cholesky pass would leave, without one. The factor
+//                       kernels, launched next on the same x and slot (a later pass), return at once when they
+//                       find the bit (step_already_taken). Why it nearly always applies: after the power
+//                       iteration a basis's columns are graded by the spectrum, and one f32 CholeskyQR pass
+//                       leaves such a basis orthonormal to ~1e-6, not the u cond² of an ungraded one (src/rsvd.rs
+//                       near_identity_step). Launch: one block of 1024 threads, a warp per column.
+//                       Floor: l² words read twice (the second from L1/L2) and written once (l = 138: 76 KB
+//                       each), one barrier: a few µs, against the factor kernel's 40 µs (H200, l = 138).
 //   rsvd_cholqr_factor_tiles_f32: rsvd_cholqr_factor_f32 for l <= 160, blocked in 32 x 32 tiles (cholqr_factor_tiles
 //                       below: right-looking block Cholesky with block Gauss-Jordan for the inverse, one warp per
 //                       diagonal factor, solve or product): the same outputs up to rounding (another summation order),
@@ -78,6 +91,11 @@ constexpr unsigned kFactorBatch = 4;  // elements of a row per lane per round of
 constexpr unsigned kStatusShifted = 1u;
 constexpr unsigned kStatusFailed = 2u;
 constexpr unsigned kStatusNotNearIdentity = 4u;
+// rsvd_near_identity_step_f32 took a second pass's l x l step (the factor kernel after it returns at once).
+constexpr unsigned kStatusNearIdentityStep = 8u;
+// ||G - I||_F^2 up to which that step applies: ||G - I||_F <= 2^-12, so X = I - (G - I) / 2 leaves
+// ||X G X - I||_2 <= (3/4) 2^-24 + ... ~ 4.5e-8 (file comment), below the f32 rounding of the Gram itself.
+constexpr float kNearIdentityMaxFrobenius2 = 0x1p-24f;
 constexpr float kU32Roundoff = 5.960464477539063e-8f;
 
 // Philox4x32 round constants (Salmon et al., SC'11).
@@ -1802,8 +1820,46 @@ extern "C" __global__ void __launch_bounds__(kFactorThreads)
 SLR_EMU_EXPORT(rsvd_gram_check_f32)
 
 extern "C" __global__ void __launch_bounds__(kFactorThreads)
+    rsvd_near_identity_step_f32(const float* __restrict__ g, unsigned l, float* __restrict__ x,
+                                unsigned* __restrict__ status, unsigned slot) {
+    __shared__ float partial[kFactorWarps];
+    const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float sum = 0.0f;
+    for (unsigned j = warp; j < l; j += kFactorWarps) {  // a warp per column, lanes down it (coalesced)
+        for (unsigned i = lane; i < l; i += 32) {
+            const float e = g[i + (unsigned long long)j * l] - (i == j ? 1.0f : 0.0f);
+            sum = fmaf(e, e, sum);
+        }
+    }
+    sum = slr::warp_sum(sum);
+    if (lane == 0) partial[warp] = sum;
+    __syncthreads();
+    float total = 0.0f;  // every thread sums the warps' parts in the same order: one decision for the block
+    for (unsigned w = 0; w < kFactorWarps; ++w) total += partial[w];
+    const bool near = total <= kNearIdentityMaxFrobenius2;  // false for NaN
+    if (near) {
+        for (unsigned j = warp; j < l; j += kFactorWarps) {
+            for (unsigned i = lane; i < l; i += 32) {
+                const unsigned long long at = i + (unsigned long long)j * l;
+                const float d = i == j ? 1.0f : 0.0f;
+                x[at] = fmaf(-0.5f, g[at] - d, d);
+            }
+        }
+    }
+    if (threadIdx.x == 0) status[slot] = near ? kStatusNearIdentityStep : 0u;
+}
+SLR_EMU_EXPORT(rsvd_near_identity_step_f32)
+
+// A later pass whose l x l step rsvd_near_identity_step_f32 took (its bit in status[slot], written by the kernel
+// before this one on the stream) leaves the factor kernels nothing to do: R⁻¹'s buffer already holds X.
+__device__ __forceinline__ bool step_already_taken(unsigned first_pass, const unsigned* status, unsigned slot) {
+    return !first_pass && (status[slot] & kStatusNearIdentityStep) != 0u;
+}
+
+extern "C" __global__ void __launch_bounds__(kFactorThreads)
     rsvd_cholqr_factor_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,
                            float* __restrict__ r_inv, unsigned* __restrict__ status, unsigned slot) {
+    if (step_already_taken(first_pass, status, slot)) return;
     SLR_DYNAMIC_SMEM(float, smem);
     float* s = smem;
     float* col = s + tri(l);
@@ -1838,6 +1894,7 @@ SLR_EMU_EXPORT(rsvd_cholqr_factor_f32)
 extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
     rsvd_cholqr_factor_tiles_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,
                                  float* __restrict__ r_inv, unsigned* __restrict__ status, unsigned slot) {
+    if (step_already_taken(first_pass, status, slot)) return;
     cholqr_factor_tiles<kTileMaxBlocks>(g, l, rows, first_pass, r_inv, status, slot);
 }
 SLR_EMU_EXPORT(rsvd_cholqr_factor_tiles_f32)
@@ -1850,6 +1907,7 @@ extern "C" __global__ void __launch_bounds__(kTileThreads, 1)
     rsvd_cholqr_factor_tiles9_f32(const float* __restrict__ g, unsigned l, unsigned rows, unsigned first_pass,
                                   float* __restrict__ r_inv, unsigned* __restrict__ status, unsigned slot) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ == 900
+    if (step_already_taken(first_pass, status, slot)) return;
     cholqr_factor_tiles<kTileWideMaxBlocks>(g, l, rows, first_pass, r_inv, status, slot);
 #else
     __trap();

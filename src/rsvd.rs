@@ -28,7 +28,10 @@
 //! step before the small SVD: each pass a Gram product, one block's kernel (f32 Cholesky of G and the inverse of
 //! its factor, with the first pass's pivot guard and shift done in the kernel: `rsvd_cholqr_factor_tiles_f32`,
 //! blocked in 32 x 32 tiles, for l ≤ 160, `rsvd_cholqr_factor_tiles9_f32` for l ≤ 288 on sm_90,
-//! `rsvd_cholqr_factor_f32` on the packed triangle above) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2), the
+//! `rsvd_cholqr_factor_f32` on the packed triangle above) and `Y ← Y R⁻¹`, all queued on the stream; the last Q and Q₂ take two passes (CholeskyQR2;
+//! the second pass's l x l step is `X = I − (G − I)/2` when `‖G − I‖_F ≤ 2⁻¹²`, which leaves `XᵀGX` within ~5e-8 of
+//! I before X's rounding to f32, when G is that near I, as it nearly always is after the power iteration's first pass, and the Cholesky kernel otherwise:
+//! `near_identity_step`; `SLR_RSVD_PATH=cholesky2` always takes the Cholesky), the
 //! power-iteration bases one, whose result's Gram matrix `rsvd_gram_check_f32` checks: every element within 1e-2
 //! of I (the test a second pass applies on entry) and every column's deviations summing to at most 1/2, which by
 //! Gershgorin keeps G's eigenvalues in [1/2, 3/2] and the basis's condition number ≤ √3, so it carries the
@@ -150,6 +153,10 @@ pub struct RsvdInfo {
     /// (docs/rsvd.md, "Products on bf16 tensor cores"): the 2q + 1 power-iteration products under `SLR_RSVD_GEMM=bf16x3`, all 2q + 2 (the
     /// projection `Bᵀ = Aᵀ Q` too) under `SLR_RSVD_GEMM=bf16x3_all`, else 0.
     pub bf16x3_products: usize,
+    /// Second CholeskyQR passes of the queued path (the last Q's and Q₂'s) whose l x l step was `X = I − (G − I)/2`
+    /// because their Gram matrix G was within 2⁻¹² of I in the Frobenius norm (module docs), not the Cholesky
+    /// kernel. 0 on the CPU reference, the host-driven path and under `SLR_RSVD_PATH=cholesky2`.
+    pub near_identity_steps: usize,
 }
 
 /// Widest sketch whose l x l factorization fits one block's shared memory ((l (l + 1) / 2 + 3 l) f32 words ≤
@@ -160,6 +167,8 @@ pub const QUEUED_MAX_SKETCH_COLS: usize = 320;
 const STATUS_SHIFTED: u32 = 1;
 const STATUS_FAILED: u32 = 2;
 const STATUS_NOT_NEAR_IDENTITY: u32 = 4;
+/// `rsvd_near_identity_step_f32` took a second pass's l x l step ([`near_identity_step`]).
+const STATUS_NEAR_IDENTITY_STEP: u32 = 8;
 const FACTOR_THREADS: u32 = 1024;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -2091,7 +2100,7 @@ impl DeviceEngine<'_, '_> {
     }
 
     /// CholeskyQR of Y with the l x l steps on the device and nothing read back: passes of `G = YᵀY`, R⁻¹ from
-    /// the factor kernel ([`factor_kernel`]), `Y ← Y R⁻¹`; two status words go to `status[*slot]` and the next slot, which the
+    /// the factor kernel ([`factor_kernel_of`]), `Y ← Y R⁻¹`; two status words go to `status[*slot]` and the next slot, which the
     /// caller reads once, at the end. `one_pass` (a power-iteration basis, which only carries the subspace to the
     /// next product): one pass, then `rsvd_gram_check_f32` on the result's Gram matrix (every element within
     /// 1e-2 of I, the test a second pass applies on entry, and every column's deviations summing to at most 1/2,
@@ -2103,7 +2112,14 @@ impl DeviceEngine<'_, '_> {
             let y = cur.as_ref().unwrap_or(y0);
             let g = self.gram_on_device(y)?;
             prof.lap(self, Step::Gram)?;
-            let r_inv = factor_kernel(self.gpu, &g.buf, g.rows, y.rows, pass == 0, status, *slot)?;
+            let l = g.rows;
+            // SAFETY: the factor kernel writes all l x l elements of R⁻¹ unless the near-identity step before it
+            // wrote them all (it then returns at once; `near_identity_step`).
+            let mut r_inv = DevMat { buf: unsafe { self.gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
+            if pass > 0 && !crate::path_switch("SLR_RSVD_PATH", "cholesky2") {
+                near_identity_step(self.gpu, &g.buf, l, &mut r_inv.buf, status, *slot)?;
+            }
+            factor_kernel_into(self.gpu, &g.buf, l, y.rows, pass == 0, status, *slot, false, &mut r_inv.buf)?;
             *slot += 1;
             prof.lap(self, Step::DeviceFactor)?;
             let next = self.mul_on_device(y, &r_inv)?;
@@ -2169,13 +2185,49 @@ pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
     Ok(gpu.download(&status)?[0])
 }
 
-/// Launches the factor kernel ([`factor_kernel_choice`]: tiled for l ≤ 160, wide tiled for l ≤ 288 on sm_90, else
-/// packed) on the
-/// l x l column-major Gram matrix in `g` (the first l² elements), writing
-/// a fresh l x l R⁻¹ and `status[slot]`. Errors: l = 0 or above [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too
-/// short, `rows` above u32, buffers of another backend.
-fn factor_kernel(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize) -> Result<DevMat> {
-    factor_kernel_of(gpu, g, l, rows, first_pass, status, slot, false)
+
+/// A later CholeskyQR pass's l x l step when its Gram matrix is already near the identity (`rsvd_near_identity_step_f32`):
+/// with `E = G − I` and `‖E‖_F ≤ 2⁻¹²` (cuda/rsvd.cu kNearIdentityMaxFrobenius2 = 2⁻²⁴ on the f32 sum of squares), `X = I − E/2` (one rounding per element) takes the place of R⁻¹, because
+/// `XᵀGX = I − ¾E² + ¼E³` is within ~4.5e-8 of I (plus X's own rounding, ~2u = 1.2e-7): the result is
+/// orthonormal to f32 rounding, as the Cholesky pass would leave it, for a few µs instead of the factor kernel's tens (40 µs at l = 138
+/// on an H200). Y·X spans what Y spans (X is within 2⁻¹³ of I). It writes all l x l elements of `x` and
+/// `status[slot] = STATUS_NEAR_IDENTITY_STEP` then, else nothing and `status[slot] = 0` (NaN included); the factor
+/// kernel launched next with the same `x`, `status` and `slot` (not a first pass) returns at once when it finds that
+/// bit, else factors G as before. Why G is near I there: the power iteration's bases have graded columns (each
+/// basis's triangular factor orders them by the spectrum), and one f32 CholeskyQR pass leaves such a basis
+/// orthonormal to ~1e-6 (‖E‖_F ~3-5e-6 in an f32 simulation at l = 138 and 266, σ_j = 1/j and j^-0.5), far
+/// closer than the u·cond² bound; a sketch without power iterations (q = 0) can be farther, and then the
+/// Cholesky runs. Errors: as [`check_kernel`], and `x` shorter than l².
+fn near_identity_step(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, x: &mut DeviceVec<f32>, status: &mut DeviceVec<u32>, slot: usize) -> Result<()> {
+    const OP: &str = "rsvd near-identity step";
+    check_gram_and_slot(OP, g, l, status, slot)?;
+    check_len(OP, "x (l x l)", l * l, x.len())?;
+    let gv = DeviceSlice::from(g);
+    let (p_g, _g0) = gv.kernel_ptr(gpu, OP, "g")?;
+    let mut xv = DeviceSliceMut::from(x);
+    let (p_x, _g1) = xv.kernel_ptr_mut(gpu, OP, "x")?;
+    let mut sv = DeviceSliceMut::from(status);
+    let (p_s, _g2) = sv.kernel_ptr_mut(gpu, OP, "status")?;
+    let shape = LaunchShape { grid: (1, 1, 1), block: (FACTOR_THREADS, 1, 1), shared_bytes: 0 };
+    // SAFETY: g and x hold at least l x l elements (checked) and the kernel reads g[idx] and writes x[idx] for
+    // idx < l² only (l ≤ 320); x is a separate buffer from g (one is borrowed mutably, the other shared); status
+    // has more than `slot` elements (checked) and only status[slot] is written; one block of FACTOR_THREADS
+    // threads, as the kernel's warp stride assumes; arguments match rsvd_near_identity_step_f32.
+    unsafe { gpu.launch(MODULE, "rsvd_near_identity_step_f32", shape, &[p_g, KernelArg::U32(l as u32), p_x, p_s, KernelArg::U32(slot as u32)]) }
+}
+
+/// A later pass's l x l step on the device as the queued path runs it, for tests: [`near_identity_step`], then the
+/// factor kernel (not a first pass) on the same buffers. Returns the l x l matrix the pass applies (X or R⁻¹) and
+/// the status word (8: the near-identity step; 4: not near I, so the Cholesky's entry check failed; else 0).
+#[doc(hidden)]
+pub fn second_pass_step_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize) -> Result<(Vec<f32>, u32)> {
+    check_len("second_pass_step_on_device", "g (l x l)", l * l, g.len())?;
+    let dg = gpu.upload(g)?;
+    let mut status = gpu.alloc_zeros::<u32>(1)?;
+    let mut x = gpu.alloc_zeros::<f32>(l * l)?;
+    near_identity_step(gpu, &dg, l, &mut x, &mut status, 0)?;
+    factor_kernel_into(gpu, &dg, l, rows, false, &mut status, 0, false, &mut x)?;
+    Ok((gpu.download(&x)?, gpu.download(&status)?[0]))
 }
 
 /// Widest l the tiled factor kernel takes (`rsvd_cholqr_factor_tiles_f32`: G padded to M = ⌈l / 32⌉ ≤ 5 blocks of
@@ -2218,35 +2270,50 @@ fn factor_kernel_choice(gpu: &Gpu, l: usize, packed: bool) -> (&'static str, u32
     }
 }
 
-/// [`factor_kernel`], with `packed` forcing the packed shared-memory kernel at any l (tests compare the two).
+/// Launches the factor kernel ([`factor_kernel_choice`]: tiled for l ≤ 160, wide tiled for l ≤ 288 on sm_90, else
+/// packed; `packed` forces the packed shared-memory kernel at any l, which tests compare) on the l x l column-major
+/// Gram matrix in `g` (the first l² elements), writing a fresh l x l R⁻¹ and `status[slot]`. Errors: l = 0 or
+/// above [`QUEUED_MAX_SKETCH_COLS`], `g` or `status` too short, `rows` above u32, buffers of another backend.
 #[allow(clippy::too_many_arguments)]
 fn factor_kernel_of(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize, packed: bool) -> Result<DevMat> {
+    // SAFETY: the kernel writes all l x l elements of R⁻¹ (zeros below the diagonal, I after a failure): a first
+    // pass always, a later one unless status[slot] holds STATUS_NEAR_IDENTITY_STEP, which only
+    // `near_identity_step` writes (status words start at zero) after writing all of its x.
+    let mut r_inv = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
+    factor_kernel_into(gpu, g, l, rows, first_pass, status, slot, packed, &mut r_inv.buf)?;
+    Ok(r_inv)
+}
+
+/// [`factor_kernel_of`] writing R⁻¹ into `r_inv` (at least l² elements). A later pass (`first_pass` false) whose
+/// `status[slot]` already holds STATUS_NEAR_IDENTITY_STEP writes nothing ([`near_identity_step`] did).
+#[allow(clippy::too_many_arguments)]
+fn factor_kernel_into(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_pass: bool, status: &mut DeviceVec<u32>, slot: usize, packed: bool, r_inv: &mut DeviceVec<f32>) -> Result<()> {
     const OP: &str = "rsvd cholqr factor";
     check_gram_and_slot(OP, g, l, status, slot)?;
+    check_len(OP, "r_inv (l x l)", l * l, r_inv.len())?;
     if rows > u32::MAX as usize {
         return Err(Error::LengthMismatch { op: OP, what: "rows of the basis", expected: u32::MAX as usize, got: rows });
     }
-    // SAFETY: the kernel writes all l x l elements of R⁻¹ (zeros below the diagonal, I after a failure).
-    let mut r_inv = DevMat { buf: unsafe { gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
     {
         let gv = DeviceSlice::from(g);
         let (p_g, _g0) = gv.kernel_ptr(gpu, OP, "g")?;
-        let mut rv = DeviceSliceMut::from(&mut r_inv.buf);
+        let mut rv = DeviceSliceMut::from(r_inv);
         let (p_r, _g1) = rv.kernel_ptr_mut(gpu, OP, "r_inv")?;
         let mut sv = DeviceSliceMut::from(status);
         let (p_s, _g2) = sv.kernel_ptr_mut(gpu, OP, "status")?;
         let (kernel, threads, shared) = factor_kernel_choice(gpu, l, packed);
         let shape = LaunchShape { grid: (1, 1, 1), block: (threads, 1, 1), shared_bytes: shared as u32 };
-        // SAFETY: g holds at least l x l elements (checked) and the kernel reads G[i + j l] for i, j < l; R⁻¹ is a
-        // fresh buffer of exactly l x l elements, written at a + b l for a, b < l; status has more than `slot`
-        // elements (checked) and only status[slot] is written; the block size is the one each kernel's strides
+        // SAFETY: g holds at least l x l elements (checked) and the kernel reads G[i + j l] for i, j < l; r_inv
+        // holds at least l x l elements (checked), written at a + b l for a, b < l, and is not g (one is borrowed
+        // mutably, the other shared); status has more than `slot` elements (checked) and only status[slot] is
+        // read (a later pass) and written; the block size is the one each kernel's strides
         // assume (1024 packed, 512 tiled) and the dynamic shared memory is what it carves: the packed one
         // l (l + 1) / 2 + 3 l floats (≤ 209 KB for l ≤ 320), the tiled ones `tiles_shared_bytes`, launched only
         // for the M their code unrolls for (`factor_kernel_choice`: l ≤ 160, M ≤ 5, ≤ 84.6 KB; the wide one
         // l ≤ 288, M ≤ 9, ≤ 222.9 KB, only where its sm_90 code runs and that fits the device's limit), all
         // opted into by launch above 40 KiB and within the device's limit where the queued path runs
-        // (`queued_path_enabled`); no output overlaps an input (fresh R⁻¹; the status buffer is not an input);
-        // arguments match all three kernels.
+        // (`queued_path_enabled`); no output overlaps an input (r_inv and status are not g); arguments match all
+        // three kernels.
         unsafe {
             gpu.launch(
                 MODULE,
@@ -2256,7 +2323,7 @@ fn factor_kernel_of(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, first_
             )?;
         }
     }
-    Ok(r_inv)
+    Ok(())
 }
 
 /// The factor kernel an l x l step launches on `gpu` (`factor_kernel_choice`, without the packed override), for
@@ -2355,7 +2422,7 @@ fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first
 }
 
 /// The algorithm of [`run`] queued on the device with no host round trip until the small SVD: each basis by
-/// CholeskyQR through the factor kernel ([`factor_kernel`]: f32 Cholesky and inverse, in-kernel shift on the first pass), one
+/// CholeskyQR through the factor kernel ([`factor_kernel_of`]: f32 Cholesky and inverse, in-kernel shift on the first pass), one
 /// pass and a device check for the power-iteration bases, two for the last Q and Q₂ ([`DeviceEngine::orth_queued`]),
 /// then `R₂ = Q₂ᵀ Bᵀ` (one l x l product; `B = R₂ᵀ Q₂ᵀ` because Q₂ spans Bᵀ's columns to rounding), read back with
 /// the status words in one synchronization. `None` when a status asks for the guarded host path (a Cholesky that
@@ -2413,7 +2480,11 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         return Ok(None);
     }
     debug_assert_eq!(one_pass.len(), bases);
-    for (first, &single) in words.chunks(2).map(|p| p[0]).zip(&one_pass) {
+    for (pair, &single) in words.chunks(2).zip(&one_pass) {
+        let first = pair[0];
+        if !single && pair[1] & STATUS_NEAR_IDENTITY_STEP != 0 {
+            info.near_identity_steps += 1;
+        }
         if first & STATUS_SHIFTED != 0 {
             info.shifted_cholesky_qr += 1;
         } else if single {

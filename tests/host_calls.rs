@@ -179,8 +179,9 @@ fn rsvd_queued_path_waits_for_the_device_twice() {
         assert!(info.device_queued, "{dev}: uniform random A: the queued path runs");
         assert_eq!(c.synchronizations, 2, "{dev}: {c:?}");
         // q = 2: the non-finite count and the sketch (2), 6 products with A, 4 one-pass bases (Gram, factor,
-        // Y·R⁻¹, Gram, check: 20), 2 two-pass bases (12), R₂ and the 2 final products (3): 43 launches or library
-        // calls; 39 buffers (emulator count). A regression here is host time on every call.
-        assert!(c.launches + c.library_calls <= 43 && c.allocations <= 39, "{dev}: {c:?}");
+        // Y·R⁻¹, Gram, check: 20), 2 two-pass bases (12, and each second pass's near-identity step: 2), R₂ and the
+        // 2 final products (3): 45 launches or library calls; 39 buffers (emulator count). A regression here is
+        // host time on every call.
+        assert!(c.launches + c.library_calls <= 45 && c.allocations <= 39, "{dev}: {c:?}");
     }
 }

@@ -393,6 +393,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         // A power-iteration basis's Gram matrix checked against I: global loads, per-column butterfly sums, the
         // OR-barrier, one status store.
         "rsvd_gram_check_f32" => vec!["LDG.E", "SHFL.BFLY", "BAR.RED.OR", "STG.E "],
+        // A later pass's step near I: read-only loads of G, the squares' FMAs and butterfly sums, one barrier before
+        // the block's decision, X and the status word stored.
+        "rsvd_near_identity_step_f32" => vec!["LDG.E.CONSTANT", "FFMA", "SHFL.BFLY", "BAR.SYNC", "STG.E "],
         // The l x l Cholesky/inverse sweep: shared-memory loads, FMAs and stores between barriers, the square root
         // and reciprocal of each pivot, the OR-barrier of the near-identity check.
         "rsvd_cholqr_factor_f32" => vec!["BAR.SYNC", "BAR.RED.OR", "LDS", "STS", "FFMA", "MUFU.RSQ", "MUFU.RCP", "STG.E "],

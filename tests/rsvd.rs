@@ -371,6 +371,8 @@ fn device_rsvd_at_r_256_runs_queued_and_matches_the_cpu_reference() {
         let mut s = vec![0f32; r];
         let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
         assert!(info.device_queued, "{name}: {info:?}");
+        // The last Q's and Q₂'s second passes: after the power iteration their Gram matrices are near I.
+        assert_eq!(info.near_identity_steps, 2, "{name}: {info:?}");
         let (u, vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
         assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), 1e-4);
     }
@@ -493,6 +495,9 @@ fn device_matches_cpu_with<T: Element>(test: &str, tol_s: f64, split: SplitProdu
             if own && info.device_queued {
                 assert!(info.small_svd_on_device, "{name} {m}x{n} r={r}: our eigensolver's device small SVD did not run: {info:?}");
             }
+            // After the power iteration the last Q's and Q₂'s first passes leave their Gram matrices near I, so
+            // both second passes take the near-identity step (the CPU reference factors them; same subspaces).
+            assert_eq!(info.near_identity_steps, if info.device_queued && cfg.power_iters > 0 { 2 } else { 0 }, "{name} {m}x{n} r={r}: {info:?}");
             if progress {
                 let _ = writeln!(std::io::stderr(), "[progress] {test} {name} {m}x{n} r={r}: returned {info:?}");
             }
@@ -1211,6 +1216,66 @@ fn device_gram_check_accepts_near_identity_and_flags_the_rest() {
         let big = sparse_lowrank::rsvd::QUEUED_MAX_SKETCH_COLS + 1;
         assert!(matches!(sparse_lowrank::rsvd::gram_check_on_device(&gpu, &vec![0f32; big * big], big), Err(Error::LengthMismatch { .. })), "{name}");
         assert!(matches!(sparse_lowrank::rsvd::gram_check_on_device(&gpu, &[1.0, 0.0, 0.0], 2), Err(Error::LengthMismatch { .. })), "{name}");
+    }
+}
+
+/// A symmetric l x l G = I + E (column-major f32) with E random and scaled to ‖E‖_F = `frobenius`.
+fn near_identity_gram(rng: &mut StdRng, l: usize, frobenius: f64) -> Vec<f32> {
+    let mut e = vec![0f64; l * l];
+    for j in 0..l {
+        for i in j..l {
+            let x = normal(rng);
+            e[i + j * l] = x;
+            e[j + i * l] = x;
+        }
+    }
+    let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+    (0..l * l).map(|k| (if k % (l + 1) == 0 { 1.0 } else { 0.0 }) + (e[k] * frobenius / norm) as f32).collect()
+}
+
+/// A later CholeskyQR pass's l x l step on the device as the queued path runs it (`rsvd_near_identity_step_f32`,
+/// then the factor kernel on the same buffers): with ‖G − I‖_F ≤ 2⁻¹² (2.44e-4) it is X = I − (G − I)/2, element
+/// for element as the kernel rounds it (one fma), status 8, the factor kernel returning at once; X then whitens G
+/// to (3/4)‖E‖₂² + ... ≤ 4.5e-8 plus X's own rounding to f32 (u = 6e-8 per element, about 2u in each entry of
+/// XᵀGX): bound 4e-7, checked in f64, as f32-orthonormal as a Cholesky pass leaves it and well below the 1e-5 asked
+/// of the factors. Past that norm (3e-4, every element still within the Cholesky's 1e-2 entry test), a NaN, or G far
+/// from I, the words and R⁻¹ are exactly the factor kernel's alone (`cholqr_factor_on_device`, a later pass).
+#[test]
+fn device_second_pass_takes_the_near_identity_step_within_its_bound_and_the_cholesky_past_it() {
+    let mut rng = rng("rsvd_near_identity_step");
+    for (name, gpu) in devices("rsvd_near_identity_step") {
+        for l in [1usize, 2, 31, 33, 138, 200] {
+            let rows = 4 * l + 7;
+            for frobenius in [0.0, 3e-6, 1e-4, 2.4e-4] {
+                let g = near_identity_gram(&mut rng, l, frobenius);
+                let (x, status) = sparse_lowrank::rsvd::second_pass_step_on_device(&gpu, &g, l, rows).unwrap();
+                assert_eq!(status, 8, "{name} l={l} |E|_F={frobenius:e}");
+                for (k, (&xk, &gk)) in x.iter().zip(&g).enumerate() {
+                    let d = if k % (l + 1) == 0 { 1.0f32 } else { 0.0 };
+                    assert_eq!(xk.to_bits(), (-0.5f32).mul_add(gk - d, d).to_bits(), "{name} l={l} element {k}");
+                }
+                let g64 = Mat::from_fn(l, l, |i, j| g[i + j * l] as f64);
+                let dev = whitening_error(&g64, &x, l);
+                assert!(dev <= 4e-7, "{name} l={l} |E|_F={frobenius:e}: max |XᵀGX − I| = {dev:e}");
+            }
+            let mut cases = vec![("past the bound", near_identity_gram(&mut rng, l, 3e-4)), ("far from I", gram_of_gaussian(&mut rng, rows, l).0)];
+            let mut nan = near_identity_gram(&mut rng, l, 1e-5);
+            nan[rng.gen_range(0..l * l)] = f32::NAN;
+            cases.push(("NaN", nan));
+            for (what, g) in cases {
+                let (x, status) = sparse_lowrank::rsvd::second_pass_step_on_device(&gpu, &g, l, rows).unwrap();
+                let (r_inv, want) = sparse_lowrank::rsvd::cholqr_factor_on_device(&gpu, &g, l, rows, false).unwrap();
+                assert_eq!(status, want, "{name} l={l} {what}");
+                assert_eq!(status & 8, 0, "{name} l={l} {what}");
+                assert!(x.iter().zip(&r_inv).all(|(a, b)| a.to_bits() == b.to_bits()), "{name} l={l} {what}: not the factor kernel's R⁻¹");
+                if what == "past the bound" {
+                    assert_eq!(status, 0, "{name} l={l}: every element is within the Cholesky's entry test");
+                }
+            }
+        }
+        let big = sparse_lowrank::rsvd::QUEUED_MAX_SKETCH_COLS + 1;
+        assert!(matches!(sparse_lowrank::rsvd::second_pass_step_on_device(&gpu, &vec![0f32; big * big], big, 10), Err(Error::LengthMismatch { .. })), "{name}");
+        assert!(matches!(sparse_lowrank::rsvd::second_pass_step_on_device(&gpu, &[1.0, 0.0, 0.0], 2, 10), Err(Error::LengthMismatch { .. })), "{name}");
     }
 }
 
