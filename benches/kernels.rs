@@ -587,6 +587,20 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
             report_switched(gpu, &case, "SLR_TOPK_PATH", "stream_mask", "streaming mask pass (one warp per chunk)", 10, &bench.device, &mut run);
         }
         report_pool_trimmed(gpu, &case, 10, &bench.device, &mut run);
+        if op == "topk_mask_per_row" {
+            // Since 2026-11-28 (twentieth session): the mask alone, NaN ranked above infinity, queued with nothing
+            // read back (topk_mask_only); the difference to our time is topk_mask's read-back and cuts.
+            let only = spec.nan(NanPolicy::AboveInfinity);
+            match gpu.time_ms(10, || topk_mask_only(gpu, &d, rows, cols, &only).map(|_| ())) {
+                Ok(ms) => report_baseline(&case, "our mask alone, nothing read back (topk_mask_only)", ms, &bench.device),
+                Err(e) => println!("    topk_mask_only failed: {e}"),
+            }
+            // And the CSR of the same selection with its values, nothing read back either (k per row sizes it).
+            match gpu.time_ms(10, || topk_csr_only(gpu, &d, rows, cols, &only).map(|_| ())) {
+                Ok(ms) => report_baseline(&case, "our CSR and values alone, nothing read back (topk_csr_only)", ms, &bench.device),
+                Err(e) => println!("    topk_csr_only failed: {e}"),
+            }
+        }
         if op != "topk_mask_per_row" {
             // The bracket paths' kernels after the sample launched one after another, as before 2026-11-27.
             report_switched(gpu, &case, "SLR_PDL", "off", "without programmatic dependent launch", 10, &bench.device, &mut run);

@@ -59,7 +59,7 @@ pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu, spmm_xst_scratch_le
 pub use tile_mma::{tile_mma, tile_mma_cpu, TileMmaElement};
 pub use sddmm::{sddmm, sddmm_cpu, sddmm_weight_grad, sddmm_weight_grad_cpu, sddmm_weight_grad_scratch_len};
 pub use topk::{
-    topk_cpu, topk_csr, topk_mask, topk_threshold, Direction, NanPolicy, RankBy, Scope, Selection, TopkCpu, TopkCsr, TopkCut, TopkKey,
+    topk_cpu, topk_csr, topk_csr_only, topk_mask, topk_mask_only, topk_threshold, Direction, NanPolicy, RankBy, Scope, Selection, TopkCpu, TopkCsr, TopkCut, TopkKey,
     TopkSpec,
 };
 pub use rsvd::{gaussian_sketch, gaussian_sketch_cpu, rsvd, rsvd_cpu, RsvdConfig, RsvdInfo};

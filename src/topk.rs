@@ -26,7 +26,9 @@
 //! # Outputs, each on its own
 //! [`topk_threshold`] (per segment: the k-th key and the exact counts, [`TopkCut`]), [`topk_mask`] (a
 //! [`DeviceBitMask`]), [`topk_csr`] (a sorted [`DeviceCsrPattern<u32>`] and the selected values gathered in its
-//! order). The CPU reference [`topk_cpu`] gives the mask and the cuts.
+//! order), [`topk_mask_only`] and [`topk_csr_only`] (the same without the cuts: per row with NaN ranked above
+//! infinity they wait for nothing, every launch queued on the stream; the CSR for counts and fractions, whose
+//! rows take exactly k each). The CPU reference [`topk_cpu`] gives the mask and the cuts.
 //!
 //! # Device paths (all exact, all giving the reference's selection)
 //! - **Per row, rows whose keys fit one block's shared memory** (the device's opt-in limit less 9.5 KiB: on sm_90
@@ -1377,8 +1379,9 @@ pub fn topk_threshold<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a,
     cuts_of(OP, gpu, &sel.state, segs, &plan, spec)
 }
 
-/// Writes the selection's bits into a fresh mask; returns it with the cuts.
-fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
+/// Writes the selection's bits into a fresh mask; returns it with the cuts, or without them (`want_cuts` false,
+/// for [`topk_mask_only`]: then the per-row path under [`NanPolicy::AboveInfinity`] reads nothing back).
+fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>, rows: usize, cols: usize, spec: &TopkSpec<T>, want_cuts: bool) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
     let (segs, seg_len) = segments(op, rows, cols, keys.len(), spec.scope)?;
     let plan = plan(op, spec, seg_len)?;
     let flags = spec.flags();
@@ -1407,6 +1410,12 @@ fn mask_on_device<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_
         laps.mark("scratch");
         let state = select_rows_on_device(op, gpu, keys, segs, seg_len, &plan, flags, Some(&mut words))?;
         laps.mark("rows");
+        if !want_cuts && spec.nan == NanPolicy::AboveInfinity {
+            // Nothing to refuse and no cut to report: the state words stay on the device (freed in stream order
+            // after the kernel) and the call returns with the launch queued.
+            laps.report(&format!("topk profile (mask only, per row, {segs} rows of {seg_len}, {})", T::DTYPE.name()));
+            return Ok((DeviceBitMask::from_trusted_words(rows, cols, words), Vec::new()));
+        }
         // Two laps (the sixth run measured 0.11-0.13 ms for this read-back of 32 bytes per row, 4096 rows, against
         // a 0.09 ms kernel: the laps tell the copy from the host's parsing).
         let state_words = gpu.download(&state)?;
@@ -1485,7 +1494,36 @@ fn write_mask<T: TopkKey>(op: &'static str, gpu: &Gpu, keys: &DeviceSlice<'_, T>
 /// ```
 pub fn topk_mask<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceBitMask, Vec<TopkCut<T>>)> {
     let keys = keys.into();
-    mask_on_device("topk_mask", gpu, &keys, rows, cols, spec)
+    mask_on_device("topk_mask", gpu, &keys, rows, cols, spec, true)
+}
+
+/// [`topk_mask`]'s mask without the cuts, and without waiting for the device where nothing needs checking on the
+/// host: on the per-row path (rows of at most [`topk_row_max_len`] keys, or a whole matrix that small, module docs)
+/// under [`NanPolicy::AboveInfinity`] its one launch is queued on the handle's stream and the call returns at once,
+/// with no synchronization, so a training step's per-row selection does not drain the stream before the next op.
+/// (On an H200, eleventh run, [`topk_mask`]'s read-back and cuts took ~40 µs of its 0.12 ms at 4096 rows of 4096.)
+/// Elsewhere (per matrix over the sample bracket or the radix passes, longer rows, or [`NanPolicy::Error`], whose
+/// NaN count must be read back to refuse them) it waits as [`topk_mask`] does.
+///
+/// Same shapes and errors as [`topk_threshold`]; exactly the entries of [`topk_cpu`]'s mask. Floor: as
+/// [`topk_mask`]'s.
+///
+/// ```no_run
+/// # use sparse_lowrank::*;
+/// # fn main() -> Result<()> {
+/// let gpu = Gpu::new(0)?;
+/// let (rows, cols) = (4096, 4096);
+/// let grads = gpu.alloc_zeros::<f32>(rows * cols)?; // e.g. a gradient, filled by the training step
+/// // SpIEL-style regrowth: the 64 largest gradient magnitudes of every row, queued behind the step's kernels.
+/// let spec = TopkSpec::count(64).per_row().nan(NanPolicy::AboveInfinity);
+/// let mask = topk_mask_only(&gpu, &grads, rows, cols, &spec)?; // queued: nothing waited for
+/// // ... the step's other kernels queue behind it ...
+/// assert_eq!(mask.download(&gpu)?.count_ones(), rows * 64); // the first wait
+/// # Ok(()) }
+/// ```
+pub fn topk_mask_only<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<DeviceBitMask> {
+    let keys = keys.into();
+    mask_on_device("topk_mask_only", gpu, &keys, rows, cols, spec, false).map(|(mask, _)| mask)
 }
 
 /// The selection as a CSR pattern over the `rows x cols` matrix (columns increasing within each row) and the
@@ -1505,7 +1543,7 @@ pub struct TopkCsr<T> {
 pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<TopkCsr<T>> {
     const OP: &str = "topk_csr";
     let keys = keys.into();
-    let (mask, cuts) = mask_on_device(OP, gpu, &keys, rows, cols, spec)?;
+    let (mask, cuts) = mask_on_device(OP, gpu, &keys, rows, cols, spec, true)?;
     // The mask holds exactly the cuts' selected entries: no need to wait for the scan's total.
     let nnz = cuts.iter().map(TopkCut::selected).sum();
     let pattern = crate::mask::mask_to_csr_counted(gpu, &mask, nnz)?;
@@ -1514,6 +1552,39 @@ pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, 
     let mut values = unsafe { gpu.alloc_uninit::<T>(pattern.nnz())? };
     crate::gather_scatter::gather(gpu, &pattern, DeviceMatRef::row_major(keys, rows, cols)?, &mut values)?;
     Ok(TopkCsr { pattern, values, cuts })
+}
+
+/// [`topk_csr`]'s pattern and values without the cuts, and without waiting for the device where the entry count
+/// is known on the host and [`topk_mask_only`] does not wait: per row (rows the one-block kernel takes) under
+/// [`NanPolicy::AboveInfinity`] with a [`Selection::Count`] or [`Selection::Fraction`], every row takes exactly k
+/// entries, so the CSR is sized as `rows * k` and the selection, the mask-to-CSR kernels and the gather are all
+/// queued, nothing read back. Elsewhere (a [`Selection::Beyond`] threshold, whose row counts vary; per matrix;
+/// longer rows; [`NanPolicy::Error`]) it waits as [`topk_csr`] does.
+///
+/// Same shapes and errors as [`topk_threshold`]; exactly [`topk_csr`]'s pattern and values. Floor: as
+/// [`topk_csr`]'s.
+pub fn topk_csr_only<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, rows: usize, cols: usize, spec: &TopkSpec<T>) -> Result<(DeviceCsrPattern<u32>, DeviceVec<T>)> {
+    const OP: &str = "topk_csr_only";
+    let keys = keys.into();
+    let (segs, seg_len) = segments(OP, rows, cols, keys.len(), spec.scope)?;
+    // Entries per segment, when the plan fixes them (a count, or k = 0).
+    let per_seg = match plan(OP, spec, seg_len)? {
+        Plan::Count(k) => Some(k),
+        Plan::Fixed { none: true, .. } => Some(0),
+        Plan::Fixed { .. } => None,
+    };
+    let (mask, cuts) = mask_on_device(OP, gpu, &keys, rows, cols, spec, per_seg.is_none())?;
+    // No cuts: the per-row path returned without its read-back, so every segment took its per_seg entries.
+    let nnz = match per_seg {
+        Some(k) if cuts.is_empty() => segs * k,
+        _ => cuts.iter().map(TopkCut::selected).sum(),
+    };
+    let pattern = crate::mask::mask_to_csr_counted(gpu, &mask, nnz)?;
+    // SAFETY: gather writes every one of the pattern's nnz values (one per entry) before anyone reads them; an
+    // error from it returns before `values` is handed out.
+    let mut values = unsafe { gpu.alloc_uninit::<T>(pattern.nnz())? };
+    crate::gather_scatter::gather(gpu, &pattern, DeviceMatRef::row_major(keys, rows, cols)?, &mut values)?;
+    Ok((pattern, values))
 }
 
 #[cfg(test)]

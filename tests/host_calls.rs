@@ -51,8 +51,8 @@ fn host_calls_count_what_the_handle_does_and_subtract() {
 
 /// Per-matrix top-k of a large matrix: the cut alone waits for the device once (the sample bracket, the
 /// candidate pass with its choice and two narrowing levels for f32 are queued back to back); the mask too (the
-/// same, then the tie count and the bits), and the CSR (the mask's count sizes it); per-row top-k once, in two
-/// launches.
+/// same, then the tie count and the bits), and the CSR (the mask's count sizes it); per-row top-k once, in one
+/// launch, and the per-row mask and CSR alone (`topk_mask_only`, `topk_csr_only`, NaN above infinity) not at all.
 #[test]
 fn topk_waits_for_the_device_once_for_the_cut_and_for_the_mask() {
     if path_switched("SLR_TOPK_PATH") {
@@ -86,6 +86,22 @@ fn topk_waits_for_the_device_once_for_the_cut_and_for_the_mask() {
         });
         // One launch: the block per row writes its segment's state words itself (no topk_init_state first).
         assert_eq!((per_row.synchronizations, per_row.launches), (1, 1), "{dev}: {per_row:?}");
+        // The mask alone per row, NaN ranked above infinity: the launch queued, nothing read back, no wait. Under
+        // NanPolicy::Error the NaN count must come back first: one wait.
+        let no_wait = calls(&gpu, || {
+            topk_mask_only(&gpu, &d, rows, cols, &TopkSpec::count(64).per_row().nan(NanPolicy::AboveInfinity)).unwrap();
+        });
+        assert_eq!((no_wait.synchronizations, no_wait.launches), (0, 1), "{dev}: {no_wait:?}");
+        let refusing = calls(&gpu, || {
+            topk_mask_only(&gpu, &d, rows, cols, &TopkSpec::count(64).per_row()).unwrap();
+        });
+        assert_eq!((refusing.synchronizations, refusing.launches), (1, 1), "{dev}: {refusing:?}");
+        // The CSR alone per row, likewise: k per row sizes it, so the selection, the mask's row counts, their scan,
+        // the columns and the gather are all queued.
+        let csr_no_wait = calls(&gpu, || {
+            topk_csr_only(&gpu, &d, rows, cols, &TopkSpec::count(64).per_row().nan(NanPolicy::AboveInfinity)).unwrap();
+        });
+        assert_eq!(csr_no_wait.synchronizations, 0, "{dev}: {csr_no_wait:?}");
         // A small matrix is one such row: one launch where the radix passes took ~10.
         let small = gpu.upload(&keys[..96 * 128]).unwrap();
         let matrix = calls(&gpu, || {
