@@ -856,6 +856,10 @@ fn bench_rsvd(c: &mut Criterion) {
                     // the Cholesky kernel there, as before: the same-run A/B of that change (~35 µs per pass
                     // expected at l = 138, more at l = 266).
                     report_switched(gpu, &case, "SLR_RSVD_PATH", "cholesky2", "our second passes by the Cholesky kernel", 5, &bench.device, &mut run);
+                    // Since 2026-11-28 (twentieth session) the device small SVD (l >= 96) is queued before the wait
+                    // for the status words, its launches overlapping the power iteration; this queues it after the
+                    // wait, as before.
+                    report_switched(gpu, &case, "SLR_RSVD_PATH", "small_after_wait", "our device small SVD queued after the status wait", 5, &bench.device, &mut run);
                 }
                 if all_lines {
                     report_switched(gpu, &case, "SLR_RSVD_PATH", "onegram", "our Gram as one product", 5, &bench.device, &mut run);

@@ -343,10 +343,10 @@ const STEP_NAMES: [&str; 10] = [
     "Gram (product; + download on the host path)",
     "host Cholesky/inverse",
     "Y·R⁻¹ (product; + upload on the host path)",
-    "small SVD (host products and eigensolver; + R₂ download on the host path)",
+    "small SVD (host products and eigensolver, or the device's; + R₂ and status downloads on the device path)",
     "final products",
     "device Cholesky/inverse",
-    "R₂ product + read-back (device path)",
+    "R₂ product (device path)",
 ];
 
 /// Time per step, a diagnostic turned on by the environment variable `SLR_RSVD_PROFILE`; one line goes to stderr
@@ -840,6 +840,17 @@ thread_local! {
     static OWN_EIGH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+thread_local! {
+    static SMALL_AFTER_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Queues this thread's device small SVDs after the queued path's status wait, as before 2026-11-28 (as
+/// `SLR_RSVD_PATH=small_after_wait` does for the process): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn queue_small_svd_after_wait_on_this_thread(on: bool) {
+    SMALL_AFTER_WAIT.with(|f| f.set(on));
+}
+
 /// Sends this thread's device small SVDs through our eigensolver (as `SLR_RSVD_SMALL=own` does for the
 /// process): for tests running in parallel threads.
 #[doc(hidden)]
@@ -1080,6 +1091,27 @@ const SMALL_NOT_ORTHONORMAL: u32 = 2;
 /// Errors: LibraryMissing when syevd is asked for without libcusolver (or on the emulator; nothing is queued
 /// then), NonFinite when R₂ holds non-finite values (f32 overflow in the products), NoConvergence from syevd.
 fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<DeviceSmallSvd> {
+    queue_small_svd_device(gpu, r2, r)?.finish(gpu, r2)
+}
+
+/// [`small_svd_device`]'s kernels and eigensolver queued on the stream, nothing read back yet: [`rsvd`]'s queued
+/// path queues them before its one wait for the status words, so their launches (syevd's many among them) are
+/// made while the device still works through the power iteration instead of after it, with the device idle.
+struct QueuedSmallSvd {
+    l: usize,
+    r: usize,
+    /// G / Ũ, λ, info, the counts slot, σ and Ṽ_r in f64 (regions as in [`queue_small_svd_device`]).
+    buf: DeviceVec<f64>,
+    at_w: usize,
+    at_info: usize,
+    at_sigma: usize,
+    ur: DevMat,
+    vr: DevMat,
+}
+
+/// Queues [`small_svd_device`]'s work on R₂ (see there). Errors before anything is queued: R₂ not l x l or r
+/// outside 1..=l, LibraryMissing (syevd asked for without libcusolver, or on the emulator).
+fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmallSvd> {
     const OP: &str = "rsvd small SVD (device)";
     let l = r2.rows;
     if r2.cols != l || r2.buf.len() != l * l || r == 0 || r > l {
@@ -1141,32 +1173,42 @@ fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<DeviceSmallSvd> 
         // slot's second u32; one thread per pair (linear over r²); arguments match rsvd_small_check_f64.
         unsafe { gpu.launch(MODULE, "rsvd_small_check_f64", LaunchShape::linear(OP, r * r, 256)?, &[p_v, l32, r32, p_counts])? };
     }
-    let h = gpu.download(buf.slice(at_info..at_sigma + r))?;
-    let counts = h[1].to_bits();
-    let (bad, status) = (counts as u32 as usize, (counts >> 32) as u32);
-    if bad > 0 {
-        return Err(Error::NonFinite { op: "rsvd", what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
+    Ok(QueuedSmallSvd { l, r, buf, at_w, at_info, at_sigma, ur, vr })
+}
+
+impl QueuedSmallSvd {
+    /// Reads σ, `info` and the status back (r + 2 doubles; one wait for the queued work) and finishes: the
+    /// device's factors, or the host's finish from them when the check or an eigenvalue says so (see
+    /// [`small_svd_device`]). `r2` is the R₂ the work was queued on.
+    fn finish(self, gpu: &Gpu, r2: &DevMat) -> Result<DeviceSmallSvd> {
+        let QueuedSmallSvd { l, r, buf, at_w, at_info, at_sigma, ur, vr } = self;
+        let h = gpu.download(buf.slice(at_info..at_sigma + r))?;
+        let counts = h[1].to_bits();
+        let (bad, status) = (counts as u32 as usize, (counts >> 32) as u32);
+        if bad > 0 {
+            return Err(Error::NonFinite { op: "rsvd", what: "sketch factor R (f32 overflow in the products: scale A down)", count: bad });
+        }
+        eigensolver_info(h[0])?;
+        debug_assert_eq!(status & !(SMALL_NOT_FINITE | SMALL_NOT_ORTHONORMAL), 0, "unknown status bits");
+        DEVICE_SMALL_SVD_RUNS.with(|c| c.set(c.get() + 1));
+        if status == 0 {
+            let s = h[2..2 + r].iter().map(|&x| x as f32).collect();
+            return Ok(DeviceSmallSvd { s, ur, vr, host_finish: false });
+        }
+        // Ṽ_r off orthonormal (a spectrum over many decades, or zeroed columns): the host's Householder QR on the
+        // device's eigenvectors; a non-finite eigenvalue: the host's eigensolver.
+        let r2h = {
+            let x = gpu.download(&r2.buf)?;
+            Mat::from_fn(l, l, |i, j| x[i + j * l] as f64)
+        };
+        let (s, urh, vrh) = if status & SMALL_NOT_FINITE != 0 {
+            small_svd_with(&r2h, r, host_eigen)?
+        } else {
+            let x = gpu.download(buf.slice(0..at_w + l))?;
+            small_svd_with(&r2h, r, |_| Ok((x[at_w..at_w + l].to_vec(), Mat::from_fn(l, l, |i, j| x[i + j * l]))))?
+        };
+        Ok(DeviceSmallSvd { s, ur: dev_mat_from_host(gpu, &urh)?, vr: dev_mat_from_host(gpu, &vrh)?, host_finish: true })
     }
-    eigensolver_info(h[0])?;
-    debug_assert_eq!(status & !(SMALL_NOT_FINITE | SMALL_NOT_ORTHONORMAL), 0, "unknown status bits");
-    DEVICE_SMALL_SVD_RUNS.with(|c| c.set(c.get() + 1));
-    if status == 0 {
-        let s = h[2..2 + r].iter().map(|&x| x as f32).collect();
-        return Ok(DeviceSmallSvd { s, ur, vr, host_finish: false });
-    }
-    // Ṽ_r off orthonormal (a spectrum over many decades, or zeroed columns): the host's Householder QR on the
-    // device's eigenvectors; a non-finite eigenvalue: the host's eigensolver.
-    let r2h = {
-        let x = gpu.download(&r2.buf)?;
-        Mat::from_fn(l, l, |i, j| x[i + j * l] as f64)
-    };
-    let (s, urh, vrh) = if status & SMALL_NOT_FINITE != 0 {
-        small_svd_with(&r2h, r, host_eigen)?
-    } else {
-        let x = gpu.download(buf.slice(0..at_w + l))?;
-        small_svd_with(&r2h, r, |_| Ok((x[at_w..at_w + l].to_vec(), Mat::from_fn(l, l, |i, j| x[i + j * l]))))?
-    };
-    Ok(DeviceSmallSvd { s, ur: dev_mat_from_host(gpu, &urh)?, vr: dev_mat_from_host(gpu, &vrh)?, host_finish: true })
 }
 
 /// Threads per block of `rsvd_small_vectors_f64` (cuda/rsvd.cu kSmallThreads).
@@ -2466,11 +2508,35 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let (q2s, bts) = (DeviceSlice::from(&q2.buf), DeviceSlice::from(&bt.buf));
     // SAFETY: Q₂ᵀ (l x n) reads the packed n x l Q₂ through swapped strides, Bᵀ is packed n x l.
     let r2_dev = unsafe { e.product(l, l, n, Operand { data: &q2s, rs: n, cs: 1 }, Operand { data: &bts, rs: 1, cs: n }, false)? };
-    // The small SVD entirely on the device (from l = 96, or `SLR_RSVD_SMALL=device`): R₂ stays there for
-    // small_svd_device (no read-back of it here).
-    let r2 = if small_svd_products_on_device(l) { None } else { Some(e.to_host(&r2_dev)?) };
-    let words = e.gpu.download(&status)?;
     prof.lap(e, Step::R2ReadBack)?;
+    // The small SVD entirely on the device (from l = 96, or `SLR_RSVD_SMALL=device`) is queued now, before the wait
+    // for the status words: its launches (syevd's many, or our eigensolver's) are made while the device still
+    // works through the power iteration, where after the wait they were made with the device idle. If a status
+    // then sends the call to the host path, that work is discarded with the rest. R₂ stays on the device for it;
+    // otherwise (or without cuSOLVER) R₂ is read back for the host's small SVD.
+    // `SLR_RSVD_PATH=small_after_wait` queues it after the wait instead, as before 2026-11-28 (the benchmark's
+    // same-run comparison).
+    let device_small = small_svd_products_on_device(l);
+    let after_wait = device_small && (SMALL_AFTER_WAIT.with(|f| f.get()) || crate::path_switch("SLR_RSVD_PATH", "small_after_wait"));
+    let t = std::time::Instant::now();
+    let queued_small = if device_small && !after_wait {
+        match queue_small_svd_device(e.gpu, &r2_dev, r) {
+            Ok(queued) => Some(queued),
+            // Without cuSOLVER (not installed, or the emulator, unless our eigensolver was asked for): the host's
+            // small SVD below (nothing was queued).
+            Err(Error::LibraryMissing { .. }) => None,
+            Err(other) => return Err(other),
+        }
+    } else {
+        None
+    };
+    prof.eigen_ms += t.elapsed().as_secs_f64() * 1e3;
+    let small = match queued_small {
+        Some(queued) => SmallSvdInFlight::Device(queued),
+        None if after_wait => SmallSvdInFlight::AfterWait,
+        None => SmallSvdInFlight::Host(e.to_host(&r2_dev)?),
+    };
+    let words = e.gpu.download(&status)?;
     let (words, bad) = (&words[..slot], words[slot] as usize);
     debug_assert_eq!(slot, 2 * bases);
     if bad > 0 {
@@ -2495,27 +2561,23 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     }
     info.device_queued = true;
     let gpu = e.gpu;
-    let Some(r2) = r2 else {
-        // The small SVD on the device (R₂ was not read back).
-        let t = std::time::Instant::now();
-        let (s, ur, vr) = match small_svd_device(gpu, &r2_dev, r) {
-            Ok(d) => {
-                info.small_svd_on_device = true;
-                info.small_svd_host_finish = d.host_finish;
-                (d.s, d.ur, d.vr)
+    let r2 = match small {
+        SmallSvdInFlight::Host(r2) => r2,
+        SmallSvdInFlight::Device(queued) => {
+            let d = finish_small_svd_device(e, queued, &r2_dev, info, prof)?;
+            return Ok(Some(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
+        }
+        SmallSvdInFlight::AfterWait => match queue_small_svd_device(gpu, &r2_dev, r) {
+            Ok(queued) => {
+                let d = finish_small_svd_device(e, queued, &r2_dev, info, prof)?;
+                return Ok(Some(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
             }
-            // Without cuSOLVER (not installed, or the emulator, unless our eigensolver was asked for): R₂ to the
-            // host, and the host's small SVD.
-            Err(Error::LibraryMissing { .. }) => {
-                let (s, ur, vr) = small_svd_with(&e.to_host(&r2_dev)?, r, host_eigen)?;
-                (s, e.from_host(&ur)?, e.from_host(&vr)?)
-            }
+            Err(Error::LibraryMissing { .. }) => e.to_host(&r2_dev)?,
             Err(other) => return Err(other),
-        };
-        prof.eigen_ms += t.elapsed().as_secs_f64() * 1e3;
-        prof.lap(e, Step::SmallSvd)?;
-        return Ok(Some(Factors { q, ur, s, q2, vr }));
+        },
     };
+    // Without cuSOLVER a width from l = 96 comes here too: device_eigen_cusolver then says LibraryMissing and the
+    // host solves it, as it would have.
     let solver = small_eigen_on_device(r2.nrows());
     let mut eigen_ms = 0.0;
     let (s, ur, vr) = small_svd_with(&r2, r, |g| {
@@ -2532,6 +2594,26 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     let (ur, vr) = (e.from_host(&ur)?, e.from_host(&vr)?);
     prof.lap(e, Step::SmallSvd)?;
     Ok(Some(Factors { q, ur, s, q2, vr }))
+}
+
+/// σ and the status of the queued path's device small SVD back (its work is done by the time the status words have
+/// come back: this wait is short), then its finish; `RsvdInfo` and the profile updated.
+fn finish_small_svd_device(e: &mut DeviceEngine<'_, '_>, queued: QueuedSmallSvd, r2: &DevMat, info: &mut RsvdInfo, prof: &mut Profile) -> Result<DeviceSmallSvd> {
+    let t = std::time::Instant::now();
+    let d = queued.finish(e.gpu, r2)?;
+    info.small_svd_on_device = true;
+    info.small_svd_host_finish = d.host_finish;
+    prof.eigen_ms += t.elapsed().as_secs_f64() * 1e3;
+    prof.lap(e, Step::SmallSvd)?;
+    Ok(d)
+}
+
+/// Where the queued path's small SVD is while it waits for the status words: queued on the device, R₂ read back
+/// for the host's, or (`SLR_RSVD_PATH=small_after_wait`) the device's still to be queued after the wait.
+enum SmallSvdInFlight {
+    Device(QueuedSmallSvd),
+    Host(Mat<f64>),
+    AfterWait,
 }
 
 /// Dynamic shared memory of `rsvd_cholqr_factor_f32` for an l x l Gram matrix: the packed triangle and three

@@ -1412,18 +1412,28 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
             let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
             let cfg = seeded_config(&mut rng, r);
             let da = gpu.upload(&a32).unwrap();
-            let run = |on_device: bool, own: bool| {
+            let run_ordered = |on_device: bool, own: bool, after_wait: bool| {
                 let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
                 let mut s = vec![0f32; r];
                 sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(Some(on_device));
                 sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(own);
+                sparse_lowrank::rsvd::queue_small_svd_after_wait_on_this_thread(after_wait);
                 let before = sparse_lowrank::rsvd::device_small_svd_runs();
                 let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
                 sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(None);
                 sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(false);
+                sparse_lowrank::rsvd::queue_small_svd_after_wait_on_this_thread(false);
                 let ran = sparse_lowrank::rsvd::device_small_svd_runs() - before;
                 let info = info.unwrap_or_else(|e| panic!("{name} {kind:?} r={r} (device small SVD: {on_device}, own eigensolver: {own}): {e}"));
                 (gpu.download(&du).unwrap(), s, gpu.download(&dvt).unwrap(), info, ran)
+            };
+            // The device small SVD is queued before the status wait; queued after it (as before 2026-11-28) the
+            // same kernels run on the same data in the same stream order: bitwise the same factors.
+            let run = |on_device: bool, own: bool| {
+                let early = run_ordered(on_device, own, false);
+                let late = run_ordered(on_device, own, true);
+                assert!(early.0 == late.0 && early.1 == late.1 && early.2 == late.2 && early.4 == late.4, "{name} {kind:?} r={r} (device small SVD: {on_device}, own: {own}): queued before and after the wait differ");
+                early
             };
             let (u0, s0, vt0, info0, _) = run(false, false);
             // The device small SVD with syevd, then with our eigensolver (`SLR_RSVD_SMALL=own`): both
