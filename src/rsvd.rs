@@ -40,8 +40,11 @@
 //! Gram matrix failed its column sums (the basis was too ill-conditioned for one pass: cond(Y) beyond several
 //! hundred, e.g. rank-deficient or fast-decaying spectra at large l; only the first, ungraded sketch basis gets
 //! there in practice), or a second pass found its Gram matrix farther than 1e-2 from I, the work
-//! is discarded and the host-driven algorithm above runs from the start (correct, but the queued attempt's time is
-//! lost. One pass on those bases instead of two took 0.87-0.99x the time on an H200 (a5e77c2, 4096² and 4096 x 11008,
+//! is discarded. When only the first sketch basis was refused (its check failed, its possibly shifted Cholesky
+//! did not), the queued path runs once more with that basis in two passes, both under the first pass's rules
+//! (`RsvdInfo::first_basis_two_passes`): every later basis is graded by the factor before it, so steep spectra
+//! (σ_i = i^-2 at l = 70 in the tests) then run queued to the end. Otherwise, or if that fails too, the
+//! host-driven algorithm above runs from the start (correct, but the queued attempts' time is lost). One pass on those bases instead of two took 0.87-0.99x the time on an H200 (a5e77c2, 4096² and 4096 x 11008,
 //! r = 16 and 128). `RsvdInfo::device_queued` says which ran. l is limited by shared memory
 //! (≤ 320 on sm_90). `SLR_RSVD_PATH=host` forces the host-driven path. The CPU reference is always host-driven.
 //!
@@ -158,6 +161,10 @@ pub struct RsvdInfo {
     /// because their Gram matrix G was within 2⁻¹² of I in the Frobenius norm (module docs), not the Cholesky
     /// kernel. 0 on the CPU reference, the host-driven path and under `SLR_RSVD_PATH=cholesky2`.
     pub near_identity_steps: usize,
+    /// The queued path's first attempt refused its first sketch basis after one pass (a spectrum steep enough that
+    /// the ungraded sketch AΩ was too ill-conditioned for it) and its second attempt, which ran, gave that basis
+    /// two passes, the second also allowed the shift (module docs). False otherwise.
+    pub first_basis_two_passes: bool,
 }
 
 /// Widest sketch whose l x l factorization fits one block's shared memory ((l (l + 1) / 2 + 3 l) f32 words ≤
@@ -2143,12 +2150,15 @@ impl DeviceEngine<'_, '_> {
     }
 
     /// CholeskyQR of Y with the l x l steps on the device and nothing read back: passes of `G = YᵀY`, R⁻¹ from
-    /// the factor kernel ([`factor_kernel_of`]), `Y ← Y R⁻¹`; two status words go to `status[*slot]` and the next slot, which the
-    /// caller reads once, at the end. `one_pass` (a power-iteration basis, which only carries the subspace to the
-    /// next product): one pass, then `rsvd_gram_check_f32` on the result's Gram matrix (every column's deviations
-    /// from I summing to at most 1/2, so that the basis's condition number is at most √3). Otherwise (the last Q, Q₂): two passes, CholeskyQR2.
-    fn orth_queued(&mut self, y0: &DevMat, one_pass: bool, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile) -> Result<DevMat> {
-        let passes = if one_pass { 1 } else { 2 };
+    /// the factor kernel ([`factor_kernel_of`]), `Y ← Y R⁻¹`; one status word per pass and per check goes to
+    /// `status[*slot]` onwards (2 per basis, 3 for a robust one), which the caller reads once, at the end. A power-iteration
+    /// basis ([`QueuedOrth::Basis`], which only carries the subspace to the next product): one pass, then
+    /// `rsvd_gram_check_f32` on the result's Gram matrix (every column's deviations from I summing to at most 1/2,
+    /// so that the basis's condition number is at most √3); [`QueuedOrth::RobustBasis`]: two passes, each allowed
+    /// the pivot guard and shift, then the same check. The last Q and Q₂ ([`QueuedOrth::Orthonormal`]): two passes,
+    /// CholeskyQR2.
+    fn orth_queued(&mut self, y0: &DevMat, mode: QueuedOrth, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile) -> Result<DevMat> {
+        let passes = if mode == QueuedOrth::Basis { 1 } else { 2 };
         let mut cur: Option<DevMat> = None;
         for pass in 0..passes {
             let y = cur.as_ref().unwrap_or(y0);
@@ -2158,10 +2168,12 @@ impl DeviceEngine<'_, '_> {
             // SAFETY: the factor kernel writes all l x l elements of R⁻¹ unless the near-identity step before it
             // wrote them all (it then returns at once; `near_identity_step`).
             let mut r_inv = DevMat { buf: unsafe { self.gpu.alloc_uninit::<f32>(l * l)? }, rows: l, cols: l };
-            if pass > 0 && !crate::path_switch("SLR_RSVD_PATH", "cholesky2") {
+            if pass > 0 && mode == QueuedOrth::Orthonormal && !crate::path_switch("SLR_RSVD_PATH", "cholesky2") {
                 near_identity_step(self.gpu, &g.buf, l, &mut r_inv.buf, status, *slot)?;
             }
-            factor_kernel_into(self.gpu, &g.buf, l, y.rows, pass == 0, status, *slot, false, &mut r_inv.buf)?;
+            // A robust basis's second pass may shift too, and skips the entry test (its check follows).
+            let first_pass_rules = pass == 0 || mode == QueuedOrth::RobustBasis;
+            factor_kernel_into(self.gpu, &g.buf, l, y.rows, first_pass_rules, status, *slot, false, &mut r_inv.buf)?;
             *slot += 1;
             prof.lap(self, Step::DeviceFactor)?;
             let next = self.mul_on_device(y, &r_inv)?;
@@ -2169,7 +2181,7 @@ impl DeviceEngine<'_, '_> {
             cur = Some(next);
         }
         let q = cur.expect("at least one pass ran");
-        if passes == 1 {
+        if mode != QueuedOrth::Orthonormal {
             let g = self.gram_on_device(&q)?;
             prof.lap(self, Step::Gram)?;
             check_kernel(self.gpu, &g.buf, g.rows, status, *slot)?;
@@ -2178,6 +2190,18 @@ impl DeviceEngine<'_, '_> {
         }
         Ok(q)
     }
+}
+
+/// How [`DeviceEngine::orth_queued`] treats a basis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueuedOrth {
+    /// A power-iteration basis: one pass, then the check (2 status words).
+    Basis,
+    /// The first power-iteration basis on the retry after the first attempt refused it: two passes under the
+    /// first pass's rules, then the check (3 words).
+    RobustBasis,
+    /// The last Q and Q₂: CholeskyQR2, the second pass near-identity or checked on entry (2 words).
+    Orthonormal,
 }
 
 /// What both l x l kernels trust: 1 ≤ l ≤ [`QUEUED_MAX_SKETCH_COLS`], `g` holding at least l² elements, `slot`
@@ -2466,31 +2490,39 @@ fn cholqr_factor_on_device_of(gpu: &Gpu, g: &[f32], l: usize, rows: usize, first
 /// CholeskyQR through the factor kernel ([`factor_kernel_of`]: f32 Cholesky and inverse, in-kernel shift on the first pass), one
 /// pass and a device check for the power-iteration bases, two for the last Q and Q₂ ([`DeviceEngine::orth_queued`]),
 /// then `R₂ = Q₂ᵀ Bᵀ` (one l x l product; `B = R₂ᵀ Q₂ᵀ` because Q₂ spans Bᵀ's columns to rounding), read back with
-/// the status words in one synchronization. `None` when a status asks for the guarded host path (a Cholesky that
-/// failed, or a basis not near orthonormal after its first pass: cond(Y) beyond ~400); the caller then runs [`run`].
+/// the status words in one synchronization. [`QueuedOutcome::Retry`] when only the first sketch basis was refused
+/// after its one pass (its check failed; its Cholesky, shifted if need be, did not): the caller runs this again
+/// with `robust_first`, which gives that basis two passes ([`QueuedOrth::RobustBasis`]). [`QueuedOutcome::Host`]
+/// when a status asks for the guarded host path otherwise (a Cholesky that failed, a later basis refused, a second
+/// pass not near I); the caller then runs [`run`].
 ///
-/// `status` holds `2 * (2q + 2) + 1` zeroed words; the last already receives A's non-finite count (queued by the
-/// caller), so the one read-back of the status words also says whether A was finite: `NonFinite` then, before
+/// `status` holds [`queued_status_words`] zeroed words; the last already receives A's non-finite count (queued by
+/// the caller), so the one read-back of the status words also says whether A was finite: `NonFinite` then, before
 /// anything is written.
-fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig, mut status: DeviceVec<u32>, info: &mut RsvdInfo, prof: &mut Profile) -> Result<Option<Factors<DevMat>>> {
+#[allow(clippy::too_many_arguments)]
+fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig, robust_first: bool, mut status: DeviceVec<u32>, info: &mut RsvdInfo, prof: &mut Profile) -> Result<QueuedOutcome> {
     let r = cfg.rank;
     let l = sketch_cols(cfg, m, n);
     info.sketch_cols = l;
     let bases = 2 * cfg.power_iters + 2;
-    debug_assert_eq!(status.len(), 2 * bases + 1);
+    debug_assert_eq!(status.len(), queued_status_words(cfg, robust_first));
     let mut slot = 0;
     let omega = e.sketch(n, l, cfg.seed)?;
     prof.lap(e, Step::Sketch)?;
     let y = e.a_mul(&omega, false, Product::PowerIteration)?;
     prof.lap(e, Step::AProducts)?;
     // The goal of each basis, in order (as in `run`): power-iteration bases carry the subspace only; the last Q
-    // and Q₂ are orthonormalized in full.
-    let mut one_pass = Vec::with_capacity(bases);
+    // and Q₂ are orthonormalized in full. Each basis's mode and first status slot, for reading the words back.
+    let mut modes: Vec<(QueuedOrth, usize)> = Vec::with_capacity(bases);
     let goal_of_q = |last: bool| if last { Goal::Orthonormal } else { Goal::Basis };
     let mut orth = |e: &mut DeviceEngine<'_, '_>, y: &DevMat, goal: Goal, status: &mut DeviceVec<u32>, slot: &mut usize, prof: &mut Profile| {
-        let single = goal == Goal::Basis;
-        one_pass.push(single);
-        e.orth_queued(y, single, status, slot, prof)
+        let mode = match goal {
+            Goal::Basis if robust_first && modes.is_empty() => QueuedOrth::RobustBasis,
+            Goal::Basis => QueuedOrth::Basis,
+            _ => QueuedOrth::Orthonormal,
+        };
+        modes.push((mode, *slot));
+        e.orth_queued(y, mode, status, slot, prof)
     };
     let mut q = orth(e, &y, goal_of_q(cfg.power_iters == 0), &mut status, &mut slot, prof)?;
     for i in 0..cfg.power_iters {
@@ -2537,39 +2569,46 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     };
     let words = e.gpu.download(&status)?;
     let (words, bad) = (&words[..slot], words[slot] as usize);
-    debug_assert_eq!(slot, 2 * bases);
+    debug_assert_eq!(slot + 1, queued_status_words(cfg, robust_first));
     if bad > 0 {
         return Err(Error::NonFinite { op: "rsvd", what: "a", count: bad });
     }
-    if words.iter().any(|&w| w & (STATUS_FAILED | STATUS_NOT_NEAR_IDENTITY) != 0) {
-        return Ok(None);
+    let refused = |w: &u32| w & (STATUS_FAILED | STATUS_NOT_NEAR_IDENTITY) != 0;
+    if words.iter().any(refused) {
+        // The first sketch basis is the one whose columns no earlier factor has graded, so the one a steep spectrum
+        // makes too ill-conditioned for one pass; every later basis is then computed from a poor one, so only its
+        // own words decide. Its pass must have succeeded (a failure even after the shift is left to the host).
+        let (first_mode, at) = modes[0];
+        let first_refused = first_mode == QueuedOrth::Basis && words[at] & STATUS_FAILED == 0 && words[at + 1] & STATUS_NOT_NEAR_IDENTITY != 0;
+        return Ok(if first_refused { QueuedOutcome::Retry } else { QueuedOutcome::Host });
     }
-    debug_assert_eq!(one_pass.len(), bases);
-    for (pair, &single) in words.chunks(2).zip(&one_pass) {
-        let first = pair[0];
-        if !single && pair[1] & STATUS_NEAR_IDENTITY_STEP != 0 {
+    debug_assert_eq!(modes.len(), bases);
+    for &(mode, at) in &modes {
+        let first = words[at];
+        if mode == QueuedOrth::Orthonormal && words[at + 1] & STATUS_NEAR_IDENTITY_STEP != 0 {
             info.near_identity_steps += 1;
         }
         if first & STATUS_SHIFTED != 0 {
             info.shifted_cholesky_qr += 1;
-        } else if single {
+        } else if mode == QueuedOrth::Basis {
             info.single_pass += 1;
         } else {
             info.cholesky_qr += 1;
         }
     }
+    info.first_basis_two_passes = robust_first;
     info.device_queued = true;
     let gpu = e.gpu;
     let r2 = match small {
         SmallSvdInFlight::Host(r2) => r2,
         SmallSvdInFlight::Device(queued) => {
             let d = finish_small_svd_device(e, queued, &r2_dev, info, prof)?;
-            return Ok(Some(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
+            return Ok(QueuedOutcome::Done(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
         }
         SmallSvdInFlight::AfterWait => match queue_small_svd_device(gpu, &r2_dev, r) {
             Ok(queued) => {
                 let d = finish_small_svd_device(e, queued, &r2_dev, info, prof)?;
-                return Ok(Some(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
+                return Ok(QueuedOutcome::Done(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
             }
             Err(Error::LibraryMissing { .. }) => e.to_host(&r2_dev)?,
             Err(other) => return Err(other),
@@ -2592,7 +2631,22 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     prof.eigen_ms += eigen_ms;
     let (ur, vr) = (e.from_host(&ur)?, e.from_host(&vr)?);
     prof.lap(e, Step::SmallSvd)?;
-    Ok(Some(Factors { q, ur, s, q2, vr }))
+    Ok(QueuedOutcome::Done(Factors { q, ur, s, q2, vr }))
+}
+
+/// What [`run_queued`] ended with (returned once per attempt, so the factors' size in it costs nothing).
+#[allow(clippy::large_enum_variant)]
+enum QueuedOutcome {
+    Done(Factors<DevMat>),
+    /// Run it again with the first basis in two passes.
+    Retry,
+    /// Run the host-driven path.
+    Host,
+}
+
+/// Status words [`run_queued`] uses: two per basis (three for a robust first basis) and A's non-finite count last.
+fn queued_status_words(cfg: &RsvdConfig, robust_first: bool) -> usize {
+    2 * (2 * cfg.power_iters + 2) + 1 + usize::from(robust_first && cfg.power_iters > 0)
 }
 
 /// σ and the status of the queued path's device small SVD back (its work is done by the time the status words have
@@ -2729,8 +2783,7 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     // host-driven path reads it at once.
     let l = sketch_cols(cfg, m, n);
     let queued_path = queued_path_enabled(gpu, l);
-    let bases = 2 * cfg.power_iters + 2;
-    let mut status = gpu.alloc_zeros::<u32>(if queued_path { 2 * bases + 1 } else { 1 })?;
+    let mut status = gpu.alloc_zeros::<u32>(if queued_path { queued_status_words(cfg, false) } else { 1 })?;
     let count_slot = status.len() - 1;
     // Where A is split and needs no f32 copy (an f32 A, or an f16 A with every product split), the split counts the
     // non-finite entries in the same read of A; otherwise the conversion pass does (and only counts when no copy
@@ -2754,10 +2807,19 @@ pub fn rsvd<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, cfg: &RsvdConfig, mut
     let mut e = DeviceEngine { gpu, tf32: cfg.tf32, a: a_f32, a_bf16, split_projection: split == SplitProducts::All, bf16x3_products: 0 };
     let mut info = RsvdInfo::default();
     prof.lap(&mut e, Step::Convert)?;
-    let queued = if queued_path { run_queued(&mut e, m, n, cfg, status, &mut info, &mut prof)? } else { None };
+    let mut queued = if queued_path { run_queued(&mut e, m, n, cfg, false, status, &mut info, &mut prof)? } else { QueuedOutcome::Host };
+    if let QueuedOutcome::Retry = queued {
+        // The first attempt refused only its first sketch basis: once more with that basis in two passes (A is
+        // known finite now, so the count slot stays zero). Its time is that of one more queued call, against the
+        // host-driven path's ~2x.
+        info = RsvdInfo::default();
+        e.bf16x3_products = 0;
+        let status = gpu.alloc_zeros::<u32>(queued_status_words(cfg, true))?;
+        queued = run_queued(&mut e, m, n, cfg, true, status, &mut info, &mut prof)?;
+    }
     let f = match queued {
-        Some(f) => f,
-        None => {
+        QueuedOutcome::Done(f) => f,
+        QueuedOutcome::Retry | QueuedOutcome::Host => {
             info = RsvdInfo::default();
             e.bf16x3_products = 0;
             run(&mut e, m, n, cfg, &mut info, &mut prof)?

@@ -378,6 +378,35 @@ fn device_rsvd_at_r_256_runs_queued_and_matches_the_cpu_reference() {
     }
 }
 
+/// A steep spectrum (σ_i = i^-2, σ_l/σ₁ ≈ 2e-4 at l = 70): the sketch AΩ, whose columns no earlier factor has
+/// graded, is too ill-conditioned for one CholeskyQR pass (its Cholesky needs the shift, and the shifted basis fails
+/// the column-sum check), so the first queued attempt refuses its first basis; the second attempt gives that basis
+/// two passes and runs queued to the end (every later basis graded), matching the CPU reference. Before, the call
+/// reran host-driven.
+#[test]
+fn device_rsvd_retries_a_refused_first_basis_with_two_passes() {
+    let mut rng = rng("rsvd_first_basis_retry");
+    let (m, n, r) = (300, 240, 60);
+    for (name, gpu) in devices("rsvd_first_basis_retry") {
+        let sv: Vec<f64> = (1..=n).map(|i| (i as f64).powi(-2)).collect();
+        let a = with_spectrum(&mut rng, m, n, &sv);
+        let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+        let cfg = seeded_config(&mut rng, r);
+        let (cu, cs, cvt, _) = run_cpu(&a32, m, n, &cfg);
+        let da = gpu.upload(&a32).unwrap();
+        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+        let mut s = vec![0f32; r];
+        let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        eprintln!("{name}: {info:?}");
+        assert!(info.device_queued && info.first_basis_two_passes, "{name}: {info:?}");
+        assert_eq!((info.single_pass, info.cholesky_qr + info.shifted_cholesky_qr), (3, 3), "{name}: {info:?}");
+        let (u, vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
+        // σ_r/σ₁ = 1/3600: the trailing values carry f32 rounding relative to σ₁ (u·σ₁/σ_r ≈ 2e-4 relative).
+        assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), 1e-3);
+    }
+}
+
 /// Device factors (U m x r and Vᵀ r x n, row-major) against the CPU reference's on the same A (`stored`, f64
 /// row-major): error ratio ≤ 1.05, ‖UᵀU − I‖_F and ‖VᵀV − I‖_F ≤ 1e-5, every singular value within `tol_s`
 /// (relative) of the CPU's, and the same leading two singular vectors (|cos| within 1e-3 of 1).
