@@ -2250,7 +2250,6 @@ pub fn gram_check_on_device(gpu: &Gpu, g: &[f32], l: usize) -> Result<u32> {
     Ok(gpu.download(&status)?[0])
 }
 
-
 /// A later CholeskyQR pass's l x l step when its Gram matrix is already near the identity (`rsvd_near_identity_step_f32`):
 /// with `E = G − I` and `‖E‖_F ≤ 2⁻¹²` (cuda/rsvd.cu kNearIdentityMaxFrobenius2 = 2⁻²⁴ on the f32 sum of squares), `X = I − E/2` (one rounding per element) takes the place of R⁻¹, because
 /// `XᵀGX = I − ¾E² + ¼E³` is within ~4.5e-8 of I (plus X's own rounding, ~2u = 1.2e-7): the result is
@@ -2562,11 +2561,8 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         None
     };
     prof.eigen_ms += t.elapsed().as_secs_f64() * 1e3;
-    let small = match queued_small {
-        Some(queued) => SmallSvdInFlight::Device(queued),
-        None if after_wait => SmallSvdInFlight::AfterWait,
-        None => SmallSvdInFlight::Host(e.to_host(&r2_dev)?),
-    };
+    // R₂ for the host's small SVD, read back with the wait for the status words below.
+    let host_r2 = if queued_small.is_none() && !after_wait { Some(e.to_host(&r2_dev)?) } else { None };
     let words = e.gpu.download(&status)?;
     let (words, bad) = (&words[..slot], words[slot] as usize);
     debug_assert_eq!(slot + 1, queued_status_words(cfg, robust_first));
@@ -2599,20 +2595,22 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
     info.first_basis_two_passes = robust_first;
     info.device_queued = true;
     let gpu = e.gpu;
-    let r2 = match small {
-        SmallSvdInFlight::Host(r2) => r2,
-        SmallSvdInFlight::Device(queued) => {
-            let d = finish_small_svd_device(e, queued, &r2_dev, info, prof)?;
-            return Ok(QueuedOutcome::Done(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
-        }
-        SmallSvdInFlight::AfterWait => match queue_small_svd_device(gpu, &r2_dev, r) {
-            Ok(queued) => {
-                let d = finish_small_svd_device(e, queued, &r2_dev, info, prof)?;
-                return Ok(QueuedOutcome::Done(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
-            }
-            Err(Error::LibraryMissing { .. }) => e.to_host(&r2_dev)?,
+    let queued_small = match queued_small {
+        // `small_after_wait`: queued only now (nothing was when cuSOLVER is missing).
+        None if after_wait => match queue_small_svd_device(gpu, &r2_dev, r) {
+            Ok(queued) => Some(queued),
+            Err(Error::LibraryMissing { .. }) => None,
             Err(other) => return Err(other),
         },
+        other => other,
+    };
+    if let Some(queued) = queued_small {
+        let d = finish_small_svd_device(e, queued, &r2_dev, info, prof)?;
+        return Ok(QueuedOutcome::Done(Factors { q, ur: d.ur, s: d.s, q2, vr: d.vr }));
+    }
+    let r2 = match host_r2 {
+        Some(r2) => r2,
+        None => e.to_host(&r2_dev)?,
     };
     // Without cuSOLVER a width from l = 96 comes here too: device_eigen_cusolver then says LibraryMissing and the
     // host solves it, as it would have.
@@ -2659,14 +2657,6 @@ fn finish_small_svd_device(e: &mut DeviceEngine<'_, '_>, queued: QueuedSmallSvd,
     prof.eigen_ms += t.elapsed().as_secs_f64() * 1e3;
     prof.lap(e, Step::SmallSvd)?;
     Ok(d)
-}
-
-/// Where the queued path's small SVD is while it waits for the status words: queued on the device, R₂ read back
-/// for the host's, or (`SLR_RSVD_PATH=small_after_wait`) the device's still to be queued after the wait.
-enum SmallSvdInFlight {
-    Device(QueuedSmallSvd),
-    Host(Mat<f64>),
-    AfterWait,
 }
 
 /// Dynamic shared memory of `rsvd_cholqr_factor_f32` for an l x l Gram matrix: the packed triangle and three

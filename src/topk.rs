@@ -1546,12 +1546,19 @@ pub fn topk_csr<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, T>>, 
     let (mask, cuts) = mask_on_device(OP, gpu, &keys, rows, cols, spec, true)?;
     // The mask holds exactly the cuts' selected entries: no need to wait for the scan's total.
     let nnz = cuts.iter().map(TopkCut::selected).sum();
-    let pattern = crate::mask::mask_to_csr_counted(gpu, &mask, nnz)?;
+    let (pattern, values) = csr_of_mask(gpu, keys, rows, cols, &mask, nnz)?;
+    Ok(TopkCsr { pattern, values, cuts })
+}
+
+/// The CSR pattern of a selection's mask holding exactly `nnz` entries (sized from that count, nothing read
+/// back), and the keys gathered in its entry order.
+fn csr_of_mask<T: TopkKey>(gpu: &Gpu, keys: DeviceSlice<'_, T>, rows: usize, cols: usize, mask: &DeviceBitMask, nnz: usize) -> Result<(DeviceCsrPattern<u32>, DeviceVec<T>)> {
+    let pattern = crate::mask::mask_to_csr_counted(gpu, mask, nnz)?;
     // SAFETY: gather writes every one of the pattern's nnz values (one per entry) before anyone reads them; an
     // error from it returns before `values` is handed out.
     let mut values = unsafe { gpu.alloc_uninit::<T>(pattern.nnz())? };
     crate::gather_scatter::gather(gpu, &pattern, DeviceMatRef::row_major(keys, rows, cols)?, &mut values)?;
-    Ok(TopkCsr { pattern, values, cuts })
+    Ok((pattern, values))
 }
 
 /// [`topk_csr`]'s pattern and values without the cuts, and without waiting for the device where the entry count
@@ -1579,12 +1586,7 @@ pub fn topk_csr_only<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSlice<'a, 
         Some(k) if cuts.is_empty() => segs * k,
         _ => cuts.iter().map(TopkCut::selected).sum(),
     };
-    let pattern = crate::mask::mask_to_csr_counted(gpu, &mask, nnz)?;
-    // SAFETY: gather writes every one of the pattern's nnz values (one per entry) before anyone reads them; an
-    // error from it returns before `values` is handed out.
-    let mut values = unsafe { gpu.alloc_uninit::<T>(pattern.nnz())? };
-    crate::gather_scatter::gather(gpu, &pattern, DeviceMatRef::row_major(keys, rows, cols)?, &mut values)?;
-    Ok((pattern, values))
+    csr_of_mask(gpu, keys, rows, cols, &mask, nnz)
 }
 
 #[cfg(test)]
