@@ -978,6 +978,16 @@ fn bench_rsvd(c: &mut Criterion) {
         let mut run = || sparse_lowrank::rsvd::cholqr_factor_launch_for_bench(gpu, &dg, l, rows, &mut status);
         bench.case(&mut group, format!("rsvd_factor/l{l}"), &case, 20, &mut run);
         report_switched(gpu, &case, "SLR_RSVD_PATH", "packed", "our shared-memory Cholesky kernel", 20, &bench.device, &mut run);
+        // Since 2026-11-28 (twentieth session): a second pass's l x l step when its G is near I (here I + E,
+        // ‖E‖_F = 1e-5, as after the power iteration): the near-identity step and the factor kernel's empty launch,
+        // back to back, against the factor kernel above. Floor: l² words read twice and written once.
+        let near: Vec<f32> = (0..l * l).map(|e| (if e % (l + 1) == 0 { 1.0 } else { 0.0 }) + 1e-5 / l as f32 * rng.gen_range(-1.0f32..1.0)).collect();
+        if let (Ok(dn), Ok(mut x)) = (gpu.upload(&near), gpu.alloc_zeros::<f32>(l * l)) {
+            match gpu.time_ms(20, || sparse_lowrank::rsvd::second_pass_step_launch_for_bench(gpu, &dn, l, rows, &mut x, &mut status)) {
+                Ok(ms) => report_baseline(&case, "our second pass's near-identity step (G within 2^-12 of I)", ms, &bench.device),
+                Err(e) => println!("    near-identity step unavailable: {e}"),
+            }
+        }
     }
     // The small SVD's eigenproblem alone, on the Gram matrix of a triangular R with a power-law diagonal (σ_j = 1/j,
     // like the rSVD's R₂): our eigensolver (rsvd_eigh_*_f64, `SLR_RSVD_SMALL=own`) and cuSOLVER's

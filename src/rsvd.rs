@@ -2289,9 +2289,18 @@ pub fn second_pass_step_on_device(gpu: &Gpu, g: &[f32], l: usize, rows: usize) -
     let dg = gpu.upload(g)?;
     let mut status = gpu.alloc_zeros::<u32>(1)?;
     let mut x = gpu.alloc_zeros::<f32>(l * l)?;
-    near_identity_step(gpu, &dg, l, &mut x, &mut status, 0)?;
-    factor_kernel_into(gpu, &dg, l, rows, false, &mut status, 0, false, &mut x)?;
+    second_pass_step_launch_for_bench(gpu, &dg, l, rows, &mut x, &mut status)?;
     Ok((gpu.download(&x)?, gpu.download(&status)?[0]))
+}
+
+/// A later pass's l x l step as the queued path launches it, on a Gram matrix `g` already on the device:
+/// [`near_identity_step`], then the factor kernel (not a first pass, returning at once when the step applied),
+/// writing `x` (l² elements) and `status[0]`. The benchmark's isolated time next to `rsvd_factor`'s; the
+/// tests' [`second_pass_step_on_device`]. Errors as [`near_identity_step`].
+#[doc(hidden)]
+pub fn second_pass_step_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, rows: usize, x: &mut DeviceVec<f32>, status: &mut DeviceVec<u32>) -> Result<()> {
+    near_identity_step(gpu, g, l, x, status, 0)?;
+    factor_kernel_into(gpu, g, l, rows, false, status, 0, false, x)
 }
 
 /// Widest l the tiled factor kernel takes (`rsvd_cholqr_factor_tiles_f32`: G padded to M = ⌈l / 32⌉ ≤ 5 blocks of
