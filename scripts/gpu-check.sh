@@ -97,6 +97,16 @@ if [ "${topk_rc:-0}" -ne 0 ] && [ $rc -eq 0 ]; then
   note "top-k failed only with programmatic dependent launch: benchmarks run with SLR_PDL=off"
 fi
 
+# 2c. Top-k at the size limit, 2^31 - 1 keys (4 GB of bf16, then 8 GB of f32; ignored in ordinary test
+# runs, which cannot hold it): every output held to the selection's defining properties in linear passes
+# (tests/topk_size_limit.rs). SLR_CHECK_SIZE_LIMIT=0 skips it.
+if [ -x "$B/bin/test-topk_size_limit" ] && [ "${SLR_CHECK_SIZE_LIMIT:-1}" != 0 ] \
+   && { [ -z "${SLR_CHECK_TESTS:-}" ] || [[ " $SLR_CHECK_TESTS " == *" topk "* ]]; }; then
+  echo "=== test-topk_size_limit --ignored (2^31 - 1 keys)" >> "$tests_log"
+  SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 120 "$B/bin/test-topk_size_limit" --ignored --nocapture size_limit >> "$tests_log" 2>&1
+  note "tests test-topk_size_limit (2^31 - 1 keys, --ignored): $(verdict $?) (${STEP_S} s)"
+fi
+
 # 2b. The README's demo (one sparse fine-tuning step on a 4096x4096 bf16 weight), on the GPU.
 if [ -z "${SLR_CHECK_TESTS:-}" ]; then
   bounded 60 "$B/bin/demo" > "$OUT/demo.log" 2>&1
