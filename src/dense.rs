@@ -54,12 +54,13 @@ impl DenseShape {
         }
     }
 
-    /// Elements a buffer must hold: `(outer - 1) * ld + inner`, or 0 for an empty matrix.
+    /// Elements a buffer must hold: `(outer - 1) * ld + inner`, or 0 for an empty matrix; `usize::MAX` when that
+    /// product or sum overflows (no buffer can hold it, so [`DenseShape::validate`] refuses it).
     pub fn required_len(&self) -> usize {
         if self.rows == 0 || self.cols == 0 {
             0
         } else {
-            (self.outer() - 1) * self.ld + self.inner()
+            (self.outer() - 1).checked_mul(self.ld).and_then(|x| x.checked_add(self.inner())).unwrap_or(usize::MAX)
         }
     }
 
@@ -88,13 +89,9 @@ impl DenseShape {
         if self.ld < self.inner() {
             return Err(Error::InvalidLeadingDimension { op, ld: self.ld, min: self.inner() });
         }
-        let needed = self
-            .outer()
-            .checked_sub(1)
-            .and_then(|o| o.checked_mul(self.ld))
-            .and_then(|x| x.checked_add(self.inner()))
-            .unwrap_or(0);
-        let needed = if self.rows == 0 || self.cols == 0 { 0 } else { needed };
+        // An extent that overflows usize needs more than any buffer holds (it was taken as 0 until 2026-11-29, which
+        // let a huge ld through to kernels that then addressed outside the buffer).
+        let needed = self.required_len();
         if len < needed {
             return Err(Error::BufferTooSmall { op, what, needed, got: len });
         }

@@ -76,6 +76,17 @@ fn dense_views_check_leading_dimension_and_length() {
     let data = vec![0f32; 11];
     assert!(matches!(MatRef::new(&data, 3, 4, 3, Layout::RowMajor), Err(Error::InvalidLeadingDimension { ld: 3, min: 4, .. })));
     assert!(matches!(MatRef::new(&data, 3, 4, 4, Layout::RowMajor), Err(Error::BufferTooSmall { needed: 12, got: 11, .. })));
+    // A leading dimension whose extent overflows usize needs more than any buffer: refused, not taken as 0.
+    for (rows, cols, layout) in [(2, 1, Layout::RowMajor), (1, 2, Layout::ColMajor), (3, 3, Layout::RowMajor)] {
+        let e = MatRef::new(&data, rows, cols, usize::MAX, layout).unwrap_err();
+        assert!(matches!(e, Error::BufferTooSmall { needed: usize::MAX, got: 11, .. }), "{rows}x{cols} {layout:?}: {e:?}");
+        assert_eq!(DenseShape { rows, cols, ld: usize::MAX, layout }.required_len(), usize::MAX, "{rows}x{cols} {layout:?}");
+    }
+    // 2 x 2^63 overflows; 1 x 2^63 + 1 does not (that many elements are needed, and refused as too many).
+    assert_eq!(DenseShape { rows: 3, cols: 3, ld: 1 << 63, layout: Layout::RowMajor }.required_len(), usize::MAX);
+    assert_eq!(DenseShape { rows: 2, cols: 1, ld: 1 << 63, layout: Layout::RowMajor }.required_len(), (1 << 63) + 1);
+    // One row (or column) needs only its contiguous extent, whatever ld.
+    assert!(MatRef::new(&data, 1, 4, usize::MAX, Layout::RowMajor).is_ok());
     // ld = 5 row-major 2x4 needs (2-1)*5+4 = 9 elements.
     let m = MatRef::new(&data, 2, 4, 5, Layout::RowMajor).unwrap();
     assert_eq!(m.shape().offset(1, 3), 8);

@@ -261,6 +261,12 @@ fn device_ops_reject_bad_input_and_launch_nothing() {
         assert_eq!(gpu.download(&out).unwrap(), vec![7.0, 7.0], "{dev}: output untouched");
         // A dense view too short for its shape is refused when the view is made.
         assert!(matches!(DeviceMatRef::row_major(dense.slice(0..5), 2, 3), Err(Error::BufferTooSmall { needed: 6, got: 5, .. })));
+        // So is one whose extent overflows usize (a huge ld: until 2026-11-29 taken as needing nothing, so a
+        // scatter_add through it wrote before the buffer's start).
+        assert!(matches!(DeviceMatRef::new(&dense, 2, 1, usize::MAX, Layout::RowMajor), Err(Error::BufferTooSmall { needed: usize::MAX, .. })), "{dev}");
+        let mut w1 = gpu.upload(&[1f32; 1]).unwrap();
+        assert!(matches!(DeviceMatMut::new(&mut w1, 2, 1, usize::MAX, Layout::RowMajor), Err(Error::BufferTooSmall { needed: usize::MAX, .. })), "{dev}");
+        assert!(matches!(DeviceMatMut::new(&mut w1, 1, 3, usize::MAX / 2 + 1, Layout::ColMajor), Err(Error::BufferTooSmall { needed: usize::MAX, .. })), "{dev}");
         // scatter_add with the wrong number of values.
         let vals = gpu.upload(&[1f32; 3]).unwrap();
         let mut w = gpu.upload(&[1f32; 6]).unwrap();
