@@ -216,6 +216,15 @@ __device__ __forceinline__ bool nonfinite(float v) {
     return (__float_as_uint(v) & 0x7f800000u) == 0x7f800000u;
 }
 
+// *count += add, saturating at 2^32 - 1 (A may hold 2^32 non-finite entries or more: a 65536 x 65536 f16 of NaNs,
+// whose count wrapped to 0 until 2026-11-29). An add that wraps resets the word to 2^32 - 1 after it; every later
+// add then wraps too and resets it again, so once any add has wrapped the word ends at 2^32 - 1 whatever the order,
+// and otherwise it is the exact sum: min(sum, 2^32 - 1).
+__device__ __forceinline__ void add_count_saturating(unsigned* count, unsigned add) {
+    const unsigned old = atomicAdd(count, add);
+    if (old > 0xffffffffu - add) atomicExch(count, 0xffffffffu);
+}
+
 template <typename T>
 __device__ __forceinline__ void to_f32_impl(const T* __restrict__ src, unsigned long long outer,
                                             unsigned long long inner, unsigned long long ld,
@@ -229,7 +238,7 @@ __device__ __forceinline__ void to_f32_impl(const T* __restrict__ src, unsigned 
         }
     }
     mine = slr::warp_sum(mine);
-    if (threadIdx.x % 32 == 0 && mine != 0) atomicAdd(nonfinite_count, mine);
+    if (threadIdx.x % 32 == 0 && mine != 0) add_count_saturating(nonfinite_count, mine);
 }
 
 // v as TF32: the 13 low mantissa bits cleared (rounded toward zero, the larger of the two errors TF32 conversions
@@ -334,7 +343,7 @@ __device__ __forceinline__ void split_a_impl(const T* __restrict__ src, unsigned
     }
     if (nonfinite_count == nullptr) return;
     mine = slr::warp_sum(mine);
-    if (threadIdx.x % 32 == 0 && mine != 0) atomicAdd(nonfinite_count, mine);
+    if (threadIdx.x % 32 == 0 && mine != 0) add_count_saturating(nonfinite_count, mine);
 }
 
 // Packed lower triangle, row by row: row i starts at tri(i), element (i, j) for j <= i at tri(i) + j.

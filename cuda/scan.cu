@@ -2,7 +2,8 @@
 // counts into CSR offsets:
 //
 //   offsets[i] = counts[0] + ... + counts[i-1]   for i in [0, n], truncated to 32 bits, and total[0] = the exact
-//   64-bit sum (the caller checks it fits its index type before trusting offsets).
+//   64-bit sum when it is below 2^32 - 1, else at least 2^32 - 1 (the multi-tile path saturates its tile sums, see
+//   scan_tile_sums); the caller checks it is below 2^32 - 1 (or fits its index type) before trusting offsets.
 //
 // Two designs, chosen by n (src/scan.rs):
 // - scan_u32, n <= 8192: one block of 1024 threads, 8 KiB of dynamic shared memory. Each thread sums a contiguous
@@ -14,7 +15,8 @@
 //   warp totals in shared memory) and writes the offsets starting from its tile's offset. Floor: reads 8n bytes,
 //   writes 4(n + 1): 704k word counts (an 11008x4096 mask) move 8.5 MB, ~2 us at 4.3 TB/s.
 // Integer sums do not depend on order, so every path is deterministic. Offsets wrap modulo 2^32 like the
-// truncation above; the exact total comes from the 64-bit single-block scan at the top of the recursion.
+// truncation above; the total comes from the 64-bit single-block scan at the top of the recursion, over the
+// saturated tile sums.
 #include "common.cuh"
 
 namespace {
@@ -88,13 +90,28 @@ __device__ __forceinline__ unsigned block_exclusive_scan(unsigned v, unsigned& t
 
 }  // namespace
 
-// tile_sums[b] = sum of counts[b * 8192 .. (b + 1) * 8192).
+// tile_sums[b] = sum of counts[b * 8192 .. (b + 1) * 8192), saturated at 2^32 - 1: summed in 64 bits (per thread,
+// butterfly per warp, the 32 warp sums in order by thread 0), so a tile whose sum does not fit 32 bits gives 2^32 - 1
+// instead of its low bits. Saturating each tile (and, through the recursion, each sum of tiles) makes the top's
+// 64-bit total exact whenever it is below 2^32 - 1 and at least 2^32 - 1 otherwise: callers refuse totals from
+// 2^32 - 1 up (until 2026-11-29 the tile sums wrapped, so a mask of more than 2^32 set bits could report a total
+// that fit, with wrong offsets).
 extern "C" __global__ void __launch_bounds__(kScanThreads)
     scan_tile_sums(const unsigned* __restrict__ counts, unsigned n, unsigned* __restrict__ tile_sums) {
+    __shared__ unsigned long long warp_sums[kScanThreads / 32];
     unsigned c[kPerThread];
-    unsigned total;
-    block_exclusive_scan(load_counts(counts, n, blockIdx.x, c), total);
-    if (threadIdx.x == 0) tile_sums[blockIdx.x] = total;
+    load_counts(counts, n, blockIdx.x, c);
+    unsigned long long mine = 0;
+#pragma unroll
+    for (unsigned i = 0; i < kPerThread; ++i) mine += c[i];
+    mine = slr::warp_sum(mine);
+    if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = mine;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long total = 0;
+        for (unsigned w = 0; w < kScanThreads / 32; ++w) total += warp_sums[w];
+        tile_sums[blockIdx.x] = total > 0xffffffffull ? 0xffffffffu : (unsigned)total;
+    }
 }
 SLR_EMU_EXPORT(scan_tile_sums)
 

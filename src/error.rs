@@ -73,7 +73,15 @@ pub enum Error {
     NoConvergence { op: &'static str, what: &'static str },
     /// A caller's buffer does not start at the alignment (in bytes) the op's vector loads need.
     Misaligned { op: &'static str, what: &'static str, align: usize },
+    /// A size above what the op's kernels count in 32-bit arithmetic ([`KERNEL_COUNT_MAX`] for most).
+    TooLarge { op: &'static str, what: &'static str, value: usize, max: usize },
 }
+
+/// The largest row count, column count, K, T or entry count a kernel takes as a 32-bit counter: 2^32 - 2^16. The
+/// kernels step such counters by up to 2048 (a warp's walk along a mask row) and round counts up by up to 127
+/// (whole tiles) in 32-bit arithmetic, so a size within that of 2^32 made a loop wrap around and run forever (or
+/// re-add entries), or a tile count come out 0 and skip the work; below this limit every such sum stays under 2^32.
+pub const KERNEL_COUNT_MAX: usize = u32::MAX as usize - 0xffff;
 
 impl From<CsrError> for Error {
     fn from(e: CsrError) -> Self {
@@ -162,6 +170,7 @@ impl fmt::Display for Error {
             Error::NonFinite { op, what, count } => write!(f, "{op}: {what} holds {count} NaN or infinite entries"),
             Error::NoConvergence { op, what } => write!(f, "{op}: {what} did not converge"),
             Error::Misaligned { op, what, align } => write!(f, "{op}: {what} must start at a multiple of {align} bytes"),
+            Error::TooLarge { op, what, value, max } => write!(f, "{op}: {what} = {value} is above the kernels' limit of {max}"),
         }
     }
 }
@@ -172,6 +181,14 @@ impl std::error::Error for Error {}
 pub(crate) fn check_shape(op: &'static str, what: &'static str, expected: (usize, usize), got: (usize, usize)) -> Result<()> {
     if expected != got {
         return Err(Error::ShapeMismatch { op, what, expected, got });
+    }
+    Ok(())
+}
+
+/// `TooLarge` when `value` exceeds [`KERNEL_COUNT_MAX`].
+pub(crate) fn check_kernel_count(op: &'static str, what: &'static str, value: usize) -> Result<()> {
+    if value > KERNEL_COUNT_MAX {
+        return Err(Error::TooLarge { op, what, value, max: KERNEL_COUNT_MAX });
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ pub use device::{DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, Device
 #[cfg(feature = "emulator")]
 pub use device::Schedule;
 pub use element::{DType, Element};
-pub use error::{CsrError, Error, Result};
+pub use error::{CsrError, Error, Result, KERNEL_COUNT_MAX};
 pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, ScatterDelta};
 pub use mask::{mask_to_csr, BitMask, DeviceBitMask};
 pub use spmm::{spmm_sb, spmm_sb_cpu, spmm_xst, spmm_xst_cpu, spmm_xst_scratch_len, spmm_xst_with_scratch};

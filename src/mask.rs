@@ -155,12 +155,22 @@ impl DeviceBitMask {
 const MASK_MODULE: &str = "mask";
 const WARPS_PER_BLOCK: u32 = 8;
 
+/// The device's exclusive scan of `counts` (the step of [`mask_to_csr`] and the CSR transpose), offsets and total
+/// read back: for tests of its multi-tile path, whose total saturates at `u32::MAX`.
+#[doc(hidden)]
+pub fn exclusive_scan_for_tests(gpu: &Gpu, counts: &[u32]) -> Result<(Vec<u32>, u64)> {
+    let d = gpu.upload(counts)?;
+    let (offsets, total) = crate::scan::exclusive_scan_u32(gpu, &d)?;
+    Ok((gpu.download(&offsets)?, total))
+}
+
 /// The set bits of a device mask as a device CSR pattern (columns increasing within each row), computed on the
 /// device: per-row popcounts (one warp per row), an exclusive scan of the counts (one block), then each row's
 /// columns in order (one warp per row, ballots). Deterministic. Agrees exactly with [`BitMask::to_pattern`].
 ///
-/// Synchronizes once: the entry count is read back to size the column array. Errors: `rows`, `cols` or the
-/// number of set bits above `u32::MAX` (`CsrError::TooLargeForIndex`), device errors. Floor: the mask is read
+/// Synchronizes once: the entry count is read back to size the column array. Errors: `rows` or `cols` above
+/// [`crate::KERNEL_COUNT_MAX`] (`TooLarge`), `u32::MAX` set bits or more (`CsrError::TooLargeForIndex`), device
+/// errors. Floor: the mask is read
 /// twice (`rows * cols / 4` bytes) and `4 * (nnz + 3 * rows)` bytes of counts, offsets and columns move.
 ///
 /// ```no_run
@@ -193,11 +203,10 @@ pub(crate) fn mask_to_csr_counted(gpu: &Gpu, mask: &DeviceBitMask, nnz: usize) -
 fn mask_to_csr_sized(gpu: &Gpu, mask: &DeviceBitMask, known_nnz: Option<usize>) -> Result<DeviceCsrPattern<u32>> {
     const OP: &str = "mask_to_csr";
     let (rows, cols) = (mask.rows, mask.cols);
-    for (what, value) in [("rows", rows), ("cols", cols)] {
-        if value > u32::MAX as usize {
-            return Err(CsrError::TooLargeForIndex { what, value, max: u32::MAX as usize }.into());
-        }
-    }
+    // The kernels walk a row 2048 columns at a time in 32-bit arithmetic (cuda/mask.cu): sizes up to
+    // KERNEL_COUNT_MAX.
+    crate::error::check_kernel_count(OP, "rows", rows)?;
+    crate::error::check_kernel_count(OP, "cols", cols)?;
     // SAFETY: mask_row_counts writes counts[r] for every r < rows (one warp per row) before the scan reads them.
     let mut counts = unsafe { gpu.alloc_uninit::<u32>(rows)? };
     let words = crate::device::DeviceSlice::from(&mask.words);
@@ -222,8 +231,10 @@ fn mask_to_csr_sized(gpu: &Gpu, mask: &DeviceBitMask, known_nnz: Option<usize>) 
             (offsets, total as usize)
         }
     };
-    if nnz > u32::MAX as usize {
-        return Err(CsrError::TooLargeForIndex { what: "nnz", value: nnz, max: u32::MAX as usize }.into());
+    // The scan's total is exact below u32::MAX and at least u32::MAX otherwise (saturated tile sums): u32::MAX itself
+    // may stand for more, so it is refused too.
+    if nnz >= u32::MAX as usize {
+        return Err(CsrError::TooLargeForIndex { what: "nnz", value: nnz, max: u32::MAX as usize - 1 }.into());
     }
     if nnz > rows.saturating_mul(cols) {
         return Err(Error::Cuda { op: OP, detail: format!("scan produced {nnz} entries for a {rows}x{cols} mask") });

@@ -2007,6 +2007,20 @@ pub fn split_a_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>) -> Resul
     }
 }
 
+/// A's non-finite entries counted on the device into a counter that starts at `start`, read back: by the conversion
+/// pass (`split` false: `rsvd_to_f32_<T>`, counting only) or by the split (`split` true, f32 and f16 A: the
+/// pass that also writes A's bf16 slices). The count saturates at `u32::MAX`; a start near it tests that.
+#[doc(hidden)]
+pub fn count_nonfinite_for_tests<T: Element>(gpu: &Gpu, a: DeviceMatRef<'_, T>, start: u32, split: bool) -> Result<u32> {
+    let mut counter = gpu.upload(&[start])?;
+    if split {
+        split_a(gpu, &a, Some((&mut counter, 0)))?;
+    } else {
+        convert_and_count(gpu, &a, None, &mut counter, 0)?;
+    }
+    Ok(gpu.download(&counter)?[0])
+}
+
 /// The three slices [`split_bf16x3`] writes for `x`, read back (X₃, then X₂, then X₁).
 #[doc(hidden)]
 pub fn split_bf16x3_for_tests(gpu: &Gpu, x: &[f32]) -> Result<Vec<bf16>> {
@@ -2734,7 +2748,8 @@ fn convert_and_count<T: Element>(gpu: &Gpu, a: &DeviceMatRef<'_, T>, dst: Option
 /// scratch for f32 A, m·n·4 for f16, none for bf16 (read as stored), and `bf16x3_all` drops the f32 scratch.
 ///
 /// Errors (nothing written): A empty; rank 0 or above `min(m, n)`; U, s, Vᵀ of the wrong shape; U or Vᵀ
-/// overlapping A or each other; A holding NaN/inf (`NonFinite` with the count, found on the device); products
+/// overlapping A or each other; A holding NaN/inf (`NonFinite` with the count, found on the device and saturated at
+/// `u32::MAX`: that value means at least as many); products
 /// overflowing f32 (`NonFinite` naming the singular values); a dimension
 /// above `i32::MAX` (cuBLAS); buffers of another backend; CUDA/cuBLAS failures.
 ///

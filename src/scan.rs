@@ -8,9 +8,10 @@ const THREADS: u32 = 1024;
 /// Counts per tile of the multi-block path (1024 threads x 8); up to this many, one block scans everything.
 const TILE: usize = 8192;
 
-/// `offsets[i] = counts[0] + ... + counts[i-1]` for `i` in `0..=n` (`n = counts.len()`), and the exact 64-bit
-/// total, which is read back to the host (one synchronization). Offsets are truncated to 32 bits: callers check
-/// the total against their index type before trusting them. Errors: `n` above `u32::MAX`, device errors.
+/// `offsets[i] = counts[0] + ... + counts[i-1]` for `i` in `0..=n` (`n = counts.len()`), and the total, read back
+/// to the host (one synchronization): exact when below `u32::MAX`, otherwise at least `u32::MAX` (the multi-tile
+/// path saturates its tile sums: cuda/scan.cu scan_tile_sums). Offsets are truncated to 32 bits: callers refuse
+/// totals of `u32::MAX` and above before trusting them. Errors: `n` above `u32::MAX`, device errors.
 pub(crate) fn exclusive_scan_u32(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, u64)> {
     let (offsets, total) = exclusive_scan_u32_queued(gpu, counts)?;
     let total = gpu.download(&total)?[0];
@@ -50,8 +51,8 @@ pub(crate) fn exclusive_scan_u32_queued(gpu: &Gpu, counts: &DeviceVec<u32>) -> R
     Ok((offsets, total))
 }
 
-/// The multi-block path for n > TILE: tile sums, their scan (this function again, so the exact 64-bit total comes
-/// from the single-block scan at the top), then each tile's offsets.
+/// The multi-block path for n > TILE: tile sums (saturated at `u32::MAX`), their scan (this function again, so the
+/// total comes from the single-block scan at the top), then each tile's offsets.
 fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, DeviceVec<u64>)> {
     const OP: &str = "exclusive_scan_u32";
     let n = counts.len();
@@ -66,8 +67,9 @@ fn scan_tiled(gpu: &Gpu, counts: &DeviceVec<u32>) -> Result<(DeviceVec<u32>, Dev
         let (p_sums, _g1) = sums_view.kernel_ptr_mut(gpu, OP, "tile sums")?;
         // SAFETY: block b reads counts[b * 8192 .. min(n, (b + 1) * 8192)) (bounds-checked against n; the
         // 16-byte loads only where the whole 8 are below n, aligned since tiles and threads start at multiples of 8
-        // counts of an aligned allocation) and writes tile_sums[b] for b < tiles; tile_sums is fresh; arguments
-        // match scan_tile_sums.
+        // counts of an aligned allocation) and writes tile_sums[b] for b < tiles (thread 0, after the block's
+        // barrier; its static shared memory is 32 u64 warp sums); tile_sums is fresh; arguments match
+        // scan_tile_sums.
         unsafe { gpu.launch(MODULE, "scan_tile_sums", shape, &[p_counts, KernelArg::U32(n as u32), p_sums])? };
     }
     let (tile_offsets, total) = exclusive_scan_u32_queued(gpu, &tile_sums)?;

@@ -156,7 +156,8 @@ fn check_weight_grad_shapes(op: &'static str, pattern: (usize, usize), dy: (usiz
 
 /// K is a 32-bit kernel argument.
 fn check_k(op: &'static str, k: usize) -> Result<u32> {
-    u32::try_from(k).map_err(|_| Error::LengthMismatch { op, what: "K (too large for the kernels)", expected: u32::MAX as usize, got: k })
+    crate::error::check_kernel_count(op, "K", k)?;
+    Ok(k as u32)
 }
 
 /// The same matrix seen transposed: a `rows x cols` view becomes `cols x rows` over the same memory.
@@ -363,7 +364,7 @@ unsafe fn launch_transpose<T: Element>(gpu: &Gpu, src: Operand, rows: usize, k: 
 /// give bitwise the same result through scalar loads (uncoalesced when K is strided: see [`sddmm_weight_grad`]).
 /// f32 accumulation, one rounding; β = 0 never reads `out`; deterministic; agrees with [`sddmm_cpu`] within the
 /// bound in the module docs. Errors (nothing is launched): shape mismatch (`a` rows vs pattern rows, `b` rows vs pattern
-/// columns, K of `b` vs `a`), `out` length, K above `u32::MAX`, `out` overlapping an input, buffers from another
+/// columns, K of `b` vs `a`), `out` length, K above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`), `out` overlapping an input, buffers from another
 /// backend. Floor: `2·nnz·K` flops; `(m + n)·K` elements, the indices and `nnz` outputs from memory, and `nnz·K`
 /// elements of B through L2.
 ///
@@ -435,7 +436,7 @@ pub fn sddmm<'a, T: Element, I: Index>(
 /// return are unspecified. Same arithmetic, determinism and accuracy as [`sddmm`] with K = T.
 ///
 /// Errors (nothing is launched): shape mismatch (`dy` columns vs pattern rows, `x` vs `T x pattern.cols()`), `ds`
-/// length, `scratch` too small (`BufferTooSmall`), T above `u32::MAX`, `ds` or `scratch` overlapping an input or
+/// length, `scratch` too small (`BufferTooSmall`), T above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`), `ds` or `scratch` overlapping an input or
 /// each other, buffers from another backend. Floor: `2·nnz·T` flops; dY and X read once, the indices, `nnz`
 /// outputs; this implementation adds one write and one read of the packed copies.
 ///

@@ -14,7 +14,7 @@ use crate::csr::{CsrPattern, DeviceCsrPattern, Index};
 use crate::dense::{Layout, MatMut, MatRef};
 use crate::device::{check_no_alias, DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, KernelArg, LaunchShape};
 use crate::element::Element;
-use crate::error::{check_len, check_shape, Error, Result};
+use crate::error::{check_kernel_count, check_len, check_shape, Error, Result};
 
 const MODULE: &str = "spmm";
 const WARPS_PER_BLOCK: usize = 8;
@@ -166,13 +166,6 @@ fn wide_kernel<T: Element>() -> String {
     format!("spmm_xst_wide{variant}_{}", T::DTYPE.name())
 }
 
-fn check_fits_u32(op: &'static str, what: &'static str, value: usize) -> Result<()> {
-    if value > u32::MAX as usize {
-        return Err(Error::LengthMismatch { op, what, expected: u32::MAX as usize, got: value });
-    }
-    Ok(())
-}
-
 /// CPU reference: `Y[t, o] = alpha * sum_{e in row o of S} S[e] * X[t, col(e)] + beta * Y[t, o]`, each sum a
 /// sequential chain of f32 fused multiply-adds in storage order. Shapes: S `out x in` (`s_values.len() == nnz`),
 /// X `T x in`, Y `T x out`. Errors on any mismatch and leaves Y untouched.
@@ -299,8 +292,8 @@ unsafe fn launch_spmm<T: Element, I: Index>(
 /// out) in place of S and dY (T x out) for X, it is the backward to the input, `dX <- alpha * dY * S + beta * dX`.
 /// Asynchronous on `gpu`'s stream; deterministic.
 ///
-/// Errors (nothing launched): `s_values.len() != nnz`; X not `T x s.cols()`; Y not `T x s.rows()`; T above
-/// `u32::MAX`; Y overlapping an input; buffers of another backend. Matches [`spmm_xst_cpu`] within the f32
+/// Errors (nothing launched): `s_values.len() != nnz`; X not `T x s.cols()`; Y not `T x s.rows()`; T, S's rows or
+/// S's entries above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`); Y overlapping an input; buffers of another backend. Matches [`spmm_xst_cpu`] within the f32
 /// reassociation bound: for T < 64 threads sum interleaved entries and their partial sums are combined in a
 /// fixed tree (for T <= 2 one warp per row while the longest row is within `ROWWARP_PER_MEAN` times the mean
 /// (plus `ROWWARP_SLACK`), else the 256 threads of a block share each group of 8 rows, so a skewed mask's long
@@ -427,7 +420,9 @@ fn spmm_xst_impl<T: Element, I: Index>(
     check_len(op, "s_values", s.nnz(), s_values.len())?;
     check_shape(op, "x", (xs.rows, s.cols()), (xs.rows, xs.cols))?;
     check_shape(op, "y", (xs.rows, s.rows()), (ys.rows, ys.cols))?;
-    check_fits_u32(op, "rows of x", xs.rows)?;
+    check_kernel_count(op, "rows of x", xs.rows)?;
+    check_kernel_count(op, "entries of s", s.nnz())?;
+    check_kernel_count(op, "rows of s", s.rows())?;
     check_spmm_alias(op, gpu, s, &s_values, &x, &mut y)?;
     let (t, inn, out) = (xs.rows, s.cols(), s.rows());
     let ldt = t.div_ceil(8) * 8;
@@ -624,8 +619,8 @@ fn spmm_xst_tensor_cores<T: Element, I: Index>(
 /// [`spmm_xst`]); up to n = 8, each row of S gets a group of max(4, next_pow2(n)) lanes, 32 / that many rows
 /// per warp; otherwise one warp per 32 columns.
 ///
-/// Errors (nothing launched): `s_values.len() != nnz`; B not `s.cols() x n`; C not `s.rows() x n`; n above
-/// `u32::MAX`; C overlapping an input; buffers of another backend. Floor: S read once per 32 columns of B,
+/// Errors (nothing launched): `s_values.len() != nnz`; B not `s.cols() x n`; C not `s.rows() x n`; n, S's rows or
+/// S's entries above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`); C overlapping an input; buffers of another backend. Floor: S read once per 32 columns of B,
 /// `nnz * n * size_of::<T>()` bytes of B rows gathered (cache-resident when B is small), C written; `2 * nnz * n`
 /// flops.
 ///
@@ -657,7 +652,9 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
     check_len(OP, "s_values", s.nnz(), s_values.len())?;
     check_shape(OP, "b", (s.cols(), bs.cols), (bs.rows, bs.cols))?;
     check_shape(OP, "c", (s.rows(), bs.cols), (cs.rows, cs.cols))?;
-    check_fits_u32(OP, "columns of b", bs.cols)?;
+    check_kernel_count(OP, "columns of b", bs.cols)?;
+    check_kernel_count(OP, "entries of s", s.nnz())?;
+    check_kernel_count(OP, "rows of s", s.rows())?;
     let warps = s.rows().checked_mul(bs.cols.div_ceil(32)).ok_or(Error::LengthMismatch {
         op: OP,
         what: "work items",

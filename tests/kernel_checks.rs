@@ -226,7 +226,9 @@ fn expected_instructions(kernel: &str) -> Vec<&'static str> {
         // Chunk sums scanned in shared memory between barriers.
         "scan_u32" => vec!["BAR.SYNC", "STS.64", "LDS.64"],
         // Tiles of 8 counts per thread (two 16-byte loads), warp scans by shuffle, warp totals in shared memory.
-        "scan_tile_sums" | "scan_tiles" => vec!["LDG.E.128.CONSTANT", "SHFL.UP", "BAR.SYNC"],
+        "scan_tiles" => vec!["LDG.E.128.CONSTANT", "SHFL.UP", "BAR.SYNC"],
+        // The tile's sum in 64 bits (butterfly per warp, warp sums in shared memory), saturated to 32.
+        "scan_tile_sums" => vec!["LDG.E.128.CONSTANT", "SHFL.BFLY", "BAR.SYNC", "STS.64"],
         // 64-bit mask words loaded a lane each (one round trip per 2048 columns), broadcast by index shuffles;
         // ballot of 32 columns, then a prefix popcount per lane.
         "mask_row_columns" => vec!["LDG.E.64.CONSTANT", "SHFL.IDX", "VOTE.ANY", "POPC"],

@@ -86,3 +86,57 @@ fn a_mask_too_large_to_address_or_allocate_is_an_error_not_a_panic() {
     assert_eq!(m, BitMask::zeros(3, 70));
     assert_eq!(m.count_ones(), 0);
 }
+
+/// The multi-tile scan (more than 8192 counts) sums each tile in 64 bits and saturates it at u32::MAX, so the total
+/// is exact below u32::MAX and at least u32::MAX above (its tile sums wrapped until 2026-11-29: a mask of more than
+/// 2^32 set bits could report a count that fit, with wrong offsets). Random counts below the top agree with the
+/// host's prefix sums; tiles holding 2^32 or more, alone or with others, give a total of at least u32::MAX.
+#[test]
+fn the_scan_is_exact_below_u32_max_and_saturates_above() {
+    use sparse_lowrank::mask::exclusive_scan_for_tests as scan;
+    let mut rng = rng("scan_saturates");
+    for (dev, gpu) in devices("scan_saturates") {
+        for &n in &[100usize, 8192, 8193, 20000, 8192 * 9 + 5] {
+            let counts: Vec<u32> = (0..n).map(|_| rng.gen_range(0..1 << 16)).collect();
+            let (offsets, total) = scan(&gpu, &counts).unwrap();
+            let mut run = 0u64;
+            for (i, &c) in counts.iter().enumerate() {
+                assert_eq!(offsets[i], run as u32, "{dev}: n {n}, offset {i}");
+                run += c as u64;
+            }
+            assert_eq!((offsets[n], total), (run as u32, run), "{dev}: n {n}");
+            // Two counts of 2^31 in one tile (its sum 2^32: wrapped to 0 before), in the first, a middle or the last
+            // tile, with or without a third count elsewhere.
+            for at in [0, n / 2, n - 2] {
+                let mut big = counts.iter().map(|_| 0u32).collect::<Vec<_>>();
+                big[at] = 1 << 31;
+                big[at + 1] = 1 << 31;
+                let (_, total) = scan(&gpu, &big).unwrap();
+                assert!(total >= u32::MAX as u64, "{dev}: n {n}, 2^32 at {at}: total {total}");
+                big[rng.gen_range(0..n)] += 5;
+                let (_, total) = scan(&gpu, &big).unwrap();
+                assert!(total >= u32::MAX as u64, "{dev}: n {n}, 2^32 + 5 at {at}: total {total}");
+            }
+            // Just below the top: exact.
+            let mut near = vec![0u32; n];
+            near[0] = u32::MAX - 7;
+            near[n - 1] = 6;
+            assert_eq!(scan(&gpu, &near).unwrap().1, u32::MAX as u64 - 1, "{dev}: n {n}");
+        }
+    }
+}
+
+/// Rows or columns beyond what the kernels count in 32 bits (they walk a row 2048 columns at a time) are refused
+/// before anything runs, even for a mask with no bits.
+#[test]
+fn mask_sizes_beyond_the_kernels_counters_are_refused() {
+    for (dev, gpu) in devices("mask_too_large") {
+        for (rows, cols, what) in [(0, KERNEL_COUNT_MAX + 1, "cols"), (KERNEL_COUNT_MAX + 1, 0, "rows"), (0, u32::MAX as usize, "cols")] {
+            let mask = DeviceBitMask::upload(&gpu, &BitMask::try_zeros(rows, cols).unwrap()).unwrap();
+            let Err(e) = mask_to_csr(&gpu, &mask) else { panic!("{dev}: {rows}x{cols} accepted") };
+            assert_eq!(e, Error::TooLarge { op: "mask_to_csr", what, value: rows.max(cols), max: KERNEL_COUNT_MAX }, "{dev}");
+        }
+        let mask = DeviceBitMask::upload(&gpu, &BitMask::try_zeros(0, KERNEL_COUNT_MAX).unwrap()).unwrap();
+        assert_eq!(mask_to_csr(&gpu, &mask).unwrap().nnz(), 0, "{dev}");
+    }
+}

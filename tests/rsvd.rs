@@ -642,6 +642,40 @@ fn split_of_f32_and_f16_matrices_into_bf16_slices_is_exact() {
     }
 }
 
+/// A's non-finite count (the conversion pass for every dtype, the split for f32 and f16) is exact and saturates at
+/// u32::MAX instead of wrapping: a counter started just below it ends at u32::MAX (a 2^32-entry NaN matrix's count
+/// wrapped to 0, which passed A as finite). Tested by starting the counter near the top, since 2^32 entries do not
+/// fit a test; every warp with NaNs adds, so the adds that cross the top come in some order the schedules vary.
+#[test]
+fn the_non_finite_count_of_a_is_exact_and_saturates_instead_of_wrapping() {
+    use sparse_lowrank::rsvd::count_nonfinite_for_tests as count;
+    let mut rng = rng("rsvd_nonfinite_count");
+    for (name, gpu) in devices("rsvd_nonfinite_count") {
+        let (m, n) = (rng.gen_range(40..90), rng.gen_range(40..90));
+        let mut a: Vec<f32> = (0..m * n).map(|_| normal(&mut rng) as f32).collect();
+        let bad = rng.gen_range(40..200);
+        for i in rand::seq::index::sample(&mut rng, m * n, bad) {
+            a[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 3];
+        }
+        let a16: Vec<f16> = a.iter().map(|&x| f16::from_f32(x)).collect();
+        let ab: Vec<bf16> = a.iter().map(|&x| bf16::from_f32(x)).collect();
+        let (d32, d16, db) = (gpu.upload(&a).unwrap(), gpu.upload(&a16).unwrap(), gpu.upload(&ab).unwrap());
+        let bad = bad as u32;
+        for (start, want) in [(0, bad), (7, 7 + bad), (u32::MAX - bad, u32::MAX), (u32::MAX - bad + 1, u32::MAX), (u32::MAX - 3, u32::MAX), (u32::MAX, u32::MAX)] {
+            let v32 = DeviceMatRef::row_major(&d32, m, n).unwrap();
+            assert_eq!(count(&gpu, v32, start, false).unwrap(), want, "{name} f32 conversion from {start}");
+            let v32 = DeviceMatRef::row_major(&d32, m, n).unwrap();
+            assert_eq!(count(&gpu, v32, start, true).unwrap(), want, "{name} f32 split from {start}");
+            let v16 = DeviceMatRef::col_major(&d16, n, m).unwrap();
+            assert_eq!(count(&gpu, v16, start, false).unwrap(), want, "{name} f16 conversion from {start}");
+            let v16 = DeviceMatRef::col_major(&d16, n, m).unwrap();
+            assert_eq!(count(&gpu, v16, start, true).unwrap(), want, "{name} f16 split from {start}");
+            let vb = DeviceMatRef::row_major(&db, m, n).unwrap();
+            assert_eq!(count(&gpu, vb, start, false).unwrap(), want, "{name} bf16 conversion from {start}");
+        }
+    }
+}
+
 #[test]
 fn split_product_matches_the_exact_product_for_every_layout_and_dtype() {
     // op(A) · X with A bf16 (its own slice), f16 (two slices) or f32 (three), row- or column-major, padded leading

@@ -469,6 +469,28 @@ fn spmm_rejects_bad_shapes_and_lengths_and_touches_nothing() {
     }
 }
 
+/// T, n or S's entries beyond what the kernels count in 32 bits ([`KERNEL_COUNT_MAX`]) are refused before anything
+/// runs (a T or n within 128 of 2^32 made a tile count round to 0, an entry count within 1024 of it a loop wrap).
+/// Shown with empty operands (S 0 x 0), which every other check accepts.
+#[test]
+fn spmm_sizes_beyond_the_kernels_counters_are_refused() {
+    for (dev, gpu) in devices("spmm_too_large") {
+        let ds = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::empty(0, 0).unwrap()).unwrap();
+        let vals = gpu.upload::<f32>(&[]).unwrap();
+        let mut y = gpu.upload::<f32>(&[]).unwrap();
+        for t in [KERNEL_COUNT_MAX + 1, u32::MAX as usize - 5, u32::MAX as usize + 1] {
+            let e = spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&vals, t, 0).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, 0).unwrap()).unwrap_err();
+            assert_eq!(e, Error::TooLarge { op: "spmm_xst", what: "rows of x", value: t, max: KERNEL_COUNT_MAX }, "{dev}");
+            let e = spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&vals, 0, t).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, 0, t).unwrap()).unwrap_err();
+            assert_eq!(e, Error::TooLarge { op: "spmm_sb", what: "columns of b", value: t, max: KERNEL_COUNT_MAX }, "{dev}");
+        }
+        // At the limit itself, nothing to do and no error.
+        let t = KERNEL_COUNT_MAX;
+        spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&vals, t, 0).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, 0).unwrap()).unwrap();
+        spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&vals, 0, t).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, 0, t).unwrap()).unwrap();
+    }
+}
+
 /// spmm_xst_with_scratch gives bitwise the outputs of spmm_xst (same kernels, the transposed X in the caller's
 /// buffer) for every kernel family (T = 1, 5, 16, 40, 70), reuses one scratch across calls, and refuses a scratch
 /// that is too short or not 16-byte aligned before launching anything.
