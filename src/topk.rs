@@ -849,8 +849,9 @@ pub fn bracket_pass_for_test<'a, T: TopkKey>(gpu: &Gpu, keys: impl Into<DeviceSl
     let op = "bracket_pass_for_test";
     let keys = keys.into();
     let n = keys.len();
-    if n == 0 || n > u32::MAX as usize {
-        return Err(Error::LengthMismatch { op, what: "keys (1 to 2^32 - 1)", expected: 1, got: n });
+    // The passes' limit is top-k's, 2^31 - 1 keys (the round-based one's chunk ends wrap within 16384 of 2^32).
+    if n == 0 || n > i32::MAX as usize {
+        return Err(Error::LengthMismatch { op, what: "keys (1 to 2^31 - 1)", expected: 1, got: n });
     }
     if lo > hi || hi > T::ALL {
         return Err(Error::LengthMismatch { op, what: "bracket (lo <= hi <= the largest key)", expected: T::ALL as usize, got: hi as usize });
