@@ -118,8 +118,10 @@ impl<I: Index> CsrPattern<I> {
         Ok(CsrPattern { rows, cols, row_offsets, col_indices })
     }
 
-    /// A pattern with no entries.
+    /// A pattern with no entries. Errors (nothing allocated) when `rows` or `cols` does not fit `I`.
     pub fn empty(rows: usize, cols: usize) -> Result<Self> {
+        check_fits::<I>("rows", rows)?;
+        check_fits::<I>("cols", cols)?;
         Self::new(rows, cols, vec![I::default(); rows + 1], Vec::new())
     }
 
@@ -166,6 +168,9 @@ impl<I: Index> CsrPattern<I> {
         &self.col_indices
     }
     /// Entry range of row `r`.
+    ///
+    /// # Panics
+    /// If `r >= rows`, like slice indexing.
     #[inline]
     pub fn row_range(&self, r: usize) -> std::ops::Range<usize> {
         self.row_offsets[r].to_usize()..self.row_offsets[r + 1].to_usize()
@@ -259,13 +264,32 @@ impl<T: Element, I: Index> Csr<T, I> {
     }
 
     /// A dense `rows x cols` buffer in `layout` (packed leading dimension), zero where there is no entry.
+    ///
+    /// # Panics
+    /// If `rows * cols` elements cannot be allocated (a valid pattern may declare a shape far larger than its
+    /// entries); [`Csr::try_to_dense`] returns that as an error.
     pub fn to_dense(&self, layout: Layout) -> Vec<T> {
+        match self.try_to_dense(layout) {
+            Ok(v) => v,
+            Err(e) => panic!("Csr::to_dense: {e}"),
+        }
+    }
+
+    /// [`Csr::to_dense`], or `WorkspaceTooLarge` (nothing allocated) when `rows * cols` elements overflow or cannot
+    /// be allocated.
+    pub fn try_to_dense(&self, layout: Layout) -> Result<Vec<T>> {
+        const OP: &str = "Csr::to_dense";
         let shape = DenseShape::packed(self.pattern.rows, self.pattern.cols, layout);
-        let mut out = vec![T::default(); shape.required_len()];
+        let len = self.pattern.rows.checked_mul(self.pattern.cols);
+        let too_large = |bytes: u64| Error::WorkspaceTooLarge { op: OP, what: "dense matrix", bytes, max: isize::MAX as u64 };
+        let len = len.ok_or(too_large(u64::MAX))?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(len).map_err(|_| too_large((len as u64).saturating_mul(std::mem::size_of::<T>() as u64)))?;
+        out.resize(len, T::default());
         for (e, r, c) in self.pattern.iter() {
             out[shape.offset(r, c)] = self.values[e];
         }
-        out
+        Ok(out)
     }
 
     pub fn pattern(&self) -> &CsrPattern<I> {

@@ -78,7 +78,13 @@ impl DenseShape {
         }
     }
 
-    /// Offset of `A[r, c]`; callers keep `r < rows`, `c < cols`.
+    /// Whether `(outer - 1) * ld + inner` overflows usize (no buffer holds such a matrix).
+    fn extent_overflows(&self) -> bool {
+        self.rows != 0 && self.cols != 0 && (self.outer() - 1).checked_mul(self.ld).and_then(|x| x.checked_add(self.inner())).is_none()
+    }
+
+    /// Offset of `A[r, c]`; callers keep `r < rows`, `c < cols` on a shape that [`DenseShape::validate`] accepted
+    /// (the fields are public: on an unvalidated shape the arithmetic may overflow, which panics in debug builds).
     #[inline]
     pub fn offset(&self, r: usize, c: usize) -> usize {
         r * self.row_stride() + c * self.col_stride()
@@ -90,9 +96,10 @@ impl DenseShape {
             return Err(Error::InvalidLeadingDimension { op, ld: self.ld, min: self.inner() });
         }
         // An extent that overflows usize needs more than any buffer holds (it was taken as 0 until 2026-11-29, which
-        // let a huge ld through to kernels that then addressed outside the buffer).
+        // let a huge ld through to kernels that then addressed outside the buffer); refused even against a slice of
+        // usize::MAX zero-sized elements.
         let needed = self.required_len();
-        if len < needed {
+        if len < needed || (needed == usize::MAX && self.extent_overflows()) {
             return Err(Error::BufferTooSmall { op, what, needed, got: len });
         }
         Ok(())

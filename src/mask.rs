@@ -102,11 +102,19 @@ impl BitMask {
         assert!(r < self.rows && c < self.cols, "bit ({r}, {c}) outside a {}x{} mask", self.rows, self.cols);
         r * self.cols + c
     }
+    /// Bit `(r, c)`.
+    ///
+    /// # Panics
+    /// If `(r, c)` is outside the mask, like slice indexing.
     #[inline]
     pub fn get(&self, r: usize, c: usize) -> bool {
         let b = self.bit(r, c);
         (self.words[b / 64] >> (b % 64)) & 1 == 1
     }
+    /// Sets bit `(r, c)` to `on`.
+    ///
+    /// # Panics
+    /// If `(r, c)` is outside the mask, like slice indexing.
     #[inline]
     pub fn set(&mut self, r: usize, c: usize, on: bool) {
         let b = self.bit(r, c);

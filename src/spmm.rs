@@ -674,7 +674,7 @@ pub fn spmm_sb<'a, T: Element, I: Index>(
     let b_rows_vectorizable = bs.col_stride() == 1
         && ld % 8 == 0
         && b.data().addr_range(gpu).aligned_to(16)
-        && (k == 0 || b.data().len() >= (k - 1) * ld + n.div_ceil(4) * 4);
+        && (k == 0 || (k - 1).checked_mul(ld).and_then(|x| x.checked_add(n.div_ceil(4) * 4)).is_some_and(|need| b.data().len() >= need));
     if n >= WIDE_T_MIN && b_rows_vectorizable && !path_forced("vec") {
         let warps = s.rows().checked_mul(n.div_ceil(WIDE_T)).ok_or(Error::LengthMismatch { op: OP, what: "work items", expected: usize::MAX, got: s.rows() })?;
         // The wide kernel writes out[(j, r)] for (row r of S, column j): C seen as its transpose.

@@ -374,6 +374,13 @@ fn segments(op: &'static str, rows: usize, cols: usize, len: usize, scope: Scope
     if n > i32::MAX as usize {
         return Err(CsrError::TooLargeForIndex { what: "elements (rows * cols)", value: n, max: i32::MAX as usize }.into());
     }
+    // Each dimension too, so an empty matrix cannot ask for more selections (rows, per row) than the index holds:
+    // each row's cut and state is allocated.
+    for (what, value) in [("rows", rows), ("cols", cols)] {
+        if value > i32::MAX as usize {
+            return Err(CsrError::TooLargeForIndex { what, value, max: i32::MAX as usize }.into());
+        }
+    }
     check_len(op, "keys", n, len)?;
     Ok(match scope {
         Scope::Matrix => (1, n),

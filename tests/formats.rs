@@ -38,6 +38,31 @@ fn csr_pattern_rejects_each_invalid_case_with_its_error() {
         Err(Error::InvalidCsr(CsrError::TooLargeForIndex { what: "cols", .. })) => {}
         other => panic!("too many columns for u32: {other:?}"),
     }
+    // Too many rows for the index: refused before the offsets are allocated (rows + 1 overflowed, or the
+    // allocation failed, before the check ran).
+    for rows in [usize::MAX, usize::MAX / 2, 1 << 40] {
+        match CsrPattern::<u32>::empty(rows, 1) {
+            Err(Error::InvalidCsr(CsrError::TooLargeForIndex { what: "rows", .. })) => {}
+            other => panic!("{rows} rows for u32: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_dense_copy_too_large_to_allocate_is_an_error_from_try_to_dense() {
+    // 2^20 + 1 rows of 2^32 - 1 columns: a valid empty pattern whose dense form (2^52 f32) no machine holds.
+    let csr = Csr::<f32>::new(CsrPattern::<u32>::empty((1 << 20) + 1, u32::MAX as usize).unwrap(), vec![]).unwrap();
+    assert!(matches!(csr.try_to_dense(Layout::RowMajor), Err(Error::WorkspaceTooLarge { op: "Csr::to_dense", .. })));
+    let small = Csr::<f32>::from_coo(2, 3, &[(0, 1, 2.0), (1, 2, 3.0)]).unwrap();
+    assert_eq!(small.try_to_dense(Layout::RowMajor).unwrap(), small.to_dense(Layout::RowMajor));
+    assert_eq!(small.to_dense(Layout::ColMajor), vec![0.0, 0.0, 2.0, 0.0, 0.0, 3.0]);
+}
+
+#[test]
+fn host_call_differences_saturate() {
+    let one = HostCalls { launches: 1, synchronizations: 2, ..Default::default() };
+    assert_eq!(HostCalls::default() - one, HostCalls::default());
+    assert_eq!((one - HostCalls::default()).synchronizations, 2);
 }
 
 #[test]
@@ -85,6 +110,10 @@ fn dense_views_check_leading_dimension_and_length() {
     // 2 x 2^63 overflows; 1 x 2^63 + 1 does not (that many elements are needed, and refused as too many).
     assert_eq!(DenseShape { rows: 3, cols: 3, ld: 1 << 63, layout: Layout::RowMajor }.required_len(), usize::MAX);
     assert_eq!(DenseShape { rows: 2, cols: 1, ld: 1 << 63, layout: Layout::RowMajor }.required_len(), (1 << 63) + 1);
+    // Zero-sized elements: a slice of usize::MAX of them does not hold a shape whose extent overflows.
+    let units = vec![(); usize::MAX];
+    assert!(matches!(MatRef::new(&units, 1 << 32, 1 << 32, 1 << 32, Layout::RowMajor), Err(Error::BufferTooSmall { needed: usize::MAX, .. })));
+    assert!(MatRef::new(&units, 1 << 20, 1 << 20, 1 << 20, Layout::RowMajor).is_ok());
     // One row (or column) needs only its contiguous extent, whatever ld.
     assert!(MatRef::new(&data, 1, 4, usize::MAX, Layout::RowMajor).is_ok());
     // ld = 5 row-major 2x4 needs (2-1)*5+4 = 9 elements.

@@ -261,6 +261,11 @@ fn device_ops_reject_bad_input_and_launch_nothing() {
         assert_eq!(gpu.download(&out).unwrap(), vec![7.0, 7.0], "{dev}: output untouched");
         // A dense view too short for its shape is refused when the view is made.
         assert!(matches!(DeviceMatRef::row_major(dense.slice(0..5), 2, 3), Err(Error::BufferTooSmall { needed: 6, got: 5, .. })));
+        // A buffer whose bytes overflow (or exceed isize::MAX) is refused before any allocator sees it (cudarc
+        // multiplies unchecked: 2^62 + 1 f32 gave a 4-byte buffer that reported 2^62 + 1 elements).
+        for len in [usize::MAX, (1 << 62) + 1, 1 << 61] {
+            assert!(matches!(gpu.alloc_zeros::<f32>(len), Err(Error::WorkspaceTooLarge { op: "alloc_zeros", .. })), "{dev}: {len}");
+        }
         // So is one whose extent overflows usize (a huge ld: until 2026-11-29 taken as needing nothing, so a
         // scatter_add through it wrote before the buffer's start).
         assert!(matches!(DeviceMatRef::new(&dense, 2, 1, usize::MAX, Layout::RowMajor), Err(Error::BufferTooSmall { needed: usize::MAX, .. })), "{dev}");

@@ -344,7 +344,16 @@ fn bad_input_gets_typed_errors() {
         assert_eq!(e, Err(Error::NonFinite { op: "rsvd", what: "a", count: 3 }), "{name} bf16");
         let e = rsvd(&gpu, DeviceMatRef::row_major(&d, m, n).unwrap(), &RsvdConfig::new(0), DeviceMatMut::row_major(&mut du, m, 0).unwrap(), &mut s[..0], DeviceMatMut::row_major(&mut dvt, 0, n).unwrap());
         assert_eq!(e, Err(Error::InvalidRank { op: "rsvd", rank: 0, max: 6 }), "{name}");
+        // Power iterations beyond MAX_POWER_ITERS (a huge q overflowed the count of status words).
+        for q in [sparse_lowrank::rsvd::MAX_POWER_ITERS + 1, (1 << 62) - 1, usize::MAX] {
+            let cfg = RsvdConfig { power_iters: q, ..RsvdConfig::new(r) };
+            let e = rsvd(&gpu, DeviceMatRef::row_major(&d, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s[..r], DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
+            assert_eq!(e, Err(Error::TooLarge { op: "rsvd", what: "power_iters", value: q, max: sparse_lowrank::rsvd::MAX_POWER_ITERS }), "{name}");
+        }
     }
+    let cfg = RsvdConfig { power_iters: usize::MAX, ..RsvdConfig::new(2) };
+    let e = rsvd_cpu(MatRef::row_major(&a, m, n).unwrap(), &cfg, MatMut::row_major(&mut u[..m * 2], m, 2).unwrap(), &mut s[..2], MatMut::row_major(&mut vt[..2 * n], 2, n).unwrap());
+    assert!(matches!(e, Err(Error::TooLarge { op: "rsvd_cpu", what: "power_iters", .. })), "{e:?}");
 }
 
 /// The queued path at r = 256's sketch width (l = 266: the wide tiled Cholesky kernel, M = 9, on the emulator and an

@@ -484,6 +484,11 @@ fn spmm_sizes_beyond_the_kernels_counters_are_refused() {
             let e = spmm_sb(&gpu, &ds, &vals, DeviceMatRef::row_major(&vals, 0, t).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, 0, t).unwrap()).unwrap_err();
             assert_eq!(e, Error::TooLarge { op: "spmm_sb", what: "columns of b", value: t, max: KERNEL_COUNT_MAX }, "{dev}");
         }
+        // B with no columns and a huge leading dimension is a valid view (it needs no elements); its vector-load
+        // check must not overflow computing the last row's end.
+        let s13 = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::empty(1, 3).unwrap()).unwrap();
+        let b16 = gpu.alloc_zeros::<f32>(8).unwrap();
+        spmm_sb(&gpu, &s13, &vals, DeviceMatRef::new(&b16, 3, 0, 1 << 63, Layout::RowMajor).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, 1, 0).unwrap()).unwrap();
         // At the limit itself, nothing to do and no error.
         let t = KERNEL_COUNT_MAX;
         spmm_xst(&gpu, &ds, &vals, DeviceMatRef::row_major(&vals, t, 0).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut y, t, 0).unwrap()).unwrap();

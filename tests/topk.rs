@@ -298,6 +298,13 @@ fn bad_input_gets_typed_errors() {
     assert_eq!(e, Error::CountOutOfRange { op: "topk_cpu", k: 7, n: 6 });
     let e = topk_cpu(&[1.0f32; 6], usize::MAX, 3, &TopkSpec::count(1)).unwrap_err();
     assert!(matches!(e, Error::InvalidCsr(CsrError::TooLargeForIndex { .. })), "{e:?}");
+    // An empty matrix with more rows than the index holds: refused, not a cut allocated per row.
+    let e = topk_cpu::<f32>(&[], 1 << 61, 0, &TopkSpec::count(0).per_row()).unwrap_err();
+    assert!(matches!(e, Error::InvalidCsr(CsrError::TooLargeForIndex { what: "rows", .. })), "{e:?}");
+    let e = topk_threshold(gpu, &empty, (1 << 61) + 1, 0, &TopkSpec::count(0).per_row()).unwrap_err();
+    assert!(matches!(e, Error::InvalidCsr(CsrError::TooLargeForIndex { what: "rows", .. })), "{e:?}");
+    let e = err(topk_mask(gpu, &empty, 0, 1 << 40, &TopkSpec::fraction(0.5).per_row()));
+    assert!(matches!(e, Error::InvalidCsr(CsrError::TooLargeForIndex { what: "cols", .. })), "{e:?}");
 }
 
 #[test]

@@ -62,13 +62,14 @@ impl std::ops::Sub for HostCalls {
     type Output = HostCalls;
     /// The calls made between two snapshots (`after - before`).
     fn sub(self, before: HostCalls) -> HostCalls {
+        // Saturating: snapshots given in the wrong order (or from two handles) give zeros, not a panic.
         HostCalls {
-            launches: self.launches - before.launches,
-            library_calls: self.library_calls - before.library_calls,
-            allocations: self.allocations - before.allocations,
-            allocated_bytes: self.allocated_bytes - before.allocated_bytes,
-            uploads: self.uploads - before.uploads,
-            synchronizations: self.synchronizations - before.synchronizations,
+            launches: self.launches.saturating_sub(before.launches),
+            library_calls: self.library_calls.saturating_sub(before.library_calls),
+            allocations: self.allocations.saturating_sub(before.allocations),
+            allocated_bytes: self.allocated_bytes.saturating_sub(before.allocated_bytes),
+            uploads: self.uploads.saturating_sub(before.uploads),
+            synchronizations: self.synchronizations.saturating_sub(before.synchronizations),
         }
     }
 }
@@ -84,10 +85,23 @@ struct CallCounters {
 }
 
 impl CallCounters {
-    fn allocation<T>(&self, len: usize) {
+    fn allocation(&self, bytes: usize) {
         self.allocations.fetch_add(1, Ordering::Relaxed);
-        self.allocated_bytes.fetch_add((len * std::mem::size_of::<T>()) as u64, Ordering::Relaxed);
+        self.allocated_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
+}
+
+/// The bytes of `len` elements of T, or `WorkspaceTooLarge` when that overflows or exceeds `isize::MAX` (no
+/// allocation holds it): checked before any allocator sees `len` (cudarc multiplies unchecked, so a wrapped size
+/// once gave a 4-byte buffer that reported 2^62 + 1 elements, and views over it passed validation).
+fn buffer_bytes<T>(op: &'static str, len: usize) -> Result<usize> {
+    let size = std::mem::size_of::<T>();
+    len.checked_mul(size).filter(|&b| b <= isize::MAX as usize).ok_or(Error::WorkspaceTooLarge {
+        op,
+        what: "device buffer",
+        bytes: (len as u64).saturating_mul(size as u64),
+        max: isize::MAX as u64,
+    })
 }
 
 enum Backend {
@@ -469,7 +483,7 @@ impl Gpu {
 
     /// Copies `data` to a new device buffer.
     pub fn upload<T: DeviceRepr + Copy>(&self, data: &[T]) -> Result<DeviceVec<T>> {
-        self.calls.allocation::<T>(data.len());
+        self.calls.allocation(std::mem::size_of_val(data));
         self.calls.uploads.fetch_add(1, Ordering::Relaxed);
         match &self.backend {
             Backend::Cuda(b) => {
@@ -481,9 +495,9 @@ impl Gpu {
         }
     }
 
-    /// A new device buffer of `len` zeros.
+    /// A new device buffer of `len` zeros. `WorkspaceTooLarge` when `len` elements exceed `isize::MAX` bytes.
     pub fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits + Copy>(&self, len: usize) -> Result<DeviceVec<T>> {
-        self.calls.allocation::<T>(len);
+        self.calls.allocation(buffer_bytes::<T>("alloc_zeros", len)?);
         match &self.backend {
             Backend::Cuda(b) => {
                 let s = b.stream.alloc_zeros(len).map_err(cuda_err("alloc_zeros"))?;
@@ -499,7 +513,7 @@ impl Gpu {
     /// # Safety
     /// The caller writes every element before anything reads it (typically a kernel that fills it).
     pub(crate) unsafe fn alloc_uninit<T: DeviceRepr + Copy>(&self, len: usize) -> Result<DeviceVec<T>> {
-        self.calls.allocation::<T>(len);
+        self.calls.allocation(buffer_bytes::<T>("alloc", len)?);
         match &self.backend {
             Backend::Cuda(b) => {
                 // SAFETY: the caller's contract: nothing reads the buffer before it is written.
