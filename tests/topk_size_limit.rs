@@ -84,7 +84,7 @@ fn ensure(ok: bool, what: impl FnOnce() -> String) -> std::result::Result<(), St
 /// that order is the only one with exactly k selected, no unselected key beyond a selected one, and the
 /// selected keys equal to the boundary before the unselected ones. Err says which property failed where.
 fn check_selection<T: TopkKey>(keys: &[T], seg: usize, spec: &TopkSpec<T>, k: usize, mask: &BitMask, cuts: Option<&[TopkCut<T>]>) -> std::result::Result<(), String> {
-    let segs = if seg == 0 { 0 } else { keys.len() / seg };
+    let segs = keys.len().checked_div(seg).unwrap_or(0);
     ensure(mask.rows() * mask.cols() == keys.len(), || "mask shape".to_string())?;
     let parts = pieces(keys.len(), seg);
     let ranges: Vec<Range<usize>> = parts.iter().map(|p| p.1.clone()).collect();
@@ -298,6 +298,7 @@ fn the_linear_checker_accepts_the_reference_and_refuses_perturbed_selections() {
 }
 
 /// One selection on the device, its mask (and cuts) checked, then the same spec's cut alone and CSR when asked.
+#[allow(clippy::too_many_arguments)]
 fn run_case<T: TopkKey>(gpu: &Gpu, d: &DeviceVec<T>, keys: &[T], rows: usize, cols: usize, spec: &TopkSpec<T>, k: usize, with_csr: bool, ctx: &str) {
     let seg = if spec.scope == Scope::PerRow { cols } else { rows * cols };
     let t = std::time::Instant::now();
