@@ -137,6 +137,9 @@ fn report_baseline(case: &Case, baseline: &str, ms: f64, device: &str) {
 /// What every group needs: the GPU, its name, and the copy bandwidth (measured once per run).
 struct Bench {
     gpu: Gpu,
+    /// A second handle on the same device and stream whose buffers carry no cudarc events
+    /// (`Gpu::new_untracked`): the same-run comparison of what `Gpu::new`'s per-allocation events cost.
+    untracked: Option<Gpu>,
     device: String,
     bandwidth: f64,
 }
@@ -163,7 +166,11 @@ impl Bench {
             println!("device: {device}; measured copy bandwidth {:.0} GB/s (read + write)", b / 1e9);
             b
         });
-        Some(Bench { gpu, device, bandwidth })
+        // SAFETY: the benchmarks use this handle's buffers (the ops' own scratch) only through our ops on this
+        // handle, whose stream is the device's legacy default stream, the one `gpu` uses too; nothing hands them to
+        // another stream.
+        let untracked = unsafe { Gpu::new_untracked(0) }.ok();
+        Some(Bench { gpu, untracked, device, bandwidth })
     }
 
     /// A criterion group, with short warm-up and measurement under SLR_BENCH_QUICK=1.
@@ -566,13 +573,14 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
     let bytes = n * T::DTYPE.size();
     let mut run_case = |op: &'static str, density: f64, spec: TopkSpec<T>| {
         let case = Case { op, rows, cols, density, dtype, t: 0, bytes, flops: 0 };
-        let mut run = || -> Result<()> {
+        let call = |g: &Gpu| -> Result<()> {
             match op {
-                "topk_csr" => topk_csr(gpu, &d, rows, cols, &spec).map(|_| ()),
-                "topk_threshold" => topk_threshold(gpu, &d, rows, cols, &spec).map(|_| ()),
-                _ => topk_mask(gpu, &d, rows, cols, &spec).map(|_| ()),
+                "topk_csr" => topk_csr(g, &d, rows, cols, &spec).map(|_| ()),
+                "topk_threshold" => topk_threshold(g, &d, rows, cols, &spec).map(|_| ()),
+                _ => topk_mask(g, &d, rows, cols, &spec).map(|_| ()),
             }
         };
+        let mut run = || call(gpu);
         bench.case(group, format!("{op}_{dtype}/{rows}x{cols}/d{density}"), &case, 10, &mut run);
         // The same call down the radix passes over all keys (the path before the sample bracket and the
         // one-block rows), as a baseline from the same run.
@@ -587,6 +595,14 @@ fn topk_cases<T: TopkKey>(bench: &Bench, group: &mut Group<'_>, rows: usize, col
             report_switched(gpu, &case, "SLR_TOPK_PATH", "stream_mask", "streaming mask pass (one warp per chunk)", 10, &bench.device, &mut run);
         }
         report_pool_trimmed(gpu, &case, 10, &bench.device, &mut run);
+        if let (Some(u), true) = (&bench.untracked, matches!(op, "topk_threshold" | "topk_mask_per_row")) {
+            // Since 2026-11-29: `Gpu::new` keeps cudarc's per-buffer events (two created per allocation); this is
+            // the same call on a handle without them (`Gpu::new_untracked`), the default until then.
+            match u.time_ms(10, || call(u)) {
+                Ok(ms) => report_baseline(&case, "our call on an untracked handle (Gpu::new_untracked: no per-buffer events)", ms, &bench.device),
+                Err(e) => println!("    untracked handle failed: {e}"),
+            }
+        }
         if op == "topk_mask_per_row" {
             // Since 2026-11-28 (twentieth session): the mask alone, NaN ranked above infinity, queued with nothing
             // read back (topk_mask_only); the difference to our time is topk_mask's read-back and cuts.
@@ -832,16 +848,27 @@ fn bench_rsvd(c: &mut Criterion) {
                 let convert = if dtype == "f32" { m * n * 4 } else { m * n * (2 + 4) };
                 let case = Case { op: "rsvd", rows: m, cols: n, density: 0.0, dtype, t: r, bytes: convert + products * m * n * 4, flops: products * 2 * m * n * l };
                 // One call with configuration `c` into du, s, dvt.
-                let call = |c: &RsvdConfig, du: &mut DeviceVec<f32>, s: &mut [f32], dvt: &mut DeviceVec<f32>| {
+                let call_on = |g: &Gpu, c: &RsvdConfig, du: &mut DeviceVec<f32>, s: &mut [f32], dvt: &mut DeviceVec<f32>| {
                     let (u, vt) = (DeviceMatMut::row_major(du, m, r)?, DeviceMatMut::row_major(dvt, r, n)?);
                     if dtype == "f32" {
-                        rsvd(gpu, DeviceMatRef::row_major(&d32, m, n)?, c, u, s, vt).map(|_| ())
+                        rsvd(g, DeviceMatRef::row_major(&d32, m, n)?, c, u, s, vt).map(|_| ())
                     } else {
-                        rsvd(gpu, DeviceMatRef::row_major(&d16, m, n)?, c, u, s, vt).map(|_| ())
+                        rsvd(g, DeviceMatRef::row_major(&d16, m, n)?, c, u, s, vt).map(|_| ())
                     }
                 };
+                let call = |c: &RsvdConfig, du: &mut DeviceVec<f32>, s: &mut [f32], dvt: &mut DeviceVec<f32>| call_on(gpu, c, du, s, dvt);
                 let mut run = || call(&cfg, &mut du, &mut s, &mut dvt);
                 bench.case(&mut group, format!("rsvd_{dtype}/{m}x{n}/r{r}"), &case, 5, &mut run);
+                if let (Some(ug), true) = (&bench.untracked, r == 16) {
+                    // Since 2026-11-29: `Gpu::new` keeps cudarc's per-buffer events (two per allocation; an rSVD
+                    // allocates ~39 times); the same call on a handle without them, the default until then.
+                    // Its own outputs (`run` holds du, s and dvt), allocated on that handle.
+                    let (mut du2, mut dvt2, mut s2) = (ug.alloc_zeros::<f32>(m * r).unwrap(), ug.alloc_zeros::<f32>(r * n).unwrap(), vec![0f32; r]);
+                    match ug.time_ms(5, || call_on(ug, &cfg, &mut du2, &mut s2, &mut dvt2)) {
+                        Ok(ms) => report_baseline(&case, "our call on an untracked handle (Gpu::new_untracked: no per-buffer events)", ms, &bench.device),
+                        Err(e) => println!("    untracked handle failed: {e}"),
+                    }
+                }
                 // The grid's other ranks in quick mode (r = 64 and 256) get the short list: our time, the packed
                 // Cholesky kernel (at r = 256, l = 266, the same-run comparison of the wide tiled kernel), the split
                 // power iteration, our error, our profile and the GEMM floor.

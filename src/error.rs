@@ -51,8 +51,12 @@ pub enum Error {
     LibraryMissing { library: &'static str },
     /// The CUDA driver returned an error.
     Cuda { op: &'static str, detail: String },
-    /// A buffer belongs to another device backend than the handle it is used with.
+    /// A buffer belongs to another device backend or another GPU than the handle it is used with.
     WrongDevice { op: &'static str, what: &'static str },
+    /// A buffer was allocated on another CUDA stream than the handle's, and nothing orders its uses with this
+    /// stream (a [`crate::Gpu::new`] buffer keeps no per-buffer events): use it on a handle of its own stream
+    /// ([`crate::Gpu::from_stream`]), or copy it.
+    WrongStream { op: &'static str, what: &'static str },
     /// The SIMT emulator reported a fault (out-of-bounds access, deadlock, bad launch) in a kernel.
     Emulator { kernel: String, message: String },
     /// An op's scratch memory would exceed the limit its documentation states (nothing was allocated).
@@ -152,7 +156,11 @@ impl fmt::Display for Error {
             }
             Error::LibraryMissing { library } => write!(f, "CUDA library {library} could not be loaded"),
             Error::Cuda { op, detail } => write!(f, "{op}: CUDA error: {detail}"),
-            Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend"),
+            Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend or GPU"),
+            Error::WrongStream { op, what } => write!(
+                f,
+                "{op}: {what} was allocated on another CUDA stream, and nothing orders its uses with this handle's (use a handle on its stream)"
+            ),
             Error::Emulator { kernel, message } => write!(f, "emulated kernel {kernel}: {message}"),
             Error::WorkspaceTooLarge { op, what, bytes, max } => {
                 write!(f, "{op}: {what} would take {bytes} bytes of scratch memory, above the limit of {max}")

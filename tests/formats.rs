@@ -201,3 +201,40 @@ fn gpu_new_keeps_freed_memory_in_the_pool_and_the_threshold_can_be_set_back() {
         assert_eq!(emu.memory_pool_release_threshold().unwrap(), None);
     }
 }
+
+/// A buffer crosses handles only where that is sound (GPU only; the emulator has one stream): one allocated on
+/// another stream that nothing orders with the handle's is refused (`WrongStream`), by ops and by downloads; one
+/// whose cudarc context orders its uses (events, multi-stream mode) is accepted and read right; handles on the
+/// device's legacy default stream (`Gpu::new`, `Gpu::new_untracked`) share it; a bare `CudaView` is checked for its
+/// device by its address.
+#[test]
+fn buffers_of_another_stream_are_refused_unless_cudarc_orders_them() {
+    let Some(a) = common::cuda_or_skip("wrong_stream") else { return };
+    let pattern = CsrPattern::<u32>::from_coo(2, 3, &[(0, 0), (1, 2)]).unwrap();
+    let w = vec![1f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    // A handle on a stream of its own, from a context object with cudarc's events on (now in multi-stream mode).
+    let ctx = cudarc::driver::CudaContext::new(0).unwrap();
+    let b = Gpu::from_stream(ctx.new_stream().unwrap()).unwrap();
+    let (pa, pb) = (DeviceCsrPattern::upload(&a, &pattern).unwrap(), DeviceCsrPattern::upload(&b, &pattern).unwrap());
+    let (wa, wb) = (a.upload(&w).unwrap(), b.upload(&w).unwrap());
+    let (mut out_a, mut out_b) = (a.alloc_zeros::<f32>(2).unwrap(), b.alloc_zeros::<f32>(2).unwrap());
+    // a's buffer on b's stream: a's context object has one stream, so nothing orders it there.
+    let e = gather(&b, &pb, DeviceMatRef::row_major(&wa, 2, 3).unwrap(), &mut out_b).unwrap_err();
+    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
+    assert!(matches!(b.download(&wa), Err(Error::WrongStream { op: "download", .. })));
+    // b's buffer on a's stream: its events order it.
+    gather(&a, &pa, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_a).unwrap();
+    assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
+    // An untracked handle is on the same legacy default stream as a.
+    // SAFETY: its one buffer is used only through our ops on handles of that stream.
+    let u = unsafe { Gpu::new_untracked(0) }.unwrap();
+    let wu = u.upload(&w).unwrap();
+    let mut out_a = a.alloc_zeros::<f32>(2).unwrap();
+    gather(&a, &pa, DeviceMatRef::row_major(&wu, 2, 3).unwrap(), &mut out_a).unwrap();
+    assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
+    // A bare view of a's buffer: same device, accepted.
+    let view = wa.as_cuda().unwrap().as_view();
+    let mut out_a = a.alloc_zeros::<f32>(2).unwrap();
+    gather(&a, &pa, DeviceMatRef::row_major(view, 2, 3).unwrap(), &mut out_a).unwrap();
+    assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
+}

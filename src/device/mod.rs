@@ -164,7 +164,62 @@ impl Staging {
     }
 }
 
+/// Where a CUDA buffer lives and is ordered: its context and allocation stream (raw driver handles) and whether
+/// cudarc orders its uses on other streams (per-buffer events, which exist only on a context object with event
+/// tracking in multi-stream mode). Recorded when a view is made from a `CudaSlice` (a [`DeviceVec`] or a caller's);
+/// `None` for a caller's bare `CudaView`, which does not say where it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Origin {
+    ctx: usize,
+    stream: usize,
+    ordered: bool,
+}
+
+impl Origin {
+    fn of<T>(s: &CudaSlice<T>) -> Self {
+        Origin { ctx: s.context().cu_ctx() as usize, stream: s.stream().cu_stream() as usize, ordered: s.context().is_managing_stream_synchronization() }
+    }
+}
+
 impl CudaBackend {
+    /// Refuses a buffer this handle's stream cannot use soundly: one of another device (its address means nothing
+    /// here: `WrongDevice`), or one allocated on another stream whose uses nothing orders with this one
+    /// (`WrongStream`: a buffer of [`Gpu::new`]'s handle, which keeps no per-buffer events, handed to a handle on
+    /// another stream, could be freed or rewritten there while this stream's kernel reads it). Two handles on one
+    /// device's legacy default stream share that stream (the same raw handles). A bare `CudaView` (no origin) is
+    /// checked for its device only, by asking the driver which device holds `ptr`; its stream ordering is its
+    /// maker's, as for any cudarc view (a query the driver refuses leaves it unchecked).
+    fn check_buffer(&self, origin: Option<Origin>, ptr: u64, op: &'static str, what: &'static str) -> Result<()> {
+        let ctx = self.stream.context();
+        match origin {
+            Some(o) => {
+                if o.ctx != ctx.cu_ctx() as usize {
+                    return Err(Error::WrongDevice { op, what });
+                }
+                if o.stream != self.stream.cu_stream() as usize && !o.ordered {
+                    return Err(Error::WrongStream { op, what });
+                }
+            }
+            None if ptr != 0 => {
+                let mut ordinal: std::ffi::c_int = -1;
+                // SAFETY: the attribute DEVICE_ORDINAL writes one int through `data`, which points at `ordinal`;
+                // `ptr` is only inspected, never dereferenced.
+                let r = unsafe {
+                    cudarc::driver::sys::cuPointerGetAttribute(
+                        &mut ordinal as *mut std::ffi::c_int as *mut c_void,
+                        cudarc::driver::sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                        ptr,
+                    )
+                };
+                if r == cudarc::driver::sys::cudaError_enum::CUDA_SUCCESS && ordinal >= 0 && ordinal as usize != ctx.ordinal() {
+                    return Err(Error::WrongDevice { op, what });
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// Copies `v` to the host through the page-locked staging buffer and waits for it; None (nothing queued) when
     /// `v` is empty or larger than [`STAGING_MAX_BYTES`], the buffer cannot be allocated, or `SLR_PINNED=off`. A
     /// copy from device to pageable memory goes through the driver's own bounce buffer and blocks the host
@@ -228,13 +283,31 @@ impl Gpu {
     /// the pool keeps is not available to allocations outside it (another library's `cudaMalloc`) until the
     /// threshold is lowered again. [`Gpu::from_stream`] does not touch it.
     ///
-    /// Buffers this handle allocates carry no cudarc stream-tracking events (`disable_event_tracking` on the
-    /// handle's own context object): this handle has one stream, so they have nothing to order, and each
-    /// allocation would otherwise create two CUDA events and each free destroy them (a few µs of host time per
-    /// allocation: the sixth H200 run timed six allocations at 12-31 µs; an rSVD makes ~39). A caller who moves
-    /// such a buffer to a stream of its own orders that use itself (the handle's stream is CUDA's legacy default
-    /// stream, which already orders itself with every blocking stream). `SLR_EVENT_TRACKING=on` keeps the events.
+    /// Buffers this handle allocates carry cudarc's per-buffer stream-tracking events (cudarc's default), so a
+    /// caller who hands one to another stream through cudarc is ordered as cudarc promises. Our ops refuse a buffer
+    /// allocated on another stream whose uses nothing orders with this handle's (`WrongStream`), and one of another
+    /// GPU (`WrongDevice`). [`Gpu::new_untracked`] drops the events (two created per allocation, destroyed per
+    /// free: host time) for a caller who keeps its buffers on this handle's stream.
     pub fn new(ordinal: usize) -> Result<Self> {
+        Self::open(ordinal, false)
+    }
+
+    /// [`Gpu::new`] whose buffers carry no cudarc stream-tracking events (`disable_event_tracking` on the handle's
+    /// own context object): each allocation then creates no CUDA events and each free destroys none (a few µs of
+    /// host time per allocation by the sixth H200 run's profile, where six top-k allocations took 12-31 µs; an
+    /// rSVD makes ~39; never measured against `Gpu::new` in one run: the benchmark's "untracked handle" lines do).
+    ///
+    /// # Safety
+    /// cudarc's contract for buffers without events, for this handle's buffers: the caller uses them (through
+    /// cudarc, after [`DeviceVec::as_cuda`] or [`DeviceVec::into_cuda`]) only on this handle's stream, the device's
+    /// legacy default stream, or orders every such use on another stream itself (no free before another stream's
+    /// use finishes, no use before the allocation's stream is done with it, no concurrent writes). Our own ops
+    /// need nothing: they refuse such a buffer on another stream (`WrongStream`).
+    pub unsafe fn new_untracked(ordinal: usize) -> Result<Self> {
+        Self::open(ordinal, true)
+    }
+
+    fn open(ordinal: usize, untracked: bool) -> Result<Self> {
         // SAFETY: only attempts to dlopen libcuda under its usual names; no CUDA function is called.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(Error::NoCudaDriver);
@@ -245,11 +318,11 @@ impl Gpu {
             return Err(Error::NoCudaDevice { ordinal, detail: format!("the driver reports {count} device(s)") });
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCudaDevice { ordinal, detail: e.to_string() })?;
-        if !crate::path_switch("SLR_EVENT_TRACKING", "on") {
-            // SAFETY: cudarc's contract for untracked buffers is that the user orders their uses across streams.
-            // This context object is fresh (no buffer was allocated from it yet) and this handle uses one stream,
-            // its default stream, for every allocation, launch, copy and free; no other stream of this context
-            // object exists (nothing here calls new_stream), so there is no cross-stream use to order.
+        if untracked {
+            // SAFETY: cudarc's contract for untracked buffers is that their uses across streams are ordered by the
+            // user. This context object is fresh (no buffer was allocated from it yet); this handle allocates,
+            // launches, copies and frees on its one stream; our ops refuse its buffers on any other stream
+            // (check_buffer); and the caller of new_untracked took on the contract for its own uses through cudarc.
             unsafe { ctx.disable_event_tracking() };
         }
         let gpu = Self::from_stream(ctx.default_stream())?;
@@ -530,7 +603,8 @@ impl Gpu {
         let src = src.into();
         self.calls.synchronizations.fetch_add(1, Ordering::Relaxed);
         match (&self.backend, &src.inner) {
-            (Backend::Cuda(b), SliceInner::Cuda(v)) => {
+            (Backend::Cuda(b), SliceInner::Cuda(v, origin)) => {
+                b.check_buffer(*origin, v.device_ptr(&b.stream).0, "download", "source buffer")?;
                 if let Some(out) = b.download_staged(v)? {
                     return Ok(out);
                 }
@@ -907,7 +981,7 @@ impl<T> DeviceVec<T> {
     pub fn slice(&self, range: Range<usize>) -> DeviceSlice<'_, T> {
         assert!(range.start <= range.end && range.end <= self.len(), "range {range:?} outside 0..{}", self.len());
         match &self.inner {
-            VecInner::Cuda(s) => DeviceSlice { inner: SliceInner::Cuda(s.slice(range)) },
+            VecInner::Cuda(s) => DeviceSlice { inner: SliceInner::Cuda(s.slice(range), Some(Origin::of(s))) },
             #[cfg(feature = "emulator")]
             VecInner::Emulated(v) => DeviceSlice {
                 // SAFETY: start <= len checked above, so the offset pointer stays within (or one past) the buffer.
@@ -919,7 +993,10 @@ impl<T> DeviceVec<T> {
     pub fn slice_mut(&mut self, range: Range<usize>) -> DeviceSliceMut<'_, T> {
         assert!(range.start <= range.end && range.end <= self.len(), "range {range:?} outside 0..{}", self.len());
         match &mut self.inner {
-            VecInner::Cuda(s) => DeviceSliceMut { inner: SliceMutInner::Cuda(s.slice_mut(range)) },
+            VecInner::Cuda(s) => {
+                let origin = Origin::of(s);
+                DeviceSliceMut { inner: SliceMutInner::Cuda(s.slice_mut(range), Some(origin)) }
+            }
             #[cfg(feature = "emulator")]
             VecInner::Emulated(v) => DeviceSliceMut {
                 // SAFETY: as in `slice`; the &mut borrow of self makes this the only view.
@@ -935,7 +1012,7 @@ pub struct DeviceSlice<'a, T> {
 }
 
 enum SliceInner<'a, T> {
-    Cuda(CudaView<'a, T>),
+    Cuda(CudaView<'a, T>, Option<Origin>),
     #[allow(dead_code)]
     Host { ptr: *const T, len: usize, _borrow: PhantomData<&'a T> },
 }
@@ -946,7 +1023,7 @@ pub struct DeviceSliceMut<'a, T> {
 }
 
 enum SliceMutInner<'a, T> {
-    Cuda(CudaViewMut<'a, T>),
+    Cuda(CudaViewMut<'a, T>, Option<Origin>),
     #[allow(dead_code)]
     Host { ptr: *mut T, len: usize, _borrow: PhantomData<&'a mut T> },
 }
@@ -958,12 +1035,12 @@ impl<'a, T> From<&'a DeviceVec<T>> for DeviceSlice<'a, T> {
 }
 impl<'a, T> From<&'a CudaSlice<T>> for DeviceSlice<'a, T> {
     fn from(s: &'a CudaSlice<T>) -> Self {
-        DeviceSlice { inner: SliceInner::Cuda(s.as_view()) }
+        DeviceSlice { inner: SliceInner::Cuda(s.as_view(), Some(Origin::of(s))) }
     }
 }
 impl<'a, T> From<CudaView<'a, T>> for DeviceSlice<'a, T> {
     fn from(v: CudaView<'a, T>) -> Self {
-        DeviceSlice { inner: SliceInner::Cuda(v) }
+        DeviceSlice { inner: SliceInner::Cuda(v, None) }
     }
 }
 impl<'a, T> From<&'a mut DeviceVec<T>> for DeviceSliceMut<'a, T> {
@@ -974,12 +1051,13 @@ impl<'a, T> From<&'a mut DeviceVec<T>> for DeviceSliceMut<'a, T> {
 }
 impl<'a, T> From<&'a mut CudaSlice<T>> for DeviceSliceMut<'a, T> {
     fn from(s: &'a mut CudaSlice<T>) -> Self {
-        DeviceSliceMut { inner: SliceMutInner::Cuda(s.as_view_mut()) }
+        let origin = Origin::of(s);
+        DeviceSliceMut { inner: SliceMutInner::Cuda(s.as_view_mut(), Some(origin)) }
     }
 }
 impl<'a, T> From<CudaViewMut<'a, T>> for DeviceSliceMut<'a, T> {
     fn from(v: CudaViewMut<'a, T>) -> Self {
-        DeviceSliceMut { inner: SliceMutInner::Cuda(v) }
+        DeviceSliceMut { inner: SliceMutInner::Cuda(v, None) }
     }
 }
 
@@ -1021,7 +1099,7 @@ pub(crate) fn check_no_alias(op: &'static str, output: (&'static str, AddrRange)
 impl<'a, T> DeviceSlice<'a, T> {
     pub fn len(&self) -> usize {
         match &self.inner {
-            SliceInner::Cuda(v) => v.len(),
+            SliceInner::Cuda(v, _) => v.len(),
             SliceInner::Host { len, .. } => *len,
         }
     }
@@ -1031,7 +1109,7 @@ impl<'a, T> DeviceSlice<'a, T> {
     pub(crate) fn addr_range(&self, gpu: &Gpu) -> AddrRange {
         let bytes = (self.len() * std::mem::size_of::<T>()) as u64;
         match (&self.inner, &gpu.backend) {
-            (SliceInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
+            (SliceInner::Cuda(v, _), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
             (SliceInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
             #[allow(unreachable_patterns)]
             _ => AddrRange { start: 0, bytes: 0 },
@@ -1040,7 +1118,7 @@ impl<'a, T> DeviceSlice<'a, T> {
     /// A second view of the same elements, for an input that several launches read.
     pub(crate) fn reborrow(&self) -> DeviceSlice<'a, T> {
         match &self.inner {
-            SliceInner::Cuda(v) => DeviceSlice { inner: SliceInner::Cuda(v.slice(..)) },
+            SliceInner::Cuda(v, origin) => DeviceSlice { inner: SliceInner::Cuda(v.slice(..), *origin) },
             SliceInner::Host { ptr, len, .. } => DeviceSlice { inner: SliceInner::Host { ptr: *ptr, len: *len, _borrow: PhantomData } },
         }
     }
@@ -1056,15 +1134,16 @@ impl<'a, T> DeviceSlice<'a, T> {
         match &self.inner {
             // SAFETY: T and U are the same element type (their DTYPE tags are equal, and each tag belongs to one
             // sealed type), so the view's bytes are len values of U.
-            SliceInner::Cuda(v) => unsafe { v.transmute::<U>(v.len()) }.map(|v| DeviceSlice { inner: SliceInner::Cuda(v) }),
+            SliceInner::Cuda(v, origin) => unsafe { v.transmute::<U>(v.len()) }.map(|v| DeviceSlice { inner: SliceInner::Cuda(v, *origin) }),
             SliceInner::Host { ptr, len, .. } => Some(DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const U, len: *len, _borrow: PhantomData } }),
         }
     }
     /// The device address to pass to a kernel, with the guard that orders this read after earlier writes.
     pub(crate) fn kernel_ptr<'s>(&'s self, gpu: &'s Gpu, op: &'static str, what: &'static str) -> Result<(KernelArg, PtrGuard<'s>)> {
         match (&self.inner, &gpu.backend) {
-            (SliceInner::Cuda(v), Backend::Cuda(b)) => {
+            (SliceInner::Cuda(v, origin), Backend::Cuda(b)) => {
                 let (p, g) = v.device_ptr(&b.stream);
+                b.check_buffer(*origin, p, op, what)?;
                 Ok((KernelArg::Ptr(p), PtrGuard::Cuda(g)))
             }
             #[cfg(feature = "emulator")]
@@ -1078,13 +1157,13 @@ impl<'a, T> DeviceSliceMut<'a, T> {
     /// The same elements, read-only, for as long as this view is borrowed.
     pub fn as_slice(&self) -> DeviceSlice<'_, T> {
         match &self.inner {
-            SliceMutInner::Cuda(v) => DeviceSlice { inner: SliceInner::Cuda(v.as_view()) },
+            SliceMutInner::Cuda(v, origin) => DeviceSlice { inner: SliceInner::Cuda(v.as_view(), *origin) },
             SliceMutInner::Host { ptr, len, .. } => DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const T, len: *len, _borrow: PhantomData } },
         }
     }
     pub fn len(&self) -> usize {
         match &self.inner {
-            SliceMutInner::Cuda(v) => v.len(),
+            SliceMutInner::Cuda(v, _) => v.len(),
             SliceMutInner::Host { len, .. } => *len,
         }
     }
@@ -1094,7 +1173,7 @@ impl<'a, T> DeviceSliceMut<'a, T> {
     pub(crate) fn addr_range(&self, gpu: &Gpu) -> AddrRange {
         let bytes = (self.len() * std::mem::size_of::<T>()) as u64;
         match (&self.inner, &gpu.backend) {
-            (SliceMutInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
+            (SliceMutInner::Cuda(v, _), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
             (SliceMutInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
             #[allow(unreachable_patterns)]
             _ => AddrRange { start: 0, bytes: 0 },
@@ -1103,8 +1182,9 @@ impl<'a, T> DeviceSliceMut<'a, T> {
     /// The device address a kernel writes through, with the guard that orders the write after earlier work.
     pub(crate) fn kernel_ptr_mut<'s>(&'s mut self, gpu: &'s Gpu, op: &'static str, what: &'static str) -> Result<(KernelArg, PtrGuard<'s>)> {
         match (&mut self.inner, &gpu.backend) {
-            (SliceMutInner::Cuda(v), Backend::Cuda(b)) => {
+            (SliceMutInner::Cuda(v, origin), Backend::Cuda(b)) => {
                 let (p, g) = v.device_ptr_mut(&b.stream);
+                b.check_buffer(*origin, p, op, what)?;
                 Ok((KernelArg::Ptr(p), PtrGuard::Cuda(g)))
             }
             #[cfg(feature = "emulator")]
