@@ -160,6 +160,13 @@ fn check_k(op: &'static str, k: usize) -> Result<u32> {
     Ok(k as u32)
 }
 
+/// The pattern's rows and columns within [`crate::KERNEL_COUNT_MAX`]: the tensor-core kernel counts 64-column tiles
+/// in 32 bits (a u32 pattern within 64 columns of 2^32 gave 0 tiles and left the output unwritten).
+fn check_pattern_dims<I: Index>(op: &'static str, pattern: &DeviceCsrPattern<I>) -> Result<()> {
+    crate::error::check_kernel_count(op, "rows of the pattern", pattern.rows())?;
+    crate::error::check_kernel_count(op, "columns of the pattern", pattern.cols())
+}
+
 /// The same matrix seen transposed: a `rows x cols` view becomes `cols x rows` over the same memory.
 fn transposed<T: Copy>(m: MatRef<'_, T>) -> Result<MatRef<'_, T>> {
     let s = m.shape();
@@ -364,7 +371,7 @@ unsafe fn launch_transpose<T: Element>(gpu: &Gpu, src: Operand, rows: usize, k: 
 /// give bitwise the same result through scalar loads (uncoalesced when K is strided: see [`sddmm_weight_grad`]).
 /// f32 accumulation, one rounding; β = 0 never reads `out`; deterministic; agrees with [`sddmm_cpu`] within the
 /// bound in the module docs. Errors (nothing is launched): shape mismatch (`a` rows vs pattern rows, `b` rows vs pattern
-/// columns, K of `b` vs `a`), `out` length, K above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`), `out` overlapping an input, buffers from another
+/// columns, K of `b` vs `a`), `out` length, K or the pattern's rows or columns above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`), `out` overlapping an input, buffers from another
 /// backend. Floor: `2·nnz·K` flops; `(m + n)·K` elements, the indices and `nnz` outputs from memory, and `nnz·K`
 /// elements of B through L2.
 ///
@@ -396,6 +403,7 @@ pub fn sddmm<'a, T: Element, I: Index>(
     check_textbook_shapes(OP, (pattern.rows(), pattern.cols()), (sa.rows, sa.cols), (sb.rows, sb.cols))?;
     check_len(OP, "out", pattern.nnz(), out.len())?;
     let k = check_k(OP, sa.cols)?;
+    check_pattern_dims(OP, pattern)?;
     let (offsets, cols) = (pattern.row_offsets(), pattern.col_indices());
     check_no_alias(
         OP,
@@ -436,7 +444,7 @@ pub fn sddmm<'a, T: Element, I: Index>(
 /// return are unspecified. Same arithmetic, determinism and accuracy as [`sddmm`] with K = T.
 ///
 /// Errors (nothing is launched): shape mismatch (`dy` columns vs pattern rows, `x` vs `T x pattern.cols()`), `ds`
-/// length, `scratch` too small (`BufferTooSmall`), T above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`), `ds` or `scratch` overlapping an input or
+/// length, `scratch` too small (`BufferTooSmall`), T or the pattern's rows or columns above [`crate::KERNEL_COUNT_MAX`] (`TooLarge`), `ds` or `scratch` overlapping an input or
 /// each other, buffers from another backend. Floor: `2·nnz·T` flops; dY and X read once, the indices, `nnz`
 /// outputs; this implementation adds one write and one read of the packed copies.
 ///
@@ -474,6 +482,7 @@ pub fn sddmm_weight_grad<'a, 's, T: Element, I: Index>(
     check_weight_grad_shapes(OP, (rows, cols), (sdy.rows, sdy.cols), (sx.rows, sx.cols))?;
     check_len(OP, "ds", pattern.nnz(), ds.len())?;
     let k = check_k(OP, tokens)?;
+    check_pattern_dims(OP, pattern)?;
     // A = dYᵀ (rows x T) and B = Xᵀ (cols x T): A[r, t] = dY[t, r], so A's strides are dY's swapped.
     let a_view = (sdy.col_stride(), sdy.row_stride());
     let b_view = (sx.col_stride(), sx.row_stride());

@@ -535,6 +535,12 @@ fn sddmm_k_beyond_the_kernels_counters_is_refused() {
             let e = sddmm_weight_grad(&gpu, &dpat, t(), t(), 1.0, 0.0, &mut out, &mut scratch).unwrap_err();
             assert_eq!(e, Error::TooLarge { op: "sddmm_weight_grad", what: "K", value: k, max: KERNEL_COUNT_MAX }, "{dev}");
         }
+        // A pattern with more columns than the kernels count (an empty one: no entries, one row of offsets).
+        let wide = DeviceCsrPattern::upload(&gpu, &CsrPattern::<u32>::empty(1, u32::MAX as usize).unwrap()).unwrap();
+        let a = DeviceMatRef::row_major(&empty, 1, 0).unwrap();
+        let b = DeviceMatRef::row_major(&empty, u32::MAX as usize, 0).unwrap();
+        let e = sddmm(&gpu, &wide, a, b, 1.0, 0.0, &mut out).unwrap_err();
+        assert_eq!(e, Error::TooLarge { op: "sddmm", what: "columns of the pattern", value: u32::MAX as usize, max: KERNEL_COUNT_MAX }, "{dev}");
     }
 }
 
