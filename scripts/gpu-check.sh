@@ -11,8 +11,8 @@
 # executables, without the test- prefix; default all), SLR_CHECK_BENCH="rsvd:60 topk:40" (bench groups with their
 # limits; default all), SLR_CHECK_BASELINES=0 (no PyTorch/cuSOLVER baselines; SLR_CHECK_BASELINES_ONLY="topk,spmm" limits
 # the PyTorch ones to those groups, and runs cuSOLVER's gesvdr only when it names rsvd), SLR_CHECK_SANITIZE=rsvd (only
-# the rSVD sanitizer steps; 0: none), SLR_CHECK_RSVD_RACECHECK=0 (not the two rSVD racecheck steps that otherwise
-# run first).
+# the rSVD sanitizer steps; 0: none), SLR_CHECK_RSVD_RACECHECK=0 (not the three rSVD racecheck steps that
+# otherwise run first: device_cholesky_small_, device_cholesky_wide_racecheck_, the_eigensolver_matches_faer).
 set -uo pipefail
 B="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-/tmp/slr-gpu-out}"
@@ -147,7 +147,7 @@ elif command -v compute-sanitizer >/dev/null; then
   # rSVD's Cholesky/inverse kernels share memory between threads: racecheck on the `device_cholesky_small_` tests
   # only (the packed kernel at l <= 40, the tiled kernel at every M up to l = 160; the packed kernel at l = 138 did
   # not finish in 140 s on an H200; the rest of test-rsvd is cuBLAS, which memcheck covers).
-  # (SLR_CHECK_RSVD_RACECHECK=0 skips these two steps.)
+  # (SLR_CHECK_RSVD_RACECHECK=0 skips this step and the two below it.)
   if [ -x "$B/bin/test-rsvd" ] && [ "${SLR_CHECK_RSVD_RACECHECK:-1}" != 0 ]; then
     echo "=== racecheck rsvd device_cholesky_small_" >> "$san_log"
     SLR_DEVICES=cuda SLR_REQUIRE_GPU=1 bounded 60 compute-sanitizer --tool racecheck --error-exitcode 99 \

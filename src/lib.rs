@@ -65,8 +65,9 @@ pub use topk::{
 pub use rsvd::{gaussian_sketch, gaussian_sketch_cpu, rsvd, rsvd_cpu, RsvdConfig, RsvdInfo};
 pub use half;
 
-/// Whether the environment variable `var` (an `SLR_*_PATH` switch, docs/gpu-workflow.md) is set to `value`: the
-/// benchmarks' way to time an earlier kernel or path in the same run. Read at every call on purpose (the
+/// Whether the environment variable `var` (one of the library's A/B switches, docs/gpu-workflow.md: the
+/// `SLR_*_PATH` ones, `SLR_RSVD_SMALL`, `SLR_RSVD_GEMM`, `SLR_PINNED`, `SLR_PDL`) is set to `value`: the
+/// benchmarks' way to time another kernel or path in the same run. Read at every call on purpose (the
 /// benchmarks set and clear the switches while they run).
 pub(crate) fn path_switch(var: &str, value: &str) -> bool {
     std::env::var_os(var).is_some_and(|v| v == value)

@@ -7,8 +7,9 @@
 //! 1. Ω (n x l) Gaussian from Philox4x32-10 keyed by the seed (the same bits on the CPU and the device);
 //! 2. `Q = orth(A Ω)`; q times: `Q' = orth(Aᵀ Q)`, `Q = orth(A Q')` (re-orthonormalized at every step);
 //! 3. `Bᵀ = Aᵀ Q = Q₂ R₂` (orth with its triangular factor), so `B = Qᵀ A = R₂ᵀ Q₂ᵀ`;
-//! 4. the small SVD `R₂ᵀ = Ũ Σ Ṽᵀ` (l x l, on the host in f64 with faer: the eigenproblem `R₂ᵀR₂ = Ũ Σ² Ũᵀ`,
-//!    then `Ṽ = R₂ Ũ Σ⁻¹` re-orthonormalized: `small_svd`);
+//! 4. the small SVD `R₂ᵀ = Ũ Σ Ṽᵀ` (l x l, in f64: the eigenproblem `R₂ᵀR₂ = Ũ Σ² Ũᵀ`, then `Ṽ = R₂ Ũ Σ⁻¹`
+//!    re-orthonormalized: `small_svd` on the host with faer for l < 96, `small_svd_device` on the device from
+//!    l = 96 on the queued path; see "Where each step runs" below);
 //! 5. `U = Q Ũ[:, :r]`, `s = Σ[:r]`, `V = Q₂ Ṽ[:, :r]` (Vᵀ is what the caller receives).
 //!
 //! `orth` is CholeskyQR2 with a guard: the Gram matrix `YᵀY` (f32 product) goes to the host, is factored in f64,
@@ -51,19 +52,24 @@
 //! Where each step runs (device path, [`rsvd`]): bf16/f16 → f32 conversion and the non-finite count, the sketch,
 //! and every product with A or with an m x l / n x l matrix on the device (cuBLAS sgemm, TF32 tensor cores on
 //! request; the emulator, which has no cuBLAS, runs them through the crate's own small `rsvd_gemm_f32` kernel);
-//! the Cholesky/inverse steps on the device on the queued path, on the host (faer, f64) otherwise; the small SVD
-//! and the rare Householder fallback on the host with faer in f64, each one l x l transfer (≤ 300 KB at
-//! l = 266). The small SVD (through the l x l eigenproblem, 2.5-3x faster than faer's SVD here) takes ~1.2 ms at
-//! l = 138 and ~5 ms at l = 266 on the 2-core development machine (release build), more than the products' floor
-//! at r = 256; a one-block Jacobi SVD on the device was estimated no faster at l = 138 (docs/rsvd.md). The CPU
-//! reference [`rsvd_cpu`] is the same algorithm with faer f32 products.
+//! the Cholesky/inverse steps on the device on the queued path, on the host (faer, f64) otherwise; the rare
+//! Householder fallback on the host with faer in f64. The small SVD (through the l x l eigenproblem, 2.5-3x faster
+//! than faer's SVD) runs on the host in f64 with faer (one l x l transfer, ≤ 300 KB at l = 266) for l < 96 and on
+//! the host-driven path; from l = 96 (`SMALL_EIGEN_DEVICE_MIN_L`) the queued path runs it on the device
+//! (`small_svd_device`: cuSOLVER syevd, or our eigensolver with `SLR_RSVD_SMALL=own`, and our f64 kernels for its
+//! products and check), and only σ (with the eigensolver's and the kernels' status) is read back; the host finishes
+//! Ṽ_r only when the device's check fails (2026-11-29: this said the small SVD always ran on the host; faer's
+//! timings on the development machine are in docs/rsvd.md). The CPU reference [`rsvd_cpu`] is the same algorithm
+//! with faer f32 products.
 //!
 //! Defaults ([`RsvdConfig::new`]): oversampling p = 10, q = 2 power iterations, TF32 off. With them the rank-r
 //! error was measured within 1.004x of optimal on power-law spectra (σ_i = 1/i and i^-0.5; q = 0 gives 1.19-1.45x,
 //! q = 1 up to 1.018x), the leading singular values within 1e-4 relative (docs/rsvd.md, `tests/rsvd.rs`).
 //!
-//! Setting the environment variable `SLR_RSVD_PROFILE` prints the wall-clock time of each step to stderr (the
-//! device is synchronized after every step for it; a diagnostic, off by default).
+//! Setting the environment variable `SLR_RSVD_PROFILE` prints the time of each step to stderr (a diagnostic, off by
+//! default): on the device each step ends with a CUDA event, and the events are read once at the end of the call
+//! (since 2026-11-27; until then the device was synchronized after every step); a host engine reads the wall
+//! clock (`Profile`).
 //!
 //! `r + p > min(m, n)` is not an error: l is clamped to `min(m, n)` (the sketch then spans A's whole range, and
 //! the result is the optimal rank-r truncation up to rounding).

@@ -151,10 +151,11 @@ fn combine(acc: f32, alpha: f32, beta: f32, old: f32) -> f32 {
 }
 
 /// Whether `SLR_SPMM_PATH` names `path`: `block` (T <= 2: the block-per-8-rows kernel whatever the row lengths),
-/// `vec` (no wide kernel), `vec_serial` (the vector kernels without their load pipelining), `wide_serial` (the wide
-/// kernel without its index prefetch, 8 gathers in flight: the previous kernel), `simt` (no
-/// tensor-core kernel even when opted in), `tc` (the tensor-core kernel where eligible) or `tc64` (that with
-/// 64-token tiles at every T), the benchmarks' switches for timing the other kernels in the same run.
+/// `warp` (T <= 2: the warp-per-row kernel whatever the row lengths), `vec` (no wide kernel), `vec_serial` (the
+/// vector kernels without their load pipelining), `wide_serial` (the wide kernel without its index prefetch, 8
+/// gathers in flight: the previous kernel), `simt` (no tensor-core kernel even when opted in), `tc` (the
+/// tensor-core kernel where eligible) or `tc64` (that with 64-token tiles at every T), the benchmarks' switches for
+/// timing the other kernels in the same run.
 fn path_forced(path: &str) -> bool {
     crate::path_switch("SLR_SPMM_PATH", path)
 }

@@ -184,11 +184,12 @@ impl Origin {
 impl CudaBackend {
     /// Refuses a buffer this handle's stream cannot use soundly: one of another device (its address means nothing
     /// here: `WrongDevice`), or one allocated on another stream whose uses nothing orders with this one
-    /// (`WrongStream`: a buffer of [`Gpu::new`]'s handle, which keeps no per-buffer events, handed to a handle on
-    /// another stream, could be freed or rewritten there while this stream's kernel reads it). Two handles on one
-    /// device's legacy default stream share that stream (the same raw handles). A bare `CudaView` (no origin) is
-    /// checked for its device only, by asking the driver which device holds `ptr`; its stream ordering is its
-    /// maker's, as for any cudarc view (a query the driver refuses leaves it unchecked).
+    /// (`WrongStream`: a buffer of a [`Gpu::new_untracked`] handle, which keeps no per-buffer events, handed to a
+    /// handle on another stream, could be freed or rewritten there while this stream's kernel reads it; [`Gpu::new`]
+    /// keeps them since 2026-11-29). Two handles on one device's legacy default stream share that stream (the same
+    /// raw handles). A bare `CudaView` (no origin) is checked for its device only, by asking the driver which device
+    /// holds `ptr`; its stream ordering is its maker's, as for any cudarc view (a query the driver refuses leaves it
+    /// unchecked).
     fn check_buffer(&self, origin: Option<Origin>, ptr: u64, op: &'static str, what: &'static str) -> Result<()> {
         let ctx = self.stream.context();
         match origin {
@@ -514,8 +515,10 @@ impl Gpu {
         }
     }
 
-    /// A cuSOLVER dense handle on this stream, created on first use (for `rsvd`'s `SLR_RSVD_SMALL=cusolver`
-    /// comparison). Errors if libcusolver cannot be loaded or on the emulator.
+    /// A cuSOLVER dense handle on this stream, created on first use: `rsvd`'s small eigenproblem, which syevd
+    /// takes by default from sketch width l = 96 on the queued path (at every l under `SLR_RSVD_SMALL=cusolver`;
+    /// syevj under `cusolver_jacobi`; 2026-11-29: not only a comparison). Errors if libcusolver cannot be loaded
+    /// or on the emulator.
     pub(crate) fn cusolver_dn(&self) -> Result<Arc<cudarc::cusolver::DnHandle>> {
         match &self.backend {
             Backend::Cuda(b) => {
