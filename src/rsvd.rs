@@ -1548,10 +1548,17 @@ unsafe fn gemm_ptrs(gpu: &Gpu, inputs: GemmInputs, m: usize, n: usize, kk: usize
     }
     if let Some(stream) = gpu.cuda_stream() {
         stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: OP, detail: e.to_string() })?;
-        if let Ok(blas) = gpu.cublas() {
-            gpu.count_library_call();
-            // SAFETY: gemm_ptrs' contract, which is cublas_gemm's.
-            return unsafe { cublas_gemm(&blas, inputs, m, n, kk, a, b, c, batch, beta) };
+        // Our own kernel below only when libcublas is missing: any other failure (creating the handle, say) is the
+        // call's error, never a silent switch to a kernel that sums in another order (until 2026-11-29 any error
+        // switched, so the same inputs could give other bits, or one call mix both engines).
+        match gpu.ops_cublas() {
+            Ok(blas) => {
+                gpu.count_library_call();
+                // SAFETY: gemm_ptrs' contract, which is cublas_gemm's.
+                return unsafe { cublas_gemm(&blas, inputs, m, n, kk, a, b, c, batch, beta) };
+            }
+            Err(Error::LibraryMissing { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     if n.div_ceil(GEMM_TILE as usize) > i32::MAX as usize || m.div_ceil(GEMM_TILE as usize) > 65535 {

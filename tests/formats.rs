@@ -238,3 +238,12 @@ fn buffers_of_another_stream_are_refused_unless_cudarc_orders_them() {
     gather(&a, &pa, DeviceMatRef::row_major(view, 2, 3).unwrap(), &mut out_a).unwrap();
     assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
 }
+
+/// A handle and device buffers can be shared across threads (the docs of `Gpu` say so).
+#[test]
+fn handles_and_buffers_are_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Gpu>();
+    shareable::<DeviceVec<f32>>();
+    shareable::<DeviceCsrPattern<u32>>();
+}

@@ -31,6 +31,10 @@ compile_error!("kernel arguments are packed little-endian");
 
 /// A handle on one device: a CUDA GPU, or (with the `emulator` feature) the SIMT emulator that runs the same
 /// kernel sources on the CPU.
+///
+/// `Send + Sync`: one handle may be shared by threads. Their calls are queued on its one stream in the order they
+/// reach it; [`Gpu::host_calls`] and [`Gpu::time_ms`] then count and time every thread's work on it, and the
+/// `*_on_this_thread` test switches follow the calling thread, not the handle.
 pub struct Gpu {
     backend: Backend,
     calls: CallCounters,
@@ -116,8 +120,14 @@ struct CudaBackend {
     /// Loaded functions, each with the dynamic shared memory it has been opted into so far (bytes above 48 KiB;
     /// 0 before any opt-in), so the attribute is set once per size increase, not at every launch.
     functions: Mutex<HashMap<FunctionKey, (CudaFunction, u32)>>,
+    /// Our ops' cuBLAS handle (never handed out: a caller's pointer-mode or workspace change on it would change
+    /// how rSVD's products read their scalars), and the one [`Gpu::cublas`] hands out.
     blas: OnceLock<Arc<CudaBlas>>,
+    user_blas: OnceLock<Arc<CudaBlas>>,
     solver: OnceLock<Arc<cudarc::cusolver::DnHandle>>,
+    /// Held while a library handle is created, so two threads' first uses create one, not two (the loser's would
+    /// be destroyed at once, and cublasDestroy synchronizes the whole device).
+    handle_init: Mutex<()>,
     /// Whether [`Gpu::launch_after_previous`] may use programmatic dependent launch here: the device is sm_90,
     /// whose machine code the fatbins hold (kernels compiled for it contain the `griddepcontrol.wait` their
     /// contract needs; PTX JIT-compiled from compute_80 would not). Cleared if the driver ever refuses such a
@@ -182,6 +192,23 @@ impl Origin {
 }
 
 impl CudaBackend {
+    /// The cuBLAS handle in `slot`, created on this stream on first use, under `handle_init`.
+    fn blas_from(&self, slot: &OnceLock<Arc<CudaBlas>>) -> Result<Arc<CudaBlas>> {
+        if let Some(h) = slot.get() {
+            return Ok(h.clone());
+        }
+        let _creating = self.handle_init.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = slot.get() {
+            return Ok(h.clone());
+        }
+        // SAFETY: only attempts to dlopen libcublas; no cuBLAS function is called.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(Error::LibraryMissing { library: "cuBLAS" });
+        }
+        let h = CudaBlas::new(self.stream.clone()).map_err(|e| Error::Cuda { op: "cublas", detail: format!("{e:?}") })?;
+        Ok(slot.get_or_init(|| Arc::new(h)).clone())
+    }
+
     /// Refuses a buffer this handle's stream cannot use soundly: one of another device (its address means nothing
     /// here: `WrongDevice`), or one allocated on another stream whose uses nothing orders with this one
     /// (`WrongStream`: a buffer of a [`Gpu::new_untracked`] handle, which keeps no per-buffer events, handed to a
@@ -350,7 +377,9 @@ impl Gpu {
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
                 blas: OnceLock::new(),
+                user_blas: OnceLock::new(),
                 solver: OnceLock::new(),
+                handle_init: Mutex::new(()),
                 staging: Mutex::new(None),
             }),
         })
@@ -494,22 +523,22 @@ impl Gpu {
         }
     }
 
-    /// A cuBLAS handle on this stream, created on first use. Errors if libcublas cannot be loaded or on the
-    /// emulator.
+    /// A cuBLAS handle on this stream for the caller (the benchmarks' dense baselines, say), created on first use;
+    /// not the one our ops use, so its settings (pointer mode, workspace, math mode) are the caller's to change.
+    /// Errors if libcublas cannot be loaded or on the emulator.
     pub fn cublas(&self) -> Result<Arc<CudaBlas>> {
         match &self.backend {
-            Backend::Cuda(b) => {
-                if let Some(h) = b.blas.get() {
-                    return Ok(h.clone());
-                }
-                // SAFETY: only attempts to dlopen libcublas; no cuBLAS function is called.
-                if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-                    return Err(Error::LibraryMissing { library: "cuBLAS" });
-                }
-                let h = CudaBlas::new(b.stream.clone())
-                    .map_err(|e| Error::Cuda { op: "cublas", detail: format!("{e:?}") })?;
-                Ok(b.blas.get_or_init(|| Arc::new(h)).clone())
-            }
+            Backend::Cuda(b) => b.blas_from(&b.user_blas),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => Err(Error::LibraryMissing { library: "cuBLAS (not available on the emulator)" }),
+        }
+    }
+
+    /// Our ops' cuBLAS handle on this stream, created on first use (in its default settings, which nothing
+    /// changes). Errors like [`Gpu::cublas`].
+    pub(crate) fn ops_cublas(&self) -> Result<Arc<CudaBlas>> {
+        match &self.backend {
+            Backend::Cuda(b) => b.blas_from(&b.blas),
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => Err(Error::LibraryMissing { library: "cuBLAS (not available on the emulator)" }),
         }
@@ -522,6 +551,10 @@ impl Gpu {
     pub(crate) fn cusolver_dn(&self) -> Result<Arc<cudarc::cusolver::DnHandle>> {
         match &self.backend {
             Backend::Cuda(b) => {
+                if let Some(h) = b.solver.get() {
+                    return Ok(h.clone());
+                }
+                let _creating = b.handle_init.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(h) = b.solver.get() {
                     return Ok(h.clone());
                 }
