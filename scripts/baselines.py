@@ -103,11 +103,16 @@ def main():
         for d in densities:
             mask = torch.rand(out, inn, device=dev, generator=gen) < d
             s_csr = (w * mask).to_sparse_csr()
+            s_csr32 = torch.sparse_csr_tensor(s_csr.crow_indices().int(), s_csr.col_indices().int(), s_csr.values(),
+                                              size=s_csr.shape)
             # T = 2048 at 4096 x 4096 in the quick run too, as the Rust bench does.
             for t in (ts if args.full or (out, inn) != (4096, 4096) else ts + [2048]):
                 x = torch.randn(t, inn, device=dev, generator=gen).to(torch.bfloat16)
+                # torch's CSR carries int64 indices (10 B per bf16 entry against our 6): the int32 line is cuSPARSE
+                # on the bytes ours moves (2026-11-29).
                 cases = [("spmm_xst", "torch dense x@w.T", lambda: x @ w.T),
-                         ("spmm_xst", "torch.sparse.mm CSR (cuSPARSE)", lambda: torch.sparse.mm(s_csr, x.T))]
+                         ("spmm_xst", "torch.sparse.mm CSR (cuSPARSE)", lambda: torch.sparse.mm(s_csr, x.T)),
+                         ("spmm_xst", "torch.sparse.mm CSR int32 indices (cuSPARSE)", lambda: torch.sparse.mm(s_csr32, x.T))]
                 if (out, inn) == (4096, 4096) and t in (16, 128):
                     # The textbook C = S B with B (in x n) row-major, n = t (benches: spmm_sb).
                     b = x.T.contiguous()

@@ -14,6 +14,10 @@ bash scripts/install-toolchain.sh
 out=target/gpu-bundle
 rm -rf "$out"
 mkdir -p "$out/bin"
+# The commit stamps are taken before the build (a commit made while it runs must not relabel the bundle) and
+# compared after it.
+commit_before=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+dirty_before=$(git status --porcelain | head -n 20 || true)
 
 # Executables cargo reports as test or bench artifacts.
 list_executables() {
@@ -38,8 +42,15 @@ while read -r exe name; do
   strip "$out/bin/$name"
 done < target/gpu-bundle.list
 cp scripts/gpu-check.sh scripts/baselines.py scripts/gesvdr_baseline.py scripts/gpu_summary.py "$out/"
-git rev-parse HEAD > "$out/COMMIT" 2>/dev/null || echo unknown > "$out/COMMIT"
-git status --porcelain | head -n 20 > "$out/DIRTY" || true
+echo "$commit_before" > "$out/COMMIT"
+printf '%s' "$dirty_before" > "$out/DIRTY"
+if [ "$(git rev-parse HEAD 2>/dev/null || echo unknown)" != "$commit_before" ]; then
+  echo "HEAD moved during the build (was $commit_before): rebuild the bundle" >&2; exit 1
+fi
+# Every executable the check names must be there (a missing one was skipped there without a word).
+for name in test-topk test-rsvd test-sddmm test-spmm test-host_calls test-topk_size_limit bench-kernels demo; do
+  [ -x "$out/bin/$name" ] || { echo "the bundle lacks $name" >&2; exit 1; }
+done
 
 ls -la "$out/bin"
 # The GPU machine's glibc may be older than this one's: show the newest symbol version the executables need.
