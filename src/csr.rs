@@ -280,11 +280,15 @@ impl<T: Element, I: Index> Csr<T, I> {
     pub fn try_to_dense(&self, layout: Layout) -> Result<Vec<T>> {
         const OP: &str = "Csr::to_dense";
         let shape = DenseShape::packed(self.pattern.rows, self.pattern.cols, layout);
-        let len = self.pattern.rows.checked_mul(self.pattern.cols);
-        let too_large = |bytes: u64| Error::WorkspaceTooLarge { op: OP, what: "dense matrix", bytes, max: isize::MAX as u64 };
-        let len = len.ok_or(too_large(u64::MAX))?;
+        // rows * cols, saturated at usize::MAX when it overflows (which no reservation can hold either).
+        let len = shape.required_len();
         let mut out = Vec::new();
-        out.try_reserve_exact(len).map_err(|_| too_large((len as u64).saturating_mul(std::mem::size_of::<T>() as u64)))?;
+        out.try_reserve_exact(len).map_err(|_| Error::WorkspaceTooLarge {
+            op: OP,
+            what: "dense matrix",
+            bytes: (len as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+            max: isize::MAX as u64,
+        })?;
         out.resize(len, T::default());
         for (e, r, c) in self.pattern.iter() {
             out[shape.offset(r, c)] = self.values[e];

@@ -57,10 +57,15 @@ impl DenseShape {
     /// Elements a buffer must hold: `(outer - 1) * ld + inner`, or 0 for an empty matrix; `usize::MAX` when that
     /// product or sum overflows (no buffer can hold it, so [`DenseShape::validate`] refuses it).
     pub fn required_len(&self) -> usize {
+        self.checked_extent().unwrap_or(usize::MAX)
+    }
+
+    /// `(outer - 1) * ld + inner` (0 for an empty matrix), or `None` when it overflows usize.
+    fn checked_extent(&self) -> Option<usize> {
         if self.rows == 0 || self.cols == 0 {
-            0
+            Some(0)
         } else {
-            (self.outer() - 1).checked_mul(self.ld).and_then(|x| x.checked_add(self.inner())).unwrap_or(usize::MAX)
+            (self.outer() - 1).checked_mul(self.ld).and_then(|x| x.checked_add(self.inner()))
         }
     }
 
@@ -78,11 +83,6 @@ impl DenseShape {
         }
     }
 
-    /// Whether `(outer - 1) * ld + inner` overflows usize (no buffer holds such a matrix).
-    fn extent_overflows(&self) -> bool {
-        self.rows != 0 && self.cols != 0 && (self.outer() - 1).checked_mul(self.ld).and_then(|x| x.checked_add(self.inner())).is_none()
-    }
-
     /// Offset of `A[r, c]`; callers keep `r < rows`, `c < cols` on a shape that [`DenseShape::validate`] accepted
     /// (the fields are public: on an unvalidated shape the arithmetic may overflow, which panics in debug builds).
     #[inline]
@@ -98,9 +98,9 @@ impl DenseShape {
         // An extent that overflows usize needs more than any buffer holds (it was taken as 0 until 2026-11-29, which
         // let a huge ld through to kernels that then addressed outside the buffer); refused even against a slice of
         // usize::MAX zero-sized elements.
-        let needed = self.required_len();
-        if len < needed || (needed == usize::MAX && self.extent_overflows()) {
-            return Err(Error::BufferTooSmall { op, what, needed, got: len });
+        match self.checked_extent() {
+            Some(needed) if len >= needed => {}
+            needed => return Err(Error::BufferTooSmall { op, what, needed: needed.unwrap_or(usize::MAX), got: len }),
         }
         Ok(())
     }

@@ -192,8 +192,9 @@ impl Origin {
 }
 
 impl CudaBackend {
-    /// The cuBLAS handle in `slot`, created on this stream on first use, under `handle_init`.
-    fn blas_from(&self, slot: &OnceLock<Arc<CudaBlas>>) -> Result<Arc<CudaBlas>> {
+    /// The library handle in `slot`, made by `create` on first use, under `handle_init` (so two threads' first uses
+    /// make one). Shared by the cuBLAS and cuSOLVER handles.
+    fn handle_in<H>(&self, slot: &OnceLock<Arc<H>>, create: impl FnOnce() -> Result<H>) -> Result<Arc<H>> {
         if let Some(h) = slot.get() {
             return Ok(h.clone());
         }
@@ -201,12 +202,19 @@ impl CudaBackend {
         if let Some(h) = slot.get() {
             return Ok(h.clone());
         }
-        // SAFETY: only attempts to dlopen libcublas; no cuBLAS function is called.
-        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-            return Err(Error::LibraryMissing { library: "cuBLAS" });
-        }
-        let h = CudaBlas::new(self.stream.clone()).map_err(|e| Error::Cuda { op: "cublas", detail: format!("{e:?}") })?;
+        let h = create()?;
         Ok(slot.get_or_init(|| Arc::new(h)).clone())
+    }
+
+    /// The cuBLAS handle in `slot`, created on this stream on first use.
+    fn blas_from(&self, slot: &OnceLock<Arc<CudaBlas>>) -> Result<Arc<CudaBlas>> {
+        self.handle_in(slot, || {
+            // SAFETY: only attempts to dlopen libcublas; no cuBLAS function is called.
+            if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+                return Err(Error::LibraryMissing { library: "cuBLAS" });
+            }
+            CudaBlas::new(self.stream.clone()).map_err(|e| Error::Cuda { op: "cublas", detail: format!("{e:?}") })
+        })
     }
 
     /// Refuses a buffer this handle's stream cannot use soundly: one of another device (its address means nothing
@@ -550,22 +558,14 @@ impl Gpu {
     /// or on the emulator.
     pub(crate) fn cusolver_dn(&self) -> Result<Arc<cudarc::cusolver::DnHandle>> {
         match &self.backend {
-            Backend::Cuda(b) => {
-                if let Some(h) = b.solver.get() {
-                    return Ok(h.clone());
-                }
-                let _creating = b.handle_init.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(h) = b.solver.get() {
-                    return Ok(h.clone());
-                }
+            Backend::Cuda(b) => b.handle_in(&b.solver, || {
                 // SAFETY: only attempts to dlopen libcusolver; no cuSOLVER function is called.
                 if !unsafe { cudarc::cusolver::sys::is_culib_present() } {
                     return Err(Error::LibraryMissing { library: "cuSOLVER" });
                 }
                 b.stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: "cusolver", detail: format!("{e:?}") })?;
-                let h = cudarc::cusolver::DnHandle::new(b.stream.clone()).map_err(|e| Error::Cuda { op: "cusolver", detail: format!("{e:?}") })?;
-                Ok(b.solver.get_or_init(|| Arc::new(h)).clone())
-            }
+                cudarc::cusolver::DnHandle::new(b.stream.clone()).map_err(|e| Error::Cuda { op: "cusolver", detail: format!("{e:?}") })
+            }),
             #[cfg(feature = "emulator")]
             Backend::Emulated(_) => Err(Error::LibraryMissing { library: "cuSOLVER (not available on the emulator)" }),
         }
@@ -640,7 +640,9 @@ impl Gpu {
         self.calls.synchronizations.fetch_add(1, Ordering::Relaxed);
         match (&self.backend, &src.inner) {
             (Backend::Cuda(b), SliceInner::Cuda(v, origin)) => {
-                b.check_buffer(*origin, v.device_ptr(&b.stream).0, "download", "source buffer")?;
+                // The address matters only for a bare view (no origin), whose device the driver is asked for.
+                let ptr = if origin.is_none() { v.device_ptr(&b.stream).0 } else { 0 };
+                b.check_buffer(*origin, ptr, "download", "source buffer")?;
                 if let Some(out) = b.download_staged(v)? {
                     return Ok(out);
                 }
