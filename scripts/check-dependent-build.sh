@@ -34,3 +34,29 @@ env -u NVCC -u CUDA_HOME -u CUDA_PATH PATH="$clean_path" CARGO_TARGET_DIR="$root
   cargo run -q 2>&1 | tee "$work/log"
 grep -q "ok: typed error" "$work/log"
 echo "dependent crate builds without nvcc: ok"
+
+# A crate that also uses candle's CUDA support: candle-core 0.11 asks cudarc for `dynamic-linking` and
+# `cuda-version-from-build-system`, and Cargo unifies those with our `fallback-dynamic-loading` and `cuda-13000`, so
+# cudarc is then linked to the CUDA libraries instead of loading them, and its run-time probes (`is_culib_present`,
+# `culib`) do not exist. Until 2026-11-29 we called them, and such a crate failed to compile. The dependency below
+# asks cudarc for what candle does (without candle itself, whose kernels would need nvcc); `cargo check` only,
+# since linking needs the CUDA libraries this machine does not have.
+mkdir -p "$work/with-candle-features/src"
+cat > "$work/with-candle-features/Cargo.toml" <<TOML
+[package]
+name = "with-candle-features"
+version = "0.0.0"
+edition = "2021"
+[dependencies]
+sparse-lowrank = { path = "../sparse-lowrank" }
+cudarc = { version = "0.19.8", default-features = false, features = ["std", "cublas", "cublaslt", "curand", "driver", "nvrtc", "f16", "cuda-version-from-build-system", "dynamic-linking"] }
+TOML
+cat > "$work/with-candle-features/src/main.rs" <<'RS'
+fn main() {
+    let _ = sparse_lowrank::Gpu::new(0);
+}
+RS
+cd "$work/with-candle-features"
+env -u NVCC -u CUDA_HOME -u CUDA_PATH PATH="$clean_path" CARGO_TARGET_DIR="$root/target/dependent-check-linked" \
+  cargo check -q 2>&1 | tee "$work/log-linked"
+echo "dependent crate with cudarc linked (candle's features) compiles: ok"

@@ -209,8 +209,7 @@ impl CudaBackend {
     /// The cuBLAS handle in `slot`, created on this stream on first use.
     fn blas_from(&self, slot: &OnceLock<Arc<CudaBlas>>) -> Result<Arc<CudaBlas>> {
         self.handle_in(slot, || {
-            // SAFETY: only attempts to dlopen libcublas; no cuBLAS function is called.
-            if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            if cuda_library("cublas").is_none() {
                 return Err(Error::LibraryMissing { library: "cuBLAS" });
             }
             CudaBlas::new(self.stream.clone()).map_err(|e| Error::Cuda { op: "cublas", detail: format!("{e:?}") })
@@ -344,8 +343,7 @@ impl Gpu {
     }
 
     fn open(ordinal: usize, untracked: bool) -> Result<Self> {
-        // SAFETY: only attempts to dlopen libcuda under its usual names; no CUDA function is called.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        if cuda_library("cuda").is_none() {
             return Err(Error::NoCudaDriver);
         }
         let count = CudaContext::device_count()
@@ -559,8 +557,7 @@ impl Gpu {
     pub(crate) fn cusolver_dn(&self) -> Result<Arc<cudarc::cusolver::DnHandle>> {
         match &self.backend {
             Backend::Cuda(b) => b.handle_in(&b.solver, || {
-                // SAFETY: only attempts to dlopen libcusolver; no cuSOLVER function is called.
-                if !unsafe { cudarc::cusolver::sys::is_culib_present() } {
+                if cuda_library("cusolver").is_none() {
                     return Err(Error::LibraryMissing { library: "cuSOLVER" });
                 }
                 b.stream.context().bind_to_thread().map_err(|e| Error::Cuda { op: "cusolver", detail: format!("{e:?}") })?;
@@ -1316,9 +1313,60 @@ impl<'a, T> DeviceMatMut<'a, T> {
     }
 }
 
+/// File names a CUDA library `name` ("cuda", "cublas", "cusolver") is installed under: the unversioned name and
+/// the major versions of CUDA 11-13's libraries on Linux (`libcublas.so.13`, `libcusolver.so.12`: cuSOLVER's soname
+/// lags the toolkit's version; `libcuda.so.1`), the 64-bit DLLs of CUDA 12-13 on Windows (`cublas64_13.dll`; the
+/// driver is `nvcuda.dll`). Each is a name cudarc's own loader also tries (its list for CUDA 13 holds these and
+/// more), so a library this finds is one cudarc finds.
+fn cuda_library_file_names(name: &str) -> Vec<String> {
+    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    let mut names = vec![format!("{DLL_PREFIX}{name}{DLL_SUFFIX}")];
+    if cfg!(windows) {
+        if name == "cuda" {
+            names.push(format!("nvcuda{DLL_SUFFIX}"));
+        }
+        names.extend(["13", "12"].map(|v| format!("{name}64_{v}{DLL_SUFFIX}")));
+    } else {
+        names.extend(["13", "12", "11", "1"].map(|v| format!("{DLL_PREFIX}{name}{DLL_SUFFIX}.{v}")));
+    }
+    names
+}
+
+/// The CUDA library `name` ("cuda", "cublas", "cusolver") opened, or `None` when no file of that name
+/// ([`cuda_library_file_names`]) can be loaded here: whether the driver, cuBLAS or cuSOLVER exists, asked before
+/// any of their functions is called. Our own probe, not cudarc's `is_culib_present`, which exists only while
+/// cudarc loads the libraries at run time: a program that also depends on candle with CUDA gets cudarc *linked* to
+/// them (candle asks cudarc for `dynamic-linking`, and Cargo unifies the features), and then cudarc has no such
+/// function, so calling it failed to compile (2026-11-29, `scripts/check-dependent-build.sh` checks that build).
+/// Linked, the libraries are loaded with the program, and opening one by its name finds that copy.
+pub(crate) fn cuda_library(name: &str) -> Option<libloading::Library> {
+    cuda_library_file_names(name).into_iter().find_map(|file| {
+        // SAFETY: loading a CUDA library only runs its initializers, which have no preconditions; nothing of it is
+        // called here.
+        unsafe { libloading::Library::new(file) }.ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuda_library_names_include_the_sonames_cuda_13_installs() {
+        let unix = !cfg!(windows);
+        let cublas = cuda_library_file_names("cublas");
+        let cusolver = cuda_library_file_names("cusolver");
+        let cuda = cuda_library_file_names("cuda");
+        if unix {
+            assert!(cublas.contains(&"libcublas.so.13".to_string()) && cublas.contains(&"libcublas.so".to_string()), "{cublas:?}");
+            assert!(cusolver.contains(&"libcusolver.so.12".to_string()), "{cusolver:?}");
+            assert!(cuda.contains(&"libcuda.so.1".to_string()), "{cuda:?}");
+        } else {
+            assert!(cuda.contains(&"nvcuda.dll".to_string()) && cublas.contains(&"cublas64_13.dll".to_string()), "{cuda:?} {cublas:?}");
+        }
+        // No library of that name exists anywhere.
+        assert!(cuda_library("slr-no-such-library").is_none());
+    }
 
     #[test]
     fn overlapping_ranges_are_reported_as_aliasing_and_disjoint_ones_pass() {
