@@ -14,6 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use half::bf16;
 use rand::prelude::*;
 use sparse_lowrank::*;
+use sparse_lowrank::rsvd::SmallEigensolver;
 
 struct Case {
     op: &'static str,
@@ -912,6 +913,9 @@ fn bench_rsvd(c: &mut Criterion) {
                     // block in the eleventh run, five kernels since). (syevj, never faster than syevd on the H200, and the device small SVD
                     // at every l, the default from l = 96 since the eighth run, are no longer timed.)
                     report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our own eigensolver", 5, &bench.device, &mut run);
+                    // Opt-in since 2026-11-29 (twenty-second session): the device small SVD with cuSOLVER's batched
+                    // eigensolver on a batch of one instead of syevd (unmeasured).
+                    report_switched(gpu, &case, "SLR_RSVD_SMALL", "batched", "our small SVD on the device with cuSOLVER syevBatched", 5, &bench.device, &mut run);
                     report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 }
                 if std::env::var_os("SLR_RSVD_GEMM").is_none() {
@@ -940,7 +944,7 @@ fn bench_rsvd(c: &mut Criterion) {
                 if all_lines && std::env::var_os("SLR_RSVD_SMALL").is_none() {
                     // The small eigenproblem on syevd (forced at every l) and on our eigensolver: each one's
                     // accuracy and where its time goes, same run.
-                    for (small, on) in [("cusolver", "cuSOLVER"), ("own", "our own eigensolver")] {
+                    for (small, on) in [("cusolver", "cuSOLVER"), ("own", "our own eigensolver"), ("batched", "cuSOLVER syevBatched")] {
                         std::env::set_var("SLR_RSVD_SMALL", small);
                         match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                             Ok(ratio) => report_accuracy(&case, &format!("ours, small eigenproblem on {on}"), ratio, &bench.device),
@@ -1050,11 +1054,15 @@ fn bench_rsvd(c: &mut Criterion) {
         let label = if rank == l { format!("l{l}") } else { format!("l{l}r{rank}") };
         let (Ok(dg), Ok(mut work)) = (gpu.upload(&g), gpu.alloc_zeros::<f64>(l * l + l + 2)) else { continue };
         let case = Case { op: "rsvd_eigh", rows: l, cols: l, density: 0.0, dtype: "f64", t: rank, bytes: 2 * l * l * 8, flops: 10 * l * l * l / 3 };
-        let mut run = || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, true);
+        let mut run = || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, SmallEigensolver::Own);
         bench.case(&mut group, format!("rsvd_eigh/{label}"), &case, 20, &mut run);
-        match gpu.time_ms(20, || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, false)) {
-            Ok(ms) => report_baseline(&case, "cuSOLVER syevd on the same matrix", ms, &bench.device),
-            Err(e) => println!("    syevd unavailable: {e}"),
+        // syevd (the default), and since 2026-11-29 cuSOLVER's batched solver on a batch of one (opt-in
+        // `SLR_RSVD_SMALL=batched`, unmeasured): whether it takes one small matrix in fewer launches than syevd.
+        for (solver, what) in [(SmallEigensolver::Syevd, "cuSOLVER syevd on the same matrix"), (SmallEigensolver::SyevBatched, "cuSOLVER syevBatched (batch of 1) on the same matrix")] {
+            match gpu.time_ms(20, || sparse_lowrank::rsvd::small_eigh_launch_for_bench(gpu, &dg, &mut work, l, solver)) {
+                Ok(ms) => report_baseline(&case, what, ms, &bench.device),
+                Err(e) => println!("    {what} unavailable: {e}"),
+            }
         }
         match sparse_lowrank::rsvd::own_eigensolver_phase_ms(gpu, &dg, l, 20) {
             Ok(ms) => println!(

@@ -667,15 +667,15 @@ const SMALL_EIGEN_DEVICE_MIN_L: usize = 96;
 /// Which solver takes the small eigenproblem of a queued (device) rSVD with sketch width `l`: `SLR_RSVD_SMALL`
 /// = `cusolver` (syevd) or `cusolver_jacobi` (syevj) forces the device, `faer` the host; otherwise syevd from
 /// [`SMALL_EIGEN_DEVICE_MIN_L`] on, faer below. `None`: faer on the host.
-fn small_eigen_on_device(l: usize) -> Option<DeviceEigen> {
+fn small_eigen_on_device(l: usize) -> Option<SmallEigensolver> {
     if crate::path_switch("SLR_RSVD_SMALL", "cusolver") {
-        Some(DeviceEigen::DivideAndConquer)
+        Some(SmallEigensolver::Syevd)
     } else if crate::path_switch("SLR_RSVD_SMALL", "cusolver_jacobi") {
-        Some(DeviceEigen::Jacobi)
+        Some(SmallEigensolver::Syevj)
     } else if crate::path_switch("SLR_RSVD_SMALL", "faer") || l < SMALL_EIGEN_DEVICE_MIN_L {
         None
     } else {
-        Some(DeviceEigen::DivideAndConquer)
+        Some(SmallEigensolver::Syevd)
     }
 }
 
@@ -686,17 +686,18 @@ fn small_eigen_on_device(l: usize) -> Option<DeviceEigen> {
 /// 006fb66, docs/benchmarks.md, same run): at l = 138 it took the rSVD from 3.86 to 3.46 ms (4096², bf16), 3.79 to
 /// 3.47 (4096², f32), 5.13 to 4.98 (4096 x 11008, bf16) and 5.46 to 5.00 ms (f32), 0.90-0.97x; at l = 26, where
 /// faer is the default eigensolver, it cost 5-16% (syevd's fixed launches). `SLR_RSVD_SMALL=device` (or
-/// [`use_device_small_svd_on_this_thread`]`(Some(true))`) forces it at every l; any other `SLR_RSVD_SMALL`
+/// [`use_device_small_svd_on_this_thread`]`(Some(true))`) forces it at every l, and so does asking for another
+/// device eigensolver (`own`, `batched`, or [`use_small_eigensolver_on_this_thread`]); any other `SLR_RSVD_SMALL`
 /// (`cusolver`: syevd with the products on the host, `cusolver_jacobi`, `faer`) or `Some(false)` turns it off.
 fn small_svd_products_on_device(l: usize) -> bool {
     if let Some(on) = DEVICE_SMALL_SVD.with(|f| f.get()) {
         return on;
     }
-    if OWN_EIGH.with(|f| f.get()) {
+    if SMALL_EIGH.with(|f| f.get()).is_some() {
         return true;
     }
     match std::env::var_os("SLR_RSVD_SMALL") {
-        Some(v) => v == "device" || v == "own",
+        Some(v) => v == "device" || v == "own" || v == "batched",
         None => l >= SMALL_EIGEN_DEVICE_MIN_L,
     }
 }
@@ -721,13 +722,22 @@ pub fn device_small_svd_runs() -> usize {
     DEVICE_SMALL_SVD_RUNS.with(|c| c.get())
 }
 
-/// cuSOLVER's two dense symmetric eigensolvers.
+/// The device eigensolvers the small SVD's f64 eigenproblem can take (tests and benchmarks choose one; the
+/// default is syevd, [`device_small_eigensolver`]).
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DeviceEigen {
-    /// `cusolverDnDsyevd`.
-    DivideAndConquer,
-    /// `cusolverDnDsyevj` (tolerance: f64 machine epsilon, at most 100 sweeps).
-    Jacobi,
+pub enum SmallEigensolver {
+    /// cuSOLVER `cusolverDnDsyevd` (divide and conquer): the default from l = 96.
+    Syevd,
+    /// cuSOLVER `cusolverDnDsyevj` (Jacobi; tolerance f64 machine epsilon, at most 100 sweeps): never faster than
+    /// syevd on the H200; a comparison only.
+    Syevj,
+    /// cuSOLVER `cusolverDnXsyevBatched` on a batch of one (cuSOLVER 11.7.1 / CUDA 12.6.2 and newer; opt-in
+    /// `SLR_RSVD_SMALL=batched`, unmeasured): the batched eigensolver, which may run a small matrix in far fewer
+    /// launches than syevd's.
+    SyevBatched,
+    /// Ours (cuda/rsvd.cu; opt-in `SLR_RSVD_SMALL=own`, l <= [`EIGH_MAX_L`] where its shared memory fits).
+    Own,
 }
 
 /// A cuSOLVER `syevjInfo_t`, destroyed on drop.
@@ -755,6 +765,38 @@ impl SyevjParams {
     }
 }
 
+/// A cuSOLVER `cusolverDnParams_t` (the 64-bit API's options; left at their defaults), destroyed on drop.
+struct DnParams(cudarc::cusolver::sys::cusolverDnParams_t);
+impl Drop for DnParams {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from cusolverDnCreateParams and is destroyed once.
+        unsafe { cudarc::cusolver::sys::cusolverDnDestroyParams(self.0) };
+    }
+}
+
+/// What a queued cuSOLVER eigensolver call uses besides device memory: syevj's or the 64-bit API's parameter
+/// object, and the host workspace syevBatched asks for. Kept until the device has run the call: the queued small
+/// SVD holds it until its read-back. Dropped earlier (the benchmark's back-to-back calls), it first waits for the
+/// stream where the library may still use host memory while the call runs: a host workspace, or syevj's
+/// parameter object (which also receives its results: sweeps and residual). The 64-bit API's `cusolverDnParams_t`
+/// only holds options, read when the call is made, so it is destroyed without a wait.
+struct EigensolverCall {
+    stream: Option<std::sync::Arc<cudarc::driver::CudaStream>>,
+    _syevj: Option<SyevjParams>,
+    _params: Option<DnParams>,
+    host_work: Vec<u8>,
+}
+
+impl Drop for EigensolverCall {
+    fn drop(&mut self) {
+        if let (true, Some(stream)) = (!self.host_work.is_empty() || self._syevj.is_some(), &self.stream) {
+            // Nothing to report from a drop: a failed wait leaves the device in an error state that the next call
+            // on this Gpu returns.
+            let _ = stream.synchronize();
+        }
+    }
+}
+
 /// A cuSOLVER call's status as a Result.
 fn solver_status(st: cudarc::cusolver::sys::cusolverStatus_t, what: &str) -> Result<()> {
     if st == cudarc::cusolver::sys::cusolverStatus_t::CUSOLVER_STATUS_SUCCESS {
@@ -764,45 +806,116 @@ fn solver_status(st: cudarc::cusolver::sys::cusolverStatus_t, what: &str) -> Res
     }
 }
 
-/// Queues cuSOLVER's f64 symmetric eigensolver (vectors, lower triangle) on the n x n matrix at `a` (lda = n,
-/// overwritten with the eigenvectors as columns), the eigenvalues into `w` (n doubles) and its status into `info`
-/// (one i32): syevd, or syevj with `jacobi`'s parameters. The workspace it asks for is allocated here and freed
-/// stream-ordered after the call. Nothing is read back (see [`eigensolver_info`]).
+/// Whether this libcusolver has `cusolverDnXsyevBatched` (cuSOLVER 11.7.1, CUDA 12.6.2 and newer). cudarc, loading
+/// libcusolver at run time, resolves a symbol when it is first called and panics if it is missing, so the batched
+/// solver asks first.
+fn syev_batched_present() -> bool {
+    crate::device::cuda_library("cusolver").is_some_and(|lib| {
+        // SAFETY: only looks the symbol up; the pointer is never called through this type.
+        unsafe { lib.get::<unsafe extern "C" fn()>(b"cusolverDnXsyevBatched\0") }.is_ok()
+    })
+}
+
+/// Queues one of cuSOLVER's f64 symmetric eigensolvers (`solver`: syevd, syevj or syevBatched on a batch of one;
+/// vectors, lower triangle) on the n x n matrix at `a` (lda = n, overwritten with the eigenvectors as columns),
+/// the eigenvalues (ascending) into `w` (n doubles) and its status into `info` (one i32). The device workspace it
+/// asks for is allocated here and freed stream-ordered after the call; the returned [`EigensolverCall`] must live
+/// until the call has run. Nothing is read back (see [`eigensolver_info`]). `Own` is not cuSOLVER's: an error.
+/// LibraryMissing when this libcusolver has no syevBatched.
 ///
 /// # Safety
 /// `a` (n² doubles), `w` (n doubles) and `info` (one i32, 4-byte aligned) are disjoint live device memory of this
-/// Gpu, whose stream is `handle`'s; `jacobi` is a live parameter object.
-unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i32, a: KernelArg, w: KernelArg, info: KernelArg, jacobi: Option<&SyevjParams>) -> Result<()> {
+/// Gpu, whose stream is `handle`'s.
+unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i32, a: KernelArg, w: KernelArg, info: KernelArg, solver: SmallEigensolver) -> Result<EigensolverCall> {
     use cudarc::cusolver::sys;
+    const OP: &str = "rsvd small eigenproblem (cuSOLVER)";
     let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
     let (pa, pw, pi) = (ptr_bits(a) as *mut f64, ptr_bits(w) as *mut f64, ptr_bits(info) as *mut i32);
-    let mut lwork = 0i32;
-    // SAFETY: the caller's contract on a and w; the call only reads their sizes and writes lwork, a host i32.
+    let mut call = EigensolverCall { stream: gpu.cuda_stream().cloned(), _syevj: None, _params: None, host_work: Vec::new() };
+    let f64_type = sys::cudaDataType::CUDA_R_64F;
+    // Workspace bytes on the device (and, for syevBatched, on the host) the solver asks for.
+    let (mut lwork, mut device_bytes, mut host_bytes) = (0i32, 0usize, 0usize);
+    let (syevj, params) = match solver {
+        SmallEigensolver::Syevd => (None, None),
+        SmallEigensolver::Syevj => (Some(SyevjParams::new()?), None),
+        SmallEigensolver::SyevBatched => {
+            if !syev_batched_present() {
+                return Err(Error::LibraryMissing { library: "cuSOLVER's cusolverDnXsyevBatched (cuSOLVER 11.7.1 / CUDA 12.6.2 or newer)" });
+            }
+            let mut p: sys::cusolverDnParams_t = std::ptr::null_mut();
+            // SAFETY: creates a parameter object (host memory) into p.
+            solver_status(unsafe { sys::cusolverDnCreateParams(&mut p) }, "cusolverDnParams")?;
+            (None, Some(DnParams(p)))
+        }
+        SmallEigensolver::Own => return Err(Error::Cuda { op: OP, detail: "our eigensolver is not cuSOLVER's (a bug in the caller)".into() }),
+    };
+    // SAFETY: the caller's contract on a and w; the calls only read their sizes and write the workspace sizes, host
+    // integers; syevj's and the 64-bit API's parameter objects are live.
     solver_status(
         unsafe {
-            match jacobi {
-                None => sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork),
-                Some(p) => sys::cusolverDnDsyevj_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork, p.0),
+            match (&syevj, &params) {
+                (Some(p), _) => sys::cusolverDnDsyevj_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork, p.0),
+                (None, Some(p)) => sys::cusolverDnXsyevBatched_bufferSize(
+                    handle.cu(),
+                    p.0,
+                    jobz,
+                    uplo,
+                    n as i64,
+                    f64_type,
+                    pa as *const _,
+                    n as i64,
+                    f64_type,
+                    pw as *const _,
+                    f64_type,
+                    &mut device_bytes,
+                    &mut host_bytes,
+                    1,
+                ),
+                (None, None) => sys::cusolverDnDsyevd_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork),
             }
         },
         "bufferSize",
     )?;
-    // SAFETY: the solver writes every one of the lwork workspace doubles it uses before reading them.
-    let mut work = unsafe { gpu.alloc_uninit::<f64>(lwork.max(1) as usize)? };
+    if params.is_none() {
+        device_bytes = 8 * lwork.max(0) as usize;
+    }
+    call.host_work = vec![0u8; host_bytes];
+    // SAFETY: the solver writes every workspace byte it uses before reading it.
+    let mut work = unsafe { gpu.alloc_uninit::<f64>(device_bytes.div_ceil(8).max(1))? };
     let mut kv = DeviceSliceMut::from(&mut work);
-    let (pk, _gk) = kv.kernel_ptr_mut(gpu, "rsvd small eigenproblem (cuSOLVER)", "work")?;
-    // SAFETY: the caller's contract on a, w and info; work holds the lwork doubles cuSOLVER asked for, another live
-    // buffer; queued on the handle's stream (this Gpu's), after whatever wrote `a`.
-    solver_status(
-        unsafe {
-            let pk = ptr_bits(pk) as *mut f64;
-            match jacobi {
-                None => sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi),
-                Some(p) => sys::cusolverDnDsyevj(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi, p.0),
-            }
-        },
-        "eigensolver",
-    )
+    let (pk, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
+    // SAFETY: the caller's contract on a, w and info; work holds at least the workspace cuSOLVER asked for, another
+    // live buffer; the host workspace (host_bytes, possibly none) lives in `call` until the call has run; queued on
+    // the handle's stream (this Gpu's), after whatever wrote `a`.
+    let st = unsafe {
+        let pk = ptr_bits(pk) as *mut f64;
+        match (&syevj, &params) {
+            (Some(p), _) => sys::cusolverDnDsyevj(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi, p.0),
+            (None, Some(p)) => sys::cusolverDnXsyevBatched(
+                handle.cu(),
+                p.0,
+                jobz,
+                uplo,
+                n as i64,
+                f64_type,
+                pa as *mut _,
+                n as i64,
+                f64_type,
+                pw as *mut _,
+                f64_type,
+                pk as *mut _,
+                device_bytes,
+                if host_bytes == 0 { std::ptr::null_mut() } else { call.host_work.as_mut_ptr() as *mut _ },
+                host_bytes,
+                pi,
+                1,
+            ),
+            (None, None) => sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi),
+        }
+    };
+    (call._syevj, call._params) = (syevj, params);
+    solver_status(st, "eigensolver")?;
+    Ok(call)
 }
 
 /// Largest sketch width our eigensolver takes (cuda/rsvd.cu kEighMaxL): its tridiagonalization holds the l x (l | 1)
@@ -848,17 +961,33 @@ fn own_eigh_fits(gpu: &Gpu, l: usize) -> bool {
         && eigh_shared_bytes(l).iter().zip(EIGH_STATIC_SHARED_BYTES).all(|(&b, fixed)| b + fixed <= gpu.max_dynamic_shared_bytes() as usize)
 }
 
-/// `SLR_RSVD_SMALL=own` (or [`use_own_eigensolver_on_this_thread`]): the small SVD runs on the device
-/// ([`small_svd_device`]) with its eigenproblem on our kernels (Householder tridiagonalization on one block, then
-/// multisection, inverse iteration and the back-transform spread over the device; cuda/rsvd.cu) instead of
-/// cuSOLVER's syevd, where the width fits ([`own_eigh_fits`]). Opt-in until a GPU has timed it against syevd (1.08
-/// ms at l = 138 on the H200, eleventh run, where the earlier one-block version of ours took 1.51 ms).
-fn own_eigensolver_requested() -> bool {
-    OWN_EIGH.with(|f| f.get()) || crate::path_switch("SLR_RSVD_SMALL", "own")
+/// The eigensolver of the device small SVD ([`small_svd_device`]) at sketch width `l`: this thread's choice
+/// ([`use_small_eigensolver_on_this_thread`]), else `SLR_RSVD_SMALL=own` or `batched`, else syevd.
+/// - `own`: our kernels (Householder tridiagonalization on one block, then multisection, inverse iteration and the
+///   back-transform spread over the device; cuda/rsvd.cu), where the width fits ([`own_eigh_fits`]; syevd
+///   otherwise). Opt-in until a GPU has timed it against syevd (1.08 ms at l = 138 on the H200, eleventh run, where
+///   the earlier one-block version of ours took 1.51 ms).
+/// - `batched`: cuSOLVER's `cusolverDnXsyevBatched` on a batch of one (2026-11-29, unmeasured). syevd's 1.08 ms
+///   at l = 138 is far above its arithmetic (~4l³ = 10 M f64 flops): a divide and conquer made of many small
+///   launches. The batched solver is built for many small matrices at once, so it may take one in far fewer
+///   launches; whether it does at l = 138 only a GPU can say (bench lines "our small SVD on the device with
+///   cuSOLVER syevBatched" and `rsvd_eigh`'s "cuSOLVER syevBatched (batch of 1) on the same matrix").
+fn device_small_eigensolver(gpu: &Gpu, l: usize) -> SmallEigensolver {
+    let chosen = SMALL_EIGH.with(|f| f.get()).unwrap_or(if crate::path_switch("SLR_RSVD_SMALL", "own") {
+        SmallEigensolver::Own
+    } else if crate::path_switch("SLR_RSVD_SMALL", "batched") {
+        SmallEigensolver::SyevBatched
+    } else {
+        SmallEigensolver::Syevd
+    });
+    match chosen {
+        SmallEigensolver::Own if !own_eigh_fits(gpu, l) => SmallEigensolver::Syevd,
+        other => other,
+    }
 }
 
 thread_local! {
-    static OWN_EIGH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static SMALL_EIGH: std::cell::Cell<Option<SmallEigensolver>> = const { std::cell::Cell::new(None) };
 }
 
 thread_local! {
@@ -872,11 +1001,18 @@ pub fn queue_small_svd_after_wait_on_this_thread(on: bool) {
     SMALL_AFTER_WAIT.with(|f| f.set(on));
 }
 
-/// Sends this thread's device small SVDs through our eigensolver (as `SLR_RSVD_SMALL=own` does for the
-/// process): for tests running in parallel threads.
+/// Sends this thread's queued rSVD calls through the device small SVD with `solver` as its eigensolver
+/// (`Some(SmallEigensolver::Own)` as `SLR_RSVD_SMALL=own` does for the process, `SyevBatched` as `batched`), or
+/// back to the process's choice (`None`): for tests running in parallel threads.
+#[doc(hidden)]
+pub fn use_small_eigensolver_on_this_thread(solver: Option<SmallEigensolver>) {
+    SMALL_EIGH.with(|f| f.set(solver));
+}
+
+/// [`use_small_eigensolver_on_this_thread`] with our eigensolver (`true`) or back to the process's choice.
 #[doc(hidden)]
 pub fn use_own_eigensolver_on_this_thread(on: bool) {
-    OWN_EIGH.with(|f| f.set(on));
+    use_small_eigensolver_on_this_thread(on.then_some(SmallEigensolver::Own));
 }
 
 /// Queues our eigensolver's kernels on the l x l matrix at `a` (column-major, lda = l, lower triangle read,
@@ -923,30 +1059,12 @@ unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg,
     Ok(())
 }
 
-/// The eigendecomposition of the symmetric l x l matrix `g` (column-major; its lower triangle is read) by the
-/// device eigensolver ([`own_eigensolver_requested`]): eigenvalues ascending and the eigenvectors as
-/// columns (column-major). For tests, on the emulator and on a GPU.
+/// The eigendecomposition of the symmetric l x l matrix `g` (column-major; its lower triangle is read) by our
+/// device eigensolver: eigenvalues ascending and the eigenvectors as columns (column-major). For tests, on the
+/// emulator and on a GPU ([`small_eigen_on_device_for_tests`] with [`SmallEigensolver::Own`]).
 #[doc(hidden)]
 pub fn own_eigensolver_on_device(gpu: &Gpu, g: &[f64], l: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    const OP: &str = "own_eigensolver_on_device";
-    if g.len() != l * l || !own_eigh_fits(gpu, l) {
-        return Err(Error::LengthMismatch { op: OP, what: "l x l matrix (l within the kernel's shared memory)", expected: l * l, got: g.len() });
-    }
-    // [0, l²) the matrix, then the eigenvalues, then info (an i32 in an f64 slot), on even doubles.
-    let (at_w, at_info) = (l * l, l * l + l);
-    let mut host = g.to_vec();
-    host.resize(at_info + 1, 0.0);
-    let mut buf = gpu.upload(&host)?;
-    {
-        let mut bv = DeviceSliceMut::from(&mut buf);
-        let (p, _g) = bv.kernel_ptr_mut(gpu, OP, "matrix")?;
-        // SAFETY: the matrix (l² doubles at 0), the eigenvalues (l at l²) and info (the slot at l² + l, 8-byte
-        // aligned) are disjoint parts of one live buffer of at_info + 1 doubles; own_eigh_fits checked above.
-        unsafe { queue_own_eigensolver(gpu, l, p, p.offset_bytes(8 * at_w), p.offset_bytes(8 * at_info), EIGH_PHASES.len())? };
-    }
-    let h = gpu.download(&buf)?;
-    eigensolver_info(h[at_info])?;
-    Ok((h[at_w..at_w + l].to_vec(), h[..l * l].to_vec()))
+    small_eigen_on_device_for_tests(gpu, g, l, SmallEigensolver::Own)
 }
 
 /// cuSOLVER's `info` after the read-back (an i32 in the low 4 bytes of an f64 slot that was zero before the
@@ -963,15 +1081,16 @@ fn eigensolver_info(slot: f64) -> Result<()> {
     Ok(())
 }
 
-/// The small SVD's symmetric eigenproblem on the device by cuSOLVER in f64, divide and conquer
-/// (`cusolverDnDsyevd`) or Jacobi (`cusolverDnDsyevj`): the l x l Gram matrix uploaded (l² doubles), the eigenvalues (non-decreasing, as faer
-/// gives them), eigenvectors and status read back together, one synchronization. Errors if libcusolver cannot be loaded (or on the
-/// emulator), or if cuSOLVER reports a failure (its `info`).
-fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result<(Vec<f64>, Mat<f64>)> {
-    const OP: &str = "rsvd small eigenproblem (cuSOLVER)";
+/// The small SVD's symmetric eigenproblem on the device in f64 by `solver` (cuSOLVER's syevd, syevj or
+/// syevBatched, or ours): the l x l Gram matrix uploaded (l² doubles), the eigenvalues (non-decreasing, as faer gives
+/// them), eigenvectors and status read back together, one synchronization. Errors if libcusolver cannot be loaded
+/// for a cuSOLVER solver (or on the emulator), if ours cannot take l ([`own_eigh_fits`]), or if the solver reports
+/// a failure (its `info`).
+fn device_eigen(gpu: &Gpu, g: &Mat<f64>, solver: SmallEigensolver) -> Result<(Vec<f64>, Mat<f64>)> {
+    const OP: &str = "rsvd small eigenproblem (device)";
     let l = g.nrows();
     let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
-    let handle = gpu.cusolver_dn()?;
+    let handle = if solver == SmallEigensolver::Own { None } else { Some(gpu.cusolver_dn()?) };
     // One buffer for the solver's three outputs, so that one upload starts them and one read-back returns them
     // (three read-backs, each a synchronization and a copy, were part of the ~1.3 ms the seventh run measured for
     // this call at l = 138): [0, l²) the matrix, overwritten with the eigenvectors; [l², l² + l) the eigenvalues;
@@ -981,31 +1100,39 @@ fn device_eigen_cusolver(gpu: &Gpu, g: &Mat<f64>, solver: DeviceEigen) -> Result
     host.extend((0..l * l).map(|i| g[(i % l, i / l)]));
     host.resize(info_at + 1, 0.0);
     let mut out = gpu.upload(&host)?;
-    // Jacobi's parameters live until the read-back below has waited for the queued call.
-    let params = if solver == DeviceEigen::Jacobi { Some(SyevjParams::new()?) } else { None };
-    {
+    // Kept until the read-back below has waited for the queued call.
+    let call = {
         let mut ov = DeviceSliceMut::from(&mut out);
         let (pa, _go) = ov.kernel_ptr_mut(gpu, OP, "eigensolver outputs")?;
-        // SAFETY: a (n x n doubles from pa, lda = n), w (n doubles at w_at) and info (the i32 at info_at, 8-byte
-        // aligned) are disjoint parts of `out` (l² + l + 1 doubles), a live buffer of this Gpu's stream.
-        unsafe { queue_eigensolver(gpu, &handle, n, pa, pa.offset_bytes(8 * w_at), pa.offset_bytes(8 * info_at), params.as_ref())? };
-    }
+        let (pw, pi) = (pa.offset_bytes(8 * w_at), pa.offset_bytes(8 * info_at));
+        match &handle {
+            // SAFETY: a (n x n doubles from pa, lda = n), w (n doubles at w_at) and info (the i32 at info_at,
+            // 8-byte aligned) are disjoint parts of `out` (l² + l + 1 doubles), a live buffer of this Gpu's stream,
+            // the handle's.
+            Some(h) => Some(unsafe { queue_eigensolver(gpu, h, n, pa, pw, pi, solver)? }),
+            None => {
+                // SAFETY: the same disjoint parts of `out`; queue_own_eigensolver checks that l fits.
+                unsafe { queue_own_eigensolver(gpu, l, pa, pw, pi, EIGH_PHASES.len())? };
+                None
+            }
+        }
+    };
     let got = gpu.download(&out)?;
+    drop(call);
     eigensolver_info(got[info_at])?;
     let (vecs, lam) = (&got[..w_at], &got[w_at..info_at]);
-    // Non-decreasing eigenvalues, as faer gives them (syevd sorts; syevj's order is not relied on).
+    // Non-decreasing eigenvalues, as faer gives them (syevd and syevBatched sort; syevj's order is not relied on).
     let mut order: Vec<usize> = (0..l).collect();
     order.sort_by(|&x, &y| lam[x].total_cmp(&lam[y]));
     Ok((order.iter().map(|&k| lam[k]).collect(), Mat::from_fn(l, l, |i, j| vecs[i + order[j] * l])))
 }
 
-/// Test access to [`device_eigen_cusolver`]: `g` is l x l column-major (symmetric; the lower triangle is read);
-/// returns the eigenvalues (non-decreasing) and the eigenvectors column-major.
+/// Test access to [`device_eigen`]: `g` is l x l column-major (symmetric; the lower triangle is read); returns the
+/// eigenvalues (non-decreasing) and the eigenvectors column-major.
 #[doc(hidden)]
-pub fn small_eigen_on_device_for_tests(gpu: &Gpu, g: &[f64], l: usize, jacobi: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+pub fn small_eigen_on_device_for_tests(gpu: &Gpu, g: &[f64], l: usize, solver: SmallEigensolver) -> Result<(Vec<f64>, Vec<f64>)> {
     check_len("small_eigen_on_device_for_tests", "g", l * l, g.len())?;
-    let solver = if jacobi { DeviceEigen::Jacobi } else { DeviceEigen::DivideAndConquer };
-    let (lam, v) = device_eigen_cusolver(gpu, &Mat::from_fn(l, l, |i, j| g[i + j * l]), solver)?;
+    let (lam, v) = device_eigen(gpu, &Mat::from_fn(l, l, |i, j| g[i + j * l]), solver)?;
     Ok((lam, (0..l * l).map(|i| v[(i % l, i / l)]).collect()))
 }
 
@@ -1128,6 +1255,8 @@ struct QueuedSmallSvd {
     at_sigma: usize,
     ur: DevMat,
     vr: DevMat,
+    /// The cuSOLVER call's parameters and host workspace, kept until the read-back has waited for it.
+    _call: Option<EigensolverCall>,
 }
 
 /// Queues [`small_svd_device`]'s work on R₂ (see there). Errors before anything is queued: R₂ not l x l or r
@@ -1139,9 +1268,13 @@ fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmal
         return Err(Error::LengthMismatch { op: OP, what: "R₂ (l x l, r <= l)", expected: l * l, got: r2.buf.len() });
     }
     let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
-    let own_eigh = own_eigensolver_requested() && own_eigh_fits(gpu, l);
-    // Before anything is queued: without cuSOLVER the caller takes the host's small SVD.
-    let handle = if own_eigh { None } else { Some(gpu.cusolver_dn()?) };
+    let solver = device_small_eigensolver(gpu, l);
+    // Before anything is queued: without cuSOLVER (or its syevBatched, when asked for) the caller takes the host's
+    // small SVD.
+    let handle = if solver == SmallEigensolver::Own { None } else { Some(gpu.cusolver_dn()?) };
+    if solver == SmallEigensolver::SyevBatched && !syev_batched_present() {
+        return Err(Error::LibraryMissing { library: "cuSOLVER's cusolverDnXsyevBatched (cuSOLVER 11.7.1 / CUDA 12.6.2 or newer)" });
+    }
     let ll = l * l;
     // One zeroed f64 buffer (`info` and the counts must start at 0): G, then Ũ in place (at 0), λ, info (an i32 in
     // an f64 slot), the counts slot (u32 non-finite count of R₂, u32 status bits), σ (r), Ṽ_r in f64 (l x r).
@@ -1158,6 +1291,7 @@ fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmal
     // unless it finds a non-finite eigenvalue, which the status word reports; both are then replaced below before
     // anything reads them.
     let (mut ur, mut vr) = unsafe { (new_dev_mat(gpu, l, r)?, new_dev_mat(gpu, l, r)?) };
+    let call;
     {
         let r2s = DeviceSlice::from(&r2.buf);
         let (p_r2, _gr) = r2s.kernel_ptr(gpu, OP, "R₂")?;
@@ -1175,14 +1309,17 @@ fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmal
         // 2); one thread per entry of G (LaunchShape::linear over l², 256 = kThreads); arguments match
         // rsvd_small_gram_f64.
         unsafe { gpu.launch(MODULE, "rsvd_small_gram_f64", LaunchShape::linear(OP, ll, 256)?, &[p_r2, l32, p_g, p_counts])? };
-        match &handle {
-            // SAFETY: G (l² doubles at 0, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at at_info,
-            // 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu's stream; queued after the
-            // kernel that wrote G; own_eigh_fits(gpu, l) holds (own_eigh).
-            None => unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info, EIGH_PHASES.len())? },
-            // SAFETY: as above.
-            Some(handle) => unsafe { queue_eigensolver(gpu, handle, n, p_g, p_w, p_info, None)? },
-        }
+        call = match &handle {
+            None => {
+                // SAFETY: G (l² doubles at 0, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at
+                // at_info, 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu's stream; queued
+                // after the kernel that wrote G; device_small_eigensolver chose Own only where own_eigh_fits(gpu, l).
+                unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info, EIGH_PHASES.len())? };
+                None
+            }
+            // SAFETY: as above; the handle is this Gpu's (its stream).
+            Some(handle) => Some(unsafe { queue_eigensolver(gpu, handle, n, p_g, p_w, p_info, solver)? }),
+        };
         let vectors = LaunchShape { grid: (r as u32, 1, 1), block: (SMALL_THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block j < r reads R₂ (l² floats), Ũ (l² doubles at 0) and λ (l at at_w), written by the
         // eigensolver queued before it, and writes row i < l of column j of Ṽ_r in f64 (at_v + i + j l < total),
@@ -1194,7 +1331,7 @@ fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmal
         // slot's second u32; one thread per pair (linear over r²); arguments match rsvd_small_check_f64.
         unsafe { gpu.launch(MODULE, "rsvd_small_check_f64", LaunchShape::linear(OP, r * r, 256)?, &[p_v, l32, r32, p_counts])? };
     }
-    Ok(QueuedSmallSvd { l, r, buf, at_w, at_info, at_sigma, ur, vr })
+    Ok(QueuedSmallSvd { l, r, buf, at_w, at_info, at_sigma, ur, vr, _call: call })
 }
 
 impl QueuedSmallSvd {
@@ -1202,8 +1339,9 @@ impl QueuedSmallSvd {
     /// device's factors, or the host's finish from them when the check or an eigenvalue says so (see
     /// [`small_svd_device`]). `r2` is the R₂ the work was queued on.
     fn finish(self, gpu: &Gpu, r2: &DevMat) -> Result<DeviceSmallSvd> {
-        let QueuedSmallSvd { l, r, buf, at_w, at_info, at_sigma, ur, vr } = self;
+        let QueuedSmallSvd { l, r, buf, at_w, at_info, at_sigma, ur, vr, _call: call } = self;
         let h = gpu.download(buf.slice(at_info..at_sigma + r))?;
+        drop(call);
         let counts = h[1].to_bits();
         let (bad, status) = (counts as u32 as usize, (counts >> 32) as u32);
         if bad > 0 {
@@ -1240,16 +1378,16 @@ const SMALL_THREADS: u32 = 128;
 pub type SmallSvdForTests = (Vec<f32>, Vec<f32>, Vec<f32>, bool);
 
 /// [`small_svd_device`] on an l x l f32 R₂ (column-major) uploaded from `r2`, read back: σ, Ũ_r and Ṽ_r (l x r
-/// column-major) and whether the host finished Ṽ_r. Our eigensolver with `own`, else syevd. For tests.
+/// column-major) and whether the host finished Ṽ_r. The eigensolver is `solver` (ours falls back to syevd where l does not fit). For tests.
 #[doc(hidden)]
-pub fn small_svd_on_device_for_tests(gpu: &Gpu, r2: &[f32], l: usize, r: usize, own: bool) -> Result<SmallSvdForTests> {
+pub fn small_svd_on_device_for_tests(gpu: &Gpu, r2: &[f32], l: usize, r: usize, solver: SmallEigensolver) -> Result<SmallSvdForTests> {
     if r2.len() != l * l {
         return Err(Error::LengthMismatch { op: "small_svd_on_device_for_tests", what: "R₂ (l x l)", expected: l * l, got: r2.len() });
     }
     let dev = DevMat { buf: gpu.upload(r2)?, rows: l, cols: l };
-    let was = OWN_EIGH.with(|f| f.replace(own));
+    let was = SMALL_EIGH.with(|f| f.replace(Some(solver)));
     let out = small_svd_device(gpu, &dev, r);
-    OWN_EIGH.with(|f| f.set(was));
+    SMALL_EIGH.with(|f| f.set(was));
     let out = out?;
     Ok((out.s, gpu.download(&out.ur.buf)?, gpu.download(&out.vr.buf)?, out.host_finish))
 }
@@ -2469,22 +2607,22 @@ pub fn cholqr_factor_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, r
 }
 
 /// One small eigenproblem on the device without transfers, for the benchmark's isolated timing: the l x l f32 Gram
-/// matrix `g` widened into `work` (`rsvd_widen_f32`, so that every call starts from the same matrix), then our
-/// eigensolver (`own`) or cuSOLVER's syevd on it; eigenvectors, eigenvalues and info stay in `work` (at least
-/// l² + l + 2 doubles). Errors as [`queue_own_eigensolver`] and [`queue_eigensolver`].
+/// matrix `g` widened into `work` (`rsvd_widen_f32`, so that every call starts from the same matrix), then `solver`
+/// on it; eigenvectors, eigenvalues and info stay in `work` (at least l² + l + 2 doubles). Errors as
+/// [`queue_own_eigensolver`] and [`queue_eigensolver`].
 #[doc(hidden)]
-pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool) -> Result<()> {
-    widen_then_eigh("small_eigh_launch_for_bench", gpu, g, work, l, own, EIGH_PHASES.len())
+pub fn small_eigh_launch_for_bench(gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, solver: SmallEigensolver) -> Result<()> {
+    widen_then_eigh("small_eigh_launch_for_bench", gpu, g, work, l, solver, EIGH_PHASES.len())
 }
 
 /// `g` (l x l f32) widened into work[0, l²), then the eigenvalues into work[l², l² + l) and info into slot l² + l by
-/// our eigensolver (`own`: its first `phases` kernels; 0 stops after the widening) or syevd.
-fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, own: bool, phases: usize) -> Result<()> {
+/// `solver` (ours: its first `phases` kernels; 0 stops after the widening).
+fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut DeviceVec<f64>, l: usize, solver: SmallEigensolver, phases: usize) -> Result<()> {
     let (at_w, at_info) = (l * l, l * l + l);
     if g.len() != l * l || work.len() < at_info + 2 {
         return Err(Error::LengthMismatch { op, what: "Gram matrix and work", expected: l * l, got: g.len() });
     }
-    let handle = if own { None } else { Some(gpu.cusolver_dn()?) };
+    let handle = if solver == SmallEigensolver::Own { None } else { Some(gpu.cusolver_dn()?) };
     let gs = DeviceSlice::from(g);
     let (p_g, _gg) = gs.kernel_ptr(gpu, op, "Gram matrix")?;
     let mut wv = DeviceSliceMut::from(work);
@@ -2500,8 +2638,9 @@ fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut D
         Some(h) => {
             let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op, what: "l", expected: i32::MAX as usize, got: l })?;
             // SAFETY: the same disjoint parts of work; h is this Gpu's cuSOLVER handle (its stream), so the call
-            // is queued after the widening.
-            unsafe { queue_eigensolver(gpu, h, n, a, w, info, None) }
+            // is queued after the widening. The call's keep-alive is dropped at once: it waits for the stream
+            // first where the call has host memory the device may still use (EigensolverCall's drop).
+            unsafe { queue_eigensolver(gpu, h, n, a, w, info, solver) }.map(drop)
         }
     }
 }
@@ -2517,7 +2656,7 @@ pub fn own_eigensolver_phase_ms(gpu: &Gpu, g: &DeviceVec<f32>, l: usize, iters: 
     let mut work = gpu.alloc_zeros::<f64>(l * l + l + 2)?;
     let mut upto = [0.0f64; 6];
     for (phases, t) in upto.iter_mut().enumerate() {
-        *t = gpu.time_ms(iters, || widen_then_eigh(OP, gpu, g, &mut work, l, true, phases))?;
+        *t = gpu.time_ms(iters, || widen_then_eigh(OP, gpu, g, &mut work, l, SmallEigensolver::Own, phases))?;
     }
     let h = gpu.download(&work)?;
     eigensolver_info(h[l * l + l])?;
@@ -2658,13 +2797,13 @@ fn run_queued(e: &mut DeviceEngine<'_, '_>, m: usize, n: usize, cfg: &RsvdConfig
         Some(r2) => r2,
         None => e.to_host(&r2_dev)?,
     };
-    // Without cuSOLVER a width from l = 96 comes here too: device_eigen_cusolver then says LibraryMissing and the
+    // Without cuSOLVER a width from l = 96 comes here too: device_eigen then says LibraryMissing and the
     // host solves it, as it would have.
     let solver = small_eigen_on_device(r2.nrows());
     let mut eigen_ms = 0.0;
     let (s, ur, vr) = small_svd_with(&r2, r, |g| {
         let t = std::time::Instant::now();
-        let out = match solver.map(|solver| device_eigen_cusolver(gpu, g, solver)) {
+        let out = match solver.map(|solver| device_eigen(gpu, g, solver)) {
             // Without cuSOLVER (not installed, or the emulator) the host solves it: the same factors to rounding.
             None | Some(Err(Error::LibraryMissing { .. })) => host_eigen(g),
             Some(other) => other,

@@ -9,7 +9,7 @@ use half::{bf16, f16};
 use rand::prelude::*;
 use rand_distr_lite::normal;
 use sparse_lowrank::*;
-use sparse_lowrank::rsvd::SplitProducts;
+use sparse_lowrank::rsvd::{SmallEigensolver, SplitProducts};
 use std::io::Write;
 
 /// A few Gaussian draws without another dependency (Box-Muller in f64; test inputs only).
@@ -1477,8 +1477,8 @@ fn widening_r2_to_f64_is_exact() {
 /// Where it runs (the thread's counter moves) it must give what the host products give: singular values within 1e-6
 /// relative to σ₁ (both are f64 to ~1e-13 before the f32 rounding of R₂'s products, which they share), the same
 /// error ratio to 1e-4, and factors orthonormal to 1e-5. It must run with our eigensolver on every device, and with
-/// syevd on a CUDA device that has cuSOLVER; the emulator has no cuSOLVER, so there the syevd variant falls back to
-/// the host path and must be bitwise the host path's. Sketch widths 26 (r = 16) and 138 (r = 128, the device path's
+/// syevd (and syevBatched, where libcusolver has it) on a CUDA device that has cuSOLVER; the emulator has no
+/// cuSOLVER, so there the cuSOLVER variants fall back to the host path and must be bitwise the host path's. Sketch widths 26 (r = 16) and 138 (r = 128, the device path's
 /// default range); the rank-5-plus-noise case (r = 20 of a rank-5 matrix) leaves the queued path and never
 /// reaches it.
 #[test]
@@ -1491,35 +1491,36 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
             let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
             let cfg = seeded_config(&mut rng, r);
             let da = gpu.upload(&a32).unwrap();
-            let run_ordered = |on_device: bool, own: bool, after_wait: bool| {
+            let run_ordered = |on_device: bool, solver: Option<SmallEigensolver>, after_wait: bool| {
                 let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
                 let mut s = vec![0f32; r];
                 sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(Some(on_device));
-                sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(own);
+                sparse_lowrank::rsvd::use_small_eigensolver_on_this_thread(solver);
                 sparse_lowrank::rsvd::queue_small_svd_after_wait_on_this_thread(after_wait);
                 let before = sparse_lowrank::rsvd::device_small_svd_runs();
                 let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap());
                 sparse_lowrank::rsvd::use_device_small_svd_on_this_thread(None);
-                sparse_lowrank::rsvd::use_own_eigensolver_on_this_thread(false);
+                sparse_lowrank::rsvd::use_small_eigensolver_on_this_thread(None);
                 sparse_lowrank::rsvd::queue_small_svd_after_wait_on_this_thread(false);
                 let ran = sparse_lowrank::rsvd::device_small_svd_runs() - before;
-                let info = info.unwrap_or_else(|e| panic!("{name} {kind:?} r={r} (device small SVD: {on_device}, own eigensolver: {own}): {e}"));
+                let info = info.unwrap_or_else(|e| panic!("{name} {kind:?} r={r} (device small SVD: {on_device}, eigensolver: {solver:?}): {e}"));
                 (gpu.download(&du).unwrap(), s, gpu.download(&dvt).unwrap(), info, ran)
             };
             // The device small SVD is queued before the status wait; queued after it (as before 2026-11-28) the
             // same kernels run on the same data in the same stream order: bitwise the same factors.
-            let run = |on_device: bool, own: bool| {
-                let early = run_ordered(on_device, own, false);
-                let late = run_ordered(on_device, own, true);
-                assert!(early.0 == late.0 && early.1 == late.1 && early.2 == late.2 && early.4 == late.4, "{name} {kind:?} r={r} (device small SVD: {on_device}, own: {own}): queued before and after the wait differ");
+            let run = |on_device: bool, solver: Option<SmallEigensolver>| {
+                let early = run_ordered(on_device, solver, false);
+                let late = run_ordered(on_device, solver, true);
+                assert!(early.0 == late.0 && early.1 == late.1 && early.2 == late.2 && early.4 == late.4, "{name} {kind:?} r={r} (device small SVD: {on_device}, eigensolver: {solver:?}): queued before and after the wait differ");
                 early
             };
-            let (u0, s0, vt0, info0, _) = run(false, false);
-            // The device small SVD with syevd, then with our eigensolver (`SLR_RSVD_SMALL=own`): both
-            // held to the host products alike.
-            for own in [false, true] {
-                let (u1, s1, vt1, info1, ran) = run(true, own);
-                let name = format!("{name} (own eigensolver: {own})");
+            let (u0, s0, vt0, info0, _) = run(false, None);
+            // The device small SVD with syevd, then with cuSOLVER's batched solver (`SLR_RSVD_SMALL=batched`), then
+            // with our eigensolver (`SLR_RSVD_SMALL=own`): all held to the host products alike.
+            for solver in [SmallEigensolver::Syevd, SmallEigensolver::SyevBatched, SmallEigensolver::Own] {
+                let own = solver == SmallEigensolver::Own;
+                let (u1, s1, vt1, info1, ran) = run(true, Some(solver));
+                let name = format!("{name} ({solver:?})");
                 let ctx = format!("{name} {kind:?} {m}x{n} r={r}: {info0:?} / {info1:?}");
                 if !info1.device_queued {
                     assert_eq!(ran, 0, "{ctx}: only the queued path has R₂ on the device");
@@ -1527,7 +1528,7 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
                     assert_eq!(ran, 1, "{ctx}: our eigensolver needs no library: the device small SVD must run");
                 } else if gpu.is_cuda() {
                     if ran == 0 {
-                        eprintln!("{ctx}: cuSOLVER not found: device small SVD with syevd SKIPPED");
+                        eprintln!("{ctx}: cuSOLVER (or its syevBatched) not found: device small SVD with {solver:?} SKIPPED");
                     }
                 } else {
                     assert_eq!(ran, 0, "{ctx}: the emulator has no cuSOLVER");
@@ -1546,7 +1547,7 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
     }
 }
 
-/// The device small SVD alone (`small_svd_on_device_for_tests`, our eigensolver and syevd) on an R₂ from a
+/// The device small SVD alone (`small_svd_on_device_for_tests`, our eigensolver, syevd and syevBatched) on an R₂ from a
 /// prescribed spectrum, against the host's (`small_svd_on_host_for_tests`, faer):
 /// - σ_j 1 down to 1e-1 (l = 40, r = 30): Ṽ_r is orthonormal to f64 rounding, so the device finishes it
 ///   (`host_finish` false);
@@ -1557,7 +1558,8 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
 /// below), Ũ_r and Ṽ_r orthonormal to 1e-5 (f32 factors of f64-orthonormal columns), R₂ᵀṼ_r = Ũ_rΣ_r to 1e-5·σ₁
 /// (f32 rounding of both sides), and the leading 5 columns of each equal to the host's up to sign (|cos| ≥ 1 − 1e-6:
 /// well separated, σ_j/σ_{j+1} ≥ 1.06). A NaN in R₂ is a NonFinite error that counts it; r > l a typed error. The
-/// emulator has no cuSOLVER: there the syevd variant must be LibraryMissing, and our eigensolver must run.
+/// emulator has no cuSOLVER: there the syevd and syevBatched variants must be LibraryMissing, and our eigensolver
+/// must run; on a CUDA device syevBatched is skipped (with a line saying so) only where libcusolver predates it.
 #[test]
 fn small_svd_on_the_device_matches_the_host_and_finishes_on_the_host_only_when_needed() {
     let mut rng = rng("rsvd_small_svd_finish");
@@ -1575,12 +1577,13 @@ fn small_svd_on_the_device_matches_the_host_and_finishes_on_the_host_only_when_n
         for (what, r2, l, r, host_finish) in &cases {
             let (l, r) = (*l, *r);
             let (hs, hu, hv) = sparse_lowrank::rsvd::small_svd_on_host_for_tests(r2, l, r).unwrap();
-            for own in [true, false] {
-                let ctx = format!("{dev} {what} (own eigensolver: {own})");
-                let (s, u, v, finished_on_host) = match sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, r2, l, r, own) {
-                    Err(Error::LibraryMissing { .. }) if !own => {
-                        assert!(!gpu.is_cuda(), "{ctx}: cuSOLVER missing on a CUDA device");
-                        eprintln!("{ctx}: no cuSOLVER: syevd variant SKIPPED");
+            for solver in [SmallEigensolver::Own, SmallEigensolver::Syevd, SmallEigensolver::SyevBatched] {
+                let ctx = format!("{dev} {what} ({solver:?})");
+                let (s, u, v, finished_on_host) = match sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, r2, l, r, solver) {
+                    Err(Error::LibraryMissing { library }) if solver != SmallEigensolver::Own => {
+                        // syevd must be there on a CUDA device; syevBatched needs cuSOLVER 11.7.1 or newer.
+                        assert!(!gpu.is_cuda() || solver == SmallEigensolver::SyevBatched, "{ctx}: cuSOLVER missing on a CUDA device");
+                        eprintln!("{ctx}: {library} not found: this variant SKIPPED");
                         continue;
                     }
                     other => other.unwrap_or_else(|e| panic!("{ctx}: {e}")),
@@ -1621,11 +1624,11 @@ fn small_svd_on_the_device_matches_the_host_and_finishes_on_the_host_only_when_n
         let mut bad = cases[0].1.clone();
         bad[7] = f32::NAN;
         bad[100] = f32::INFINITY;
-        match sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, &bad, 40, 30, true) {
+        match sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, &bad, 40, 30, SmallEigensolver::Own) {
             Err(Error::NonFinite { count, .. }) => assert_eq!(count, 2, "{dev}"),
             other => panic!("{dev}: NaN and inf in R₂ gave {:?}", other.map(|x| x.3)),
         }
-        assert!(sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, &cases[0].1, 40, 41, true).is_err(), "{dev}: r > l");
+        assert!(sparse_lowrank::rsvd::small_svd_on_device_for_tests(&gpu, &cases[0].1, 40, 41, SmallEigensolver::Own).is_err(), "{dev}: r > l");
     }
 }
 
@@ -1715,8 +1718,9 @@ fn the_eigensolver_reports_its_phases() {
     }
 }
 
-/// `SLR_RSVD_SMALL=cusolver` / `cusolver_jacobi` (benchmark comparisons) solve the small SVD's eigenproblem with
-/// cuSOLVER's f64 divide and conquer or Jacobi on the device: on a CUDA device the eigenvalues match faer's to
+/// `SLR_RSVD_SMALL=cusolver` / `cusolver_jacobi` / `batched` (the default from l = 96 and benchmark comparisons)
+/// solve the small SVD's eigenproblem with cuSOLVER's f64 divide and conquer, Jacobi or batched solver (a batch of
+/// one) on the device: on a CUDA device the eigenvalues match faer's to
 /// 1e-12 relative to the largest and the eigenvectors are orthonormal and satisfy G v = λ v to the same; the
 /// emulator (no cuSOLVER) refuses them with a typed error.
 #[test]
@@ -1726,9 +1730,10 @@ fn small_eigenproblem_on_cusolver_matches_faer() {
     let g = random_triangle_gram(&mut rng, l);
     let col: Vec<f64> = (0..l * l).map(|i| g[(i % l, i / l)]).collect();
     let want = g.self_adjoint_eigen(faer::Side::Lower).unwrap();
-    for ((dev, gpu), jacobi) in devices("rsvd_cusolver_eigen").iter().flat_map(|d| [(d, false), (d, true)]) {
-        let dev = format!("{dev} ({})", if jacobi { "syevj" } else { "syevd" });
-        match sparse_lowrank::rsvd::small_eigen_on_device_for_tests(gpu, &col, l, jacobi) {
+    let solvers = [SmallEigensolver::Syevd, SmallEigensolver::Syevj, SmallEigensolver::SyevBatched];
+    for ((dev, gpu), solver) in devices("rsvd_cusolver_eigen").iter().flat_map(|d| solvers.map(|s| (d, s))) {
+        let dev = format!("{dev} ({solver:?})");
+        match sparse_lowrank::rsvd::small_eigen_on_device_for_tests(gpu, &col, l, solver) {
             Err(Error::LibraryMissing { .. }) if !gpu.is_cuda() => {}
             Err(Error::LibraryMissing { library }) => eprintln!("{dev}: {library} not found: cuSOLVER comparison SKIPPED"),
             Err(e) => panic!("{dev}: {e}"),
