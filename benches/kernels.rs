@@ -915,7 +915,12 @@ fn bench_rsvd(c: &mut Criterion) {
                     report_switched(gpu, &case, "SLR_RSVD_SMALL", "own", "our small SVD on the device with our own eigensolver", 5, &bench.device, &mut run);
                     // Opt-in since 2026-11-29 (twenty-second session): the device small SVD with cuSOLVER's batched
                     // eigensolver on a batch of one instead of syevd (unmeasured).
-                    report_switched(gpu, &case, "SLR_RSVD_SMALL", "batched", "our small SVD on the device with cuSOLVER syevBatched", 5, &bench.device, &mut run);
+                    // Without it (libcusolver before 11.7.1) the switch falls back to the host's small SVD: no line.
+                    if sparse_lowrank::rsvd::syev_batched_available(gpu) {
+                        report_switched(gpu, &case, "SLR_RSVD_SMALL", "batched", "our small SVD on the device with cuSOLVER syevBatched", 5, &bench.device, &mut run);
+                    } else {
+                        println!("    cuSOLVER syevBatched unavailable (libcusolver before 11.7.1): no line");
+                    }
                     report_pool_trimmed(gpu, &case, 5, &bench.device, &mut run);
                 }
                 if std::env::var_os("SLR_RSVD_GEMM").is_none() {
@@ -945,6 +950,9 @@ fn bench_rsvd(c: &mut Criterion) {
                     // The small eigenproblem on syevd (forced at every l) and on our eigensolver: each one's
                     // accuracy and where its time goes, same run.
                     for (small, on) in [("cusolver", "cuSOLVER"), ("own", "our own eigensolver"), ("batched", "cuSOLVER syevBatched")] {
+                        if small == "batched" && !sparse_lowrank::rsvd::syev_batched_available(gpu) {
+                            continue;
+                        }
                         std::env::set_var("SLR_RSVD_SMALL", small);
                         match call(&cfg, &mut du, &mut s, &mut dvt).and_then(|_| rsvd_error_ratio(gpu, &d32, &sigma, m, n, &du, &s, &dvt)) {
                             Ok(ratio) => report_accuracy(&case, &format!("ours, small eigenproblem on {on}"), ratio, &bench.device),

@@ -784,7 +784,7 @@ struct EigensolverCall {
     stream: Option<std::sync::Arc<cudarc::driver::CudaStream>>,
     _syevj: Option<SyevjParams>,
     _params: Option<DnParams>,
-    host_work: Vec<u8>,
+    host_work: Vec<u64>,
 }
 
 impl Drop for EigensolverCall {
@@ -806,15 +806,87 @@ fn solver_status(st: cudarc::cusolver::sys::cusolverStatus_t, what: &str) -> Res
     }
 }
 
-/// Whether this libcusolver has `cusolverDnXsyevBatched` (cuSOLVER 11.7.1, CUDA 12.6.2 and newer). cudarc, loading
-/// libcusolver at run time, resolves a symbol when it is first called and panics if it is missing, so the batched
-/// solver asks first.
-fn syev_batched_present() -> bool {
-    crate::device::cuda_library("cusolver").is_some_and(|lib| {
-        // SAFETY: only looks the symbol up; the pointer is never called through this type.
-        unsafe { lib.get::<unsafe extern "C" fn()>(b"cusolverDnXsyevBatched\0") }.is_ok()
-    })
+/// `cusolverDnXsyevBatched_bufferSize`'s C signature (cuSOLVER 11.7.1 / CUDA 12.6.2 and newer).
+type SyevBatchedBufferSizeFn = unsafe extern "C" fn(
+    cudarc::cusolver::sys::cusolverDnHandle_t,
+    cudarc::cusolver::sys::cusolverDnParams_t,
+    cudarc::cusolver::sys::cusolverEigMode_t,
+    cudarc::cusolver::sys::cublasFillMode_t,
+    i64,
+    cudarc::cusolver::sys::cudaDataType,
+    *const std::ffi::c_void,
+    i64,
+    cudarc::cusolver::sys::cudaDataType,
+    *const std::ffi::c_void,
+    cudarc::cusolver::sys::cudaDataType,
+    *mut usize,
+    *mut usize,
+    i64,
+) -> cudarc::cusolver::sys::cusolverStatus_t;
+
+/// `cusolverDnXsyevBatched`'s C signature.
+type SyevBatchedFn = unsafe extern "C" fn(
+    cudarc::cusolver::sys::cusolverDnHandle_t,
+    cudarc::cusolver::sys::cusolverDnParams_t,
+    cudarc::cusolver::sys::cusolverEigMode_t,
+    cudarc::cusolver::sys::cublasFillMode_t,
+    i64,
+    cudarc::cusolver::sys::cudaDataType,
+    *mut std::ffi::c_void,
+    i64,
+    cudarc::cusolver::sys::cudaDataType,
+    *mut std::ffi::c_void,
+    cudarc::cusolver::sys::cudaDataType,
+    *mut std::ffi::c_void,
+    usize,
+    *mut std::ffi::c_void,
+    usize,
+    *mut std::ffi::c_int,
+    i64,
+) -> cudarc::cusolver::sys::cusolverStatus_t;
+
+/// The batched eigensolver's two entry points, taken from libcusolver by our own lookup and called through these
+/// pointers, not through cudarc's bindings: cudarc, loading libcusolver at run time, resolves a symbol at its first
+/// call and panics when it is missing (a libcusolver before 11.7.1), and with cudarc *linked* (a program that also
+/// uses candle) a reference to its binding would make the whole program need that symbol to link and start, even if
+/// nobody asks for this solver. The library stays loaded with the pointers (a static).
+struct SyevBatchedFns {
+    _lib: libloading::Library,
+    buffer_size: SyevBatchedBufferSizeFn,
+    run: SyevBatchedFn,
 }
+
+/// [`SyevBatchedFns`] of this process's libcusolver, looked up once; `None` when it has no batched eigensolver
+/// (or there is no libcusolver). Both symbols come from the first file [`crate::device::cuda_library`] opens, the
+/// file cudarc's own loader also picks first on Linux (its names there are ours plus some NVIDIA does not install
+/// there), so the handle cudarc created and these functions belong to one library; linked (with candle), the
+/// program loaded libcusolver by its versioned name, which `libcusolver.so` points at in a normal install. Not on Windows, where cudarc tries older DLLs (`cusolver64_11.dll`, CUDA
+/// 12's) before the CUDA 13 one and the two could differ: the opt-in is then the host's small SVD.
+fn syev_batched_fns() -> Option<&'static SyevBatchedFns> {
+    static FNS: std::sync::OnceLock<Option<SyevBatchedFns>> = std::sync::OnceLock::new();
+    FNS.get_or_init(|| {
+        if cfg!(windows) {
+            return None;
+        }
+        let lib = crate::device::cuda_library("cusolver")?;
+        // SAFETY: the symbols, where present, are these functions with these C signatures (cuSOLVER's
+        // cusolverDn.h); the pointers are kept with `lib`, which is never unloaded (a static).
+        let (buffer_size, run) = unsafe {
+            (*lib.get::<SyevBatchedBufferSizeFn>(b"cusolverDnXsyevBatched_bufferSize\0").ok()?, *lib.get::<SyevBatchedFn>(b"cusolverDnXsyevBatched\0").ok()?)
+        };
+        Some(SyevBatchedFns { _lib: lib, buffer_size, run })
+    })
+    .as_ref()
+}
+
+/// Whether cuSOLVER's batched eigensolver can run on this handle's device: libcusolver is there and has it (cuSOLVER
+/// 11.7.1 / CUDA 12.6.2 and newer); false on the emulator. For the benchmark's labels.
+#[doc(hidden)]
+pub fn syev_batched_available(gpu: &Gpu) -> bool {
+    gpu.is_cuda() && syev_batched_fns().is_some()
+}
+
+const NO_SYEV_BATCHED: Error = Error::LibraryMissing { library: "cuSOLVER's cusolverDnXsyevBatched (cuSOLVER 11.7.1 / CUDA 12.6.2 or newer)" };
 
 /// Queues one of cuSOLVER's f64 symmetric eigensolvers (`solver`: syevd, syevj or syevBatched on a batch of one;
 /// vectors, lower triangle) on the n x n matrix at `a` (lda = n, overwritten with the eigenvectors as columns),
@@ -839,8 +911,8 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
         SmallEigensolver::Syevd => (None, None),
         SmallEigensolver::Syevj => (Some(SyevjParams::new()?), None),
         SmallEigensolver::SyevBatched => {
-            if !syev_batched_present() {
-                return Err(Error::LibraryMissing { library: "cuSOLVER's cusolverDnXsyevBatched (cuSOLVER 11.7.1 / CUDA 12.6.2 or newer)" });
+            if syev_batched_fns().is_none() {
+                return Err(NO_SYEV_BATCHED);
             }
             let mut p: sys::cusolverDnParams_t = std::ptr::null_mut();
             // SAFETY: creates a parameter object (host memory) into p.
@@ -855,7 +927,7 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
         unsafe {
             match (&syevj, &params) {
                 (Some(p), _) => sys::cusolverDnDsyevj_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork, p.0),
-                (None, Some(p)) => sys::cusolverDnXsyevBatched_bufferSize(
+                (None, Some(p)) => (syev_batched_fns().ok_or(NO_SYEV_BATCHED)?.buffer_size)(
                     handle.cu(),
                     p.0,
                     jobz,
@@ -879,7 +951,8 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
     if params.is_none() {
         device_bytes = 8 * lwork.max(0) as usize;
     }
-    call.host_work = vec![0u8; host_bytes];
+    // In 8-byte words: aligned for whatever cuSOLVER keeps there.
+    call.host_work = vec![0u64; host_bytes.div_ceil(8)];
     // SAFETY: the solver writes every workspace byte it uses before reading it.
     let mut work = unsafe { gpu.alloc_uninit::<f64>(device_bytes.div_ceil(8).max(1))? };
     let mut kv = DeviceSliceMut::from(&mut work);
@@ -891,7 +964,7 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
         let pk = ptr_bits(pk) as *mut f64;
         match (&syevj, &params) {
             (Some(p), _) => sys::cusolverDnDsyevj(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi, p.0),
-            (None, Some(p)) => sys::cusolverDnXsyevBatched(
+            (None, Some(p)) => (syev_batched_fns().ok_or(NO_SYEV_BATCHED)?.run)(
                 handle.cu(),
                 p.0,
                 jobz,
@@ -905,7 +978,7 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
                 f64_type,
                 pk as *mut _,
                 device_bytes,
-                if host_bytes == 0 { std::ptr::null_mut() } else { call.host_work.as_mut_ptr() as *mut _ },
+                if host_bytes == 0 { std::ptr::null_mut() } else { call.host_work.as_mut_ptr() as *mut std::ffi::c_void },
                 host_bytes,
                 pi,
                 1,
@@ -1236,8 +1309,9 @@ const SMALL_NOT_ORTHONORMAL: u32 = 2;
 /// ([`small_svd_with`]); a non-finite eigenvalue (no input gives one; a solver failure) sends the whole small SVD to
 /// the host's eigensolver. Replaces the previous version's read-back of R₂, Ũ, λ, P = R₂Ũ and PᵀP (4l² doubles,
 /// 610 KB at l = 138), its host O(l²) steps, its three f64 cuBLAS products and the upload of Ũ_r and Ṽ_r.
-/// Errors: LibraryMissing when syevd is asked for without libcusolver (or on the emulator; nothing is queued
-/// then), NonFinite when R₂ holds non-finite values (f32 overflow in the products), NoConvergence from syevd.
+/// Errors: LibraryMissing when a cuSOLVER eigensolver is asked for without libcusolver (or on the emulator), or
+/// syevBatched without a libcusolver that has it (nothing is queued then), NonFinite when R₂ holds non-finite
+/// values (f32 overflow in the products), NoConvergence from the eigensolver.
 fn small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<DeviceSmallSvd> {
     queue_small_svd_device(gpu, r2, r)?.finish(gpu, r2)
 }
@@ -1272,8 +1346,8 @@ fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmal
     // Before anything is queued: without cuSOLVER (or its syevBatched, when asked for) the caller takes the host's
     // small SVD.
     let handle = if solver == SmallEigensolver::Own { None } else { Some(gpu.cusolver_dn()?) };
-    if solver == SmallEigensolver::SyevBatched && !syev_batched_present() {
-        return Err(Error::LibraryMissing { library: "cuSOLVER's cusolverDnXsyevBatched (cuSOLVER 11.7.1 / CUDA 12.6.2 or newer)" });
+    if solver == SmallEigensolver::SyevBatched && syev_batched_fns().is_none() {
+        return Err(NO_SYEV_BATCHED);
     }
     let ll = l * l;
     // One zeroed f64 buffer (`info` and the counts must start at 0): G, then Ũ in place (at 0), λ, info (an i32 in

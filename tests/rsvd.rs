@@ -1529,8 +1529,11 @@ fn small_svd_entirely_on_the_device_matches_the_host_products() {
                 } else if own {
                     assert_eq!(ran, 1, "{ctx}: our eigensolver needs no library: the device small SVD must run");
                 } else if gpu.is_cuda() {
+                    // syevd needs cuSOLVER, which a CUDA device must have (the small-SVD tests above require it);
+                    // syevBatched needs cuSOLVER 11.7.1 or newer: skipped, saying so, where it is older.
+                    assert!(ran == 1 || solver == SmallEigensolver::SyevBatched, "{ctx}: the device small SVD with syevd did not run");
                     if ran == 0 {
-                        eprintln!("{ctx}: cuSOLVER (or its syevBatched) not found: device small SVD with {solver:?} SKIPPED");
+                        eprintln!("{ctx}: cuSOLVER's syevBatched not found: device small SVD with it SKIPPED");
                     }
                 } else {
                     assert_eq!(ran, 0, "{ctx}: the emulator has no cuSOLVER");
@@ -1720,11 +1723,11 @@ fn the_eigensolver_reports_its_phases() {
     }
 }
 
-/// `SLR_RSVD_SMALL=cusolver` / `cusolver_jacobi` / `batched` (the default from l = 96 and benchmark comparisons)
-/// solve the small SVD's eigenproblem with cuSOLVER's f64 divide and conquer, Jacobi or batched solver (a batch of
-/// one) on the device: on a CUDA device the eigenvalues match faer's to
-/// 1e-12 relative to the largest and the eigenvectors are orthonormal and satisfy G v = λ v to the same; the
-/// emulator (no cuSOLVER) refuses them with a typed error.
+/// cuSOLVER's f64 eigensolvers as we call them (`queue_eigensolver`: syevd, the default from l = 96; syevj, a
+/// comparison; syevBatched on a batch of one, opt-in `SLR_RSVD_SMALL=batched`), each on the small SVD's kind of
+/// Gram matrix: on a CUDA device the eigenvalues match faer's to 1e-12 relative to the largest and the eigenvectors
+/// are orthonormal and satisfy G v = λ v to the same; the emulator (no cuSOLVER) refuses them with a typed error.
+/// syevd and syevj must run on a CUDA device; syevBatched is skipped, saying so, where libcusolver predates it.
 #[test]
 fn small_eigenproblem_on_cusolver_matches_faer() {
     let mut rng = rng("rsvd_cusolver_eigen");
@@ -1737,7 +1740,8 @@ fn small_eigenproblem_on_cusolver_matches_faer() {
         let dev = format!("{dev} ({solver:?})");
         match sparse_lowrank::rsvd::small_eigen_on_device_for_tests(gpu, &col, l, solver) {
             Err(Error::LibraryMissing { .. }) if !gpu.is_cuda() => {}
-            Err(Error::LibraryMissing { library }) => eprintln!("{dev}: {library} not found: cuSOLVER comparison SKIPPED"),
+            Err(Error::LibraryMissing { library }) if solver == SmallEigensolver::SyevBatched => eprintln!("{dev}: {library} not found: SKIPPED"),
+            Err(Error::LibraryMissing { library }) => panic!("{dev}: {library} not found on a CUDA device"),
             Err(e) => panic!("{dev}: {e}"),
             Ok((lam, v)) => {
                 assert!(gpu.is_cuda(), "{dev}: the emulator has no cuSOLVER");

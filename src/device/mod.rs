@@ -1315,9 +1315,11 @@ impl<'a, T> DeviceMatMut<'a, T> {
 
 /// File names a CUDA library `name` ("cuda", "cublas", "cusolver") is installed under: the unversioned name and
 /// the major versions of CUDA 11-13's libraries on Linux (`libcublas.so.13`, `libcusolver.so.12`: cuSOLVER's soname
-/// lags the toolkit's version; `libcuda.so.1`), the 64-bit DLLs of CUDA 12-13 on Windows (`cublas64_13.dll`; the
-/// driver is `nvcuda.dll`). Each is a name cudarc's own loader also tries (its list for CUDA 13 holds these and
-/// more), so a library this finds is one cudarc finds.
+/// lags the toolkit's version; `libcuda.so.1`), the 64-bit DLLs on Windows (`cublas64_13.dll`, CUDA 12's
+/// `cusolver64_11.dll`; the driver is `nvcuda.dll`). Each is a name cudarc's own loader also tries (its list for
+/// CUDA 13 holds these and more), so a library this finds is one cudarc finds. On Linux the order is cudarc's too,
+/// less names NVIDIA does not install there (`lib<name>64_<v>.so`), so the first file that opens is the one cudarc
+/// opens ([`crate::rsvd`]'s batched eigensolver relies on that; on Windows it is not used).
 fn cuda_library_file_names(name: &str) -> Vec<String> {
     use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
     let mut names = vec![format!("{DLL_PREFIX}{name}{DLL_SUFFIX}")];
@@ -1325,7 +1327,7 @@ fn cuda_library_file_names(name: &str) -> Vec<String> {
         if name == "cuda" {
             names.push(format!("nvcuda{DLL_SUFFIX}"));
         }
-        names.extend(["13", "12"].map(|v| format!("{name}64_{v}{DLL_SUFFIX}")));
+        names.extend(["13", "12", "11", "10"].map(|v| format!("{name}64_{v}{DLL_SUFFIX}")));
     } else {
         names.extend(["13", "12", "11", "1"].map(|v| format!("{DLL_PREFIX}{name}{DLL_SUFFIX}.{v}")));
     }
@@ -1338,7 +1340,9 @@ fn cuda_library_file_names(name: &str) -> Vec<String> {
 /// cudarc loads the libraries at run time: a program that also depends on candle with CUDA gets cudarc *linked* to
 /// them (candle asks cudarc for `dynamic-linking`, and Cargo unifies the features), and then cudarc has no such
 /// function, so calling it failed to compile (2026-11-29, `scripts/check-dependent-build.sh` checks that build).
-/// Linked, the libraries are loaded with the program, and opening one by its name finds that copy.
+/// Linked, the libraries are loaded with the program, and opening one by its name finds that copy. (cudarc's
+/// `static-linking` is untested: this probe would then look for shared libraries the program does not need, and
+/// report cuBLAS or cuSOLVER missing where none is installed; rSVD then takes its own kernels and the host.)
 pub(crate) fn cuda_library(name: &str) -> Option<libloading::Library> {
     cuda_library_file_names(name).into_iter().find_map(|file| {
         // SAFETY: loading a CUDA library only runs its initializers, which have no preconditions; nothing of it is
@@ -1363,6 +1367,7 @@ mod tests {
             assert!(cuda.contains(&"libcuda.so.1".to_string()), "{cuda:?}");
         } else {
             assert!(cuda.contains(&"nvcuda.dll".to_string()) && cublas.contains(&"cublas64_13.dll".to_string()), "{cuda:?} {cublas:?}");
+            assert!(cusolver.contains(&"cusolver64_11.dll".to_string()), "{cusolver:?}");
         }
         // No library of that name exists anywhere.
         assert!(cuda_library("slr-no-such-library").is_none());
