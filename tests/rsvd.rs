@@ -149,7 +149,9 @@ fn sketch_values_are_standard_normal() {
     let var = z.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
     let kurt = z.iter().map(|&x| (x as f64 - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
     let tail = z.iter().filter(|x| x.abs() > 2.0).count() as f64 / n as f64;
-    assert!(mean.abs() < 0.01, "mean {mean}");
+    // Each bound ≥ 6σ of its statistic over 200 k draws (mean: σ = 2.2e-3; variance 3.2e-3; kurtosis 0.011; tail
+    // mass 4.7e-4), so a correct generator fails it less than once in 10^8 runs.
+    assert!(mean.abs() < 0.015, "mean {mean}");
     assert!((var - 1.0).abs() < 0.02, "variance {var}");
     assert!((kurt - 3.0).abs() < 0.1, "kurtosis {kurt}");
     // P(|Z| > 2) = 0.0455.
@@ -177,13 +179,17 @@ fn cpu_case(rng: &mut StdRng, m: usize, n: usize, r: usize, kind: Spectrum, cfg_
 fn cpu_reference_is_near_optimal_on_power_law_spectra_with_the_defaults() {
     let mut rng = rng("rsvd_power_law");
     // Leading (first 5) singular values: σ_i = 1/i converges fast (measured ~3e-7 at r = 20); the heavier
-    // σ_i = i^-0.5 tail leaves ~1e-4 at r = 20 and ~2e-3 at r = 8 with q = 2 (docs/rsvd.md).
+    // σ_i = i^-0.5 tail leaves ~1e-4 at r = 20 and ~2e-3 at r = 8 with q = 2 (docs/rsvd.md). At r = 8 that error
+    // depends only on the Gaussian sketch and has a heavy tail (a sketch that nearly misses a leading direction): an
+    // exact-arithmetic simulation of this algorithm (2026-11-29) put σ_i^-0.5's above 1e-2 in ~1e-4 of draws (99%
+    // below 3.4e-3, the largest 2.1e-2 in 220 k draws) and 1/i's above 1e-4 in 1e-5 (none above 2e-4 in 300 k).
+    // The r = 8 bounds sit above both tails (they were 1e-2 and 1e-4, a CI failure every few thousand runs).
     for (m, n, r, kind, lead) in [
         (300, 200, 20, Spectrum::PowerLaw, 1e-5),
         (200, 300, 20, Spectrum::PowerLaw, 1e-5),
-        (240, 160, 8, Spectrum::PowerLaw, 1e-4),
+        (240, 160, 8, Spectrum::PowerLaw, 3e-4),
         (300, 200, 20, Spectrum::PowerLawHalf, 1e-3),
-        (200, 300, 8, Spectrum::PowerLawHalf, 1e-2),
+        (200, 300, 8, Spectrum::PowerLawHalf, 3e-2),
     ] {
         let q = cpu_case(&mut rng, m, n, r, kind, |c| c);
         assert!(q.error_ratio <= 1.05, "{kind:?} {m}x{n} r={r}: {q:?}");
@@ -848,7 +854,9 @@ fn near_optimal_on_every_spectrum(test: &str, split: SplitProducts) {
     sparse_lowrank::rsvd::use_bf16x3_products_on_this_thread(Some(split));
     let split_products = |cfg: &RsvdConfig| if split == SplitProducts::All { 2 * cfg.power_iters + 2 } else { 0 };
     for (name, gpu) in devices(test) {
-        for (kind, r, lead) in [(Spectrum::PowerLaw, 8, 1e-4), (Spectrum::PowerLawHalf, 8, 1e-2), (Spectrum::Exponential, 8, 1e-4), (Spectrum::Flat, 8, f64::INFINITY), (Spectrum::Rank5PlusNoise, 20, 1e-5)] {
+        // The r = 8 power-law bounds as in cpu_reference_is_near_optimal_on_power_law_spectra_with_the_defaults
+        // (above the sketch's heavy tail).
+        for (kind, r, lead) in [(Spectrum::PowerLaw, 8, 3e-4), (Spectrum::PowerLawHalf, 8, 3e-2), (Spectrum::Exponential, 8, 1e-4), (Spectrum::Flat, 8, f64::INFINITY), (Spectrum::Rank5PlusNoise, 20, 1e-5)] {
             let (m, n) = (96, 72);
             let a = with_spectrum(&mut rng, m, n, &spectrum(kind, n));
             let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
