@@ -60,3 +60,15 @@ cd "$work/with-candle-features"
 env -u NVCC -u CUDA_HOME -u CUDA_PATH PATH="$clean_path" CARGO_TARGET_DIR="$root/target/dependent-check-linked" \
   cargo check -q 2>&1 | tee "$work/log-linked"
 echo "dependent crate with cudarc linked (candle's features) compiles: ok"
+
+# A crate that also uses burn's CUDA backend (CubeCL): cudarc 0.19 loaded at run time like ours, with
+# `cuda-version-from-build-system`, `fallback-latest` and `nccl` (CubeCL's workspace Cargo.toml, 2026-08).
+mkdir -p "$work/with-cubecl-features/src"
+sed -e 's/with-candle-features/with-cubecl-features/' \
+  -e 's/^cudarc = .*/cudarc = { version = "0.19.6", default-features = false, features = ["std", "driver", "nvrtc", "nccl", "fallback-dynamic-loading", "cuda-version-from-build-system", "fallback-latest"] }/' \
+  "$work/with-candle-features/Cargo.toml" > "$work/with-cubecl-features/Cargo.toml"
+cp "$work/with-candle-features/src/main.rs" "$work/with-cubecl-features/src/main.rs"
+cd "$work/with-cubecl-features"
+env -u NVCC -u CUDA_HOME -u CUDA_PATH PATH="$clean_path" CARGO_TARGET_DIR="$root/target/dependent-check-cubecl" \
+  cargo check -q 2>&1 | tee "$work/log-cubecl"
+echo "dependent crate with CubeCL's cudarc features compiles: ok"
