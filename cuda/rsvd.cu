@@ -264,7 +264,11 @@ __device__ __forceinline__ void gemm_impl(unsigned m, unsigned n, unsigned k, fl
         acc = fmaf(x, y, acc);
     }
     float* out = c + (i * c_rs + j * c_cs);
+#ifdef SLR_FAULT_GEMM_READS_C  // planted fault for the emulator's mutation test: C read at beta = 0 (it may be garbage)
+    *out = fmaf(alpha, acc, beta * *out);
+#else
     *out = beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta * *out);
+#endif
 }
 
 // gemm_impl with bf16 factors: every product of two bf16 values is exact in f32 (8 x 8 significand bits), so this

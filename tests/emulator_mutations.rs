@@ -15,7 +15,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "sample_rank_ties", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush", "word_test_zero_key"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "sample_rank_ties", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush", "word_test_zero_key", "gemm_reads_c"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -509,6 +509,33 @@ fn philox_one_round_short_gives_a_sketch_that_differs_from_the_cpu() {
             let same = got.iter().zip(&expect).all(|(g, e)| g.to_bits() == e.to_bits());
             // The sketch is compared bitwise, so one missing Philox round changes (almost) every value.
             assert_eq!(same, !faulty, "{schedule:?}: faulty={faulty}");
+        }
+    }
+}
+
+/// rSVD's own product kernel (`rsvd_gemm_f32`, the emulator's engine for what cuBLAS multiplies on a GPU) reading C
+/// at β = 0 (planted fault `gemm_reads_c`): its outputs are fresh `alloc_uninit` buffers, so β·C is zero times
+/// garbage. Where the garbage is NaN (the 0xFF fill of odd-seeded random schedules) the products turn NaN and the
+/// call fails or returns non-finite factors; where it reads as about -0 (0xA5, round-robin) or a huge finite value
+/// (0x7F, even seeds), 0·garbage = 0 and the bug is invisible. Until 2026-11-29 every schedule filled with 0xA5 and
+/// none caught it (checked by hand); the unmodified kernel passes under every fill.
+#[test]
+fn a_product_that_reads_its_uninitialized_output_at_beta_zero_is_caught_by_the_nan_fill() {
+    let mut rng = rng("gemm_reads_c");
+    let (m, n, r) = (60, 40, 4);
+    let a: Vec<f32> = random_values(&mut rng, m * n);
+    let seed: u64 = rng.gen();
+    for schedule in [Schedule::RoundRobin, Schedule::Random { seed: seed | 1 }, Schedule::Random { seed: seed & !1 }] {
+        let nan_fill = matches!(schedule, Schedule::Random { seed } if seed & 1 == 1);
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "gemm_reads_c").unwrap() } else { Gpu::emulated(schedule) };
+            let da = gpu.upload(&a).unwrap();
+            let (mut u, mut vt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+            let mut s = vec![0f32; r];
+            let got = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &RsvdConfig::new(r), DeviceMatMut::row_major(&mut u, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut vt, r, n).unwrap());
+            let finite = |x: &[f32]| x.iter().all(|v| v.is_finite());
+            let ok = got.is_ok() && finite(&s) && finite(&gpu.download(&u).unwrap()) && finite(&gpu.download(&vt).unwrap());
+            assert_eq!(ok, !(faulty && nan_fill), "{schedule:?} faulty={faulty}: {got:?}");
         }
     }
 }

@@ -96,8 +96,9 @@
 // Dynamic shared memory.  Kernels write `SLR_DYNAMIC_SMEM(float, buf);` inside the kernel (or device
 // function) body instead of `extern __shared__ float buf[];`.  Here it is a pointer to the
 // launch's per-OS-thread buffer of cfg->dynamic_smem_bytes bytes: 16-byte aligned, its end abuts a
-// PROT_NONE guard page (overruns fault and are reported), and it is refilled with 0xA5 bytes at the
-// start of every block so that reading before writing gives garbage, not zeros.
+// PROT_NONE guard page (overruns fault and are reported), and it is refilled at the start of every
+// block with the launch's fill byte (runtime.cpp uninit_fill: 0xA5, 0xFF or 0x7F by schedule) so that
+// reading before writing gives garbage, not zeros.
 #undef SLR_DYNAMIC_SMEM
 #define SLR_DYNAMIC_SMEM(type, name) \
   type* const name = reinterpret_cast<type*>(::slr_emu::detail::tl_dyn_smem)

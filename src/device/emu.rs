@@ -37,6 +37,20 @@ pub enum Schedule {
     Random { seed: u64 },
 }
 
+/// The byte `Gpu::alloc_uninit`'s buffers hold on the emulator, and the runtime's dynamic shared memory at each
+/// block's start (cuda/emu/runtime.cpp uninit_fill, the same rule): 0xA5 under the round-robin schedule; under a
+/// seeded random one 0xFF (NaN in every float width, all ones in integers) for odd seeds, 0x7F (f32 and bf16
+/// 3.39e38, f64 ~1e306, f16 NaN) for even ones. 0xA5 alone read as about -0 in f32, bf16 and f64, so a float read
+/// before its write was invisible to every tolerance (2026-11-29); the tests run each property under round-robin
+/// and two random seeds.
+pub(crate) fn uninit_fill(schedule: Schedule) -> u8 {
+    match schedule {
+        Schedule::RoundRobin => 0xA5,
+        Schedule::Random { seed } if seed & 1 == 1 => 0xFF,
+        Schedule::Random { .. } => 0x7F,
+    }
+}
+
 pub(crate) struct EmuBackend {
     schedule: Schedule,
     fault: Option<&'static str>,
@@ -136,9 +150,14 @@ impl<T: Copy> EmuVec<T> {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), v.ptr.as_ptr(), data.len()) };
         Ok(v)
     }
-    /// Contents are the runtime's 0xA5 fill, as uninitialized device memory would hold garbage.
-    pub fn uninit(len: usize) -> Result<Self> {
-        Self::alloc(len)
+    /// Contents are `schedule`'s fill byte ([`uninit_fill`]) in every byte, as uninitialized device memory would
+    /// hold garbage.
+    pub fn uninit(len: usize, schedule: Schedule) -> Result<Self> {
+        let v = Self::alloc(len)?;
+        // SAFETY: the buffer holds len elements of T (len * size_of::<T>() bytes, checked in alloc); any byte
+        // pattern is written as bytes, and the Gpu's callers read it only as the garbage it stands for.
+        unsafe { std::ptr::write_bytes(v.ptr.as_ptr() as *mut u8, uninit_fill(schedule), len * std::mem::size_of::<T>()) };
+        Ok(v)
     }
     pub fn zeros(len: usize) -> Result<Self> {
         let v = Self::alloc(len)?;

@@ -627,7 +627,7 @@ impl Gpu {
                 Ok(DeviceVec { inner: VecInner::Cuda(s) })
             }
             #[cfg(feature = "emulator")]
-            Backend::Emulated(_) => Ok(DeviceVec { inner: VecInner::Emulated(emu::EmuVec::uninit(len)?) }),
+            Backend::Emulated(e) => Ok(DeviceVec { inner: VecInner::Emulated(emu::EmuVec::uninit(len, e.schedule())?) }),
         }
     }
 
