@@ -886,56 +886,73 @@ pub fn syev_batched_available(gpu: &Gpu) -> bool {
     gpu.is_cuda() && syev_batched_fns().is_some()
 }
 
-const NO_SYEV_BATCHED: Error = Error::LibraryMissing { library: "cuSOLVER's cusolverDnXsyevBatched (cuSOLVER 11.7.1 / CUDA 12.6.2 or newer)" };
+/// What a cuSOLVER eigensolver needs, fetched before anything is queued: this Gpu's handle, and for syevBatched its
+/// entry points. `None` for ours, which needs no library. LibraryMissing without libcusolver (or on the emulator),
+/// or for syevBatched without a libcusolver that has it.
+#[allow(clippy::type_complexity)]
+fn cusolver_for(gpu: &Gpu, solver: SmallEigensolver) -> Result<Option<(std::sync::Arc<cudarc::cusolver::DnHandle>, Option<&'static SyevBatchedFns>)>> {
+    Ok(match solver {
+        SmallEigensolver::Own => None,
+        SmallEigensolver::SyevBatched => {
+            let handle = gpu.cusolver_dn()?;
+            let fns = syev_batched_fns().ok_or(Error::LibraryMissing { library: "cuSOLVER's cusolverDnXsyevBatched (cuSOLVER 11.7.1 / CUDA 12.6.2 or newer)" })?;
+            Some((handle, Some(fns)))
+        }
+        SmallEigensolver::Syevd | SmallEigensolver::Syevj => Some((gpu.cusolver_dn()?, None)),
+    })
+}
 
-/// Queues one of cuSOLVER's f64 symmetric eigensolvers (`solver`: syevd, syevj or syevBatched on a batch of one;
-/// vectors, lower triangle) on the n x n matrix at `a` (lda = n, overwritten with the eigenvectors as columns),
-/// the eigenvalues (ascending) into `w` (n doubles) and its status into `info` (one i32). The device workspace it
-/// asks for is allocated here and freed stream-ordered after the call; the returned [`EigensolverCall`] must live
-/// until the call has run. Nothing is read back (see [`eigensolver_info`]). `Own` is not cuSOLVER's: an error.
-/// LibraryMissing when this libcusolver has no syevBatched.
+/// Queues the f64 symmetric eigensolver `solver` on the l x l matrix at `a` (lda = l, lower triangle read,
+/// overwritten with the eigenvectors as columns), the eigenvalues (ascending) into `w` (l doubles) and its status
+/// into `info` (one i32): ours ([`queue_own_eigensolver`], its first `phases` kernels), or cuSOLVER's syevd, syevj
+/// or syevBatched on a batch of one (vectors). A cuSOLVER call's device workspace is allocated here and freed
+/// stream-ordered after it; the returned [`EigensolverCall`] must live until the call has run (ours needs nothing
+/// kept). Nothing is read back (see [`eigensolver_info`]). Errors as [`cusolver_for`] and
+/// [`queue_own_eigensolver`].
 ///
 /// # Safety
-/// `a` (n² doubles), `w` (n doubles) and `info` (one i32, 4-byte aligned) are disjoint live device memory of this
-/// Gpu, whose stream is `handle`'s.
-unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i32, a: KernelArg, w: KernelArg, info: KernelArg, solver: SmallEigensolver) -> Result<EigensolverCall> {
+/// `a` (l² doubles), `w` (l doubles) and `info` (one i32, 4-byte aligned) are disjoint live device memory of this
+/// Gpu.
+unsafe fn queue_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, info: KernelArg, solver: SmallEigensolver, phases: usize) -> Result<EigensolverCall> {
     use cudarc::cusolver::sys;
-    const OP: &str = "rsvd small eigenproblem (cuSOLVER)";
+    const OP: &str = "rsvd small eigenproblem";
+    let stream = gpu.cuda_stream().cloned();
+    let Some((handle, batched)) = cusolver_for(gpu, solver)? else {
+        // SAFETY: the caller's contract; queue_own_eigensolver checks that l fits.
+        unsafe { queue_own_eigensolver(gpu, l, a, w, info, phases)? };
+        return Ok(EigensolverCall { stream, _syevj: None, _params: None, host_work: Vec::new() });
+    };
+    let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
     let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
     let (pa, pw, pi) = (ptr_bits(a) as *mut f64, ptr_bits(w) as *mut f64, ptr_bits(info) as *mut i32);
-    let mut call = EigensolverCall { stream: gpu.cuda_stream().cloned(), _syevj: None, _params: None, host_work: Vec::new() };
     let f64_type = sys::cudaDataType::CUDA_R_64F;
-    // Workspace bytes on the device (and, for syevBatched, on the host) the solver asks for.
-    let (mut lwork, mut device_bytes, mut host_bytes) = (0i32, 0usize, 0usize);
-    let (syevj, params) = match solver {
-        SmallEigensolver::Syevd => (None, None),
-        SmallEigensolver::Syevj => (Some(SyevjParams::new()?), None),
-        SmallEigensolver::SyevBatched => {
-            if syev_batched_fns().is_none() {
-                return Err(NO_SYEV_BATCHED);
-            }
+    let syevj = if solver == SmallEigensolver::Syevj { Some(SyevjParams::new()?) } else { None };
+    let batched = match batched {
+        Some(fns) => {
             let mut p: sys::cusolverDnParams_t = std::ptr::null_mut();
             // SAFETY: creates a parameter object (host memory) into p.
             solver_status(unsafe { sys::cusolverDnCreateParams(&mut p) }, "cusolverDnParams")?;
-            (None, Some(DnParams(p)))
+            Some((DnParams(p), fns))
         }
-        SmallEigensolver::Own => return Err(Error::Cuda { op: OP, detail: "our eigensolver is not cuSOLVER's (a bug in the caller)".into() }),
+        None => None,
     };
+    // Workspace bytes on the device (and, for syevBatched, on the host) the solver asks for.
+    let (mut lwork, mut device_bytes, mut host_bytes) = (0i32, 0usize, 0usize);
     // SAFETY: the caller's contract on a and w; the calls only read their sizes and write the workspace sizes, host
     // integers; syevj's and the 64-bit API's parameter objects are live.
     solver_status(
         unsafe {
-            match (&syevj, &params) {
+            match (&syevj, &batched) {
                 (Some(p), _) => sys::cusolverDnDsyevj_bufferSize(handle.cu(), jobz, uplo, n, pa, n, pw, &mut lwork, p.0),
-                (None, Some(p)) => (syev_batched_fns().ok_or(NO_SYEV_BATCHED)?.buffer_size)(
+                (None, Some((p, fns))) => (fns.buffer_size)(
                     handle.cu(),
                     p.0,
                     jobz,
                     uplo,
-                    n as i64,
+                    l as i64,
                     f64_type,
                     pa as *const _,
-                    n as i64,
+                    l as i64,
                     f64_type,
                     pw as *const _,
                     f64_type,
@@ -948,37 +965,38 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
         },
         "bufferSize",
     )?;
-    if params.is_none() {
+    if batched.is_none() {
         device_bytes = 8 * lwork.max(0) as usize;
     }
-    // In 8-byte words: aligned for whatever cuSOLVER keeps there.
-    call.host_work = vec![0u64; host_bytes.div_ceil(8)];
+    // In 8-byte words: aligned for whatever cuSOLVER keeps there. Moved into the returned call below (its heap
+    // memory stays where it is).
+    let mut host_work = vec![0u64; host_bytes.div_ceil(8)];
     // SAFETY: the solver writes every workspace byte it uses before reading it.
     let mut work = unsafe { gpu.alloc_uninit::<f64>(device_bytes.div_ceil(8).max(1))? };
     let mut kv = DeviceSliceMut::from(&mut work);
     let (pk, _gk) = kv.kernel_ptr_mut(gpu, OP, "work")?;
     // SAFETY: the caller's contract on a, w and info; work holds at least the workspace cuSOLVER asked for, another
-    // live buffer; the host workspace (host_bytes, possibly none) lives in `call` until the call has run; queued on
-    // the handle's stream (this Gpu's), after whatever wrote `a`.
+    // live buffer; the host workspace (host_bytes, possibly none) lives in the returned call until the call has run;
+    // queued on the handle's stream (this Gpu's), after whatever wrote `a`.
     let st = unsafe {
         let pk = ptr_bits(pk) as *mut f64;
-        match (&syevj, &params) {
+        match (&syevj, &batched) {
             (Some(p), _) => sys::cusolverDnDsyevj(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi, p.0),
-            (None, Some(p)) => (syev_batched_fns().ok_or(NO_SYEV_BATCHED)?.run)(
+            (None, Some((p, fns))) => (fns.run)(
                 handle.cu(),
                 p.0,
                 jobz,
                 uplo,
-                n as i64,
+                l as i64,
                 f64_type,
                 pa as *mut _,
-                n as i64,
+                l as i64,
                 f64_type,
                 pw as *mut _,
                 f64_type,
                 pk as *mut _,
                 device_bytes,
-                if host_bytes == 0 { std::ptr::null_mut() } else { call.host_work.as_mut_ptr() as *mut std::ffi::c_void },
+                if host_bytes == 0 { std::ptr::null_mut() } else { host_work.as_mut_ptr() as *mut std::ffi::c_void },
                 host_bytes,
                 pi,
                 1,
@@ -986,7 +1004,7 @@ unsafe fn queue_eigensolver(gpu: &Gpu, handle: &cudarc::cusolver::DnHandle, n: i
             (None, None) => sys::cusolverDnDsyevd(handle.cu(), jobz, uplo, n, pa, n, pw, pk, lwork, pi),
         }
     };
-    (call._syevj, call._params) = (syevj, params);
+    let call = EigensolverCall { stream, _syevj: syevj, _params: batched.map(|(p, _)| p), host_work };
     solver_status(st, "eigensolver")?;
     Ok(call)
 }
@@ -1162,8 +1180,6 @@ fn eigensolver_info(slot: f64) -> Result<()> {
 fn device_eigen(gpu: &Gpu, g: &Mat<f64>, solver: SmallEigensolver) -> Result<(Vec<f64>, Mat<f64>)> {
     const OP: &str = "rsvd small eigenproblem (device)";
     let l = g.nrows();
-    let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
-    let handle = if solver == SmallEigensolver::Own { None } else { Some(gpu.cusolver_dn()?) };
     // One buffer for the solver's three outputs, so that one upload starts them and one read-back returns them
     // (three read-backs, each a synchronization and a copy, were part of the ~1.3 ms the seventh run measured for
     // this call at l = 138): [0, l²) the matrix, overwritten with the eigenvectors; [l², l² + l) the eigenvalues;
@@ -1177,18 +1193,9 @@ fn device_eigen(gpu: &Gpu, g: &Mat<f64>, solver: SmallEigensolver) -> Result<(Ve
     let call = {
         let mut ov = DeviceSliceMut::from(&mut out);
         let (pa, _go) = ov.kernel_ptr_mut(gpu, OP, "eigensolver outputs")?;
-        let (pw, pi) = (pa.offset_bytes(8 * w_at), pa.offset_bytes(8 * info_at));
-        match &handle {
-            // SAFETY: a (n x n doubles from pa, lda = n), w (n doubles at w_at) and info (the i32 at info_at,
-            // 8-byte aligned) are disjoint parts of `out` (l² + l + 1 doubles), a live buffer of this Gpu's stream,
-            // the handle's.
-            Some(h) => Some(unsafe { queue_eigensolver(gpu, h, n, pa, pw, pi, solver)? }),
-            None => {
-                // SAFETY: the same disjoint parts of `out`; queue_own_eigensolver checks that l fits.
-                unsafe { queue_own_eigensolver(gpu, l, pa, pw, pi, EIGH_PHASES.len())? };
-                None
-            }
-        }
+        // SAFETY: a (l x l doubles from pa, lda = l), w (l doubles at w_at) and info (the i32 at info_at, 8-byte
+        // aligned) are disjoint parts of `out` (l² + l + 1 doubles), a live buffer of this Gpu.
+        unsafe { queue_eigensolver(gpu, l, pa, pa.offset_bytes(8 * w_at), pa.offset_bytes(8 * info_at), solver, EIGH_PHASES.len())? }
     };
     let got = gpu.download(&out)?;
     drop(call);
@@ -1330,7 +1337,7 @@ struct QueuedSmallSvd {
     ur: DevMat,
     vr: DevMat,
     /// The cuSOLVER call's parameters and host workspace, kept until the read-back has waited for it.
-    _call: Option<EigensolverCall>,
+    _call: EigensolverCall,
 }
 
 /// Queues [`small_svd_device`]'s work on R₂ (see there). Errors before anything is queued: R₂ not l x l or r
@@ -1341,14 +1348,10 @@ fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmal
     if r2.cols != l || r2.buf.len() != l * l || r == 0 || r > l {
         return Err(Error::LengthMismatch { op: OP, what: "R₂ (l x l, r <= l)", expected: l * l, got: r2.buf.len() });
     }
-    let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
     let solver = device_small_eigensolver(gpu, l);
     // Before anything is queued: without cuSOLVER (or its syevBatched, when asked for) the caller takes the host's
     // small SVD.
-    let handle = if solver == SmallEigensolver::Own { None } else { Some(gpu.cusolver_dn()?) };
-    if solver == SmallEigensolver::SyevBatched && syev_batched_fns().is_none() {
-        return Err(NO_SYEV_BATCHED);
-    }
+    cusolver_for(gpu, solver)?;
     let ll = l * l;
     // One zeroed f64 buffer (`info` and the counts must start at 0): G, then Ũ in place (at 0), λ, info (an i32 in
     // an f64 slot), the counts slot (u32 non-finite count of R₂, u32 status bits), σ (r), Ṽ_r in f64 (l x r).
@@ -1383,17 +1386,10 @@ fn queue_small_svd_device(gpu: &Gpu, r2: &DevMat, r: usize) -> Result<QueuedSmal
         // 2); one thread per entry of G (LaunchShape::linear over l², 256 = kThreads); arguments match
         // rsvd_small_gram_f64.
         unsafe { gpu.launch(MODULE, "rsvd_small_gram_f64", LaunchShape::linear(OP, ll, 256)?, &[p_r2, l32, p_g, p_counts])? };
-        call = match &handle {
-            None => {
-                // SAFETY: G (l² doubles at 0, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at
-                // at_info, 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu's stream; queued
-                // after the kernel that wrote G; device_small_eigensolver chose Own only where own_eigh_fits(gpu, l).
-                unsafe { queue_own_eigensolver(gpu, l, p_g, p_w, p_info, EIGH_PHASES.len())? };
-                None
-            }
-            // SAFETY: as above; the handle is this Gpu's (its stream).
-            Some(handle) => Some(unsafe { queue_eigensolver(gpu, handle, n, p_g, p_w, p_info, solver)? }),
-        };
+        // SAFETY: G (l² doubles at 0, overwritten with Ũ), λ (l doubles at at_w) and info (the i32 at at_info,
+        // 8-byte aligned) are disjoint regions of `buf`, a live buffer of this Gpu; queued after the kernel that
+        // wrote G; device_small_eigensolver chose Own only where own_eigh_fits(gpu, l).
+        call = unsafe { queue_eigensolver(gpu, l, p_g, p_w, p_info, solver, EIGH_PHASES.len())? };
         let vectors = LaunchShape { grid: (r as u32, 1, 1), block: (SMALL_THREADS, 1, 1), shared_bytes: 0 };
         // SAFETY: block j < r reads R₂ (l² floats), Ũ (l² doubles at 0) and λ (l at at_w), written by the
         // eigensolver queued before it, and writes row i < l of column j of Ṽ_r in f64 (at_v + i + j l < total),
@@ -2696,7 +2692,8 @@ fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut D
     if g.len() != l * l || work.len() < at_info + 2 {
         return Err(Error::LengthMismatch { op, what: "Gram matrix and work", expected: l * l, got: g.len() });
     }
-    let handle = if solver == SmallEigensolver::Own { None } else { Some(gpu.cusolver_dn()?) };
+    // Before anything is queued: a missing library is an error, not a widening left behind.
+    cusolver_for(gpu, solver)?;
     let gs = DeviceSlice::from(g);
     let (p_g, _gg) = gs.kernel_ptr(gpu, op, "Gram matrix")?;
     let mut wv = DeviceSliceMut::from(work);
@@ -2704,19 +2701,11 @@ fn widen_then_eigh(op: &'static str, gpu: &Gpu, g: &DeviceVec<f32>, work: &mut D
     // SAFETY: reads the l² floats of g (checked) and writes the first l² doubles of work (longer, checked), a
     // distinct buffer; arguments match rsvd_widen_f32.
     unsafe { gpu.launch(MODULE, "rsvd_widen_f32", LaunchShape::linear(op, l * l, 256)?, &[p_g, p_w, KernelArg::U64((l * l) as u64)])? };
-    let (a, w, info) = (p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info));
-    match &handle {
-        // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work, a
-        // live buffer of this Gpu long enough for them (checked); queue_own_eigensolver checks that l fits.
-        None => unsafe { queue_own_eigensolver(gpu, l, a, w, info, phases) },
-        Some(h) => {
-            let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op, what: "l", expected: i32::MAX as usize, got: l })?;
-            // SAFETY: the same disjoint parts of work; h is this Gpu's cuSOLVER handle (its stream), so the call
-            // is queued after the widening. The call's keep-alive is dropped at once: it waits for the stream
-            // first where the call has host memory the device may still use (EigensolverCall's drop).
-            unsafe { queue_eigensolver(gpu, h, n, a, w, info, solver) }.map(drop)
-        }
-    }
+    // SAFETY: the matrix (l² doubles), the eigenvalues (l) and info (one slot) are disjoint parts of work, a live
+    // buffer of this Gpu long enough for them (checked), queued after the widening. The call's keep-alive is dropped
+    // at once: it waits for the stream first where the call has host memory the device may still use
+    // (EigensolverCall's drop).
+    unsafe { queue_eigensolver(gpu, l, p_w, p_w.offset_bytes(8 * at_w), p_w.offset_bytes(8 * at_info), solver, phases) }.map(drop)
 }
 
 /// Where our eigensolver's time goes on this device: milliseconds of each of its five kernels (tridiagonalization,
