@@ -97,7 +97,7 @@
 // function) body instead of `extern __shared__ float buf[];`.  Here it is a pointer to the
 // launch's per-OS-thread buffer of cfg->dynamic_smem_bytes bytes: 16-byte aligned, its end abuts a
 // PROT_NONE guard page (overruns fault and are reported), and it is refilled at the start of every
-// block with the launch's fill byte (runtime.cpp uninit_fill: 0xA5, 0xFF or 0x7F by schedule) so that
+// block with the launch's fill byte (runtime.cpp slr_emu_uninit_fill: 0xA5, 0xFF or 0x7F by schedule) so that
 // reading before writing gives garbage, not zeros.
 #undef SLR_DYNAMIC_SMEM
 #define SLR_DYNAMIC_SMEM(type, name) \

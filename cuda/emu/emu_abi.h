@@ -42,6 +42,11 @@ typedef int (*slr_emu_entry)(const slr_emu_launch* cfg, void** args, char* err, 
 void* slr_emu_alloc(size_t bytes);
 void slr_emu_free(void* p);
 
+/* The byte uninitialized memory holds under a schedule (0 round-robin, 1 seeded random, as in slr_emu_launch):
+   dynamic shared memory at each block's start, and the Rust side's Gpu::alloc_uninit buffers. 0xA5 under
+   round-robin; 0xFF (NaN in every float width) for odd seeds, 0x7F (huge finite; f16 NaN) for even ones. */
+unsigned char slr_emu_uninit_fill(unsigned schedule, unsigned long long seed);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

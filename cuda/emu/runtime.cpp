@@ -1042,18 +1042,8 @@ std::string describe_fault(TState* ts) {
 // =============================================================================================
 // 6. Launch
 // =============================================================================================
-// The byte that fills dynamic shared memory at each block's start (and, on the Rust side, Gpu::alloc_uninit's
-// buffers: src/device/emu.rs uninit_fill, the same rule): 0xA5 under the round-robin schedule, and under a seeded
-// random one 0xFF (NaN in every float width, all ones in integers) for odd seeds or 0x7F (f32/bf16 3.39e38, f64
-// ~1e306, f16 NaN) for even ones. 0xA5 alone read as about -0 (-2.9e-16) in f32 and bf16 and -1e-127 in f64, so a
-// float read before its write shifted a result by nothing a tolerance could see (2026-11-29).
-unsigned char uninit_fill(const slr_emu_launch& cfg) {
-  if (cfg.schedule == 0) return 0xA5;
-  return (cfg.seed & 1) ? 0xFF : 0x7F;
-}
-
 void run_block(TState* ts) {
-  if (ts->dsm_bytes) std::memset(ts->dsm_ptr, uninit_fill(ts->cfg), round_up(ts->dsm_bytes, 16));
+  if (ts->dsm_bytes) std::memset(ts->dsm_ptr, slr_emu_uninit_fill(ts->cfg.schedule, ts->cfg.seed), round_up(ts->dsm_bytes, 16));
   const unsigned n = ts->nthreads;
   const unsigned bx = tl_regs.bdim.x, by = tl_regs.bdim.y;
   const unsigned nwarps = (n + 31) / 32;
@@ -1252,6 +1242,16 @@ int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, vo
 // 0xA5 bytes (like cuMemAlloc, whose memory is uninitialised: code must not rely on zeros).
 // Freed buffers are turned back into PROT_NONE reservations and kept for a while (quarantine) so that
 // a use after free faults and is reported as such, then unmapped.
+// The byte that fills uninitialized memory (emu_abi.h): dynamic shared memory at each block's start here, and
+// Gpu::alloc_uninit's buffers on the Rust side (src/device/emu.rs). 0xA5 under the round-robin schedule, and under
+// a seeded random one 0xFF (NaN in every float width, all ones in integers) for odd seeds or 0x7F (f32/bf16
+// 3.39e38, f64 ~1e306, f16 NaN) for even ones. 0xA5 alone read as about -0 (-2.9e-16) in f32 and bf16 and -1e-127
+// in f64, so a float read before its write shifted a result by nothing a tolerance could see (2026-11-29).
+extern "C" unsigned char slr_emu_uninit_fill(unsigned schedule, unsigned long long seed) {
+  if (schedule == 0) return 0xA5;
+  return (seed & 1) ? 0xFF : 0x7F;
+}
+
 extern "C" void* slr_emu_alloc(size_t bytes) {
   using namespace slr_emu::detail;
   const size_t pg = page_size();

@@ -23,6 +23,7 @@ pub type EmuEntry = unsafe extern "C" fn(*const EmuLaunch, *mut *mut c_void, *mu
 extern "C" {
     fn slr_emu_alloc(bytes: usize) -> *mut c_void;
     fn slr_emu_free(p: *mut c_void);
+    fn slr_emu_uninit_fill(schedule: u32, seed: u64) -> u8;
 }
 
 include!(concat!(env!("OUT_DIR"), "/emu_kernels.rs"));
@@ -37,17 +38,21 @@ pub enum Schedule {
     Random { seed: u64 },
 }
 
-/// The byte `Gpu::alloc_uninit`'s buffers hold on the emulator, and the runtime's dynamic shared memory at each
-/// block's start (cuda/emu/runtime.cpp uninit_fill, the same rule): 0xA5 under the round-robin schedule; under a
-/// seeded random one 0xFF (NaN in every float width, all ones in integers) for odd seeds, 0x7F (f32 and bf16
-/// 3.39e38, f64 ~1e306, f16 NaN) for even ones. 0xA5 alone read as about -0 in f32, bf16 and f64, so a float read
-/// before its write was invisible to every tolerance (2026-11-29); the tests run each property under round-robin
-/// and two random seeds.
+/// The byte `Gpu::alloc_uninit`'s buffers hold on the emulator under `schedule`: the runtime's rule, which also
+/// fills dynamic shared memory at each block's start (cuda/emu/runtime.cpp `slr_emu_uninit_fill`: 0xA5 under
+/// round-robin, 0xFF or 0x7F under a random schedule by the seed's parity). The tests run each property under
+/// round-robin and two random seeds of opposite parity.
 pub(crate) fn uninit_fill(schedule: Schedule) -> u8 {
+    let (schedule, seed) = schedule_abi(schedule);
+    // SAFETY: a pure function of its two integers.
+    unsafe { slr_emu_uninit_fill(schedule, seed) }
+}
+
+/// `schedule` as the C ABI's `schedule` and `seed` fields (slr_emu_launch).
+fn schedule_abi(schedule: Schedule) -> (u32, u64) {
     match schedule {
-        Schedule::RoundRobin => 0xA5,
-        Schedule::Random { seed } if seed & 1 == 1 => 0xFF,
-        Schedule::Random { .. } => 0x7F,
+        Schedule::RoundRobin => (0, 0),
+        Schedule::Random { seed } => (1, seed),
     }
 }
 
@@ -96,10 +101,7 @@ impl EmuBackend {
         let entry = faulty
             .or_else(|| EMU_KERNELS.iter().find(|(name, _)| *name == kernel).map(|(_, f)| *f))
             .ok_or_else(|| Error::KernelNotFound { module: "emulator", kernel: kernel.to_string() })?;
-        let (schedule, seed) = match self.schedule {
-            Schedule::RoundRobin => (0, 0),
-            Schedule::Random { seed } => (1, seed),
-        };
+        let (schedule, seed) = schedule_abi(self.schedule);
         let cfg = EmuLaunch {
             grid: [shape.grid.0, shape.grid.1, shape.grid.2],
             block: [shape.block.0, shape.block.1, shape.block.2],
