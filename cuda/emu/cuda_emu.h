@@ -171,8 +171,10 @@ void yield_now();
 long long clock_ns();
 
 typedef void (*Thunk)(void*);
-int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, void** args, Thunk thunk,
-             void* ctx, char* err, size_t err_len);
+// param_kinds: one SLR_EMU_ARG_* per parameter (arg_kind below); the launch is refused unless cfg's nargs and
+// arg_kinds match them.
+int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, const unsigned char* param_kinds,
+             void** args, Thunk thunk, void* ctx, char* err, size_t err_len);
 
 template <class To, class From>
 inline To bit_cast(const From& f) {
@@ -544,6 +546,8 @@ inline unsigned int __sad(int x, int y, unsigned int z) {
 }
 inline unsigned int __usad(unsigned int x, unsigned int y, unsigned int z) { return (x > y ? x - y : y - x) + z; }
 // Byte i of the result is byte (s >> 4i) & 7 of the 8-byte value {y:x}.
+// Bit 3 of each selector nibble is ignored, as by nvcc (it masks the selector with 0x7777 before PTX's prmt, whose
+// sign-replicate mode that bit would select).
 inline unsigned int __byte_perm(unsigned int x, unsigned int y, unsigned int s) {
   unsigned long long v = (static_cast<unsigned long long>(y) << 32) | x;
   unsigned r = 0;
@@ -787,6 +791,16 @@ inline T load_arg(const void* p) {
   return *std::launder(reinterpret_cast<T*>(buf));
 }
 
+// A kernel parameter's SLR_EMU_ARG_* kind (emu_abi.h), which the caller's must equal.
+template <class T>
+constexpr unsigned char arg_kind() {
+  return std::is_pointer<T>::value                                                     ? SLR_EMU_ARG_PTR
+         : std::is_same<T, float>::value                                               ? SLR_EMU_ARG_F32
+         : std::is_integral<T>::value && !std::is_same<T, bool>::value && sizeof(T) == 4 ? SLR_EMU_ARG_B32
+         : std::is_integral<T>::value && !std::is_same<T, bool>::value && sizeof(T) == 8 ? SLR_EMU_ARG_B64
+                                                                                       : SLR_EMU_ARG_OTHER;
+}
+
 template <class... P>
 struct KernelCall {
   void (*kernel)(P...);
@@ -812,8 +826,9 @@ template <class... P>
 inline int launch(const char* name, void (*kernel)(P...), const slr_emu_launch* cfg, void** args, char* err,
                   size_t err_len) {
   detail::KernelCall<P...> kc{kernel, args};
-  return detail::run_grid(name, cfg, static_cast<unsigned>(sizeof...(P)), args, &detail::kernel_thunk<P...>, &kc,
-                          err, err_len);
+  static constexpr unsigned char kinds[sizeof...(P) + 1] = {detail::arg_kind<P>()..., SLR_EMU_ARG_OTHER};
+  return detail::run_grid(name, cfg, static_cast<unsigned>(sizeof...(P)), kinds, args, &detail::kernel_thunk<P...>,
+                          &kc, err, err_len);
 }
 
 }  // namespace slr_emu

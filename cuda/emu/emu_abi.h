@@ -27,7 +27,22 @@ typedef struct slr_emu_launch {
   unsigned dynamic_smem_bytes;
   unsigned schedule;          /* 0 = deterministic round-robin, 1 = seeded random */
   unsigned long long seed;    /* used when schedule == 1 */
+  unsigned nargs;             /* entries of args (and of arg_kinds) */
+  const unsigned char* arg_kinds; /* one SLR_EMU_ARG_* per argument, as the caller typed it */
 } slr_emu_launch;
+
+/* What an argument is, as the caller typed it. The launch is refused (nonzero return, a message naming the first
+   mismatch) unless nargs is the kernel's parameter count and every kind is its parameter's: on a GPU a missing
+   argument is read from beyond kernelParams, a float given to an integer is read as its bits, and a 32-bit value
+   given to a 64-bit parameter is read with whatever follows it, so none may pass here. Signedness is not checked (int and unsigned are both
+   B32); a parameter of any other type (bool, __half, a struct) is OTHER and must be passed as OTHER. */
+enum {
+  SLR_EMU_ARG_OTHER = 0,
+  SLR_EMU_ARG_PTR = 1, /* any pointer */
+  SLR_EMU_ARG_B32 = 2, /* 32-bit integer */
+  SLR_EMU_ARG_B64 = 3, /* 64-bit integer */
+  SLR_EMU_ARG_F32 = 4  /* float */
+};
 
 /* Runs the whole grid to completion. Returns 0 on success; otherwise nonzero and a NUL-terminated message in
    err[0..err_len) that names the kernel and says what went wrong (out-of-bounds access with the faulting

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cfenv>
 #include <chrono>
 #include <cstdarg>
 #include <deque>
@@ -112,10 +113,10 @@ struct CtxTemplate {
   unsigned mxcsr = 0x1F80;
 };
 inline void ctx_switch(Ctx& from, Ctx& to) { slr_emu_ctx_switch(&from.sp, to.sp); }
-void ctx_template(CtxTemplate& t) {
-  __asm__ volatile("fnstcw %0" : "=m"(t.fcw));
-  t.mxcsr = __builtin_ia32_stmxcsr();
-}
+// Every fiber starts in the device's floating-point environment, whatever the host thread's: round to nearest
+// even, subnormals kept (nvcc's default -ftz=false; a host built with -ffast-math sets flush-to-zero and
+// denormals-are-zero in MXCSR at startup), all exceptions masked. The template's values are the x86-64 defaults.
+void ctx_template(CtxTemplate& t) { t = CtxTemplate(); }
 void ctx_make(Ctx& c, const CtxTemplate& t, char* stack_lo, size_t size, FiberFn fn, void* arg) {
   uintptr_t top = (reinterpret_cast<uintptr_t>(stack_lo) + size) & ~static_cast<uintptr_t>(15);
   // 11 words; after the final `ret` rsp = top - 16 (16-byte aligned, as needed before the `call`).
@@ -633,6 +634,11 @@ void complete_group(TState* ts, unsigned warp, const Group& g) {
 
 // Entry of every fiber: run the kernel body, then exit.
 void fiber_main(void* arg) {
+#if SLR_EMU_UCONTEXT
+  // The context came from the host thread's getcontext, floating-point environment included: start from the
+  // default one instead (see ctx_template of the assembly switch), which swapcontext then keeps per fiber.
+  fesetenv(FE_DFL_ENV);
+#endif
   TState* ts = tl_state;
   Fiber* f = static_cast<Fiber*>(arg);
   bool threw = false;
@@ -1120,7 +1126,30 @@ int report(char* err, size_t err_len, const char* kernel, const std::string& m) 
   return 1;
 }
 
-std::string validate(const slr_emu_launch* c, unsigned nparams, void** args) {
+const char* arg_kind_name(unsigned kind) {
+  switch (kind) {
+    case SLR_EMU_ARG_PTR: return "a pointer";
+    case SLR_EMU_ARG_B32: return "a 32-bit integer";
+    case SLR_EMU_ARG_B64: return "a 64-bit integer";
+    case SLR_EMU_ARG_F32: return "a float";
+    case SLR_EMU_ARG_OTHER: return "of another type";
+    default: return "of an unknown kind";
+  }
+}
+
+// The caller's argument list (count and kinds, slr_emu_launch) against the kernel's parameter list.
+std::string validate_args(const slr_emu_launch* c, unsigned nparams, const unsigned char* param_kinds) {
+  if (c->nargs != nparams)
+    return strf("the launch passed %u argument(s) but the kernel has %u parameter(s)", c->nargs, nparams);
+  if (nparams && !c->arg_kinds) return strf("arg_kinds is NULL but the kernel has %u parameter(s)", nparams);
+  for (unsigned i = 0; i < nparams; ++i)
+    if (c->arg_kinds[i] != param_kinds[i])
+      return strf("argument %u of %u is %s but the kernel's parameter is %s", i + 1, nparams,
+                  arg_kind_name(c->arg_kinds[i]), arg_kind_name(param_kinds[i]));
+  return std::string();
+}
+
+std::string validate(const slr_emu_launch* c, unsigned nparams, const unsigned char* param_kinds, void** args) {
   const unsigned* g = c->grid;
   const unsigned* b = c->block;
   if (!g[0] || !g[1] || !g[2]) return strf("bad launch configuration: grid (%u,%u,%u) has a zero dimension", g[0], g[1], g[2]);
@@ -1141,6 +1170,8 @@ std::string validate(const slr_emu_launch* c, unsigned nparams, void** args) {
   if (c->schedule == 1 && 1ull * g[0] * g[1] * g[2] > kMaxRandomBlocks)
     return strf("grid (%u,%u,%u) has too many blocks for the random schedule (max %llu)", g[0], g[1], g[2],
                 kMaxRandomBlocks);
+  const std::string bad_args = validate_args(c, nparams, param_kinds);
+  if (!bad_args.empty()) return bad_args;
   if (nparams && !args) return strf("args is NULL but the kernel has %u parameter(s)", nparams);
   for (unsigned i = 0; i < nparams; ++i)
     if (!args[i]) return strf("args[%u] is NULL (each entry must point at the parameter's value)", i);
@@ -1180,12 +1211,12 @@ bool prepare(TState* ts, unsigned nthreads, unsigned smem, std::string* m) {
 
 }  // namespace
 
-int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, void** args, Thunk thunk, void* ctx,
-             char* err, size_t err_len) {
+int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, const unsigned char* param_kinds,
+             void** args, Thunk thunk, void* ctx, char* err, size_t err_len) {
   if (err && err_len) err[0] = '\0';
   if (!kernel) kernel = "?";
   if (!cfg) return report(err, err_len, kernel, "launch configuration pointer is NULL");
-  const std::string bad = validate(cfg, nparams, args);
+  const std::string bad = validate(cfg, nparams, param_kinds, args);
   if (!bad.empty()) return report(err, err_len, kernel, bad);
   TState* ts = get_state();
   if (ts->in_launch || ts->cur)

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::NonNull;
 
-use super::LaunchShape;
+use super::{KernelArg, LaunchShape};
 use crate::error::{Error, Result};
 
 /// Mirrors `slr_emu_launch` in cuda/emu/emu_abi.h.
@@ -15,6 +15,19 @@ pub struct EmuLaunch {
     dynamic_smem_bytes: u32,
     schedule: u32,
     seed: u64,
+    nargs: u32,
+    arg_kinds: *const u8,
+}
+
+/// `SLR_EMU_ARG_*` in cuda/emu/emu_abi.h: what each argument is, which the runtime checks against the kernel's
+/// parameter list before it runs anything.
+fn arg_kind(arg: &KernelArg) -> u8 {
+    match arg {
+        KernelArg::Ptr(_) => 1,
+        KernelArg::U32(_) => 2,
+        KernelArg::U64(_) => 3,
+        KernelArg::F32(_) => 4,
+    }
 }
 
 /// Mirrors `slr_emu_entry`.
@@ -92,9 +105,10 @@ impl EmuBackend {
     /// Runs `kernel` over the grid, synchronously.
     ///
     /// # Safety
-    /// `params` holds one pointer per kernel parameter to a value of that parameter's type; pointer values
-    /// address emulator buffers the kernel may touch (the launcher's validation guarantees the extents).
-    pub unsafe fn launch(&self, kernel: &str, shape: LaunchShape, params: &mut [*mut c_void]) -> Result<()> {
+    /// `params` holds one pointer per element of `args`, to that argument's value; pointer values address
+    /// emulator buffers the kernel may touch (the launcher's validation guarantees the extents). The runtime
+    /// refuses the launch unless `args` match the kernel's parameters in count and kind.
+    pub unsafe fn launch(&self, kernel: &str, shape: LaunchShape, args: &[KernelArg], params: &mut [*mut c_void]) -> Result<()> {
         let faulty = self
             .fault
             .and_then(|fault| EMU_FAULT_KERNELS.iter().find(|(f, k, _)| *f == fault && *k == kernel).map(|(_, _, e)| *e));
@@ -102,16 +116,20 @@ impl EmuBackend {
             .or_else(|| EMU_KERNELS.iter().find(|(name, _)| *name == kernel).map(|(_, f)| *f))
             .ok_or_else(|| Error::KernelNotFound { module: "emulator", kernel: kernel.to_string() })?;
         let (schedule, seed) = schedule_abi(self.schedule);
+        debug_assert_eq!(args.len(), params.len());
+        let kinds: Vec<u8> = args.iter().map(arg_kind).collect();
         let cfg = EmuLaunch {
             grid: [shape.grid.0, shape.grid.1, shape.grid.2],
             block: [shape.block.0, shape.block.1, shape.block.2],
             dynamic_smem_bytes: shape.shared_bytes,
             schedule,
             seed,
+            nargs: kinds.len() as u32,
+            arg_kinds: kinds.as_ptr(),
         };
         let mut err = vec![0 as c_char; 1024];
-        // SAFETY: `cfg` and `err` outlive the call and `err.len()` is its capacity; the caller vouches for
-        // `params`.
+        // SAFETY: `cfg`, `kinds` (cfg.nargs entries) and `err` outlive the call and `err.len()` is its capacity;
+        // the caller vouches for `params`, and the runtime reads none of them unless `kinds` match the kernel's.
         let rc = unsafe { entry(&cfg, params.as_mut_ptr(), err.as_mut_ptr(), err.len()) };
         if rc != 0 {
             // SAFETY: the runtime writes a NUL-terminated message within err_len bytes; the buffer was zeroed,

@@ -830,7 +830,7 @@ impl Gpu {
             }
             #[cfg(feature = "emulator")]
             // SAFETY: as above; the emulator runs the host build of the same kernel with the same arguments.
-            Backend::Emulated(e) => unsafe { e.launch(kernel, shape, &mut params) },
+            Backend::Emulated(e) => unsafe { e.launch(kernel, shape, args, &mut params) },
         }
     }
 }

@@ -9,12 +9,14 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cfenv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #define DECLARE_ENTRY(k) extern "C" int slr_emu__##k(const slr_emu_launch*, void**, char*, size_t);
@@ -28,6 +30,7 @@ DECLARE_ENTRY(oob_read)
 DECLARE_ENTRY(oob_write)
 DECLARE_ENTRY(misaligned_ldg)
 DECLARE_ENTRY(copy_f32)
+DECLARE_ENTRY(float_env)
 DECLARE_ENTRY(dyn_overrun)
 DECLARE_ENTRY(stack_overflow)
 DECLARE_ENTRY(div_zero)
@@ -87,7 +90,17 @@ struct Result {
   std::string err;
 };
 
-// Launch with cuLaunchKernel-style parameters: each argument's address goes into args[].
+// The SLR_EMU_ARG_* kind of an argument as this caller types it (emu_abi.h).
+template <class T>
+unsigned char kind_of() {
+  if (std::is_pointer<T>::value) return SLR_EMU_ARG_PTR;
+  if (std::is_same<T, float>::value) return SLR_EMU_ARG_F32;
+  if (std::is_integral<T>::value && !std::is_same<T, bool>::value) return sizeof(T) == 4 ? SLR_EMU_ARG_B32 : SLR_EMU_ARG_B64;
+  return SLR_EMU_ARG_OTHER;
+}
+
+// Launch with cuLaunchKernel-style parameters: each argument's address goes into args[], its kind into
+// arg_kinds[].
 template <class... A>
 Result launch(slr_emu_entry e, const Geom& g, unsigned schedule, unsigned long long seed, A... a) {
   slr_emu_launch c;
@@ -101,6 +114,9 @@ Result launch(slr_emu_entry e, const Geom& g, unsigned schedule, unsigned long l
   c.schedule = schedule;
   c.seed = seed;
   std::array<void*, sizeof...(A) + 1> args{{static_cast<void*>(&a)..., nullptr}};
+  const std::array<unsigned char, sizeof...(A) + 1> kinds{{kind_of<A>()..., SLR_EMU_ARG_OTHER}};
+  c.nargs = static_cast<unsigned>(sizeof...(A));
+  c.arg_kinds = kinds.data();
   char err[2048];
   err[0] = 'X';
   err[1] = '\0';
@@ -310,6 +326,25 @@ bool copy_works(unsigned n, unsigned sched) {
 
 void test_faults() {
   {
+    // copy_f32(const float*, unsigned, float*): each argument list below is wrong in one way.
+    Buf<float> din(64), dout(64);
+    din.fill(1.0f);
+    const float* in = din.p;
+    Result r = launch(slr_emu__copy_f32, g1(1, 64), 0, 0, in, 64u);
+    check("(e) a launch with an argument missing is refused",
+          r.rc != 0 && contains(r.err, "copy_f32") && contains(r.err, "passed 2 argument(s) but the kernel has 3"),
+          first_line(r.err));
+    r = launch(slr_emu__copy_f32, g1(1, 64), 0, 0, in, 64ull, dout.p);
+    check("(e) a 64-bit integer given to a 32-bit parameter is refused",
+          r.rc != 0 && contains(r.err, "argument 2 of 3 is a 64-bit integer but the kernel's parameter is a 32-bit integer"),
+          first_line(r.err));
+    r = launch(slr_emu__copy_f32, g1(1, 64), 0, 0, in, 64.0f, dout.p);
+    check("(e) a float given to an integer parameter is refused",
+          r.rc != 0 && contains(r.err, "argument 2 of 3 is a float"), first_line(r.err));
+    r = launch(slr_emu__copy_f32, g1(1, 64), 0, 0, in, 64, dout.p);
+    check("(e) int and unsigned are the same kind", r.rc == 0, first_line(r.err));
+  }
+  {
     const unsigned n = 100;
     Buf<float> din(n), dout(n);
     din.fill(1.0f);
@@ -420,6 +455,31 @@ void test_faults() {
 // ---------------------------------------------------------------------------------------------
 // (g) f16 / bf16
 // ---------------------------------------------------------------------------------------------
+// The host thread rounds upward (and, on x86-64, flushes subnormals to zero); kernels must not inherit either.
+void test_float_env() {
+  Buf<float> din(std::vector<float>{1.0f, 1e-8f, 1e-38f, 1e-3f}), dout(2);
+  std::fenv_t saved;
+  std::fegetenv(&saved);
+  std::fesetround(FE_UPWARD);
+#if defined(__x86_64__)
+  unsigned csr;
+  __asm__ volatile("stmxcsr %0" : "=m"(csr));
+  csr |= 0x8040;  // FTZ and DAZ
+  __asm__ volatile("ldmxcsr %0" : : "m"(csr));
+#endif
+  Result r = launch(slr_emu__float_env, g1(1, 1), 0, 0, static_cast<const float*>(din.p), dout.p);
+  Result r2 = launch(slr_emu__float_env, g1(1, 1), 1, 7, static_cast<const float*>(din.p), dout.p + 0);
+  std::fesetenv(&saved);
+  const volatile float sub = 1e-38f, scale = 1e-3f;
+  const float want_sub = sub * scale;  // evaluated after restoring: round to nearest, subnormals kept
+  const bool ok = r.rc == 0 && r2.rc == 0 && dout.p[0] == 1.0f && dout.p[1] == want_sub && want_sub != 0.0f;
+  char s[200];
+  snprintf(s, sizeof s, "rc %d/%d, 1 + 1e-8 = %.9g (want 1), 1e-38 * 1e-3 = %.9g (want %.9g)", r.rc, r2.rc,
+           static_cast<double>(dout.p[0]), static_cast<double>(dout.p[1]), static_cast<double>(want_sub));
+  check("(g) kernels run in the device's float environment, not the host thread's (rounding, flush to zero)", ok,
+        r.rc ? first_line(r.err) : r2.rc ? first_line(r2.err) : s);
+}
+
 void test_fp16() {
   struct Case {
     float f;
@@ -622,7 +682,8 @@ void test_atomics_intrinsics() {
   err = r.rc ? r.err : "";
   const unsigned want[] = {8,           31,          32,          8,          0x80000000u, 0x3F800000u, 2,
                            0x55114400u, 5,           40,          63,         3,           2,           0x80000000u,
-                           0x3F800000u, 0x3FC00000u, 0xFFFFFFFAu, 0x3F800000u, 0xC0000000u, 32,         0x1E6A2C48u};
+                           0x3F800000u, 0x3FC00000u, 0xFFFFFFFAu, 0x3F800000u, 0xC0000000u, 32,         0x1E6A2C48u,
+                           0x55114400u};
   for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]) && err.empty(); ++i)
     if (o.p[i] != want[i]) {
       char s[96];
@@ -698,6 +759,7 @@ int main(int argc, char** argv) {
   test_warp();
   test_faults();
   test_fp16();
+  test_float_env();
   test_dyn_smem();
   test_threads();
   test_float4();

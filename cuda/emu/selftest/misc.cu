@@ -34,6 +34,14 @@ extern "C" __global__ void copy_f32(const float* __restrict__ in, unsigned n, fl
 }
 SLR_EMU_EXPORT(copy_f32)
 
+// out[0] = in[0] + in[1] and out[1] = in[2] * in[3]: a rounding-sensitive sum and a product with a subnormal result,
+// which must come out as on the device (round to nearest, no flush to zero) whatever the host thread's setting.
+extern "C" __global__ void float_env(const float* in, float* out) {
+  out[0] = in[0] + in[1];
+  out[1] = in[2] * in[3];
+}
+SLR_EMU_EXPORT(float_env)
+
 // Reads one float past the end of the dynamic shared memory.
 extern "C" __global__ void dyn_overrun(float* out) {
   SLR_DYNAMIC_SMEM(float, buf);
@@ -211,5 +219,8 @@ extern "C" __global__ void intrinsics_kernel(unsigned* o) {
   o[18] = __float_as_uint(min(1.5f, -2.0f));
   o[19] = static_cast<unsigned>(warpSize);
   o[20] = __brev(0x12345678u);
+  // Each selector nibble's bit 3 is ignored: nvcc masks a run-time selector with 0x7777 before its prmt (checked
+  // in the PTX of CUDA 13.0), so PTX's sign-replicate mode is out of __byte_perm's reach. Same as o[7].
+  o[21] = __byte_perm(0x33221100u, 0x77665544u, o[22] | 0xD9C8u);
 }
 SLR_EMU_EXPORT(intrinsics_kernel)
