@@ -1039,12 +1039,13 @@ fn device_cholesky_wide_l_inverse_whitens_the_gram_matrix_and_is_upper_triangula
 
 /// The tiled kernel (l <= 160) against the packed one: the same status in all five cases (a well-conditioned Gram
 /// matrix on a first and a later pass, a rank-deficient one whose first pass restarts shifted, the zero and the
-/// NaN-poisoned ones, which fail with R⁻¹ = I), and R⁻¹ within 1e-4 of its largest element on the Gaussian
-/// Gram (cond(G) ≲ 40). Why that tolerance: the tiled kernel does the packed kernel's multiply-adds in the same
+/// NaN-poisoned ones, which fail with R⁻¹ = I), and R⁻¹ within max(1e-4, l·√40·2.4e-7) of its largest element on
+/// the Gaussian Gram (cond(G) ≲ 40). Why that tolerance: the tiled kernel does the packed kernel's multiply-adds in the same
 /// order (a block step's products sum over p ascending as the column steps do), so they differ only through the
 /// pivots' reciprocal square roots (MUFU.RSQ, within 2 ulp, against the correctly rounded 1 / sqrt): rows of R
-/// scaled by 1 ± 2.4e-7, carried into R⁻¹ with growth ≲ l·cond(R) (cond(R) = √cond(G) ≲ 6.3): ≲ 2.4e-4 as a
-/// worst case, orders of magnitude above what such perturbations do on average. On the emulator, whose rsqrtf is
+/// scaled by 1 ± 2.4e-7, carried into R⁻¹ with growth ≲ l·cond(R) (cond(R) = √cond(G) ≲ 6.3): ≲ l·1.5e-6 as a
+/// worst case (2.4e-4 at l = 160, 4.4e-4 at 288), orders of magnitude above what such perturbations do on
+/// average; the tolerance is that worst case, and never below the 1e-4 every GPU run so far has met. On the emulator, whose rsqrtf is
 /// the correctly rounded 1 / sqrt, the two must agree bit for bit (that checks the order claim). Small l here
 /// (racecheck runs the `device_cholesky_small_` tests); l up to 160 in the wide test.
 #[test]
@@ -1127,7 +1128,8 @@ fn device_cholesky_wide_l_tiled_kernel_agrees_with_the_packed_kernel() {
 }
 
 /// The wide tiled kernel (`rsvd_cholqr_factor_tiles9_f32`, 160 < l ≤ 288, M = 6 .. 9: two helper rounds from M = 7,
-/// the load in groups) against the packed one, as above: bit for bit on the emulator, 1e-4 of max |R⁻¹| on a GPU;
+/// the load in groups) against the packed one, as above: bit for bit on the emulator, within the worst case above
+/// (up to 4.4e-4 of max |R⁻¹| at l = 288) on a GPU;
 /// the same statuses. Where it runs: on the emulator and on an sm_90 device for every l here, elsewhere the
 /// packed kernel (then this compares the packed kernel with itself).
 #[test]
@@ -1188,8 +1190,9 @@ fn tiled_kernel_matches_packed(ls: &[usize]) {
                 let scale = packed.0.iter().fold(0f32, |m, x| m.max(x.abs()));
                 let diff = tiled.0.iter().zip(&packed.0).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 if what == "gaussian" {
-                    eprintln!("{name} l={l}: max |ΔR⁻¹| / max |R⁻¹| = {:e}", diff / scale);
-                    assert!(diff <= 1e-4 * scale, "{name} l={l} {what}: max |ΔR⁻¹| = {diff:e}, max |R⁻¹| = {scale:e}");
+                    let tol = 1e-4f32.max(l as f32 * 40f32.sqrt() * 2.4e-7);
+                    eprintln!("{name} l={l}: max |ΔR⁻¹| / max |R⁻¹| = {:e} (tolerance {tol:e})", diff / scale);
+                    assert!(diff <= tol * scale, "{name} l={l} {what}: max |ΔR⁻¹| = {diff:e}, max |R⁻¹| = {scale:e}");
                 }
                 if tiled.1 & 2 != 0 {
                     assert!(is_identity(&tiled.0, l), "{name} l={l} {what}: R⁻¹ = I after a failure");
