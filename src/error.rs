@@ -51,11 +51,13 @@ pub enum Error {
     LibraryMissing { library: &'static str },
     /// The CUDA driver returned an error.
     Cuda { op: &'static str, detail: String },
-    /// A buffer belongs to another device backend or another GPU than the handle it is used with.
+    /// A buffer belongs to another device backend, another GPU or another CUDA context than the handle it is used
+    /// with.
     WrongDevice { op: &'static str, what: &'static str },
-    /// A buffer was allocated on another CUDA stream than the handle's, and nothing orders its uses with this
-    /// stream (a [`crate::Gpu::new`] buffer keeps no per-buffer events): use it on a handle of its own stream
-    /// ([`crate::Gpu::from_stream`]), or copy it.
+    /// A buffer was allocated on another CUDA stream than the handle's, and cudarc does not order its uses on the
+    /// two (it does only when the context objects of both streams are in multi-stream mode with event tracking; a
+    /// [`crate::Gpu::new`] handle's never is): use it on a handle of its own stream ([`crate::Gpu::from_stream`]),
+    /// or copy it.
     WrongStream { op: &'static str, what: &'static str },
     /// The SIMT emulator reported a fault (out-of-bounds access, deadlock, bad launch) in a kernel.
     Emulator { kernel: String, message: String },
@@ -156,10 +158,10 @@ impl fmt::Display for Error {
             }
             Error::LibraryMissing { library } => write!(f, "CUDA library {library} could not be loaded"),
             Error::Cuda { op, detail } => write!(f, "{op}: CUDA error: {detail}"),
-            Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend or GPU"),
+            Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend, GPU or CUDA context"),
             Error::WrongStream { op, what } => write!(
                 f,
-                "{op}: {what} was allocated on another CUDA stream, and nothing orders its uses with this handle's (use a handle on its stream)"
+                "{op}: {what} was allocated on another CUDA stream, and cudarc does not order its uses with this handle's (use a handle on its stream)"
             ),
             Error::Emulator { kernel, message } => write!(f, "emulated kernel {kernel}: {message}"),
             Error::WorkspaceTooLarge { op, what, bytes, max } => {

@@ -923,6 +923,8 @@ unsafe fn queue_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, inf
         return Ok(EigensolverCall { stream, _syevj: None, _params: None, host_work: Vec::new() });
     };
     let n = i32::try_from(l).map_err(|_| Error::LengthMismatch { op: OP, what: "sketch columns", expected: i32::MAX as usize, got: l })?;
+    // One thread at a time on this Gpu's cuSOLVER handle, from the workspace query to the queued solve.
+    let _one_thread = gpu.cusolver_calls();
     let (jobz, uplo) = (sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR, sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER);
     let (pa, pw, pi) = (ptr_bits(a) as *mut f64, ptr_bits(w) as *mut f64, ptr_bits(info) as *mut i32);
     let f64_type = sys::cudaDataType::CUDA_R_64F;

@@ -222,9 +222,18 @@ fn buffers_of_another_stream_are_refused_unless_cudarc_orders_them() {
     let e = gather(&b, &pb, DeviceMatRef::row_major(&wa, 2, 3).unwrap(), &mut out_b).unwrap_err();
     assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
     assert!(matches!(b.download(&wa), Err(Error::WrongStream { op: "download", .. })));
-    // b's buffer on a's stream: its events order it.
-    gather(&a, &pa, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_a).unwrap();
-    assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
+    // b's buffer on a's stream: b's context object manages its buffers' events, but a's does not, so no read event
+    // would follow a's kernel and dropping wb could free it under the kernel: refused too, as a bare view.
+    let e = gather(&a, &pa, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_a).unwrap_err();
+    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
+    let e = gather(&a, &pa, DeviceMatRef::row_major(wb.as_cuda().unwrap().as_view(), 2, 3).unwrap(), &mut out_a).unwrap_err();
+    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
+    // A second stream of b's context object: both sides manage, so cudarc orders wb there.
+    let c = Gpu::from_stream(ctx.new_stream().unwrap()).unwrap();
+    let pc = DeviceCsrPattern::upload(&c, &pattern).unwrap();
+    let mut out_c = c.alloc_zeros::<f32>(2).unwrap();
+    gather(&c, &pc, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_c).unwrap();
+    assert_eq!(c.download(&out_c).unwrap(), vec![1.0, 6.0]);
     // An untracked handle is on the same legacy default stream as a.
     // SAFETY: its one buffer is used only through our ops on handles of that stream.
     let u = unsafe { Gpu::new_untracked(0) }.unwrap();
@@ -232,11 +241,29 @@ fn buffers_of_another_stream_are_refused_unless_cudarc_orders_them() {
     let mut out_a = a.alloc_zeros::<f32>(2).unwrap();
     gather(&a, &pa, DeviceMatRef::row_major(&wu, 2, 3).unwrap(), &mut out_a).unwrap();
     assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
-    // A bare view of a's buffer: same device, accepted.
+    // ... but not on b's stream, as a buffer or as a bare view.
+    let e = gather(&b, &pb, DeviceMatRef::row_major(wu.as_cuda().unwrap().as_view(), 2, 3).unwrap(), &mut out_b).unwrap_err();
+    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
+    // A bare view of a's buffer on a: same stream, accepted.
     let view = wa.as_cuda().unwrap().as_view();
     let mut out_a = a.alloc_zeros::<f32>(2).unwrap();
     gather(&a, &pa, DeviceMatRef::row_major(view, 2, 3).unwrap(), &mut out_a).unwrap();
     assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
+}
+
+/// A cudarc buffer whose length lies (cudarc 0.19's `alloc_zeros` multiplies the byte count without a check, so
+/// 2^62 + 1 f32s is a 4-byte allocation) is refused before anything trusts the length.
+#[test]
+fn a_cudarc_buffer_whose_byte_length_overflows_is_refused() {
+    let Some(a) = common::cuda_or_skip("lying_length") else { return };
+    let stream = a.cuda_stream().unwrap().clone();
+    // A build with overflow checks in cudarc (a debug build) panics in the multiplication instead.
+    let Ok(Ok(lying)) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream.alloc_zeros::<f32>((1usize << 62) + 1))) else {
+        eprintln!("lying_length: cudarc refused the allocation itself (overflow checks, or fixed upstream): nothing to check");
+        return;
+    };
+    let e = a.download(&lying).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { op: "download", .. }), "{e:?}");
 }
 
 /// A handle and device buffers can be shared across threads (the docs of `Gpu` say so).

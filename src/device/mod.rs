@@ -125,6 +125,10 @@ struct CudaBackend {
     blas: OnceLock<Arc<CudaBlas>>,
     user_blas: OnceLock<Arc<CudaBlas>>,
     solver: OnceLock<Arc<cudarc::cusolver::DnHandle>>,
+    /// Held around each use of `solver` ([`Gpu::cusolver_calls`]): cuBLAS documents calls on one handle from
+    /// several host threads as safe, cuSOLVER's documentation does not say so for its dense handle, so two threads
+    /// sharing this `Gpu` queue their cuSOLVER calls one at a time (they run in order on the one stream anyway).
+    solver_calls: Mutex<()>,
     /// Held while a library handle is created, so two threads' first uses create one, not two (the loser's would
     /// be destroyed at once, and cublasDestroy synchronizes the whole device).
     handle_init: Mutex<()>,
@@ -174,23 +178,6 @@ impl Staging {
     }
 }
 
-/// Where a CUDA buffer lives and is ordered: its context and allocation stream (raw driver handles) and whether
-/// cudarc orders its uses on other streams (per-buffer events, which exist only on a context object with event
-/// tracking in multi-stream mode). Recorded when a view is made from a `CudaSlice` (a [`DeviceVec`] or a caller's);
-/// `None` for a caller's bare `CudaView`, which does not say where it came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Origin {
-    ctx: usize,
-    stream: usize,
-    ordered: bool,
-}
-
-impl Origin {
-    fn of<T>(s: &CudaSlice<T>) -> Self {
-        Origin { ctx: s.context().cu_ctx() as usize, stream: s.stream().cu_stream() as usize, ordered: s.context().is_managing_stream_synchronization() }
-    }
-}
-
 impl CudaBackend {
     /// The library handle in `slot`, made by `create` on first use, under `handle_init` (so two threads' first uses
     /// make one). Shared by the cuBLAS and cuSOLVER handles.
@@ -216,41 +203,33 @@ impl CudaBackend {
         })
     }
 
-    /// Refuses a buffer this handle's stream cannot use soundly: one of another device (its address means nothing
-    /// here: `WrongDevice`), or one allocated on another stream whose uses nothing orders with this one
-    /// (`WrongStream`: a buffer of a [`Gpu::new_untracked`] handle, which keeps no per-buffer events, handed to a
-    /// handle on another stream, could be freed or rewritten there while this stream's kernel reads it; [`Gpu::new`]
-    /// keeps them since 2026-11-29). Two handles on one device's legacy default stream share that stream (the same
-    /// raw handles). A bare `CudaView` (no origin) is checked for its device only, by asking the driver which device
-    /// holds `ptr`; its stream ordering is its maker's, as for any cudarc view (a query the driver refuses leaves it
-    /// unchecked).
-    fn check_buffer(&self, origin: Option<Origin>, ptr: u64, op: &'static str, what: &'static str) -> Result<()> {
-        let ctx = self.stream.context();
-        match origin {
-            Some(o) => {
-                if o.ctx != ctx.cu_ctx() as usize {
-                    return Err(Error::WrongDevice { op, what });
-                }
-                if o.stream != self.stream.cu_stream() as usize && !o.ordered {
-                    return Err(Error::WrongStream { op, what });
-                }
-            }
-            None if ptr != 0 => {
-                let mut ordinal: std::ffi::c_int = -1;
-                // SAFETY: the attribute DEVICE_ORDINAL writes one int through `data`, which points at `ordinal`;
-                // `ptr` is only inspected, never dereferenced.
-                let r = unsafe {
-                    cudarc::driver::sys::cuPointerGetAttribute(
-                        &mut ordinal as *mut std::ffi::c_int as *mut c_void,
-                        cudarc::driver::sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-                        ptr,
-                    )
-                };
-                if r == cudarc::driver::sys::cudaError_enum::CUDA_SUCCESS && ordinal >= 0 && ordinal as usize != ctx.ordinal() {
-                    return Err(Error::WrongDevice { op, what });
-                }
-            }
-            None => {}
+    /// Refuses a buffer this handle's stream cannot use soundly, given the stream cudarc says it was allocated on
+    /// (every `CudaSlice`, `CudaView` and `CudaViewMut` carries it):
+    /// - one of another CUDA context (another GPU, or a context other than the device's primary one): its address
+    ///   means nothing here (`WrongDevice`);
+    /// - one of another stream, unless cudarc orders its uses on both streams (`WrongStream`). cudarc does that only
+    ///   when the buffer's context object *and* this handle's are in multi-stream mode with event tracking
+    ///   (`is_managing_stream_synchronization`): the wait for the buffer's last write is the buffer's context
+    ///   object's to make, and the read or write event after our launch is recorded only if this handle's context
+    ///   object is managing. A [`Gpu::new`] handle's context object has only the legacy default stream, so it is
+    ///   not: before 2026-11-29 such a buffer was accepted when only its own context object managed, and could be
+    ///   freed or rewritten on its stream while our kernel still read it (found by a review of the safe API). A
+    ///   [`Gpu::new_untracked`] handle's context object has event tracking off, so its buffers never leave its
+    ///   stream through our ops. Two handles on a device's legacy default stream share that stream;
+    /// - one whose length in bytes overflows or exceeds `isize::MAX` (`TooLarge`): cudarc 0.19's `alloc_zeros`
+    ///   multiplies without a check, so `alloc_zeros::<f32>(2^62 + 1)` returns a 4-byte allocation that says it
+    ///   holds 2^62 + 1 elements, and every length check downstream would trust it.
+    fn check_buffer<T>(&self, buffer: &Arc<CudaStream>, len: usize, op: &'static str, what: &'static str) -> Result<()> {
+        let max = isize::MAX as usize / std::mem::size_of::<T>().max(1);
+        if len > max {
+            return Err(Error::TooLarge { op, what, value: len, max });
+        }
+        let (theirs, ours) = (buffer.context(), self.stream.context());
+        if theirs.cu_ctx() != ours.cu_ctx() {
+            return Err(Error::WrongDevice { op, what });
+        }
+        if buffer.cu_stream() != self.stream.cu_stream() && !(theirs.is_managing_stream_synchronization() && ours.is_managing_stream_synchronization()) {
+            return Err(Error::WrongStream { op, what });
         }
         Ok(())
     }
@@ -318,11 +297,16 @@ impl Gpu {
     /// the pool keeps is not available to allocations outside it (another library's `cudaMalloc`) until the
     /// threshold is lowered again. [`Gpu::from_stream`] does not touch it.
     ///
-    /// Buffers this handle allocates carry cudarc's per-buffer stream-tracking events (cudarc's default), so a
-    /// caller who hands one to another stream through cudarc is ordered as cudarc promises. Our ops refuse a buffer
-    /// allocated on another stream whose uses nothing orders with this handle's (`WrongStream`), and one of another
-    /// GPU (`WrongDevice`). [`Gpu::new_untracked`] drops the events (two created per allocation, destroyed per
-    /// free: host time) for a caller who keeps its buffers on this handle's stream.
+    /// The handle uses the device's legacy default stream, from a context object of its own. Buffers it allocates
+    /// carry cudarc's per-buffer events (cudarc's default), but cudarc orders a buffer's uses on two streams only
+    /// when the context objects of both are in multi-stream mode with event tracking (a context object enters that
+    /// mode when a stream is made from it with `new_stream`), and this handle's is not. So a caller who hands one
+    /// of its buffers to another stream through cudarc synchronizes first ([`Gpu::synchronize`]), or makes that
+    /// stream from this handle's context object (`gpu.cuda_stream().unwrap().context().new_stream()`), which
+    /// switches the mode on for every buffer of the handle (and adds an event record per buffer per launch). Our
+    /// ops refuse a buffer of another stream unless cudarc orders it so (`WrongStream`), and one of another GPU or
+    /// CUDA context (`WrongDevice`). [`Gpu::new_untracked`] drops the events (two created per allocation,
+    /// destroyed per free: host time) for a caller who keeps its buffers on this handle's stream.
     pub fn new(ordinal: usize) -> Result<Self> {
         Self::open(ordinal, false)
     }
@@ -385,6 +369,7 @@ impl Gpu {
                 blas: OnceLock::new(),
                 user_blas: OnceLock::new(),
                 solver: OnceLock::new(),
+                solver_calls: Mutex::new(()),
                 handle_init: Mutex::new(()),
                 staging: Mutex::new(None),
             }),
@@ -550,6 +535,16 @@ impl Gpu {
         }
     }
 
+    /// Serializes this handle's cuSOLVER calls across host threads: hold the guard from the first call on the
+    /// [`Gpu::cusolver_dn`] handle (a workspace query included) to the last one of a solve. `None` off CUDA.
+    pub(crate) fn cusolver_calls(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match &self.backend {
+            Backend::Cuda(b) => Some(b.solver_calls.lock().unwrap_or_else(|p| p.into_inner())),
+            #[cfg(feature = "emulator")]
+            Backend::Emulated(_) => None,
+        }
+    }
+
     /// A cuSOLVER dense handle on this stream, created on first use: `rsvd`'s small eigenproblem, which syevd
     /// takes by default from sketch width l = 96 on the queued path (at every l under `SLR_RSVD_SMALL=cusolver`;
     /// syevj under `cusolver_jacobi`; 2026-11-29: not only a comparison). Errors if libcusolver cannot be loaded
@@ -636,10 +631,8 @@ impl Gpu {
         let src = src.into();
         self.calls.synchronizations.fetch_add(1, Ordering::Relaxed);
         match (&self.backend, &src.inner) {
-            (Backend::Cuda(b), SliceInner::Cuda(v, origin)) => {
-                // The address matters only for a bare view (no origin), whose device the driver is asked for.
-                let ptr = if origin.is_none() { v.device_ptr(&b.stream).0 } else { 0 };
-                b.check_buffer(*origin, ptr, "download", "source buffer")?;
+            (Backend::Cuda(b), SliceInner::Cuda(v)) => {
+                b.check_buffer::<T>(cudarc::driver::DeviceSlice::stream(v), v.len(), "download", "source buffer")?;
                 if let Some(out) = b.download_staged(v)? {
                     return Ok(out);
                 }
@@ -1016,7 +1009,7 @@ impl<T> DeviceVec<T> {
     pub fn slice(&self, range: Range<usize>) -> DeviceSlice<'_, T> {
         assert!(range.start <= range.end && range.end <= self.len(), "range {range:?} outside 0..{}", self.len());
         match &self.inner {
-            VecInner::Cuda(s) => DeviceSlice { inner: SliceInner::Cuda(s.slice(range), Some(Origin::of(s))) },
+            VecInner::Cuda(s) => DeviceSlice { inner: SliceInner::Cuda(s.slice(range)) },
             #[cfg(feature = "emulator")]
             VecInner::Emulated(v) => DeviceSlice {
                 // SAFETY: start <= len checked above, so the offset pointer stays within (or one past) the buffer.
@@ -1028,10 +1021,7 @@ impl<T> DeviceVec<T> {
     pub fn slice_mut(&mut self, range: Range<usize>) -> DeviceSliceMut<'_, T> {
         assert!(range.start <= range.end && range.end <= self.len(), "range {range:?} outside 0..{}", self.len());
         match &mut self.inner {
-            VecInner::Cuda(s) => {
-                let origin = Origin::of(s);
-                DeviceSliceMut { inner: SliceMutInner::Cuda(s.slice_mut(range), Some(origin)) }
-            }
+            VecInner::Cuda(s) => DeviceSliceMut { inner: SliceMutInner::Cuda(s.slice_mut(range)) },
             #[cfg(feature = "emulator")]
             VecInner::Emulated(v) => DeviceSliceMut {
                 // SAFETY: as in `slice`; the &mut borrow of self makes this the only view.
@@ -1047,7 +1037,7 @@ pub struct DeviceSlice<'a, T> {
 }
 
 enum SliceInner<'a, T> {
-    Cuda(CudaView<'a, T>, Option<Origin>),
+    Cuda(CudaView<'a, T>),
     #[allow(dead_code)]
     Host { ptr: *const T, len: usize, _borrow: PhantomData<&'a T> },
 }
@@ -1058,7 +1048,7 @@ pub struct DeviceSliceMut<'a, T> {
 }
 
 enum SliceMutInner<'a, T> {
-    Cuda(CudaViewMut<'a, T>, Option<Origin>),
+    Cuda(CudaViewMut<'a, T>),
     #[allow(dead_code)]
     Host { ptr: *mut T, len: usize, _borrow: PhantomData<&'a mut T> },
 }
@@ -1070,12 +1060,12 @@ impl<'a, T> From<&'a DeviceVec<T>> for DeviceSlice<'a, T> {
 }
 impl<'a, T> From<&'a CudaSlice<T>> for DeviceSlice<'a, T> {
     fn from(s: &'a CudaSlice<T>) -> Self {
-        DeviceSlice { inner: SliceInner::Cuda(s.as_view(), Some(Origin::of(s))) }
+        DeviceSlice { inner: SliceInner::Cuda(s.as_view()) }
     }
 }
 impl<'a, T> From<CudaView<'a, T>> for DeviceSlice<'a, T> {
     fn from(v: CudaView<'a, T>) -> Self {
-        DeviceSlice { inner: SliceInner::Cuda(v, None) }
+        DeviceSlice { inner: SliceInner::Cuda(v) }
     }
 }
 impl<'a, T> From<&'a mut DeviceVec<T>> for DeviceSliceMut<'a, T> {
@@ -1086,13 +1076,12 @@ impl<'a, T> From<&'a mut DeviceVec<T>> for DeviceSliceMut<'a, T> {
 }
 impl<'a, T> From<&'a mut CudaSlice<T>> for DeviceSliceMut<'a, T> {
     fn from(s: &'a mut CudaSlice<T>) -> Self {
-        let origin = Origin::of(s);
-        DeviceSliceMut { inner: SliceMutInner::Cuda(s.as_view_mut(), Some(origin)) }
+        DeviceSliceMut { inner: SliceMutInner::Cuda(s.as_view_mut()) }
     }
 }
 impl<'a, T> From<CudaViewMut<'a, T>> for DeviceSliceMut<'a, T> {
     fn from(v: CudaViewMut<'a, T>) -> Self {
-        DeviceSliceMut { inner: SliceMutInner::Cuda(v, None) }
+        DeviceSliceMut { inner: SliceMutInner::Cuda(v) }
     }
 }
 
@@ -1134,7 +1123,7 @@ pub(crate) fn check_no_alias(op: &'static str, output: (&'static str, AddrRange)
 impl<'a, T> DeviceSlice<'a, T> {
     pub fn len(&self) -> usize {
         match &self.inner {
-            SliceInner::Cuda(v, _) => v.len(),
+            SliceInner::Cuda(v) => v.len(),
             SliceInner::Host { len, .. } => *len,
         }
     }
@@ -1142,9 +1131,10 @@ impl<'a, T> DeviceSlice<'a, T> {
         self.len() == 0
     }
     pub(crate) fn addr_range(&self, gpu: &Gpu) -> AddrRange {
-        let bytes = (self.len() * std::mem::size_of::<T>()) as u64;
+        // Saturating: a lying cudarc length (check_buffer) must not wrap into a small range here.
+        let bytes = self.len().saturating_mul(std::mem::size_of::<T>()) as u64;
         match (&self.inner, &gpu.backend) {
-            (SliceInner::Cuda(v, _), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
+            (SliceInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
             (SliceInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
             #[allow(unreachable_patterns)]
             _ => AddrRange { start: 0, bytes: 0 },
@@ -1153,7 +1143,7 @@ impl<'a, T> DeviceSlice<'a, T> {
     /// A second view of the same elements, for an input that several launches read.
     pub(crate) fn reborrow(&self) -> DeviceSlice<'a, T> {
         match &self.inner {
-            SliceInner::Cuda(v, origin) => DeviceSlice { inner: SliceInner::Cuda(v.slice(..), *origin) },
+            SliceInner::Cuda(v) => DeviceSlice { inner: SliceInner::Cuda(v.slice(..)) },
             SliceInner::Host { ptr, len, .. } => DeviceSlice { inner: SliceInner::Host { ptr: *ptr, len: *len, _borrow: PhantomData } },
         }
     }
@@ -1169,16 +1159,16 @@ impl<'a, T> DeviceSlice<'a, T> {
         match &self.inner {
             // SAFETY: T and U are the same element type (their DTYPE tags are equal, and each tag belongs to one
             // sealed type), so the view's bytes are len values of U.
-            SliceInner::Cuda(v, origin) => unsafe { v.transmute::<U>(v.len()) }.map(|v| DeviceSlice { inner: SliceInner::Cuda(v, *origin) }),
+            SliceInner::Cuda(v) => unsafe { v.transmute::<U>(v.len()) }.map(|v| DeviceSlice { inner: SliceInner::Cuda(v) }),
             SliceInner::Host { ptr, len, .. } => Some(DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const U, len: *len, _borrow: PhantomData } }),
         }
     }
     /// The device address to pass to a kernel, with the guard that orders this read after earlier writes.
     pub(crate) fn kernel_ptr<'s>(&'s self, gpu: &'s Gpu, op: &'static str, what: &'static str) -> Result<(KernelArg, PtrGuard<'s>)> {
         match (&self.inner, &gpu.backend) {
-            (SliceInner::Cuda(v, origin), Backend::Cuda(b)) => {
+            (SliceInner::Cuda(v), Backend::Cuda(b)) => {
+                b.check_buffer::<T>(cudarc::driver::DeviceSlice::stream(v), v.len(), op, what)?;
                 let (p, g) = v.device_ptr(&b.stream);
-                b.check_buffer(*origin, p, op, what)?;
                 Ok((KernelArg::Ptr(p), PtrGuard::Cuda(g)))
             }
             #[cfg(feature = "emulator")]
@@ -1192,13 +1182,13 @@ impl<'a, T> DeviceSliceMut<'a, T> {
     /// The same elements, read-only, for as long as this view is borrowed.
     pub fn as_slice(&self) -> DeviceSlice<'_, T> {
         match &self.inner {
-            SliceMutInner::Cuda(v, origin) => DeviceSlice { inner: SliceInner::Cuda(v.as_view(), *origin) },
+            SliceMutInner::Cuda(v) => DeviceSlice { inner: SliceInner::Cuda(v.as_view()) },
             SliceMutInner::Host { ptr, len, .. } => DeviceSlice { inner: SliceInner::Host { ptr: *ptr as *const T, len: *len, _borrow: PhantomData } },
         }
     }
     pub fn len(&self) -> usize {
         match &self.inner {
-            SliceMutInner::Cuda(v, _) => v.len(),
+            SliceMutInner::Cuda(v) => v.len(),
             SliceMutInner::Host { len, .. } => *len,
         }
     }
@@ -1206,9 +1196,10 @@ impl<'a, T> DeviceSliceMut<'a, T> {
         self.len() == 0
     }
     pub(crate) fn addr_range(&self, gpu: &Gpu) -> AddrRange {
-        let bytes = (self.len() * std::mem::size_of::<T>()) as u64;
+        // Saturating: a lying cudarc length (check_buffer) must not wrap into a small range here.
+        let bytes = self.len().saturating_mul(std::mem::size_of::<T>()) as u64;
         match (&self.inner, &gpu.backend) {
-            (SliceMutInner::Cuda(v, _), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
+            (SliceMutInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
             (SliceMutInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
             #[allow(unreachable_patterns)]
             _ => AddrRange { start: 0, bytes: 0 },
@@ -1217,9 +1208,9 @@ impl<'a, T> DeviceSliceMut<'a, T> {
     /// The device address a kernel writes through, with the guard that orders the write after earlier work.
     pub(crate) fn kernel_ptr_mut<'s>(&'s mut self, gpu: &'s Gpu, op: &'static str, what: &'static str) -> Result<(KernelArg, PtrGuard<'s>)> {
         match (&mut self.inner, &gpu.backend) {
-            (SliceMutInner::Cuda(v, origin), Backend::Cuda(b)) => {
+            (SliceMutInner::Cuda(v), Backend::Cuda(b)) => {
+                b.check_buffer::<T>(cudarc::driver::DeviceSlice::stream(v), v.len(), op, what)?;
                 let (p, g) = v.device_ptr_mut(&b.stream);
-                b.check_buffer(*origin, p, op, what)?;
                 Ok((KernelArg::Ptr(p), PtrGuard::Cuda(g)))
             }
             #[cfg(feature = "emulator")]
