@@ -54,9 +54,9 @@ pub enum Error {
     /// A buffer belongs to another device backend, another GPU or another CUDA context than the handle it is used
     /// with.
     WrongDevice { op: &'static str, what: &'static str },
-    /// A buffer was allocated on another CUDA stream than the handle's, and cudarc does not order its uses on the
-    /// two (it does only when the context objects of both streams are in multi-stream mode with event tracking; a
-    /// [`crate::Gpu::new`] handle's never is): use it on a handle of its own stream ([`crate::Gpu::from_stream`]),
+    /// A buffer was allocated on another CUDA stream than the handle's (cudarc's per-buffer events cannot order a
+    /// use on a second stream soundly in every case), or its cudarc context object tracks events and the handle's
+    /// does not (our use would go unrecorded): use it on a handle of its own stream ([`crate::Gpu::from_stream`]),
     /// or copy it.
     WrongStream { op: &'static str, what: &'static str },
     /// The SIMT emulator reported a fault (out-of-bounds access, deadlock, bad launch) in a kernel.
@@ -161,7 +161,7 @@ impl fmt::Display for Error {
             Error::WrongDevice { op, what } => write!(f, "{op}: {what} lives on another device backend, GPU or CUDA context"),
             Error::WrongStream { op, what } => write!(
                 f,
-                "{op}: {what} was allocated on another CUDA stream, and cudarc does not order its uses with this handle's (use a handle on its stream)"
+                "{op}: {what} belongs to another CUDA stream or cudarc context object than this handle's (use a handle made with Gpu::from_stream on its stream)"
             ),
             Error::Emulator { kernel, message } => write!(f, "emulated kernel {kernel}: {message}"),
             Error::WorkspaceTooLarge { op, what, bytes, max } => {

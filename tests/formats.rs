@@ -202,38 +202,46 @@ fn gpu_new_keeps_freed_memory_in_the_pool_and_the_threshold_can_be_set_back() {
     }
 }
 
-/// A buffer crosses handles only where that is sound (GPU only; the emulator has one stream): one allocated on
-/// another stream that nothing orders with the handle's is refused (`WrongStream`), by ops and by downloads; one
-/// whose cudarc context orders its uses (events, multi-stream mode) is accepted and read right; handles on the
-/// device's legacy default stream (`Gpu::new`, `Gpu::new_untracked`) share it; a bare `CudaView` is checked for its
-/// device by its address.
+/// A buffer crosses handles only where that is sound (GPU only; the emulator has one stream): one of another stream
+/// is refused (`WrongStream`), by ops and by downloads, as a buffer or as a bare `CudaView`, even where cudarc tracks
+/// events on both sides; so is one whose context object tracks events used by a handle whose context object does
+/// not, on the same stream; handles on the device's legacy default stream (`Gpu::new`, `Gpu::new_untracked`) share
+/// it, and a handle on a tracking context object's stream takes that stream's buffers.
 #[test]
-fn buffers_of_another_stream_are_refused_unless_cudarc_orders_them() {
+fn buffers_of_another_stream_are_refused() {
     let Some(a) = common::cuda_or_skip("wrong_stream") else { return };
     let pattern = CsrPattern::<u32>::from_coo(2, 3, &[(0, 0), (1, 2)]).unwrap();
     let w = vec![1f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let wrong_stream = |e: Error| assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
     // A handle on a stream of its own, from a context object with cudarc's events on (now in multi-stream mode).
     let ctx = cudarc::driver::CudaContext::new(0).unwrap();
     let b = Gpu::from_stream(ctx.new_stream().unwrap()).unwrap();
     let (pa, pb) = (DeviceCsrPattern::upload(&a, &pattern).unwrap(), DeviceCsrPattern::upload(&b, &pattern).unwrap());
     let (wa, wb) = (a.upload(&w).unwrap(), b.upload(&w).unwrap());
     let (mut out_a, mut out_b) = (a.alloc_zeros::<f32>(2).unwrap(), b.alloc_zeros::<f32>(2).unwrap());
-    // a's buffer on b's stream: a's context object has one stream, so nothing orders it there.
-    let e = gather(&b, &pb, DeviceMatRef::row_major(&wa, 2, 3).unwrap(), &mut out_b).unwrap_err();
-    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
+    // a's buffer on b's stream, and b's on a's: refused, as buffers and as bare views.
+    wrong_stream(gather(&b, &pb, DeviceMatRef::row_major(&wa, 2, 3).unwrap(), &mut out_b).unwrap_err());
     assert!(matches!(b.download(&wa), Err(Error::WrongStream { op: "download", .. })));
-    // b's buffer on a's stream: b's context object manages its buffers' events, but a's does not, so no read event
-    // would follow a's kernel and dropping wb could free it under the kernel: refused too, as a bare view.
-    let e = gather(&a, &pa, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_a).unwrap_err();
-    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
-    let e = gather(&a, &pa, DeviceMatRef::row_major(wb.as_cuda().unwrap().as_view(), 2, 3).unwrap(), &mut out_a).unwrap_err();
-    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
-    // A second stream of b's context object: both sides manage, so cudarc orders wb there.
+    wrong_stream(gather(&a, &pa, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_a).unwrap_err());
+    wrong_stream(gather(&a, &pa, DeviceMatRef::row_major(wb.as_cuda().unwrap().as_view(), 2, 3).unwrap(), &mut out_a).unwrap_err());
+    // A second stream of b's context object: both sides track events, still another stream.
     let c = Gpu::from_stream(ctx.new_stream().unwrap()).unwrap();
     let pc = DeviceCsrPattern::upload(&c, &pattern).unwrap();
     let mut out_c = c.alloc_zeros::<f32>(2).unwrap();
-    gather(&c, &pc, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_c).unwrap();
-    assert_eq!(c.download(&out_c).unwrap(), vec![1.0, 6.0]);
+    wrong_stream(gather(&c, &pc, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_c).unwrap_err());
+    // b's own stream takes b's buffers.
+    gather(&b, &pb, DeviceMatRef::row_major(&wb, 2, 3).unwrap(), &mut out_b).unwrap();
+    assert_eq!(b.download(&out_b).unwrap(), vec![1.0, 6.0]);
+    // The legacy default stream of b's (tracking) context object holds a buffer that a's handle, on the same stream
+    // but with a context object that tracks nothing, would use unrecorded: refused; a handle on that stream from
+    // b's context object takes it.
+    let d = Gpu::from_stream(ctx.default_stream()).unwrap();
+    let wd = d.upload(&w).unwrap();
+    wrong_stream(gather(&a, &pa, DeviceMatRef::row_major(&wd, 2, 3).unwrap(), &mut out_a).unwrap_err());
+    let pd = DeviceCsrPattern::upload(&d, &pattern).unwrap();
+    let mut out_d = d.alloc_zeros::<f32>(2).unwrap();
+    gather(&d, &pd, DeviceMatRef::row_major(&wd, 2, 3).unwrap(), &mut out_d).unwrap();
+    assert_eq!(d.download(&out_d).unwrap(), vec![1.0, 6.0]);
     // An untracked handle is on the same legacy default stream as a.
     // SAFETY: its one buffer is used only through our ops on handles of that stream.
     let u = unsafe { Gpu::new_untracked(0) }.unwrap();
@@ -241,9 +249,8 @@ fn buffers_of_another_stream_are_refused_unless_cudarc_orders_them() {
     let mut out_a = a.alloc_zeros::<f32>(2).unwrap();
     gather(&a, &pa, DeviceMatRef::row_major(&wu, 2, 3).unwrap(), &mut out_a).unwrap();
     assert_eq!(a.download(&out_a).unwrap(), vec![1.0, 6.0]);
-    // ... but not on b's stream, as a buffer or as a bare view.
-    let e = gather(&b, &pb, DeviceMatRef::row_major(wu.as_cuda().unwrap().as_view(), 2, 3).unwrap(), &mut out_b).unwrap_err();
-    assert!(matches!(e, Error::WrongStream { op: "gather", .. }), "{e:?}");
+    // ... but not on b's stream, as a bare view either.
+    wrong_stream(gather(&b, &pb, DeviceMatRef::row_major(wu.as_cuda().unwrap().as_view(), 2, 3).unwrap(), &mut out_b).unwrap_err());
     // A bare view of a's buffer on a: same stream, accepted.
     let view = wa.as_cuda().unwrap().as_view();
     let mut out_a = a.alloc_zeros::<f32>(2).unwrap();
@@ -252,7 +259,7 @@ fn buffers_of_another_stream_are_refused_unless_cudarc_orders_them() {
 }
 
 /// A cudarc buffer whose length lies (cudarc 0.19's `alloc_zeros` multiplies the byte count without a check, so
-/// 2^62 + 1 f32s is a 4-byte allocation) is refused before anything trusts the length.
+/// 2^62 + 1 f32s is a 4-byte allocation) is refused (`TooLarge`; a shorter view cut from it is not caught).
 #[test]
 fn a_cudarc_buffer_whose_byte_length_overflows_is_refused() {
     let Some(a) = common::cuda_or_skip("lying_length") else { return };

@@ -207,18 +207,21 @@ impl CudaBackend {
     /// (every `CudaSlice`, `CudaView` and `CudaViewMut` carries it):
     /// - one of another CUDA context (another GPU, or a context other than the device's primary one): its address
     ///   means nothing here (`WrongDevice`);
-    /// - one of another stream, unless cudarc orders its uses on both streams (`WrongStream`). cudarc does that only
-    ///   when the buffer's context object *and* this handle's are in multi-stream mode with event tracking
-    ///   (`is_managing_stream_synchronization`): the wait for the buffer's last write is the buffer's context
-    ///   object's to make, and the read or write event after our launch is recorded only if this handle's context
-    ///   object is managing. A [`Gpu::new`] handle's context object has only the legacy default stream, so it is
-    ///   not: before 2026-11-29 such a buffer was accepted when only its own context object managed, and could be
-    ///   freed or rewritten on its stream while our kernel still read it (found by a review of the safe API). A
-    ///   [`Gpu::new_untracked`] handle's context object has event tracking off, so its buffers never leave its
-    ///   stream through our ops. Two handles on a device's legacy default stream share that stream;
-    /// - one whose length in bytes overflows or exceeds `isize::MAX` (`TooLarge`): cudarc 0.19's `alloc_zeros`
-    ///   multiplies without a check, so `alloc_zeros::<f32>(2^62 + 1)` returns a 4-byte allocation that says it
-    ///   holds 2^62 + 1 elements, and every length check downstream would trust it.
+    /// - one of another stream (`WrongStream`). cudarc 0.19 cannot order such a use soundly in general: a buffer
+    ///   has one read event, so a later read on its own stream replaces the record of ours and its free then waits
+    ///   for that read only, not for our kernel; the events are kept only while the context object that made the
+    ///   buffer has a stream of its own alive, and a buffer on a default stream does not keep one alive; and the
+    ///   event after our kernel is recorded only if this handle's context object manages events. Until 2026-11-29
+    ///   a buffer of another stream was accepted whenever its own context object managed events, and a bare view
+    ///   was checked for its device only (a review of the safe API found the cases above);
+    /// - one whose context object manages events while this handle's does not (`WrongStream`): our use would not be
+    ///   recorded in the buffer's events, which its owner's other streams wait on;
+    /// - one whose length in bytes exceeds `isize::MAX` (`TooLarge`): cudarc 0.19's `alloc_zeros` multiplies
+    ///   without a check, so `alloc_zeros::<f32>(2^62 + 1)` returns a 4-byte allocation that says it holds 2^62 + 1
+    ///   elements. Only the lying buffer itself is caught here, not a shorter view cut from it.
+    ///
+    /// Two handles on one device's legacy default stream share that stream, and a [`Gpu::from_stream`] handle on
+    /// candle's stream shares candle's context object, so both pass.
     fn check_buffer<T>(&self, buffer: &Arc<CudaStream>, len: usize, op: &'static str, what: &'static str) -> Result<()> {
         let max = isize::MAX as usize / std::mem::size_of::<T>().max(1);
         if len > max {
@@ -228,7 +231,9 @@ impl CudaBackend {
         if theirs.cu_ctx() != ours.cu_ctx() {
             return Err(Error::WrongDevice { op, what });
         }
-        if buffer.cu_stream() != self.stream.cu_stream() && !(theirs.is_managing_stream_synchronization() && ours.is_managing_stream_synchronization()) {
+        if buffer.cu_stream() != self.stream.cu_stream()
+            || (theirs.is_managing_stream_synchronization() && !ours.is_managing_stream_synchronization())
+        {
             return Err(Error::WrongStream { op, what });
         }
         Ok(())
@@ -298,15 +303,12 @@ impl Gpu {
     /// threshold is lowered again. [`Gpu::from_stream`] does not touch it.
     ///
     /// The handle uses the device's legacy default stream, from a context object of its own. Buffers it allocates
-    /// carry cudarc's per-buffer events (cudarc's default), but cudarc orders a buffer's uses on two streams only
-    /// when the context objects of both are in multi-stream mode with event tracking (a context object enters that
-    /// mode when a stream is made from it with `new_stream`), and this handle's is not. So a caller who hands one
-    /// of its buffers to another stream through cudarc synchronizes first ([`Gpu::synchronize`]), or makes that
-    /// stream from this handle's context object (`gpu.cuda_stream().unwrap().context().new_stream()`), which
-    /// switches the mode on for every buffer of the handle (and adds an event record per buffer per launch). Our
-    /// ops refuse a buffer of another stream unless cudarc orders it so (`WrongStream`), and one of another GPU or
-    /// CUDA context (`WrongDevice`). [`Gpu::new_untracked`] drops the events (two created per allocation,
-    /// destroyed per free: host time) for a caller who keeps its buffers on this handle's stream.
+    /// carry cudarc's per-buffer events (cudarc's default), but cudarc uses them only while that context object has
+    /// a stream made with `new_stream` alive, and this handle makes none: a caller who hands one of its buffers to
+    /// another stream through cudarc synchronizes first ([`Gpu::synchronize`]). Our ops refuse a buffer of another
+    /// stream (`WrongStream`: use a handle on its stream, [`Gpu::from_stream`]) and one of another GPU or CUDA
+    /// context (`WrongDevice`). [`Gpu::new_untracked`] drops the events (two created per allocation, destroyed per
+    /// free: host time) for a caller who keeps its buffers on this handle's stream.
     pub fn new(ordinal: usize) -> Result<Self> {
         Self::open(ordinal, false)
     }
@@ -1106,7 +1108,7 @@ impl AddrRange {
         self.start.is_multiple_of(bytes)
     }
     pub fn overlaps(&self, other: &AddrRange) -> bool {
-        self.bytes > 0 && other.bytes > 0 && self.start < other.start + other.bytes && other.start < self.start + self.bytes
+        self.bytes > 0 && other.bytes > 0 && self.start < other.start.saturating_add(other.bytes) && other.start < self.start.saturating_add(self.bytes)
     }
 }
 
@@ -1134,6 +1136,9 @@ impl<'a, T> DeviceSlice<'a, T> {
         // Saturating: a lying cudarc length (check_buffer) must not wrap into a small range here.
         let bytes = self.len().saturating_mul(std::mem::size_of::<T>()) as u64;
         match (&self.inner, &gpu.backend) {
+            // A buffer of another context gets no address (device_ptr would record its event on our stream, an
+            // error the context keeps for the next call); check_buffer refuses it before any launch.
+            (SliceInner::Cuda(v), Backend::Cuda(b)) if cudarc::driver::DeviceSlice::stream(v).context().cu_ctx() != b.stream.context().cu_ctx() => AddrRange { start: 0, bytes: 0 },
             (SliceInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
             (SliceInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
             #[allow(unreachable_patterns)]
@@ -1199,6 +1204,9 @@ impl<'a, T> DeviceSliceMut<'a, T> {
         // Saturating: a lying cudarc length (check_buffer) must not wrap into a small range here.
         let bytes = self.len().saturating_mul(std::mem::size_of::<T>()) as u64;
         match (&self.inner, &gpu.backend) {
+            // A buffer of another context gets no address (device_ptr would record its event on our stream, an
+            // error the context keeps for the next call); check_buffer refuses it before any launch.
+            (SliceMutInner::Cuda(v), Backend::Cuda(b)) if cudarc::driver::DeviceSlice::stream(v).context().cu_ctx() != b.stream.context().cu_ctx() => AddrRange { start: 0, bytes: 0 },
             (SliceMutInner::Cuda(v), Backend::Cuda(b)) => AddrRange { start: v.device_ptr(&b.stream).0, bytes },
             (SliceMutInner::Host { ptr, .. }, _) => AddrRange { start: *ptr as u64, bytes },
             #[allow(unreachable_patterns)]
