@@ -50,7 +50,7 @@ pub use csr_transpose::{csr_transpose, csr_transpose_cpu, csr_transpose_pattern_
 pub use dense::{DenseShape, Layout, MatMut, MatRef};
 pub use device::{DeviceMatMut, DeviceMatRef, DeviceSlice, DeviceSliceMut, DeviceVec, Gpu, HostCalls};
 #[cfg(feature = "emulator")]
-pub use device::Schedule;
+pub use device::{EmulatedTarget, Schedule};
 pub use element::{DType, Element};
 pub use error::{CsrError, Error, Result, KERNEL_COUNT_MAX};
 pub use gather_scatter::{gather, gather_cpu, scatter_add, scatter_add_cpu, ScatterDelta};

@@ -1138,7 +1138,8 @@ fn device_cholesky_widest_l_tiled_kernel_agrees_with_the_packed_kernel() {
 }
 
 /// The factor kernel each l gets: the tiled one to l = 160, the wide tiled one to 288 where the sm_90 code runs (the
-/// emulator models sm_90; a CUDA device of compute capability 9.0), else the packed one.
+/// emulator as sm_90, its default; a CUDA device of compute capability 9.0), else the packed one (the emulator standing
+/// for sm_80 or sm_86/89).
 #[test]
 fn device_cholesky_kernel_choice_by_l_and_target() {
     for (name, gpu) in devices("rsvd_factor_choice") {
@@ -1150,6 +1151,38 @@ fn device_cholesky_kernel_choice_by_l_and_target() {
                 _ => "rsvd_cholqr_factor_f32",
             };
             assert_eq!(sparse_lowrank::rsvd::factor_kernel_for_tests(&gpu, l), want, "{name} l={l}");
+        }
+    }
+    // Standing for sm_80 and sm_86/89: no sm_90 code, so the packed kernel past l = 160.
+    for (name, gpu) in smaller_targets("rsvd_factor_choice") {
+        for (l, want) in [(1, "rsvd_cholqr_factor_tiles_f32"), (160, "rsvd_cholqr_factor_tiles_f32"), (161, "rsvd_cholqr_factor_f32"), (288, "rsvd_cholqr_factor_f32")] {
+            assert_eq!(sparse_lowrank::rsvd::factor_kernel_for_tests(&gpu, l), want, "{name} l={l}");
+        }
+    }
+}
+
+/// The device-dependent paths of the whole rSVD on the emulator standing for sm_80 (163 KiB of shared memory per
+/// block) and sm_86/89 (99 KiB), each launch held to that limit: at r = 256 (l = 266) the packed factor kernel's
+/// 145 KB fits sm_80, which runs queued, and not sm_86/89, which runs host-driven; at r = 128 (l = 138) the tiled
+/// kernel's 84.6 KB fits both, queued. Every case against the CPU reference, as on sm_90.
+#[test]
+fn device_rsvd_on_smaller_targets_takes_their_paths_and_matches_the_cpu_reference() {
+    let mut rng = rng("rsvd_smaller_targets");
+    for (name, gpu) in smaller_targets("rsvd_smaller_targets") {
+        let sm80 = name.contains("Sm80");
+        for (m, n, r, queued) in [(400, 330, 128, true), (640, 560, 256, sm80)] {
+            let a = with_spectrum(&mut rng, m, n, &spectrum(Spectrum::PowerLawHalf, m.min(n)));
+            let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+            let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
+            let cfg = seeded_config(&mut rng, r);
+            let (cu, cs, cvt, _) = run_cpu(&a32, m, n, &cfg);
+            let da = gpu.upload(&a32).unwrap();
+            let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+            let mut s = vec![0f32; r];
+            let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+            assert_eq!(info.device_queued, queued, "{name} r={r}: {info:?}");
+            let (u, vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
+            assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), 1e-4);
         }
     }
 }

@@ -69,9 +69,57 @@ fn schedule_abi(schedule: Schedule) -> (u32, u64) {
     }
 }
 
+/// The GPU the emulator stands for in the host's choices that depend on the device: how much shared memory one block
+/// may have (which kernel variant, which path, how long a row one block takes) and whether sm_90 machine code runs.
+/// The kernels are the same host build under every target; what changes is what the host asks them to do, and the
+/// limit each launch is held to (static plus dynamic shared memory, as a GPU checks it). The property tests run
+/// under [`EmulatedTarget::Sm90`]; a few run the device-dependent choices under the other two, which no GPU run of
+/// ours has covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmulatedTarget {
+    /// H100 / H200: 227 KiB of shared memory per block, sm_90 code (the default).
+    Sm90,
+    /// A100: 163 KiB per block.
+    Sm80,
+    /// sm_86 / sm_89 (RTX 30 and 40 series, A10, L4, L40): 99 KiB per block.
+    Sm86,
+}
+
+impl EmulatedTarget {
+    /// The most shared memory (static plus dynamic) one block may opt into, in bytes.
+    pub fn max_shared_bytes_per_block(self) -> u32 {
+        match self {
+            EmulatedTarget::Sm90 => 227 * 1024,
+            EmulatedTarget::Sm80 => 163 * 1024,
+            EmulatedTarget::Sm86 => 99 * 1024,
+        }
+    }
+    /// Whether kernels run from sm_90 machine code (`Gpu::runs_sm90_code`).
+    pub fn runs_sm90_code(self) -> bool {
+        self == EmulatedTarget::Sm90
+    }
+    /// The build target whose resource report row gives a kernel's static shared memory.
+    fn arch(self) -> &'static str {
+        match self {
+            EmulatedTarget::Sm90 => "sm_90",
+            EmulatedTarget::Sm80 => "sm_80",
+            EmulatedTarget::Sm86 => "sm_86",
+        }
+    }
+}
+
+/// A kernel's static shared memory on `arch` from ptxas's resource report (kernels::RESOURCE_REPORT); 0 where the
+/// report has no row (the target not built, or nvcc absent).
+fn static_shared_bytes(kernel: &str, arch: &str) -> u64 {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<(String, String), u64>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| crate::kernels::resource_report().into_iter().map(|r| ((r.kernel, r.target), r.shared_bytes)).collect());
+    table.get(&(kernel.to_string(), arch.to_string())).copied().unwrap_or(0)
+}
+
 pub(crate) struct EmuBackend {
     schedule: Schedule,
     fault: Option<&'static str>,
+    target: EmulatedTarget,
 }
 
 /// The planted faults the emulated build has (`SLR_FAULT_<NAME>` switches in cuda/*.cu, lower-cased).
@@ -83,8 +131,8 @@ pub fn planted_faults() -> Vec<&'static str> {
 }
 
 impl EmuBackend {
-    pub fn new(schedule: Schedule) -> Self {
-        EmuBackend { schedule, fault: None }
+    pub fn new(schedule: Schedule, target: EmulatedTarget) -> Self {
+        EmuBackend { schedule, fault: None, target }
     }
     /// Kernels built with planted fault `fault` take the place of the normal ones (mutation tests).
     pub fn with_fault(schedule: Schedule, fault: &str) -> Result<Self> {
@@ -93,7 +141,10 @@ impl EmuBackend {
             .map(|(f, _, _)| *f)
             .find(|f| *f == fault)
             .ok_or_else(|| Error::KernelNotFound { module: "emulator (planted faults)", kernel: fault.to_string() })?;
-        Ok(EmuBackend { schedule, fault: Some(fault) })
+        Ok(EmuBackend { schedule, fault: Some(fault), target: EmulatedTarget::Sm90 })
+    }
+    pub fn target(&self) -> EmulatedTarget {
+        self.target
     }
     pub fn fault(&self) -> Option<&'static str> {
         self.fault
@@ -115,6 +166,19 @@ impl EmuBackend {
         let entry = faulty
             .or_else(|| EMU_KERNELS.iter().find(|(name, _)| *name == kernel).map(|(_, f)| *f))
             .ok_or_else(|| Error::KernelNotFound { module: "emulator", kernel: kernel.to_string() })?;
+        // The GPU's rule: static plus dynamic shared memory within what a block may opt into on the target.
+        let (static_bytes, limit) = (static_shared_bytes(kernel, self.target.arch()), self.target.max_shared_bytes_per_block());
+        if static_bytes + u64::from(shape.shared_bytes) > u64::from(limit) {
+            return Err(Error::Emulator {
+                kernel: kernel.to_string(),
+                message: format!(
+                    "{} bytes of shared memory per block ({static_bytes} static + {} dynamic) exceed the {limit} a block may opt into on {} (a GPU refuses this launch)",
+                    static_bytes + u64::from(shape.shared_bytes),
+                    shape.shared_bytes,
+                    self.target.arch()
+                ),
+            });
+        }
         let (schedule, seed) = schedule_abi(self.schedule);
         debug_assert_eq!(args.len(), params.len());
         let kinds: Vec<u8> = args.iter().map(arg_kind).collect();

@@ -24,7 +24,7 @@ use crate::kernels;
 #[cfg(feature = "emulator")]
 pub mod emu;
 #[cfg(feature = "emulator")]
-pub use emu::Schedule;
+pub use emu::{EmulatedTarget, Schedule};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("kernel arguments are packed little-endian");
@@ -382,7 +382,15 @@ impl Gpu {
     /// (docs/emulator.md). For tests and debugging, not speed.
     #[cfg(feature = "emulator")]
     pub fn emulated(schedule: Schedule) -> Self {
-        Gpu { backend: Backend::Emulated(emu::EmuBackend::new(schedule)), calls: CallCounters::default() }
+        Self::emulated_as(schedule, EmulatedTarget::Sm90)
+    }
+
+    /// [`Gpu::emulated`] standing for another GPU in the host's device-dependent choices ([`EmulatedTarget`]: how
+    /// much shared memory a block may have, whether sm_90 code runs), each launch held to that GPU's shared memory
+    /// limit.
+    #[cfg(feature = "emulator")]
+    pub fn emulated_as(schedule: Schedule, target: EmulatedTarget) -> Self {
+        Gpu { backend: Backend::Emulated(emu::EmuBackend::new(schedule, target)), calls: CallCounters::default() }
     }
 
     /// The emulator running the kernels built with one planted fault (a `SLR_FAULT_<NAME>` switch in
@@ -409,27 +417,28 @@ impl Gpu {
                 format!("{name} ({cc}, CUDA device {})", ctx.ordinal())
             }
             #[cfg(feature = "emulator")]
-            Backend::Emulated(e) => match e.fault() {
-                None => format!("SIMT emulator ({:?})", e.schedule()),
-                Some(f) => format!("SIMT emulator ({:?}, planted fault {f})", e.schedule()),
+            Backend::Emulated(e) => match (e.fault(), e.target()) {
+                (None, EmulatedTarget::Sm90) => format!("SIMT emulator ({:?})", e.schedule()),
+                (None, t) => format!("SIMT emulator ({:?}, as {t:?})", e.schedule()),
+                (Some(f), _) => format!("SIMT emulator ({:?}, planted fault {f})", e.schedule()),
             },
         }
     }
 
     /// Whether kernels run from their sm_90 machine code here: a compute capability 9.0 device with sm_90 in the
-    /// built targets, or the emulator (which models sm_90). Kernels whose other targets' bodies are stubs (the
-    /// wide tiled Cholesky, `rsvd_cholqr_factor_tiles9_f32`) launch only where this holds; elsewhere, newer cards
-    /// included, the driver would JIT the compute_80 PTX, whose body is the stub.
+    /// built targets, or the emulator standing for sm_90 (its default `EmulatedTarget`). Kernels whose other
+    /// targets' bodies are stubs (the wide tiled Cholesky, `rsvd_cholqr_factor_tiles9_f32`) launch only where this
+    /// holds; elsewhere, newer cards included, the driver would JIT the compute_80 PTX, whose body is the stub.
     pub(crate) fn runs_sm90_code(&self) -> bool {
         match &self.backend {
             Backend::Cuda(b) => b.stream.context().compute_capability().ok() == Some((9, 0)) && kernels::ARCHS.contains(&"sm_90"),
             #[cfg(feature = "emulator")]
-            Backend::Emulated(_) => true,
+            Backend::Emulated(e) => e.target().runs_sm90_code(),
         }
     }
 
     /// The most dynamic shared memory one block may opt into, in bytes (227 KiB on sm_90, 163 KiB on sm_80,
-    /// 99 KiB on sm_86/89; the emulator models sm_90). 48 KiB if the driver cannot say.
+    /// 99 KiB on sm_86/89; on the emulator its `EmulatedTarget`'s). 48 KiB if the driver cannot say.
     pub(crate) fn max_dynamic_shared_bytes(&self) -> u32 {
         match &self.backend {
             Backend::Cuda(b) => b
@@ -438,7 +447,7 @@ impl Gpu {
                 .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
                 .map_or(48 * 1024, |v| v.max(0) as u32),
             #[cfg(feature = "emulator")]
-            Backend::Emulated(_) => 227 * 1024,
+            Backend::Emulated(e) => e.target().max_shared_bytes_per_block(),
         }
     }
 

@@ -48,6 +48,25 @@ pub fn devices(test: &str) -> Vec<(String, Gpu)> {
     v
 }
 
+/// The emulator standing for the smaller GPUs we build for (round-robin): sm_80 (A100, 163 KiB of shared memory per
+/// block) and sm_86/89 (99 KiB). For the tests of host choices that depend on the device (which kernel, which path,
+/// how long a row one block takes), which no GPU run has covered on those cards. Empty without the emulator, and
+/// under `SLR_DEVICES=cuda`.
+pub fn smaller_targets(test: &str) -> Vec<(String, Gpu)> {
+    #[cfg(feature = "emulator")]
+    if std::env::var("SLR_DEVICES").unwrap_or_default() != "cuda" {
+        return [EmulatedTarget::Sm80, EmulatedTarget::Sm86]
+            .into_iter()
+            .map(|t| {
+                let g = Gpu::emulated_as(Schedule::RoundRobin, t);
+                (g.describe(), g)
+            })
+            .collect();
+    }
+    eprintln!("{test}: no emulated smaller targets (emulator not built, or SLR_DEVICES=cuda)");
+    Vec::new()
+}
+
 /// A fresh RNG per case, with its seed printed so a failure can be replayed with SLR_TEST_SEED.
 pub fn rng(test: &str) -> StdRng {
     let seed = std::env::var("SLR_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
