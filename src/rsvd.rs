@@ -1120,7 +1120,9 @@ pub fn use_own_eigensolver_on_this_thread(on: bool) {
 unsafe fn queue_own_eigensolver(gpu: &Gpu, l: usize, a: KernelArg, w: KernelArg, info: KernelArg, phases: usize) -> Result<()> {
     const OP: &str = "rsvd small eigenproblem";
     if !own_eigh_fits(gpu, l) {
-        return Err(Error::LengthMismatch { op: OP, what: "sketch width (shared memory)", expected: EIGH_MAX_L, got: l });
+        // The widest sketch whose kernels fit this device's shared memory (160 on sm_90, 139 on sm_80, 97 on sm_86/89).
+        let max = (1..=EIGH_MAX_L).rev().find(|&w| own_eigh_fits(gpu, w)).unwrap_or(0);
+        return Err(Error::TooLarge { op: OP, what: "sketch width for our eigensolver on this device", value: l, max });
     }
     // SAFETY: the kernels write every scratch element they read first: rsvd_eigh_tridiag_f64 writes T, the τs, the
     // scalars (all l slots of each) and the reflectors (rows k+1.. of column k, k <= l-3), the only reflector

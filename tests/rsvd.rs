@@ -122,6 +122,19 @@ fn seeded_config(rng: &mut StdRng, r: usize) -> RsvdConfig {
     RsvdConfig { seed: rng.gen(), ..RsvdConfig::new(r) }
 }
 
+/// `rsvd` of the row-major f32 matrix `a32` (m x n) on `gpu` and on the CPU with the same config: the device call's
+/// info, its (U, s, Vᵀ) and the CPU's.
+#[allow(clippy::type_complexity)]
+fn device_and_cpu_rsvd(gpu: &Gpu, a32: &[f32], m: usize, n: usize, cfg: &RsvdConfig) -> (RsvdInfo, (Vec<f32>, Vec<f32>, Vec<f32>), (Vec<f32>, Vec<f32>, Vec<f32>)) {
+    let r = cfg.rank;
+    let (cu, cs, cvt, _) = run_cpu(a32, m, n, cfg);
+    let da = gpu.upload(a32).unwrap();
+    let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
+    let mut s = vec![0f32; r];
+    let info = rsvd(gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+    (info, (gpu.download(&du).unwrap(), s, gpu.download(&dvt).unwrap()), (cu, cs, cvt))
+}
+
 #[test]
 fn sketch_is_bitwise_equal_on_the_cpu_and_every_device() {
     let mut rng = rng("rsvd_sketch_bitwise");
@@ -380,15 +393,10 @@ fn device_rsvd_at_r_256_runs_queued_and_matches_the_cpu_reference() {
         let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
         let cfg = seeded_config(&mut rng, r);
         assert_eq!(cfg.rank + cfg.oversample, 266);
-        let (cu, cs, cvt, _) = run_cpu(&a32, m, n, &cfg);
-        let da = gpu.upload(&a32).unwrap();
-        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
-        let mut s = vec![0f32; r];
-        let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        let (info, (u, s, vt), (cu, cs, cvt)) = device_and_cpu_rsvd(&gpu, &a32, m, n, &cfg);
         assert!(info.device_queued, "{name}: {info:?}");
         // The last Q's and Q₂'s second passes: after the power iteration their Gram matrices are near I.
         assert_eq!(info.near_identity_steps, 2, "{name}: {info:?}");
-        let (u, vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
         assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), 1e-4);
     }
 }
@@ -408,15 +416,10 @@ fn device_rsvd_retries_a_refused_first_basis_with_two_passes() {
         let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
         let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
         let cfg = seeded_config(&mut rng, r);
-        let (cu, cs, cvt, _) = run_cpu(&a32, m, n, &cfg);
-        let da = gpu.upload(&a32).unwrap();
-        let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
-        let mut s = vec![0f32; r];
-        let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+        let (info, (u, s, vt), (cu, cs, cvt)) = device_and_cpu_rsvd(&gpu, &a32, m, n, &cfg);
         eprintln!("{name}: {info:?}");
         assert!(info.device_queued && info.first_basis_two_passes, "{name}: {info:?}");
         assert_eq!((info.single_pass, info.cholesky_qr + info.shifted_cholesky_qr), (3, 3), "{name}: {info:?}");
-        let (u, vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
         // σ_r/σ₁ = 1/3600: the trailing values carry f32 rounding relative to σ₁ (u·σ₁/σ_r ≈ 2e-4 relative).
         assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), 1e-3);
     }
@@ -1175,13 +1178,8 @@ fn device_rsvd_on_smaller_targets_takes_their_paths_and_matches_the_cpu_referenc
             let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
             let stored: Vec<f64> = a32.iter().map(|&x| x as f64).collect();
             let cfg = seeded_config(&mut rng, r);
-            let (cu, cs, cvt, _) = run_cpu(&a32, m, n, &cfg);
-            let da = gpu.upload(&a32).unwrap();
-            let (mut du, mut dvt) = (gpu.alloc_zeros::<f32>(m * r).unwrap(), gpu.alloc_zeros::<f32>(r * n).unwrap());
-            let mut s = vec![0f32; r];
-            let info = rsvd(&gpu, DeviceMatRef::row_major(&da, m, n).unwrap(), &cfg, DeviceMatMut::row_major(&mut du, m, r).unwrap(), &mut s, DeviceMatMut::row_major(&mut dvt, r, n).unwrap()).unwrap();
+            let (info, (u, s, vt), (cu, cs, cvt)) = device_and_cpu_rsvd(&gpu, &a32, m, n, &cfg);
             assert_eq!(info.device_queued, queued, "{name} r={r}: {info:?}");
-            let (u, vt) = (gpu.download(&du).unwrap(), gpu.download(&dvt).unwrap());
             assert_matches_cpu(&format!("{name} {m}x{n} r={r}"), &stored, (m, n, r), (&u, &s, &vt), (&cu, &cs, &cvt), 1e-4);
         }
     }
@@ -1686,6 +1684,27 @@ fn small_svd_on_the_device_matches_the_host_and_finishes_on_the_host_only_when_n
 fn random_triangle_gram(rng: &mut StdRng, l: usize) -> Mat<f64> {
     let r = Mat::<f64>::from_fn(l, l, |i, j| if i <= j { rng.gen_range(-1.0..1.0) } else { 0.0 });
     r.transpose() * &r
+}
+
+/// Where our eigensolver's kernels do not fit a block's shared memory (sketches past 139 on sm_80's 163 KiB, 97 on
+/// sm_86/89's 99 KiB), it refuses with `TooLarge` naming the widest sketch that fits, which it then solves; the rSVD
+/// itself takes the host's small SVD there (device_rsvd_on_smaller_targets_takes_their_paths_and_matches_the_cpu_reference).
+#[test]
+fn the_eigensolver_refuses_a_sketch_too_wide_for_the_device_and_names_the_widest() {
+    let mut rng = rng("rsvd_own_eigen_limit");
+    for (dev, gpu) in smaller_targets("rsvd_own_eigen_limit") {
+        let l = 160;
+        let a = random_triangle_gram(&mut rng, l);
+        let col: Vec<f64> = (0..l * l).map(|i| a[(i % l, i / l)]).collect();
+        let e = sparse_lowrank::rsvd::own_eigensolver_on_device(&gpu, &col, l).unwrap_err();
+        let Error::TooLarge { value: 160, max, .. } = e else { panic!("{dev}: {e:?}") };
+        // 139 on sm_80 (its cluster kernel, 8 (l² + 808) + 4096 bytes) and 97 on sm_86/89, by eigh_shared_bytes.
+        eprintln!("{dev}: our eigensolver takes sketches up to {max}");
+        assert!((96..160).contains(&max), "{dev}: widest {max}");
+        let col: Vec<f64> = (0..max * max).map(|i| if i % (max + 1) == 0 { (i / (max + 1) + 1) as f64 } else { 0.0 }).collect();
+        let (lam, _) = sparse_lowrank::rsvd::own_eigensolver_on_device(&gpu, &col, max).unwrap_or_else(|e| panic!("{dev} l={max}: {e}"));
+        assert!(lam.iter().enumerate().all(|(i, &x)| (x - (i + 1) as f64).abs() <= 1e-12 * max as f64), "{dev} l={max}: {lam:?}");
+    }
 }
 
 /// Our f64 eigensolver (`rsvd_eigh_*_f64`, `SLR_RSVD_SMALL=own`) against faer, on the emulator and a
