@@ -217,7 +217,39 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
             panic!("the `emulator` feature compiles the kernels for the host and needs CUDA's headers (cuda_fp16.h): run scripts/install-toolchain.sh or set NVCC/CUDA_HOME")
         });
     let emu_dir = cuda_dir.join("emu");
+    // The shared-memory race checker (docs/emulator.md, "Races"): the kernels compiled with -fsanitize=thread, whose
+    // per-access hooks the runtime (built with SLR_EMU_RACECHECK, itself not instrumented) provides instead of
+    // libtsan. Opt-in for now (SLR_EMU_RACECHECK=1), on Linux x86-64 and aarch64 (it finds the program's TLS block
+    // through dl_iterate_phdr).
+    println!("cargo:rerun-if-env-changed=SLR_EMU_RACECHECK");
+    let linux = env::var("CARGO_CFG_TARGET_OS").map(|os| os == "linux").unwrap_or(false);
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let tsan_arch = arch == "x86_64" || arch == "aarch64"; // where g++ has -fsanitize=thread
+    let racecheck = env::var("SLR_EMU_RACECHECK").map(|v| v == "1").unwrap_or(false) && linux && tsan_arch;
+    let instrument = |b: &mut cc::Build| {
+        if racecheck {
+            // Without the calls at every function's entry and exit, which the runtime's hooks ignore anyway.
+            b.define("SLR_EMU_RACECHECK", None).flag("-fsanitize=thread").flag_if_supported("--param=tsan-instrument-func-entry-exit=0");
+        }
+    };
+    let mut runtime = cc::Build::new();
+    runtime
+        .cpp(true)
+        .std("c++17")
+        .define("SLR_EMULATE", None)
+        .include(cuda_dir)
+        .include(&include)
+        .opt_level(1)
+        .warnings(false);
+    if racecheck {
+        runtime.define("SLR_EMU_RACECHECK", None);
+    }
+    for rt in list_files(&emu_dir, &["cpp"]) {
+        println!("cargo:rerun-if-changed={}", rt.display());
+        runtime.file(rt);
+    }
     let mut build = cc::Build::new();
+    instrument(&mut build);
     build
         .cpp(true)
         .std("c++17")
@@ -234,10 +266,6 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
     build.flag("-xc++");
     for src in sources {
         build.file(src);
-    }
-    for rt in list_files(&emu_dir, &["cpp"]) {
-        println!("cargo:rerun-if-changed={}", rt.display());
-        build.file(rt);
     }
     for h in list_files(&emu_dir, &["h", "hpp"]) {
         println!("cargo:rerun-if-changed={}", h.display());
@@ -256,6 +284,7 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
         let stem = src.file_stem().unwrap().to_str().unwrap().to_string();
         for fault in planted_faults(src) {
             let mut variant = cc::Build::new();
+            instrument(&mut variant);
             variant
                 .cpp(true)
                 .std("c++17")
@@ -274,6 +303,9 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
             variant.compile(&format!("slr_emu_{stem}_fault_{}", fault.to_lowercase()));
         }
     }
+
+    // After every kernel library: the linker resolves their calls into the runtime from the libraries after them.
+    runtime.compile("slr_emu_runtime");
 
     table.push_str("extern \"C\" {\n");
     let all_symbols = names.iter().cloned().chain(faults.iter().map(|(f, k)| format!("{k}__fault_{f}")));

@@ -388,16 +388,45 @@ SLR_EMU_REDUCE_(__reduce_xor_sync, unsigned, ::slr_emu::detail::OP_RED_XOR)
 // The overload set follows CUDA's (e.g. no atomicAdd(long long*)), so emulated code that compiles
 // also compiles with nvcc.
 // ---------------------------------------------------------------------------------------------
+// Under the race checker (SLR_EMU_RACECHECK, kernels compiled with -fsanitize=thread) an atomic's load and store are
+// not instrumented one by one: the pair is reported as one atomic access, which conflicts with plain accesses of
+// other threads but not with their atomics.
+#ifdef SLR_EMU_RACECHECK
+#define SLR_EMU_ATOMIC_ATTR_ __attribute__((noinline, no_sanitize_thread))
+#define SLR_EMU_ATOMIC_NOTE_(address)                                                                 \
+  ::slr_emu::detail::race_access(address, sizeof(*(address)), 2, __builtin_return_address(0))
+#else
+#define SLR_EMU_ATOMIC_ATTR_
+#define SLR_EMU_ATOMIC_NOTE_(address) (void)0
+#endif
 namespace slr_emu {
 namespace detail {
+#ifdef SLR_EMU_RACECHECK
+void race_access(const void* p, size_t n, int kind, const void* pc);
+#endif
+// The loads and stores are bit copies: __half2's and __nv_bfloat162's copy constructor and assignment are functions
+// of their own, which (instrumented, and not inlined into an uninstrumented function) would record a plain access.
 template <class T, class F>
-inline T atomic_rmw(T* address, F f) {
-  T old = *address;
-  *address = f(old);
+SLR_EMU_ATOMIC_ATTR_ inline T atomic_rmw(T* address, F f) {
+  SLR_EMU_ATOMIC_NOTE_(address);
+  T old;
+  __builtin_memcpy(static_cast<void*>(&old), static_cast<const void*>(address), sizeof(T));
+  const T val = f(old);
+  __builtin_memcpy(static_cast<void*>(address), static_cast<const void*>(&val), sizeof(T));
+  return old;
+}
+template <class T>
+SLR_EMU_ATOMIC_ATTR_ inline T atomic_cas(T* address, T compare, T val) {
+  SLR_EMU_ATOMIC_NOTE_(address);
+  T old;
+  __builtin_memcpy(static_cast<void*>(&old), static_cast<const void*>(address), sizeof(T));
+  if (old == compare) __builtin_memcpy(static_cast<void*>(address), static_cast<const void*>(&val), sizeof(T));
   return old;
 }
 }  // namespace detail
 }  // namespace slr_emu
+#undef SLR_EMU_ATOMIC_ATTR_
+#undef SLR_EMU_ATOMIC_NOTE_
 
 #define SLR_EMU_ATOMIC_(NAME, T, EXPR)                                                              \
   inline T NAME(T* address, T val) {                                                              \
@@ -443,9 +472,7 @@ SLR_EMU_ATOMIC_(atomicDec, unsigned int, (old == 0u || old > val) ? val : old - 
 
 #define SLR_EMU_ATOMIC_CAS_(T)                                                                      \
   inline T atomicCAS(T* address, T compare, T val) {                                              \
-    T old = *address;                                                                               \
-    if (old == compare) *address = val;                                                             \
-    return old;                                                                                     \
+    return ::slr_emu::detail::atomic_cas(address, compare, val);                                    \
   }
 SLR_EMU_ATOMIC_CAS_(int)
 SLR_EMU_ATOMIC_CAS_(unsigned int)

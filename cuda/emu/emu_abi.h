@@ -62,6 +62,11 @@ void slr_emu_free(void* p);
    round-robin; 0xFF (NaN in every float width) for odd seeds, 0x7F (huge finite; f16 NaN) for even ones. */
 unsigned char slr_emu_uninit_fill(unsigned schedule, unsigned long long seed);
 
+/* 1 if this runtime was built with the shared-memory race checker (SLR_EMU_RACECHECK, kernels compiled with
+   -fsanitize=thread): a launch then fails with "data race on shared memory" at the first conflicting pair of
+   accesses no barrier orders. 0 otherwise. */
+int slr_emu_racecheck(void);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -31,6 +31,14 @@
 #include <vector>
 
 #include <ucontext.h>  // also for the faulting stack pointer in the signal handler
+#ifdef SLR_EMU_RACECHECK
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/stat.h>
+#endif
 #if !defined(__x86_64__) || defined(SLR_EMU_USE_UCONTEXT)
 #define SLR_EMU_UCONTEXT 1
 #else
@@ -285,6 +293,59 @@ struct Warp {
 
 constexpr unsigned kMaxThreads = 1024;
 constexpr unsigned kMaxWarps = kMaxThreads / 32;
+
+#ifdef SLR_EMU_RACECHECK
+// Shared-memory race detection (section 5c), built when the kernels are compiled with -fsanitize=thread: g++ then
+// calls __tsan_read<n> / __tsan_write<n> before every load and store of kernel code, and those hooks (end of this
+// file) check each byte of shared memory touched against the last accesses recorded in its cell.
+//
+// Two accesses of one byte of shared memory by different threads of a block conflict when at least one writes and
+// not both are atomics; they are ordered only by a __syncthreads* completed between them, or by a __syncwarp whose
+// mask names both (lanes of one warp). Shuffles, votes, matches and warp reductions exchange registers but do not
+// order memory (CUDA promises memory ordering for __syncwarp only), and neither does running in lockstep: a
+// conflicting pair with no such barrier between is a race on a GPU whatever order the emulator ran it in.
+//
+// Time is a per-OS-thread counter `now` that moves at every event that orders memory: the start of a block, the
+// completion of a barrier, of a __syncwarp. An access is stamped with `now`; a later access by another thread is
+// ordered after it iff stamp < last_bar (a barrier completed since) or, within a warp, stamp < seen[running
+// lane][lane of the earlier access]: the horizon up to which that lane's accesses reach the running lane through
+// __syncwarps, chains of them included (lane 0 and 1 sync, then 1 and 2: lane 0's earlier writes reach lane 2).
+// Stamps from before block_start belong to an earlier block (shared memory is the block's own).
+// Each cell keeps the last write and the last two readers of distinct threads since it; a race with an older third
+// reader, or between a plain access and an atomic older than the last one, can go unseen. A barrier completed
+// after a thread exited also orders that thread's earlier accesses here, where on a GPU it does not (an exited
+// thread takes no part): such a race goes unseen too. The checker misses races; it is not meant to report any
+// that a GPU's memory model would order (docs/emulator.md says which patterns it does not know).
+struct RaceCell {
+  uint64_t w_stamp, r_stamp, r2_stamp;  // 0: none
+  const void* w_pc;
+  const void* r_pc;
+  const void* r2_pc;
+  uint16_t w_tid, r_tid, r2_tid;
+  uint8_t w_atomic;
+  uint8_t skip;  // not shared memory: a TLS guard variable (race_prepare)
+};
+struct RaceState {
+  uint64_t now = 1, block_start = 1, last_bar = 1;
+  std::unique_ptr<uint64_t[]> seen;  // [thread][lane of its warp]: see above
+  // Shadow cells, one per byte: of the dynamic shared memory mapping (dsm_map .. + dsm_cap) and of the window of
+  // the program's TLS block where the kernels' `__shared__` (function-local static thread_local) arrays lie.
+  // Reserved, not committed: only pages of cells whose bytes a kernel touches take memory.
+  RaceCell* dyn = nullptr;
+  size_t dyn_cap = 0;
+  uintptr_t tls_lo = 0;  // the window's first byte in this OS thread's TLS block
+  size_t tls_len = 0;
+  RaceCell* tls = nullptr;
+  bool tls_done = false;
+  std::string tls_error;  // why the window could not be set up: every later launch on this thread fails with it
+  void release() {
+    if (dyn) munmap(dyn, dyn_cap * sizeof(RaceCell));
+    if (tls) munmap(tls, tls_len * sizeof(RaceCell));
+    dyn = nullptr;
+    tls = nullptr;
+  }
+};
+#endif
 constexpr unsigned kReadyWords = kMaxThreads / 64;
 constexpr unsigned kMaxDynSmem = 227u * 1024u;            // sm_90 per-block limit
 constexpr unsigned long long kMaxRandomBlocks = 1ull << 24;
@@ -323,6 +384,9 @@ struct TState {
   char* own_alt = nullptr;  // alternate signal stack we installed (if the thread had none)
   size_t own_alt_len = 0;
   bool alt_checked = false;
+#ifdef SLR_EMU_RACECHECK
+  RaceState race;
+#endif
 
   ~TState() {
     if (!stacks.empty()) {
@@ -331,6 +395,9 @@ struct TState {
       p.free_list.insert(p.free_list.end(), stacks.begin(), stacks.end());
     }
     if (dsm_map) munmap(dsm_map, dsm_cap + page_size());
+#ifdef SLR_EMU_RACECHECK
+    race.release();
+#endif
     if (own_alt) {
       stack_t cur;
       if (sigaltstack(nullptr, &cur) == 0 && !(cur.ss_flags & SS_DISABLE) && cur.ss_sp == own_alt + page_size()) {
@@ -345,6 +412,15 @@ struct TState {
 };
 
 __thread TState* tl_state = nullptr;  // plain TLS pointer: safe to read in the signal handler
+#ifdef SLR_EMU_RACECHECK
+// What the race checker's hooks test before anything else, on every load and store of kernel code: whether the
+// address is in this OS thread's shared memory (the dynamic buffer or the TLS block of the __shared__ arrays,
+// set for the duration of a launch; empty otherwise), and not threadIdx & co. (tl_regs, in the same TLS block).
+struct RaceWindow {
+  uintptr_t dyn_lo = 0, dyn_len = 0, tls_lo = 0, tls_len = 0, regs_lo = 0;
+};
+__thread RaceWindow tl_race;
+#endif
 thread_local std::unique_ptr<TState> tl_state_owner;
 
 TState* get_state() {
@@ -497,6 +573,9 @@ void release_barrier(TState* ts) {
       set_ready(ts, i);
     }
   ts->at_barrier = 0;
+#ifdef SLR_EMU_RACECHECK
+  ts->race.last_bar = ++ts->race.now;
+#endif
 }
 
 // PTX shfl.sync semantics: width w gives segmask = 32 - w ("c[12:8]"); clamp = 31 except for .up.
@@ -611,6 +690,22 @@ void complete_group(TState* ts, unsigned warp, const Group& g) {
   }
   for (unsigned l = 0; l < 32; ++l)
     if ((mask >> l) & 1u) set_ready(ts, warp * 32 + l);
+#ifdef SLR_EMU_RACECHECK
+  if (g.op == OP_SYNCWARP) {  // the one warp collective that orders memory between the lanes it names
+    // Every lane named leaves with what any of them had seen of each lane, and with all of their accesses so far.
+    const uint64_t t = ++ts->race.now;
+    uint64_t* seen = &ts->race.seen[warp * 32 * 32];
+    uint64_t joined[32];
+    for (unsigned x = 0; x < 32; ++x) {
+      uint64_t h = 0;
+      for (unsigned c = 0; c < 32; ++c)
+        if (((mask >> c) & 1u) && seen[c * 32 + x] > h) h = seen[c * 32 + x];
+      joined[x] = (mask >> x) & 1u ? t : h;
+    }
+    for (unsigned b = 0; b < 32; ++b)
+      if ((mask >> b) & 1u) std::memcpy(&seen[b * 32], joined, sizeof joined);
+  }
+#endif
 }
 
 // A fiber leaves the kernel.  Never returns.
@@ -1045,6 +1140,297 @@ std::string describe_fault(TState* ts) {
   return strf("%s at address %p in %s: %s", what, ts->fault_addr, who.c_str(), describe_address(ts, a).c_str());
 }
 
+
+#ifdef SLR_EMU_RACECHECK
+// =============================================================================================
+// 5c. Shared-memory race detection (RaceState, section 2, says what counts as a race)
+// =============================================================================================
+// The program's static TLS block of this OS thread, where the kernels' `__shared__` arrays live: the PT_TLS
+// instance of the module that holds tl_regs (the kernels and this runtime are linked into one module).
+int find_tls_block(struct dl_phdr_info* info, size_t, void* data) {
+  auto* r = static_cast<RaceState*>(data);
+  if (!info->dlpi_tls_data) return 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_TLS) continue;
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(info->dlpi_tls_data);
+    const uintptr_t me = reinterpret_cast<uintptr_t>(&tl_regs);
+    if (me >= lo && me < lo + ph.p_memsz) {
+      r->tls_lo = lo;  // the block's start; race_prepare narrows it to the window
+      r->tls_len = ph.p_memsz;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void* reserve_cells(size_t n) {
+  void* p = mmap(nullptr, n * sizeof(RaceCell), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+// Calls f(name, type, value, size) for every symbol of `file`'s ELF symbol table (.symtab, which dladdr does not
+// read; nothing if the file is stripped) until f returns true.
+template <class F>
+void for_each_elf_symbol(const char* file, F f) {
+  const int fd = open(file, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st;
+  void* map = MAP_FAILED;
+  if (fstat(fd, &st) == 0 && st.st_size > static_cast<off_t>(sizeof(ElfW(Ehdr))))
+    map = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) return;
+  const auto* base = static_cast<const unsigned char*>(map);
+  const size_t size = static_cast<size_t>(st.st_size);
+  const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(base);
+  bool done = false;
+  if (std::memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_shoff && eh->e_shentsize == sizeof(ElfW(Shdr)) &&
+      eh->e_shoff <= size && eh->e_shnum <= (size - eh->e_shoff) / sizeof(ElfW(Shdr))) {
+    const auto* sh = reinterpret_cast<const ElfW(Shdr)*>(base + eh->e_shoff);
+    for (unsigned i = 0; i < eh->e_shnum && !done; ++i) {
+      if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
+      const ElfW(Shdr)& strs = sh[sh[i].sh_link];
+      if (sh[i].sh_offset > size || sh[i].sh_size > size - sh[i].sh_offset || strs.sh_offset > size ||
+          strs.sh_size > size - strs.sh_offset)
+        continue;
+      const auto* sym = reinterpret_cast<const ElfW(Sym)*>(base + sh[i].sh_offset);
+      const size_t nsym = sh[i].sh_size / sizeof(ElfW(Sym));
+      for (size_t k = 0; k < nsym && !done; ++k) {
+        if (sym[k].st_name >= strs.sh_size) continue;
+        const char* name = reinterpret_cast<const char*>(base + strs.sh_offset + sym[k].st_name);
+        if (std::memchr(name, 0, strs.sh_size - sym[k].st_name) == nullptr) continue;
+        done = f(name, ELF64_ST_TYPE(sym[k].st_info), sym[k].st_value, sym[k].st_size);
+      }
+    }
+  }
+  munmap(map, size);
+}
+
+// The file of the module whose code holds `addr`: the running program itself (dladdr names it as it was started,
+// perhaps by a relative path) is read through /proc/self/exe.
+std::string module_file(const void* addr) {
+  Dl_info info;
+  if (!dladdr(addr, &info) || !info.dli_fname || !info.dli_fname[0]) return "/proc/self/exe";
+  uintptr_t main_base = 1;  // dl_iterate_phdr lists the program first
+  dl_iterate_phdr([](struct dl_phdr_info* i, size_t, void* d) { *static_cast<uintptr_t*>(d) = i->dlpi_addr; return 1; },
+                  &main_base);
+  return main_base == reinterpret_cast<uintptr_t>(info.dli_fbase) ? "/proc/self/exe" : info.dli_fname;
+}
+
+// The file holding this runtime, the kernels and their TLS block.
+std::string own_module() { return module_file(reinterpret_cast<void*>(&module_file)); }
+
+// The demangled name of the symbol covering `value`: a function for a code offset, a thread-local variable
+// (STT_TLS) for an offset into the TLS block; empty if none. *start: the symbol's value.
+std::string elf_symbol(const char* file, uint64_t value, bool tls, uint64_t* start) {
+  std::string out;
+  for_each_elf_symbol(file, [&](const char* name, unsigned type, uint64_t v, uint64_t size) {
+    if ((tls ? type != STT_TLS : type != STT_FUNC) || value < v || value >= v + (size ? size : 1)) return false;
+    int status = 0;
+    char* dem = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    out = status == 0 && dem ? dem : name;
+    free(dem);
+    if (start) *start = v;
+    return true;
+  });
+  return out;
+}
+
+// Where the kernels' `__shared__` arrays lie in the TLS block, the same for every OS thread: the span of the
+// function-local thread-locals (`_ZZ...`, and their guard variables `_ZGVZ...`) of the program's symbol table.
+struct SharedLayout {
+  uint64_t lo = 0, hi = 0;  // offsets into the TLS block
+  std::vector<std::pair<uint64_t, uint64_t>> guards;  // (offset, size) of each guard variable
+  std::string error;
+};
+const SharedLayout& shared_layout() {
+  static SharedLayout layout;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string file = own_module();
+    size_t symbols = 0;
+    uint64_t lo = ~0ull, hi = 0;
+    for_each_elf_symbol(file.c_str(), [&](const char* name, unsigned type, uint64_t v, uint64_t size) {
+      ++symbols;
+      const bool local = std::strncmp(name, "_ZZ", 3) == 0, guard = std::strncmp(name, "_ZGVZ", 5) == 0;
+      if (type != STT_TLS || !(local || guard)) return false;
+      const uint64_t n = size ? size : 1;
+      if (guard) layout.guards.emplace_back(v, n);
+      if (v < lo) lo = v;
+      if (v + n > hi) hi = v + n;
+      return false;
+    });
+    if (symbols == 0)
+      layout.error = "the race checker locates the kernels' __shared__ arrays through the symbol table of " + file +
+                     ", which has none (a stripped executable? `strip --strip-debug` keeps it); or build with "
+                     "SLR_EMU_RACECHECK=0";
+    else if (lo < hi) {
+      layout.lo = lo;
+      layout.hi = hi;
+    }
+  });
+  return layout;
+}
+
+// Before each launch: shadow cells for the dynamic shared memory mapping (it may have grown) and, once per OS
+// thread, for the window of its TLS block that holds the __shared__ arrays. Fresh cells are zero: no access
+// recorded.
+bool race_prepare(TState* ts, std::string* m) {
+  RaceState& r = ts->race;
+  if (!r.seen) r.seen.reset(new uint64_t[kMaxThreads * 32]());
+  if (r.dyn_cap != ts->dsm_cap) {
+    if (r.dyn) munmap(r.dyn, r.dyn_cap * sizeof(RaceCell));
+    r.dyn = static_cast<RaceCell*>(reserve_cells(ts->dsm_cap));
+    r.dyn_cap = r.dyn ? ts->dsm_cap : 0;
+    if (!r.dyn) {
+      *m = "out of address space for the race checker's shadow of dynamic shared memory";
+      return false;
+    }
+  }
+  if (!r.tls_done) {
+    r.tls_done = true;
+    const SharedLayout& layout = shared_layout();
+    r.tls_lo = 0;
+    r.tls_len = 0;
+    dl_iterate_phdr(find_tls_block, &r);
+    if (!layout.error.empty()) {
+      r.tls_error = layout.error;
+    } else if (!r.tls_len || layout.hi > r.tls_len) {
+      r.tls_error = "the race checker found no TLS block holding the kernels' __shared__ arrays";
+    } else if (layout.hi > layout.lo) {
+      r.tls_lo += layout.lo;
+      r.tls_len = layout.hi - layout.lo;
+      r.tls = static_cast<RaceCell*>(reserve_cells(r.tls_len));
+      if (!r.tls) r.tls_error = "out of address space for the race checker's shadow of static shared memory";
+    }
+    if (!r.tls) r.tls_len = 0;
+    // A `__shared__` array of a type with a constructor (__half, __nv_bfloat16, float4 ...) is, here, a static
+    // thread_local with a guard variable that the first thread of the first block sets and every other thread
+    // reads: the emulator's artefact (the GPU has no guard), not a race. Their cells are never checked.
+    if (r.tls)
+      for (const auto& g : layout.guards)
+        for (uint64_t i = g.first; i < g.first + g.second; ++i) r.tls[i - layout.lo].skip = 1;
+  }
+  if (!r.tls_error.empty()) {
+    *m = r.tls_error;
+    return false;
+  }
+  return true;
+}
+
+// "<file>+0x<offset> (<function>)" for a return address inside kernel code: `addr2line -f -C -i -e <file>
+// <offset>` gives the source line.
+std::string pc_desc(const void* pc) {
+  Dl_info info;
+  if (!pc || !dladdr(pc, &info) || !info.dli_fname) return strf("%p", pc);
+  const uint64_t off = reinterpret_cast<uintptr_t>(pc) - 1 - reinterpret_cast<uintptr_t>(info.dli_fbase);
+  std::string s = strf("%s+0x%llx", info.dli_fname, static_cast<unsigned long long>(off));
+  const std::string fn = elf_symbol(module_file(pc).c_str(), off, false, nullptr);
+  if (!fn.empty()) s += " (in " + fn + ")";
+  return s;
+}
+
+const char* race_verb(int kind) { return kind == 0 ? "reads" : kind == 1 ? "writes" : "atomically updates"; }
+const char* race_past(int kind) { return kind == 0 ? "read" : kind == 1 ? "wrote" : "atomically updated"; }
+
+[[noreturn]] void race_fail(TState* ts, bool dyn, uintptr_t a, int kind, const void* pc, unsigned other,
+                            int other_kind, const void* other_pc) {
+  RaceState& r = ts->race;
+  std::string where;
+  if (dyn) {
+    where = strf("byte %zu of the dynamic shared memory", static_cast<size_t>(a - reinterpret_cast<uintptr_t>(ts->dsm_ptr)));
+  } else {
+    uint64_t start = 0;
+    const uint64_t off = a - r.tls_lo + shared_layout().lo;  // into the TLS block, as the symbol table counts
+    const std::string var = elf_symbol(own_module().c_str(), off, true, &start);
+    where = var.empty() ? strf("static shared memory (byte %llu of the TLS block)", static_cast<unsigned long long>(off))
+                        : strf("byte %llu of the __shared__ variable %s", static_cast<unsigned long long>(off - start),
+                               var.c_str());
+  }
+  const Fiber& o = ts->fibers[other];
+  const bool same_warp = (other >> 5) == (ts->cur->linear >> 5);
+  fiber_fail(ts, strf("data race on shared memory: %s %s %s, which thread (%u,%u,%u) [warp %u lane %u] of the same block "
+                      "%s before with no barrier between: a __syncthreads()%s must separate them (shuffles, votes "
+                      "and warp reductions do not order memory). This access: %s; the other: %s",
+                      thread_desc(*ts->cur).c_str(), race_verb(kind), where.c_str(), o.tid.x, o.tid.y, o.tid.z,
+                      other >> 5, other & 31u, race_past(other_kind),
+                      same_warp ? ", or a __syncwarp() naming both lanes," : "", pc_desc(pc).c_str(),
+                      pc_desc(other_pc).c_str()));
+}
+
+// Did the access stamped s1 by thread t1 happen with no barrier between it and the running thread t2's access now?
+inline bool race_unordered(const RaceState& r, uint64_t s1, unsigned t1, unsigned t2) {
+  if (s1 < r.block_start || t1 == t2 || s1 < r.last_bar) return false;
+  return !((t1 >> 5) == (t2 >> 5) && s1 < r.seen[t2 * 32 + (t1 & 31u)]);
+}
+
+}  // namespace
+void race_access_slow(uintptr_t a, size_t n, int kind, const void* pc);
+// Every hook's first step (inlined into each): most accesses are to global memory, locals or threadIdx.
+inline void race_hook(const void* p, size_t n, int kind, const void* pc) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const RaceWindow& w = tl_race;
+  if (a - w.dyn_lo < w.dyn_len || (a - w.tls_lo < w.tls_len && a - w.regs_lo >= sizeof(Regs)))
+    race_access_slow(a, n, kind, pc);
+}
+namespace {
+
+// kind: 0 read, 1 write, 2 atomic read-modify-write.
+void race_check(TState* ts, uintptr_t a, size_t n, int kind, const void* pc) {
+  RaceState& r = ts->race;
+  RaceCell* cells;
+  bool dyn;
+  uintptr_t end;
+  const uintptr_t dlo = reinterpret_cast<uintptr_t>(ts->dsm_ptr);
+  if (a - dlo < ts->dsm_bytes) {
+    cells = r.dyn + (a - reinterpret_cast<uintptr_t>(ts->dsm_map));
+    dyn = true;
+    end = dlo + ts->dsm_bytes;
+  } else if (a - r.tls_lo < r.tls_len) {
+    // The emulator's own thread-locals that kernel code reads (threadIdx & co., the dynamic shared memory pointer)
+    // share the block: not shared memory.
+    const uintptr_t regs = reinterpret_cast<uintptr_t>(&tl_regs), dsm = reinterpret_cast<uintptr_t>(&tl_dyn_smem);
+    if (a - regs < sizeof(Regs) || a - dsm < sizeof(tl_dyn_smem)) return;
+    cells = r.tls + (a - r.tls_lo);
+    dyn = false;
+    end = r.tls_lo + r.tls_len;
+  } else {
+    return;
+  }
+  if (n > end - a) n = end - a;
+  const unsigned t = ts->cur->linear;
+  const uint64_t now = r.now;
+  for (size_t i = 0; i < n; ++i) {
+    RaceCell& c = cells[i];
+    if (c.skip) continue;
+    if (kind == 0) {
+      if (race_unordered(r, c.w_stamp, c.w_tid, t)) race_fail(ts, dyn, a + i, kind, pc, c.w_tid, c.w_atomic ? 2 : 1, c.w_pc);
+      if (c.r_stamp >= r.block_start && c.r_tid != t) {
+        c.r2_stamp = c.r_stamp;
+        c.r2_tid = c.r_tid;
+        c.r2_pc = c.r_pc;
+      }
+      c.r_stamp = now;
+      c.r_tid = static_cast<uint16_t>(t);
+      c.r_pc = pc;
+    } else {
+      const bool atomic = kind == 2;
+      if (race_unordered(r, c.w_stamp, c.w_tid, t) && !(atomic && c.w_atomic))
+        race_fail(ts, dyn, a + i, kind, pc, c.w_tid, c.w_atomic ? 2 : 1, c.w_pc);
+      if (race_unordered(r, c.r_stamp, c.r_tid, t)) race_fail(ts, dyn, a + i, kind, pc, c.r_tid, 0, c.r_pc);
+      if (race_unordered(r, c.r2_stamp, c.r2_tid, t)) race_fail(ts, dyn, a + i, kind, pc, c.r2_tid, 0, c.r2_pc);
+      c.w_stamp = now;
+      c.w_tid = static_cast<uint16_t>(t);
+      c.w_pc = pc;
+      c.w_atomic = atomic;
+      c.r_stamp = c.r2_stamp = 0;
+    }
+  }
+}
+#endif
+
 // =============================================================================================
 // 6. Launch
 // =============================================================================================
@@ -1074,6 +1460,9 @@ void run_block(TState* ts) {
   ts->nready = n;
   ts->live = n;
   ts->at_barrier = 0;
+#ifdef SLR_EMU_RACECHECK
+  ts->race.block_start = ts->race.last_bar = ++ts->race.now;
+#endif
   ts->bar_kind = 0;
   ts->cursor = 0;
   while (!ts->failed) {
@@ -1247,6 +1636,14 @@ int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, co
   tl_regs.bdim = make_uint3(cfg->block[0], cfg->block[1], cfg->block[2]);
   tl_regs.gdim = make_uint3(cfg->grid[0], cfg->grid[1], cfg->grid[2]);
   tl_dyn_smem = ts->dsm_ptr;
+#ifdef SLR_EMU_RACECHECK
+  if (!race_prepare(ts, &m)) return report(err, err_len, kernel, m);
+  tl_race.dyn_lo = reinterpret_cast<uintptr_t>(ts->dsm_ptr);
+  tl_race.dyn_len = ts->dsm_bytes;
+  tl_race.tls_lo = ts->race.tls_lo;
+  tl_race.tls_len = ts->race.tls_len;
+  tl_race.regs_lo = reinterpret_cast<uintptr_t>(&tl_regs);
+#endif
 
   if (run_protected(ts)) {
     // Back from the fault handler (which cleared in_launch).  The fibers are abandoned; their stacks
@@ -1256,14 +1653,61 @@ int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, co
   }
   ts->cur = nullptr;
   tl_dyn_smem = nullptr;
+#ifdef SLR_EMU_RACECHECK
+  tl_race = RaceWindow();
+#endif
   if (ts->failed) return report(err, err_len, kernel, ts->msg);
   const std::string canary = check_canaries();
   if (!canary.empty()) return report(err, err_len, kernel, canary);
   return 0;
 }
 
+#ifdef SLR_EMU_RACECHECK
+__attribute__((noinline)) void race_access_slow(uintptr_t a, size_t n, int kind, const void* pc) {
+  TState* ts = tl_state;
+  if (ts && ts->cur && ts->in_launch) race_check(ts, a, n, kind, pc);
+}
+void race_access(const void* p, size_t n, int kind, const void* pc) { race_hook(p, n, kind, pc); }
+#endif
+
 }  // namespace detail
 }  // namespace slr_emu
+
+#ifdef SLR_EMU_RACECHECK
+// The calls g++ -fsanitize=thread plants in the kernels (we provide them instead of linking libtsan): every load
+// and store of kernel code, with its size, goes to the shared-memory race checker (5c). Function entry and exit
+// and the module constructor's __tsan_init have nothing to do here.
+#define SLR_EMU_TSAN_HOOK_(NAME, N, KIND)                                                                     \
+  extern "C" void NAME(void* p) { slr_emu::detail::race_hook(p, N, KIND, __builtin_return_address(0)); }
+SLR_EMU_TSAN_HOOK_(__tsan_read1, 1, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_read2, 2, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_read4, 4, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_read8, 8, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_read16, 16, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_write1, 1, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_write2, 2, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_write4, 4, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_write8, 8, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_write16, 16, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_read2, 2, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_read4, 4, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_read8, 8, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_read16, 16, 0)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_write2, 2, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_write4, 4, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_write8, 8, 1)
+SLR_EMU_TSAN_HOOK_(__tsan_unaligned_write16, 16, 1)
+#undef SLR_EMU_TSAN_HOOK_
+extern "C" void __tsan_read_range(void* p, unsigned long n) {
+  slr_emu::detail::race_hook(p, n, 0, __builtin_return_address(0));
+}
+extern "C" void __tsan_write_range(void* p, unsigned long n) {
+  slr_emu::detail::race_hook(p, n, 1, __builtin_return_address(0));
+}
+extern "C" void __tsan_func_entry(void*) {}
+extern "C" void __tsan_func_exit() {}
+extern "C" void __tsan_init() {}
+#endif
 
 // =============================================================================================
 // 5b. slr_emu_alloc / slr_emu_free
@@ -1281,6 +1725,14 @@ int run_grid(const char* kernel, const slr_emu_launch* cfg, unsigned nparams, co
 extern "C" unsigned char slr_emu_uninit_fill(unsigned schedule, unsigned long long seed) {
   if (schedule == 0) return 0xA5;
   return (seed & 1) ? 0xFF : 0x7F;
+}
+
+extern "C" int slr_emu_racecheck(void) {
+#ifdef SLR_EMU_RACECHECK
+  return 1;
+#else
+  return 0;
+#endif
 }
 
 extern "C" void* slr_emu_alloc(size_t bytes) {

@@ -37,6 +37,16 @@ extern "C" {
     fn slr_emu_alloc(bytes: usize) -> *mut c_void;
     fn slr_emu_free(p: *mut c_void);
     fn slr_emu_uninit_fill(schedule: u32, seed: u64) -> u8;
+    fn slr_emu_racecheck() -> c_int;
+}
+
+/// Whether this build's emulator checks shared-memory races (docs/emulator.md): only when the crate was built with
+/// `SLR_EMU_RACECHECK=1` (on Linux x86-64 or aarch64). With it, a launch in which two threads of a block touch the
+/// same byte of shared memory, at least one writing and not both atomically, with no `__syncthreads()` (or, within
+/// a warp, `__syncwarp()`) between, fails with `Error::Emulator` whose message says "data race on shared memory".
+pub fn checks_races() -> bool {
+    // SAFETY: a constant of the runtime.
+    unsafe { slr_emu_racecheck() != 0 }
 }
 
 include!(concat!(env!("OUT_DIR"), "/emu_kernels.rs"));
@@ -191,7 +201,9 @@ impl EmuBackend {
             nargs: kinds.len() as u32,
             arg_kinds: kinds.as_ptr(),
         };
-        let mut err = vec![0 as c_char; 1024];
+        // Room for the longest reports: a data race names two code locations and a demangled __shared__ variable
+        // (a template kernel's full signature), together about 1 KB.
+        let mut err = vec![0 as c_char; 4096];
         // SAFETY: `cfg`, `kinds` (cfg.nargs entries) and `err` outlive the call and `err.len()` is its capacity;
         // the caller vouches for `params`, and the runtime reads none of them unless `kinds` match the kernel's.
         let rc = unsafe { entry(&cfg, params.as_mut_ptr(), err.as_mut_ptr(), err.len()) };

@@ -45,6 +45,12 @@ DECLARE_ENTRY(float4_sum)
 DECLARE_ENTRY(dims3d)
 DECLARE_ENTRY(atomics_kernel)
 DECLARE_ENTRY(intrinsics_kernel)
+DECLARE_ENTRY(race_neighbor)
+DECLARE_ENTRY(race_atomic_counter)
+DECLARE_ENTRY(race_shift)
+DECLARE_ENTRY(race_half_array)
+DECLARE_ENTRY(race_chain)
+DECLARE_ENTRY(race_half2_atomics)
 
 namespace {
 
@@ -177,8 +183,15 @@ void test_block_reduce() {
   const bool rr_wrong = !block_sum_ok(slr_emu__block_sum_missing_sync, in, 256, 0, 0, &why);
   wrong += rr_wrong;
   for (unsigned s = 1; s <= 20; ++s) wrong += !block_sum_ok(slr_emu__block_sum_missing_sync, in, 256, 1, s * 7919ull, &why);
+#ifdef SLR_EMU_RACECHECK
+  // The race checker reports the missing barrier under every schedule, before any wrong sum is written.
+  check("(b) missing __syncthreads() is caught (a race reported under every schedule)",
+        wrong == 21 && contains(why, "data race on shared memory"),
+        "failed under " + std::to_string(wrong) + "/21 schedules; the last: " + first_line(why));
+#else
   check("(b) missing __syncthreads() is caught (wrong result)", wrong > 0,
         "wrong under " + std::to_string(wrong) + "/21 schedules (round-robin " + (rr_wrong ? "wrong" : "right") + ")");
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -751,6 +764,75 @@ void test_speed() {
   check("speed: launch of 64x256 threads takes milliseconds", ok && ms[0] < 250 && ms[1] < 250, s);
 }
 
+// ---------------------------------------------------------------------------------------------
+// (l) shared-memory races: reported under the race checker (SLR_EMU_RACECHECK), only values without it
+// ---------------------------------------------------------------------------------------------
+#ifdef SLR_EMU_RACECHECK
+constexpr bool kRacecheck = true;
+#else
+constexpr bool kRacecheck = false;
+#endif
+
+// Runs entry under round-robin and 3 random seeds; a race must be reported under each (with `must` in the message)
+// when expected under the race checker, and nothing may be reported otherwise.
+template <class... A>
+void expect_race(const char* name, bool race, const char* must, slr_emu_entry e, const Geom& g, A... a) {
+  std::string bad;
+  std::string first;
+  for (unsigned s = 0; s < 4 && bad.empty(); ++s) {
+    const Result r = launch(e, g, s ? 1u : 0u, s * 7919ull, a...);
+    if (first.empty()) first = first_line(r.err);
+    const bool want = race && kRacecheck;
+    if (want && (r.rc == 0 || !contains(r.err, "data race on shared memory") || !contains(r.err, must)))
+      bad = "schedule " + std::to_string(s) + ": " + (r.rc ? first_line(r.err) : std::string("no race reported"));
+    if (!want && r.rc != 0) bad = "schedule " + std::to_string(s) + ": " + first_line(r.err);
+  }
+  check(name, bad.empty(), bad.empty() ? (g_verbose ? first : std::string()) : bad);
+}
+
+void test_races() {
+  Buf<int> out(4 * 64);
+  Buf<unsigned> uout(2 * 64);
+  static const char* const kNeighbor[7] = {
+      "(l) __syncthreads() between a write and a neighbour's read: no race",
+      "(l) no barrier between a write and a neighbour's read: race",
+      "(l) __syncwarp() between them within a warp: no race",
+      "(l) only a __shfl_xor_sync between them: race (shuffles do not order memory)",
+      "(l) __syncwarp() between them across warps: race",
+      "(l) __syncwarp() on two half-warp masks, read across the halves: race",
+      "(l) __syncwarp() on two half-warp masks, read within each half: no race"};
+  static const bool kNeighborRace[7] = {false, true, false, true, true, true, false};
+  for (int mode = 0; mode < 7; ++mode)
+    expect_race(kNeighbor[mode], kNeighborRace[mode], mode == 1 ? "race_neighbor" : "", slr_emu__race_neighbor,
+                g1(4, 64), out.p, mode);
+  expect_race("(l) atomics on one shared counter, read after __syncthreads(): no race", false, "",
+              slr_emu__race_atomic_counter, g1(2, 64), uout.p, 0);
+  expect_race("(l) plain read of a counter other threads update atomically, no barrier: race", true,
+              "atomically updat", slr_emu__race_atomic_counter, g1(2, 64), uout.p, 1);
+  expect_race("(l) plain write of a counter other threads update atomically: race", true, "counter",
+              slr_emu__race_atomic_counter, g1(2, 64), uout.p, 2);
+  expect_race("(l) dynamic shared memory, read then write with a barrier between: no race", false, "",
+              slr_emu__race_shift, g1(3, 64, 64 * 4), out.p, 0);
+  expect_race("(l) dynamic shared memory, a neighbour overwrites a slot before it is read: race", true,
+              "of the dynamic shared memory", slr_emu__race_shift, g1(3, 64, 64 * 4), out.p, 1);
+  Buf<float> fout(2 * 64);
+  expect_race("(l) a __shared__ __half array (a thread_local with a guard variable here) used in order: no race", false,
+              "", slr_emu__race_half_array, g1(2, 64), fout.p);
+  expect_race("(l) __syncwarp chain: lane 0 writes, lanes 0-1 sync, lanes 1-2 sync, lane 2 reads: no race", false, "",
+              slr_emu__race_chain, g1(2, 32), out.p, 0);
+  expect_race("(l) the same without the second __syncwarp: race", true, "race_chain::cell", slr_emu__race_chain,
+              g1(2, 32), out.p, 1);
+  expect_race("(l) atomicAdd on a __half2 in shared memory by every thread: no race", false, "",
+              slr_emu__race_half2_atomics, g1(2, 64), fout.p);
+  if (kRacecheck) {
+    const Result r = launch(slr_emu__race_neighbor, g1(1, 64), 0, 0, out.p, 1);
+    check("(l) the report names the __shared__ variable, both threads and both code locations",
+          contains(r.err, "__shared__ variable") && contains(r.err, "slots") && contains(r.err, "thread (1,0,0)") &&
+              contains(r.err, "thread (0,0,0)") && contains(r.err, "(in race_neighbor)"),
+          r.err);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -765,6 +847,7 @@ int main(int argc, char** argv) {
   test_float4();
   test_geometry();
   test_atomics_intrinsics();
+  test_races();
   test_speed();
   const int f = g_failures.load();
   printf("%s: %d failure(s)\n", f ? "SELFTEST FAILED" : "SELFTEST PASSED", f);

@@ -127,11 +127,13 @@ SLR_EMU_EXPORT(fp16_convert)
 
 // ---- (h) dynamic shared memory ----------------------------------------------------------------
 // out[i] = 2*in[mirror index within the block]; first_word[b] = bits thread 0 sees in the last slot
-// before anybody wrote it (round-robin runs thread 0 first, so that is the 0xA5 poison).
+// before anybody wrote it (the 0xA5 poison), read before a barrier: without it the read would race with the
+// last thread's write (the race checker's variant of this test reports that).
 extern "C" __global__ void dyn_reverse(const float* __restrict__ in, float* __restrict__ out, unsigned* first_word) {
   SLR_DYNAMIC_SMEM(float, buf);
   const unsigned t = threadIdx.x, i = blockIdx.x * blockDim.x + t;
   if (t == 0) first_word[blockIdx.x] = __float_as_uint(buf[blockDim.x - 1]);
+  __syncthreads();
   buf[t] = 2.0f * in[i];
   __syncthreads();
   out[i] = buf[blockDim.x - 1 - t];
