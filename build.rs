@@ -219,13 +219,13 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
     let emu_dir = cuda_dir.join("emu");
     // The shared-memory race checker (docs/emulator.md, "Races"): the kernels compiled with -fsanitize=thread, whose
     // per-access hooks the runtime (built with SLR_EMU_RACECHECK, itself not instrumented) provides instead of
-    // libtsan. Opt-in for now (SLR_EMU_RACECHECK=1), on Linux x86-64 and aarch64 (it finds the program's TLS block
-    // through dl_iterate_phdr).
+    // libtsan. On by default on Linux on x86-64 and aarch64 (it finds the program's TLS block through dl_iterate_phdr);
+    // SLR_EMU_RACECHECK=0 turns it off, for instance to link next to a real ThreadSanitizer runtime.
     println!("cargo:rerun-if-env-changed=SLR_EMU_RACECHECK");
     let linux = env::var("CARGO_CFG_TARGET_OS").map(|os| os == "linux").unwrap_or(false);
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let tsan_arch = arch == "x86_64" || arch == "aarch64"; // where g++ has -fsanitize=thread
-    let racecheck = env::var("SLR_EMU_RACECHECK").map(|v| v == "1").unwrap_or(false) && linux && tsan_arch;
+    let racecheck = env::var("SLR_EMU_RACECHECK").map(|v| v != "0").unwrap_or(linux && tsan_arch);
     let instrument = |b: &mut cc::Build| {
         if racecheck {
             // Without the calls at every function's entry and exit, which the runtime's hooks ignore anyway.

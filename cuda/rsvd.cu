@@ -1611,8 +1611,9 @@ __device__ __forceinline__ void eigh_back(double* __restrict__ g, unsigned l, do
 //                           as the host's stable sort gives them; a thread per candidate counts the eigenvalues ahead
 //                           of it), σ_j = sqrt(max(λ_c, 0)), Ũ_r[:, j] = Ũ[:, c] in f32, Ṽ_r[:, j] = R₂ Ũ[:, c] / σ_j
 //                           (zero when σ_j <= ε₆₄ σ₁, as the host does) in f64 (v64, for the check) and f32, σ_j in
-//                           f64. A non-finite eigenvalue (or a column found by no thread) sets kSmallNotFinite in
-//                           counts[1] and the block writes nothing more. 128 threads, a row each (coalesced down R₂'s
+//                           f64. A non-finite eigenvalue sets kSmallNotFinite in counts[1] (the host then discards
+//                           the block's outputs); a column found by no thread also ends the block before it writes
+//                           anything. Non-finite eigenvalues take no rank. 128 threads, a row each (coalesced down R₂'s
 //                           columns). Floor: l² r FMAs (l = 138, r = 128: 2.4 M) and r l² comparisons; ~2 l² r/2
 //                           bytes of L2 reads (R₂ once per block, 9.8 MB at r = 128, ~3 µs at L2 rate).
 //   rsvd_small_check_f64:   counts[1] |= kSmallNotOrthonormal if some |Ṽ_rᵀṼ_r - I| entry exceeds
@@ -1648,7 +1649,14 @@ __device__ __forceinline__ void small_vectors(const float* __restrict__ r2, cons
     bool finite = true;
     for (unsigned c = t; c < l; c += kSmallThreads) {
         const double wc = w[c];
-        finite &= fabs(wc) <= 1.7976931348623157e308;
+        // A non-finite eigenvalue takes no rank: NaN compares false with everything, so several NaN columns would
+        // all count 0 ahead and race to store picked[] (the emulator's race checker found that with a NaN in R₂).
+        // Ranked among the finite columns alone (+inf counted ahead of them, NaN and -inf nowhere), at most one
+        // column takes each rank; the block reports non-finite below either way.
+        if (!(fabs(wc) <= 1.7976931348623157e308)) {
+            finite = false;
+            continue;
+        }
         unsigned ahead = 0;  // eigenvalues before column c in descending order, ties by descending column
         for (unsigned d = 0; d < l; ++d) {
             const double wd = w[d];
@@ -1660,7 +1668,7 @@ __device__ __forceinline__ void small_vectors(const float* __restrict__ r2, cons
     if (!finite) atomicOr(&counts[1], kSmallNotFinite);
     __syncthreads();
     const unsigned c = picked[0], c0 = picked[1];
-    if (c >= l || c0 >= l) {  // block-uniform: only with NaN eigenvalues
+    if (c >= l || c0 >= l) {  // block-uniform: only with non-finite eigenvalues
         if (t == 0) atomicOr(&counts[1], kSmallNotFinite);
         return;
     }

@@ -503,7 +503,14 @@ __device__ __forceinline__ void sddmm_tc_impl(const T* __restrict__ a, unsigned 
         }
         // Row r's entries in this tile: a prefix of those from its cursor (columns sorted), 32 at a time.
         for (unsigned r = warp; r < kTcTile; r += kTcThreads / 32) {
+            // Lane 0 alone reads and writes the row's cursor, and hands it to the warp by a shuffle: if every lane
+            // read it, lane 0's store below would race with the others' loads (a ballot does not order memory;
+            // the emulator's race checker reports it).
+#ifdef SLR_FAULT_SDDMM_TC_CURSOR_RACE  // planted fault for the race checker: every lane loads what lane 0 then stores
             unsigned e0 = cursor[r];
+#else
+            unsigned e0 = __shfl_sync(0xffffffffu, lane == 0 ? cursor[r] : 0u, 0);
+#endif
             const unsigned e_end = row_end[r];
             for (;;) {
                 const unsigned long long e = (unsigned long long)e0 + lane;  // no wrap when nnz is near 2^32

@@ -7,6 +7,7 @@
 mod common;
 use common::*;
 use rand::prelude::*;
+use sparse_lowrank::device::emu;
 use sparse_lowrank::*;
 
 fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
@@ -15,7 +16,7 @@ fn schedules(rng: &mut StdRng) -> Vec<Schedule> {
 
 #[test]
 fn every_planted_fault_has_a_mutation_test() {
-    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "sample_rank_ties", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "spmm_tc_stage_sync", "stream_final_flush", "word_test_zero_key", "gemm_reads_c"];
+    let tested = ["off_by_one_bound", "wrong_shuffle_lane", "missing_sync", "mma_fragment", "transpose_sync", "sddmm_short_reduction", "inclusive_rank", "topk_tie_rank", "philox_rounds", "bracket_order", "bracket_take_rank", "row_pair_rank", "sample_rank_ties", "cholqr_phase_sync", "cholqr_tiles_sync", "sddmm_tc_stage_sync", "sddmm_tc_cursor_race", "spmm_tc_stage_sync", "stream_final_flush", "word_test_zero_key", "gemm_reads_c"];
     for f in sparse_lowrank::device::emu::planted_faults() {
         assert!(tested.contains(&f), "planted fault {f} has no mutation test in this file");
     }
@@ -107,8 +108,30 @@ fn missing_syncthreads_in_the_scan_is_caught_by_random_schedules() {
         caught += !matches!(mask_to_csr_agrees(schedule, Some("missing_sync"), &mask), Ok(true)) as usize;
     }
     // Round-robin runs threads in order, so each reads its predecessor's sum after it was written: only random
-    // interleavings expose the race. Every seed should; require at least one.
+    // interleavings expose the race through a wrong result. Every seed should; require at least one.
     assert!(caught >= 1, "missing __syncthreads() not caught under seeds {seeds:?}");
+    // The race checker reports it under every schedule, round-robin included, before any wrong value is used.
+    if emu::checks_races() {
+        for schedule in [Schedule::RoundRobin, Schedule::Random { seed: seeds[0] }] {
+            let e = mask_to_csr_agrees(schedule, Some("missing_sync"), &mask).err();
+            assert!(expect_race_report(e.as_ref(), "scan_u32", ""), "{schedule:?}: {e:?}");
+        }
+    }
+}
+
+/// With the race checker built (emu::checks_races), whether `e` is its report naming `kernel` and, when not empty,
+/// `what` (a shared variable); panics on any other error. Without the checker, false: the caller checks values.
+fn expect_race_report(e: Option<&Error>, kernel: &str, what: &str) -> bool {
+    if !emu::checks_races() {
+        return false;
+    }
+    match e {
+        Some(Error::Emulator { kernel: k, message }) => {
+            assert!(k.starts_with(kernel) && message.contains("data race on shared memory") && message.contains(what), "{k}: {message}");
+            true
+        }
+        other => panic!("the race checker did not report the planted race in {kernel}: {other:?}"),
+    }
 }
 
 #[test]
@@ -598,12 +621,12 @@ fn cholqr_phase_fault(fault: &str, kernel_name: &str, factor: FactorOnDevice) {
 }
 
 #[test]
-fn sddmm_tensor_cores_without_the_staging_barrier_give_wrong_entries() {
+fn sddmm_tensor_cores_without_the_staging_barrier_are_caught() {
     sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     // sddmm_tc with the barrier between staging a K chunk of A and B rows in shared memory and the warps' fragment
     // loads removed (planted fault `sddmm_tc_stage_sync`): a warp multiplies rows other warps have not staged yet
     // (or staged for the previous chunk), so entries leave the reference's bound, while the unmodified kernel stays
-    // inside it.
+    // inside it. With the race checker (the default) the launch fails first, naming the stage arrays.
     let mut rng = rng("sddmm_tc_stage_sync");
     let (m, n, k) = (rng.gen_range(64..90), rng.gen_range(40..70), 96);
     let pattern = random_pattern(&mut rng, m, n, 0.3, false);
@@ -618,7 +641,11 @@ fn sddmm_tensor_cores_without_the_staging_barrier_give_wrong_entries() {
             let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
             let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
             let mut dc = gpu.alloc_zeros::<half::bf16>(pattern.nnz()).unwrap();
-            sddmm(&gpu, &dpat, DeviceMatRef::row_major(&da, m, k).unwrap(), DeviceMatRef::row_major(&db, n, k).unwrap(), 1.0, 0.0, &mut dc).unwrap();
+            let r = sddmm(&gpu, &dpat, DeviceMatRef::row_major(&da, m, k).unwrap(), DeviceMatRef::row_major(&db, n, k).unwrap(), 1.0, 0.0, &mut dc);
+            if faulty && expect_race_report(r.as_ref().err(), "sddmm_tc_bf16", "_stage") {
+                continue;
+            }
+            r.unwrap();
             let got = gpu.download(&dc).unwrap();
             // Random values in [-1, 1): |dot| <= K; bf16 rounding of the result plus the f32 sums stay far inside
             // 2^-7 relative + 1e-3 absolute; wrong or stale rows miss by O(1).
@@ -629,12 +656,46 @@ fn sddmm_tensor_cores_without_the_staging_barrier_give_wrong_entries() {
 }
 
 #[test]
-fn spmm_tensor_cores_without_the_staging_barrier_give_wrong_outputs() {
+fn every_lane_loading_the_cursor_lane_0_stores_is_a_race_only_the_race_checker_sees() {
+    // sddmm_tc with every lane of a warp loading its row's cursor from shared memory and lane 0 storing the advanced
+    // one after the warp's ballots (planted fault `sddmm_tc_cursor_race`, the kernel as it was until the race
+    // checker reported it): a ballot orders no memory, so lane 0's store races with the other lanes' loads on a GPU.
+    // Every lane loads before the first ballot here, so the values are always right: only the race checker sees it.
+    sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
+    if !emu::checks_races() {
+        eprintln!("SKIPPED: this build has no race checker (SLR_EMU_RACECHECK=0)");
+        return;
+    }
+    let mut rng = rng("sddmm_tc_cursor_race");
+    let (m, n, k) = (rng.gen_range(64..90), rng.gen_range(40..70), 96);
+    let pattern = random_pattern(&mut rng, m, n, 0.3, false);
+    assert!(sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<half::bf16>(m, n, k, pattern.nnz()));
+    let a: Vec<half::bf16> = random_values(&mut rng, m * k);
+    let b: Vec<half::bf16> = random_values(&mut rng, n * k);
+    for schedule in schedules(&mut rng) {
+        for faulty in [false, true] {
+            let gpu = if faulty { Gpu::emulated_with_fault(schedule, "sddmm_tc_cursor_race").unwrap() } else { Gpu::emulated(schedule) };
+            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
+            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            let mut dc = gpu.alloc_zeros::<half::bf16>(pattern.nnz()).unwrap();
+            let r = sddmm(&gpu, &dpat, DeviceMatRef::row_major(&da, m, k).unwrap(), DeviceMatRef::row_major(&db, n, k).unwrap(), 1.0, 0.0, &mut dc);
+            if faulty {
+                assert!(expect_race_report(r.as_ref().err(), "sddmm_tc_bf16", "cursor"), "{schedule:?}");
+            } else {
+                r.unwrap_or_else(|e| panic!("{schedule:?}: unmodified kernel: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn spmm_tensor_cores_without_the_staging_barrier_are_caught() {
     sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
     // spmm_xst_tc with the barrier between storing a stage of X to shared memory and the warps' fragment loads
     // removed (planted fault `spmm_tc_stage_sync`): every warp's 16 rows are stored by threads of all four warps,
     // so a warp that runs ahead multiplies the previous stage's X (or zeros), and outputs leave the reference's
-    // bound, while the unmodified kernel stays inside it.
+    // bound, while the unmodified kernel stays inside it. With the race checker (the default) the launch fails
+    // first, naming the stage array.
     let mut rng = rng("spmm_tc_stage_sync");
     let (t, out_dim, in_dim) = (rng.gen_range(64..100), rng.gen_range(40..70), 192);
     let pattern = random_pattern(&mut rng, out_dim, in_dim, 0.3, false);
@@ -649,7 +710,11 @@ fn spmm_tensor_cores_without_the_staging_barrier_give_wrong_outputs() {
             let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
             let (dv, dx) = (gpu.upload(&s_vals).unwrap(), gpu.upload(&x).unwrap());
             let mut dy = gpu.alloc_zeros::<half::bf16>(t * out_dim).unwrap();
-            spmm_xst(&gpu, &dpat, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut dy, t, out_dim).unwrap()).unwrap();
+            let r = spmm_xst(&gpu, &dpat, &dv, DeviceMatRef::row_major(&dx, t, in_dim).unwrap(), 1.0, 0.0, DeviceMatMut::row_major(&mut dy, t, out_dim).unwrap());
+            if faulty && expect_race_report(r.as_ref().err(), "spmm_xst_tc32_bf16", "_stage") {
+                continue;
+            }
+            r.unwrap();
             let got = gpu.download(&dy).unwrap();
             // Random values in [-1, 1), ~58 terms per output: bf16 rounding of the result plus the f32 sums stay
             // far inside 2^-7 relative + 1e-3 absolute; stale or missing X rows miss by O(1).

@@ -40,10 +40,11 @@ extern "C" {
     fn slr_emu_racecheck() -> c_int;
 }
 
-/// Whether this build's emulator checks shared-memory races (docs/emulator.md): only when the crate was built with
-/// `SLR_EMU_RACECHECK=1` (on Linux x86-64 or aarch64). With it, a launch in which two threads of a block touch the
-/// same byte of shared memory, at least one writing and not both atomically, with no `__syncthreads()` (or, within
-/// a warp, `__syncwarp()`) between, fails with `Error::Emulator` whose message says "data race on shared memory".
+/// Whether this build's emulator checks shared-memory races (docs/emulator.md): on by default on Linux x86-64 and
+/// aarch64, off with `SLR_EMU_RACECHECK=0` at build time. With it, a launch in which two threads of a block touch
+/// the same byte of shared memory, at least one writing and not both atomically, with no `__syncthreads()` (or,
+/// within a warp, `__syncwarp()`) between, fails with `Error::Emulator` whose message says "data race on shared
+/// memory".
 pub fn checks_races() -> bool {
     // SAFETY: a constant of the runtime.
     unsafe { slr_emu_racecheck() != 0 }
