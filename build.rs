@@ -217,10 +217,10 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
             panic!("the `emulator` feature compiles the kernels for the host and needs CUDA's headers (cuda_fp16.h): run scripts/install-toolchain.sh or set NVCC/CUDA_HOME")
         });
     let emu_dir = cuda_dir.join("emu");
-    // The shared-memory race checker (docs/emulator.md, "Races"): the kernels compiled with -fsanitize=thread, whose
+    // The shared-memory race checker (docs/emulator.md): the kernels compiled with -fsanitize=thread, whose
     // per-access hooks the runtime (built with SLR_EMU_RACECHECK, itself not instrumented) provides instead of
-    // libtsan. On by default on Linux on x86-64 and aarch64 (it finds the program's TLS block through dl_iterate_phdr);
-    // SLR_EMU_RACECHECK=0 turns it off, for instance to link next to a real ThreadSanitizer runtime.
+    // libtsan. On by default on Linux on x86-64 and aarch64 (it finds the program's TLS block through
+    // dl_iterate_phdr); SLR_EMU_RACECHECK=0 turns it off, for instance to link next to a real ThreadSanitizer runtime.
     println!("cargo:rerun-if-env-changed=SLR_EMU_RACECHECK");
     let linux = env::var("CARGO_CFG_TARGET_OS").map(|os| os == "linux").unwrap_or(false);
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
@@ -229,18 +229,20 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
     let instrument = |b: &mut cc::Build| {
         if racecheck {
             // Without the calls at every function's entry and exit, which the runtime's hooks ignore anyway.
-            b.define("SLR_EMU_RACECHECK", None).flag("-fsanitize=thread").flag_if_supported("--param=tsan-instrument-func-entry-exit=0");
+            b.define("SLR_EMU_RACECHECK", None)
+                .flag("-fsanitize=thread")
+                .flag_if_supported("--param=tsan-instrument-func-entry-exit=0");
         }
     };
-    let mut runtime = cc::Build::new();
-    runtime
-        .cpp(true)
-        .std("c++17")
-        .define("SLR_EMULATE", None)
-        .include(cuda_dir)
-        .include(&include)
-        .opt_level(1)
-        .warnings(false);
+    // What every host build of ours shares: C++17 at -O1 (as the self-test), the emulator's switch, our headers and
+    // CUDA's.
+    let host_build = || {
+        let mut b = cc::Build::new();
+        b.cpp(true).std("c++17").define("SLR_EMULATE", None).include(cuda_dir).include(&include);
+        b.opt_level(1).warnings(false);
+        b
+    };
+    let mut runtime = host_build();
     if racecheck {
         runtime.define("SLR_EMU_RACECHECK", None);
     }
@@ -248,20 +250,13 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
         println!("cargo:rerun-if-changed={}", rt.display());
         runtime.file(rt);
     }
-    let mut build = cc::Build::new();
+    let mut build = host_build();
     instrument(&mut build);
     build
-        .cpp(true)
-        .std("c++17")
-        .define("SLR_EMULATE", None)
-        .include(cuda_dir)
-        .include(&include)
-        .opt_level(1)
         .flag_if_supported("-fno-strict-aliasing")
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-Wno-unknown-pragmas")
-        .flag_if_supported("-Wno-attributes")
-        .warnings(false);
+        .flag_if_supported("-Wno-attributes");
     // g++ does not know the .cu extension: say the language explicitly.
     build.flag("-xc++");
     for src in sources {
@@ -283,19 +278,9 @@ fn build_emulator(manifest: &Path, cuda_dir: &Path, sources: &[PathBuf], nvcc: O
     for (src, kernels) in &exports {
         let stem = src.file_stem().unwrap().to_str().unwrap().to_string();
         for fault in planted_faults(src) {
-            let mut variant = cc::Build::new();
+            let mut variant = host_build();
             instrument(&mut variant);
-            variant
-                .cpp(true)
-                .std("c++17")
-                .define("SLR_EMULATE", None)
-                .define(&format!("SLR_FAULT_{fault}"), None)
-                .include(cuda_dir)
-                .include(&include)
-                .opt_level(1)
-                .flag("-xc++")
-                .warnings(false)
-                .file(src);
+            variant.define(&format!("SLR_FAULT_{fault}"), None).flag("-xc++").file(src);
             for k in kernels {
                 variant.define(k, Some(format!("{k}__fault_{}", fault.to_lowercase()).as_str()));
                 faults.push((fault.to_lowercase(), k.clone()));

@@ -620,6 +620,38 @@ fn cholqr_phase_fault(fault: &str, kernel_name: &str, factor: FactorOnDevice) {
     }
 }
 
+/// A bf16 SDDMM that the tensor-core kernel takes (m in 64..90, n in 40..70, K = 96, 30% of entries), for the faults
+/// planted in it.
+struct SddmmTcCase {
+    m: usize,
+    n: usize,
+    k: usize,
+    pattern: CsrPattern<u32>,
+    a: Vec<half::bf16>,
+    b: Vec<half::bf16>,
+}
+
+impl SddmmTcCase {
+    fn new(rng: &mut StdRng) -> Self {
+        let (m, n, k) = (rng.gen_range(64..90), rng.gen_range(40..70), 96);
+        let pattern = random_pattern(rng, m, n, 0.3, false);
+        assert!(sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<half::bf16>(m, n, k, pattern.nnz()));
+        let a = random_values(rng, m * k);
+        let b = random_values(rng, n * k);
+        SddmmTcCase { m, n, k, pattern, a, b }
+    }
+
+    /// The entries `gpu` computes (α = 1, β = 0), or the launch's error.
+    fn run(&self, gpu: &Gpu) -> Result<Vec<half::bf16>> {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let dpat = DeviceCsrPattern::upload(gpu, &self.pattern)?;
+        let (da, db) = (gpu.upload(&self.a)?, gpu.upload(&self.b)?);
+        let mut dc = gpu.alloc_zeros::<half::bf16>(self.pattern.nnz())?;
+        sddmm(gpu, &dpat, DeviceMatRef::row_major(&da, m, k)?, DeviceMatRef::row_major(&db, n, k)?, 1.0, 0.0, &mut dc)?;
+        gpu.download(&dc)
+    }
+}
+
 #[test]
 fn sddmm_tensor_cores_without_the_staging_barrier_are_caught() {
     sparse_lowrank::opt_in_tensor_cores_on_this_thread(true); // the tensor-core kernels are opt-in
@@ -628,25 +660,18 @@ fn sddmm_tensor_cores_without_the_staging_barrier_are_caught() {
     // (or staged for the previous chunk), so entries leave the reference's bound, while the unmodified kernel stays
     // inside it. With the race checker (the default) the launch fails first, naming the stage arrays.
     let mut rng = rng("sddmm_tc_stage_sync");
-    let (m, n, k) = (rng.gen_range(64..90), rng.gen_range(40..70), 96);
-    let pattern = random_pattern(&mut rng, m, n, 0.3, false);
-    assert!(sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<half::bf16>(m, n, k, pattern.nnz()));
-    let a: Vec<half::bf16> = random_values(&mut rng, m * k);
-    let b: Vec<half::bf16> = random_values(&mut rng, n * k);
-    let mut want = vec![half::bf16::ZERO; pattern.nnz()];
-    sddmm_cpu(&pattern, MatRef::row_major(&a, m, k).unwrap(), MatRef::row_major(&b, n, k).unwrap(), 1.0, 0.0, &mut want).unwrap();
+    let case = SddmmTcCase::new(&mut rng);
+    let (m, n, k) = (case.m, case.n, case.k);
+    let mut want = vec![half::bf16::ZERO; case.pattern.nnz()];
+    sddmm_cpu(&case.pattern, MatRef::row_major(&case.a, m, k).unwrap(), MatRef::row_major(&case.b, n, k).unwrap(), 1.0, 0.0, &mut want).unwrap();
     for schedule in schedules(&mut rng) {
         for faulty in [false, true] {
             let gpu = if faulty { Gpu::emulated_with_fault(schedule, "sddmm_tc_stage_sync").unwrap() } else { Gpu::emulated(schedule) };
-            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
-            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
-            let mut dc = gpu.alloc_zeros::<half::bf16>(pattern.nnz()).unwrap();
-            let r = sddmm(&gpu, &dpat, DeviceMatRef::row_major(&da, m, k).unwrap(), DeviceMatRef::row_major(&db, n, k).unwrap(), 1.0, 0.0, &mut dc);
+            let r = case.run(&gpu);
             if faulty && expect_race_report(r.as_ref().err(), "sddmm_tc_bf16", "_stage") {
                 continue;
             }
-            r.unwrap();
-            let got = gpu.download(&dc).unwrap();
+            let got = r.unwrap();
             // Random values in [-1, 1): |dot| <= K; bf16 rounding of the result plus the f32 sums stay far inside
             // 2^-7 relative + 1e-3 absolute; wrong or stale rows miss by O(1).
             let close = got.iter().zip(&want).all(|(g, w)| (g.to_f32() - w.to_f32()).abs() <= 1e-3 + w.to_f32().abs() / 128.0);
@@ -667,18 +692,11 @@ fn every_lane_loading_the_cursor_lane_0_stores_is_a_race_only_the_race_checker_s
         return;
     }
     let mut rng = rng("sddmm_tc_cursor_race");
-    let (m, n, k) = (rng.gen_range(64..90), rng.gen_range(40..70), 96);
-    let pattern = random_pattern(&mut rng, m, n, 0.3, false);
-    assert!(sparse_lowrank::sddmm::sddmm_uses_tensor_cores::<half::bf16>(m, n, k, pattern.nnz()));
-    let a: Vec<half::bf16> = random_values(&mut rng, m * k);
-    let b: Vec<half::bf16> = random_values(&mut rng, n * k);
+    let case = SddmmTcCase::new(&mut rng);
     for schedule in schedules(&mut rng) {
         for faulty in [false, true] {
             let gpu = if faulty { Gpu::emulated_with_fault(schedule, "sddmm_tc_cursor_race").unwrap() } else { Gpu::emulated(schedule) };
-            let dpat = DeviceCsrPattern::upload(&gpu, &pattern).unwrap();
-            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
-            let mut dc = gpu.alloc_zeros::<half::bf16>(pattern.nnz()).unwrap();
-            let r = sddmm(&gpu, &dpat, DeviceMatRef::row_major(&da, m, k).unwrap(), DeviceMatRef::row_major(&db, n, k).unwrap(), 1.0, 0.0, &mut dc);
+            let r = case.run(&gpu);
             if faulty {
                 assert!(expect_race_report(r.as_ref().err(), "sddmm_tc_bf16", "cursor"), "{schedule:?}");
             } else {
